@@ -1,0 +1,176 @@
+//! Plant config: the first stage of the data flow.
+//!
+//! A plant file (TOML) is parsed into a spanned tree, decoded into the typed
+//! schema ([`schema`]) and cross-checked ([`validate`]). Every problem becomes a
+//! located [`Diagnostic`]; nothing here panics on input, and nothing here
+//! touches the plant. The result, [`LoadedConfig`], is what every other stage
+//! is built from.
+
+mod decode;
+pub mod diagnostics;
+pub mod schema;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+pub use decode::Loc;
+pub use diagnostics::{ConfigReport, Diagnostic, Severity, SourceFile};
+pub use schema::*;
+
+/// Index of a tag in the [`TagTable`]; stable for the life of a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagId(pub u32);
+
+impl TagId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Where a tag's samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagSource {
+    Modbus { device: usize, register: usize },
+    Mqtt { source: usize, topic: usize },
+}
+
+/// Everything the runtime needs to know about one tag.
+#[derive(Debug, Clone)]
+pub struct TagDef {
+    pub id: TagId,
+    pub name: String,
+    pub unit: Option<String>,
+    /// Machine that binds this tag, if any.
+    pub machine: Option<String>,
+    /// Role the tag plays in that machine (e.g. `motor_current`).
+    pub role: Option<String>,
+    pub source: TagSource,
+    /// Age after which the tag turns stale without fresh data.
+    pub stale_after: Duration,
+    pub is_bool: bool,
+}
+
+/// All tags of a plant, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct TagTable {
+    defs: Vec<TagDef>,
+    by_name: BTreeMap<String, TagId>,
+}
+
+impl TagTable {
+    pub fn push(&mut self, mut def: TagDef) -> TagId {
+        let id = TagId(self.defs.len() as u32);
+        def.id = id;
+        self.by_name.insert(def.name.clone(), id);
+        self.defs.push(def);
+        id
+    }
+
+    pub fn id(&self, name: &str) -> Option<TagId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn get(&self, id: TagId) -> &TagDef {
+        &self.defs[id.index()]
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TagId) -> &mut TagDef {
+        &mut self.defs[id.index()]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TagDef> {
+        self.defs.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.defs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+}
+
+/// A config that passed validation, with its tag table and any warnings.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub file: SourceFile,
+    pub config: PlantConfig,
+    pub tags: TagTable,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl LoadedConfig {
+    /// Render the warnings, if any, in the same format as errors.
+    pub fn render_warnings(&self) -> String {
+        self.warnings
+            .iter()
+            .map(|w| self.file.render(w) + "\n")
+            .collect()
+    }
+
+    /// Name of the source a tag comes from.
+    pub fn source_name(&self, id: TagId) -> &str {
+        match self.tags.get(id).source {
+            TagSource::Modbus { device, .. } => &self.config.modbus[device].name.value,
+            TagSource::Mqtt { source, .. } => &self.config.mqtt[source].name.value,
+        }
+    }
+}
+
+/// Read and validate a plant file.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, Box<ConfigReport>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(path, &text),
+        Err(e) => Err(Box::new(ConfigReport {
+            file: SourceFile::new(path, ""),
+            diagnostics: vec![
+                Diagnostic::error(0..0, "", format!("cannot read config file: {e}"))
+                    .help("check the path and the file's permissions"),
+            ],
+        })),
+    }
+}
+
+/// Validate plant config text; `path` is only used in messages.
+pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigReport>> {
+    let file = SourceFile::new(path, text);
+    let mut sink = decode::Sink::default();
+    let (root, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            let span = e.span().unwrap_or(0..0);
+            sink.push(
+                Diagnostic::error(span, "", format!("TOML syntax error: {}", e.message().trim()))
+                    .help("fix the syntax first; the schema is checked once the file parses"),
+            );
+        }
+        return Err(Box::new(ConfigReport {
+            file,
+            diagnostics: sink.diags,
+        }));
+    }
+    let root_span = root.span();
+    let decoded = schema::decode(&mut sink, root.get_ref(), root_span);
+    let tags = match &decoded {
+        Some(cfg) => validate::validate(&mut sink, &file, cfg),
+        None => TagTable::default(),
+    };
+    let mut diags = sink.diags;
+    diags.sort_by_key(|d| (d.span.start, d.severity));
+    let has_errors = diags.iter().any(|d| d.severity == Severity::Error);
+    match decoded {
+        Some(config) if !has_errors => Ok(LoadedConfig {
+            file,
+            config,
+            tags,
+            warnings: diags,
+        }),
+        _ => Err(Box::new(ConfigReport {
+            file,
+            diagnostics: diags,
+        })),
+    }
+}

@@ -1,0 +1,678 @@
+//! The typed plant config (schema v1) and its decoder.
+//!
+//! Everything here is plain data. Decoding checks each value where it stands
+//! (types, ranges, enumerations, unknown keys); [`super::validate`] then checks
+//! how values relate to each other (duplicates, overlaps, references).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use super::decode::{Loc, Sink, Table};
+use super::diagnostics::Diagnostic;
+
+/// Current schema version. Files may omit `version`; it then means 1.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, Clone)]
+pub struct PlantConfig {
+    pub version: i64,
+    pub plant: Plant,
+    pub modbus: Vec<ModbusDevice>,
+    pub mqtt: Vec<MqttSource>,
+    pub machines: Vec<Machine>,
+    pub lines: Vec<Line>,
+    pub models: Vec<Model>,
+    pub setpoints: Vec<Setpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plant {
+    pub name: String,
+    /// Period of the twin's fixed tick.
+    pub tick: Duration,
+    /// Default age after which a tag without fresh data turns stale.
+    pub stale_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusDevice {
+    pub name: Loc<String>,
+    /// `host:port` as written; resolved when connecting, not when checking.
+    pub address: Loc<String>,
+    pub unit_id: u8,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub stale_after: Option<Duration>,
+    pub registers: Vec<Register>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RegisterTable {
+    Coil,
+    Discrete,
+    Input,
+    Holding,
+}
+
+impl RegisterTable {
+    pub const NAMES: &'static [&'static str] = &["coil", "discrete", "input", "holding"];
+
+    fn from_name(s: &str) -> Self {
+        match s {
+            "coil" => RegisterTable::Coil,
+            "discrete" => RegisterTable::Discrete,
+            "input" => RegisterTable::Input,
+            _ => RegisterTable::Holding,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RegisterTable::Coil => "coil",
+            RegisterTable::Discrete => "discrete",
+            RegisterTable::Input => "input",
+            RegisterTable::Holding => "holding",
+        }
+    }
+
+    /// Coils and discrete inputs hold bits; the other two hold 16-bit words.
+    pub fn is_bits(self) -> bool {
+        matches!(self, RegisterTable::Coil | RegisterTable::Discrete)
+    }
+
+    /// Tables a client may write to (needed for setpoints).
+    pub fn is_writable(self) -> bool {
+        matches!(self, RegisterTable::Coil | RegisterTable::Holding)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Bool,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    U64,
+    I64,
+    F64,
+}
+
+impl DataType {
+    pub const NAMES: &'static [&'static str] =
+        &["bool", "u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64"];
+
+    fn from_name(s: &str) -> Self {
+        match s {
+            "bool" => DataType::Bool,
+            "u16" => DataType::U16,
+            "i16" => DataType::I16,
+            "u32" => DataType::U32,
+            "i32" => DataType::I32,
+            "f32" => DataType::F32,
+            "u64" => DataType::U64,
+            "i64" => DataType::I64,
+            _ => DataType::F64,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        DataType::NAMES[self as usize]
+    }
+
+    /// Number of 16-bit registers (or bits, for bit tables) the value spans.
+    pub fn width(self) -> u16 {
+        match self {
+            DataType::Bool | DataType::U16 | DataType::I16 => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Register {
+    pub tag: Loc<String>,
+    pub table: RegisterTable,
+    pub address: Loc<u16>,
+    pub data_type: DataType,
+    /// Engineering value = raw * scale + offset.
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Broker {
+    /// An MQTT broker inside the `twin` process (rumqttd), listening here.
+    Embedded { listen: SocketAddr },
+    /// An external broker at `mqtt://host:port`.
+    Tcp { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttSource {
+    pub name: Loc<String>,
+    pub broker: Loc<Broker>,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub stale_after: Option<Duration>,
+    pub topics: Vec<TopicMap>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The payload is a number as text, e.g. `21.5` (also `true`/`false`).
+    Number,
+    /// The payload is a JSON object; the value sits at this field path.
+    Json { field: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicMap {
+    pub topic: Loc<String>,
+    pub tag: Loc<String>,
+    pub payload: Payload,
+    pub qos: u8,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub id: Loc<String>,
+    pub kind: Loc<&'static str>,
+    pub name: Option<String>,
+    /// Role name → tag name, in file order.
+    pub tags: Vec<(Loc<String>, Loc<String>)>,
+}
+
+pub const MACHINE_KINDS: &[&str] = &[
+    "conveyor",
+    "filler",
+    "capper",
+    "labeller",
+    "inspector",
+    "case_packer",
+    "palletizer",
+    "wrapper",
+    "robot",
+    "mixer",
+    "pump",
+    "oven",
+    "press",
+    "generic",
+];
+
+/// A production line: which machines it is made of, in flow order. The
+/// physics geometry (conveyors, stations, sensors) joins this section later.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub id: Loc<String>,
+    pub name: Option<String>,
+    pub machines: Vec<Loc<String>>,
+}
+
+/// An ONNX model and the tags it reads. Run by the ML stage (later issue).
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub id: Loc<String>,
+    pub path: Loc<String>,
+    pub machine: Option<Loc<String>>,
+    pub inputs: Vec<Loc<String>>,
+}
+
+/// A tag the twin may write back, with its hard bounds. Write-back itself
+/// (guard, modes, audit) is a later issue; the bounds are checked now.
+#[derive(Debug, Clone)]
+pub struct Setpoint {
+    pub tag: Loc<String>,
+    pub min: Loc<f64>,
+    pub max: Loc<f64>,
+    pub max_step: Option<Loc<f64>>,
+    pub enabled: bool,
+}
+
+const MS: Duration = Duration::from_millis(1);
+const HOUR: Duration = Duration::from_secs(3600);
+
+pub(super) fn decode(sink: &mut Sink, root: &DeTable<'_>, root_span: std::ops::Range<usize>) -> Option<PlantConfig> {
+    let mut t = Table::new(root, root_span.clone(), "");
+    let version = t
+        .opt_int(sink, "version", 1, SCHEMA_VERSION)
+        .map(|v| v.value)
+        .unwrap_or(SCHEMA_VERSION);
+
+    let plant = match t.opt_table(sink, "plant") {
+        Some(p) => decode_plant(sink, p),
+        None => {
+            if t.key_span("plant").is_none() {
+                sink.push(
+                    Diagnostic::error(0..0, "plant", "missing required section `[plant]`")
+                        .expected("a `[plant]` table with at least `name`")
+                        .help("add `[plant]` with `name = \"...\"` and `tick = \"100ms\"`"),
+                );
+            }
+            None
+        }
+    };
+
+    let mut modbus = Vec::new();
+    let mut mqtt = Vec::new();
+    if let Some(mut sources) = t.opt_table(sink, "sources") {
+        for dev in sources.opt_table_array(sink, "modbus") {
+            modbus.extend(decode_modbus(sink, dev));
+        }
+        for src in sources.opt_table_array(sink, "mqtt") {
+            mqtt.extend(decode_mqtt(sink, src));
+        }
+        sources.finish(sink);
+    }
+
+    let machines = t
+        .opt_table_array(sink, "machines")
+        .into_iter()
+        .filter_map(|m| decode_machine(sink, m))
+        .collect();
+    let lines = t
+        .opt_table_array(sink, "lines")
+        .into_iter()
+        .filter_map(|l| decode_line(sink, l))
+        .collect();
+    let models = t
+        .opt_table_array(sink, "models")
+        .into_iter()
+        .filter_map(|m| decode_model(sink, m))
+        .collect();
+    let setpoints = t
+        .opt_table_array(sink, "setpoints")
+        .into_iter()
+        .filter_map(|s| decode_setpoint(sink, s))
+        .collect();
+    t.finish(sink);
+
+    Some(PlantConfig {
+        version,
+        plant: plant?,
+        modbus,
+        mqtt,
+        machines,
+        lines,
+        models,
+        setpoints,
+    })
+}
+
+fn decode_plant(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Plant> {
+    let name = t.req_str(sink, "name");
+    let tick = t
+        .opt_duration(sink, "tick", MS, Duration::from_secs(60))
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_millis(100));
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(5));
+    t.finish(sink);
+    Some(Plant {
+        name: name?.value,
+        tick,
+        stale_after,
+    })
+}
+
+fn decode_modbus(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<ModbusDevice> {
+    let name = t.req_str(sink, "name");
+    let address = t.req_str(sink, "address");
+    if let Some(a) = &address {
+        check_host_port(sink, &t.key_path("address"), a);
+    }
+    let unit_id = t.opt_int(sink, "unit_id", 0, 255).map(|v| v.value as u8).unwrap_or(1);
+    let poll_interval = t
+        .opt_duration(sink, "poll_interval", Duration::from_millis(10), HOUR)
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(1));
+    let timeout = t
+        .opt_duration(sink, "timeout", Duration::from_millis(10), Duration::from_secs(60))
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(1));
+    let stale_after = t.opt_duration(sink, "stale_after", MS, HOUR).map(|d| d.value);
+    let registers = t
+        .opt_table_array(sink, "registers")
+        .into_iter()
+        .filter_map(|r| decode_register(sink, r))
+        .collect();
+    t.finish(sink);
+    Some(ModbusDevice {
+        name: name?,
+        address: address?,
+        unit_id,
+        poll_interval,
+        timeout,
+        stale_after,
+        registers,
+    })
+}
+
+fn check_host_port(sink: &mut Sink, path: &str, a: &Loc<String>) {
+    let ok = a
+        .value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !ok {
+        sink.push(
+            Diagnostic::error(a.span.clone(), path, format!("invalid address \"{}\"", a.value))
+                .expected("host:port, e.g. \"192.168.10.21:502\" or \"plc-7.local:502\""),
+        );
+    }
+}
+
+fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
+    let tag = t.req_str(sink, "tag");
+    if let Some(tag) = &tag {
+        check_tag_name(sink, &t.key_path("tag"), tag);
+    }
+    let table = t.req_enum(sink, "table", RegisterTable::NAMES).map(|v| RegisterTable::from_name(&v));
+    let address = t.req_int(sink, "address", 0, 65535).map(|a| Loc::new(a.value as u16, a.span));
+    let type_loc = t.opt_enum(sink, "type", DataType::NAMES);
+    let scale = t.opt_f64(sink, "scale");
+    let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
+    let unit = t.opt_str(sink, "unit").map(|u| u.value);
+    let data_type = match (table, &type_loc) {
+        (Some(table), Some(ty)) => {
+            let dt = DataType::from_name(&ty.value);
+            if table.is_bits() && dt != DataType::Bool {
+                sink.push(
+                    Diagnostic::error(
+                        ty.span.clone(),
+                        t.key_path("type"),
+                        format!("a {} holds single bits, so its type cannot be {}", table.name(), dt.name()),
+                    )
+                    .expected("type = \"bool\" (or leave `type` out)"),
+                );
+                None
+            } else {
+                Some(dt)
+            }
+        }
+        (Some(table), None) if table.is_bits() => Some(DataType::Bool),
+        (Some(_), None) => Some(DataType::U16),
+        (None, _) => None,
+    };
+    if let Some(s) = &scale
+        && s.value == 0.0
+    {
+        sink.push(
+            Diagnostic::error(s.span.clone(), t.key_path("scale"), "scale must not be 0")
+                .expected("a non-zero number; engineering value = raw * scale + offset"),
+        );
+    }
+    t.finish(sink);
+    Some(Register {
+        tag: tag?,
+        table: table?,
+        address: address?,
+        data_type: data_type?,
+        scale: scale.map(|s| s.value).unwrap_or(1.0),
+        offset,
+        unit,
+    })
+}
+
+pub(super) fn check_tag_name(sink: &mut Sink, path: &str, tag: &Loc<String>) {
+    if let Some(bad) = tag
+        .value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        sink.push(
+            Diagnostic::error(
+                tag.span.clone(),
+                path,
+                format!("tag name \"{}\" contains {:?}", tag.value, bad),
+            )
+            .expected("letters, digits, `_`, `.` and `-`, e.g. \"filler.motor_current\""),
+        );
+    }
+}
+
+fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
+    let name = t.req_str(sink, "name");
+    let broker_raw = t.req_str(sink, "broker");
+    let listen = t.opt_str(sink, "listen");
+    let client_id = t.opt_str(sink, "client_id");
+    let keep_alive = t
+        .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(10));
+    let stale_after = t.opt_duration(sink, "stale_after", MS, HOUR).map(|d| d.value);
+    let broker = broker_raw.and_then(|b| {
+        let path = t.key_path("broker");
+        let broker = parse_broker(sink, &path, &b, listen.as_ref(), &t.key_path("listen"))?;
+        Some(Loc::new(broker, b.span))
+    });
+    if let (Some(l), Some(b)) = (&listen, &broker)
+        && !matches!(b.value, Broker::Embedded { .. })
+    {
+        sink.push(
+            Diagnostic::error(l.span.clone(), t.key_path("listen"), "`listen` only applies to broker = \"embedded\"")
+                .help("remove `listen`, or set `broker = \"embedded\"`"),
+        );
+    }
+    let topics = t
+        .opt_table_array(sink, "topics")
+        .into_iter()
+        .filter_map(|m| decode_topic(sink, m))
+        .collect();
+    t.finish(sink);
+    let name = name?;
+    Some(MqttSource {
+        client_id: client_id.map(|c| c.value).unwrap_or_else(|| format!("twin-{}", name.value)),
+        name,
+        broker: broker?,
+        keep_alive,
+        stale_after,
+        topics,
+    })
+}
+
+fn parse_broker(
+    sink: &mut Sink,
+    path: &str,
+    b: &Loc<String>,
+    listen: Option<&Loc<String>>,
+    listen_path: &str,
+) -> Option<Broker> {
+    if b.value == "embedded" {
+        let listen_addr = match listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 1883)),
+            Some(l) => match l.value.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    sink.push(
+                        Diagnostic::error(l.span.clone(), listen_path, format!("invalid listen address \"{}\"", l.value))
+                            .expected("ip:port, e.g. \"127.0.0.1:1883\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        return Some(Broker::Embedded { listen: listen_addr });
+    }
+    let expected = "\"embedded\" or \"mqtt://host:port\"";
+    let Some(rest) = b.value.strip_prefix("mqtt://") else {
+        let help = if b.value.starts_with("mqtts://") || b.value.starts_with("ssl://") {
+            "TLS brokers are not supported by this version yet; use a plain mqtt:// listener on a trusted network"
+                .to_string()
+        } else if b.value.contains("://") {
+            "only the mqtt:// scheme is supported".to_string()
+        } else {
+            format!("write \"mqtt://{}\"", b.value)
+        };
+        sink.push(
+            Diagnostic::error(b.span.clone(), path, format!("invalid broker \"{}\"", b.value))
+                .expected(expected)
+                .help(help),
+        );
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => {
+                sink.push(
+                    Diagnostic::error(b.span.clone(), path, format!("invalid port in broker \"{}\"", b.value))
+                        .expected(expected),
+                );
+                return None;
+            }
+        },
+        None => (rest, 1883),
+    };
+    if host.is_empty() {
+        sink.push(
+            Diagnostic::error(b.span.clone(), path, format!("missing host in broker \"{}\"", b.value))
+                .expected(expected),
+        );
+        return None;
+    }
+    Some(Broker::Tcp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
+    let topic = t.req_str(sink, "topic");
+    if let Some(tp) = &topic
+        && (tp.value.contains('+') || tp.value.contains('#'))
+    {
+        sink.push(
+            Diagnostic::error(tp.span.clone(), t.key_path("topic"), format!("wildcard in topic \"{}\"", tp.value))
+                .expected("a concrete topic; each topic maps to exactly one tag")
+                .help("list each topic separately"),
+        );
+    }
+    let tag = t.req_str(sink, "tag");
+    if let Some(tag) = &tag {
+        check_tag_name(sink, &t.key_path("tag"), tag);
+    }
+    let format = t.opt_enum(sink, "payload", &["number", "json"]);
+    let field = t.opt_str(sink, "field");
+    let qos = t.opt_int(sink, "qos", 0, 1).map(|q| q.value as u8).unwrap_or(1);
+    let scale = t.opt_f64(sink, "scale").map(|v| v.value).unwrap_or(1.0);
+    let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
+    let unit = t.opt_str(sink, "unit").map(|u| u.value);
+    let payload = match (format.as_ref().map(|f| f.value), field) {
+        (Some("json"), Some(f)) => {
+            let segs: Vec<String> = f.value.split('.').map(str::to_string).collect();
+            if segs.iter().any(|s| s.is_empty()) {
+                sink.push(
+                    Diagnostic::error(f.span.clone(), t.key_path("field"), format!("invalid field path \"{}\"", f.value))
+                        .expected("dot-separated keys, e.g. \"data.rms\" or \"values.0\""),
+                );
+                None
+            } else {
+                Some(Payload::Json { field: segs })
+            }
+        }
+        (Some("json"), None) => {
+            sink.push(
+                Diagnostic::error(t.span(), t.key_path("field"), "missing required key `field` for payload = \"json\"")
+                    .expected("a field path such as \"rms\" or \"data.value\""),
+            );
+            None
+        }
+        (_, Some(f)) => {
+            sink.push(
+                Diagnostic::error(f.span.clone(), t.key_path("field"), "`field` only applies to payload = \"json\"")
+                    .help("add `payload = \"json\"` or remove `field`"),
+            );
+            None
+        }
+        (Some(_), None) | (None, None) => Some(Payload::Number),
+    };
+    t.finish(sink);
+    Some(TopicMap {
+        topic: topic?,
+        tag: tag?,
+        payload: payload?,
+        qos,
+        scale,
+        offset,
+        unit,
+    })
+}
+
+fn decode_machine(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Machine> {
+    let id = t.req_str(sink, "id");
+    let kind = t.req_enum(sink, "kind", MACHINE_KINDS);
+    let name = t.opt_str(sink, "name").map(|n| n.value);
+    let tags = t.opt_table(sink, "tags").map(|tt| tt.str_entries(sink)).unwrap_or_default();
+    t.finish(sink);
+    Some(Machine {
+        id: id?,
+        kind: kind?,
+        name,
+        tags,
+    })
+}
+
+fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
+    let id = t.req_str(sink, "id");
+    let name = t.opt_str(sink, "name").map(|n| n.value);
+    let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
+    t.finish(sink);
+    Some(Line { id: id?, name, machines })
+}
+
+fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Model> {
+    let id = t.req_str(sink, "id");
+    let path = t.req_str(sink, "path");
+    let machine = t.opt_str(sink, "machine");
+    let inputs = t.opt_str_array(sink, "inputs").unwrap_or_default();
+    t.finish(sink);
+    Some(Model {
+        id: id?,
+        path: path?,
+        machine,
+        inputs,
+    })
+}
+
+fn decode_setpoint(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Setpoint> {
+    let tag = t.req_str(sink, "tag");
+    let min = t.req_f64(sink, "min");
+    let max = t.req_f64(sink, "max");
+    let max_step = t.opt_f64(sink, "max_step");
+    let enabled = t.opt_bool(sink, "enabled").map(|b| b.value).unwrap_or(false);
+    if let (Some(lo), Some(hi)) = (&min, &max)
+        && lo.value >= hi.value
+    {
+        sink.push(
+            Diagnostic::error(hi.span.clone(), t.key_path("max"), format!("max ({}) must be greater than min ({})", hi.value, lo.value))
+                .expected("min < max"),
+        );
+    }
+    if let Some(s) = &max_step
+        && s.value <= 0.0
+    {
+        sink.push(
+            Diagnostic::error(s.span.clone(), t.key_path("max_step"), "max_step must be positive")
+                .expected("a number > 0"),
+        );
+    }
+    t.finish(sink);
+    Some(Setpoint {
+        tag: tag?,
+        min: min?,
+        max: max?,
+        max_step,
+        enabled,
+    })
+}

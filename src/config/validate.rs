@@ -1,0 +1,291 @@
+//! Cross-checks: everything that needs more than one value to decide.
+//!
+//! Duplicate names, overlapping registers, references to tags and machines
+//! that do not exist, and the tag table the rest of the runtime works from.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use super::decode::{Loc, Sink};
+use super::diagnostics::{Diagnostic, SourceFile, did_you_mean};
+use super::schema::{DataType, PlantConfig};
+use super::{TagDef, TagId, TagSource, TagTable};
+
+pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) -> TagTable {
+    let at = |span: &Range<usize>| {
+        let (l, c) = file.line_col(span.start);
+        format!("line {l}:{c}")
+    };
+
+    // Source names are one namespace: events and logs name sources by them.
+    let mut source_names: BTreeMap<&str, &Range<usize>> = BTreeMap::new();
+    let names = cfg
+        .modbus
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("sources.modbus[{i}].name"), &d.name))
+        .chain(
+            cfg.mqtt
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("sources.mqtt[{i}].name"), &m.name)),
+        );
+    for (path, name) in names {
+        if let Some(first) = source_names.get(name.value.as_str()) {
+            sink.push(
+                Diagnostic::error(name.span.clone(), path, format!("duplicate source name \"{}\"", name.value))
+                    .help(format!("first defined at {}; source names must be unique", at(first))),
+            );
+        } else {
+            source_names.insert(&name.value, &name.span);
+        }
+    }
+
+    // Two device entries for the same endpoint and unit would poll twice and
+    // disagree about the register map.
+    let mut endpoints: BTreeMap<(String, u8), &Range<usize>> = BTreeMap::new();
+    for (i, d) in cfg.modbus.iter().enumerate() {
+        let key = (d.address.value.clone(), d.unit_id);
+        if let Some(first) = endpoints.get(&key) {
+            sink.push(
+                Diagnostic::error(
+                    d.address.span.clone(),
+                    format!("sources.modbus[{i}].address"),
+                    format!("device {}, unit {} is already configured", d.address.value, d.unit_id),
+                )
+                .help(format!("merge the register maps into the device at {}", at(first))),
+            );
+        } else {
+            endpoints.insert(key, &d.address.span);
+        }
+    }
+
+    // Registers: ranges within 0..=65535 and no overlaps per device and table.
+    for (i, d) in cfg.modbus.iter().enumerate() {
+        let mut taken: Vec<(u32, u32, usize)> = Vec::new();
+        for (j, r) in d.registers.iter().enumerate() {
+            let path = format!("sources.modbus[{i}].registers[{j}].address");
+            let start = u32::from(r.address.value);
+            let end = start + u32::from(r.data_type.width()) - 1;
+            if end > 65535 {
+                sink.push(
+                    Diagnostic::error(
+                        r.address.span.clone(),
+                        path,
+                        format!(
+                            "a {} at address {} would end at {}, past the last address 65535",
+                            r.data_type.name(),
+                            start,
+                            end
+                        ),
+                    )
+                    .expected(format!("address <= {}", 65536 - u32::from(r.data_type.width()))),
+                );
+                continue;
+            }
+            let clash = taken.iter().find(|(s, e, k)| {
+                d.registers[*k].table == r.table && start <= *e && *s <= end
+            });
+            if let Some((s, e, k)) = clash {
+                let other = &d.registers[*k];
+                sink.push(
+                    Diagnostic::error(
+                        r.address.span.clone(),
+                        path,
+                        format!(
+                            "{} {}..={} of tag \"{}\" overlaps {}..={} of tag \"{}\"",
+                            r.table.name(),
+                            start,
+                            end,
+                            r.tag.value,
+                            s,
+                            e,
+                            other.tag.value
+                        ),
+                    )
+                    .help(format!(
+                        "\"{}\" is defined at {}; a {} spans {} register(s)",
+                        other.tag.value,
+                        at(&other.address.span),
+                        other.data_type.name(),
+                        other.data_type.width()
+                    )),
+                );
+            }
+            taken.push((start, end, j));
+        }
+    }
+
+    // The tag table, in file order: Modbus first, then MQTT.
+    let mut tags = TagTable::default();
+    let mut tag_spans: Vec<Range<usize>> = Vec::new();
+    let mut add = |sink: &mut Sink, path: String, tag: &Loc<String>, def: TagDef| {
+        if let Some(id) = tags.id(&tag.value) {
+            sink.push(
+                Diagnostic::error(tag.span.clone(), path, format!("duplicate tag \"{}\"", tag.value))
+                    .help(format!(
+                        "first defined at {}; each tag must come from exactly one source",
+                        at(&tag_spans[id.index()])
+                    )),
+            );
+        } else {
+            tag_spans.push(tag.span.clone());
+            tags.push(def);
+        }
+    };
+    for (i, d) in cfg.modbus.iter().enumerate() {
+        for (j, r) in d.registers.iter().enumerate() {
+            let def = TagDef {
+                id: TagId(0),
+                name: r.tag.value.clone(),
+                unit: r.unit.clone(),
+                machine: None,
+                role: None,
+                source: TagSource::Modbus { device: i, register: j },
+                stale_after: d.stale_after.unwrap_or(cfg.plant.stale_after),
+                is_bool: r.data_type == DataType::Bool,
+            };
+            add(sink, format!("sources.modbus[{i}].registers[{j}].tag"), &r.tag, def);
+        }
+        let stale = d.stale_after.unwrap_or(cfg.plant.stale_after);
+        if stale < d.poll_interval {
+            sink.push(
+                Diagnostic::warning(
+                    d.name.span.clone(),
+                    format!("sources.modbus[{i}]"),
+                    format!(
+                        "stale_after ({}) is shorter than poll_interval ({}); tags will flap to stale between polls",
+                        humantime::format_duration(stale),
+                        humantime::format_duration(d.poll_interval)
+                    ),
+                )
+                .help("set stale_after to at least 2 × poll_interval"),
+            );
+        }
+    }
+    for (i, m) in cfg.mqtt.iter().enumerate() {
+        for (j, tp) in m.topics.iter().enumerate() {
+            let def = TagDef {
+                id: TagId(0),
+                name: tp.tag.value.clone(),
+                unit: tp.unit.clone(),
+                machine: None,
+                role: None,
+                source: TagSource::Mqtt { source: i, topic: j },
+                stale_after: m.stale_after.unwrap_or(cfg.plant.stale_after),
+                is_bool: false,
+            };
+            add(sink, format!("sources.mqtt[{i}].topics[{j}].tag"), &tp.tag, def);
+        }
+    }
+
+    let tag_names: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
+    let unknown_tag = |sink: &mut Sink, path: String, tag: &Loc<String>| {
+        sink.push(
+            Diagnostic::error(tag.span.clone(), path, format!("unknown tag \"{}\"", tag.value))
+                .expected("a tag defined by a source (sources.modbus[].registers[].tag or sources.mqtt[].topics[].tag)")
+                .maybe_help(did_you_mean(&tag.value, tag_names.iter().map(String::as_str))),
+        );
+    };
+
+    // Machines: unique ids, roles bound to existing tags, one owner per tag.
+    let mut machine_ids: BTreeMap<&str, &Range<usize>> = BTreeMap::new();
+    let mut owner: BTreeMap<TagId, (String, Range<usize>)> = BTreeMap::new();
+    for (i, m) in cfg.machines.iter().enumerate() {
+        if let Some(first) = machine_ids.get(m.id.value.as_str()) {
+            sink.push(
+                Diagnostic::error(m.id.span.clone(), format!("machines[{i}].id"), format!("duplicate machine id \"{}\"", m.id.value))
+                    .help(format!("first defined at {}", at(first))),
+            );
+            continue;
+        }
+        machine_ids.insert(&m.id.value, &m.id.span);
+        for (role, tag) in &m.tags {
+            let path = format!("machines[{i}].tags.{}", role.value);
+            let Some(id) = tags.id(&tag.value) else {
+                unknown_tag(sink, path, tag);
+                continue;
+            };
+            if let Some((other, first)) = owner.get(&id) {
+                sink.push(
+                    Diagnostic::error(
+                        tag.span.clone(),
+                        path,
+                        format!("tag \"{}\" is already bound to machine \"{}\"", tag.value, other),
+                    )
+                    .help(format!("bound at {}; a tag belongs to one machine", at(first))),
+                );
+                continue;
+            }
+            owner.insert(id, (m.id.value.clone(), tag.span.clone()));
+            let def = tags.get_mut(id);
+            def.machine = Some(m.id.value.clone());
+            def.role = Some(role.value.clone());
+        }
+    }
+    let machine_names: Vec<&str> = machine_ids.keys().copied().collect();
+    let unknown_machine = |sink: &mut Sink, path: String, m: &Loc<String>| {
+        sink.push(
+            Diagnostic::error(m.span.clone(), path, format!("unknown machine \"{}\"", m.value))
+                .expected("the id of a `[[machines]]` entry")
+                .maybe_help(did_you_mean(&m.value, machine_names.iter().copied())),
+        );
+    };
+
+    for (i, line) in cfg.lines.iter().enumerate() {
+        for (j, m) in line.machines.iter().enumerate() {
+            if !machine_ids.contains_key(m.value.as_str()) {
+                unknown_machine(sink, format!("lines[{i}].machines[{j}]"), m);
+            }
+        }
+    }
+    for (i, model) in cfg.models.iter().enumerate() {
+        if let Some(m) = &model.machine
+            && !machine_ids.contains_key(m.value.as_str())
+        {
+            unknown_machine(sink, format!("models[{i}].machine"), m);
+        }
+        for (j, tag) in model.inputs.iter().enumerate() {
+            if tags.id(&tag.value).is_none() {
+                unknown_tag(sink, format!("models[{i}].inputs[{j}]"), tag);
+            }
+        }
+    }
+    for (i, sp) in cfg.setpoints.iter().enumerate() {
+        let path = format!("setpoints[{i}].tag");
+        let Some(id) = tags.id(&sp.tag.value) else {
+            unknown_tag(sink, path, &sp.tag);
+            continue;
+        };
+        let writable = match tags.get(id).source {
+            TagSource::Modbus { device, register } => {
+                cfg.modbus[device].registers[register].table.is_writable()
+            }
+            TagSource::Mqtt { .. } => false,
+        };
+        if !writable {
+            sink.push(
+                Diagnostic::error(
+                    sp.tag.span.clone(),
+                    path,
+                    format!("tag \"{}\" cannot be written back", sp.tag.value),
+                )
+                .expected("a tag read from a Modbus holding register or coil"),
+            );
+        }
+    }
+
+    // Tags no machine claims still flow, but are usually a forgotten binding.
+    for t in tags.iter() {
+        if t.machine.is_none() {
+            let span = tag_spans[t.id.index()].clone();
+            sink.push(
+                Diagnostic::warning(span, "", format!("tag \"{}\" is not bound to any machine", t.name))
+                    .help("bind it under `[machines.tags]` so the twin knows what it measures"),
+            );
+        }
+    }
+
+    tags
+}
+

@@ -1,0 +1,9 @@
+//! `twin`: an industrial digital-twin runtime.
+//!
+//! Data flows left to right through the modules and never back:
+//! [`config`] → [`sources`] → [`twin`] (the deterministic core) → [`sinks`].
+//! [`sim`] is the virtual plant the other end of the wire talks to, and
+//! [`cli`] wires it all together for the `twin` binary.
+
+pub mod config;
+pub mod twin;

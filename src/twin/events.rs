@@ -1,0 +1,120 @@
+//! The event stream: the core's public output.
+//!
+//! One JSON object per line. The format is versioned ([`EVENT_VERSION`]) and
+//! documented in `docs/events.md`; changing a field is a breaking change.
+//! Encoding is deterministic: same events, same bytes.
+
+use bevy_ecs::prelude::Resource;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::sample::{Quality, Value};
+use crate::config::TagId;
+
+/// Version of the event-stream format, written into every event as `"v"`.
+pub const EVENT_VERSION: u32 = 1;
+
+/// An event the core produced on a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TwinEvent {
+    Tag(TagEvent),
+}
+
+/// A tag's value or quality changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagEvent {
+    pub t_ns: i64,
+    pub tag: TagId,
+    pub value: Option<Value>,
+    pub quality: Quality,
+    pub reason: Option<&'static str>,
+    pub source_time_ns: Option<i64>,
+}
+
+/// Events produced since the driver last drained them.
+#[derive(Resource, Debug, Default)]
+pub struct Outbox(pub Vec<TwinEvent>);
+
+/// Names the encoder needs, indexed by `TagId`.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct TagMeta(pub Vec<TagMetaEntry>);
+
+#[derive(Debug, Clone)]
+pub struct TagMetaEntry {
+    pub name: Arc<str>,
+    pub machine: Option<Arc<str>>,
+    pub unit: Option<Arc<str>>,
+}
+
+/// RFC 3339 UTC with millisecond precision, e.g. `2026-11-28T15:52:54.100Z`.
+pub fn rfc3339(t_ns: i64) -> String {
+    let t = if t_ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(t_ns as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[derive(Serialize)]
+struct TagLine<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    t: String,
+    tag: &'a str,
+    machine: Option<&'a str>,
+    value: JsonValue,
+    quality: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_t: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonValue {
+    Null,
+    Bool(bool),
+    Num(f64),
+}
+
+impl TwinEvent {
+    /// Append this event as one JSON line (with the trailing newline).
+    pub fn write_json_line(&self, meta: &TagMeta, out: &mut Vec<u8>) {
+        match self {
+            TwinEvent::Tag(e) => {
+                let m = meta.0.get(e.tag.index());
+                let value = match e.value {
+                    None => JsonValue::Null,
+                    Some(Value::Bool(b)) => JsonValue::Bool(b),
+                    // JSON has no NaN; the core never lets one through as good,
+                    // but never emit invalid JSON either.
+                    Some(Value::Num(n)) if n.is_finite() => JsonValue::Num(n),
+                    Some(Value::Num(_)) => JsonValue::Null,
+                };
+                let line = TagLine {
+                    v: EVENT_VERSION,
+                    kind: "tag",
+                    t: rfc3339(e.t_ns),
+                    tag: m.map(|m| &*m.name).unwrap_or("?"),
+                    machine: m.and_then(|m| m.machine.as_deref()),
+                    value,
+                    quality: e.quality.as_str(),
+                    reason: e.reason,
+                    unit: m.and_then(|m| m.unit.as_deref()),
+                    src_t: e.source_time_ns.map(rfc3339),
+                };
+                // Serializing plain structs of strings and numbers into a Vec
+                // cannot fail.
+                if serde_json::to_writer(&mut *out, &line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The core's systems, run in this order on every tick:
+//! ingest → staleness → emit.
+//!
+//! Later stages (physics, features, inference, optimiser, guard) slot in
+//! between staleness and emit.
+
+use bevy_ecs::prelude::*;
+
+use super::clock::TickClock;
+use super::components::*;
+use super::events::{Outbox, TagEvent, TwinEvent};
+use super::sample::Quality;
+
+/// Apply every sample whose receive time has come, in arrival order.
+///
+/// Samples are applied only if they are not older than what the tag already
+/// holds, so a late, reordered sample can never roll a tag back in time.
+pub fn ingest(
+    clock: Res<TickClock>,
+    mut inbox: ResMut<Inbox>,
+    index: Res<TagIndex>,
+    mut stats: ResMut<IngestStats>,
+    mut tags: Query<(&mut TagValue, &mut TagQuality, &mut SourceTime)>,
+) {
+    let now = clock.now_ns();
+    let pending = std::mem::take(&mut inbox.0);
+    let mut later = Vec::new();
+    for s in pending {
+        if s.recv_time_ns > now {
+            later.push(s);
+            continue;
+        }
+        let Some(&entity) = index.0.get(s.tag.index()) else {
+            stats.unknown_tag += 1;
+            continue;
+        };
+        let Ok((mut value, mut quality, mut src)) = tags.get_mut(entity) else {
+            stats.unknown_tag += 1;
+            continue;
+        };
+        if src.0.is_some_and(|t| s.source_time_ns < t) {
+            stats.out_of_order += 1;
+            continue;
+        }
+        let (v, q, reason) = match s.value {
+            Some(v) if v.as_f64().is_finite() || s.quality != Quality::Good => {
+                (Some(v), s.quality, s.reason)
+            }
+            Some(_) => {
+                stats.non_finite += 1;
+                (None, Quality::Bad, Some("non_finite"))
+            }
+            None => (None, s.quality, s.reason),
+        };
+        // A bad sample carries no value: the tag has no valid value now.
+        let v = if q == Quality::Bad { None } else { v };
+        value.set_if_neq(TagValue(v));
+        quality.set_if_neq(TagQuality { quality: q, reason });
+        src.set_if_neq(SourceTime(Some(s.source_time_ns)));
+        stats.applied += 1;
+    }
+    inbox.0 = later;
+}
+
+/// Turn tags stale whose last sample is older than their `stale_after`.
+pub fn staleness(
+    clock: Res<TickClock>,
+    mut tags: Query<(&mut TagQuality, &SourceTime, &StaleAfter)>,
+) {
+    let now = clock.now_ns();
+    for (mut quality, src, stale_after) in &mut tags {
+        if !matches!(quality.quality, Quality::Good | Quality::Uncertain) {
+            continue;
+        }
+        if let Some(t) = src.0
+            && now.saturating_sub(t) > stale_after.0
+        {
+            quality.set_if_neq(TagQuality {
+                quality: Quality::Stale,
+                reason: Some("no_update"),
+            });
+        }
+    }
+}
+
+/// Emit one tag event per tag whose value or quality changed this tick, in
+/// tag order (not world order) so the stream never depends on ECS layout.
+pub fn emit(
+    clock: Res<TickClock>,
+    mut outbox: ResMut<Outbox>,
+    tags: Query<
+        (&Tag, &TagValue, &TagQuality, &SourceTime),
+        Or<(Changed<TagValue>, Changed<TagQuality>)>,
+    >,
+) {
+    let now = clock.now_ns();
+    let mut changed: Vec<TagEvent> = tags
+        .iter()
+        .map(|(tag, value, quality, src)| TagEvent {
+            t_ns: now,
+            tag: tag.0,
+            value: value.0,
+            quality: quality.quality,
+            reason: quality.reason,
+            source_time_ns: src.0,
+        })
+        .collect();
+    changed.sort_by_key(|e| e.tag);
+    outbox.0.extend(changed.into_iter().map(TwinEvent::Tag));
+}
