@@ -7,3 +7,7 @@
 
 pub mod config;
 pub mod twin;
+pub mod broker;
+pub mod endpoints;
+pub mod sources;
+pub mod wallclock;

@@ -1,0 +1,102 @@
+//! Sources: the adapters that read the plant and turn what they read into
+//! timestamped [`Sample`]s for the core.
+//!
+//! Each protocol lives in its own folder behind the small [`Source`] trait.
+//! Sources only read; writing back is a separate capability (sinks, guard).
+//! They stamp samples with wall-clock time ([`crate::wallclock`]), which is
+//! the boundary where the outside world's time enters the twin.
+
+pub mod modbus;
+pub mod mqtt;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LoadedConfig;
+use crate::endpoints::Endpoints;
+use crate::twin::Sample;
+
+pub type SampleTx = mpsc::Sender<Sample>;
+pub type SampleRx = mpsc::Receiver<Sample>;
+
+/// A running source: a future that produces samples until cancelled.
+pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A reading adapter.
+pub trait Source: Send {
+    /// The name given in the config (used in logs).
+    fn name(&self) -> &str;
+    /// Start reading; the task ends when `shutdown` is cancelled.
+    fn start(self: Box<Self>, tx: SampleTx, shutdown: CancellationToken) -> SourceTask;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("endpoint override names unknown {kind} source \"{name}\"; known: {known}")]
+    UnknownOverride {
+        kind: &'static str,
+        name: String,
+        known: String,
+    },
+    #[error("invalid MQTT URL \"{url}\" for source \"{name}\": expected mqtt://host:port")]
+    BadUrl { name: String, url: String },
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+}
+
+/// Build every source of a plant. Sources whose MQTT broker is `embedded` and
+/// that have no endpoint override start the embedded broker here.
+pub fn build(cfg: &LoadedConfig, endpoints: &Endpoints) -> Result<Vec<Box<dyn Source>>, BuildError> {
+    for (kind, map, names) in [
+        (
+            "modbus",
+            &endpoints.modbus,
+            cfg.config.modbus.iter().map(|d| d.name.value.as_str()).collect::<Vec<_>>(),
+        ),
+        (
+            "mqtt",
+            &endpoints.mqtt,
+            cfg.config.mqtt.iter().map(|d| d.name.value.as_str()).collect::<Vec<_>>(),
+        ),
+    ] {
+        for name in map.keys() {
+            if !names.contains(&name.as_str()) {
+                return Err(BuildError::UnknownOverride {
+                    kind,
+                    name: name.clone(),
+                    known: names.join(", "),
+                });
+            }
+        }
+    }
+
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    for (i, dev) in cfg.config.modbus.iter().enumerate() {
+        let address = endpoints
+            .modbus
+            .get(&dev.name.value)
+            .cloned()
+            .unwrap_or_else(|| dev.address.value.clone());
+        out.push(Box::new(modbus::ModbusPoller::new(cfg, i, address)));
+    }
+    for (i, src) in cfg.config.mqtt.iter().enumerate() {
+        let (host, port) = match endpoints.mqtt.get(&src.name.value) {
+            Some(url) => mqtt::parse_url(url).ok_or_else(|| BuildError::BadUrl {
+                name: src.name.value.clone(),
+                url: url.clone(),
+            })?,
+            None => match &src.broker.value {
+                crate::config::Broker::Tcp { host, port } => (host.clone(), *port),
+                crate::config::Broker::Embedded { listen } => {
+                    let addr = crate::broker::start_embedded(*listen)?;
+                    (addr.ip().to_string(), addr.port())
+                }
+            },
+        };
+        out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, host, port)));
+    }
+    Ok(out)
+}
