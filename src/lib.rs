@@ -11,3 +11,7 @@ pub mod broker;
 pub mod endpoints;
 pub mod sources;
 pub mod wallclock;
+pub mod runtime;
+pub mod sinks;
+pub mod sim;
+pub mod cli;

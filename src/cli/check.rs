@@ -1,0 +1,62 @@
+//! `twin check FILE...`: validate plant configs, report every problem.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::EXIT_CONFIG;
+use crate::config;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Plant config files to validate.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// One line per diagnostic (`file:line:col: severity: key: message`).
+    #[arg(long)]
+    pub short: bool,
+}
+
+pub fn run(args: &CheckArgs) -> i32 {
+    let mut invalid = 0;
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    for f in &args.files {
+        match config::load_file(f) {
+            Ok(cfg) => {
+                let mut out = stdout.lock();
+                if args.short {
+                    for w in &cfg.warnings {
+                        let _ = writeln!(out, "{}", cfg.file.render_short(w));
+                    }
+                } else {
+                    let _ = write!(out, "{}", cfg.render_warnings());
+                }
+                let _ = writeln!(
+                    out,
+                    "{}: ok ({} tags, {} machines, {} Modbus devices, {} MQTT sources, {} warning{})",
+                    f.display(),
+                    cfg.tags.len(),
+                    cfg.config.machines.len(),
+                    cfg.config.modbus.len(),
+                    cfg.config.mqtt.len(),
+                    cfg.warnings.len(),
+                    if cfg.warnings.len() == 1 { "" } else { "s" }
+                );
+            }
+            Err(report) => {
+                invalid += 1;
+                let mut err = stderr.lock();
+                if args.short {
+                    for d in &report.diagnostics {
+                        let _ = writeln!(err, "{}", report.file.render_short(d));
+                    }
+                } else {
+                    let _ = write!(err, "{report}");
+                }
+            }
+        }
+    }
+    if invalid > 0 { EXIT_CONFIG } else { 0 }
+}

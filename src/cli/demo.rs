@@ -1,0 +1,97 @@
+//! `twin demo`: the virtual packaging line and the twin on it, in one process.
+//!
+//! The demo plant ships inside the binary, so the command works from any
+//! directory on a fresh machine. Everything listens on loopback, on free ports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use tracing::{error, info};
+
+use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::config;
+use crate::runtime::{RunOptions, run_live};
+use crate::sim::{SimOptions, start};
+use crate::sinks::events::EventStream;
+
+/// The demo plant, `plant-configs/packaging-line.toml`.
+pub const DEMO_CONFIG: &str = include_str!("../../plant-configs/packaging-line.toml");
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Write the event stream (JSON lines) to PATH, or `-` for stdout.
+    #[arg(long, value_name = "PATH|-")]
+    pub events: Option<String>,
+    /// Stop after this long, e.g. `30s`.
+    #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Use this plant config instead of the built-in packaging line.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not show the live table even if stdout is a terminal.
+    #[arg(long)]
+    pub no_table: bool,
+}
+
+pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
+    let (events, table) = super::outputs(args.events.as_deref(), args.no_table);
+    super::init_logging(log, table);
+    let loaded = match &args.config {
+        Some(p) => config::load_file(p),
+        None => config::load_str(Path::new("plant-configs/packaging-line.toml"), DEMO_CONFIG),
+    };
+    let cfg = match loaded {
+        Ok(c) => c,
+        Err(report) => {
+            eprint!("{report}");
+            return EXIT_CONFIG;
+        }
+    };
+    let stream = match events.map(EventStream::open).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
+            return EXIT_FAILURE;
+        }
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "Cannot start the async runtime.");
+            return EXIT_FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let shutdown = super::shutdown_on_signals();
+        let opts = SimOptions {
+            modbus_ports: [("*".to_string(), 0)].into_iter().collect(),
+            mqtt_port: Some(0),
+            ..SimOptions::default()
+        };
+        let sim_stop = shutdown.child_token();
+        let sim = match start(&cfg, opts, sim_stop.clone()).await {
+            Ok(h) => h,
+            Err(e) => {
+                error!("{e}");
+                return EXIT_FAILURE;
+            }
+        };
+        info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
+        let run = RunOptions {
+            duration: args.duration,
+            events: stream,
+            table,
+        };
+        let code = match run_live(&cfg, &sim.endpoints, run, shutdown.clone()).await {
+            Ok(_) => 0,
+            Err(e) => {
+                error!("{e}");
+                EXIT_FAILURE
+            }
+        };
+        sim_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(3), sim.task).await;
+        code
+    })
+}

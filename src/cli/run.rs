@@ -1,0 +1,112 @@
+//! `twin run CONFIG`: the live twin.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use tracing::error;
+
+use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::config::{self, LoadedConfig};
+use crate::endpoints::Endpoints;
+use crate::runtime::{RunOptions, run_live};
+use crate::sinks::events::EventStream;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plant config file.
+    pub config: PathBuf,
+    /// Write the event stream (JSON lines) to PATH, or `-` for stdout.
+    #[arg(long, value_name = "PATH|-")]
+    pub events: Option<String>,
+    /// Stop after this long, e.g. `30s` or `10m`.
+    #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Read endpoint overrides from a JSON file (as written by `twin sim --endpoints-out`).
+    #[arg(long, value_name = "FILE")]
+    pub endpoints: Option<PathBuf>,
+    /// Connect Modbus device DEVICE at HOST:PORT instead of its configured address.
+    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT")]
+    pub modbus: Vec<String>,
+    /// Connect MQTT source SOURCE to the broker at URL (mqtt://host:port).
+    #[arg(long = "mqtt", value_name = "SOURCE=URL")]
+    pub mqtt: Vec<String>,
+    /// Do not show the live table even if stdout is a terminal.
+    #[arg(long)]
+    pub no_table: bool,
+}
+
+/// Load a config for a command that will act on it; print diagnostics.
+pub(crate) fn load(path: &std::path::Path) -> Result<LoadedConfig, i32> {
+    match config::load_file(path) {
+        Ok(cfg) => {
+            if !cfg.warnings.is_empty() {
+                eprint!("{}", cfg.render_warnings());
+            }
+            Ok(cfg)
+        }
+        Err(report) => {
+            eprint!("{report}");
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+pub(crate) fn endpoints(
+    file: Option<&std::path::Path>,
+    modbus: &[String],
+    mqtt: &[String],
+) -> Result<Endpoints, crate::endpoints::EndpointsError> {
+    let mut ep = match file {
+        Some(f) => Endpoints::load(f)?,
+        None => Endpoints::default(),
+    };
+    Endpoints::apply(&mut ep.modbus, modbus)?;
+    Endpoints::apply(&mut ep.mqtt, mqtt)?;
+    Ok(ep)
+}
+
+pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
+    let (events, table) = super::outputs(args.events.as_deref(), args.no_table);
+    super::init_logging(log, table);
+    let cfg = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ep = match endpoints(args.endpoints.as_deref(), &args.modbus, &args.mqtt) {
+        Ok(e) => e,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let stream = match events.map(EventStream::open).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
+            return EXIT_FAILURE;
+        }
+    };
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "Cannot start the async runtime.");
+            return EXIT_FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let shutdown = super::shutdown_on_signals();
+        let opts = RunOptions {
+            duration: args.duration,
+            events: stream,
+            table,
+        };
+        match run_live(&cfg, &ep, opts, shutdown).await {
+            Ok(_) => 0,
+            Err(e) => {
+                error!("{e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,140 @@
+//! The live driver: sources → core → sinks, paced by the wall clock.
+//!
+//! This is the only place where live time meets the core. Each tick it hands
+//! the core every sample received so far and advances it to the current wall
+//! time; the core decides on its own, from receive times, which tick each
+//! sample belongs to. A replay driver does the same with recorded samples and
+//! a simulated clock, and gets the same events.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::LoadedConfig;
+use crate::endpoints::Endpoints;
+use crate::sinks::events::EventStream;
+use crate::sinks::table::LiveTable;
+use crate::sources;
+use crate::twin::{TickClock, TwinCore};
+use crate::wallclock;
+
+pub struct RunOptions {
+    /// Stop after this long (wall clock).
+    pub duration: Option<Duration>,
+    pub events: Option<EventStream>,
+    /// Show the live table on stdout.
+    pub table: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub ticks: u64,
+    pub events: u64,
+    pub samples: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Build(#[from] sources::BuildError),
+    #[error("cannot write the event stream to {target}: {source}")]
+    Events {
+        target: String,
+        source: std::io::Error,
+    },
+}
+
+const TABLE_REFRESH: Duration = Duration::from_millis(500);
+
+pub async fn run_live(
+    cfg: &LoadedConfig,
+    endpoints: &Endpoints,
+    mut opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, RunError> {
+    let built = sources::build(cfg, endpoints)?;
+    let (tx, mut rx) = mpsc::channel(65_536);
+    let stop_sources = shutdown.child_token();
+    let mut tasks = Vec::new();
+    for s in built {
+        info!(source = s.name(), "Starting source.");
+        tasks.push(tokio::spawn(s.start(tx.clone(), stop_sources.clone())));
+    }
+    drop(tx);
+
+    let start = wallclock::now_ns();
+    let mut core = TwinCore::new(cfg, TickClock::new(start, cfg.config.plant.tick));
+    let deadline = opts
+        .duration
+        .map(|d| start.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
+    let mut table = opts.table.then(|| LiveTable::new(cfg));
+    let mut last_draw = wallclock::monotonic() - TABLE_REFRESH;
+    let mut summary = RunSummary::default();
+    let mut buf = Vec::with_capacity(64 * 1024);
+
+    info!(plant = %cfg.config.plant.name, tick = ?cfg.config.plant.tick, tags = cfg.tags.len(), "Twin running.");
+    loop {
+        let clock = core.clock();
+        let next = clock.time_of(clock.tick() + 1);
+        if deadline.is_some_and(|d| next > d) {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wallclock::until(next)) => {}
+        }
+        while let Ok(s) = rx.try_recv() {
+            summary.samples += 1;
+            core.push(s);
+        }
+        // Catch up tick by tick if the process was stalled.
+        let now = wallclock::now_ns();
+        while core.clock().time_of(core.clock().tick() + 1) <= now {
+            core.advance();
+            summary.ticks += 1;
+        }
+        let events = core.drain_events();
+        summary.events += events.len() as u64;
+        if let Some(stream) = opts.events.as_mut() {
+            buf.clear();
+            core.encode_events(&events, &mut buf);
+            if let Err(source) = stream.write_batch(&buf) {
+                if source.kind() == std::io::ErrorKind::BrokenPipe {
+                    info!(target = stream.target(), "Event stream reader went away; stopping.");
+                    break;
+                }
+                stop_sources.cancel();
+                return Err(RunError::Events {
+                    target: stream.target().to_string(),
+                    source,
+                });
+            }
+        }
+        if let Some(t) = table.as_mut()
+            && last_draw.elapsed() >= TABLE_REFRESH
+        {
+            last_draw = wallclock::monotonic();
+            let clock = core.clock();
+            let text = t.render(clock.now_ns(), clock.tick(), &core.tag_states(), summary.events);
+            if t.draw(&text).is_err() {
+                table = None;
+            }
+        }
+    }
+
+    stop_sources.cancel();
+    for t in tasks {
+        if tokio::time::timeout(Duration::from_secs(3), t).await.is_err() {
+            warn!("A source did not stop within 3 s; abandoning it.");
+        }
+    }
+    if let Some(stream) = opts.events.as_mut() {
+        let _ = stream.flush();
+    }
+    let stats = core.stats();
+    info!(ticks = summary.ticks, events = summary.events, samples = summary.samples,
+        out_of_order = stats.out_of_order, non_finite = stats.non_finite, "Twin stopped.");
+    Ok(summary)
+}

@@ -1,0 +1,450 @@
+//! The virtual plant (`twin sim`): what the twin talks to when there is no
+//! real line at hand.
+//!
+//! It serves each Modbus device's register map from a real Modbus TCP server
+//! and publishes each MQTT topic to a real broker (the embedded one, or an
+//! external one). Signals come from simple process models ([`signals`]). What
+//! it served is optionally written to a truth log, so tests and training can
+//! compare the twin's view with the plant's.
+
+pub mod modbus_server;
+pub mod signals;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{Broker, DataType, LoadedConfig, Payload, RegisterTable, TagSource};
+use crate::endpoints::Endpoints;
+use crate::sources::modbus::codec;
+use crate::twin::events::rfc3339;
+use crate::wallclock;
+use modbus_server::{Images, RegisterImage};
+use signals::{Model, Rng};
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Device name (or `*`) → port to serve it on; 0 picks a free port.
+    pub modbus_ports: BTreeMap<String, u16>,
+    /// Port of the embedded broker; 0 picks a free port. Default: the config's.
+    pub mqtt_port: Option<u16>,
+    /// MQTT source name → external broker URL to publish to instead.
+    pub mqtt_urls: BTreeMap<String, String>,
+    /// Signal update period.
+    pub update: Duration,
+    /// MQTT publish period.
+    pub publish: Duration,
+    pub seed: u64,
+    /// Write what was served, as JSONL, here.
+    pub truth: Option<std::path::PathBuf>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            modbus_ports: BTreeMap::new(),
+            mqtt_port: None,
+            mqtt_urls: BTreeMap::new(),
+            update: Duration::from_millis(100),
+            publish: Duration::from_secs(1),
+            seed: 1,
+            truth: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot serve Modbus device \"{device}\" on {addr}: {source}; pick another port with --modbus-port {device}=PORT (0 = any free port)")]
+    Bind {
+        device: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("device \"{0}\" has address \"{1}\" without a valid port")]
+    Address(String, String),
+    #[error("--modbus-port names unknown device \"{0}\"; known: {1}")]
+    UnknownDevice(String, String),
+    #[error("--mqtt names unknown MQTT source \"{0}\"; known: {1}")]
+    UnknownMqtt(String, String),
+    #[error("invalid MQTT URL \"{0}\": expected mqtt://host:port")]
+    BadUrl(String),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error("cannot write the truth log {path}: {source}")]
+    Truth {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A running virtual plant.
+pub struct SimHandle {
+    /// Where its devices and brokers actually listen.
+    pub endpoints: Endpoints,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+struct SimTag {
+    name: String,
+    model: Model,
+    /// Shared load of the tag's machine (its speed relative to nominal).
+    machine: Option<String>,
+    is_speed: bool,
+    target: Target,
+    /// Latest engineering value of a speed signal (drives its machine's load).
+    last: Option<f64>,
+    /// Last value served, to log the truth only on change.
+    served_last: Option<f64>,
+}
+
+enum Target {
+    Register {
+        unit: u8,
+        images: Images,
+        table: RegisterTable,
+        address: u16,
+        ty: DataType,
+        scale: f64,
+        offset: f64,
+    },
+    Mqtt {
+        source: usize,
+        topic: String,
+        payload: Payload,
+        scale: f64,
+        offset: f64,
+    },
+}
+
+/// Start the virtual plant. Returns once every server listens.
+pub async fn start(
+    cfg: &LoadedConfig,
+    opts: SimOptions,
+    shutdown: CancellationToken,
+) -> Result<SimHandle, SimError> {
+    let c = &cfg.config;
+    let device_names: Vec<&str> = c.modbus.iter().map(|d| d.name.value.as_str()).collect();
+    for name in opts.modbus_ports.keys() {
+        if name != "*" && !device_names.contains(&name.as_str()) {
+            return Err(SimError::UnknownDevice(name.clone(), device_names.join(", ")));
+        }
+    }
+    let mqtt_names: Vec<&str> = c.mqtt.iter().map(|m| m.name.value.as_str()).collect();
+    for name in opts.mqtt_urls.keys() {
+        if !mqtt_names.contains(&name.as_str()) {
+            return Err(SimError::UnknownMqtt(name.clone(), mqtt_names.join(", ")));
+        }
+    }
+
+    // Devices sharing a configured endpoint share a listener (a gateway).
+    let mut endpoints = Endpoints::default();
+    let mut groups: BTreeMap<String, (Images, Vec<usize>)> = BTreeMap::new();
+    for (i, d) in c.modbus.iter().enumerate() {
+        let g = groups
+            .entry(d.address.value.clone())
+            .or_insert_with(|| (Arc::new(RwLock::new(HashMap::new())), Vec::new()));
+        g.1.push(i);
+        let mut images = g.0.write().unwrap_or_else(|p| p.into_inner());
+        let img = images.entry(d.unit_id).or_insert_with(RegisterImage::default);
+        for r in &d.registers {
+            if r.table.is_bits() {
+                img.bits.insert((r.table, r.address.value), false);
+            } else {
+                for k in 0..r.data_type.width() {
+                    img.words.insert((r.table, r.address.value + k), 0);
+                }
+            }
+        }
+    }
+    let mut device_images: HashMap<usize, Images> = HashMap::new();
+    for (address, (images, devices)) in &groups {
+        let configured_port = address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .ok_or_else(|| SimError::Address(c.modbus[devices[0]].name.value.clone(), address.clone()))?;
+        let port = devices
+            .iter()
+            .find_map(|&i| opts.modbus_ports.get(&c.modbus[i].name.value))
+            .or_else(|| opts.modbus_ports.get("*"))
+            .copied()
+            .unwrap_or(configured_port);
+        // The virtual plant only ever listens on loopback.
+        let bind = SocketAddr::from(([127, 0, 0, 1], port));
+        let local = modbus_server::serve(bind, images.clone(), shutdown.clone())
+            .await
+            .map_err(|source| SimError::Bind {
+                device: c.modbus[devices[0]].name.value.clone(),
+                addr: bind,
+                source,
+            })?;
+        for &i in devices {
+            let d = &c.modbus[i];
+            info!(device = %d.name.value, unit = d.unit_id, address = %local, "Virtual Modbus device serving.");
+            endpoints.modbus.insert(d.name.value.clone(), local.to_string());
+            device_images.insert(i, images.clone());
+        }
+    }
+
+    // Brokers: an external URL if given, else the configured one; an embedded
+    // broker is started once per listen address.
+    let mut started: HashMap<SocketAddr, SocketAddr> = HashMap::new();
+    let mut clients: Vec<AsyncClient> = Vec::new();
+    for (i, m) in c.mqtt.iter().enumerate() {
+        let (host, port) = if let Some(url) = opts.mqtt_urls.get(&m.name.value) {
+            crate::sources::mqtt::parse_url(url).ok_or_else(|| SimError::BadUrl(url.clone()))?
+        } else {
+            match &m.broker.value {
+                Broker::Tcp { host, port } => (host.clone(), *port),
+                Broker::Embedded { listen } => {
+                    let listen = SocketAddr::new(listen.ip(), opts.mqtt_port.unwrap_or(listen.port()));
+                    let addr = match started.get(&listen) {
+                        Some(a) => *a,
+                        None => {
+                            let a = crate::broker::start_embedded(listen)?;
+                            started.insert(listen, a);
+                            a
+                        }
+                    };
+                    (addr.ip().to_string(), addr.port())
+                }
+            }
+        };
+        let url = format!("mqtt://{host}:{port}");
+        info!(source = %m.name.value, broker = %url, "Virtual plant publishing MQTT.");
+        endpoints.mqtt.insert(m.name.value.clone(), url);
+        let mut o = MqttOptions::new(format!("twin-sim-{}-{}", m.name.value, i), host, port);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut el) = AsyncClient::new(o, 1024);
+        let stop = shutdown.clone();
+        let name = m.name.value.clone();
+        tokio::spawn(async move {
+            let mut down = false;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    ev = el.poll() => match ev {
+                        Ok(_) => down = false,
+                        Err(e) => {
+                            if !down {
+                                warn!(source = %name, error = %e, "Virtual plant lost its MQTT broker; retrying.");
+                            }
+                            down = true;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+        clients.push(client);
+    }
+
+    let mut tags: Vec<SimTag> = Vec::new();
+    for def in cfg.tags.iter() {
+        let role = def.role.clone().unwrap_or_else(|| {
+            def.name.rsplit('.').next().unwrap_or(&def.name).to_string()
+        });
+        let model = Model::pick(&role, def.unit.as_deref().unwrap_or(""), def.is_bool);
+        let is_speed = matches!(model, Model::Speed { .. });
+        let target = match def.source {
+            TagSource::Modbus { device, register } => {
+                let d = &c.modbus[device];
+                let r = &d.registers[register];
+                let Some(images) = device_images.get(&device).cloned() else {
+                    continue;
+                };
+                Target::Register {
+                    unit: d.unit_id,
+                    images,
+                    table: r.table,
+                    address: r.address.value,
+                    ty: r.data_type,
+                    scale: r.scale,
+                    offset: r.offset,
+                }
+            }
+            TagSource::Mqtt { source, topic } => {
+                let t = &c.mqtt[source].topics[topic];
+                Target::Mqtt {
+                    source,
+                    topic: t.topic.value.clone(),
+                    payload: t.payload.clone(),
+                    scale: t.scale,
+                    offset: t.offset,
+                }
+            }
+        };
+        tags.push(SimTag {
+            name: def.name.clone(),
+            model,
+            machine: def.machine.clone(),
+            is_speed,
+            target,
+            last: None,
+            served_last: None,
+        });
+    }
+
+    let mut truth = match &opts.truth {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(|source| {
+            SimError::Truth {
+                path: p.display().to_string(),
+                source,
+            }
+        })?)),
+        None => None,
+    };
+
+    let task = tokio::spawn(async move {
+        let mut rng = Rng::new(opts.seed);
+        let t0 = wallclock::monotonic();
+        let dt = opts.update.as_secs_f64();
+        let mut tick = tokio::time::interval(opts.update);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_publish: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let t = t0.elapsed().as_secs_f64();
+            let now_ns = wallclock::now_ns();
+            // Each machine's load follows its speed signal (1.0 at nominal).
+            let mut load: HashMap<String, f64> = HashMap::new();
+            for tag in tags.iter_mut().filter(|t| t.is_speed) {
+                let v = tag.model.step(t, dt, 1.0, &mut rng);
+                if let (Some(m), Model::Speed { nominal }) = (&tag.machine, &tag.model) {
+                    load.insert(m.clone(), (v / nominal).clamp(0.0, 1.5));
+                }
+                tag.last = Some(v);
+            }
+            let publish_now = last_publish.is_none_or(|p| p.elapsed() >= opts.publish);
+            let mut mqtt_out: BTreeMap<(usize, String), Vec<(Payload, f64)>> = BTreeMap::new();
+            for tag in tags.iter_mut() {
+                let l = tag.machine.as_ref().and_then(|m| load.get(m)).copied().unwrap_or(1.0);
+                let eng = if tag.is_speed {
+                    tag.last.unwrap_or(0.0)
+                } else {
+                    tag.model.step(t, dt, l, &mut rng)
+                };
+                let served = match &tag.target {
+                    Target::Register { unit, images, table, address, ty, scale, offset } => {
+                        let raw = (eng - offset) / scale;
+                        let words = codec::encode_words(*ty, raw);
+                        let back = codec::decode_words(*ty, &words).unwrap_or(raw);
+                        let served = if *ty == DataType::Bool {
+                            f64::from(u8::from(back != 0.0))
+                        } else {
+                            back * scale + offset
+                        };
+                        if let Ok(mut imgs) = images.write()
+                            && let Some(img) = imgs.get_mut(unit)
+                        {
+                            if table.is_bits() {
+                                img.bits.insert((*table, *address), back != 0.0);
+                            } else {
+                                for (k, w) in words.iter().enumerate() {
+                                    img.words.insert((*table, address + k as u16), *w);
+                                }
+                            }
+                        }
+                        Some(served)
+                    }
+                    Target::Mqtt { source, topic, payload, scale, offset } => {
+                        if publish_now {
+                            // Three decimals on the wire, as a field sensor would send.
+                            let raw = (((eng - offset) / scale) * 1000.0).round() / 1000.0;
+                            mqtt_out
+                                .entry((*source, topic.clone()))
+                                .or_default()
+                                .push((payload.clone(), raw));
+                            Some(raw * scale + offset)
+                        } else {
+                            None
+                        }
+                    }
+                };
+                if let Some(v) = served
+                    && tag.served_last != Some(v)
+                {
+                    tag.served_last = Some(v);
+                    if let Some(w) = truth.as_mut() {
+                        let line = json!({"t": rfc3339(now_ns), "tag": tag.name, "value": v});
+                        let _ = writeln!(w, "{line}");
+                    }
+                }
+            }
+            if let Some(w) = truth.as_mut() {
+                let _ = w.flush();
+            }
+            if publish_now {
+                last_publish = Some(wallclock::monotonic());
+                for ((source, topic), values) in mqtt_out {
+                    let body = encode_payload(&values);
+                    if let Some(client) = clients.get(source)
+                        && let Err(e) = client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body)
+                    {
+                        debug!(topic = %topic, error = %e, "Virtual plant could not queue an MQTT publish.");
+                    }
+                }
+            }
+        }
+    });
+
+    Ok(SimHandle { endpoints, task })
+}
+
+/// One topic's payload: a bare number, or a JSON object holding every field
+/// mapped to that topic.
+fn encode_payload(values: &[(Payload, f64)]) -> Vec<u8> {
+    if let [(Payload::Number, v)] = values {
+        return v.to_string().into_bytes();
+    }
+    let mut root = serde_json::Map::new();
+    for (p, v) in values {
+        let Payload::Json { field } = p else { continue };
+        let mut cur = &mut root;
+        for (i, seg) in field.iter().enumerate() {
+            if i + 1 == field.len() {
+                cur.insert(seg.clone(), json!(v));
+            } else {
+                let next = cur
+                    .entry(seg.clone())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if !next.is_object() {
+                    *next = serde_json::Value::Object(Default::default());
+                }
+                match next {
+                    serde_json::Value::Object(m) => cur = m,
+                    _ => break,
+                }
+            }
+        }
+    }
+    serde_json::Value::Object(root).to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_through_the_decoder() {
+        use crate::sources::mqtt::payload::decode;
+        use crate::twin::Value;
+        let a = Payload::Json { field: vec!["data".into(), "rms".into()] };
+        let b = Payload::Json { field: vec!["data".into(), "peak".into()] };
+        let body = encode_payload(&[(a.clone(), 1.25), (b.clone(), 3.0)]);
+        assert_eq!(decode(&a, &body), Ok(Value::Num(1.25)));
+        assert_eq!(decode(&b, &body), Ok(Value::Num(3.0)));
+        let n = encode_payload(&[(Payload::Number, 21.125)]);
+        assert_eq!(decode(&Payload::Number, &n), Ok(Value::Num(21.125)));
+    }
+}
