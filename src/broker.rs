@@ -87,9 +87,11 @@ pub fn start_embedded(listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
         })
         .map_err(|source| BrokerError::Bind { addr, source })?;
 
-    // Wait until it accepts connections so clients do not race its start.
+    // Wait until it listens so clients do not race its start. Probing with a
+    // bind (it fails once rumqttd holds the port) avoids opening a connection
+    // that the broker would log as a failed MQTT handshake.
     for _ in 0..100 {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+        if TcpListener::bind(addr).is_err() {
             info!(%addr, "Embedded MQTT broker listening.");
             return Ok(addr);
         }

@@ -54,7 +54,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Install the log subscriber. `quiet_default` lowers the default level when
 /// the live table owns the terminal.
 pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
-    let default = if quiet_default { "warn" } else { "info" };
+    // rumqttd logs every connection at info; keep the embedded broker quiet.
+    let default = if quiet_default {
+        "warn"
+    } else {
+        "info,rumqttd=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -342,7 +342,7 @@ pub async fn start(
                         let served = if *ty == DataType::Bool {
                             f64::from(u8::from(back != 0.0))
                         } else {
-                            back * scale + offset
+                            codec::apply_scale(back, *scale, *offset)
                         };
                         if let Ok(mut imgs) = images.write()
                             && let Some(img) = imgs.get_mut(unit)
@@ -365,7 +365,7 @@ pub async fn start(
                                 .entry((*source, topic.clone()))
                                 .or_default()
                                 .push((payload.clone(), raw));
-                            Some(raw * scale + offset)
+                            Some(codec::apply_scale(raw, *scale, *offset))
                         } else {
                             None
                         }

@@ -22,6 +22,23 @@ pub fn decode_words(ty: DataType, words: &[u16]) -> Option<f64> {
     })
 }
 
+/// Engineering value of a raw register value: `raw * scale + offset`.
+///
+/// Decimal scales such as 0.1 or 0.001 are not exact in binary, so
+/// `538 * 0.1` gives 53.800000000000004. When the scale is the reciprocal of
+/// a whole number we divide by that number instead, which yields the closest
+/// double to the decimal value (53.8) — what an engineer reading the PLC
+/// expects to see.
+pub fn apply_scale(raw: f64, scale: f64, offset: f64) -> f64 {
+    let inv = 1.0 / scale;
+    let scaled = if scale.abs() < 1.0 && (inv - inv.round()).abs() < 1e-9 * inv.abs() {
+        raw / inv.round()
+    } else {
+        raw * scale
+    };
+    scaled + offset
+}
+
 /// Encode a raw value of `ty` into registers. Out-of-range values saturate,
 /// which is what a PLC's own conversion would do.
 pub fn encode_words(ty: DataType, raw: f64) -> Vec<u16> {
@@ -68,6 +85,14 @@ mod tests {
     fn abcd_order_is_big_endian() {
         assert_eq!(decode_words(DataType::U32, &[0x0001, 0x0002]), Some(65538.0));
         assert_eq!(encode_words(DataType::F32, 1.0), vec![0x3F80, 0x0000]);
+    }
+
+    #[test]
+    fn decimal_scales_give_decimal_values() {
+        assert_eq!(apply_scale(538.0, 0.1, 0.0), 53.8);
+        assert_eq!(apply_scale(608.0, 0.001, 0.0), 0.608);
+        assert_eq!(apply_scale(3.0, 2.5, 1.0), 8.5);
+        assert_eq!(apply_scale(-7.0, 0.01, 0.0), -0.07);
     }
 
     #[test]

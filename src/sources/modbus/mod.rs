@@ -163,7 +163,12 @@ impl ModbusPoller {
                     Some(raw) if reg.data_type == DataType::Bool => {
                         Sample::good(tag, Value::Bool(raw != 0.0), t, t)
                     }
-                    Some(raw) => Sample::good(tag, Value::Num(raw * reg.scale + reg.offset), t, t),
+                    Some(raw) => Sample::good(
+                        tag,
+                        Value::Num(codec::apply_scale(raw, reg.scale, reg.offset)),
+                        t,
+                        t,
+                    ),
                     // The device answered with fewer registers than asked.
                     None => Sample::bad(tag, "short_response", t),
                 }

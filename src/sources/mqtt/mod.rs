@@ -118,7 +118,9 @@ impl MqttSubscriber {
                         match payload::decode(&b.payload, &p.payload) {
                             Ok(v) => {
                                 let v = match v {
-                                    Value::Num(n) => Value::Num(n * b.scale + b.offset),
+                                    Value::Num(n) => Value::Num(crate::sources::modbus::codec::apply_scale(
+                                        n, b.scale, b.offset,
+                                    )),
                                     v => v,
                                 };
                                 if tx.send(Sample::good(b.tag, v, t, t)).await.is_err() {
