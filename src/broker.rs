@@ -10,7 +10,9 @@ use tracing::{error, info};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot bind the embedded MQTT broker to {addr}: {source}; choose another `listen` address or port")]
+    #[error(
+        "cannot bind the embedded MQTT broker to {addr}: {source}; choose another `listen` address or port"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -26,16 +28,24 @@ pub fn start_embedded(listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
     // rumqttd does not report the port it bound, so resolve port 0 ourselves.
     // The probe socket is closed right before rumqttd binds the same port.
     let addr = if listen.port() == 0 {
-        let probe =
-            TcpListener::bind(listen).map_err(|source| BrokerError::Bind { addr: listen, source })?;
-        let a = probe
-            .local_addr()
-            .map_err(|source| BrokerError::Bind { addr: listen, source })?;
+        let probe = TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let a = probe.local_addr().map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?;
         drop(probe);
         a
     } else {
         // Fail early and clearly if the port is taken.
-        drop(TcpListener::bind(listen).map_err(|source| BrokerError::Bind { addr: listen, source })?);
+        drop(
+            TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+                addr: listen,
+                source,
+            })?,
+        );
         listen
     };
 

@@ -27,7 +27,9 @@ pub enum EndpointsError {
         path: String,
         source: std::io::Error,
     },
-    #[error("endpoints file {path}:{line}:{column}: {message}; expected {{\"modbus\": {{\"device\": \"host:port\"}}, \"mqtt\": {{\"source\": \"mqtt://host:port\"}}}}")]
+    #[error(
+        "endpoints file {path}:{line}:{column}: {message}; expected {{\"modbus\": {{\"device\": \"host:port\"}}, \"mqtt\": {{\"source\": \"mqtt://host:port\"}}}}"
+    )]
     Parse {
         path: String,
         line: usize,

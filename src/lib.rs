@@ -5,13 +5,13 @@
 //! [`sim`] is the virtual plant the other end of the wire talks to, and
 //! [`cli`] wires it all together for the `twin` binary.
 
-pub mod config;
-pub mod twin;
 pub mod broker;
-pub mod endpoints;
-pub mod sources;
-pub mod wallclock;
-pub mod runtime;
-pub mod sinks;
-pub mod sim;
 pub mod cli;
+pub mod config;
+pub mod endpoints;
+pub mod runtime;
+pub mod sim;
+pub mod sinks;
+pub mod sources;
+pub mod twin;
+pub mod wallclock;

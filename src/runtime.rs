@@ -102,7 +102,10 @@ pub async fn run_live(
             core.encode_events(&events, &mut buf);
             if let Err(source) = stream.write_batch(&buf) {
                 if source.kind() == std::io::ErrorKind::BrokenPipe {
-                    info!(target = stream.target(), "Event stream reader went away; stopping.");
+                    info!(
+                        target = stream.target(),
+                        "Event stream reader went away; stopping."
+                    );
                     break;
                 }
                 stop_sources.cancel();
@@ -117,7 +120,12 @@ pub async fn run_live(
         {
             last_draw = wallclock::monotonic();
             let clock = core.clock();
-            let text = t.render(clock.now_ns(), clock.tick(), &core.tag_states(), summary.events);
+            let text = t.render(
+                clock.now_ns(),
+                clock.tick(),
+                &core.tag_states(),
+                summary.events,
+            );
             if t.draw(&text).is_err() {
                 table = None;
             }
@@ -126,7 +134,10 @@ pub async fn run_live(
 
     stop_sources.cancel();
     for t in tasks {
-        if tokio::time::timeout(Duration::from_secs(3), t).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(3), t)
+            .await
+            .is_err()
+        {
             warn!("A source did not stop within 3 s; abandoning it.");
         }
     }
@@ -134,7 +145,13 @@ pub async fn run_live(
         let _ = stream.flush();
     }
     let stats = core.stats();
-    info!(ticks = summary.ticks, events = summary.events, samples = summary.samples,
-        out_of_order = stats.out_of_order, non_finite = stats.non_finite, "Twin stopped.");
+    info!(
+        ticks = summary.ticks,
+        events = summary.events,
+        samples = summary.samples,
+        out_of_order = stats.out_of_order,
+        non_finite = stats.non_finite,
+        "Twin stopped."
+    );
     Ok(summary)
 }

@@ -291,11 +291,17 @@ impl<'a, 'i> Table<'a, 'i> {
             let mut d = Diagnostic::error(
                 v.span(),
                 self.key_path(key),
-                format!("expected a duration string, found {}", type_name(v.get_ref())),
+                format!(
+                    "expected a duration string, found {}",
+                    type_name(v.get_ref())
+                ),
             )
             .expected(expected);
             if let DeValue::Integer(i) = v.get_ref() {
-                d = d.help(format!("write the unit, e.g. `{key} = \"{}ms\"`", i.as_str()));
+                d = d.help(format!(
+                    "write the unit, e.g. `{key} = \"{}ms\"`",
+                    i.as_str()
+                ));
             }
             sink.push(d);
             return None;
@@ -366,7 +372,11 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// An array of strings.
-    pub fn opt_str_array(&mut self, sink: &mut Sink, key: &'static str) -> Option<Vec<Loc<String>>> {
+    pub fn opt_str_array(
+        &mut self,
+        sink: &mut Sink,
+        key: &'static str,
+    ) -> Option<Vec<Loc<String>>> {
         let v = self.get(key)?;
         let DeValue::Array(items) = v.get_ref() else {
             self.wrong_type(sink, key, v, "an array of strings");
@@ -415,8 +425,15 @@ impl<'a, 'i> Table<'a, 'i> {
                         path,
                         format!("expected an array of tables, found {}", type_name(other)),
                     )
-                    .expected(format!("an array of tables, written `[[{}]]`", self.key_path(key)))
-                    .help(format!("write `[[{}]]` instead of `[{}]`", self.key_path(key), self.key_path(key))),
+                    .expected(format!(
+                        "an array of tables, written `[[{}]]`",
+                        self.key_path(key)
+                    ))
+                    .help(format!(
+                        "write `[[{}]]` instead of `[{}]`",
+                        self.key_path(key),
+                        self.key_path(key)
+                    )),
                 );
                 Vec::new()
             }
@@ -452,9 +469,13 @@ impl<'a, 'i> Table<'a, 'i> {
                 let mut valid: Vec<&str> = self.asked.clone();
                 valid.sort_unstable();
                 sink.push(
-                    Diagnostic::error(k.span(), self.key_path(name), format!("unknown key `{name}`"))
-                        .expected(format!("one of {}", valid.join(", ")))
-                        .maybe_help(did_you_mean(name, self.asked.iter().copied())),
+                    Diagnostic::error(
+                        k.span(),
+                        self.key_path(name),
+                        format!("unknown key `{name}`"),
+                    )
+                    .expected(format!("one of {}", valid.join(", ")))
+                    .maybe_help(did_you_mean(name, self.asked.iter().copied())),
                 );
             }
         }

@@ -54,7 +54,11 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(span: Range<usize>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn warning(
+        span: Range<usize>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(span, path, message)
@@ -135,14 +139,18 @@ impl SourceFile {
 
     /// Render a diagnostic the way a compiler would: headline, location, the
     /// quoted line with a caret under the problem, then key, expectation and help.
+    ///
+    /// The gutter is as wide as the line number, so `-->`, `|` and `=` line up
+    /// whatever the line. A diagnostic about the whole file (span `0..0`, e.g. a
+    /// missing section) quotes no line: there is none to point at.
     pub fn render(&self, d: &Diagnostic) -> String {
         let (line, col) = self.line_col(d.span.start);
+        let g = line.to_string().len();
         let mut out = String::new();
         let _ = writeln!(out, "{}: {}", d.severity, d.message);
-        let _ = writeln!(out, "  --> {}:{}:{}", self.path.display(), line, col);
+        let _ = writeln!(out, "{:g$}--> {}:{}:{}", "", self.path.display(), line, col);
         let src = self.line_text(line);
-        if !src.trim().is_empty() {
-            let gutter = line.to_string().len();
+        if d.span != (0..0) && !src.trim().is_empty() {
             let width = {
                 let end = d.span.end.max(d.span.start + 1);
                 let (eline, ecol) = self.line_col(end);
@@ -152,24 +160,24 @@ impl SourceFile {
                     src.chars().count().saturating_sub(col - 1).max(1)
                 }
             };
-            let _ = writeln!(out, "{:gutter$} |", "");
+            let _ = writeln!(out, "{:g$} |", "");
             let _ = writeln!(out, "{line} | {src}");
             let _ = writeln!(
                 out,
-                "{:gutter$} | {}{}",
+                "{:g$} | {}{}",
                 "",
                 " ".repeat(col - 1),
                 "^".repeat(width)
             );
         }
         if !d.path.is_empty() {
-            let _ = writeln!(out, "   = key: {}", d.path);
+            let _ = writeln!(out, "{:g$} = key: {}", "", d.path);
         }
         if let Some(e) = &d.expected {
-            let _ = writeln!(out, "   = expected: {e}");
+            let _ = writeln!(out, "{:g$} = expected: {e}", "");
         }
         if let Some(h) = &d.help {
-            let _ = writeln!(out, "   = help: {h}");
+            let _ = writeln!(out, "{:g$} = help: {h}", "");
         }
         out
     }
@@ -178,13 +186,7 @@ impl SourceFile {
     /// scripts and editors.
     pub fn render_short(&self, d: &Diagnostic) -> String {
         let (line, col) = self.line_col(d.span.start);
-        let mut s = format!(
-            "{}:{}:{}: {}: ",
-            self.path.display(),
-            line,
-            col,
-            d.severity
-        );
+        let mut s = format!("{}:{}:{}: {}: ", self.path.display(), line, col, d.severity);
         if !d.path.is_empty() {
             let _ = write!(s, "{}: ", d.path);
         }
@@ -201,18 +203,27 @@ impl SourceFile {
 
 /// Closest candidate to `word` among `candidates`, if it is close enough to be
 /// a plausible typo.
-pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+pub fn closest<'a, I>(word: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
+    let word = word.to_ascii_lowercase();
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
-        let score = strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase());
+        let score = strsim::jaro_winkler(&word, &c.to_ascii_lowercase());
         if score >= 0.8 && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, c));
         }
     }
-    best.map(|(_, c)| format!("did you mean `{c}`?"))
+    best.map(|(_, c)| c)
+}
+
+/// [`closest`], phrased as a help line.
+pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
 /// Every diagnostic of one file; the error type of config loading.

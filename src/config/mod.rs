@@ -143,8 +143,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
         for e in syntax {
             let span = e.span().unwrap_or(0..0);
             sink.push(
-                Diagnostic::error(span, "", format!("TOML syntax error: {}", e.message().trim()))
-                    .help("fix the syntax first; the schema is checked once the file parses"),
+                Diagnostic::error(
+                    span,
+                    "",
+                    format!("TOML syntax error: {}", e.message().trim()),
+                )
+                .help("fix the syntax first; the schema is checked once the file parses"),
             );
         }
         return Err(Box::new(ConfigReport {

@@ -102,8 +102,9 @@ pub enum DataType {
 }
 
 impl DataType {
-    pub const NAMES: &'static [&'static str] =
-        &["bool", "u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64"];
+    pub const NAMES: &'static [&'static str] = &[
+        "bool", "u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64",
+    ];
 
     fn from_name(s: &str) -> Self {
         match s {
@@ -240,7 +241,11 @@ pub struct Setpoint {
 const MS: Duration = Duration::from_millis(1);
 const HOUR: Duration = Duration::from_secs(3600);
 
-pub(super) fn decode(sink: &mut Sink, root: &DeTable<'_>, root_span: std::ops::Range<usize>) -> Option<PlantConfig> {
+pub(super) fn decode(
+    sink: &mut Sink,
+    root: &DeTable<'_>,
+    root_span: std::ops::Range<usize>,
+) -> Option<PlantConfig> {
     let mut t = Table::new(root, root_span.clone(), "");
     let version = t
         .opt_int(sink, "version", 1, SCHEMA_VERSION)
@@ -331,16 +336,26 @@ fn decode_modbus(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<ModbusDevice> 
     if let Some(a) = &address {
         check_host_port(sink, &t.key_path("address"), a);
     }
-    let unit_id = t.opt_int(sink, "unit_id", 0, 255).map(|v| v.value as u8).unwrap_or(1);
+    let unit_id = t
+        .opt_int(sink, "unit_id", 0, 255)
+        .map(|v| v.value as u8)
+        .unwrap_or(1);
     let poll_interval = t
         .opt_duration(sink, "poll_interval", Duration::from_millis(10), HOUR)
         .map(|d| d.value)
         .unwrap_or(Duration::from_secs(1));
     let timeout = t
-        .opt_duration(sink, "timeout", Duration::from_millis(10), Duration::from_secs(60))
+        .opt_duration(
+            sink,
+            "timeout",
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )
         .map(|d| d.value)
         .unwrap_or(Duration::from_secs(1));
-    let stale_after = t.opt_duration(sink, "stale_after", MS, HOUR).map(|d| d.value);
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value);
     let registers = t
         .opt_table_array(sink, "registers")
         .into_iter()
@@ -365,8 +380,12 @@ fn check_host_port(sink: &mut Sink, path: &str, a: &Loc<String>) {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
     if !ok {
         sink.push(
-            Diagnostic::error(a.span.clone(), path, format!("invalid address \"{}\"", a.value))
-                .expected("host:port, e.g. \"192.168.10.21:502\" or \"plc-7.local:502\""),
+            Diagnostic::error(
+                a.span.clone(),
+                path,
+                format!("invalid address \"{}\"", a.value),
+            )
+            .expected("host:port, e.g. \"192.168.10.21:502\" or \"plc-7.local:502\""),
         );
     }
 }
@@ -376,21 +395,29 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
     if let Some(tag) = &tag {
         check_tag_name(sink, &t.key_path("tag"), tag);
     }
-    let table = t.req_enum(sink, "table", RegisterTable::NAMES).map(|v| RegisterTable::from_name(&v));
-    let address = t.req_int(sink, "address", 0, 65535).map(|a| Loc::new(a.value as u16, a.span));
+    let table = t
+        .req_enum(sink, "table", RegisterTable::NAMES)
+        .map(|v| RegisterTable::from_name(&v));
+    let address = t
+        .req_int(sink, "address", 0, 65535)
+        .map(|a| Loc::new(a.value as u16, a.span));
     let type_loc = t.opt_enum(sink, "type", DataType::NAMES);
     let scale = t.opt_f64(sink, "scale");
     let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
     let unit = t.opt_str(sink, "unit").map(|u| u.value);
     let data_type = match (table, &type_loc) {
         (Some(table), Some(ty)) => {
-            let dt = DataType::from_name(&ty.value);
+            let dt = DataType::from_name(ty.value);
             if table.is_bits() && dt != DataType::Bool {
                 sink.push(
                     Diagnostic::error(
                         ty.span.clone(),
                         t.key_path("type"),
-                        format!("a {} holds single bits, so its type cannot be {}", table.name(), dt.name()),
+                        format!(
+                            "a {} holds single bits, so its type cannot be {}",
+                            table.name(),
+                            dt.name()
+                        ),
                     )
                     .expected("type = \"bool\" (or leave `type` out)"),
                 );
@@ -449,7 +476,9 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
         .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
         .map(|d| d.value)
         .unwrap_or(Duration::from_secs(10));
-    let stale_after = t.opt_duration(sink, "stale_after", MS, HOUR).map(|d| d.value);
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value);
     let broker = broker_raw.and_then(|b| {
         let path = t.key_path("broker");
         let broker = parse_broker(sink, &path, &b, listen.as_ref(), &t.key_path("listen"))?;
@@ -459,8 +488,12 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
         && !matches!(b.value, Broker::Embedded { .. })
     {
         sink.push(
-            Diagnostic::error(l.span.clone(), t.key_path("listen"), "`listen` only applies to broker = \"embedded\"")
-                .help("remove `listen`, or set `broker = \"embedded\"`"),
+            Diagnostic::error(
+                l.span.clone(),
+                t.key_path("listen"),
+                "`listen` only applies to broker = \"embedded\"",
+            )
+            .help("remove `listen`, or set `broker = \"embedded\"`"),
         );
     }
     let topics = t
@@ -471,7 +504,9 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
     t.finish(sink);
     let name = name?;
     Some(MqttSource {
-        client_id: client_id.map(|c| c.value).unwrap_or_else(|| format!("twin-{}", name.value)),
+        client_id: client_id
+            .map(|c| c.value)
+            .unwrap_or_else(|| format!("twin-{}", name.value)),
         name,
         broker: broker?,
         keep_alive,
@@ -494,14 +529,20 @@ fn parse_broker(
                 Ok(a) => a,
                 Err(_) => {
                     sink.push(
-                        Diagnostic::error(l.span.clone(), listen_path, format!("invalid listen address \"{}\"", l.value))
-                            .expected("ip:port, e.g. \"127.0.0.1:1883\""),
+                        Diagnostic::error(
+                            l.span.clone(),
+                            listen_path,
+                            format!("invalid listen address \"{}\"", l.value),
+                        )
+                        .expected("ip:port, e.g. \"127.0.0.1:1883\""),
                     );
                     return None;
                 }
             },
         };
-        return Some(Broker::Embedded { listen: listen_addr });
+        return Some(Broker::Embedded {
+            listen: listen_addr,
+        });
     }
     let expected = "\"embedded\" or \"mqtt://host:port\"";
     let Some(rest) = b.value.strip_prefix("mqtt://") else {
@@ -514,9 +555,13 @@ fn parse_broker(
             format!("write \"mqtt://{}\"", b.value)
         };
         sink.push(
-            Diagnostic::error(b.span.clone(), path, format!("invalid broker \"{}\"", b.value))
-                .expected(expected)
-                .help(help),
+            Diagnostic::error(
+                b.span.clone(),
+                path,
+                format!("invalid broker \"{}\"", b.value),
+            )
+            .expected(expected)
+            .help(help),
         );
         return None;
     };
@@ -526,8 +571,12 @@ fn parse_broker(
             Ok(p) => (h, p),
             Err(_) => {
                 sink.push(
-                    Diagnostic::error(b.span.clone(), path, format!("invalid port in broker \"{}\"", b.value))
-                        .expected(expected),
+                    Diagnostic::error(
+                        b.span.clone(),
+                        path,
+                        format!("invalid port in broker \"{}\"", b.value),
+                    )
+                    .expected(expected),
                 );
                 return None;
             }
@@ -536,8 +585,12 @@ fn parse_broker(
     };
     if host.is_empty() {
         sink.push(
-            Diagnostic::error(b.span.clone(), path, format!("missing host in broker \"{}\"", b.value))
-                .expected(expected),
+            Diagnostic::error(
+                b.span.clone(),
+                path,
+                format!("missing host in broker \"{}\"", b.value),
+            )
+            .expected(expected),
         );
         return None;
     }
@@ -553,9 +606,13 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
         && (tp.value.contains('+') || tp.value.contains('#'))
     {
         sink.push(
-            Diagnostic::error(tp.span.clone(), t.key_path("topic"), format!("wildcard in topic \"{}\"", tp.value))
-                .expected("a concrete topic; each topic maps to exactly one tag")
-                .help("list each topic separately"),
+            Diagnostic::error(
+                tp.span.clone(),
+                t.key_path("topic"),
+                format!("wildcard in topic \"{}\"", tp.value),
+            )
+            .expected("a concrete topic; each topic maps to exactly one tag")
+            .help("list each topic separately"),
         );
     }
     let tag = t.req_str(sink, "tag");
@@ -564,7 +621,10 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     }
     let format = t.opt_enum(sink, "payload", &["number", "json"]);
     let field = t.opt_str(sink, "field");
-    let qos = t.opt_int(sink, "qos", 0, 1).map(|q| q.value as u8).unwrap_or(1);
+    let qos = t
+        .opt_int(sink, "qos", 0, 1)
+        .map(|q| q.value as u8)
+        .unwrap_or(1);
     let scale = t.opt_f64(sink, "scale").map(|v| v.value).unwrap_or(1.0);
     let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
     let unit = t.opt_str(sink, "unit").map(|u| u.value);
@@ -573,8 +633,12 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
             let segs: Vec<String> = f.value.split('.').map(str::to_string).collect();
             if segs.iter().any(|s| s.is_empty()) {
                 sink.push(
-                    Diagnostic::error(f.span.clone(), t.key_path("field"), format!("invalid field path \"{}\"", f.value))
-                        .expected("dot-separated keys, e.g. \"data.rms\" or \"values.0\""),
+                    Diagnostic::error(
+                        f.span.clone(),
+                        t.key_path("field"),
+                        format!("invalid field path \"{}\"", f.value),
+                    )
+                    .expected("dot-separated keys, e.g. \"data.rms\" or \"values.0\""),
                 );
                 None
             } else {
@@ -583,15 +647,23 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
         }
         (Some("json"), None) => {
             sink.push(
-                Diagnostic::error(t.span(), t.key_path("field"), "missing required key `field` for payload = \"json\"")
-                    .expected("a field path such as \"rms\" or \"data.value\""),
+                Diagnostic::error(
+                    t.span(),
+                    t.key_path("field"),
+                    "missing required key `field` for payload = \"json\"",
+                )
+                .expected("a field path such as \"rms\" or \"data.value\""),
             );
             None
         }
         (_, Some(f)) => {
             sink.push(
-                Diagnostic::error(f.span.clone(), t.key_path("field"), "`field` only applies to payload = \"json\"")
-                    .help("add `payload = \"json\"` or remove `field`"),
+                Diagnostic::error(
+                    f.span.clone(),
+                    t.key_path("field"),
+                    "`field` only applies to payload = \"json\"",
+                )
+                .help("add `payload = \"json\"` or remove `field`"),
             );
             None
         }
@@ -613,7 +685,10 @@ fn decode_machine(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Machine> {
     let id = t.req_str(sink, "id");
     let kind = t.req_enum(sink, "kind", MACHINE_KINDS);
     let name = t.opt_str(sink, "name").map(|n| n.value);
-    let tags = t.opt_table(sink, "tags").map(|tt| tt.str_entries(sink)).unwrap_or_default();
+    let tags = t
+        .opt_table(sink, "tags")
+        .map(|tt| tt.str_entries(sink))
+        .unwrap_or_default();
     t.finish(sink);
     Some(Machine {
         id: id?,
@@ -628,7 +703,11 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
     let name = t.opt_str(sink, "name").map(|n| n.value);
     let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
     t.finish(sink);
-    Some(Line { id: id?, name, machines })
+    Some(Line {
+        id: id?,
+        name,
+        machines,
+    })
 }
 
 fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Model> {
@@ -650,21 +729,32 @@ fn decode_setpoint(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Setpoint> {
     let min = t.req_f64(sink, "min");
     let max = t.req_f64(sink, "max");
     let max_step = t.opt_f64(sink, "max_step");
-    let enabled = t.opt_bool(sink, "enabled").map(|b| b.value).unwrap_or(false);
+    let enabled = t
+        .opt_bool(sink, "enabled")
+        .map(|b| b.value)
+        .unwrap_or(false);
     if let (Some(lo), Some(hi)) = (&min, &max)
         && lo.value >= hi.value
     {
         sink.push(
-            Diagnostic::error(hi.span.clone(), t.key_path("max"), format!("max ({}) must be greater than min ({})", hi.value, lo.value))
-                .expected("min < max"),
+            Diagnostic::error(
+                hi.span.clone(),
+                t.key_path("max"),
+                format!("max ({}) must be greater than min ({})", hi.value, lo.value),
+            )
+            .expected("min < max"),
         );
     }
     if let Some(s) = &max_step
         && s.value <= 0.0
     {
         sink.push(
-            Diagnostic::error(s.span.clone(), t.key_path("max_step"), "max_step must be positive")
-                .expected("a number > 0"),
+            Diagnostic::error(
+                s.span.clone(),
+                t.key_path("max_step"),
+                "max_step must be positive",
+            )
+            .expected("a number > 0"),
         );
     }
     t.finish(sink);

@@ -33,8 +33,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     for (path, name) in names {
         if let Some(first) = source_names.get(name.value.as_str()) {
             sink.push(
-                Diagnostic::error(name.span.clone(), path, format!("duplicate source name \"{}\"", name.value))
-                    .help(format!("first defined at {}; source names must be unique", at(first))),
+                Diagnostic::error(
+                    name.span.clone(),
+                    path,
+                    format!("duplicate source name \"{}\"", name.value),
+                )
+                .help(format!(
+                    "first defined at {}; source names must be unique",
+                    at(first)
+                )),
             );
         } else {
             source_names.insert(&name.value, &name.span);
@@ -51,9 +58,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 Diagnostic::error(
                     d.address.span.clone(),
                     format!("sources.modbus[{i}].address"),
-                    format!("device {}, unit {} is already configured", d.address.value, d.unit_id),
+                    format!(
+                        "device {}, unit {} is already configured",
+                        d.address.value, d.unit_id
+                    ),
                 )
-                .help(format!("merge the register maps into the device at {}", at(first))),
+                .help(format!(
+                    "merge the register maps into the device at {}",
+                    at(first)
+                )),
             );
         } else {
             endpoints.insert(key, &d.address.span);
@@ -79,13 +92,16 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                             end
                         ),
                     )
-                    .expected(format!("address <= {}", 65536 - u32::from(r.data_type.width()))),
+                    .expected(format!(
+                        "address <= {}",
+                        65536 - u32::from(r.data_type.width())
+                    )),
                 );
                 continue;
             }
-            let clash = taken.iter().find(|(s, e, k)| {
-                d.registers[*k].table == r.table && start <= *e && *s <= end
-            });
+            let clash = taken
+                .iter()
+                .find(|(s, e, k)| d.registers[*k].table == r.table && start <= *e && *s <= end);
             if let Some((s, e, k)) = clash {
                 let other = &d.registers[*k];
                 sink.push(
@@ -122,11 +138,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     let mut add = |sink: &mut Sink, path: String, tag: &Loc<String>, def: TagDef| {
         if let Some(id) = tags.id(&tag.value) {
             sink.push(
-                Diagnostic::error(tag.span.clone(), path, format!("duplicate tag \"{}\"", tag.value))
-                    .help(format!(
-                        "first defined at {}; each tag must come from exactly one source",
-                        at(&tag_spans[id.index()])
-                    )),
+                Diagnostic::error(
+                    tag.span.clone(),
+                    path,
+                    format!("duplicate tag \"{}\"", tag.value),
+                )
+                .help(format!(
+                    "first defined at {}; each tag must come from exactly one source",
+                    at(&tag_spans[id.index()])
+                )),
             );
         } else {
             tag_spans.push(tag.span.clone());
@@ -141,11 +161,19 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 unit: r.unit.clone(),
                 machine: None,
                 role: None,
-                source: TagSource::Modbus { device: i, register: j },
+                source: TagSource::Modbus {
+                    device: i,
+                    register: j,
+                },
                 stale_after: d.stale_after.unwrap_or(cfg.plant.stale_after),
                 is_bool: r.data_type == DataType::Bool,
             };
-            add(sink, format!("sources.modbus[{i}].registers[{j}].tag"), &r.tag, def);
+            add(
+                sink,
+                format!("sources.modbus[{i}].registers[{j}].tag"),
+                &r.tag,
+                def,
+            );
         }
         let stale = d.stale_after.unwrap_or(cfg.plant.stale_after);
         if stale < d.poll_interval {
@@ -171,11 +199,19 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 unit: tp.unit.clone(),
                 machine: None,
                 role: None,
-                source: TagSource::Mqtt { source: i, topic: j },
+                source: TagSource::Mqtt {
+                    source: i,
+                    topic: j,
+                },
                 stale_after: m.stale_after.unwrap_or(cfg.plant.stale_after),
                 is_bool: false,
             };
-            add(sink, format!("sources.mqtt[{i}].topics[{j}].tag"), &tp.tag, def);
+            add(
+                sink,
+                format!("sources.mqtt[{i}].topics[{j}].tag"),
+                &tp.tag,
+                def,
+            );
         }
     }
 
@@ -194,8 +230,12 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     for (i, m) in cfg.machines.iter().enumerate() {
         if let Some(first) = machine_ids.get(m.id.value.as_str()) {
             sink.push(
-                Diagnostic::error(m.id.span.clone(), format!("machines[{i}].id"), format!("duplicate machine id \"{}\"", m.id.value))
-                    .help(format!("first defined at {}", at(first))),
+                Diagnostic::error(
+                    m.id.span.clone(),
+                    format!("machines[{i}].id"),
+                    format!("duplicate machine id \"{}\"", m.id.value),
+                )
+                .help(format!("first defined at {}", at(first))),
             );
             continue;
         }
@@ -211,9 +251,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                     Diagnostic::error(
                         tag.span.clone(),
                         path,
-                        format!("tag \"{}\" is already bound to machine \"{}\"", tag.value, other),
+                        format!(
+                            "tag \"{}\" is already bound to machine \"{}\"",
+                            tag.value, other
+                        ),
                     )
-                    .help(format!("bound at {}; a tag belongs to one machine", at(first))),
+                    .help(format!(
+                        "bound at {}; a tag belongs to one machine",
+                        at(first)
+                    )),
                 );
                 continue;
             }
@@ -226,9 +272,13 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     let machine_names: Vec<&str> = machine_ids.keys().copied().collect();
     let unknown_machine = |sink: &mut Sink, path: String, m: &Loc<String>| {
         sink.push(
-            Diagnostic::error(m.span.clone(), path, format!("unknown machine \"{}\"", m.value))
-                .expected("the id of a `[[machines]]` entry")
-                .maybe_help(did_you_mean(&m.value, machine_names.iter().copied())),
+            Diagnostic::error(
+                m.span.clone(),
+                path,
+                format!("unknown machine \"{}\"", m.value),
+            )
+            .expected("the id of a `[[machines]]` entry")
+            .maybe_help(did_you_mean(&m.value, machine_names.iter().copied())),
         );
     };
 
@@ -280,12 +330,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         if t.machine.is_none() {
             let span = tag_spans[t.id.index()].clone();
             sink.push(
-                Diagnostic::warning(span, "", format!("tag \"{}\" is not bound to any machine", t.name))
-                    .help("bind it under `[machines.tags]` so the twin knows what it measures"),
+                Diagnostic::warning(
+                    span,
+                    "",
+                    format!("tag \"{}\" is not bound to any machine", t.name),
+                )
+                .help("bind it under `[machines.tags]` so the twin knows what it measures"),
             );
         }
     }
 
     tags
 }
-

@@ -26,7 +26,7 @@ use crate::endpoints::Endpoints;
 use crate::sources::modbus::codec;
 use crate::twin::events::rfc3339;
 use crate::wallclock;
-use modbus_server::{Images, RegisterImage};
+use modbus_server::Images;
 use signals::{Model, Rng};
 
 #[derive(Debug, Clone)]
@@ -62,7 +62,9 @@ impl Default for SimOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("cannot serve Modbus device \"{device}\" on {addr}: {source}; pick another port with --modbus-port {device}=PORT (0 = any free port)")]
+    #[error(
+        "cannot serve Modbus device \"{device}\" on {addr}: {source}; pick another port with --modbus-port {device}=PORT (0 = any free port)"
+    )]
     Bind {
         device: String,
         addr: SocketAddr,
@@ -134,7 +136,10 @@ pub async fn start(
     let device_names: Vec<&str> = c.modbus.iter().map(|d| d.name.value.as_str()).collect();
     for name in opts.modbus_ports.keys() {
         if name != "*" && !device_names.contains(&name.as_str()) {
-            return Err(SimError::UnknownDevice(name.clone(), device_names.join(", ")));
+            return Err(SimError::UnknownDevice(
+                name.clone(),
+                device_names.join(", "),
+            ));
         }
     }
     let mqtt_names: Vec<&str> = c.mqtt.iter().map(|m| m.name.value.as_str()).collect();
@@ -153,7 +158,7 @@ pub async fn start(
             .or_insert_with(|| (Arc::new(RwLock::new(HashMap::new())), Vec::new()));
         g.1.push(i);
         let mut images = g.0.write().unwrap_or_else(|p| p.into_inner());
-        let img = images.entry(d.unit_id).or_insert_with(RegisterImage::default);
+        let img = images.entry(d.unit_id).or_default();
         for r in &d.registers {
             if r.table.is_bits() {
                 img.bits.insert((r.table, r.address.value), false);
@@ -169,7 +174,9 @@ pub async fn start(
         let configured_port = address
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok())
-            .ok_or_else(|| SimError::Address(c.modbus[devices[0]].name.value.clone(), address.clone()))?;
+            .ok_or_else(|| {
+                SimError::Address(c.modbus[devices[0]].name.value.clone(), address.clone())
+            })?;
         let port = devices
             .iter()
             .find_map(|&i| opts.modbus_ports.get(&c.modbus[i].name.value))
@@ -188,7 +195,9 @@ pub async fn start(
         for &i in devices {
             let d = &c.modbus[i];
             info!(device = %d.name.value, unit = d.unit_id, address = %local, "Virtual Modbus device serving.");
-            endpoints.modbus.insert(d.name.value.clone(), local.to_string());
+            endpoints
+                .modbus
+                .insert(d.name.value.clone(), local.to_string());
             device_images.insert(i, images.clone());
         }
     }
@@ -204,7 +213,8 @@ pub async fn start(
             match &m.broker.value {
                 Broker::Tcp { host, port } => (host.clone(), *port),
                 Broker::Embedded { listen } => {
-                    let listen = SocketAddr::new(listen.ip(), opts.mqtt_port.unwrap_or(listen.port()));
+                    let listen =
+                        SocketAddr::new(listen.ip(), opts.mqtt_port.unwrap_or(listen.port()));
                     let addr = match started.get(&listen) {
                         Some(a) => *a,
                         None => {
@@ -248,9 +258,10 @@ pub async fn start(
 
     let mut tags: Vec<SimTag> = Vec::new();
     for def in cfg.tags.iter() {
-        let role = def.role.clone().unwrap_or_else(|| {
-            def.name.rsplit('.').next().unwrap_or(&def.name).to_string()
-        });
+        let role = def
+            .role
+            .clone()
+            .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
         let model = Model::pick(&role, def.unit.as_deref().unwrap_or(""), def.is_bool);
         let is_speed = matches!(model, Model::Speed { .. });
         let target = match def.source {
@@ -293,12 +304,12 @@ pub async fn start(
     }
 
     let mut truth = match &opts.truth {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(|source| {
-            SimError::Truth {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |source| SimError::Truth {
                 path: p.display().to_string(),
                 source,
-            }
-        })?)),
+            },
+        )?)),
         None => None,
     };
 
@@ -328,14 +339,27 @@ pub async fn start(
             let publish_now = last_publish.is_none_or(|p| p.elapsed() >= opts.publish);
             let mut mqtt_out: BTreeMap<(usize, String), Vec<(Payload, f64)>> = BTreeMap::new();
             for tag in tags.iter_mut() {
-                let l = tag.machine.as_ref().and_then(|m| load.get(m)).copied().unwrap_or(1.0);
+                let l = tag
+                    .machine
+                    .as_ref()
+                    .and_then(|m| load.get(m))
+                    .copied()
+                    .unwrap_or(1.0);
                 let eng = if tag.is_speed {
                     tag.last.unwrap_or(0.0)
                 } else {
                     tag.model.step(t, dt, l, &mut rng)
                 };
                 let served = match &tag.target {
-                    Target::Register { unit, images, table, address, ty, scale, offset } => {
+                    Target::Register {
+                        unit,
+                        images,
+                        table,
+                        address,
+                        ty,
+                        scale,
+                        offset,
+                    } => {
                         let raw = (eng - offset) / scale;
                         let words = codec::encode_words(*ty, raw);
                         let back = codec::decode_words(*ty, &words).unwrap_or(raw);
@@ -357,7 +381,13 @@ pub async fn start(
                         }
                         Some(served)
                     }
-                    Target::Mqtt { source, topic, payload, scale, offset } => {
+                    Target::Mqtt {
+                        source,
+                        topic,
+                        payload,
+                        scale,
+                        offset,
+                    } => {
                         if publish_now {
                             // Three decimals on the wire, as a field sensor would send.
                             let raw = (((eng - offset) / scale) * 1000.0).round() / 1000.0;
@@ -389,7 +419,8 @@ pub async fn start(
                 for ((source, topic), values) in mqtt_out {
                     let body = encode_payload(&values);
                     if let Some(client) = clients.get(source)
-                        && let Err(e) = client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body)
+                        && let Err(e) =
+                            client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body)
                     {
                         debug!(topic = %topic, error = %e, "Virtual plant could not queue an MQTT publish.");
                     }
@@ -439,8 +470,12 @@ mod tests {
     fn payloads_round_trip_through_the_decoder() {
         use crate::sources::mqtt::payload::decode;
         use crate::twin::Value;
-        let a = Payload::Json { field: vec!["data".into(), "rms".into()] };
-        let b = Payload::Json { field: vec!["data".into(), "peak".into()] };
+        let a = Payload::Json {
+            field: vec!["data".into(), "rms".into()],
+        };
+        let b = Payload::Json {
+            field: vec!["data".into(), "peak".into()],
+        };
         let body = encode_payload(&[(a.clone(), 1.25), (b.clone(), 3.0)]);
         assert_eq!(decode(&a, &body), Ok(Value::Num(1.25)));
         assert_eq!(decode(&b, &body), Ok(Value::Num(3.0)));

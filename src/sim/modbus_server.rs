@@ -34,9 +34,20 @@ struct PlantService {
 }
 
 impl PlantService {
-    fn words(&self, unit: u8, table: RegisterTable, addr: u16, cnt: u16) -> Result<Vec<u16>, ExceptionCode> {
-        let images = self.images.read().map_err(|_| ExceptionCode::ServerDeviceFailure)?;
-        let img = images.get(&unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+    fn words(
+        &self,
+        unit: u8,
+        table: RegisterTable,
+        addr: u16,
+        cnt: u16,
+    ) -> Result<Vec<u16>, ExceptionCode> {
+        let images = self
+            .images
+            .read()
+            .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
+        let img = images
+            .get(&unit)
+            .ok_or(ExceptionCode::GatewayTargetDevice)?;
         (0..cnt)
             .map(|i| {
                 addr.checked_add(i)
@@ -46,9 +57,20 @@ impl PlantService {
             .collect()
     }
 
-    fn bits(&self, unit: u8, table: RegisterTable, addr: u16, cnt: u16) -> Result<Vec<bool>, ExceptionCode> {
-        let images = self.images.read().map_err(|_| ExceptionCode::ServerDeviceFailure)?;
-        let img = images.get(&unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+    fn bits(
+        &self,
+        unit: u8,
+        table: RegisterTable,
+        addr: u16,
+        cnt: u16,
+    ) -> Result<Vec<bool>, ExceptionCode> {
+        let images = self
+            .images
+            .read()
+            .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
+        let img = images
+            .get(&unit)
+            .ok_or(ExceptionCode::GatewayTargetDevice)?;
         (0..cnt)
             .map(|i| {
                 addr.checked_add(i)
@@ -59,25 +81,40 @@ impl PlantService {
     }
 
     fn write_words(&self, unit: u8, addr: u16, values: &[u16]) -> Result<(), ExceptionCode> {
-        let mut images = self.images.write().map_err(|_| ExceptionCode::ServerDeviceFailure)?;
-        let img = images.get_mut(&unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+        let mut images = self
+            .images
+            .write()
+            .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
+        let img = images
+            .get_mut(&unit)
+            .ok_or(ExceptionCode::GatewayTargetDevice)?;
         for (i, _) in values.iter().enumerate() {
-            let a = addr.checked_add(i as u16).ok_or(ExceptionCode::IllegalDataAddress)?;
+            let a = addr
+                .checked_add(i as u16)
+                .ok_or(ExceptionCode::IllegalDataAddress)?;
             if !img.words.contains_key(&(RegisterTable::Holding, a)) {
                 return Err(ExceptionCode::IllegalDataAddress);
             }
         }
         for (i, v) in values.iter().enumerate() {
-            img.words.insert((RegisterTable::Holding, addr + i as u16), *v);
+            img.words
+                .insert((RegisterTable::Holding, addr + i as u16), *v);
         }
         Ok(())
     }
 
     fn write_bits(&self, unit: u8, addr: u16, values: &[bool]) -> Result<(), ExceptionCode> {
-        let mut images = self.images.write().map_err(|_| ExceptionCode::ServerDeviceFailure)?;
-        let img = images.get_mut(&unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+        let mut images = self
+            .images
+            .write()
+            .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
+        let img = images
+            .get_mut(&unit)
+            .ok_or(ExceptionCode::GatewayTargetDevice)?;
         for (i, _) in values.iter().enumerate() {
-            let a = addr.checked_add(i as u16).ok_or(ExceptionCode::IllegalDataAddress)?;
+            let a = addr
+                .checked_add(i as u16)
+                .ok_or(ExceptionCode::IllegalDataAddress)?;
             if !img.bits.contains_key(&(RegisterTable::Coil, a)) {
                 return Err(ExceptionCode::IllegalDataAddress);
             }
@@ -92,9 +129,15 @@ impl PlantService {
         use RegisterTable::*;
         Ok(match req {
             Request::ReadCoils(a, n) => Response::ReadCoils(self.bits(unit, Coil, a, n)?),
-            Request::ReadDiscreteInputs(a, n) => Response::ReadDiscreteInputs(self.bits(unit, Discrete, a, n)?),
-            Request::ReadInputRegisters(a, n) => Response::ReadInputRegisters(self.words(unit, Input, a, n)?),
-            Request::ReadHoldingRegisters(a, n) => Response::ReadHoldingRegisters(self.words(unit, Holding, a, n)?),
+            Request::ReadDiscreteInputs(a, n) => {
+                Response::ReadDiscreteInputs(self.bits(unit, Discrete, a, n)?)
+            }
+            Request::ReadInputRegisters(a, n) => {
+                Response::ReadInputRegisters(self.words(unit, Input, a, n)?)
+            }
+            Request::ReadHoldingRegisters(a, n) => {
+                Response::ReadHoldingRegisters(self.words(unit, Holding, a, n)?)
+            }
             Request::WriteSingleRegister(a, v) => {
                 self.write_words(unit, a, &[v])?;
                 Response::WriteSingleRegister(a, v)
@@ -149,7 +192,9 @@ pub async fn serve(
         };
         let on_error = |e| debug!(error = %e, "Modbus client connection ended with an error.");
         let _ = server
-            .serve_until(&on_connected, on_error, async move { shutdown.cancelled().await })
+            .serve_until(&on_connected, on_error, async move {
+                shutdown.cancelled().await
+            })
             .await;
     });
     Ok(local)

@@ -30,16 +30,37 @@ impl Rng {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Model {
-    Speed { nominal: f64 },
-    Current { idle: f64, full: f64 },
-    Temperature { ambient: f64, steady: f64, tau_s: f64 },
-    Vibration { base: f64 },
-    Counter { per_s: f64, total: f64 },
+    Speed {
+        nominal: f64,
+    },
+    Current {
+        idle: f64,
+        full: f64,
+    },
+    Temperature {
+        ambient: f64,
+        steady: f64,
+        tau_s: f64,
+    },
+    Vibration {
+        base: f64,
+    },
+    Counter {
+        per_s: f64,
+        total: f64,
+    },
     Running,
     Fault,
-    Pressure { nominal: f64 },
-    Level { nominal: f64 },
-    Generic { mid: f64, amp: f64 },
+    Pressure {
+        nominal: f64,
+    },
+    Level {
+        nominal: f64,
+    },
+    Generic {
+        mid: f64,
+        amp: f64,
+    },
 }
 
 impl Model {
@@ -59,17 +80,32 @@ impl Model {
             return Model::Counter { per_s, total: 0.0 };
         }
         if has(&["current", "amps"]) {
-            return Model::Current { idle: 2.5, full: 9.0 };
+            return Model::Current {
+                idle: 2.5,
+                full: 9.0,
+            };
         }
         if has(&["temp"]) {
-            let (ambient, steady) = if u.contains('f') { (77.0, 140.0) } else { (25.0, 58.0) };
-            return Model::Temperature { ambient, steady, tau_s: 300.0 };
+            let (ambient, steady) = if u.contains('f') {
+                (77.0, 140.0)
+            } else {
+                (25.0, 58.0)
+            };
+            return Model::Temperature {
+                ambient,
+                steady,
+                tau_s: 300.0,
+            };
         }
         if has(&["vib"]) {
-            return Model::Vibration { base: if u.contains('g') { 0.15 } else { 1.8 } };
+            return Model::Vibration {
+                base: if u.contains('g') { 0.15 } else { 1.8 },
+            };
         }
         if has(&["pressure"]) {
-            return Model::Pressure { nominal: if u.contains("kpa") { 250.0 } else { 2.5 } };
+            return Model::Pressure {
+                nominal: if u.contains("kpa") { 250.0 } else { 2.5 },
+            };
         }
         if has(&["level", "fill", "volume"]) {
             return Model::Level { nominal: 500.0 };
@@ -86,7 +122,10 @@ impl Model {
             };
             return Model::Speed { nominal };
         }
-        Model::Generic { mid: 50.0, amp: 10.0 }
+        Model::Generic {
+            mid: 50.0,
+            amp: 10.0,
+        }
     }
 
     /// Advance to time `t` (s since start) by `dt` and return the value.
@@ -97,10 +136,12 @@ impl Model {
             Model::Speed { nominal } => {
                 *nominal * (1.0 + 0.05 * (TAU * t / 90.0).sin() + 0.005 * rng.unit())
             }
-            Model::Current { idle, full } => {
-                *idle + (*full - *idle) * load + 0.05 * rng.unit()
-            }
-            Model::Temperature { ambient, steady, tau_s } => {
+            Model::Current { idle, full } => *idle + (*full - *idle) * load + 0.05 * rng.unit(),
+            Model::Temperature {
+                ambient,
+                steady,
+                tau_s,
+            } => {
                 *ambient
                     + (*steady - *ambient) * (1.0 - (-t / *tau_s).exp())
                     + 0.4 * (TAU * t / 240.0).sin()
@@ -116,7 +157,9 @@ impl Model {
             // A short planned stop every 5 minutes keeps the state moving.
             Model::Running => f64::from(u8::from((t % 300.0) < 290.0)),
             Model::Fault => 0.0,
-            Model::Pressure { nominal } => *nominal * (1.0 + 0.02 * (TAU * t / 45.0).sin() + 0.01 * rng.unit()),
+            Model::Pressure { nominal } => {
+                *nominal * (1.0 + 0.02 * (TAU * t / 45.0).sin() + 0.01 * rng.unit())
+            }
             Model::Level { nominal } => *nominal + 2.0 * (TAU * t / 20.0).sin() + 0.5 * rng.unit(),
             Model::Generic { mid, amp } => *mid + *amp * (TAU * t / 60.0).sin(),
         }
@@ -145,7 +188,10 @@ mod tests {
             let th = temp.step(t, 0.1, 1.0, &mut rng);
             assert!((20.0..65.0).contains(&th), "temperature {th}");
         }
-        assert!((1150.0..=1210.0).contains(&last), "2/s for 600 s, got {last}");
+        assert!(
+            (1150.0..=1210.0).contains(&last),
+            "2/s for 600 s, got {last}"
+        );
         assert_eq!(Model::pick("motor_fault", "", true), Model::Fault);
     }
 }

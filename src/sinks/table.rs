@@ -55,8 +55,8 @@ impl LiveTable {
         );
         let _ = writeln!(
             s,
-            "\x1b[2m{:<14} {:<16} {:<28} {:>12} {:<7} {}\x1b[0m",
-            "MACHINE", "ROLE", "TAG", "VALUE", "UNIT", "QUALITY"
+            "\x1b[2m{:<14} {:<16} {:<28} {:>12} {:<7} QUALITY\x1b[0m",
+            "MACHINE", "ROLE", "TAG", "VALUE", "UNIT"
         );
         let mut last_machine = "";
         for (machine, role, idx) in &self.rows {
@@ -73,7 +73,11 @@ impl LiveTable {
                 Quality::Bad => ("\x1b[31m", "bad"),
             };
             let reason = st.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-            let shown = if machine == last_machine { "" } else { machine.as_str() };
+            let shown = if machine == last_machine {
+                ""
+            } else {
+                machine.as_str()
+            };
             last_machine = machine;
             let _ = writeln!(
                 s,

@@ -49,17 +49,28 @@ pub enum BuildError {
 
 /// Build every source of a plant. Sources whose MQTT broker is `embedded` and
 /// that have no endpoint override start the embedded broker here.
-pub fn build(cfg: &LoadedConfig, endpoints: &Endpoints) -> Result<Vec<Box<dyn Source>>, BuildError> {
+pub fn build(
+    cfg: &LoadedConfig,
+    endpoints: &Endpoints,
+) -> Result<Vec<Box<dyn Source>>, BuildError> {
     for (kind, map, names) in [
         (
             "modbus",
             &endpoints.modbus,
-            cfg.config.modbus.iter().map(|d| d.name.value.as_str()).collect::<Vec<_>>(),
+            cfg.config
+                .modbus
+                .iter()
+                .map(|d| d.name.value.as_str())
+                .collect::<Vec<_>>(),
         ),
         (
             "mqtt",
             &endpoints.mqtt,
-            cfg.config.mqtt.iter().map(|d| d.name.value.as_str()).collect::<Vec<_>>(),
+            cfg.config
+                .mqtt
+                .iter()
+                .map(|d| d.name.value.as_str())
+                .collect::<Vec<_>>(),
         ),
     ] {
         for name in map.keys() {

@@ -83,16 +83,17 @@ pub fn staleness(
     }
 }
 
+type TagRow = (
+    &'static Tag,
+    &'static TagValue,
+    &'static TagQuality,
+    &'static SourceTime,
+);
+type ChangedTag = Or<(Changed<TagValue>, Changed<TagQuality>)>;
+
 /// Emit one tag event per tag whose value or quality changed this tick, in
 /// tag order (not world order) so the stream never depends on ECS layout.
-pub fn emit(
-    clock: Res<TickClock>,
-    mut outbox: ResMut<Outbox>,
-    tags: Query<
-        (&Tag, &TagValue, &TagQuality, &SourceTime),
-        Or<(Changed<TagValue>, Changed<TagQuality>)>,
-    >,
-) {
+pub fn emit(clock: Res<TickClock>, mut outbox: ResMut<Outbox>, tags: Query<TagRow, ChangedTag>) {
     let now = clock.now_ns();
     let mut changed: Vec<TagEvent> = tags
         .iter()

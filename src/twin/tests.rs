@@ -96,7 +96,11 @@ fn same_samples_give_byte_identical_events() {
     let seq = sequence(5_000);
     let a = run(&seq);
     let b = run(&seq);
-    assert!(a.len() > 10_000, "expected a substantial stream, got {} bytes", a.len());
+    assert!(
+        a.len() > 10_000,
+        "expected a substantial stream, got {} bytes",
+        a.len()
+    );
     assert_eq!(a, b);
 }
 
@@ -130,7 +134,12 @@ fn lines(out: &[u8]) -> Vec<serde_json::Value> {
 #[test]
 fn tag_event_has_the_documented_fields() {
     let mut c = core();
-    c.push(Sample::good(TagId(0), Value::Num(1.25), T0 + 50 * MS, T0 + 50 * MS));
+    c.push(Sample::good(
+        TagId(0),
+        Value::Num(1.25),
+        T0 + 50 * MS,
+        T0 + 50 * MS,
+    ));
     c.advance();
     let ev = c.drain_events();
     let mut out = Vec::new();
@@ -158,7 +167,11 @@ fn tag_goes_stale_after_its_age_and_recovers() {
             let TwinEvent::Tag(e) = e;
             if e.tag == TagId(2) && e.quality == Quality::Stale {
                 stale_at = Some(e.t_ns);
-                assert_eq!(e.value, Some(Value::Num(40.0)), "stale keeps the last value");
+                assert_eq!(
+                    e.value,
+                    Some(Value::Num(40.0)),
+                    "stale keeps the last value"
+                );
             }
         }
     }
@@ -168,7 +181,9 @@ fn tag_goes_stale_after_its_age_and_recovers() {
     c.push(Sample::good(TagId(2), Value::Num(41.0), t + MS, t + MS));
     c.advance();
     let ev = c.drain_events();
-    assert!(matches!(&ev[..], [TwinEvent::Tag(e)] if e.quality == Quality::Good && e.value == Some(Value::Num(41.0))));
+    assert!(
+        matches!(&ev[..], [TwinEvent::Tag(e)] if e.quality == Quality::Good && e.value == Some(Value::Num(41.0)))
+    );
 }
 
 #[test]
@@ -193,8 +208,18 @@ fn bad_sample_clears_the_value_and_names_the_reason() {
 #[test]
 fn older_samples_never_roll_a_tag_back() {
     let mut c = core();
-    c.push(Sample::good(TagId(0), Value::Num(5.0), T0 + 20 * MS, T0 + 20 * MS));
-    c.push(Sample::good(TagId(0), Value::Num(4.0), T0 + 10 * MS, T0 + 30 * MS));
+    c.push(Sample::good(
+        TagId(0),
+        Value::Num(5.0),
+        T0 + 20 * MS,
+        T0 + 20 * MS,
+    ));
+    c.push(Sample::good(
+        TagId(0),
+        Value::Num(4.0),
+        T0 + 10 * MS,
+        T0 + 30 * MS,
+    ));
     c.advance();
     let states = c.tag_states();
     assert_eq!(states[0].value, Some(Value::Num(5.0)));
@@ -207,7 +232,10 @@ fn non_finite_values_become_bad() {
     c.push(Sample::good(TagId(0), Value::Num(f64::INFINITY), T0, T0));
     c.advance();
     let s = &c.tag_states()[0];
-    assert_eq!((s.quality, s.reason, s.value), (Quality::Bad, Some("non_finite"), None));
+    assert_eq!(
+        (s.quality, s.reason, s.value),
+        (Quality::Bad, Some("non_finite"), None)
+    );
 }
 
 #[test]
@@ -223,13 +251,21 @@ fn unchanged_values_emit_nothing() {
         .iter()
         .filter(|e| matches!(e, TwinEvent::Tag(t) if t.tag == TagId(0)))
         .count();
-    assert_eq!(n, 1, "report by exception: only the first sample changes anything");
+    assert_eq!(
+        n, 1,
+        "report by exception: only the first sample changes anything"
+    );
 }
 
 #[test]
 fn samples_wait_for_their_tick() {
     let mut c = core();
-    c.push(Sample::good(TagId(0), Value::Num(7.0), T0 + 250 * MS, T0 + 250 * MS));
+    c.push(Sample::good(
+        TagId(0),
+        Value::Num(7.0),
+        T0 + 250 * MS,
+        T0 + 250 * MS,
+    ));
     c.advance(); // 100 ms
     c.advance(); // 200 ms
     assert_eq!(c.tag_states()[0].value, None);

@@ -43,7 +43,14 @@ pub fn apply_scale(raw: f64, scale: f64, offset: f64) -> f64 {
 /// which is what a PLC's own conversion would do.
 pub fn encode_words(ty: DataType, raw: f64) -> Vec<u16> {
     let split32 = |v: u32| vec![(v >> 16) as u16, v as u16];
-    let split64 = |v: u64| vec![(v >> 48) as u16, (v >> 32) as u16, (v >> 16) as u16, v as u16];
+    let split64 = |v: u64| {
+        vec![
+            (v >> 48) as u16,
+            (v >> 32) as u16,
+            (v >> 16) as u16,
+            v as u16,
+        ]
+    };
     match ty {
         DataType::Bool => vec![u16::from(raw != 0.0)],
         DataType::U16 => vec![raw.round() as u16],
@@ -83,7 +90,10 @@ mod tests {
 
     #[test]
     fn abcd_order_is_big_endian() {
-        assert_eq!(decode_words(DataType::U32, &[0x0001, 0x0002]), Some(65538.0));
+        assert_eq!(
+            decode_words(DataType::U32, &[0x0001, 0x0002]),
+            Some(65538.0)
+        );
         assert_eq!(encode_words(DataType::F32, 1.0), vec![0x3F80, 0x0000]);
     }
 

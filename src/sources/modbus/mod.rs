@@ -118,10 +118,7 @@ enum BlockData {
     Bits(Vec<bool>),
 }
 
-async fn read_block(
-    ctx: &mut Context,
-    b: &ReadBlock,
-) -> tokio_modbus::Result<BlockData> {
+async fn read_block(ctx: &mut Context, b: &ReadBlock) -> tokio_modbus::Result<BlockData> {
     Ok(match b.table {
         RegisterTable::Coil => ctx.read_coils(b.start, b.count).await?.map(BlockData::Bits),
         RegisterTable::Discrete => ctx
@@ -142,7 +139,10 @@ async fn read_block(
 impl ModbusPoller {
     fn all_bad(&self, reason: &'static str) -> Vec<Sample> {
         let t = wallclock::now_ns();
-        self.tags.iter().map(|&tag| Sample::bad(tag, reason, t)).collect()
+        self.tags
+            .iter()
+            .map(|&tag| Sample::bad(tag, reason, t))
+            .collect()
     }
 
     /// Samples for one block's reply.
@@ -179,7 +179,9 @@ impl ModbusPoller {
     async fn connect(&self) -> std::io::Result<Context> {
         let stream = timeout(self.device.timeout, TcpStream::connect(&self.address))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         // Polls are small request/response pairs: Nagle only adds latency.
         stream.set_nodelay(true)?;
         Ok(tokio_modbus::client::tcp::attach_slave(
@@ -242,10 +244,9 @@ impl ModbusPoller {
                         let t = wallclock::now_ns();
                         debug!(device = %name, table = block.table.name(), start = block.start, count = block.count, exception = %exc, "Modbus device refused a read.");
                         batch.extend(
-                            block
-                                .items
-                                .iter()
-                                .map(|&(ri, _)| Sample::bad(self.tags[ri], exception_reason(exc), t)),
+                            block.items.iter().map(|&(ri, _)| {
+                                Sample::bad(self.tags[ri], exception_reason(exc), t)
+                            }),
                         );
                     }
                     Ok(Err(e)) => {

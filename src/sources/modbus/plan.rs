@@ -34,7 +34,11 @@ pub fn plan(dev: &ModbusDevice) -> Vec<ReadBlock> {
     let mut blocks: Vec<ReadBlock> = Vec::new();
     let mut end_of_last = 0u32;
     for (table, start, end, i) in regs {
-        let limit = u32::from(if table.is_bits() { MAX_BITS } else { MAX_REGISTERS });
+        let limit = u32::from(if table.is_bits() {
+            MAX_BITS
+        } else {
+            MAX_REGISTERS
+        });
         if let Some(b) = blocks.last_mut()
             && b.table == table
             && start <= end_of_last

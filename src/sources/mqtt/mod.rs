@@ -56,12 +56,15 @@ impl MqttSubscriber {
         let mut bindings: BTreeMap<String, Vec<Binding>> = BTreeMap::new();
         for t in &src.topics {
             if let Some(tag) = cfg.tags.id(&t.tag.value) {
-                bindings.entry(t.topic.value.clone()).or_default().push(Binding {
-                    tag,
-                    payload: t.payload.clone(),
-                    scale: t.scale,
-                    offset: t.offset,
-                });
+                bindings
+                    .entry(t.topic.value.clone())
+                    .or_default()
+                    .push(Binding {
+                        tag,
+                        payload: t.payload.clone(),
+                        scale: t.scale,
+                        offset: t.offset,
+                    });
             }
         }
         MqttSubscriber {
@@ -77,7 +80,11 @@ impl MqttSubscriber {
             .topics
             .iter()
             .map(|t| {
-                let qos = if t.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                let qos = if t.qos == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
                 (t.topic.value.clone(), qos)
             })
             .collect()
@@ -118,9 +125,11 @@ impl MqttSubscriber {
                         match payload::decode(&b.payload, &p.payload) {
                             Ok(v) => {
                                 let v = match v {
-                                    Value::Num(n) => Value::Num(crate::sources::modbus::codec::apply_scale(
-                                        n, b.scale, b.offset,
-                                    )),
+                                    Value::Num(n) => {
+                                        Value::Num(crate::sources::modbus::codec::apply_scale(
+                                            n, b.scale, b.offset,
+                                        ))
+                                    }
                                     v => v,
                                 };
                                 if tx.send(Sample::good(b.tag, v, t, t)).await.is_err() {
@@ -128,7 +137,8 @@ impl MqttSubscriber {
                                 }
                             }
                             Err(e) => {
-                                let (count, last) = dropped.entry(p.topic.clone()).or_insert((0, None));
+                                let (count, last) =
+                                    dropped.entry(p.topic.clone()).or_insert((0, None));
                                 *count += 1;
                                 let now = wallclock::monotonic();
                                 if last.is_none_or(|l| now.duration_since(l) >= WARN_INTERVAL) {
@@ -176,7 +186,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("mqtt://127.0.0.1:1884"), Some(("127.0.0.1".into(), 1884)));
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1884"),
+            Some(("127.0.0.1".into(), 1884))
+        );
         assert_eq!(parse_url("mqtt://broker"), Some(("broker".into(), 1883)));
         assert_eq!(parse_url("http://x"), None);
         assert_eq!(parse_url("mqtt://:1"), None);

@@ -49,13 +49,14 @@ pub fn decode(spec: &Payload, bytes: &[u8]) -> Result<Value, PayloadError> {
             }
             match cur {
                 serde_json::Value::Bool(b) => Ok(Value::Bool(*b)),
-                serde_json::Value::Number(n) => n
-                    .as_f64()
-                    .map(Value::Num)
-                    .ok_or_else(|| PayloadError::WrongType {
-                        field: field.join("."),
-                        found: "an out-of-range number",
-                    }),
+                serde_json::Value::Number(n) => {
+                    n.as_f64()
+                        .map(Value::Num)
+                        .ok_or_else(|| PayloadError::WrongType {
+                            field: field.join("."),
+                            found: "an out-of-range number",
+                        })
+                }
                 other => Err(PayloadError::WrongType {
                     field: field.join("."),
                     found: match other {
@@ -84,9 +85,18 @@ mod tests {
     fn numbers() {
         assert_eq!(decode(&Payload::Number, b" 21.5\n"), Ok(Value::Num(21.5)));
         assert_eq!(decode(&Payload::Number, b"true"), Ok(Value::Bool(true)));
-        assert!(matches!(decode(&Payload::Number, b"NaN"), Err(PayloadError::NotANumber(_))));
-        assert!(matches!(decode(&Payload::Number, b"abc"), Err(PayloadError::NotANumber(_))));
-        assert_eq!(decode(&Payload::Number, &[0xff, 0xfe]), Err(PayloadError::NotUtf8));
+        assert!(matches!(
+            decode(&Payload::Number, b"NaN"),
+            Err(PayloadError::NotANumber(_))
+        ));
+        assert!(matches!(
+            decode(&Payload::Number, b"abc"),
+            Err(PayloadError::NotANumber(_))
+        ));
+        assert_eq!(
+            decode(&Payload::Number, &[0xff, 0xfe]),
+            Err(PayloadError::NotUtf8)
+        );
     }
 
     #[test]
@@ -99,7 +109,13 @@ mod tests {
             decode(&json("data.peak"), p),
             Err(PayloadError::MissingField("data.peak".into()))
         );
-        assert!(matches!(decode(&json("s"), p), Err(PayloadError::WrongType { .. })));
-        assert!(matches!(decode(&json("a"), b"{"), Err(PayloadError::BadJson(_))));
+        assert!(matches!(
+            decode(&json("s"), p),
+            Err(PayloadError::WrongType { .. })
+        ));
+        assert!(matches!(
+            decode(&json("a"), b"{"),
+            Err(PayloadError::BadJson(_))
+        ));
     }
 }

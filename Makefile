@@ -1,0 +1,21 @@
+# The two commands of the README. Each does its own set-up on a fresh Debian
+# machine that has the Rust toolchain (rustup) and python3.
+
+CARGO ?= cargo
+
+.PHONY: demo test setup build fmt clippy
+
+## Build (release) and run the live demo of the packaging line.
+demo: setup
+	$(CARGO) build --release --locked
+	./target/release/twin demo $(ARGS)
+
+## Formatting, lints and the whole test suite.
+test: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) test --locked
+
+## Everything the build and tests need beyond the Rust toolchain.
+setup:
+	@bash scripts/setup.sh

@@ -1,0 +1,5 @@
+//! The integration-test binary: one module per area, as in ripgrep.
+
+mod config_corpus;
+mod e2e;
+mod util;
