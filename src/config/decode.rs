@@ -7,18 +7,24 @@
 //! did-you-mean taken from the keys that *were* asked for. That gives the same
 //! guarantee as `#[serde(deny_unknown_fields)]` without losing the other errors.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::diagnostics::{Diagnostic, did_you_mean};
+use super::diagnostics::{Diagnostic, closest, did_you_mean};
 
 /// Collects diagnostics while decoding one file.
 #[derive(Debug, Default)]
 pub struct Sink {
     pub diags: Vec<Diagnostic>,
+    /// Tags declared by a register or topic that was dropped because of an
+    /// error. The error is already reported where the tag is declared, so a
+    /// reference to the tag elsewhere is not reported again as unknown: that
+    /// would send the integrator to the wrong line.
+    pub broken_tags: BTreeSet<String>,
 }
 
 impl Sink {
@@ -56,6 +62,59 @@ pub fn type_name(v: &DeValue<'_>) -> &'static str {
         DeValue::Datetime(_) => "a datetime",
         DeValue::Array(_) => "an array",
         DeValue::Table(_) => "a table",
+    }
+}
+
+/// Units suggested for a mistyped duration unit: the usual spellings only,
+/// not every one humantime accepts.
+const DURATION_UNITS: &[&str] = &[
+    "ns", "us", "ms", "s", "sec", "secs", "seconds", "m", "min", "mins", "minutes", "h", "hours",
+];
+
+/// The diagnostic for a duration string humantime could not parse. An unknown
+/// unit is pointed at precisely, because that is what needs changing.
+fn duration_error(
+    v: &Spanned<DeValue<'_>>,
+    text: &str,
+    e: humantime::DurationError,
+    path: String,
+    expected: String,
+) -> Diagnostic {
+    let span = v.span();
+    match e {
+        humantime::DurationError::UnknownUnit { value, unit, .. } if unit.is_empty() => {
+            Diagnostic::error(span, path, format!("duration \"{text}\" has no unit"))
+                .expected(expected)
+                .help(format!(
+                    "write the unit, e.g. \"{value}ms\" or \"{value}s\""
+                ))
+        }
+        humantime::DurationError::UnknownUnit {
+            start, end, unit, ..
+        } => {
+            // Offsets are into the trimmed text; map them into the file only
+            // when the string is written plainly (quotes, no escapes), so the
+            // source text and the value line up byte for byte.
+            let lead = text.len() - text.trim_start().len();
+            let plain = span.len() == text.len() + 2;
+            let unit_span = if plain {
+                span.start + 1 + lead + start..span.start + 1 + lead + end
+            } else {
+                span
+            };
+            Diagnostic::error(
+                unit_span,
+                path,
+                format!("unknown unit \"{unit}\" in duration \"{text}\""),
+            )
+            .expected(expected)
+            .help(
+                did_you_mean(&unit, DURATION_UNITS.iter().copied())
+                    .unwrap_or_else(|| "use ms, s, m or h, e.g. \"500ms\" or \"1m30s\"".into()),
+            )
+        }
+        e => Diagnostic::error(span, path, format!("invalid duration \"{text}\": {e}"))
+            .expected(expected),
     }
 }
 
@@ -141,15 +200,37 @@ impl<'a, 'i> Table<'a, 'i> {
         );
     }
 
-    fn wrong_type(&self, sink: &mut Sink, key: &str, v: &Spanned<DeValue<'_>>, expected: &str) {
-        sink.push(
-            Diagnostic::error(
-                v.span(),
-                self.key_path(key),
-                format!("expected {expected}, found {}", type_name(v.get_ref())),
-            )
-            .expected(expected.to_string()),
-        );
+    /// `kind` is what the value should have been ("an integer"), `expected`
+    /// the full expectation ("an integer in 0..=65535").
+    fn wrong_type(
+        &self,
+        sink: &mut Sink,
+        key: &str,
+        v: &Spanned<DeValue<'_>>,
+        kind: &str,
+        expected: &str,
+    ) {
+        let mut d = Diagnostic::error(
+            v.span(),
+            self.key_path(key),
+            format!("expected {kind}, found {}", type_name(v.get_ref())),
+        )
+        .expected(expected.to_string());
+        // A quoted number or boolean is the most common slip; say exactly
+        // what to write instead.
+        if let DeValue::String(text) = v.get_ref() {
+            let t = text.trim();
+            let fits = match kind {
+                "an integer" => t.parse::<i64>().is_ok(),
+                "a number" => t.parse::<f64>().is_ok_and(f64::is_finite),
+                "a boolean" => t == "true" || t == "false",
+                _ => false,
+            };
+            if fits {
+                d = d.help(format!("remove the quotes: `{key} = {t}`"));
+            }
+        }
+        sink.push(d);
     }
 
     pub fn opt_str(&mut self, sink: &mut Sink, key: &'static str) -> Option<Loc<String>> {
@@ -157,7 +238,7 @@ impl<'a, 'i> Table<'a, 'i> {
         match v.get_ref() {
             DeValue::String(s) => Some(Loc::new(s.to_string(), v.span())),
             _ => {
-                self.wrong_type(sink, key, v, "a string");
+                self.wrong_type(sink, key, v, "a string", "a string");
                 None
             }
         }
@@ -184,7 +265,7 @@ impl<'a, 'i> Table<'a, 'i> {
         match v.get_ref() {
             DeValue::Boolean(b) => Some(Loc::new(*b, v.span())),
             _ => {
-                self.wrong_type(sink, key, v, "a boolean (true or false)");
+                self.wrong_type(sink, key, v, "a boolean", "a boolean (true or false)");
                 None
             }
         }
@@ -219,7 +300,7 @@ impl<'a, 'i> Table<'a, 'i> {
                 }
             }
             _ => {
-                self.wrong_type(sink, key, v, &expected);
+                self.wrong_type(sink, key, v, "an integer", &expected);
                 None
             }
         }
@@ -248,7 +329,7 @@ impl<'a, 'i> Table<'a, 'i> {
                 .map(|n| n as f64),
             DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
             _ => {
-                self.wrong_type(sink, key, v, "a number");
+                self.wrong_type(sink, key, v, "a number", "a number");
                 return None;
             }
         };
@@ -320,14 +401,7 @@ impl<'a, 'i> Table<'a, 'i> {
                 None
             }
             Err(e) => {
-                sink.push(
-                    Diagnostic::error(
-                        v.span(),
-                        self.key_path(key),
-                        format!("invalid duration \"{s}\": {e}"),
-                    )
-                    .expected(expected),
-                );
+                sink.push(duration_error(v, s, e, self.key_path(key), expected));
                 None
             }
         }
@@ -340,10 +414,26 @@ impl<'a, 'i> Table<'a, 'i> {
         key: &'static str,
         choices: &[&'static str],
     ) -> Option<Loc<&'static str>> {
+        self.opt_enum_aliased(sink, key, choices, &[])
+    }
+
+    /// Like [`Table::opt_enum`], but a wrong value is also matched against
+    /// `aliases` (other spellings of a choice, e.g. `float` for `f32`) so the
+    /// did-you-mean can name the choice an integrator had in mind.
+    pub fn opt_enum_aliased(
+        &mut self,
+        sink: &mut Sink,
+        key: &'static str,
+        choices: &[&'static str],
+        aliases: &[(&'static str, &'static str)],
+    ) -> Option<Loc<&'static str>> {
         let s = self.opt_str(sink, key)?;
         match choices.iter().find(|c| **c == s.value) {
             Some(c) => Some(Loc::new(*c, s.span)),
             None => {
+                let words = choices.iter().copied().chain(aliases.iter().map(|a| a.0));
+                let guess = closest(&s.value, words)
+                    .map(|w| aliases.iter().find(|a| a.0 == w).map_or(w, |a| a.1));
                 sink.push(
                     Diagnostic::error(
                         s.span.clone(),
@@ -351,24 +441,26 @@ impl<'a, 'i> Table<'a, 'i> {
                         format!("unknown {key} \"{}\"", s.value),
                     )
                     .expected(format!("one of {}", choices.join(", ")))
-                    .maybe_help(did_you_mean(&s.value, choices.iter().copied())),
+                    .maybe_help(guess.map(|g| format!("did you mean `{g}`?"))),
                 );
                 None
             }
         }
     }
 
+    /// A required [`Table::opt_enum_aliased`].
     pub fn req_enum(
         &mut self,
         sink: &mut Sink,
         key: &'static str,
         choices: &[&'static str],
+        aliases: &[(&'static str, &'static str)],
     ) -> Option<Loc<&'static str>> {
         if self.get(key).is_none() {
             self.missing(sink, key, &format!("one of {}", choices.join(", ")));
             return None;
         }
-        self.opt_enum(sink, key, choices)
+        self.opt_enum_aliased(sink, key, choices, aliases)
     }
 
     /// An array of strings.
@@ -379,7 +471,7 @@ impl<'a, 'i> Table<'a, 'i> {
     ) -> Option<Vec<Loc<String>>> {
         let v = self.get(key)?;
         let DeValue::Array(items) = v.get_ref() else {
-            self.wrong_type(sink, key, v, "an array of strings");
+            self.wrong_type(sink, key, v, "an array of strings", "an array of strings");
             return None;
         };
         let mut out = Vec::new();

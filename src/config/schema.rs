@@ -77,6 +77,29 @@ impl RegisterTable {
         }
     }
 
+    /// One entry of the table, with its article, for messages: "a coil",
+    /// "an input register".
+    pub fn one(self) -> &'static str {
+        match self {
+            RegisterTable::Coil => "a coil",
+            RegisterTable::Discrete => "a discrete input",
+            RegisterTable::Input => "an input register",
+            RegisterTable::Holding => "a holding register",
+        }
+    }
+
+    /// Other spellings integrators bring from PLC tools and Modbus docs, for
+    /// the did-you-mean.
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("coils", "coil"),
+        ("discrete_input", "discrete"),
+        ("discrete_inputs", "discrete"),
+        ("input_register", "input"),
+        ("input_registers", "input"),
+        ("holding_register", "holding"),
+        ("holding_registers", "holding"),
+    ];
+
     /// Coils and discrete inputs hold bits; the other two hold 16-bit words.
     pub fn is_bits(self) -> bool {
         matches!(self, RegisterTable::Coil | RegisterTable::Discrete)
@@ -123,6 +146,44 @@ impl DataType {
     pub fn name(self) -> &'static str {
         DataType::NAMES[self as usize]
     }
+
+    /// The name with its article, for messages: "a u32", "an f32".
+    pub fn a_name(self) -> String {
+        let name = self.name();
+        let article = if name.starts_with(['i', 'f']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
+
+    /// Other spellings of the types, from IEC 61131-3 and common tools, for
+    /// the did-you-mean (`type = "float"` means `f32`).
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("boolean", "bool"),
+        ("uint", "u16"),
+        ("uint16", "u16"),
+        ("word", "u16"),
+        ("int", "i16"),
+        ("int16", "i16"),
+        ("short", "i16"),
+        ("udint", "u32"),
+        ("uint32", "u32"),
+        ("dword", "u32"),
+        ("dint", "i32"),
+        ("int32", "i32"),
+        ("float", "f32"),
+        ("float32", "f32"),
+        ("real", "f32"),
+        ("ulint", "u64"),
+        ("uint64", "u64"),
+        ("lint", "i64"),
+        ("int64", "i64"),
+        ("double", "f64"),
+        ("float64", "f64"),
+        ("lreal", "f64"),
+    ];
 
     /// Number of 16-bit registers (or bits, for bit tables) the value spans.
     pub fn width(self) -> u16 {
@@ -356,15 +417,20 @@ fn decode_modbus(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<ModbusDevice> 
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
-    let registers = t
+    let registers: Vec<Register> = t
         .opt_table_array(sink, "registers")
         .into_iter()
         .filter_map(|r| decode_register(sink, r))
         .collect();
     t.finish(sink);
+    let (Some(name), Some(address)) = (name, address) else {
+        sink.broken_tags
+            .extend(registers.into_iter().map(|r| r.tag.value));
+        return None;
+    };
     Some(ModbusDevice {
-        name: name?,
-        address: address?,
+        name,
+        address,
         unit_id,
         poll_interval,
         timeout,
@@ -396,12 +462,14 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
         check_tag_name(sink, &t.key_path("tag"), tag);
     }
     let table = t
-        .req_enum(sink, "table", RegisterTable::NAMES)
+        .req_enum(sink, "table", RegisterTable::NAMES, RegisterTable::ALIASES)
         .map(|v| RegisterTable::from_name(&v));
     let address = t
         .req_int(sink, "address", 0, 65535)
         .map(|a| Loc::new(a.value as u16, a.span));
-    let type_loc = t.opt_enum(sink, "type", DataType::NAMES);
+    // An unknown type is reported and then read as the default, so the
+    // register still counts as declared and nothing cascades from it.
+    let type_loc = t.opt_enum_aliased(sink, "type", DataType::NAMES, DataType::ALIASES);
     let scale = t.opt_f64(sink, "scale");
     let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
     let unit = t.opt_str(sink, "unit").map(|u| u.value);
@@ -414,14 +482,19 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
                         ty.span.clone(),
                         t.key_path("type"),
                         format!(
-                            "a {} holds single bits, so its type cannot be {}",
-                            table.name(),
+                            "{} holds a single bit, so its type cannot be {}",
+                            table.one(),
                             dt.name()
                         ),
                     )
-                    .expected("type = \"bool\" (or leave `type` out)"),
+                    .expected("type = \"bool\" (or leave `type` out)")
+                    .help(format!(
+                        "to read {} use table = \"holding\" or \"input\"",
+                        dt.a_name()
+                    )),
                 );
-                None
+                // Reported; read it as the bit it is so nothing cascades.
+                Some(DataType::Bool)
             } else {
                 Some(dt)
             }
@@ -439,15 +512,21 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
         );
     }
     t.finish(sink);
-    Some(Register {
-        tag: tag?,
-        table: table?,
-        address: address?,
-        data_type: data_type?,
-        scale: scale.map(|s| s.value).unwrap_or(1.0),
-        offset,
-        unit,
-    })
+    match (tag, table, address, data_type) {
+        (Some(tag), Some(table), Some(address), Some(data_type)) => Some(Register {
+            tag,
+            table,
+            address,
+            data_type,
+            scale: scale.map(|s| s.value).unwrap_or(1.0),
+            offset,
+            unit,
+        }),
+        (tag, ..) => {
+            sink.broken_tags.extend(tag.map(|t| t.value));
+            None
+        }
+    }
 }
 
 pub(super) fn check_tag_name(sink: &mut Sink, path: &str, tag: &Loc<String>) {
@@ -496,19 +575,23 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
             .help("remove `listen`, or set `broker = \"embedded\"`"),
         );
     }
-    let topics = t
+    let topics: Vec<TopicMap> = t
         .opt_table_array(sink, "topics")
         .into_iter()
         .filter_map(|m| decode_topic(sink, m))
         .collect();
     t.finish(sink);
-    let name = name?;
+    let (Some(name), Some(broker)) = (name, broker) else {
+        sink.broken_tags
+            .extend(topics.into_iter().map(|tp| tp.tag.value));
+        return None;
+    };
     Some(MqttSource {
         client_id: client_id
             .map(|c| c.value)
             .unwrap_or_else(|| format!("twin-{}", name.value)),
         name,
-        broker: broker?,
+        broker,
         keep_alive,
         stale_after,
         topics,
@@ -549,6 +632,10 @@ fn parse_broker(
         let help = if b.value.starts_with("mqtts://") || b.value.starts_with("ssl://") {
             "TLS brokers are not supported by this version yet; use a plain mqtt:// listener on a trusted network"
                 .to_string()
+        } else if let Some(rest) = b.value.strip_prefix("tcp://") {
+            // MQTT over plain TCP is what `tcp://` means in most clients
+            // (Paho, for one); we spell it mqtt://.
+            format!("write \"mqtt://{rest}\"")
         } else if b.value.contains("://") {
             "only the mqtt:// scheme is supported".to_string()
         } else {
@@ -670,29 +757,39 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
         (Some(_), None) | (None, None) => Some(Payload::Number),
     };
     t.finish(sink);
-    Some(TopicMap {
-        topic: topic?,
-        tag: tag?,
-        payload: payload?,
-        qos,
-        scale,
-        offset,
-        unit,
-    })
+    match (topic, tag, payload) {
+        (Some(topic), Some(tag), Some(payload)) => Some(TopicMap {
+            topic,
+            tag,
+            payload,
+            qos,
+            scale,
+            offset,
+            unit,
+        }),
+        (_, tag, _) => {
+            sink.broken_tags.extend(tag.map(|t| t.value));
+            None
+        }
+    }
 }
 
 fn decode_machine(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Machine> {
+    let t_span = t.span();
     let id = t.req_str(sink, "id");
-    let kind = t.req_enum(sink, "kind", MACHINE_KINDS);
+    let kind = t.req_enum(sink, "kind", MACHINE_KINDS, &[]);
     let name = t.opt_str(sink, "name").map(|n| n.value);
     let tags = t
         .opt_table(sink, "tags")
         .map(|tt| tt.str_entries(sink))
         .unwrap_or_default();
     t.finish(sink);
+    // A bad `kind` is reported above; keep the machine anyway so that lines
+    // and models naming it are not reported as unknown as well.
+    let kind = kind.unwrap_or_else(|| Loc::new("generic", t_span));
     Some(Machine {
         id: id?,
-        kind: kind?,
+        kind,
         name,
         tags,
     })
@@ -742,7 +839,8 @@ fn decode_setpoint(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Setpoint> {
                 t.key_path("max"),
                 format!("max ({}) must be greater than min ({})", hi.value, lo.value),
             )
-            .expected("min < max"),
+            .expected("min < max")
+            .maybe_help((lo.value > hi.value).then(|| "the bounds look swapped".to_string())),
         );
     }
     if let Some(s) = &max_step

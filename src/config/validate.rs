@@ -3,12 +3,12 @@
 //! Duplicate names, overlapping registers, references to tags and machines
 //! that do not exist, and the tag table the rest of the runtime works from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use super::decode::{Loc, Sink};
-use super::diagnostics::{Diagnostic, SourceFile, did_you_mean};
-use super::schema::{DataType, PlantConfig};
+use super::diagnostics::{Diagnostic, SourceFile, closest, did_you_mean};
+use super::schema::{DataType, PlantConfig, RegisterTable};
 use super::{TagDef, TagId, TagSource, TagTable};
 
 pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) -> TagTable {
@@ -86,8 +86,8 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                         r.address.span.clone(),
                         path,
                         format!(
-                            "a {} at address {} would end at {}, past the last address 65535",
-                            r.data_type.name(),
+                            "{} at address {} would end at {}, past the last address 65535",
+                            r.data_type.a_name(),
                             start,
                             end
                         ),
@@ -109,22 +109,22 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                         r.address.span.clone(),
                         path,
                         format!(
-                            "{} {}..={} of tag \"{}\" overlaps {}..={} of tag \"{}\"",
-                            r.table.name(),
-                            start,
-                            end,
+                            "{} (tag \"{}\") overlaps {} (tag \"{}\")",
+                            span_name(r.table, start, end),
                             r.tag.value,
-                            s,
-                            e,
+                            span_name(other.table, *s, *e),
                             other.tag.value
                         ),
                     )
                     .help(format!(
-                        "\"{}\" is defined at {}; a {} spans {} register(s)",
+                        "\"{}\" is defined at {}; {} spans {}",
                         other.tag.value,
                         at(&other.address.span),
-                        other.data_type.name(),
-                        other.data_type.width()
+                        other.data_type.a_name(),
+                        match other.data_type.width() {
+                            1 => "1 register".to_string(),
+                            w => format!("{w} registers"),
+                        }
                     )),
                 );
             }
@@ -134,7 +134,8 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
 
     // The tag table, in file order: Modbus first, then MQTT.
     let mut tags = TagTable::default();
-    let mut tag_spans: Vec<Range<usize>> = Vec::new();
+    // Where each tag is declared (span, key path), by tag id.
+    let mut tag_spans: Vec<(Range<usize>, String)> = Vec::new();
     let mut add = |sink: &mut Sink, path: String, tag: &Loc<String>, def: TagDef| {
         if let Some(id) = tags.id(&tag.value) {
             sink.push(
@@ -145,11 +146,11 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 )
                 .help(format!(
                     "first defined at {}; each tag must come from exactly one source",
-                    at(&tag_spans[id.index()])
+                    at(&tag_spans[id.index()].0)
                 )),
             );
         } else {
-            tag_spans.push(tag.span.clone());
+            tag_spans.push((tag.span.clone(), path));
             tags.push(def);
         }
     };
@@ -216,36 +217,56 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     }
 
     let tag_names: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
-    let unknown_tag = |sink: &mut Sink, path: String, tag: &Loc<String>| {
+    // Reports an unknown tag and returns the tag it was probably meant to be.
+    // A tag declared by an entry that failed to decode is not unknown: its
+    // own error is already reported where it is declared.
+    let unknown_tag = |sink: &mut Sink, path: String, tag: &Loc<String>| -> Option<String> {
+        if sink.broken_tags.contains(&tag.value) {
+            return None;
+        }
+        let guess = closest(&tag.value, tag_names.iter().map(String::as_str));
         sink.push(
             Diagnostic::error(tag.span.clone(), path, format!("unknown tag \"{}\"", tag.value))
                 .expected("a tag defined by a source (sources.modbus[].registers[].tag or sources.mqtt[].topics[].tag)")
-                .maybe_help(did_you_mean(&tag.value, tag_names.iter().map(String::as_str))),
+                .maybe_help(guess.map(|g| format!("did you mean `{g}`?"))),
         );
+        guess.map(str::to_string)
     };
 
     // Machines: unique ids, roles bound to existing tags, one owner per tag.
     let mut machine_ids: BTreeMap<&str, &Range<usize>> = BTreeMap::new();
     let mut owner: BTreeMap<TagId, (String, Range<usize>)> = BTreeMap::new();
+    // Tags some machine means to bind, even where the binding failed (a
+    // duplicate machine, a typo in the tag name). They get no "not bound"
+    // warning: the error at the binding already covers them.
+    let mut meant: BTreeSet<String> = BTreeSet::new();
     for (i, m) in cfg.machines.iter().enumerate() {
-        if let Some(first) = machine_ids.get(m.id.value.as_str()) {
+        let duplicate = machine_ids.get(m.id.value.as_str()).copied();
+        if let Some(first) = duplicate {
             sink.push(
                 Diagnostic::error(
                     m.id.span.clone(),
                     format!("machines[{i}].id"),
                     format!("duplicate machine id \"{}\"", m.id.value),
                 )
-                .help(format!("first defined at {}", at(first))),
+                .help(format!(
+                    "first defined at {}; lines, models and events name machines by id, so ids must be unique",
+                    at(first)
+                )),
             );
-            continue;
+        } else {
+            machine_ids.insert(&m.id.value, &m.id.span);
         }
-        machine_ids.insert(&m.id.value, &m.id.span);
         for (role, tag) in &m.tags {
             let path = format!("machines[{i}].tags.{}", role.value);
             let Some(id) = tags.id(&tag.value) else {
-                unknown_tag(sink, path, tag);
+                meant.extend(unknown_tag(sink, path, tag));
                 continue;
             };
+            meant.insert(tag.value.clone());
+            if duplicate.is_some() {
+                continue;
+            }
             if let Some((other, first)) = owner.get(&id) {
                 sink.push(
                     Diagnostic::error(
@@ -297,42 +318,56 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         }
         for (j, tag) in model.inputs.iter().enumerate() {
             if tags.id(&tag.value).is_none() {
-                unknown_tag(sink, format!("models[{i}].inputs[{j}]"), tag);
+                let _ = unknown_tag(sink, format!("models[{i}].inputs[{j}]"), tag);
             }
         }
     }
     for (i, sp) in cfg.setpoints.iter().enumerate() {
         let path = format!("setpoints[{i}].tag");
         let Some(id) = tags.id(&sp.tag.value) else {
-            unknown_tag(sink, path, &sp.tag);
+            let _ = unknown_tag(sink, path, &sp.tag);
             continue;
         };
-        let writable = match tags.get(id).source {
+        // Say where the tag comes from: that is what makes it read-only.
+        let read_only_from = match tags.get(id).source {
             TagSource::Modbus { device, register } => {
-                cfg.modbus[device].registers[register].table.is_writable()
+                let d = &cfg.modbus[device];
+                let r = &d.registers[register];
+                (!r.table.is_writable()).then(|| {
+                    format!(
+                        "{} {} of device \"{}\"",
+                        r.table.one(),
+                        r.address.value,
+                        d.name.value
+                    )
+                })
             }
-            TagSource::Mqtt { .. } => false,
+            TagSource::Mqtt { source, .. } => Some(format!(
+                "MQTT source \"{}\", which the twin only subscribes to",
+                cfg.mqtt[source].name.value
+            )),
         };
-        if !writable {
+        if let Some(from) = read_only_from {
             sink.push(
                 Diagnostic::error(
                     sp.tag.span.clone(),
                     path,
-                    format!("tag \"{}\" cannot be written back", sp.tag.value),
+                    format!("tag \"{}\" is read-only: it comes from {from}", sp.tag.value),
                 )
-                .expected("a tag read from a Modbus holding register or coil"),
+                .expected("a tag read from a Modbus holding register or coil")
+                .help("a setpoint needs a value the twin can write; map the PLC's holding register (or coil) for it"),
             );
         }
     }
 
     // Tags no machine claims still flow, but are usually a forgotten binding.
     for t in tags.iter() {
-        if t.machine.is_none() {
-            let span = tag_spans[t.id.index()].clone();
+        if t.machine.is_none() && !meant.contains(&t.name) {
+            let (span, path) = tag_spans[t.id.index()].clone();
             sink.push(
                 Diagnostic::warning(
                     span,
-                    "",
+                    path,
                     format!("tag \"{}\" is not bound to any machine", t.name),
                 )
                 .help("bind it under `[machines.tags]` so the twin knows what it measures"),
@@ -341,4 +376,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     }
 
     tags
+}
+
+/// A run of addresses in one table, for messages: "holding register 1",
+/// "input registers 0..=1", "coil 3".
+fn span_name(table: RegisterTable, start: u32, end: u32) -> String {
+    let noun = table.one().split_once(' ').map_or("", |(_, n)| n);
+    if start == end {
+        format!("{noun} {start}")
+    } else {
+        format!("{noun}s {start}..={end}")
+    }
 }

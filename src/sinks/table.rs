@@ -53,9 +53,10 @@ impl LiveTable {
             rfc3339(t_ns),
             events
         );
+        let (wm, wr, wt, wu) = self.widths();
         let _ = writeln!(
             s,
-            "\x1b[2m{:<14} {:<16} {:<28} {:>12} {:<7} QUALITY\x1b[0m",
+            "\x1b[2m{:<wm$} {:<wr$} {:<wt$} {:>12} {:<wu$} QUALITY\x1b[0m",
             "MACHINE", "ROLE", "TAG", "VALUE", "UNIT"
         );
         let mut last_machine = "";
@@ -64,6 +65,7 @@ impl LiveTable {
             let value = match st.value {
                 None => "—".to_string(),
                 Some(Value::Bool(b)) => b.to_string(),
+                Some(Value::Num(n)) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}"),
                 Some(Value::Num(n)) => format!("{n:.3}"),
             };
             let (color, q) = match st.quality {
@@ -81,7 +83,7 @@ impl LiveTable {
             last_machine = machine;
             let _ = writeln!(
                 s,
-                "{:<14} {:<16} {:<28} {:>12} {:<7} {}{}{}\x1b[0m",
+                "{:<wm$} {:<wr$} {:<wt$} {:>12} {:<wu$} {}{}{}\x1b[0m",
                 shown,
                 role,
                 self.names.get(*idx).map(String::as_str).unwrap_or("?"),
@@ -94,6 +96,17 @@ impl LiveTable {
         }
         let _ = writeln!(s, "\x1b[2mCtrl-C to stop\x1b[0m");
         s
+    }
+
+    /// Column widths that fit the longest machine, role, tag and unit.
+    fn widths(&self) -> (usize, usize, usize, usize) {
+        let w = |it: &mut dyn Iterator<Item = usize>, min: usize| it.max().unwrap_or(0).max(min);
+        (
+            w(&mut self.rows.iter().map(|r| r.0.len()), 7),
+            w(&mut self.rows.iter().map(|r| r.1.len()), 4),
+            w(&mut self.names.iter().map(String::len), 3),
+            w(&mut self.units.iter().map(String::len), 4),
+        )
     }
 
     /// Redraw in place on the terminal.

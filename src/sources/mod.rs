@@ -85,6 +85,9 @@ pub fn build(
     }
 
     let mut out: Vec<Box<dyn Source>> = Vec::new();
+    // Several sources may share one embedded broker: start it once.
+    let mut brokers: std::collections::BTreeMap<std::net::SocketAddr, std::net::SocketAddr> =
+        std::collections::BTreeMap::new();
     for (i, dev) in cfg.config.modbus.iter().enumerate() {
         let address = endpoints
             .modbus
@@ -102,7 +105,14 @@ pub fn build(
             None => match &src.broker.value {
                 crate::config::Broker::Tcp { host, port } => (host.clone(), *port),
                 crate::config::Broker::Embedded { listen } => {
-                    let addr = crate::broker::start_embedded(*listen)?;
+                    let addr = match brokers.get(listen) {
+                        Some(a) => *a,
+                        None => {
+                            let a = crate::broker::start_embedded(*listen)?;
+                            brokers.insert(*listen, a);
+                            a
+                        }
+                    };
                     (addr.ip().to_string(), addr.port())
                 }
             },
