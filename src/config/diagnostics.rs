@@ -294,6 +294,21 @@ mod tests {
     }
 
     #[test]
+    fn render_aligns_the_gutter_and_quotes_nothing_for_the_whole_file() {
+        let f = SourceFile::new("x.toml", "# comment\nname = 1\n");
+        let d = Diagnostic::error(0..0, "plant", "missing").help("add it");
+        assert_eq!(
+            f.render(&d),
+            "error: missing\n --> x.toml:1:1\n  = key: plant\n  = help: add it\n"
+        );
+        let d = Diagnostic::error(10..14, "name", "bad");
+        assert_eq!(
+            f.render(&d),
+            "error: bad\n --> x.toml:2:1\n  |\n2 | name = 1\n  | ^^^^\n  = key: name\n"
+        );
+    }
+
+    #[test]
     fn did_you_mean_finds_typos_only() {
         assert_eq!(
             did_you_mean("unit_idd", ["unit_id", "address"]).as_deref(),

@@ -124,13 +124,21 @@ impl LoadedConfig {
 pub fn load_file(path: &Path) -> Result<LoadedConfig, Box<ConfigReport>> {
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(path, &text),
-        Err(e) => Err(Box::new(ConfigReport {
-            file: SourceFile::new(path, ""),
-            diagnostics: vec![
-                Diagnostic::error(0..0, "", format!("cannot read config file: {e}"))
+        Err(e) => {
+            // The OS wording differs by platform; name the common case plainly.
+            let d = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    Diagnostic::error(0..0, "", "config file not found")
+                        .help("check the path; a relative path starts from the current directory")
+                }
+                _ => Diagnostic::error(0..0, "", format!("cannot read config file: {e}"))
                     .help("check the path and the file's permissions"),
-            ],
-        })),
+            };
+            Err(Box::new(ConfigReport {
+                file: SourceFile::new(path, ""),
+                diagnostics: vec![d],
+            }))
+        }
     }
 }
 

@@ -77,15 +77,25 @@ impl RegisterTable {
         }
     }
 
-    /// One entry of the table, with its article, for messages: "a coil",
-    /// "an input register".
-    pub fn one(self) -> &'static str {
+    /// What one entry of the table is called, for messages.
+    pub fn noun(self) -> &'static str {
         match self {
-            RegisterTable::Coil => "a coil",
-            RegisterTable::Discrete => "a discrete input",
-            RegisterTable::Input => "an input register",
-            RegisterTable::Holding => "a holding register",
+            RegisterTable::Coil => "coil",
+            RegisterTable::Discrete => "discrete input",
+            RegisterTable::Input => "input register",
+            RegisterTable::Holding => "holding register",
         }
+    }
+
+    /// [`RegisterTable::noun`] with its article: "a coil", "an input register".
+    pub fn one(self) -> String {
+        let noun = self.noun();
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {noun}")
     }
 
     /// Other spellings integrators bring from PLC tools and Modbus docs, for

@@ -224,13 +224,15 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         if sink.broken_tags.contains(&tag.value) {
             return None;
         }
-        let guess = closest(&tag.value, tag_names.iter().map(String::as_str));
+        // Broken tags are still what the integrator meant to declare.
+        let names = tag_names.iter().chain(&sink.broken_tags);
+        let guess = closest(&tag.value, names.map(String::as_str)).map(str::to_string);
         sink.push(
             Diagnostic::error(tag.span.clone(), path, format!("unknown tag \"{}\"", tag.value))
                 .expected("a tag defined by a source (sources.modbus[].registers[].tag or sources.mqtt[].topics[].tag)")
-                .maybe_help(guess.map(|g| format!("did you mean `{g}`?"))),
+                .maybe_help(guess.as_ref().map(|g| format!("did you mean `{g}`?"))),
         );
-        guess.map(str::to_string)
+        guess
     };
 
     // Machines: unique ids, roles bound to existing tags, one owner per tag.
@@ -336,7 +338,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 (!r.table.is_writable()).then(|| {
                     format!(
                         "{} {} of device \"{}\"",
-                        r.table.one(),
+                        r.table.noun(),
                         r.address.value,
                         d.name.value
                     )
@@ -355,7 +357,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                     format!("tag \"{}\" is read-only: it comes from {from}", sp.tag.value),
                 )
                 .expected("a tag read from a Modbus holding register or coil")
-                .help("a setpoint needs a value the twin can write; map the PLC's holding register (or coil) for it"),
+                .help("map the holding register (or coil) the PLC takes this value from, if it has one"),
             );
         }
     }
@@ -381,7 +383,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
 /// A run of addresses in one table, for messages: "holding register 1",
 /// "input registers 0..=1", "coil 3".
 fn span_name(table: RegisterTable, start: u32, end: u32) -> String {
-    let noun = table.one().split_once(' ').map_or("", |(_, n)| n);
+    let noun = table.noun();
     if start == end {
         format!("{noun} {start}")
     } else {
