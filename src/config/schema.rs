@@ -215,6 +215,8 @@ pub struct Register {
     pub scale: f64,
     pub offset: f64,
     pub unit: Option<String>,
+    /// Overrides the device's (and the plant's) `stale_after` for this tag.
+    pub stale_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +254,8 @@ pub struct TopicMap {
     pub scale: f64,
     pub offset: f64,
     pub unit: Option<String>,
+    /// Overrides the source's (and the plant's) `stale_after` for this tag.
+    pub stale_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -483,6 +487,9 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
     let scale = t.opt_f64(sink, "scale");
     let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
     let unit = t.opt_str(sink, "unit").map(|u| u.value);
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value);
     let data_type = match (table, &type_loc) {
         (Some(table), Some(ty)) => {
             let dt = DataType::from_name(ty.value);
@@ -531,6 +538,7 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
             scale: scale.map(|s| s.value).unwrap_or(1.0),
             offset,
             unit,
+            stale_after,
         }),
         (tag, ..) => {
             sink.broken_tags.extend(tag.map(|t| t.value));
@@ -725,6 +733,9 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     let scale = t.opt_f64(sink, "scale").map(|v| v.value).unwrap_or(1.0);
     let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
     let unit = t.opt_str(sink, "unit").map(|u| u.value);
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value);
     let payload = match (format.as_ref().map(|f| f.value), field) {
         (Some("json"), Some(f)) => {
             let segs: Vec<String> = f.value.split('.').map(str::to_string).collect();
@@ -776,6 +787,7 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
             scale,
             offset,
             unit,
+            stale_after,
         }),
         (_, tag, _) => {
             sink.broken_tags.extend(tag.map(|t| t.value));

@@ -166,9 +166,28 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                     device: i,
                     register: j,
                 },
-                stale_after: d.stale_after.unwrap_or(cfg.plant.stale_after),
+                stale_after: r
+                    .stale_after
+                    .or(d.stale_after)
+                    .unwrap_or(cfg.plant.stale_after),
                 is_bool: r.data_type == DataType::Bool,
             };
+            if let Some(st) = r.stale_after
+                && st < d.poll_interval
+            {
+                sink.push(
+                    Diagnostic::warning(
+                        r.tag.span.clone(),
+                        format!("sources.modbus[{i}].registers[{j}].stale_after"),
+                        format!(
+                            "stale_after ({}) is shorter than the device's poll_interval ({}); the tag will flap to stale between polls",
+                            humantime::format_duration(st),
+                            humantime::format_duration(d.poll_interval)
+                        ),
+                    )
+                    .help("set stale_after to at least 2 × poll_interval"),
+                );
+            }
             add(
                 sink,
                 format!("sources.modbus[{i}].registers[{j}].tag"),
@@ -204,7 +223,10 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                     source: i,
                     topic: j,
                 },
-                stale_after: m.stale_after.unwrap_or(cfg.plant.stale_after),
+                stale_after: tp
+                    .stale_after
+                    .or(m.stale_after)
+                    .unwrap_or(cfg.plant.stale_after),
                 is_bool: false,
             };
             add(
@@ -388,5 +410,46 @@ fn span_name(table: RegisterTable, start: u32, end: u32) -> String {
         format!("{noun} {start}")
     } else {
         format!("{noun}s {start}..={end}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn stale_after_is_tag_then_source_then_plant() {
+        let cfg = load_str(
+            Path::new("s.toml"),
+            r#"
+[plant]
+name = "p"
+stale_after = "9s"
+[[sources.modbus]]
+name = "d"
+address = "127.0.0.1:502"
+stale_after = "4s"
+registers = [
+  { tag = "a", table = "holding", address = 0, stale_after = "2s" },
+  { tag = "b", table = "holding", address = 1 },
+]
+[[sources.mqtt]]
+name = "m"
+broker = "embedded"
+topics = [{ topic = "t/c", tag = "c" }, { topic = "t/e", tag = "e", stale_after = "30s" }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { a = "a", b = "b", c = "c", e = "e" }
+"#,
+        )
+        .expect("valid");
+        let age = |n: &str| cfg.tags.get(cfg.tags.id(n).expect("tag")).stale_after;
+        assert_eq!(age("a"), Duration::from_secs(2));
+        assert_eq!(age("b"), Duration::from_secs(4));
+        assert_eq!(age("c"), Duration::from_secs(9));
+        assert_eq!(age("e"), Duration::from_secs(30));
     }
 }
