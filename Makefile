@@ -1,5 +1,5 @@
 # The two commands of the README. Each does its own set-up on a fresh Debian
-# machine that has the Rust toolchain (rustup) and python3.
+# machine that has the Rust toolchain (rustup).
 
 CARGO ?= cargo
 

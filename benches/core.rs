@@ -63,7 +63,7 @@ fn core_tick(c: &mut Criterion) {
                     buf.clear();
                     core.encode_events(&ev, &mut buf);
                     black_box(buf.len());
-                    timed += start.elapsed();
+                    timed += twin::wallclock::since(start);
                 }
                 timed
             });

@@ -85,8 +85,14 @@ pub async fn run_live(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wallclock::until(next)) => {}
         }
-        while let Ok(s) = rx.try_recv() {
+        // A sample delivered after the tick its receive time belongs to has
+        // already run is, for the core, received after that tick. Clamping
+        // here makes the pushed stream (what a recorder keeps) replay to
+        // exactly the ticks it was applied on live.
+        let applied_up_to = core.clock().now_ns();
+        while let Ok(mut s) = rx.try_recv() {
             summary.samples += 1;
+            s.recv_time_ns = s.recv_time_ns.max(applied_up_to + 1);
             core.push(s);
         }
         // Catch up tick by tick if the process was stalled.
@@ -116,7 +122,7 @@ pub async fn run_live(
             }
         }
         if let Some(t) = table.as_mut()
-            && last_draw.elapsed() >= TABLE_REFRESH
+            && wallclock::since(last_draw) >= TABLE_REFRESH
         {
             last_draw = wallclock::monotonic();
             let clock = core.clock();

@@ -27,6 +27,15 @@ pub fn monotonic() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// Time elapsed since a [`monotonic`] instant.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the sanctioned monotonic-clock read, used only outside the core"
+)]
+pub fn since(t: std::time::Instant) -> Duration {
+    t.elapsed()
+}
+
 /// How long until wall-clock time `t_ns`, zero if it has passed.
 pub fn until(t_ns: i64) -> Duration {
     let d = t_ns.saturating_sub(now_ns());

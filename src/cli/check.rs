@@ -33,16 +33,18 @@ pub fn run(args: &CheckArgs) -> i32 {
                 } else {
                     let _ = write!(out, "{}", cfg.render_warnings());
                 }
+                let n = |k: usize, one: &str, many: &str| {
+                    format!("{k} {}", if k == 1 { one } else { many })
+                };
                 let _ = writeln!(
                     out,
-                    "{}: ok ({} tags, {} machines, {} Modbus devices, {} MQTT sources, {} warning{})",
+                    "{}: ok ({}, {}, {}, {}, {})",
                     f.display(),
-                    cfg.tags.len(),
-                    cfg.config.machines.len(),
-                    cfg.config.modbus.len(),
-                    cfg.config.mqtt.len(),
-                    cfg.warnings.len(),
-                    if cfg.warnings.len() == 1 { "" } else { "s" }
+                    n(cfg.tags.len(), "tag", "tags"),
+                    n(cfg.config.machines.len(), "machine", "machines"),
+                    n(cfg.config.modbus.len(), "Modbus device", "Modbus devices"),
+                    n(cfg.config.mqtt.len(), "MQTT source", "MQTT sources"),
+                    n(cfg.warnings.len(), "warning", "warnings"),
                 );
             }
             Err(report) => {

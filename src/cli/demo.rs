@@ -42,7 +42,12 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         None => config::load_str(Path::new("plant-configs/packaging-line.toml"), DEMO_CONFIG),
     };
     let cfg = match loaded {
-        Ok(c) => c,
+        Ok(c) => {
+            if !c.warnings.is_empty() {
+                eprint!("{}", c.render_warnings());
+            }
+            c
+        }
         Err(report) => {
             eprint!("{report}");
             return EXIT_CONFIG;

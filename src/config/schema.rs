@@ -310,7 +310,7 @@ pub struct Setpoint {
     pub min: Loc<f64>,
     pub max: Loc<f64>,
     pub max_step: Option<Loc<f64>>,
-    pub enabled: bool,
+    pub enabled: Option<Loc<bool>>,
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -730,7 +730,17 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
         .opt_int(sink, "qos", 0, 1)
         .map(|q| q.value as u8)
         .unwrap_or(1);
-    let scale = t.opt_f64(sink, "scale").map(|v| v.value).unwrap_or(1.0);
+    let scale = match t.opt_f64(sink, "scale") {
+        Some(s) if s.value == 0.0 => {
+            sink.push(
+                Diagnostic::error(s.span.clone(), t.key_path("scale"), "scale must not be 0")
+                    .expected("a non-zero number; engineering value = payload * scale + offset"),
+            );
+            1.0
+        }
+        Some(s) => s.value,
+        None => 1.0,
+    };
     let offset = t.opt_f64(sink, "offset").map(|v| v.value).unwrap_or(0.0);
     let unit = t.opt_str(sink, "unit").map(|u| u.value);
     let stale_after = t
@@ -848,10 +858,7 @@ fn decode_setpoint(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Setpoint> {
     let min = t.req_f64(sink, "min");
     let max = t.req_f64(sink, "max");
     let max_step = t.opt_f64(sink, "max_step");
-    let enabled = t
-        .opt_bool(sink, "enabled")
-        .map(|b| b.value)
-        .unwrap_or(false);
+    let enabled = t.opt_bool(sink, "enabled");
     if let (Some(lo), Some(hi)) = (&min, &max)
         && lo.value >= hi.value
     {

@@ -327,14 +327,58 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         );
     };
 
+    // Ids of lines and models, and setpoint tags, are each one namespace.
+    let dup = |sink: &mut Sink,
+               seen: &mut BTreeMap<String, Range<usize>>,
+               what: &str,
+               path: String,
+               id: &Loc<String>| {
+        if let Some(first) = seen.get(&id.value) {
+            sink.push(
+                Diagnostic::error(
+                    id.span.clone(),
+                    path,
+                    format!("duplicate {what} \"{}\"", id.value),
+                )
+                .help(format!("first seen at {}", at(first))),
+            );
+        } else {
+            seen.insert(id.value.clone(), id.span.clone());
+        }
+    };
+    let mut line_ids = BTreeMap::new();
     for (i, line) in cfg.lines.iter().enumerate() {
+        dup(
+            sink,
+            &mut line_ids,
+            "line id",
+            format!("lines[{i}].id"),
+            &line.id,
+        );
+        let mut in_line = BTreeMap::new();
         for (j, m) in line.machines.iter().enumerate() {
             if !machine_ids.contains_key(m.value.as_str()) {
                 unknown_machine(sink, format!("lines[{i}].machines[{j}]"), m);
+            } else {
+                dup(
+                    sink,
+                    &mut in_line,
+                    "machine in this line",
+                    format!("lines[{i}].machines[{j}]"),
+                    m,
+                );
             }
         }
     }
+    let mut model_ids = BTreeMap::new();
     for (i, model) in cfg.models.iter().enumerate() {
+        dup(
+            sink,
+            &mut model_ids,
+            "model id",
+            format!("models[{i}].id"),
+            &model.id,
+        );
         if let Some(m) = &model.machine
             && !machine_ids.contains_key(m.value.as_str())
         {
@@ -346,8 +390,28 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             }
         }
     }
+    let mut setpoint_tags = BTreeMap::new();
     for (i, sp) in cfg.setpoints.iter().enumerate() {
         let path = format!("setpoints[{i}].tag");
+        dup(
+            sink,
+            &mut setpoint_tags,
+            "setpoint for tag",
+            path.clone(),
+            &sp.tag,
+        );
+        if let Some(on) = &sp.enabled
+            && on.value
+        {
+            sink.push(
+                Diagnostic::warning(
+                    on.span.clone(),
+                    format!("setpoints[{i}].enabled"),
+                    "write-back is not available in this version; this setpoint is validated but never written",
+                )
+                .help("leave `enabled = false` until your twin version supports guarded write-back"),
+            );
+        }
         let Some(id) = tags.id(&sp.tag.value) else {
             let _ = unknown_tag(sink, path, &sp.tag);
             continue;
@@ -451,5 +515,43 @@ tags = { a = "a", b = "b", c = "c", e = "e" }
         assert_eq!(age("b"), Duration::from_secs(4));
         assert_eq!(age("c"), Duration::from_secs(9));
         assert_eq!(age("e"), Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use crate::config::load_str;
+    use std::path::Path;
+
+    #[test]
+    fn enabling_a_setpoint_warns_that_write_back_is_not_available() {
+        let cfg = load_str(
+            Path::new("w.toml"),
+            r#"
+[plant]
+name = "p"
+[[sources.modbus]]
+name = "d"
+address = "127.0.0.1:502"
+registers = [{ tag = "a", table = "holding", address = 0 }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { a = "a" }
+[[setpoints]]
+tag = "a"
+min = 0
+max = 10
+enabled = true
+"#,
+        )
+        .expect("valid, with a warning");
+        assert_eq!(cfg.warnings.len(), 1);
+        assert_eq!(cfg.warnings[0].path, "setpoints[0].enabled");
+        assert!(
+            cfg.warnings[0]
+                .message
+                .contains("write-back is not available")
+        );
     }
 }

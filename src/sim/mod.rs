@@ -325,7 +325,7 @@ pub async fn start(
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let t = t0.elapsed().as_secs_f64();
+            let t = wallclock::since(t0).as_secs_f64();
             let now_ns = wallclock::now_ns();
             // Each machine's load follows its speed signal (1.0 at nominal).
             let mut load: HashMap<String, f64> = HashMap::new();
@@ -336,7 +336,7 @@ pub async fn start(
                 }
                 tag.last = Some(v);
             }
-            let publish_now = last_publish.is_none_or(|p| p.elapsed() >= opts.publish);
+            let publish_now = last_publish.is_none_or(|p| wallclock::since(p) >= opts.publish);
             let mut mqtt_out: BTreeMap<(usize, String), Vec<(Payload, f64)>> = BTreeMap::new();
             for tag in tags.iter_mut() {
                 let l = tag

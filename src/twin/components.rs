@@ -58,6 +58,11 @@ pub struct SourceTime(pub Option<i64>);
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaleAfter(pub i64);
 
+/// What the stream last said about the tag, so a change that is undone
+/// within one tick produces no event.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
+pub struct LastEmitted(pub Option<(Option<Value>, Quality, Option<&'static str>)>);
+
 /// Samples waiting for their tick, in arrival order.
 #[derive(Resource, Debug, Default)]
 pub struct Inbox(pub Vec<Sample>);

@@ -67,6 +67,7 @@ impl TwinCore {
                 TagQuality::default(),
                 SourceTime::default(),
                 StaleAfter(i64::try_from(def.stale_after.as_nanos()).unwrap_or(i64::MAX)),
+                LastEmitted::default(),
             ));
             let machine = def
                 .machine

@@ -88,24 +88,35 @@ type TagRow = (
     &'static TagValue,
     &'static TagQuality,
     &'static SourceTime,
+    &'static mut LastEmitted,
 );
 type ChangedTag = Or<(Changed<TagValue>, Changed<TagQuality>)>;
 
-/// Emit one tag event per tag whose value or quality changed this tick, in
-/// tag order (not world order) so the stream never depends on ECS layout.
-pub fn emit(clock: Res<TickClock>, mut outbox: ResMut<Outbox>, tags: Query<TagRow, ChangedTag>) {
+/// Emit one tag event per tag whose value or quality differs from what the
+/// stream last said, in tag order (not world order) so the stream never
+/// depends on ECS layout.
+pub fn emit(
+    clock: Res<TickClock>,
+    mut outbox: ResMut<Outbox>,
+    mut tags: Query<TagRow, ChangedTag>,
+) {
     let now = clock.now_ns();
-    let mut changed: Vec<TagEvent> = tags
-        .iter()
-        .map(|(tag, value, quality, src)| TagEvent {
+    let mut changed: Vec<TagEvent> = Vec::new();
+    for (tag, value, quality, src, mut last) in &mut tags {
+        let state = (value.0, quality.quality, quality.reason);
+        if last.0 == Some(state) {
+            continue;
+        }
+        last.0 = Some(state);
+        changed.push(TagEvent {
             t_ns: now,
             tag: tag.0,
             value: value.0,
             quality: quality.quality,
             reason: quality.reason,
             source_time_ns: src.0,
-        })
-        .collect();
+        });
+    }
     changed.sort_by_key(|e| e.tag);
     outbox.0.extend(changed.into_iter().map(TwinEvent::Tag));
 }

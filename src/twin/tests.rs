@@ -258,6 +258,19 @@ fn unchanged_values_emit_nothing() {
 }
 
 #[test]
+fn a_change_undone_within_a_tick_emits_nothing() {
+    let mut c = core();
+    c.push(Sample::good(TagId(0), Value::Num(3.0), T0, T0));
+    c.advance();
+    c.drain_events();
+    let t = T0 + 120 * MS;
+    c.push(Sample::good(TagId(0), Value::Num(4.0), t, t));
+    c.push(Sample::good(TagId(0), Value::Num(3.0), t + MS, t + MS));
+    c.advance();
+    assert!(c.drain_events().is_empty());
+}
+
+#[test]
 fn samples_wait_for_their_tick() {
     let mut c = core();
     c.push(Sample::good(

@@ -250,8 +250,15 @@ impl ModbusPoller {
                         );
                     }
                     Ok(Err(e)) => {
+                        // Mid-request, tokio-modbus reports a closed connection
+                        // with whatever errno was left over, so any transport
+                        // error here that is not a clear timeout or bad frame
+                        // means the connection was lost.
                         let reason = match &e {
-                            tokio_modbus::Error::Transport(io) => io_reason(io),
+                            tokio_modbus::Error::Transport(io) => match io_reason(io) {
+                                r @ ("timeout" | "invalid_response") => r,
+                                _ => "connection_lost",
+                            },
                             _ => "invalid_response",
                         };
                         warn!(device = %name, address = %self.address, unit, error = %e, "Modbus connection failed; reconnecting.");

@@ -23,7 +23,9 @@ use crate::wallclock;
 /// How often, at most, a malformed-payload warning is logged per topic.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Largest packet accepted; bigger ones are dropped by the client.
+/// Largest packet accepted. rumqttc treats a bigger incoming packet as a
+/// connection error, so an oversized retained message makes it reconnect in
+/// a loop (rumqtt #856); the ingestion issue replaces this with a drop-and-count.
 pub const MAX_PACKET: usize = 256 * 1024;
 
 struct Binding {
