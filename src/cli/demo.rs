@@ -13,7 +13,6 @@ use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::config;
 use crate::runtime::{RunOptions, run_live};
 use crate::sim::{SimOptions, start};
-use crate::sinks::events::EventStream;
 
 /// The demo plant, `plant-configs/packaging-line.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../../plant-configs/packaging-line.toml");
@@ -53,22 +52,11 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let stream = match events.map(EventStream::open).transpose() {
+    let stream = match super::open_events(events) {
         Ok(s) => s,
-        Err(e) => {
-            error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "Cannot start the async runtime.");
-            return EXIT_FAILURE;
-        }
-    };
-    rt.block_on(async {
-        let shutdown = super::shutdown_on_signals();
+    super::block_on(|shutdown| async move {
         let opts = SimOptions {
             modbus_ports: [("*".to_string(), 0)].into_iter().collect(),
             mqtt_port: Some(0),

@@ -114,9 +114,37 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Open the event stream, if one was asked for; log and give the exit code
+/// if it cannot be opened.
+pub(crate) fn open_events(
+    events: Option<&str>,
+) -> Result<Option<crate::sinks::events::EventStream>, i32> {
+    events
+        .map(crate::sinks::events::EventStream::open)
+        .transpose()
+        .map_err(|e| {
+            tracing::error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
+            EXIT_FAILURE
+        })
+}
+
+/// Run an async command body on a fresh runtime, with a shutdown token that
+/// SIGINT and SIGTERM cancel. Returns the body's exit code.
+pub(crate) fn block_on<F, Fut>(body: F) -> i32
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start the async runtime.");
+            return EXIT_FAILURE;
+        }
+    };
+    rt.block_on(async move { body(shutdown_on_signals()).await })
 }

@@ -10,7 +10,6 @@ use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::config::{self, LoadedConfig};
 use crate::endpoints::Endpoints;
 use crate::runtime::{RunOptions, run_live};
-use crate::sinks::events::EventStream;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -80,22 +79,11 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let stream = match events.map(EventStream::open).transpose() {
+    let stream = match super::open_events(events) {
         Ok(s) => s,
-        Err(e) => {
-            error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
-            return EXIT_FAILURE;
-        }
+        Err(code) => return code,
     };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "Cannot start the async runtime.");
-            return EXIT_FAILURE;
-        }
-    };
-    rt.block_on(async {
-        let shutdown = super::shutdown_on_signals();
+    super::block_on(|shutdown| async move {
         let opts = RunOptions {
             duration: args.duration,
             events: stream,

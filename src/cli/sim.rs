@@ -82,15 +82,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         seed: args.seed,
         truth: args.truth.clone(),
     };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "Cannot start the async runtime.");
-            return EXIT_FAILURE;
-        }
-    };
-    rt.block_on(async {
-        let shutdown = super::shutdown_on_signals();
+    super::block_on(|shutdown| async move {
         let handle = match start(&cfg, opts, shutdown.clone()).await {
             Ok(h) => h,
             Err(e) => {

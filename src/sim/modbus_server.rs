@@ -33,14 +33,19 @@ struct PlantService {
     images: Images,
 }
 
+type Map<T> = HashMap<(RegisterTable, u16), T>;
+
 impl PlantService {
-    fn words(
+    /// Read `cnt` values from one table of one unit's image. Any address
+    /// outside the map fails the whole request, as on a PLC.
+    fn read<T: Copy>(
         &self,
         unit: u8,
+        map: fn(&RegisterImage) -> &Map<T>,
         table: RegisterTable,
         addr: u16,
         cnt: u16,
-    ) -> Result<Vec<u16>, ExceptionCode> {
+    ) -> Result<Vec<T>, ExceptionCode> {
         let images = self
             .images
             .read()
@@ -51,107 +56,83 @@ impl PlantService {
         (0..cnt)
             .map(|i| {
                 addr.checked_add(i)
-                    .and_then(|a| img.words.get(&(table, a)).copied())
+                    .and_then(|a| map(img).get(&(table, a)).copied())
                     .ok_or(ExceptionCode::IllegalDataAddress)
             })
             .collect()
     }
 
-    fn bits(
+    /// Write values to a writable table; all-or-nothing.
+    fn write<T: Copy>(
         &self,
         unit: u8,
+        map: fn(&mut RegisterImage) -> &mut Map<T>,
         table: RegisterTable,
         addr: u16,
-        cnt: u16,
-    ) -> Result<Vec<bool>, ExceptionCode> {
-        let images = self
+        values: &[T],
+    ) -> Result<(), ExceptionCode> {
+        let mut images = self
             .images
-            .read()
+            .write()
             .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
         let img = images
-            .get(&unit)
+            .get_mut(&unit)
             .ok_or(ExceptionCode::GatewayTargetDevice)?;
-        (0..cnt)
+        let m = map(img);
+        let addrs: Vec<u16> = (0..values.len())
             .map(|i| {
-                addr.checked_add(i)
-                    .and_then(|a| img.bits.get(&(table, a)).copied())
+                u16::try_from(i)
+                    .ok()
+                    .and_then(|i| addr.checked_add(i))
+                    .filter(|a| m.contains_key(&(table, *a)))
                     .ok_or(ExceptionCode::IllegalDataAddress)
             })
-            .collect()
-    }
-
-    fn write_words(&self, unit: u8, addr: u16, values: &[u16]) -> Result<(), ExceptionCode> {
-        let mut images = self
-            .images
-            .write()
-            .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
-        let img = images
-            .get_mut(&unit)
-            .ok_or(ExceptionCode::GatewayTargetDevice)?;
-        for (i, _) in values.iter().enumerate() {
-            let a = addr
-                .checked_add(i as u16)
-                .ok_or(ExceptionCode::IllegalDataAddress)?;
-            if !img.words.contains_key(&(RegisterTable::Holding, a)) {
-                return Err(ExceptionCode::IllegalDataAddress);
-            }
-        }
-        for (i, v) in values.iter().enumerate() {
-            img.words
-                .insert((RegisterTable::Holding, addr + i as u16), *v);
-        }
-        Ok(())
-    }
-
-    fn write_bits(&self, unit: u8, addr: u16, values: &[bool]) -> Result<(), ExceptionCode> {
-        let mut images = self
-            .images
-            .write()
-            .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
-        let img = images
-            .get_mut(&unit)
-            .ok_or(ExceptionCode::GatewayTargetDevice)?;
-        for (i, _) in values.iter().enumerate() {
-            let a = addr
-                .checked_add(i as u16)
-                .ok_or(ExceptionCode::IllegalDataAddress)?;
-            if !img.bits.contains_key(&(RegisterTable::Coil, a)) {
-                return Err(ExceptionCode::IllegalDataAddress);
-            }
-        }
-        for (i, v) in values.iter().enumerate() {
-            img.bits.insert((RegisterTable::Coil, addr + i as u16), *v);
+            .collect::<Result<_, _>>()?;
+        for (a, v) in addrs.into_iter().zip(values) {
+            m.insert((table, a), *v);
         }
         Ok(())
     }
 
     fn handle(&self, unit: u8, req: Request<'_>) -> Result<Response, ExceptionCode> {
         use RegisterTable::*;
+        fn bits(i: &RegisterImage) -> &Map<bool> {
+            &i.bits
+        }
+        fn words(i: &RegisterImage) -> &Map<u16> {
+            &i.words
+        }
+        fn bits_mut(i: &mut RegisterImage) -> &mut Map<bool> {
+            &mut i.bits
+        }
+        fn words_mut(i: &mut RegisterImage) -> &mut Map<u16> {
+            &mut i.words
+        }
         Ok(match req {
-            Request::ReadCoils(a, n) => Response::ReadCoils(self.bits(unit, Coil, a, n)?),
+            Request::ReadCoils(a, n) => Response::ReadCoils(self.read(unit, bits, Coil, a, n)?),
             Request::ReadDiscreteInputs(a, n) => {
-                Response::ReadDiscreteInputs(self.bits(unit, Discrete, a, n)?)
+                Response::ReadDiscreteInputs(self.read(unit, bits, Discrete, a, n)?)
             }
             Request::ReadInputRegisters(a, n) => {
-                Response::ReadInputRegisters(self.words(unit, Input, a, n)?)
+                Response::ReadInputRegisters(self.read(unit, words, Input, a, n)?)
             }
             Request::ReadHoldingRegisters(a, n) => {
-                Response::ReadHoldingRegisters(self.words(unit, Holding, a, n)?)
+                Response::ReadHoldingRegisters(self.read(unit, words, Holding, a, n)?)
             }
             Request::WriteSingleRegister(a, v) => {
-                self.write_words(unit, a, &[v])?;
+                self.write(unit, words_mut, Holding, a, &[v])?;
                 Response::WriteSingleRegister(a, v)
             }
             Request::WriteMultipleRegisters(a, vs) => {
-                self.write_words(unit, a, &vs)?;
+                self.write(unit, words_mut, Holding, a, &vs)?;
                 Response::WriteMultipleRegisters(a, vs.len() as u16)
             }
             Request::WriteSingleCoil(a, v) => {
-                self.write_bits(unit, a, &[v])?;
+                self.write(unit, bits_mut, Coil, a, &[v])?;
                 Response::WriteSingleCoil(a, v)
             }
             Request::WriteMultipleCoils(a, vs) => {
-                self.write_bits(unit, a, &vs)?;
+                self.write(unit, bits_mut, Coil, a, &vs)?;
                 Response::WriteMultipleCoils(a, vs.len() as u16)
             }
             _ => return Err(ExceptionCode::IllegalFunction),
