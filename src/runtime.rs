@@ -54,9 +54,9 @@ pub async fn run_live(
     mut opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, RunError> {
-    let built = sources::build(cfg, endpoints)?;
-    let (tx, mut rx) = mpsc::channel(65_536);
     let stop_sources = shutdown.child_token();
+    let built = sources::build(cfg, endpoints, &stop_sources)?;
+    let (tx, mut rx) = mpsc::channel(65_536);
     let mut tasks = Vec::new();
     for s in built {
         info!(source = s.name(), "Starting source.");

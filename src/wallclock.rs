@@ -27,6 +27,15 @@ pub fn monotonic() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// A tokio instant, for deadlines in async code (`sleep_until`).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the sanctioned monotonic-clock read, used only outside the core"
+)]
+pub fn tokio_now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
 /// Time elapsed since a [`monotonic`] instant.
 #[expect(
     clippy::disallowed_methods,

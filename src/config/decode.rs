@@ -463,6 +463,46 @@ impl<'a, 'i> Table<'a, 'i> {
         self.opt_enum_aliased(sink, key, choices, aliases)
     }
 
+    /// An array of finite numbers (integers accepted).
+    pub fn opt_f64_array(&mut self, sink: &mut Sink, key: &'static str) -> Option<Vec<f64>> {
+        let v = self.get(key)?;
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong_type(
+                sink,
+                key,
+                v,
+                "an array of numbers",
+                "an array of numbers, e.g. [65535, -32768]",
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let n = match item.get_ref() {
+                DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
+                    .ok()
+                    .map(|n| n as f64),
+                DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+                _ => None,
+            };
+            match n {
+                Some(n) if n.is_finite() => out.push(n),
+                _ => sink.push(
+                    Diagnostic::error(
+                        item.span(),
+                        format!("{}[{i}]", self.key_path(key)),
+                        format!(
+                            "expected a finite number, found {}",
+                            type_name(item.get_ref())
+                        ),
+                    )
+                    .expected("a number, e.g. 65535 or -32768"),
+                ),
+            }
+        }
+        Some(out)
+    }
+
     /// An array of strings.
     pub fn opt_str_array(
         &mut self,

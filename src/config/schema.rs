@@ -45,6 +45,16 @@ pub struct ModbusDevice {
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub stale_after: Option<Duration>,
+    pub framing: ModbusFraming,
+    /// Unmapped addresses a read may bridge to merge two ranges into one
+    /// request. 0 (the default) never reads an address the map does not name.
+    pub max_gap: u16,
+    /// Requests sent before the first reply (pipelining). 1 is the safe default.
+    pub max_in_flight: u16,
+    /// Largest read in registers (protocol limit 125); some devices take fewer.
+    pub max_read_registers: u16,
+    /// Largest read in bits (protocol limit 2000).
+    pub max_read_bits: u16,
     pub registers: Vec<Register>,
 }
 
@@ -132,11 +142,13 @@ pub enum DataType {
     U64,
     I64,
     F64,
+    /// ASCII text over `length` registers, two characters per register.
+    String,
 }
 
 impl DataType {
     pub const NAMES: &'static [&'static str] = &[
-        "bool", "u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64",
+        "bool", "u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64", "string",
     ];
 
     fn from_name(s: &str) -> Self {
@@ -149,6 +161,7 @@ impl DataType {
             "f32" => DataType::F32,
             "u64" => DataType::U64,
             "i64" => DataType::I64,
+            "string" => DataType::String,
             _ => DataType::F64,
         }
     }
@@ -193,16 +206,84 @@ impl DataType {
         ("double", "f64"),
         ("float64", "f64"),
         ("lreal", "f64"),
+        ("str", "string"),
+        ("ascii", "string"),
+        ("text", "string"),
     ];
 
-    /// Number of 16-bit registers (or bits, for bit tables) the value spans.
+    /// Number of 16-bit registers (or bits, for bit tables) the value spans;
+    /// for strings see [`Register::width`].
     pub fn width(self) -> u16 {
         match self {
-            DataType::Bool | DataType::U16 | DataType::I16 => 1,
+            DataType::Bool | DataType::U16 | DataType::I16 | DataType::String => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
             DataType::U64 | DataType::I64 | DataType::F64 => 4,
         }
     }
+}
+
+/// Byte and word order of a multi-byte value, named by where the bytes of
+/// the big-endian value `ABCD` end up on the wire. Applies to 64-bit values by
+/// extension (CDAB = words reversed, BADC = bytes swapped in each word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WordOrder {
+    /// Big-endian bytes and words: the Modbus default.
+    #[default]
+    Abcd,
+    /// Little-endian bytes and words.
+    Dcba,
+    /// Big-endian words, bytes swapped within each word.
+    Badc,
+    /// Little-endian word order, big-endian bytes within words (the common
+    /// "word swap" of many PLCs).
+    Cdab,
+}
+
+impl WordOrder {
+    pub const NAMES: &'static [&'static str] = &["ABCD", "DCBA", "BADC", "CDAB"];
+
+    fn from_name(s: &str) -> Self {
+        match s {
+            "DCBA" => WordOrder::Dcba,
+            "BADC" => WordOrder::Badc,
+            "CDAB" => WordOrder::Cdab,
+            _ => WordOrder::Abcd,
+        }
+    }
+
+    /// Other spellings seen in device manuals, for the did-you-mean.
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("abcd", "ABCD"),
+        ("dcba", "DCBA"),
+        ("badc", "BADC"),
+        ("cdab", "CDAB"),
+        ("big", "ABCD"),
+        ("big_endian", "ABCD"),
+        ("little", "DCBA"),
+        ("little_endian", "DCBA"),
+        ("word_swap", "CDAB"),
+        ("byte_swap", "BADC"),
+    ];
+
+    /// Whether bytes are swapped within each 16-bit word.
+    pub fn swaps_bytes(self) -> bool {
+        matches!(self, WordOrder::Dcba | WordOrder::Badc)
+    }
+
+    /// Whether the order of the 16-bit words is reversed.
+    pub fn reverses_words(self) -> bool {
+        matches!(self, WordOrder::Dcba | WordOrder::Cdab)
+    }
+}
+
+/// How requests are framed on the TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ModbusFraming {
+    /// Modbus TCP (MBAP header).
+    #[default]
+    Tcp,
+    /// RTU frames with CRC, tunnelled over TCP (serial gateways).
+    RtuOverTcp,
 }
 
 #[derive(Debug, Clone)]
@@ -211,12 +292,33 @@ pub struct Register {
     pub table: RegisterTable,
     pub address: Loc<u16>,
     pub data_type: DataType,
+    /// For `bool` in a register table: the bit (0 = least significant).
+    pub bit: Option<u8>,
+    /// For `string`: the number of registers.
+    pub length: u16,
+    pub order: WordOrder,
+    /// Raw values that mean "no valid value" (sentinels such as 0xFFFF or
+    /// -32768); they make the tag bad with reason `invalid_value`.
+    pub invalid: Vec<f64>,
+    /// Overrides the device's poll interval for this register.
+    pub poll_interval: Option<Duration>,
     /// Engineering value = raw * scale + offset.
     pub scale: f64,
     pub offset: f64,
     pub unit: Option<String>,
     /// Overrides the device's (and the plant's) `stale_after` for this tag.
     pub stale_after: Option<Duration>,
+}
+
+impl Register {
+    /// Registers (or bits) the value occupies.
+    pub fn width(&self) -> u16 {
+        if self.data_type == DataType::String {
+            self.length
+        } else {
+            self.data_type.width()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -431,6 +533,35 @@ fn decode_modbus(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<ModbusDevice> 
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
+    let framing = match t.opt_enum(sink, "framing", &["tcp", "rtu_over_tcp"]) {
+        Some(f) if f.value == "rtu_over_tcp" => ModbusFraming::RtuOverTcp,
+        _ => ModbusFraming::Tcp,
+    };
+    let max_gap = t
+        .opt_int(sink, "max_gap", 0, 124)
+        .map_or(0, |v| v.value as u16);
+    let max_in_flight = t
+        .opt_int(sink, "max_in_flight", 1, 64)
+        .map_or(1, |v| v.value as u16);
+    if framing == ModbusFraming::RtuOverTcp
+        && max_in_flight > 1
+        && let Some(span) = t.key_span("max_in_flight")
+    {
+        sink.push(
+            Diagnostic::error(
+                span,
+                t.key_path("max_in_flight"),
+                "RTU framing has no transaction ids, so only one request can be in flight",
+            )
+            .expected("max_in_flight = 1 with framing = \"rtu_over_tcp\""),
+        );
+    }
+    let max_read_registers = t
+        .opt_int(sink, "max_read_registers", 1, 125)
+        .map_or(125, |v| v.value as u16);
+    let max_read_bits = t
+        .opt_int(sink, "max_read_bits", 1, 2000)
+        .map_or(2000, |v| v.value as u16);
     let registers: Vec<Register> = t
         .opt_table_array(sink, "registers")
         .into_iter()
@@ -449,6 +580,11 @@ fn decode_modbus(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<ModbusDevice> 
         poll_interval,
         timeout,
         stale_after,
+        framing,
+        max_gap,
+        max_in_flight,
+        max_read_registers,
+        max_read_bits,
         registers,
     })
 }
@@ -490,6 +626,20 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
+    let bit = t.opt_int(sink, "bit", 0, 15);
+    let length = t.opt_int(sink, "length", 1, 125);
+    let order = t
+        .opt_enum_aliased(sink, "order", WordOrder::NAMES, WordOrder::ALIASES)
+        .map_or(WordOrder::Abcd, |o| WordOrder::from_name(o.value));
+    let invalid = t.opt_f64_array(sink, "invalid").unwrap_or_default();
+    let poll_interval = t
+        .opt_duration(sink, "poll_interval", Duration::from_millis(10), HOUR)
+        .map(|d| d.value);
+    // A `bit` implies a boolean read out of a register.
+    let type_loc = match (&type_loc, &bit) {
+        (None, Some(b)) => Some(Loc::new("bool", b.span.clone())),
+        _ => type_loc,
+    };
     let data_type = match (table, &type_loc) {
         (Some(table), Some(ty)) => {
             let dt = DataType::from_name(ty.value);
@@ -520,6 +670,67 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
         (Some(_), None) => Some(DataType::U16),
         (None, _) => None,
     };
+    if let Some(b) = &bit {
+        let bad = match (table, data_type) {
+            (Some(tb), _) if tb.is_bits() => Some(format!(
+                "{} is already a single bit; `bit` selects a bit inside a register",
+                tb.one()
+            )),
+            (_, Some(dt)) if dt != DataType::Bool => Some(format!(
+                "`bit` reads one bit as a bool, but type is {}",
+                dt.name()
+            )),
+            _ => None,
+        };
+        if let Some(msg) = bad {
+            sink.push(
+                Diagnostic::error(b.span.clone(), t.key_path("bit"), msg)
+                    .expected("`bit` only with type = \"bool\" on a holding or input register"),
+            );
+        }
+    }
+    let length = match (data_type, length) {
+        (Some(DataType::String), Some(l)) => l.value as u16,
+        (Some(DataType::String), None) => {
+            sink.push(
+                Diagnostic::error(
+                    t.span(),
+                    t.key_path("length"),
+                    "missing required key `length` for type = \"string\"",
+                )
+                .expected(
+                    "the number of registers the string spans (two characters each), 1..=125",
+                ),
+            );
+            1
+        }
+        (_, Some(l)) => {
+            sink.push(
+                Diagnostic::error(
+                    l.span.clone(),
+                    t.key_path("length"),
+                    "`length` only applies to type = \"string\"",
+                )
+                .help("remove `length`; numeric types have a fixed width"),
+            );
+            0
+        }
+        (_, None) => 0,
+    };
+    if data_type == Some(DataType::String) {
+        for key in ["scale", "offset", "invalid"] {
+            if let Some(span) = t.key_span(key) {
+                sink.push(
+                    Diagnostic::error(
+                        span,
+                        t.key_path(key),
+                        format!("`{key}` does not apply to a string"),
+                    )
+                    .help(format!("remove `{key}`")),
+                );
+            }
+        }
+    }
     if let Some(s) = &scale
         && s.value == 0.0
     {
@@ -535,6 +746,11 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
             table,
             address,
             data_type,
+            bit: bit.map(|b| b.value as u8),
+            length,
+            order,
+            invalid,
+            poll_interval,
             scale: scale.map(|s| s.value).unwrap_or(1.0),
             offset,
             unit,

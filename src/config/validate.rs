@@ -76,10 +76,12 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     // Registers: ranges within 0..=65535 and no overlaps per device and table.
     for (i, d) in cfg.modbus.iter().enumerate() {
         let mut taken: Vec<(u32, u32, usize)> = Vec::new();
+        // (table, address, bit) → register index, for bit-in-register tags.
+        let mut bits: BTreeMap<(RegisterTable, u16, u8), usize> = BTreeMap::new();
         for (j, r) in d.registers.iter().enumerate() {
             let path = format!("sources.modbus[{i}].registers[{j}].address");
             let start = u32::from(r.address.value);
-            let end = start + u32::from(r.data_type.width()) - 1;
+            let end = start + u32::from(r.width()) - 1;
             if end > 65535 {
                 sink.push(
                     Diagnostic::error(
@@ -92,11 +94,34 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                             end
                         ),
                     )
-                    .expected(format!(
-                        "address <= {}",
-                        65536 - u32::from(r.data_type.width())
-                    )),
+                    .expected(format!("address <= {}", 65536 - u32::from(r.width()))),
                 );
+                continue;
+            }
+            // Single bits of a register may share it with each other and with
+            // a tag reading the whole word (a status word and its flags); only
+            // the same bit mapped twice is a mistake.
+            if let Some(bit) = r.bit {
+                if let Some(k) = bits.insert((r.table, r.address.value, bit), j) {
+                    let other = &d.registers[k];
+                    sink.push(
+                        Diagnostic::error(
+                            r.address.span.clone(),
+                            path,
+                            format!(
+                                "bit {bit} of {} {} is already mapped to tag \"{}\"",
+                                r.table.noun(),
+                                start,
+                                other.tag.value
+                            ),
+                        )
+                        .help(format!(
+                            "\"{}\" is defined at {}",
+                            other.tag.value,
+                            at(&other.address.span)
+                        )),
+                    );
+                }
                 continue;
             }
             let clash = taken
@@ -121,7 +146,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                         other.tag.value,
                         at(&other.address.span),
                         other.data_type.a_name(),
-                        match other.data_type.width() {
+                        match other.width() {
                             1 => "1 register".to_string(),
                             w => format!("{w} registers"),
                         }

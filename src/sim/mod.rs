@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{Broker, DataType, LoadedConfig, Payload, RegisterTable, TagSource};
+use crate::config::{Broker, DataType, LoadedConfig, Payload, Register, TagSource};
 use crate::endpoints::Endpoints;
 use crate::sources::modbus::codec;
 use crate::twin::events::rfc3339;
@@ -104,18 +104,14 @@ struct SimTag {
     /// Latest engineering value of a speed signal (drives its machine's load).
     last: Option<f64>,
     /// Last value served, to log the truth only on change.
-    served_last: Option<f64>,
+    served_last: Option<serde_json::Value>,
 }
 
 enum Target {
     Register {
         unit: u8,
         images: Images,
-        table: RegisterTable,
-        address: u16,
-        ty: DataType,
-        scale: f64,
-        offset: f64,
+        reg: Box<Register>,
     },
     Mqtt {
         source: usize,
@@ -163,7 +159,7 @@ pub async fn start(
             if r.table.is_bits() {
                 img.bits.insert((r.table, r.address.value), false);
             } else {
-                for k in 0..r.data_type.width() {
+                for k in 0..r.width() {
                     img.words.insert((r.table, r.address.value + k), 0);
                 }
             }
@@ -274,11 +270,7 @@ pub async fn start(
                 Target::Register {
                     unit: d.unit_id,
                     images,
-                    table: r.table,
-                    address: r.address.value,
-                    ty: r.data_type,
-                    scale: r.scale,
-                    offset: r.offset,
+                    reg: Box::new(r.clone()),
                 }
             }
             TagSource::Mqtt { source, topic } => {
@@ -351,35 +343,8 @@ pub async fn start(
                     tag.model.step(t, dt, l, &mut rng)
                 };
                 let served = match &tag.target {
-                    Target::Register {
-                        unit,
-                        images,
-                        table,
-                        address,
-                        ty,
-                        scale,
-                        offset,
-                    } => {
-                        let raw = (eng - offset) / scale;
-                        let words = codec::encode_words(*ty, raw);
-                        let back = codec::decode_words(*ty, &words).unwrap_or(raw);
-                        let served = if *ty == DataType::Bool {
-                            f64::from(u8::from(back != 0.0))
-                        } else {
-                            codec::apply_scale(back, *scale, *offset)
-                        };
-                        if let Ok(mut imgs) = images.write()
-                            && let Some(img) = imgs.get_mut(unit)
-                        {
-                            if table.is_bits() {
-                                img.bits.insert((*table, *address), back != 0.0);
-                            } else {
-                                for (k, w) in words.iter().enumerate() {
-                                    img.words.insert((*table, address + k as u16), *w);
-                                }
-                            }
-                        }
-                        Some(served)
+                    Target::Register { unit, images, reg } => {
+                        Some(serve_register(images, *unit, reg, eng, t))
                     }
                     Target::Mqtt {
                         source,
@@ -395,16 +360,16 @@ pub async fn start(
                                 .entry((*source, topic.clone()))
                                 .or_default()
                                 .push((payload.clone(), raw));
-                            Some(codec::apply_scale(raw, *scale, *offset))
+                            Some(json!(codec::apply_scale(raw, *scale, *offset)))
                         } else {
                             None
                         }
                     }
                 };
                 if let Some(v) = served
-                    && tag.served_last != Some(v)
+                    && tag.served_last.as_ref() != Some(&v)
                 {
-                    tag.served_last = Some(v);
+                    tag.served_last = Some(v.clone());
                     if let Some(w) = truth.as_mut() {
                         let line = json!({"t": rfc3339(now_ns), "tag": tag.name, "value": v});
                         let _ = writeln!(w, "{line}");
@@ -430,6 +395,76 @@ pub async fn start(
     });
 
     Ok(SimHandle { endpoints, task })
+}
+
+/// Write a tag's engineering value into the register image, the way the
+/// device's PLC program would, and return what a client will decode from it
+/// (after quantisation), as JSON for the truth log.
+fn serve_register(
+    images: &Images,
+    unit: u8,
+    reg: &Register,
+    eng: f64,
+    t: f64,
+) -> serde_json::Value {
+    let Ok(mut imgs) = images.write() else {
+        return serde_json::Value::Null;
+    };
+    let Some(img) = imgs.get_mut(&unit) else {
+        return serde_json::Value::Null;
+    };
+    let at = |k: u16| reg.address.value.wrapping_add(k);
+    if reg.table.is_bits() {
+        img.bits.insert((reg.table, reg.address.value), eng != 0.0);
+        return json!(eng != 0.0);
+    }
+    match (reg.data_type, reg.bit) {
+        (DataType::String, _) => {
+            // A batch code that changes every minute.
+            let text = format!("LOT-{:05}", 1 + (t / 60.0) as u32);
+            let words = codec::encode_string(reg.order, &text, reg.length);
+            for (k, w) in words.iter().enumerate() {
+                img.words.insert((reg.table, at(k as u16)), *w);
+            }
+            json!(codec::decode_string(reg.order, &words))
+        }
+        (DataType::Bool, Some(bit)) => {
+            // Read-modify-write: other bits of the word belong to other tags.
+            let key = (reg.table, reg.address.value);
+            let word = img.words.get(&key).copied().unwrap_or(0);
+            let value = if reg.order.swaps_bytes() {
+                word.swap_bytes()
+            } else {
+                word
+            };
+            let value = if eng != 0.0 {
+                value | 1 << bit
+            } else {
+                value & !(1 << bit)
+            };
+            let word = if reg.order.swaps_bytes() {
+                value.swap_bytes()
+            } else {
+                value
+            };
+            img.words.insert(key, word);
+            json!(eng != 0.0)
+        }
+        (DataType::Bool, None) => {
+            img.words
+                .insert((reg.table, reg.address.value), u16::from(eng != 0.0));
+            json!(eng != 0.0)
+        }
+        (ty, _) => {
+            let raw = (eng - reg.offset) / reg.scale;
+            let words = codec::encode_words(ty, reg.order, raw);
+            let back = codec::decode_words(ty, reg.order, &words).unwrap_or(raw);
+            for (k, w) in words.iter().enumerate() {
+                img.words.insert((reg.table, at(k as u16)), *w);
+            }
+            json!(codec::apply_scale(back, reg.scale, reg.offset))
+        }
+    }
 }
 
 /// One topic's payload: a bare number, or a JSON object holding every field

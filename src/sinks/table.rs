@@ -62,10 +62,13 @@ impl LiveTable {
         let mut last_machine = "";
         for (machine, role, idx) in &self.rows {
             let Some(st) = states.get(*idx) else { continue };
-            let value = match st.value {
+            let value = match &st.value {
                 None => "—".to_string(),
                 Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Num(n)) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}"),
+                Some(Value::Text(t)) => format!("{t:?}"),
+                Some(Value::Num(n)) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                    format!("{n:.0}")
+                }
                 Some(Value::Num(n)) => format!("{n:.3}"),
             };
             let (color, q) = match st.quality {

@@ -52,6 +52,7 @@ pub enum BuildError {
 pub fn build(
     cfg: &LoadedConfig,
     endpoints: &Endpoints,
+    shutdown: &CancellationToken,
 ) -> Result<Vec<Box<dyn Source>>, BuildError> {
     for (kind, map, names) in [
         (
@@ -88,13 +89,26 @@ pub fn build(
     // Several sources may share one embedded broker: start it once.
     let mut brokers: std::collections::BTreeMap<std::net::SocketAddr, std::net::SocketAddr> =
         std::collections::BTreeMap::new();
-    for (i, dev) in cfg.config.modbus.iter().enumerate() {
-        let address = endpoints
-            .modbus
-            .get(&dev.name.value)
-            .cloned()
-            .unwrap_or_else(|| dev.address.value.clone());
-        out.push(Box::new(modbus::ModbusPoller::new(cfg, i, address)));
+    let addresses: Vec<String> = cfg
+        .config
+        .modbus
+        .iter()
+        .map(|dev| {
+            endpoints
+                .modbus
+                .get(&dev.name.value)
+                .cloned()
+                .unwrap_or_else(|| dev.address.value.clone())
+        })
+        .collect();
+    let links = modbus::links(cfg, &addresses, shutdown);
+    for (i, link) in links.into_iter().enumerate() {
+        out.push(Box::new(modbus::ModbusPoller::new(
+            cfg,
+            i,
+            addresses[i].clone(),
+            link,
+        )));
     }
     for (i, src) in cfg.config.mqtt.iter().enumerate() {
         let (host, port) = match endpoints.mqtt.get(&src.name.value) {

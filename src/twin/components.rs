@@ -30,7 +30,7 @@ pub struct Tag(pub TagId);
 pub struct BelongsTo(pub Entity);
 
 /// The tag's current value; `None` before the first good sample and while bad.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Component, Debug, Clone, PartialEq, Default)]
 pub struct TagValue(pub Option<Value>);
 
 /// The tag's quality and, unless good, why.
@@ -60,7 +60,7 @@ pub struct StaleAfter(pub i64);
 
 /// What the stream last said about the tag, so a change that is undone
 /// within one tick produces no event.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Component, Debug, Clone, PartialEq, Default)]
 pub struct LastEmitted(pub Option<(Option<Value>, Quality, Option<&'static str>)>);
 
 /// Samples waiting for their tick, in arrival order.

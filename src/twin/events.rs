@@ -65,7 +65,7 @@ struct TagLine<'a> {
     t: String,
     tag: &'a str,
     machine: Option<&'a str>,
-    value: JsonValue,
+    value: JsonValue<'a>,
     quality: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
@@ -77,10 +77,11 @@ struct TagLine<'a> {
 
 #[derive(Serialize)]
 #[serde(untagged)]
-enum JsonValue {
+enum JsonValue<'a> {
     Null,
     Bool(bool),
     Num(f64),
+    Text(&'a str),
 }
 
 impl TwinEvent {
@@ -89,12 +90,13 @@ impl TwinEvent {
         match self {
             TwinEvent::Tag(e) => {
                 let m = meta.0.get(e.tag.index());
-                let value = match e.value {
+                let value = match &e.value {
                     None => JsonValue::Null,
-                    Some(Value::Bool(b)) => JsonValue::Bool(b),
+                    Some(Value::Bool(b)) => JsonValue::Bool(*b),
+                    Some(Value::Text(t)) => JsonValue::Text(t),
                     // JSON has no NaN; the core never lets one through as good,
                     // but never emit invalid JSON either.
-                    Some(Value::Num(n)) if n.is_finite() => JsonValue::Num(n),
+                    Some(Value::Num(n)) if n.is_finite() => JsonValue::Num(*n),
                     Some(Value::Num(_)) => JsonValue::Null,
                 };
                 let line = TagLine {

@@ -163,7 +163,7 @@ impl TwinCore {
             .iter(&self.world)
             .map(|(t, v, q, s)| TagState {
                 tag: t.0,
-                value: v.0,
+                value: v.0.clone(),
                 quality: q.quality,
                 reason: q.reason,
                 source_time_ns: s.0,

@@ -2,18 +2,33 @@
 
 use crate::config::TagId;
 
+use std::sync::Arc;
+
 /// A tag value. Numbers are engineering values (already scaled).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Bool(bool),
     Num(f64),
+    /// Text, e.g. a recipe or batch id read from string registers.
+    Text(Arc<str>),
 }
 
 impl Value {
-    pub fn as_f64(self) -> f64 {
+    /// Numeric view: booleans are 0/1; text is NaN.
+    pub fn as_f64(&self) -> f64 {
         match self {
-            Value::Bool(b) => f64::from(u8::from(b)),
-            Value::Num(n) => n,
+            Value::Bool(b) => f64::from(u8::from(*b)),
+            Value::Num(n) => *n,
+            Value::Text(_) => f64::NAN,
+        }
+    }
+
+    /// Whether the value can be trusted as data: finite numbers, any boolean
+    /// or text.
+    pub fn is_valid(&self) -> bool {
+        match self {
+            Value::Num(n) => n.is_finite(),
+            Value::Bool(_) | Value::Text(_) => true,
         }
     }
 }

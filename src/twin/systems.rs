@@ -43,9 +43,7 @@ pub fn ingest(
             continue;
         }
         let (v, q, reason) = match s.value {
-            Some(v) if v.as_f64().is_finite() || s.quality != Quality::Good => {
-                (Some(v), s.quality, s.reason)
-            }
+            Some(v) if v.is_valid() || s.quality != Quality::Good => (Some(v), s.quality, s.reason),
             Some(_) => {
                 stats.non_finite += 1;
                 (None, Quality::Bad, Some("non_finite"))
@@ -103,15 +101,18 @@ pub fn emit(
     let now = clock.now_ns();
     let mut changed: Vec<TagEvent> = Vec::new();
     for (tag, value, quality, src, mut last) in &mut tags {
-        let state = (value.0, quality.quality, quality.reason);
-        if last.0 == Some(state) {
+        if last
+            .0
+            .as_ref()
+            .is_some_and(|(v, q, r)| *v == value.0 && *q == quality.quality && *r == quality.reason)
+        {
             continue;
         }
-        last.0 = Some(state);
+        last.0 = Some((value.0.clone(), quality.quality, quality.reason));
         changed.push(TagEvent {
             t_ns: now,
             tag: tag.0,
-            value: value.0,
+            value: value.0.clone(),
             quality: quality.quality,
             reason: quality.reason,
             source_time_ns: src.0,

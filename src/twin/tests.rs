@@ -233,7 +233,7 @@ fn non_finite_values_become_bad() {
     c.advance();
     let s = &c.tag_states()[0];
     assert_eq!(
-        (s.quality, s.reason, s.value),
+        (s.quality, s.reason, s.value.clone()),
         (Quality::Bad, Some("non_finite"), None)
     );
 }

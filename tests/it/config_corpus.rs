@@ -199,7 +199,7 @@ error: unknown key `unit_idd`
 9 | unit_idd = 1
   | ^^^^^^^^
   = key: sources.modbus[0].unit_idd
-  = expected: one of address, name, poll_interval, registers, stale_after, timeout, unit_id
+  = expected: one of address, framing, max_gap, max_in_flight, max_read_bits, max_read_registers, name, poll_interval, registers, stale_after, timeout, unit_id
   = help: did you mean `unit_id`?
 
 tests/configs/broken/unknown_key_device.toml: 1 error, 0 warnings
