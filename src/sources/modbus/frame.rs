@@ -319,4 +319,50 @@ mod tests {
         frame[3] ^= 0xFF;
         assert_eq!(parse_rtu(&frame, &r), Err(FrameError::Crc));
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn function() -> impl Strategy<Value = ReadFn> {
+            prop_oneof![
+                Just(ReadFn::Coils),
+                Just(ReadFn::DiscreteInputs),
+                Just(ReadFn::HoldingRegisters),
+                Just(ReadFn::InputRegisters)
+            ]
+        }
+
+        proptest! {
+            /// Whatever a peer sends, parsing returns a value or an error;
+            /// it never panics and never yields more items than requested.
+            #[test]
+            fn replies_from_a_hostile_peer_never_panic(
+                pdu in proptest::collection::vec(any::<u8>(), 0..300),
+                f in function(),
+                count in 1u16..=125,
+            ) {
+                let r = ReadRequest { unit: 1, function: f, start: 0, count };
+                match parse_pdu(&pdu, &r) {
+                    Ok(Ok(ReadData::Words(w))) => prop_assert_eq!(w.len(), usize::from(count)),
+                    Ok(Ok(ReadData::Bits(b))) => prop_assert_eq!(b.len(), usize::from(count)),
+                    Ok(Err(_)) | Err(_) => {}
+                }
+                let mut frame = vec![1u8];
+                frame.extend(&pdu);
+                let _ = parse_rtu(&frame, &r);
+                let _ = rtu_reply_len(&frame);
+            }
+
+            #[test]
+            fn well_formed_replies_round_trip(words in proptest::collection::vec(any::<u16>(), 1..=125)) {
+                let r = ReadRequest { unit: 9, function: ReadFn::InputRegisters, start: 7, count: words.len() as u16 };
+                let mut pdu = vec![4u8, (words.len() * 2) as u8];
+                for w in &words {
+                    pdu.extend(w.to_be_bytes());
+                }
+                prop_assert_eq!(parse_pdu(&pdu, &r), Ok(Ok(ReadData::Words(words))));
+            }
+        }
+    }
 }
