@@ -8,6 +8,7 @@
 
 pub mod modbus;
 pub mod mqtt;
+pub mod sparkplug;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -50,8 +50,14 @@ pub fn ingest(
             }
             None => (None, s.quality, s.reason),
         };
-        // A bad sample carries no value: the tag has no valid value now.
-        let v = if q == Quality::Bad { None } else { v };
+        // A bad sample carries no value: the tag has no valid value now. A
+        // stale sample without a value (a source declaring its data old, as
+        // a Sparkplug death does) keeps the last value, flagged.
+        let v = match q {
+            Quality::Bad => None,
+            Quality::Stale if v.is_none() => value.0.clone(),
+            _ => v,
+        };
         value.set_if_neq(TagValue(v));
         quality.set_if_neq(TagQuality { quality: q, reason });
         src.set_if_neq(SourceTime(Some(s.source_time_ns)));

@@ -271,6 +271,29 @@ fn a_change_undone_within_a_tick_emits_nothing() {
 }
 
 #[test]
+fn a_stale_sample_without_value_keeps_the_last_value() {
+    let mut c = core();
+    c.push(Sample::good(TagId(2), Value::Num(40.0), T0, T0));
+    c.advance();
+    let t = T0 + 150 * MS;
+    c.push(Sample {
+        tag: TagId(2),
+        value: None,
+        quality: Quality::Stale,
+        reason: Some("node_death"),
+        source_time_ns: t,
+        recv_time_ns: t,
+    });
+    c.advance();
+    c.advance();
+    let s = &c.tag_states()[2];
+    assert_eq!(
+        (s.quality, s.reason, s.value.clone()),
+        (Quality::Stale, Some("node_death"), Some(Value::Num(40.0)))
+    );
+}
+
+#[test]
 fn samples_wait_for_their_tick() {
     let mut c = core();
     c.push(Sample::good(
