@@ -9,6 +9,7 @@
 mod decode;
 pub mod diagnostics;
 pub mod schema;
+pub mod sparkplug;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ impl TagId {
 pub enum TagSource {
     Modbus { device: usize, register: usize },
     Mqtt { source: usize, topic: usize },
+    Sparkplug { source: usize, metric: usize },
 }
 
 /// Everything the runtime needs to know about one tag.
@@ -116,6 +118,7 @@ impl LoadedConfig {
         match self.tags.get(id).source {
             TagSource::Modbus { device, .. } => &self.config.modbus[device].name.value,
             TagSource::Mqtt { source, .. } => &self.config.mqtt[source].name.value,
+            TagSource::Sparkplug { source, .. } => &self.config.sparkplug[source].name.value,
         }
     }
 }

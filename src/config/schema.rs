@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 use super::decode::{Loc, Sink, Table};
-use super::diagnostics::Diagnostic;
+use super::diagnostics::{Diagnostic, closest};
 
 /// Current schema version. Files may omit `version`; it then means 1.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -21,6 +21,7 @@ pub struct PlantConfig {
     pub plant: Plant,
     pub modbus: Vec<ModbusDevice>,
     pub mqtt: Vec<MqttSource>,
+    pub sparkplug: Vec<super::sparkplug::SparkplugSource>,
     pub machines: Vec<Machine>,
     pub lines: Vec<Line>,
     pub models: Vec<Model>,
@@ -329,6 +330,10 @@ pub enum Broker {
     Tcp { host: String, port: u16 },
 }
 
+/// Largest MQTT packet the protocol allows: a remaining length of
+/// 268,435,455 bytes (MQTT 3.1.1, 2.2.3) plus the fixed header.
+pub const MQTT_PROTOCOL_MAX_PACKET: usize = 268_435_455 + 5;
+
 #[derive(Debug, Clone)]
 pub struct MqttSource {
     pub name: Loc<String>,
@@ -336,21 +341,187 @@ pub struct MqttSource {
     pub client_id: String,
     pub keep_alive: Duration,
     pub stale_after: Option<Duration>,
+    /// false (the default): a persistent session, so QoS 1 messages published
+    /// while the twin is away are queued by the broker and delivered on
+    /// reconnect.
+    pub clean_session: bool,
+    /// Largest PUBLISH packet accepted, in bytes; bigger ones are counted and
+    /// dropped.
+    pub max_packet_size: usize,
+    pub username: Option<Loc<String>>,
+    pub password: Option<Secret>,
+    /// Connect with TLS: the broker was written `mqtts://`.
+    pub tls: bool,
+    pub tls_files: TlsFiles,
     pub topics: Vec<TopicMap>,
+}
+
+/// Where a secret is read from at start-up. Never the config text itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secret {
+    /// The value of this environment variable.
+    Env(Loc<String>),
+    /// The contents of this file (one trailing newline removed); a relative
+    /// path starts from the config file's folder.
+    File(Loc<String>),
+}
+
+/// PEM files for `mqtts://`; relative paths start from the config file's
+/// folder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsFiles {
+    /// CA certificates to trust; without it, the system's trust store.
+    pub ca_file: Option<Loc<String>>,
+    /// Client certificate and key, for brokers that authenticate clients by
+    /// certificate. Both or neither.
+    pub cert_file: Option<Loc<String>>,
+    pub key_file: Option<Loc<String>>,
+}
+
+/// How a timestamp inside a payload is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+    /// An RFC 3339 string, e.g. "2026-11-28T16:07:16.803Z".
+    Rfc3339,
+}
+
+impl TimeUnit {
+    pub const NAMES: &'static [&'static str] = &["s", "ms", "us", "ns", "rfc3339"];
+
+    fn from_name(s: &str) -> Self {
+        match s {
+            "s" => TimeUnit::Seconds,
+            "us" => TimeUnit::Micros,
+            "ns" => TimeUnit::Nanos,
+            "rfc3339" => TimeUnit::Rfc3339,
+            _ => TimeUnit::Millis,
+        }
+    }
+
+    pub const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("sec", "s"),
+        ("seconds", "s"),
+        ("epoch", "s"),
+        ("unix", "s"),
+        ("millis", "ms"),
+        ("milliseconds", "ms"),
+        ("epoch_ms", "ms"),
+        ("micros", "us"),
+        ("microseconds", "us"),
+        ("nanos", "ns"),
+        ("nanoseconds", "ns"),
+        ("iso8601", "rfc3339"),
+        ("iso", "rfc3339"),
+        ("datetime", "rfc3339"),
+    ];
+}
+
+/// A timestamp field of a JSON payload: the device's own measurement time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeField {
+    pub path: Vec<String>,
+    pub unit: TimeUnit,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     /// The payload is a number as text, e.g. `21.5` (also `true`/`false`).
     Number,
-    /// The payload is a JSON object; the value sits at this field path.
-    Json { field: Vec<String> },
+    /// The payload is a JSON object; the value sits at this field path, and
+    /// its timestamp, if configured, at `time`.
+    Json {
+        field: Vec<String>,
+        time: Option<TimeField>,
+    },
+    /// The payload is a JSON array of samples, each carrying its own
+    /// timestamp: `[{"ts": 1732800000123, "v": 1.2}, ...]`. `array` is the
+    /// path to the array (empty: the payload is the array); `field` and
+    /// `time` are paths inside each element.
+    JsonSamples {
+        array: Vec<String>,
+        field: Vec<String>,
+        time: TimeField,
+    },
 }
+
+/// One level of a topic pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicLevel {
+    Exact(String),
+    /// `+`: any one level.
+    Any,
+    /// `#`: any number of levels, including none; always last.
+    Rest,
+    /// `{machine}`: any one level, which names the machine (and so the tag).
+    Machine,
+}
+
+/// A topic as written in the config, split into levels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPattern {
+    pub levels: Vec<TopicLevel>,
+}
+
+impl TopicPattern {
+    /// The subscription filter: captures become `+`.
+    pub fn filter(&self) -> String {
+        self.levels
+            .iter()
+            .map(|l| match l {
+                TopicLevel::Exact(s) => s.as_str(),
+                TopicLevel::Any | TopicLevel::Machine => "+",
+                TopicLevel::Rest => "#",
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Whether the pattern is one concrete topic (no wildcard, no capture).
+    pub fn is_exact(&self) -> bool {
+        self.levels
+            .iter()
+            .all(|l| matches!(l, TopicLevel::Exact(_)))
+    }
+
+    /// Whether the pattern has a `{machine}` capture.
+    pub fn captures_machine(&self) -> bool {
+        self.levels.contains(&TopicLevel::Machine)
+    }
+
+    /// A concrete topic the pattern matches, for a publisher (the virtual
+    /// plant): `{machine}` becomes `machine`, `+` and `#` become `fill`.
+    pub fn instance(&self, machine: Option<&str>, fill: &str) -> String {
+        self.levels
+            .iter()
+            .map(|l| match l {
+                TopicLevel::Exact(s) => s.as_str(),
+                TopicLevel::Machine => machine.unwrap_or(fill),
+                TopicLevel::Any | TopicLevel::Rest => fill,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// The capture a topic may name; see [`TopicPattern`].
+pub const MACHINE_CAPTURE: &str = "{machine}";
 
 #[derive(Debug, Clone)]
 pub struct TopicMap {
+    /// The topic as written (may hold `+`, `#` and `{machine}`).
     pub topic: Loc<String>,
+    pub pattern: TopicPattern,
+    /// The tag as written; with a `{machine}` capture it holds `{machine}`
+    /// too, and declares one tag per entry of `machines`.
     pub tag: Loc<String>,
+    /// With a `{machine}` capture: the machines whose topics are mapped.
+    pub machines: Vec<Loc<String>>,
+    /// With a `{machine}` capture: the role the tags play in their machine.
+    pub role: Option<Loc<String>>,
     pub payload: Payload,
     pub qos: u8,
     pub scale: f64,
@@ -358,6 +529,42 @@ pub struct TopicMap {
     pub unit: Option<String>,
     /// Overrides the source's (and the plant's) `stale_after` for this tag.
     pub stale_after: Option<Duration>,
+}
+
+impl TopicMap {
+    /// The tags this entry declares, with the machine each one is for: one
+    /// tag, or one per listed machine with a `{machine}` capture.
+    pub fn tag_names(&self) -> Vec<(String, Option<&str>)> {
+        if self.pattern.captures_machine() {
+            self.machines
+                .iter()
+                .map(|m| {
+                    (
+                        self.tag.value.replace(MACHINE_CAPTURE, &m.value),
+                        Some(m.value.as_str()),
+                    )
+                })
+                .collect()
+        } else {
+            vec![(self.tag.value.clone(), None)]
+        }
+    }
+
+    /// The role tags of a `{machine}` capture play: `role`, else the tag
+    /// with `{machine}` and the separator after it removed
+    /// (`{machine}.vibration` → `vibration`).
+    pub fn capture_role(&self) -> Option<String> {
+        if let Some(r) = &self.role {
+            return Some(r.value.clone());
+        }
+        let rest = self
+            .tag
+            .value
+            .replace(MACHINE_CAPTURE, "")
+            .trim_matches(['.', '_', '-'])
+            .to_string();
+        (!rest.is_empty()).then_some(rest)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -445,12 +652,16 @@ pub(super) fn decode(
 
     let mut modbus = Vec::new();
     let mut mqtt = Vec::new();
+    let mut sparkplug = Vec::new();
     if let Some(mut sources) = t.opt_table(sink, "sources") {
         for dev in sources.opt_table_array(sink, "modbus") {
             modbus.extend(decode_modbus(sink, dev));
         }
         for src in sources.opt_table_array(sink, "mqtt") {
             mqtt.extend(decode_mqtt(sink, src));
+        }
+        for src in sources.opt_table_array(sink, "sparkplug") {
+            sparkplug.extend(super::sparkplug::decode(sink, src));
         }
         sources.finish(sink);
     }
@@ -482,6 +693,7 @@ pub(super) fn decode(
         plant: plant?,
         modbus,
         mqtt,
+        sparkplug,
         machines,
         lines,
         models,
@@ -785,6 +997,15 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
     let broker_raw = t.req_str(sink, "broker");
     let listen = t.opt_str(sink, "listen");
     let client_id = t.opt_str(sink, "client_id");
+    if let Some(c) = &client_id
+        && c.value.trim().is_empty()
+    {
+        sink.push(
+            Diagnostic::error(c.span.clone(), t.key_path("client_id"), "must not be empty")
+                .expected("a client id unique on the broker, e.g. \"twin-cell1\"")
+                .help("leave `client_id` out to use \"twin-\" followed by the source name"),
+        );
+    }
     let keep_alive = t
         .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
         .map(|d| d.value)
@@ -792,9 +1013,30 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
+    let clean_session = t.opt_bool(sink, "clean_session").is_some_and(|b| b.value);
+    let max_packet_size = t
+        .opt_int(
+            sink,
+            "max_packet_size",
+            128,
+            MQTT_PROTOCOL_MAX_PACKET as i64,
+        )
+        .map_or(256 * 1024, |v| v.value as usize);
+    let username = t.opt_str(sink, "username");
+    reject_plain_password(sink, &mut t);
+    let password_env = t.opt_str(sink, "password_env");
+    let password_file = t.opt_str(sink, "password_file");
+    let tls_files = TlsFiles {
+        ca_file: t.opt_str(sink, "ca_file"),
+        cert_file: t.opt_str(sink, "cert_file"),
+        key_file: t.opt_str(sink, "key_file"),
+    };
+    let mut tls = false;
     let broker = broker_raw.and_then(|b| {
         let path = t.key_path("broker");
-        let broker = parse_broker(sink, &path, &b, listen.as_ref(), &t.key_path("listen"))?;
+        let (broker, is_tls) =
+            parse_broker_url(sink, &path, &b, listen.as_ref(), &t.key_path("listen"), true)?;
+        tls = is_tls;
         Some(Loc::new(broker, b.span))
     });
     if let (Some(l), Some(b)) = (&listen, &broker)
@@ -809,6 +1051,120 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
             .help("remove `listen`, or set `broker = \"embedded\"`"),
         );
     }
+    let connection_keys = [
+        ("username", &username),
+        ("password_env", &password_env),
+        ("password_file", &password_file),
+        ("ca_file", &tls_files.ca_file),
+        ("cert_file", &tls_files.cert_file),
+        ("key_file", &tls_files.key_file),
+    ];
+    match broker.as_ref().map(|b| (&b.value, tls)) {
+        Some((Broker::Embedded { .. }, _)) => {
+            for (key, v) in connection_keys {
+                if let Some(v) = v {
+                    sink.push(
+                        Diagnostic::error(
+                            v.span.clone(),
+                            t.key_path(key),
+                            format!("`{key}` does not apply to broker = \"embedded\""),
+                        )
+                        .help(format!(
+                            "the embedded broker has neither authentication nor TLS; remove `{key}`, or name an external broker"
+                        )),
+                    );
+                }
+            }
+        }
+        Some((Broker::Tcp { .. }, false)) => {
+            for (key, v) in &connection_keys[3..] {
+                if let Some(v) = v {
+                    sink.push(
+                        Diagnostic::error(
+                            v.span.clone(),
+                            t.key_path(key),
+                            format!("`{key}` only applies to an mqtts:// broker"),
+                        )
+                        .help("write the broker as \"mqtts://host:port\" to connect with TLS"),
+                    );
+                }
+            }
+            if let Some(p) = password_env.as_ref().or(password_file.as_ref()) {
+                sink.push(
+                    Diagnostic::warning(
+                        p.span.clone(),
+                        t.key_path(if password_env.is_some() {
+                            "password_env"
+                        } else {
+                            "password_file"
+                        }),
+                        "the password is sent unencrypted over mqtt://",
+                    )
+                    .help("connect with \"mqtts://host:port\" unless the network is trusted"),
+                );
+            }
+        }
+        _ => {}
+    }
+    match (&tls_files.cert_file, &tls_files.key_file) {
+        (Some(c), None) => sink.push(
+            Diagnostic::error(
+                c.span.clone(),
+                t.key_path("cert_file"),
+                "`cert_file` needs `key_file`",
+            )
+            .expected("both cert_file and key_file (PEM), or neither"),
+        ),
+        (None, Some(k)) => sink.push(
+            Diagnostic::error(
+                k.span.clone(),
+                t.key_path("key_file"),
+                "`key_file` needs `cert_file`",
+            )
+            .expected("both cert_file and key_file (PEM), or neither"),
+        ),
+        _ => {}
+    }
+    let password = match (password_env, password_file) {
+        (Some(_), Some(f)) => {
+            sink.push(
+                Diagnostic::error(
+                    f.span.clone(),
+                    t.key_path("password_file"),
+                    "give either `password_env` or `password_file`, not both",
+                )
+                .help("remove one of them"),
+            );
+            None
+        }
+        (Some(e), None) => {
+            check_env_name(sink, &t.key_path("password_env"), &e);
+            Some(Secret::Env(e))
+        }
+        (None, Some(f)) => {
+            if f.value.trim().is_empty() {
+                sink.push(
+                    Diagnostic::error(f.span.clone(), t.key_path("password_file"), "must not be empty")
+                        .expected("the path of a file holding the password"),
+                );
+            }
+            Some(Secret::File(f))
+        }
+        (None, None) => None,
+    };
+    if let Some(p) = &password
+        && username.is_none()
+    {
+        let (Secret::Env(l) | Secret::File(l)) = p;
+        sink.push(
+            Diagnostic::error(
+                l.span.clone(),
+                t.key_path("username"),
+                "a password needs a `username`",
+            )
+            .expected("username = \"...\" next to the password"),
+        );
+    }
     let topics: Vec<TopicMap> = t
         .opt_table_array(sink, "topics")
         .into_iter()
@@ -816,29 +1172,93 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
         .collect();
     t.finish(sink);
     let (Some(name), Some(broker)) = (name, broker) else {
-        sink.broken_tags
-            .extend(topics.into_iter().map(|tp| tp.tag.value));
+        for tp in &topics {
+            sink.broken_tags
+                .extend(tp.tag_names().into_iter().map(|(tag, _)| tag));
+        }
         return None;
     };
     Some(MqttSource {
         client_id: client_id
             .map(|c| c.value)
+            .filter(|c| !c.trim().is_empty())
             .unwrap_or_else(|| format!("twin-{}", name.value)),
         name,
         broker,
         keep_alive,
         stale_after,
+        clean_session,
+        max_packet_size,
+        username,
+        password,
+        tls,
+        tls_files,
         topics,
     })
 }
 
-fn parse_broker(
+/// A literal `password` is refused: plant files travel through version
+/// control and support tickets. It is asked for only when present, so it
+/// never shows up among the keys an unknown key is compared with.
+fn reject_plain_password(sink: &mut Sink, t: &mut Table<'_, '_>) {
+    let Some(span) = t.key_span("password") else {
+        return;
+    };
+    // Marks the key as known; its type does not matter, so any type error
+    // goes to a scratch sink.
+    let _ = t.opt_str(&mut Sink::default(), "password");
+    sink.push(
+        Diagnostic::error(
+            span,
+            t.key_path("password"),
+            "a password in plain text is not accepted in the config",
+        )
+        .expected("password_env = \"VARIABLE\" or password_file = \"path\"")
+        .help("put the password in an environment variable, or in a file only the twin's user can read, and name it here"),
+    );
+}
+
+fn check_env_name(sink: &mut Sink, path: &str, name: &Loc<String>) {
+    let v = name.value.trim();
+    let bad = if v.is_empty() {
+        Some("must not be empty".to_string())
+    } else {
+        v.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .map(|c| format!("environment variable name \"{}\" contains {c:?}", name.value))
+    };
+    if let Some(msg) = bad {
+        let help = v
+            .strip_prefix('$')
+            .map(|rest| format!("write the name without `$`: \"{}\"", rest.trim_matches(['{', '}'])));
+        sink.push(
+            Diagnostic::error(name.span.clone(), path, msg)
+                .expected("the name of an environment variable, e.g. \"MQTT_PASSWORD\"")
+                .maybe_help(help),
+        );
+    }
+}
+
+pub(super) fn parse_broker(
     sink: &mut Sink,
     path: &str,
     b: &Loc<String>,
     listen: Option<&Loc<String>>,
     listen_path: &str,
 ) -> Option<Broker> {
+    parse_broker_url(sink, path, b, listen, listen_path, false).map(|(broker, _)| broker)
+}
+
+/// [`parse_broker`], also accepting `mqtts://` when `allow_tls`; says
+/// whether the broker is to be reached over TLS.
+fn parse_broker_url(
+    sink: &mut Sink,
+    path: &str,
+    b: &Loc<String>,
+    listen: Option<&Loc<String>>,
+    listen_path: &str,
+    allow_tls: bool,
+) -> Option<(Broker, bool)> {
     if b.value == "embedded" {
         let listen_addr = match listen {
             None => SocketAddr::from(([127, 0, 0, 1], 1883)),
@@ -857,21 +1277,42 @@ fn parse_broker(
                 }
             },
         };
-        return Some(Broker::Embedded {
-            listen: listen_addr,
-        });
+        return Some((
+            Broker::Embedded {
+                listen: listen_addr,
+            },
+            false,
+        ));
     }
-    let expected = "\"embedded\" or \"mqtt://host:port\"";
-    let Some(rest) = b.value.strip_prefix("mqtt://") else {
-        let help = if b.value.starts_with("mqtts://") || b.value.starts_with("ssl://") {
+    let expected = if allow_tls {
+        "\"embedded\", \"mqtt://host:port\" or \"mqtts://host:port\""
+    } else {
+        "\"embedded\" or \"mqtt://host:port\""
+    };
+    let (rest, tls, default_port) = if let Some(rest) = b.value.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = b.value.strip_prefix("mqtts://")
+        && allow_tls
+    {
+        (rest, true, 8883)
+    } else {
+        let help = if !allow_tls
+            && (b.value.starts_with("mqtts://") || b.value.starts_with("ssl://"))
+        {
             "TLS brokers are not supported by this version yet; use a plain mqtt:// listener on a trusted network"
                 .to_string()
+        } else if let Some(rest) = b.value.strip_prefix("ssl://") {
+            format!("write \"mqtts://{rest}\"")
         } else if let Some(rest) = b.value.strip_prefix("tcp://") {
             // MQTT over plain TCP is what `tcp://` means in most clients
             // (Paho, for one); we spell it mqtt://.
             format!("write \"mqtt://{rest}\"")
         } else if b.value.contains("://") {
-            "only the mqtt:// scheme is supported".to_string()
+            if allow_tls {
+                "only the mqtt:// and mqtts:// schemes are supported".to_string()
+            } else {
+                "only the mqtt:// scheme is supported".to_string()
+            }
         } else {
             format!("write \"mqtt://{}\"", b.value)
         };
@@ -902,7 +1343,7 @@ fn parse_broker(
                 return None;
             }
         },
-        None => (rest, 1883),
+        None => (rest, default_port),
     };
     if host.is_empty() {
         sink.push(
@@ -915,33 +1356,113 @@ fn parse_broker(
         );
         return None;
     }
-    Some(Broker::Tcp {
-        host: host.to_string(),
-        port,
-    })
+    Some((
+        Broker::Tcp {
+            host: host.to_string(),
+            port,
+        },
+        tls,
+    ))
+}
+
+/// Split a topic into levels, checking MQTT's rules for wildcards and ours
+/// for captures.
+fn parse_topic(sink: &mut Sink, path: &str, topic: &Loc<String>) -> Option<TopicPattern> {
+    let mut levels = Vec::new();
+    let mut problems = Vec::new();
+    let raw: Vec<&str> = topic.value.split('/').collect();
+    for (i, level) in raw.iter().enumerate() {
+        let l = match *level {
+            "+" => TopicLevel::Any,
+            "#" if i + 1 == raw.len() => TopicLevel::Rest,
+            "#" => {
+                problems.push((
+                    "`#` must be the last level of a topic".to_string(),
+                    None,
+                ));
+                continue;
+            }
+            MACHINE_CAPTURE if levels.contains(&TopicLevel::Machine) => {
+                problems.push((
+                    "`{machine}` may appear only once in a topic".to_string(),
+                    None,
+                ));
+                continue;
+            }
+            MACHINE_CAPTURE => TopicLevel::Machine,
+            s if s.starts_with('{') && s.ends_with('}') => {
+                let name = &s[1..s.len() - 1];
+                problems.push((
+                    format!("unknown capture `{s}` in topic"),
+                    Some(match closest(name, ["machine"]) {
+                        Some(_) => "did you mean `{machine}`?".to_string(),
+                        None => "`{machine}` is the only capture; use `+` to match any level"
+                            .to_string(),
+                    }),
+                ));
+                continue;
+            }
+            s if s.contains(['+', '#']) => {
+                problems.push((
+                    format!("wildcard inside the topic level \"{s}\""),
+                    Some("`+` and `#` must stand alone between slashes, e.g. \"plant/+/vibration\"".to_string()),
+                ));
+                continue;
+            }
+            s if s.contains(['{', '}']) => {
+                problems.push((
+                    format!("capture inside the topic level \"{s}\""),
+                    Some("`{machine}` must stand alone between slashes, e.g. \"plant/{machine}/vibration\"".to_string()),
+                ));
+                continue;
+            }
+            s => TopicLevel::Exact(s.to_string()),
+        };
+        levels.push(l);
+    }
+    if problems.is_empty() {
+        return Some(TopicPattern { levels });
+    }
+    for (msg, help) in problems {
+        sink.push(
+            Diagnostic::error(topic.span.clone(), path, msg)
+                .expected("a topic; `+` matches one level, `#` the rest, `{machine}` one level naming a machine")
+                .maybe_help(help),
+        );
+    }
+    None
+}
+
+/// A dot-separated path into a JSON document, or a diagnostic.
+fn field_path(sink: &mut Sink, path: &str, f: &Loc<String>) -> Option<Vec<String>> {
+    let segs: Vec<String> = f.value.split('.').map(str::to_string).collect();
+    if segs.iter().any(|s| s.is_empty()) {
+        sink.push(
+            Diagnostic::error(
+                f.span.clone(),
+                path,
+                format!("invalid field path \"{}\"", f.value),
+            )
+            .expected("dot-separated keys, e.g. \"data.rms\" or \"values.0\""),
+        );
+        return None;
+    }
+    Some(segs)
 }
 
 fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     let topic = t.req_str(sink, "topic");
-    if let Some(tp) = &topic
-        && (tp.value.contains('+') || tp.value.contains('#'))
-    {
-        sink.push(
-            Diagnostic::error(
-                tp.span.clone(),
-                t.key_path("topic"),
-                format!("wildcard in topic \"{}\"", tp.value),
-            )
-            .expected("a concrete topic; each topic maps to exactly one tag")
-            .help("list each topic separately"),
-        );
-    }
+    let pattern = topic
+        .as_ref()
+        .and_then(|tp| parse_topic(sink, &t.key_path("topic"), tp));
     let tag = t.req_str(sink, "tag");
-    if let Some(tag) = &tag {
-        check_tag_name(sink, &t.key_path("tag"), tag);
-    }
-    let format = t.opt_enum(sink, "payload", &["number", "json"]);
+    let machines = t.opt_str_array(sink, "machines");
+    let role = t.opt_str(sink, "role");
+    let format = t.opt_enum(sink, "payload", &["number", "json", "json_samples"]);
     let field = t.opt_str(sink, "field");
+    let time_field = t.opt_str(sink, "time_field");
+    let time_unit = t.opt_enum_aliased(sink, "time_unit", TimeUnit::NAMES, TimeUnit::ALIASES);
+    let array_field = t.opt_str(sink, "array_field");
     let qos = t
         .opt_int(sink, "qos", 0, 1)
         .map(|q| q.value as u8)
@@ -962,52 +1483,271 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
-    let payload = match (format.as_ref().map(|f| f.value), field) {
-        (Some("json"), Some(f)) => {
-            let segs: Vec<String> = f.value.split('.').map(str::to_string).collect();
-            if segs.iter().any(|s| s.is_empty()) {
+
+    // The `{machine}` capture, the tag template and the machines list must
+    // agree, so that every tag the entry declares is known at check time.
+    let mut capture_ok = true;
+    let captures = pattern.as_ref().is_some_and(|p| p.captures_machine());
+    if let Some(tag) = &tag {
+        let templated = tag.value.contains(MACHINE_CAPTURE);
+        // The template's own characters; expanded names are checked again
+        // once the machine ids are known.
+        let mut literal = tag.clone();
+        literal.value = tag.value.replace(MACHINE_CAPTURE, "");
+        if templated && literal.value.is_empty() {
+            literal.value = "x".into();
+        }
+        if let Some(bad) = literal
+            .value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            sink.push(
+                Diagnostic::error(
+                    tag.span.clone(),
+                    t.key_path("tag"),
+                    format!("tag name \"{}\" contains {:?}", tag.value, bad),
+                )
+                .expected(if templated {
+                    "letters, digits, `_`, `.`, `-` and `{machine}`, e.g. \"{machine}.vibration\""
+                } else {
+                    "letters, digits, `_`, `.` and `-`, e.g. \"filler.motor_current\""
+                }),
+            );
+        }
+        if pattern.is_some() && templated && !captures {
+            capture_ok = false;
+            sink.push(
+                Diagnostic::error(
+                    tag.span.clone(),
+                    t.key_path("tag"),
+                    "the tag uses `{machine}`, but the topic has no `{machine}` level",
+                )
+                .expected("a topic with a `{machine}` level, e.g. \"plant/{machine}/vibration\""),
+            );
+        }
+        if captures && !templated {
+            capture_ok = false;
+            sink.push(
+                Diagnostic::error(
+                    tag.span.clone(),
+                    t.key_path("tag"),
+                    "the topic captures `{machine}`, but the tag does not use it",
+                )
+                .expected("a tag naming the machine, e.g. \"{machine}.vibration\"")
+                .help("to feed one tag from every machine's topic, write `+` instead of `{machine}`"),
+            );
+        }
+    }
+    match (&machines, captures) {
+        (None, true) => {
+            capture_ok = false;
+            sink.push(
+                Diagnostic::error(
+                    topic.as_ref().map_or(t.span(), |tp| tp.span.clone()),
+                    t.key_path("machines"),
+                    "missing required key `machines` for a topic with a `{machine}` level",
+                )
+                .expected("the ids of the machines whose topics are mapped, e.g. machines = [\"filler\", \"capper\"]")
+                .help("the list lets `twin check` know every tag the topic declares"),
+            );
+        }
+        (Some(list), true) if list.is_empty() => {
+            capture_ok = false;
+            sink.push(
+                Diagnostic::error(
+                    t.key_span("machines").unwrap_or(t.span()),
+                    t.key_path("machines"),
+                    "must name at least one machine",
+                )
+                .expected("the ids of the machines whose topics are mapped, e.g. machines = [\"filler\", \"capper\"]"),
+            );
+        }
+        (Some(list), true) => {
+            for (k, m) in list.iter().enumerate() {
+                if list[..k].iter().any(|o| o.value == m.value) {
+                    capture_ok = false;
+                    sink.push(
+                        Diagnostic::error(
+                            m.span.clone(),
+                            format!("{}[{k}]", t.key_path("machines")),
+                            format!("machine \"{}\" is listed twice", m.value),
+                        )
+                        .help("remove the repeated entry"),
+                    );
+                }
+            }
+        }
+        (Some(_), false) if pattern.is_some() => {
+            sink.push(
+                Diagnostic::error(
+                    t.key_span("machines").unwrap_or(t.span()),
+                    t.key_path("machines"),
+                    "`machines` only applies to a topic with a `{machine}` level",
+                )
+                .help("write the topic as e.g. \"plant/{machine}/vibration\" and the tag as \"{machine}.vibration\", or remove `machines`"),
+            );
+        }
+        _ => {}
+    }
+    if let Some(r) = &role
+        && pattern.is_some()
+        && !captures
+    {
+        sink.push(
+            Diagnostic::error(
+                r.span.clone(),
+                t.key_path("role"),
+                "`role` only applies to a topic with a `{machine}` level",
+            )
+            .help("bind the tag to a role under `[machines.tags]` instead"),
+        );
+    }
+    if let Some(r) = &role
+        && r.value.trim().is_empty()
+    {
+        capture_ok = false;
+        sink.push(
+            Diagnostic::error(r.span.clone(), t.key_path("role"), "must not be empty")
+                .expected("a role name such as \"vibration\""),
+        );
+    }
+    if captures
+        && role.is_none()
+        && let Some(tag) = &tag
+        && tag.value.replace(MACHINE_CAPTURE, "").trim_matches(['.', '_', '-']).is_empty()
+    {
+        capture_ok = false;
+        sink.push(
+            Diagnostic::error(
+                tag.span.clone(),
+                t.key_path("role"),
+                "missing key `role`: the tag names only the machine",
+            )
+            .expected("a role for the tags in their machine, e.g. role = \"vibration\""),
+        );
+    }
+
+    // An unknown `payload` is reported already; checking the payload keys
+    // against a guess would only add noise.
+    let payload_unknown = format.is_none() && t.key_span("payload").is_some();
+    let kind = format.as_ref().map_or("number", |f| f.value);
+    let path_of = |sink: &mut Sink, key: &str, f: &Option<Loc<String>>| {
+        f.as_ref()
+            .map(|f| field_path(sink, &t.key_path(key), f).ok_or(()))
+            .transpose()
+    };
+    let field_p = path_of(sink, "field", &field);
+    let time_p = path_of(sink, "time_field", &time_field);
+    let array_p = path_of(sink, "array_field", &array_field);
+    let unit_of_time = time_unit
+        .as_ref()
+        .map_or(TimeUnit::Millis, |u| TimeUnit::from_name(u.value));
+    let not_for = |sink: &mut Sink, key: &'static str, v: &Option<Loc<String>>, only: &str| {
+        if let Some(v) = v {
+            sink.push(
+                Diagnostic::error(
+                    v.span.clone(),
+                    t.key_path(key),
+                    format!("`{key}` only applies to {only}"),
+                )
+                .help(format!("remove `{key}`, or set the payload it belongs to")),
+            );
+        }
+    };
+    let missing = |sink: &mut Sink, key: &str, expected: &str| {
+        sink.push(
+            Diagnostic::error(
+                t.span(),
+                t.key_path(key),
+                format!("missing required key `{key}` for payload = \"{kind}\""),
+            )
+            .expected(expected.to_string()),
+        );
+    };
+    if time_field.is_none()
+        && let Some(u) = &time_unit
+    {
+        sink.push(
+            Diagnostic::error(
+                u.span.clone(),
+                t.key_path("time_unit"),
+                "`time_unit` only applies with `time_field`",
+            )
+            .help("add `time_field`, or remove `time_unit`"),
+        );
+    }
+    let payload = match kind {
+        _ if payload_unknown => None,
+        "json" => {
+            not_for(sink, "array_field", &array_field, "payload = \"json_samples\"");
+            if field.is_none() {
+                missing(sink, "field", "a field path such as \"rms\" or \"data.value\"");
+            }
+            match (field_p, time_p) {
+                (Ok(Some(field)), Ok(time)) => Some(Payload::Json {
+                    field,
+                    time: time.map(|path| TimeField {
+                        path,
+                        unit: unit_of_time,
+                    }),
+                }),
+                _ => None,
+            }
+        }
+        "json_samples" => {
+            if field.is_none() {
+                missing(
+                    sink,
+                    "field",
+                    "the value's field inside each sample, e.g. \"v\"",
+                );
+            }
+            if time_field.is_none() {
+                missing(
+                    sink,
+                    "time_field",
+                    "the timestamp's field inside each sample, e.g. \"ts\"",
+                );
+            }
+            match (field_p, time_p, array_p) {
+                (Ok(Some(field)), Ok(Some(path)), Ok(array)) => Some(Payload::JsonSamples {
+                    array: array.unwrap_or_default(),
+                    field,
+                    time: TimeField {
+                        path,
+                        unit: unit_of_time,
+                    },
+                }),
+                _ => None,
+            }
+        }
+        _ => {
+            let json = "payload = \"json\" or \"json_samples\"";
+            if let Some(f) = &field {
                 sink.push(
                     Diagnostic::error(
                         f.span.clone(),
                         t.key_path("field"),
-                        format!("invalid field path \"{}\"", f.value),
+                        format!("`field` only applies to {json}"),
                     )
-                    .expected("dot-separated keys, e.g. \"data.rms\" or \"values.0\""),
+                    .help("add `payload = \"json\"` or remove `field`"),
                 );
-                None
-            } else {
-                Some(Payload::Json { field: segs })
             }
+            not_for(sink, "time_field", &time_field, json);
+            not_for(sink, "array_field", &array_field, "payload = \"json_samples\"");
+            (field.is_none() && time_field.is_none() && array_field.is_none())
+                .then_some(Payload::Number)
         }
-        (Some("json"), None) => {
-            sink.push(
-                Diagnostic::error(
-                    t.span(),
-                    t.key_path("field"),
-                    "missing required key `field` for payload = \"json\"",
-                )
-                .expected("a field path such as \"rms\" or \"data.value\""),
-            );
-            None
-        }
-        (_, Some(f)) => {
-            sink.push(
-                Diagnostic::error(
-                    f.span.clone(),
-                    t.key_path("field"),
-                    "`field` only applies to payload = \"json\"",
-                )
-                .help("add `payload = \"json\"` or remove `field`"),
-            );
-            None
-        }
-        (Some(_), None) | (None, None) => Some(Payload::Number),
     };
     t.finish(sink);
-    match (topic, tag, payload) {
-        (Some(topic), Some(tag), Some(payload)) => Some(TopicMap {
+    match (topic, pattern, tag, payload) {
+        (Some(topic), Some(pattern), Some(tag), Some(payload)) if capture_ok => Some(TopicMap {
             topic,
+            pattern,
             tag,
+            machines: machines.unwrap_or_default(),
+            role,
             payload,
             qos,
             scale,
@@ -1015,8 +1755,16 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
             unit,
             stale_after,
         }),
-        (_, tag, _) => {
-            sink.broken_tags.extend(tag.map(|t| t.value));
+        (_, _, tag, _) => {
+            // The tags it meant to declare: the template itself, and each
+            // expansion that can be made.
+            if let Some(tag) = tag {
+                for m in machines.iter().flatten() {
+                    sink.broken_tags
+                        .insert(tag.value.replace(MACHINE_CAPTURE, &m.value));
+                }
+                sink.broken_tags.insert(tag.value);
+            }
             None
         }
     }

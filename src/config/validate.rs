@@ -263,6 +263,61 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         }
     }
 
+    for (i, s) in cfg.sparkplug.iter().enumerate() {
+        // The same metric mapped twice would feed two tags from one value
+        // and usually hides a copy-paste slip.
+        let mut seen: BTreeMap<(&str, Option<&str>, &str), &Range<usize>> = BTreeMap::new();
+        for (j, m) in s.metrics.iter().enumerate() {
+            let key = (
+                m.node.value.as_str(),
+                m.device.as_ref().map(|d| d.value.as_str()),
+                m.metric.value.as_str(),
+            );
+            if let Some(first) = seen.get(&key) {
+                sink.push(
+                    Diagnostic::error(
+                        m.metric.span.clone(),
+                        format!("sources.sparkplug[{i}].metrics[{j}].metric"),
+                        format!(
+                            "metric \"{}\" of this node and device is already mapped",
+                            m.metric.value
+                        ),
+                    )
+                    .help(format!(
+                        "first mapped at {}; map each metric to one tag",
+                        at(first)
+                    )),
+                );
+            } else {
+                seen.insert(key, &m.metric.span);
+            }
+        }
+        for (j, m) in s.metrics.iter().enumerate() {
+            let def = TagDef {
+                id: TagId(0),
+                name: m.tag.value.clone(),
+                unit: m.unit.clone(),
+                machine: None,
+                role: None,
+                source: TagSource::Sparkplug {
+                    source: i,
+                    metric: j,
+                },
+                stale_after: m
+                    .stale_after
+                    .or(s.stale_after)
+                    .unwrap_or(cfg.plant.stale_after),
+                is_bool: false,
+            };
+            add(
+                sink,
+                format!("sources.sparkplug[{i}].metrics[{j}].tag"),
+                &m.tag,
+                def,
+            );
+        }
+    }
+
     let tag_names: Vec<String> = tags.iter().map(|t| t.name.clone()).collect();
     // Reports an unknown tag and returns the tag it was probably meant to be.
     // A tag declared by an entry that failed to decode is not unknown: its
@@ -458,6 +513,10 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             TagSource::Mqtt { source, .. } => Some(format!(
                 "MQTT source \"{}\", which the twin only subscribes to",
                 cfg.mqtt[source].name.value
+            )),
+            TagSource::Sparkplug { source, .. } => Some(format!(
+                "Sparkplug source \"{}\"; Sparkplug writes (DCMD/NCMD metrics) are not supported yet",
+                cfg.sparkplug[source].name.value
             )),
         };
         if let Some(from) = read_only_from {

@@ -283,6 +283,9 @@ pub async fn start(
                     offset: t.offset,
                 }
             }
+            // The virtual plant has no Sparkplug edge node yet; the interop
+            // tests use a real one (pysparkplug).
+            TagSource::Sparkplug { .. } => continue,
         };
         tags.push(SimTag {
             name: def.name.clone(),

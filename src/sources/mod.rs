@@ -68,10 +68,12 @@ pub fn build(
         (
             "mqtt",
             &endpoints.mqtt,
+            // Sparkplug sources are MQTT clients too and share the map.
             cfg.config
                 .mqtt
                 .iter()
                 .map(|d| d.name.value.as_str())
+                .chain(cfg.config.sparkplug.iter().map(|s| s.name.value.as_str()))
                 .collect::<Vec<_>>(),
         ),
     ] {
@@ -133,6 +135,55 @@ pub fn build(
             },
         };
         out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, host, port)));
+    }
+    for src in &cfg.config.sparkplug {
+        let (host, port) = match endpoints.mqtt.get(&src.name.value) {
+            Some(url) => mqtt::parse_url(url).ok_or_else(|| BuildError::BadUrl {
+                name: src.name.value.clone(),
+                url: url.clone(),
+            })?,
+            None => match &src.broker.value {
+                crate::config::Broker::Tcp { host, port } => (host.clone(), *port),
+                crate::config::Broker::Embedded { listen } => {
+                    let addr = match brokers.get(listen) {
+                        Some(a) => *a,
+                        None => {
+                            let a = crate::broker::start_embedded(*listen)?;
+                            brokers.insert(*listen, a);
+                            a
+                        }
+                    };
+                    (addr.ip().to_string(), addr.port())
+                }
+            },
+        };
+        let bindings = src
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let tag = cfg.tags.id(&m.tag.value)?;
+                Some(sparkplug::session::Binding {
+                    node: m.node.value.clone(),
+                    device: m.device.as_ref().map(|d| d.value.clone()),
+                    metric: m.metric.value.clone(),
+                    tag,
+                    scale: m.scale,
+                    offset: m.offset,
+                })
+            })
+            .collect();
+        out.push(Box::new(sparkplug::SparkplugSubscriber::new(
+            sparkplug::SparkplugConfig {
+                name: src.name.value.clone(),
+                host,
+                port,
+                client_id: src.client_id.clone(),
+                group: src.group.value.clone(),
+                rebirth: src.rebirth,
+                keep_alive: src.keep_alive,
+                bindings,
+            },
+        )));
     }
     Ok(out)
 }

@@ -2,4 +2,5 @@
 
 mod config_corpus;
 mod e2e;
+mod interop_sparkplug;
 mod util;
