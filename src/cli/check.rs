@@ -43,7 +43,11 @@ pub fn run(args: &CheckArgs) -> i32 {
                     n(cfg.tags.len(), "tag", "tags"),
                     n(cfg.config.machines.len(), "machine", "machines"),
                     n(cfg.config.modbus.len(), "Modbus device", "Modbus devices"),
-                    n(cfg.config.mqtt.len(), "MQTT source", "MQTT sources"),
+                    n(cfg.config.mqtt.len(), "MQTT source", "MQTT sources")
+                        + &match cfg.config.sparkplug.len() {
+                            0 => String::new(),
+                            k => format!(", {}", n(k, "Sparkplug source", "Sparkplug sources")),
+                        },
                     n(cfg.warnings.len(), "warning", "warnings"),
                 );
             }
