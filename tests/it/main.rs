@@ -3,4 +3,5 @@
 mod config_corpus;
 mod e2e;
 mod interop_sparkplug;
+mod modbus_faults;
 mod util;

@@ -11,9 +11,12 @@
 //!   reconnects after a timeout instead;
 //! - drops the connection on anything it cannot parse (no guessing where the
 //!   next frame starts) and on repeated timeouts (a half-open connection);
-//! - reconnects with exponential backoff and jitter (1 s to 60 s, reset on
-//!   success), answering requests immediately with the last connect error in
-//!   between, so pollers never pile up behind a dead device.
+//! - reconnects with exponential backoff and jitter (1 s to 60 s, reset by
+//!   the first valid reply), after a failed connect and after a dropped or
+//!   garbled connection, answering requests immediately with the error that
+//!   took the link down in between, so pollers never pile up behind a dead
+//!   device. A timeout reconnects at once: it has already waited, and on a
+//!   gateway the other units must not wait for one silent unit.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -238,7 +241,6 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                             } else {
                                 debug!(link = %cfg.name, address = %cfg.address, "Modbus connection established.");
                             }
-                            backoff.reset();
                             conn = Some(Conn {
                                 stream,
                                 buf: Vec::with_capacity(frame::MAX_ADU * 4),
@@ -290,6 +292,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                         let _ = job.reply.send(Err(err.clone()));
                         if let Some(c) = conn.take() { fail_all(c, &err) }
                         down = Some(err);
+                        retry_at = crate::wallclock::tokio_now() + backoff.step();
                     }
                     Err(_) => {
                         warn!(link = %cfg.name, address = %cfg.address, "Modbus send blocked past the timeout; reconnecting.");
@@ -306,6 +309,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                     None => std::future::pending().await,
                 }
             } => {
+                let replies = stats.replies;
                 let result = match n {
                     Ok(0) => Err(LinkError::Lost("connection_lost")),
                     Ok(n) => match conn.as_mut() {
@@ -332,6 +336,13 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                     }
                     if let Some(c) = conn.take() { fail_all(c, &err) }
                     down = Some(err);
+                    // A device that accepts connections and then breaks them
+                    // must not get a new one every poll.
+                    retry_at = crate::wallclock::tokio_now() + backoff.step();
+                } else if stats.replies > replies {
+                    // Only a reply proves the device healthy; a connect alone
+                    // does not (it may answer every connection with garbage).
+                    backoff.reset();
                 }
             }
 
