@@ -1,22 +1,88 @@
 #!/usr/bin/env bash
-# Installs what `make demo` and `make test` need beyond the Rust toolchain.
-# Idempotent: does nothing when everything is already there.
+# Installs what `make demo` and `make test` need beyond the Rust toolchain:
+# a few Debian packages, rustfmt and clippy, and a project-local Python venv
+# (.venv) with the packages the interop tests' peers use
+# (scripts/requirements-test.txt).
+# Idempotent: does nothing when everything is already there. A warm run
+# takes well under a second; the venv is reinstalled only when the
+# requirements file changes.
 set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.venv"
+req="$root/scripts/requirements-test.txt"
+# Hash of the requirements the venv was last installed from.
+stamp="$venv/.requirements.sha256"
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing $* with apt-get" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 
 if ((${#need_apt[@]})); then
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  echo "setup: installing ${need_apt[*]} with apt-get" >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
 fi
 
 if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done
+fi
+
+# --- MQTT broker and clients for the MQTT tests (tests/it/mqtt.rs) ----------
+# The tests start their own mosquitto per test; the package's service is not
+# used. mosquitto lives in /usr/sbin, which a non-root PATH may lack.
+need_mqtt=()
+{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need_mqtt+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_mqtt+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || need_mqtt+=(openssl)
+if ((${#need_mqtt[@]})); then
+  apt_install "${need_mqtt[@]}"
+fi
+
+# --- Python venv for the interop tests (tests/peers/*.py) -------------------
+
+venv_ok() {
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pip' >/dev/null 2>&1
+}
+
+if ! venv_ok; then
+  echo "setup: creating the Python venv at .venv" >&2
+  rm -rf "$venv"
+  # Debian splits venv's ensurepip into python3-venv; without it venv fails
+  # and leaves a venv without pip behind.
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"
+    apt_install python3-venv
+    py=python3
+    # A python3 from elsewhere on PATH (pyenv, a build) does not gain
+    # ensurepip from Debian's package; Debian's own python3 does.
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || py=/usr/bin/python3
+    "$py" -m venv "$venv"
+  fi
+  venv_ok || { echo "setup: the venv at .venv has no pip; giving up" >&2; exit 1; }
+fi
+
+want="$(sha256sum "$req" | cut -d' ' -f1) $("$venv/bin/python" -V 2>&1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: Python test packages are up to date (.venv)" >&2
+else
+  echo "setup: installing Python test packages into .venv from scripts/requirements-test.txt" >&2
+  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req"
+  # torch is never to be installed (size, and nothing may depend on it).
+  if "$venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)'; then
+    echo "setup: torch ended up in .venv, pulled in by a requirement; remove that requirement" >&2
+    exit 1
+  fi
+  echo "$want" >"$stamp"
+  echo "setup: Python test packages installed" >&2
 fi

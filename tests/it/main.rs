@@ -2,6 +2,7 @@
 
 mod config_corpus;
 mod e2e;
+mod interop_pymodbus;
 mod interop_sparkplug;
 mod modbus_faults;
 mod util;

@@ -169,7 +169,12 @@ pub fn apply_scale(raw: f64, scale: f64, offset: f64) -> f64 {
     } else {
         raw * scale
     };
-    scaled + offset
+    // Adding a zero offset would turn -0.0 into +0.0.
+    if offset == 0.0 {
+        scaled
+    } else {
+        scaled + offset
+    }
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ fn fail_all(conn: Conn, err: &LinkError) {
 }
 
 async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
-    let max_in_flight = match cfg.framing {
+    let mut max_in_flight = match cfg.framing {
         Framing::Tcp => cfg.max_in_flight.clamp(1, 256),
         // Without transaction ids, only one request can be outstanding.
         Framing::RtuOverTcp => 1,
@@ -354,7 +354,19 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
             } => {
                 let now = crate::wallclock::tokio_now();
                 let Some(c) = conn.as_mut() else { continue };
+                let outstanding = c.pending.len();
                 let expired: Vec<u16> = c.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
+                // Some servers (pymodbus 3.16, some gateways) silently drop
+                // every request but the first of a pipelined burst. A device
+                // that has answered before and now times out with several
+                // requests outstanding is treated as one of them: from here
+                // on, one request at a time. Safe in the other case too (a
+                // merely slow device only loses throughput).
+                if max_in_flight > 1 && outstanding > 1 && stats.replies > 0 {
+                    warn!(link = %cfg.name, address = %cfg.address, in_flight = outstanding,
+                        "Modbus request timed out with several in flight; the device may not support pipelining, so this link now sends one request at a time. Set max_in_flight = 1 for this device to make that explicit.");
+                    max_in_flight = 1;
+                }
                 for tid in expired {
                     if let Some(p) = c.pending.remove(&tid) {
                         stats.timeouts += 1;
