@@ -1034,8 +1034,14 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
     let mut tls = false;
     let broker = broker_raw.and_then(|b| {
         let path = t.key_path("broker");
-        let (broker, is_tls) =
-            parse_broker_url(sink, &path, &b, listen.as_ref(), &t.key_path("listen"), true)?;
+        let (broker, is_tls) = parse_broker_url(
+            sink,
+            &path,
+            &b,
+            listen.as_ref(),
+            &t.key_path("listen"),
+            true,
+        )?;
         tls = is_tls;
         Some(Loc::new(broker, b.span))
     });
@@ -1144,8 +1150,12 @@ fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
         (None, Some(f)) => {
             if f.value.trim().is_empty() {
                 sink.push(
-                    Diagnostic::error(f.span.clone(), t.key_path("password_file"), "must not be empty")
-                        .expected("the path of a file holding the password"),
+                    Diagnostic::error(
+                        f.span.clone(),
+                        t.key_path("password_file"),
+                        "must not be empty",
+                    )
+                    .expected("the path of a file holding the password"),
                 );
             }
             Some(Secret::File(f))
@@ -1225,12 +1235,20 @@ fn check_env_name(sink: &mut Sink, path: &str, name: &Loc<String>) {
     } else {
         v.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
-            .map(|c| format!("environment variable name \"{}\" contains {c:?}", name.value))
+            .map(|c| {
+                format!(
+                    "environment variable name \"{}\" contains {c:?}",
+                    name.value
+                )
+            })
     };
     if let Some(msg) = bad {
-        let help = v
-            .strip_prefix('$')
-            .map(|rest| format!("write the name without `$`: \"{}\"", rest.trim_matches(['{', '}'])));
+        let help = v.strip_prefix('$').map(|rest| {
+            format!(
+                "write the name without `$`: \"{}\"",
+                rest.trim_matches(['{', '}'])
+            )
+        });
         sink.push(
             Diagnostic::error(name.span.clone(), path, msg)
                 .expected("the name of an environment variable, e.g. \"MQTT_PASSWORD\"")
@@ -1376,10 +1394,7 @@ fn parse_topic(sink: &mut Sink, path: &str, topic: &Loc<String>) -> Option<Topic
             "+" => TopicLevel::Any,
             "#" if i + 1 == raw.len() => TopicLevel::Rest,
             "#" => {
-                problems.push((
-                    "`#` must be the last level of a topic".to_string(),
-                    None,
-                ));
+                problems.push(("`#` must be the last level of a topic".to_string(), None));
                 continue;
             }
             MACHINE_CAPTURE if levels.contains(&TopicLevel::Machine) => {
@@ -1405,7 +1420,10 @@ fn parse_topic(sink: &mut Sink, path: &str, topic: &Loc<String>) -> Option<Topic
             s if s.contains(['+', '#']) => {
                 problems.push((
                     format!("wildcard inside the topic level \"{s}\""),
-                    Some("`+` and `#` must stand alone between slashes, e.g. \"plant/+/vibration\"".to_string()),
+                    Some(
+                        "`+` and `#` must stand alone between slashes, e.g. \"plant/+/vibration\""
+                            .to_string(),
+                    ),
                 ));
                 continue;
             }
@@ -1490,29 +1508,25 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     let captures = pattern.as_ref().is_some_and(|p| p.captures_machine());
     if let Some(tag) = &tag {
         let templated = tag.value.contains(MACHINE_CAPTURE);
-        // The template's own characters; expanded names are checked again
-        // once the machine ids are known.
-        let mut literal = tag.clone();
-        literal.value = tag.value.replace(MACHINE_CAPTURE, "");
-        if templated && literal.value.is_empty() {
-            literal.value = "x".into();
-        }
-        if let Some(bad) = literal
+        if !templated {
+            check_tag_name(sink, &t.key_path("tag"), tag);
+        } else if let Some(bad) = tag
             .value
+            .replace(MACHINE_CAPTURE, "")
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
         {
+            // The template's own characters; each expanded name is checked
+            // again once the machine ids are known.
             sink.push(
                 Diagnostic::error(
                     tag.span.clone(),
                     t.key_path("tag"),
                     format!("tag name \"{}\" contains {:?}", tag.value, bad),
                 )
-                .expected(if templated {
-                    "letters, digits, `_`, `.`, `-` and `{machine}`, e.g. \"{machine}.vibration\""
-                } else {
-                    "letters, digits, `_`, `.` and `-`, e.g. \"filler.motor_current\""
-                }),
+                .expected(
+                    "letters, digits, `_`, `.`, `-` and `{machine}`, e.g. \"{machine}.vibration\"",
+                ),
             );
         }
         if pattern.is_some() && templated && !captures {
@@ -1535,7 +1549,9 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
                     "the topic captures `{machine}`, but the tag does not use it",
                 )
                 .expected("a tag naming the machine, e.g. \"{machine}.vibration\"")
-                .help("to feed one tag from every machine's topic, write `+` instead of `{machine}`"),
+                .help(
+                    "to feed one tag from every machine's topic, write `+` instead of `{machine}`",
+                ),
             );
         }
     }
@@ -1615,7 +1631,11 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     if captures
         && role.is_none()
         && let Some(tag) = &tag
-        && tag.value.replace(MACHINE_CAPTURE, "").trim_matches(['.', '_', '-']).is_empty()
+        && tag
+            .value
+            .replace(MACHINE_CAPTURE, "")
+            .trim_matches(['.', '_', '-'])
+            .is_empty()
     {
         capture_ok = false;
         sink.push(
@@ -1666,6 +1686,7 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
         );
     };
     if time_field.is_none()
+        && kind != "json_samples"
         && let Some(u) = &time_unit
     {
         sink.push(
@@ -1680,9 +1701,18 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
     let payload = match kind {
         _ if payload_unknown => None,
         "json" => {
-            not_for(sink, "array_field", &array_field, "payload = \"json_samples\"");
+            not_for(
+                sink,
+                "array_field",
+                &array_field,
+                "payload = \"json_samples\"",
+            );
             if field.is_none() {
-                missing(sink, "field", "a field path such as \"rms\" or \"data.value\"");
+                missing(
+                    sink,
+                    "field",
+                    "a field path such as \"rms\" or \"data.value\"",
+                );
             }
             match (field_p, time_p) {
                 (Ok(Some(field)), Ok(time)) => Some(Payload::Json {
@@ -1735,7 +1765,12 @@ fn decode_topic(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<TopicMap> {
                 );
             }
             not_for(sink, "time_field", &time_field, json);
-            not_for(sink, "array_field", &array_field, "payload = \"json_samples\"");
+            not_for(
+                sink,
+                "array_field",
+                &array_field,
+                "payload = \"json_samples\"",
+            );
             (field.is_none() && time_field.is_none() && array_field.is_none())
                 .then_some(Payload::Number)
         }

@@ -236,30 +236,62 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             );
         }
     }
+    // Tags an MQTT topic binds to a machine through its `{machine}`
+    // capture: (tag, machine as listed, role, key path of the list entry).
+    let mut captured: Vec<(String, &Loc<String>, String, String)> = Vec::new();
     for (i, m) in cfg.mqtt.iter().enumerate() {
         for (j, tp) in m.topics.iter().enumerate() {
-            let def = TagDef {
-                id: TagId(0),
-                name: tp.tag.value.clone(),
-                unit: tp.unit.clone(),
-                machine: None,
-                role: None,
-                source: TagSource::Mqtt {
-                    source: i,
-                    topic: j,
-                },
-                stale_after: tp
-                    .stale_after
-                    .or(m.stale_after)
-                    .unwrap_or(cfg.plant.stale_after),
-                is_bool: false,
-            };
-            add(
-                sink,
-                format!("sources.mqtt[{i}].topics[{j}].tag"),
-                &tp.tag,
-                def,
-            );
+            let role = tp.capture_role().unwrap_or_default();
+            for (k, (name, machine)) in tp.tag_names().into_iter().enumerate() {
+                let def = TagDef {
+                    id: TagId(0),
+                    name: name.clone(),
+                    unit: tp.unit.clone(),
+                    machine: None,
+                    role: None,
+                    source: TagSource::Mqtt {
+                        source: i,
+                        topic: j,
+                    },
+                    stale_after: tp
+                        .stale_after
+                        .or(m.stale_after)
+                        .unwrap_or(cfg.plant.stale_after),
+                    is_bool: false,
+                };
+                if machine.is_some() {
+                    let entry = &tp.machines[k];
+                    let path = format!("sources.mqtt[{i}].topics[{j}].machines[{k}]");
+                    // The template's own characters were checked when it was
+                    // decoded; the machine id is what may not fit a tag name.
+                    if let Some(bad) = entry
+                        .value
+                        .chars()
+                        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                    {
+                        sink.broken_tags.insert(name);
+                        sink.push(
+                            Diagnostic::error(
+                                entry.span.clone(),
+                                path,
+                                format!(
+                                    "machine \"{}\" cannot be part of a tag name: it contains {bad:?}",
+                                    entry.value
+                                ),
+                            )
+                            .expected("machine ids made of letters, digits, `_`, `.` and `-` for a `{machine}` capture"),
+                        );
+                        continue;
+                    }
+                    captured.push((name.clone(), entry, role.clone(), path));
+                }
+                add(
+                    sink,
+                    format!("sources.mqtt[{i}].topics[{j}].tag"),
+                    &Loc::new(name, tp.tag.span.clone()),
+                    def,
+                );
+            }
         }
     }
 
@@ -344,6 +376,37 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
     // duplicate machine, a typo in the tag name). They get no "not bound"
     // warning: the error at the binding already covers them.
     let mut meant: BTreeSet<String> = BTreeSet::new();
+    // A `{machine}` capture binds its tags before `[machines.tags]` does, so
+    // a table entry binding the same tag again is reported at the entry.
+    let all_machines: Vec<&str> = cfg.machines.iter().map(|m| m.id.value.as_str()).collect();
+    let mut capture_roles: BTreeMap<(String, String), (String, Range<usize>)> = BTreeMap::new();
+    for (tag, machine, role, path) in &captured {
+        meant.insert(tag.clone());
+        if !all_machines.contains(&machine.value.as_str()) {
+            sink.push(
+                Diagnostic::error(
+                    machine.span.clone(),
+                    path.clone(),
+                    format!("unknown machine \"{}\"", machine.value),
+                )
+                .expected("the id of a `[[machines]]` entry")
+                .maybe_help(did_you_mean(&machine.value, all_machines.iter().copied())),
+            );
+            continue;
+        }
+        let Some(id) = tags.id(tag) else { continue };
+        if owner.contains_key(&id) {
+            continue; // a duplicate tag, reported where it is declared
+        }
+        owner.insert(id, (machine.value.clone(), machine.span.clone()));
+        capture_roles.insert(
+            (machine.value.clone(), role.clone()),
+            (tag.clone(), machine.span.clone()),
+        );
+        let def = tags.get_mut(id);
+        def.machine = Some(machine.value.clone());
+        def.role = Some(role.clone());
+    }
     for (i, m) in cfg.machines.iter().enumerate() {
         let duplicate = machine_ids.get(m.id.value.as_str()).copied();
         if let Some(first) = duplicate {
@@ -369,6 +432,46 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             };
             meant.insert(tag.value.clone());
             if duplicate.is_some() {
+                continue;
+            }
+            if let Some((other, first)) =
+                capture_roles.get(&(m.id.value.clone(), role.value.clone()))
+                && *other != tag.value
+            {
+                sink.push(
+                    Diagnostic::error(
+                        tag.span.clone(),
+                        path,
+                        format!(
+                            "role \"{}\" of machine \"{}\" is already taken by tag \"{other}\"",
+                            role.value, m.id.value
+                        ),
+                    )
+                    .help(format!(
+                        "an MQTT topic's `{{machine}}` capture binds it at {}; give one of them another role",
+                        at(first)
+                    )),
+                );
+                continue;
+            }
+            if let Some((other, first)) = owner.get(&id)
+                && *other == m.id.value
+                && captured.iter().any(|c| c.0 == tag.value)
+            {
+                sink.push(
+                    Diagnostic::error(
+                        tag.span.clone(),
+                        path,
+                        format!(
+                            "tag \"{}\" is already bound to machine \"{}\" by its MQTT topic",
+                            tag.value, other
+                        ),
+                    )
+                    .help(format!(
+                        "the topic's `{{machine}}` capture binds it at {}; remove this entry",
+                        at(first)
+                    )),
+                );
                 continue;
             }
             if let Some((other, first)) = owner.get(&id) {
@@ -636,6 +739,167 @@ enabled = true
             cfg.warnings[0]
                 .message
                 .contains("write-back is not available")
+        );
+    }
+}
+
+#[cfg(test)]
+mod mqtt_tests {
+    use crate::config::{Broker, Secret, load_str};
+    use std::path::Path;
+
+    const HEAD: &str = r#"
+[plant]
+name = "p"
+[[machines]]
+id = "filler"
+kind = "filler"
+[[machines]]
+id = "capper"
+kind = "capper"
+"#;
+
+    fn load(mqtt: &str) -> Result<crate::config::LoadedConfig, String> {
+        load_str(Path::new("m.toml"), &format!("{HEAD}{mqtt}")).map_err(|r| {
+            r.diagnostics
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn a_machine_capture_declares_one_bound_tag_per_listed_machine() {
+        let cfg = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+  [[sources.mqtt.topics]]
+  topic = "plant/{machine}/vibration/#"
+  tag = "{machine}.vibration"
+  machines = ["filler", "capper"]
+  [[sources.mqtt.topics]]
+  topic = "plant/{machine}/t"
+  tag = "{machine}.temp_c"
+  role = "temperature"
+  machines = ["capper"]
+"#,
+        )
+        .expect("valid");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let bound = |t: &str| {
+            let d = cfg.tags.get(cfg.tags.id(t).expect(t));
+            (d.machine.clone(), d.role.clone())
+        };
+        assert_eq!(
+            bound("filler.vibration"),
+            (Some("filler".into()), Some("vibration".into()))
+        );
+        assert_eq!(
+            bound("capper.vibration"),
+            (Some("capper".into()), Some("vibration".into()))
+        );
+        assert_eq!(
+            bound("capper.temp_c"),
+            (Some("capper".into()), Some("temperature".into()))
+        );
+        assert_eq!(cfg.tags.len(), 3);
+    }
+
+    #[test]
+    fn a_captured_tag_is_not_bound_twice() {
+        let e = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+topics = [{ topic = "p/{machine}/v", tag = "{machine}.v", machines = ["filler"] }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { v = "filler.v" }
+"#,
+        )
+        .expect_err("invalid");
+        assert!(e.contains("already bound to machine \"filler\""), "{e}");
+        let e = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+topics = [{ topic = "p/{machine}/v", tag = "{machine}.v", machines = ["filler", "filler"] }]
+"#,
+        )
+        .expect_err("invalid");
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn connection_keys() {
+        let cfg = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtts://broker.local"
+username = "twin"
+password_env = "MQTT_PASSWORD"
+ca_file = "ca.pem"
+max_packet_size = 1024
+clean_session = true
+topics = [{ topic = "a/+/b", tag = "filler.any" }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { any = "filler.any" }
+"#,
+        )
+        .expect("valid");
+        let m = &cfg.config.mqtt[0];
+        assert_eq!(
+            m.broker.value,
+            Broker::Tcp {
+                host: "broker.local".into(),
+                port: 8883
+            }
+        );
+        assert!(m.tls && m.clean_session);
+        assert_eq!(m.max_packet_size, 1024);
+        assert!(matches!(&m.password, Some(Secret::Env(v)) if v.value == "MQTT_PASSWORD"));
+        assert_eq!(m.client_id, "twin-m");
+
+        // The embedded broker has no authentication to give credentials to.
+        let e = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "embedded"
+username = "twin"
+password_env = "$PASS"
+"#,
+        )
+        .expect_err("invalid");
+        assert!(e.contains("`username` does not apply"), "{e}");
+        assert!(e.contains("environment variable name"), "{e}");
+
+        // Credentials over plain mqtt:// are allowed, with a warning.
+        let cfg = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+username = "twin"
+password_file = "secret"
+"#,
+        )
+        .expect("valid");
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.message.contains("unencrypted")),
+            "{:?}",
+            cfg.warnings
         );
     }
 }

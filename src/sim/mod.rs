@@ -207,7 +207,13 @@ pub async fn start(
             crate::sources::mqtt::parse_url(url).ok_or_else(|| SimError::BadUrl(url.clone()))?
         } else {
             match &m.broker.value {
-                Broker::Tcp { host, port } => (host.clone(), *port),
+                Broker::Tcp { host, port } => {
+                    if m.tls {
+                        warn!(source = %m.name.value,
+                            "The virtual plant publishes over plain MQTT only; point it at a plain listener with --mqtt SOURCE=mqtt://HOST:PORT.");
+                    }
+                    (host.clone(), *port)
+                }
                 Broker::Embedded { listen } => {
                     let listen =
                         SocketAddr::new(listen.ip(), opts.mqtt_port.unwrap_or(listen.port()));
@@ -277,7 +283,8 @@ pub async fn start(
                 let t = &c.mqtt[source].topics[topic];
                 Target::Mqtt {
                     source,
-                    topic: t.topic.value.clone(),
+                    // A concrete topic the entry's pattern matches.
+                    topic: t.pattern.instance(def.machine.as_deref(), "sim"),
                     payload: t.payload.clone(),
                     scale: t.scale,
                     offset: t.offset,
@@ -385,7 +392,7 @@ pub async fn start(
             if publish_now {
                 last_publish = Some(wallclock::monotonic());
                 for ((source, topic), values) in mqtt_out {
-                    let body = encode_payload(&values);
+                    let body = encode_payload(&values, now_ns);
                     if let Some(client) = clients.get(source)
                         && let Err(e) =
                             client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body)
@@ -470,34 +477,67 @@ fn serve_register(
     }
 }
 
-/// One topic's payload: a bare number, or a JSON object holding every field
-/// mapped to that topic.
-fn encode_payload(values: &[(Payload, f64)]) -> Vec<u8> {
+/// One topic's payload: a bare number, or a JSON document holding every
+/// field mapped to that topic (with its timestamp where the entry reads
+/// one; a `json_samples` entry gets a one-sample array).
+fn encode_payload(values: &[(Payload, f64)], now_ns: i64) -> Vec<u8> {
     if let [(Payload::Number, v)] = values {
         return v.to_string().into_bytes();
     }
-    let mut root = serde_json::Map::new();
+    let mut root = serde_json::Value::Object(Default::default());
+    let mut samples: BTreeMap<Vec<String>, serde_json::Value> = BTreeMap::new();
     for (p, v) in values {
-        let Payload::Json { field } = p else { continue };
-        let mut cur = &mut root;
-        for (i, seg) in field.iter().enumerate() {
-            if i + 1 == field.len() {
-                cur.insert(seg.clone(), json!(v));
-            } else {
-                let next = cur
-                    .entry(seg.clone())
+        match p {
+            Payload::Number => {}
+            Payload::Json { field, time } => {
+                set_path(&mut root, field, json!(v));
+                if let Some(t) = time {
+                    set_path(&mut root, &t.path, encode_time(t.unit, now_ns));
+                }
+            }
+            Payload::JsonSamples { array, field, time } => {
+                let element = samples
+                    .entry(array.clone())
                     .or_insert_with(|| serde_json::Value::Object(Default::default()));
-                if !next.is_object() {
-                    *next = serde_json::Value::Object(Default::default());
-                }
-                match next {
-                    serde_json::Value::Object(m) => cur = m,
-                    _ => break,
-                }
+                set_path(element, field, json!(v));
+                set_path(element, &time.path, encode_time(time.unit, now_ns));
             }
         }
     }
-    serde_json::Value::Object(root).to_string().into_bytes()
+    for (array, element) in samples {
+        if array.is_empty() {
+            root = json!([element]);
+        } else {
+            set_path(&mut root, &array, json!([element]));
+        }
+    }
+    root.to_string().into_bytes()
+}
+
+fn encode_time(unit: crate::config::TimeUnit, ns: i64) -> serde_json::Value {
+    use crate::config::TimeUnit;
+    match unit {
+        TimeUnit::Seconds => json!((ns / 1_000_000) as f64 / 1000.0),
+        TimeUnit::Millis => json!(ns / 1_000_000),
+        TimeUnit::Micros => json!(ns / 1_000),
+        TimeUnit::Nanos => json!(ns),
+        TimeUnit::Rfc3339 => json!(rfc3339(ns)),
+    }
+}
+
+/// Put `v` at a dot path, creating objects on the way.
+fn set_path(root: &mut serde_json::Value, path: &[String], v: serde_json::Value) {
+    let mut cur = root;
+    for seg in path {
+        if !cur.is_object() {
+            *cur = serde_json::Value::Object(Default::default());
+        }
+        let serde_json::Value::Object(m) = cur else {
+            return;
+        };
+        cur = m.entry(seg.clone()).or_insert(serde_json::Value::Null);
+    }
+    *cur = v;
 }
 
 #[cfg(test)]
@@ -506,18 +546,42 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_through_the_decoder() {
+        use crate::config::{TimeField, TimeUnit};
         use crate::sources::mqtt::payload::decode;
         use crate::twin::Value;
+        let one = |spec: &Payload, body: &[u8]| {
+            let d = decode(spec, body).expect("decodes");
+            assert_eq!(d.readings.len(), 1, "{}", String::from_utf8_lossy(body));
+            (d.readings[0].value.clone(), d.readings[0].time_ns)
+        };
+        let t = 1_732_800_000_123_000_000;
         let a = Payload::Json {
             field: vec!["data".into(), "rms".into()],
+            time: None,
         };
         let b = Payload::Json {
             field: vec!["data".into(), "peak".into()],
+            time: Some(TimeField {
+                path: vec!["ts".into()],
+                unit: TimeUnit::Rfc3339,
+            }),
         };
-        let body = encode_payload(&[(a.clone(), 1.25), (b.clone(), 3.0)]);
-        assert_eq!(decode(&a, &body), Ok(Value::Num(1.25)));
-        assert_eq!(decode(&b, &body), Ok(Value::Num(3.0)));
-        let n = encode_payload(&[(Payload::Number, 21.125)]);
-        assert_eq!(decode(&Payload::Number, &n), Ok(Value::Num(21.125)));
+        let body = encode_payload(&[(a.clone(), 1.25), (b.clone(), 3.0)], t);
+        assert_eq!(one(&a, &body), (Value::Num(1.25), None));
+        assert_eq!(one(&b, &body), (Value::Num(3.0), Some(t)));
+        let n = encode_payload(&[(Payload::Number, 21.125)], t);
+        assert_eq!(one(&Payload::Number, &n), (Value::Num(21.125), None));
+        for unit in [TimeUnit::Seconds, TimeUnit::Millis, TimeUnit::Nanos] {
+            let s = Payload::JsonSamples {
+                array: Vec::new(),
+                field: vec!["v".into()],
+                time: TimeField {
+                    path: vec!["ts".into()],
+                    unit,
+                },
+            };
+            let body = encode_payload(&[(s.clone(), 2.5)], t);
+            assert_eq!(one(&s, &body), (Value::Num(2.5), Some(t)), "{unit:?}");
+        }
     }
 }

@@ -46,6 +46,8 @@ pub enum BuildError {
     BadUrl { name: String, url: String },
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::SetupError),
 }
 
 /// Build every source of a plant. Sources whose MQTT broker is `embedded` and
@@ -114,13 +116,17 @@ pub fn build(
         )));
     }
     for (i, src) in cfg.config.mqtt.iter().enumerate() {
-        let (host, port) = match endpoints.mqtt.get(&src.name.value) {
-            Some(url) => mqtt::parse_url(url).ok_or_else(|| BuildError::BadUrl {
+        let endpoint = match endpoints.mqtt.get(&src.name.value) {
+            Some(url) => mqtt::parse_endpoint(url).ok_or_else(|| BuildError::BadUrl {
                 name: src.name.value.clone(),
                 url: url.clone(),
             })?,
             None => match &src.broker.value {
-                crate::config::Broker::Tcp { host, port } => (host.clone(), *port),
+                crate::config::Broker::Tcp { host, port } => mqtt::Endpoint {
+                    host: host.clone(),
+                    port: *port,
+                    tls: src.tls,
+                },
                 crate::config::Broker::Embedded { listen } => {
                     let addr = match brokers.get(listen) {
                         Some(a) => *a,
@@ -130,11 +136,15 @@ pub fn build(
                             a
                         }
                     };
-                    (addr.ip().to_string(), addr.port())
+                    mqtt::Endpoint {
+                        host: addr.ip().to_string(),
+                        port: addr.port(),
+                        tls: false,
+                    }
                 }
             },
         };
-        out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, host, port)));
+        out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, endpoint)?));
     }
     for src in &cfg.config.sparkplug {
         let (host, port) = match endpoints.mqtt.get(&src.name.value) {

@@ -5,4 +5,5 @@ mod e2e;
 mod interop_pymodbus;
 mod interop_sparkplug;
 mod modbus_faults;
+mod mqtt;
 mod util;

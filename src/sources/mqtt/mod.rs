@@ -1,107 +1,89 @@
-//! MQTT source: subscribes to the config's topics and maps each to a tag.
+//! MQTT source: subscribes to the config's topics and turns each message
+//! into samples for the core.
 //!
-//! The caller-driven rumqttc event loop is polled here. Subscriptions are
-//! (re)issued on every ConnAck, so a reconnect to a broker that lost our
-//! session never leaves us silently unsubscribed (rumqtt #250). Malformed
-//! payloads are counted and dropped, with at most one warning per topic per
-//! interval.
+//! The caller-driven rumqttc event loop is polled here. Around it:
+//! - [`connect`] builds the connection once at start-up: persistent session
+//!   with a stable client id, credentials from the environment or a file,
+//!   TLS, and the packet limits.
+//! - [`topic`] routes a received topic to its entries, through `+`/`#`
+//!   wildcards and `{machine}` captures.
+//! - [`payload`] decodes numbers, JSON fields and timestamped JSON arrays.
+//!
+//! Messages that cannot be used (malformed, oversized, for a machine the
+//! config does not list) are acknowledged, counted and dropped, with at most
+//! one warning per entry and kind per [`WARN_INTERVAL`]. Nothing a publisher
+//! sends can break the connection or flood the log.
 
+pub mod connect;
 pub mod payload;
+pub mod topic;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{SampleTx, Source, SourceTask};
-use crate::config::{LoadedConfig, MqttSource, Payload, TagId};
+use crate::config::LoadedConfig;
 use crate::twin::{Sample, Value};
 use crate::wallclock;
+pub use connect::{Endpoint, SetupError, parse_endpoint};
+use topic::{Routed, Router};
 
-/// How often, at most, a malformed-payload warning is logged per topic.
+/// How often, at most, a warning about dropped messages is logged per
+/// config entry and kind.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Largest packet accepted. rumqttc treats a bigger incoming packet as a
-/// connection error, so an oversized retained message makes it reconnect in
-/// a loop (rumqtt #856); the ingestion issue replaces this with a drop-and-count.
-pub const MAX_PACKET: usize = 256 * 1024;
+/// Pause between reconnect attempts.
+const RETRY: Duration = Duration::from_secs(1);
 
-struct Binding {
-    tag: TagId,
-    payload: Payload,
-    scale: f64,
-    offset: f64,
+/// Parse a plain `mqtt://host:port` (port defaults to 1883); TLS URLs are
+/// refused. For publishers that have no TLS set-up (the virtual plant).
+pub fn parse_url(url: &str) -> Option<(String, u16)> {
+    parse_endpoint(url)
+        .filter(|e| !e.tls)
+        .map(|e| (e.host, e.port))
 }
 
 pub struct MqttSubscriber {
-    src: MqttSource,
-    host: String,
-    port: u16,
-    bindings: BTreeMap<String, Vec<Binding>>,
-}
-
-/// Parse `mqtt://host:port` (port defaults to 1883).
-pub fn parse_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("mqtt://")?.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (rest, 1883),
-    };
-    (!host.is_empty()).then(|| (host.to_string(), port))
+    name: String,
+    endpoint: Endpoint,
+    options: rumqttc::MqttOptions,
+    router: Router,
+    subscriptions: Vec<(String, QoS)>,
+    max_packet_size: usize,
 }
 
 impl MqttSubscriber {
-    pub fn new(cfg: &LoadedConfig, source: usize, host: String, port: u16) -> Self {
-        let src = cfg.config.mqtt[source].clone();
-        let mut bindings: BTreeMap<String, Vec<Binding>> = BTreeMap::new();
-        for t in &src.topics {
-            if let Some(tag) = cfg.tags.id(&t.tag.value) {
-                bindings
-                    .entry(t.topic.value.clone())
-                    .or_default()
-                    .push(Binding {
-                        tag,
-                        payload: t.payload.clone(),
-                        scale: t.scale,
-                        offset: t.offset,
-                    });
-            }
-        }
-        MqttSubscriber {
-            src,
-            host,
-            port,
-            bindings,
-        }
-    }
-
-    fn subscriptions(&self) -> Vec<(String, QoS)> {
-        self.src
-            .topics
-            .iter()
-            .map(|t| {
-                let qos = if t.qos == 0 {
-                    QoS::AtMostOnce
-                } else {
-                    QoS::AtLeastOnce
-                };
-                (t.topic.value.clone(), qos)
-            })
-            .collect()
+    /// Set up source `source` of the config to connect to `endpoint`. Reads
+    /// the secrets and TLS files it names.
+    pub fn new(cfg: &LoadedConfig, source: usize, endpoint: Endpoint) -> Result<Self, SetupError> {
+        let src = &cfg.config.mqtt[source];
+        let options = connect::options(src, &endpoint, &config_dir(cfg))?;
+        Ok(MqttSubscriber {
+            name: src.name.value.clone(),
+            endpoint,
+            options,
+            router: Router::new(cfg, src),
+            subscriptions: topic::subscriptions(src),
+            max_packet_size: src.max_packet_size,
+        })
     }
 
     async fn run(self, tx: SampleTx, shutdown: CancellationToken) {
-        let name = self.src.name.value.clone();
-        let broker = format!("{}:{}", self.host, self.port);
-        let mut opts = MqttOptions::new(self.src.client_id.clone(), self.host.clone(), self.port);
-        opts.set_keep_alive(self.src.keep_alive);
-        opts.set_clean_session(true);
-        opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let mut dropped: BTreeMap<String, (u64, Option<std::time::Instant>)> = BTreeMap::new();
+        let name = self.name.clone();
+        let broker = self.endpoint.to_string();
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
+        let mut drops = DropLog::default();
         let mut connected: Option<bool> = None;
+        let mut first_connack = true;
+        let mut subscribed: Vec<String> = Vec::new();
 
         loop {
             let ev = tokio::select! {
@@ -110,71 +92,226 @@ impl MqttSubscriber {
             };
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    info!(source = %name, broker = %broker, session_present = ack.session_present, "Connected to MQTT broker.");
+                    // With a session the broker kept, our subscriptions are
+                    // still there; subscribing again would make it resend every
+                    // retained message, old values included. Without one
+                    // (first start, clean session, broker lost its state) we
+                    // must subscribe, or stay connected and deaf (rumqtt #250).
+                    // The first connection always subscribes: a kept session
+                    // may come from an older config with other topics.
+                    let subscribe = first_connack || !ack.session_present;
+                    first_connack = false;
+                    info!(source = %name, broker = %broker, session_present = ack.session_present, subscribe,
+                        "Connected to MQTT broker.");
                     connected = Some(true);
-                    for (topic, qos) in self.subscriptions() {
-                        if let Err(e) = client.try_subscribe(topic.clone(), qos) {
-                            warn!(source = %name, topic = %topic, error = %e, "Could not queue MQTT subscription.");
+                    if subscribe {
+                        let filters = self
+                            .subscriptions
+                            .iter()
+                            .map(|(f, q)| SubscribeFilter::new(f.clone(), *q));
+                        match client.try_subscribe_many(filters) {
+                            Ok(()) => {
+                                subscribed =
+                                    self.subscriptions.iter().map(|s| s.0.clone()).collect()
+                            }
+                            Err(e) => {
+                                warn!(source = %name, error = %e, "Could not queue the MQTT subscriptions.")
+                            }
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let t = wallclock::now_ns();
-                    let Some(bindings) = self.bindings.get(&p.topic) else {
-                        continue;
-                    };
-                    for b in bindings {
-                        match payload::decode(&b.payload, &p.payload) {
-                            Ok(v) => {
-                                let v = match v {
-                                    Value::Num(n) => {
-                                        Value::Num(crate::sources::modbus::codec::apply_scale(
-                                            n, b.scale, b.offset,
-                                        ))
-                                    }
-                                    v => v,
-                                };
-                                if tx.send(Sample::good(b.tag, v, t, t)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                let (count, last) =
-                                    dropped.entry(p.topic.clone()).or_insert((0, None));
-                                *count += 1;
-                                let now = wallclock::monotonic();
-                                if last.is_none_or(|l| now.duration_since(l) >= WARN_INTERVAL) {
-                                    warn!(source = %name, topic = %p.topic, error = %e, dropped_total = *count,
-                                        "Dropped malformed MQTT payload; check the publisher or the topic's `payload`/`field` in the config.");
-                                    *last = Some(now);
-                                }
-                            }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let mut granted = 0;
+                    for (filter, code) in subscribed.iter().zip(&ack.return_codes) {
+                        if *code == SubscribeReasonCode::Failure {
+                            warn!(source = %name, topic = %filter,
+                                "MQTT broker refused the subscription; check its access rules for this client.");
+                        } else {
+                            granted += 1;
                         }
+                    }
+                    info!(source = %name, granted, requested = subscribed.len(), "Subscribed to MQTT topics.");
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let recv = wallclock::now_ns();
+                    let samples = self.samples(&p, recv, &mut drops);
+                    for s in samples {
+                        if tx.send(s).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Acknowledged only now, so a QoS 1 message is never
+                    // acknowledged before its samples are with the core.
+                    // Dropped messages are acknowledged too: resending them
+                    // would not make them any better.
+                    if let Err(e) = client.try_ack(&p) {
+                        debug!(source = %name, error = %e, "Could not queue an MQTT acknowledgement; the broker will resend.");
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
                     if connected != Some(false) {
-                        warn!(source = %name, broker = %broker, error = %e,
-                            "MQTT broker unreachable; retrying. Its tags go stale after their stale_after.");
+                        match &e {
+                            ConnectionError::ConnectionRefused(code) => {
+                                warn!(source = %name, broker = %broker, code = ?code,
+                                    "MQTT broker refused the connection; check username, password and client_id. Retrying.")
+                            }
+                            _ => warn!(source = %name, broker = %broker, error = %e,
+                                "MQTT broker unreachable; retrying. Its tags go stale after their stale_after."),
+                        }
                     } else {
                         debug!(source = %name, broker = %broker, error = %e, "MQTT reconnect failed.");
                     }
                     connected = Some(false);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(RETRY) => {}
                     }
                 }
             }
         }
-        let _ = client.try_disconnect();
+        if connected == Some(true) {
+            disconnect(&client, &mut eventloop).await;
+        }
+    }
+
+    /// The samples one message gives, in source-time order; anything that
+    /// cannot be used is counted and reported through `drops`.
+    fn samples(&self, p: &Publish, recv: i64, drops: &mut DropLog) -> Vec<Sample> {
+        let name = &self.name;
+        let routes = self.router.route(&p.topic);
+        if routes.is_empty() {
+            // A filter from an older config, kept in a persistent session.
+            if let Some(total) = drops.count("", DropKind::Unmapped, 1) {
+                warn!(source = %name, topic = %p.topic, dropped_total = total,
+                    "Dropped an MQTT message on a topic no entry maps; the broker may keep a subscription from an earlier config (set clean_session = true once to clear it).");
+            }
+            return Vec::new();
+        }
+        let size = p.size();
+        if size > self.max_packet_size {
+            let filter = match &routes[0] {
+                Routed::Tag(r, _) | Routed::UnlistedMachine(r, _) => r.filter.as_str(),
+            };
+            if let Some(total) = drops.count(filter, DropKind::Oversized, 1) {
+                warn!(source = %name, topic = %p.topic, size, max_packet_size = self.max_packet_size,
+                    retained = p.retain, dropped_total = total,
+                    "Dropped an oversized MQTT message; raise the source's max_packet_size if such messages are expected.");
+            }
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for routed in routes {
+            let (route, tag) = match routed {
+                Routed::Tag(route, tag) => (route, tag),
+                Routed::UnlistedMachine(route, machine) => {
+                    if let Some(total) = drops.count(&route.filter, DropKind::UnlistedMachine, 1) {
+                        warn!(source = %name, topic = %p.topic, machine = %machine, dropped_total = total,
+                            "Dropped an MQTT message for a machine the topic's `machines` list does not name; add it there to map it.");
+                    }
+                    continue;
+                }
+            };
+            match payload::decode(&route.payload, &p.payload) {
+                Ok(d) => {
+                    if let Some(e) = &d.first_error
+                        && let Some(total) =
+                            drops.count(&route.filter, DropKind::Malformed, d.rejected as u64)
+                    {
+                        warn!(source = %name, topic = %p.topic, error = %e, dropped_total = total,
+                            "Dropped malformed MQTT payload; check the publisher or the topic's `payload`/`field` in the config.");
+                    }
+                    out.extend(d.readings.into_iter().map(|r| {
+                        let v = match r.value {
+                            Value::Num(n) => {
+                                Value::Num(crate::sources::modbus::codec::apply_scale(
+                                    n,
+                                    route.scale,
+                                    route.offset,
+                                ))
+                            }
+                            v => v,
+                        };
+                        Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv)
+                    }));
+                }
+                Err(e) => {
+                    if let Some(total) = drops.count(&route.filter, DropKind::Malformed, 1) {
+                        warn!(source = %name, topic = %p.topic, error = %e, dropped_total = total,
+                            "Dropped malformed MQTT payload; check the publisher or the topic's `payload`/`field` in the config.");
+                    }
+                }
+            }
+        }
+        // The core drops a sample older than what its tag holds, so an array
+        // sent newest first must still be applied oldest first.
+        out.sort_by_key(|s| s.source_time_ns);
+        out
+    }
+}
+
+/// The config file's folder: where relative paths in it start.
+fn config_dir(cfg: &LoadedConfig) -> PathBuf {
+    cfg.file
+        .path
+        .parent()
+        .map_or_else(PathBuf::new, Path::to_path_buf)
+}
+
+/// Send DISCONNECT, so the broker does not wait for the keep-alive to run out
+/// (and does not publish a last will), within a short grace period.
+async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
+    if client.try_disconnect().is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(connect::DISCONNECT_GRACE, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DropKind {
+    Malformed,
+    Oversized,
+    UnlistedMachine,
+    Unmapped,
+}
+
+/// Counts of dropped messages, per config entry (its filter) and kind, and
+/// when each was last reported. Keyed by config entry, not received topic,
+/// so a publisher inventing topics cannot grow it.
+#[derive(Debug, Default)]
+struct DropLog {
+    seen: BTreeMap<(String, DropKind), (u64, Option<std::time::Instant>)>,
+}
+
+impl DropLog {
+    /// Count `n` drops; returns the running total when a warning is due.
+    fn count(&mut self, filter: &str, kind: DropKind, n: u64) -> Option<u64> {
+        let (total, last) = self
+            .seen
+            .entry((filter.to_string(), kind))
+            .or_insert((0, None));
+        *total += n;
+        let now = wallclock::monotonic();
+        if last.is_none_or(|l| now.duration_since(l) >= WARN_INTERVAL) {
+            *last = Some(now);
+            Some(*total)
+        } else {
+            None
+        }
     }
 }
 
 impl Source for MqttSubscriber {
     fn name(&self) -> &str {
-        &self.src.name.value
+        &self.name
     }
 
     fn start(self: Box<Self>, tx: SampleTx, shutdown: CancellationToken) -> SourceTask {
@@ -184,16 +321,131 @@ impl Source for MqttSubscriber {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::*;
+    use crate::config::load_str;
+
+    const CFG: &str = r#"
+[plant]
+name = "p"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://127.0.0.1:1"
+max_packet_size = 200
+  [[sources.mqtt.topics]]
+  topic = "plant/{machine}/vib"
+  tag = "{machine}.vib"
+  machines = ["a", "b"]
+  scale = 2
+  [[sources.mqtt.topics]]
+  topic = "plant/a/batch"
+  tag = "a.batch"
+  payload = "json_samples"
+  field = "v"
+  time_field = "ts"
+[[machines]]
+id = "a"
+kind = "generic"
+tags = { batch = "a.batch" }
+[[machines]]
+id = "b"
+kind = "generic"
+"#;
+
+    fn subscriber() -> (LoadedConfig, MqttSubscriber) {
+        let cfg = load_str(Path::new("t.toml"), CFG).expect("valid");
+        let ep = parse_endpoint("mqtt://127.0.0.1:1").expect("url");
+        let s = MqttSubscriber::new(&cfg, 0, ep).expect("set up");
+        (cfg, s)
+    }
+
+    fn publish(topic: &str, body: &[u8]) -> Publish {
+        Publish::new(topic, QoS::AtLeastOnce, body.to_vec())
+    }
 
     #[test]
-    fn urls() {
+    fn a_capture_picks_the_machines_tag() {
+        let (cfg, s) = subscriber();
+        let mut drops = DropLog::default();
+        let got = s.samples(&publish("plant/b/vib", b"1.5"), 7, &mut drops);
+        assert_eq!(
+            got,
+            vec![Sample::good(
+                cfg.tags.id("b.vib").expect("tag"),
+                Value::Num(3.0),
+                7,
+                7
+            )]
+        );
+        // Bound to its machine, with the role from the template.
+        let def = cfg.tags.get(cfg.tags.id("b.vib").expect("tag"));
+        assert_eq!(def.machine.as_deref(), Some("b"));
+        assert_eq!(def.role.as_deref(), Some("vib"));
+        // A machine not listed: dropped and counted, not guessed.
+        assert!(
+            s.samples(&publish("plant/c/vib", b"1"), 7, &mut drops)
+                .is_empty()
+        );
+        assert_eq!(
+            drops.seen[&("plant/+/vib".to_string(), DropKind::UnlistedMachine)].0,
+            1
+        );
+    }
+
+    #[test]
+    fn an_array_gives_one_sample_per_element_with_its_own_time() {
+        let (cfg, s) = subscriber();
+        let tag = cfg.tags.id("a.batch").expect("tag");
+        let mut drops = DropLog::default();
+        let got = s.samples(
+            &publish(
+                "plant/a/batch",
+                br#"[{"ts": 2000, "v": 2}, {"ts": 1000, "v": 1}]"#,
+            ),
+            5_000_000_000,
+            &mut drops,
+        );
+        // Oldest first; receive time stays the receive time.
+        assert_eq!(
+            got,
+            vec![
+                Sample::good(tag, Value::Num(1.0), 1_000_000_000, 5_000_000_000),
+                Sample::good(tag, Value::Num(2.0), 2_000_000_000, 5_000_000_000),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_oversized_message_is_dropped_and_counted() {
+        let (_, s) = subscriber();
+        let mut drops = DropLog::default();
+        let big = vec![b'1'; 300];
+        assert!(
+            s.samples(&publish("plant/a/vib", &big), 1, &mut drops)
+                .is_empty()
+        );
+        assert_eq!(
+            drops.seen[&("plant/+/vib".to_string(), DropKind::Oversized)].0,
+            1
+        );
+    }
+
+    #[test]
+    fn warnings_are_rate_limited_but_every_drop_counts() {
+        let mut d = DropLog::default();
+        assert_eq!(d.count("t", DropKind::Malformed, 1), Some(1));
+        assert_eq!(d.count("t", DropKind::Malformed, 2), None);
+        assert_eq!(d.count("t", DropKind::Oversized, 1), Some(1));
+        assert_eq!(d.seen[&("t".to_string(), DropKind::Malformed)].0, 3);
+    }
+
+    #[test]
+    fn plain_urls_only_for_publishers() {
         assert_eq!(
             parse_url("mqtt://127.0.0.1:1884"),
             Some(("127.0.0.1".into(), 1884))
         );
         assert_eq!(parse_url("mqtt://broker"), Some(("broker".into(), 1883)));
+        assert_eq!(parse_url("mqtts://broker"), None);
         assert_eq!(parse_url("http://x"), None);
-        assert_eq!(parse_url("mqtt://:1"), None);
     }
 }

@@ -1,9 +1,14 @@
-//! Payload decoding: plain numbers and JSON field paths.
+//! Payload decoding: plain numbers, JSON field paths, and JSON arrays of
+//! samples that carry their own timestamps.
+//!
+//! Pure functions from bytes to readings (raw values, before scale and
+//! offset, with the device's timestamp where the payload has one), so every
+//! shape is tested without a broker.
 
-use crate::config::Payload;
+use crate::config::{Payload, TimeField, TimeUnit};
 use crate::twin::Value;
 
-/// Why a payload was dropped.
+/// Why a payload (or one sample of an array) was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
     #[error("payload is not UTF-8 text")]
@@ -16,75 +21,363 @@ pub enum PayloadError {
     MissingField(String),
     #[error("JSON field `{field}` is {found}, not a number or boolean")]
     WrongType { field: String, found: &'static str },
+    #[error("JSON field `{field}` is {found}, not an array of samples")]
+    NotAnArray { field: String, found: &'static str },
+    #[error("timestamp field `{field}` is {found}, not {expected}")]
+    BadTimeType {
+        field: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("timestamp {0} is out of range; check the topic's time_unit")]
+    TimeOutOfRange(String),
+    #[error("timestamp {0:?} is not an RFC 3339 date-time such as \"2026-11-28T16:07:16.803Z\"")]
+    BadRfc3339(String),
 }
 
-/// Decode a payload to a raw value (before scale and offset).
-pub fn decode(spec: &Payload, bytes: &[u8]) -> Result<Value, PayloadError> {
+/// One value read from a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Raw value, before scale and offset.
+    pub value: Value,
+    /// The device's timestamp (ns since the Unix epoch), if the payload
+    /// carries one.
+    pub time_ns: Option<i64>,
+}
+
+/// What one payload decoded to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    pub readings: Vec<Reading>,
+    /// Samples of an array that were dropped, and the first reason; the
+    /// others still count.
+    pub rejected: usize,
+    pub first_error: Option<PayloadError>,
+}
+
+/// Decode a payload. An error means nothing usable was in it; a partly
+/// broken array gives its good samples and counts the rest in
+/// [`Decoded::rejected`].
+pub fn decode(spec: &Payload, bytes: &[u8]) -> Result<Decoded, PayloadError> {
     match spec {
-        Payload::Number => {
-            let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
-            let t = text.trim();
-            match t {
-                "true" => Ok(Value::Bool(true)),
-                "false" => Ok(Value::Bool(false)),
-                _ => t
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|n| n.is_finite())
-                    .map(Value::Num)
-                    .ok_or_else(|| PayloadError::NotANumber(t.chars().take(32).collect())),
-            }
+        Payload::Number => Ok(one(decode_number(bytes)?, None)),
+        Payload::Json { field, time } => {
+            let doc = parse_json(bytes)?;
+            let value = value_at(&doc, field)?;
+            let time_ns = time.as_ref().map(|t| time_at(&doc, t)).transpose()?;
+            Ok(one(value, time_ns))
         }
-        Payload::Json { field } => {
-            let v: serde_json::Value =
-                serde_json::from_slice(bytes).map_err(|e| PayloadError::BadJson(e.to_string()))?;
-            let mut cur = &v;
-            for seg in field {
-                let next = match cur {
-                    serde_json::Value::Object(m) => m.get(seg),
-                    serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                cur = next.ok_or_else(|| PayloadError::MissingField(field.join(".")))?;
-            }
-            match cur {
-                serde_json::Value::Bool(b) => Ok(Value::Bool(*b)),
-                serde_json::Value::Number(n) => {
-                    n.as_f64()
-                        .map(Value::Num)
-                        .ok_or_else(|| PayloadError::WrongType {
-                            field: field.join("."),
-                            found: "an out-of-range number",
-                        })
+        Payload::JsonSamples { array, field, time } => {
+            let doc = parse_json(bytes)?;
+            let items = match lookup(&doc, array) {
+                Some(serde_json::Value::Array(items)) => items,
+                Some(other) => {
+                    return Err(PayloadError::NotAnArray {
+                        field: path_name(array),
+                        found: json_kind(other),
+                    });
                 }
-                other => Err(PayloadError::WrongType {
-                    field: field.join("."),
-                    found: match other {
-                        serde_json::Value::Null => "null",
-                        serde_json::Value::String(_) => "a string",
-                        serde_json::Value::Array(_) => "an array",
-                        _ => "an object",
-                    },
-                }),
+                None => return Err(PayloadError::MissingField(array.join("."))),
+            };
+            let mut out = Decoded::default();
+            for item in items {
+                let reading = value_at(item, field).and_then(|value| {
+                    Ok(Reading {
+                        value,
+                        time_ns: Some(time_at(item, time)?),
+                    })
+                });
+                match reading {
+                    Ok(r) => out.readings.push(r),
+                    Err(e) => {
+                        out.rejected += 1;
+                        out.first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match (out.readings.is_empty(), out.first_error.take()) {
+                (true, Some(e)) => Err(e),
+                (_, e) => {
+                    out.first_error = e;
+                    Ok(out)
+                }
             }
         }
     }
+}
+
+fn one(value: Value, time_ns: Option<i64>) -> Decoded {
+    Decoded {
+        readings: vec![Reading { value, time_ns }],
+        rejected: 0,
+        first_error: None,
+    }
+}
+
+fn decode_number(bytes: &[u8]) -> Result<Value, PayloadError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| PayloadError::NotUtf8)?;
+    let t = text.trim();
+    match t {
+        "true" => Ok(Value::Bool(true)),
+        "false" => Ok(Value::Bool(false)),
+        _ => t
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(Value::Num)
+            .ok_or_else(|| PayloadError::NotANumber(t.chars().take(32).collect())),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, PayloadError> {
+    serde_json::from_slice(bytes).map_err(|e| PayloadError::BadJson(e.to_string()))
+}
+
+fn lookup<'a>(doc: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
+    let mut cur = doc;
+    for seg in path {
+        cur = match cur {
+            serde_json::Value::Object(m) => m.get(seg),
+            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        }?;
+    }
+    Some(cur)
+}
+
+fn path_name(path: &[String]) -> String {
+    if path.is_empty() {
+        "(the payload)".to_string()
+    } else {
+        path.join(".")
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn value_at(doc: &serde_json::Value, field: &[String]) -> Result<Value, PayloadError> {
+    let v = lookup(doc, field).ok_or_else(|| PayloadError::MissingField(field.join(".")))?;
+    match v {
+        serde_json::Value::Bool(b) => Ok(Value::Bool(*b)),
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .filter(|n| n.is_finite())
+            .map(Value::Num)
+            .ok_or_else(|| PayloadError::WrongType {
+                field: field.join("."),
+                found: "an out-of-range number",
+            }),
+        other => Err(PayloadError::WrongType {
+            field: field.join("."),
+            found: json_kind(other),
+        }),
+    }
+}
+
+fn time_at(doc: &serde_json::Value, time: &TimeField) -> Result<i64, PayloadError> {
+    let v =
+        lookup(doc, &time.path).ok_or_else(|| PayloadError::MissingField(time.path.join(".")))?;
+    let wrong = |expected| PayloadError::BadTimeType {
+        field: time.path.join("."),
+        found: json_kind(v),
+        expected,
+    };
+    let per_unit: i64 = match time.unit {
+        TimeUnit::Rfc3339 => {
+            let serde_json::Value::String(s) = v else {
+                return Err(wrong("an RFC 3339 string"));
+            };
+            return parse_rfc3339(s).ok_or_else(|| PayloadError::BadRfc3339(s.clone()));
+        }
+        TimeUnit::Seconds => 1_000_000_000,
+        TimeUnit::Millis => 1_000_000,
+        TimeUnit::Micros => 1_000,
+        TimeUnit::Nanos => 1,
+    };
+    let serde_json::Value::Number(n) = v else {
+        return Err(wrong("a number"));
+    };
+    let out_of_range = || PayloadError::TimeOutOfRange(n.to_string());
+    // Integers stay exact: nanoseconds since 1970 are beyond f64's 2^53.
+    if let Some(i) = n.as_i64() {
+        return i.checked_mul(per_unit).ok_or_else(out_of_range);
+    }
+    // Fractions are read from the decimal text: as an f64, seconds since
+    // 1970 in nanoseconds are only good to a few hundred ns.
+    if let Some(ns) = decimal_times(&n.to_string(), per_unit) {
+        return Ok(ns);
+    }
+    let f = n.as_f64().ok_or_else(out_of_range)? * per_unit as f64;
+    if f.is_finite() && f.abs() < 9.2e18 {
+        Ok(f.round() as i64)
+    } else {
+        Err(out_of_range())
+    }
+}
+
+/// `text * per_unit` for a plain decimal such as "1732800000.123", exactly
+/// (digits past a nanosecond are cut). None for exponents or overflow.
+fn decimal_times(text: &str, per_unit: i64) -> Option<i64> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v = int.parse::<i64>().ok()?.checked_mul(per_unit)?;
+    let mut scale = per_unit;
+    for d in frac.bytes() {
+        scale /= 10;
+        if scale == 0 {
+            break;
+        }
+        v = v.checked_add(i64::from(d - b'0') * scale)?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Nanoseconds since the Unix epoch of an RFC 3339 date-time:
+/// `2026-11-28T16:07:16.803Z`, `2026-11-28T17:07:16+01:00`. A space may
+/// stand for the `T`; letters may be lower case; fractions go down to ns.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        // 60 is a leap second; it is counted as the next second's start.
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ns = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = &b[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        for (k, d) in digits.iter().take(9).enumerate() {
+            frac_ns += i64::from(d - b'0') * 10i64.pow(8 - k as u32);
+        }
+    }
+    let offset_s = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn json(path: &str) -> Payload {
-        Payload::Json {
-            field: path.split('.').map(str::to_string).collect(),
+    fn path(p: &str) -> Vec<String> {
+        if p.is_empty() {
+            Vec::new()
+        } else {
+            p.split('.').map(str::to_string).collect()
         }
+    }
+
+    fn json(p: &str) -> Payload {
+        Payload::Json {
+            field: path(p),
+            time: None,
+        }
+    }
+
+    fn samples(array: &str, field: &str, time: &str, unit: TimeUnit) -> Payload {
+        Payload::JsonSamples {
+            array: path(array),
+            field: path(field),
+            time: TimeField {
+                path: path(time),
+                unit,
+            },
+        }
+    }
+
+    fn values(spec: &Payload, bytes: &[u8]) -> Result<Vec<Value>, PayloadError> {
+        decode(spec, bytes).map(|d| d.readings.into_iter().map(|r| r.value).collect())
     }
 
     #[test]
     fn numbers() {
-        assert_eq!(decode(&Payload::Number, b" 21.5\n"), Ok(Value::Num(21.5)));
-        assert_eq!(decode(&Payload::Number, b"true"), Ok(Value::Bool(true)));
+        assert_eq!(
+            values(&Payload::Number, b" 21.5\n"),
+            Ok(vec![Value::Num(21.5)])
+        );
+        assert_eq!(
+            values(&Payload::Number, b"true"),
+            Ok(vec![Value::Bool(true)])
+        );
         assert!(matches!(
             decode(&Payload::Number, b"NaN"),
             Err(PayloadError::NotANumber(_))
@@ -102,9 +395,9 @@ mod tests {
     #[test]
     fn json_paths() {
         let p = br#"{"data":{"rms":1.5,"axes":[0.1,0.2]},"ok":true,"s":"x"}"#;
-        assert_eq!(decode(&json("data.rms"), p), Ok(Value::Num(1.5)));
-        assert_eq!(decode(&json("data.axes.1"), p), Ok(Value::Num(0.2)));
-        assert_eq!(decode(&json("ok"), p), Ok(Value::Bool(true)));
+        assert_eq!(values(&json("data.rms"), p), Ok(vec![Value::Num(1.5)]));
+        assert_eq!(values(&json("data.axes.1"), p), Ok(vec![Value::Num(0.2)]));
+        assert_eq!(values(&json("ok"), p), Ok(vec![Value::Bool(true)]));
         assert_eq!(
             decode(&json("data.peak"), p),
             Err(PayloadError::MissingField("data.peak".into()))
@@ -117,5 +410,132 @@ mod tests {
             decode(&json("a"), b"{"),
             Err(PayloadError::BadJson(_))
         ));
+    }
+
+    #[test]
+    fn a_json_object_may_carry_its_timestamp() {
+        let spec = Payload::Json {
+            field: path("v"),
+            time: Some(TimeField {
+                path: path("meta.ts"),
+                unit: TimeUnit::Seconds,
+            }),
+        };
+        let d = decode(&spec, br#"{"v": 3, "meta": {"ts": 1732800000.5}}"#).expect("decodes");
+        assert_eq!(d.readings[0].time_ns, Some(1_732_800_000_500_000_000));
+        assert!(matches!(
+            decode(&spec, br#"{"v": 3, "meta": {"ts": "soon"}}"#),
+            Err(PayloadError::BadTimeType { .. })
+        ));
+    }
+
+    #[test]
+    fn arrays_of_timestamped_samples() {
+        let spec = samples("", "v", "ts", TimeUnit::Millis);
+        let d = decode(
+            &spec,
+            br#"[{"ts": 1732800000123, "v": 1.2}, {"ts": 1732800000223, "v": 1.3}]"#,
+        )
+        .expect("decodes");
+        assert_eq!(
+            d.readings,
+            vec![
+                Reading {
+                    value: Value::Num(1.2),
+                    time_ns: Some(1_732_800_000_123_000_000)
+                },
+                Reading {
+                    value: Value::Num(1.3),
+                    time_ns: Some(1_732_800_000_223_000_000)
+                },
+            ]
+        );
+        assert_eq!(d.rejected, 0);
+        // An empty batch is not an error: there was just nothing to send.
+        assert_eq!(decode(&spec, b"[]"), Ok(Decoded::default()));
+        assert!(matches!(
+            decode(&spec, br#"{"v": 1}"#),
+            Err(PayloadError::NotAnArray { .. })
+        ));
+    }
+
+    #[test]
+    fn a_broken_sample_is_dropped_and_the_others_kept() {
+        let spec = samples("data.batch", "value", "t", TimeUnit::Nanos);
+        let d = decode(
+            &spec,
+            br#"{"data": {"batch": [{"t": 1732800000123456789, "value": 2}, {"t": 5}, {"value": 1, "t": "x"}]}}"#,
+        )
+        .expect("decodes");
+        // Nanoseconds stay exact (beyond f64's 53 bits).
+        assert_eq!(d.readings.len(), 1);
+        assert_eq!(d.readings[0].time_ns, Some(1_732_800_000_123_456_789));
+        assert_eq!(d.rejected, 2);
+        assert_eq!(
+            d.first_error,
+            Some(PayloadError::MissingField("value".into()))
+        );
+        // All broken: the payload is.
+        assert!(decode(&spec, br#"{"data": {"batch": [{"t": 5}]}}"#).is_err());
+    }
+
+    #[test]
+    fn time_units() {
+        let at = |unit, ts: &str| {
+            let spec = samples("", "v", "ts", unit);
+            decode(&spec, format!(r#"[{{"ts": {ts}, "v": 0}}]"#).as_bytes())
+                .map(|d| d.readings[0].time_ns)
+        };
+        assert_eq!(
+            at(TimeUnit::Seconds, "1732800000"),
+            Ok(Some(1_732_800_000_000_000_000))
+        );
+        assert_eq!(
+            at(TimeUnit::Micros, "1732800000123456"),
+            Ok(Some(1_732_800_000_123_456_000))
+        );
+        assert_eq!(
+            at(TimeUnit::Rfc3339, r#""2024-11-28T13:20:00.123Z""#),
+            Ok(Some(1_732_800_000_123_000_000))
+        );
+        // Milliseconds read as seconds overflow: a clear error, not year 56000.
+        assert!(matches!(
+            at(TimeUnit::Seconds, "1732800000123000"),
+            Err(PayloadError::TimeOutOfRange(_))
+        ));
+        assert!(matches!(
+            at(TimeUnit::Millis, r#""2024-11-28T13:20:00Z""#),
+            Err(PayloadError::BadTimeType { .. })
+        ));
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        let base = 1_732_800_000_000_000_000;
+        assert_eq!(parse_rfc3339("2024-11-28T13:20:00Z"), Some(base));
+        assert_eq!(parse_rfc3339("2024-11-28 13:20:00z"), Some(base));
+        assert_eq!(parse_rfc3339("2024-11-28T14:20:00+01:00"), Some(base));
+        assert_eq!(parse_rfc3339("2024-11-28T08:50:00-04:30"), Some(base));
+        assert_eq!(
+            parse_rfc3339("2024-11-28T13:20:00.000000001Z"),
+            Some(base + 1)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000_000_000)
+        );
+        for bad in [
+            "2024-11-28",
+            "2024-11-28T13:20:00",
+            "2024-02-30T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-11-28T24:00:00Z",
+            "2024-11-28T13:20:00.Z",
+            "2024-11-28T13:20:00+0100",
+            "2024-11-28T13:20:00Zjunk",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }
