@@ -27,7 +27,8 @@ pub struct RunArgs {
     /// Connect Modbus device DEVICE at HOST:PORT instead of its configured address.
     #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT")]
     pub modbus: Vec<String>,
-    /// Connect MQTT source SOURCE to the broker at URL (mqtt://host:port).
+    /// Connect MQTT or Sparkplug source SOURCE to the broker at URL
+    /// (mqtt://host:port or mqtts://host:port).
     #[arg(long = "mqtt", value_name = "SOURCE=URL")]
     pub mqtt: Vec<String>,
     /// Do not show the live table even if stdout is a terminal.
