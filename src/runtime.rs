@@ -58,9 +58,15 @@ pub async fn run_live(
     let built = sources::build(cfg, endpoints, &stop_sources)?;
     let (tx, mut rx) = mpsc::channel(65_536);
     let mut tasks = Vec::new();
+    let health = sources::health::HealthBoard::default();
     for s in built {
         info!(source = s.name(), "Starting source.");
-        tasks.push(tokio::spawn(s.start(tx.clone(), stop_sources.clone())));
+        health.register(s.name(), s.kind());
+        tasks.push(tokio::spawn(s.start(sources::SourceContext {
+            tx: tx.clone(),
+            shutdown: stop_sources.clone(),
+            health: health.clone(),
+        })));
     }
     drop(tx);
 
@@ -131,6 +137,7 @@ pub async fn run_live(
                 clock.tick(),
                 &core.tag_states(),
                 summary.events,
+                &health.snapshot(),
             );
             if t.draw(&text).is_err() {
                 table = None;
@@ -149,6 +156,10 @@ pub async fn run_live(
     }
     if let Some(stream) = opts.events.as_mut() {
         let _ = stream.flush();
+    }
+    for (name, h) in health.snapshot() {
+        info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.unwrap_or(""), ok = h.ok,
+            failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, "Source health at shutdown.");
     }
     let stats = core.stats();
     info!(

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::config::LoadedConfig;
+use crate::sources::health::SourceHealth;
 use crate::twin::events::rfc3339;
 use crate::twin::{Quality, TagState, Value};
 
@@ -43,7 +44,14 @@ impl LiveTable {
         }
     }
 
-    pub fn render(&self, t_ns: i64, tick: u64, states: &[TagState], events: u64) -> String {
+    pub fn render(
+        &self,
+        t_ns: i64,
+        tick: u64,
+        states: &[TagState],
+        events: u64,
+        health: &[(String, SourceHealth)],
+    ) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -96,6 +104,18 @@ impl LiveTable {
                 q,
                 reason
             );
+        }
+        // One line of source health: what is delivering, what is not and why.
+        let sources: Vec<String> = health
+            .iter()
+            .map(|(name, h)| match (h.up, h.reason) {
+                (true, None) => format!("{name} \x1b[32mup\x1b[0m"),
+                (true, Some(r)) => format!("{name} \x1b[33mup\x1b[0m ({r})"),
+                (false, r) => format!("{name} \x1b[31mDOWN\x1b[0m ({})", r.unwrap_or("?")),
+            })
+            .collect();
+        if !sources.is_empty() {
+            let _ = writeln!(s, "sources: {}", sources.join(" · "));
         }
         let _ = writeln!(s, "\x1b[2mCtrl-C to stop\x1b[0m");
         s

@@ -6,6 +6,7 @@
 //! They stamp samples with wall-clock time ([`crate::wallclock`]), which is
 //! the boundary where the outside world's time enters the twin.
 
+pub mod health;
 pub mod modbus;
 pub mod mqtt;
 pub mod sparkplug;
@@ -26,12 +27,24 @@ pub type SampleRx = mpsc::Receiver<Sample>;
 /// A running source: a future that produces samples until cancelled.
 pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What a running source is given.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub tx: SampleTx,
+    /// The task ends when this is cancelled.
+    pub shutdown: CancellationToken,
+    /// Where the source reports its health.
+    pub health: health::HealthBoard,
+}
+
 /// A reading adapter.
 pub trait Source: Send {
     /// The name given in the config (used in logs).
     fn name(&self) -> &str;
-    /// Start reading; the task ends when `shutdown` is cancelled.
-    fn start(self: Box<Self>, tx: SampleTx, shutdown: CancellationToken) -> SourceTask;
+    /// "modbus", "mqtt" or "sparkplug".
+    fn kind(&self) -> &'static str;
+    /// Start reading.
+    fn start(self: Box<Self>, cx: SourceContext) -> SourceTask;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -252,6 +252,24 @@ fn unreachable_device_is_reported_and_the_twin_keeps_running() {
         "warning must name the device and its address:\n{err}"
     );
     assert!(err.contains("MQTT broker unreachable"), "{err}");
+    // Health per source, summarised at shutdown.
+    let health: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("Source health at shutdown"))
+        .collect();
+    assert_eq!(health.len(), 2, "{err}");
+    assert!(
+        health.iter().any(|l| l.contains("source=plc")
+            && l.contains("up=false")
+            && l.contains("connection_refused")),
+        "{health:?}"
+    );
+    assert!(
+        health.iter().any(|l| l.contains("source=sensors")
+            && l.contains("up=false")
+            && l.contains("broker_unreachable")),
+        "{health:?}"
+    );
     let ev = events(&run.lines());
     let speed = tag_events(&ev, "belt.speed");
     assert!(

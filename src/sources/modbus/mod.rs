@@ -20,7 +20,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{SampleTx, Source, SourceTask};
+use super::{Source, SourceContext, SourceTask};
 use crate::config::{LoadedConfig, ModbusDevice, ModbusFraming, RegisterTable, TagId};
 use crate::twin::{Sample, Value};
 use crate::wallclock;
@@ -155,10 +155,10 @@ impl ModbusPoller {
     async fn poll_group(
         &self,
         group: &PollGroup,
-        tx: &SampleTx,
-        shutdown: &CancellationToken,
+        cx: &SourceContext,
         states: &Mutex<HashMap<(RegisterTable, u16), BlockState>>,
     ) {
+        let (tx, shutdown, health) = (&cx.tx, &cx.shutdown, &cx.health);
         let name = &self.device.name.value;
         let unit = self.device.unit_id;
         let mut interval = tokio::time::interval(group.interval);
@@ -181,7 +181,16 @@ impl ModbusPoller {
             .await;
             let t = wallclock::now_ns();
             let mut batch = Vec::with_capacity(self.tags.len());
+            let (mut ok, mut refused, mut failed) = (0u64, 0u64, None);
             for (b, reply) in group.blocks.iter().zip(replies) {
+                match &reply {
+                    Ok(Ok(_)) => ok += 1,
+                    Ok(Err(exc)) => {
+                        refused += 1;
+                        health.rejected(name, 1, exc.reason());
+                    }
+                    Err(e) => failed = Some(e.reason()),
+                }
                 let (state, samples): (BlockState, Vec<Sample>) = match reply {
                     Ok(Ok(data)) => (BlockState::Ok, self.decode(b, &data, t).collect()),
                     Ok(Err(exc)) => (
@@ -222,6 +231,15 @@ impl ModbusPoller {
                 }
                 batch.extend(samples);
             }
+            // A device that answers, even with refusals, is up.
+            match failed {
+                Some(reason) if ok + refused == 0 => health.failure(name, reason, t),
+                Some(reason) => {
+                    health.success(name, ok, t);
+                    health.rejected(name, 0, reason);
+                }
+                None => health.success(name, ok, t),
+            }
             for s in batch {
                 if tx.send(s).await.is_err() {
                     return;
@@ -230,14 +248,9 @@ impl ModbusPoller {
         }
     }
 
-    async fn run(self, tx: SampleTx, shutdown: CancellationToken) {
+    async fn run(self, cx: SourceContext) {
         let states = Mutex::new(HashMap::new());
-        join_all(
-            self.groups
-                .iter()
-                .map(|g| self.poll_group(g, &tx, &shutdown, &states)),
-        )
-        .await;
+        join_all(self.groups.iter().map(|g| self.poll_group(g, &cx, &states))).await;
     }
 }
 
@@ -246,7 +259,11 @@ impl Source for ModbusPoller {
         &self.device.name.value
     }
 
-    fn start(self: Box<Self>, tx: SampleTx, shutdown: CancellationToken) -> SourceTask {
-        Box::pin(self.run(tx, shutdown))
+    fn kind(&self) -> &'static str {
+        "modbus"
+    }
+
+    fn start(self: Box<Self>, cx: SourceContext) -> SourceTask {
+        Box::pin(self.run(cx))
     }
 }

@@ -26,10 +26,9 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
 };
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{SampleTx, Source, SourceTask};
+use super::{Source, SourceContext, SourceTask};
 use crate::config::LoadedConfig;
 use crate::twin::{Sample, Value};
 use crate::wallclock;
@@ -76,7 +75,12 @@ impl MqttSubscriber {
         })
     }
 
-    async fn run(self, tx: SampleTx, shutdown: CancellationToken) {
+    async fn run(self, cx: SourceContext) {
+        let SourceContext {
+            tx,
+            shutdown,
+            health,
+        } = cx;
         let name = self.name.clone();
         let broker = self.endpoint.to_string();
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
@@ -104,6 +108,7 @@ impl MqttSubscriber {
                     info!(source = %name, broker = %broker, session_present = ack.session_present, subscribe,
                         "Connected to MQTT broker.");
                     connected = Some(true);
+                    health.success(&name, 0, wallclock::now_ns());
                     if subscribe {
                         let filters = self
                             .subscriptions
@@ -135,6 +140,11 @@ impl MqttSubscriber {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let recv = wallclock::now_ns();
                     let samples = self.samples(&p, recv, &mut drops);
+                    if samples.is_empty() {
+                        health.rejected(&name, 1, "dropped_message");
+                    } else {
+                        health.success(&name, 1, recv);
+                    }
                     for s in samples {
                         if tx.send(s).await.is_err() {
                             return;
@@ -163,6 +173,11 @@ impl MqttSubscriber {
                         debug!(source = %name, broker = %broker, error = %e, "MQTT reconnect failed.");
                     }
                     connected = Some(false);
+                    let reason = match &e {
+                        ConnectionError::ConnectionRefused(_) => "broker_refused",
+                        _ => "broker_unreachable",
+                    };
+                    health.failure(&name, reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(RETRY) => {}
@@ -314,8 +329,12 @@ impl Source for MqttSubscriber {
         &self.name
     }
 
-    fn start(self: Box<Self>, tx: SampleTx, shutdown: CancellationToken) -> SourceTask {
-        Box::pin(self.run(tx, shutdown))
+    fn kind(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn start(self: Box<Self>, cx: SourceContext) -> SourceTask {
+        Box::pin(self.run(cx))
     }
 }
 

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{SampleTx, Source, SourceTask};
+use super::{Source, SourceContext, SourceTask};
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
 use session::{Action, Binding, Session, parse_topic};
@@ -87,7 +86,12 @@ impl Limiter {
 }
 
 impl SparkplugSubscriber {
-    async fn run(self, tx: SampleTx, shutdown: CancellationToken) {
+    async fn run(self, cx: SourceContext) {
+        let SourceContext {
+            tx,
+            shutdown,
+            health,
+        } = cx;
         let c = self.cfg;
         let broker = format!("{}:{}", c.host, c.port);
         let mut opts = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
@@ -109,6 +113,7 @@ impl SparkplugSubscriber {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!(source = %c.name, broker = %broker, group = %c.group, "Connected to Sparkplug broker.");
                     connected = Some(true);
+                    health.success(&c.name, 0, wallclock::now_ns());
                     if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         warn!(source = %c.name, error = %e, "Could not queue the Sparkplug subscription.");
                     }
@@ -119,8 +124,12 @@ impl SparkplugSubscriber {
                         continue;
                     };
                     let payload = match Payload::decode(p.payload.as_ref()) {
-                        Ok(pl) => pl,
+                        Ok(pl) => {
+                            health.success(&c.name, 1, recv);
+                            pl
+                        }
                         Err(e) => {
+                            health.rejected(&c.name, 1, "invalid_payload");
                             if warns.allow(&p.topic, WARN_INTERVAL) {
                                 warn!(source = %c.name, topic = %p.topic, error = %e,
                                     "Dropped a Sparkplug message that is not a valid spBv1.0 payload.");
@@ -175,6 +184,7 @@ impl SparkplugSubscriber {
                         debug!(source = %c.name, error = %e, "Sparkplug reconnect failed.");
                     }
                     connected = Some(false);
+                    health.failure(&c.name, "broker_unreachable", wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -191,7 +201,11 @@ impl Source for SparkplugSubscriber {
         &self.cfg.name
     }
 
-    fn start(self: Box<Self>, tx: SampleTx, shutdown: CancellationToken) -> SourceTask {
-        Box::pin(self.run(tx, shutdown))
+    fn kind(&self) -> &'static str {
+        "sparkplug"
+    }
+
+    fn start(self: Box<Self>, cx: SourceContext) -> SourceTask {
+        Box::pin(self.run(cx))
     }
 }
