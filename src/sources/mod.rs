@@ -129,57 +129,35 @@ pub fn build(
         )));
     }
     for (i, src) in cfg.config.mqtt.iter().enumerate() {
-        let endpoint = match endpoints.mqtt.get(&src.name.value) {
-            Some(url) => mqtt::parse_endpoint(url).ok_or_else(|| BuildError::BadUrl {
-                name: src.name.value.clone(),
-                url: url.clone(),
-            })?,
-            None => match &src.broker.value {
-                crate::config::Broker::Tcp { host, port } => mqtt::Endpoint {
-                    host: host.clone(),
-                    port: *port,
-                    tls: src.tls,
-                },
-                crate::config::Broker::Embedded { listen } => {
-                    let addr = match brokers.get(listen) {
-                        Some(a) => *a,
-                        None => {
-                            let a = crate::broker::start_embedded(*listen)?;
-                            brokers.insert(*listen, a);
-                            a
-                        }
-                    };
-                    mqtt::Endpoint {
-                        host: addr.ip().to_string(),
-                        port: addr.port(),
-                        tls: false,
-                    }
-                }
-            },
-        };
+        let endpoint = resolve_broker(
+            &src.name.value,
+            &src.broker.value,
+            src.tls,
+            endpoints,
+            &mut brokers,
+        )?;
         out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, endpoint)?));
     }
     for src in &cfg.config.sparkplug {
-        let (host, port) = match endpoints.mqtt.get(&src.name.value) {
-            Some(url) => mqtt::parse_url(url).ok_or_else(|| BuildError::BadUrl {
+        let ep = resolve_broker(
+            &src.name.value,
+            &src.broker.value,
+            false,
+            endpoints,
+            &mut brokers,
+        )?;
+        if ep.tls {
+            // Sparkplug over TLS is not wired yet; never fall back to plain text.
+            return Err(BuildError::BadUrl {
                 name: src.name.value.clone(),
-                url: url.clone(),
-            })?,
-            None => match &src.broker.value {
-                crate::config::Broker::Tcp { host, port } => (host.clone(), *port),
-                crate::config::Broker::Embedded { listen } => {
-                    let addr = match brokers.get(listen) {
-                        Some(a) => *a,
-                        None => {
-                            let a = crate::broker::start_embedded(*listen)?;
-                            brokers.insert(*listen, a);
-                            a
-                        }
-                    };
-                    (addr.ip().to_string(), addr.port())
-                }
-            },
-        };
+                url: endpoints
+                    .mqtt
+                    .get(&src.name.value)
+                    .cloned()
+                    .unwrap_or_default(),
+            });
+        }
+        let mqtt::Endpoint { host, port, .. } = ep;
         let bindings = src
             .metrics
             .iter()
@@ -209,4 +187,43 @@ pub fn build(
         )));
     }
     Ok(out)
+}
+
+/// Where an MQTT-based source connects: its endpoint override, its external
+/// broker, or the embedded broker (started once per listen address).
+fn resolve_broker(
+    name: &str,
+    broker: &crate::config::Broker,
+    tls: bool,
+    endpoints: &Endpoints,
+    started: &mut std::collections::BTreeMap<std::net::SocketAddr, std::net::SocketAddr>,
+) -> Result<mqtt::Endpoint, BuildError> {
+    if let Some(url) = endpoints.mqtt.get(name) {
+        return mqtt::parse_endpoint(url).ok_or_else(|| BuildError::BadUrl {
+            name: name.to_string(),
+            url: url.clone(),
+        });
+    }
+    Ok(match broker {
+        crate::config::Broker::Tcp { host, port } => mqtt::Endpoint {
+            host: host.clone(),
+            port: *port,
+            tls,
+        },
+        crate::config::Broker::Embedded { listen } => {
+            let addr = match started.get(listen) {
+                Some(a) => *a,
+                None => {
+                    let a = crate::broker::start_embedded(*listen)?;
+                    started.insert(*listen, a);
+                    a
+                }
+            };
+            mqtt::Endpoint {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                tls: false,
+            }
+        }
+    })
 }
