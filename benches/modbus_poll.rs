@@ -51,12 +51,12 @@ use tokio_util::sync::CancellationToken;
 use twin::config::{LoadedConfig, Register, RegisterTable, TagId, load_str};
 use twin::endpoints::Endpoints;
 use twin::sim::modbus_server::{self, Images, RegisterImage};
-use twin::sources::modbus::codec::{self, Raw};
+use twin::sources::modbus::decode_block;
 use twin::sources::modbus::frame::{self, ReadData, ReadFn, ReadRequest};
 use twin::sources::modbus::link::{Framing, Link, LinkConfig};
 use twin::sources::modbus::links;
 use twin::sources::modbus::plan::{self, ReadBlock};
-use twin::twin::{Quality, Sample, Value};
+use twin::twin::{Quality, Sample};
 use twin::wallclock;
 
 const DEVICES: usize = 20;
@@ -260,14 +260,14 @@ impl Client {
         let task = self.rt.spawn(async move {
             // The channel `twin run` gives its sources, drained after
             // each cycle as its tick loop drains it.
-            let (tx, mut rx) = mpsc::channel::<Sample>(65_536);
+            let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(4_096);
             let mut good = 0u64;
             let start = wallclock::monotonic();
             for _ in 0..cycles {
                 join_all(devices.iter().map(|d| poll_device(d, &tx))).await;
-                while let Ok(s) = rx.try_recv() {
-                    good += u64::from(s.quality == Quality::Good);
-                    black_box(&s);
+                while let Ok(batch) = rx.try_recv() {
+                    good += batch.iter().filter(|s| s.quality == Quality::Good).count() as u64;
+                    black_box(&batch);
                 }
             }
             (wallclock::since(start), good)
@@ -284,7 +284,7 @@ impl Drop for Client {
 
 /// One poll of one device, as `ModbusPoller::poll_group` does it: all its
 /// reads at once, then one sample per register, sent on the channel.
-async fn poll_device(d: &Device, tx: &mpsc::Sender<Sample>) {
+async fn poll_device(d: &Device, tx: &mpsc::Sender<Vec<Sample>>) {
     let replies = join_all(d.blocks.iter().map(|b| {
         d.link.read(ReadRequest {
             unit: d.unit,
@@ -298,31 +298,8 @@ async fn poll_device(d: &Device, tx: &mpsc::Sender<Sample>) {
     let mut batch = Vec::with_capacity(d.tags.len());
     for (b, reply) in d.blocks.iter().zip(replies) {
         match reply {
-            Ok(Ok(data)) => batch.extend(b.items.iter().map(|&(ri, off)| {
-                let reg = &d.registers[ri];
-                let tag = d.tags[ri];
-                let off = usize::from(off);
-                let raw = match &data {
-                    ReadData::Bits(bits) => bits.get(off).map(|b| Raw::Bool(*b)),
-                    ReadData::Words(words) => words
-                        .get(off..off + usize::from(reg.width()))
-                        .and_then(|w| codec::decode_register(reg, w)),
-                };
-                match raw {
-                    Some(Raw::Bool(b)) => Sample::good(tag, Value::Bool(b), t, t),
-                    Some(Raw::Text(s)) => Sample::good(tag, Value::Text(Arc::from(s)), t, t),
-                    Some(Raw::Num(n)) if reg.invalid.contains(&n) => {
-                        Sample::bad(tag, "invalid_value", t)
-                    }
-                    Some(Raw::Num(n)) => Sample::good(
-                        tag,
-                        Value::Num(codec::apply_scale(n, reg.scale, reg.offset)),
-                        t,
-                        t,
-                    ),
-                    None => Sample::bad(tag, "short_response", t),
-                }
-            })),
+            // The poller's own decode step.
+            Ok(Ok(data)) => batch.extend(decode_block(&d.registers, &d.tags, b, &data, t)),
             Ok(Err(exc)) => batch.extend(
                 b.items
                     .iter()
@@ -335,11 +312,7 @@ async fn poll_device(d: &Device, tx: &mpsc::Sender<Sample>) {
             ),
         }
     }
-    for s in batch {
-        if tx.send(s).await.is_err() {
-            return;
-        }
-    }
+    let _ = tx.send(batch).await;
 }
 
 /// A blocking socket that sends one 125-register read and waits for the
@@ -630,7 +603,7 @@ fn summary(servers: &Servers) {
     let window = Duration::from_secs(5);
     let (good, cpu, wall) = rt.block_on(async {
         let sources = twin::sources::build(&cfg, &endpoints, &stop).expect("build the sources");
-        let (tx, mut rx) = mpsc::channel::<Sample>(65_536);
+        let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(4_096);
         // As `runtime::run_live` starts them.
         let health = twin::sources::health::HealthBoard::default();
         for s in sources {
@@ -655,8 +628,8 @@ fn summary(servers: &Servers) {
         // sleep), every 10 ms so the channel never fills at this rate.
         while wallclock::since(t0) < window {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            while let Ok(s) = rx.try_recv() {
-                good += u64::from(s.quality == Quality::Good);
+            while let Ok(batch) = rx.try_recv() {
+                good += batch.iter().filter(|s| s.quality == Quality::Good).count() as u64;
             }
         }
         let cpu = Cpu::now().minus(c0);

@@ -56,7 +56,8 @@ pub async fn run_live(
 ) -> Result<RunSummary, RunError> {
     let stop_sources = shutdown.child_token();
     let built = sources::build(cfg, endpoints, &stop_sources)?;
-    let (tx, mut rx) = mpsc::channel(65_536);
+    // Batches, so this bounds polls/messages in flight, not samples.
+    let (tx, mut rx) = mpsc::channel(4_096);
     let mut tasks = Vec::new();
     let health = sources::health::HealthBoard::default();
     for s in built {
@@ -96,10 +97,12 @@ pub async fn run_live(
         // here makes the pushed stream (what a recorder keeps) replay to
         // exactly the ticks it was applied on live.
         let applied_up_to = core.clock().now_ns();
-        while let Ok(mut s) = rx.try_recv() {
-            summary.samples += 1;
-            s.recv_time_ns = s.recv_time_ns.max(applied_up_to + 1);
-            core.push(s);
+        while let Ok(mut batch) = rx.try_recv() {
+            summary.samples += batch.len() as u64;
+            for s in &mut batch {
+                s.recv_time_ns = s.recv_time_ns.max(applied_up_to + 1);
+            }
+            core.push_batch(batch);
         }
         // Catch up tick by tick if the process was stalled.
         let now = wallclock::now_ns();

@@ -21,8 +21,10 @@ use crate::config::LoadedConfig;
 use crate::endpoints::Endpoints;
 use crate::twin::Sample;
 
-pub type SampleTx = mpsc::Sender<Sample>;
-pub type SampleRx = mpsc::Receiver<Sample>;
+/// Sources send samples in batches (one per poll or message): one channel
+/// operation per batch instead of per sample.
+pub type SampleTx = mpsc::Sender<Vec<Sample>>;
+pub type SampleRx = mpsc::Receiver<Vec<Sample>>;
 
 /// A running source: a future that produces samples until cancelled.
 pub type SourceTask = Pin<Box<dyn Future<Output = ()> + Send>>;

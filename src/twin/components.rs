@@ -63,9 +63,10 @@ pub struct StaleAfter(pub i64);
 #[derive(Component, Debug, Clone, PartialEq, Default)]
 pub struct LastEmitted(pub Option<(Option<Value>, Quality, Option<&'static str>)>);
 
-/// Samples waiting for their tick, in arrival order.
+/// Samples waiting for their tick, in arrival order. The second buffer is
+/// scratch space for ingest, kept so neither is reallocated every tick.
 #[derive(Resource, Debug, Default)]
-pub struct Inbox(pub Vec<Sample>);
+pub struct Inbox(pub Vec<Sample>, pub Vec<Sample>);
 
 /// Tag entity of each `TagId`.
 #[derive(Resource, Debug, Default)]

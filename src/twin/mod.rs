@@ -117,6 +117,17 @@ impl TwinCore {
         self.world.resource_mut::<Inbox>().0.push(sample);
     }
 
+    /// Queue a batch of samples, in order.
+    pub fn push_batch(&mut self, batch: Vec<Sample>) {
+        let mut inbox = self.world.resource_mut::<Inbox>();
+        if inbox.0.is_empty() && inbox.0.capacity() < batch.len() {
+            // Take the batch's allocation instead of copying into a smaller one.
+            inbox.0 = batch;
+        } else {
+            inbox.0.extend(batch);
+        }
+    }
+
     /// Advance one tick and run the schedule.
     pub fn advance(&mut self) {
         self.world.resource_mut::<TickClock>().advance();

@@ -23,11 +23,13 @@ pub fn ingest(
     mut tags: Query<(&mut TagValue, &mut TagQuality, &mut SourceTime)>,
 ) {
     let now = clock.now_ns();
-    let pending = std::mem::take(&mut inbox.0);
-    let mut later = Vec::new();
-    for s in pending {
+    let Inbox(queue, scratch) = &mut *inbox;
+    // Swap the queue into the scratch buffer; samples not yet due go back
+    // into the (now empty) queue. Both keep their capacity across ticks.
+    std::mem::swap(queue, scratch);
+    for s in scratch.drain(..) {
         if s.recv_time_ns > now {
-            later.push(s);
+            queue.push(s);
             continue;
         }
         let Some(&entity) = index.0.get(s.tag.index()) else {
@@ -63,7 +65,6 @@ pub fn ingest(
         src.set_if_neq(SourceTime(Some(s.source_time_ns)));
         stats.applied += 1;
     }
-    inbox.0 = later;
 }
 
 /// Turn tags stale whose last sample is older than their `stale_after`.

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Source, SourceContext, SourceTask};
-use crate::config::{LoadedConfig, ModbusDevice, ModbusFraming, RegisterTable, TagId};
+use crate::config::{LoadedConfig, ModbusDevice, ModbusFraming, Register, RegisterTable, TagId};
 use crate::twin::{Sample, Value};
 use crate::wallclock;
 use codec::Raw;
@@ -76,6 +76,41 @@ pub fn links(cfg: &LoadedConfig, addresses: &[String], shutdown: &CancellationTo
     out.into_iter().flatten().collect()
 }
 
+/// Samples for one block's reply: each register of the block decoded,
+/// checked against its sentinels, scaled, and stamped with `t`.
+/// `registers` and `tags` are a device's register map and the tag of each.
+pub fn decode_block<'a>(
+    registers: &'a [Register],
+    tags: &'a [TagId],
+    b: &'a ReadBlock,
+    data: &'a ReadData,
+    t: i64,
+) -> impl Iterator<Item = Sample> + 'a {
+    b.items.iter().map(move |&(ri, off)| {
+        let reg = &registers[ri];
+        let tag = tags[ri];
+        let off = usize::from(off);
+        let raw = match data {
+            ReadData::Bits(bits) => bits.get(off).map(|b| Raw::Bool(*b)),
+            ReadData::Words(words) => words
+                .get(off..off + usize::from(reg.width()))
+                .and_then(|w| codec::decode_register(reg, w)),
+        };
+        match raw {
+            Some(Raw::Bool(b)) => Sample::good(tag, Value::Bool(b), t, t),
+            Some(Raw::Text(s)) => Sample::good(tag, Value::Text(Arc::from(s)), t, t),
+            Some(Raw::Num(n)) if reg.invalid.contains(&n) => Sample::bad(tag, "invalid_value", t),
+            Some(Raw::Num(n)) => Sample::good(
+                tag,
+                Value::Num(codec::apply_scale(n, reg.scale, reg.offset)),
+                t,
+                t,
+            ),
+            None => Sample::bad(tag, "short_response", t),
+        }
+    })
+}
+
 pub struct ModbusPoller {
     device: ModbusDevice,
     address: String,
@@ -122,34 +157,13 @@ enum BlockState {
 }
 
 impl ModbusPoller {
-    /// Samples for one block's reply.
-    fn decode(&self, b: &ReadBlock, data: &ReadData, t: i64) -> impl Iterator<Item = Sample> {
-        b.items.iter().map(move |&(ri, off)| {
-            let reg = &self.device.registers[ri];
-            let tag = self.tags[ri];
-            let off = usize::from(off);
-            let width = usize::from(reg.width());
-            let raw = match data {
-                ReadData::Bits(bits) => bits.get(off).map(|b| Raw::Bool(*b)),
-                ReadData::Words(words) => words
-                    .get(off..off + width)
-                    .and_then(|w| codec::decode_register(reg, w)),
-            };
-            match raw {
-                Some(Raw::Bool(b)) => Sample::good(tag, Value::Bool(b), t, t),
-                Some(Raw::Text(s)) => Sample::good(tag, Value::Text(Arc::from(s)), t, t),
-                Some(Raw::Num(n)) if reg.invalid.contains(&n) => {
-                    Sample::bad(tag, "invalid_value", t)
-                }
-                Some(Raw::Num(n)) => Sample::good(
-                    tag,
-                    Value::Num(codec::apply_scale(n, reg.scale, reg.offset)),
-                    t,
-                    t,
-                ),
-                None => Sample::bad(tag, "short_response", t),
-            }
-        })
+    fn decode<'a>(
+        &'a self,
+        b: &'a ReadBlock,
+        data: &'a ReadData,
+        t: i64,
+    ) -> impl Iterator<Item = Sample> + 'a {
+        decode_block(&self.device.registers, &self.tags, b, data, t)
     }
 
     async fn poll_group(
@@ -191,22 +205,30 @@ impl ModbusPoller {
                     }
                     Err(e) => failed = Some(e.reason()),
                 }
-                let (state, samples): (BlockState, Vec<Sample>) = match reply {
-                    Ok(Ok(data)) => (BlockState::Ok, self.decode(b, &data, t).collect()),
-                    Ok(Err(exc)) => (
-                        BlockState::Refused(exc.reason()),
-                        b.items
-                            .iter()
-                            .map(|&(ri, _)| Sample::bad(self.tags[ri], exc.reason(), t))
-                            .collect(),
-                    ),
-                    Err(e) => (
-                        BlockState::Failed,
-                        b.items
-                            .iter()
-                            .map(|&(ri, _)| Sample::bad(self.tags[ri], e.reason(), t))
-                            .collect(),
-                    ),
+                // Decode straight into the poll's batch.
+                let state = match reply {
+                    Ok(Ok(data)) => {
+                        batch.extend(self.decode(b, &data, t));
+                        BlockState::Ok
+                    }
+                    Ok(Err(exc)) => {
+                        let r = exc.reason();
+                        batch.extend(
+                            b.items
+                                .iter()
+                                .map(|&(ri, _)| Sample::bad(self.tags[ri], r, t)),
+                        );
+                        BlockState::Refused(r)
+                    }
+                    Err(e) => {
+                        let r = e.reason();
+                        batch.extend(
+                            b.items
+                                .iter()
+                                .map(|&(ri, _)| Sample::bad(self.tags[ri], r, t)),
+                        );
+                        BlockState::Failed
+                    }
                 };
                 let previous = states
                     .lock()
@@ -229,7 +251,6 @@ impl ModbusPoller {
                         _ => {}
                     }
                 }
-                batch.extend(samples);
             }
             // A device that answers, even with refusals, is up.
             match failed {
@@ -240,10 +261,8 @@ impl ModbusPoller {
                 }
                 None => health.success(name, ok, t),
             }
-            for s in batch {
-                if tx.send(s).await.is_err() {
-                    return;
-                }
+            if tx.send(batch).await.is_err() {
+                return;
             }
         }
     }

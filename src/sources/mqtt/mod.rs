@@ -145,10 +145,8 @@ impl MqttSubscriber {
                     } else {
                         health.success(&name, 1, recv);
                     }
-                    for s in samples {
-                        if tx.send(s).await.is_err() {
-                            return;
-                        }
+                    if !samples.is_empty() && tx.send(samples).await.is_err() {
+                        return;
                     }
                     // Acknowledged only now, so a QoS 1 message is never
                     // acknowledged before its samples are with the core.

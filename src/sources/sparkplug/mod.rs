@@ -139,13 +139,10 @@ impl SparkplugSubscriber {
                     };
                     actions.clear();
                     session.handle(&topic, &payload, recv, &mut actions);
+                    let mut batch = Vec::new();
                     for a in actions.drain(..) {
                         match a {
-                            Action::Sample(s) => {
-                                if tx.send(s).await.is_err() {
-                                    return;
-                                }
-                            }
+                            Action::Sample(s) => batch.push(s),
                             Action::Rebirth { node, why } => {
                                 if !rebirths.allow(&node, REBIRTH_INTERVAL) {
                                     continue;
@@ -173,6 +170,9 @@ impl SparkplugSubscriber {
                                 }
                             }
                         }
+                    }
+                    if !batch.is_empty() && tx.send(batch).await.is_err() {
+                        return;
                     }
                 }
                 Ok(_) => {}
