@@ -47,6 +47,30 @@ pub struct TagMetaEntry {
     pub unit: Option<Arc<str>>,
 }
 
+/// The last timestamp formatted, and its text.
+#[derive(Debug, Default)]
+pub struct LastTime {
+    ns: Option<i64>,
+    text: String,
+}
+
+impl LastTime {
+    fn get(&mut self, ns: i64) -> &str {
+        if self.ns != Some(ns) {
+            self.ns = Some(ns);
+            self.text = rfc3339(ns);
+        }
+        &self.text
+    }
+}
+
+/// Formatted-timestamp cache for encoding a run of events.
+#[derive(Debug, Default)]
+pub struct TimeCache {
+    t: LastTime,
+    src: LastTime,
+}
+
 /// RFC 3339 UTC with millisecond precision, e.g. `2026-11-28T15:52:54.100Z`.
 pub fn rfc3339(t_ns: i64) -> String {
     let t = if t_ns >= 0 {
@@ -62,7 +86,7 @@ struct TagLine<'a> {
     v: u32,
     #[serde(rename = "type")]
     kind: &'static str,
-    t: String,
+    t: &'a str,
     tag: &'a str,
     machine: Option<&'a str>,
     value: JsonValue<'a>,
@@ -72,7 +96,7 @@ struct TagLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     unit: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    src_t: Option<String>,
+    src_t: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -87,6 +111,12 @@ enum JsonValue<'a> {
 impl TwinEvent {
     /// Append this event as one JSON line (with the trailing newline).
     pub fn write_json_line(&self, meta: &TagMeta, out: &mut Vec<u8>) {
+        self.write_json_line_cached(meta, &mut TimeCache::default(), out);
+    }
+
+    /// As [`TwinEvent::write_json_line`], reusing formatted timestamps: all
+    /// events of a tick share `t`, and the samples of one poll share `src_t`.
+    pub fn write_json_line_cached(&self, meta: &TagMeta, times: &mut TimeCache, out: &mut Vec<u8>) {
         match self {
             TwinEvent::Tag(e) => {
                 let m = meta.0.get(e.tag.index());
@@ -102,14 +132,14 @@ impl TwinEvent {
                 let line = TagLine {
                     v: EVENT_VERSION,
                     kind: "tag",
-                    t: rfc3339(e.t_ns),
+                    t: times.t.get(e.t_ns),
                     tag: m.map(|m| &*m.name).unwrap_or("?"),
                     machine: m.and_then(|m| m.machine.as_deref()),
                     value,
                     quality: e.quality.as_str(),
                     reason: e.reason,
                     unit: m.and_then(|m| m.unit.as_deref()),
-                    src_t: e.source_time_ns.map(rfc3339),
+                    src_t: e.source_time_ns.map(|ns| times.src.get(ns)),
                 };
                 // Serializing plain structs of strings and numbers into a Vec
                 // cannot fail.

@@ -152,8 +152,9 @@ impl TwinCore {
     /// Encode events as JSON lines, appending to `out`.
     pub fn encode_events(&self, events: &[TwinEvent], out: &mut Vec<u8>) {
         let meta = self.world.resource::<TagMeta>();
+        let mut times = events::TimeCache::default();
         for e in events {
-            e.write_json_line(meta, out);
+            e.write_json_line_cached(meta, &mut times, out);
         }
     }
 
