@@ -135,8 +135,12 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
+    // One worker thread runs every source (I/O tasks wake each other on one
+    // thread, no cross-thread hand-offs); the core's tick loop runs on the
+    // calling thread (`block_on`), so a long tick (physics, inference in later
+    // stages) never delays a poll, and a burst of I/O never delays a tick.
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -215,12 +215,23 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
     let mut down: Option<LinkError> = None;
     let mut stats = LinkStats::default();
     let mut read_chunk = vec![0u8; 4096];
+    // One timer, re-armed only when the earliest deadline changes: creating
+    // a timer per loop turn costs more than the rest of a request.
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
 
     loop {
         let in_flight = conn.as_ref().map_or(0, |c| c.pending.len());
         let earliest = conn
             .as_ref()
             .and_then(|c| c.pending.values().map(|p| p.deadline).min());
+        if let Some(d) = earliest
+            && armed != Some(d)
+        {
+            timer.as_mut().reset(d);
+            armed = Some(d);
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
 
@@ -346,12 +357,8 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                 }
             }
 
-            _ = async {
-                match earliest {
-                    Some(d) => sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            } => {
+            () = &mut timer, if earliest.is_some() => {
+                armed = None;
                 let now = crate::wallclock::tokio_now();
                 let Some(c) = conn.as_mut() else { continue };
                 let outstanding = c.pending.len();
@@ -402,14 +409,16 @@ fn drain_frames(c: &mut Conn, framing: Framing, stats: &mut LinkStats) -> Result
                 if c.buf.len() < total {
                     return Ok(());
                 }
-                let pdu: Vec<u8> = c.buf[MBAP_LEN..total].to_vec();
-                c.buf.drain(..total);
                 let Some(p) = c.pending.remove(&h.tid) else {
                     // Its request timed out (or never existed): the reason
                     // transaction ids exist. Drop it, keep the stream.
                     stats.late_discarded += 1;
+                    c.buf.drain(..total);
                     continue;
                 };
+                // Parse in place, then drop the frame from the buffer.
+                let parsed = frame::parse_pdu(&c.buf[MBAP_LEN..total], &p.req);
+                c.buf.drain(..total);
                 if h.unit != p.req.unit {
                     let e = FrameError::Unit {
                         got: h.unit,
@@ -418,8 +427,7 @@ fn drain_frames(c: &mut Conn, framing: Framing, stats: &mut LinkStats) -> Result
                     let _ = p.reply.send(Err(LinkError::Protocol(e.to_string())));
                     return Err(LinkError::Protocol(e.to_string()));
                 }
-                let req = p.req;
-                answer(c, p, frame::parse_pdu(&pdu, &req), stats)?;
+                answer(c, p, parsed, stats)?;
             }
             Framing::RtuOverTcp => {
                 let Some(len) = frame::rtu_reply_len(&c.buf) else {
