@@ -3,10 +3,10 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test setup build fmt clippy
+.PHONY: demo test setup setup-build
 
 ## Build (release) and run the live demo of the packaging line.
-demo: setup
+demo: setup-build
 	$(CARGO) build --release --locked
 	./target/release/twin demo $(ARGS)
 
@@ -19,3 +19,7 @@ test: setup
 ## Everything the build and tests need beyond the Rust toolchain.
 setup:
 	@bash scripts/setup.sh
+
+## Only what building and running needs (no test peers).
+setup-build:
+	@bash scripts/setup.sh --build-only

@@ -26,7 +26,10 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+# `--build-only` (make demo): just what building and running needs.
+build_only=false
+[ "${1:-}" = "--build-only" ] && build_only=true
+$build_only || command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 
 if ((${#need_apt[@]})); then
   apt_install "${need_apt[@]}"
@@ -36,6 +39,10 @@ if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done
+fi
+
+if $build_only; then
+  exit 0
 fi
 
 # --- MQTT broker and clients for the MQTT tests (tests/it/mqtt.rs) ----------
