@@ -2,6 +2,7 @@
 //!
 //! Data flows left to right through the modules and never back:
 //! [`config`] → [`sources`] → [`twin`] (the deterministic core) → [`sinks`].
+//! [`physics`] is the rapier model of the lines, beside the core.
 //! [`sim`] is the virtual plant the other end of the wire talks to, and
 //! [`cli`] wires it all together for the `twin` binary.
 
@@ -9,6 +10,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod endpoints;
+pub mod physics;
 pub mod runtime;
 pub mod sim;
 pub mod sinks;

@@ -593,13 +593,55 @@ pub const MACHINE_KINDS: &[&str] = &[
     "generic",
 ];
 
-/// A production line: which machines it is made of, in flow order. The
-/// physics geometry (conveyors, stations, sensors) joins this section later.
+/// A production line: which machines it is made of, in flow order, and
+/// optionally its geometry for the physics twin (`crate::physics`). Stations,
+/// photo-eyes and transfers join the geometry later.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub id: Loc<String>,
     pub name: Option<String>,
     pub machines: Vec<Loc<String>>,
+    pub conveyors: Vec<Conveyor>,
+    pub product: Option<Product>,
+}
+
+/// A belt conveyor: a chain of straight segments, each starting where the
+/// previous one ends. Plan coordinates: x east, y north, metres; headings in
+/// degrees counter-clockwise from +x.
+#[derive(Debug, Clone)]
+pub struct Conveyor {
+    pub id: Loc<String>,
+    /// The tag carrying the belt's *measured* speed in m/s.
+    pub speed_tag: Loc<String>,
+    pub width: Loc<f64>,
+    /// Height of the belt surface above the floor.
+    pub height: f64,
+    /// Plan position (x, y) where the first segment starts.
+    pub origin: [f64; 2],
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub length: Loc<f64>,
+    pub heading: f64,
+}
+
+/// The one product type of a line: a box with its mass and friction,
+/// spawned at the start of the line's first conveyor. Several product types
+/// would come as `[[lines.products]]` with ids; `product` stays the shorthand
+/// for the common single-type line.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// Along the direction of travel.
+    pub length: f64,
+    pub width: f64,
+    pub height: f64,
+    pub mass: f64,
+    pub friction: f64,
+    /// `None`: products are only placed explicitly (later: by an infeed
+    /// counter tag).
+    pub spawn_interval: Option<Duration>,
 }
 
 /// An ONNX model and the tags it reads. Run by the ML stage (later issue).
@@ -1830,11 +1872,156 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
     let id = t.req_str(sink, "id");
     let name = t.opt_str(sink, "name").map(|n| n.value);
     let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
+    let conveyors = t
+        .opt_table_array(sink, "conveyors")
+        .into_iter()
+        .filter_map(|c| decode_conveyor(sink, c))
+        .collect();
+    let product = t
+        .opt_table(sink, "product")
+        .and_then(|p| decode_product(sink, p));
     t.finish(sink);
     Some(Line {
         id: id?,
         name,
         machines,
+        conveyors,
+        product,
+    })
+}
+
+/// A dimension: a number > 0, reported at its value when it is not.
+fn positive(
+    sink: &mut Sink,
+    t: &Table<'_, '_>,
+    key: &'static str,
+    v: Option<Loc<f64>>,
+    unit: &str,
+) -> Option<Loc<f64>> {
+    let v = v?;
+    if v.value > 0.0 {
+        return Some(v);
+    }
+    sink.push(
+        Diagnostic::error(
+            v.span.clone(),
+            t.key_path(key),
+            format!("{key} must be positive, found {}", v.value),
+        )
+        .expected(format!("a number > 0, in {unit}")),
+    );
+    None
+}
+
+fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Conveyor> {
+    let t_span = t.span();
+    let id = t.req_str(sink, "id");
+    let speed_tag = t.req_str(sink, "speed_tag");
+    let width = t.req_f64(sink, "width");
+    let width = positive(sink, &t, "width", width, "metres");
+    let height = t.opt_f64(sink, "height");
+    let height = match height {
+        Some(h) => positive(sink, &t, "height", Some(h), "metres").map(|h| h.value),
+        None => Some(0.8),
+    };
+    let origin = match t.opt_f64_array(sink, "origin") {
+        None => Some([0.0, 0.0]),
+        Some(xy) => match xy.as_slice() {
+            [x, y] => Some([*x, *y]),
+            _ => {
+                if let Some(span) = t.key_span("origin") {
+                    sink.push(
+                        Diagnostic::error(
+                            span,
+                            t.key_path("origin"),
+                            format!("origin has {} numbers", xy.len()),
+                        )
+                        .expected("two numbers: the plan position [x, y] in metres"),
+                    );
+                }
+                None
+            }
+        },
+    };
+    let tables = t.opt_table_array(sink, "segments");
+    let n_tables = tables.len();
+    let segments: Vec<Segment> = tables
+        .into_iter()
+        .filter_map(|s| decode_segment(sink, s))
+        .collect();
+    if n_tables == 0 {
+        sink.push(
+            Diagnostic::error(
+                t.key_span("segments").unwrap_or(t_span),
+                t.key_path("segments"),
+                "a conveyor needs at least one segment",
+            )
+            .expected("one or more `[[lines.conveyors.segments]]` tables, each with a `length`")
+            .help("add `segments = [{ length = 5.0 }]` for a straight 5 m belt"),
+        );
+    }
+    t.finish(sink);
+    // A broken segment is reported where it is; the conveyor is dropped so
+    // that the physics never sees a partial belt.
+    if segments.len() != n_tables || n_tables == 0 {
+        return None;
+    }
+    Some(Conveyor {
+        id: id?,
+        speed_tag: speed_tag?,
+        width: width?,
+        height: height?,
+        origin: origin?,
+        segments,
+    })
+}
+
+fn decode_segment(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Segment> {
+    let length = t.req_f64(sink, "length");
+    let length = positive(sink, &t, "length", length, "metres");
+    let heading = t.opt_f64(sink, "heading").map_or(0.0, |h| h.value);
+    t.finish(sink);
+    Some(Segment {
+        length: length?,
+        heading,
+    })
+}
+
+fn decode_product(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Product> {
+    let mut dim = |t: &mut Table<'_, '_>, key: &'static str, unit: &str| {
+        let v = t.req_f64(sink, key);
+        positive(sink, t, key, v, unit).map(|v| v.value)
+    };
+    let length = dim(&mut t, "length", "metres");
+    let width = dim(&mut t, "width", "metres");
+    let height = dim(&mut t, "height", "metres");
+    let mass = dim(&mut t, "mass", "kilograms");
+    let friction = match t.opt_f64(sink, "friction") {
+        None => Some(0.6),
+        Some(f) if f.value >= 0.0 => Some(f.value),
+        Some(f) => {
+            sink.push(
+                Diagnostic::error(
+                    f.span.clone(),
+                    t.key_path("friction"),
+                    format!("friction must not be negative, found {}", f.value),
+                )
+                .expected("a friction coefficient >= 0, typically 0.2 to 1.0"),
+            );
+            None
+        }
+    };
+    let spawn_interval = t
+        .opt_duration(sink, "spawn_interval", MS, HOUR)
+        .map(|d| d.value);
+    t.finish(sink);
+    Some(Product {
+        length: length?,
+        width: width?,
+        height: height?,
+        mass: mass?,
+        friction: friction?,
+        spawn_interval,
     })
 }
 

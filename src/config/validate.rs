@@ -552,6 +552,25 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 );
             }
         }
+        // Conveyor ids name a belt within its line (events will say
+        // "line/conveyor"), so they are unique per line.
+        let mut conveyor_ids = BTreeMap::new();
+        for (j, c) in line.conveyors.iter().enumerate() {
+            dup(
+                sink,
+                &mut conveyor_ids,
+                "conveyor id in this line",
+                format!("lines[{i}].conveyors[{j}].id"),
+                &c.id,
+            );
+            if tags.id(&c.speed_tag.value).is_none() {
+                let _ = unknown_tag(
+                    sink,
+                    format!("lines[{i}].conveyors[{j}].speed_tag"),
+                    &c.speed_tag,
+                );
+            }
+        }
     }
     let mut model_ids = BTreeMap::new();
     for (i, model) in cfg.models.iter().enumerate() {

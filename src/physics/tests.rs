@@ -1,0 +1,237 @@
+//! Analytical and determinism checks of the line model (issue 4).
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::{Conveyor, Loc, Segment};
+
+/// The tick the checks run at: 240 Hz, a common physics rate, rounded to
+/// whole nanoseconds; time below is counted in steps × the f32 dt rapier
+/// actually integrates with.
+const DT: Duration = Duration::from_nanos(4_166_667);
+
+fn loc<T>(v: T) -> Loc<T> {
+    Loc::new(v, 0..0)
+}
+
+/// A line with one conveyor made of `(length, heading)` segments and a
+/// 0.2 × 0.2 × 0.2 m, 1 kg product.
+fn line(segments: &[(f64, f64)]) -> Line {
+    Line {
+        id: loc("l1".into()),
+        name: None,
+        machines: Vec::new(),
+        conveyors: vec![Conveyor {
+            id: loc("belt".into()),
+            speed_tag: loc("belt.speed".into()),
+            width: loc(0.6),
+            height: 0.8,
+            origin: [0.0, 0.0],
+            segments: segments
+                .iter()
+                .map(|&(length, heading)| Segment {
+                    length: loc(length),
+                    heading,
+                })
+                .collect(),
+        }],
+        product: Some(Product {
+            length: 0.2,
+            width: 0.2,
+            height: 0.2,
+            mass: 1.0,
+            friction: 0.6,
+            spawn_interval: None,
+        }),
+    }
+}
+
+/// The issue's check "transit time equals length divided by speed, within
+/// 2 %". The product starts with its back edge on the belt's start (centre
+/// at L/2 = 0.1 m) and arrives when its centre crosses the end (5 m), so it
+/// travels 5 − 0.1 = 4.9 m; at 0.5 m/s that takes 9.8 s. The time includes
+/// the product's start from rest on the moving belt: that is what a
+/// photo-eye at the end would see.
+#[test]
+fn r4_transit_time_is_length_over_speed() {
+    let mut m = LineModel::new(&line(&[(5.0, 0.0)]), DT);
+    m.set_belt_speed("belt", 0.5).expect("belt");
+    m.spawn_product().expect("product");
+    let start = m.product_positions()[0];
+    assert!((start.x - 0.1).abs() < 1e-6, "{start:?}");
+    let dt = m.world.integration_parameters.dt;
+    let mut steps = 0u32;
+    while m.product_positions()[0].x < 5.0 {
+        m.step().expect("step");
+        steps += 1;
+        assert!(
+            steps < 240 * 30,
+            "product never arrived: {:?}",
+            m.product_positions()
+        );
+    }
+    let measured = steps as f32 * dt;
+    let expected = (5.0 - 0.1) / 0.5;
+    let error = (measured - expected) / expected;
+    let p = m.product_positions()[0];
+    eprintln!(
+        "transit {measured:.4} s, expected {expected} s, error {:.3} %",
+        error * 100.0
+    );
+    assert!(error.abs() < 0.02, "transit {measured} s vs {expected} s");
+    // It rode the belt, not tumbled along it.
+    assert!(p.y.abs() < 0.01 && (p.z - 0.9).abs() < 0.01, "{p:?}");
+}
+
+#[test]
+fn r4_product_turns_onto_the_next_segment() {
+    // 3 m east, then 3 m north.
+    let mut m = LineModel::new(&line(&[(3.0, 0.0), (3.0, 90.0)]), DT);
+    assert_eq!(m.belt_count(), 2);
+    m.set_belt_speed("belt", 0.5).expect("belt");
+    m.spawn_product().expect("product");
+    for _ in 0..(240 * 9) {
+        m.step().expect("step");
+    }
+    let p = m.product_positions()[0];
+    // After 9 s at 0.5 m/s (4.5 m of belt) it is well into the second
+    // segment: near x = 3, north of the corner, still on the belt.
+    assert!((p.x - 3.0).abs() < 0.3, "{p:?}");
+    assert!(p.y > 0.5 && p.y < 3.0, "{p:?}");
+    assert!((p.z - 0.9).abs() < 0.02, "fell off: {p:?}");
+}
+
+#[test]
+fn r4_stopped_belt_holds_and_reverse_belt_runs_back() {
+    let mut m = LineModel::new(&line(&[(5.0, 0.0)]), DT);
+    m.spawn_product().expect("product");
+    for _ in 0..240 {
+        m.step().expect("step");
+    }
+    let p = m.product_positions()[0];
+    assert!((p.x - 0.1).abs() < 1e-3, "moved on a stopped belt: {p:?}");
+    m.set_belt_speed_at(0, -0.5).expect("belt");
+    for _ in 0..240 {
+        m.step().expect("step");
+    }
+    assert!(m.product_positions()[0].x < p.x - 0.3);
+}
+
+#[test]
+fn r4_same_inputs_give_bit_identical_positions() {
+    let run = || {
+        let mut l = line(&[(4.0, 0.0), (2.0, 45.0)]);
+        if let Some(p) = l.product.as_mut() {
+            p.spawn_interval = Some(Duration::from_millis(700));
+        }
+        let mut m = LineModel::new(&l, DT);
+        for i in 0..(240 * 6) {
+            // A speed that changes over time, as a measured tag would.
+            let speed = 0.4 + 0.1 * ((i / 240) % 3) as f32;
+            m.set_belt_speed_at(0, speed).expect("belt");
+            m.step().expect("step");
+        }
+        m.product_positions()
+            .iter()
+            .flat_map(|p| [p.x.to_bits(), p.y.to_bits(), p.z.to_bits()])
+            .collect::<Vec<u32>>()
+    };
+    let a = run();
+    assert_eq!(a.len(), 3 * 9, "one product per 700 ms over 6 s");
+    assert_eq!(a, run());
+}
+
+#[test]
+fn unknown_conveyor_and_bad_speed_are_errors() {
+    let mut m = LineModel::new(&line(&[(1.0, 0.0)]), DT);
+    assert_eq!(
+        m.set_belt_speed("nope", 1.0),
+        Err(PhysicsError::UnknownConveyor("nope".into()))
+    );
+    assert_eq!(
+        m.set_belt_speed_at(0, f32::NAN).map_err(|e| e.to_string()),
+        Err("belt speed NaN is not a finite number".into())
+    );
+}
+
+/// The config shape end to end: defaults filled in, segments chained, and
+/// the spawn interval counted in steps.
+#[test]
+fn model_builds_from_a_plant_file() {
+    let cfg = crate::config::load_str(
+        std::path::Path::new("line.toml"),
+        r#"
+[plant]
+name = "p"
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+registers = [{ tag = "belt.speed", table = "input", address = 0 }]
+[[machines]]
+id = "belt"
+kind = "conveyor"
+tags = { speed = "belt.speed" }
+[[lines]]
+id = "l1"
+machines = ["belt"]
+  [[lines.conveyors]]
+  id = "main"
+  speed_tag = "belt.speed"
+  width = 0.5
+  segments = [{ length = 2.0 }, { length = 1.0, heading = 90 }]
+  [lines.product]
+  length = 0.1
+  width = 0.1
+  height = 0.2
+  mass = 0.5
+  spawn_interval = "1s"
+"#,
+    )
+    .expect("valid");
+    let line = &cfg.config.lines[0];
+    let c = &line.conveyors[0];
+    assert_eq!(
+        (c.height, c.origin, c.segments[0].heading),
+        (0.8, [0.0, 0.0], 0.0)
+    );
+    assert_eq!(line.product.as_ref().map(|p| p.friction), Some(0.6));
+
+    let mut m = LineModel::new(line, Duration::from_millis(5));
+    assert_eq!(m.belt_count(), 2);
+    assert_eq!(m.conveyors()[0].speed_tag, "belt.speed");
+    // Spawns at step 0, 200 and 400: three products by 2.005 s.
+    for _ in 0..401 {
+        m.step().expect("step");
+    }
+    assert_eq!(m.elapsed(), Duration::from_millis(2005));
+    assert_eq!(m.product_positions().len(), 3);
+}
+
+/// rapier orders a contact pair by insertion, so a product that exists
+/// before its belt is the pair's first collider and the hook takes its other
+/// branch: the belt must still push it forwards.
+#[test]
+fn belt_pushes_a_product_inserted_before_it() {
+    use rapier3d::prelude::{ActiveHooks, ColliderBuilder, RigidBodyBuilder};
+    let mut world = PhysicsWorld::new();
+    world.integration_parameters.dt = 1.0 / 240.0;
+    let body = RigidBodyBuilder::dynamic()
+        .translation(Vector::new(0.5, 0.102, 0.0))
+        .can_sleep(false);
+    let (product, _) = world.insert(body, ColliderBuilder::cuboid(0.1, 0.1, 0.1));
+    let belt = ColliderBuilder::cuboid(2.0, 0.025, 0.3)
+        .translation(Vector::new(1.0, -0.025, 0.0))
+        .active_hooks(ActiveHooks::MODIFY_SOLVER_CONTACTS)
+        .user_data(1);
+    world.insert_collider(belt, None);
+    let hooks = BeltHooks {
+        segments: vec![(0, Vector::X)],
+        speeds: vec![0.5],
+    };
+    for _ in 0..240 {
+        world.step_with_events(&hooks, &());
+    }
+    let x = world.bodies[product].translation().x;
+    // 1 s at 0.5 m/s, less the start from rest.
+    assert!(x > 0.9 && x < 1.01, "x = {x}");
+}
