@@ -82,27 +82,51 @@ pub async fn run_live(
     let mut buf = Vec::with_capacity(64 * 1024);
 
     info!(plant = %cfg.config.plant.name, tick = ?cfg.config.plant.tick, tags = cfg.tags.len(), "Twin running.");
+    // A sample delivered after the tick its receive time belongs to has
+    // already run is, for the core, received after that tick. Clamping makes
+    // the pushed stream (what a recorder keeps) replay to exactly the ticks it
+    // was applied on live.
+    let push =
+        |core: &mut TwinCore, summary: &mut RunSummary, mut batch: Vec<crate::twin::Sample>| {
+            let applied_up_to = core.clock().now_ns();
+            summary.samples += batch.len() as u64;
+            for s in &mut batch {
+                s.recv_time_ns = s.recv_time_ns.max(applied_up_to + 1);
+            }
+            core.push_batch(batch);
+        };
+    // One timer for the tick, re-armed once per tick.
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
     loop {
         let clock = core.clock();
         let next = clock.time_of(clock.tick() + 1);
         if deadline.is_some_and(|d| next > d) {
             break;
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wallclock::until(next)) => {}
-        }
-        // A sample delivered after the tick its receive time belongs to has
-        // already run is, for the core, received after that tick. Clamping
-        // here makes the pushed stream (what a recorder keeps) replay to
-        // exactly the ticks it was applied on live.
-        let applied_up_to = core.clock().now_ns();
-        while let Ok(mut batch) = rx.try_recv() {
-            summary.samples += batch.len() as u64;
-            for s in &mut batch {
-                s.recv_time_ns = s.recv_time_ns.max(applied_up_to + 1);
+        timer
+            .as_mut()
+            .reset(wallclock::tokio_now() + wallclock::until(next));
+        // Between ticks, batches are moved into the core's inbox as they
+        // arrive, so the channel never fills up however many messages a tick
+        // brings; the core still applies each sample on its tick.
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                () = &mut timer => break,
+                batch = rx.recv() => match batch {
+                    Some(batch) => push(&mut core, &mut summary, batch),
+                    // Every source has stopped; keep ticking for staleness.
+                    None => (&mut timer).await,
+                },
             }
-            core.push_batch(batch);
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        while let Ok(batch) = rx.try_recv() {
+            push(&mut core, &mut summary, batch);
         }
         // Catch up tick by tick if the process was stalled.
         let now = wallclock::now_ns();
