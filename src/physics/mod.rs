@@ -49,6 +49,15 @@ pub enum PhysicsError {
     BadSpeed(f32),
 }
 
+/// Products removed by [`LineModel::remove_finished`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Left the end of the last conveyor.
+    pub out: usize,
+    /// Fell off the line.
+    pub lost: usize,
+}
+
 /// One conveyor as the model knows it.
 #[derive(Debug, Clone)]
 pub struct ConveyorModel {
@@ -59,6 +68,12 @@ pub struct ConveyorModel {
     start: Vector,
     /// World direction of the first segment.
     first_dir: Vector,
+    /// World position of the end of the belt surface, on its centre line.
+    end: Vector,
+    /// World direction of the last segment.
+    last_dir: Vector,
+    /// Half the belt's width.
+    half_width: f32,
 }
 
 /// The belt motion: a belt collider's `user_data` is `segment index + 1`
@@ -130,6 +145,7 @@ impl LineModel {
             let half_w = c.width.value / 2.0;
             let (mut x, mut y) = (c.origin[0], c.origin[1]);
             let first_heading = c.segments.first().map_or(0.0, |s| s.heading);
+            let last_heading = c.segments.last().map_or(0.0, |s| s.heading);
             for seg in &c.segments {
                 let len = seg.length.value;
                 let (sin, cos) = seg.heading.to_radians().sin_cos();
@@ -154,6 +170,9 @@ impl LineModel {
                 speed_tag: c.speed_tag.value.clone(),
                 start: convert::to_world(c.origin[0], c.origin[1], c.height),
                 first_dir: convert::heading_dir(first_heading),
+                end: convert::to_world(x, y, c.height),
+                last_dir: convert::heading_dir(last_heading),
+                half_width: half_w as f32,
             });
         }
         let dt_nanos = dt.as_nanos().max(1);
@@ -258,6 +277,66 @@ impl LineModel {
             .iter()
             .map(|h| convert::to_plan(self.world.bodies[*h].translation()))
             .collect()
+    }
+
+    /// Whether a new product fits at the infeed: the newest product on the
+    /// line (the one nearest the start, as products leave in spawn order)
+    /// has moved at least one product length past the spawn spot. An infeed
+    /// cannot push a product into one that is still standing there, so the
+    /// caller skips a spawn that comes due while this is false.
+    pub fn infeed_clear(&self) -> bool {
+        let (Some(p), Some(c), Some(h)) = (
+            self.product.as_ref(),
+            self.conveyors.first(),
+            self.products.last(),
+        ) else {
+            return true;
+        };
+        let along = (self.world.bodies[*h].translation() - c.start).dot(c.first_dir);
+        // Spawned with its centre at L/2; clear once its back edge is past
+        // L plus the drop gap.
+        along >= (1.5 * p.length + DROP_GAP) as f32
+    }
+
+    /// Removes the products that are done with the line and says how many:
+    /// `out` crossed the end of the last conveyor (their centre is past its
+    /// end, within the belt's width), `lost` fell below the floor (off a
+    /// side, a corner, or the end of a conveyor that is not the last).
+    /// Without this a running line's world would grow without bound.
+    pub fn remove_finished(&mut self) -> Finished {
+        let mut done = Finished::default();
+        let Some(last) = self.conveyors.last() else {
+            return done;
+        };
+        let (end, dir, half_width) = (last.end, last.last_dir, last.half_width);
+        let reach = self.product.as_ref().map_or(1.0, |p| p.length.max(p.width)) as f32;
+        let world = &mut self.world;
+        self.products.retain(|h| {
+            let pos = world.bodies[*h].translation();
+            let rel = pos - end;
+            let along = rel.dot(dir);
+            let lateral = (rel - dir * along - Vector::Y * rel.y).length();
+            // `along < reach` keeps a U-shaped line's upstream belt, which
+            // may lie beyond the end's plane, from counting as departed.
+            let out = along > 0.0 && along < reach && lateral <= half_width + reach;
+            let lost = pos.y < 0.0;
+            if !(out || lost) {
+                return true;
+            }
+            if out {
+                done.out += 1;
+            } else {
+                done.lost += 1;
+            }
+            world.remove_body(*h);
+            false
+        });
+        done
+    }
+
+    /// Products on the line now.
+    pub fn product_count(&self) -> usize {
+        self.products.len()
     }
 
     /// Number of belt segment colliders (for tests and snapshots).

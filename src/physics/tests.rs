@@ -235,3 +235,27 @@ fn belt_pushes_a_product_inserted_before_it() {
     // 1 s at 0.5 m/s, less the start from rest.
     assert!(x > 0.9 && x < 1.01, "x = {x}");
 }
+
+/// A product that rides off the end is counted out and its body removed; the
+/// infeed is occupied right after a spawn and clear once the product moved
+/// on.
+#[test]
+fn r4_products_leave_the_end_and_clear_the_infeed() {
+    let mut m = LineModel::new(&line(&[(1.0, 0.0)]), DT);
+    assert!(m.infeed_clear(), "empty line");
+    m.set_belt_speed("belt", 0.5).expect("belt");
+    m.spawn_product().expect("product");
+    assert!(!m.infeed_clear(), "product still on the spawn spot");
+    let mut out = 0;
+    for step in 0..(240 * 4) {
+        m.step().expect("step");
+        if step == 240 {
+            assert!(m.infeed_clear(), "0.5 m on, the infeed is free");
+        }
+        let done = m.remove_finished();
+        assert_eq!(done.lost, 0);
+        out += done.out;
+    }
+    assert_eq!((out, m.product_count()), (1, 0));
+    assert_eq!(m.world.bodies.len(), 0, "body removed");
+}

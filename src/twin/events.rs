@@ -19,6 +19,24 @@ pub const EVENT_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq)]
 pub enum TwinEvent {
     Tag(TagEvent),
+    Line(LineEvent),
+}
+
+/// A modelled line's state, written once per second of tick time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineEvent {
+    pub t_ns: i64,
+    pub line: Arc<str>,
+    /// Products on the line.
+    pub wip: u64,
+    /// Products that left the end of the last conveyor since the start.
+    pub out: u64,
+    /// Products that fell off the line since the start.
+    pub lost: u64,
+    /// Products out over the last minute of tick time.
+    pub throughput_per_min: f64,
+    /// Some belt speed was not known good on some tick since the last event.
+    pub uncertain: bool,
 }
 
 /// A tag's value or quality changed.
@@ -100,6 +118,22 @@ struct TagLine<'a> {
 }
 
 #[derive(Serialize)]
+struct LineLine<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    t: &'a str,
+    line: &'a str,
+    wip: u64,
+    out: u64,
+    lost: u64,
+    throughput_per_min: f64,
+    quality: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
 #[serde(untagged)]
 enum JsonValue<'a> {
     Null,
@@ -143,6 +177,28 @@ impl TwinEvent {
                 };
                 // Serializing plain structs of strings and numbers into a Vec
                 // cannot fail.
+                if serde_json::to_writer(&mut *out, &line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            TwinEvent::Line(e) => {
+                let line = LineLine {
+                    v: EVENT_VERSION,
+                    kind: "line",
+                    t: times.t.get(e.t_ns),
+                    line: &e.line,
+                    wip: e.wip,
+                    out: e.out,
+                    lost: e.lost,
+                    // A count over a window: always finite.
+                    throughput_per_min: e.throughput_per_min,
+                    quality: if e.uncertain {
+                        Quality::Uncertain.as_str()
+                    } else {
+                        Quality::Good.as_str()
+                    },
+                    reason: e.uncertain.then_some("speed_not_good"),
+                };
                 if serde_json::to_writer(&mut *out, &line).is_ok() {
                     out.push(b'\n');
                 }

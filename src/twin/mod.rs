@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod components;
 pub mod events;
+pub mod lines;
 pub mod sample;
 pub mod systems;
 
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use crate::config::{LoadedConfig, TagId};
 pub use clock::TickClock;
 use components::*;
-pub use events::{Outbox, TagMeta, TagMetaEntry, TwinEvent};
+pub use events::{LineEvent, Outbox, TagMeta, TagMetaEntry, TwinEvent};
+pub use lines::{LineState, LineStatus, Lines};
 pub use sample::{Quality, Sample, Value};
 
 /// The twin of one plant.
@@ -95,8 +97,11 @@ impl TwinCore {
             world.entity_mut(*entity).insert(MachineTags(roles));
         }
 
+        let index = TagIndex(index);
+        world.insert_resource(lines::build(cfg, &index, clock.period_ns()));
+        world.insert_resource(systems::PendingLineEvents::default());
         world.insert_resource(clock);
-        world.insert_resource(TagIndex(index));
+        world.insert_resource(index);
         world.insert_resource(TagMeta(meta));
         world.insert_resource(Inbox::default());
         world.insert_resource(Outbox::default());
@@ -106,7 +111,16 @@ impl TwinCore {
         // One thread, fixed order: determinism over parallelism. The systems
         // are cheap; the expensive stages will parallelise inside themselves.
         schedule.set_executor(SingleThreadedExecutor::new());
-        schedule.add_systems((systems::ingest, systems::staleness, systems::emit).chain());
+        schedule.add_systems(
+            (
+                systems::ingest,
+                systems::staleness,
+                systems::physics,
+                systems::emit,
+                systems::emit_lines,
+            )
+                .chain(),
+        );
 
         TwinCore { world, schedule }
     }
@@ -183,6 +197,11 @@ impl TwinCore {
             .collect();
         out.sort_by_key(|s| s.tag);
         out
+    }
+
+    /// Every modelled line (those with conveyor geometry), in config order.
+    pub fn lines(&self) -> &[LineState] {
+        &self.world.resource::<Lines>().0
     }
 
     pub fn world(&self) -> &World {

@@ -1,15 +1,16 @@
 //! The core's systems, run in this order on every tick:
-//! ingest → staleness → emit.
+//! ingest → staleness → physics → emit → emit_lines.
 //!
-//! Later stages (physics, features, inference, optimiser, guard) slot in
-//! between staleness and emit.
+//! Later stages (features, inference, optimiser, guard) slot in between
+//! physics and emit.
 
 use bevy_ecs::prelude::*;
 
 use super::clock::TickClock;
 use super::components::*;
-use super::events::{Outbox, TagEvent, TwinEvent};
-use super::sample::Quality;
+use super::events::{LineEvent, Outbox, TagEvent, TwinEvent};
+use super::lines::{BeltSpeed, Lines};
+use super::sample::{Quality, Value};
 
 /// Apply every sample whose receive time has come, in arrival order.
 ///
@@ -127,4 +128,50 @@ pub fn emit(
     }
     changed.sort_by_key(|e| e.tag);
     outbox.0.extend(changed.into_iter().map(TwinEvent::Tag));
+}
+
+/// Line events due this tick, held from `physics` to `emit_lines` so that a
+/// tick's tag events come before its line events in the stream.
+#[derive(Resource, Debug, Default)]
+pub struct PendingLineEvents(pub Vec<LineEvent>);
+
+/// The speed a belt runs at, from its speed tag's current value and quality
+/// (see the uncertain rule in `twin::lines`).
+fn belt_speed(tag: Option<(&TagValue, &TagQuality)>) -> BeltSpeed {
+    match tag {
+        Some((TagValue(Some(Value::Num(v))), q)) if v.is_finite() => match q.quality {
+            Quality::Good => (*v as f32, true),
+            Quality::Uncertain => (*v as f32, false),
+            Quality::Bad | Quality::Stale => (0.0, false),
+        },
+        _ => (0.0, false),
+    }
+}
+
+/// Step every modelled line by one tick, belts driven by their measured
+/// speed tags, in config order.
+pub fn physics(
+    clock: Res<TickClock>,
+    mut lines: ResMut<Lines>,
+    mut pending: ResMut<PendingLineEvents>,
+    tags: Query<(&TagValue, &TagQuality)>,
+    mut speeds: Local<Vec<BeltSpeed>>,
+) {
+    let (now, period) = (clock.now_ns(), clock.period_ns());
+    for line in &mut lines.0 {
+        speeds.clear();
+        speeds.extend(
+            line.speed_tags()
+                .iter()
+                .map(|e| belt_speed(e.and_then(|e| tags.get(e).ok()))),
+        );
+        if let Some(event) = line.tick(now, period, &speeds) {
+            pending.0.push(event);
+        }
+    }
+}
+
+/// Append the line events due this tick, after the tag events.
+pub fn emit_lines(mut pending: ResMut<PendingLineEvents>, mut outbox: ResMut<Outbox>) {
+    outbox.0.extend(pending.0.drain(..).map(TwinEvent::Line));
 }
