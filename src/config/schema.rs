@@ -594,8 +594,9 @@ pub const MACHINE_KINDS: &[&str] = &[
 ];
 
 /// A production line: which machines it is made of, in flow order, and
-/// optionally its geometry for the physics twin (`crate::physics`). Stations,
-/// photo-eyes and transfers join the geometry later.
+/// optionally its geometry for the physics twin (`crate::physics`):
+/// conveyors, the product, stations and photo-eyes. Transfers join the
+/// geometry later.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub id: Loc<String>,
@@ -603,6 +604,40 @@ pub struct Line {
     pub machines: Vec<Loc<String>>,
     pub conveyors: Vec<Conveyor>,
     pub product: Option<Product>,
+    pub stations: Vec<Station>,
+    pub photo_eyes: Vec<PhotoEye>,
+}
+
+/// A place on a belt where each product stops for one cycle (fill, cap,
+/// label, inspect).
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub id: Loc<String>,
+    /// Id of the conveyor (in the same line) the station stands at.
+    pub conveyor: Loc<String>,
+    /// Metres along that conveyor's belt, from its start.
+    pub position: Loc<f64>,
+    pub cycle: StationCycle,
+}
+
+/// Where a station's cycle time comes from: exactly one of the two keys.
+#[derive(Debug, Clone)]
+pub enum StationCycle {
+    /// `cycle_time_tag`: the tag's current value, in seconds.
+    Tag(Loc<String>),
+    /// `cycle_time`: a fixed duration.
+    Fixed(Duration),
+}
+
+/// A photo-eye across a belt, bound to the digital input it drives.
+#[derive(Debug, Clone)]
+pub struct PhotoEye {
+    pub id: Loc<String>,
+    pub conveyor: Loc<String>,
+    /// Metres along the conveyor's belt, from its start.
+    pub position: Loc<f64>,
+    /// The measured input tag (blocked = true).
+    pub tag: Loc<String>,
 }
 
 /// A belt conveyor: a chain of straight segments, each starting where the
@@ -1880,6 +1915,16 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
     let product = t
         .opt_table(sink, "product")
         .and_then(|p| decode_product(sink, p));
+    let stations = t
+        .opt_table_array(sink, "stations")
+        .into_iter()
+        .filter_map(|s| decode_station(sink, s))
+        .collect();
+    let photo_eyes = t
+        .opt_table_array(sink, "photo_eyes")
+        .into_iter()
+        .filter_map(|e| decode_photo_eye(sink, e))
+        .collect();
     t.finish(sink);
     Some(Line {
         id: id?,
@@ -1887,6 +1932,74 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         machines,
         conveyors,
         product,
+        stations,
+        photo_eyes,
+    })
+}
+
+/// The position and whether it is on the belt are checked by `validate`,
+/// which knows the conveyor's length.
+fn decode_station(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Station> {
+    let t_span = t.span();
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let tag = t.opt_str(sink, "cycle_time_tag");
+    let fixed = t.opt_duration(sink, "cycle_time", MS, HOUR);
+    let fixed_given = t.key_span("cycle_time").is_some();
+    let cycle = match (tag, fixed) {
+        (Some(tag), None) if !fixed_given => Some(StationCycle::Tag(tag)),
+        (None, Some(d)) => Some(StationCycle::Fixed(d.value)),
+        // A `cycle_time` that did not decode is reported already.
+        (None, None) if fixed_given => None,
+        (Some(_), _) => {
+            sink.push(
+                Diagnostic::error(
+                    t.key_span("cycle_time").unwrap_or(t_span.clone()),
+                    t.key_path("cycle_time"),
+                    "a station has both `cycle_time_tag` and `cycle_time`",
+                )
+                .expected("exactly one of `cycle_time_tag` (a tag, in seconds) or `cycle_time` (a fixed duration)")
+                .help("keep `cycle_time_tag` when the PLC reports the cycle time, `cycle_time` when it is fixed"),
+            );
+            None
+        }
+        (None, _) => {
+            sink.push(
+                Diagnostic::error(
+                    t_span,
+                    t.key_path("cycle_time_tag"),
+                    "a station needs a cycle time",
+                )
+                .expected("exactly one of `cycle_time_tag` (a tag, in seconds) or `cycle_time` (a fixed duration)")
+                .help("add `cycle_time = \"2s\"` for a fixed cycle"),
+            );
+            None
+        }
+    };
+    t.finish(sink);
+    // A broken cycle is reported above and refuses the file; keeping the
+    // station (with a placeholder cycle) keeps the key paths of the
+    // stations after it right in `validate`'s messages.
+    Some(Station {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        cycle: cycle.unwrap_or(StationCycle::Fixed(Duration::ZERO)),
+    })
+}
+
+fn decode_photo_eye(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<PhotoEye> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let tag = t.req_str(sink, "tag");
+    t.finish(sink);
+    Some(PhotoEye {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        tag: tag?,
     })
 }
 

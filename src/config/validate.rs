@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::decode::{Loc, Sink};
 use super::diagnostics::{Diagnostic, SourceFile, closest, did_you_mean};
-use super::schema::{DataType, PlantConfig, RegisterTable};
+use super::schema::{DataType, PlantConfig, RegisterTable, StationCycle};
 use super::{TagDef, TagId, TagSource, TagTable};
 
 pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) -> TagTable {
@@ -569,6 +569,72 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                     format!("lines[{i}].conveyors[{j}].speed_tag"),
                     &c.speed_tag,
                 );
+            }
+        }
+        // Stations and photo-eyes stand at a place on a belt of this line.
+        // Their ids are one namespace per line (events will name them).
+        let conveyor_names: Vec<&str> =
+            line.conveyors.iter().map(|c| c.id.value.as_str()).collect();
+        let mut place_ids = BTreeMap::new();
+        let mut check_place = |sink: &mut Sink,
+                               path: String,
+                               id: &Loc<String>,
+                               conveyor: &Loc<String>,
+                               position: &Loc<f64>| {
+            dup(
+                sink,
+                &mut place_ids,
+                "station or photo-eye id in this line",
+                format!("{path}.id"),
+                id,
+            );
+            let Some(c) = line.conveyors.iter().find(|c| c.id.value == conveyor.value) else {
+                sink.push(
+                    Diagnostic::error(
+                        conveyor.span.clone(),
+                        format!("{path}.conveyor"),
+                        format!("unknown conveyor \"{}\"", conveyor.value),
+                    )
+                    .expected("the id of a `[[lines.conveyors]]` entry of this line")
+                    .maybe_help(did_you_mean(
+                        &conveyor.value,
+                        conveyor_names.iter().copied(),
+                    )),
+                );
+                return;
+            };
+            let length: f64 = c.segments.iter().map(|s| s.length.value).sum();
+            let p = position.value;
+            if !(p.is_finite() && (0.0..=length).contains(&p)) {
+                sink.push(
+                    Diagnostic::error(
+                        position.span.clone(),
+                        format!("{path}.position"),
+                        format!(
+                            "position {p} m is off conveyor \"{}\", which is {length} m long",
+                            c.id.value
+                        ),
+                    )
+                    .expected(format!(
+                        "metres along the belt from its start, 0 to {length}"
+                    )),
+                );
+            }
+        };
+        for (j, s) in line.stations.iter().enumerate() {
+            let path = format!("lines[{i}].stations[{j}]");
+            check_place(sink, path.clone(), &s.id, &s.conveyor, &s.position);
+            if let StationCycle::Tag(tag) = &s.cycle
+                && tags.id(&tag.value).is_none()
+            {
+                let _ = unknown_tag(sink, format!("{path}.cycle_time_tag"), tag);
+            }
+        }
+        for (j, e) in line.photo_eyes.iter().enumerate() {
+            let path = format!("lines[{i}].photo_eyes[{j}]");
+            check_place(sink, path.clone(), &e.id, &e.conveyor, &e.position);
+            if tags.id(&e.tag.value).is_none() {
+                let _ = unknown_tag(sink, format!("{path}.tag"), &e.tag);
             }
         }
     }

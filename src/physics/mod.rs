@@ -15,17 +15,27 @@
 //! solver for a tangential velocity (rapier's conveyor idiom, see
 //! [`BeltHooks`]). That keeps the belt geometry static, which is cheaper and
 //! keeps the broad phase untouched from step to step.
+//!
+//! Stations hold a product by turning its body kinematic (zero velocity)
+//! for the cycle and back to dynamic on release: a kinematic body has no
+//! contact with the fixed belt, so the belt stops pushing it, and it is an
+//! immovable wall for the products queueing behind it, which the belt keeps
+//! pushing against it. That is one state switch per product and station,
+//! with no per-contact bookkeeping in the hooks, and it is exact: a held
+//! product does not creep. Photo-eyes are sensor colliders across the belt;
+//! after each step each says whether a product intersects it (see
+//! [`PhotoEyeModel`]).
 
 pub mod convert;
 
 use std::time::Duration;
 
 use rapier3d::prelude::{
-    ActiveHooks, ColliderBuilder, ColliderHandle, ContactModificationContext, PhysicsHooks,
-    PhysicsWorld, RigidBodyBuilder, RigidBodyHandle, Vector,
+    ActiveCollisionTypes, ActiveHooks, ColliderBuilder, ColliderHandle, ContactModificationContext,
+    PhysicsHooks, PhysicsWorld, RigidBodyBuilder, RigidBodyHandle, RigidBodyType, Vector,
 };
 
-use crate::config::{Line, Product};
+use crate::config::{Conveyor, Line, Product, StationCycle};
 pub use convert::PlanPoint;
 
 /// Thickness of a belt's box under its surface. Only needs to be thick
@@ -75,6 +85,123 @@ pub struct ConveyorModel {
     /// Half the belt's width.
     half_width: f32,
 }
+
+/// A place on a belt (a station or a photo-eye), in world terms.
+#[derive(Debug, Clone, Copy)]
+struct BeltPlace {
+    /// On the belt surface, on its centre line.
+    point: Vector,
+    /// Unit direction of travel of the segment the place is on.
+    dir: Vector,
+    half_width: f32,
+    heading: f64,
+}
+
+impl BeltPlace {
+    /// `position` metres along `c`'s belt; a position past the end (which
+    /// validation refuses) is clamped onto the last segment.
+    fn new(c: &Conveyor, position: f64) -> Self {
+        let (mut x, mut y) = (c.origin[0], c.origin[1]);
+        let mut left = position.max(0.0);
+        let mut heading = c.segments.first().map_or(0.0, |s| s.heading);
+        for (k, seg) in c.segments.iter().enumerate() {
+            heading = seg.heading;
+            let len = seg.length.value;
+            let (sin, cos) = seg.heading.to_radians().sin_cos();
+            let d = if k + 1 == c.segments.len() {
+                left.min(len)
+            } else if left <= len {
+                left
+            } else {
+                left -= len;
+                (x, y) = (x + cos * len, y + sin * len);
+                continue;
+            };
+            (x, y) = (x + cos * d, y + sin * d);
+            break;
+        }
+        BeltPlace {
+            point: convert::to_world(x, y, c.height),
+            dir: convert::heading_dir(heading),
+            half_width: (c.width.value / 2.0) as f32,
+            heading,
+        }
+    }
+
+    /// A product centre's distance along the belt past this place (negative:
+    /// before it), if the centre is over the belt's width here and not
+    /// below its surface.
+    fn along(&self, pos: Vector) -> Option<f32> {
+        let rel = pos - self.point;
+        let along = rel.dot(self.dir);
+        let lateral = (rel - self.dir * along - Vector::Y * rel.y).length();
+        (lateral <= self.half_width && rel.y >= 0.0).then_some(along)
+    }
+}
+
+/// A station: stops each product that reaches it for one cycle.
+///
+/// The cycle is the station's *period*, as a machine's rated cycle time is:
+/// it starts when a product arrives at an idle station, or, when the next
+/// product is already queued against the one being released, at that
+/// release (indexing the next product in is part of the cycle). So a fed
+/// station releases one product per cycle, and a starved one holds each
+/// product for the whole cycle.
+#[derive(Debug, Clone)]
+pub struct StationModel {
+    pub id: String,
+    /// The tag whose value (seconds) gives the cycle; `None` for a fixed one.
+    pub cycle_tag: Option<String>,
+    place: BeltPlace,
+    /// `None`: hold indefinitely (the cycle time is not known).
+    cycle_ns: Option<u128>,
+    /// The product held, and the step its cycle started at.
+    held: Option<(RigidBodyHandle, u64)>,
+    /// The last product released, which must not be caught again while its
+    /// centre is still at the station.
+    released: Option<RigidBodyHandle>,
+    /// Set at a release with a product queued: its cycle starts then.
+    next_start: Option<u64>,
+}
+
+impl StationModel {
+    /// Whether a product is held now.
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+/// A photo-eye as the physics expects it: a sensor collider, a thin sheet
+/// (1 cm along the belt, the belt's width across, from 1 mm above the
+/// surface to 0.5 m up) across the belt, so any product crossing its
+/// position blocks it whatever the product's height.
+#[derive(Debug, Clone)]
+pub struct PhotoEyeModel {
+    pub id: String,
+    /// The measured digital input this eye is compared with (later).
+    pub tag: String,
+    collider: ColliderHandle,
+    blocked: bool,
+    rising_edges: u64,
+}
+
+impl PhotoEyeModel {
+    /// Whether a product intersects the beam after the last step.
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Clear → blocked transitions since the model was built.
+    pub fn rising_edges(&self) -> u64 {
+        self.rising_edges
+    }
+}
+
+/// Half the photo-eye sheet's height and thickness, and its gap above the
+/// belt (so it never touches the belt collider).
+const EYE_HALF_HEIGHT: f32 = 0.25;
+const EYE_HALF_THICKNESS: f32 = 0.005;
+const EYE_GAP: f32 = 0.001;
 
 /// The belt motion: a belt collider's `user_data` is `segment index + 1`
 /// (0 means "not a belt"), which finds the segment's direction and its
@@ -131,6 +258,8 @@ pub struct LineModel {
     steps: u64,
     /// Steps between automatic spawns, from `product.spawn_interval`.
     spawn_every: Option<u64>,
+    stations: Vec<StationModel>,
+    photo_eyes: Vec<PhotoEyeModel>,
 }
 
 impl LineModel {
@@ -175,6 +304,55 @@ impl LineModel {
                 half_width: half_w as f32,
             });
         }
+        let place = |conveyor: &str, position: f64| {
+            let c = line.conveyors.iter().find(|c| c.id.value == conveyor)?;
+            Some(BeltPlace::new(c, position))
+        };
+        // Validation refuses stations and eyes on unknown conveyors; a
+        // model built from an unchecked line skips them.
+        let stations = line
+            .stations
+            .iter()
+            .filter_map(|s| {
+                let place = place(&s.conveyor.value, s.position.value)?;
+                let (cycle_tag, cycle_ns) = match &s.cycle {
+                    StationCycle::Tag(t) => (Some(t.value.clone()), None),
+                    StationCycle::Fixed(d) => (None, Some(d.as_nanos())),
+                };
+                Some(StationModel {
+                    id: s.id.value.clone(),
+                    cycle_tag,
+                    place,
+                    cycle_ns,
+                    held: None,
+                    released: None,
+                    next_start: None,
+                })
+            })
+            .collect();
+        let photo_eyes = line
+            .photo_eyes
+            .iter()
+            .filter_map(|e| {
+                let p = place(&e.conveyor.value, e.position.value)?;
+                let sensor =
+                    ColliderBuilder::cuboid(EYE_HALF_THICKNESS, EYE_HALF_HEIGHT, p.half_width)
+                        .sensor(true)
+                        // Held products are kinematic, and kinematic-vs-fixed
+                        // pairs are off by default: the eye must see them too.
+                        .active_collision_types(ActiveCollisionTypes::all())
+                        .translation(p.point + Vector::Y * (EYE_GAP + EYE_HALF_HEIGHT))
+                        .rotation(convert::heading_rotation(p.heading))
+                        .build();
+                Some(PhotoEyeModel {
+                    id: e.id.value.clone(),
+                    tag: e.tag.value.clone(),
+                    collider: world.colliders.insert(sensor),
+                    blocked: false,
+                    rising_edges: 0,
+                })
+            })
+            .collect();
         let dt_nanos = dt.as_nanos().max(1);
         let spawn_every = line
             .product
@@ -191,6 +369,26 @@ impl LineModel {
             dt,
             steps: 0,
             spawn_every,
+            stations,
+            photo_eyes,
+        }
+    }
+
+    /// The stations, in config order (those on known conveyors).
+    pub fn stations(&self) -> &[StationModel] {
+        &self.stations
+    }
+
+    /// The photo-eyes, in config order (those on known conveyors).
+    pub fn photo_eyes(&self) -> &[PhotoEyeModel] {
+        &self.photo_eyes
+    }
+
+    /// Sets a station's cycle time for the next steps; `None` holds the
+    /// product it has (or the next one to arrive) until a cycle is known.
+    pub fn set_station_cycle_at(&mut self, station: usize, cycle: Option<Duration>) {
+        if let Some(s) = self.stations.get_mut(station) {
+            s.cycle_ns = cycle.map(|c| c.as_nanos());
         }
     }
 
@@ -262,7 +460,69 @@ impl LineModel {
         }
         self.world.step_with_events(&self.hooks, &());
         self.steps += 1;
+        self.update_stations();
+        self.update_photo_eyes();
         Ok(())
+    }
+
+    /// After a step: releases products whose cycle is over, then catches
+    /// products that reached an idle station.
+    fn update_stations(&mut self) {
+        let (steps, dt_ns) = (self.steps, self.dt.as_nanos());
+        let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
+        let bodies = &mut self.world.bodies;
+        for s in &mut self.stations {
+            if let (Some((h, start)), Some(cycle)) = (s.held, s.cycle_ns)
+                && u128::from(steps - start) * dt_ns >= cycle
+            {
+                bodies[h].set_body_type(RigidBodyType::Dynamic, true);
+                s.held = None;
+                s.released = Some(h);
+                // Queued: touching the released product, its centre one
+                // product length back. A tenth of a length of slack covers
+                // contact gaps; a product that close but still moving
+                // starts its cycle at most 0.1 L / speed early.
+                let queued = self.products.iter().any(|p| {
+                    *p != h
+                        && s.place
+                            .along(bodies[*p].translation())
+                            .is_some_and(|a| a < 0.0 && a >= -1.1 * reach)
+                });
+                s.next_start = queued.then_some(steps);
+            }
+            if s.held.is_some() {
+                continue;
+            }
+            let caught = self.products.iter().copied().find(|p| {
+                Some(*p) != s.released
+                    && bodies[*p].is_dynamic()
+                    && s.place
+                        .along(bodies[*p].translation())
+                        .is_some_and(|a| a >= 0.0 && a < reach / 2.0)
+            });
+            if let Some(h) = caught {
+                let body = &mut bodies[h];
+                body.set_linvel(Vector::ZERO, false);
+                body.set_angvel(Vector::ZERO, false);
+                body.set_body_type(RigidBodyType::KinematicVelocityBased, false);
+                s.held = Some((h, s.next_start.take().unwrap_or(steps)));
+            }
+        }
+    }
+
+    /// After a step: each eye's expected state from the sensor's
+    /// intersections, counting clear → blocked edges.
+    fn update_photo_eyes(&mut self) {
+        for e in &mut self.photo_eyes {
+            let blocked = self
+                .world
+                .intersection_pairs_with(e.collider)
+                .any(|(.., hit)| hit);
+            if blocked && !e.blocked {
+                e.rising_edges += 1;
+            }
+            e.blocked = blocked;
+        }
     }
 
     /// Simulated time so far: steps × dt.
@@ -311,7 +571,15 @@ impl LineModel {
         let (end, dir, half_width) = (last.end, last.last_dir, last.half_width);
         let reach = self.product.as_ref().map_or(1.0, |p| p.length.max(p.width)) as f32;
         let world = &mut self.world;
+        let stations = &self.stations;
         self.products.retain(|h| {
+            // A held product is at its station, whatever its position says.
+            if stations
+                .iter()
+                .any(|s| s.held.is_some_and(|(p, _)| p == *h))
+            {
+                return true;
+            }
             let pos = world.bodies[*h].translation();
             let rel = pos - end;
             let along = rel.dot(dir);

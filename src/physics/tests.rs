@@ -43,6 +43,8 @@ fn line(segments: &[(f64, f64)]) -> Line {
             friction: 0.6,
             spawn_interval: None,
         }),
+        stations: Vec::new(),
+        photo_eyes: Vec::new(),
     }
 }
 
@@ -258,4 +260,59 @@ fn r4_products_leave_the_end_and_clear_the_infeed() {
     }
     assert_eq!((out, m.product_count()), (1, 0));
     assert_eq!(m.world.bodies.len(), 0, "body removed");
+}
+
+/// A starved station holds its product for the whole cycle, exactly where
+/// it caught it, then lets it ride on; a second product placed behind it
+/// queues against it without passing through, and, being queued at the
+/// release, is released one cycle after the first (the station's period).
+#[test]
+fn r4_station_holds_for_its_cycle_and_products_queue() {
+    use crate::config::{Station, StationCycle};
+    let mut l = line(&[(5.0, 0.0)]);
+    l.stations.push(Station {
+        id: loc("st".into()),
+        conveyor: loc("belt".into()),
+        position: loc(1.0),
+        cycle: StationCycle::Fixed(Duration::from_secs(3)),
+    });
+    let mut m = LineModel::new(&l, DT);
+    m.set_belt_speed("belt", 0.5).expect("belt");
+    m.spawn_product().expect("product");
+    let mut caught_at = None;
+    let mut released_at = None;
+    let mut releases = Vec::new();
+    let mut was_holding = false;
+    let mut spawned_second = false;
+    for step in 0..(240 * 10) {
+        m.step().expect("step");
+        let holding = m.stations()[0].holding();
+        if was_holding && !holding {
+            releases.push(step);
+        }
+        was_holding = holding;
+        if holding && caught_at.is_none() {
+            caught_at = Some(step);
+            let x = m.product_positions()[0].x;
+            assert!((x - 1.0).abs() < 0.01, "caught at {x}");
+        }
+        if caught_at.is_some() && !holding && released_at.is_none() {
+            released_at = Some(step);
+        }
+        // Once the first is held and the infeed is clear, a second one.
+        if holding && !spawned_second && m.infeed_clear() {
+            m.spawn_product().expect("product");
+            spawned_second = true;
+        }
+        let xs = m.product_positions();
+        if xs.len() == 2 {
+            assert!(xs[0].x - xs[1].x > 0.19, "passed through: {xs:?}");
+        }
+    }
+    let held = released_at.zip(caught_at).map(|(r, c)| r - c);
+    // 3 s at 240 Hz, to the step.
+    assert_eq!(held, Some(720), "held {held:?} steps");
+    assert!(spawned_second);
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    assert_eq!(releases[1] - releases[0], 720, "{releases:?}");
 }

@@ -35,8 +35,10 @@ pub struct LineEvent {
     pub lost: u64,
     /// Products out over the last minute of tick time.
     pub throughput_per_min: f64,
-    /// Some belt speed was not known good on some tick since the last event.
-    pub uncertain: bool,
+    /// Why the event is uncertain (`speed_not_good`, `cycle_time_not_good`):
+    /// some belt speed or station cycle time was not known good on some
+    /// tick since the last event. `None`: good.
+    pub uncertain: Option<&'static str>,
 }
 
 /// A tag's value or quality changed.
@@ -192,12 +194,12 @@ impl TwinEvent {
                     lost: e.lost,
                     // A count over a window: always finite.
                     throughput_per_min: e.throughput_per_min,
-                    quality: if e.uncertain {
+                    quality: if e.uncertain.is_some() {
                         Quality::Uncertain.as_str()
                     } else {
                         Quality::Good.as_str()
                     },
-                    reason: e.uncertain.then_some("speed_not_good"),
+                    reason: e.uncertain,
                 };
                 if serde_json::to_writer(&mut *out, &line).is_ok() {
                     out.push(b'\n');

@@ -18,6 +18,9 @@
 //!   value runs at 0 m/s (the twin does not invent motion it cannot see),
 //!   and the line is `uncertain` for that tick. A tag of `uncertain` quality
 //!   still drives the belt with its value but also makes the line uncertain.
+//!   Station cycle-time tags follow the same rule, except that an unknown
+//!   cycle time holds the station's product indefinitely (the twin does not
+//!   invent a release it cannot see).
 
 use bevy_ecs::prelude::*;
 use std::collections::VecDeque;
@@ -41,6 +44,12 @@ pub const REPORT_EVERY_NS: i64 = 1_000_000_000;
 /// Throughput is counted over this much tick time.
 pub const THROUGHPUT_WINDOW_NS: i64 = 60_000_000_000;
 
+/// Line event reason: some belt speed tag was not good.
+pub const SPEED_NOT_GOOD: &str = "speed_not_good";
+/// Line event reason: some station cycle-time tag was not good (and every
+/// speed was).
+pub const CYCLE_TIME_NOT_GOOD: &str = "cycle_time_not_good";
+
 /// Every modelled line, in config order.
 #[derive(Resource, Default)]
 pub struct Lines(pub Vec<LineState>);
@@ -51,6 +60,9 @@ pub struct LineState {
     model: LineModel,
     /// Per conveyor (model order): its speed tag's entity, if the tag exists.
     speed_tags: Vec<Option<Entity>>,
+    /// Per station (model order): `None` for a fixed cycle time, else its
+    /// cycle-time tag's entity, if the tag exists.
+    cycle_tags: Vec<Option<Option<Entity>>>,
     substeps: u32,
     dt_ns: i64,
     /// Physics time since the core started, in ns: steps × `dt_ns`.
@@ -60,8 +72,9 @@ pub struct LineState {
     /// Tick times at which products left the end, within the window.
     departures: VecDeque<i64>,
     pub status: LineStatus,
-    /// Set when any tick since the last line event was uncertain.
-    uncertain_since_report: bool,
+    /// Why some tick since the last line event was uncertain, if one was
+    /// (a belt speed's reason wins over a station cycle time's).
+    uncertain_since_report: Option<&'static str>,
 }
 
 /// What the twin currently says about a line (also the content of its
@@ -122,10 +135,23 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                     index.0.get(id.index()).copied()
                 })
                 .collect();
+            let cycle_tags = model
+                .stations()
+                .iter()
+                .map(|s| {
+                    let tag = s.cycle_tag.as_deref()?;
+                    Some(
+                        cfg.tags
+                            .id(tag)
+                            .and_then(|id| index.0.get(id.index()).copied()),
+                    )
+                })
+                .collect();
             LineState {
                 id: Arc::from(line.id.value.as_str()),
                 model,
                 speed_tags,
+                cycle_tags,
                 substeps,
                 dt_ns,
                 elapsed_ns: 0,
@@ -134,7 +160,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 next_spawn_ns: 0,
                 departures: VecDeque::new(),
                 status: LineStatus::default(),
-                uncertain_since_report: false,
+                uncertain_since_report: None,
             }
         })
         .collect();
@@ -145,22 +171,33 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
 /// good.
 pub type BeltSpeed = (f32, bool);
 
+/// A station's cycle time read from its tag: the cycle (`None`: unknown,
+/// hold), and whether it is known good.
+pub type StationCycleTime = (Option<Duration>, bool);
+
 impl LineState {
     /// The speed tag of each conveyor, for the system to read.
     pub(crate) fn speed_tags(&self) -> &[Option<Entity>] {
         &self.speed_tags
     }
 
+    /// Per station: `None` for a fixed cycle, else its cycle-time tag.
+    pub(crate) fn cycle_tags(&self) -> &[Option<Option<Entity>>] {
+        &self.cycle_tags
+    }
+
     /// Runs one tick ending at `now_ns`: sets the belts, steps the model
     /// `substeps` times (spawning as due), removes finished products and
-    /// updates the status. Returns the line event if one is due.
+    /// updates the status. `cycles` has one entry per station, `None` for a
+    /// fixed cycle time. Returns the line event if one is due.
     pub(crate) fn tick(
         &mut self,
         now_ns: i64,
         period_ns: i64,
         speeds: &[BeltSpeed],
+        cycles: &[Option<StationCycleTime>],
     ) -> Option<LineEvent> {
-        let mut uncertain = false;
+        let (mut uncertain, mut cycle_uncertain) = (false, false);
         for (i, &(speed, good)) in speeds.iter().enumerate() {
             uncertain |= !good;
             // A non-finite speed never gets here (ingest turns it bad), so
@@ -169,6 +206,12 @@ impl LineState {
             if self.model.set_belt_speed_at(i, speed).is_err() {
                 let _ = self.model.set_belt_speed_at(i, 0.0);
                 uncertain = true;
+            }
+        }
+        for (i, c) in cycles.iter().enumerate() {
+            if let Some((cycle, good)) = *c {
+                cycle_uncertain |= !good;
+                self.model.set_station_cycle_at(i, cycle);
             }
         }
         for _ in 0..self.substeps {
@@ -205,8 +248,13 @@ impl LineState {
         self.status.wip = self.model.product_count() as u64;
         self.status.throughput_per_min =
             self.departures.len() as f64 * 60e9 / THROUGHPUT_WINDOW_NS as f64;
-        self.status.uncertain = uncertain;
-        self.uncertain_since_report |= uncertain;
+        self.status.uncertain = uncertain || cycle_uncertain;
+        if uncertain {
+            self.uncertain_since_report = Some(SPEED_NOT_GOOD);
+        } else if cycle_uncertain {
+            self.uncertain_since_report
+                .get_or_insert(CYCLE_TIME_NOT_GOOD);
+        }
 
         let prev = now_ns.saturating_sub(period_ns);
         if now_ns.div_euclid(REPORT_EVERY_NS) == prev.div_euclid(REPORT_EVERY_NS) {
@@ -221,7 +269,7 @@ impl LineState {
             throughput_per_min: self.status.throughput_per_min,
             uncertain: self.uncertain_since_report,
         };
-        self.uncertain_since_report = false;
+        self.uncertain_since_report = None;
         Some(event)
     }
 }

@@ -9,8 +9,9 @@ use bevy_ecs::prelude::*;
 use super::clock::TickClock;
 use super::components::*;
 use super::events::{LineEvent, Outbox, TagEvent, TwinEvent};
-use super::lines::{BeltSpeed, Lines};
+use super::lines::{BeltSpeed, Lines, StationCycleTime};
 use super::sample::{Quality, Value};
+use std::time::Duration;
 
 /// Apply every sample whose receive time has come, in arrival order.
 ///
@@ -148,6 +149,23 @@ fn belt_speed(tag: Option<(&TagValue, &TagQuality)>) -> BeltSpeed {
     }
 }
 
+/// A station's cycle time from its tag's current value (seconds) and
+/// quality, by the same rule as belt speeds, except that an unknown cycle
+/// time (bad, stale, no data, non-numeric or negative) holds.
+fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
+    match tag {
+        Some((TagValue(Some(Value::Num(v))), q)) if v.is_finite() && *v >= 0.0 => {
+            let cycle = Duration::try_from_secs_f64(*v).ok();
+            match q.quality {
+                Quality::Good => (cycle, cycle.is_some()),
+                Quality::Uncertain => (cycle, false),
+                Quality::Bad | Quality::Stale => (None, false),
+            }
+        }
+        _ => (None, false),
+    }
+}
+
 /// Step every modelled line by one tick, belts driven by their measured
 /// speed tags, in config order.
 pub fn physics(
@@ -156,6 +174,7 @@ pub fn physics(
     mut pending: ResMut<PendingLineEvents>,
     tags: Query<(&TagValue, &TagQuality)>,
     mut speeds: Local<Vec<BeltSpeed>>,
+    mut cycles: Local<Vec<Option<StationCycleTime>>>,
 ) {
     let (now, period) = (clock.now_ns(), clock.period_ns());
     for line in &mut lines.0 {
@@ -165,7 +184,13 @@ pub fn physics(
                 .iter()
                 .map(|e| belt_speed(e.and_then(|e| tags.get(e).ok()))),
         );
-        if let Some(event) = line.tick(now, period, &speeds) {
+        cycles.clear();
+        cycles.extend(
+            line.cycle_tags()
+                .iter()
+                .map(|t| t.map(|e| station_cycle(e.and_then(|e| tags.get(e).ok())))),
+        );
+        if let Some(event) = line.tick(now, period, &speeds, &cycles) {
             pending.0.push(event);
         }
     }

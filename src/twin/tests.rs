@@ -495,3 +495,203 @@ fn lines_without_geometry_are_not_modelled() {
     let c = core();
     assert!(c.lines().is_empty());
 }
+
+/// [`LINE_CFG`] with a station at 1.5 m on the 3 m belt, its cycle time
+/// given by `cycle` (a `cycle_time = ...` or `cycle_time_tag = ...` line),
+/// and two photo-eyes: `at_station` on the station's position and `after`
+/// at 2.5 m. Tags: 0 `belt.speed`, 1 `station.cycle` (s), 2 `eye.at`,
+/// 3 `eye.after`.
+fn station_core(cycle: &str) -> TwinCore {
+    let cfg = LINE_CFG.replace(
+        r#"registers = [{ tag = "belt.speed", table = "input", address = 0, unit = "m/s" }]"#,
+        r#"registers = [
+  { tag = "belt.speed", table = "input", address = 0, unit = "m/s" },
+  { tag = "station.cycle", table = "input", address = 1, unit = "s" },
+  { tag = "eye.at", table = "discrete", address = 0 },
+  { tag = "eye.after", table = "discrete", address = 1 },
+]"#,
+    ) + &format!(
+        r#"
+  [[lines.stations]]
+  id = "filler"
+  conveyor = "main"
+  position = 1.5
+  {cycle}
+  [[lines.photo_eyes]]
+  id = "at_station"
+  conveyor = "main"
+  position = 1.5
+  tag = "eye.at"
+  [[lines.photo_eyes]]
+  id = "after"
+  conveyor = "main"
+  position = 2.5
+  tag = "eye.after"
+"#
+    );
+    let cfg = load_str(Path::new("station-test.toml"), &cfg).expect("test config is valid");
+    TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)))
+}
+
+/// Like [`drive`], with the belt at 0.5 m/s and `cycle(t)` as a fresh
+/// `station.cycle` sample (bad for `Some(None)`, none for `None`); calls
+/// `each` after every tick.
+fn drive_station(
+    c: &mut TwinCore,
+    end: i64,
+    cycle: impl Fn(i64) -> Option<Option<f64>>,
+    mut each: impl FnMut(&TwinCore),
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    while c.clock().now_ns() < end {
+        let t = c.clock().time_of(c.clock().tick() + 1) - MS;
+        c.push(Sample::good(TagId(0), Value::Num(0.5), t, t));
+        match cycle(t) {
+            Some(Some(v)) => c.push(Sample::good(TagId(1), Value::Num(v), t, t)),
+            Some(None) => c.push(Sample::bad(TagId(1), "timeout", t)),
+            None => {}
+        }
+        c.advance();
+        let ev = c.drain_events();
+        c.encode_events(&ev, &mut out);
+        each(c);
+    }
+    out
+}
+
+/// The issue's check "steady-state throughput equals min(station rate,
+/// spawn rate)", station-bound: spawns every 1 s (60/min) into a station
+/// with a fixed 2 s cycle (30/min). The queue behind the station backs up
+/// to the infeed (spawns are then skipped), and the station releases one
+/// product per cycle. Over the last 60 s window (t = 90…150 s, long after
+/// the queue formed) the count is 30, ±1 for where the window's edges fall
+/// between two departures.
+#[test]
+fn r4_station_bound_throughput_is_the_station_rate() {
+    let mut c = station_core(r#"cycle_time = "2s""#);
+    let out = drive_station(&mut c, T0 + 150_000 * MS, |_| None, |_| {});
+    let ev = line_events(&out);
+    let last = &ev[ev.len() - 1];
+    eprintln!("last line event, 2 s station: {last}");
+    assert_eq!(last["quality"], "good");
+    assert_eq!(last["lost"], 0);
+    let tp = last["throughput_per_min"].as_f64().unwrap_or_default();
+    assert!((tp - 30.0).abs() <= 1.0, "throughput {tp}/min vs 30/min");
+    let line = &c.lines()[0];
+    assert!(
+        line.status.infeed_blocked > 0,
+        "the queue reached the infeed"
+    );
+    // Queued products touch but never pass through the held one: in spawn
+    // order, each is at least one product length (less contact slop)
+    // behind the one ahead.
+    let xs: Vec<f32> = line
+        .model()
+        .product_positions()
+        .iter()
+        .map(|p| p.x)
+        .collect();
+    assert!(xs.windows(2).all(|w| w[0] - w[1] > 0.19), "{xs:?}");
+    assert!(line.model().stations()[0].holding());
+}
+
+/// Spawn-bound: a 0.5 s cycle (120/min) behind a 1 s spawn (60/min) gives
+/// the spawn rate, ±1 as above; the cycle comes from its tag. A photo-eye
+/// on the station sees the held (kinematic) product; the one after it
+/// toggles once per product, so its rising edges count the products that
+/// passed it. Then the cycle tag goes bad: the station holds its product
+/// indefinitely, nothing more leaves, and the line is uncertain.
+#[test]
+fn r4_spawn_bound_throughput_and_photo_eyes() {
+    let mut c = station_core(r#"cycle_time_tag = "station.cycle""#);
+    let mut changes = 0u32;
+    let mut last_blocked = false;
+    let out = drive_station(
+        &mut c,
+        T0 + 90_000 * MS,
+        |_| Some(Some(0.5)),
+        |c| {
+            let m = c.lines()[0].model();
+            let eyes = m.photo_eyes();
+            if m.stations()[0].holding() {
+                assert!(eyes[0].blocked(), "the station eye sees the held product");
+            }
+            if eyes[1].blocked() != last_blocked {
+                changes += 1;
+                last_blocked = eyes[1].blocked();
+            }
+        },
+    );
+    let ev = line_events(&out);
+    let last = &ev[ev.len() - 1];
+    eprintln!("last line event, 0.5 s station: {last}");
+    assert_eq!(last["quality"], "good");
+    let tp = last["throughput_per_min"].as_f64().unwrap_or_default();
+    assert!((tp - 60.0).abs() <= 1.0, "throughput {tp}/min vs 60/min");
+    let line = &c.lines()[0];
+    assert_eq!(line.status.infeed_blocked, 0, "the station keeps up");
+    // Reached the eye at 2.5 m: everything out, and on the belt everything
+    // whose front edge is past the beam's back face (2.495 m).
+    let past = line
+        .model()
+        .product_positions()
+        .iter()
+        .filter(|p| p.x + 0.1 > 2.495)
+        .count() as u64;
+    let eye = &line.model().photo_eyes()[1];
+    eprintln!(
+        "eye after: {} rising edges, {} out, {past} past it, {changes} changes seen per tick",
+        eye.rising_edges(),
+        line.status.out
+    );
+    assert!(eye.rising_edges() > 80);
+    assert_eq!(eye.rising_edges(), line.status.out + past);
+    assert!(changes as u64 >= 2 * line.status.out, "toggles per product");
+
+    // The cycle tag goes bad: the product at the station stays there.
+    // 4 s: products already past the station (1.5 m at 0.5 m/s) leave.
+    drive_station(&mut c, T0 + 94_000 * MS, |_| Some(None), |_| {});
+    let out_held = c.lines()[0].status.out;
+    let bad = drive_station(&mut c, T0 + 110_000 * MS, |_| Some(None), |_| {});
+    let line = &c.lines()[0];
+    assert!(line.model().stations()[0].holding());
+    assert_eq!(line.status.out, out_held, "nothing passes a held station");
+    assert!(
+        line_events(&bad)
+            .iter()
+            .all(|e| e["quality"] == "uncertain" && e["reason"] == "cycle_time_not_good")
+    );
+}
+
+/// The same inputs, with stations and photo-eyes in the line, give a
+/// byte-identical stream and identical eye states.
+#[test]
+fn r4_station_line_is_deterministic() {
+    let run = || {
+        let mut c = station_core(r#"cycle_time_tag = "station.cycle""#);
+        let cycle = |t: i64| {
+            let s = (t - T0) / (1_000 * MS);
+            match s % 11 {
+                4 => Some(None),
+                _ => Some(Some(0.4 + 0.5 * (s % 4) as f64)),
+            }
+        };
+        let mut eyes = Vec::new();
+        let out = drive_station(&mut c, T0 + 40_000 * MS, cycle, |c| {
+            let m = c.lines()[0].model();
+            eyes.extend(
+                m.photo_eyes()
+                    .iter()
+                    .map(|e| (e.blocked(), e.rising_edges())),
+            );
+        });
+        (out, eyes)
+    };
+    let a = run();
+    assert!(
+        line_events(&a.0)
+            .iter()
+            .any(|e| e["quality"] == "uncertain")
+    );
+    assert_eq!(a, run());
+}
