@@ -11,7 +11,7 @@
 //! - `modbus_poll/full_cycle/*`: one poll cycle of all 10,000 tags through
 //!   twin's client path: the real [`links`] (one [`Link`] per endpoint),
 //!   the real planner ([`plan::plan`]) and the real decoder
-//!   ([`codec::decode_register`], [`codec::apply_scale`]) into [`Sample`]s
+//!   ([`codec::decode_register`], [`twin::sources::apply_scale`]) into [`Sample`]s
 //!   sent on the same kind of mpsc channel `twin run` uses. The
 //!   [`twin::sources::modbus::ModbusPoller`] itself paces its reads with a
 //!   timer (`poll_interval`, at least 10 ms), which would make a cycle take

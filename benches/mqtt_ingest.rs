@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use twin::config::{LoadedConfig, load_str};
-use twin::sources::modbus::codec::apply_scale;
+use twin::sources::apply_scale;
 use twin::sources::mqtt::payload;
 use twin::sources::mqtt::topic::{Routed, Router};
 use twin::twin::{Sample, TickClock, TwinCore, Value};

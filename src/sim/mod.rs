@@ -370,7 +370,7 @@ pub async fn start(
                                 .entry((*source, topic.clone()))
                                 .or_default()
                                 .push((payload.clone(), raw));
-                            Some(json!(codec::apply_scale(raw, *scale, *offset)))
+                            Some(json!(crate::sources::apply_scale(raw, *scale, *offset)))
                         } else {
                             None
                         }
@@ -472,7 +472,7 @@ fn serve_register(
             for (k, w) in words.iter().enumerate() {
                 img.words.insert((reg.table, at(k as u16)), *w);
             }
-            json!(codec::apply_scale(back, reg.scale, reg.offset))
+            json!(crate::sources::apply_scale(back, reg.scale, reg.offset))
         }
     }
 }

@@ -229,3 +229,39 @@ fn resolve_broker(
         }
     })
 }
+
+/// Engineering value of a raw value: `raw * scale + offset`. Shared by every
+/// source that scales (Modbus registers, MQTT payloads, Sparkplug metrics).
+///
+/// Decimal scales such as 0.1 or 0.001 are not exact in binary, so
+/// `538 * 0.1` gives 53.800000000000004. When the scale is the reciprocal of
+/// a whole number we divide by that number instead, which yields the closest
+/// double to the decimal value (53.8) — what an engineer reading the PLC
+/// expects to see.
+pub fn apply_scale(raw: f64, scale: f64, offset: f64) -> f64 {
+    let inv = 1.0 / scale;
+    let scaled = if scale.abs() < 1.0 && (inv - inv.round()).abs() < 1e-9 * inv.abs() {
+        raw / inv.round()
+    } else {
+        raw * scale
+    };
+    // Adding a zero offset would turn -0.0 into +0.0.
+    if offset == 0.0 {
+        scaled
+    } else {
+        scaled + offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_scale;
+
+    #[test]
+    fn decimal_scales_give_decimal_values() {
+        assert_eq!(apply_scale(538.0, 0.1, 0.0), 53.8);
+        assert_eq!(apply_scale(608.0, 0.001, 0.0), 0.608);
+        assert_eq!(apply_scale(3.0, 2.5, 1.0), 8.5);
+        assert_eq!(apply_scale(-7.0, 0.01, 0.0), -0.07);
+    }
+}

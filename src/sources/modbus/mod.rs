@@ -102,7 +102,7 @@ pub fn decode_block<'a>(
             Some(Raw::Num(n)) if reg.invalid.contains(&n) => Sample::bad(tag, "invalid_value", t),
             Some(Raw::Num(n)) => Sample::good(
                 tag,
-                Value::Num(codec::apply_scale(n, reg.scale, reg.offset)),
+                Value::Num(crate::sources::apply_scale(n, reg.scale, reg.offset)),
                 t,
                 t,
             ),

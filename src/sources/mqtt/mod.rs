@@ -236,13 +236,11 @@ impl MqttSubscriber {
                     }
                     out.extend(d.readings.into_iter().map(|r| {
                         let v = match r.value {
-                            Value::Num(n) => {
-                                Value::Num(crate::sources::modbus::codec::apply_scale(
-                                    n,
-                                    route.scale,
-                                    route.offset,
-                                ))
-                            }
+                            Value::Num(n) => Value::Num(crate::sources::apply_scale(
+                                n,
+                                route.scale,
+                                route.offset,
+                            )),
                             v => v,
                         };
                         Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv)

@@ -270,9 +270,7 @@ impl Session {
             let sample = match metric_value(m) {
                 Ok(Value::Num(n)) => Sample::good(
                     b.tag,
-                    Value::Num(crate::sources::modbus::codec::apply_scale(
-                        n, b.scale, b.offset,
-                    )),
+                    Value::Num(crate::sources::apply_scale(n, b.scale, b.offset)),
                     src_ns,
                     recv_ns,
                 ),
