@@ -607,11 +607,11 @@ fn summary(servers: &Servers) {
         // As `runtime::run_live` starts them.
         let health = twin::sources::health::HealthBoard::default();
         for s in sources {
-            health.register(s.name(), s.kind());
+            let source_health = health.register(s.name(), s.kind());
             tokio::spawn(s.start(twin::sources::SourceContext {
                 tx: tx.clone(),
                 shutdown: stop.clone(),
-                health: health.clone(),
+                health: source_health,
             }));
         }
         drop(tx);

@@ -62,11 +62,11 @@ pub async fn run_live(
     let health = sources::health::HealthBoard::default();
     for s in built {
         info!(source = s.name(), "Starting source.");
-        health.register(s.name(), s.kind());
+        let source_health = health.register(s.name(), s.kind());
         tasks.push(tokio::spawn(s.start(sources::SourceContext {
             tx: tx.clone(),
             shutdown: stop_sources.clone(),
-            health: health.clone(),
+            health: source_health,
         })));
     }
     drop(tx);

@@ -32,22 +32,45 @@ pub struct SourceHealth {
 
 /// Shared by all sources of a run; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct HealthBoard(Arc<Mutex<BTreeMap<String, SourceHealth>>>);
+pub struct HealthBoard(Arc<Mutex<BTreeMap<String, Arc<Mutex<SourceHealth>>>>>);
+
+/// One source's entry on the board: what the source writes to. Holding it
+/// spares the source a lookup by name on every message.
+#[derive(Debug, Clone)]
+pub struct HealthHandle(Arc<Mutex<SourceHealth>>);
 
 impl HealthBoard {
-    pub fn register(&self, name: &str, kind: &'static str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.entry(name.to_string()).or_insert_with(|| SourceHealth {
-                kind,
-                reason: Some("no_data"),
-                ..SourceHealth::default()
-            });
-        }
+    /// Add a source (or get its existing entry).
+    pub fn register(&self, name: &str, kind: &'static str) -> HealthHandle {
+        let entry = Arc::new(Mutex::new(SourceHealth {
+            kind,
+            reason: Some("no_data"),
+            ..SourceHealth::default()
+        }));
+        let entry = match self.0.lock() {
+            Ok(mut m) => m.entry(name.to_string()).or_insert(entry).clone(),
+            Err(_) => entry,
+        };
+        HealthHandle(entry)
     }
 
+    /// Every source, by name.
+    pub fn snapshot(&self) -> Vec<(String, SourceHealth)> {
+        self.0
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.lock().ok()?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl HealthHandle {
     /// Record a success (`ok` successful operations).
-    pub fn success(&self, name: &str, ok: u64, now_ns: i64) {
-        self.with(name, |h| {
+    pub fn success(&self, ok: u64, now_ns: i64) {
+        self.with(|h| {
             h.ok += ok;
             if !h.up {
                 if h.since_ns != 0 {
@@ -61,8 +84,8 @@ impl HealthBoard {
     }
 
     /// Record a failure that takes the source down.
-    pub fn failure(&self, name: &str, reason: &'static str, now_ns: i64) {
-        self.with(name, |h| {
+    pub fn failure(&self, reason: &'static str, now_ns: i64) {
+        self.with(|h| {
             h.failures += 1;
             if h.up || h.since_ns == 0 {
                 h.since_ns = now_ns;
@@ -73,8 +96,8 @@ impl HealthBoard {
     }
 
     /// Record rejected operations that leave the source up (refusals, drops).
-    pub fn rejected(&self, name: &str, n: u64, reason: &'static str) {
-        self.with(name, |h| {
+    pub fn rejected(&self, n: u64, reason: &'static str) {
+        self.with(|h| {
             h.rejected += n;
             if h.up {
                 h.reason = Some(reason);
@@ -82,20 +105,10 @@ impl HealthBoard {
         });
     }
 
-    fn with(&self, name: &str, f: impl FnOnce(&mut SourceHealth)) {
-        if let Ok(mut m) = self.0.lock()
-            && let Some(h) = m.get_mut(name)
-        {
-            f(h);
+    fn with(&self, f: impl FnOnce(&mut SourceHealth)) {
+        if let Ok(mut h) = self.0.lock() {
+            f(&mut h);
         }
-    }
-
-    /// Every source, by name.
-    pub fn snapshot(&self) -> Vec<(String, SourceHealth)> {
-        self.0
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
     }
 }
 
@@ -106,18 +119,20 @@ mod tests {
     #[test]
     fn tracks_outages_and_recoveries() {
         let b = HealthBoard::default();
-        b.register("plc", "modbus");
-        b.failure("plc", "connection_refused", 10);
-        b.success("plc", 4, 20);
-        b.rejected("plc", 1, "illegal_data_address");
-        b.failure("plc", "timeout", 30);
-        b.success("plc", 4, 40);
+        let plc = b.register("plc", "modbus");
+        plc.failure("connection_refused", 10);
+        plc.success(4, 20);
+        plc.rejected(1, "illegal_data_address");
+        plc.failure("timeout", 30);
+        plc.success(4, 40);
         let (_, h) = &b.snapshot()[0];
         assert_eq!(
             (h.up, h.ok, h.failures, h.rejected, h.recoveries),
             (true, 8, 2, 1, 2)
         );
         assert_eq!(h.since_ns, 40);
-        b.success("unknown", 1, 1); // ignored, no panic
+        // Registering again gives the same entry.
+        b.register("plc", "modbus").success(1, 50);
+        assert_eq!(b.snapshot()[0].1.ok, 9);
     }
 }

@@ -36,7 +36,7 @@ pub struct SourceContext {
     /// The task ends when this is cancelled.
     pub shutdown: CancellationToken,
     /// Where the source reports its health.
-    pub health: health::HealthBoard,
+    pub health: health::HealthHandle,
 }
 
 /// A reading adapter.

@@ -201,7 +201,7 @@ impl ModbusPoller {
                     Ok(Ok(_)) => ok += 1,
                     Ok(Err(exc)) => {
                         refused += 1;
-                        health.rejected(name, 1, exc.reason());
+                        health.rejected(1, exc.reason());
                     }
                     Err(e) => failed = Some(e.reason()),
                 }
@@ -254,12 +254,12 @@ impl ModbusPoller {
             }
             // A device that answers, even with refusals, is up.
             match failed {
-                Some(reason) if ok + refused == 0 => health.failure(name, reason, t),
+                Some(reason) if ok + refused == 0 => health.failure(reason, t),
                 Some(reason) => {
-                    health.success(name, ok, t);
-                    health.rejected(name, 0, reason);
+                    health.success(ok, t);
+                    health.rejected(0, reason);
                 }
-                None => health.success(name, ok, t),
+                None => health.success(ok, t),
             }
             if tx.send(batch).await.is_err() {
                 return;

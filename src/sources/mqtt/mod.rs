@@ -108,7 +108,7 @@ impl MqttSubscriber {
                     info!(source = %name, broker = %broker, session_present = ack.session_present, subscribe,
                         "Connected to MQTT broker.");
                     connected = Some(true);
-                    health.success(&name, 0, wallclock::now_ns());
+                    health.success(0, wallclock::now_ns());
                     if subscribe {
                         let filters = self
                             .subscriptions
@@ -141,9 +141,9 @@ impl MqttSubscriber {
                     let recv = wallclock::now_ns();
                     let samples = self.samples(&p, recv, &mut drops);
                     if samples.is_empty() {
-                        health.rejected(&name, 1, "dropped_message");
+                        health.rejected(1, "dropped_message");
                     } else {
-                        health.success(&name, 1, recv);
+                        health.success(1, recv);
                     }
                     if !samples.is_empty() && tx.send(samples).await.is_err() {
                         return;
@@ -175,7 +175,7 @@ impl MqttSubscriber {
                         ConnectionError::ConnectionRefused(_) => "broker_refused",
                         _ => "broker_unreachable",
                     };
-                    health.failure(&name, reason, wallclock::now_ns());
+                    health.failure(reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(RETRY) => {}

@@ -113,7 +113,7 @@ impl SparkplugSubscriber {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!(source = %c.name, broker = %broker, group = %c.group, "Connected to Sparkplug broker.");
                     connected = Some(true);
-                    health.success(&c.name, 0, wallclock::now_ns());
+                    health.success(0, wallclock::now_ns());
                     if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         warn!(source = %c.name, error = %e, "Could not queue the Sparkplug subscription.");
                     }
@@ -125,11 +125,11 @@ impl SparkplugSubscriber {
                     };
                     let payload = match Payload::decode(p.payload.as_ref()) {
                         Ok(pl) => {
-                            health.success(&c.name, 1, recv);
+                            health.success(1, recv);
                             pl
                         }
                         Err(e) => {
-                            health.rejected(&c.name, 1, "invalid_payload");
+                            health.rejected(1, "invalid_payload");
                             if warns.allow(&p.topic, WARN_INTERVAL) {
                                 warn!(source = %c.name, topic = %p.topic, error = %e,
                                     "Dropped a Sparkplug message that is not a valid spBv1.0 payload.");
@@ -184,7 +184,7 @@ impl SparkplugSubscriber {
                         debug!(source = %c.name, error = %e, "Sparkplug reconnect failed.");
                     }
                     connected = Some(false);
-                    health.failure(&c.name, "broker_unreachable", wallclock::now_ns());
+                    health.failure("broker_unreachable", wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
