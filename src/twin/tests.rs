@@ -385,7 +385,6 @@ fn r4_line_throughput_equals_the_spawn_rate() {
     let ev = line_events(&out);
     assert_eq!(ev.len(), 90, "one line event per second");
     let last = &ev[89];
-    eprintln!("last line event: {last}");
     assert_eq!(last["quality"], "good");
     let tp = last["throughput_per_min"].as_f64().unwrap_or_default();
     assert!((tp - 60.0).abs() <= 1.0, "throughput {tp}/min vs 60/min");
@@ -433,7 +432,6 @@ fn r4_bad_or_stale_speed_tag_stops_the_belts() {
         );
     }
     let ev = line_events(&bad);
-    eprintln!("first line event on a bad tag: {}", ev[0]);
     assert_eq!(ev[0]["quality"], "uncertain");
     assert_eq!(ev[0]["reason"], "speed_not_good");
 
@@ -572,7 +570,6 @@ fn r4_station_bound_throughput_is_the_station_rate() {
     let out = drive_station(&mut c, T0 + 150_000 * MS, |_| None, |_| {});
     let ev = line_events(&out);
     let last = &ev[ev.len() - 1];
-    eprintln!("last line event, 2 s station: {last}");
     assert_eq!(last["quality"], "good");
     assert_eq!(last["lost"], 0);
     let tp = last["throughput_per_min"].as_f64().unwrap_or_default();
@@ -624,7 +621,6 @@ fn r4_spawn_bound_throughput_and_photo_eyes() {
     );
     let ev = line_events(&out);
     let last = &ev[ev.len() - 1];
-    eprintln!("last line event, 0.5 s station: {last}");
     assert_eq!(last["quality"], "good");
     let tp = last["throughput_per_min"].as_f64().unwrap_or_default();
     assert!((tp - 60.0).abs() <= 1.0, "throughput {tp}/min vs 60/min");
@@ -639,11 +635,6 @@ fn r4_spawn_bound_throughput_and_photo_eyes() {
         .filter(|p| p.x + 0.1 > 2.495)
         .count() as u64;
     let eye = &line.model().photo_eyes()[1];
-    eprintln!(
-        "eye after: {} rising edges, {} out, {past} past it, {changes} changes seen per tick",
-        eye.rising_edges(),
-        line.status.out
-    );
     assert!(eye.rising_edges() > 80);
     assert_eq!(eye.rising_edges(), line.status.out + past);
     assert!(changes as u64 >= 2 * line.status.out, "toggles per product");
