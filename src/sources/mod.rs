@@ -7,6 +7,7 @@
 //! the boundary where the outside world's time enters the twin.
 
 pub mod health;
+pub mod limit;
 pub mod modbus;
 pub mod mqtt;
 pub mod sparkplug;

@@ -18,7 +18,6 @@ pub mod connect;
 pub mod payload;
 pub mod topic;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ use rumqttc::{
 };
 use tracing::{debug, info, warn};
 
+use super::limit::RateLimit;
 use super::{Source, SourceContext, SourceTask};
 use crate::config::LoadedConfig;
 use crate::twin::{Sample, Value};
@@ -297,26 +297,19 @@ enum DropKind {
 /// Counts of dropped messages, per config entry (its filter) and kind, and
 /// when each was last reported. Keyed by config entry, not received topic,
 /// so a publisher inventing topics cannot grow it.
-#[derive(Debug, Default)]
-struct DropLog {
-    seen: BTreeMap<(String, DropKind), (u64, Option<std::time::Instant>)>,
+#[derive(Debug)]
+struct DropLog(RateLimit<(String, DropKind)>);
+
+impl Default for DropLog {
+    fn default() -> Self {
+        DropLog(RateLimit::new(WARN_INTERVAL))
+    }
 }
 
 impl DropLog {
     /// Count `n` drops; returns the running total when a warning is due.
     fn count(&mut self, filter: &str, kind: DropKind, n: u64) -> Option<u64> {
-        let (total, last) = self
-            .seen
-            .entry((filter.to_string(), kind))
-            .or_insert((0, None));
-        *total += n;
-        let now = wallclock::monotonic();
-        if last.is_none_or(|l| now.duration_since(l) >= WARN_INTERVAL) {
-            *last = Some(now);
-            Some(*total)
-        } else {
-            None
-        }
+        self.0.count((filter.to_string(), kind), n)
     }
 }
 
@@ -401,7 +394,9 @@ kind = "generic"
                 .is_empty()
         );
         assert_eq!(
-            drops.seen[&("plant/+/vib".to_string(), DropKind::UnlistedMachine)].0,
+            drops
+                .0
+                .total(&("plant/+/vib".to_string(), DropKind::UnlistedMachine)),
             1
         );
     }
@@ -439,7 +434,9 @@ kind = "generic"
                 .is_empty()
         );
         assert_eq!(
-            drops.seen[&("plant/+/vib".to_string(), DropKind::Oversized)].0,
+            drops
+                .0
+                .total(&("plant/+/vib".to_string(), DropKind::Oversized)),
             1
         );
     }
@@ -450,7 +447,7 @@ kind = "generic"
         assert_eq!(d.count("t", DropKind::Malformed, 1), Some(1));
         assert_eq!(d.count("t", DropKind::Malformed, 2), None);
         assert_eq!(d.count("t", DropKind::Oversized, 1), Some(1));
-        assert_eq!(d.seen[&("t".to_string(), DropKind::Malformed)].0, 3);
+        assert_eq!(d.0.total(&("t".to_string(), DropKind::Malformed)), 3);
     }
 
     #[test]

@@ -9,13 +9,13 @@
 pub mod proto;
 pub mod session;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tracing::{debug, info, warn};
 
+use super::limit::RateLimit;
 use super::{Source, SourceContext, SourceTask};
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
@@ -70,21 +70,6 @@ pub fn rebirth_payload(now_ms: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-struct Limiter(HashMap<String, std::time::Instant>);
-
-impl Limiter {
-    fn allow(&mut self, key: &str, every: Duration) -> bool {
-        let now = wallclock::monotonic();
-        match self.0.get(key) {
-            Some(t) if now.duration_since(*t) < every => false,
-            _ => {
-                self.0.insert(key.to_string(), now);
-                true
-            }
-        }
-    }
-}
-
 impl SparkplugSubscriber {
     async fn run(self, cx: SourceContext) {
         let SourceContext {
@@ -99,8 +84,8 @@ impl SparkplugSubscriber {
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let mut session = Session::new(c.group.clone(), c.bindings.clone());
         let filter = format!("spBv1.0/{}/#", c.group);
-        let mut rebirths = Limiter(HashMap::new());
-        let mut warns = Limiter(HashMap::new());
+        let mut rebirths = RateLimit::new(REBIRTH_INTERVAL);
+        let mut warns = RateLimit::new(WARN_INTERVAL);
         let mut connected: Option<bool> = None;
         let mut actions = Vec::new();
 
@@ -130,7 +115,7 @@ impl SparkplugSubscriber {
                         }
                         Err(e) => {
                             health.rejected(1, "invalid_payload");
-                            if warns.allow(&p.topic, WARN_INTERVAL) {
+                            if warns.count(p.topic.clone(), 1).is_some() {
                                 warn!(source = %c.name, topic = %p.topic, error = %e,
                                     "Dropped a Sparkplug message that is not a valid spBv1.0 payload.");
                             }
@@ -144,7 +129,7 @@ impl SparkplugSubscriber {
                         match a {
                             Action::Sample(s) => batch.push(s),
                             Action::Rebirth { node, why } => {
-                                if !rebirths.allow(&node, REBIRTH_INTERVAL) {
+                                if rebirths.count(node.clone(), 1).is_none() {
                                     continue;
                                 }
                                 if c.rebirth {
@@ -165,7 +150,7 @@ impl SparkplugSubscriber {
                                 }
                             }
                             Action::Problem { node, what } => {
-                                if warns.allow(&node, WARN_INTERVAL) {
+                                if warns.count(node.clone(), 1).is_some() {
                                     warn!(source = %c.name, node = %node, problem = %what, "Sparkplug protocol problem.");
                                 }
                             }
