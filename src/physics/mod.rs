@@ -31,8 +31,9 @@ pub mod convert;
 use std::time::Duration;
 
 use rapier3d::prelude::{
-    ActiveCollisionTypes, ActiveHooks, ColliderBuilder, ColliderHandle, ContactModificationContext,
-    PhysicsHooks, PhysicsWorld, RigidBodyBuilder, RigidBodyHandle, RigidBodyType, Vector,
+    ActiveCollisionTypes, ActiveHooks, ColliderBuilder, ColliderHandle, CollisionPipeline,
+    ContactModificationContext, PhysicsHooks, PhysicsPipeline, PhysicsWorld, RigidBodyBuilder,
+    RigidBodyHandle, RigidBodyType, Vector,
 };
 
 use crate::config::{Conveyor, Line, Product, StationCycle};
@@ -57,7 +58,14 @@ pub enum PhysicsError {
     NoProduct,
     #[error("belt speed {0} is not a finite number")]
     BadSpeed(f32),
+    #[error("belt slip {0} is not in [0, 1]")]
+    BadSlip(f32),
 }
+
+/// A fixed obstacle put across a belt by [`LineModel::block_at`] (a jammed
+/// product, a fallen guide rail): the fault the virtual plant injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Obstacle(ColliderHandle);
 
 /// Products removed by [`LineModel::remove_finished`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -206,11 +214,12 @@ const EYE_GAP: f32 = 0.001;
 /// The belt motion: a belt collider's `user_data` is `segment index + 1`
 /// (0 means "not a belt"), which finds the segment's direction and its
 /// conveyor's current speed here, without a map lookup in the hot path.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BeltHooks {
     /// Per belt segment: (conveyor index, unit world direction).
     segments: Vec<(usize, Vector)>,
-    /// Per conveyor: belt speed in m/s, set from outside before each step.
+    /// Per conveyor: the belt *surface* speed in m/s, that is the drive
+    /// speed set from outside before each step times `1 - slip`.
     speeds: Vec<f32>,
 }
 
@@ -246,6 +255,11 @@ impl PhysicsHooks for BeltHooks {
 }
 
 /// A line's physics: its belts, its products and the fixed step.
+///
+/// `Clone` gives an independent copy that steps exactly as the original
+/// would (the what-if lookahead runs on such copies): every piece of solver
+/// state, warm-start impulses included, lives in the cloned sets; only the
+/// pipelines' scratch buffers are made afresh.
 pub struct LineModel {
     world: PhysicsWorld,
     hooks: BeltHooks,
@@ -260,6 +274,46 @@ pub struct LineModel {
     spawn_every: Option<u64>,
     stations: Vec<StationModel>,
     photo_eyes: Vec<PhotoEyeModel>,
+    /// The conveyors' geometry as configured, to place things along a belt.
+    geometry: Vec<Conveyor>,
+    /// Per conveyor: the drive speed last set, and the slip fraction.
+    drive: Vec<(f32, f32)>,
+}
+
+impl Clone for LineModel {
+    fn clone(&self) -> Self {
+        let w = &self.world;
+        let world = PhysicsWorld {
+            gravity: w.gravity,
+            integration_parameters: w.integration_parameters,
+            physics_pipeline: PhysicsPipeline::new(),
+            collision_pipeline: CollisionPipeline::new(),
+            islands: w.islands.clone(),
+            broad_phase: w.broad_phase.clone(),
+            narrow_phase: w.narrow_phase.clone(),
+            bodies: w.bodies.clone(),
+            colliders: w.colliders.clone(),
+            impulse_joints: w.impulse_joints.clone(),
+            multibody_joints: w.multibody_joints.clone(),
+            soft_bodies: w.soft_bodies.clone(),
+            ccd_solver: w.ccd_solver.clone(),
+        };
+        LineModel {
+            world,
+            hooks: self.hooks.clone(),
+            conveyors: self.conveyors.clone(),
+            product: self.product.clone(),
+            products: self.products.clone(),
+            belt_colliders: self.belt_colliders.clone(),
+            dt: self.dt,
+            steps: self.steps,
+            spawn_every: self.spawn_every,
+            stations: self.stations.clone(),
+            photo_eyes: self.photo_eyes.clone(),
+            geometry: self.geometry.clone(),
+            drive: self.drive.clone(),
+        }
+    }
 }
 
 impl LineModel {
@@ -371,6 +425,8 @@ impl LineModel {
             spawn_every,
             stations,
             photo_eyes,
+            drive: vec![(0.0, 0.0); line.conveyors.len()],
+            geometry: line.conveyors.clone(),
         }
     }
 
@@ -414,13 +470,57 @@ impl LineModel {
         if !speed.is_finite() {
             return Err(PhysicsError::BadSpeed(speed));
         }
-        let slot = self
-            .hooks
-            .speeds
+        let drive = self
+            .drive
             .get_mut(conveyor)
             .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
-        *slot = speed;
+        drive.0 = speed;
+        self.hooks.speeds[conveyor] = speed * (1.0 - drive.1);
         Ok(())
+    }
+
+    /// The drive speed last set on a conveyor, m/s.
+    pub fn belt_speed_at(&self, conveyor: usize) -> Option<f32> {
+        self.drive.get(conveyor).map(|d| d.0)
+    }
+
+    /// Makes a belt's surface run `slip` (0 to 1) slower than its drive:
+    /// the speed tag still reads the drive speed, the products see less.
+    /// The virtual plant injects belt slip with this; the twin never sets
+    /// it (it estimates slip from its residuals instead).
+    pub fn set_belt_slip_at(&mut self, conveyor: usize, slip: f32) -> Result<(), PhysicsError> {
+        if !(0.0..=1.0).contains(&slip) {
+            return Err(PhysicsError::BadSlip(slip));
+        }
+        let drive = self
+            .drive
+            .get_mut(conveyor)
+            .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
+        drive.1 = slip;
+        self.hooks.speeds[conveyor] = drive.0 * (1.0 - slip);
+        Ok(())
+    }
+
+    /// Puts a fixed wall across a belt at `position` metres along it, as
+    /// high as a product: products pile up against it, a jam.
+    pub fn block_at(&mut self, conveyor: usize, position: f64) -> Result<Obstacle, PhysicsError> {
+        let c = self
+            .geometry
+            .get(conveyor)
+            .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
+        let place = BeltPlace::new(c, position);
+        let h = self.product.as_ref().map_or(0.2, |p| p.height) as f32;
+        // 1 mm above the surface, so the wall never touches the belt.
+        let wall = ColliderBuilder::cuboid(0.01, h / 2.0, place.half_width)
+            .translation(place.point + Vector::Y * (h / 2.0 + 0.001))
+            .rotation(convert::heading_rotation(place.heading))
+            .build();
+        Ok(Obstacle(self.world.colliders.insert(wall)))
+    }
+
+    /// Takes an obstacle away again (the jam is cleared).
+    pub fn unblock(&mut self, obstacle: Obstacle) {
+        self.world.remove_collider(obstacle.0);
     }
 
     /// Puts a product at the start of the first conveyor: its back edge on
@@ -431,6 +531,33 @@ impl LineModel {
         let up = Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
         let center = c.start + c.first_dir * (p.length / 2.0) as f32 + up;
         let heading = (-c.first_dir.z).atan2(c.first_dir.x);
+        Ok(self.insert_product(center, heading))
+    }
+
+    /// Puts a product on `conveyor` with its centre `position` metres along
+    /// the belt, resting on it and aligned with it (for tests, benchmarks
+    /// and restoring a line's state).
+    pub fn spawn_product_at(
+        &mut self,
+        conveyor: usize,
+        position: f64,
+    ) -> Result<RigidBodyHandle, PhysicsError> {
+        let p = self.product.as_ref().ok_or(PhysicsError::NoProduct)?;
+        let c = self
+            .geometry
+            .get(conveyor)
+            .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
+        let place = BeltPlace::new(c, position);
+        let center = place.point + Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
+        let heading = place.heading.to_radians() as f32;
+        Ok(self.insert_product(center, heading))
+    }
+
+    fn insert_product(&mut self, center: Vector, heading: f32) -> RigidBodyHandle {
+        // Only called with a product.
+        let Some(p) = self.product.as_ref() else {
+            return RigidBodyHandle::invalid();
+        };
         let body = RigidBodyBuilder::dynamic()
             .translation(center)
             .rotation(Vector::Y * heading)
@@ -447,7 +574,7 @@ impl LineModel {
         .friction(p.friction as f32);
         let (handle, _) = self.world.insert(body, collider);
         self.products.push(handle);
-        Ok(handle)
+        handle
     }
 
     /// Advances the model by one fixed `dt`, spawning a product first when

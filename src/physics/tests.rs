@@ -316,3 +316,68 @@ fn r4_station_holds_for_its_cycle_and_products_queue() {
     assert_eq!(releases.len(), 2, "{releases:?}");
     assert_eq!(releases[1] - releases[0], 720, "{releases:?}");
 }
+
+/// What the lookahead relies on: a clone steps bit-identically to the
+/// original, from the middle of a run with contacts and a held product.
+#[test]
+fn r4_a_clone_steps_exactly_like_the_original() {
+    let mut l = line(&[(4.0, 0.0), (2.0, 45.0)]);
+    if let Some(p) = l.product.as_mut() {
+        p.spawn_interval = Some(Duration::from_millis(500));
+    }
+    let mut a = LineModel::new(&l, DT);
+    a.set_belt_speed_at(0, 0.5).expect("belt");
+    for _ in 0..(240 * 3) {
+        a.step().expect("step");
+    }
+    let mut b = a.clone();
+    for _ in 0..(240 * 3) {
+        a.step().expect("step");
+        b.step().expect("step");
+    }
+    let bits = |m: &LineModel| {
+        m.product_positions()
+            .iter()
+            .flat_map(|p| [p.x.to_bits(), p.y.to_bits(), p.z.to_bits()])
+            .collect::<Vec<u32>>()
+    };
+    // One spawn every 119 steps (500 ms / dt, rounded down) over 1440.
+    assert_eq!(a.product_count(), 13);
+    assert_eq!(bits(&a), bits(&b));
+}
+
+#[test]
+fn r4_slip_slows_the_surface_and_an_obstacle_jams_the_belt() {
+    let run = |slip: f32| {
+        let mut m = LineModel::new(&line(&[(5.0, 0.0)]), DT);
+        m.set_belt_speed_at(0, 0.5).expect("belt");
+        m.set_belt_slip_at(0, slip).expect("slip");
+        m.spawn_product_at(0, 1.0).expect("product");
+        for _ in 0..(240 * 4) {
+            m.step().expect("step");
+        }
+        m.product_positions()[0].x - 1.0
+    };
+    let (full, slipping) = (run(0.0), run(0.5));
+    assert!((full - 2.0).abs() < 0.1, "{full}");
+    assert!((slipping - 1.0).abs() < 0.1, "{slipping}");
+    assert!(LineModel::new(&line(&[(5.0, 0.0)]), DT)
+        .set_belt_slip_at(0, 1.5)
+        .is_err());
+
+    let mut m = LineModel::new(&line(&[(5.0, 0.0)]), DT);
+    m.set_belt_speed_at(0, 0.5).expect("belt");
+    let wall = m.block_at(0, 2.0).expect("wall");
+    m.spawn_product_at(0, 1.0).expect("product");
+    for _ in 0..(240 * 4) {
+        m.step().expect("step");
+    }
+    let x = m.product_positions()[0].x;
+    // Stopped with its front face (0.1 m ahead of its centre) on the wall.
+    assert!((x - 1.89).abs() < 0.03, "{x}");
+    m.unblock(wall);
+    for _ in 0..(240 * 2) {
+        m.step().expect("step");
+    }
+    assert!(m.product_positions()[0].x > 2.5);
+}
