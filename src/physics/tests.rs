@@ -361,9 +361,11 @@ fn r4_slip_slows_the_surface_and_an_obstacle_jams_the_belt() {
     let (full, slipping) = (run(0.0), run(0.5));
     assert!((full - 2.0).abs() < 0.1, "{full}");
     assert!((slipping - 1.0).abs() < 0.1, "{slipping}");
-    assert!(LineModel::new(&line(&[(5.0, 0.0)]), DT)
-        .set_belt_slip_at(0, 1.5)
-        .is_err());
+    assert!(
+        LineModel::new(&line(&[(5.0, 0.0)]), DT)
+            .set_belt_slip_at(0, 1.5)
+            .is_err()
+    );
 
     let mut m = LineModel::new(&line(&[(5.0, 0.0)]), DT);
     m.set_belt_speed_at(0, 0.5).expect("belt");
