@@ -674,9 +674,16 @@ pub struct Product {
     pub height: f64,
     pub mass: f64,
     pub friction: f64,
-    /// `None`: products are only placed explicitly (later: by an infeed
-    /// counter tag).
+    /// The nominal interval between arrivals at the infeed. The twin
+    /// spawns at it when there is no `infeed_counter_tag`; the what-if
+    /// lookahead and the virtual plant use it as the arrival rate. `None`:
+    /// products are only placed explicitly or by the counter.
     pub spawn_interval: Option<Duration>,
+    /// A counter tag (products that entered the line): each increment puts
+    /// a product at the start of the first conveyor. This is how the twin
+    /// follows the real arrivals, so that its expected photo-eye states line
+    /// up with the measured ones.
+    pub infeed_counter_tag: Option<Loc<String>>,
 }
 
 /// An ONNX model and the tags it reads. Run by the ML stage (later issue).
@@ -2127,6 +2134,7 @@ fn decode_product(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Product> {
     let spawn_interval = t
         .opt_duration(sink, "spawn_interval", MS, HOUR)
         .map(|d| d.value);
+    let infeed_counter_tag = t.opt_str(sink, "infeed_counter_tag");
     t.finish(sink);
     Some(Product {
         length: length?,
@@ -2135,6 +2143,7 @@ fn decode_product(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Product> {
         mass: mass?,
         friction: friction?,
         spawn_interval,
+        infeed_counter_tag,
     })
 }
 

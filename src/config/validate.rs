@@ -630,6 +630,14 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 let _ = unknown_tag(sink, format!("{path}.cycle_time_tag"), tag);
             }
         }
+        if let Some(tag) = line
+            .product
+            .as_ref()
+            .and_then(|p| p.infeed_counter_tag.as_ref())
+            && tags.id(&tag.value).is_none()
+        {
+            let _ = unknown_tag(sink, format!("lines[{i}].product.infeed_counter_tag"), tag);
+        }
         for (j, e) in line.photo_eyes.iter().enumerate() {
             let path = format!("lines[{i}].photo_eyes[{j}]");
             check_place(sink, path.clone(), &e.id, &e.conveyor, &e.position);

@@ -42,6 +42,7 @@ fn line(segments: &[(f64, f64)]) -> Line {
             mass: 1.0,
             friction: 0.6,
             spawn_interval: None,
+            infeed_counter_tag: None,
         }),
         stations: Vec::new(),
         photo_eyes: Vec::new(),
