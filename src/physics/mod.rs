@@ -278,6 +278,8 @@ pub struct LineModel {
     geometry: Vec<Conveyor>,
     /// Per conveyor: the drive speed last set, and the slip fraction.
     drive: Vec<(f32, f32)>,
+    /// Per belt segment: its conveyor, its start as a place, its length.
+    segment_places: Vec<(usize, BeltPlace, f32)>,
 }
 
 impl Clone for LineModel {
@@ -312,6 +314,7 @@ impl Clone for LineModel {
             photo_eyes: self.photo_eyes.clone(),
             geometry: self.geometry.clone(),
             drive: self.drive.clone(),
+            segment_places: self.segment_places.clone(),
         }
     }
 }
@@ -324,6 +327,7 @@ impl LineModel {
         let mut hooks = BeltHooks::default();
         let mut conveyors = Vec::new();
         let mut belt_colliders = Vec::new();
+        let mut segment_places = Vec::new();
         for (ci, c) in line.conveyors.iter().enumerate() {
             let half_w = c.width.value / 2.0;
             let (mut x, mut y) = (c.origin[0], c.origin[1]);
@@ -334,6 +338,16 @@ impl LineModel {
                 let (sin, cos) = seg.heading.to_radians().sin_cos();
                 let (mx, my) = (x + cos * len / 2.0, y + sin * len / 2.0);
                 hooks.segments.push((ci, convert::heading_dir(seg.heading)));
+                segment_places.push((
+                    ci,
+                    BeltPlace {
+                        point: convert::to_world(x, y, c.height),
+                        dir: convert::heading_dir(seg.heading),
+                        half_width: half_w as f32,
+                        heading: seg.heading,
+                    },
+                    len as f32,
+                ));
                 let collider = ColliderBuilder::cuboid(
                     (len / 2.0) as f32,
                     (BELT_THICKNESS / 2.0) as f32,
@@ -427,6 +441,7 @@ impl LineModel {
             photo_eyes,
             drive: vec![(0.0, 0.0); line.conveyors.len()],
             geometry: line.conveyors.clone(),
+            segment_places,
         }
     }
 
@@ -683,6 +698,33 @@ impl LineModel {
         // Spawned with its centre at L/2; clear once its back edge is past
         // L plus the drop gap.
         along >= (1.5 * p.length + DROP_GAP) as f32
+    }
+
+    /// How far along the first belt the newest product's centre is (the
+    /// one nearest the infeed, as products leave in spawn order), if any.
+    pub fn newest_along(&self) -> Option<f32> {
+        let (c, h) = (self.conveyors.first()?, self.products.last()?);
+        Some((self.world.bodies[*h].translation() - c.start).dot(c.first_dir))
+    }
+
+    /// Products per conveyor now, in conveyor order: those whose centre is
+    /// over one of its segments (a product in a hand-over gap or falling
+    /// counts nowhere). A held product counts on its station's belt.
+    pub fn zone_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.conveyors.len()];
+        for h in &self.products {
+            let pos = self.world.bodies[*h].translation();
+            let zone = self.segment_places.iter().find_map(|(ci, place, len)| {
+                place
+                    .along(pos)
+                    .is_some_and(|a| (0.0..=*len).contains(&a))
+                    .then_some(*ci)
+            });
+            if let Some(ci) = zone {
+                counts[ci] += 1;
+            }
+        }
+        counts
     }
 
     /// Removes the products that are done with the line and says how many:

@@ -63,6 +63,13 @@ pub struct StaleAfter(pub i64);
 #[derive(Component, Debug, Clone, PartialEq, Default)]
 pub struct LastEmitted(pub Option<(Option<Value>, Quality, Option<&'static str>)>);
 
+/// Level changes of a boolean tag that some stage needs edge by edge (a
+/// photo-eye's input): `(source time, new level)` of every change ingest
+/// applied, including ones undone within the same tick, which the tick-level
+/// `TagValue` cannot show. Drained by the stage that reads it.
+#[derive(Component, Debug, Clone, Default)]
+pub struct EdgeLog(pub Vec<(i64, bool)>);
+
 /// Samples waiting for their tick, in arrival order. The second buffer is
 /// scratch space for ingest, kept so neither is reallocated every tick.
 #[derive(Resource, Debug, Default)]

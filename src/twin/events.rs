@@ -20,6 +20,71 @@ pub const EVENT_VERSION: u32 = 1;
 pub enum TwinEvent {
     Tag(TagEvent),
     Line(LineEvent),
+    Residual(ResidualEvent),
+    Eye(EyeEvent),
+    Jam(JamEvent),
+}
+
+/// A photo-eye edge the twin expected and did not measure, or measured and
+/// did not expect, or measured late (see `twin::residuals`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResidualEvent {
+    pub t_ns: i64,
+    pub line: Arc<str>,
+    pub eye: Arc<str>,
+    pub tag: Arc<str>,
+    /// `missing`, `extra` or `late`.
+    pub kind: &'static str,
+    pub expected_ns: Option<i64>,
+    pub measured_ns: Option<i64>,
+}
+
+/// A photo-eye's condition changed (`ok`, `stuck_on`, `stuck_off`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EyeEvent {
+    pub t_ns: i64,
+    pub line: Arc<str>,
+    pub eye: Arc<str>,
+    pub tag: Arc<str>,
+    pub state: &'static str,
+    /// Source time of the eye's last measured level change.
+    pub since_ns: i64,
+}
+
+/// A jam started or cleared, located between two photo-eyes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JamEvent {
+    pub t_ns: i64,
+    pub line: Arc<str>,
+    /// `start` or `clear`.
+    pub state: &'static str,
+    /// The eye the queue backed up to: the jam is downstream of it.
+    pub after_eye: Arc<str>,
+    pub from_conveyor: Arc<str>,
+    pub from_m: f64,
+    /// The next eye downstream, which products no longer reach; `None`
+    /// when `after_eye` is the line's last eye.
+    pub before_eye: Option<Arc<str>>,
+    pub to_conveyor: Option<Arc<str>>,
+    pub to_m: Option<f64>,
+    /// When `after_eye` went blocked (source time).
+    pub since_ns: i64,
+}
+
+/// One conveyor's belt-slip estimate over a stretch between two places.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeltEstimate {
+    pub conveyor: Arc<str>,
+    /// The measured drive speed, m/s.
+    pub speed: f64,
+    /// Length of the stretch the estimate is over, m.
+    pub over_m: f64,
+    /// Transit over it at the measured speed, and as the eyes measured it.
+    pub transit_expected_s: f64,
+    pub transit_measured_s: f64,
+    /// `1 - expected / measured`: 0 for a belt that carries at its speed,
+    /// 0.1 for one whose products travel 10 % slower.
+    pub slip: f64,
 }
 
 /// A modelled line's state, written once per second of tick time.
@@ -39,6 +104,10 @@ pub struct LineEvent {
     /// some belt speed or station cycle time was not known good on some
     /// tick since the last event. `None`: good.
     pub uncertain: Option<&'static str>,
+    /// Products per conveyor (zone), in config order.
+    pub zones: Vec<(Arc<str>, u64)>,
+    /// Belt-slip estimates of the conveyors that have one.
+    pub belts: Vec<BeltEstimate>,
 }
 
 /// A tag's value or quality changed.
@@ -133,6 +202,89 @@ struct LineLine<'a> {
     quality: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
+    zones: Zones<'a>,
+    #[serde(skip_serializing_if = "<[BeltLine<'a>]>::is_empty")]
+    belts: &'a [BeltLine<'a>],
+}
+
+/// Zone counts as one JSON object, conveyor id → count, in config order.
+struct Zones<'a>(&'a [(Arc<str>, u64)]);
+
+impl Serialize for Zones<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(&**k, v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct BeltLine<'a> {
+    conveyor: &'a str,
+    speed: f64,
+    over_m: f64,
+    transit_expected_s: f64,
+    transit_measured_s: f64,
+    slip: f64,
+}
+
+#[derive(Serialize)]
+struct ResidualLine<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    t: &'a str,
+    line: &'a str,
+    eye: &'a str,
+    tag: &'a str,
+    residual: &'static str,
+    expected_t: Option<String>,
+    measured_t: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct EyeLine<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    t: &'a str,
+    line: &'a str,
+    eye: &'a str,
+    tag: &'a str,
+    state: &'static str,
+    since: String,
+}
+
+#[derive(Serialize)]
+struct JamLine<'a> {
+    v: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    t: &'a str,
+    line: &'a str,
+    state: &'static str,
+    after_eye: &'a str,
+    from_conveyor: &'a str,
+    from_m: f64,
+    before_eye: Option<&'a str>,
+    to_conveyor: Option<&'a str>,
+    to_m: Option<f64>,
+    since: String,
+}
+
+/// Round to millimetres / milliseconds-ish for the stream: estimates carry
+/// no more precision than that, and short numbers keep lines readable.
+fn round3(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
 }
 
 #[derive(Serialize)]
@@ -200,6 +352,73 @@ impl TwinEvent {
                         Quality::Good.as_str()
                     },
                     reason: e.uncertain,
+                    zones: Zones(&e.zones),
+                    belts: &e
+                        .belts
+                        .iter()
+                        .map(|b| BeltLine {
+                            conveyor: &b.conveyor,
+                            speed: round3(b.speed),
+                            over_m: round3(b.over_m),
+                            transit_expected_s: round3(b.transit_expected_s),
+                            transit_measured_s: round3(b.transit_measured_s),
+                            slip: round3(b.slip),
+                        })
+                        .collect::<Vec<_>>(),
+                };
+                if serde_json::to_writer(&mut *out, &line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            TwinEvent::Residual(e) => {
+                let line = ResidualLine {
+                    v: EVENT_VERSION,
+                    kind: "residual",
+                    t: times.t.get(e.t_ns),
+                    line: &e.line,
+                    eye: &e.eye,
+                    tag: &e.tag,
+                    residual: e.kind,
+                    expected_t: e.expected_ns.map(rfc3339),
+                    measured_t: e.measured_ns.map(rfc3339),
+                    lag_ms: e
+                        .expected_ns
+                        .zip(e.measured_ns)
+                        .map(|(x, m)| (m - x) / 1_000_000),
+                };
+                if serde_json::to_writer(&mut *out, &line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            TwinEvent::Eye(e) => {
+                let line = EyeLine {
+                    v: EVENT_VERSION,
+                    kind: "eye",
+                    t: times.t.get(e.t_ns),
+                    line: &e.line,
+                    eye: &e.eye,
+                    tag: &e.tag,
+                    state: e.state,
+                    since: rfc3339(e.since_ns),
+                };
+                if serde_json::to_writer(&mut *out, &line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            TwinEvent::Jam(e) => {
+                let line = JamLine {
+                    v: EVENT_VERSION,
+                    kind: "jam",
+                    t: times.t.get(e.t_ns),
+                    line: &e.line,
+                    state: e.state,
+                    after_eye: &e.after_eye,
+                    from_conveyor: &e.from_conveyor,
+                    from_m: e.from_m,
+                    before_eye: e.before_eye.as_deref(),
+                    to_conveyor: e.to_conveyor.as_deref(),
+                    to_m: e.to_m,
+                    since: rfc3339(e.since_ns),
                 };
                 if serde_json::to_writer(&mut *out, &line).is_ok() {
                     out.push(b'\n');

@@ -28,9 +28,99 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::components::TagIndex;
-use super::events::LineEvent;
+use super::events::{BeltEstimate, EyeEvent, JamEvent, LineEvent, ResidualEvent, TwinEvent};
+use super::residuals::{EyeTrack, Mismatch};
 use crate::config::LoadedConfig;
 use crate::physics::LineModel;
+
+/// A measured edge may be this far from the expected one and still be on
+/// time. It covers the infeed counter's and the eye's poll latency and the
+/// tick (see docs/physics.md, "Residuals").
+pub const RESIDUAL_TOLERANCE_NS: i64 = 500_000_000;
+
+/// A measured edge later than this after the expected one does not pair:
+/// the expected one is missing and the measured one extra.
+pub const LATE_WINDOW_NS: i64 = 3_000_000_000;
+
+/// An eye measured blocked this long while the twin expected products to
+/// pass it is a jam below it or an eye stuck on.
+pub const JAM_AFTER_NS: i64 = 5_000_000_000;
+
+/// Expected edges in a row with no measured partner, while the eye reads
+/// clear, before the eye is called stuck off.
+pub const STUCK_OFF_AFTER: u32 = 3;
+
+/// Paired edges an eye needs before its lags feed a slip estimate.
+pub const SLIP_MIN_PAIRS: usize = 5;
+
+/// The input of one photo-eye for a tick: its level changes since the last
+/// tick, and whether its tag is known (good or uncertain) now.
+#[derive(Debug, Default, Clone)]
+pub struct EyeInput {
+    pub edges: Vec<(i64, bool)>,
+    pub known: bool,
+}
+
+/// The infeed counter for a tick: value, its source time, known good.
+pub type CounterInput = Option<(f64, i64, bool)>;
+
+/// What the twin says about one photo-eye.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EyeCondition {
+    Ok,
+    /// Reads blocked while products demonstrably pass it.
+    StuckOn,
+    /// Reads clear while products demonstrably pass it.
+    StuckOff,
+}
+
+impl EyeCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EyeCondition::Ok => "ok",
+            EyeCondition::StuckOn => "stuck_on",
+            EyeCondition::StuckOff => "stuck_off",
+        }
+    }
+}
+
+/// One photo-eye's expected and measured story.
+#[derive(Debug, Clone)]
+pub struct EyeState {
+    pub id: Arc<str>,
+    pub tag: Arc<str>,
+    /// Index of its conveyor in the model, and metres along it.
+    pub conveyor: usize,
+    pub position: f64,
+    entity: Option<Entity>,
+    pub track: EyeTrack,
+    expected_blocked: bool,
+    /// Measured level and the source time it took that level.
+    level: Option<bool>,
+    level_since: i64,
+    /// Expected rising edges since the measured level last changed.
+    expected_rises_since_level: u32,
+    last_expected_rise: Option<i64>,
+    last_measured_rise: Option<i64>,
+    pub condition: EyeCondition,
+    /// Whether this eye is the upstream end of an active jam.
+    jammed: bool,
+}
+
+impl EyeState {
+    /// The eye's tag entity, for the system to read.
+    pub(crate) fn entity(&self) -> Option<Entity> {
+        self.entity
+    }
+
+    /// Measured blocked for at least `JAM_AFTER_NS` at `now`, while the twin
+    /// expected at least two products to arrive meanwhile.
+    fn blocked_against_expectation(&self, now: i64) -> bool {
+        self.level == Some(true)
+            && now.saturating_sub(self.level_since) >= JAM_AFTER_NS
+            && self.expected_rises_since_level >= 2
+    }
+}
 
 /// Longest model step. 5 ms (200 Hz) keeps a product resting stably on a
 /// belt and turning corners (see the physics tests at 240 Hz); a 100 ms tick
@@ -75,6 +165,19 @@ pub struct LineState {
     /// Why some tick since the last line event was uncertain, if one was
     /// (a belt speed's reason wins over a station cycle time's).
     uncertain_since_report: Option<&'static str>,
+    /// Photo-eyes in model (config) order, and their indices in flow order
+    /// (by conveyor, then position along it).
+    eyes: Vec<EyeState>,
+    flow: Vec<usize>,
+    /// The infeed counter's tag entity and its last value.
+    counter_tag: Option<Entity>,
+    counter_last: Option<f64>,
+    /// Per conveyor: station positions (to keep slip pairs station-free).
+    station_positions: Vec<Vec<f64>>,
+    product_length: f64,
+    /// Events of this tick other than the line report (residual, eye, jam).
+    pending: Vec<TwinEvent>,
+    mismatches: Vec<Mismatch>,
 }
 
 /// What the twin currently says about a line (also the content of its
@@ -94,12 +197,25 @@ pub struct LineStatus {
     pub throughput_per_min: f64,
     /// Whether this tick's belt speeds were not all known good.
     pub uncertain: bool,
+    /// Infeed counter increments that found the infeed spot still occupied
+    /// (the twin and the plant disagree about the infeed).
+    pub counter_blocked: u64,
 }
 
 impl LineState {
     /// The line's physics model (product positions, conveyors).
     pub fn model(&self) -> &LineModel {
         &self.model
+    }
+
+    /// The photo-eyes, in config order, with their residual state.
+    pub fn eyes(&self) -> &[EyeState] {
+        &self.eyes
+    }
+
+    /// The infeed counter's tag entity, if the line follows one.
+    pub(crate) fn counter_tag(&self) -> Option<Entity> {
+        self.counter_tag
     }
 }
 
@@ -126,7 +242,60 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 .product
                 .as_mut()
                 .and_then(|p| p.spawn_interval.take());
+            let tag_entity = |name: &str| {
+                cfg.tags
+                    .id(name)
+                    .and_then(|id| index.0.get(id.index()).copied())
+            };
+            // With an infeed counter the twin follows the real arrivals and
+            // the nominal interval is only for the lookahead.
+            let counter_tag = line
+                .product
+                .as_ref()
+                .and_then(|p| p.infeed_counter_tag.as_ref())
+                .and_then(|t| tag_entity(&t.value));
+            let spawn_interval = if counter_tag.is_some() {
+                None
+            } else {
+                spawn_interval
+            };
             let model = LineModel::new(&geometry, dt);
+            let conveyor_index = |id: &str| line.conveyors.iter().position(|c| c.id.value == id);
+            // The model keeps the eyes on known conveyors, in config order.
+            let eyes: Vec<EyeState> = line
+                .photo_eyes
+                .iter()
+                .filter_map(|e| {
+                    Some(EyeState {
+                        id: Arc::from(e.id.value.as_str()),
+                        tag: Arc::from(e.tag.value.as_str()),
+                        conveyor: conveyor_index(&e.conveyor.value)?,
+                        position: e.position.value,
+                        entity: tag_entity(&e.tag.value),
+                        track: EyeTrack::new(RESIDUAL_TOLERANCE_NS, LATE_WINDOW_NS),
+                        expected_blocked: false,
+                        level: None,
+                        level_since: 0,
+                        expected_rises_since_level: 0,
+                        last_expected_rise: None,
+                        last_measured_rise: None,
+                        condition: EyeCondition::Ok,
+                        jammed: false,
+                    })
+                })
+                .collect();
+            let mut flow: Vec<usize> = (0..eyes.len()).collect();
+            flow.sort_by(|&a, &b| {
+                (eyes[a].conveyor, eyes[a].position)
+                    .partial_cmp(&(eyes[b].conveyor, eyes[b].position))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let mut station_positions = vec![Vec::new(); line.conveyors.len()];
+            for st in &line.stations {
+                if let Some(c) = conveyor_index(&st.conveyor.value) {
+                    station_positions[c].push(st.position.value);
+                }
+            }
             let speed_tags = model
                 .conveyors()
                 .iter()
@@ -161,6 +330,14 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 departures: VecDeque::new(),
                 status: LineStatus::default(),
                 uncertain_since_report: None,
+                eyes,
+                flow,
+                counter_tag,
+                counter_last: None,
+                station_positions,
+                product_length: line.product.as_ref().map_or(0.0, |p| p.length),
+                pending: Vec::new(),
+                mismatches: Vec::new(),
             }
         })
         .collect();
@@ -186,17 +363,25 @@ impl LineState {
         &self.cycle_tags
     }
 
-    /// Runs one tick ending at `now_ns`: sets the belts, steps the model
-    /// `substeps` times (spawning as due), removes finished products and
-    /// updates the status. `cycles` has one entry per station, `None` for a
-    /// fixed cycle time. Returns the line event if one is due.
+    /// Runs one tick ending at `now_ns`: sets the belts, spawns what the
+    /// infeed counter says entered, steps the model `substeps` times
+    /// (spawning as due and recording each eye's expected edges), removes
+    /// finished products, pairs expected with measured eye edges, looks for
+    /// jams and stuck eyes, and updates the status. `cycles` has one entry
+    /// per station, `None` for a fixed cycle time; `eyes` one per eye (its
+    /// edges are drained). Events go to `out`: residual, eye and jam events
+    /// as they happen, then the line report if one is due.
+    #[expect(clippy::too_many_arguments, reason = "one input per kind of tag the line reads")]
     pub(crate) fn tick(
         &mut self,
         now_ns: i64,
         period_ns: i64,
         speeds: &[BeltSpeed],
         cycles: &[Option<StationCycleTime>],
-    ) -> Option<LineEvent> {
+        eyes: &mut [EyeInput],
+        counter: CounterInput,
+        out: &mut Vec<TwinEvent>,
+    ) {
         let (mut uncertain, mut cycle_uncertain) = (false, false);
         for (i, &(speed, good)) in speeds.iter().enumerate() {
             uncertain |= !good;
@@ -214,7 +399,10 @@ impl LineState {
                 self.model.set_station_cycle_at(i, cycle);
             }
         }
-        for _ in 0..self.substeps {
+        self.follow_counter(now_ns, counter);
+        self.take_measured(eyes);
+        let start_ns = now_ns.saturating_sub(period_ns);
+        for k in 0..self.substeps {
             if let Some(interval) = self.spawn_interval_ns
                 && self.elapsed_ns >= self.next_spawn_ns
             {
@@ -231,8 +419,21 @@ impl LineState {
             // The model's spawner is off, so a step cannot fail.
             let _ = self.model.step();
             self.elapsed_ns = self.elapsed_ns.saturating_add(self.dt_ns);
+            let t_sub = start_ns.saturating_add(self.dt_ns.saturating_mul(i64::from(k) + 1));
+            for (eye, model) in self.eyes.iter_mut().zip(self.model.photo_eyes()) {
+                let blocked = model.blocked();
+                if blocked && !eye.expected_blocked {
+                    eye.track.expect(t_sub);
+                    eye.last_expected_rise = Some(t_sub);
+                    eye.expected_rises_since_level = eye.expected_rises_since_level.saturating_add(1);
+                }
+                eye.expected_blocked = blocked;
+            }
         }
         let done = self.model.remove_finished();
+        self.settle_eyes(now_ns);
+        self.detect(now_ns);
+        out.append(&mut self.pending);
         for _ in 0..done.out {
             self.departures.push_back(now_ns);
         }
@@ -256,10 +457,16 @@ impl LineState {
                 .get_or_insert(CYCLE_TIME_NOT_GOOD);
         }
 
-        let prev = now_ns.saturating_sub(period_ns);
-        if now_ns.div_euclid(REPORT_EVERY_NS) == prev.div_euclid(REPORT_EVERY_NS) {
-            return None;
+        if now_ns.div_euclid(REPORT_EVERY_NS) == start_ns.div_euclid(REPORT_EVERY_NS) {
+            return;
         }
+        let zones = self
+            .model
+            .zone_counts()
+            .into_iter()
+            .zip(self.model.conveyors())
+            .map(|(n, c)| (Arc::from(c.id.as_str()), n as u64))
+            .collect();
         let event = LineEvent {
             t_ns: now_ns,
             line: self.id.clone(),
@@ -268,8 +475,250 @@ impl LineState {
             lost: self.status.lost,
             throughput_per_min: self.status.throughput_per_min,
             uncertain: self.uncertain_since_report,
+            zones,
+            belts: self.belt_estimates(),
         };
         self.uncertain_since_report = None;
-        Some(event)
+        out.push(TwinEvent::Line(event));
+    }
+
+    /// Spawns one product per counter increment, placed as far along the
+    /// first belt as it has travelled since the counter saw it (the poll
+    /// latency), so the twin's arrival times are not late by it.
+    fn follow_counter(&mut self, now_ns: i64, counter: CounterInput) {
+        let Some((value, src_ns, true)) = counter else {
+            return;
+        };
+        let value = value.floor();
+        let Some(last) = self.counter_last.replace(value) else {
+            // The first reading is a baseline, not arrivals.
+            return;
+        };
+        if value < last {
+            // A counter reset or wrap: re-baseline.
+            return;
+        }
+        // A jump of more than a minute's worth at any sane rate is a counter
+        // preset, not arrivals.
+        let n = (value - last).min(1000.0) as u64;
+        if n > 100 {
+            return;
+        }
+        let speed = f64::from(self.model.belt_speed_at(0).unwrap_or(0.0)).max(0.0);
+        let latency_s = (now_ns.saturating_sub(src_ns)).max(0) as f64 / 1e9;
+        let half = self.product_length / 2.0;
+        let base = half + (speed * latency_s).min(0.5);
+        for i in 0..n {
+            let at = base - i as f64 * 1.5 * self.product_length;
+            // Never into the product in front: the plant's infeed cannot do
+            // that either, so the twin's state is what disagrees.
+            let fits = at >= half
+                && self
+                    .model
+                    .newest_along()
+                    .is_none_or(|a| f64::from(a) >= at + 1.05 * self.product_length);
+            if fits {
+                let _ = self.model.spawn_product_at(0, at);
+            } else {
+                self.status.counter_blocked += 1;
+            }
+        }
+    }
+
+    /// Takes each eye's measured level changes.
+    fn take_measured(&mut self, inputs: &mut [EyeInput]) {
+        for (eye, input) in self.eyes.iter_mut().zip(inputs.iter_mut()) {
+            if !input.known {
+                // Nothing can be said about an eye whose input is not known.
+                input.edges.clear();
+                if eye.level.is_some() {
+                    eye.track.reset();
+                    eye.level = None;
+                }
+                continue;
+            }
+            for (t, level) in input.edges.drain(..) {
+                if level && eye.level != Some(true) {
+                    eye.track.measure(t);
+                    eye.last_measured_rise = Some(t);
+                }
+                if eye.level != Some(level) {
+                    eye.level = Some(level);
+                    eye.level_since = t;
+                    eye.expected_rises_since_level = 0;
+                }
+            }
+        }
+    }
+
+    /// Pairs expected with measured edges and turns what does not pair into
+    /// residual events, except on an eye already known stuck or while the
+    /// line is jammed (the eye or jam event says it all).
+    fn settle_eyes(&mut self, now_ns: i64) {
+        let jammed = self.eyes.iter().any(|e| e.jammed);
+        for eye in &mut self.eyes {
+            if eye.level.is_none() {
+                // Unknown input: expected edges cannot be checked.
+                eye.track.reset();
+                continue;
+            }
+            self.mismatches.clear();
+            eye.track.settle(now_ns, &mut self.mismatches);
+            if jammed || eye.condition != EyeCondition::Ok {
+                continue;
+            }
+            for m in &self.mismatches {
+                let (expected_ns, measured_ns) = match *m {
+                    Mismatch::Missing { expected_ns } => (Some(expected_ns), None),
+                    Mismatch::Extra { measured_ns } => (None, Some(measured_ns)),
+                    Mismatch::Late {
+                        expected_ns,
+                        measured_ns,
+                    } => (Some(expected_ns), Some(measured_ns)),
+                };
+                self.pending.push(TwinEvent::Residual(ResidualEvent {
+                    t_ns: now_ns,
+                    line: self.id.clone(),
+                    eye: eye.id.clone(),
+                    tag: eye.tag.clone(),
+                    kind: m.kind(),
+                    expected_ns,
+                    measured_ns,
+                }));
+            }
+        }
+    }
+
+    /// Jams and stuck eyes, from each eye and the next one downstream.
+    ///
+    /// An eye X read blocked for [`JAM_AFTER_NS`] while the twin expected
+    /// products to pass it is either stuck on or has a queue backed up to
+    /// it. The next eye downstream, Y, tells which: if Y has seen a product
+    /// since X went blocked, products pass X (stuck on); if Y has seen none
+    /// though the twin expected one, they do not: a jam between X and Y.
+    /// The last eye has no Y, so a jam after it and a stuck eye look alike;
+    /// it is reported as a jam (the safer reading). An eye reading clear
+    /// while [`STUCK_OFF_AFTER`] expected products in a row did not show is
+    /// stuck off if the eye next to it saw products meanwhile.
+    fn detect(&mut self, now_ns: i64) {
+        for fi in 0..self.flow.len() {
+            let x = self.flow[fi];
+            let next = self.flow.get(fi + 1).copied();
+            let prev = fi.checked_sub(1).map(|p| self.flow[p]);
+            let since = self.eyes[x].level_since;
+            let saw_since = |e: &EyeState| e.last_measured_rise.is_some_and(|t| t > since);
+            let expected_since = |e: &EyeState| e.last_expected_rise.is_some_and(|t| t > since);
+            let eye = &self.eyes[x];
+            let mut condition = eye.condition;
+            let mut jammed = eye.jammed;
+            if eye.level == Some(true) && eye.blocked_against_expectation(now_ns) {
+                match next.map(|y| &self.eyes[y]) {
+                    Some(y) if saw_since(y) => condition = EyeCondition::StuckOn,
+                    Some(y) if expected_since(y) => jammed = true,
+                    Some(_) => {}
+                    None => jammed = true,
+                }
+            } else if eye.level == Some(false)
+                && eye.track.consecutive_missing >= STUCK_OFF_AFTER
+            {
+                let neighbour = next.or(prev).map(|n| &self.eyes[n]);
+                if neighbour.is_none_or(saw_since) {
+                    condition = EyeCondition::StuckOff;
+                }
+            }
+            // Recovery: an eye that changes level after being called stuck
+            // works again; a jam clears when its queue leaves the eye.
+            if eye.condition == EyeCondition::StuckOn && eye.level != Some(true)
+                || eye.condition == EyeCondition::StuckOff && eye.level != Some(false)
+            {
+                condition = EyeCondition::Ok;
+            }
+            if eye.jammed && eye.level != Some(true) {
+                jammed = false;
+            }
+            if condition != eye.condition {
+                self.pending.push(TwinEvent::Eye(EyeEvent {
+                    t_ns: now_ns,
+                    line: self.id.clone(),
+                    eye: eye.id.clone(),
+                    tag: eye.tag.clone(),
+                    state: condition.as_str(),
+                    since_ns: since,
+                }));
+            }
+            if jammed != eye.jammed {
+                let conveyor = |e: &EyeState| Arc::from(self.model.conveyors()[e.conveyor].id.as_str());
+                let to = next.map(|y| &self.eyes[y]);
+                self.pending.push(TwinEvent::Jam(JamEvent {
+                    t_ns: now_ns,
+                    line: self.id.clone(),
+                    state: if jammed { "start" } else { "clear" },
+                    after_eye: eye.id.clone(),
+                    from_conveyor: conveyor(eye),
+                    from_m: eye.position,
+                    before_eye: to.map(|y| y.id.clone()),
+                    to_conveyor: to.map(conveyor),
+                    to_m: to.map(|y| y.position),
+                    since_ns: since,
+                }));
+            }
+            let eye = &mut self.eyes[x];
+            eye.condition = condition;
+            eye.jammed = jammed;
+        }
+    }
+
+    /// Belt slip per conveyor, from how much later than expected products
+    /// reach an eye than they reached the previous eye (or the infeed, for
+    /// the first eye of a counter-driven line) on the same belt, with no
+    /// station between: the extra transit time over that stretch.
+    fn belt_estimates(&self) -> Vec<BeltEstimate> {
+        let mut best: Vec<Option<(f64, BeltEstimate)>> = vec![None; self.model.conveyors().len()];
+        for fi in 0..self.flow.len() {
+            let x = &self.eyes[self.flow[fi]];
+            let prev = fi.checked_sub(1).map(|p| &self.eyes[self.flow[p]]);
+            let (from_m, from_lag) = match prev {
+                Some(w) if w.conveyor == x.conveyor => match w.track.mean_lag(SLIP_MIN_PAIRS) {
+                    Some(l) => (w.position, l),
+                    None => continue,
+                },
+                None if x.conveyor == 0 && self.counter_tag.is_some() => {
+                    (self.product_length / 2.0, 0.0)
+                }
+                _ => continue,
+            };
+            let Some(lag) = x.track.mean_lag(SLIP_MIN_PAIRS) else {
+                continue;
+            };
+            if self.station_positions[x.conveyor]
+                .iter()
+                .any(|&p| p > from_m && p < x.position)
+            {
+                continue;
+            }
+            let d = x.position - from_m;
+            let speed = f64::from(self.model.belt_speed_at(x.conveyor).unwrap_or(0.0));
+            if d <= 0.0 || speed <= 0.01 {
+                continue;
+            }
+            let expected_s = d / speed;
+            let measured_s = expected_s + (lag - from_lag) / 1e9;
+            if measured_s <= 0.0 {
+                continue;
+            }
+            let estimate = BeltEstimate {
+                conveyor: Arc::from(self.model.conveyors()[x.conveyor].id.as_str()),
+                speed,
+                over_m: d,
+                transit_expected_s: expected_s,
+                transit_measured_s: measured_s,
+                slip: 1.0 - expected_s / measured_s,
+            };
+            let slot = &mut best[x.conveyor];
+            if slot.as_ref().is_none_or(|(bd, _)| d > *bd) {
+                *slot = Some((d, estimate));
+            }
+        }
+        best.into_iter().flatten().map(|(_, e)| e).collect()
     }
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod components;
 pub mod events;
 pub mod lines;
+pub mod residuals;
 pub mod sample;
 pub mod systems;
 
@@ -20,7 +21,10 @@ use std::sync::Arc;
 use crate::config::{LoadedConfig, TagId};
 pub use clock::TickClock;
 use components::*;
-pub use events::{LineEvent, Outbox, TagMeta, TagMetaEntry, TwinEvent};
+pub use events::{
+    BeltEstimate, EyeEvent, JamEvent, LineEvent, Outbox, ResidualEvent, TagMeta, TagMetaEntry,
+    TwinEvent,
+};
 pub use lines::{LineState, LineStatus, Lines};
 pub use sample::{Quality, Sample, Value};
 
@@ -98,7 +102,12 @@ impl TwinCore {
         }
 
         let index = TagIndex(index);
-        world.insert_resource(lines::build(cfg, &index, clock.period_ns()));
+        let lines = lines::build(cfg, &index, clock.period_ns());
+        // Photo-eye inputs are read edge by edge (see `EdgeLog`).
+        for e in lines.0.iter().flat_map(|l| l.eyes()).filter_map(|e| e.entity()) {
+            world.entity_mut(e).insert(EdgeLog::default());
+        }
+        world.insert_resource(lines);
         world.insert_resource(systems::PendingLineEvents::default());
         world.insert_resource(clock);
         world.insert_resource(index);

@@ -8,8 +8,8 @@ use bevy_ecs::prelude::*;
 
 use super::clock::TickClock;
 use super::components::*;
-use super::events::{LineEvent, Outbox, TagEvent, TwinEvent};
-use super::lines::{BeltSpeed, Lines, StationCycleTime};
+use super::events::{Outbox, TagEvent, TwinEvent};
+use super::lines::{BeltSpeed, CounterInput, EyeInput, Lines, StationCycleTime};
 use super::sample::{Quality, Value};
 use std::time::Duration;
 
@@ -22,7 +22,12 @@ pub fn ingest(
     mut inbox: ResMut<Inbox>,
     index: Res<TagIndex>,
     mut stats: ResMut<IngestStats>,
-    mut tags: Query<(&mut TagValue, &mut TagQuality, &mut SourceTime)>,
+    mut tags: Query<(
+        &mut TagValue,
+        &mut TagQuality,
+        &mut SourceTime,
+        Option<&mut EdgeLog>,
+    )>,
 ) {
     let now = clock.now_ns();
     let Inbox(queue, scratch) = &mut *inbox;
@@ -38,7 +43,7 @@ pub fn ingest(
             stats.unknown_tag += 1;
             continue;
         };
-        let Ok((mut value, mut quality, mut src)) = tags.get_mut(entity) else {
+        let Ok((mut value, mut quality, mut src, edges)) = tags.get_mut(entity) else {
             stats.unknown_tag += 1;
             continue;
         };
@@ -62,10 +67,26 @@ pub fn ingest(
             Quality::Stale if v.is_none() => value.0.clone(),
             _ => v,
         };
+        if let Some(mut edges) = edges
+            && let Some(level) = v.as_ref().and_then(level_of)
+            && value.0.as_ref().and_then(level_of) != Some(level)
+        {
+            edges.0.push((s.source_time_ns, level));
+        }
         value.set_if_neq(TagValue(v));
         quality.set_if_neq(TagQuality { quality: q, reason });
         src.set_if_neq(SourceTime(Some(s.source_time_ns)));
         stats.applied += 1;
+    }
+}
+
+/// A digital level: a boolean, or a number (non-zero is on), as an input
+/// published as 0/1 over MQTT reads.
+fn level_of(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Num(n) if n.is_finite() => Some(*n != 0.0),
+        _ => None,
     }
 }
 
@@ -131,10 +152,11 @@ pub fn emit(
     outbox.0.extend(changed.into_iter().map(TwinEvent::Tag));
 }
 
-/// Line events due this tick, held from `physics` to `emit_lines` so that a
-/// tick's tag events come before its line events in the stream.
+/// Line events due this tick (residual, eye, jam and line reports), held
+/// from `physics` to `emit_lines` so that a tick's tag events come before
+/// its line events in the stream.
 #[derive(Resource, Debug, Default)]
-pub struct PendingLineEvents(pub Vec<LineEvent>);
+pub struct PendingLineEvents(pub Vec<TwinEvent>);
 
 /// The speed a belt runs at, from its speed tag's current value and quality
 /// (see the uncertain rule in `twin::lines`).
@@ -168,35 +190,53 @@ fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
 
 /// Step every modelled line by one tick, belts driven by their measured
 /// speed tags, in config order.
+#[expect(clippy::too_many_arguments, reason = "a system's parameters are its data access")]
 pub fn physics(
     clock: Res<TickClock>,
     mut lines: ResMut<Lines>,
     mut pending: ResMut<PendingLineEvents>,
-    tags: Query<(&TagValue, &TagQuality)>,
+    tags: Query<(&TagValue, &TagQuality, &SourceTime)>,
+    mut edges: Query<&mut EdgeLog>,
     mut speeds: Local<Vec<BeltSpeed>>,
     mut cycles: Local<Vec<Option<StationCycleTime>>>,
+    mut eyes: Local<Vec<EyeInput>>,
 ) {
     let (now, period) = (clock.now_ns(), clock.period_ns());
+    let read = |e: Option<Entity>| e.and_then(|e| tags.get(e).ok()).map(|(v, q, _)| (v, q));
     for line in &mut lines.0 {
         speeds.clear();
-        speeds.extend(
-            line.speed_tags()
-                .iter()
-                .map(|e| belt_speed(e.and_then(|e| tags.get(e).ok()))),
-        );
+        speeds.extend(line.speed_tags().iter().map(|e| belt_speed(read(*e))));
         cycles.clear();
         cycles.extend(
             line.cycle_tags()
                 .iter()
-                .map(|t| t.map(|e| station_cycle(e.and_then(|e| tags.get(e).ok())))),
+                .map(|t| t.map(|e| station_cycle(read(e)))),
         );
-        if let Some(event) = line.tick(now, period, &speeds, &cycles) {
-            pending.0.push(event);
+        eyes.resize_with(line.eyes().len(), EyeInput::default);
+        for (input, eye) in eyes.iter_mut().zip(line.eyes()) {
+            input.edges.clear();
+            input.known = false;
+            let Some(e) = eye.entity() else { continue };
+            if let Ok(mut log) = edges.get_mut(e) {
+                input.edges.append(&mut log.0);
+            }
+            input.known = read(Some(e))
+                .is_some_and(|(_, q)| matches!(q.quality, Quality::Good | Quality::Uncertain));
         }
+        let counter: CounterInput = line
+            .counter_tag()
+            .and_then(|e| tags.get(e).ok())
+            .and_then(|(v, q, src)| match (&v.0, q.quality, src.0) {
+                (Some(Value::Num(n)), Quality::Good, Some(t)) if n.is_finite() => {
+                    Some((*n, t, true))
+                }
+                _ => None,
+            });
+        line.tick(now, period, &speeds, &cycles, &mut eyes, counter, &mut pending.0);
     }
 }
 
 /// Append the line events due this tick, after the tag events.
 pub fn emit_lines(mut pending: ResMut<PendingLineEvents>, mut outbox: ResMut<Outbox>) {
-    outbox.0.extend(pending.0.drain(..).map(TwinEvent::Line));
+    outbox.0.append(&mut pending.0);
 }
