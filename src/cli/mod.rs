@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod run;
 pub mod sim;
+pub mod whatif;
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Start the virtual packaging line and the twin on it, in one process.
     Demo(demo::DemoArgs),
+    /// Forecast a line under candidate setpoints (belt speeds, cycle times).
+    Whatif(whatif::WhatifArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -111,6 +114,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Run(args) => run::run(args, cli.log.as_deref()),
         Command::Sim(args) => sim::run(args, cli.log.as_deref()),
         Command::Demo(args) => demo::run(args, cli.log.as_deref()),
+        Command::Whatif(args) => {
+            init_logging(cli.log.as_deref(), false);
+            whatif::run(&args)
+        }
     }
 }
 

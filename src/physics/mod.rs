@@ -27,6 +27,7 @@
 //! [`PhotoEyeModel`]).
 
 pub mod convert;
+pub mod lookahead;
 
 use std::time::Duration;
 
@@ -163,13 +164,13 @@ pub struct StationModel {
     place: BeltPlace,
     /// `None`: hold indefinitely (the cycle time is not known).
     cycle_ns: Option<u128>,
-    /// The product held, and the step its cycle started at.
-    held: Option<(RigidBodyHandle, u64)>,
+    /// The product held, and the model time (ns) its cycle started at.
+    held: Option<(RigidBodyHandle, u128)>,
     /// The last product released, which must not be caught again while its
     /// centre is still at the station.
     released: Option<RigidBodyHandle>,
     /// Set at a release with a product queued: its cycle starts then.
-    next_start: Option<u64>,
+    next_start: Option<u128>,
 }
 
 impl StationModel {
@@ -268,8 +269,12 @@ pub struct LineModel {
     products: Vec<RigidBodyHandle>,
     belt_colliders: Vec<ColliderHandle>,
     dt: Duration,
-    /// Steps taken; the model's only clock.
+    /// Steps taken, for the model's own spawner.
     steps: u64,
+    /// Simulated time, the sum of every step's `dt`: the model's only
+    /// clock (stations time their cycles on it, so `dt` may change between
+    /// steps, as the lookahead does).
+    time_ns: u128,
     /// Steps between automatic spawns, from `product.spawn_interval`.
     spawn_every: Option<u64>,
     stations: Vec<StationModel>,
@@ -309,6 +314,7 @@ impl Clone for LineModel {
             belt_colliders: self.belt_colliders.clone(),
             dt: self.dt,
             steps: self.steps,
+            time_ns: self.time_ns,
             spawn_every: self.spawn_every,
             stations: self.stations.clone(),
             photo_eyes: self.photo_eyes.clone(),
@@ -436,6 +442,7 @@ impl LineModel {
             belt_colliders,
             dt,
             steps: 0,
+            time_ns: 0,
             spawn_every,
             stations,
             photo_eyes,
@@ -576,6 +583,13 @@ impl LineModel {
         let body = RigidBodyBuilder::dynamic()
             .translation(center)
             .rotation(Vector::Y * heading)
+            // Products ride upright, as guide rails keep them on a real line:
+            // the twin models transport, not tumbling. A free 0.22 m bottle
+            // started at rest on a 0.6 m/s belt tips over (the belt's pull
+            // exceeds its tipping limit), and the twin and the plant would
+            // then disagree about every bottle's length along the belt. Yaw
+            // stays free: a product turns with the belt at a corner.
+            .enabled_rotations(false, true, false)
             // A product waiting on a stopped belt must wake up when the belt
             // starts; a sleeping body would not see the new contact velocity.
             .can_sleep(false);
@@ -602,6 +616,7 @@ impl LineModel {
         }
         self.world.step_with_events(&self.hooks, &());
         self.steps += 1;
+        self.time_ns += self.dt.as_nanos();
         self.update_stations();
         self.update_photo_eyes();
         Ok(())
@@ -610,12 +625,12 @@ impl LineModel {
     /// After a step: releases products whose cycle is over, then catches
     /// products that reached an idle station.
     fn update_stations(&mut self) {
-        let (steps, dt_ns) = (self.steps, self.dt.as_nanos());
+        let now = self.time_ns;
         let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
         let bodies = &mut self.world.bodies;
         for s in &mut self.stations {
             if let (Some((h, start)), Some(cycle)) = (s.held, s.cycle_ns)
-                && u128::from(steps - start) * dt_ns >= cycle
+                && now.saturating_sub(start) >= cycle
             {
                 bodies[h].set_body_type(RigidBodyType::Dynamic, true);
                 s.held = None;
@@ -630,7 +645,7 @@ impl LineModel {
                             .along(bodies[*p].translation())
                             .is_some_and(|a| a < 0.0 && a >= -1.1 * reach)
                 });
-                s.next_start = queued.then_some(steps);
+                s.next_start = queued.then_some(now);
             }
             if s.held.is_some() {
                 continue;
@@ -647,7 +662,7 @@ impl LineModel {
                 body.set_linvel(Vector::ZERO, false);
                 body.set_angvel(Vector::ZERO, false);
                 body.set_body_type(RigidBodyType::KinematicVelocityBased, false);
-                s.held = Some((h, s.next_start.take().unwrap_or(steps)));
+                s.held = Some((h, s.next_start.take().unwrap_or(now)));
             }
         }
     }
@@ -667,10 +682,22 @@ impl LineModel {
         }
     }
 
-    /// Simulated time so far: steps × dt.
+    /// Simulated time so far: the sum of the steps' `dt`.
     pub fn elapsed(&self) -> Duration {
-        let nanos = self.dt.as_nanos().saturating_mul(u128::from(self.steps));
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        Duration::from_nanos(u64::try_from(self.time_ns).unwrap_or(u64::MAX))
+    }
+
+    /// The step length.
+    pub fn dt(&self) -> Duration {
+        self.dt
+    }
+
+    /// Changes the step length for the next steps (the lookahead trades
+    /// resolution for speed this way). The model's own spawner, if on,
+    /// keeps counting steps, not time.
+    pub fn set_dt(&mut self, dt: Duration) {
+        self.dt = dt;
+        self.world.integration_parameters.dt = dt.as_secs_f32();
     }
 
     /// Every product's centre, in spawn order, in plan coordinates.

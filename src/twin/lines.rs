@@ -100,8 +100,15 @@ pub struct EyeState {
     level_since: i64,
     /// Expected rising edges since the measured level last changed.
     expected_rises_since_level: u32,
-    last_expected_rise: Option<i64>,
-    last_measured_rise: Option<i64>,
+    /// Rising edges since the start, expected and measured.
+    expected_total: u64,
+    measured_total: u64,
+    /// Whether the measured level changed this tick.
+    changed: bool,
+    /// The (measured, expected) totals of the eyes next downstream and
+    /// upstream when this eye's level last changed.
+    snap_next: (u64, u64),
+    snap_prev: (u64, u64),
     pub condition: EyeCondition,
     /// Whether this eye is the upstream end of an active jam.
     jammed: bool,
@@ -277,8 +284,11 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                         level: None,
                         level_since: 0,
                         expected_rises_since_level: 0,
-                        last_expected_rise: None,
-                        last_measured_rise: None,
+                        expected_total: 0,
+                        measured_total: 0,
+                        changed: false,
+                        snap_next: (0, 0),
+                        snap_prev: (0, 0),
                         condition: EyeCondition::Ok,
                         jammed: false,
                     })
@@ -371,7 +381,10 @@ impl LineState {
     /// per station, `None` for a fixed cycle time; `eyes` one per eye (its
     /// edges are drained). Events go to `out`: residual, eye and jam events
     /// as they happen, then the line report if one is due.
-    #[expect(clippy::too_many_arguments, reason = "one input per kind of tag the line reads")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one input per kind of tag the line reads"
+    )]
     pub(crate) fn tick(
         &mut self,
         now_ns: i64,
@@ -401,6 +414,7 @@ impl LineState {
         }
         self.follow_counter(now_ns, counter);
         self.take_measured(eyes);
+        self.snapshot_neighbours();
         let start_ns = now_ns.saturating_sub(period_ns);
         for k in 0..self.substeps {
             if let Some(interval) = self.spawn_interval_ns
@@ -424,8 +438,9 @@ impl LineState {
                 let blocked = model.blocked();
                 if blocked && !eye.expected_blocked {
                     eye.track.expect(t_sub);
-                    eye.last_expected_rise = Some(t_sub);
-                    eye.expected_rises_since_level = eye.expected_rises_since_level.saturating_add(1);
+                    eye.expected_total += 1;
+                    eye.expected_rises_since_level =
+                        eye.expected_rises_since_level.saturating_add(1);
                 }
                 eye.expected_blocked = blocked;
             }
@@ -540,14 +555,33 @@ impl LineState {
             for (t, level) in input.edges.drain(..) {
                 if level && eye.level != Some(true) {
                     eye.track.measure(t);
-                    eye.last_measured_rise = Some(t);
+                    eye.measured_total += 1;
                 }
                 if eye.level != Some(level) {
                     eye.level = Some(level);
                     eye.level_since = t;
                     eye.expected_rises_since_level = 0;
+                    eye.changed = true;
                 }
             }
+        }
+    }
+
+    /// For each eye whose level changed this tick, what its neighbours had
+    /// counted then: the jam and stuck verdicts compare what they counted
+    /// since.
+    fn snapshot_neighbours(&mut self) {
+        for fi in 0..self.flow.len() {
+            let x = self.flow[fi];
+            if !std::mem::take(&mut self.eyes[x].changed) {
+                continue;
+            }
+            let totals = |e: &EyeState| (e.measured_total, e.expected_total);
+            let next = self.flow.get(fi + 1).map(|&y| totals(&self.eyes[y]));
+            let prev = fi.checked_sub(1).map(|p| totals(&self.eyes[self.flow[p]]));
+            let eye = &mut self.eyes[x];
+            eye.snap_next = next.unwrap_or_default();
+            eye.snap_prev = prev.unwrap_or_default();
         }
     }
 
@@ -606,23 +640,46 @@ impl LineState {
             let next = self.flow.get(fi + 1).copied();
             let prev = fi.checked_sub(1).map(|p| self.flow[p]);
             let since = self.eyes[x].level_since;
-            let saw_since = |e: &EyeState| e.last_measured_rise.is_some_and(|t| t > since);
-            let expected_since = |e: &EyeState| e.last_expected_rise.is_some_and(|t| t > since);
+            // What a neighbour measured and was expected to measure since
+            // this eye's level last changed.
+            let since_snap = |n: usize, snap: (u64, u64)| {
+                let e = &self.eyes[n];
+                (
+                    e.measured_total.saturating_sub(snap.0),
+                    e.expected_total.saturating_sub(snap.1),
+                )
+            };
             let eye = &self.eyes[x];
             let mut condition = eye.condition;
             let mut jammed = eye.jammed;
-            if eye.level == Some(true) && eye.blocked_against_expectation(now_ns) {
-                match next.map(|y| &self.eyes[y]) {
-                    Some(y) if saw_since(y) => condition = EyeCondition::StuckOn,
-                    Some(y) if expected_since(y) => jammed = true,
-                    Some(_) => {}
+            if eye.level == Some(true)
+                && eye.blocked_against_expectation(now_ns)
+                && condition == EyeCondition::Ok
+                && !jammed
+            {
+                // Products already past X when it went blocked may still
+                // reach Y: a verdict needs Y to have missed at least two
+                // more than it saw, or to have seen two or more.
+                match next.map(|y| since_snap(y, eye.snap_next)) {
                     None => jammed = true,
+                    Some((seen, expected)) if expected >= seen + 2 && seen * 2 < expected => {
+                        jammed = true
+                    }
+                    Some((seen, expected)) if seen >= 2 && seen * 2 >= expected => {
+                        condition = EyeCondition::StuckOn
+                    }
+                    Some(_) => {}
                 }
             } else if eye.level == Some(false)
                 && eye.track.consecutive_missing >= STUCK_OFF_AFTER
+                && condition == EyeCondition::Ok
             {
-                let neighbour = next.or(prev).map(|n| &self.eyes[n]);
-                if neighbour.is_none_or(saw_since) {
+                let neighbour = match (next, prev) {
+                    (Some(y), _) => Some(since_snap(y, eye.snap_next)),
+                    (None, Some(w)) => Some(since_snap(w, eye.snap_prev)),
+                    (None, None) => None,
+                };
+                if neighbour.is_none_or(|(seen, _)| seen >= 2) {
                     condition = EyeCondition::StuckOff;
                 }
             }
@@ -647,7 +704,8 @@ impl LineState {
                 }));
             }
             if jammed != eye.jammed {
-                let conveyor = |e: &EyeState| Arc::from(self.model.conveyors()[e.conveyor].id.as_str());
+                let conveyor =
+                    |e: &EyeState| Arc::from(self.model.conveyors()[e.conveyor].id.as_str());
                 let to = next.map(|y| &self.eyes[y]);
                 self.pending.push(TwinEvent::Jam(JamEvent {
                     t_ns: now_ns,

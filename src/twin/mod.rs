@@ -104,7 +104,12 @@ impl TwinCore {
         let index = TagIndex(index);
         let lines = lines::build(cfg, &index, clock.period_ns());
         // Photo-eye inputs are read edge by edge (see `EdgeLog`).
-        for e in lines.0.iter().flat_map(|l| l.eyes()).filter_map(|e| e.entity()) {
+        for e in lines
+            .0
+            .iter()
+            .flat_map(|l| l.eyes())
+            .filter_map(|e| e.entity())
+        {
             world.entity_mut(e).insert(EdgeLog::default());
         }
         world.insert_resource(lines);

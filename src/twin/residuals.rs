@@ -125,7 +125,10 @@ impl EyeTrack {
     /// can no longer pair at `now_ns`.
     pub fn settle(&mut self, now_ns: i64, out: &mut Vec<Mismatch>) {
         loop {
-            match (self.expected.front().copied(), self.measured.front().copied()) {
+            match (
+                self.expected.front().copied(),
+                self.measured.front().copied(),
+            ) {
                 (Some(e), Some(m)) => {
                     if m < e.saturating_sub(self.tol_ns) {
                         // Earlier than any expected edge still to come.
@@ -254,7 +257,7 @@ mod tests {
         // 2 s), and the measured 2400 may still find a partner.
         let (out, t) = run(&[1000], &[], 2500);
         assert!(out.is_empty());
-        let (out2, _) = run(&[500], &[2400], 2500);
+        let (out2, _) = run(&[100], &[100, 2400], 2500);
         assert!(out2.is_empty());
         let (out3, t3) = run(&[1000, 1500, 1900], &[], 4000);
         assert_eq!(out3.len(), 3);

@@ -190,7 +190,10 @@ fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
 
 /// Step every modelled line by one tick, belts driven by their measured
 /// speed tags, in config order.
-#[expect(clippy::too_many_arguments, reason = "a system's parameters are its data access")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a system's parameters are its data access"
+)]
 pub fn physics(
     clock: Res<TickClock>,
     mut lines: ResMut<Lines>,
@@ -223,16 +226,24 @@ pub fn physics(
             input.known = read(Some(e))
                 .is_some_and(|(_, q)| matches!(q.quality, Quality::Good | Quality::Uncertain));
         }
-        let counter: CounterInput = line
-            .counter_tag()
-            .and_then(|e| tags.get(e).ok())
-            .and_then(|(v, q, src)| match (&v.0, q.quality, src.0) {
-                (Some(Value::Num(n)), Quality::Good, Some(t)) if n.is_finite() => {
-                    Some((*n, t, true))
-                }
-                _ => None,
-            });
-        line.tick(now, period, &speeds, &cycles, &mut eyes, counter, &mut pending.0);
+        let counter: CounterInput =
+            line.counter_tag()
+                .and_then(|e| tags.get(e).ok())
+                .and_then(|(v, q, src)| match (&v.0, q.quality, src.0) {
+                    (Some(Value::Num(n)), Quality::Good, Some(t)) if n.is_finite() => {
+                        Some((*n, t, true))
+                    }
+                    _ => None,
+                });
+        line.tick(
+            now,
+            period,
+            &speeds,
+            &cycles,
+            &mut eyes,
+            counter,
+            &mut pending.0,
+        );
     }
 }
 
