@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod run;
 pub mod sim;
+pub mod snapshot;
 pub mod whatif;
 
 use std::io::IsTerminal;
@@ -47,6 +48,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Forecast a line under candidate setpoints (belt speeds, cycle times).
     Whatif(whatif::WhatifArgs),
+    /// Draw a config's lines from above (SVG), after simulating them for a while.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -117,6 +120,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Whatif(args) => {
             init_logging(cli.log.as_deref(), false);
             whatif::run(&args)
+        }
+        Command::Snapshot(args) => {
+            init_logging(cli.log.as_deref(), false);
+            snapshot::run(&args)
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `twin sim CONFIG`: the virtual plant.
+//! `twin sim CONFIG`: the virtual plant, served live on loopback, or run
+//! headless (`--headless`) as fast as it goes to write training data: the
+//! truth log and the ground-truth fault labels of a `--scenario`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,9 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use tracing::error;
 
-use super::EXIT_FAILURE;
+use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::endpoints::Endpoints;
-use crate::sim::{SimOptions, start};
+use crate::sim::{HeadlessOptions, SimOptions, run_headless, scenario, start};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -31,6 +33,20 @@ pub struct SimArgs {
     /// Write every value served (after quantisation) as JSON lines.
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
+    /// Write the ground-truth fault labels as JSON lines. Default with
+    /// --truth: next to it, `X.jsonl` → `X.labels.jsonl`.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Inject the faults of this scenario file (plant-configs/scenarios/).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Run sim time this many times faster than wall time (≥ 1).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    pub speed: f64,
+    /// No servers: step the plant as fast as possible for --for of sim time
+    /// and write --truth and the labels only.
+    #[arg(long)]
+    pub headless: bool,
     /// Signal update period.
     #[arg(long, default_value = "100ms", value_parser = super::parse_duration)]
     pub update: Duration,
@@ -40,9 +56,36 @@ pub struct SimArgs {
     /// Seed of the signal noise.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Stop after this long.
+    /// Stop after this much sim time (wall time × --speed).
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
+}
+
+/// A usage error, as clap reports one.
+const EXIT_USAGE: i32 = 2;
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err(
+            "the speed must be a number ≥ 1, e.g. 60 (an hour of sim time per wall minute)".into(),
+        ),
+    }
+}
+
+/// `--labels`, or next to `--truth`: `X.jsonl` → `X.labels.jsonl` (any
+/// other name gets `.labels.jsonl` appended).
+pub fn labels_path(
+    truth: Option<&std::path::Path>,
+    labels: Option<&std::path::Path>,
+) -> Option<PathBuf> {
+    if let Some(l) = labels {
+        return Some(l.to_path_buf());
+    }
+    let t = truth?;
+    let name = t.file_name()?.to_string_lossy();
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    Some(t.with_file_name(format!("{stem}.labels.jsonl")))
 }
 
 pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
@@ -51,6 +94,52 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let scenario = match &args.scenario {
+        Some(p) => match scenario::load_file(p, &cfg) {
+            Ok(s) => Some(s),
+            Err(report) => {
+                eprint!("{report}");
+                return EXIT_CONFIG;
+            }
+        },
+        None => None,
+    };
+    let labels = labels_path(args.truth.as_deref(), args.labels.as_deref());
+    if args.headless {
+        let (Some(duration), Some(_)) = (args.duration, args.truth.as_ref()) else {
+            error!(
+                "--headless needs --for (how much sim time to run) and --truth (where to write it)"
+            );
+            return EXIT_USAGE;
+        };
+        let opts = HeadlessOptions {
+            duration,
+            seed: args.seed,
+            update: args.update,
+            publish: args.publish,
+            truth: args.truth.clone(),
+            labels,
+        };
+        let wall = crate::wallclock::monotonic();
+        return match run_headless(&cfg, scenario.as_ref(), &opts) {
+            Ok(r) => {
+                let secs = crate::wallclock::since(wall).as_secs_f64();
+                tracing::info!(
+                    sim_s = r.sim.as_secs_f64(),
+                    wall_s = secs,
+                    speed = r.sim.as_secs_f64() / secs.max(1e-9),
+                    values = r.values,
+                    labels = r.labels,
+                    "Headless run done."
+                );
+                0
+            }
+            Err(e) => {
+                error!("{e}");
+                EXIT_FAILURE
+            }
+        };
+    }
     let mut ports = std::collections::BTreeMap::new();
     if let Err(e) = Endpoints::apply(&mut ports, &args.modbus_port) {
         error!("{e}");
@@ -81,6 +170,12 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         publish: args.publish,
         seed: args.seed,
         truth: args.truth.clone(),
+        labels,
+        scenario,
+        speed: args.speed,
+        // The plant stops itself at the end: sim time, which runs slower
+        // than --speed asks when the machine cannot keep up.
+        until: args.duration,
     };
     super::block_on(|shutdown| async move {
         let handle = match start(&cfg, opts, shutdown.clone()).await {
@@ -107,16 +202,34 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
             shutdown.cancel();
             return EXIT_FAILURE;
         }
-        match args.duration {
-            Some(d) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(d) => shutdown.cancel(),
-                }
-            }
-            None => shutdown.cancelled().await,
-        }
+        // With `--for` the plant cancels the token itself once its sim
+        // time gets there.
+        shutdown.cancelled().await;
         let _ = tokio::time::timeout(Duration::from_secs(3), handle.task).await;
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn labels_go_next_to_the_truth_log_unless_named() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(
+            labels_path(Some(Path::new("d/run.jsonl")), None),
+            p("d/run.labels.jsonl")
+        );
+        assert_eq!(
+            labels_path(Some(Path::new("run.log")), None),
+            p("run.log.labels.jsonl")
+        );
+        assert_eq!(
+            labels_path(Some(Path::new("run.jsonl")), Some(Path::new("l.jsonl"))),
+            p("l.jsonl")
+        );
+        assert_eq!(labels_path(None, None), None);
+    }
 }

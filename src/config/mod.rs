@@ -6,8 +6,9 @@
 //! touches the plant. The result, [`LoadedConfig`], is what every other stage
 //! is built from.
 
-mod decode;
+pub(crate) mod decode;
 pub mod diagnostics;
+mod geometry;
 pub mod schema;
 pub mod sparkplug;
 mod validate;

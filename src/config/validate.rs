@@ -728,6 +728,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         }
     }
 
+    super::geometry::check_geometry(sink, cfg);
     // Tags no machine claims still flow, but are usually a forgotten binding.
     for t in tags.iter() {
         if t.machine.is_none() && !meant.contains(&t.name) {

@@ -28,6 +28,7 @@
 
 pub mod convert;
 pub mod lookahead;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub use convert::PlanPoint;
 /// Thickness of a belt's box under its surface. Only needs to be thick
 /// enough that a product cannot tunnel through it in one step.
 const BELT_THICKNESS: f64 = 0.05;
+
+/// Largest rounding of a product's edges, metres.
+const PRODUCT_EDGE_RADIUS: f64 = 0.004;
 
 /// Products are dropped this far above the belt so they never start
 /// interpenetrating it.
@@ -594,10 +598,17 @@ impl LineModel {
             // starts; a sleeping body would not see the new contact velocity.
             .can_sleep(false);
         let volume = p.length * p.width * p.height;
-        let collider = ColliderBuilder::cuboid(
-            (p.length / 2.0) as f32,
-            (p.height / 2.0) as f32,
-            (p.width / 2.0) as f32,
+        // Rounded edges (same outer size): a sharp-edged box that cannot tip
+        // stops dead against the edge where two belt boxes meet (the solver
+        // sees the next box's end face a fraction of a millimetre above the
+        // surface it sinks into); a rounded one rides over the seam, as a
+        // real product does.
+        let r = (p.length.min(p.width).min(p.height) * 0.1).min(PRODUCT_EDGE_RADIUS);
+        let collider = ColliderBuilder::round_cuboid(
+            (p.length / 2.0 - r) as f32,
+            (p.height / 2.0 - r) as f32,
+            (p.width / 2.0 - r) as f32,
+            r as f32,
         )
         .density((p.mass / volume) as f32)
         .friction(p.friction as f32);

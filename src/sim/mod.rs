@@ -3,16 +3,25 @@
 //!
 //! It serves each Modbus device's register map from a real Modbus TCP server
 //! and publishes each MQTT topic to a real broker (the embedded one, or an
-//! external one). Signals come from simple process models ([`signals`]). What
-//! it served is optionally written to a truth log, so tests and training can
-//! compare the twin's view with the plant's.
+//! external one). Values come from the truth model ([`truth`]): each line's
+//! physics (the twin's own `LineModel`) for photo-eyes, counters, belt
+//! speeds and motor loads, machine condition for temperatures and
+//! vibration, and simple process models ([`signals`]) for the rest. Fault
+//! scenarios ([`scenario`]) inject faults on a sim-time schedule; sim time
+//! runs `--speed` times wall time. What it served is optionally written to
+//! a truth log, with ground-truth fault labels next to it, so tests and
+//! training can compare the twin's view with the plant's. [`run_headless`]
+//! does the same without servers or a clock, as fast as it goes.
 
 pub mod modbus_server;
+pub mod scenario;
 pub mod signals;
+pub mod truth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,7 +36,8 @@ use crate::sources::modbus::codec;
 use crate::twin::events::rfc3339;
 use crate::wallclock;
 use modbus_server::Images;
-use signals::{Model, Rng};
+use scenario::Scenario;
+use truth::{Label, Truth};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -43,7 +53,15 @@ pub struct SimOptions {
     pub publish: Duration,
     pub seed: u64,
     /// Write what was served, as JSONL, here.
-    pub truth: Option<std::path::PathBuf>,
+    pub truth: Option<PathBuf>,
+    /// Write the ground-truth fault labels, as JSONL, here.
+    pub labels: Option<PathBuf>,
+    /// Faults to inject.
+    pub scenario: Option<Scenario>,
+    /// Sim time runs this many times wall time (≥ 1).
+    pub speed: f64,
+    /// Stop (cancel the shutdown token) once sim time reaches this.
+    pub until: Option<Duration>,
 }
 
 impl Default for SimOptions {
@@ -56,6 +74,10 @@ impl Default for SimOptions {
             publish: Duration::from_secs(1),
             seed: 1,
             truth: None,
+            labels: None,
+            scenario: None,
+            speed: 1.0,
+            until: None,
         }
     }
 }
@@ -80,7 +102,7 @@ pub enum SimError {
     BadUrl(String),
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
-    #[error("cannot write the truth log {path}: {source}")]
+    #[error("cannot write {path}: {source}")]
     Truth {
         path: String,
         source: std::io::Error,
@@ -94,15 +116,12 @@ pub struct SimHandle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// One served tag: where its value goes, and what was last served.
 struct SimTag {
+    /// Index in the tag table (and in the truth model).
+    index: usize,
     name: String,
-    model: Model,
-    /// Shared load of the tag's machine (its speed relative to nominal).
-    machine: Option<String>,
-    is_speed: bool,
     target: Target,
-    /// Latest engineering value of a speed signal (drives its machine's load).
-    last: Option<f64>,
     /// Last value served, to log the truth only on change.
     served_last: Option<serde_json::Value>,
 }
@@ -110,7 +129,8 @@ struct SimTag {
 enum Target {
     Register {
         unit: u8,
-        images: Images,
+        /// The device's register images; `None` in a headless run.
+        images: Option<Images>,
         reg: Box<Register>,
     },
     Mqtt {
@@ -120,6 +140,231 @@ enum Target {
         scale: f64,
         offset: f64,
     },
+}
+
+/// The served tags of a config, in tag-table order (Sparkplug tags are not
+/// served: the virtual plant has no edge node).
+fn sim_tags(
+    cfg: &LoadedConfig,
+    device_images: &HashMap<usize, Images>,
+    headless: bool,
+) -> Vec<SimTag> {
+    let c = &cfg.config;
+    let mut tags = Vec::new();
+    for (index, def) in cfg.tags.iter().enumerate() {
+        let target = match def.source {
+            TagSource::Modbus { device, register } => {
+                let d = &c.modbus[device];
+                let images = device_images.get(&device).cloned();
+                if images.is_none() && !headless {
+                    continue;
+                }
+                Target::Register {
+                    unit: d.unit_id,
+                    images,
+                    reg: Box::new(d.registers[register].clone()),
+                }
+            }
+            TagSource::Mqtt { source, topic } => {
+                let t = &c.mqtt[source].topics[topic];
+                Target::Mqtt {
+                    source,
+                    // A concrete topic the entry's pattern matches.
+                    topic: t.pattern.instance(def.machine.as_deref(), "sim"),
+                    payload: t.payload.clone(),
+                    scale: t.scale,
+                    offset: t.offset,
+                }
+            }
+            // The virtual plant has no Sparkplug edge node yet; the interop
+            // tests use a real one (pysparkplug).
+            TagSource::Sparkplug { .. } => continue,
+        };
+        tags.push(SimTag {
+            index,
+            name: def.name.clone(),
+            target,
+            served_last: None,
+        });
+    }
+    tags
+}
+
+/// Where sim time 0 of a headless run is put on the calendar, so two runs
+/// write byte-identical files: 2026-01-01T00:00:00Z.
+pub const HEADLESS_EPOCH_NS: i64 = 1_767_225_600_000_000_000;
+
+/// The truth log and the label file, both JSONL (docs/sim.md).
+struct Logs {
+    truth: Option<std::io::BufWriter<std::fs::File>>,
+    labels: Option<std::io::BufWriter<std::fs::File>>,
+    /// Wall time that sim time 0 stands for.
+    epoch_ns: i64,
+}
+
+impl Logs {
+    fn open(truth: Option<&Path>, labels: Option<&Path>, epoch_ns: i64) -> Result<Self, SimError> {
+        let open = |p: &Path| {
+            std::fs::File::create(p)
+                .map(std::io::BufWriter::new)
+                .map_err(|source| SimError::Truth {
+                    path: p.display().to_string(),
+                    source,
+                })
+        };
+        Ok(Logs {
+            truth: truth.map(open).transpose()?,
+            labels: labels.map(open).transpose()?,
+            epoch_ns,
+        })
+    }
+
+    fn value(&mut self, sim: Duration, tag: &str, v: &serde_json::Value) -> std::io::Result<()> {
+        if let Some(w) = self.truth.as_mut() {
+            let t_ns = self
+                .epoch_ns
+                .saturating_add(i64::try_from(sim.as_nanos()).unwrap_or(i64::MAX));
+            let line =
+                json!({"t": rfc3339(t_ns), "sim_t": sim.as_secs_f64(), "tag": tag, "value": v});
+            writeln!(w, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn labels(&mut self, labels: &[Label]) -> std::io::Result<()> {
+        for l in labels {
+            info!(kind = l.kind, edge = ?l.edge, fault = l.fault, target = %l.target, sim_t = l.t.as_secs_f64(), "Fault scenario event.");
+            if let Some(w) = self.labels.as_mut() {
+                writeln!(w, "{}", l.to_json(self.epoch_ns))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.truth.as_mut() {
+            w.flush()?;
+        }
+        if let Some(w) = self.labels.as_mut() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// What a headless run did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadlessReport {
+    /// Sim time run.
+    pub sim: Duration,
+    /// Truth lines written (value changes).
+    pub values: u64,
+    /// Labels written.
+    pub labels: u64,
+}
+
+/// A headless run: no servers, no clock; the truth model is stepped as fast
+/// as it goes for `opts.duration` of sim time, and what the servers would
+/// have served (after the same register encoding or MQTT rounding, MQTT
+/// topics every `publish`) is written to the truth log, with the labels.
+/// The training-data source; byte-identical for the same inputs.
+pub fn run_headless(
+    cfg: &LoadedConfig,
+    scenario: Option<&Scenario>,
+    opts: &HeadlessOptions,
+) -> Result<HeadlessReport, SimError> {
+    let mut logs = Logs::open(
+        opts.truth.as_deref(),
+        opts.labels.as_deref(),
+        HEADLESS_EPOCH_NS,
+    )?;
+    let mut truth = Truth::new(cfg, scenario, opts.seed);
+    let mut tags = sim_tags(cfg, &HashMap::new(), true);
+    let step = if truth.has_lines() {
+        opts.update.min(LINE_UPDATE)
+    } else {
+        opts.update
+    }
+    .max(truth::PHYSICS_DT);
+    let write_err = |e: std::io::Error| SimError::Truth {
+        path: opts
+            .truth
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        source: e,
+    };
+    let mut report = HeadlessReport {
+        sim: Duration::ZERO,
+        values: 0,
+        labels: 0,
+    };
+    let mut next_publish = Duration::ZERO;
+    loop {
+        let now = truth.now();
+        let labels = truth.drain_labels();
+        report.labels += labels.len() as u64;
+        logs.labels(&labels).map_err(write_err)?;
+        let publish_now = now >= next_publish;
+        if publish_now {
+            next_publish = now + opts.publish;
+        }
+        for tag in tags.iter_mut() {
+            let Some(eng) = truth.value(tag.index) else {
+                continue;
+            };
+            let served = match &tag.target {
+                Target::Register { reg, .. } => encode_register(reg, eng, now.as_secs_f64()).1,
+                Target::Mqtt { scale, offset, .. } => {
+                    if !publish_now {
+                        continue;
+                    }
+                    json!(crate::sources::apply_scale(
+                        mqtt_raw(eng, *scale, *offset),
+                        *scale,
+                        *offset
+                    ))
+                }
+            };
+            if tag.served_last.as_ref() != Some(&served) {
+                logs.value(now, &tag.name, &served).map_err(write_err)?;
+                report.values += 1;
+                tag.served_last = Some(served);
+            }
+        }
+        if now >= opts.duration {
+            break;
+        }
+        truth.advance(step.min(opts.duration - now));
+    }
+    logs.flush().map_err(write_err)?;
+    report.sim = truth.now();
+    Ok(report)
+}
+
+/// Options of [`run_headless`].
+#[derive(Debug, Clone)]
+pub struct HeadlessOptions {
+    /// Sim time to run.
+    pub duration: Duration,
+    pub seed: u64,
+    /// Sim time between samples of the served values.
+    pub update: Duration,
+    /// Sim time between MQTT publishes.
+    pub publish: Duration,
+    pub truth: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
+}
+
+/// How often the register images are refreshed (wall time) when the plant
+/// has lines: a 70 mm bottle at 0.6 m/s blocks a beam for about 115 ms, and
+/// a 40 ms poll must find it in the image.
+pub const LINE_UPDATE: Duration = Duration::from_millis(10);
+
+/// The value an MQTT sensor sends for `eng`: three decimals of the raw
+/// value, as a field sensor would.
+fn mqtt_raw(eng: f64, scale: f64, offset: f64) -> f64 {
+    (((eng - offset) / scale) * 1000.0).round() / 1000.0
 }
 
 /// Start the virtual plant. Returns once every server listens.
@@ -258,104 +503,86 @@ pub async fn start(
         clients.push(client);
     }
 
-    let mut tags: Vec<SimTag> = Vec::new();
-    for def in cfg.tags.iter() {
-        let role = def
-            .role
-            .clone()
-            .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
-        let model = Model::pick(&role, def.unit.as_deref().unwrap_or(""), def.is_bool);
-        let is_speed = matches!(model, Model::Speed { .. });
-        let target = match def.source {
-            TagSource::Modbus { device, register } => {
-                let d = &c.modbus[device];
-                let r = &d.registers[register];
-                let Some(images) = device_images.get(&device).cloned() else {
-                    continue;
-                };
-                Target::Register {
-                    unit: d.unit_id,
-                    images,
-                    reg: Box::new(r.clone()),
-                }
-            }
-            TagSource::Mqtt { source, topic } => {
-                let t = &c.mqtt[source].topics[topic];
-                Target::Mqtt {
-                    source,
-                    // A concrete topic the entry's pattern matches.
-                    topic: t.pattern.instance(def.machine.as_deref(), "sim"),
-                    payload: t.payload.clone(),
-                    scale: t.scale,
-                    offset: t.offset,
-                }
-            }
-            // The virtual plant has no Sparkplug edge node yet; the interop
-            // tests use a real one (pysparkplug).
-            TagSource::Sparkplug { .. } => continue,
-        };
-        tags.push(SimTag {
-            name: def.name.clone(),
-            model,
-            machine: def.machine.clone(),
-            is_speed,
-            target,
-            last: None,
-            served_last: None,
-        });
-    }
-
-    let mut truth = match &opts.truth {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |source| SimError::Truth {
-                path: p.display().to_string(),
-                source,
-            },
-        )?)),
-        None => None,
+    let mut tags = sim_tags(cfg, &device_images, false);
+    // Per Modbus device: its unit id and images, to mark it offline.
+    let devices: Vec<(usize, u8, Images)> = device_images
+        .iter()
+        .map(|(&i, img)| (i, c.modbus[i].unit_id, img.clone()))
+        .collect();
+    let mut truth = Truth::new(cfg, opts.scenario.as_ref(), opts.seed);
+    let start_ns = wallclock::now_ns();
+    let mut logs = Logs::open(opts.truth.as_deref(), opts.labels.as_deref(), start_ns)?;
+    let update = if truth.has_lines() {
+        opts.update.min(LINE_UPDATE)
+    } else {
+        opts.update
+    };
+    let speed = if opts.speed.is_finite() && opts.speed >= 1.0 {
+        opts.speed
+    } else {
+        1.0
     };
 
     let task = tokio::spawn(async move {
-        let mut rng = Rng::new(opts.seed);
         let t0 = wallclock::monotonic();
-        let dt = opts.update.as_secs_f64();
-        let mut tick = tokio::time::interval(opts.update);
+        let mut tick = tokio::time::interval(update);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_publish: Option<std::time::Instant> = None;
+        let mut log_ok = true;
+        let mut behind_warned = false;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let t = wallclock::since(t0).as_secs_f64();
-            let now_ns = wallclock::now_ns();
-            // Each machine's load follows its speed signal (1.0 at nominal).
-            let mut load: HashMap<String, f64> = HashMap::new();
-            for tag in tags.iter_mut().filter(|t| t.is_speed) {
-                let v = tag.model.step(t, dt, 1.0, &mut rng);
-                if let (Some(m), Model::Speed { nominal }) = (&tag.machine, &tag.model) {
-                    load.insert(m.clone(), (v / nominal).clamp(0.0, 1.5));
-                }
-                tag.last = Some(v);
+            // Sim time runs `speed` times wall time. A stalled process
+            // catches up, but by at most 2 s of sim time per update, so a
+            // plant too big for the speed asked runs slower rather than
+            // spiralling.
+            let want = wallclock::since(t0).mul_f64(speed);
+            let behind = want.saturating_sub(truth.now());
+            let cap = Duration::from_secs(2).max(update.mul_f64(speed * 2.0));
+            if behind > cap && !behind_warned {
+                warn!(
+                    speed,
+                    behind_s = behind.as_secs_f64(),
+                    "The virtual plant cannot keep up with --speed; sim time runs slower."
+                );
+                behind_warned = true;
             }
+            let step = match opts.until {
+                Some(u) => behind.min(cap).min(u.saturating_sub(truth.now())),
+                None => behind.min(cap),
+            };
+            truth.advance(step);
+            let now = truth.now();
+            let t = now.as_secs_f64();
+            let now_ns = wallclock::now_ns();
+            for (d, unit, images) in &devices {
+                let offline = truth.device_offline(*d);
+                if let Ok(mut imgs) = images.write()
+                    && let Some(img) = imgs.get_mut(unit)
+                    && img.offline != offline
+                {
+                    img.offline = offline;
+                }
+            }
+            let labels = truth.drain_labels();
             let publish_now = last_publish.is_none_or(|p| wallclock::since(p) >= opts.publish);
             let mut mqtt_out: BTreeMap<(usize, String), Vec<(Payload, f64)>> = BTreeMap::new();
+            let mut errors = logs.labels(&labels).err();
             for tag in tags.iter_mut() {
-                let l = tag
-                    .machine
-                    .as_ref()
-                    .and_then(|m| load.get(m))
-                    .copied()
-                    .unwrap_or(1.0);
-                let eng = if tag.is_speed {
-                    tag.last.unwrap_or(0.0)
-                } else {
-                    tag.model.step(t, dt, l, &mut rng)
+                // `None`: its device is disconnected; the image keeps the
+                // last values and the server does not answer.
+                let Some(eng) = truth.value(tag.index) else {
+                    continue;
                 };
                 let served = match &tag.target {
-                    Target::Register { unit, images, reg } => {
-                        Some(serve_register(images, *unit, reg, eng, t))
-                    }
+                    Target::Register {
+                        unit, images, reg, ..
+                    } => images
+                        .as_ref()
+                        .map(|images| serve_register(images, *unit, reg, eng, t)),
                     Target::Mqtt {
                         source,
                         topic,
@@ -364,8 +591,7 @@ pub async fn start(
                         offset,
                     } => {
                         if publish_now {
-                            // Three decimals on the wire, as a field sensor would send.
-                            let raw = (((eng - offset) / scale) * 1000.0).round() / 1000.0;
+                            let raw = mqtt_raw(eng, *scale, *offset);
                             mqtt_out
                                 .entry((*source, topic.clone()))
                                 .or_default()
@@ -379,15 +605,20 @@ pub async fn start(
                 if let Some(v) = served
                     && tag.served_last.as_ref() != Some(&v)
                 {
-                    tag.served_last = Some(v.clone());
-                    if let Some(w) = truth.as_mut() {
-                        let line = json!({"t": rfc3339(now_ns), "tag": tag.name, "value": v});
-                        let _ = writeln!(w, "{line}");
+                    if let Err(e) = logs.value(now, &tag.name, &v) {
+                        errors = Some(e);
                     }
+                    tag.served_last = Some(v);
                 }
             }
-            if let Some(w) = truth.as_mut() {
-                let _ = w.flush();
+            if let Err(e) = logs.flush() {
+                errors = Some(e);
+            }
+            if let Some(e) = errors
+                && log_ok
+            {
+                warn!(error = %e, "Cannot write the truth log or labels; values are still served.");
+                log_ok = false;
             }
             if publish_now {
                 last_publish = Some(wallclock::monotonic());
@@ -401,10 +632,55 @@ pub async fn start(
                     }
                 }
             }
+            if opts.until.is_some_and(|u| now >= u) {
+                info!(
+                    sim_s = now.as_secs_f64(),
+                    "Virtual plant reached the end of its run."
+                );
+                shutdown.cancel();
+                break;
+            }
         }
     });
 
     Ok(SimHandle { endpoints, task })
+}
+
+/// How a register holds a value: the bits or words to write, and what a
+/// client decodes from them (after quantisation), as JSON for the truth log.
+enum Encoded {
+    Bit(bool),
+    /// A bit of a word: read-modify-write, the word's other bits belong to
+    /// other tags.
+    WordBit(u8, bool),
+    Words(Vec<u16>),
+}
+
+fn encode_register(reg: &Register, eng: f64, t: f64) -> (Encoded, serde_json::Value) {
+    if reg.table.is_bits() {
+        return (Encoded::Bit(eng != 0.0), json!(eng != 0.0));
+    }
+    match (reg.data_type, reg.bit) {
+        (DataType::String, _) => {
+            // A batch code that changes every minute.
+            let text = format!("LOT-{:05}", 1 + (t / 60.0) as u32);
+            let words = codec::encode_string(reg.order, &text, reg.length);
+            let v = json!(codec::decode_string(reg.order, &words));
+            (Encoded::Words(words), v)
+        }
+        (DataType::Bool, Some(bit)) => (Encoded::WordBit(bit, eng != 0.0), json!(eng != 0.0)),
+        (DataType::Bool, None) => (
+            Encoded::Words(vec![u16::from(eng != 0.0)]),
+            json!(eng != 0.0),
+        ),
+        (ty, _) => {
+            let raw = (eng - reg.offset) / reg.scale;
+            let words = codec::encode_words(ty, reg.order, raw);
+            let back = codec::decode_words(ty, reg.order, &words).unwrap_or(raw);
+            let v = json!(crate::sources::apply_scale(back, reg.scale, reg.offset));
+            (Encoded::Words(words), v)
+        }
+    }
 }
 
 /// Write a tag's engineering value into the register image, the way the
@@ -423,31 +699,20 @@ fn serve_register(
     let Some(img) = imgs.get_mut(&unit) else {
         return serde_json::Value::Null;
     };
-    let at = |k: u16| reg.address.value.wrapping_add(k);
-    if reg.table.is_bits() {
-        img.bits.insert((reg.table, reg.address.value), eng != 0.0);
-        return json!(eng != 0.0);
-    }
-    match (reg.data_type, reg.bit) {
-        (DataType::String, _) => {
-            // A batch code that changes every minute.
-            let text = format!("LOT-{:05}", 1 + (t / 60.0) as u32);
-            let words = codec::encode_string(reg.order, &text, reg.length);
-            for (k, w) in words.iter().enumerate() {
-                img.words.insert((reg.table, at(k as u16)), *w);
-            }
-            json!(codec::decode_string(reg.order, &words))
+    let (encoded, v) = encode_register(reg, eng, t);
+    let key = (reg.table, reg.address.value);
+    match encoded {
+        Encoded::Bit(b) => {
+            img.bits.insert(key, b);
         }
-        (DataType::Bool, Some(bit)) => {
-            // Read-modify-write: other bits of the word belong to other tags.
-            let key = (reg.table, reg.address.value);
+        Encoded::WordBit(bit, on) => {
             let word = img.words.get(&key).copied().unwrap_or(0);
             let value = if reg.order.swaps_bytes() {
                 word.swap_bytes()
             } else {
                 word
             };
-            let value = if eng != 0.0 {
+            let value = if on {
                 value | 1 << bit
             } else {
                 value & !(1 << bit)
@@ -458,23 +723,15 @@ fn serve_register(
                 value
             };
             img.words.insert(key, word);
-            json!(eng != 0.0)
         }
-        (DataType::Bool, None) => {
-            img.words
-                .insert((reg.table, reg.address.value), u16::from(eng != 0.0));
-            json!(eng != 0.0)
-        }
-        (ty, _) => {
-            let raw = (eng - reg.offset) / reg.scale;
-            let words = codec::encode_words(ty, reg.order, raw);
-            let back = codec::decode_words(ty, reg.order, &words).unwrap_or(raw);
+        Encoded::Words(words) => {
             for (k, w) in words.iter().enumerate() {
-                img.words.insert((reg.table, at(k as u16)), *w);
+                img.words
+                    .insert((reg.table, reg.address.value.wrapping_add(k as u16)), *w);
             }
-            json!(crate::sources::apply_scale(back, reg.scale, reg.offset))
         }
     }
+    v
 }
 
 /// One topic's payload: a bare number, or a JSON document holding every

@@ -3,6 +3,14 @@
 //! Devices that share a configured `host:port` share one listener and are told
 //! apart by unit id, as behind a real gateway. Addresses outside the register
 //! map answer IllegalDataAddress, as a PLC would.
+//!
+//! A device the truth model has disconnected (a `plc_disconnect` fault) is
+//! marked `offline` in its image: requests to it get no reply at all (the
+//! client times out and drops the connection, as with a PLC gone from the
+//! network) and new connections to its listener are closed at once, unless
+//! other units behind the same gateway are still online; those keep
+//! answering, and the gateway answers for the missing one with exception
+//! 0x0B, "gateway target device failed to respond", as real gateways do.
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
@@ -23,6 +31,8 @@ use crate::config::RegisterTable;
 pub struct RegisterImage {
     pub words: HashMap<(RegisterTable, u16), u16>,
     pub bits: HashMap<(RegisterTable, u16), bool>,
+    /// Disconnected: the device does not answer.
+    pub offline: bool,
 }
 
 /// Register images by unit id, shared with the signal loop.
@@ -94,6 +104,32 @@ impl PlantService {
         Ok(())
     }
 
+    /// Whether every unit on this listener is disconnected: then nothing
+    /// answers and connections are refused.
+    fn all_offline(&self) -> bool {
+        self.images
+            .read()
+            .map(|i| !i.is_empty() && i.values().all(|img| img.offline))
+            .unwrap_or(false)
+    }
+
+    /// `Ok(None)`: no reply at all (the device is disconnected).
+    fn answer(&self, unit: u8, req: Request<'_>) -> Result<Option<Response>, ExceptionCode> {
+        let offline = self
+            .images
+            .read()
+            .map(|i| i.get(&unit).is_some_and(|img| img.offline))
+            .unwrap_or(false);
+        if offline {
+            return if self.all_offline() {
+                Ok(None)
+            } else {
+                Err(ExceptionCode::GatewayTargetDevice)
+            };
+        }
+        self.handle(unit, req).map(Some)
+    }
+
     fn handle(&self, unit: u8, req: Request<'_>) -> Result<Response, ExceptionCode> {
         use RegisterTable::*;
         fn bits(i: &RegisterImage) -> &Map<bool> {
@@ -142,12 +178,12 @@ impl PlantService {
 
 impl Service for PlantService {
     type Request = SlaveRequest<'static>;
-    type Response = Response;
+    type Response = Option<Response>;
     type Exception = ExceptionCode;
-    type Future = Ready<Result<Response, ExceptionCode>>;
+    type Future = Ready<Result<Option<Response>, ExceptionCode>>;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        ready(self.handle(req.slave, req.request))
+        ready(self.answer(req.slave, req.request))
     }
 }
 
@@ -166,6 +202,11 @@ pub async fn serve(
         let on_connected = |stream, socket_addr| {
             let service = service.clone();
             async move {
+                // A disconnected device refuses: the stream is dropped.
+                if service.all_offline() {
+                    debug!(peer = %socket_addr, "Virtual Modbus device is disconnected; closing the connection.");
+                    return Ok(None);
+                }
                 // Match the poller: no Nagle delay on replies.
                 let _ = tokio::net::TcpStream::set_nodelay(&stream, true);
                 accept_tcp_connection(stream, socket_addr, move |_| Ok(Some(service.clone())))

@@ -2,8 +2,11 @@
 
 mod config_corpus;
 mod e2e;
+mod faults;
 mod interop_pymodbus;
 mod interop_sparkplug;
 mod modbus_faults;
 mod mqtt;
+mod sim_truth;
+mod snapshot;
 mod util;

@@ -1,0 +1,917 @@
+//! The virtual plant's ground truth: what the plant "really" does, from which
+//! every served tag value is read.
+//!
+//! Data flow: plant config (+ optional [`Scenario`], + seed) → [`Truth`] →
+//! (sim-time steps) → engineering value of every tag ([`Truth::value`]) and
+//! ground-truth fault labels ([`Truth::drain_labels`]) → the async servers
+//! (`sim/mod.rs`: register images, MQTT payloads) or the headless writer
+//! (truth + labels JSONL).
+//!
+//! Each line with conveyors runs the twin's own physics
+//! ([`crate::physics::LineModel`]) in 5 ms steps, so the sensors the twin
+//! sees are consistent with the model it predicts them with: photo-eye tags
+//! are the sensor colliders' `blocked()`, the infeed counter counts spawns,
+//! the last conveyor's `count` counts products out, belt speed tags read the
+//! drive speed. Motor current, motor temperature, vibration and bearing
+//! temperature are derived from the physics and from the machine's
+//! condition (see docs/sim.md for the equations and constants). Tags not
+//! tied to either keep the simple process models of [`super::signals`].
+//!
+//! This is synchronous, reads no clock and draws its noise from one seeded
+//! generator in a fixed order, so the same config, scenario, seed and total
+//! advance give identical values whatever chunks time is advanced in.
+
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use super::scenario::{FaultKind, Scenario};
+use super::signals::{Model, Rng};
+use crate::config::{LoadedConfig, TagSource};
+use crate::physics::{LineModel, Obstacle, PlanPoint};
+use crate::twin::events::rfc3339;
+
+/// Physics step: the twin's own step length, so products behave as the
+/// twin expects them to.
+pub const PHYSICS_DT: Duration = Duration::from_millis(5);
+const DT_NS: u64 = 5_000_000;
+/// Non-physics signals (speeds, currents, temperatures, vibration) are
+/// updated every this many physics steps (100 ms): drives and condition
+/// sensors do not change meaningfully faster, and the noise per sample
+/// stays that of the old signal models.
+pub const SIGNAL_STEPS: u64 = 20;
+
+/// Gravity, m/s².
+const G: f64 = 9.81;
+/// Motor current of a conveyor drive with an empty belt at standstill
+/// (magnetising current and gearbox losses), A.
+pub const I_IDLE_A: f64 = 2.0;
+/// Extra current per m/s of drive speed (the empty belt's and rollers'
+/// friction grows with speed), A per m/s.
+pub const I_PER_MPS: f64 = 1.5;
+/// Extra current per newton of belt pull (the torque-producing current of a
+/// small geared motor behind the drive pulley), A per N.
+pub const I_PER_N: f64 = 0.15;
+/// Pull needed by a product carried with the belt (the loaded belt dragging
+/// over its slider bed), as a fraction of the product's weight.
+pub const CARRY_RESISTANCE: f64 = 0.03;
+/// A product moving slower than this fraction of the belt surface speed is
+/// slipping: the belt slides under it (held at a station, queued against a
+/// held product or a jam) and pulls with the product's full friction.
+pub const SLIP_RATIO: f64 = 0.5;
+/// Ambient temperature of the motors, °C.
+pub const AMBIENT_C: f64 = 25.0;
+/// Steady motor temperature rise per A² of current with full cooling, K/A².
+pub const HEAT_K_PER_A2: f64 = 3.0;
+/// Motor thermal time constant, s.
+pub const MOTOR_TAU_S: f64 = 600.0;
+/// Vibration added by a fully worn bearing (wear 1) at nominal speed, mm/s
+/// RMS, on top of the healthy baseline: from a good machine (~2 mm/s) to
+/// beyond ISO 10816's "unacceptable" 7.1 mm/s.
+pub const VIB_PER_WEAR2: f64 = 9.0;
+/// Bearing temperature added by a fully worn bearing, K.
+pub const BEARING_HEAT_PER_WEAR: f64 = 25.0;
+
+/// Which end of a fault a label marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Start,
+    End,
+}
+
+/// A ground-truth fault label: one per fault start and end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    /// Sim time since the start of the run.
+    pub t: Duration,
+    pub edge: Edge,
+    /// Index of the fault in its scenario file.
+    pub fault: usize,
+    pub kind: &'static str,
+    pub target: Json,
+    pub params: Json,
+}
+
+impl Label {
+    /// The label's JSONL record; `epoch_ns` is the wall time sim time 0
+    /// stands for (see docs/sim.md).
+    pub fn to_json(&self, epoch_ns: i64) -> Json {
+        let t_ns = epoch_ns.saturating_add(i64::try_from(self.t.as_nanos()).unwrap_or(i64::MAX));
+        json!({
+            "v": 1,
+            "t": rfc3339(t_ns),
+            "sim_t": self.t.as_secs_f64(),
+            "edge": match self.edge { Edge::Start => "start", Edge::End => "end" },
+            "fault": self.fault,
+            "kind": self.kind,
+            "target": self.target,
+            "params": self.params,
+        })
+    }
+}
+
+/// Counts of one modelled line since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineCounts {
+    pub spawned: u64,
+    pub out: u64,
+    pub lost: u64,
+    /// Spawns due while the infeed spot was occupied, skipped.
+    pub infeed_blocked: u64,
+}
+
+/// A straight belt segment in plan coordinates, to find which belt a
+/// product is on.
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    x0: f64,
+    y0: f64,
+    dx: f64,
+    dy: f64,
+    len: f64,
+    half_w: f64,
+    height: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Belt {
+    /// Drive speed model (wanders around nominal).
+    speed: Model,
+    nominal: f64,
+    drive: f64,
+    slip: f64,
+    segs: Vec<Seg>,
+    /// Belt pull summed over this signal period's steps, N, and the steps.
+    force_sum: f64,
+    force_steps: u32,
+    /// Mean pull over the last signal period, N.
+    force: f64,
+}
+
+struct LineTruth {
+    /// Index in `config.lines`.
+    cfg_line: usize,
+    model: LineModel,
+    belts: Vec<Belt>,
+    spawn_ns: Option<u64>,
+    next_spawn_ns: u64,
+    counts: LineCounts,
+    mass: f64,
+    friction: f64,
+    /// The product's largest dimension: how high above the belt a centre
+    /// may be and still rest on it (upright or lying).
+    reach: f64,
+    /// Per photo-eye: a stuck value overriding the physics.
+    eye_stuck: Vec<Option<bool>>,
+    /// Jams in place: (fault index, obstacle).
+    obstacles: Vec<(usize, Obstacle)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MachineTruth {
+    /// Speed relative to nominal (1.0 without a speed tag).
+    ratio: f64,
+    current: Option<f64>,
+    motor_temp: Option<f64>,
+    wear: f64,
+    /// Active bearing-wear fault: (start ns, from, to, ramp ns).
+    wear_fault: Option<(u64, f64, f64, u64)>,
+    cooling_loss: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Driver {
+    Eye {
+        line: usize,
+        eye: usize,
+    },
+    InfeedCount {
+        line: usize,
+    },
+    OutCount {
+        line: usize,
+    },
+    BeltSpeed {
+        line: usize,
+        belt: usize,
+    },
+    BeltCurrent {
+        line: usize,
+        belt: usize,
+        machine: usize,
+    },
+    MotorTemp {
+        machine: usize,
+    },
+    Vibration {
+        machine: usize,
+        base: f64,
+    },
+    BearingTemp {
+        machine: usize,
+        model: Model,
+    },
+    Signal {
+        model: Model,
+        machine: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct TagTruth {
+    driver: Driver,
+    value: f64,
+    device: Option<usize>,
+    /// Active sensor drift: (start ns, units per hour).
+    drift: Option<(u64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+struct FaultState {
+    at_ns: u64,
+    end_ns: Option<u64>,
+    kind: FaultKind,
+    target: Json,
+    params: Json,
+    started: bool,
+    ended: bool,
+}
+
+/// The virtual plant's truth model. See the module docs.
+pub struct Truth {
+    steps: u64,
+    /// Sim time asked for so far, ns (≥ steps × dt).
+    target_ns: u64,
+    rng: Rng,
+    lines: Vec<LineTruth>,
+    machines: Vec<MachineTruth>,
+    tags: Vec<TagTruth>,
+    faults: Vec<FaultState>,
+    /// Per Modbus device: how many disconnect faults hold it down.
+    offline: Vec<u32>,
+    labels: Vec<Label>,
+}
+
+fn nominal_of(model: &Model) -> Option<f64> {
+    match model {
+        Model::Speed { nominal } => Some(*nominal),
+        _ => None,
+    }
+}
+
+fn to_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
+    let line = &cfg.config.lines[cfg_line];
+    // Spawns are scheduled here in sim time (as the twin does in tick
+    // time), so the model's own step-counted spawner is off.
+    let mut geometry = line.clone();
+    let spawn = geometry
+        .product
+        .as_mut()
+        .and_then(|p| p.spawn_interval.take());
+    let model = LineModel::new(&geometry, PHYSICS_DT);
+    let belts = line
+        .conveyors
+        .iter()
+        .map(|cv| {
+            let unit = cfg
+                .tags
+                .id(&cv.speed_tag.value)
+                .and_then(|id| cfg.tags.get(id).unit.clone())
+                .unwrap_or_else(|| "m/s".into());
+            let speed = Model::pick("speed", &unit, false);
+            let nominal = nominal_of(&speed).unwrap_or(0.6);
+            let (mut x, mut y) = (cv.origin[0], cv.origin[1]);
+            let segs = cv
+                .segments
+                .iter()
+                .map(|s| {
+                    let (sin, cos) = s.heading.to_radians().sin_cos();
+                    let seg = Seg {
+                        x0: x,
+                        y0: y,
+                        dx: cos,
+                        dy: sin,
+                        len: s.length.value,
+                        half_w: cv.width.value / 2.0,
+                        height: cv.height,
+                    };
+                    (x, y) = (x + cos * s.length.value, y + sin * s.length.value);
+                    seg
+                })
+                .collect();
+            Belt {
+                speed,
+                nominal,
+                drive: 0.0,
+                slip: 0.0,
+                segs,
+                force_sum: 0.0,
+                force_steps: 0,
+                force: 0.0,
+            }
+        })
+        .collect();
+    let p = line.product.as_ref();
+    LineTruth {
+        cfg_line,
+        model,
+        belts,
+        spawn_ns: spawn.map(|s| to_ns(s).max(1)),
+        next_spawn_ns: 0,
+        counts: LineCounts::default(),
+        mass: p.map_or(0.0, |p| p.mass),
+        friction: p.map_or(0.6, |p| p.friction),
+        reach: p.map_or(0.2, |p| p.length.max(p.width).max(p.height)),
+        eye_stuck: vec![None; line.photo_eyes.len()],
+        obstacles: Vec::new(),
+    }
+}
+
+impl Truth {
+    /// Builds the truth model of `cfg`, with `scenario`'s faults scheduled
+    /// and the noise seeded by `seed`.
+    pub fn new(cfg: &LoadedConfig, scenario: Option<&Scenario>, seed: u64) -> Self {
+        let c = &cfg.config;
+        let lines: Vec<LineTruth> = (0..c.lines.len())
+            .filter(|&i| !c.lines[i].conveyors.is_empty())
+            .map(|i| build_line(cfg, i))
+            .collect();
+        let machine_idx = |id: &str| c.machines.iter().position(|m| m.id.value == id);
+        // The machine whose [machines.tags] binds a tag.
+        let machine_of_tag = |tag: &str| {
+            c.machines
+                .iter()
+                .position(|m| m.tags.iter().any(|(_, t)| t.value == tag))
+        };
+        // Per modelled line and belt: the machine driving it.
+        let belt_machine: Vec<Vec<Option<usize>>> = lines
+            .iter()
+            .map(|l| {
+                c.lines[l.cfg_line]
+                    .conveyors
+                    .iter()
+                    .map(|cv| machine_of_tag(&cv.speed_tag.value))
+                    .collect()
+            })
+            .collect();
+        let has_current = |m: usize| {
+            c.machines[m]
+                .tags
+                .iter()
+                .any(|(r, _)| r.value == "motor_current")
+        };
+
+        let mut tags = Vec::new();
+        for def in cfg.tags.iter() {
+            let role = def
+                .role
+                .clone()
+                .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
+            let machine = def.machine.as_deref().and_then(machine_idx);
+            let model = Model::pick(&role, def.unit.as_deref().unwrap_or(""), def.is_bool);
+            let mut driver = None;
+            for (l, lt) in lines.iter().enumerate() {
+                let line = &c.lines[lt.cfg_line];
+                let counter = line
+                    .product
+                    .as_ref()
+                    .and_then(|p| p.infeed_counter_tag.as_ref());
+                if let Some(eye) = line.photo_eyes.iter().position(|e| e.tag.value == def.name) {
+                    driver = Some(Driver::Eye { line: l, eye });
+                } else if counter.is_some_and(|t| t.value == def.name) {
+                    driver = Some(Driver::InfeedCount { line: l });
+                } else if let Some(belt) = line
+                    .conveyors
+                    .iter()
+                    .position(|cv| cv.speed_tag.value == def.name)
+                {
+                    driver = Some(Driver::BeltSpeed { line: l, belt });
+                } else if let Some(m) = machine
+                    && let Some(belt) = belt_machine[l].iter().position(|bm| *bm == Some(m))
+                {
+                    if role == "motor_current" {
+                        driver = Some(Driver::BeltCurrent {
+                            line: l,
+                            belt,
+                            machine: m,
+                        });
+                    } else if role == "count" && belt + 1 == line.conveyors.len() {
+                        driver = Some(Driver::OutCount { line: l });
+                    }
+                }
+                if driver.is_some() {
+                    break;
+                }
+            }
+            let r = role.to_ascii_lowercase();
+            let driver = driver.unwrap_or_else(|| match (machine, &model) {
+                (Some(m), Model::Temperature { .. }) if r.contains("motor") && has_current(m) => {
+                    Driver::MotorTemp { machine: m }
+                }
+                (Some(m), Model::Temperature { .. }) if r.contains("bearing") => {
+                    Driver::BearingTemp {
+                        machine: m,
+                        model: model.clone(),
+                    }
+                }
+                (Some(m), Model::Vibration { base }) => Driver::Vibration {
+                    machine: m,
+                    base: *base,
+                },
+                _ => Driver::Signal { model, machine },
+            });
+            let device = match def.source {
+                TagSource::Modbus { device, .. } => Some(device),
+                _ => None,
+            };
+            tags.push(TagTruth {
+                driver,
+                value: 0.0,
+                device,
+                drift: None,
+            });
+        }
+
+        let faults = scenario
+            .map(|s| {
+                s.faults
+                    .iter()
+                    .map(|f| {
+                        let at_ns = to_ns(f.at);
+                        FaultState {
+                            at_ns,
+                            end_ns: f.duration.map(|d| at_ns.saturating_add(to_ns(d))),
+                            kind: f.kind.clone(),
+                            target: f.kind.target_json(cfg),
+                            params: f.kind.params_json(),
+                            started: false,
+                            ended: false,
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let mut truth = Truth {
+            steps: 0,
+            target_ns: 0,
+            rng: Rng::new(seed),
+            lines,
+            machines: vec![
+                MachineTruth {
+                    ratio: 1.0,
+                    ..MachineTruth::default()
+                };
+                c.machines.len()
+            ],
+            tags,
+            faults,
+            offline: vec![0; c.modbus.len()],
+            labels: Vec::new(),
+        };
+        // Sim time 0 is served before the first step: faults due at 0 and
+        // the first signal values are in place from the start.
+        truth.apply_faults(0);
+        truth.update_signals(0);
+        truth
+    }
+
+    /// Sim time reached: whole physics steps.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.steps.saturating_mul(DT_NS))
+    }
+
+    /// Whether any line is modelled by physics (then photo-eyes need fast
+    /// serving).
+    pub fn has_lines(&self) -> bool {
+        !self.lines.is_empty()
+    }
+
+    /// Advances sim time by `dt`, in whole 5 ms physics steps; a remainder
+    /// is carried to the next call, so how time is chunked does not matter.
+    pub fn advance(&mut self, dt: Duration) {
+        self.target_ns = self.target_ns.saturating_add(to_ns(dt));
+        while self.steps.saturating_add(1).saturating_mul(DT_NS) <= self.target_ns {
+            self.step_once();
+        }
+    }
+
+    fn step_once(&mut self) {
+        let t_ns = self.steps.saturating_mul(DT_NS);
+        self.apply_faults(t_ns);
+        // Step 0's update was done by `new`.
+        if self.steps > 0 && self.steps.is_multiple_of(SIGNAL_STEPS) {
+            self.update_signals(t_ns);
+        }
+        for line in &mut self.lines {
+            line.step(t_ns);
+        }
+        self.steps += 1;
+    }
+
+    /// Starts and ends the faults due at `t_ns`, with their labels.
+    fn apply_faults(&mut self, t_ns: u64) {
+        for i in 0..self.faults.len() {
+            let f = &self.faults[i];
+            let start = !f.started && t_ns >= f.at_ns;
+            let end = f.started && !f.ended && f.end_ns.is_some_and(|e| t_ns >= e);
+            if !(start || end) {
+                continue;
+            }
+            let kind = f.kind.clone();
+            self.set_fault(i, &kind, start, t_ns);
+            let f = &mut self.faults[i];
+            if start {
+                f.started = true;
+            } else {
+                f.ended = true;
+            }
+            self.labels.push(Label {
+                t: Duration::from_nanos(t_ns),
+                edge: if start { Edge::Start } else { Edge::End },
+                fault: i,
+                kind: kind.name(),
+                target: f.target.clone(),
+                params: f.params.clone(),
+            });
+        }
+    }
+
+    fn line_of(&self, cfg_line: usize) -> Option<usize> {
+        self.lines.iter().position(|l| l.cfg_line == cfg_line)
+    }
+
+    fn set_fault(&mut self, i: usize, kind: &FaultKind, on: bool, t_ns: u64) {
+        match *kind {
+            FaultKind::BearingWear {
+                machine,
+                from,
+                to,
+                ramp,
+            } => {
+                if let Some(m) = self.machines.get_mut(machine) {
+                    m.wear_fault = on.then_some((t_ns, from, to, to_ns(ramp).max(1)));
+                    // Ended: the bearing was replaced.
+                    m.wear = if on { from } else { 0.0 };
+                }
+            }
+            FaultKind::BeltSlip {
+                line,
+                conveyor,
+                slip,
+            } => {
+                if let Some(l) = self.line_of(line) {
+                    let lt = &mut self.lines[l];
+                    let s = if on { slip } else { 0.0 };
+                    if lt.model.set_belt_slip_at(conveyor, s as f32).is_ok()
+                        && let Some(b) = lt.belts.get_mut(conveyor)
+                    {
+                        b.slip = s;
+                    }
+                }
+            }
+            FaultKind::Jam {
+                line,
+                conveyor,
+                position,
+            } => {
+                if let Some(l) = self.line_of(line) {
+                    let lt = &mut self.lines[l];
+                    if on {
+                        if let Ok(o) = lt.model.block_at(conveyor, position) {
+                            lt.obstacles.push((i, o));
+                        }
+                    } else if let Some(k) = lt.obstacles.iter().position(|(f, _)| *f == i) {
+                        let (_, o) = lt.obstacles.remove(k);
+                        lt.model.unblock(o);
+                    }
+                }
+            }
+            FaultKind::EyeStuck {
+                line,
+                eye,
+                on: level,
+            } => {
+                if let Some(l) = self.line_of(line)
+                    && let Some(s) = self.lines[l].eye_stuck.get_mut(eye)
+                {
+                    *s = on.then_some(level);
+                }
+            }
+            FaultKind::MotorOverheat {
+                machine,
+                cooling_loss,
+            } => {
+                if let Some(m) = self.machines.get_mut(machine) {
+                    m.cooling_loss = if on { cooling_loss } else { 0.0 };
+                }
+            }
+            FaultKind::SensorDrift { tag, per_hour } => {
+                if let Some(t) = self.tags.get_mut(tag) {
+                    t.drift = on.then_some((t_ns, per_hour));
+                }
+            }
+            FaultKind::PlcDisconnect { device } => {
+                if let Some(n) = self.offline.get_mut(device) {
+                    *n = if on { *n + 1 } else { n.saturating_sub(1) };
+                }
+            }
+        }
+    }
+
+    /// Updates every non-physics signal at `t_ns`, in a fixed order: drive
+    /// speeds (which also set the belts for the next period), machine speed
+    /// ratios, currents, motor temperatures, then vibration and the rest.
+    fn update_signals(&mut self, t_ns: u64) {
+        let t = t_ns as f64 / 1e9;
+        let dt = (SIGNAL_STEPS * DT_NS) as f64 / 1e9;
+        for line in &mut self.lines {
+            for (i, b) in line.belts.iter_mut().enumerate() {
+                b.drive = b.speed.step(t, dt, 1.0, &mut self.rng);
+                // Finite by construction; a refusal would keep the last speed.
+                let _ = line.model.set_belt_speed_at(i, b.drive as f32);
+                b.force = if b.force_steps > 0 {
+                    b.force_sum / f64::from(b.force_steps)
+                } else {
+                    0.0
+                };
+                b.force_sum = 0.0;
+                b.force_steps = 0;
+            }
+        }
+        for m in &mut self.machines {
+            if let Some((start, from, to, ramp)) = m.wear_fault {
+                let x = (t_ns.saturating_sub(start) as f64 / ramp as f64).min(1.0);
+                m.wear = from + (to - from) * x;
+            }
+        }
+        // Pass 1: speeds, then each machine's speed ratio.
+        for tag in &mut self.tags {
+            match &mut tag.driver {
+                Driver::BeltSpeed { line, belt } => {
+                    if let Some(b) = self.lines.get(*line).and_then(|l| l.belts.get(*belt)) {
+                        tag.value = b.drive;
+                    }
+                }
+                Driver::Signal { model, .. } if nominal_of(model).is_some() => {
+                    tag.value = model.step(t, dt, 1.0, &mut self.rng);
+                }
+                _ => {}
+            }
+        }
+        for k in 0..self.tags.len() {
+            let (machine, ratio) = match &self.tags[k].driver {
+                Driver::BeltSpeed { line, belt } => {
+                    let Some(b) = self.lines.get(*line).and_then(|l| l.belts.get(*belt)) else {
+                        continue;
+                    };
+                    (self.machine_of_belt(*line, *belt), b.drive / b.nominal)
+                }
+                Driver::Signal {
+                    model,
+                    machine: Some(m),
+                } => match nominal_of(model) {
+                    Some(n) => (Some(*m), self.tags[k].value / n),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if let Some(m) = machine.and_then(|m| self.machines.get_mut(m)) {
+                m.ratio = ratio.clamp(0.0, 1.5);
+            }
+        }
+        // Pass 2: currents.
+        for tag in &mut self.tags {
+            let (value, machine) = match &mut tag.driver {
+                Driver::BeltCurrent {
+                    line,
+                    belt,
+                    machine,
+                } => {
+                    let Some(b) = self.lines.get(*line).and_then(|l| l.belts.get(*belt)) else {
+                        continue;
+                    };
+                    let i = I_IDLE_A
+                        + I_PER_MPS * b.drive.abs()
+                        + I_PER_N * b.force
+                        + 0.03 * self.rng.unit();
+                    (i, Some(*machine))
+                }
+                Driver::Signal {
+                    model: model @ Model::Current { .. },
+                    machine,
+                } => {
+                    let machine = *machine;
+                    let load = machine
+                        .and_then(|m| self.machines.get(m))
+                        .map_or(1.0, |m| m.ratio);
+                    (model.step(t, dt, load, &mut self.rng), machine)
+                }
+                _ => continue,
+            };
+            tag.value = value;
+            if let Some(m) = machine.and_then(|m| self.machines.get_mut(m)) {
+                m.current = Some(value);
+            }
+        }
+        // Motor temperatures: a first-order lag towards the steady state of
+        // the current's I² heating, which a cooling loss raises.
+        for m in &mut self.machines {
+            let Some(i) = m.current else { continue };
+            let steady = AMBIENT_C + HEAT_K_PER_A2 * i * i / (1.0 - m.cooling_loss).max(0.05);
+            m.motor_temp = Some(match m.motor_temp {
+                // Start warm: a run begins on a line already at temperature.
+                None => steady,
+                Some(temp) => temp + (steady - temp) * (1.0 - (-dt / MOTOR_TAU_S).exp()),
+            });
+        }
+        // Pass 3: the rest.
+        let tau = std::f64::consts::TAU;
+        for tag in &mut self.tags {
+            tag.value = match &mut tag.driver {
+                Driver::MotorTemp { machine } => {
+                    let Some(temp) = self.machines.get(*machine).and_then(|m| m.motor_temp) else {
+                        continue;
+                    };
+                    temp + 0.05 * self.rng.unit()
+                }
+                Driver::Vibration { machine, base } => {
+                    let Some(m) = self.machines.get(*machine) else {
+                        continue;
+                    };
+                    (*base + VIB_PER_WEAR2 * m.wear * m.wear)
+                        * m.ratio
+                        * (1.0 + 0.1 * (tau * t / 37.0).sin() + 0.08 * self.rng.unit())
+                }
+                Driver::BearingTemp { machine, model } => {
+                    let (ratio, wear) = self
+                        .machines
+                        .get(*machine)
+                        .map_or((1.0, 0.0), |m| (m.ratio, m.wear));
+                    model.step(t, dt, ratio, &mut self.rng) + BEARING_HEAT_PER_WEAR * wear
+                }
+                Driver::Signal { model, machine } => {
+                    if nominal_of(model).is_some() || matches!(model, Model::Current { .. }) {
+                        continue;
+                    }
+                    let load = (*machine)
+                        .and_then(|m| self.machines.get(m))
+                        .map_or(1.0, |m| m.ratio);
+                    model.step(t, dt, load, &mut self.rng)
+                }
+                _ => continue,
+            };
+        }
+    }
+
+    fn machine_of_belt(&self, line: usize, belt: usize) -> Option<usize> {
+        self.tags.iter().find_map(|t| match t.driver {
+            Driver::BeltCurrent {
+                line: l,
+                belt: b,
+                machine,
+            } if l == line && b == belt => Some(machine),
+            _ => None,
+        })
+    }
+
+    /// The engineering value of tag `tag` (index in the tag table) as the
+    /// plant serves it now, sensor faults included; booleans are 0 or 1.
+    /// `None`: not served now (its Modbus device is disconnected) or no
+    /// such tag.
+    pub fn value(&self, tag: usize) -> Option<f64> {
+        let tt = self.tags.get(tag)?;
+        if tt.device.is_some_and(|d| self.device_offline(d)) {
+            return None;
+        }
+        let v = match &tt.driver {
+            Driver::Eye { line, eye } => {
+                let l = self.lines.get(*line)?;
+                let blocked = match l.eye_stuck.get(*eye).copied().flatten() {
+                    Some(stuck) => stuck,
+                    None => l.model.photo_eyes().get(*eye)?.blocked(),
+                };
+                f64::from(u8::from(blocked))
+            }
+            Driver::InfeedCount { line } => self.lines.get(*line)?.counts.spawned as f64,
+            Driver::OutCount { line } => self.lines.get(*line)?.counts.out as f64,
+            _ => tt.value,
+        };
+        let drift = tt.drift.map_or(0.0, |(start, per_hour)| {
+            let since = self.steps.saturating_mul(DT_NS).saturating_sub(start);
+            per_hour * since as f64 / 3.6e12
+        });
+        Some(v + drift)
+    }
+
+    /// Whether a Modbus device (index in `config.modbus`) is disconnected.
+    pub fn device_offline(&self, device: usize) -> bool {
+        self.offline.get(device).is_some_and(|n| *n > 0)
+    }
+
+    /// The labels emitted since the last call, in order.
+    pub fn drain_labels(&mut self) -> Vec<Label> {
+        std::mem::take(&mut self.labels)
+    }
+
+    /// Counts of a modelled line, by index in `config.lines`.
+    pub fn line_counts(&self, cfg_line: usize) -> Option<LineCounts> {
+        self.lines
+            .iter()
+            .find(|l| l.cfg_line == cfg_line)
+            .map(|l| l.counts)
+    }
+
+    /// The physics of a modelled line, by index in `config.lines`.
+    pub fn line_model(&self, cfg_line: usize) -> Option<&LineModel> {
+        self.lines
+            .iter()
+            .find(|l| l.cfg_line == cfg_line)
+            .map(|l| &l.model)
+    }
+
+    /// Mean belt pull over the last signal period, N, of
+    /// `config.lines[cfg_line].conveyors[conveyor]`.
+    pub fn belt_force(&self, cfg_line: usize, conveyor: usize) -> Option<f64> {
+        self.lines
+            .iter()
+            .find(|l| l.cfg_line == cfg_line)
+            .and_then(|l| l.belts.get(conveyor))
+            .map(|b| b.force)
+    }
+
+    /// A machine's bearing wear (0 new .. 1 failing), by index in
+    /// `config.machines`.
+    pub fn bearing_wear(&self, machine: usize) -> Option<f64> {
+        self.machines.get(machine).map(|m| m.wear)
+    }
+}
+
+impl LineTruth {
+    /// One physics step starting at `t_ns`: spawn if due, step, measure
+    /// each belt's pull, remove finished products.
+    fn step(&mut self, t_ns: u64) {
+        if let Some(every) = self.spawn_ns
+            && t_ns >= self.next_spawn_ns
+        {
+            self.next_spawn_ns = self.next_spawn_ns.saturating_add(every);
+            if self.model.infeed_clear() {
+                if self.model.spawn_product().is_ok() {
+                    self.counts.spawned += 1;
+                }
+            } else {
+                self.counts.infeed_blocked += 1;
+            }
+        }
+        let before = self.model.product_positions();
+        // The model's spawner is off, so a step cannot fail.
+        let _ = self.model.step();
+        let after = self.model.product_positions();
+        self.measure_pull(&before, &after);
+        let done = self.model.remove_finished();
+        self.counts.out += done.out as u64;
+        self.counts.lost += done.lost as u64;
+    }
+
+    /// Adds this step's belt pull to each belt: a product carried with the
+    /// belt needs [`CARRY_RESISTANCE`] of its weight, one the belt slides
+    /// under (held, queued, jammed) its friction times its weight.
+    fn measure_pull(&mut self, before: &[PlanPoint], after: &[PlanPoint]) {
+        let dt = DT_NS as f64 / 1e9;
+        let mut force = vec![0.0; self.belts.len()];
+        for (a, b) in before.iter().zip(after) {
+            let (x, y, z) = (f64::from(b.x), f64::from(b.y), f64::from(b.z));
+            let vx = (x - f64::from(a.x)) / dt;
+            let vy = (y - f64::from(a.y)) / dt;
+            'belts: for (i, belt) in self.belts.iter().enumerate() {
+                for s in &belt.segs {
+                    let (rx, ry) = (x - s.x0, y - s.y0);
+                    let along = rx * s.dx + ry * s.dy;
+                    let lateral = (rx * s.dy - ry * s.dx).abs();
+                    let resting = z >= s.height && z <= s.height + self.reach;
+                    if !(0.0..=s.len).contains(&along) || lateral > s.half_w || !resting {
+                        continue;
+                    }
+                    let surface = belt.drive * (1.0 - belt.slip);
+                    let v = vx * s.dx + vy * s.dy;
+                    let slipping = surface.abs() > 0.01 && v / surface < SLIP_RATIO;
+                    let mu = if slipping {
+                        self.friction
+                    } else {
+                        CARRY_RESISTANCE
+                    };
+                    force[i] += mu * self.mass * G;
+                    break 'belts;
+                }
+            }
+        }
+        for (b, f) in self.belts.iter_mut().zip(force) {
+            b.force_sum += f;
+            b.force_steps += 1;
+        }
+    }
+}

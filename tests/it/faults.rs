@@ -1,0 +1,204 @@
+//! Faults injected in the virtual plant's truth model, seen by the twin's
+//! core (issue 4): the truth model (`twin::sim::truth::Truth`) is polled as
+//! the Modbus and MQTT sources would poll the plant, and its samples drive
+//! `TwinCore` in-process, tick by tick, with no network and no clock. So a
+//! whole scenario runs in seconds and deterministically.
+
+use std::path::Path;
+use std::time::Duration;
+
+use twin::config::{LoadedConfig, load_file};
+use twin::sim::scenario::{self, Scenario};
+use twin::sim::truth::Truth;
+use twin::twin::{Sample, TickClock, TwinCore, TwinEvent, Value};
+
+use crate::util::root;
+
+/// Sim time 0 on the calendar: the headless epoch, a whole tick.
+const EPOCH_NS: i64 = 1_767_225_600_000_000_000;
+/// How often every tag is sampled: the demo line PLC's poll interval, fast
+/// enough to see every photo-eye interruption.
+const POLL: Duration = Duration::from_millis(40);
+
+fn demo() -> LoadedConfig {
+    load_file(&root().join("plant-configs/packaging-line.toml")).unwrap_or_else(|r| panic!("{r}"))
+}
+
+fn shipped(cfg: &LoadedConfig, name: &str) -> Scenario {
+    let path = root().join("plant-configs/scenarios").join(name);
+    scenario::load_file(Path::new(&path), cfg).unwrap_or_else(|r| panic!("{r}"))
+}
+
+/// Runs `secs` of sim time of `cfg` (with `scenario`'s faults) through the
+/// core: every [`POLL`], each tag's served value becomes a good sample
+/// stamped with that sim time (a disconnected device's tags a bad one,
+/// `timeout`), as a poller would hand them over; on every tick the samples
+/// due are pushed and the core advances. Returns every event the core
+/// emitted, in order.
+pub fn run_through_core(
+    cfg: &LoadedConfig,
+    scenario: Option<&Scenario>,
+    seed: u64,
+    secs: u64,
+) -> Vec<TwinEvent> {
+    let period = cfg.config.plant.tick;
+    let mut core = TwinCore::new(cfg, TickClock::new(EPOCH_NS, period));
+    let mut truth = Truth::new(cfg, scenario, seed);
+    let tags: Vec<(usize, twin::config::TagId, bool)> = cfg
+        .tags
+        .iter()
+        .map(|d| (d.id.index(), d.id, d.is_bool))
+        .collect();
+    let mut events = Vec::new();
+    let mut batch = Vec::new();
+    let (mut next_poll, mut next_tick) = (Duration::ZERO, period);
+    let end = Duration::from_secs(secs);
+    while truth.now() < end {
+        truth.advance(Duration::from_millis(5));
+        let now = truth.now();
+        let t_ns = EPOCH_NS + i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
+        if now >= next_poll {
+            next_poll += POLL;
+            for &(i, id, is_bool) in &tags {
+                batch.push(match truth.value(i) {
+                    Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
+                    Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
+                    None => Sample::bad(id, "timeout", t_ns),
+                });
+            }
+        }
+        if now >= next_tick {
+            next_tick += period;
+            core.push_batch(std::mem::take(&mut batch));
+            core.advance();
+            events.extend(core.drain_events());
+        }
+    }
+    events
+}
+
+#[test]
+fn r4_truth_drives_the_core_deterministically() {
+    let cfg = demo();
+    let s = shipped(&cfg, "transfer_jam.toml");
+    let a = run_through_core(&cfg, Some(&s), 1, 30);
+    let b = run_through_core(&cfg, Some(&s), 1, 30);
+    assert_eq!(a, b, "same truth, same events");
+    // The core sees the line: a line event per second, and every eye
+    // both blocked and clear at some point.
+    let lines = a.iter().filter(|e| matches!(e, TwinEvent::Line(_))).count();
+    assert!((29..=31).contains(&lines), "{lines} line events in 30 s");
+    for eye in ["infeed.eye_entry", "infeed.eye_filler"] {
+        let id = cfg.tags.id(eye).expect("eye tag");
+        let values: Vec<&Option<Value>> = a
+            .iter()
+            .filter_map(|e| match e {
+                TwinEvent::Tag(t) if t.tag == id => Some(&t.value),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            values.contains(&&Some(Value::Bool(true)))
+                && values.contains(&&Some(Value::Bool(false))),
+            "{eye}: {values:?}"
+        );
+    }
+}
+
+/// The flat-box test line of `sim_truth`: its products cannot tip over, so
+/// the twin's physics and the truth's agree edge for edge on a healthy line.
+fn flat_line() -> LoadedConfig {
+    twin::config::load_str(Path::new("truth-line.toml"), crate::sim_truth::LINE)
+        .unwrap_or_else(|r| panic!("{r}"))
+}
+
+fn secs(t_ns: i64) -> f64 {
+    (t_ns - EPOCH_NS) as f64 / 1e9
+}
+
+#[test]
+fn r4_jam_injected_in_the_sim_is_flagged_at_the_right_place_in_bounded_time() {
+    let cfg = flat_line();
+    // A jam at 2.5 m, between eye_a (1.5 m) and eye_b (3.0 m).
+    let s = scenario::load_str(
+        Path::new("jam.toml"),
+        "[[faults]]\nkind = \"jam\"\nconveyor = \"belt\"\nposition = 2.5\nat = \"60s\"\nduration = \"30s\"\n",
+        &cfg,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let events = run_through_core(&cfg, Some(&s), 1, 100);
+    let jams: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TwinEvent::Jam(j) => Some(j),
+            _ => None,
+        })
+        .collect();
+    let start = jams
+        .iter()
+        .find(|j| j.state == "start")
+        .unwrap_or_else(|| panic!("no jam flagged: {jams:?}"));
+    // The queue has to back up 1 m to eye_a (10 products, one a second)
+    // before anything upstream can tell; 20 s bounds that with room.
+    let at = secs(start.t_ns);
+    assert!(
+        (60.0..80.0).contains(&at),
+        "jam flagged at {at} s for a jam at 60 s"
+    );
+    assert_eq!(&*start.after_eye, "eye_a");
+    assert_eq!(start.before_eye.as_deref(), Some("eye_b"));
+    assert!(
+        start.from_m <= 2.5 && start.to_m.is_some_and(|m| m >= 2.5),
+        "located {}..{:?} m for a jam at 2.5 m",
+        start.from_m,
+        start.to_m
+    );
+    let clear = jams
+        .iter()
+        .find(|j| j.state == "clear")
+        .unwrap_or_else(|| panic!("jam never cleared: {jams:?}"));
+    let at = secs(clear.t_ns);
+    assert!(
+        (90.0..95.0).contains(&at),
+        "cleared at {at} s, the jam ended at 90 s"
+    );
+}
+
+#[test]
+fn r4_stuck_eye_is_flagged_naming_the_eye() {
+    let cfg = flat_line();
+    let s = scenario::load_str(
+        Path::new("eye.toml"),
+        "[[faults]]\nkind = \"eye_stuck_off\"\neye = \"eye_a\"\nat = \"30s\"\nduration = \"30s\"\n",
+        &cfg,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let events = run_through_core(&cfg, Some(&s), 1, 70);
+    // A healthy line gives the twin nothing to flag.
+    let early: Vec<_> = events
+        .iter()
+        .filter(|e| match e {
+            TwinEvent::Eye(x) => secs(x.t_ns) < 30.0,
+            TwinEvent::Residual(x) => secs(x.t_ns) < 30.0,
+            TwinEvent::Jam(x) => secs(x.t_ns) < 30.0,
+            _ => false,
+        })
+        .collect();
+    assert!(early.is_empty(), "{early:?}");
+    // Missing edges at eye_a, then the eye itself is called stuck.
+    let missing = events.iter().any(|e| {
+        matches!(e, TwinEvent::Residual(r) if &*r.eye == "eye_a" && r.kind == "missing" && secs(r.t_ns) >= 30.0)
+    });
+    assert!(missing, "no missing edge at eye_a");
+    let stuck = events
+        .iter()
+        .find_map(|e| match e {
+            TwinEvent::Eye(x) if x.state == "stuck_off" => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no stuck eye flagged"));
+    assert_eq!(&*stuck.eye, "eye_a");
+    assert_eq!(&*stuck.tag, "belt.eye_a");
+    let at = secs(stuck.t_ns);
+    assert!((30.0..40.0).contains(&at), "stuck_off flagged at {at} s");
+}
