@@ -606,6 +606,12 @@ pub struct Line {
     pub product: Option<Product>,
     pub stations: Vec<Station>,
     pub photo_eyes: Vec<PhotoEye>,
+    /// How far a measured photo-eye edge may be from the expected one and
+    /// still be on time (`None`: the twin's default, 500 ms).
+    pub residual_tolerance: Option<Duration>,
+    /// How long an eye must read blocked while products should pass it
+    /// before a jam or stuck-on verdict (`None`: 5 s).
+    pub jam_after: Option<Duration>,
 }
 
 /// A place on a belt where each product stops for one cycle (fill, cap,
@@ -1932,6 +1938,12 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         .into_iter()
         .filter_map(|e| decode_photo_eye(sink, e))
         .collect();
+    let residual_tolerance = t
+        .opt_duration(sink, "residual_tolerance", MS, Duration::from_secs(60))
+        .map(|d| d.value);
+    let jam_after = t
+        .opt_duration(sink, "jam_after", Duration::from_millis(100), HOUR)
+        .map(|d| d.value);
     t.finish(sink);
     Some(Line {
         id: id?,
@@ -1941,6 +1953,8 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         product,
         stations,
         photo_eyes,
+        residual_tolerance,
+        jam_after,
     })
 }
 

@@ -222,6 +222,8 @@ mod tests {
                 cycle: StationCycle::Fixed(cycle),
             }],
             photo_eyes: Vec::new(),
+            residual_tolerance: None,
+            jam_after: None,
         }
     }
 

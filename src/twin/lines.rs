@@ -33,17 +33,20 @@ use super::residuals::{EyeTrack, Mismatch};
 use crate::config::LoadedConfig;
 use crate::physics::LineModel;
 
-/// A measured edge may be this far from the expected one and still be on
-/// time. It covers the infeed counter's and the eye's poll latency and the
-/// tick (see docs/physics.md, "Residuals").
+/// Default of a line's `residual_tolerance`: a measured edge may be this
+/// far from the expected one and still be on time. It covers the infeed
+/// counter's and the eye's poll latency and the tick (see docs/physics.md,
+/// "Residuals").
 pub const RESIDUAL_TOLERANCE_NS: i64 = 500_000_000;
 
-/// A measured edge later than this after the expected one does not pair:
-/// the expected one is missing and the measured one extra.
+/// A measured edge later than this (or four tolerances, if longer) after
+/// the expected one does not pair: the expected one is missing and the
+/// measured one extra.
 pub const LATE_WINDOW_NS: i64 = 3_000_000_000;
 
-/// An eye measured blocked this long while the twin expected products to
-/// pass it is a jam below it or an eye stuck on.
+/// Default of a line's `jam_after`: an eye measured blocked this long while
+/// the twin expected products to pass it is a jam below it or an eye stuck
+/// on.
 pub const JAM_AFTER_NS: i64 = 5_000_000_000;
 
 /// Expected edges in a row with no measured partner, while the eye reads
@@ -120,11 +123,11 @@ impl EyeState {
         self.entity
     }
 
-    /// Measured blocked for at least `JAM_AFTER_NS` at `now`, while the twin
+    /// Measured blocked for at least `jam_after` at `now`, while the twin
     /// expected at least two products to arrive meanwhile.
-    fn blocked_against_expectation(&self, now: i64) -> bool {
+    fn blocked_against_expectation(&self, now: i64, jam_after: i64) -> bool {
         self.level == Some(true)
-            && now.saturating_sub(self.level_since) >= JAM_AFTER_NS
+            && now.saturating_sub(self.level_since) >= jam_after
             && self.expected_rises_since_level >= 2
     }
 }
@@ -184,6 +187,12 @@ pub struct LineState {
     product_length: f64,
     /// Events of this tick other than the line report (residual, eye, jam).
     pending: Vec<TwinEvent>,
+    /// Walls the twin put into its own model for detected jams, by the eye
+    /// the jam is after.
+    jam_walls: Vec<(usize, crate::physics::Obstacle)>,
+    /// How long an eye must read blocked against expectation for a jam or
+    /// stuck-on verdict, ns.
+    jam_after_ns: i64,
     mismatches: Vec<Mismatch>,
 }
 
@@ -267,6 +276,12 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 spawn_interval
             };
             let model = LineModel::new(&geometry, dt);
+            let tolerance_ns = line.residual_tolerance.map_or(RESIDUAL_TOLERANCE_NS, |d| {
+                i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+            });
+            let jam_after_ns = line.jam_after.map_or(JAM_AFTER_NS, |d| {
+                i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+            });
             let conveyor_index = |id: &str| line.conveyors.iter().position(|c| c.id.value == id);
             // The model keeps the eyes on known conveyors, in config order.
             let eyes: Vec<EyeState> = line
@@ -279,7 +294,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                         conveyor: conveyor_index(&e.conveyor.value)?,
                         position: e.position.value,
                         entity: tag_entity(&e.tag.value),
-                        track: EyeTrack::new(RESIDUAL_TOLERANCE_NS, LATE_WINDOW_NS),
+                        track: EyeTrack::new(tolerance_ns, LATE_WINDOW_NS.max(4 * tolerance_ns)),
                         expected_blocked: false,
                         level: None,
                         level_since: 0,
@@ -348,6 +363,8 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 product_length: line.product.as_ref().map_or(0.0, |p| p.length),
                 pending: Vec::new(),
                 mismatches: Vec::new(),
+                jam_walls: Vec::new(),
+                jam_after_ns,
             }
         })
         .collect();
@@ -653,14 +670,18 @@ impl LineState {
             let mut condition = eye.condition;
             let mut jammed = eye.jammed;
             if eye.level == Some(true)
-                && eye.blocked_against_expectation(now_ns)
+                && eye.blocked_against_expectation(now_ns, self.jam_after_ns)
                 && condition == EyeCondition::Ok
                 && !jammed
             {
                 // Products already past X when it went blocked may still
                 // reach Y: a verdict needs Y to have missed at least two
                 // more than it saw, or to have seen two or more.
+                // A next eye that reads blocked too means the queue runs on
+                // past it: the jam is further down, and is that eye's.
+                let next_blocked = next.is_some_and(|y| self.eyes[y].level == Some(true));
                 match next.map(|y| since_snap(y, eye.snap_next)) {
+                    _ if next_blocked => {}
                     None => jammed = true,
                     Some((seen, expected)) if expected >= seen + 2 && seen * 2 < expected => {
                         jammed = true
@@ -720,9 +741,40 @@ impl LineState {
                     since_ns: since,
                 }));
             }
+            if jammed != self.eyes[x].jammed {
+                self.mirror_jam(x, next, jammed);
+            }
             let eye = &mut self.eyes[x];
             eye.condition = condition;
             eye.jammed = jammed;
+        }
+    }
+
+    /// Makes the twin's own model follow a detected jam, so that its state
+    /// (WIP, queues, what the lookahead starts from) matches the plant's:
+    /// a wall just before the first eye products no longer reach, taken
+    /// away when the jam clears. The real jam is somewhere between the two
+    /// eyes; the wall is at the downstream end of that stretch, the only
+    /// place the eyes can vouch for. When it clears, every eye's pairing
+    /// starts afresh: the twin's products and the plant's have been held
+    /// differently, and old pending edges would pair with the wrong
+    /// products.
+    fn mirror_jam(&mut self, x: usize, next: Option<usize>, jammed: bool) {
+        if jammed {
+            let Some(y) = next else { return };
+            let (conveyor, position) = (self.eyes[y].conveyor, self.eyes[y].position);
+            let at = (position - self.product_length).max(0.0);
+            if let Ok(o) = self.model.block_at(conveyor, at) {
+                self.jam_walls.push((x, o));
+            }
+        } else {
+            if let Some(k) = self.jam_walls.iter().position(|(e, _)| *e == x) {
+                let (_, o) = self.jam_walls.remove(k);
+                self.model.unblock(o);
+            }
+            for eye in &mut self.eyes {
+                eye.track.reset();
+            }
         }
     }
 

@@ -758,6 +758,8 @@ struct Faults {
     slip_a: f32,
     /// A wall across belt `b` at 0.3 m from this time (ms).
     jam_b_from_ms: Option<i64>,
+    /// And until this time (ms).
+    jam_b_until_ms: Option<i64>,
     /// Eye index forced to a level from a time (ms).
     stuck: Option<(usize, bool, i64)>,
 }
@@ -783,6 +785,7 @@ fn run_plant(secs: i64, faults: Faults) -> (Vec<serde_json::Value>, TwinCore) {
     truth.set_belt_slip_at(0, faults.slip_a).expect("slip");
     let mut core = TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)));
     let (mut spawned, mut out) = (0u32, Vec::new());
+    let mut wall = None;
     for step in 0..(secs * 200) {
         let ms = step * 5;
         let t = T0 + ms * MS;
@@ -791,7 +794,12 @@ fn run_plant(secs: i64, faults: Faults) -> (Vec<serde_json::Value>, TwinCore) {
             spawned += 1;
         }
         if faults.jam_b_from_ms == Some(ms) {
-            truth.block_at(1, 0.3).expect("wall");
+            wall = Some(truth.block_at(1, 0.3).expect("wall"));
+        }
+        if faults.jam_b_until_ms == Some(ms)
+            && let Some(w) = wall.take()
+        {
+            truth.unblock(w);
         }
         truth.step().expect("step");
         truth.remove_finished();
@@ -958,4 +966,38 @@ fn r4_stuck_eyes_are_flagged() {
         "{missing:?}"
     );
     assert!(of_type(&ev, "jam").is_empty());
+}
+
+/// After a jam clears, the twin follows the plant again: it held its own
+/// products at the jam (so its WIP matched) and re-paired its eyes, so the
+/// last stretch of the run is free of residuals.
+#[test]
+fn r4_twin_resyncs_after_a_jam() {
+    let (ev, core) = run_plant(
+        120,
+        Faults {
+            jam_b_from_ms: Some(20_000),
+            jam_b_until_ms: Some(50_000),
+            ..Faults::default()
+        },
+    );
+    let jams = of_type(&ev, "jam");
+    assert_eq!(
+        jams.iter().map(|j| j["state"].as_str()).collect::<Vec<_>>(),
+        vec![Some("start"), Some("clear")],
+        "{jams:?}"
+    );
+    let late: Vec<_> = of_type(&ev, "residual")
+        .into_iter()
+        .filter(|r| r["t"].as_str().is_some_and(|t| t > "2027-01-15T08:01:30"))
+        .collect();
+    assert!(late.is_empty(), "{late:?}");
+    for eye in core.lines()[0].eyes() {
+        assert!(
+            eye.track.counts.matched >= 60,
+            "{}: {:?}",
+            eye.id,
+            eye.track.counts
+        );
+    }
 }
