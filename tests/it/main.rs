@@ -1,6 +1,7 @@
 //! The integration-test binary: one module per area, as in ripgrep.
 
 mod config_corpus;
+mod determinism;
 mod e2e;
 mod faults;
 mod interop_pymodbus;
@@ -10,3 +11,4 @@ mod mqtt;
 mod sim_truth;
 mod snapshot;
 mod util;
+mod whatif;
