@@ -175,6 +175,10 @@ pub struct StationModel {
     released: Option<RigidBodyHandle>,
     /// Set at a release with a product queued: its cycle starts then.
     next_start: Option<u128>,
+    /// A sensor over the catch window, so that catching asks the narrow
+    /// phase which products are there instead of testing every product on
+    /// the line at every station on every step.
+    sensor: ColliderHandle,
 }
 
 impl StationModel {
@@ -397,6 +401,21 @@ impl LineModel {
                     StationCycle::Tag(t) => (Some(t.value.clone()), None),
                     StationCycle::Fixed(d) => (None, Some(d.as_nanos())),
                 };
+                // The catch window is the first half product length past the
+                // station's position; the sensor covers it with a margin,
+                // and `update_stations` keeps the exact test.
+                let reach = line.product.as_ref().map_or(0.0, |p| p.length) as f32;
+                let half_len = (reach / 4.0).max(EYE_HALF_THICKNESS) + 0.005;
+                let sensor = ColliderBuilder::cuboid(half_len, EYE_HALF_HEIGHT, place.half_width)
+                    .sensor(true)
+                    .active_collision_types(ActiveCollisionTypes::all())
+                    .translation(
+                        place.point
+                            + place.dir * (reach / 4.0)
+                            + Vector::Y * (EYE_GAP + EYE_HALF_HEIGHT),
+                    )
+                    .rotation(convert::heading_rotation(place.heading))
+                    .build();
                 Some(StationModel {
                     id: s.id.value.clone(),
                     cycle_tag,
@@ -405,6 +424,7 @@ impl LineModel {
                     held: None,
                     released: None,
                     next_start: None,
+                    sensor: world.colliders.insert(sensor),
                 })
             })
             .collect();
@@ -638,7 +658,9 @@ impl LineModel {
     fn update_stations(&mut self) {
         let now = self.time_ns;
         let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
-        let bodies = &mut self.world.bodies;
+        let world = &mut self.world;
+        let (bodies, narrow, colliders) =
+            (&mut world.bodies, &world.narrow_phase, &world.colliders);
         for s in &mut self.stations {
             if let (Some((h, start)), Some(cycle)) = (s.held, s.cycle_ns)
                 && now.saturating_sub(start) >= cycle
@@ -661,13 +683,26 @@ impl LineModel {
             if s.held.is_some() {
                 continue;
             }
-            let caught = self.products.iter().copied().find(|p| {
-                Some(*p) != s.released
-                    && bodies[*p].is_dynamic()
-                    && s.place
-                        .along(bodies[*p].translation())
-                        .is_some_and(|a| a >= 0.0 && a < reach / 2.0)
-            });
+            // Products cannot overlap, so at most one centre is in the
+            // window; the lowest handle keeps the pick independent of the
+            // narrow phase's order should two ever be.
+            let caught = narrow
+                .intersection_pairs_with(s.sensor)
+                .filter(|(.., hit)| *hit)
+                .filter_map(|(c1, c2, _)| {
+                    let other = if c1 == s.sensor { c2 } else { c1 };
+                    colliders.get(other)?.parent()
+                })
+                .filter(|p| {
+                    Some(*p) != s.released
+                        && bodies.get(*p).is_some_and(|b| {
+                            b.is_dynamic()
+                                && s.place
+                                    .along(b.translation())
+                                    .is_some_and(|a| a >= 0.0 && a < reach / 2.0)
+                        })
+                })
+                .min_by_key(|p| p.into_raw_parts());
             if let Some(h) = caught {
                 let body = &mut bodies[h];
                 body.set_linvel(Vector::ZERO, false);
@@ -682,10 +717,15 @@ impl LineModel {
     /// intersections, counting clear → blocked edges.
     fn update_photo_eyes(&mut self) {
         for e in &mut self.photo_eyes {
-            let blocked = self
-                .world
-                .intersection_pairs_with(e.collider)
-                .any(|(.., hit)| hit);
+            // Only products block a beam (they are the colliders with a
+            // body); a station's sensor next to the eye does not.
+            let blocked =
+                self.world
+                    .intersection_pairs_with(e.collider)
+                    .any(|(h1, c1, _, c2, hit)| {
+                        let other = if h1 == e.collider { c2 } else { c1 };
+                        hit && other.parent().is_some()
+                    });
             if blocked && !e.blocked {
                 e.rising_edges += 1;
             }
@@ -778,13 +818,10 @@ impl LineModel {
         let (end, dir, half_width) = (last.end, last.last_dir, last.half_width);
         let reach = self.product.as_ref().map_or(1.0, |p| p.length.max(p.width)) as f32;
         let world = &mut self.world;
-        let stations = &self.stations;
         self.products.retain(|h| {
-            // A held product is at its station, whatever its position says.
-            if stations
-                .iter()
-                .any(|s| s.held.is_some_and(|(p, _)| p == *h))
-            {
+            // A held product is at its station, whatever its position says
+            // (held products, and only they, are kinematic).
+            if world.bodies[*h].is_kinematic() {
                 return true;
             }
             let pos = world.bodies[*h].translation();
