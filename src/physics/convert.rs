@@ -38,9 +38,23 @@ pub fn to_plan(v: Vector) -> PlanPoint {
     }
 }
 
+/// `(sin, cos)` of a heading in degrees, from the `libm` crate rather than
+/// the platform's math library, whose results may differ in the last bit
+/// between systems: the twin's geometry must be the same everywhere for a
+/// replay to be bit-identical everywhere (see docs/physics.md,
+/// "Determinism"). Every trigonometric call of the model goes through here.
+pub fn sin_cos_deg(heading_deg: f64) -> (f64, f64) {
+    libm::sincos(heading_deg.to_radians())
+}
+
+/// `atan2` by `libm`, for the same reason as [`sin_cos_deg`].
+pub fn atan2(y: f32, x: f32) -> f32 {
+    libm::atan2f(y, x)
+}
+
 /// The unit world direction of a plan heading, on the floor plane.
 pub fn heading_dir(heading_deg: f64) -> Vector {
-    let (sin, cos) = heading_deg.to_radians().sin_cos();
+    let (sin, cos) = sin_cos_deg(heading_deg);
     Vector::new(cos as f32, 0.0, -(sin as f32))
 }
 

@@ -96,6 +96,9 @@ impl LineModel {
     ) -> Result<(LineModel, Forecast), PhysicsError> {
         let mut m = self.clone();
         m.set_dt(LOOKAHEAD_DT);
+        // Arrivals come from the candidate; a copy with the model's own
+        // spawner on would spawn twice.
+        m.spawn_every = None;
         m.world.integration_parameters.num_solver_iterations = LOOKAHEAD_SOLVER_ITERATIONS;
         // The forecast counts products, it does not compare eyes: the
         // sensors would only cost intersection tests.
@@ -325,5 +328,25 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// A model whose own spawner is on (built from a line with a
+    /// `spawn_interval`) must not spawn in the forecast: arrivals come from
+    /// the candidate only.
+    #[test]
+    fn the_forecast_spawns_only_the_candidates_arrivals() {
+        let mut l = line(Duration::from_millis(500));
+        if let Some(p) = l.product.as_mut() {
+            p.spawn_interval = Some(SECOND);
+        }
+        let mut m = LineModel::new(&l, Duration::from_millis(5));
+        m.set_belt_speed_at(0, 0.5).expect("belt");
+        let c = Candidate {
+            arrival_interval: Some(SECOND),
+            ..Candidate::default()
+        };
+        let f = m.lookahead(&c, Duration::from_secs(30)).expect("runs");
+        assert_eq!(f.arrivals, 30);
+        assert_eq!(f.out + f.wip_end + f.lost, 30, "{f:?}");
     }
 }

@@ -120,7 +120,7 @@ impl BeltPlace {
         for (k, seg) in c.segments.iter().enumerate() {
             heading = seg.heading;
             let len = seg.length.value;
-            let (sin, cos) = seg.heading.to_radians().sin_cos();
+            let (sin, cos) = convert::sin_cos_deg(seg.heading);
             let d = if k + 1 == c.segments.len() {
                 left.min(len)
             } else if left <= len {
@@ -179,6 +179,8 @@ pub struct StationModel {
     /// phase which products are there instead of testing every product on
     /// the line at every station on every step.
     sensor: ColliderHandle,
+    /// A wall across the belt, enabled while a product is held.
+    gate: ColliderHandle,
 }
 
 impl StationModel {
@@ -226,17 +228,42 @@ const EYE_GAP: f32 = 0.001;
 #[derive(Debug, Default, Clone)]
 pub struct BeltHooks {
     /// Per belt segment: (conveyor index, unit world direction).
-    segments: Vec<(usize, Vector)>,
+    segments: Vec<(usize, Vector, Vector)>,
     /// Per conveyor: the belt *surface* speed in m/s, that is the drive
     /// speed set from outside before each step times `1 - slip`.
     speeds: Vec<f32>,
 }
 
+/// How fast (1/s) the belt's guide rails steer a product back to the
+/// centre line: a product 10 cm off centre is given 0.2 m/s sideways.
+const GUIDE_GAIN: f32 = 2.0;
+/// The most sideways speed the guides give, m/s.
+const GUIDE_MAX: f32 = 0.25;
+
 impl BeltHooks {
-    fn belt_velocity(&self, user_data: u128) -> Option<Vector> {
+    /// The surface velocity segment `user_data` gives a product at `pos`:
+    /// along the segment at the belt's speed, plus a sideways pull towards
+    /// the centre line. The pull stands in for guide rails: without it a
+    /// queue pushed from behind squeezes products off the belt's sides,
+    /// which rails prevent on a real line, and at a corner it turns the
+    /// product onto the next segment's centre line as a curved rail does.
+    fn belt_velocity(&self, user_data: u128, pos: Option<Vector>) -> Option<Vector> {
         let i = usize::try_from(user_data).ok()?.checked_sub(1)?;
-        let (conveyor, dir) = self.segments.get(i)?;
-        Some(*dir * self.speeds[*conveyor])
+        let (conveyor, dir, start) = self.segments.get(i)?;
+        let along = *dir * self.speeds[*conveyor];
+        let Some(pos) = pos else {
+            return Some(along);
+        };
+        let rel = pos - *start;
+        let lateral = rel - *dir * rel.dot(*dir) - Vector::Y * rel.y;
+        let pull = -lateral * GUIDE_GAIN;
+        let len = pull.length();
+        let pull = if len > GUIDE_MAX {
+            pull * (GUIDE_MAX / len)
+        } else {
+            pull
+        };
+        Some(along + pull)
     }
 }
 
@@ -246,8 +273,10 @@ impl PhysicsHooks for BeltHooks {
         // pair's two sides, so its sign depends on which side the belt is:
         // `+v` with the belt first, `-v` with it second (both measured, see
         // `belt_pushes_a_product_inserted_before_it`).
-        let belt1 = self.belt_velocity(cx.colliders[cx.collider1].user_data);
-        let belt2 = self.belt_velocity(cx.colliders[cx.collider2].user_data);
+        let pos =
+            |h: Option<RigidBodyHandle>| h.and_then(|h| cx.bodies.get(h)).map(|b| b.translation());
+        let belt1 = self.belt_velocity(cx.colliders[cx.collider1].user_data, pos(cx.rigid_body2));
+        let belt2 = self.belt_velocity(cx.colliders[cx.collider2].user_data, pos(cx.rigid_body1));
         let v = match (belt1, belt2) {
             (Some(v), None) => v,
             (None, Some(v)) => -v,
@@ -349,9 +378,13 @@ impl LineModel {
             let last_heading = c.segments.last().map_or(0.0, |s| s.heading);
             for seg in &c.segments {
                 let len = seg.length.value;
-                let (sin, cos) = seg.heading.to_radians().sin_cos();
+                let (sin, cos) = convert::sin_cos_deg(seg.heading);
                 let (mx, my) = (x + cos * len / 2.0, y + sin * len / 2.0);
-                hooks.segments.push((ci, convert::heading_dir(seg.heading)));
+                hooks.segments.push((
+                    ci,
+                    convert::heading_dir(seg.heading),
+                    convert::to_world(x, y, c.height),
+                ));
                 segment_places.push((
                     ci,
                     BeltPlace {
@@ -416,6 +449,13 @@ impl LineModel {
                     )
                     .rotation(convert::heading_rotation(place.heading))
                     .build();
+                let gate_h = line.product.as_ref().map_or(0.2, |p| p.height) as f32;
+                let mut gate = ColliderBuilder::cuboid(0.002, gate_h / 2.0, place.half_width)
+                    .translation(place.point + Vector::Y * (gate_h / 2.0 + EYE_GAP))
+                    .rotation(convert::heading_rotation(place.heading))
+                    .friction(0.0)
+                    .build();
+                gate.set_enabled(false);
                 Some(StationModel {
                     id: s.id.value.clone(),
                     cycle_tag,
@@ -425,6 +465,7 @@ impl LineModel {
                     released: None,
                     next_start: None,
                     sensor: world.colliders.insert(sensor),
+                    gate: world.colliders.insert(gate),
                 })
             })
             .collect();
@@ -576,7 +617,7 @@ impl LineModel {
         let c = self.conveyors.first().ok_or(PhysicsError::NoConveyor)?;
         let up = Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
         let center = c.start + c.first_dir * (p.length / 2.0) as f32 + up;
-        let heading = (-c.first_dir.z).atan2(c.first_dir.x);
+        let heading = convert::atan2(-c.first_dir.z, c.first_dir.x);
         Ok(self.insert_product(center, heading))
     }
 
@@ -659,19 +700,21 @@ impl LineModel {
         let now = self.time_ns;
         let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
         let world = &mut self.world;
-        let (bodies, narrow, colliders) =
-            (&mut world.bodies, &world.narrow_phase, &world.colliders);
         for s in &mut self.stations {
             if let (Some((h, start)), Some(cycle)) = (s.held, s.cycle_ns)
                 && now.saturating_sub(start) >= cycle
             {
-                bodies[h].set_body_type(RigidBodyType::Dynamic, true);
+                world.bodies[h].set_body_type(RigidBodyType::Dynamic, true);
+                if let Some(gate) = world.colliders.get_mut(s.gate) {
+                    gate.set_enabled(false);
+                }
                 s.held = None;
                 s.released = Some(h);
                 // Queued: touching the released product, its centre one
                 // product length back. A tenth of a length of slack covers
                 // contact gaps; a product that close but still moving
                 // starts its cycle at most 0.1 L / speed early.
+                let bodies = &world.bodies;
                 let queued = self.products.iter().any(|p| {
                     *p != h
                         && s.place
@@ -686,7 +729,9 @@ impl LineModel {
             // Products cannot overlap, so at most one centre is in the
             // window; the lowest handle keeps the pick independent of the
             // narrow phase's order should two ever be.
-            let caught = narrow
+            let (bodies, colliders) = (&world.bodies, &world.colliders);
+            let caught = world
+                .narrow_phase
                 .intersection_pairs_with(s.sensor)
                 .filter(|(.., hit)| *hit)
                 .filter_map(|(c1, c2, _)| {
@@ -704,10 +749,19 @@ impl LineModel {
                 })
                 .min_by_key(|p| p.into_raw_parts());
             if let Some(h) = caught {
-                let body = &mut bodies[h];
+                let body = &mut world.bodies[h];
                 body.set_linvel(Vector::ZERO, false);
                 body.set_angvel(Vector::ZERO, false);
                 body.set_body_type(RigidBodyType::KinematicVelocityBased, false);
+                // The gate closes across the belt at the held product's back
+                // (3 mm inside it, so it never touches the held product): the
+                // queue stops there, as at a real station's infeed gate or
+                // star wheel, and cannot slip past the product at its sides.
+                let back = body.translation() - s.place.dir * (reach / 2.0 - 0.003);
+                if let Some(gate) = world.colliders.get_mut(s.gate) {
+                    gate.set_translation(back);
+                    gate.set_enabled(true);
+                }
                 s.held = Some((h, s.next_start.take().unwrap_or(now)));
             }
         }

@@ -230,7 +230,7 @@ fn belt_pushes_a_product_inserted_before_it() {
         .user_data(1);
     world.insert_collider(belt, None);
     let hooks = BeltHooks {
-        segments: vec![(0, Vector::X)],
+        segments: vec![(0, Vector::X, Vector::new(-1.0, 0.0, 0.0))],
         speeds: vec![0.5],
     };
     for _ in 0..240 {
