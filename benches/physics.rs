@@ -145,15 +145,41 @@ fn product_at(k: usize) -> f64 {
 /// The minimal conveyor hook: belts (`user_data != 0`) push along +x.
 struct RawBelts {
     v: Vector,
+    dir: Vector,
+    /// Per belt (user data - 1): the start of its centre line.
+    starts: Vec<Vector>,
 }
+
+/// The twin's guide-rail pull (src/physics/mod.rs, `BeltHooks`), written
+/// out here with the same operations in the same order, so the raw world is
+/// the same simulation bit for bit.
+const GUIDE_GAIN: f32 = 2.0;
+const GUIDE_MAX: f32 = 0.25;
 
 impl PhysicsHooks for RawBelts {
     fn modify_solver_contacts(&self, cx: &mut ContactModificationContext) {
-        let v = if cx.colliders[cx.collider1].user_data != 0 {
-            self.v
+        let (ud, body, sign) = if cx.colliders[cx.collider1].user_data != 0 {
+            (cx.colliders[cx.collider1].user_data, cx.rigid_body2, 1.0)
         } else {
-            -self.v
+            (cx.colliders[cx.collider2].user_data, cx.rigid_body1, -1.0)
         };
+        let mut v = self.v;
+        if let (Some(start), Some(b)) = (
+            self.starts.get(ud as usize - 1),
+            body.and_then(|h| cx.bodies.get(h)),
+        ) {
+            let rel = b.translation() - *start;
+            let lateral = rel - self.dir * rel.dot(self.dir) - Vector::Y * rel.y;
+            let pull = -lateral * GUIDE_GAIN;
+            let len = pull.length();
+            let pull = if len > GUIDE_MAX {
+                pull * (GUIDE_MAX / len)
+            } else {
+                pull
+            };
+            v = self.v + pull;
+        }
+        let v = if sign > 0.0 { v } else { -v };
         if let Some(rigid) = cx.rigid_mut() {
             for c in rigid.solver_contacts.iter_mut() {
                 c.tangent_velocity = v;
@@ -266,6 +292,10 @@ impl Scenario {
         let (mut raw, products) = raw_world(belts, fixtures);
         let hooks = RawBelts {
             v: convert::heading_dir(0.0) * SPEED,
+            dir: convert::heading_dir(0.0),
+            starts: (0..belts)
+                .map(|i| convert::to_world(0.0, i as f64 * BELT_SPACING, BELT_HEIGHT))
+                .collect(),
         };
         for _ in 0..WARM_STEPS {
             twin.step().expect("no spawner");

@@ -1001,3 +1001,53 @@ fn r4_twin_resyncs_after_a_jam() {
         );
     }
 }
+
+/// The new physics events encode exactly as docs/events.md shows them.
+#[test]
+fn physics_events_have_the_documented_fields() {
+    use std::sync::Arc;
+    let at = |s: &str| {
+        humantime::parse_rfc3339(s)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64)
+    };
+    let meta = TagMeta::default();
+    let mut out = Vec::new();
+    TwinEvent::Residual(ResidualEvent {
+        t_ns: at("2026-11-28T19:23:00.300Z"),
+        line: Arc::from("line1"),
+        eye: Arc::from("eye_exit"),
+        tag: Arc::from("outfeed.eye_exit"),
+        kind: "late",
+        expected_ns: Some(at("2026-11-28T19:22:59.640Z")),
+        measured_ns: Some(at("2026-11-28T19:23:00.220Z")),
+    })
+    .write_json_line(&meta, &mut out);
+    TwinEvent::Eye(EyeEvent {
+        t_ns: at("2027-01-15T08:00:27.000Z"),
+        line: Arc::from("line1"),
+        eye: Arc::from("e2"),
+        tag: Arc::from("eye.2"),
+        state: "stuck_on",
+        since_ns: at("2027-01-15T08:00:20.000Z"),
+    })
+    .write_json_line(&meta, &mut out);
+    TwinEvent::Jam(JamEvent {
+        t_ns: at("2027-01-15T08:00:26.700Z"),
+        line: Arc::from("line1"),
+        state: "start",
+        after_eye: Arc::from("e2"),
+        from_conveyor: Arc::from("a"),
+        from_m: 2.5,
+        before_eye: Some(Arc::from("e3")),
+        to_conveyor: Some(Arc::from("b")),
+        to_m: Some(1.5),
+        since_ns: at("2027-01-15T08:00:21.640Z"),
+    })
+    .write_json_line(&meta, &mut out);
+    let docs = include_str!("../../docs/events.md");
+    for line in String::from_utf8_lossy(&out).lines() {
+        assert!(docs.contains(line), "not in docs/events.md: {line}");
+    }
+}
