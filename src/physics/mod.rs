@@ -859,6 +859,42 @@ impl LineModel {
         counts
     }
 
+    /// Where a product is along the line: its conveyor and metres along
+    /// that conveyor's belt, if its centre is over a segment.
+    fn line_place(&self, h: RigidBodyHandle) -> Option<(usize, f32)> {
+        let pos = self.world.bodies.get(h)?.translation();
+        let mut offset = 0.0;
+        let mut last_ci = usize::MAX;
+        for (ci, place, len) in &self.segment_places {
+            if *ci != last_ci {
+                (offset, last_ci) = (0.0, *ci);
+            }
+            if let Some(a) = place.along(pos)
+                && (0.0..=*len).contains(&a)
+            {
+                return Some((*ci, offset + a));
+            }
+            offset += len;
+        }
+        None
+    }
+
+    /// Products whose centre is past `from` and not yet at `to`, each given
+    /// as (conveyor index, metres along it), in flow (config) order.
+    pub fn products_between(&self, from: (usize, f64), to: (usize, f64)) -> usize {
+        let key = |(c, m): (usize, f64)| (c, m as f32);
+        let (a, b) = (key(from), key(to));
+        self.products
+            .iter()
+            .filter_map(|h| self.line_place(*h))
+            .filter(|p| {
+                let after_a = p.0 > a.0 || (p.0 == a.0 && p.1 > a.1);
+                let before_b = p.0 < b.0 || (p.0 == b.0 && p.1 < b.1);
+                after_a && before_b
+            })
+            .count()
+    }
+
     /// Removes the products that are done with the line and says how many:
     /// `out` crossed the end of the last conveyor (their centre is past its
     /// end, within the belt's width), `lost` fell below the floor (off a

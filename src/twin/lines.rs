@@ -112,6 +112,10 @@ pub struct EyeState {
     /// upstream when this eye's level last changed.
     snap_next: (u64, u64),
     snap_prev: (u64, u64),
+    /// Products the twin had between this eye and the next downstream when
+    /// this eye's level last changed: they may still reach the next eye
+    /// whatever happens at this one.
+    between_next: u64,
     pub condition: EyeCondition,
     /// Whether this eye is the upstream end of an active jam.
     jammed: bool,
@@ -304,6 +308,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                         changed: false,
                         snap_next: (0, 0),
                         snap_prev: (0, 0),
+                        between_next: 0,
                         condition: EyeCondition::Ok,
                         jammed: false,
                     })
@@ -596,9 +601,15 @@ impl LineState {
             let totals = |e: &EyeState| (e.measured_total, e.expected_total);
             let next = self.flow.get(fi + 1).map(|&y| totals(&self.eyes[y]));
             let prev = fi.checked_sub(1).map(|p| totals(&self.eyes[self.flow[p]]));
+            let between = self.flow.get(fi + 1).map_or(0, |&y| {
+                let (ex, ey) = (&self.eyes[x], &self.eyes[y]);
+                self.model
+                    .products_between((ex.conveyor, ex.position), (ey.conveyor, ey.position))
+            });
             let eye = &mut self.eyes[x];
             eye.snap_next = next.unwrap_or_default();
             eye.snap_prev = prev.unwrap_or_default();
+            eye.between_next = between as u64;
         }
     }
 
@@ -674,20 +685,22 @@ impl LineState {
                 && condition == EyeCondition::Ok
                 && !jammed
             {
-                // Products already past X when it went blocked may still
-                // reach Y: a verdict needs Y to have missed at least two
-                // more than it saw, or to have seen two or more.
-                // A next eye that reads blocked too means the queue runs on
-                // past it: the jam is further down, and is that eye's.
+                // The products the twin had between X and Y when X went
+                // blocked may still reach Y whatever happens at X, so
+                // they prove nothing. Y seeing two more than those means
+                // products pass X (stuck on); Y seeing no more than those
+                // while the twin expected at least two more means they do
+                // not (a jam between X and Y). A next eye that reads
+                // blocked too means the queue runs on past it: the jam is
+                // further down, and is that eye's.
                 let next_blocked = next.is_some_and(|y| self.eyes[y].level == Some(true));
+                let ahead = eye.between_next;
                 match next.map(|y| since_snap(y, eye.snap_next)) {
                     _ if next_blocked => {}
                     None => jammed = true,
-                    Some((seen, expected)) if expected >= seen + 2 && seen * 2 < expected => {
+                    Some((seen, _)) if seen >= ahead + 2 => condition = EyeCondition::StuckOn,
+                    Some((seen, expected)) if seen <= ahead && expected >= seen + 2 => {
                         jammed = true
-                    }
-                    Some((seen, expected)) if seen >= 2 && seen * 2 >= expected => {
-                        condition = EyeCondition::StuckOn
                     }
                     Some(_) => {}
                 }

@@ -202,3 +202,39 @@ fn r4_stuck_eye_is_flagged_naming_the_eye() {
     let at = secs(stuck.t_ns);
     assert!((30.0..40.0).contains(&at), "stuck_off flagged at {at} s");
 }
+
+/// The shipped transfer-jam scenario on the demo line: a bottle jams 0.35 m
+/// onto the outfeed, right past eye_transfer (0.3 m). The bottles already
+/// past the jam still reach eye_exit for a while, which must not be taken
+/// for the eye being stuck: the twin reports a jam between eye_transfer and
+/// eye_exit, and no stuck eye.
+#[test]
+fn r4_demo_transfer_jam_is_a_jam_not_a_stuck_eye() {
+    let cfg = demo();
+    let s = shipped(&cfg, "transfer_jam.toml");
+    let events = run_through_core(&cfg, Some(&s), 1, 85);
+    let jams: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TwinEvent::Jam(j) => Some(j),
+            _ => None,
+        })
+        .collect();
+    let eyes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            TwinEvent::Eye(j) => Some(j),
+            _ => None,
+        })
+        .collect();
+    assert!(eyes.is_empty(), "{eyes:?}");
+    let first = jams.first().unwrap_or_else(|| panic!("no jam event"));
+    assert_eq!(first.state, "start");
+    assert_eq!(&*first.after_eye, "eye_transfer");
+    assert_eq!(first.before_eye.as_deref(), Some("eye_exit"));
+    let after = secs(first.t_ns) - 60.0;
+    assert!(
+        after > 0.0 && after < 15.0,
+        "flagged {after} s after the fault"
+    );
+}
