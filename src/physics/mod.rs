@@ -181,12 +181,19 @@ pub struct StationModel {
     sensor: ColliderHandle,
     /// A wall across the belt, enabled while a product is held.
     gate: ColliderHandle,
+    /// Products released since the model was built (the machine's count).
+    releases: u64,
 }
 
 impl StationModel {
     /// Whether a product is held now.
     pub fn holding(&self) -> bool {
         self.held.is_some()
+    }
+
+    /// Products this station has released (finished) so far.
+    pub fn releases(&self) -> u64 {
+        self.releases
     }
 }
 
@@ -466,6 +473,7 @@ impl LineModel {
                     next_start: None,
                     sensor: world.colliders.insert(sensor),
                     gate: world.colliders.insert(gate),
+                    releases: 0,
                 })
             })
             .collect();
@@ -710,6 +718,7 @@ impl LineModel {
                 }
                 s.held = None;
                 s.released = Some(h);
+                s.releases += 1;
                 // Queued: touching the released product, its centre one
                 // product length back. A tenth of a length of slack covers
                 // contact gaps; a product that close but still moving

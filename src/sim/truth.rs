@@ -11,8 +11,9 @@
 //! ([`crate::physics::LineModel`]) in 5 ms steps, so the sensors the twin
 //! sees are consistent with the model it predicts them with: photo-eye tags
 //! are the sensor colliders' `blocked()`, the infeed counter counts spawns,
-//! the last conveyor's `count` counts products out, belt speed tags read the
-//! drive speed. Motor current, motor temperature, vibration and bearing
+//! the last conveyor's `count` counts products out, the counters of a
+//! machine that is a station (same id; `good_count`, `label_count`, ...,
+//! not rejects) count its releases, belt speed tags read the drive speed. Motor current, motor temperature, vibration and bearing
 //! temperature are derived from the physics and from the machine's
 //! condition (see docs/sim.md for the equations and constants). Tags not
 //! tied to either keep the simple process models of [`super::signals`].
@@ -190,6 +191,12 @@ enum Driver {
     },
     OutCount {
         line: usize,
+    },
+    /// A machine that is a station of the line (same id): its production
+    /// counter counts the station's releases.
+    StationCount {
+        line: usize,
+        station: usize,
     },
     BeltSpeed {
         line: usize,
@@ -401,6 +408,13 @@ impl Truth {
                         });
                     } else if role == "count" && belt + 1 == line.conveyors.len() {
                         driver = Some(Driver::OutCount { line: l });
+                    }
+                } else if let Some(m) = def.machine.as_deref()
+                    && let Some(station) = line.stations.iter().position(|s| s.id.value == m)
+                {
+                    let r = role.to_ascii_lowercase();
+                    if !def.is_bool && r.contains("count") && !r.contains("reject") {
+                        driver = Some(Driver::StationCount { line: l, station });
                     }
                 }
                 if driver.is_some() {
@@ -799,6 +813,9 @@ impl Truth {
             }
             Driver::InfeedCount { line } => self.lines.get(*line)?.counts.spawned as f64,
             Driver::OutCount { line } => self.lines.get(*line)?.counts.out as f64,
+            Driver::StationCount { line, station } => {
+                self.lines.get(*line)?.model.stations().get(*station)?.releases() as f64
+            }
             _ => tt.value,
         };
         let drift = tt.drift.map_or(0.0, |(start, per_hour)| {

@@ -700,3 +700,27 @@ fn r4_plc_disconnect_stops_the_device_answering_for_the_duration() {
         let _ = tokio::time::timeout(Duration::from_secs(3), sim.task).await;
     });
 }
+
+/// A machine that is a station of the line counts what the station
+/// releases: along the demo line each counter is at most the one before it
+/// (bottles in → filled → labelled → out), and the filler's count is its
+/// station's releases.
+#[test]
+fn r4_station_machines_count_their_releases() {
+    let cfg = demo();
+    let names = [
+        "infeed.count",
+        "filler.good_count",
+        "labeller.label_count",
+        "outfeed.count",
+    ];
+    let (t, rows) = run(&cfg, None, 60, &names);
+    let last: Vec<f64> = rows
+        .last()
+        .map(|r| r.1.iter().map(|v| v.unwrap_or(-1.0)).collect())
+        .unwrap_or_default();
+    assert!(last.windows(2).all(|w| w[0] >= w[1]), "{last:?}");
+    assert!(last[3] >= 30.0, "{last:?}");
+    let filler = t.line_model(0).expect("model").stations()[0].releases();
+    assert_eq!(last[1], filler as f64);
+}
