@@ -813,9 +813,13 @@ impl Truth {
             }
             Driver::InfeedCount { line } => self.lines.get(*line)?.counts.spawned as f64,
             Driver::OutCount { line } => self.lines.get(*line)?.counts.out as f64,
-            Driver::StationCount { line, station } => {
-                self.lines.get(*line)?.model.stations().get(*station)?.releases() as f64
-            }
+            Driver::StationCount { line, station } => self
+                .lines
+                .get(*line)?
+                .model
+                .stations()
+                .get(*station)?
+                .releases() as f64,
             _ => tt.value,
         };
         let drift = tt.drift.map_or(0.0, |(start, per_hour)| {
