@@ -165,6 +165,7 @@ pub async fn run_live(
                 &core.tag_states(),
                 summary.events,
                 &health.snapshot(),
+                &core.lines().iter().map(|l| l.summary()).collect::<Vec<_>>(),
             );
             if t.draw(&text).is_err() {
                 table = None;

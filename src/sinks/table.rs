@@ -51,6 +51,7 @@ impl LiveTable {
         states: &[TagState],
         events: u64,
         health: &[(String, SourceHealth)],
+        lines: &[String],
     ) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -104,6 +105,10 @@ impl LiveTable {
                 q,
                 reason
             );
+        }
+        // The physics twin's view of each modelled line.
+        for l in lines {
+            let _ = writeln!(s, "{l}");
         }
         // One line of source health: what is delivering, what is not and why.
         let sources: Vec<String> = health

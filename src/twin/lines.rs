@@ -233,6 +233,43 @@ impl LineState {
         &self.eyes
     }
 
+    /// One line of text for displays: WIP, output, throughput, products
+    /// per conveyor, and any jam or stuck eye.
+    pub fn summary(&self) -> String {
+        let zones: Vec<String> = self
+            .model
+            .zone_counts()
+            .iter()
+            .zip(self.model.conveyors())
+            .map(|(n, c)| format!("{} {n}", c.id))
+            .collect();
+        let mut s = format!(
+            "line {}: WIP {} · out {} · {:.1}/min · {}",
+            self.id,
+            self.status.wip,
+            self.status.out,
+            self.status.throughput_per_min,
+            zones.join(", ")
+        );
+        for fi in 0..self.flow.len() {
+            let e = &self.eyes[self.flow[fi]];
+            if e.jammed {
+                let to = self
+                    .flow
+                    .get(fi + 1)
+                    .map_or("the end".to_string(), |&y| self.eyes[y].id.to_string());
+                s.push_str(&format!(" · JAM between {} and {to}", e.id));
+            }
+            if e.condition != EyeCondition::Ok {
+                s.push_str(&format!(" · eye {} {}", e.id, e.condition.as_str()));
+            }
+        }
+        if self.status.uncertain {
+            s.push_str(" · uncertain");
+        }
+        s
+    }
+
     /// The infeed counter's tag entity, if the line follows one.
     pub(crate) fn counter_tag(&self) -> Option<Entity> {
         self.counter_tag

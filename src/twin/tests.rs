@@ -887,13 +887,16 @@ fn r4_belt_slip_is_estimated() {
 /// and `e3` within 15 s of the fault.
 #[test]
 fn r4_jam_is_flagged_between_the_right_eyes() {
-    let (ev, _) = run_plant(
+    let (ev, core) = run_plant(
         50,
         Faults {
             jam_b_from_ms: Some(20_000),
             ..Faults::default()
         },
     );
+    // The live table's line shows it too.
+    let summary = core.lines()[0].summary();
+    assert!(summary.contains("JAM between e2 and e3"), "{summary}");
     let jams = of_type(&ev, "jam");
     let first = jams
         .first()
