@@ -46,6 +46,9 @@ pub const LOOKAHEAD_SOLVER_ITERATIONS: usize = 2;
 /// queues sampled: as often as the core's tick.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
+/// Steps between checks of which products may ride (see
+/// `LineModel::update_riding`).
+const RIDE_CHECK_EVERY: u128 = 1;
 /// Belts slower than this (m/s) carry no riding products.
 const RIDE_MIN_SPEED: f32 = 0.05;
 /// A product starts riding once its velocity is within this (m/s) of the
@@ -152,7 +155,9 @@ impl LineModel {
         let mut next_arrival: u128 = 0;
         let mut riding = std::collections::BTreeSet::new();
         for k in 0..steps {
-            m.update_riding(&mut riding);
+            if k % RIDE_CHECK_EVERY == 0 {
+                m.update_riding(&mut riding);
+            }
             let t = k * dt_ns;
             if let Some(iv) = interval
                 && t >= next_arrival
@@ -216,13 +221,13 @@ impl LineModel {
     /// station or a wall, and from the products before and after it
     /// (products leave in spawn order, so those are its neighbours on the
     /// belt); it must also already move at the belt's velocity. The check
-    /// runs before every step.
+    /// runs every [`RIDE_CHECK_EVERY`] steps.
     fn update_riding(&mut self, riding: &mut std::collections::BTreeSet<(u32, u32)>) {
         let Some(p) = self.product.as_ref() else {
             return;
         };
         let len = p.length as f32;
-        let check_s = self.dt.as_secs_f32();
+        let check_s = (RIDE_CHECK_EVERY as f32) * self.dt.as_secs_f32();
         for i in 0..self.products.len() {
             let h = self.products[i];
             let is_riding = riding.contains(&h.into_raw_parts());
