@@ -17,11 +17,6 @@
 //!   stations (58/min forecast for a 60/min line), so it is not used. The
 //!   forecast's rates agree with the analytical ones within one product per
 //!   minute (`forecast_throughput_is_the_bottleneck_rate`).
-//! - **Riding products skip the solver.** A product alone on a straight
-//!   stretch of belt, away from stations, walls and segment ends, moves as
-//!   the belt does; the copy moves it kinematically and hands it back to
-//!   the solver before anything can happen to it (`update_riding`). On the
-//!   demo line that is 40 % of the products and made forecasts 1.4× faster.
 //! - **Jam risk** is a number in [0, 1] with a plain meaning: the larger of
 //!   the share of arrivals that found the infeed blocked (the line could not
 //!   take them) and the longest standing queue as a share of the line's belt
@@ -30,7 +25,7 @@
 
 use std::time::Duration;
 
-use rapier3d::prelude::{RigidBodyHandle, RigidBodyType};
+use rapier3d::prelude::RigidBodyType;
 
 use super::{LineModel, PhysicsError};
 
@@ -45,15 +40,6 @@ pub const LOOKAHEAD_SOLVER_ITERATIONS: usize = 2;
 /// How often (simulated) finished products are removed and the WIP and
 /// queues sampled: as often as the core's tick.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-
-/// Steps between checks of which products may ride (see
-/// `LineModel::update_riding`).
-const RIDE_CHECK_EVERY: u128 = 1;
-/// Belts slower than this (m/s) carry no riding products.
-const RIDE_MIN_SPEED: f32 = 0.05;
-/// A product starts riding once its velocity is within this (m/s) of the
-/// belt's.
-const RIDE_SPEED_MATCH: f32 = 0.02;
 
 /// A product moving slower than this (m/s) on a belt, and not held by a
 /// station, is standing in a queue.
@@ -153,11 +139,7 @@ impl LineModel {
             jam_risk: 0.0,
         };
         let mut next_arrival: u128 = 0;
-        let mut riding = std::collections::BTreeSet::new();
         for k in 0..steps {
-            if k % RIDE_CHECK_EVERY == 0 {
-                m.update_riding(&mut riding);
-            }
             let t = k * dt_ns;
             if let Some(iv) = interval
                 && t >= next_arrival
@@ -180,11 +162,6 @@ impl LineModel {
                 f.max_standing = f.max_standing.max(m.standing() as u64);
             }
         }
-        // The copy may be handed back (a warmed-up line): every product is
-        // a body again.
-        for (i, g) in std::mem::take(&mut riding) {
-            m.stop_riding(RigidBodyHandle::from_raw_parts(i, g));
-        }
         f.wip_end = m.products.len() as u64;
         let minutes = horizon.as_secs_f64() / 60.0;
         f.throughput_per_min = if minutes > 0.0 {
@@ -204,93 +181,6 @@ impl LineModel {
         };
         f.jam_risk = blocked_share.max(queue_share).clamp(0.0, 1.0);
         Ok((m, f))
-    }
-
-    /// Lets products that ride alone on a straight stretch of belt move as
-    /// the belt does, without the solver, and hands them back to it before
-    /// anything can happen to them.
-    ///
-    /// A product resting on a belt, at belt speed, with nothing near it,
-    /// moves at the belt's velocity: that is arithmetic, and a kinematic
-    /// body moving at that velocity does exactly that, with no contacts to
-    /// solve (kinematic bodies do not touch fixed belts). Most of a flowing
-    /// line's products are in that state most of the time. A product rides
-    /// only while it is more than a safety distance (one product length
-    /// plus twice the travel between checks) from the end of its segment
-    /// (so it turns corners and crosses hand-overs as a body), from a
-    /// station or a wall, and from the products before and after it
-    /// (products leave in spawn order, so those are its neighbours on the
-    /// belt); it must also already move at the belt's velocity. The check
-    /// runs every [`RIDE_CHECK_EVERY`] steps.
-    fn update_riding(&mut self, riding: &mut std::collections::BTreeSet<(u32, u32)>) {
-        let Some(p) = self.product.as_ref() else {
-            return;
-        };
-        let len = p.length as f32;
-        let check_s = (RIDE_CHECK_EVERY as f32) * self.dt.as_secs_f32();
-        for i in 0..self.products.len() {
-            let h = self.products[i];
-            let is_riding = riding.contains(&h.into_raw_parts());
-            let Some(b) = self.world.bodies.get(h) else {
-                continue;
-            };
-            if b.is_kinematic() && !is_riding {
-                continue; // held by a station
-            }
-            let pos = b.translation();
-            let ok = self.segment_of(h).is_some_and(|(ci, along, si, left)| {
-                let (_, dir, _) = self.hooks.segments[si];
-                let speed = self.hooks.speeds[ci];
-                let belt_v = dir * speed;
-                let margin = len + 2.0 * speed.abs() * check_s + 0.02;
-                let neighbour_clear = |j: Option<usize>| {
-                    j.and_then(|j| self.products.get(j))
-                        .and_then(|o| self.world.bodies.get(*o))
-                        .is_none_or(|o| (o.translation() - pos).length() >= 2.0 * len + margin)
-                };
-                speed > RIDE_MIN_SPEED
-                    && left >= margin + len
-                    && (is_riding || (b.linvel() - belt_v).length() < RIDE_SPEED_MATCH)
-                    && neighbour_clear(i.checked_sub(1))
-                    && neighbour_clear(i.checked_add(1))
-                    && !self.stations.iter().any(|s| {
-                        s.place
-                            .along(pos)
-                            .is_some_and(|a| a > -(margin + len) && a < len)
-                    })
-                    && !self.obstacles.iter().any(|o| {
-                        o.0 == ci
-                            && (o.1 as f32 - along) > -len
-                            && (o.1 as f32 - along) < margin + len
-                    })
-            });
-            match (ok, is_riding) {
-                (true, false) => {
-                    if let Some((_, _, si, _)) = self.segment_of(h) {
-                        let (ci, dir, _) = self.hooks.segments[si];
-                        let v = dir * self.hooks.speeds[ci];
-                        let b = &mut self.world.bodies[h];
-                        b.set_body_type(RigidBodyType::KinematicVelocityBased, true);
-                        b.set_linvel(v, true);
-                        riding.insert(h.into_raw_parts());
-                    }
-                }
-                (false, true) => {
-                    riding.remove(&h.into_raw_parts());
-                    self.stop_riding(h);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Hands a riding product back to the solver, moving as it did.
-    fn stop_riding(&mut self, h: RigidBodyHandle) {
-        if let Some(b) = self.world.bodies.get_mut(h) {
-            let v = b.linvel();
-            b.set_body_type(RigidBodyType::Dynamic, true);
-            b.set_linvel(v, true);
-        }
     }
 
     /// Products standing in a queue now: on a belt (not falling), nearly

@@ -329,9 +329,6 @@ pub struct LineModel {
     drive: Vec<(f32, f32)>,
     /// Per belt segment: its conveyor, its start as a place, its length.
     segment_places: Vec<(usize, BeltPlace, f32)>,
-    /// Walls put across belts by [`LineModel::block_at`]: conveyor, metres
-    /// along it, collider.
-    obstacles: Vec<(usize, f64, ColliderHandle)>,
 }
 
 impl Clone for LineModel {
@@ -368,7 +365,6 @@ impl Clone for LineModel {
             geometry: self.geometry.clone(),
             drive: self.drive.clone(),
             segment_places: self.segment_places.clone(),
-            obstacles: self.obstacles.clone(),
         }
     }
 }
@@ -526,7 +522,6 @@ impl LineModel {
             drive: vec![(0.0, 0.0); line.conveyors.len()],
             geometry: line.conveyors.clone(),
             segment_places,
-            obstacles: Vec::new(),
         }
     }
 
@@ -615,14 +610,11 @@ impl LineModel {
             .translation(place.point + Vector::Y * (h / 2.0 + 0.001))
             .rotation(convert::heading_rotation(place.heading))
             .build();
-        let handle = self.world.colliders.insert(wall);
-        self.obstacles.push((conveyor, position, handle));
-        Ok(Obstacle(handle))
+        Ok(Obstacle(self.world.colliders.insert(wall)))
     }
 
     /// Takes an obstacle away again (the jam is cleared).
     pub fn unblock(&mut self, obstacle: Obstacle) {
-        self.obstacles.retain(|o| o.2 != obstacle.0);
         self.world.remove_collider(obstacle.0);
     }
 
@@ -879,23 +871,17 @@ impl LineModel {
     /// Where a product is along the line: its conveyor and metres along
     /// that conveyor's belt, if its centre is over a segment.
     fn line_place(&self, h: RigidBodyHandle) -> Option<(usize, f32)> {
-        self.segment_of(h).map(|(ci, along, ..)| (ci, along))
-    }
-
-    /// The segment a product's centre is over: its conveyor, metres along
-    /// that conveyor, the segment's index, and metres left to its end.
-    fn segment_of(&self, h: RigidBodyHandle) -> Option<(usize, f32, usize, f32)> {
         let pos = self.world.bodies.get(h)?.translation();
         let mut offset = 0.0;
         let mut last_ci = usize::MAX;
-        for (si, (ci, place, len)) in self.segment_places.iter().enumerate() {
+        for (ci, place, len) in &self.segment_places {
             if *ci != last_ci {
                 (offset, last_ci) = (0.0, *ci);
             }
             if let Some(a) = place.along(pos)
                 && (0.0..=*len).contains(&a)
             {
-                return Some((*ci, offset + a, si, len - a));
+                return Some((*ci, offset + a));
             }
             offset += len;
         }
