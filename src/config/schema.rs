@@ -606,6 +606,9 @@ pub struct Line {
     pub product: Option<Product>,
     pub stations: Vec<Station>,
     pub photo_eyes: Vec<PhotoEye>,
+    /// Named stretches of belt whose products the twin counts (buffers,
+    /// accumulation sections), besides the per-conveyor counts.
+    pub zones: Vec<Zone>,
     /// How far a measured photo-eye edge may be from the expected one and
     /// still be on time (`None`: the twin's default, 500 ms).
     pub residual_tolerance: Option<Duration>,
@@ -633,6 +636,17 @@ pub enum StationCycle {
     Tag(Loc<String>),
     /// `cycle_time`: a fixed duration.
     Fixed(Duration),
+}
+
+/// A named stretch of one conveyor's belt, `from` to `to` metres along it:
+/// the twin reports how many products are on it (an accumulation section
+/// before a station, a buffer).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub id: Loc<String>,
+    pub conveyor: Loc<String>,
+    pub from: Loc<f64>,
+    pub to: Loc<f64>,
 }
 
 /// A photo-eye across a belt, bound to the digital input it drives.
@@ -1938,6 +1952,11 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         .into_iter()
         .filter_map(|e| decode_photo_eye(sink, e))
         .collect();
+    let zones = t
+        .opt_table_array(sink, "zones")
+        .into_iter()
+        .filter_map(|z| decode_zone(sink, z))
+        .collect();
     let residual_tolerance = t
         .opt_duration(sink, "residual_tolerance", MS, Duration::from_secs(60))
         .map(|d| d.value);
@@ -1953,8 +1972,25 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         product,
         stations,
         photo_eyes,
+        zones,
         residual_tolerance,
         jam_after,
+    })
+}
+
+/// Whether `from < to` and both are on the belt is checked by `validate`,
+/// which knows the conveyor's length.
+fn decode_zone(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Zone> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let from = t.req_f64(sink, "from");
+    let to = t.req_f64(sink, "to");
+    t.finish(sink);
+    Some(Zone {
+        id: id?,
+        conveyor: conveyor?,
+        from: from?,
+        to: to?,
     })
 }
 

@@ -645,6 +645,73 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 let _ = unknown_tag(sink, format!("{path}.tag"), &e.tag);
             }
         }
+        // Zone counts share the `zones` object of line events with the
+        // per-conveyor counts, so a zone may not take a conveyor's id.
+        let mut zone_ids = conveyor_ids.clone();
+        for (j, z) in line.zones.iter().enumerate() {
+            let path = format!("lines[{i}].zones[{j}]");
+            dup(
+                sink,
+                &mut zone_ids,
+                "zone or conveyor id in this line",
+                format!("{path}.id"),
+                &z.id,
+            );
+            let Some(c) = line
+                .conveyors
+                .iter()
+                .find(|c| c.id.value == z.conveyor.value)
+            else {
+                sink.push(
+                    Diagnostic::error(
+                        z.conveyor.span.clone(),
+                        format!("{path}.conveyor"),
+                        format!("unknown conveyor \"{}\"", z.conveyor.value),
+                    )
+                    .expected("the id of a `[[lines.conveyors]]` entry of this line")
+                    .maybe_help(did_you_mean(
+                        &z.conveyor.value,
+                        conveyor_names.iter().copied(),
+                    )),
+                );
+                continue;
+            };
+            let length: f64 = c.segments.iter().map(|s| s.length.value).sum();
+            let on_belt = |v: f64| v.is_finite() && (0.0..=length).contains(&v);
+            for (key, v) in [("from", &z.from), ("to", &z.to)] {
+                if !on_belt(v.value) {
+                    sink.push(
+                        Diagnostic::error(
+                            v.span.clone(),
+                            format!("{path}.{key}"),
+                            format!(
+                                "{key} {} m is off conveyor \"{}\", which is {length} m long",
+                                v.value, c.id.value
+                            ),
+                        )
+                        .expected(format!(
+                            "metres along the belt from its start, 0 to {length}"
+                        )),
+                    );
+                }
+            }
+            if on_belt(z.from.value) && on_belt(z.to.value) && z.from.value >= z.to.value {
+                sink.push(
+                    Diagnostic::error(
+                        z.to.span.clone(),
+                        format!("{path}.to"),
+                        format!(
+                            "the zone ends ({} m) before it starts ({} m)",
+                            z.to.value, z.from.value
+                        ),
+                    )
+                    .expected("from < to, in the direction the belt runs")
+                    .maybe_help(
+                        (z.from.value > z.to.value).then(|| "swap `from` and `to`".to_string()),
+                    ),
+                );
+            }
+        }
     }
     let mut model_ids = BTreeMap::new();
     for (i, model) in cfg.models.iter().enumerate() {

@@ -240,6 +240,7 @@ mod tests {
                 cycle: StationCycle::Fixed(cycle),
             }],
             photo_eyes: Vec::new(),
+            zones: Vec::new(),
             residual_tolerance: None,
             jam_after: None,
         }

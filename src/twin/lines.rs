@@ -191,6 +191,8 @@ pub struct LineState {
     product_length: f64,
     /// Events of this tick other than the line report (residual, eye, jam).
     pending: Vec<TwinEvent>,
+    /// Named zones: id, conveyor index, from and to (metres along it).
+    named_zones: Vec<(Arc<str>, usize, f64, f64)>,
     /// Walls the twin put into its own model for detected jams, by the eye
     /// the jam is after.
     jam_walls: Vec<(usize, crate::physics::Obstacle)>,
@@ -407,6 +409,18 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 mismatches: Vec::new(),
                 jam_walls: Vec::new(),
                 jam_after_ns,
+                named_zones: line
+                    .zones
+                    .iter()
+                    .filter_map(|z| {
+                        Some((
+                            Arc::from(z.id.value.as_str()),
+                            conveyor_index(&z.conveyor.value)?,
+                            z.from.value,
+                            z.to.value,
+                        ))
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -534,13 +548,17 @@ impl LineState {
         if now_ns.div_euclid(REPORT_EVERY_NS) == start_ns.div_euclid(REPORT_EVERY_NS) {
             return;
         }
-        let zones = self
+        let mut zones: Vec<(Arc<str>, u64)> = self
             .model
             .zone_counts()
             .into_iter()
             .zip(self.model.conveyors())
             .map(|(n, c)| (Arc::from(c.id.as_str()), n as u64))
             .collect();
+        zones.extend(self.named_zones.iter().map(|(id, c, from, to)| {
+            let n = self.model.products_between((*c, *from), (*c, *to));
+            (id.clone(), n as u64)
+        }));
         let event = LineEvent {
             t_ns: now_ns,
             line: self.id.clone(),

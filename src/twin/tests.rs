@@ -1054,3 +1054,33 @@ fn physics_events_have_the_documented_fields() {
         assert!(docs.contains(line), "not in docs/events.md: {line}");
     }
 }
+
+/// A named zone counts the products on its stretch, in the same `zones`
+/// object as the per-conveyor counts.
+#[test]
+fn r4_named_zones_count_their_stretch() {
+    let cfg = LINE_CFG.to_string()
+        + r#"
+  [[lines.zones]]
+  id = "first_half"
+  conveyor = "main"
+  from = 0.0
+  to = 1.5
+"#;
+    let cfg = load_str(Path::new("zones-test.toml"), &cfg).expect("test config is valid");
+    let mut c = TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)));
+    let out = drive(&mut c, T0 + 60_000 * MS, |_| Some(Some(0.5)));
+    let last = line_events(&out).pop().unwrap_or_default();
+    // Products 0.5 m apart on a 3 m belt: three on its first half.
+    let (half, main) = (
+        last["zones"]["first_half"].as_u64(),
+        last["zones"]["main"].as_u64(),
+    );
+    assert!(matches!(half, Some(2..=4)), "{last}");
+    assert!(half <= main, "{last}");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains(r#""zones":{"main":"#),
+        "conveyors first, then named zones"
+    );
+}
