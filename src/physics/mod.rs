@@ -626,7 +626,7 @@ impl LineModel {
         let up = Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
         let center = c.start + c.first_dir * (p.length / 2.0) as f32 + up;
         let heading = convert::atan2(-c.first_dir.z, c.first_dir.x);
-        Ok(self.insert_product(center, heading))
+        self.insert_product(center, heading)
     }
 
     /// Puts a product on `conveyor` with its centre `position` metres along
@@ -645,14 +645,15 @@ impl LineModel {
         let place = BeltPlace::new(c, position);
         let center = place.point + Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
         let heading = place.heading.to_radians() as f32;
-        Ok(self.insert_product(center, heading))
+        self.insert_product(center, heading)
     }
 
-    fn insert_product(&mut self, center: Vector, heading: f32) -> RigidBodyHandle {
-        // Only called with a product.
-        let Some(p) = self.product.as_ref() else {
-            return RigidBodyHandle::invalid();
-        };
+    fn insert_product(
+        &mut self,
+        center: Vector,
+        heading: f32,
+    ) -> Result<RigidBodyHandle, PhysicsError> {
+        let p = self.product.as_ref().ok_or(PhysicsError::NoProduct)?;
         let body = RigidBodyBuilder::dynamic()
             .translation(center)
             .rotation(Vector::Y * heading)
@@ -683,7 +684,7 @@ impl LineModel {
         .friction(p.friction as f32);
         let (handle, _) = self.world.insert(body, collider);
         self.products.push(handle);
-        handle
+        Ok(handle)
     }
 
     /// Advances the model by one fixed `dt`, spawning a product first when
@@ -801,11 +802,6 @@ impl LineModel {
         Duration::from_nanos(u64::try_from(self.time_ns).unwrap_or(u64::MAX))
     }
 
-    /// The step length.
-    pub fn dt(&self) -> Duration {
-        self.dt
-    }
-
     /// Changes the step length for the next steps (the lookahead trades
     /// resolution for speed this way). The model's own spawner, if on,
     /// keeps counting steps, not time.
@@ -828,14 +824,9 @@ impl LineModel {
     /// cannot push a product into one that is still standing there, so the
     /// caller skips a spawn that comes due while this is false.
     pub fn infeed_clear(&self) -> bool {
-        let (Some(p), Some(c), Some(h)) = (
-            self.product.as_ref(),
-            self.conveyors.first(),
-            self.products.last(),
-        ) else {
+        let (Some(p), Some(along)) = (self.product.as_ref(), self.newest_along()) else {
             return true;
         };
-        let along = (self.world.bodies[*h].translation() - c.start).dot(c.first_dir);
         // Spawned with its centre at L/2; clear once its back edge is past
         // L plus the drop gap.
         along >= (1.5 * p.length + DROP_GAP) as f32
