@@ -296,6 +296,18 @@ enum JsonValue<'a> {
     Text(&'a str),
 }
 
+/// Appends one encoded event and its newline. Serializing plain structs of
+/// strings and numbers into a `Vec` cannot fail; if it ever did, nothing
+/// (not half a line) is written.
+fn push_line<T: Serialize>(out: &mut Vec<u8>, line: &T) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, line).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(start);
+    }
+}
+
 impl TwinEvent {
     /// Append this event as one JSON line (with the trailing newline).
     pub fn write_json_line(&self, meta: &TagMeta, out: &mut Vec<u8>) {
@@ -329,11 +341,7 @@ impl TwinEvent {
                     unit: m.and_then(|m| m.unit.as_deref()),
                     src_t: e.source_time_ns.map(|ns| times.src.get(ns)),
                 };
-                // Serializing plain structs of strings and numbers into a Vec
-                // cannot fail.
-                if serde_json::to_writer(&mut *out, &line).is_ok() {
-                    out.push(b'\n');
-                }
+                push_line(out, &line);
             }
             TwinEvent::Line(e) => {
                 let line = LineLine {
@@ -366,9 +374,7 @@ impl TwinEvent {
                         })
                         .collect::<Vec<_>>(),
                 };
-                if serde_json::to_writer(&mut *out, &line).is_ok() {
-                    out.push(b'\n');
-                }
+                push_line(out, &line);
             }
             TwinEvent::Residual(e) => {
                 let line = ResidualLine {
@@ -386,9 +392,7 @@ impl TwinEvent {
                         .zip(e.measured_ns)
                         .map(|(x, m)| (m - x) / 1_000_000),
                 };
-                if serde_json::to_writer(&mut *out, &line).is_ok() {
-                    out.push(b'\n');
-                }
+                push_line(out, &line);
             }
             TwinEvent::Eye(e) => {
                 let line = EyeLine {
@@ -401,9 +405,7 @@ impl TwinEvent {
                     state: e.state,
                     since: rfc3339(e.since_ns),
                 };
-                if serde_json::to_writer(&mut *out, &line).is_ok() {
-                    out.push(b'\n');
-                }
+                push_line(out, &line);
             }
             TwinEvent::Jam(e) => {
                 let line = JamLine {
@@ -420,9 +422,7 @@ impl TwinEvent {
                     to_m: e.to_m,
                     since: rfc3339(e.since_ns),
                 };
-                if serde_json::to_writer(&mut *out, &line).is_ok() {
-                    out.push(b'\n');
-                }
+                push_line(out, &line);
             }
         }
     }
