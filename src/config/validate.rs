@@ -575,6 +575,48 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         // Their ids are one namespace per line (events will name them).
         let conveyor_names: Vec<&str> =
             line.conveyors.iter().map(|c| c.id.value.as_str()).collect();
+        // The conveyor a station, eye or zone names, reported when unknown.
+        let find_conveyor = |sink: &mut Sink, path: &str, conveyor: &Loc<String>| {
+            let found = line.conveyors.iter().find(|c| c.id.value == conveyor.value);
+            if found.is_none() {
+                sink.push(
+                    Diagnostic::error(
+                        conveyor.span.clone(),
+                        format!("{path}.conveyor"),
+                        format!("unknown conveyor \"{}\"", conveyor.value),
+                    )
+                    .expected("the id of a `[[lines.conveyors]]` entry of this line")
+                    .maybe_help(did_you_mean(
+                        &conveyor.value,
+                        conveyor_names.iter().copied(),
+                    )),
+                );
+            }
+            found
+        };
+        // Whether `key` (metres along `c`) is on its belt, reported when not.
+        let on_belt =
+            |sink: &mut Sink, path: &str, key: &str, v: &Loc<f64>, c: &super::schema::Conveyor| {
+                let length: f64 = c.segments.iter().map(|s| s.length.value).sum();
+                let p = v.value;
+                let on = p.is_finite() && (0.0..=length).contains(&p);
+                if !on {
+                    sink.push(
+                        Diagnostic::error(
+                            v.span.clone(),
+                            format!("{path}.{key}"),
+                            format!(
+                                "{key} {p} m is off conveyor \"{}\", which is {length} m long",
+                                c.id.value
+                            ),
+                        )
+                        .expected(format!(
+                            "metres along the belt from its start, 0 to {length}"
+                        )),
+                    );
+                }
+                on
+            };
         let mut place_ids = BTreeMap::new();
         let mut check_place = |sink: &mut Sink,
                                path: String,
@@ -588,37 +630,8 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 format!("{path}.id"),
                 id,
             );
-            let Some(c) = line.conveyors.iter().find(|c| c.id.value == conveyor.value) else {
-                sink.push(
-                    Diagnostic::error(
-                        conveyor.span.clone(),
-                        format!("{path}.conveyor"),
-                        format!("unknown conveyor \"{}\"", conveyor.value),
-                    )
-                    .expected("the id of a `[[lines.conveyors]]` entry of this line")
-                    .maybe_help(did_you_mean(
-                        &conveyor.value,
-                        conveyor_names.iter().copied(),
-                    )),
-                );
-                return;
-            };
-            let length: f64 = c.segments.iter().map(|s| s.length.value).sum();
-            let p = position.value;
-            if !(p.is_finite() && (0.0..=length).contains(&p)) {
-                sink.push(
-                    Diagnostic::error(
-                        position.span.clone(),
-                        format!("{path}.position"),
-                        format!(
-                            "position {p} m is off conveyor \"{}\", which is {length} m long",
-                            c.id.value
-                        ),
-                    )
-                    .expected(format!(
-                        "metres along the belt from its start, 0 to {length}"
-                    )),
-                );
+            if let Some(c) = find_conveyor(sink, &path, conveyor) {
+                on_belt(sink, &path, "position", position, c);
             }
         };
         for (j, s) in line.stations.iter().enumerate() {
@@ -657,45 +670,12 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 format!("{path}.id"),
                 &z.id,
             );
-            let Some(c) = line
-                .conveyors
-                .iter()
-                .find(|c| c.id.value == z.conveyor.value)
-            else {
-                sink.push(
-                    Diagnostic::error(
-                        z.conveyor.span.clone(),
-                        format!("{path}.conveyor"),
-                        format!("unknown conveyor \"{}\"", z.conveyor.value),
-                    )
-                    .expected("the id of a `[[lines.conveyors]]` entry of this line")
-                    .maybe_help(did_you_mean(
-                        &z.conveyor.value,
-                        conveyor_names.iter().copied(),
-                    )),
-                );
+            let Some(c) = find_conveyor(sink, &path, &z.conveyor) else {
                 continue;
             };
-            let length: f64 = c.segments.iter().map(|s| s.length.value).sum();
-            let on_belt = |v: f64| v.is_finite() && (0.0..=length).contains(&v);
-            for (key, v) in [("from", &z.from), ("to", &z.to)] {
-                if !on_belt(v.value) {
-                    sink.push(
-                        Diagnostic::error(
-                            v.span.clone(),
-                            format!("{path}.{key}"),
-                            format!(
-                                "{key} {} m is off conveyor \"{}\", which is {length} m long",
-                                v.value, c.id.value
-                            ),
-                        )
-                        .expected(format!(
-                            "metres along the belt from its start, 0 to {length}"
-                        )),
-                    );
-                }
-            }
-            if on_belt(z.from.value) && on_belt(z.to.value) && z.from.value >= z.to.value {
+            let from_ok = on_belt(sink, &path, "from", &z.from, c);
+            let to_ok = on_belt(sink, &path, "to", &z.to, c);
+            if from_ok && to_ok && z.from.value >= z.to.value {
                 sink.push(
                     Diagnostic::error(
                         z.to.span.clone(),
