@@ -1,4 +1,5 @@
-//! The physics twin of a production line (issue 4, in progress).
+//! The physics twin of a production line: belts, products, stations and
+//! photo-eyes in rapier (see docs/physics.md).
 //!
 //! Data flow: a line's geometry from the config (`[[lines.conveyors]]`,
 //! `[lines.product]`) becomes a [`LineModel`]: a rapier world in which each
@@ -204,7 +205,7 @@ impl StationModel {
 #[derive(Debug, Clone)]
 pub struct PhotoEyeModel {
     pub id: String,
-    /// The measured digital input this eye is compared with (later).
+    /// The measured digital input this eye is compared with (`twin::residuals`).
     pub tag: String,
     collider: ColliderHandle,
     blocked: bool,
