@@ -8,15 +8,23 @@
 //! engineers ask through `twin whatif`.
 //!
 //! Decisions:
-//! - **Coarser step.** The copy steps at [`LOOKAHEAD_DT`] (20 ms, four times
-//!   the live model's 5 ms) with two solver iterations instead of four, and
-//!   without its photo-eye sensors: products still rest stably and stations
-//!   still catch every product (a 70 mm bottle at 1 m/s moves 20 mm per
-//!   step, inside a station's 35 mm catch window), and the forecast runs
-//!   over twice as fast. 40 ms was measured too: it loses products at
-//!   stations (58/min forecast for a 60/min line), so it is not used. The
-//!   forecast's rates agree with the analytical ones within one product per
-//!   minute (`forecast_throughput_is_the_bottleneck_rate`).
+//! - **Coarser step, same solver.** The copy steps at [`LOOKAHEAD_DT`]
+//!   (25 ms, five times the live model's 5 ms) with rapier's default four
+//!   solver iterations, and without its photo-eye sensors. Stations size
+//!   their catch window to the step ([`LineModel::fit_catch_windows`]), so
+//!   a product cannot cross a station between two steps.
+//!   The step was chosen by measurement against the live model's 5 ms on
+//!   the demo line over three minutes with a slow filler (a standing queue
+//!   of 30 bottles): 25 ms / 4 iterations releases exactly what 5 ms
+//!   releases at every station. Coarser settings let the queue buckle
+//!   sideways and bottles slip past the filler beside the held one, which
+//!   over-forecasts throughput: 20 ms / 2 iterations (used before) put 137
+//!   bottles through the capper against 120 through the filler; 30 ms / 4
+//!   and 50 ms / 8 also leaked. Physical guide rails were tried as well (a
+//!   frictionless lane 5 mm wider than the product): square products yawed
+//!   and wedged between them at coarse steps, so the lane is still the
+//!   centring pull of the belt hooks. The regression test is
+//!   `a_queue_does_not_slip_past_a_slow_station`.
 //! - **Jam risk** is a number in [0, 1] with a plain meaning: the larger of
 //!   the share of arrivals that found the infeed blocked (the line could not
 //!   take them) and the longest standing queue as a share of the line's belt
@@ -30,12 +38,12 @@ use rapier3d::prelude::RigidBodyType;
 use super::{LineModel, PhysicsError};
 
 /// Step length of the lookahead's copy of the line.
-pub const LOOKAHEAD_DT: Duration = Duration::from_millis(20);
+pub const LOOKAHEAD_DT: Duration = Duration::from_millis(25);
 
-/// Solver iterations per lookahead step (the live model uses rapier's
-/// default, 4). Products resting on belts and queueing against each other
-/// need no more to come out at the same rates (see the tests).
-pub const LOOKAHEAD_SOLVER_ITERATIONS: usize = 2;
+/// Solver iterations per lookahead step: rapier's default, as in the live
+/// model. Fewer let a long queue buckle sideways and products slip past a
+/// station (see the module's decisions).
+pub const LOOKAHEAD_SOLVER_ITERATIONS: usize = 4;
 
 /// How often (simulated) finished products are removed and the WIP and
 /// queues sampled: as often as the core's tick.
@@ -113,6 +121,7 @@ impl LineModel {
         for &(i, c) in &candidate.station_cycles {
             m.set_station_cycle_at(i, Some(c));
         }
+        m.fit_catch_windows();
         let dt_ns = LOOKAHEAD_DT.as_nanos();
         let steps = horizon.as_nanos().div_ceil(dt_ns);
         let sample_every = (SAMPLE_EVERY.as_nanos() / dt_ns).max(1);
@@ -349,5 +358,61 @@ mod tests {
         let f = m.lookahead(&c, Duration::from_secs(30)).expect("runs");
         assert_eq!(f.arrivals, 30);
         assert_eq!(f.out + f.wip_end + f.lost, 30, "{f:?}");
+    }
+
+    /// The demo line with a filler slower than the arrivals (1.5 s against
+    /// 1 s) builds a standing queue of about 30 bottles in front of it. No
+    /// bottle may slip past the filler beside the held one: over three
+    /// minutes the capper releases no more than the filler did plus the
+    /// bottles already between them, and the line's output settles at the
+    /// filler's 40/min. (With 20 ms steps and two solver iterations the
+    /// queue buckled and the capper released 137 against the filler's 120.)
+    #[test]
+    fn a_queue_does_not_slip_past_a_slow_station() {
+        let text = include_str!("../../plant-configs/packaging-line.toml");
+        let cfg = crate::config::load_str(std::path::Path::new("packaging-line.toml"), text)
+            .expect("demo config is valid");
+        let line = &cfg.config.lines[0];
+        let nominal = Candidate {
+            belt_speeds: vec![(0, 0.6), (1, 0.6)],
+            arrival_interval: Some(SECOND),
+            ..Candidate::default()
+        };
+        let (warm, _) = LineModel::new(line, Duration::from_millis(5))
+            .lookahead_state(&nominal, Duration::from_secs(60))
+            .expect("warm-up runs");
+        let pos = |id: &str| {
+            let s = line
+                .stations
+                .iter()
+                .find(|s| s.id.value == id)
+                .expect("station");
+            let c = line
+                .conveyors
+                .iter()
+                .position(|c| c.id.value == s.conveyor.value)
+                .expect("conveyor");
+            (c, s.position.value)
+        };
+        let between = warm.products_between(pos("filler"), pos("capper")) as u64;
+        let slow = Candidate {
+            station_cycles: vec![(0, Duration::from_millis(1500))],
+            ..nominal
+        };
+        let (end, f) = warm
+            .lookahead_state(&slow, Duration::from_secs(180))
+            .expect("forecast runs");
+        let released = |m: &LineModel, i: usize| m.stations()[i].releases();
+        let filler = released(&end, 0) - released(&warm, 0);
+        let capper = released(&end, 1) - released(&warm, 1);
+        assert!((118..=121).contains(&filler), "filler {filler}, {f:?}");
+        assert!(
+            capper <= filler + between,
+            "capper {capper} > filler {filler} + {between} between them"
+        );
+        assert_eq!(f.lost, 0, "{f:?}");
+        // 120 through the filler plus what was already past it.
+        assert!(f.out <= 120 + f.wip_start, "{f:?}");
+        assert!(f.max_standing >= 20, "a queue formed: {f:?}");
     }
 }

@@ -36,7 +36,7 @@ use std::time::Duration;
 use rapier3d::prelude::{
     ActiveCollisionTypes, ActiveHooks, ColliderBuilder, ColliderHandle, CollisionPipeline,
     ContactModificationContext, PhysicsHooks, PhysicsPipeline, PhysicsWorld, RigidBodyBuilder,
-    RigidBodyHandle, RigidBodyType, Vector,
+    RigidBodyHandle, RigidBodyType, SharedShape, Vector,
 };
 
 use crate::config::{Conveyor, Line, Product, StationCycle};
@@ -182,6 +182,10 @@ pub struct StationModel {
     sensor: ColliderHandle,
     /// A wall across the belt, enabled while a product is held.
     gate: ColliderHandle,
+    /// Length of the catch window past the station's position (m): half a
+    /// product, or more when a step moves a product further than that (see
+    /// [`LineModel::fit_catch_windows`]).
+    catch_len: f32,
     /// Products released since the model was built (the machine's count).
     releases: u64,
 }
@@ -474,6 +478,7 @@ impl LineModel {
                     next_start: None,
                     sensor: world.colliders.insert(sensor),
                     gate: world.colliders.insert(gate),
+                    catch_len: reach / 2.0,
                     releases: 0,
                 })
             })
@@ -755,7 +760,7 @@ impl LineModel {
                             b.is_dynamic()
                                 && s.place
                                     .along(b.translation())
-                                    .is_some_and(|a| a >= 0.0 && a < reach / 2.0)
+                                    .is_some_and(|a| a >= 0.0 && a < s.catch_len)
                         })
                 })
                 .min_by_key(|p| p.into_raw_parts());
@@ -809,6 +814,42 @@ impl LineModel {
     pub fn set_dt(&mut self, dt: Duration) {
         self.dt = dt;
         self.world.integration_parameters.dt = dt.as_secs_f32();
+    }
+
+    /// Sizes every station's catch window for the step length and the
+    /// fastest belt now: a product must not cross the window between two
+    /// steps, or the station never sees it. The window is half a product
+    /// (the live model's 5 ms steps need no more below 7 m/s); a coarser
+    /// step gets 1.25 × the distance the fastest belt moves in one step,
+    /// capped below one product length so that at most one product's centre
+    /// is ever inside. A product caught further in is held a little
+    /// downstream, an error of at most one step's travel.
+    pub fn fit_catch_windows(&mut self) {
+        let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
+        let fastest = self
+            .hooks
+            .speeds
+            .iter()
+            .fold(0.0_f32, |m, v| m.max(v.abs()));
+        let len = (fastest * self.dt.as_secs_f32() * 1.25)
+            .max(reach / 2.0)
+            .min(0.9 * reach);
+        for s in &mut self.stations {
+            s.catch_len = len;
+            let half = (len / 2.0).max(EYE_HALF_THICKNESS) + 0.005;
+            if let Some(c) = self.world.colliders.get_mut(s.sensor) {
+                c.set_shape(SharedShape::cuboid(
+                    half,
+                    EYE_HALF_HEIGHT,
+                    s.place.half_width,
+                ));
+                c.set_translation(
+                    s.place.point
+                        + s.place.dir * (len / 2.0)
+                        + Vector::Y * (EYE_GAP + EYE_HALF_HEIGHT),
+                );
+            }
+        }
     }
 
     /// Every product's centre, in spawn order, in plan coordinates.
