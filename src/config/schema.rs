@@ -24,8 +24,21 @@ pub struct PlantConfig {
     pub sparkplug: Vec<super::sparkplug::SparkplugSource>,
     pub machines: Vec<Machine>,
     pub lines: Vec<Line>,
+    /// Per line, in `lines` order: its `[[lines.pushers]]`. Kept beside
+    /// [`Line`] rather than in it so that adding them did not change the
+    /// shape of `Line`, which other modules build by hand; read them with
+    /// [`PlantConfig::pushers_of`].
+    pub line_pushers: Vec<Vec<Pusher>>,
     pub models: Vec<Model>,
     pub setpoints: Vec<Setpoint>,
+}
+
+impl PlantConfig {
+    /// The pushers of line `line` (its index in `lines`), in config order;
+    /// empty for a line without any, or an index out of range.
+    pub fn pushers_of(&self, line: usize) -> &[Pusher] {
+        self.line_pushers.get(line).map_or(&[], Vec::as_slice)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -595,8 +608,8 @@ pub const MACHINE_KINDS: &[&str] = &[
 
 /// A production line: which machines it is made of, in flow order, and
 /// optionally its geometry for the physics twin (`crate::physics`):
-/// conveyors, the product, stations and photo-eyes. Transfers join the
-/// geometry later.
+/// conveyors, the product, stations and photo-eyes (its pushers are in
+/// [`PlantConfig::line_pushers`]). Transfers join the geometry later.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub id: Loc<String>,
@@ -658,6 +671,20 @@ pub struct PhotoEye {
     pub position: Loc<f64>,
     /// The measured input tag (blocked = true).
     pub tag: Loc<String>,
+}
+
+/// A reject pusher beside a belt, bound to the PLC coil that fires it:
+/// while the coil is on, its paddle strokes across the belt and pushes the
+/// product in front of it off the far side (see `crate::physics`).
+#[derive(Debug, Clone)]
+pub struct Pusher {
+    pub id: Loc<String>,
+    pub conveyor: Loc<String>,
+    /// Metres along the conveyor's belt, from its start, to the middle of
+    /// the paddle.
+    pub position: Loc<f64>,
+    /// The coil (fired = true, or a number: non-zero is fired).
+    pub coil_tag: Loc<String>,
 }
 
 /// A belt conveyor: a chain of straight segments, each starting where the
@@ -775,11 +802,12 @@ pub(super) fn decode(
         .into_iter()
         .filter_map(|m| decode_machine(sink, m))
         .collect();
-    let lines = t
+    // Unzipped together, so `line_pushers[i]` always belongs to `lines[i]`.
+    let (lines, line_pushers) = t
         .opt_table_array(sink, "lines")
         .into_iter()
         .filter_map(|l| decode_line(sink, l))
-        .collect();
+        .unzip();
     let models = t
         .opt_table_array(sink, "models")
         .into_iter()
@@ -800,6 +828,7 @@ pub(super) fn decode(
         sparkplug,
         machines,
         lines,
+        line_pushers,
         models,
         setpoints,
     })
@@ -1930,7 +1959,8 @@ fn decode_machine(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Machine> {
     })
 }
 
-fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
+/// A line and its pushers (see [`PlantConfig::line_pushers`]).
+fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<(Line, Vec<Pusher>)> {
     let id = t.req_str(sink, "id");
     let name = t.opt_str(sink, "name").map(|n| n.value);
     let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
@@ -1952,6 +1982,11 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         .into_iter()
         .filter_map(|e| decode_photo_eye(sink, e))
         .collect();
+    let pushers = t
+        .opt_table_array(sink, "pushers")
+        .into_iter()
+        .filter_map(|p| decode_pusher(sink, p))
+        .collect();
     let zones = t
         .opt_table_array(sink, "zones")
         .into_iter()
@@ -1964,7 +1999,7 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         .opt_duration(sink, "jam_after", Duration::from_millis(100), HOUR)
         .map(|d| d.value);
     t.finish(sink);
-    Some(Line {
+    let line = Line {
         id: id?,
         name,
         machines,
@@ -1975,7 +2010,8 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         zones,
         residual_tolerance,
         jam_after,
-    })
+    };
+    Some((line, pushers))
 }
 
 /// Whether `from < to` and both are on the belt is checked by `validate`,
@@ -2057,6 +2093,22 @@ fn decode_photo_eye(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<PhotoEye> {
         conveyor: conveyor?,
         position: position?,
         tag: tag?,
+    })
+}
+
+/// Like a photo-eye: the position and whether it is on the belt, and the
+/// coil tag, are checked by `validate`.
+fn decode_pusher(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Pusher> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let coil_tag = t.req_str(sink, "coil_tag");
+    t.finish(sink);
+    Some(Pusher {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        coil_tag: coil_tag?,
     })
 }
 

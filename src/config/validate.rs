@@ -571,11 +571,13 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 );
             }
         }
-        // Stations and photo-eyes stand at a place on a belt of this line.
-        // Their ids are one namespace per line (events will name them).
+        // Stations, photo-eyes and pushers stand at a place on a belt of
+        // this line. Their ids are one namespace per line (events will name
+        // them).
         let conveyor_names: Vec<&str> =
             line.conveyors.iter().map(|c| c.id.value.as_str()).collect();
-        // The conveyor a station, eye or zone names, reported when unknown.
+        // The conveyor a station, eye, pusher or zone names, reported when
+        // unknown.
         let find_conveyor = |sink: &mut Sink, path: &str, conveyor: &Loc<String>| {
             let found = line.conveyors.iter().find(|c| c.id.value == conveyor.value);
             if found.is_none() {
@@ -626,7 +628,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             dup(
                 sink,
                 &mut place_ids,
-                "station or photo-eye id in this line",
+                "station, photo-eye or pusher id in this line",
                 format!("{path}.id"),
                 id,
             );
@@ -656,6 +658,13 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             check_place(sink, path.clone(), &e.id, &e.conveyor, &e.position);
             if tags.id(&e.tag.value).is_none() {
                 let _ = unknown_tag(sink, format!("{path}.tag"), &e.tag);
+            }
+        }
+        for (j, p) in cfg.pushers_of(i).iter().enumerate() {
+            let path = format!("lines[{i}].pushers[{j}]");
+            check_place(sink, path.clone(), &p.id, &p.conveyor, &p.position);
+            if tags.id(&p.coil_tag.value).is_none() {
+                let _ = unknown_tag(sink, format!("{path}.coil_tag"), &p.coil_tag);
             }
         }
         // Zone counts share the `zones` object of line events with the

@@ -25,7 +25,8 @@
 //! with no per-contact bookkeeping in the hooks, and it is exact: a held
 //! product does not creep. Photo-eyes are sensor colliders across the belt;
 //! after each step each says whether a product intersects it (see
-//! [`PhotoEyeModel`]).
+//! [`PhotoEyeModel`]). Reject pushers are kinematic paddles beside a belt
+//! that stroke across it while their PLC coil is on (see [`PusherModel`]).
 
 pub mod convert;
 pub mod lookahead;
@@ -39,7 +40,7 @@ use rapier3d::prelude::{
     RigidBodyHandle, RigidBodyType, SharedShape, Vector,
 };
 
-use crate::config::{Conveyor, Line, Product, StationCycle};
+use crate::config::{Conveyor, Line, Product, Pusher, StationCycle};
 pub use convert::PlanPoint;
 
 /// Thickness of a belt's box under its surface. Only needs to be thick
@@ -78,8 +79,10 @@ pub struct Obstacle(ColliderHandle);
 pub struct Finished {
     /// Left the end of the last conveyor.
     pub out: usize,
-    /// Fell off the line.
+    /// Fell off the line, other than off a pusher.
     pub lost: usize,
+    /// Pushed off the belt by a pusher (see [`PusherModel::pushed`]).
+    pub pushed: usize,
 }
 
 /// One conveyor as the model knows it.
@@ -228,6 +231,89 @@ impl PhotoEyeModel {
     }
 }
 
+/// A reject pusher: a kinematic paddle beside the belt's right-hand side
+/// (looking downstream) that, while its coil is on, strokes across the belt
+/// at [`PUSHER_STROKE_SPEED`] and pushes the product in front of it off the
+/// left-hand side, where it falls (into the reject bin).
+///
+/// The paddle is a block as high as a product and twice a product's length
+/// along the belt, centred on the pusher's position (its *window*): while
+/// the belt carries the product on during the stroke, it stays in front of
+/// the paddle. Across the belt the block is the belt's width (plus
+/// [`PUSHER_CLEARANCE`]) deep, standing for the paddle and the rod behind
+/// it: at home it is wholly beside the belt; fully out, its face is
+/// [`PUSHER_CLEARANCE`] past the far edge (every pushed product is then
+/// wholly off the belt, so it falls) and the block covers the belt across
+/// the window, so a product arriving meanwhile waits against its upstream
+/// end instead of slipping in behind the face (from where the return
+/// stroke would push it off the near side).
+///
+/// A coil held on keeps the pusher stroking: at the end of each stroke the
+/// paddle returns and, the coil still on, strokes out again, so a pusher
+/// held fired rejects every product that reaches it. When the coil drops,
+/// the paddle returns home (from wherever it is) and stays there.
+///
+/// A product is the pusher's when, while the paddle is out, its centre is
+/// past the far edge by half the product's width (it is wholly off the
+/// belt) and within the window give or take a product length (a product
+/// queued against the block's upstream end is caught by its corner and goes
+/// off just before the window). [`LineModel::remove_finished`] counts it as
+/// pushed, not lost, once it has fallen.
+#[derive(Debug, Clone)]
+pub struct PusherModel {
+    pub id: String,
+    /// The coil tag whose value fires the pusher ([`LineModel::set_pusher_at`]).
+    pub coil_tag: String,
+    place: BeltPlace,
+    /// Unit world direction the paddle strokes in: across the belt, to the
+    /// left of the direction of travel.
+    across: Vector,
+    paddle: RigidBodyHandle,
+    /// The paddle's centre at home.
+    home: Vector,
+    /// How far the paddle is out from home, metres, `0..=stroke`.
+    out: f32,
+    /// Full stroke: the belt's width plus [`PUSHER_CLEARANCE`].
+    stroke: f32,
+    /// Whether the paddle is moving out (else it is returning).
+    outward: bool,
+    fired: bool,
+    /// Half the window's length along the belt.
+    half_len: f32,
+    pushed: u64,
+}
+
+impl PusherModel {
+    /// Whether the coil was last set fired.
+    pub fn fired(&self) -> bool {
+        self.fired
+    }
+
+    /// Whether the paddle is away from home (stroking, or returning).
+    pub fn extended(&self) -> bool {
+        self.out > 0.0
+    }
+
+    /// Products this pusher pushed off the belt, counted when
+    /// [`LineModel::remove_finished`] removed them.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+}
+
+/// Speed of a pusher's paddle, m/s, out and back. A pneumatic reject pusher
+/// (a 25 mm cylinder at 6 bar, the usual size) strokes at 1 to 2 m/s; 1.5
+/// m/s crosses a 0.6 m belt in 0.4 s, while a 0.5 m/s belt carries the
+/// product on 0.2 m, which the paddle's window (two product lengths)
+/// covers. It also keeps a stroke step small against a product: 7.5 mm per
+/// live 5 ms step and 37.5 mm per 25 ms lookahead step, well under any
+/// product's width, so the kinematic paddle never steps through one.
+pub const PUSHER_STROKE_SPEED: f32 = 1.5;
+
+/// How far past the belt's far edge a pusher's paddle face ends its
+/// stroke, metres: a pushed product is then wholly off the belt.
+pub const PUSHER_CLEARANCE: f32 = 0.02;
+
 /// Half the photo-eye sheet's height and thickness, and its gap above the
 /// belt (so it never touches the belt collider).
 const EYE_HALF_HEIGHT: f32 = 0.25;
@@ -328,6 +414,12 @@ pub struct LineModel {
     spawn_every: Option<u64>,
     stations: Vec<StationModel>,
     photo_eyes: Vec<PhotoEyeModel>,
+    pushers: Vec<PusherModel>,
+    /// Products that a pusher put wholly off the belt, with that pusher's
+    /// index, until [`LineModel::remove_finished`] removes them. A `Vec`,
+    /// not a map: it holds the few products in the air at a time, and its
+    /// order is the order they went over the edge.
+    pushed_off: Vec<(RigidBodyHandle, usize)>,
     /// The conveyors' geometry as configured, to place things along a belt.
     geometry: Vec<Conveyor>,
     /// Per conveyor: the drive speed last set, and the slip fraction.
@@ -367,6 +459,8 @@ impl Clone for LineModel {
             spawn_every: self.spawn_every,
             stations: self.stations.clone(),
             photo_eyes: self.photo_eyes.clone(),
+            pushers: self.pushers.clone(),
+            pushed_off: self.pushed_off.clone(),
             geometry: self.geometry.clone(),
             drive: self.drive.clone(),
             segment_places: self.segment_places.clone(),
@@ -377,6 +471,12 @@ impl Clone for LineModel {
 impl LineModel {
     /// Builds the model of `line`, to be stepped by `dt` at a time.
     pub fn new(line: &Line, dt: Duration) -> Self {
+        Self::with_pushers(line, &[], dt)
+    }
+
+    /// [`LineModel::new`] with the line's pushers
+    /// ([`crate::config::PlantConfig::pushers_of`]).
+    pub fn with_pushers(line: &Line, pushers: &[Pusher], dt: Duration) -> Self {
         let mut world = PhysicsWorld::new();
         world.integration_parameters.dt = dt.as_secs_f32();
         let mut hooks = BeltHooks::default();
@@ -506,6 +606,41 @@ impl LineModel {
                 })
             })
             .collect();
+        let pushers = pushers
+            .iter()
+            .filter_map(|p| {
+                let place = place(&p.conveyor.value, p.position.value)?;
+                let reach = line.product.as_ref().map_or(0.2, |p| p.length) as f32;
+                let h = line.product.as_ref().map_or(0.2, |p| p.height) as f32;
+                let stroke = 2.0 * place.half_width + PUSHER_CLEARANCE;
+                // Left of the direction of travel, seen from above.
+                let across = Vector::Y.cross(place.dir);
+                // Home: the block's face on the belt's right-hand edge.
+                let home = place.point - across * (place.half_width + stroke / 2.0)
+                    + Vector::Y * (h / 2.0 + EYE_GAP);
+                let body = RigidBodyBuilder::kinematic_position_based()
+                    .translation(home)
+                    .rotation(convert::heading_rotation(place.heading));
+                // Frictionless, as a paddle's smooth face: it pushes a
+                // product across, and the belt still carries it along.
+                let block = ColliderBuilder::cuboid(reach, h / 2.0, stroke / 2.0).friction(0.0);
+                let (paddle, _) = world.insert(body, block);
+                Some(PusherModel {
+                    id: p.id.value.clone(),
+                    coil_tag: p.coil_tag.value.clone(),
+                    place,
+                    across,
+                    paddle,
+                    home,
+                    out: 0.0,
+                    stroke,
+                    outward: true,
+                    fired: false,
+                    half_len: reach,
+                    pushed: 0,
+                })
+            })
+            .collect();
         let dt_nanos = dt.as_nanos().max(1);
         let spawn_every = line
             .product
@@ -525,6 +660,8 @@ impl LineModel {
             spawn_every,
             stations,
             photo_eyes,
+            pushers,
+            pushed_off: Vec::new(),
             drive: vec![(0.0, 0.0); line.conveyors.len()],
             geometry: line.conveyors.clone(),
             segment_places,
@@ -539,6 +676,19 @@ impl LineModel {
     /// The photo-eyes, in config order (those on known conveyors).
     pub fn photo_eyes(&self) -> &[PhotoEyeModel] {
         &self.photo_eyes
+    }
+
+    /// The pushers, in config order (those on known conveyors).
+    pub fn pushers(&self) -> &[PusherModel] {
+        &self.pushers
+    }
+
+    /// Fires a pusher (its coil is on) or releases it, for the next steps;
+    /// an index past the pushers is ignored, as for stations.
+    pub fn set_pusher_at(&mut self, pusher: usize, fired: bool) {
+        if let Some(p) = self.pushers.get_mut(pusher) {
+            p.fired = fired;
+        }
     }
 
     /// Sets a station's cycle time for the next steps; `None` holds the
@@ -701,12 +851,69 @@ impl LineModel {
         {
             self.spawn_product()?;
         }
+        self.drive_pushers();
         self.world.step_with_events(&self.hooks, &());
         self.steps += 1;
         self.time_ns += self.dt.as_nanos();
         self.update_stations();
         self.update_photo_eyes();
+        self.update_pushers();
         Ok(())
+    }
+
+    /// Before a step: moves each paddle that is out or fired one step's
+    /// stroke (see [`PusherModel`]); a paddle at rest at home is not
+    /// touched, so idle pushers cost a flag test each.
+    fn drive_pushers(&mut self) {
+        let travel = PUSHER_STROKE_SPEED * self.dt.as_secs_f32();
+        for p in &mut self.pushers {
+            if !p.fired {
+                // The next firing starts with a stroke out.
+                p.outward = true;
+                if p.out <= 0.0 {
+                    continue;
+                }
+                p.out = (p.out - travel).max(0.0);
+            } else if p.outward {
+                p.out = (p.out + travel).min(p.stroke);
+                if p.out >= p.stroke {
+                    p.outward = false;
+                }
+            } else {
+                p.out = (p.out - travel).max(0.0);
+                if p.out <= 0.0 {
+                    p.outward = true;
+                }
+            }
+            if let Some(body) = self.world.bodies.get_mut(p.paddle) {
+                body.set_next_kinematic_translation(p.home + p.across * p.out);
+            }
+        }
+    }
+
+    /// After a step: marks the products a paddle that is out has put wholly
+    /// off the belt's far side within its window, for `remove_finished`.
+    fn update_pushers(&mut self) {
+        let Some(prod) = self.product.as_ref() else {
+            return;
+        };
+        let (reach, side) = (prod.length as f32, (prod.width / 2.0) as f32);
+        for (k, p) in self.pushers.iter().enumerate() {
+            if p.out <= 0.0 {
+                continue;
+            }
+            for h in &self.products {
+                let Some(b) = self.world.bodies.get(*h) else {
+                    continue;
+                };
+                let rel = b.translation() - p.place.point;
+                let off = rel.dot(p.across) >= p.place.half_width + side
+                    && rel.dot(p.place.dir).abs() <= p.half_len + reach;
+                if off && !self.pushed_off.iter().any(|(o, _)| o == h) {
+                    self.pushed_off.push((*h, k));
+                }
+            }
+        }
     }
 
     /// After a step: releases products whose cycle is over, then catches
@@ -788,13 +995,18 @@ impl LineModel {
     fn update_photo_eyes(&mut self) {
         for e in &mut self.photo_eyes {
             // Only products block a beam (they are the colliders with a
-            // body); a station's sensor next to the eye does not.
+            // body); a station's sensor next to the eye does not, nor does
+            // a pusher's paddle (the one position-based kinematic body).
+            let bodies = &self.world.bodies;
             let blocked =
                 self.world
                     .intersection_pairs_with(e.collider)
                     .any(|(h1, c1, _, c2, hit)| {
                         let other = if h1 == e.collider { c2 } else { c1 };
-                        hit && other.parent().is_some()
+                        hit && other
+                            .parent()
+                            .and_then(|b| bodies.get(b))
+                            .is_some_and(|b| b.body_type() != RigidBodyType::KinematicPositionBased)
                     });
             if blocked && !e.blocked {
                 e.rising_edges += 1;
@@ -939,8 +1151,10 @@ impl LineModel {
 
     /// Removes the products that are done with the line and says how many:
     /// `out` crossed the end of the last conveyor (their centre is past its
-    /// end, within the belt's width), `lost` fell below the floor (off a
-    /// side, a corner, or the end of a conveyor that is not the last).
+    /// end, within the belt's width), `pushed` fell below the floor after a
+    /// pusher put them off the belt (each counted by its pusher too), `lost`
+    /// fell below the floor otherwise (off a side, a corner, or the end of a
+    /// conveyor that is not the last).
     /// Without this a running line's world would grow without bound.
     pub fn remove_finished(&mut self) -> Finished {
         let mut done = Finished::default();
@@ -950,6 +1164,7 @@ impl LineModel {
         let (end, dir, half_width) = (last.end, last.last_dir, last.half_width);
         let reach = self.product.as_ref().map_or(1.0, |p| p.length.max(p.width)) as f32;
         let world = &mut self.world;
+        let (pushers, pushed_off) = (&mut self.pushers, &mut self.pushed_off);
         self.products.retain(|h| {
             // A held product is at its station, whatever its position says
             // (held products, and only they, are kinematic).
@@ -967,10 +1182,19 @@ impl LineModel {
             if !(out || lost) {
                 return true;
             }
-            if out {
-                done.out += 1;
-            } else {
-                done.lost += 1;
+            let by = pushed_off
+                .iter()
+                .position(|(p, _)| p == h)
+                .map(|i| pushed_off.remove(i).1);
+            match by {
+                Some(k) if lost => {
+                    done.pushed += 1;
+                    if let Some(p) = pushers.get_mut(k) {
+                        p.pushed += 1;
+                    }
+                }
+                _ if out => done.out += 1,
+                _ => done.lost += 1,
             }
             world.remove_body(*h);
             false
@@ -991,3 +1215,6 @@ impl LineModel {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod pusher_tests;

@@ -21,6 +21,15 @@
 //!   Station cycle-time tags follow the same rule, except that an unknown
 //!   cycle time holds the station's product indefinitely (the twin does not
 //!   invent a release it cannot see).
+//! - **Pushers.** Each pusher's coil tag is read every tick like a station's
+//!   cycle-time tag and fires the pusher for the tick's steps. A coil that
+//!   is bad, stale or has no value leaves the pusher unfired: the twin does
+//!   not invent a reject it cannot see (an `uncertain` coil still fires by
+//!   its value). A coil's quality does not make the line `uncertain`: the
+//!   `line` event's reasons are a documented interface, and a new one for
+//!   coils is a change of its own. Pushed products are counted in
+//!   [`LineStatus::pushed`], not as lost, and are not part of the `line`
+//!   event yet for the same reason.
 
 use bevy_ecs::prelude::*;
 use std::collections::VecDeque;
@@ -167,6 +176,8 @@ pub struct LineState {
     /// Per station (model order): `None` for a fixed cycle time, else its
     /// cycle-time tag's entity, if the tag exists.
     cycle_tags: Vec<Option<Option<Entity>>>,
+    /// Per pusher (model order): its coil tag's entity, if the tag exists.
+    coil_tags: Vec<Option<Entity>>,
     substeps: u32,
     dt_ns: i64,
     /// Physics time since the core started, in ns: steps × `dt_ns`.
@@ -210,8 +221,11 @@ pub struct LineStatus {
     pub wip: u64,
     /// Products that left the end of the last conveyor since the start.
     pub out: u64,
-    /// Products that fell off the line since the start.
+    /// Products that fell off the line since the start, other than those a
+    /// pusher rejected.
     pub lost: u64,
+    /// Products the line's pushers pushed off the belt since the start.
+    pub pushed: u64,
     /// Spawns skipped because the infeed spot was still occupied.
     pub infeed_blocked: u64,
     /// Products out over the last [`THROUGHPUT_WINDOW_NS`] of tick time, per
@@ -292,8 +306,9 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
         .config
         .lines
         .iter()
-        .filter(|l| !l.conveyors.is_empty())
-        .map(|line| {
+        .enumerate()
+        .filter(|(_, l)| !l.conveyors.is_empty())
+        .map(|(line_index, line)| {
             // The core spawns in tick time (see the module docs), so the
             // model's own step-counted spawner stays off.
             let mut geometry = line.clone();
@@ -318,7 +333,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
             } else {
                 spawn_interval
             };
-            let model = LineModel::new(&geometry, dt);
+            let model = LineModel::with_pushers(&geometry, cfg.config.pushers_of(line_index), dt);
             let tolerance_ns = line.residual_tolerance.map_or(RESIDUAL_TOLERANCE_NS, |d| {
                 i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
             });
@@ -385,11 +400,17 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                     )
                 })
                 .collect();
+            let coil_tags = model
+                .pushers()
+                .iter()
+                .map(|p| tag_entity(&p.coil_tag))
+                .collect();
             LineState {
                 id: Arc::from(line.id.value.as_str()),
                 model,
                 speed_tags,
                 cycle_tags,
+                coil_tags,
                 substeps,
                 dt_ns,
                 elapsed_ns: 0,
@@ -446,13 +467,18 @@ impl LineState {
         &self.cycle_tags
     }
 
+    /// Per pusher: its coil tag, for the system to read.
+    pub(crate) fn coil_tags(&self) -> &[Option<Entity>] {
+        &self.coil_tags
+    }
+
     /// Runs one tick ending at `now_ns`: sets the belts, spawns what the
     /// infeed counter says entered, steps the model `substeps` times
     /// (spawning as due and recording each eye's expected edges), removes
     /// finished products, pairs expected with measured eye edges, looks for
     /// jams and stuck eyes, and updates the status. `cycles` has one entry
-    /// per station, `None` for a fixed cycle time; `eyes` one per eye (its
-    /// edges are drained). Events go to `out`: residual, eye and jam events
+    /// per station, `None` for a fixed cycle time; `coils` one per pusher
+    /// (fired or not); `eyes` one per eye (its edges are drained). Events go to `out`: residual, eye and jam events
     /// as they happen, then the line report if one is due.
     #[expect(
         clippy::too_many_arguments,
@@ -464,6 +490,7 @@ impl LineState {
         period_ns: i64,
         speeds: &[BeltSpeed],
         cycles: &[Option<StationCycleTime>],
+        coils: &[bool],
         eyes: &mut [EyeInput],
         counter: CounterInput,
         out: &mut Vec<TwinEvent>,
@@ -484,6 +511,9 @@ impl LineState {
                 cycle_uncertain |= !good;
                 self.model.set_station_cycle_at(i, cycle);
             }
+        }
+        for (i, &fired) in coils.iter().enumerate() {
+            self.model.set_pusher_at(i, fired);
         }
         self.follow_counter(now_ns, counter);
         self.take_measured(eyes);
@@ -534,6 +564,7 @@ impl LineState {
         }
         self.status.out += done.out as u64;
         self.status.lost += done.lost as u64;
+        self.status.pushed += done.pushed as u64;
         self.status.wip = self.model.product_count() as u64;
         self.status.throughput_per_min =
             self.departures.len() as f64 * 60e9 / THROUGHPUT_WINDOW_NS as f64;

@@ -188,6 +188,21 @@ fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
     }
 }
 
+/// Whether a pusher is fired, from its coil tag's current value (a boolean,
+/// or a number: non-zero is on) and quality, by the same rule as station
+/// cycle times: a good or uncertain coil fires by its value; a bad or stale
+/// one, or one without a value, does not fire (the twin does not reject a
+/// product on a coil it cannot see).
+fn pusher_coil(tag: Option<(&TagValue, &TagQuality)>) -> bool {
+    match tag {
+        Some((TagValue(Some(v)), q)) => match q.quality {
+            Quality::Good | Quality::Uncertain => level_of(v).unwrap_or(false),
+            Quality::Bad | Quality::Stale => false,
+        },
+        _ => false,
+    }
+}
+
 /// Step every modelled line by one tick, belts driven by their measured
 /// speed tags, in config order.
 #[expect(
@@ -202,6 +217,7 @@ pub fn physics(
     mut edges: Query<&mut EdgeLog>,
     mut speeds: Local<Vec<BeltSpeed>>,
     mut cycles: Local<Vec<Option<StationCycleTime>>>,
+    mut coils: Local<Vec<bool>>,
     mut eyes: Local<Vec<EyeInput>>,
 ) {
     let (now, period) = (clock.now_ns(), clock.period_ns());
@@ -215,6 +231,8 @@ pub fn physics(
                 .iter()
                 .map(|t| t.map(|e| station_cycle(read(e)))),
         );
+        coils.clear();
+        coils.extend(line.coil_tags().iter().map(|e| pusher_coil(read(*e))));
         eyes.resize_with(line.eyes().len(), EyeInput::default);
         for (input, eye) in eyes.iter_mut().zip(line.eyes()) {
             input.edges.clear();
@@ -240,6 +258,7 @@ pub fn physics(
             period,
             &speeds,
             &cycles,
+            &coils,
             &mut eyes,
             counter,
             &mut pending.0,

@@ -687,6 +687,106 @@ fn r4_station_line_is_deterministic() {
     assert_eq!(a, run());
 }
 
+/// [`LINE_CFG`] with a reject pusher at 2.0 m on the 3 m belt, fired by
+/// the PLC coil `reject.coil`. Tags: 0 `belt.speed`, 1 `reject.coil`.
+fn pusher_core() -> TwinCore {
+    let cfg = LINE_CFG.replace(
+        r#"registers = [{ tag = "belt.speed", table = "input", address = 0, unit = "m/s" }]"#,
+        r#"registers = [
+  { tag = "belt.speed", table = "input", address = 0, unit = "m/s" },
+  { tag = "reject.coil", table = "coil", address = 0 },
+]"#,
+    ) + r#"
+  [[lines.pushers]]
+  id = "reject"
+  conveyor = "main"
+  position = 2.0
+  coil_tag = "reject.coil"
+"#;
+    let cfg = load_str(Path::new("pusher-test.toml"), &cfg).expect("test config is valid");
+    assert_eq!(cfg.config.pushers_of(0).len(), 1);
+    TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)))
+}
+
+/// Drives `c` until `end` with the belt at 0.5 m/s and `coil` on every
+/// tick: `Some(Some(level))` a good sample, `Some(None)` a bad one, `None`
+/// no sample (the tag turns stale after `stale_after`, 1 s, keeping its
+/// last value).
+fn drive_coil(c: &mut TwinCore, end: i64, coil: Option<Option<bool>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    while c.clock().now_ns() < end {
+        let t = c.clock().time_of(c.clock().tick() + 1) - MS;
+        c.push(Sample::good(TagId(0), Value::Num(0.5), t, t));
+        match coil {
+            Some(Some(level)) => c.push(Sample::good(TagId(1), Value::Bool(level), t, t)),
+            Some(None) => c.push(Sample::bad(TagId(1), "timeout", t)),
+            None => {}
+        }
+        c.advance();
+        let ev = c.drain_events();
+        c.encode_events(&ev, &mut out);
+    }
+    out
+}
+
+/// The coil tag drives the pusher: held on, every product (one a second)
+/// is pushed off at 2.0 m and none reaches the end. A coil that goes bad,
+/// or stale (still holding `true`), leaves the pusher unfired: the twin
+/// does not reject on a coil it cannot see, so products pass, as they do
+/// with the coil good and off. Pushed products are never counted lost.
+#[test]
+fn r4_a_coil_tag_fires_the_pusher() {
+    let status = |c: &TwinCore| c.lines()[0].status;
+    let mut c = pusher_core();
+    drive_coil(&mut c, T0 + 30_000 * MS, Some(Some(true)));
+    let s = status(&c);
+    assert_eq!((s.out, s.lost), (0, 0), "{s:?}");
+    // 30 spawned; those spawned in the last ~4 s have not reached 2.0 m
+    // (1.9 m of travel at 0.5 m/s, plus the fall).
+    assert!(s.pushed >= 24, "{s:?}");
+    assert_eq!(s.pushed + s.wip, 30, "{s:?}");
+    assert_eq!(
+        c.lines()[0].model().pushers()[0].pushed(),
+        s.pushed,
+        "the pusher counts what the line counts"
+    );
+
+    // Bad: 1 s for what is in the air to land, then 20 s.
+    drive_coil(&mut c, T0 + 31_000 * MS, Some(None));
+    let before = status(&c);
+    let out = drive_coil(&mut c, T0 + 51_000 * MS, Some(None));
+    let s = status(&c);
+    assert!(!c.lines()[0].model().pushers()[0].fired());
+    assert_eq!(s.pushed, before.pushed, "pushed on a bad coil: {s:?}");
+    assert!(s.out >= before.out + 15, "{before:?} → {s:?}");
+    assert_eq!(s.lost, 0, "{s:?}");
+    assert!(line_events(&out).iter().all(|e| e["lost"] == 0));
+
+    // Good and off: the same.
+    drive_coil(&mut c, T0 + 61_000 * MS, Some(Some(false)));
+    let off = status(&c);
+    assert_eq!(off.pushed, s.pushed);
+    assert!(off.out >= s.out + 8, "{s:?} → {off:?}");
+
+    // On again for 10 s, then no more samples: after 1 s the coil is stale
+    // (its last value, `true`, kept) and the pusher stops; 1 s more for
+    // what it pushed to land.
+    drive_coil(&mut c, T0 + 71_000 * MS, Some(Some(true)));
+    let on = status(&c);
+    assert!(on.pushed >= off.pushed + 8, "{off:?} → {on:?}");
+    drive_coil(&mut c, T0 + 73_000 * MS, None);
+    assert!(
+        !c.lines()[0].model().pushers()[0].fired(),
+        "fired while stale"
+    );
+    let stale = status(&c);
+    drive_coil(&mut c, T0 + 93_000 * MS, None);
+    let end = status(&c);
+    assert_eq!(end.pushed, stale.pushed, "pushed on a stale coil: {end:?}");
+    assert!(end.out >= stale.out + 15, "{stale:?} → {end:?}");
+    assert_eq!(end.lost, 0, "{end:?}");
+}
+
 /// Two 3 m belts in a row, a 0.2 m product counted in by `line.count`, and
 /// three photo-eyes: `e1` and `e2` on the first belt at 1.0 and 2.5 m,
 /// `e3` on the second at 1.5 m.
