@@ -10,7 +10,7 @@
 //! Decisions:
 //! - **Belts as a drive, not as contacts.** In the copy the belts' colliders
 //!   are switched off and each product rides at its height with gravity off
-//!   ([`LineModel::drive_products`], before every step). Along the belt the
+//!   (`drive_products`, before every step). Along the belt the
 //!   twin applies kinetic friction itself: the product's speed moves towards
 //!   the belt's surface speed by at most μ g dt, with μ combined as rapier
 //!   combines it. Across the belt the guides hold it: its sideways speed is
