@@ -8,6 +8,27 @@
 //! engineers ask through `twin whatif`.
 //!
 //! Decisions:
+//! - **Belts as a drive, not as contacts.** In the copy the belts' colliders
+//!   are switched off and each product rides at its height with gravity off
+//!   (`drive_products`, before every step). Along the belt the
+//!   twin applies kinetic friction itself: the product's speed moves towards
+//!   the belt's surface speed by at most μ g dt, with μ combined as rapier
+//!   combines it. Across the belt the guides hold it: its sideways speed is
+//!   the belt hooks' centring pull, and a product within half its width of
+//!   the centre line is put on the line. Products, stations' gates, jams and
+//!   the stations' catch sensors stay in rapier, so queues, holds and
+//!   blockages are still solved as contacts.
+//!   Why: the time was in product–belt contacts, which carry the belt's
+//!   contact hook, and rapier recomputes a hooked pair's contacts on every
+//!   step. A product riding alone now costs no contact at all; only products
+//!   touching each other, a gate or a jam do. On the demo line the forecast
+//!   went from 565× to about 2000× real time when the line flows, and about
+//!   470× with a standing queue of 30 bottles (docs/benchmarks.md).
+//!   A product whose centre leaves every belt falls under gravity, so the
+//!   line's end and products pushed off are counted as before.
+//!   The live model keeps rapier's belt contacts: it is the reference the
+//!   copy is checked against (`a_queue_does_not_slip_past_a_slow_station`
+//!   and the table in docs/benchmarks.md).
 //! - **Coarser step, same solver.** The copy steps at [`LOOKAHEAD_DT`]
 //!   (25 ms, five times the live model's 5 ms) with rapier's default four
 //!   solver iterations, and without its photo-eye sensors. Stations size
@@ -15,16 +36,14 @@
 //!   a product cannot cross a station between two steps.
 //!   The step was chosen by measurement against the live model's 5 ms on
 //!   the demo line over three minutes with a slow filler (a standing queue
-//!   of 30 bottles): 25 ms / 4 iterations releases exactly what 5 ms
-//!   releases at every station. Coarser settings let the queue buckle
-//!   sideways and bottles slip past the filler beside the held one, which
-//!   over-forecasts throughput: 20 ms / 2 iterations (used before) put 137
-//!   bottles through the capper against 120 through the filler; 30 ms / 4
-//!   and 50 ms / 8 also leaked. Physical guide rails were tried as well (a
-//!   frictionless lane 5 mm wider than the product): square products yawed
-//!   and wedged between them at coarse steps, so the lane is still the
-//!   centring pull of the belt hooks. The regression test is
-//!   `a_queue_does_not_slip_past_a_slow_station`.
+//!   of 30 bottles): 25 ms / 4 iterations releases what 5 ms releases at
+//!   every station, within one bottle. Coarser settings let bottles slip
+//!   past the filler beside or behind the held one, which over-forecasts
+//!   throughput: 20 ms / 2 iterations with belt contacts (used before) put
+//!   137 bottles through the capper against 120 through the filler; 40 ms
+//!   and 50 ms leak with the analytical drive too. Physical guide-rail
+//!   colliders were tried as the lane (docs/physics.md): square products
+//!   yawed and wedged between them, and they halved the speed.
 //! - **Jam risk** is a number in [0, 1] with a plain meaning: the larger of
 //!   the share of arrivals that found the infeed blocked (the line could not
 //!   take them) and the longest standing queue as a share of the line's belt
@@ -33,9 +52,9 @@
 
 use std::time::Duration;
 
-use rapier3d::prelude::RigidBodyType;
+use rapier3d::prelude::{RigidBody, RigidBodyType, Vector};
 
-use super::{LineModel, PhysicsError};
+use super::{BeltPlace, LineModel, PhysicsError};
 
 /// Step length of the lookahead's copy of the line.
 pub const LOOKAHEAD_DT: Duration = Duration::from_millis(25);
@@ -108,6 +127,8 @@ impl LineModel {
         // spawner on would spawn twice.
         m.spawn_every = None;
         m.world.integration_parameters.num_solver_iterations = LOOKAHEAD_SOLVER_ITERATIONS;
+        m.ride_analytically();
+        let grip = m.belt_grip();
         // The forecast counts products, it does not compare eyes: the
         // sensors would only cost intersection tests.
         for e in &m.photo_eyes {
@@ -156,11 +177,13 @@ impl LineModel {
                 next_arrival += iv;
                 f.arrivals += 1;
                 if m.infeed_clear() {
-                    m.spawn_product()?;
+                    let h = m.spawn_product()?;
+                    ride(&mut m.world.bodies[h]);
                 } else {
                     f.infeed_blocked += 1;
                 }
             }
+            m.drive_products(grip);
             m.step()?;
             if (k + 1) % sample_every == 0 || k + 1 == steps {
                 let done = m.remove_finished();
@@ -192,6 +215,108 @@ impl LineModel {
         Ok((m, f))
     }
 
+    /// Switches the copy to the analytical belt drive (see the module's
+    /// decisions): the belts' colliders are disabled, and every product
+    /// rides at its height with gravity off, driven by
+    /// [`LineModel::drive_products`].
+    fn ride_analytically(&mut self) {
+        for &c in &self.belt_colliders {
+            if let Some(c) = self.world.colliders.get_mut(c) {
+                c.set_enabled(false);
+            }
+        }
+        for &h in &self.products {
+            let b = &mut self.world.bodies[h];
+            // A product already falling off keeps falling.
+            if b.translation().y > 0.0 && b.linvel().y > -0.5 {
+                ride(b);
+            }
+        }
+    }
+
+    /// The most a belt changes a product's speed in one step: kinetic
+    /// friction, μ g dt, with μ the pair's friction as rapier combines it
+    /// (the average of the belt's and the product's).
+    fn belt_grip(&self) -> f32 {
+        let belt = self
+            .belt_colliders
+            .first()
+            .and_then(|c| self.world.colliders.get(*c))
+            .map_or(0.5, |c| c.friction());
+        let product = self.product.as_ref().map_or(0.5, |p| p.friction as f32);
+        (belt + product) / 2.0 * self.world.gravity.length() * self.dt.as_secs_f32()
+    }
+
+    /// Before a step: each riding product takes the surface velocity of
+    /// the belt segment under its centre (along the belt plus the centring
+    /// pull of [`BeltHooks`](super::BeltHooks)), changed by at most `grip`;
+    /// its yaw turns towards the segment's heading. A product whose centre
+    /// is over no belt falls, as it would off a real one.
+    fn drive_products(&mut self, grip: f32) {
+        let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
+        let square = self
+            .product
+            .as_ref()
+            .is_some_and(|p| (p.length - p.width).abs() < 1e-3);
+        // Yaw is symmetric every quarter turn for a square product, every
+        // half turn otherwise.
+        let period = if square {
+            std::f32::consts::FRAC_PI_2
+        } else {
+            std::f32::consts::PI
+        };
+        // A product this close to the centre line is in the lane.
+        let capture = self.product.as_ref().map_or(0.0, |p| p.width / 2.0) as f32;
+        let places = &self.segment_places;
+        let last = places.len().saturating_sub(1);
+        for &h in &self.products {
+            let b = &mut self.world.bodies[h];
+            if b.user_data != RIDING || !b.is_dynamic() {
+                continue;
+            }
+            let pos = b.translation();
+            let Some(seg) = segment_under(places, pos, reach / 2.0, last) else {
+                fall(b);
+                continue;
+            };
+            let (_, place, _) = &places[seg];
+            // The lane: a product whose centre is within half its width of
+            // the centre line is put on it, and its sideways speed dropped.
+            let rel = pos - place.point;
+            let lateral = rel - place.dir * rel.dot(place.dir) - Vector::Y * rel.y;
+            let pos = if lateral.length() <= capture {
+                let p = pos - lateral;
+                b.set_translation(p, true);
+                let v = b.linvel();
+                b.set_linvel(place.dir * v.dot(place.dir), true);
+                p
+            } else {
+                pos
+            };
+            let Some(target) = self.hooks.belt_velocity(seg as u128 + 1, Some(pos)) else {
+                continue;
+            };
+            // Along the belt, friction: the speed moves towards the belt's
+            // by at most `grip`. Across it, the guides: the product moves
+            // sideways only as the centring pull says, whatever a collision
+            // did in the last step (a product squeezed out of a queue is
+            // held by the rails, not shot off the belt).
+            let along = b.linvel().dot(place.dir);
+            let wanted = target.dot(place.dir);
+            let along = along + (wanted - along).clamp(-grip, grip);
+            let sideways = target - place.dir * wanted;
+            b.set_linvel(
+                place.dir * along + Vector::new(sideways.x, 0.0, sideways.z),
+                true,
+            );
+            let forward = *b.rotation() * Vector::X;
+            let err =
+                crate::physics::convert::atan2(forward.cross(place.dir).y, forward.dot(place.dir));
+            let err = (err + period / 2.0).rem_euclid(period) - period / 2.0;
+            b.set_angvel(Vector::Y * (err * YAW_GAIN).clamp(-YAW_MAX, YAW_MAX), true);
+        }
+    }
+
     /// Products standing in a queue now: on a belt (not falling), nearly
     /// still, and not held by a station.
     fn standing(&self) -> usize {
@@ -205,6 +330,63 @@ impl LineModel {
             })
             .count()
     }
+}
+
+/// A product's body `user_data` in the copy: riding on the analytical
+/// belt drive (0, the default, never occurs in a copy once it is riding;
+/// [`FALLING`] once it has left the belts).
+const RIDING: u128 = 1;
+/// See [`RIDING`].
+const FALLING: u128 = 2;
+
+/// How fast (1/s) a riding product's yaw follows its segment's heading,
+/// and the fastest it turns (rad/s): a product turns through a 90° corner
+/// in about the time it takes to cross the belt.
+const YAW_GAIN: f32 = 8.0;
+const YAW_MAX: f32 = 4.0;
+
+/// Puts a product on the analytical belt drive: it keeps its height, and
+/// gravity, which the belt's support would cancel, is off.
+fn ride(b: &mut RigidBody) {
+    b.user_data = RIDING;
+    b.set_enabled_translations(true, false, true, true);
+    b.set_gravity_scale(0.0, true);
+    let v = b.linvel();
+    b.set_linvel(Vector::new(v.x, 0.0, v.z), true);
+}
+
+/// The belt segment under `pos`: the last one (in flow order) whose
+/// surface holds the centre, else one within `support` of its ends (a
+/// product bridges a seam or a small gap until its centre is past half
+/// of it), except past the end of the line's last segment.
+fn segment_under(
+    places: &[(usize, BeltPlace, f32)],
+    pos: Vector,
+    support: f32,
+    last: usize,
+) -> Option<usize> {
+    let within = |slack: f32| {
+        places
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(i, (_, place, len))| {
+                let rel = pos - place.point;
+                let along = rel.dot(place.dir);
+                let lateral = (rel - place.dir * along - Vector::Y * rel.y).length();
+                let end = if *i == last { *len } else { *len + slack };
+                along >= -slack && along <= end && lateral <= place.half_width
+            })
+            .map(|(i, _)| i)
+    };
+    within(0.0).or_else(|| within(support))
+}
+
+/// Hands a product that left the belts to gravity.
+fn fall(b: &mut RigidBody) {
+    b.user_data = FALLING;
+    b.set_enabled_translations(true, true, true, true);
+    b.set_gravity_scale(1.0, true);
 }
 
 #[cfg(test)]
