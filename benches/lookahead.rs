@@ -6,6 +6,9 @@
 //! the next 60 s under a candidate (a slower filler), as the optimiser and
 //! the guard will. Criterion's "elem/s" is simulated seconds per second.
 //!
+//! A second case forecasts the same line with a standing queue of about 30
+//! bottles in front of a slow filler, where contacts cannot be skipped.
+//!
 //! Run: `cargo bench --bench lookahead`.
 
 use std::hint::black_box;
@@ -40,6 +43,19 @@ fn lookahead(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("demo_line_60s", |b| {
         b.iter(|| black_box(warm.lookahead(&candidate, HORIZON).expect("forecast runs")))
+    });
+    // The hard case: a filler slower than the arrivals (1.5 s against 1 s)
+    // with its queue already standing (about 30 bottles after two minutes),
+    // so most bottles are in contact with a neighbour on every step.
+    let slow = Candidate {
+        station_cycles: vec![(0, Duration::from_millis(1500))],
+        ..candidate.clone()
+    };
+    let (queued, _) = warm
+        .lookahead_state(&slow, Duration::from_secs(120))
+        .expect("queue builds");
+    g.bench_function("demo_line_60s_standing_queue", |b| {
+        b.iter(|| black_box(queued.lookahead(&slow, HORIZON).expect("forecast runs")))
     });
     g.finish();
 }
