@@ -133,6 +133,7 @@ fn forecast_json(f: &Forecast) -> serde_json::Value {
         "throughput_per_min": f.throughput_per_min,
         "out": f.out,
         "lost": f.lost,
+        "pushed": f.pushed,
         "arrivals": f.arrivals,
         "infeed_blocked": f.infeed_blocked,
         "wip_start": f.wip_start,

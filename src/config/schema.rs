@@ -24,21 +24,8 @@ pub struct PlantConfig {
     pub sparkplug: Vec<super::sparkplug::SparkplugSource>,
     pub machines: Vec<Machine>,
     pub lines: Vec<Line>,
-    /// Per line, in `lines` order: its `[[lines.pushers]]`. Kept beside
-    /// [`Line`] rather than in it so that adding them did not change the
-    /// shape of `Line`, which other modules build by hand; read them with
-    /// [`PlantConfig::pushers_of`].
-    pub line_pushers: Vec<Vec<Pusher>>,
     pub models: Vec<Model>,
     pub setpoints: Vec<Setpoint>,
-}
-
-impl PlantConfig {
-    /// The pushers of line `line` (its index in `lines`), in config order;
-    /// empty for a line without any, or an index out of range.
-    pub fn pushers_of(&self, line: usize) -> &[Pusher] {
-        self.line_pushers.get(line).map_or(&[], Vec::as_slice)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -608,8 +595,8 @@ pub const MACHINE_KINDS: &[&str] = &[
 
 /// A production line: which machines it is made of, in flow order, and
 /// optionally its geometry for the physics twin (`crate::physics`):
-/// conveyors, the product, stations and photo-eyes (its pushers are in
-/// [`PlantConfig::line_pushers`]). Transfers join the geometry later.
+/// conveyors, the product, stations, photo-eyes and pushers. Transfers join
+/// the geometry later.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub id: Loc<String>,
@@ -619,6 +606,8 @@ pub struct Line {
     pub product: Option<Product>,
     pub stations: Vec<Station>,
     pub photo_eyes: Vec<PhotoEye>,
+    /// Reject pushers, each fired by a coil tag.
+    pub pushers: Vec<Pusher>,
     /// Named stretches of belt whose products the twin counts (buffers,
     /// accumulation sections), besides the per-conveyor counts.
     pub zones: Vec<Zone>,
@@ -802,12 +791,11 @@ pub(super) fn decode(
         .into_iter()
         .filter_map(|m| decode_machine(sink, m))
         .collect();
-    // Unzipped together, so `line_pushers[i]` always belongs to `lines[i]`.
-    let (lines, line_pushers) = t
+    let lines = t
         .opt_table_array(sink, "lines")
         .into_iter()
         .filter_map(|l| decode_line(sink, l))
-        .unzip();
+        .collect();
     let models = t
         .opt_table_array(sink, "models")
         .into_iter()
@@ -828,7 +816,6 @@ pub(super) fn decode(
         sparkplug,
         machines,
         lines,
-        line_pushers,
         models,
         setpoints,
     })
@@ -1959,8 +1946,7 @@ fn decode_machine(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Machine> {
     })
 }
 
-/// A line and its pushers (see [`PlantConfig::line_pushers`]).
-fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<(Line, Vec<Pusher>)> {
+fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
     let id = t.req_str(sink, "id");
     let name = t.opt_str(sink, "name").map(|n| n.value);
     let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
@@ -1999,7 +1985,7 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<(Line, Vec<Pushe
         .opt_duration(sink, "jam_after", Duration::from_millis(100), HOUR)
         .map(|d| d.value);
     t.finish(sink);
-    let line = Line {
+    Some(Line {
         id: id?,
         name,
         machines,
@@ -2007,11 +1993,11 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<(Line, Vec<Pushe
         product,
         stations,
         photo_eyes,
+        pushers,
         zones,
         residual_tolerance,
         jam_after,
-    };
-    Some((line, pushers))
+    })
 }
 
 /// Whether `from < to` and both are on the belt is checked by `validate`,

@@ -660,7 +660,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 let _ = unknown_tag(sink, format!("{path}.tag"), &e.tag);
             }
         }
-        for (j, p) in cfg.pushers_of(i).iter().enumerate() {
+        for (j, p) in line.pushers.iter().enumerate() {
             let path = format!("lines[{i}].pushers[{j}]");
             check_place(sink, path.clone(), &p.id, &p.conveyor, &p.position);
             if tags.id(&p.coil_tag.value).is_none() {

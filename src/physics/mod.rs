@@ -40,7 +40,7 @@ use rapier3d::prelude::{
     RigidBodyHandle, RigidBodyType, SharedShape, Vector,
 };
 
-use crate::config::{Conveyor, Line, Product, Pusher, StationCycle};
+use crate::config::{Conveyor, Line, Product, StationCycle};
 pub use convert::PlanPoint;
 
 /// Thickness of a belt's box under its surface. Only needs to be thick
@@ -471,12 +471,7 @@ impl Clone for LineModel {
 impl LineModel {
     /// Builds the model of `line`, to be stepped by `dt` at a time.
     pub fn new(line: &Line, dt: Duration) -> Self {
-        Self::with_pushers(line, &[], dt)
-    }
-
-    /// [`LineModel::new`] with the line's pushers
-    /// ([`crate::config::PlantConfig::pushers_of`]).
-    pub fn with_pushers(line: &Line, pushers: &[Pusher], dt: Duration) -> Self {
+        let pushers = &line.pushers;
         let mut world = PhysicsWorld::new();
         world.integration_parameters.dt = dt.as_secs_f32();
         let mut hooks = BeltHooks::default();

@@ -49,6 +49,7 @@ fn line() -> Line {
         }),
         stations: Vec::new(),
         photo_eyes: Vec::new(),
+        pushers: Vec::new(),
         zones: Vec::new(),
         residual_tolerance: None,
         jam_after: None,
@@ -66,7 +67,9 @@ fn pusher() -> Pusher {
 
 /// The line with the pusher, belt running.
 fn model() -> LineModel {
-    let mut m = LineModel::with_pushers(&line(), &[pusher()], DT);
+    let mut l = line();
+    l.pushers.push(pusher());
+    let mut m = LineModel::new(&l, DT);
     m.set_belt_speed_at(0, SPEED).expect("belt");
     m
 }

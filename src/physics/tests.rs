@@ -46,6 +46,7 @@ fn line(segments: &[(f64, f64)]) -> Line {
         }),
         stations: Vec::new(),
         photo_eyes: Vec::new(),
+        pushers: Vec::new(),
         zones: Vec::new(),
         residual_tolerance: None,
         jam_after: None,

@@ -98,11 +98,14 @@ pub struct LineEvent {
     pub out: u64,
     /// Products that fell off the line since the start.
     pub lost: u64,
+    /// Products the line's pushers pushed off since the start; `None` for
+    /// a line without pushers.
+    pub pushed: Option<u64>,
     /// Products out over the last minute of tick time.
     pub throughput_per_min: f64,
-    /// Why the event is uncertain (`speed_not_good`, `cycle_time_not_good`):
-    /// some belt speed or station cycle time was not known good on some
-    /// tick since the last event. `None`: good.
+    /// Why the event is uncertain (`speed_not_good`, `cycle_time_not_good`,
+    /// `coil_not_good`): some belt speed, station cycle time or pusher coil
+    /// was not known good on some tick since the last event. `None`: good.
     pub uncertain: Option<&'static str>,
     /// Products per conveyor (zone), in config order.
     pub zones: Vec<(Arc<str>, u64)>,
@@ -198,6 +201,8 @@ struct LineLine<'a> {
     wip: u64,
     out: u64,
     lost: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pushed: Option<u64>,
     throughput_per_min: f64,
     quality: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,6 +357,7 @@ impl TwinEvent {
                     wip: e.wip,
                     out: e.out,
                     lost: e.lost,
+                    pushed: e.pushed,
                     // A count over a window: always finite.
                     throughput_per_min: e.throughput_per_min,
                     quality: if e.uncertain.is_some() {

@@ -162,6 +162,9 @@ pub const SPEED_NOT_GOOD: &str = "speed_not_good";
 /// Line event reason: some station cycle-time tag was not good (and every
 /// speed was).
 pub const CYCLE_TIME_NOT_GOOD: &str = "cycle_time_not_good";
+/// Line event reason: some pusher's coil tag was not good (and every speed
+/// and cycle time was): the twin may have missed or invented a reject.
+pub const COIL_NOT_GOOD: &str = "coil_not_good";
 
 /// Every modelled line, in config order.
 #[derive(Resource, Default)]
@@ -306,9 +309,8 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
         .config
         .lines
         .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.conveyors.is_empty())
-        .map(|(line_index, line)| {
+        .filter(|l| !l.conveyors.is_empty())
+        .map(|line| {
             // The core spawns in tick time (see the module docs), so the
             // model's own step-counted spawner stays off.
             let mut geometry = line.clone();
@@ -333,7 +335,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
             } else {
                 spawn_interval
             };
-            let model = LineModel::with_pushers(&geometry, cfg.config.pushers_of(line_index), dt);
+            let model = LineModel::new(&geometry, dt);
             let tolerance_ns = line.residual_tolerance.map_or(RESIDUAL_TOLERANCE_NS, |d| {
                 i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
             });
@@ -456,6 +458,9 @@ pub type BeltSpeed = (f32, bool);
 /// hold), and whether it is known good.
 pub type StationCycleTime = (Option<Duration>, bool);
 
+/// A pusher's coil as read this tick: (fired, whether the coil was good).
+pub type CoilInput = (bool, bool);
+
 impl LineState {
     /// The speed tag of each conveyor, for the system to read.
     pub(crate) fn speed_tags(&self) -> &[Option<Entity>] {
@@ -490,7 +495,7 @@ impl LineState {
         period_ns: i64,
         speeds: &[BeltSpeed],
         cycles: &[Option<StationCycleTime>],
-        coils: &[bool],
+        coils: &[CoilInput],
         eyes: &mut [EyeInput],
         counter: CounterInput,
         out: &mut Vec<TwinEvent>,
@@ -512,7 +517,9 @@ impl LineState {
                 self.model.set_station_cycle_at(i, cycle);
             }
         }
-        for (i, &fired) in coils.iter().enumerate() {
+        let mut coil_uncertain = false;
+        for (i, &(fired, good)) in coils.iter().enumerate() {
+            coil_uncertain |= !good;
             self.model.set_pusher_at(i, fired);
         }
         self.follow_counter(now_ns, counter);
@@ -568,12 +575,15 @@ impl LineState {
         self.status.wip = self.model.product_count() as u64;
         self.status.throughput_per_min =
             self.departures.len() as f64 * 60e9 / THROUGHPUT_WINDOW_NS as f64;
-        self.status.uncertain = uncertain || cycle_uncertain;
+        self.status.uncertain = uncertain || cycle_uncertain || coil_uncertain;
         if uncertain {
             self.uncertain_since_report = Some(SPEED_NOT_GOOD);
         } else if cycle_uncertain {
-            self.uncertain_since_report
-                .get_or_insert(CYCLE_TIME_NOT_GOOD);
+            if self.uncertain_since_report != Some(SPEED_NOT_GOOD) {
+                self.uncertain_since_report = Some(CYCLE_TIME_NOT_GOOD);
+            }
+        } else if coil_uncertain {
+            self.uncertain_since_report.get_or_insert(COIL_NOT_GOOD);
         }
 
         if now_ns.div_euclid(REPORT_EVERY_NS) == start_ns.div_euclid(REPORT_EVERY_NS) {
@@ -596,6 +606,7 @@ impl LineState {
             wip: self.status.wip,
             out: self.status.out,
             lost: self.status.lost,
+            pushed: (!self.model.pushers().is_empty()).then_some(self.status.pushed),
             throughput_per_min: self.status.throughput_per_min,
             uncertain: self.uncertain_since_report,
             zones,

@@ -9,7 +9,7 @@ use bevy_ecs::prelude::*;
 use super::clock::TickClock;
 use super::components::*;
 use super::events::{Outbox, TagEvent, TwinEvent};
-use super::lines::{BeltSpeed, CounterInput, EyeInput, Lines, StationCycleTime};
+use super::lines::{BeltSpeed, CoilInput, CounterInput, EyeInput, Lines, StationCycleTime};
 use super::sample::{Quality, Value};
 use std::time::Duration;
 
@@ -192,14 +192,16 @@ fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
 /// or a number: non-zero is on) and quality, by the same rule as station
 /// cycle times: a good or uncertain coil fires by its value; a bad or stale
 /// one, or one without a value, does not fire (the twin does not reject a
-/// product on a coil it cannot see).
-fn pusher_coil(tag: Option<(&TagValue, &TagQuality)>) -> bool {
+/// product on a coil it cannot see). The second value: whether the coil
+/// was good (else the line's counts are uncertain).
+fn pusher_coil(tag: Option<(&TagValue, &TagQuality)>) -> CoilInput {
     match tag {
         Some((TagValue(Some(v)), q)) => match q.quality {
-            Quality::Good | Quality::Uncertain => level_of(v).unwrap_or(false),
-            Quality::Bad | Quality::Stale => false,
+            Quality::Good => (level_of(v).unwrap_or(false), true),
+            Quality::Uncertain => (level_of(v).unwrap_or(false), false),
+            Quality::Bad | Quality::Stale => (false, false),
         },
-        _ => false,
+        _ => (false, false),
     }
 }
 
@@ -217,7 +219,7 @@ pub fn physics(
     mut edges: Query<&mut EdgeLog>,
     mut speeds: Local<Vec<BeltSpeed>>,
     mut cycles: Local<Vec<Option<StationCycleTime>>>,
-    mut coils: Local<Vec<bool>>,
+    mut coils: Local<Vec<CoilInput>>,
     mut eyes: Local<Vec<EyeInput>>,
 ) {
     let (now, period) = (clock.now_ns(), clock.period_ns());

@@ -704,7 +704,7 @@ fn pusher_core() -> TwinCore {
   coil_tag = "reject.coil"
 "#;
     let cfg = load_str(Path::new("pusher-test.toml"), &cfg).expect("test config is valid");
-    assert_eq!(cfg.config.pushers_of(0).len(), 1);
+    assert_eq!(cfg.config.lines[0].pushers.len(), 1);
     TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)))
 }
 
@@ -738,8 +738,13 @@ fn drive_coil(c: &mut TwinCore, end: i64, coil: Option<Option<bool>>) -> Vec<u8>
 fn r4_a_coil_tag_fires_the_pusher() {
     let status = |c: &TwinCore| c.lines()[0].status;
     let mut c = pusher_core();
-    drive_coil(&mut c, T0 + 30_000 * MS, Some(Some(true)));
+    let good = drive_coil(&mut c, T0 + 30_000 * MS, Some(Some(true)));
     let s = status(&c);
+    // The line event carries the count, and a good coil keeps it good.
+    let events = line_events(&good);
+    let last = events.last().expect("line events");
+    assert_eq!(last["pushed"], s.pushed, "{last}");
+    assert!(events.iter().all(|e| e["quality"] == "good"), "{events:?}");
     assert_eq!((s.out, s.lost), (0, 0), "{s:?}");
     // 30 spawned; those spawned in the last ~4 s have not reached 2.0 m
     // (1.9 m of travel at 0.5 m/s, plus the fall).
@@ -761,6 +766,14 @@ fn r4_a_coil_tag_fires_the_pusher() {
     assert!(s.out >= before.out + 15, "{before:?} → {s:?}");
     assert_eq!(s.lost, 0, "{s:?}");
     assert!(line_events(&out).iter().all(|e| e["lost"] == 0));
+    // A bad coil makes the line's counts uncertain.
+    assert!(
+        line_events(&out)
+            .iter()
+            .all(|e| e["quality"] == "uncertain" && e["reason"] == "coil_not_good"),
+        "{:?}",
+        line_events(&out)
+    );
 
     // Good and off: the same.
     drive_coil(&mut c, T0 + 61_000 * MS, Some(Some(false)));
