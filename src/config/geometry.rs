@@ -97,9 +97,12 @@ fn dist(a: P, b: P) -> f64 {
     dot(d, d).sqrt()
 }
 
-/// One straight piece of belt in plan.
+/// One straight piece of belt in plan: a straight segment, or a chord of a
+/// curve ([`Conveyor::chords`]).
 #[derive(Debug, Clone)]
 struct Seg {
+    /// Index of the configured segment it is (part of), for diagnostics.
+    src: usize,
     a: P,
     b: P,
     dir: P,
@@ -125,11 +128,12 @@ impl<'c> Belt<'c> {
         let half_width = c.width.value / 2.0;
         let mut at = c.origin;
         let mut segs = Vec::new();
-        for s in &c.segments {
+        for (src, s) in c.chords() {
             let (sin, cos) = s.heading.to_radians().sin_cos();
             let dir = [cos, sin];
             let b = add(at, scale(dir, s.length.value));
             segs.push(Seg {
+                src,
                 a: at,
                 b,
                 dir,
@@ -489,10 +493,34 @@ fn check_conveyor(sink: &mut Sink, i: usize, lid: &str, line: &Line, b: &Belt<'_
             );
         }
     }
+    // A curve's inner edge is its radius less half the belt's width: it must
+    // stay a curve.
+    for (k, s) in c.segments.iter().enumerate() {
+        if let Some(curve) = s.curve
+            && curve.radius <= c.width.value / 2.0
+        {
+            sink.push(
+                Diagnostic::error(
+                    s.length.span.clone(),
+                    format!("{path}.segments[{k}].radius"),
+                    format!(
+                        "line \"{lid}\": curve {k} of conveyor \"{cid}\" has a radius of {} m, not more than half the width of its {} m belt: its inner edge would cross itself",
+                        num(curve.radius),
+                        num(c.width.value)
+                    ),
+                )
+                .expected(format!("a centre-line radius above {} m", num(c.width.value / 2.0)))
+                .help("the radius is measured to the belt's centre line; curve modules are sold by inner radius, so add half the belt width"),
+            );
+        }
+    }
     // A product follows a turn by being pushed round it by the belt; past a
     // right angle the next segment runs back under the product's own belt.
-    for k in 1..b.segs.len() {
-        let t = turn(b.segs[k - 1].heading, b.segs[k].heading);
+    // (Between segments: a curve's own turn is made gradually and may be
+    // up to a U-turn.)
+    for k in 1..c.segments.len() {
+        let before = c.segments[k - 1].end_heading();
+        let t = turn(before, c.segments[k].heading);
         if t.abs() > MAX_TURN {
             sink.push(
                 Diagnostic::error(
@@ -508,7 +536,7 @@ fn check_conveyor(sink: &mut Sink, i: usize, lid: &str, line: &Line, b: &Belt<'_
                 .expected(format!(
                     "a heading within {}° of the previous segment's ({}°)",
                     num(MAX_TURN),
-                    num(b.segs[k - 1].heading)
+                    num(before)
                 ))
                 .help("make the turn of several segments of at most 90° each, or check the heading's sign (degrees counter-clockwise from east)"),
             );
@@ -518,6 +546,11 @@ fn check_conveyor(sink: &mut Sink, i: usize, lid: &str, line: &Line, b: &Belt<'_
     // neighbours in the same place). Neighbours always share their joint.
     for k in 0..b.segs.len() {
         for m in k + 2..b.segs.len() {
+            // Chords of one curve lie round its centre; a curve too tight
+            // for its belt is reported on its own (below).
+            if b.segs[k].src == b.segs[m].src {
+                continue;
+            }
             let Some(poly) = overlap(&b.segs[k].rect, &b.segs[m].rect) else {
                 continue;
             };
@@ -532,6 +565,7 @@ fn check_conveyor(sink: &mut Sink, i: usize, lid: &str, line: &Line, b: &Belt<'_
                     .any(|s| point_seg_dist(*p, s.a, s.b) <= reach)
             });
             if !at_corner {
+                let (k, m) = (b.segs[k].src, b.segs[m].src);
                 sink.push(
                     Diagnostic::error(
                         c.segments[m].length.span.clone(),
@@ -549,10 +583,12 @@ fn check_conveyor(sink: &mut Sink, i: usize, lid: &str, line: &Line, b: &Belt<'_
     // A product longer than a segment between two turns spans both corners
     // at once and bridges them instead of following the belt.
     if let Some(p) = &line.product {
-        for (k, s) in c.segments.iter().enumerate() {
-            let turns_before = k > 0 && turn(b.segs[k - 1].heading, s.heading) != 0.0;
-            let turns_after = k + 1 < b.segs.len() && turn(s.heading, b.segs[k + 1].heading) != 0.0;
-            if p.length > s.length.value && (turns_before || turns_after) {
+        let segs = &c.segments;
+        for (k, s) in segs.iter().enumerate() {
+            let turns_before = k > 0 && turn(segs[k - 1].end_heading(), s.heading) != 0.0;
+            let turns_after =
+                k + 1 < segs.len() && turn(s.end_heading(), segs[k + 1].heading) != 0.0;
+            if s.curve.is_none() && p.length > s.length.value && (turns_before || turns_after) {
                 sink.push(
                     Diagnostic::warning(
                         s.length.span.clone(),
@@ -725,6 +761,7 @@ fn check_overlaps(
                         poly.iter().fold([0.0, 0.0], |s, p| add(s, *p)),
                         1.0 / poly.len() as f64,
                     );
+                    let (k, m) = (sx.src, sy.src);
                     sink.push(
                         Diagnostic::error(
                             y.c.segments[m].length.span.clone(),

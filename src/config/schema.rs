@@ -692,10 +692,83 @@ pub struct Conveyor {
     pub segments: Vec<Segment>,
 }
 
+/// One piece of a conveyor's centre line: straight, or a curve.
 #[derive(Debug, Clone)]
 pub struct Segment {
+    /// Along the centre line, metres; for a curve its arc length
+    /// (`radius × turn`), located at its `radius` key.
     pub length: Loc<f64>,
+    /// Direction of travel where the segment starts.
     pub heading: f64,
+    /// `Some` for a curved segment.
+    pub curve: Option<Curve>,
+}
+
+/// A curved belt (a curve conveyor module): the centre line is a circular
+/// arc.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Curve {
+    /// Radius of the centre line, metres.
+    pub radius: f64,
+    /// How far the direction of travel turns, degrees; positive turns left
+    /// (counter-clockwise).
+    pub turn: f64,
+}
+
+/// Most a curve's direction turns over one of the straight chords it is
+/// laid out with (physics, plan drawing, geometry checks). 7.5° keeps a
+/// chord's mid-point within `r (1 - cos 3.75°)` = 0.2 % of the radius of
+/// the true arc (2 mm on a 1 m curve), and the joints between chords shallow
+/// enough that a product rides over them.
+pub const CHORD_DEG: f64 = 7.5;
+
+impl Segment {
+    /// Direction of travel where the segment ends.
+    pub fn end_heading(&self) -> f64 {
+        self.heading + self.curve.map_or(0.0, |c| c.turn)
+    }
+}
+
+impl Conveyor {
+    /// The centre line as straight pieces, each with the index of the
+    /// configured segment it belongs to: a straight segment as it is, a
+    /// curve as equal chords of at most [`CHORD_DEG`], each heading along
+    /// the arc at its middle. A chord is given the arc's length over the
+    /// number of chords (0.07 % longer than the true chord at 7.5°), so
+    /// that a position along the belt means the same metres as in the
+    /// config.
+    pub fn chords(&self) -> Vec<(usize, Segment)> {
+        let mut out = Vec::with_capacity(self.segments.len());
+        for (k, s) in self.segments.iter().enumerate() {
+            match s.curve {
+                None => out.push((k, s.clone())),
+                Some(c) => {
+                    let n = (c.turn.abs() / CHORD_DEG).ceil().max(1.0);
+                    let step = c.turn / n;
+                    for i in 0..n as usize {
+                        out.push((
+                            k,
+                            Segment {
+                                length: Loc::new(s.length.value / n, s.length.span.clone()),
+                                heading: s.heading + step * (i as f64 + 0.5),
+                                curve: None,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// This conveyor with its curves laid out as straight chords
+    /// ([`Conveyor::chords`]): what the physics and the drawing use.
+    pub fn chorded(&self) -> Conveyor {
+        Conveyor {
+            segments: self.chords().into_iter().map(|(_, s)| s).collect(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The one product type of a line: a box with its mass and friction,
@@ -2153,9 +2226,19 @@ fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Conveyor> {
     };
     let tables = t.opt_table_array(sink, "segments");
     let n_tables = tables.len();
+    // A curve without a `heading` continues the direction the previous
+    // segment ends in (a straight one keeps its default, east).
+    let mut end_heading = 0.0;
     let segments: Vec<Segment> = tables
         .into_iter()
         .filter_map(|s| decode_segment(sink, s))
+        .map(|(mut s, heading_given)| {
+            if s.curve.is_some() && !heading_given {
+                s.heading = end_heading;
+            }
+            end_heading = s.end_heading();
+            s
+        })
         .collect();
     if n_tables == 0 {
         sink.push(
@@ -2184,15 +2267,88 @@ fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Conveyor> {
     })
 }
 
-fn decode_segment(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Segment> {
-    let length = t.req_f64(sink, "length");
-    let length = positive(sink, &t, "length", length, "metres");
-    let heading = t.opt_f64(sink, "heading").map_or(0.0, |h| h.value);
+/// A segment, and whether its `heading` was given.
+fn decode_segment(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<(Segment, bool)> {
+    let heading = t.opt_f64(sink, "heading");
+    let radius = t.opt_f64(sink, "radius");
+    let turn = t.opt_f64(sink, "turn");
+    let heading_given = heading.is_some();
+    let heading = heading.map_or(0.0, |h| h.value);
+    if radius.is_none() && turn.is_none() {
+        let length = t.req_f64(sink, "length");
+        let length = positive(sink, &t, "length", length, "metres");
+        t.finish(sink);
+        return Some((
+            Segment {
+                length: length?,
+                heading,
+                curve: None,
+            },
+            heading_given,
+        ));
+    }
+    // A curve: `radius` and `turn`; its length follows from them.
+    let mut ok = true;
+    if let Some(span) = t.key_span("length") {
+        sink.push(
+            Diagnostic::error(
+                span,
+                t.key_path("length"),
+                "a curved segment has `length` as well as `radius`/`turn`",
+            )
+            .expected("either `length` (a straight segment) or `radius` and `turn` (a curve)")
+            .help("drop `length`: a curve's length is its radius times its turn in radians"),
+        );
+        ok = false;
+    }
+    let _ = t.opt_f64(sink, "length");
+    for (key, v) in [("radius", &radius), ("turn", &turn)] {
+        if v.is_none() {
+            sink.push(
+                Diagnostic::error(
+                    t.span(),
+                    t.key_path(key),
+                    format!("a curved segment needs `{key}`"),
+                )
+                .expected("`radius` (metres, of the centre line) and `turn` (degrees, positive turns left)")
+                .help("e.g. `{ radius = 0.8, turn = 90 }` for a quarter turn to the left"),
+            );
+            ok = false;
+        }
+    }
+    let radius = positive(sink, &t, "radius", radius, "metres");
+    let turn = match turn {
+        Some(tv) if tv.value != 0.0 && tv.value.abs() <= 180.0 => Some(tv.value),
+        Some(tv) => {
+            sink.push(
+                Diagnostic::error(
+                    tv.span.clone(),
+                    t.key_path("turn"),
+                    format!("turn {} is not a curve", tv.value),
+                )
+                .expected("degrees, not 0, between -180 and 180 (positive turns left)")
+                .help("a straight piece is a segment with `length`"),
+            );
+            None
+        }
+        None => None,
+    };
     t.finish(sink);
-    Some(Segment {
-        length: length?,
-        heading,
-    })
+    let (radius, turn) = (radius?, turn?);
+    if !ok {
+        return None;
+    }
+    Some((
+        Segment {
+            length: Loc::new(radius.value * turn.abs().to_radians(), radius.span.clone()),
+            heading,
+            curve: Some(Curve {
+                radius: radius.value,
+                turn,
+            }),
+        },
+        heading_given,
+    ))
 }
 
 fn decode_product(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Product> {

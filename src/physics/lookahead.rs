@@ -473,6 +473,7 @@ mod tests {
                 segments: vec![Segment {
                     length: loc(6.0),
                     heading: 0.0,
+                    curve: None,
                 }],
             }],
             product: Some(Product {

@@ -420,7 +420,8 @@ pub struct LineModel {
     /// not a map: it holds the few products in the air at a time, and its
     /// order is the order they went over the edge.
     pushed_off: Vec<(RigidBodyHandle, usize)>,
-    /// The conveyors' geometry as configured, to place things along a belt.
+    /// The conveyors' geometry as configured, curves laid out as chords, to
+    /// place things along a belt.
     geometry: Vec<Conveyor>,
     /// Per conveyor: the drive speed last set, and the slip fraction.
     drive: Vec<(f32, f32)>,
@@ -472,13 +473,16 @@ impl LineModel {
     /// Builds the model of `line`, to be stepped by `dt` at a time.
     pub fn new(line: &Line, dt: Duration) -> Self {
         let pushers = &line.pushers;
+        // Curves are laid out as straight chords (`Conveyor::chords`): from
+        // here on every belt is a chain of straight segments.
+        let belts: Vec<Conveyor> = line.conveyors.iter().map(Conveyor::chorded).collect();
         let mut world = PhysicsWorld::new();
         world.integration_parameters.dt = dt.as_secs_f32();
         let mut hooks = BeltHooks::default();
         let mut conveyors = Vec::new();
         let mut belt_colliders = Vec::new();
         let mut segment_places = Vec::new();
-        for (ci, c) in line.conveyors.iter().enumerate() {
+        for (ci, c) in belts.iter().enumerate() {
             let half_w = c.width.value / 2.0;
             let (mut x, mut y) = (c.origin[0], c.origin[1]);
             let first_heading = c.segments.first().map_or(0.0, |s| s.heading);
@@ -527,7 +531,7 @@ impl LineModel {
             });
         }
         let place = |conveyor: &str, position: f64| {
-            let c = line.conveyors.iter().find(|c| c.id.value == conveyor)?;
+            let c = belts.iter().find(|c| c.id.value == conveyor)?;
             Some(BeltPlace::new(c, position))
         };
         // Validation refuses stations and eyes on unknown conveyors; a
@@ -657,8 +661,8 @@ impl LineModel {
             photo_eyes,
             pushers,
             pushed_off: Vec::new(),
-            drive: vec![(0.0, 0.0); line.conveyors.len()],
-            geometry: line.conveyors.clone(),
+            drive: vec![(0.0, 0.0); belts.len()],
+            geometry: belts,
             segment_places,
         }
     }

@@ -36,6 +36,7 @@ fn line() -> Line {
             segments: vec![Segment {
                 length: loc(6.0),
                 heading: 0.0,
+                curve: None,
             }],
         }],
         product: Some(Product {

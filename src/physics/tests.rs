@@ -32,6 +32,7 @@ fn line(segments: &[(f64, f64)]) -> Line {
                 .map(|&(length, heading)| Segment {
                     length: loc(length),
                     heading,
+                    curve: None,
                 })
                 .collect(),
         }],
@@ -387,4 +388,63 @@ fn r4_slip_slows_the_surface_and_an_obstacle_jams_the_belt() {
         m.step().expect("step");
     }
     assert!(m.product_positions()[0].x > 2.5);
+}
+
+/// A curved belt: 2 m east, a 90° left curve of 0.6 m radius, 1 m north.
+/// The product follows the arc (its centre stays within 5 cm of the
+/// centre-line radius round the curve's centre, (2.0, 0.6)), leaves the
+/// curve heading north on the centre line, and its transit over the whole
+/// centre line (3 m + 0.6 π/2 m) at 0.5 m/s is length over speed within
+/// 3 %. (Measured: 2.7 % slow, against 0.5 % on a straight belt: the
+/// 0.2 m product spans two or three 8 cm chords at a time, each driving it
+/// along its own direction, and rides over twelve chord seams. With 15°
+/// chords it is 2.1 %, at twice the deviation from the arc.)
+#[test]
+fn r4_a_product_follows_a_curve() {
+    let mut l = line(&[(2.0, 0.0)]);
+    let c = &mut l.conveyors[0];
+    c.segments.push(Segment {
+        length: loc(0.6 * std::f64::consts::FRAC_PI_2),
+        heading: 0.0,
+        curve: Some(crate::config::Curve {
+            radius: 0.6,
+            turn: 90.0,
+        }),
+    });
+    c.segments.push(Segment {
+        length: loc(1.0),
+        heading: 90.0,
+        curve: None,
+    });
+    let mut m = LineModel::new(&l, DT);
+    // 12 chords of 7.5°, between the two straight segments.
+    assert_eq!(m.belt_count(), 14);
+    m.set_belt_speed("belt", 0.5).expect("belt");
+    m.spawn_product().expect("product");
+    let dt = m.world.integration_parameters.dt;
+    let mut steps = 0u32;
+    let mut worst: f32 = 0.0;
+    loop {
+        let p = m.product_positions()[0];
+        if p.y >= 1.6 {
+            break;
+        }
+        if p.x > 2.0 && p.y < 0.6 {
+            let r = ((p.x - 2.0).powi(2) + (p.y - 0.6).powi(2)).sqrt();
+            worst = worst.max((r - 0.6).abs());
+        }
+        m.step().expect("step");
+        steps += 1;
+        assert!(steps < 240 * 30, "product never arrived: {p:?}");
+    }
+    assert!(worst < 0.05, "{worst} m off the curve's centre line");
+    let p = m.product_positions()[0];
+    assert!(
+        (p.x - 2.6).abs() < 0.02,
+        "left the curve off the line: {p:?}"
+    );
+    let measured = steps as f32 * dt;
+    let expected = ((3.0 + 0.6 * std::f64::consts::FRAC_PI_2 - 0.1) / 0.5) as f32;
+    let error = (measured - expected) / expected;
+    assert!(error.abs() < 0.03, "transit {measured} s vs {expected} s");
 }

@@ -292,7 +292,9 @@ fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
             let speed = Model::pick("speed", &unit, false);
             let nominal = nominal_of(&speed).unwrap_or(0.6);
             let (mut x, mut y) = (cv.origin[0], cv.origin[1]);
+            // As the physics lays the belt out: curves as chords.
             let segs = cv
+                .chorded()
                 .segments
                 .iter()
                 .map(|s| {
