@@ -203,6 +203,12 @@ impl StationModel {
     pub fn releases(&self) -> u64 {
         self.releases
     }
+
+    /// The cycle time it works to now; `None` while it is not known.
+    pub fn cycle(&self) -> Option<Duration> {
+        self.cycle_ns
+            .map(|ns| Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)))
+    }
 }
 
 /// A photo-eye as the physics expects it: a sensor collider, a thin sheet

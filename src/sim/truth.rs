@@ -42,6 +42,10 @@ const DT_NS: u64 = 5_000_000;
 /// stays that of the old signal models.
 pub const SIGNAL_STEPS: u64 = 20;
 
+/// Share of the gap to the last 100 ms window's utilisation a station
+/// machine's load closes per window: a first-order lag of about 1 s.
+const LOAD_SMOOTHING: f64 = 0.1;
+
 /// Gravity, m/s².
 const G: f64 = 9.81;
 /// Motor current of a conveyor drive with an empty belt at standstill
@@ -166,12 +170,22 @@ struct LineTruth {
     eye_stuck: Vec<Option<bool>>,
     /// Jams in place: (fault index, obstacle).
     obstacles: Vec<(usize, Obstacle)>,
+    /// Per station: physics steps it held a product since the last signal
+    /// update, and the share of that window (its utilisation).
+    busy_steps: Vec<u32>,
+    busy: Vec<f64>,
+    /// Per station: the machine that is it (same id), if any.
+    station_machine: Vec<Option<usize>>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct MachineTruth {
     /// Speed relative to nominal (1.0 without a speed tag).
     ratio: f64,
+    /// For a machine that is a station: the share of the last 100 ms it
+    /// worked on a product, which its motor current follows (`None`: the
+    /// current follows `ratio`).
+    load: Option<f64>,
     current: Option<f64>,
     motor_temp: Option<f64>,
     wear: f64,
@@ -197,6 +211,14 @@ enum Driver {
     StationCount {
         line: usize,
         station: usize,
+    },
+    /// A station machine's speed in products per minute: 60 / its cycle
+    /// time (the rate it is set to run at, fed or not).
+    StationSpeed {
+        line: usize,
+        station: usize,
+        machine: Option<usize>,
+        nominal: f64,
     },
     BeltSpeed {
         line: usize,
@@ -337,6 +359,18 @@ fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
         reach: p.map_or(0.2, |p| p.length.max(p.width).max(p.height)),
         eye_stuck: vec![None; line.photo_eyes.len()],
         obstacles: Vec::new(),
+        busy_steps: vec![0; line.stations.len()],
+        busy: vec![0.0; line.stations.len()],
+        station_machine: line
+            .stations
+            .iter()
+            .map(|s| {
+                cfg.config
+                    .machines
+                    .iter()
+                    .position(|m| m.id.value == s.id.value)
+            })
+            .collect(),
     }
 }
 
@@ -415,8 +449,19 @@ impl Truth {
                     && let Some(station) = line.stations.iter().position(|s| s.id.value == m)
                 {
                     let r = role.to_ascii_lowercase();
+                    let unit = def.unit.as_deref().unwrap_or("").to_ascii_lowercase();
+                    // Products per minute: bpm, ppm, cpm, 1/min, /min.
+                    let per_minute =
+                        unit.ends_with("pm") || unit.ends_with("/min") || unit.ends_with("per min");
                     if !def.is_bool && r.contains("count") && !r.contains("reject") {
                         driver = Some(Driver::StationCount { line: l, station });
+                    } else if !def.is_bool && r == "speed" && per_minute {
+                        driver = Some(Driver::StationSpeed {
+                            line: l,
+                            station,
+                            machine,
+                            nominal: nominal_of(&model).unwrap_or(60.0),
+                        });
                     }
                 }
                 if driver.is_some() {
@@ -658,6 +703,21 @@ impl Truth {
                 b.force_sum = 0.0;
                 b.force_steps = 0;
             }
+            for (busy, n) in line.busy.iter_mut().zip(&mut line.busy_steps) {
+                *busy = f64::from(*n) / SIGNAL_STEPS as f64;
+                *n = 0;
+            }
+        }
+        for line in &self.lines {
+            for (busy, m) in line.busy.iter().zip(&line.station_machine) {
+                // Smoothed over about a second (a multi-head filler or
+                // capper works on several products at once, so its drive
+                // sees the average, not each product).
+                if let Some(m) = m.and_then(|m| self.machines.get_mut(m)) {
+                    let was = m.load.unwrap_or(*busy);
+                    m.load = Some(was + (*busy - was) * LOAD_SMOOTHING);
+                }
+            }
         }
         for m in &mut self.machines {
             if let Some((start, from, to, ramp)) = m.wear_fault {
@@ -675,6 +735,18 @@ impl Truth {
                 }
                 Driver::Signal { model, .. } if nominal_of(model).is_some() => {
                     tag.value = model.step(t, dt, 1.0, &mut self.rng);
+                }
+                Driver::StationSpeed { line, station, .. } => {
+                    let cycle = self
+                        .lines
+                        .get(*line)
+                        .and_then(|l| l.model.stations().get(*station))
+                        .and_then(|s| s.cycle())
+                        .map(|c| c.as_secs_f64());
+                    tag.value = match cycle {
+                        Some(c) if c > 0.0 => 60.0 / c,
+                        _ => 0.0,
+                    };
                 }
                 _ => {}
             }
@@ -694,6 +766,11 @@ impl Truth {
                     Some(n) => (Some(*m), self.tags[k].value / n),
                     None => continue,
                 },
+                Driver::StationSpeed {
+                    machine: Some(m),
+                    nominal,
+                    ..
+                } if *nominal > 0.0 => (Some(*m), self.tags[k].value / *nominal),
                 _ => continue,
             };
             if let Some(m) = machine.and_then(|m| self.machines.get_mut(m)) {
@@ -722,9 +799,11 @@ impl Truth {
                     machine,
                 } => {
                     let machine = *machine;
+                    // A station machine draws current as it works on
+                    // products (idle when starved); others as they run.
                     let load = machine
                         .and_then(|m| self.machines.get(m))
-                        .map_or(1.0, |m| m.ratio);
+                        .map_or(1.0, |m| m.load.unwrap_or(m.ratio));
                     (model.step(t, dt, load, &mut self.rng), machine)
                 }
                 _ => continue,
@@ -895,6 +974,9 @@ impl LineTruth {
         let _ = self.model.step();
         let after = self.model.product_positions();
         self.measure_pull(&before, &after);
+        for (n, s) in self.busy_steps.iter_mut().zip(self.model.stations()) {
+            *n += u32::from(s.holding());
+        }
         let done = self.model.remove_finished();
         self.counts.out += done.out as u64;
         self.counts.lost += done.lost as u64;

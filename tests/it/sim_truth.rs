@@ -724,3 +724,28 @@ fn r4_station_machines_count_their_releases() {
     let filler = t.line_model(0).expect("model").stations()[0].releases();
     assert_eq!(last[1], filler as f64);
 }
+
+/// The demo line's station machines follow their stations in the physics:
+/// a machine's speed (bottles per minute) is 60 / its station's cycle time
+/// (the filler's 0.8 s: 75 bpm; the capper's 0.7 s: about 86), and its
+/// motor current follows how much of the time it works on a bottle: near
+/// idle before the first bottle reaches the filler (3 m of infeed at
+/// 0.6 m/s), well above once bottles arrive every second and each is held
+/// 0.8 s.
+#[test]
+fn r4_station_machines_follow_their_stations() {
+    let text = include_str!("../../plant-configs/packaging-line.toml");
+    let cfg = load_str(Path::new("packaging-line.toml"), text).unwrap_or_else(|r| panic!("{r}"));
+    let names = ["filler.speed", "capper.speed", "filler.motor_current"];
+    let (_, rows) = run(&cfg, None, 40, &names);
+    let speed = mean(&rows, 0, 1.0, 40.0);
+    assert!((speed - 75.0).abs() < 1e-6, "filler {speed} bpm");
+    let capper = mean(&rows, 1, 1.0, 40.0);
+    assert!((capper - 60.0 / 0.7).abs() < 1.0, "capper {capper} bpm");
+    let starved = mean(&rows, 2, 1.0, 4.0);
+    let fed = mean(&rows, 2, 20.0, 40.0);
+    assert!(
+        fed > starved + 3.0,
+        "filler current {fed:.2} A fed, {starved:.2} A starved"
+    );
+}
