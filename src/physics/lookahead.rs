@@ -16,14 +16,22 @@
 //!   combines it. Across the belt the guides hold it: its sideways speed is
 //!   the belt hooks' centring pull, and a product within half its width of
 //!   the centre line is put on the line. Products, stations' gates, jams and
-//!   the stations' catch sensors stay in rapier, so queues, holds and
-//!   blockages are still solved as contacts.
+//!   the stations' catch sensors stay in rapier, so holds and blockages are
+//!   still solved as contacts.
+//!   Behind another product, a product goes no faster than closes the gap
+//!   in one step (it meets the one in front as in an inelastic collision),
+//!   and once it stands against a standing product it is frozen: made
+//!   kinematic at rest until the one in front moves, which unfreezes the
+//!   queue one product per step from its head. A standing queue then costs
+//!   the solver nothing (its frozen products have no contacts between
+//!   them), where before every queued product's contacts were solved on
+//!   every step.
 //!   Why: the time was in product–belt contacts, which carry the belt's
 //!   contact hook, and rapier recomputes a hooked pair's contacts on every
-//!   step. A product riding alone now costs no contact at all; only products
-//!   touching each other, a gate or a jam do. On the demo line the forecast
-//!   went from 565× to about 2000× real time when the line flows, and about
-//!   470× with a standing queue of 30 bottles (docs/benchmarks.md).
+//!   step, and then in the queue's product–product contacts. On the demo
+//!   line the forecast went from 565× to about 1,650× real time when the
+//!   line flows, and from 41× to about 7,000× with a standing queue of 50
+//!   bottles (docs/benchmarks.md).
 //!   A product whose centre leaves every belt falls under gravity, so the
 //!   line's end and products pushed off are counted as before.
 //!   The live model keeps rapier's belt contacts: it is the reference the
@@ -264,6 +272,7 @@ impl LineModel {
     fn drive_products(&mut self, grip: f32) {
         let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
         let width = self.product.as_ref().map_or(0.0, |p| p.width) as f32;
+        let dt = self.dt.as_secs_f32();
         let square = self
             .product
             .as_ref()
@@ -287,12 +296,19 @@ impl LineModel {
                 .and_then(|j| self.world.bodies.get(self.products[j]))
                 .map(|l| (l.translation(), l.linvel()));
             let b = &mut self.world.bodies[h];
-            if b.user_data != RIDING || !b.is_dynamic() {
-                continue;
+            if b.user_data == FROZEN {
+                // Stays frozen while the one in front stands against it.
+                let pos = b.translation();
+                let stays = leader.is_some_and(|(lp, lv)| {
+                    lv.length() < STANDING_SPEED && (lp - pos).length() - reach < 2.0 * FOLLOW_GAP
+                });
+                if stays {
+                    continue;
+                }
+                b.set_body_type(RigidBodyType::Dynamic, true);
+                b.user_data = RIDING;
             }
-            // Asleep in a queue whose front stands: nothing to do, and
-            // touching it would wake the queue.
-            if b.is_sleeping() && leader.is_some_and(|(_, lv)| lv.length() < STANDING_SPEED) {
+            if b.user_data != RIDING || !b.is_dynamic() {
                 continue;
             }
             let pos = b.translation();
@@ -326,36 +342,43 @@ impl LineModel {
             // held by the rails, not shot off the belt).
             let along = b.linvel().dot(place.dir);
             let belt = target.dot(place.dir);
-            // Touching the product in front, it goes no faster than that
-            // one: a queue stands without pressing into itself.
-            let wanted = match leader {
-                Some((lp, lv)) => {
-                    // In front along the belt and in the lane (a leader
-                    // that has turned a corner is out of the way once it
-                    // is a product's width to the side).
-                    let d = lp - pos;
-                    let gap = d.dot(place.dir) - reach;
-                    let side = (d - place.dir * d.dot(place.dir) - Vector::Y * d.y).length();
-                    if gap < FOLLOW_GAP && gap > -reach && side < width {
-                        belt.min(lv.dot(place.dir).max(0.0))
-                    } else {
-                        belt
-                    }
+            // Behind another product, it goes no faster than closes the gap
+            // in this step: it meets the one in front as in an inelastic
+            // collision, and a queue stands without pressing into itself.
+            let mut behind_standing = false;
+            let mut limit = f32::INFINITY;
+            if let Some((lp, lv)) = leader {
+                // In front along the belt and in the lane (a leader that
+                // has turned a corner is out of the way once it is a
+                // product's width to the side).
+                let d = lp - pos;
+                let gap = d.dot(place.dir) - reach;
+                let side = (d - place.dir * d.dot(place.dir) - Vector::Y * d.y).length();
+                if gap > -reach && side < width {
+                    limit = lv.dot(place.dir).max(0.0) + gap.max(0.0) / dt;
+                    behind_standing = gap < FOLLOW_GAP && lv.length() < STANDING_SPEED;
                 }
-                None => belt,
-            };
-            let along = along + (wanted - along).clamp(-grip, grip);
+            }
+            let along = (along + (belt - along).clamp(-grip, grip)).min(limit);
             let sideways = target - place.dir * belt;
+            // Standing against a standing product: frozen (kinematic, at
+            // rest) until that one moves, so a standing queue costs the
+            // solver nothing (see the module's decisions).
+            if behind_standing && along.abs() < STANDING_SPEED {
+                b.set_linvel(Vector::ZERO, false);
+                b.set_angvel(Vector::ZERO, false);
+                b.set_body_type(RigidBodyType::KinematicVelocityBased, false);
+                b.user_data = FROZEN;
+                continue;
+            }
             let v = place.dir * along + Vector::new(sideways.x, 0.0, sideways.z);
-            // Waking is for products that move: a standing one is set
-            // without, so that a queue can fall asleep.
-            b.set_linvel(v, v.length() > STANDING_SPEED);
+            b.set_linvel(v, true);
             let forward = *b.rotation() * Vector::X;
             let err =
                 crate::physics::convert::atan2(forward.cross(place.dir).y, forward.dot(place.dir));
             let err = (err + period / 2.0).rem_euclid(period) - period / 2.0;
             let spin = (err * YAW_GAIN).clamp(-YAW_MAX, YAW_MAX);
-            b.set_angvel(Vector::Y * spin, spin.abs() > YAW_AWAKE);
+            b.set_angvel(Vector::Y * spin, true);
         }
     }
 
@@ -366,9 +389,10 @@ impl LineModel {
             .iter()
             .filter(|h| {
                 let b = &self.world.bodies[**h];
-                b.body_type() == RigidBodyType::Dynamic
-                    && b.linvel().length() < STANDING_SPEED
-                    && b.translation().y > 0.0
+                b.user_data == FROZEN
+                    || (b.body_type() == RigidBodyType::Dynamic
+                        && b.linvel().length() < STANDING_SPEED
+                        && b.translation().y > 0.0)
             })
             .count()
     }
@@ -380,26 +404,19 @@ impl LineModel {
 const RIDING: u128 = 1;
 /// See [`RIDING`].
 const FALLING: u128 = 2;
+/// Standing in a queue, kinematic until the product in front moves.
+const FROZEN: u128 = 3;
 
 /// How fast (1/s) a riding product's yaw follows its segment's heading,
 /// and the fastest it turns (rad/s): a product turns through a 90° corner
 /// in about the time it takes to cross the belt.
 const YAW_GAIN: f32 = 8.0;
 const YAW_MAX: f32 = 4.0;
-/// A turn slower than this (rad/s) does not wake a sleeping product.
-const YAW_AWAKE: f32 = 0.05;
 
 /// Puts a product on the analytical belt drive: it keeps its height, and
 /// gravity, which the belt's support would cancel, is off.
 fn ride(b: &mut RigidBody) {
     b.user_data = RIDING;
-    // A product standing in a queue may sleep: the solver then skips the
-    // queue until its front moves. (The live model's products never sleep:
-    // a belt's contact, not the twin, moves them there.)
-    let a = b.activation_mut();
-    a.normalized_linear_threshold = STANDING_SPEED;
-    a.angular_threshold = 0.5;
-    a.time_until_sleep = QUEUE_SLEEP_AFTER;
     b.set_enabled_translations(true, false, true, true);
     b.set_gravity_scale(0.0, true);
     let v = b.linvel();
@@ -432,9 +449,6 @@ fn segment_under(
     };
     within(0.0).or_else(|| within(support))
 }
-
-/// How long (s) a product stands before it sleeps.
-const QUEUE_SLEEP_AFTER: f32 = 0.1;
 
 /// A product this far (m) off its lane's centre line is put back on it.
 const LANE_SLACK: f32 = 0.0005;
