@@ -134,6 +134,7 @@ fn forecast_json(f: &Forecast) -> serde_json::Value {
         "out": f.out,
         "lost": f.lost,
         "pushed": f.pushed,
+        "diverted": f.diverted,
         "arrivals": f.arrivals,
         "infeed_blocked": f.infeed_blocked,
         "wip_start": f.wip_start,

@@ -300,19 +300,19 @@ fn seg_poly_dist(p: P, q: P, poly: &[P]) -> f64 {
 }
 
 /// The turn from heading `from` to `to`, in degrees, -180 to 180.
-fn turn(from: f64, to: f64) -> f64 {
+pub(super) fn turn(from: f64, to: f64) -> f64 {
     let d = (to - from).rem_euclid(360.0);
     if d > 180.0 { d - 360.0 } else { d }
 }
 
 /// A number for a message: up to 3 decimals, no trailing zeros.
-fn num(v: f64) -> String {
+pub(super) fn num(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.into() }
 }
 
-fn pt(p: P) -> String {
+pub(super) fn pt(p: P) -> String {
     format!("({}, {})", num(p[0]), num(p[1]))
 }
 
@@ -635,7 +635,19 @@ fn check_links(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) -> Ve
         return hand_overs;
     }
     let lid = &line.id.value;
-    let last = belts.len() - 1;
+    // Products leave the line at the end of its last conveyor and at the
+    // end of each diverter's branch; a branch listed last leaves the main
+    // outfeed to the last conveyor that is no branch (as in the physics).
+    let branch = |b: &Belt<'_>| {
+        line.diverters
+            .iter()
+            .any(|d| d.to.value == b.id() && d.conveyor.value != d.to.value)
+    };
+    let last = belts
+        .iter()
+        .rev()
+        .find(|b| !branch(b))
+        .map_or(belts.len() - 1, |b| b.j);
     for b in belts {
         let path = format!("lines[{i}].conveyors[{}]", b.j);
         let others = || belts.iter().filter(|o| o.j != b.j);
@@ -678,7 +690,7 @@ fn check_links(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) -> Ve
                 )),
             );
         }
-        if b.j != last && !others().any(|o| b.cap_gap(true, o) <= TOL) {
+        if b.j != last && !branch(b) && !others().any(|o| b.cap_gap(true, o) <= TOL) {
             let nearest = others()
                 .map(|o| (dist(o.start, b.end), o))
                 .min_by(|p, q| p.0.total_cmp(&q.0));

@@ -595,8 +595,8 @@ pub const MACHINE_KINDS: &[&str] = &[
 
 /// A production line: which machines it is made of, in flow order, and
 /// optionally its geometry for the physics twin (`crate::physics`):
-/// conveyors, the product, stations, photo-eyes and pushers. Transfers join
-/// the geometry later.
+/// conveyors, the product, stations, photo-eyes, pushers and diverters.
+/// Other transfers join the geometry later.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub id: Loc<String>,
@@ -608,6 +608,8 @@ pub struct Line {
     pub photo_eyes: Vec<PhotoEye>,
     /// Reject pushers, each fired by a coil tag.
     pub pushers: Vec<Pusher>,
+    /// Diverters onto branch conveyors, each fired by a coil tag.
+    pub diverters: Vec<Diverter>,
     /// Named stretches of belt whose products the twin counts (buffers,
     /// accumulation sections), besides the per-conveyor counts.
     pub zones: Vec<Zone>,
@@ -674,6 +676,24 @@ pub struct Pusher {
     pub position: Loc<f64>,
     /// The coil (fired = true, or a number: non-zero is fired).
     pub coil_tag: Loc<String>,
+}
+
+/// A diverter on a belt, bound to the PLC coil that fires it: while the
+/// coil is on, products reaching it are steered sideways off the belt onto
+/// the branch conveyor `to` (a reject lane, a second packing line); while
+/// off, they pass straight on (see `crate::physics`).
+#[derive(Debug, Clone)]
+pub struct Diverter {
+    pub id: Loc<String>,
+    /// The main conveyor the diverter stands on.
+    pub conveyor: Loc<String>,
+    /// Metres along the main conveyor's belt, from its start, to the middle
+    /// of the diverter.
+    pub position: Loc<f64>,
+    /// The coil (fired = true, or a number: non-zero is fired).
+    pub coil_tag: Loc<String>,
+    /// Id of the branch conveyor (in the same line) products are sent to.
+    pub to: Loc<String>,
 }
 
 /// A belt conveyor: a chain of straight segments, each starting where the
@@ -2046,6 +2066,11 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         .into_iter()
         .filter_map(|p| decode_pusher(sink, p))
         .collect();
+    let diverters = t
+        .opt_table_array(sink, "diverters")
+        .into_iter()
+        .filter_map(|d| decode_diverter(sink, d))
+        .collect();
     let zones = t
         .opt_table_array(sink, "zones")
         .into_iter()
@@ -2067,6 +2092,7 @@ fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
         stations,
         photo_eyes,
         pushers,
+        diverters,
         zones,
         residual_tolerance,
         jam_after,
@@ -2168,6 +2194,24 @@ fn decode_pusher(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Pusher> {
         conveyor: conveyor?,
         position: position?,
         coil_tag: coil_tag?,
+    })
+}
+
+/// Like a pusher: the position, the coil tag and the branch conveyor (that
+/// it exists and starts beside the belt) are checked by `validate`.
+fn decode_diverter(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Diverter> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let coil_tag = t.req_str(sink, "coil_tag");
+    let to = t.req_str(sink, "to");
+    t.finish(sink);
+    Some(Diverter {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        coil_tag: coil_tag?,
+        to: to?,
     })
 }
 

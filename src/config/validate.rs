@@ -571,7 +571,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 );
             }
         }
-        // Stations, photo-eyes and pushers stand at a place on a belt of
+        // Stations, photo-eyes, pushers and diverters stand at a place on a belt of
         // this line. Their ids are one namespace per line (events will name
         // them).
         let conveyor_names: Vec<&str> =
@@ -628,7 +628,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             dup(
                 sink,
                 &mut place_ids,
-                "station, photo-eye or pusher id in this line",
+                "station, photo-eye, pusher or diverter id in this line",
                 format!("{path}.id"),
                 id,
             );
@@ -666,6 +666,14 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
             if tags.id(&p.coil_tag.value).is_none() {
                 let _ = unknown_tag(sink, format!("{path}.coil_tag"), &p.coil_tag);
             }
+        }
+        for (j, d) in line.diverters.iter().enumerate() {
+            let path = format!("lines[{i}].diverters[{j}]");
+            check_place(sink, path.clone(), &d.id, &d.conveyor, &d.position);
+            if tags.id(&d.coil_tag.value).is_none() {
+                let _ = unknown_tag(sink, format!("{path}.coil_tag"), &d.coil_tag);
+            }
+            check_branch(sink, i, &path, line, d);
         }
         // Zone counts share the `zones` object of line events with the
         // per-conveyor counts, so a zone may not take a conveyor's id.
@@ -1052,4 +1060,184 @@ password_file = "secret"
             cfg.warnings
         );
     }
+}
+
+/// Half-width of a belt's start, beyond the two belts' half-widths, within
+/// which a diverter's branch conveyor must start: a product steered off the
+/// main belt must land on it.
+const BRANCH_REACH: f64 = 0.1;
+/// The turn, degrees, from the main belt onto a diverter's branch: a
+/// smaller one is not a diverter but a merge of two lanes; a larger one
+/// sends products back against the flow.
+const BRANCH_TURN: (f64, f64) = (30.0, 90.0);
+
+/// A diverter's branch conveyor (`to`): it exists, is not the diverter's
+/// own conveyor, and starts beside the main belt at the diverter, leaving
+/// it at 30° to 90°. Unknown main conveyors and positions off the belt are
+/// reported by `check_place`; the placement is then not checked.
+fn check_branch(
+    sink: &mut Sink,
+    i: usize,
+    path: &str,
+    line: &super::schema::Line,
+    d: &super::schema::Diverter,
+) {
+    use super::geometry::{num, pt, turn};
+    let names = line
+        .conveyors
+        .iter()
+        .map(|c| c.id.value.as_str())
+        .filter(|c| *c != d.conveyor.value);
+    let Some((k, branch)) = line
+        .conveyors
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.id.value == d.to.value)
+    else {
+        sink.push(
+            Diagnostic::error(
+                d.to.span.clone(),
+                format!("{path}.to"),
+                format!("unknown conveyor \"{}\"", d.to.value),
+            )
+            .expected("the id of the `[[lines.conveyors]]` entry of this line that takes the diverted products")
+            .maybe_help(did_you_mean(&d.to.value, names)),
+        );
+        return;
+    };
+    if branch.id.value == d.conveyor.value {
+        sink.push(
+            Diagnostic::error(
+                d.to.span.clone(),
+                format!("{path}.to"),
+                format!(
+                    "diverter \"{}\" sends products to its own conveyor \"{}\"",
+                    d.id.value, d.to.value
+                ),
+            )
+            .expected("the id of another conveyor of this line: the branch the diverted products leave on")
+            .help("set `to` to the id of the branch conveyor: its own `[[lines.conveyors]]` entry, starting beside this belt at the diverter"),
+        );
+        return;
+    }
+    let Some(main) = line
+        .conveyors
+        .iter()
+        .find(|c| c.id.value == d.conveyor.value)
+    else {
+        return;
+    };
+    let length: f64 = main.segments.iter().map(|s| s.length.value).sum();
+    let p = d.position.value;
+    if !(p.is_finite() && (0.0..=length).contains(&p)) {
+        return;
+    }
+    let (at, heading) = along_centre_line(main, p);
+    let (sin, cos) = heading.to_radians().sin_cos();
+    let branch_heading = branch.segments.first().map_or(0.0, |s| s.heading);
+    let t = turn(heading, branch_heading);
+    let (hw_main, hw_branch) = (main.width.value / 2.0, branch.width.value / 2.0);
+    let reach = hw_main + hw_branch + BRANCH_REACH;
+    let rel = [branch.origin[0] - at[0], branch.origin[1] - at[1]];
+    let dist = rel[0].hypot(rel[1]);
+    // The side the branch leaves on: where its origin is, else where it
+    // turns to; left (counter-clockwise) when neither says.
+    let lateral = cos * rel[1] - sin * rel[0];
+    let left = if lateral.abs() > 1e-9 {
+        lateral > 0.0
+    } else {
+        t >= 0.0
+    };
+    let lid = &line.id.value;
+    if dist > reach {
+        // A right-angle branch starts on the belt's edge; a slanted one
+        // further out, so its start's near corner is on the edge.
+        let slant = if t.abs() >= BRANCH_TURN.0 && t.abs() <= BRANCH_TURN.1 {
+            hw_branch * t.to_radians().cos().abs()
+        } else {
+            0.0
+        };
+        let side = if left { 1.0 } else { -1.0 };
+        let off = (hw_main + slant) * side;
+        let origin = [at[0] - sin * off, at[1] + cos * off];
+        sink.push(
+            Diagnostic::error(
+                d.to.span.clone(),
+                format!("{path}.to"),
+                format!(
+                    "line \"{lid}\": branch conveyor \"{}\" starts at {}, {} m from diverter \"{}\" at {} on conveyor \"{}\"; products steered off the belt there would fall",
+                    d.to.value,
+                    pt(branch.origin),
+                    num(dist),
+                    d.id.value,
+                    pt(at),
+                    d.conveyor.value
+                ),
+            )
+            .expected(format!(
+                "a branch `origin` within {} m of the diverter's point on the main belt's centre line (half of each belt's width, plus {} m)",
+                num(reach),
+                num(BRANCH_REACH)
+            ))
+            .help(format!(
+                "move conveyor \"{}\" (lines[{i}].conveyors[{k}]) beside the main belt: `origin = [{}, {}]`, or move the diverter's `position` to where the branch starts",
+                d.to.value,
+                num(origin[0]),
+                num(origin[1])
+            )),
+        );
+    }
+    if !(BRANCH_TURN.0..=BRANCH_TURN.1).contains(&t.abs()) {
+        let square = heading + if left { 90.0 } else { -90.0 };
+        sink.push(
+            Diagnostic::error(
+                branch.id.span.clone(),
+                format!("lines[{i}].conveyors[{k}].segments[0].heading"),
+                format!(
+                    "line \"{lid}\": diverter \"{}\" sends products onto conveyor \"{}\", whose first heading ({}°) turns {}° from conveyor \"{}\" at the diverter ({}°)",
+                    d.id.value,
+                    d.to.value,
+                    num(branch_heading),
+                    num(t.abs()),
+                    d.conveyor.value,
+                    num(heading)
+                ),
+            )
+            .expected(format!(
+                "a first heading {}° to {}° either side of {}°: a branch leaving the belt sideways",
+                num(BRANCH_TURN.0),
+                num(BRANCH_TURN.1),
+                num(heading)
+            ))
+            .help(format!(
+                "for a right-angle branch set its first segment's `heading = {}` (degrees counter-clockwise from east)",
+                num(square.rem_euclid(360.0))
+            )),
+        );
+    }
+}
+
+/// The plan point `position` metres along `c`'s centre line, and the
+/// heading of the segment it is on (a position past the end, refused
+/// elsewhere, is on the last segment).
+fn along_centre_line(c: &super::schema::Conveyor, position: f64) -> ([f64; 2], f64) {
+    // Curves as the physics lays them out: straight chords.
+    let c = &c.chorded();
+    let mut at = c.origin;
+    let mut left = position.max(0.0);
+    let mut heading = c.segments.first().map_or(0.0, |s| s.heading);
+    for (k, s) in c.segments.iter().enumerate() {
+        heading = s.heading;
+        let (sin, cos) = s.heading.to_radians().sin_cos();
+        let d = if k + 1 == c.segments.len() || left <= s.length.value {
+            left.min(s.length.value)
+        } else {
+            left -= s.length.value;
+            at = [at[0] + cos * s.length.value, at[1] + sin * s.length.value];
+            continue;
+        };
+        at = [at[0] + cos * d, at[1] + sin * d];
+        break;
+    }
+    (at, heading)
 }

@@ -105,6 +105,10 @@ pub struct Forecast {
     /// reject follows an inspection the forecast cannot see), so only a
     /// product already on its way off counts here.
     pub pushed: u64,
+    /// Products that left the end of a diverter's branch. Diverters stay
+    /// home in a forecast like pushers, so only products already sent to a
+    /// branch count here.
+    pub diverted: u64,
     /// `out` per minute of the horizon.
     pub throughput_per_min: f64,
     pub wip_start: u64,
@@ -158,6 +162,9 @@ impl LineModel {
         for i in 0..m.pushers().len() {
             m.set_pusher_at(i, false);
         }
+        for i in 0..m.diverters().len() {
+            m.set_diverter_at(i, false);
+        }
         let dt_ns = LOOKAHEAD_DT.as_nanos();
         let steps = horizon.as_nanos().div_ceil(dt_ns);
         let sample_every = (SAMPLE_EVERY.as_nanos() / dt_ns).max(1);
@@ -177,6 +184,7 @@ impl LineModel {
             out: 0,
             lost: 0,
             pushed: 0,
+            diverted: 0,
             throughput_per_min: 0.0,
             wip_start,
             wip_end: wip_start,
@@ -206,6 +214,7 @@ impl LineModel {
                 f.out += done.out as u64;
                 f.lost += done.lost as u64;
                 f.pushed += done.pushed as u64;
+                f.diverted += done.diverted as u64;
                 let wip = m.products.len() as u64;
                 f.wip_max = f.wip_max.max(wip);
                 f.max_standing = f.max_standing.max(m.standing() as u64);
@@ -507,6 +516,7 @@ mod tests {
             }],
             photo_eyes: Vec::new(),
             pushers: Vec::new(),
+            diverters: Vec::new(),
             zones: Vec::new(),
             residual_tolerance: None,
             jam_after: None,
@@ -715,6 +725,7 @@ mod tests {
             out: 0,
             lost: 0,
             pushed: 0,
+            diverted: 0,
             throughput_per_min: 0.0,
             wip_start: 0,
             wip_end: 0,

@@ -27,6 +27,8 @@
 //! after each step each says whether a product intersects it (see
 //! [`PhotoEyeModel`]). Reject pushers are kinematic paddles beside a belt
 //! that stroke across it while their PLC coil is on (see [`PusherModel`]).
+//! Diverters steer products off a belt onto a branch conveyor while their
+//! coil is on, through the belt's contact velocity (see [`DiverterModel`]).
 
 pub mod convert;
 pub mod lookahead;
@@ -83,6 +85,9 @@ pub struct Finished {
     pub lost: usize,
     /// Pushed off the belt by a pusher (see [`PusherModel::pushed`]).
     pub pushed: usize,
+    /// Left the end of a diverter's branch conveyor (see
+    /// [`DiverterModel::diverted`]).
+    pub diverted: usize,
 }
 
 /// One conveyor as the model knows it.
@@ -307,6 +312,84 @@ impl PusherModel {
     }
 }
 
+/// A diverter: while its coil is on, products reaching it are steered off
+/// the belt sideways onto its branch conveyor; while off, they pass on.
+///
+/// The mechanism is the belt's own contact velocity ([`BeltHooks`]): while
+/// fired, the main belt gives a product whose centre is in the diverter's
+/// *window* (one product length along the belt, centred on its position) a
+/// surface velocity along the branch's first heading, at the main belt's
+/// speed, instead of along the belt and back to its centre line. The
+/// product slides sideways onto the branch, whose belt then carries it
+/// away. That is how steered-wheel and pop-up roller diverters work, and
+/// it costs nothing more than a test of the few fired windows in the hook:
+/// no extra collider, no body switched, nothing in the broad phase, and a
+/// clone (the lookahead) copies it with the hooks. A sensor or a separate
+/// belt piece would have needed its own bookkeeping per step for the same
+/// effect. A diverter released while a product is only part-way over keeps
+/// that product's centre on the main belt, whose guides pull it back.
+///
+/// A product is the diverter's when its centre was in the fired window;
+/// [`LineModel::remove_finished`] counts it as diverted (here and in
+/// [`Finished::diverted`]) when it leaves the end of the branch conveyor,
+/// not while it is on the branch: the branch's end is the outfeed the
+/// plant counts at.
+#[derive(Debug, Clone)]
+pub struct DiverterModel {
+    pub id: String,
+    /// The coil tag whose value fires the diverter
+    /// ([`LineModel::set_diverter_at`]).
+    pub coil_tag: String,
+    /// Index of the main conveyor and of the branch conveyor.
+    pub conveyor: usize,
+    pub branch: usize,
+    /// Index of the diverter's window in [`BeltHooks`].
+    window: usize,
+    fired: bool,
+    diverted: u64,
+}
+
+impl DiverterModel {
+    /// Whether the coil was last set fired.
+    pub fn fired(&self) -> bool {
+        self.fired
+    }
+
+    /// Products this diverter sent to its branch that have left the
+    /// branch's end (counted by [`LineModel::remove_finished`]).
+    pub fn diverted(&self) -> u64 {
+        self.diverted
+    }
+}
+
+/// A diverter's window as the belt hooks see it.
+#[derive(Debug, Clone)]
+struct DiverterWindow {
+    /// The main conveyor's index.
+    conveyor: usize,
+    /// The diverter's position on the belt's centre line, and the belt's
+    /// direction there.
+    point: Vector,
+    dir: Vector,
+    /// Half the window's length along the belt, and how far from the centre
+    /// line a product's centre may be and still be over the belt (its
+    /// half-width plus a product length).
+    half_len: f32,
+    reach: f32,
+    /// Unit world direction of the branch's first segment.
+    out: Vector,
+    fired: bool,
+}
+
+impl DiverterWindow {
+    fn holds(&self, pos: Vector) -> bool {
+        let rel = pos - self.point;
+        let along = rel.dot(self.dir);
+        let lateral = (rel - self.dir * along - Vector::Y * rel.y).length();
+        along.abs() <= self.half_len && lateral <= self.reach
+    }
+}
+
 /// Speed of a pusher's paddle, m/s, out and back. A pneumatic reject pusher
 /// (a 25 mm cylinder at 6 bar, the usual size) strokes at 1 to 2 m/s; 1.5
 /// m/s crosses a 0.6 m belt in 0.4 s, while a 0.5 m/s belt carries the
@@ -336,6 +419,8 @@ pub struct BeltHooks {
     /// Per conveyor: the belt *surface* speed in m/s, that is the drive
     /// speed set from outside before each step times `1 - slip`.
     speeds: Vec<f32>,
+    /// The diverters' windows (see [`DiverterModel`]).
+    diverters: Vec<DiverterWindow>,
 }
 
 /// How fast (1/s) the belt's guide rails steer a product back to the
@@ -358,6 +443,15 @@ impl BeltHooks {
         let Some(pos) = pos else {
             return Some(along);
         };
+        // A fired diverter's window steers towards its branch, with no
+        // guide (the rail is open there).
+        if let Some(w) = self
+            .diverters
+            .iter()
+            .find(|w| w.fired && w.conveyor == *conveyor && w.holds(pos))
+        {
+            return Some(w.out * self.speeds[*conveyor].abs());
+        }
         let rel = pos - *start;
         let lateral = rel - *dir * rel.dot(*dir) - Vector::Y * rel.y;
         let pull = -lateral * GUIDE_GAIN;
@@ -426,6 +520,15 @@ pub struct LineModel {
     /// not a map: it holds the few products in the air at a time, and its
     /// order is the order they went over the edge.
     pushed_off: Vec<(RigidBodyHandle, usize)>,
+    diverters: Vec<DiverterModel>,
+    /// Products that were in a fired diverter's window, with that
+    /// diverter's index, until [`LineModel::remove_finished`] removes them.
+    diverted_by: Vec<(RigidBodyHandle, usize)>,
+    /// The conveyor whose end is the line's main outfeed (`Finished::out`):
+    /// the last one that is no diverter's branch.
+    main_out: usize,
+    /// The conveyors whose end is a diverter's outfeed, without repeats.
+    branch_outs: Vec<usize>,
     /// The conveyors' geometry as configured, curves laid out as chords, to
     /// place things along a belt.
     geometry: Vec<Conveyor>,
@@ -468,6 +571,10 @@ impl Clone for LineModel {
             photo_eyes: self.photo_eyes.clone(),
             pushers: self.pushers.clone(),
             pushed_off: self.pushed_off.clone(),
+            diverters: self.diverters.clone(),
+            diverted_by: self.diverted_by.clone(),
+            main_out: self.main_out,
+            branch_outs: self.branch_outs.clone(),
             geometry: self.geometry.clone(),
             drive: self.drive.clone(),
             segment_places: self.segment_places.clone(),
@@ -646,6 +753,46 @@ impl LineModel {
                 })
             })
             .collect();
+        // Diverters onto a known branch other than their own conveyor
+        // (validation refuses the rest).
+        let index = |id: &str| line.conveyors.iter().position(|c| c.id.value == id);
+        let mut diverters = Vec::new();
+        for d in &line.diverters {
+            let (Some(main), Some(branch)) = (index(&d.conveyor.value), index(&d.to.value)) else {
+                continue;
+            };
+            if main == branch {
+                continue;
+            }
+            let place = BeltPlace::new(&belts[main], d.position.value);
+            let reach = line.product.as_ref().map_or(0.2, |p| p.length) as f32;
+            let out_heading = belts[branch].segments.first().map_or(0.0, |s| s.heading);
+            diverters.push(DiverterModel {
+                id: d.id.value.clone(),
+                coil_tag: d.coil_tag.value.clone(),
+                conveyor: main,
+                branch,
+                window: hooks.diverters.len(),
+                fired: false,
+                diverted: 0,
+            });
+            hooks.diverters.push(DiverterWindow {
+                conveyor: main,
+                point: place.point,
+                dir: place.dir,
+                half_len: reach / 2.0,
+                reach: place.half_width + reach,
+                out: convert::heading_dir(out_heading),
+                fired: false,
+            });
+        }
+        let mut branch_outs: Vec<usize> = diverters.iter().map(|d| d.branch).collect();
+        branch_outs.sort_unstable();
+        branch_outs.dedup();
+        let main_out = (0..line.conveyors.len())
+            .rev()
+            .find(|c| !branch_outs.contains(c))
+            .unwrap_or(line.conveyors.len().saturating_sub(1));
         let dt_nanos = dt.as_nanos().max(1);
         let spawn_every = line
             .product
@@ -667,6 +814,10 @@ impl LineModel {
             photo_eyes,
             pushers,
             pushed_off: Vec::new(),
+            diverters,
+            diverted_by: Vec::new(),
+            main_out,
+            branch_outs,
             drive: vec![(0.0, 0.0); belts.len()],
             geometry: belts,
             segment_places,
@@ -693,6 +844,23 @@ impl LineModel {
     pub fn set_pusher_at(&mut self, pusher: usize, fired: bool) {
         if let Some(p) = self.pushers.get_mut(pusher) {
             p.fired = fired;
+        }
+    }
+
+    /// The diverters, in config order (those whose conveyor and branch are
+    /// known and differ).
+    pub fn diverters(&self) -> &[DiverterModel] {
+        &self.diverters
+    }
+
+    /// Fires a diverter (its coil is on) or releases it, for the next
+    /// steps; an index past the diverters is ignored, as for pushers.
+    pub fn set_diverter_at(&mut self, diverter: usize, fired: bool) {
+        if let Some(d) = self.diverters.get_mut(diverter) {
+            d.fired = fired;
+            if let Some(w) = self.hooks.diverters.get_mut(d.window) {
+                w.fired = fired;
+            }
         }
     }
 
@@ -863,7 +1031,31 @@ impl LineModel {
         self.update_stations();
         self.update_photo_eyes();
         self.update_pushers();
+        self.update_diverters();
         Ok(())
+    }
+
+    /// After a step: marks the products in a fired diverter's window as
+    /// that diverter's, for `remove_finished` (the latest diverter wins
+    /// should a product pass two). Unfired diverters cost a flag test.
+    fn update_diverters(&mut self) {
+        for (k, d) in self.diverters.iter().enumerate() {
+            let Some(w) = self.hooks.diverters.get(d.window).filter(|w| w.fired) else {
+                continue;
+            };
+            for h in &self.products {
+                let Some(b) = self.world.bodies.get(*h) else {
+                    continue;
+                };
+                if !w.holds(b.translation()) {
+                    continue;
+                }
+                match self.diverted_by.iter_mut().find(|(p, _)| p == h) {
+                    Some(mark) => mark.1 = k,
+                    None => self.diverted_by.push((*h, k)),
+                }
+            }
+        }
     }
 
     /// Before a step: moves each paddle that is out or fired one step's
@@ -1155,21 +1347,38 @@ impl LineModel {
     }
 
     /// Removes the products that are done with the line and says how many:
-    /// `out` crossed the end of the last conveyor (their centre is past its
-    /// end, within the belt's width), `pushed` fell below the floor after a
-    /// pusher put them off the belt (each counted by its pusher too), `lost`
-    /// fell below the floor otherwise (off a side, a corner, or the end of a
-    /// conveyor that is not the last).
+    /// `out` crossed the end of the line's main outfeed, the last conveyor
+    /// that is no diverter's branch (their centre is past its end, within
+    /// the belt's width), `diverted` crossed the end of a diverter's branch
+    /// conveyor in the same way (each counted by the diverter that sent it
+    /// there too), `pushed` fell below the floor after a pusher put them off
+    /// the belt (each counted by its pusher too), `lost` fell below the
+    /// floor otherwise (off a side, a corner, or the end of a conveyor that
+    /// is no outfeed).
     /// Without this a running line's world would grow without bound.
     pub fn remove_finished(&mut self) -> Finished {
         let mut done = Finished::default();
-        let Some(last) = self.conveyors.last() else {
+        let Some(last) = self.conveyors.get(self.main_out) else {
             return done;
         };
-        let (end, dir, half_width) = (last.end, last.last_dir, last.half_width);
         let reach = self.product.as_ref().map_or(1.0, |p| p.length.max(p.width)) as f32;
+        // Whether `pos` has just crossed conveyor `c`'s end.
+        let past_end = |c: &ConveyorModel, pos: Vector| {
+            let rel = pos - c.end;
+            let along = rel.dot(c.last_dir);
+            let lateral = (rel - c.last_dir * along - Vector::Y * rel.y).length();
+            // `along < reach` keeps a U-shaped line's upstream belt, which
+            // may lie beyond the end's plane, from counting as departed.
+            along > 0.0 && along < reach && lateral <= c.half_width + reach
+        };
+        let branches: Vec<&ConveyorModel> = self
+            .branch_outs
+            .iter()
+            .filter_map(|c| self.conveyors.get(*c))
+            .collect();
         let world = &mut self.world;
         let (pushers, pushed_off) = (&mut self.pushers, &mut self.pushed_off);
+        let (diverters, diverted_by) = (&mut self.diverters, &mut self.diverted_by);
         self.products.retain(|h| {
             // A held product is at its station, whatever its position says
             // (held products, and only they, are kinematic).
@@ -1177,25 +1386,44 @@ impl LineModel {
                 return true;
             }
             let pos = world.bodies[*h].translation();
-            let rel = pos - end;
-            let along = rel.dot(dir);
-            let lateral = (rel - dir * along - Vector::Y * rel.y).length();
-            // `along < reach` keeps a U-shaped line's upstream belt, which
-            // may lie beyond the end's plane, from counting as departed.
-            let out = along > 0.0 && along < reach && lateral <= half_width + reach;
+            let out = past_end(last, pos);
+            let branch = if out {
+                None
+            } else {
+                branches
+                    .iter()
+                    .zip(&self.branch_outs)
+                    .find(|(c, _)| past_end(c, pos))
+                    .map(|(_, ci)| *ci)
+            };
             let lost = pos.y < 0.0;
-            if !(out || lost) {
+            if !(out || lost || branch.is_some()) {
                 return true;
             }
             let by = pushed_off
                 .iter()
                 .position(|(p, _)| p == h)
                 .map(|i| pushed_off.remove(i).1);
-            match by {
-                Some(k) if lost => {
+            let sent_by = diverted_by
+                .iter()
+                .position(|(p, _)| p == h)
+                .map(|i| diverted_by.remove(i).1);
+            match (by, branch) {
+                (Some(k), _) if lost => {
                     done.pushed += 1;
                     if let Some(p) = pushers.get_mut(k) {
                         p.pushed += 1;
+                    }
+                }
+                (_, Some(ci)) => {
+                    done.diverted += 1;
+                    // Its diverter; one found on the branch without a mark
+                    // (placed there) is the first diverter onto it.
+                    let k = sent_by
+                        .filter(|k| diverters.get(*k).is_some_and(|d| d.branch == ci))
+                        .or_else(|| diverters.iter().position(|d| d.branch == ci));
+                    if let Some(d) = k.and_then(|k| diverters.get_mut(k)) {
+                        d.diverted += 1;
                     }
                 }
                 _ if out => done.out += 1,
@@ -1223,3 +1451,6 @@ mod tests;
 
 #[cfg(test)]
 mod pusher_tests;
+
+#[cfg(test)]
+mod diverter_tests;

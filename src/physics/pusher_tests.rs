@@ -51,6 +51,7 @@ fn line() -> Line {
         stations: Vec::new(),
         photo_eyes: Vec::new(),
         pushers: Vec::new(),
+        diverters: Vec::new(),
         zones: Vec::new(),
         residual_tolerance: None,
         jam_after: None,
@@ -85,6 +86,7 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, f: Finished) {
+        assert_eq!(f.diverted, 0, "a line without diverters diverted");
         self.out += f.out;
         self.lost += f.lost;
         self.pushed += f.pushed;

@@ -48,6 +48,7 @@ fn line(segments: &[(f64, f64)]) -> Line {
         stations: Vec::new(),
         photo_eyes: Vec::new(),
         pushers: Vec::new(),
+        diverters: Vec::new(),
         zones: Vec::new(),
         residual_tolerance: None,
         jam_after: None,
@@ -235,6 +236,7 @@ fn belt_pushes_a_product_inserted_before_it() {
     let hooks = BeltHooks {
         segments: vec![(0, Vector::X, Vector::new(-1.0, 0.0, 0.0))],
         speeds: vec![0.5],
+        diverters: Vec::new(),
     };
     for _ in 0..240 {
         world.step_with_events(&hooks, &());

@@ -94,18 +94,23 @@ pub struct LineEvent {
     pub line: Arc<str>,
     /// Products on the line.
     pub wip: u64,
-    /// Products that left the end of the last conveyor since the start.
+    /// Products that left the end of the last conveyor (that is no
+    /// diverter's branch: the main outfeed) since the start.
     pub out: u64,
     /// Products that fell off the line since the start.
     pub lost: u64,
     /// Products the line's pushers pushed off since the start; `None` for
     /// a line without pushers.
     pub pushed: Option<u64>,
+    /// Products that left the end of a diverter's branch conveyor since the
+    /// start; `None` for a line without diverters.
+    pub diverted: Option<u64>,
     /// Products out over the last minute of tick time.
     pub throughput_per_min: f64,
     /// Why the event is uncertain (`speed_not_good`, `cycle_time_not_good`,
-    /// `coil_not_good`): some belt speed, station cycle time or pusher coil
-    /// was not known good on some tick since the last event. `None`: good.
+    /// `coil_not_good`): some belt speed, station cycle time or pusher or
+    /// diverter coil was not known good on some tick since the last event.
+    /// `None`: good.
     pub uncertain: Option<&'static str>,
     /// Products per conveyor (zone), in config order.
     pub zones: Vec<(Arc<str>, u64)>,
@@ -203,6 +208,8 @@ struct LineLine<'a> {
     lost: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pushed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diverted: Option<u64>,
     throughput_per_min: f64,
     quality: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,6 +365,7 @@ impl TwinEvent {
                     out: e.out,
                     lost: e.lost,
                     pushed: e.pushed,
+                    diverted: e.diverted,
                     // A count over a window: always finite.
                     throughput_per_min: e.throughput_per_min,
                     quality: if e.uncertain.is_some() {

@@ -30,6 +30,11 @@
 //!   coils is a change of its own. Pushed products are counted in
 //!   [`LineStatus::pushed`], not as lost, and are not part of the `line`
 //!   event yet for the same reason.
+//! - **Diverters.** Each diverter's coil tag is read every tick exactly like
+//!   a pusher's (same quality rule, same `coil_not_good` reason), and fires
+//!   the diverter for the tick's steps. Products that left the end of a
+//!   diverter's branch are counted in [`LineStatus::diverted`], not in
+//!   `out` (the line's main outfeed) and not as lost.
 
 use bevy_ecs::prelude::*;
 use std::collections::VecDeque;
@@ -179,7 +184,8 @@ pub struct LineState {
     /// Per station (model order): `None` for a fixed cycle time, else its
     /// cycle-time tag's entity, if the tag exists.
     cycle_tags: Vec<Option<Option<Entity>>>,
-    /// Per pusher (model order): its coil tag's entity, if the tag exists.
+    /// Per pusher, then per diverter (model order): its coil tag's entity,
+    /// if the tag exists.
     coil_tags: Vec<Option<Entity>>,
     substeps: u32,
     dt_ns: i64,
@@ -222,13 +228,17 @@ pub struct LineState {
 pub struct LineStatus {
     /// Products on the line now.
     pub wip: u64,
-    /// Products that left the end of the last conveyor since the start.
+    /// Products that left the end of the last conveyor (that is no
+    /// diverter's branch: the main outfeed) since the start.
     pub out: u64,
     /// Products that fell off the line since the start, other than those a
     /// pusher rejected.
     pub lost: u64,
     /// Products the line's pushers pushed off the belt since the start.
     pub pushed: u64,
+    /// Products that left the end of a diverter's branch conveyor since the
+    /// start (not in `out`).
+    pub diverted: u64,
     /// Spawns skipped because the infeed spot was still occupied.
     pub infeed_blocked: u64,
     /// Products out over the last [`THROUGHPUT_WINDOW_NS`] of tick time, per
@@ -406,6 +416,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 .pushers()
                 .iter()
                 .map(|p| tag_entity(&p.coil_tag))
+                .chain(model.diverters().iter().map(|d| tag_entity(&d.coil_tag)))
                 .collect();
             LineState {
                 id: Arc::from(line.id.value.as_str()),
@@ -458,7 +469,8 @@ pub type BeltSpeed = (f32, bool);
 /// hold), and whether it is known good.
 pub type StationCycleTime = (Option<Duration>, bool);
 
-/// A pusher's coil as read this tick: (fired, whether the coil was good).
+/// A pusher's or a diverter's coil as read this tick: (fired, whether the
+/// coil was good).
 pub type CoilInput = (bool, bool);
 
 impl LineState {
@@ -472,7 +484,7 @@ impl LineState {
         &self.cycle_tags
     }
 
-    /// Per pusher: its coil tag, for the system to read.
+    /// Per pusher, then per diverter: its coil tag, for the system to read.
     pub(crate) fn coil_tags(&self) -> &[Option<Entity>] {
         &self.coil_tags
     }
@@ -482,8 +494,8 @@ impl LineState {
     /// (spawning as due and recording each eye's expected edges), removes
     /// finished products, pairs expected with measured eye edges, looks for
     /// jams and stuck eyes, and updates the status. `cycles` has one entry
-    /// per station, `None` for a fixed cycle time; `coils` one per pusher
-    /// (fired or not); `eyes` one per eye (its edges are drained). Events go to `out`: residual, eye and jam events
+    /// per station, `None` for a fixed cycle time; `coils` one per pusher,
+    /// then one per diverter (fired or not); `eyes` one per eye (its edges are drained). Events go to `out`: residual, eye and jam events
     /// as they happen, then the line report if one is due.
     #[expect(
         clippy::too_many_arguments,
@@ -518,9 +530,13 @@ impl LineState {
             }
         }
         let mut coil_uncertain = false;
+        let pushers = self.model.pushers().len();
         for (i, &(fired, good)) in coils.iter().enumerate() {
             coil_uncertain |= !good;
-            self.model.set_pusher_at(i, fired);
+            match i.checked_sub(pushers) {
+                None => self.model.set_pusher_at(i, fired),
+                Some(d) => self.model.set_diverter_at(d, fired),
+            }
         }
         self.follow_counter(now_ns, counter);
         self.take_measured(eyes);
@@ -572,6 +588,7 @@ impl LineState {
         self.status.out += done.out as u64;
         self.status.lost += done.lost as u64;
         self.status.pushed += done.pushed as u64;
+        self.status.diverted += done.diverted as u64;
         self.status.wip = self.model.product_count() as u64;
         self.status.throughput_per_min =
             self.departures.len() as f64 * 60e9 / THROUGHPUT_WINDOW_NS as f64;
@@ -607,6 +624,7 @@ impl LineState {
             out: self.status.out,
             lost: self.status.lost,
             pushed: (!self.model.pushers().is_empty()).then_some(self.status.pushed),
+            diverted: (!self.model.diverters().is_empty()).then_some(self.status.diverted),
             throughput_per_min: self.status.throughput_per_min,
             uncertain: self.uncertain_since_report,
             zones,

@@ -188,11 +188,11 @@ fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
     }
 }
 
-/// Whether a pusher is fired, from its coil tag's current value (a boolean,
-/// or a number: non-zero is on) and quality, by the same rule as station
-/// cycle times: a good or uncertain coil fires by its value; a bad or stale
-/// one, or one without a value, does not fire (the twin does not reject a
-/// product on a coil it cannot see). The second value: whether the coil
+/// Whether a pusher or a diverter is fired, from its coil tag's current
+/// value (a boolean, or a number: non-zero is on) and quality, by the same
+/// rule as station cycle times: a good or uncertain coil fires by its
+/// value; a bad or stale one, or one without a value, does not fire (the
+/// twin does not reject or divert a product on a coil it cannot see). The second value: whether the coil
 /// was good (else the line's counts are uncertain).
 fn pusher_coil(tag: Option<(&TagValue, &TagQuality)>) -> CoilInput {
     match tag {

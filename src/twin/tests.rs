@@ -800,6 +800,101 @@ fn r4_a_coil_tag_fires_the_pusher() {
     assert_eq!(end.lost, 0, "{end:?}");
 }
 
+/// [`LINE_CFG`] with a 1.5 m, 0.4 m wide branch `lane` heading north from
+/// the main belt's north edge at 2.0 m (driven by the same speed tag), and
+/// a diverter at 2.0 m onto it, fired by the PLC coil `divert.coil`. Tags:
+/// 0 `belt.speed`, 1 `divert.coil`.
+fn diverter_core() -> TwinCore {
+    let cfg = LINE_CFG
+        .replace(
+            r#"registers = [{ tag = "belt.speed", table = "input", address = 0, unit = "m/s" }]"#,
+            r#"registers = [
+  { tag = "belt.speed", table = "input", address = 0, unit = "m/s" },
+  { tag = "divert.coil", table = "coil", address = 0 },
+]"#,
+        )
+        .replace(
+            "  [lines.product]",
+            r#"  [[lines.conveyors]]
+  id = "lane"
+  speed_tag = "belt.speed"
+  width = 0.4
+  origin = [2.0, 0.3]
+  segments = [{ length = 1.5, heading = 90 }]
+  [lines.product]"#,
+        )
+        + r#"
+  [[lines.diverters]]
+  id = "gate"
+  conveyor = "main"
+  position = 2.0
+  coil_tag = "divert.coil"
+  to = "lane"
+"#;
+    let cfg = load_str(Path::new("diverter-test.toml"), &cfg).expect("test config is valid");
+    assert_eq!(cfg.config.lines[0].diverters.len(), 1);
+    TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)))
+}
+
+/// The coil tag drives the diverter, by the pusher's rule: held on, every
+/// product (one a second) goes onto the lane and leaves at its end, counted
+/// as diverted (in the status, the diverter and the `line` event), never
+/// out or lost. A coil that goes bad leaves the diverter home and makes the
+/// line `uncertain` (`coil_not_good`): products go out at the main end, as
+/// they do with the coil good and off.
+#[test]
+fn r4_a_coil_tag_fires_the_diverter() {
+    let status = |c: &TwinCore| c.lines()[0].status;
+    let mut c = diverter_core();
+    let good = drive_coil(&mut c, T0 + 20_000 * MS, Some(Some(true)));
+    let s = status(&c);
+    let events = line_events(&good);
+    let last = events.last().expect("line events");
+    assert_eq!(last["diverted"], s.diverted, "{last}");
+    assert!(last.get("pushed").is_none(), "no pushers: {last}");
+    assert!(events.iter().all(|e| e["quality"] == "good"), "{events:?}");
+    assert_eq!((s.out, s.lost, s.pushed), (0, 0, 0), "{s:?}");
+    // 20 spawned; a product takes about 3.8 s to the diverter and 3.4 s
+    // more to the lane's end.
+    assert!(s.diverted >= 10, "{s:?}");
+    assert_eq!(s.diverted + s.wip, 20, "{s:?}");
+    assert_eq!(
+        c.lines()[0].model().diverters()[0].diverted(),
+        s.diverted,
+        "the diverter counts what the line counts"
+    );
+
+    // Bad: 5 s for what is on the lane to leave it, then 15 s.
+    drive_coil(&mut c, T0 + 25_000 * MS, Some(None));
+    let before = status(&c);
+    let out = drive_coil(&mut c, T0 + 40_000 * MS, Some(None));
+    let s = status(&c);
+    assert!(!c.lines()[0].model().diverters()[0].fired());
+    assert_eq!(s.diverted, before.diverted, "diverted on a bad coil: {s:?}");
+    assert!(s.out >= before.out + 12, "{before:?} → {s:?}");
+    assert_eq!(s.lost, 0, "{s:?}");
+    assert!(
+        line_events(&out)
+            .iter()
+            .all(|e| e["quality"] == "uncertain" && e["reason"] == "coil_not_good"),
+        "{:?}",
+        line_events(&out)
+    );
+
+    // Good and off: the same, and good again.
+    let out = drive_coil(&mut c, T0 + 50_000 * MS, Some(Some(false)));
+    let off = status(&c);
+    assert_eq!(off.diverted, s.diverted);
+    assert!(off.out >= s.out + 8, "{s:?} → {off:?}");
+    assert_eq!(off.lost, 0, "{off:?}");
+    assert!(
+        line_events(&out)
+            .iter()
+            .skip(1)
+            .all(|e| e["quality"] == "good")
+    );
+}
+
 /// Two 3 m belts in a row, a 0.2 m product counted in by `line.count`, and
 /// three photo-eyes: `e1` and `e2` on the first belt at 1.0 and 2.5 m,
 /// `e3` on the second at 1.5 m.

@@ -1,0 +1,288 @@
+//! Diverters bound to coil tags, routing products to a branch conveyor
+//! (issue 4): what a diverter sends to its branch, that products leave at
+//! the branch's end counted as diverted (not out, not lost), and that the
+//! what-if copy carries a diverted product along the branch too.
+
+use std::time::Duration;
+
+use super::lookahead::Candidate;
+use super::*;
+use crate::config::{Conveyor, Diverter, Loc, Segment};
+
+/// 240 Hz, as the other physics checks.
+const DT: Duration = Duration::from_nanos(4_166_667);
+const STEPS_PER_S: u32 = 240;
+
+/// Belt speed of the checks, m/s, on both belts.
+const SPEED: f32 = 0.5;
+
+/// Where the diverter stands along the 6 m main belt, metres.
+const AT: f32 = 3.0;
+
+fn loc<T>(v: T) -> Loc<T> {
+    Loc::new(v, 0..0)
+}
+
+fn conveyor(id: &str, width: f64, origin: [f64; 2], length: f64, heading: f64) -> Conveyor {
+    Conveyor {
+        id: loc(id.into()),
+        speed_tag: loc(format!("{id}.speed")),
+        width: loc(width),
+        height: 0.8,
+        origin,
+        segments: vec![Segment {
+            length: loc(length),
+            heading,
+            curve: None,
+        }],
+    }
+}
+
+/// A straight 6 m main belt heading east, 0.6 m wide, and a 2 m, 0.4 m
+/// wide branch heading north from the main belt's north edge at 3 m (the
+/// reject lane), listed last; a 0.2 m cube product of 1 kg; the diverter
+/// at 3 m.
+fn line() -> Line {
+    Line {
+        id: loc("l1".into()),
+        name: None,
+        machines: Vec::new(),
+        conveyors: vec![
+            conveyor("main", 0.6, [0.0, 0.0], 6.0, 0.0),
+            conveyor("lane", 0.4, [f64::from(AT), 0.3], 2.0, 90.0),
+        ],
+        product: Some(Product {
+            length: 0.2,
+            width: 0.2,
+            height: 0.2,
+            mass: 1.0,
+            friction: 0.6,
+            spawn_interval: None,
+            infeed_counter_tag: None,
+        }),
+        stations: Vec::new(),
+        photo_eyes: Vec::new(),
+        pushers: Vec::new(),
+        diverters: vec![Diverter {
+            id: loc("gate".into()),
+            conveyor: loc("main".into()),
+            position: loc(f64::from(AT)),
+            coil_tag: loc("gate.coil".into()),
+            to: loc("lane".into()),
+        }],
+        zones: Vec::new(),
+        residual_tolerance: None,
+        jam_after: None,
+    }
+}
+
+/// The line with both belts running.
+fn model() -> LineModel {
+    let mut m = LineModel::new(&line(), DT);
+    m.set_belt_speed_at(0, SPEED).expect("main");
+    m.set_belt_speed_at(1, SPEED).expect("lane");
+    m
+}
+
+/// What a run removed, summed over every step.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    out: usize,
+    lost: usize,
+    diverted: usize,
+}
+
+impl Tally {
+    fn add(&mut self, f: Finished) {
+        assert_eq!(f.pushed, 0, "a line without pushers pushed");
+        self.out += f.out;
+        self.lost += f.lost;
+        self.diverted += f.diverted;
+    }
+}
+
+/// Spawns `n` products at the main belt's start 2 s apart (1 m at 0.5
+/// m/s) and runs until every one is gone or 40 s have passed, calling
+/// `coil(m, step)` before each step to set the coil, and removing finished
+/// products after each.
+fn run(n: usize, mut coil: impl FnMut(&LineModel, u32) -> bool) -> (LineModel, Tally) {
+    let mut m = model();
+    let mut tally = Tally::default();
+    let mut spawned = 0;
+    for step in 0..(40 * STEPS_PER_S) {
+        if spawned < n && step % (2 * STEPS_PER_S) == 0 {
+            m.spawn_product().expect("product");
+            spawned += 1;
+        }
+        let fired = coil(&m, step);
+        m.set_diverter_at(0, fired);
+        m.step().expect("step");
+        tally.add(m.remove_finished());
+        if spawned == n && m.product_count() == 0 {
+            break;
+        }
+    }
+    assert_eq!(spawned, n, "every product spawned");
+    assert_eq!(m.product_count(), 0, "products left on the line");
+    (m, tally)
+}
+
+#[test]
+fn r4_a_line_has_its_diverters() {
+    let mut l = line();
+    l.diverters.clear();
+    assert!(LineModel::new(&l, DT).diverters().is_empty());
+    let m = model();
+    assert_eq!(m.diverters().len(), 1);
+    let d = &m.diverters()[0];
+    assert_eq!(
+        (d.id.as_str(), d.coil_tag.as_str(), d.conveyor, d.branch),
+        ("gate", "gate.coil", 0, 1)
+    );
+    assert!(!d.fired());
+    // A diverter onto its own conveyor, or onto an unknown one, is not
+    // modelled (validation refuses both).
+    let mut l = line();
+    l.diverters[0].to = loc("main".into());
+    assert!(LineModel::new(&l, DT).diverters().is_empty());
+    l.diverters[0].to = loc("nowhere".into());
+    assert!(LineModel::new(&l, DT).diverters().is_empty());
+}
+
+/// A coil held on from the start: every product that reaches the diverter
+/// goes onto the lane and leaves at the lane's end; none reaches the main
+/// belt's end (although the lane is listed last, the main belt's end stays
+/// the line's main outfeed), and none is lost.
+#[test]
+fn r4_a_diverter_held_fired_sends_every_product_to_the_branch() {
+    let mut on_lane = false;
+    let (m, tally) = run(5, |m, _| {
+        // Seen on the lane while it runs, not only counted at its end.
+        on_lane |= m.zone_counts()[1] > 0;
+        true
+    });
+    assert!(on_lane, "no product was ever on the lane");
+    assert_eq!(
+        tally,
+        Tally {
+            out: 0,
+            lost: 0,
+            diverted: 5
+        }
+    );
+    assert_eq!(m.diverters()[0].diverted(), 5);
+}
+
+/// A coil never on: every product rides past the diverter to the main
+/// belt's end; none goes onto the lane.
+#[test]
+fn r4_a_diverter_never_fired_lets_every_product_pass() {
+    let (m, tally) = run(5, |m, _| {
+        assert_eq!(m.zone_counts()[1], 0, "a product on the lane unfired");
+        false
+    });
+    assert_eq!(
+        tally,
+        Tally {
+            out: 5,
+            lost: 0,
+            diverted: 0
+        }
+    );
+    assert_eq!(m.diverters()[0].diverted(), 0);
+}
+
+/// The coil fires when the third of five products (1 m apart) is half a
+/// product short of the diverter, and drops once that product's centre is
+/// on the lane, as a PLC times a divert from a product's position. Exactly
+/// that product goes to the lane: four leave the main end, one the lane's.
+#[test]
+fn r4_firing_for_one_product_diverts_exactly_that_one() {
+    let mut fired_at: Option<u32> = None;
+    let mut released = false;
+    let (m, tally) = run(5, |m, step| {
+        let xs = m.product_positions();
+        if fired_at.is_none() && xs.len() >= 3 && xs[2].x >= AT - 0.2 {
+            fired_at = Some(step);
+        }
+        if fired_at.is_none() || released {
+            return false;
+        }
+        // The lane's belt starts at y = 0.3; past a product's half width
+        // the product is wholly on it.
+        if xs.get(2).is_some_and(|p| p.y > 0.3 + 0.1) {
+            released = true;
+            assert!(
+                xs.iter()
+                    .enumerate()
+                    .all(|(i, p)| i == 2 || p.y.abs() < 0.05),
+                "others disturbed: {xs:?}"
+            );
+            return false;
+        }
+        true
+    });
+    assert!(fired_at.is_some() && released, "the divert never happened");
+    assert_eq!(
+        tally,
+        Tally {
+            out: 4,
+            lost: 0,
+            diverted: 1
+        }
+    );
+    assert_eq!(m.diverters()[0].diverted(), 1);
+}
+
+/// A product a diverter sent to the lane is still on its way in the
+/// what-if copy (where diverters stay home): the copy carries it along the
+/// lane on the analytical belt drive, and counts it as diverted at the
+/// lane's end, not as lost or out; the products behind it, past an unfired
+/// diverter, go out at the main end.
+#[test]
+fn r4_the_forecast_carries_a_diverted_product_along_the_branch() {
+    let mut m = model();
+    m.spawn_product_at(0, f64::from(AT) - 0.5).expect("product");
+    m.spawn_product_at(0, 1.0).expect("product");
+    m.set_diverter_at(0, true);
+    // Until the first product is wholly on the lane.
+    for _ in 0..(10 * STEPS_PER_S) {
+        m.step().expect("step");
+        if m.product_positions()[0].y > 0.45 {
+            break;
+        }
+    }
+    let at = m.product_positions();
+    assert!(at[0].y > 0.45 && at[1].y.abs() < 0.05, "{at:?}");
+    let (end, f) = m
+        .lookahead_state(&Candidate::default(), Duration::from_secs(20))
+        .expect("forecast runs");
+    assert_eq!((f.diverted, f.out, f.lost), (1, 1, 0), "{f:?}");
+    assert_eq!(end.diverters()[0].diverted(), 1);
+    assert!(
+        !end.diverters()[0].fired(),
+        "the copy kept the diverter home"
+    );
+    assert!(m.diverters()[0].fired(), "the model itself is untouched");
+}
+
+/// What the lookahead relies on, with a product mid-divert: a clone steps
+/// bit-identically to the original.
+#[test]
+fn r4_a_clone_mid_divert_steps_like_the_original() {
+    let mut m = model();
+    m.spawn_product_at(0, f64::from(AT) - 0.3).expect("product");
+    m.set_diverter_at(0, true);
+    for _ in 0..STEPS_PER_S {
+        m.step().expect("step");
+    }
+    let y = m.product_positions()[0].y;
+    assert!(y > 0.01 && y < 0.4, "mid-divert: {y}");
+    let mut c = m.clone();
+    for _ in 0..(3 * STEPS_PER_S) {
+        m.step().expect("step");
+        c.step().expect("step");
+    }
+    assert_eq!(m.product_positions(), c.product_positions());
+    assert_eq!(m.remove_finished(), c.remove_finished());
+}
