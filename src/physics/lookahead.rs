@@ -296,7 +296,12 @@ impl LineModel {
         // A product this close to the centre line is in the lane.
         let capture = self.product.as_ref().map_or(0.0, |p| p.width / 2.0) as f32;
         let places = &self.segment_places;
-        let last = places.len().saturating_sub(1);
+        // The last segment of each conveyor whose end is an outfeed (the
+        // line's and any diverter branch's): a product leaves there.
+        let ends: Vec<usize> = std::iter::once(self.main_out)
+            .chain(self.branch_outs.iter().copied())
+            .filter_map(|c| places.iter().rposition(|(pc, ..)| *pc == c))
+            .collect();
         for (i, &h) in self.products.iter().enumerate() {
             // Products run single file in spawn order: the one spawned
             // before is the one in front (held ones included).
@@ -321,7 +326,7 @@ impl LineModel {
                 continue;
             }
             let pos = b.translation();
-            let Some(seg) = segment_under(places, pos, reach / 2.0, last) else {
+            let Some(seg) = segment_under(places, pos, reach / 2.0, &ends) else {
                 fall(b);
                 continue;
             };
@@ -435,12 +440,12 @@ fn ride(b: &mut RigidBody) {
 /// The belt segment under `pos`: the last one (in flow order) whose
 /// surface holds the centre, else one within `support` of its ends (a
 /// product bridges a seam or a small gap until its centre is past half
-/// of it), except past the end of the line's last segment.
+/// of it), except past the end of an outfeed's last segment (`ends`).
 fn segment_under(
     places: &[(usize, BeltPlace, f32)],
     pos: Vector,
     support: f32,
-    last: usize,
+    ends: &[usize],
 ) -> Option<usize> {
     let within = |slack: f32| {
         places
@@ -451,7 +456,7 @@ fn segment_under(
                 let rel = pos - place.point;
                 let along = rel.dot(place.dir);
                 let lateral = (rel - place.dir * along - Vector::Y * rel.y).length();
-                let end = if *i == last { *len } else { *len + slack };
+                let end = if ends.contains(i) { *len } else { *len + slack };
                 along >= -slack && along <= end && lateral <= place.half_width
             })
             .map(|(i, _)| i)
