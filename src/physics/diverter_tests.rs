@@ -286,3 +286,33 @@ fn r4_a_clone_mid_divert_steps_like_the_original() {
     assert_eq!(m.product_positions(), c.product_positions());
     assert_eq!(m.remove_finished(), c.remove_finished());
 }
+
+/// The line's main outfeed is not the last conveyor listed (the branch
+/// is): in a forecast, bottles (7 cm) still leave at the main belt's end
+/// and are counted out, none lost, as they are in the live model.
+#[test]
+fn r4_the_forecast_counts_the_main_outfeed_when_a_branch_is_listed_last() {
+    let mut l = line();
+    l.product = Some(Product {
+        length: 0.07,
+        width: 0.07,
+        height: 0.2,
+        mass: 0.5,
+        friction: 0.6,
+        spawn_interval: None,
+        infeed_counter_tag: None,
+    });
+    let m = LineModel::new(&l, DT);
+    let c = Candidate {
+        belt_speeds: vec![(0, 1.0), (1, 1.0)],
+        arrival_interval: Some(Duration::from_secs(1)),
+        ..Candidate::default()
+    };
+    let f = m
+        .lookahead(&c, Duration::from_secs(30))
+        .expect("forecast runs");
+    assert_eq!((f.lost, f.diverted), (0, 0), "{f:?}");
+    // 6 m at 1 m/s: the first arrives after about 6 s.
+    assert!(f.out >= 20, "{f:?}");
+    assert_eq!(f.out + f.wip_end, f.arrivals - f.infeed_blocked, "{f:?}");
+}
