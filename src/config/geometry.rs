@@ -418,6 +418,25 @@ fn check_product(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) {
                 .help("check both widths (metres), and that the product's `length` is along the belt and `width` across it"),
             );
         }
+        // A zone holds one product, with room to stop in.
+        if let Some(z) = &b.c.accumulation_zone
+            && z.value < p.length
+        {
+            sink.push(
+                Diagnostic::error(
+                    z.span.clone(),
+                    format!("lines[{i}].conveyors[{}].accumulation_zone", b.j),
+                    format!(
+                        "line \"{lid}\": conveyor \"{}\" has accumulation zones of {} m, shorter than the product ({} m long)",
+                        b.id(),
+                        num(z.value),
+                        num(p.length)
+                    ),
+                )
+                .expected(format!("zones at least {} m long", num(p.length)))
+                .help("a zero-pressure zone holds one product: use the conveyor's zone pitch (often 0.3 to 1 m), in metres"),
+            );
+        }
     }
     let density = p.mass / (p.length * p.width * p.height);
     if density.is_finite() && !(MIN_DENSITY..=MAX_DENSITY).contains(&density) {

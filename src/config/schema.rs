@@ -710,6 +710,10 @@ pub struct Conveyor {
     /// Plan position (x, y) where the first segment starts.
     pub origin: [f64; 2],
     pub segments: Vec<Segment>,
+    /// For a zero-pressure accumulation conveyor: the length of its zones,
+    /// metres from its start (`None`: a plain belt). See
+    /// `physics::zones`.
+    pub accumulation_zone: Option<Loc<f64>>,
 }
 
 /// One piece of a conveyor's centre line: straight, or a curve.
@@ -2268,6 +2272,9 @@ fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Conveyor> {
             }
         },
     };
+    let zone = t.opt_f64(sink, "accumulation_zone");
+    let zone_ok =
+        zone.is_none() || positive(sink, &t, "accumulation_zone", zone.clone(), "metres").is_some();
     let tables = t.opt_table_array(sink, "segments");
     let n_tables = tables.len();
     // A curve without a `heading` continues the direction the previous
@@ -2298,7 +2305,7 @@ fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Conveyor> {
     t.finish(sink);
     // A broken segment is reported where it is; the conveyor is dropped so
     // that the physics never sees a partial belt.
-    if segments.len() != n_tables || n_tables == 0 {
+    if segments.len() != n_tables || n_tables == 0 || !zone_ok {
         return None;
     }
     Some(Conveyor {
@@ -2308,6 +2315,7 @@ fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Conveyor> {
         height: height?,
         origin: origin?,
         segments,
+        accumulation_zone: zone,
     })
 }
 

@@ -35,6 +35,7 @@ fn conveyor(id: &str, width: f64, origin: [f64; 2], length: f64, heading: f64) -
             heading,
             curve: None,
         }],
+        accumulation_zone: None,
     }
 }
 

@@ -503,6 +503,7 @@ mod tests {
                     heading: 0.0,
                     curve: None,
                 }],
+                accumulation_zone: None,
             }],
             product: Some(Product {
                 length: 0.2,

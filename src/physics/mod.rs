@@ -33,6 +33,7 @@
 pub mod convert;
 pub mod lookahead;
 pub mod snapshot;
+mod zones;
 
 use std::time::Duration;
 
@@ -421,6 +422,11 @@ pub struct BeltHooks {
     speeds: Vec<f32>,
     /// The diverters' windows (see [`DiverterModel`]).
     diverters: Vec<DiverterWindow>,
+    /// Per belt segment: where it starts along its conveyor, metres.
+    seg_offsets: Vec<f32>,
+    /// Per conveyor: its zone control, for a zero-pressure accumulation
+    /// conveyor (`zones.rs`).
+    zones: Vec<Option<zones::ZoneControl>>,
 }
 
 /// How fast (1/s) the belt's guide rails steer a product back to the
@@ -453,6 +459,11 @@ impl BeltHooks {
             return Some(w.out * self.speeds[*conveyor].abs());
         }
         let rel = pos - *start;
+        // A stopped accumulation zone does not drive; its guides still hold.
+        let along = match self.zones.get(*conveyor).and_then(Option::as_ref) {
+            Some(z) if z.stopped[z.zone_at(self.seg_offsets[i] + rel.dot(*dir))] => Vector::ZERO,
+            _ => along,
+        };
         let lateral = rel - *dir * rel.dot(*dir) - Vector::Y * rel.y;
         let pull = -lateral * GUIDE_GAIN;
         let len = pull.length();
@@ -600,7 +611,10 @@ impl LineModel {
             let (mut x, mut y) = (c.origin[0], c.origin[1]);
             let first_heading = c.segments.first().map_or(0.0, |s| s.heading);
             let last_heading = c.segments.last().map_or(0.0, |s| s.heading);
+            let mut offset = 0.0_f32;
             for seg in &c.segments {
+                hooks.seg_offsets.push(offset);
+                offset += seg.length.value as f32;
                 let len = seg.length.value;
                 let (sin, cos) = convert::sin_cos_deg(seg.heading);
                 let (mx, my) = (x + cos * len / 2.0, y + sin * len / 2.0);
@@ -633,6 +647,11 @@ impl LineModel {
                 (x, y) = (x + cos * len, y + sin * len);
             }
             hooks.speeds.push(0.0);
+            hooks.zones.push(
+                c.accumulation_zone
+                    .as_ref()
+                    .map(|z| zones::ZoneControl::new(z.value as f32, offset)),
+            );
             conveyors.push(ConveyorModel {
                 id: c.id.value.clone(),
                 speed_tag: c.speed_tag.value.clone(),
@@ -1025,6 +1044,7 @@ impl LineModel {
             self.spawn_product()?;
         }
         self.drive_pushers();
+        self.update_zones();
         self.world.step_with_events(&self.hooks, &());
         self.steps += 1;
         self.time_ns += self.dt.as_nanos();

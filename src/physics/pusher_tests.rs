@@ -38,6 +38,7 @@ fn line() -> Line {
                 heading: 0.0,
                 curve: None,
             }],
+            accumulation_zone: None,
         }],
         product: Some(Product {
             length: 0.2,

@@ -35,6 +35,7 @@ fn line(segments: &[(f64, f64)]) -> Line {
                     curve: None,
                 })
                 .collect(),
+            accumulation_zone: None,
         }],
         product: Some(Product {
             length: 0.2,
@@ -236,7 +237,7 @@ fn belt_pushes_a_product_inserted_before_it() {
     let hooks = BeltHooks {
         segments: vec![(0, Vector::X, Vector::new(-1.0, 0.0, 0.0))],
         speeds: vec![0.5],
-        diverters: Vec::new(),
+        ..BeltHooks::default()
     };
     for _ in 0..240 {
         world.step_with_events(&hooks, &());
@@ -449,4 +450,68 @@ fn r4_a_product_follows_a_curve() {
     let expected = ((3.0 + 0.6 * std::f64::consts::FRAC_PI_2 - 0.1) / 0.5) as f32;
     let error = (measured - expected) / expected;
     assert!(error.abs() < 0.03, "transit {measured} s vs {expected} s");
+}
+
+/// A 6 m belt blocked at 5.5 m, a 0.2 m product arriving every second at
+/// 0.5 m/s for 27 s, then 3 s to settle: where the products stand, and the
+/// smallest gap between two neighbours (centre distance less a product
+/// length).
+fn accumulate(zone: Option<f64>) -> (LineModel, Obstacle, Vec<f32>, f32) {
+    let mut l = line(&[(6.0, 0.0)]);
+    l.conveyors[0].accumulation_zone = zone.map(loc);
+    let mut m = LineModel::new(&l, DT);
+    m.set_belt_speed("belt", 0.5).expect("belt");
+    let wall = m.block_at(0, 5.5).expect("wall");
+    for k in 0..(240 * 30) {
+        if k % 240 == 0 && k < 240 * 27 && m.infeed_clear() {
+            m.spawn_product().expect("product");
+        }
+        m.step().expect("step");
+    }
+    // The first zone may hold a second product, dropped in by the infeed
+    // while the zone was already stopped: the spacing starts past it.
+    let xs: Vec<f32> = m
+        .product_positions()
+        .iter()
+        .map(|p| p.x)
+        .filter(|x| *x > 0.5)
+        .collect();
+    let gap = xs
+        .windows(2)
+        .map(|w| w[0] - w[1] - 0.2)
+        .fold(f32::INFINITY, f32::min);
+    (m, wall, xs, gap)
+}
+
+/// A zero-pressure accumulation conveyor (0.5 m zones) queues one product
+/// per zone without contact, where a plain belt packs them nose to tail
+/// and so holds more.
+#[test]
+fn r4_an_accumulation_conveyor_queues_one_product_per_zone() {
+    let (_, _, plain, plain_gap) = accumulate(None);
+    assert!(plain_gap < 0.01, "plain belt: gap {plain_gap} in {plain:?}");
+    let (mut m, wall, zpa, zpa_gap) = accumulate(Some(0.5));
+    // 0.5 m zones, 0.2 m products: at least 0.3 m apart, less the last
+    // step's travel and contact slack.
+    assert!(zpa_gap > 0.25, "ZPA: gap {zpa_gap} in {zpa:?}");
+    // Each standing product's front is at its zone's end (its eye).
+    for x in zpa.iter().filter(|x| **x < 5.0) {
+        let front = x + 0.1;
+        let into = front - (front / 0.5).floor() * 0.5;
+        assert!(
+            !(0.05..=0.45).contains(&into),
+            "front {front} mid-zone in {zpa:?}"
+        );
+    }
+    assert!(zpa.len() >= 9, "{zpa:?}");
+    assert!(plain.len() > zpa.len(), "{plain:?} vs {zpa:?}");
+    // Cleared, the zones release front first and the queue leaves.
+    m.unblock(wall);
+    let mut out = 0;
+    for _ in 0..(240 * 20) {
+        m.step().expect("step");
+        out += m.remove_finished().out;
+    }
+    assert_eq!(m.product_count(), 0, "{:?}", m.product_positions());
+    assert!(out > zpa.len(), "{out}");
 }

@@ -1,0 +1,109 @@
+//! Zero-pressure accumulation (ZPA) conveyors: zone control.
+//!
+//! Data flow: a conveyor with `accumulation_zone = L` is divided into zones
+//! of L metres from its start. Before each step the model finds which zones
+//! hold a product ([`LineModel::update_zones`]) and stops the drive of a
+//! zone whose product has reached the zone's end while the zone in front is
+//! occupied and not moving on; the belt hooks then give a stopped zone's
+//! contacts no belt speed ([`BeltHooks::belt_velocity`](super::BeltHooks)),
+//! and the lookahead's analytical drive reads the same hooks.
+//!
+//! Decisions:
+//! - **The rule is the one ZPA controllers run**, zone by zone from the
+//!   discharge end: a zone's photo-eye sits at its downstream end; a zone
+//!   stops when its eye is blocked (its product's front has reached the end
+//!   of the zone) and the next zone is occupied and either stopped itself or
+//!   holding a product that stands (blocked further on). The discharge zone
+//!   always runs: what it feeds decides whether its product moves. So a
+//!   queue on a ZPA conveyor forms one product per zone, without the
+//!   products pressing on each other (zero line pressure), and releases
+//!   zone by zone when the front moves.
+//! - **The eye is the zone's last half product length**: a product whose
+//!   centre is there has its front at the zone's end.
+//! - Cost: nothing for a line without ZPA conveyors; otherwise one pass over
+//!   the products and the ZPA conveyors' segments per step.
+
+use rapier3d::prelude::RigidBodyType;
+
+use super::LineModel;
+
+/// A product moving slower than this (m/s) stands.
+const STANDS: f32 = 0.02;
+
+/// One ZPA conveyor's zones, in the belt hooks.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ZoneControl {
+    /// Zone length, metres.
+    pub length: f32,
+    /// Per zone from the conveyor's start: whether its drive is stopped.
+    pub stopped: Vec<bool>,
+}
+
+impl ZoneControl {
+    /// Zones of `length` over a belt `belt_length` long (the last may be
+    /// shorter).
+    pub fn new(length: f32, belt_length: f32) -> Self {
+        let n = (belt_length / length).ceil().max(1.0) as usize;
+        ZoneControl {
+            length,
+            stopped: vec![false; n],
+        }
+    }
+
+    /// The zone `along` metres from the conveyor's start lies in.
+    pub fn zone_at(&self, along: f32) -> usize {
+        let k = (along / self.length).floor().max(0.0) as usize;
+        k.min(self.stopped.len().saturating_sub(1))
+    }
+}
+
+impl LineModel {
+    /// Before a step: each ZPA conveyor's zone drives, from where the
+    /// products are now (see the module's rule).
+    pub(super) fn update_zones(&mut self) {
+        if self.hooks.zones.iter().all(Option::is_none) {
+            return;
+        }
+        let half = self.product.as_ref().map_or(0.0, |p| p.length) as f32 / 2.0;
+        for (c, zc) in self.hooks.zones.iter_mut().enumerate() {
+            let Some(zc) = zc else { continue };
+            let n = zc.stopped.len();
+            let (mut occupied, mut arrived, mut standing) =
+                (vec![false; n], vec![false; n], vec![false; n]);
+            for h in &self.products {
+                let b = &self.world.bodies[*h];
+                let pos = b.translation();
+                // The product's place along this conveyor, if it is on it.
+                let Some(along) = self
+                    .segment_places
+                    .iter()
+                    .zip(&self.hooks.seg_offsets)
+                    .filter(|((pc, ..), _)| *pc == c)
+                    .find_map(|((_, place, len), off)| {
+                        let a = place.along(pos)?;
+                        (a >= 0.0 && a <= *len).then_some(off + a)
+                    })
+                else {
+                    continue;
+                };
+                let k = zc.zone_at(along);
+                occupied[k] = true;
+                let end = ((k + 1) as f32 * zc.length).min(n as f32 * zc.length);
+                if along >= end - half - 1e-3 {
+                    arrived[k] = true;
+                }
+                let still = b.body_type() != RigidBodyType::Dynamic || b.linvel().length() < STANDS;
+                if still {
+                    standing[k] = true;
+                }
+            }
+            if let Some(last) = zc.stopped.last_mut() {
+                *last = false;
+            }
+            for k in (0..n.saturating_sub(1)).rev() {
+                zc.stopped[k] =
+                    arrived[k] && occupied[k + 1] && (zc.stopped[k + 1] || standing[k + 1]);
+            }
+        }
+    }
+}
