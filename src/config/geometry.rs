@@ -22,7 +22,7 @@
 
 use super::decode::Sink;
 use super::diagnostics::{Diagnostic, Severity};
-use super::schema::{Conveyor, Line, PlantConfig};
+use super::schema::{Conveyor, Line, PlantConfig, ProductType};
 
 /// How far apart (in plan) a conveyor's end and the next one's start may be
 /// and still hand products over, and how thin an overlap of two belts may be
@@ -389,7 +389,9 @@ fn check_line(sink: &mut Sink, cfg: &PlantConfig, i: usize, line: &Line) {
 
 fn check_product(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) {
     let lid = &line.id.value;
-    let Some(p) = &line.product else { return };
+    if line.product.is_none() {
+        return;
+    }
     if belts.is_empty() {
         sink.push(
             Diagnostic::error(
@@ -401,6 +403,36 @@ fn check_product(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) {
             .help("add the line's conveyors, or remove `[lines.product]`"),
         );
     }
+    // Every type must fit every belt, and have a believable density.
+    for (k, p) in line.product_types().iter().enumerate() {
+        check_product_type(sink, i, line, belts, k, p);
+    }
+}
+
+/// One product type's width against the belts, and its density.
+fn check_product_type(
+    sink: &mut Sink,
+    i: usize,
+    line: &Line,
+    belts: &[Belt<'_>],
+    k: usize,
+    p: &ProductType,
+) {
+    let lid = &line.id.value;
+    // A single `[lines.product]` keeps its messages; a listed type is named.
+    let (the_product, path, at) = if line.products_listed {
+        (
+            format!("product \"{}\"", p.id.value),
+            format!("lines[{i}].products[{k}]"),
+            p.id.span.clone(),
+        )
+    } else {
+        (
+            "the product".to_string(),
+            format!("lines[{i}].product"),
+            line.id.span.clone(),
+        )
+    };
     for b in belts {
         if p.width > b.c.width.value {
             sink.push(
@@ -408,7 +440,7 @@ fn check_product(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) {
                     b.c.width.span.clone(),
                     format!("lines[{i}].conveyors[{}].width", b.j),
                     format!(
-                        "line \"{lid}\": the product ({} m wide) is wider than conveyor \"{}\" ({} m)",
+                        "line \"{lid}\": {the_product} ({} m wide) is wider than conveyor \"{}\" ({} m)",
                         num(p.width),
                         b.id(),
                         num(b.c.width.value)
@@ -427,7 +459,7 @@ fn check_product(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) {
                     z.span.clone(),
                     format!("lines[{i}].conveyors[{}].accumulation_zone", b.j),
                     format!(
-                        "line \"{lid}\": conveyor \"{}\" has accumulation zones of {} m, shorter than the product ({} m long)",
+                        "line \"{lid}\": conveyor \"{}\" has accumulation zones of {} m, shorter than {the_product} ({} m long)",
                         b.id(),
                         num(z.value),
                         num(p.length)
@@ -442,8 +474,8 @@ fn check_product(sink: &mut Sink, i: usize, line: &Line, belts: &[Belt<'_>]) {
     if density.is_finite() && !(MIN_DENSITY..=MAX_DENSITY).contains(&density) {
         sink.push(
             Diagnostic::warning(
-                line.id.span.clone(),
-                format!("lines[{i}].product.mass"),
+                at,
+                format!("{path}.mass"),
                 format!(
                     "line \"{lid}\": a product of {} kg in a {} × {} × {} m box has a density of {} kg/m³, {} any real product",
                     num(p.mass),
@@ -601,24 +633,25 @@ fn check_conveyor(sink: &mut Sink, i: usize, lid: &str, line: &Line, b: &Belt<'_
     }
     // A product longer than a segment between two turns spans both corners
     // at once and bridges them instead of following the belt.
-    if let Some(p) = &line.product {
+    // The longest type is the one that bridges a corner first.
+    if let Some((length, ..)) = line.product_envelope() {
         let segs = &c.segments;
         for (k, s) in segs.iter().enumerate() {
             let turns_before = k > 0 && turn(segs[k - 1].end_heading(), s.heading) != 0.0;
             let turns_after =
                 k + 1 < segs.len() && turn(s.end_heading(), segs[k + 1].heading) != 0.0;
-            if s.curve.is_none() && p.length > s.length.value && (turns_before || turns_after) {
+            if s.curve.is_none() && length > s.length.value && (turns_before || turns_after) {
                 sink.push(
                     Diagnostic::warning(
                         s.length.span.clone(),
                         format!("{path}.segments[{k}].length"),
                         format!(
                             "line \"{lid}\": the product ({} m long) is longer than segment {k} of conveyor \"{cid}\" ({} m), next to a turn: it will bridge the corner rather than follow the belt",
-                            num(p.length),
+                            num(length),
                             num(s.length.value)
                         ),
                     )
-                    .expected(format!("segments next to a turn at least {} m long", num(p.length)))
+                    .expected(format!("segments next to a turn at least {} m long", num(length)))
                     .help("merge short segments into fewer, longer ones, or check units: metres"),
                 );
             }
@@ -759,7 +792,8 @@ fn check_overlaps(
     hand_overs: &[HandOver],
 ) {
     let lid = &line.id.value;
-    let clearance = BELT_THICKNESS + line.product.as_ref().map_or(0.0, |p| p.height);
+    // The tallest type must fit under a belt that crosses over.
+    let clearance = BELT_THICKNESS + line.product_envelope().map_or(0.0, |(_, _, h)| h);
     for (xi, x) in belts.iter().enumerate() {
         for y in &belts[xi + 1..] {
             if (x.c.height - y.c.height).abs() >= clearance {
@@ -865,11 +899,18 @@ fn check_places(
     let on_belt = |conveyor: &str, pos: f64| {
         belt(conveyor).filter(|b| pos.is_finite() && (0.0..=b.length).contains(&pos))
     };
-    let product_length = line.product.as_ref().map(|p| p.length);
+    // The longest type: two stations must hold any two products apart, and
+    // a station off a hand-over must keep any product off it.
+    let product_length = line.product_envelope().map(|(l, ..)| l);
 
     // Two stations holding products less than a product apart would hold
     // two products in the same place.
     if let Some(len) = product_length {
+        let longest = if line.products_listed {
+            "the longest product's length"
+        } else {
+            "the product's length"
+        };
         for (k, s) in line.stations.iter().enumerate() {
             if on_belt(&s.conveyor.value, s.position.value).is_none() {
                 continue;
@@ -882,7 +923,7 @@ fn check_places(
                             s.position.span.clone(),
                             format!("lines[{i}].stations[{k}].position"),
                             format!(
-                                "line \"{lid}\": stations \"{}\" and \"{}\" are {} m apart on conveyor \"{}\", less than the product's length ({} m)",
+                                "line \"{lid}\": stations \"{}\" and \"{}\" are {} m apart on conveyor \"{}\", less than {longest} ({} m)",
                                 t.id.value,
                                 s.id.value,
                                 num(gap),
@@ -999,7 +1040,15 @@ fn check_places(
 /// polled, and are not checked.
 fn check_eye_sampling(sink: &mut Sink, cfg: &PlantConfig, i: usize, line: &Line) {
     let lid = &line.id.value;
-    let Some(p) = &line.product else { return };
+    // The shortest type blocks the beam for the shortest time.
+    let Some(length) = line
+        .product_types()
+        .iter()
+        .map(|t| t.length)
+        .min_by(f64::total_cmp)
+    else {
+        return;
+    };
     for (k, e) in line.photo_eyes.iter().enumerate() {
         let Some(c) = line
             .conveyors
@@ -1028,7 +1077,7 @@ fn check_eye_sampling(sink: &mut Sink, cfg: &PlantConfig, i: usize, line: &Line)
             .map(|s| s.max.value)
             .filter(|v| v.is_finite() && *v > 0.0);
         let speed = bound.unwrap_or(SLOW_BELT);
-        let v_max = p.length / (2.0 * poll_s);
+        let v_max = length / (2.0 * poll_s);
         if speed <= v_max {
             continue;
         }
@@ -1043,7 +1092,7 @@ fn check_eye_sampling(sink: &mut Sink, cfg: &PlantConfig, i: usize, line: &Line)
                 num(SLOW_BELT)
             ),
         };
-        let need_ms = (p.length / (2.0 * speed) * 1000.0).floor().max(1.0);
+        let need_ms = (length / (2.0 * speed) * 1000.0).floor().max(1.0);
         sink.push(
             Diagnostic::warning(
                 e.tag.span.clone(),
@@ -1054,7 +1103,7 @@ fn check_eye_sampling(sink: &mut Sink, cfg: &PlantConfig, i: usize, line: &Line)
                     device.name.value,
                     e.tag.value,
                     humantime::format_duration(poll),
-                    num(p.length),
+                    num(length),
                     num(v_max)
                 ),
             )

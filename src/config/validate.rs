@@ -645,13 +645,55 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
                 let _ = unknown_tag(sink, format!("{path}.cycle_time_tag"), tag);
             }
         }
+        // With `[[lines.products]]` the arrival keys are the line's own.
+        let arrivals = if line.products_listed {
+            format!("lines[{i}]")
+        } else {
+            format!("lines[{i}].product")
+        };
         if let Some(tag) = line
             .product
             .as_ref()
             .and_then(|p| p.infeed_counter_tag.as_ref())
             && tags.id(&tag.value).is_none()
         {
-            let _ = unknown_tag(sink, format!("lines[{i}].product.infeed_counter_tag"), tag);
+            let _ = unknown_tag(sink, format!("{arrivals}.infeed_counter_tag"), tag);
+        }
+        if let Some(tag) = &line.product_tag
+            && tags.id(&tag.value).is_none()
+        {
+            let _ = unknown_tag(sink, format!("lines[{i}].product_tag"), tag);
+        }
+        // A changeover names a type by id (text) or code (number): both are
+        // namespaces of the line.
+        if line.products_listed {
+            let mut type_ids = BTreeMap::new();
+            let mut codes: BTreeMap<i64, Range<usize>> = BTreeMap::new();
+            for (k, p) in line.products.iter().enumerate() {
+                dup(
+                    sink,
+                    &mut type_ids,
+                    "product id in this line",
+                    format!("lines[{i}].products[{k}].id"),
+                    &p.id,
+                );
+                if let Some(first) = codes.get(&p.code.value) {
+                    sink.push(
+                        Diagnostic::error(
+                            p.code.span.clone(),
+                            format!("lines[{i}].products[{k}].code"),
+                            format!("duplicate product code {} in this line", p.code.value),
+                        )
+                        .expected("a recipe number no other product of the line has")
+                        .help(format!(
+                            "first seen at {}; a product without `code` takes its 1-based position in the list",
+                            at(first)
+                        )),
+                    );
+                } else {
+                    codes.insert(p.code.value, p.code.span.clone());
+                }
+            }
         }
         for (j, e) in line.photo_eyes.iter().enumerate() {
             let path = format!("lines[{i}].photo_eyes[{j}]");

@@ -144,7 +144,6 @@ impl LineModel {
         m.spawn_every = None;
         m.world.integration_parameters.num_solver_iterations = LOOKAHEAD_SOLVER_ITERATIONS;
         m.ride_analytically();
-        let grip = m.belt_grip();
         // The forecast counts products, it does not compare eyes: the
         // sensors would only cost intersection tests.
         for e in &m.photo_eyes {
@@ -175,7 +174,9 @@ impl LineModel {
             .flat_map(|c| &c.segments)
             .map(|s| s.length.value)
             .sum();
-        let product_length = m.product.as_ref().map_or(0.0, |p| p.length);
+        // The queue share counts standing products as the active type's
+        // length each: the forecast spawns that type.
+        let product_length = m.active_type().map_or(0.0, |p| p.length);
         let wip_start = m.products.len() as u64;
         let mut f = Forecast {
             horizon,
@@ -207,7 +208,7 @@ impl LineModel {
                     f.infeed_blocked += 1;
                 }
             }
-            m.drive_products(grip);
+            m.drive_products();
             m.step()?;
             if (k + 1) % sample_every == 0 || k + 1 == steps {
                 let done = m.remove_finished();
@@ -260,16 +261,15 @@ impl LineModel {
         }
     }
 
-    /// The most a belt changes a product's speed in one step: kinetic
-    /// friction, μ g dt, with μ the pair's friction as rapier combines it
-    /// (the average of the belt's and the product's).
-    fn belt_grip(&self) -> f32 {
+    /// The most a belt changes the speed of a product of friction `product`
+    /// in one step: kinetic friction, μ g dt, with μ the pair's friction as
+    /// rapier combines it (the average of the belt's and the product's).
+    fn belt_grip(&self, product: f32) -> f32 {
         let belt = self
             .belt_colliders
             .first()
             .and_then(|c| self.world.colliders.get(*c))
             .map_or(0.5, |c| c.friction());
-        let product = self.product.as_ref().map_or(0.5, |p| p.friction as f32);
         (belt + product) / 2.0 * self.world.gravity.length() * self.dt.as_secs_f32()
     }
 
@@ -278,23 +278,28 @@ impl LineModel {
     /// pull of [`BeltHooks`](super::BeltHooks)), changed by at most `grip`;
     /// its yaw turns towards the segment's heading. A product whose centre
     /// is over no belt falls, as it would off a real one.
-    fn drive_products(&mut self, grip: f32) {
-        let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
-        let width = self.product.as_ref().map_or(0.0, |p| p.width) as f32;
+    fn drive_products(&mut self) {
         let dt = self.dt.as_secs_f32();
-        let square = self
-            .product
-            .as_ref()
-            .is_some_and(|p| (p.length - p.width).abs() < 1e-3);
-        // Yaw is symmetric every quarter turn for a square product, every
-        // half turn otherwise.
-        let period = if square {
-            std::f32::consts::FRAC_PI_2
-        } else {
-            std::f32::consts::PI
-        };
-        // A product this close to the centre line is in the lane.
-        let capture = self.product.as_ref().map_or(0.0, |p| p.width / 2.0) as f32;
+        // Each product's own size and grip, read from its collider: after a
+        // changeover the line carries products of two types, and the gap
+        // to the one in front is between their own faces.
+        let own: Vec<(super::BodySize, f32)> = self
+            .products
+            .iter()
+            .map(|h| {
+                let size = super::body_size(&self.world, *h).unwrap_or(super::BodySize {
+                    length: 0.0,
+                    height: 0.0,
+                    width: 0.0,
+                });
+                let friction = self.world.bodies[*h]
+                    .colliders()
+                    .first()
+                    .and_then(|c| self.world.colliders.get(*c))
+                    .map_or(0.5, |c| c.friction());
+                (size, self.belt_grip(friction))
+            })
+            .collect();
         let places = &self.segment_places;
         // The last segment of each conveyor whose end is an outfeed (the
         // line's and any diverter branch's): a product leaves there.
@@ -303,18 +308,39 @@ impl LineModel {
             .filter_map(|c| places.iter().rposition(|(pc, ..)| *pc == c))
             .collect();
         for (i, &h) in self.products.iter().enumerate() {
+            let (size, grip) = own[i];
+            let (reach, width) = (size.length, size.width);
+            // Yaw is symmetric every quarter turn for a square product,
+            // every half turn otherwise.
+            let period = if (size.length - size.width).abs() < 1e-3 {
+                std::f32::consts::FRAC_PI_2
+            } else {
+                std::f32::consts::PI
+            };
+            // A product this close to the centre line is in the lane.
+            let capture = width / 2.0;
             // Products run single file in spawn order: the one spawned
-            // before is the one in front (held ones included).
+            // before is the one in front (held ones included). `reach` and
+            // `width` below are then the centre-to-centre distance at
+            // contact and the side offset that clears it: half of each
+            // one's size (the product's own with one type).
             let leader = i
                 .checked_sub(1)
-                .and_then(|j| self.world.bodies.get(self.products[j]))
-                .map(|l| (l.translation(), l.linvel()));
+                .and_then(|j| Some((self.world.bodies.get(self.products[j])?, own[j].0)))
+                .map(|(l, ls)| {
+                    (
+                        l.translation(),
+                        l.linvel(),
+                        (size.length + ls.length) / 2.0,
+                        (size.width + ls.width) / 2.0,
+                    )
+                });
             let b = &mut self.world.bodies[h];
             if b.user_data == FROZEN {
                 // Stays frozen while the one in front stands against it.
                 let pos = b.translation();
-                let stays = leader.is_some_and(|(lp, lv)| {
-                    lv.length() < STANDING_SPEED && (lp - pos).length() - reach < 2.0 * FOLLOW_GAP
+                let stays = leader.is_some_and(|(lp, lv, contact, _)| {
+                    lv.length() < STANDING_SPEED && (lp - pos).length() - contact < 2.0 * FOLLOW_GAP
                 });
                 if stays {
                     continue;
@@ -361,14 +387,14 @@ impl LineModel {
             // collision, and a queue stands without pressing into itself.
             let mut behind_standing = false;
             let mut limit = f32::INFINITY;
-            if let Some((lp, lv)) = leader {
+            if let Some((lp, lv, contact, clear)) = leader {
                 // In front along the belt and in the lane (a leader that
                 // has turned a corner is out of the way once it is a
                 // product's width to the side).
                 let d = lp - pos;
-                let gap = d.dot(place.dir) - reach;
+                let gap = d.dot(place.dir) - contact;
                 let side = (d - place.dir * d.dot(place.dir) - Vector::Y * d.y).length();
-                if gap > -reach && side < width {
+                if gap > -contact && side < clear {
                     limit = lv.dot(place.dir).max(0.0) + gap.max(0.0) / dt;
                     behind_standing = gap < FOLLOW_GAP && lv.length() < STANDING_SPEED;
                 }
@@ -514,6 +540,9 @@ mod tests {
                 spawn_interval: None,
                 infeed_counter_tag: None,
             }),
+            products: Vec::new(),
+            product_tag: None,
+            products_listed: false,
             stations: vec![Station {
                 id: loc("st".into()),
                 conveyor: loc("belt".into()),

@@ -2,9 +2,10 @@
 //! photo-eyes in rapier (see docs/physics.md).
 //!
 //! Data flow: a line's geometry from the config (`[[lines.conveyors]]`,
-//! `[lines.product]`) becomes a [`LineModel`]: a rapier world in which each
-//! conveyor segment is a fixed box whose top is the belt, and each product a
-//! dynamic box. The caller sets each belt's speed before a step (from the
+//! `[lines.product]` or `[[lines.products]]`) becomes a [`LineModel`]: a
+//! rapier world in which each conveyor segment is a fixed box whose top is
+//! the belt, and each product a dynamic box of the type that ran when it
+//! was spawned. The caller sets each belt's speed before a step (from the
 //! belt's *measured* speed tag, not its setpoint, so the twin predicts what
 //! the plant actually does) and reads product positions after it.
 //!
@@ -511,7 +512,18 @@ pub struct LineModel {
     world: PhysicsWorld,
     hooks: BeltHooks,
     conveyors: Vec<ConveyorModel>,
-    product: Option<Product>,
+    /// Every product type, in config order, each with the line's arrival
+    /// keys (see [`Line::product`]); empty without a product.
+    types: Vec<Product>,
+    /// The type new products are spawned as: an index into `types`.
+    active: usize,
+    /// The largest length, width and height over the types: what sizes the
+    /// fixed things every product must fit (station catch windows and
+    /// gates, pushers' paddles, diverters' windows, walls, the outfeed
+    /// reach). Products already on the line keep their own size in their
+    /// collider, which is what the gate and the lookahead's follower gap
+    /// read ([`body_size`]).
+    envelope: Option<Product>,
     products: Vec<RigidBodyHandle>,
     belt_colliders: Vec<ColliderHandle>,
     dt: Duration,
@@ -571,7 +583,9 @@ impl Clone for LineModel {
             world,
             hooks: self.hooks.clone(),
             conveyors: self.conveyors.clone(),
-            product: self.product.clone(),
+            types: self.types.clone(),
+            active: self.active,
+            envelope: self.envelope.clone(),
             products: self.products.clone(),
             belt_colliders: self.belt_colliders.clone(),
             dt: self.dt,
@@ -597,6 +611,23 @@ impl LineModel {
     /// Builds the model of `line`, to be stepped by `dt` at a time.
     pub fn new(line: &Line, dt: Duration) -> Self {
         let pushers = &line.pushers;
+        let types: Vec<Product> = match &line.product {
+            Some(arrivals) => line
+                .product_types()
+                .iter()
+                .map(|t| t.to_product(arrivals))
+                .collect(),
+            None => Vec::new(),
+        };
+        let envelope = types.first().map(|first| {
+            let mut e = first.clone();
+            for t in &types {
+                e.length = e.length.max(t.length);
+                e.width = e.width.max(t.width);
+                e.height = e.height.max(t.height);
+            }
+            e
+        });
         // Curves are laid out as straight chords (`Conveyor::chords`): from
         // here on every belt is a chain of straight segments.
         let belts: Vec<Conveyor> = line.conveyors.iter().map(Conveyor::chorded).collect();
@@ -679,8 +710,9 @@ impl LineModel {
                 };
                 // The catch window is the first half product length past the
                 // station's position; the sensor covers it with a margin,
-                // and `update_stations` keeps the exact test.
-                let reach = line.product.as_ref().map_or(0.0, |p| p.length) as f32;
+                // and `update_stations` keeps the exact test. Sized for the
+                // longest type, so that every type is caught.
+                let reach = envelope.as_ref().map_or(0.0, |p| p.length) as f32;
                 let half_len = (reach / 4.0).max(EYE_HALF_THICKNESS) + 0.005;
                 let sensor = ColliderBuilder::cuboid(half_len, EYE_HALF_HEIGHT, place.half_width)
                     .sensor(true)
@@ -692,7 +724,8 @@ impl LineModel {
                     )
                     .rotation(convert::heading_rotation(place.heading))
                     .build();
-                let gate_h = line.product.as_ref().map_or(0.2, |p| p.height) as f32;
+                // As tall as the tallest type, to stop any of them.
+                let gate_h = envelope.as_ref().map_or(0.2, |p| p.height) as f32;
                 let mut gate = ColliderBuilder::cuboid(0.002, gate_h / 2.0, place.half_width)
                     .translation(place.point + Vector::Y * (gate_h / 2.0 + EYE_GAP))
                     .rotation(convert::heading_rotation(place.heading))
@@ -741,8 +774,9 @@ impl LineModel {
             .iter()
             .filter_map(|p| {
                 let place = place(&p.conveyor.value, p.position.value)?;
-                let reach = line.product.as_ref().map_or(0.2, |p| p.length) as f32;
-                let h = line.product.as_ref().map_or(0.2, |p| p.height) as f32;
+                // A paddle sized for the largest type pushes every type.
+                let reach = envelope.as_ref().map_or(0.2, |p| p.length) as f32;
+                let h = envelope.as_ref().map_or(0.2, |p| p.height) as f32;
                 let stroke = 2.0 * place.half_width + PUSHER_CLEARANCE;
                 // Left of the direction of travel, seen from above.
                 let across = Vector::Y.cross(place.dir);
@@ -784,7 +818,8 @@ impl LineModel {
                 continue;
             }
             let place = BeltPlace::new(&belts[main], d.position.value);
-            let reach = line.product.as_ref().map_or(0.2, |p| p.length) as f32;
+            // A window sized for the longest type steers every type.
+            let reach = envelope.as_ref().map_or(0.2, |p| p.length) as f32;
             let out_heading = belts[branch].segments.first().map_or(0.0, |s| s.heading);
             diverters.push(DiverterModel {
                 id: d.id.value.clone(),
@@ -822,7 +857,9 @@ impl LineModel {
             world,
             hooks,
             conveyors,
-            product: line.product.clone(),
+            types,
+            active: 0,
+            envelope,
             products: Vec::new(),
             belt_colliders,
             dt,
@@ -952,7 +989,8 @@ impl LineModel {
             .get(conveyor)
             .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
         let place = BeltPlace::new(c, position);
-        let h = self.product.as_ref().map_or(0.2, |p| p.height) as f32;
+        // As tall as the tallest type, to stop any of them.
+        let h = self.envelope.as_ref().map_or(0.2, |p| p.height) as f32;
         // 1 mm above the surface, so the wall never touches the belt.
         let wall = ColliderBuilder::cuboid(0.01, h / 2.0, place.half_width)
             .translation(place.point + Vector::Y * (h / 2.0 + 0.001))
@@ -969,7 +1007,7 @@ impl LineModel {
     /// Puts a product at the start of the first conveyor: its back edge on
     /// the belt's start, resting on the surface, aligned with the belt.
     pub fn spawn_product(&mut self) -> Result<RigidBodyHandle, PhysicsError> {
-        let p = self.product.as_ref().ok_or(PhysicsError::NoProduct)?;
+        let p = self.active_type().ok_or(PhysicsError::NoProduct)?;
         let c = self.conveyors.first().ok_or(PhysicsError::NoConveyor)?;
         let up = Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
         let center = c.start + c.first_dir * (p.length / 2.0) as f32 + up;
@@ -985,7 +1023,7 @@ impl LineModel {
         conveyor: usize,
         position: f64,
     ) -> Result<RigidBodyHandle, PhysicsError> {
-        let p = self.product.as_ref().ok_or(PhysicsError::NoProduct)?;
+        let p = self.active_type().ok_or(PhysicsError::NoProduct)?;
         let c = self
             .geometry
             .get(conveyor)
@@ -1001,7 +1039,7 @@ impl LineModel {
         center: Vector,
         heading: f32,
     ) -> Result<RigidBodyHandle, PhysicsError> {
-        let p = self.product.as_ref().ok_or(PhysicsError::NoProduct)?;
+        let p = self.active_type().ok_or(PhysicsError::NoProduct)?;
         let body = RigidBodyBuilder::dynamic()
             .translation(center)
             .rotation(Vector::Y * heading)
@@ -1111,10 +1149,6 @@ impl LineModel {
     /// After a step: marks the products a paddle that is out has put wholly
     /// off the belt's far side within its window, for `remove_finished`.
     fn update_pushers(&mut self) {
-        let Some(prod) = self.product.as_ref() else {
-            return;
-        };
-        let (reach, side) = (prod.length as f32, (prod.width / 2.0) as f32);
         for (k, p) in self.pushers.iter().enumerate() {
             if p.out <= 0.0 {
                 continue;
@@ -1123,6 +1157,11 @@ impl LineModel {
                 let Some(b) = self.world.bodies.get(*h) else {
                     continue;
                 };
+                // Wholly off is the product's own width past the edge.
+                let Some(size) = body_size(&self.world, *h) else {
+                    continue;
+                };
+                let (reach, side) = (size.length, size.width / 2.0);
                 let rel = b.translation() - p.place.point;
                 let off = rel.dot(p.across) >= p.place.half_width + side
                     && rel.dot(p.place.dir).abs() <= p.half_len + reach;
@@ -1137,7 +1176,6 @@ impl LineModel {
     /// products that reached an idle station.
     fn update_stations(&mut self) {
         let now = self.time_ns;
-        let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
         let world = &mut self.world;
         for s in &mut self.stations {
             if let (Some((h, start)), Some(cycle)) = (s.held, s.cycle_ns)
@@ -1154,12 +1192,16 @@ impl LineModel {
                 // product length back. A tenth of a length of slack covers
                 // contact gaps; a product that close but still moving
                 // starts its cycle at most 0.1 L / speed early.
+                // Products of two types touch with their centres half of
+                // each one's length apart.
+                let half = |p: RigidBodyHandle| body_size(world, p).map_or(0.0, |z| z.length / 2.0);
+                let released_half = half(h);
                 let bodies = &world.bodies;
                 let queued = self.products.iter().any(|p| {
                     *p != h
                         && s.place
                             .along(bodies[*p].translation())
-                            .is_some_and(|a| a < 0.0 && a >= -1.1 * reach)
+                            .is_some_and(|a| a < 0.0 && a >= -1.1 * (released_half + half(*p)))
                 });
                 s.next_start = queued.then_some(now);
             }
@@ -1189,6 +1231,8 @@ impl LineModel {
                 })
                 .min_by_key(|p| p.into_raw_parts());
             if let Some(h) = caught {
+                // The gate goes at this product's own back, whatever type.
+                let reach = body_size(world, h).map_or(0.0, |z| z.length);
                 let body = &mut world.bodies[h];
                 body.set_linvel(Vector::ZERO, false);
                 body.set_angvel(Vector::ZERO, false);
@@ -1254,7 +1298,8 @@ impl LineModel {
     /// is ever inside. A product caught further in is held a little
     /// downstream, an error of at most one step's travel.
     pub fn fit_catch_windows(&mut self) {
-        let reach = self.product.as_ref().map_or(0.0, |p| p.length) as f32;
+        // The longest type, as the sensor built in `new`.
+        let reach = self.envelope.as_ref().map_or(0.0, |p| p.length) as f32;
         let fastest = self
             .hooks
             .speeds
@@ -1295,12 +1340,21 @@ impl LineModel {
     /// cannot push a product into one that is still standing there, so the
     /// caller skips a spawn that comes due while this is false.
     pub fn infeed_clear(&self) -> bool {
-        let (Some(p), Some(along)) = (self.product.as_ref(), self.newest_along()) else {
+        let (Some(p), Some(along), Some(newest)) = (
+            self.active_type(),
+            self.newest_along(),
+            self.products
+                .last()
+                .and_then(|h| body_size(&self.world, *h)),
+        ) else {
             return true;
         };
-        // Spawned with its centre at L/2; clear once its back edge is past
-        // L plus the drop gap.
-        along >= (1.5 * p.length + DROP_GAP) as f32
+        // The next product (the active type, L) is spawned with its centre
+        // at L/2: clear once the newest one's back edge (its own half length
+        // behind its centre) is past L plus the drop gap. With one type this
+        // is 1.5 L + gap; across a changeover each product's own size keeps
+        // the spacing exact rather than the largest type's.
+        along - newest.length / 2.0 >= (p.length + DROP_GAP) as f32
     }
 
     /// How far along the first belt the newest product's centre is (the
@@ -1381,7 +1435,11 @@ impl LineModel {
         let Some(last) = self.conveyors.get(self.main_out) else {
             return done;
         };
-        let reach = self.product.as_ref().map_or(1.0, |p| p.length.max(p.width)) as f32;
+        // The largest type's reach, so that every type counts.
+        let reach = self
+            .envelope
+            .as_ref()
+            .map_or(1.0, |p| p.length.max(p.width)) as f32;
         // Whether `pos` has just crossed conveyor `c`'s end.
         let past_end = |c: &ConveyorModel, pos: Vector| {
             let rel = pos - c.end;
@@ -1455,6 +1513,35 @@ impl LineModel {
         done
     }
 
+    /// Every product type, in config order (empty without a product).
+    pub fn product_types(&self) -> &[Product] {
+        &self.types
+    }
+
+    /// The index of the type new products are spawned as (0 at the start).
+    pub fn product_type(&self) -> usize {
+        self.active
+    }
+
+    /// Changes over: new products are spawned as type `i` from now on;
+    /// products already on the line keep their size, mass and friction. An
+    /// index past the types is ignored (the type stays), as for stations.
+    pub fn set_product_type_at(&mut self, i: usize) {
+        if i < self.types.len() {
+            self.active = i;
+        }
+    }
+
+    /// The type new products are spawned as.
+    fn active_type(&self) -> Option<&Product> {
+        self.types.get(self.active)
+    }
+
+    /// A product's own size, read from its collider (see `body_size`).
+    pub fn product_size_of(&self, h: RigidBodyHandle) -> Option<BodySize> {
+        body_size(&self.world, h)
+    }
+
     /// Products on the line now.
     pub fn product_count(&self) -> usize {
         self.products.len()
@@ -1466,6 +1553,35 @@ impl LineModel {
     }
 }
 
+/// A product's outer size, metres: along its own x (length), up (height)
+/// and across (width), as it was spawned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BodySize {
+    pub length: f32,
+    pub height: f32,
+    pub width: f32,
+}
+
+/// A product's size, read back from its first collider: a round cuboid's
+/// half extents plus its border radius (see `insert_product`). The size
+/// lives in the world already, so a changeover needs no per-product
+/// bookkeeping, and a clone or a restored state carries it along; it is a
+/// pure function of the world, so it keeps the model deterministic.
+/// `None` for a body that is no product.
+fn body_size(world: &PhysicsWorld, h: RigidBodyHandle) -> Option<BodySize> {
+    let c = world.bodies.get(h)?.colliders().first()?;
+    let shape = world.colliders.get(*c)?.shape();
+    let (half, r) = match shape.as_round_cuboid() {
+        Some(rc) => (rc.inner_shape.half_extents, rc.border_radius),
+        None => (shape.as_cuboid()?.half_extents, 0.0),
+    };
+    Some(BodySize {
+        length: 2.0 * (half.x + r),
+        height: 2.0 * (half.y + r),
+        width: 2.0 * (half.z + r),
+    })
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -1474,3 +1590,6 @@ mod pusher_tests;
 
 #[cfg(test)]
 mod diverter_tests;
+
+#[cfg(test)]
+mod product_type_tests;

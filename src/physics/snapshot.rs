@@ -114,10 +114,31 @@ impl LineModel {
             .collect()
     }
 
-    /// The product's length and width (along and across the belt), if the
-    /// line has one.
+    /// The largest product type's length and width (along and across the
+    /// belt), if the line has a product: what a station's glyph is sized
+    /// for.
     pub fn product_size(&self) -> Option<(f64, f64)> {
-        self.product.as_ref().map(|p| (p.length, p.width))
+        self.envelope.as_ref().map(|p| (p.length, p.width))
+    }
+
+    /// Each product's own length and width, in the order of
+    /// [`LineModel::product_poses`] (after a changeover they differ): the
+    /// configured size of the type its collider matches, so that drawings
+    /// print the config's numbers, not their f32 round trip.
+    pub fn product_sizes(&self) -> Vec<(f64, f64)> {
+        self.products
+            .iter()
+            .map(|h| {
+                let Some(z) = self.product_size_of(*h) else {
+                    return (0.1, 0.1);
+                };
+                let (l, w) = (f64::from(z.length), f64::from(z.width));
+                self.types
+                    .iter()
+                    .find(|t| (t.length - l).abs() < 1e-4 && (t.width - w).abs() < 1e-4)
+                    .map_or((l, w), |t| (t.length, t.width))
+            })
+            .collect()
     }
 }
 
@@ -382,7 +403,7 @@ fn draw_line(d: &mut String, f: &Frame, model: &LineModel) {
             );
         }
     }
-    let (p_len, p_wid) = model.product_size().unwrap_or((0.1, 0.1));
+    let (p_len, _) = model.product_size().unwrap_or((0.1, 0.1));
     for s in model.station_views() {
         let (x, y) = (f64::from(s.at.x), f64::from(s.at.y));
         let fill = if s.active {
@@ -412,14 +433,16 @@ fn draw_line(d: &mut String, f: &Frame, model: &LineModel) {
             esc(&s.id)
         );
     }
-    for (at, heading) in model.product_poses() {
+    for ((at, heading), (length, width)) in
+        model.product_poses().into_iter().zip(model.product_sizes())
+    {
         let style = format!("fill=\"{PRODUCT}\" stroke=\"#203864\" stroke-width=\"0.5\"");
         let b = Oriented {
             x: f64::from(at.x),
             y: f64::from(at.y),
             heading_deg: f64::from(heading).to_degrees(),
-            length: p_len,
-            width: p_wid,
+            length,
+            width,
         };
         d.push_str(&f.rect("product", b, &style));
     }

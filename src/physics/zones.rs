@@ -64,7 +64,6 @@ impl LineModel {
         if self.hooks.zones.iter().all(Option::is_none) {
             return;
         }
-        let half = self.product.as_ref().map_or(0.0, |p| p.length) as f32 / 2.0;
         for (c, zc) in self.hooks.zones.iter_mut().enumerate() {
             let Some(zc) = zc else { continue };
             let n = zc.stopped.len();
@@ -88,6 +87,8 @@ impl LineModel {
                 };
                 let k = zc.zone_at(along);
                 occupied[k] = true;
+                // The product's own half length: its front is at the eye.
+                let half = super::body_size(&self.world, *h).map_or(0.0, |s| s.length / 2.0);
                 let end = ((k + 1) as f32 * zc.length).min(n as f32 * zc.length);
                 if along >= end - half - 1e-3 {
                     arrived[k] = true;

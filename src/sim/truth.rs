@@ -346,6 +346,9 @@ fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
             }
         })
         .collect();
+    // The first product type, as the model runs it: the virtual plant
+    // never changes over (docs/sim.md, "Known limits"), so every product
+    // on its belts is this type and its mass and friction are theirs.
     let p = line.product.as_ref();
     LineTruth {
         cfg_line,

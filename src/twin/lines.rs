@@ -35,6 +35,14 @@
 //!   the diverter for the tick's steps. Products that left the end of a
 //!   diverter's branch are counted in [`LineStatus::diverted`], not in
 //!   `out` (the line's main outfeed) and not as lost.
+//! - **Product types.** A line with `product_tag` reads it every tick,
+//!   before stepping: a text value that is a type's `id`, or a whole number
+//!   that is a type's `code`, changes over (products spawned from then on
+//!   are that type; those on the line keep theirs). A bad, stale or missing
+//!   value, or one that names no type, keeps the type the line has, without
+//!   a log line or a reason (the tag says what the PLC runs; until it says
+//!   something the twin knows, the last known type is the best guess). The
+//!   line starts with its first type.
 
 use bevy_ecs::prelude::*;
 use std::collections::VecDeque;
@@ -44,6 +52,7 @@ use std::time::Duration;
 use super::components::TagIndex;
 use super::events::{BeltEstimate, EyeEvent, JamEvent, LineEvent, ResidualEvent, TwinEvent};
 use super::residuals::{EyeTrack, Mismatch};
+use super::sample::Value;
 use crate::config::LoadedConfig;
 use crate::physics::LineModel;
 
@@ -208,7 +217,14 @@ pub struct LineState {
     counter_last: Option<f64>,
     /// Per conveyor: station positions (to keep slip pairs station-free).
     station_positions: Vec<Vec<f64>>,
+    /// The active product type's length (the one the infeed counter
+    /// spawns), updated at a changeover.
     product_length: f64,
+    /// The product tag's entity, if the line has one and the tag exists.
+    product_tag: Option<Entity>,
+    /// Per product type (model order): its id and code, which the product
+    /// tag's value is matched against.
+    type_keys: Vec<(Arc<str>, i64)>,
     /// Events of this tick other than the line report (residual, eye, jam).
     pending: Vec<TwinEvent>,
     /// Named zones: id, conveyor index, from and to (metres along it).
@@ -302,6 +318,38 @@ impl LineState {
     /// The infeed counter's tag entity, if the line follows one.
     pub(crate) fn counter_tag(&self) -> Option<Entity> {
         self.counter_tag
+    }
+
+    /// The product tag's entity, if the line has one.
+    pub(crate) fn product_tag(&self) -> Option<Entity> {
+        self.product_tag
+    }
+
+    /// Index of the product type the line spawns now (config order).
+    pub fn product_type(&self) -> usize {
+        self.model.product_type()
+    }
+
+    /// Changes over to the type the product tag's value names (see the
+    /// module docs): `None` (bad, stale, no value) or a value that names no
+    /// type keeps the current one.
+    pub(crate) fn select_product(&mut self, value: Option<&Value>) {
+        let found = match value {
+            Some(Value::Text(t)) => self.type_keys.iter().position(|(id, _)| **id == **t),
+            Some(Value::Num(n)) if n.is_finite() && n.fract() == 0.0 => self
+                .type_keys
+                .iter()
+                .position(|(_, code)| *code as f64 == *n),
+            _ => None,
+        };
+        if let Some(i) = found
+            && i != self.model.product_type()
+        {
+            self.model.set_product_type_at(i);
+            if let Some(t) = self.model.product_types().get(i) {
+                self.product_length = t.length;
+            }
+        }
     }
 }
 
@@ -439,6 +487,12 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 counter_last: None,
                 station_positions,
                 product_length: line.product.as_ref().map_or(0.0, |p| p.length),
+                product_tag: line.product_tag.as_ref().and_then(|t| tag_entity(&t.value)),
+                type_keys: line
+                    .product_types()
+                    .iter()
+                    .map(|t| (Arc::from(t.id.value.as_str()), t.code.value))
+                    .collect(),
                 pending: Vec::new(),
                 mismatches: Vec::new(),
                 jam_walls: Vec::new(),

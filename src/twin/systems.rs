@@ -246,6 +246,14 @@ pub fn physics(
             input.known = read(Some(e))
                 .is_some_and(|(_, q)| matches!(q.quality, Quality::Good | Quality::Uncertain));
         }
+        // The changeover comes first, so this tick's spawns are the new type.
+        if let Some(e) = line.product_tag() {
+            let value = tags.get(e).ok().and_then(|(v, q, _)| match q.quality {
+                Quality::Good | Quality::Uncertain => v.0.as_ref(),
+                Quality::Bad | Quality::Stale => None,
+            });
+            line.select_product(value);
+        }
         let counter: CounterInput =
             line.counter_tag()
                 .and_then(|e| tags.get(e).ok())

@@ -1292,3 +1292,117 @@ fn r4_named_zones_count_their_stretch() {
         "conveyors first, then named zones"
     );
 }
+
+const TYPES_CFG: &str = r#"
+[plant]
+name = "types"
+
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+registers = [
+  { tag = "belt.speed", table = "input", address = 0, unit = "m/s" },
+  { tag = "recipe", table = "holding", address = 1 },
+]
+
+[[machines]]
+id = "belt"
+kind = "conveyor"
+tags = { speed = "belt.speed", recipe = "recipe" }
+
+[[lines]]
+id = "line1"
+machines = ["belt"]
+spawn_interval = "1s"
+product_tag = "recipe"
+  [[lines.conveyors]]
+  id = "main"
+  speed_tag = "belt.speed"
+  width = 0.6
+  segments = [{ length = 3.0 }]
+  [[lines.products]]
+  id = "small"
+  length = 0.2
+  width = 0.2
+  height = 0.2
+  mass = 1.0
+  [[lines.products]]
+  id = "large"
+  code = 7
+  length = 0.35
+  width = 0.3
+  height = 0.3
+  mass = 3.0
+"#;
+
+/// A changeover in the twin: the product tag's value picks the type (a
+/// number by code, text by id) before the tick's steps, and the products
+/// spawned from then on are that type. A value that names no type, a
+/// fractional code, or a bad sample keeps the last type.
+#[test]
+fn r4_product_tag_changes_the_type_and_unknown_values_keep_it() {
+    let cfg = load_str(Path::new("types-test.toml"), TYPES_CFG).expect("test config is valid");
+    let (speed, recipe) = (
+        cfg.tags.id("belt.speed").expect("tag"),
+        cfg.tags.id("recipe").expect("tag"),
+    );
+    let mut c = TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)));
+    // Runs `ticks` ticks at 0.5 m/s, handing over `value` for the product
+    // tag on the first (`None`: nothing, `Some(None)`: a bad sample).
+    let run = |c: &mut TwinCore, ticks: u32, value: Option<Option<Value>>| {
+        for k in 0..ticks {
+            let t = c.clock().time_of(c.clock().tick() + 1) - MS;
+            c.push(Sample::good(speed, Value::Num(0.5), t, t));
+            match (k, &value) {
+                (0, Some(Some(v))) => c.push(Sample::good(recipe, v.clone(), t, t)),
+                (0, Some(None)) => c.push(Sample::bad(recipe, "timeout", t)),
+                _ => {}
+            }
+            c.advance();
+            c.drain_events();
+        }
+    };
+    // The newest product's length along the belt.
+    let newest = |c: &TwinCore| {
+        let sizes = c.lines()[0].model().product_sizes();
+        sizes.last().expect("a product").0
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-4;
+
+    // No value yet: the first type.
+    run(&mut c, 15, None);
+    assert_eq!(c.lines()[0].product_type(), 0);
+    assert!(close(newest(&c), 0.2), "{}", newest(&c));
+
+    // Recipe 7 is "large"; the next spawn (within a second) is large, the
+    // one before keeps its size.
+    run(&mut c, 12, Some(Some(Value::Num(7.0))));
+    assert_eq!(c.lines()[0].product_type(), 1);
+    assert!(close(newest(&c), 0.35), "{}", newest(&c));
+    let sizes: Vec<f64> = c.lines()[0]
+        .model()
+        .product_sizes()
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert!(sizes.iter().any(|l| close(*l, 0.2)), "{sizes:?}");
+
+    // Unknown code, fractional code, unknown id, a bad sample: still large.
+    for v in [
+        Some(Value::Num(99.0)),
+        Some(Value::Num(7.5)),
+        Some(Value::Text("jar".into())),
+        Some(Value::Bool(true)),
+        None,
+    ] {
+        run(&mut c, 12, Some(v.clone()));
+        assert_eq!(c.lines()[0].product_type(), 1, "after {v:?}");
+        assert!(close(newest(&c), 0.35), "after {v:?}: {}", newest(&c));
+    }
+
+    // Text names a type by id: back to "small".
+    run(&mut c, 12, Some(Some(Value::Text("small".into()))));
+    assert_eq!(c.lines()[0].product_type(), 0);
+    assert!(close(newest(&c), 0.2), "{}", newest(&c));
+    assert_eq!(c.lines()[0].status.lost, 0);
+}
