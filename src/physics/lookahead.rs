@@ -29,8 +29,8 @@
 //!   Why: the time was in product–belt contacts, which carry the belt's
 //!   contact hook, and rapier recomputes a hooked pair's contacts on every
 //!   step, and then in the queue's product–product contacts. On the demo
-//!   line the forecast went from 565× to about 1,650× real time when the
-//!   line flows, and from 41× to about 7,000× with a standing queue of 50
+//!   line the forecast went from 565× to about 1,780× real time when the
+//!   line flows, and from 41× to about 6,200× with a standing queue of 50
 //!   bottles (docs/benchmarks.md).
 //!   A product whose centre leaves every belt falls under gravity, so the
 //!   line's end and products pushed off are counted as before.
