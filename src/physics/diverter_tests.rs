@@ -5,13 +5,10 @@
 
 use std::time::Duration;
 
+use super::fixtures::{self, DT, STEPS_PER_S, Tally, loc};
 use super::lookahead::Candidate;
 use super::*;
-use crate::config::{Conveyor, Diverter, Loc, Segment};
-
-/// 240 Hz, as the other physics checks.
-const DT: Duration = Duration::from_nanos(4_166_667);
-const STEPS_PER_S: u32 = 240;
+use crate::config::Diverter;
 
 /// Belt speed of the checks, m/s, on both belts.
 const SPEED: f32 = 0.5;
@@ -19,65 +16,26 @@ const SPEED: f32 = 0.5;
 /// Where the diverter stands along the 6 m main belt, metres.
 const AT: f32 = 3.0;
 
-fn loc<T>(v: T) -> Loc<T> {
-    Loc::new(v, 0..0)
-}
-
-fn conveyor(id: &str, width: f64, origin: [f64; 2], length: f64, heading: f64) -> Conveyor {
-    Conveyor {
-        id: loc(id.into()),
-        speed_tag: loc(format!("{id}.speed")),
-        width: loc(width),
-        height: 0.8,
-        origin,
-        segments: vec![Segment {
-            length: loc(length),
-            heading,
-            curve: None,
-        }],
-        accumulation_zone: None,
-    }
-}
-
 /// A straight 6 m main belt heading east, 0.6 m wide, and a 2 m, 0.4 m
 /// wide branch heading north from the main belt's north edge at 3 m (the
 /// reject lane), listed last; a 0.2 m cube product of 1 kg; the diverter
 /// at 3 m.
 fn line() -> Line {
-    Line {
-        id: loc("l1".into()),
-        name: None,
-        machines: Vec::new(),
-        conveyors: vec![
-            conveyor("main", 0.6, [0.0, 0.0], 6.0, 0.0),
-            conveyor("lane", 0.4, [f64::from(AT), 0.3], 2.0, 90.0),
+    let mut l = fixtures::line(
+        vec![
+            fixtures::belt("main", 0.6, [0.0, 0.0], &[(6.0, 0.0)]),
+            fixtures::belt("lane", 0.4, [f64::from(AT), 0.3], &[(2.0, 90.0)]),
         ],
-        product: Some(Product {
-            length: 0.2,
-            width: 0.2,
-            height: 0.2,
-            mass: 1.0,
-            friction: 0.6,
-            spawn_interval: None,
-            infeed_counter_tag: None,
-        }),
-        products: Vec::new(),
-        product_tag: None,
-        products_listed: false,
-        stations: Vec::new(),
-        photo_eyes: Vec::new(),
-        pushers: Vec::new(),
-        diverters: vec![Diverter {
-            id: loc("gate".into()),
-            conveyor: loc("main".into()),
-            position: loc(f64::from(AT)),
-            coil_tag: loc("gate.coil".into()),
-            to: loc("lane".into()),
-        }],
-        zones: Vec::new(),
-        residual_tolerance: None,
-        jam_after: None,
-    }
+        Some(fixtures::cube()),
+    );
+    l.diverters = vec![Diverter {
+        id: loc("gate".into()),
+        conveyor: loc("main".into()),
+        position: loc(f64::from(AT)),
+        coil_tag: loc("gate.coil".into()),
+        to: loc("lane".into()),
+    }];
+    l
 }
 
 /// The line with both belts running.
@@ -88,47 +46,13 @@ fn model() -> LineModel {
     m
 }
 
-/// What a run removed, summed over every step.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Tally {
-    out: usize,
-    lost: usize,
-    diverted: usize,
-}
-
-impl Tally {
-    fn add(&mut self, f: Finished) {
-        assert_eq!(f.pushed, 0, "a line without pushers pushed");
-        self.out += f.out;
-        self.lost += f.lost;
-        self.diverted += f.diverted;
-    }
-}
-
-/// Spawns `n` products at the main belt's start 2 s apart (1 m at 0.5
-/// m/s) and runs until every one is gone or 40 s have passed, calling
-/// `coil(m, step)` before each step to set the coil, and removing finished
-/// products after each.
+/// [`fixtures::run_with_coils`] on [`model`] for 40 s at most, the
+/// coil set from `coil(m, step)` before each step.
 fn run(n: usize, mut coil: impl FnMut(&LineModel, u32) -> bool) -> (LineModel, Tally) {
-    let mut m = model();
-    let mut tally = Tally::default();
-    let mut spawned = 0;
-    for step in 0..(40 * STEPS_PER_S) {
-        if spawned < n && step % (2 * STEPS_PER_S) == 0 {
-            m.spawn_product().expect("product");
-            spawned += 1;
-        }
-        let fired = coil(&m, step);
+    fixtures::run_with_coils(model(), n, 40, |m, step| {
+        let fired = coil(m, step);
         m.set_diverter_at(0, fired);
-        m.step().expect("step");
-        tally.add(m.remove_finished());
-        if spawned == n && m.product_count() == 0 {
-            break;
-        }
-    }
-    assert_eq!(spawned, n, "every product spawned");
-    assert_eq!(m.product_count(), 0, "products left on the line");
-    (m, tally)
+    })
 }
 
 #[test]
@@ -171,7 +95,8 @@ fn r4_a_diverter_held_fired_sends_every_product_to_the_branch() {
         Tally {
             out: 0,
             lost: 0,
-            diverted: 5
+            diverted: 5,
+            pushed: 0,
         }
     );
     assert_eq!(m.diverters()[0].diverted(), 5);
@@ -190,7 +115,8 @@ fn r4_a_diverter_never_fired_lets_every_product_pass() {
         Tally {
             out: 5,
             lost: 0,
-            diverted: 0
+            diverted: 0,
+            pushed: 0,
         }
     );
     assert_eq!(m.diverters()[0].diverted(), 0);
@@ -232,7 +158,8 @@ fn r4_firing_for_one_product_diverts_exactly_that_one() {
         Tally {
             out: 4,
             lost: 0,
-            diverted: 1
+            diverted: 1,
+            pushed: 0,
         }
     );
     assert_eq!(m.diverters()[0].diverted(), 1);

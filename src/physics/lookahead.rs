@@ -506,56 +506,22 @@ fn fall(b: &mut RigidBody) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Conveyor, Line, Loc, Product, Segment, Station, StationCycle};
-
-    fn loc<T>(v: T) -> Loc<T> {
-        Loc::new(v, 0..0)
-    }
+    use crate::config::{Line, Station, StationCycle};
+    use crate::physics::fixtures::{self, loc};
 
     /// A 6 m belt with a station at 3 m (cycle `cycle`), 0.2 m products.
     fn line(cycle: Duration) -> Line {
-        Line {
-            id: loc("l1".into()),
-            name: None,
-            machines: Vec::new(),
-            conveyors: vec![Conveyor {
-                id: loc("belt".into()),
-                speed_tag: loc("belt.speed".into()),
-                width: loc(0.6),
-                height: 0.8,
-                origin: [0.0, 0.0],
-                segments: vec![Segment {
-                    length: loc(6.0),
-                    heading: 0.0,
-                    curve: None,
-                }],
-                accumulation_zone: None,
-            }],
-            product: Some(Product {
-                length: 0.2,
-                width: 0.2,
-                height: 0.2,
-                mass: 1.0,
-                friction: 0.6,
-                spawn_interval: None,
-                infeed_counter_tag: None,
-            }),
-            products: Vec::new(),
-            product_tag: None,
-            products_listed: false,
-            stations: vec![Station {
-                id: loc("st".into()),
-                conveyor: loc("belt".into()),
-                position: loc(3.0),
-                cycle: StationCycle::Fixed(cycle),
-            }],
-            photo_eyes: Vec::new(),
-            pushers: Vec::new(),
-            diverters: Vec::new(),
-            zones: Vec::new(),
-            residual_tolerance: None,
-            jam_after: None,
-        }
+        let mut l = fixtures::line(
+            vec![fixtures::belt("belt", 0.6, [0.0, 0.0], &[(6.0, 0.0)])],
+            Some(fixtures::cube()),
+        );
+        l.stations = vec![Station {
+            id: loc("st".into()),
+            conveyor: loc("belt".into()),
+            position: loc(3.0),
+            cycle: StationCycle::Fixed(cycle),
+        }];
+        l
     }
 
     fn running(cycle: Duration) -> LineModel {

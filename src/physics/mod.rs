@@ -1583,6 +1583,9 @@ fn body_size(world: &PhysicsWorld, h: RigidBodyHandle) -> Option<BodySize> {
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

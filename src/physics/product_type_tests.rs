@@ -4,16 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::fixtures::{self, DT, loc};
 use super::lookahead::Candidate;
 use super::*;
-use crate::config::{Conveyor, Loc, ProductType, Segment, Station, StationCycle, load_str};
-
-/// 240 Hz, as the other physics checks.
-const DT: Duration = Duration::from_nanos(4_166_667);
-
-fn loc<T>(v: T) -> Loc<T> {
-    Loc::new(v, 0..0)
-}
+use crate::config::{ProductType, Station, StationCycle, load_str};
 
 fn kind(id: &str, code: i64, size: (f64, f64, f64), mass: f64, friction: f64) -> ProductType {
     ProductType {
@@ -32,43 +26,13 @@ fn kind(id: &str, code: i64, size: (f64, f64, f64), mass: f64, friction: f64) ->
 fn line() -> Line {
     let small = kind("small", 1, (0.2, 0.2, 0.2), 1.0, 0.6);
     let large = kind("large", 7, (0.35, 0.3, 0.3), 3.0, 0.4);
-    Line {
-        id: loc("l1".into()),
-        name: None,
-        machines: Vec::new(),
-        conveyors: vec![Conveyor {
-            id: loc("belt".into()),
-            speed_tag: loc("belt.speed".into()),
-            width: loc(0.6),
-            height: 0.8,
-            origin: [0.0, 0.0],
-            segments: vec![Segment {
-                length: loc(6.0),
-                heading: 0.0,
-                curve: None,
-            }],
-            accumulation_zone: None,
-        }],
-        product: Some(Product {
-            length: 0.2,
-            width: 0.2,
-            height: 0.2,
-            mass: 1.0,
-            friction: 0.6,
-            spawn_interval: None,
-            infeed_counter_tag: None,
-        }),
-        products: vec![small, large],
-        product_tag: None,
-        products_listed: true,
-        stations: Vec::new(),
-        photo_eyes: Vec::new(),
-        pushers: Vec::new(),
-        diverters: Vec::new(),
-        zones: Vec::new(),
-        residual_tolerance: None,
-        jam_after: None,
-    }
+    let mut l = fixtures::line(
+        vec![fixtures::belt("belt", 0.6, [0.0, 0.0], &[(6.0, 0.0)])],
+        Some(fixtures::cube()),
+    );
+    l.products = vec![small, large];
+    l.products_listed = true;
+    l
 }
 
 fn close(a: f32, b: f64) -> bool {

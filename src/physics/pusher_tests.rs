@@ -1,14 +1,9 @@
 //! Reject pushers bound to coil tags (issue 4): what a pusher rejects, and
 //! that what it pushed off is counted as pushed, not lost.
 
-use std::time::Duration;
-
+use super::fixtures::{self, DT, STEPS_PER_S, Tally, loc};
 use super::*;
-use crate::config::{Conveyor, Loc, Pusher, Segment};
-
-/// 240 Hz, as the other physics checks.
-const DT: Duration = Duration::from_nanos(4_166_667);
-const STEPS_PER_S: u32 = 240;
+use crate::config::Pusher;
 
 /// Belt speed of the checks, m/s.
 const SPEED: f32 = 0.5;
@@ -16,50 +11,13 @@ const SPEED: f32 = 0.5;
 /// Where the pusher stands along the 6 m belt, metres.
 const AT: f32 = 3.0;
 
-fn loc<T>(v: T) -> Loc<T> {
-    Loc::new(v, 0..0)
-}
-
 /// A straight 6 m belt heading east, 0.6 m wide, its surface 0.8 m up, and
 /// a 0.2 m cube product of 1 kg.
 fn line() -> Line {
-    Line {
-        id: loc("l1".into()),
-        name: None,
-        machines: Vec::new(),
-        conveyors: vec![Conveyor {
-            id: loc("belt".into()),
-            speed_tag: loc("belt.speed".into()),
-            width: loc(0.6),
-            height: 0.8,
-            origin: [0.0, 0.0],
-            segments: vec![Segment {
-                length: loc(6.0),
-                heading: 0.0,
-                curve: None,
-            }],
-            accumulation_zone: None,
-        }],
-        product: Some(Product {
-            length: 0.2,
-            width: 0.2,
-            height: 0.2,
-            mass: 1.0,
-            friction: 0.6,
-            spawn_interval: None,
-            infeed_counter_tag: None,
-        }),
-        products: Vec::new(),
-        product_tag: None,
-        products_listed: false,
-        stations: Vec::new(),
-        photo_eyes: Vec::new(),
-        pushers: Vec::new(),
-        diverters: Vec::new(),
-        zones: Vec::new(),
-        residual_tolerance: None,
-        jam_after: None,
-    }
+    fixtures::line(
+        vec![fixtures::belt("belt", 0.6, [0.0, 0.0], &[(6.0, 0.0)])],
+        Some(fixtures::cube()),
+    )
 }
 
 fn pusher() -> Pusher {
@@ -80,47 +38,13 @@ fn model() -> LineModel {
     m
 }
 
-/// What a run removed, summed over every step.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Tally {
-    out: usize,
-    lost: usize,
-    pushed: usize,
-}
-
-impl Tally {
-    fn add(&mut self, f: Finished) {
-        assert_eq!(f.diverted, 0, "a line without diverters diverted");
-        self.out += f.out;
-        self.lost += f.lost;
-        self.pushed += f.pushed;
-    }
-}
-
-/// Spawns `n` products at the belt's start 2 s apart (1 m at 0.5 m/s) and
-/// runs until every one is gone or 30 s have passed, calling `coil(m,
-/// step)` before each step to set the coil, and removing finished products
-/// after each.
+/// [`fixtures::run_with_coils`] on [`model`] for 30 s at most, the
+/// coil set from `coil(m, step)` before each step.
 fn run(n: usize, mut coil: impl FnMut(&LineModel, u32) -> bool) -> (LineModel, Tally) {
-    let mut m = model();
-    let mut tally = Tally::default();
-    let mut spawned = 0;
-    for step in 0..(30 * STEPS_PER_S) {
-        if spawned < n && step % (2 * STEPS_PER_S) == 0 {
-            m.spawn_product().expect("product");
-            spawned += 1;
-        }
-        let fired = coil(&m, step);
+    fixtures::run_with_coils(model(), n, 30, |m, step| {
+        let fired = coil(m, step);
         m.set_pusher_at(0, fired);
-        m.step().expect("step");
-        tally.add(m.remove_finished());
-        if spawned == n && m.product_count() == 0 {
-            break;
-        }
-    }
-    assert_eq!(spawned, n, "every product spawned");
-    assert_eq!(m.product_count(), 0, "products left on the line");
-    (m, tally)
+    })
 }
 
 #[test]
@@ -144,7 +68,8 @@ fn r4_a_pusher_held_fired_rejects_every_product() {
         Tally {
             out: 0,
             lost: 0,
-            pushed: 6
+            pushed: 6,
+            diverted: 0,
         }
     );
     assert_eq!(m.pushers()[0].pushed(), 6);
@@ -163,7 +88,8 @@ fn r4_a_pusher_never_fired_lets_every_product_pass() {
         Tally {
             out: 6,
             lost: 0,
-            pushed: 0
+            pushed: 0,
+            diverted: 0,
         }
     );
     assert_eq!(m.pushers()[0].pushed(), 0);
@@ -205,7 +131,8 @@ fn r4_firing_for_one_product_removes_exactly_that_one() {
         Tally {
             out: 4,
             lost: 0,
-            pushed: 1
+            pushed: 1,
+            diverted: 0,
         }
     );
     assert_eq!(m.pushers()[0].pushed(), 1);
@@ -232,7 +159,8 @@ fn r4_a_product_lost_away_from_the_pusher_is_lost() {
         Tally {
             out: 0,
             lost: 1,
-            pushed: 0
+            pushed: 0,
+            diverted: 0,
         }
     );
     assert_eq!(m.pushers()[0].pushed(), 0);

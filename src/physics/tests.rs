@@ -2,61 +2,17 @@
 
 use std::time::Duration;
 
+use super::fixtures::{self, DT, loc};
 use super::*;
-use crate::config::{Conveyor, Loc, Segment};
+use crate::config::Segment;
 
-/// The tick the checks run at: 240 Hz, a common physics rate, rounded to
-/// whole nanoseconds; time below is counted in steps × the f32 dt rapier
-/// actually integrates with.
-const DT: Duration = Duration::from_nanos(4_166_667);
-
-fn loc<T>(v: T) -> Loc<T> {
-    Loc::new(v, 0..0)
-}
-
-/// A line with one conveyor made of `(length, heading)` segments and a
-/// 0.2 × 0.2 × 0.2 m, 1 kg product.
+/// A line with one 0.6 m wide conveyor made of `(length, heading)`
+/// segments and a 0.2 × 0.2 × 0.2 m, 1 kg product.
 fn line(segments: &[(f64, f64)]) -> Line {
-    Line {
-        id: loc("l1".into()),
-        name: None,
-        machines: Vec::new(),
-        conveyors: vec![Conveyor {
-            id: loc("belt".into()),
-            speed_tag: loc("belt.speed".into()),
-            width: loc(0.6),
-            height: 0.8,
-            origin: [0.0, 0.0],
-            segments: segments
-                .iter()
-                .map(|&(length, heading)| Segment {
-                    length: loc(length),
-                    heading,
-                    curve: None,
-                })
-                .collect(),
-            accumulation_zone: None,
-        }],
-        product: Some(Product {
-            length: 0.2,
-            width: 0.2,
-            height: 0.2,
-            mass: 1.0,
-            friction: 0.6,
-            spawn_interval: None,
-            infeed_counter_tag: None,
-        }),
-        products: Vec::new(),
-        product_tag: None,
-        products_listed: false,
-        stations: Vec::new(),
-        photo_eyes: Vec::new(),
-        pushers: Vec::new(),
-        diverters: Vec::new(),
-        zones: Vec::new(),
-        residual_tolerance: None,
-        jam_after: None,
-    }
+    fixtures::line(
+        vec![fixtures::belt("belt", 0.6, [0.0, 0.0], segments)],
+        Some(fixtures::cube()),
+    )
 }
 
 /// The issue's check "transit time equals length divided by speed, within
