@@ -30,6 +30,9 @@ use super::LineModel;
 /// A product moving slower than this (m/s) stands.
 const STANDS: f32 = 0.02;
 
+/// Most zones one conveyor is divided into.
+const MAX_ZONES: usize = 10_000;
+
 /// One ZPA conveyor's zones, in the belt hooks.
 #[derive(Debug, Clone, Default)]
 pub(super) struct ZoneControl {
@@ -43,7 +46,10 @@ impl ZoneControl {
     /// Zones of `length` over a belt `belt_length` long (the last may be
     /// shorter).
     pub fn new(length: f32, belt_length: f32) -> Self {
-        let n = (belt_length / length).ceil().max(1.0) as usize;
+        // Validation refuses zones shorter than the product; a model built
+        // from an unchecked line still gets a bounded number of zones.
+        let length = length.max(belt_length / MAX_ZONES as f32).max(1e-3);
+        let n = ((belt_length / length).ceil().max(1.0) as usize).min(MAX_ZONES);
         ZoneControl {
             length,
             stopped: vec![false; n],
