@@ -78,7 +78,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// A product moving slower than this (m/s) on a belt, and not held by a
 /// station, is standing in a queue.
-const STANDING_SPEED: f32 = 0.02;
+pub(super) const STANDING_SPEED: f32 = 0.02;
 
 /// Setpoints to try. Anything not given keeps its current value.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -26,9 +26,7 @@
 use rapier3d::prelude::RigidBodyType;
 
 use super::LineModel;
-
-/// A product moving slower than this (m/s) stands.
-const STANDS: f32 = 0.02;
+use super::lookahead::STANDING_SPEED;
 
 /// Most zones one conveyor is divided into.
 const MAX_ZONES: usize = 10_000;
@@ -70,46 +68,40 @@ impl LineModel {
         if self.hooks.zones.iter().all(Option::is_none) {
             return;
         }
-        for (c, zc) in self.hooks.zones.iter_mut().enumerate() {
+        // Per ZPA conveyor and zone: occupied, its product at the eye, and
+        // a product there standing.
+        let mut seen: Vec<Vec<[bool; 3]>> = self
+            .hooks
+            .zones
+            .iter()
+            .map(|z| vec![[false; 3]; z.as_ref().map_or(0, |z| z.stopped.len())])
+            .collect();
+        for h in &self.products {
+            let Some((c, along)) = self.line_place(*h) else {
+                continue;
+            };
+            let Some(zc) = self.hooks.zones[c].as_ref() else {
+                continue;
+            };
+            let b = &self.world.bodies[*h];
+            let k = zc.zone_at(along);
+            // The product's own half length: its front is at the eye.
+            let half = super::body_size(&self.world, *h).map_or(0.0, |s| s.length / 2.0);
+            let zone = &mut seen[c][k];
+            zone[0] = true;
+            zone[1] |= along >= (k + 1) as f32 * zc.length - half - 1e-3;
+            zone[2] |=
+                b.body_type() != RigidBodyType::Dynamic || b.linvel().length() < STANDING_SPEED;
+        }
+        for (zc, seen) in self.hooks.zones.iter_mut().zip(&seen) {
             let Some(zc) = zc else { continue };
             let n = zc.stopped.len();
-            let (mut occupied, mut arrived, mut standing) =
-                (vec![false; n], vec![false; n], vec![false; n]);
-            for h in &self.products {
-                let b = &self.world.bodies[*h];
-                let pos = b.translation();
-                // The product's place along this conveyor, if it is on it.
-                let Some(along) = self
-                    .segment_places
-                    .iter()
-                    .zip(&self.hooks.seg_offsets)
-                    .filter(|((pc, ..), _)| *pc == c)
-                    .find_map(|((_, place, len), off)| {
-                        let a = place.along(pos)?;
-                        (a >= 0.0 && a <= *len).then_some(off + a)
-                    })
-                else {
-                    continue;
-                };
-                let k = zc.zone_at(along);
-                occupied[k] = true;
-                // The product's own half length: its front is at the eye.
-                let half = super::body_size(&self.world, *h).map_or(0.0, |s| s.length / 2.0);
-                let end = ((k + 1) as f32 * zc.length).min(n as f32 * zc.length);
-                if along >= end - half - 1e-3 {
-                    arrived[k] = true;
-                }
-                let still = b.body_type() != RigidBodyType::Dynamic || b.linvel().length() < STANDS;
-                if still {
-                    standing[k] = true;
-                }
-            }
             if let Some(last) = zc.stopped.last_mut() {
                 *last = false;
             }
             for k in (0..n.saturating_sub(1)).rev() {
-                zc.stopped[k] =
-                    arrived[k] && occupied[k + 1] && (zc.stopped[k + 1] || standing[k + 1]);
+                let ([_, arrived, _], [occupied, _, standing]) = (seen[k], seen[k + 1]);
+                zc.stopped[k] = arrived && occupied && (zc.stopped[k + 1] || standing);
             }
         }
     }
