@@ -60,7 +60,7 @@
 
 use std::time::Duration;
 
-use rapier3d::prelude::{RigidBody, RigidBodyType, Vector};
+use rapier3d::prelude::{RigidBody, RigidBodyHandle, RigidBodyType, Vector};
 
 use super::{BeltPlace, LineModel, PhysicsError};
 
@@ -92,7 +92,7 @@ pub struct Candidate {
 }
 
 /// What the line would do over the horizon.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Forecast {
     pub horizon: Duration,
     /// Arrivals due at the infeed, and those that found it blocked.
@@ -164,6 +164,7 @@ impl LineModel {
         for i in 0..m.diverters().len() {
             m.set_diverter_at(i, false);
         }
+        let ends = m.outfeed_ends();
         let dt_ns = LOOKAHEAD_DT.as_nanos();
         let steps = horizon.as_nanos().div_ceil(dt_ns);
         let sample_every = (SAMPLE_EVERY.as_nanos() / dt_ns).max(1);
@@ -180,18 +181,10 @@ impl LineModel {
         let wip_start = m.products.len() as u64;
         let mut f = Forecast {
             horizon,
-            arrivals: 0,
-            infeed_blocked: 0,
-            out: 0,
-            lost: 0,
-            pushed: 0,
-            diverted: 0,
-            throughput_per_min: 0.0,
             wip_start,
             wip_end: wip_start,
             wip_max: wip_start,
-            max_standing: 0,
-            jam_risk: 0.0,
+            ..Forecast::default()
         };
         let mut next_arrival: u128 = 0;
         for k in 0..steps {
@@ -208,7 +201,7 @@ impl LineModel {
                     f.infeed_blocked += 1;
                 }
             }
-            m.drive_products();
+            m.drive_products(&ends);
             m.step()?;
             if (k + 1) % sample_every == 0 || k + 1 == steps {
                 let done = m.remove_finished();
@@ -273,42 +266,46 @@ impl LineModel {
         (belt + product) / 2.0 * self.world.gravity.length() * self.dt.as_secs_f32()
     }
 
+    /// A product's own size and grip, read from its collider: after a
+    /// changeover the line carries products of two types, and the gap to
+    /// the one in front is between their own faces.
+    fn own_size_and_grip(&self, h: RigidBodyHandle) -> (super::BodySize, f32) {
+        let size = super::body_size(&self.world, h).unwrap_or(super::BodySize {
+            length: 0.0,
+            height: 0.0,
+            width: 0.0,
+        });
+        let friction = self.world.bodies[h]
+            .colliders()
+            .first()
+            .and_then(|c| self.world.colliders.get(*c))
+            .map_or(0.5, |c| c.friction());
+        (size, self.belt_grip(friction))
+    }
+
+    /// The last segment of each conveyor whose end is an outfeed (the
+    /// line's and any diverter branch's): a product leaves there, where
+    /// elsewhere it bridges a seam (`segment_under`).
+    fn outfeed_ends(&self) -> Vec<usize> {
+        std::iter::once(self.main_out)
+            .chain(self.branch_outs.iter().copied())
+            .filter_map(|c| self.segment_places.iter().rposition(|(pc, ..)| *pc == c))
+            .collect()
+    }
+
     /// Before a step: each riding product takes the surface velocity of
     /// the belt segment under its centre (along the belt plus the centring
     /// pull of [`BeltHooks`](super::BeltHooks)), changed by at most `grip`;
     /// its yaw turns towards the segment's heading. A product whose centre
     /// is over no belt falls, as it would off a real one.
-    fn drive_products(&mut self) {
+    fn drive_products(&mut self, ends: &[usize]) {
         let dt = self.dt.as_secs_f32();
-        // Each product's own size and grip, read from its collider: after a
-        // changeover the line carries products of two types, and the gap
-        // to the one in front is between their own faces.
-        let own: Vec<(super::BodySize, f32)> = self
-            .products
-            .iter()
-            .map(|h| {
-                let size = super::body_size(&self.world, *h).unwrap_or(super::BodySize {
-                    length: 0.0,
-                    height: 0.0,
-                    width: 0.0,
-                });
-                let friction = self.world.bodies[*h]
-                    .colliders()
-                    .first()
-                    .and_then(|c| self.world.colliders.get(*c))
-                    .map_or(0.5, |c| c.friction());
-                (size, self.belt_grip(friction))
-            })
-            .collect();
         let places = &self.segment_places;
-        // The last segment of each conveyor whose end is an outfeed (the
-        // line's and any diverter branch's): a product leaves there.
-        let ends: Vec<usize> = std::iter::once(self.main_out)
-            .chain(self.branch_outs.iter().copied())
-            .filter_map(|c| places.iter().rposition(|(pc, ..)| *pc == c))
-            .collect();
+        // The size of the product before this one (the one in front).
+        let mut ahead: Option<super::BodySize> = None;
         for (i, &h) in self.products.iter().enumerate() {
-            let (size, grip) = own[i];
+            let (size, grip) = self.own_size_and_grip(h);
+            let ahead_size = ahead.replace(size);
             let (reach, width) = (size.length, size.width);
             // Yaw is symmetric every quarter turn for a square product,
             // every half turn otherwise.
@@ -326,7 +323,7 @@ impl LineModel {
             // one's size (the product's own with one type).
             let leader = i
                 .checked_sub(1)
-                .and_then(|j| Some((self.world.bodies.get(self.products[j])?, own[j].0)))
+                .and_then(|j| Some((self.world.bodies.get(self.products[j])?, ahead_size?)))
                 .map(|(l, ls)| {
                     (
                         l.translation(),
@@ -352,7 +349,7 @@ impl LineModel {
                 continue;
             }
             let pos = b.translation();
-            let Some(seg) = segment_under(places, pos, reach / 2.0, &ends) else {
+            let Some(seg) = segment_under(places, pos, reach / 2.0, ends) else {
                 fall(b);
                 continue;
             };
@@ -719,25 +716,10 @@ mod tests {
                 }
             }
         };
-        let blank = || Forecast {
-            horizon: Duration::ZERO,
-            arrivals: 0,
-            infeed_blocked: 0,
-            out: 0,
-            lost: 0,
-            pushed: 0,
-            diverted: 0,
-            throughput_per_min: 0.0,
-            wip_start: 0,
-            wip_end: 0,
-            wip_max: 0,
-            max_standing: 0,
-            jam_risk: 0.0,
-        };
         for c in 0..2 {
             live.set_belt_speed_at(c, 0.6).expect("belt");
         }
-        run(&mut live, 200 * 60, &mut blank());
+        run(&mut live, 200 * 60, &mut Forecast::default());
         // Filler-bound (a queue forms), then at the arrival rate (dense flow
         // through the corner).
         for filler in [1500, 800] {
@@ -754,7 +736,7 @@ mod tests {
             truth_model.set_belt_speed_at(0, 0.6).expect("belt");
             truth_model.set_belt_speed_at(1, 0.4).expect("belt");
             truth_model.set_station_cycle_at(0, Some(cycle));
-            let mut truth = blank();
+            let mut truth = Forecast::default();
             run(&mut truth_model, 200 * 60, &mut truth);
             for (i, s) in live.stations().iter().enumerate() {
                 let b = s.releases();
