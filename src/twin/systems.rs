@@ -10,7 +10,7 @@ use super::clock::TickClock;
 use super::components::*;
 use super::events::{Outbox, TagEvent, TwinEvent};
 use super::lines::{BeltSpeed, CoilInput, CounterInput, EyeInput, Lines, StationCycleTime};
-use super::sample::{Quality, Value};
+use super::sample::{Quality, Reason, Value};
 use std::time::Duration;
 
 /// Apply every sample whose receive time has come, in arrival order.
@@ -55,7 +55,7 @@ pub fn ingest(
             Some(v) if v.is_valid() || s.quality != Quality::Good => (Some(v), s.quality, s.reason),
             Some(_) => {
                 stats.non_finite += 1;
-                (None, Quality::Bad, Some("non_finite"))
+                (None, Quality::Bad, Some(Reason::NonFinite))
             }
             None => (None, s.quality, s.reason),
         };
@@ -105,7 +105,7 @@ pub fn staleness(
         {
             quality.set_if_neq(TagQuality {
                 quality: Quality::Stale,
-                reason: Some("no_update"),
+                reason: Some(Reason::NoUpdate),
             });
         }
     }
