@@ -50,7 +50,8 @@ impl Default for TagQuality {
     }
 }
 
-/// Source timestamp of the last applied sample (ns since the Unix epoch).
+/// Source timestamp of the last applied sample (ns since the Unix epoch),
+/// never later than that sample's receive time.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SourceTime(pub Option<i64>);
 
@@ -89,4 +90,7 @@ pub struct IngestStats {
     pub non_finite: u64,
     /// Samples naming a tag that does not exist, dropped.
     pub unknown_tag: u64,
+    /// Samples whose source time lay after their receive time; applied
+    /// with the receive time as their source time.
+    pub future_source_time: u64,
 }

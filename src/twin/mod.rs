@@ -225,3 +225,5 @@ impl TwinCore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_tests;
