@@ -57,6 +57,32 @@ impl Quality {
     }
 }
 
+// Recordings (`twin::record`) write qualities by their stream names.
+impl serde::Serialize for Quality {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Quality {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        [
+            Quality::Good,
+            Quality::Uncertain,
+            Quality::Bad,
+            Quality::Stale,
+        ]
+        .into_iter()
+        .find(|q| q.as_str() == s)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown quality {s:?}, expected good, uncertain, bad or stale"
+            ))
+        })
+    }
+}
+
 /// Defines [`Reason`] from one table, so the variants, their strings and
 /// [`Reason::ALL`] cannot drift apart.
 macro_rules! reasons {
