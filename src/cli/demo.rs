@@ -43,12 +43,12 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
     let cfg = match loaded {
         Ok(c) => {
             if !c.warnings.is_empty() {
-                eprint!("{}", c.render_warnings());
+                super::logging::write_text(c.render_warnings());
             }
             c
         }
         Err(report) => {
-            eprint!("{report}");
+            super::logging::write_text(report.to_string());
             return EXIT_CONFIG;
         }
     };

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod logging;
 pub mod run;
 pub mod sim;
 pub mod snapshot;
@@ -70,12 +71,16 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Its internal errors go to `eprintln!`, which panics when stderr
+        // fails; our writer never reports one anyway.
+        .log_internal_errors(false)
         .try_init();
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// A token cancelled on SIGINT or SIGTERM. It is cancelled before anything
+/// is logged, so a stop never depends on stderr.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
@@ -93,11 +98,12 @@ pub fn shutdown_on_signals() -> CancellationToken {
             #[cfg(not(unix))]
             std::future::pending::<()>().await
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down."),
-            _ = term => tracing::info!("SIGTERM received; shutting down."),
-        }
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term => "SIGTERM",
+        };
         t.cancel();
+        tracing::info!(signal, "Signal received; shutting down.");
     });
     token
 }
@@ -109,6 +115,12 @@ pub fn outputs(events: Option<&str>, no_table: bool) -> (Option<&str>, bool) {
 }
 
 pub fn run(cli: Cli) -> i32 {
+    let code = run_command(cli);
+    logging::finish();
+    code
+}
+
+fn run_command(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => {
             init_logging(cli.log.as_deref(), false);

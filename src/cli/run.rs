@@ -41,12 +41,12 @@ pub(crate) fn load(path: &std::path::Path) -> Result<LoadedConfig, i32> {
     match config::load_file(path) {
         Ok(cfg) => {
             if !cfg.warnings.is_empty() {
-                eprint!("{}", cfg.render_warnings());
+                super::logging::write_text(cfg.render_warnings());
             }
             Ok(cfg)
         }
         Err(report) => {
-            eprint!("{report}");
+            super::logging::write_text(report.to_string());
             Err(EXIT_CONFIG)
         }
     }

@@ -98,7 +98,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         Some(p) => match scenario::load_file(p, &cfg) {
             Ok(s) => Some(s),
             Err(report) => {
-                eprint!("{report}");
+                super::logging::write_text(report.to_string());
                 return EXIT_CONFIG;
             }
         },
