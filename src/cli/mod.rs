@@ -69,6 +69,8 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(logging::Stderr)
@@ -76,6 +78,8 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
         // Its internal errors go to `eprintln!`, which panics when stderr
         // fails; our writer never reports one anyway.
         .log_internal_errors(false)
+        .finish()
+        .with(logging::BenignBrokerNoise)
         .try_init();
 }
 
