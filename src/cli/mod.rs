@@ -15,6 +15,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::sinks::events::{EventOptions, EventStream, Overflow};
+
 /// Exit code for an invalid config (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;
 /// Exit code for a runtime failure.
@@ -112,6 +114,53 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// How the event stream behaves when its reader falls behind
+/// (`twin run` and `twin demo`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsPolicy {
+    /// When the event reader falls behind by more than --events-buffer:
+    /// `drop` whole ticks and write a `gap` line once it catches up, or
+    /// `fail` the run (exit 1).
+    #[arg(long = "events-overflow", value_name = "drop|fail", default_value = "drop", value_parser = parse_overflow)]
+    pub overflow: Overflow,
+    /// Bytes of events held for a reader that falls behind, e.g. `8MiB`,
+    /// `512KiB`.
+    #[arg(long = "events-buffer", value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub buffer: usize,
+}
+
+fn parse_overflow(s: &str) -> Result<Overflow, String> {
+    match s {
+        "drop" => Ok(Overflow::Drop),
+        "fail" => Ok(Overflow::Fail),
+        _ => Err("expected `drop` or `fail`".to_string()),
+    }
+}
+
+/// A byte count: a number with an optional `B`, `KiB`, `MiB` or `GiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (use B, KiB, MiB or GiB, e.g. 8MiB)"
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a size above zero, e.g. 8MiB or 512KiB".to_string())
+}
+
 /// Where the event stream goes and whether the live table is shown.
 pub fn outputs(events: Option<&str>, no_table: bool) -> (Option<&str>, bool) {
     let table = !no_table && events != Some("-") && std::io::stdout().is_terminal();
@@ -148,9 +197,14 @@ fn run_command(cli: Cli) -> i32 {
 /// if it cannot be opened.
 pub(crate) fn open_events(
     events: Option<&str>,
-) -> Result<Option<crate::sinks::events::EventStream>, i32> {
+    policy: &EventsPolicy,
+) -> Result<Option<EventStream>, i32> {
+    let options = EventOptions {
+        overflow: policy.overflow,
+        buffer_bytes: policy.buffer,
+    };
     events
-        .map(crate::sinks::events::EventStream::open)
+        .map(|target| EventStream::open_with(target, options))
         .transpose()
         .map_err(|e| {
             tracing::error!(path = ?events, error = %e, "Cannot open the event stream for writing.");

@@ -358,8 +358,15 @@ impl Drop for EventStream {
     fn drop(&mut self) {
         // The writer finishes the queue and ends; nobody waits for it, since a
         // reader that never reads would keep it forever.
-        self.shared.lock().closed = true;
+        let mut s = self.shared.lock();
+        s.closed = true;
+        let unwritten = if s.failed.is_none() { s.bytes } else { 0 };
+        drop(s);
         self.shared.work.notify_one();
+        if unwritten > 0 {
+            warn!(target = %self.target, bytes = unwritten,
+                "Event stream closed with lines its reader had not taken; they may be lost.");
+        }
         let d = self.dropped;
         if d.ticks > 0 {
             warn!(target = %self.target, ticks = d.ticks, events = d.events,
