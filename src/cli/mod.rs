@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+mod load;
 pub mod logging;
 pub mod run;
 pub mod sim;

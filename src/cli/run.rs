@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use tracing::error;
 
-use super::{EXIT_CONFIG, EXIT_FAILURE};
-use crate::config::{self, LoadedConfig};
+use super::EXIT_FAILURE;
+use super::load::load;
 use crate::endpoints::Endpoints;
 use crate::runtime::{RunOptions, run_live};
 
@@ -36,22 +36,6 @@ pub struct RunArgs {
     /// Do not show the live table even if stdout is a terminal.
     #[arg(long)]
     pub no_table: bool,
-}
-
-/// Load a config for a command that will act on it; print diagnostics.
-pub(crate) fn load(path: &std::path::Path) -> Result<LoadedConfig, i32> {
-    match config::load_file(path) {
-        Ok(cfg) => {
-            if !cfg.warnings.is_empty() {
-                super::logging::write_text(cfg.render_warnings());
-            }
-            Ok(cfg)
-        }
-        Err(report) => {
-            super::logging::write_text(report.to_string());
-            Err(EXIT_CONFIG)
-        }
-    }
 }
 
 pub(crate) fn endpoints(
