@@ -272,6 +272,28 @@ fn is_clean_disconnect_noise(target: &str, message: &str, error: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn unstarted() -> Shared {
+        Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn r9_a_log_line_that_does_not_fit_is_dropped_and_counted_not_waited_for() {
+        // No writer thread: stderr takes nothing, as when its reader stalls.
+        let s = unstarted();
+        let line = vec![b'x'; 1000];
+        let fits = QUEUE_BYTES / line.len();
+        for _ in 0..fits + 10 {
+            s.push(line.clone());
+        }
+        assert_eq!(s.lock().lines.len(), fits);
+        assert_eq!(s.dropped.load(Ordering::Relaxed), 10);
+    }
+
     #[test]
     fn r9_only_the_clean_disconnect_lines_of_rumqttd_are_dropped() {
         let routing = "rumqttd::router::routing";

@@ -237,3 +237,22 @@ where
     };
     rt.block_on(async move { body(shutdown_on_signals()).await })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_buffer_sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("8MB").is_err_and(|e| e.contains("MiB")));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+        assert_eq!(parse_overflow("fail"), Ok(Overflow::Fail));
+        assert!(parse_overflow("block").is_err());
+    }
+}

@@ -124,6 +124,28 @@ fn r9_demo_with_stderr_on_dev_full_exits_0_with_events() {
 }
 
 #[test]
+fn r9_a_stderr_nobody_reads_does_not_stall_the_run() {
+    let (reader, writer) = full_pipe();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ev.jsonl");
+    let mut cmd = twin();
+    cmd.args(["demo", "--for", "3s", "--no-table", "--events"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(writer);
+    let mut child = Reap(cmd.spawn().expect("spawn twin"));
+    assert_eq!(wait_exit(&mut child.0, Duration::from_secs(20)), Some(0));
+    let text = std::fs::read_to_string(&file).expect("events file");
+    assert!(
+        text.contains(r#""quality":"good""#),
+        "{} bytes of events",
+        text.len()
+    );
+    drop(reader);
+}
+
+#[test]
 fn r9_closed_stderr_keeps_sources_alive_and_sigterm_still_stops_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let start_sim = |modbus: u16, mqtt: u16| {
