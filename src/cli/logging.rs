@@ -166,16 +166,21 @@ pub fn write_text(text: impl Into<Vec<u8>>) {
     }
 }
 
+/// The queue, if anything was ever logged (no thread is started to ask).
+fn started() -> Option<&'static Arc<Shared>> {
+    SHARED.get().and_then(Option::as_ref)
+}
+
 /// Log lines dropped so far: the queue was full or stderr refused them.
 pub fn dropped() -> u64 {
-    shared().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    started().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
 }
 
 /// Wait until every queued line has reached stderr, or until the writer
 /// thread has made no progress for [`DRAIN_STALL`]. Returns whether
 /// everything was written.
 pub fn drain() -> bool {
-    let Some(s) = shared() else { return true };
+    let Some(s) = started() else { return true };
     let mut q = s.lock();
     let target = q.queued;
     let mut last = q.handled;
