@@ -344,4 +344,42 @@ mod tests {
             "Recv(Disconnected)"
         ));
     }
+
+    /// Counts the events that get past the filter.
+    struct Count(Arc<AtomicU64>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[derive(Debug)]
+    enum LinkError {
+        Recv(Disconnected),
+    }
+    #[derive(Debug)]
+    struct Disconnected;
+
+    #[test]
+    fn r9_rumqttd_clean_disconnect_errors_are_filtered_as_they_are_logged() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = Arc::new(AtomicU64::new(0));
+        let subscriber = tracing_subscriber::registry()
+            .with(BenignBrokerNoise)
+            .with(Count(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            // As rumqttd 0.20 writes them (router/routing.rs, server/broker.rs).
+            let id = 1;
+            tracing::error!(target: "rumqttd::router::routing", "no-connection id {} is already gone", id);
+            let e = LinkError::Recv(Disconnected);
+            tracing::error!(target: "rumqttd::server::broker", error = ?e, "router-drop");
+            assert_eq!(seen.load(Ordering::Relaxed), 0, "both are dropped");
+            // Anything else still gets through.
+            tracing::error!(target: "rumqttd::server::broker", error = ?e, "disconnected");
+            tracing::warn!(target: "rumqttd::router::routing", "no-connection id {} is already gone", id);
+            tracing::error!(target: "twin::runtime", "no-connection id 1 is already gone");
+            assert_eq!(seen.load(Ordering::Relaxed), 3);
+        });
+    }
 }
