@@ -124,6 +124,56 @@ fn r9_demo_with_stderr_on_dev_full_exits_0_with_events() {
 }
 
 #[test]
+fn r9_run_and_sim_with_stderr_on_dev_full_exit_0() {
+    // `twin run` against a plant that is not there: it logs warnings all
+    // along, into /dev/full.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ev.jsonl");
+    let mut run = twin();
+    run.args(["run", CFG, "--for", "2s", "--no-table", "--events"])
+        .arg(&file)
+        .arg("--modbus")
+        .arg(format!("plc=127.0.0.1:{}", free_port()))
+        .arg("--mqtt")
+        .arg(format!("sensors=mqtt://127.0.0.1:{}", free_port()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(dev_full());
+    let mut run = Reap(run.spawn().expect("spawn twin run"));
+    let mut sim = twin();
+    sim.args([
+        "sim",
+        CFG,
+        "--modbus-port",
+        "plc=0",
+        "--mqtt-port",
+        "0",
+        "--for",
+        "2s",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(dev_full());
+    let mut sim = Reap(sim.spawn().expect("spawn twin sim"));
+    assert_eq!(
+        wait_exit(&mut run.0, Duration::from_secs(30)),
+        Some(0),
+        "run"
+    );
+    assert_eq!(
+        wait_exit(&mut sim.0, Duration::from_secs(30)),
+        Some(0),
+        "sim"
+    );
+    let text = std::fs::read_to_string(&file).expect("events file");
+    assert!(
+        text.contains(r#""quality":"bad""#),
+        "{} bytes of events",
+        text.len()
+    );
+}
+
+#[test]
 fn r9_a_stderr_nobody_reads_does_not_stall_the_run() {
     let (reader, writer) = full_pipe();
     let dir = tempfile::tempdir().expect("tempdir");
