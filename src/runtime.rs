@@ -197,6 +197,7 @@ pub async fn run_live(
         samples = summary.samples,
         out_of_order = stats.out_of_order,
         non_finite = stats.non_finite,
+        future_source_time = stats.future_source_time,
         "Twin stopped."
     );
     Ok(summary)
