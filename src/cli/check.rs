@@ -1,12 +1,12 @@
 //! `twin check FILE...`: validate plant configs, report every problem.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::EXIT_CONFIG;
-use super::load::{write_report, write_warnings};
+use super::load::{render_report, render_warnings};
+use super::output::{Stderr, Stdout};
 use crate::config;
 
 #[derive(Debug, Args)]
@@ -19,21 +19,19 @@ pub struct CheckArgs {
     pub short: bool,
 }
 
+/// Every file is checked even once stdout's reader has gone: the exit code
+/// is the verdict on all of them, and the reports go to stderr.
 pub fn run(args: &CheckArgs) -> i32 {
     let mut invalid = 0;
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    let mut out = Stdout::new();
     for f in &args.files {
         match config::load_file(f) {
             Ok(cfg) => {
-                let mut out = stdout.lock();
-                write_warnings(&mut out, &cfg, args.short);
                 let n = |k: usize, one: &str, many: &str| {
                     format!("{k} {}", if k == 1 { one } else { many })
                 };
-                let _ = writeln!(
-                    out,
-                    "{}: ok ({}, {}, {}, {}, {})",
+                let verdict = format!(
+                    "{}: ok ({}, {}, {}, {}, {})\n",
                     f.display(),
                     n(cfg.tags.len(), "tag", "tags"),
                     n(cfg.config.machines.len(), "machine", "machines"),
@@ -45,12 +43,13 @@ pub fn run(args: &CheckArgs) -> i32 {
                         },
                     n(cfg.warnings.len(), "warning", "warnings"),
                 );
+                out.write(&(render_warnings(&cfg, args.short) + &verdict));
             }
             Err(report) => {
                 invalid += 1;
-                write_report(&mut stderr.lock(), &report, args.short);
+                Stderr::Wait.write(&render_report(&report, args.short));
             }
         }
     }
-    if invalid > 0 { EXIT_CONFIG } else { 0 }
+    out.exit_code(if invalid > 0 { EXIT_CONFIG } else { 0 })
 }

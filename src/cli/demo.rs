@@ -11,6 +11,7 @@ use tracing::{error, info};
 
 use super::EXIT_FAILURE;
 use super::load::{load, load_text};
+use super::output::Stderr;
 use crate::runtime::{RunOptions, run_live};
 use crate::sim::{SimOptions, start};
 
@@ -39,8 +40,12 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
     let (events, table) = super::outputs(args.events.as_deref(), args.no_table);
     super::init_logging(log, table);
     let loaded = match &args.config {
-        Some(p) => load(p),
-        None => load_text(Path::new("plant-configs/packaging-line.toml"), DEMO_CONFIG),
+        Some(p) => load(p, Stderr::Queue),
+        None => load_text(
+            Path::new("plant-configs/packaging-line.toml"),
+            DEMO_CONFIG,
+            Stderr::Queue,
+        ),
     };
     let cfg = match loaded {
         Ok(c) => c,

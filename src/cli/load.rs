@@ -6,38 +6,40 @@
 //! file is invalid, and exit code 78 (EX_CONFIG) for an invalid file.
 //! `twin check` prints through the same renderers, with its `--short` form.
 //!
-//! Diagnostics go to stderr: stdout may be the event stream (`--events -`)
-//! or `--json`. A failing stderr must not take the command down, so write
-//! errors are ignored rather than panicking as `eprint!` would.
+//! Diagnostics go to stderr (stdout may be the event stream, `--events -`,
+//! or `--json`), in the way the command writes there ([`Stderr`]): a failing
+//! stderr never kills a command, and a stalled one never holds up a twin.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::EXIT_CONFIG;
+use super::output::Stderr;
 use crate::config::{self, ConfigReport, LoadedConfig};
 
 /// Load and validate a plant file for a command that acts on it. Warnings
 /// are printed to stderr; an invalid file prints its report there and gives
 /// the exit code for it.
-pub(crate) fn load(path: &Path) -> Result<LoadedConfig, i32> {
-    shown(config::load_file(path))
+pub(crate) fn load(path: &Path, stderr: Stderr) -> Result<LoadedConfig, i32> {
+    shown(config::load_file(path), stderr)
 }
 
 /// [`load`] for config text that does not come from a file (the demo's
 /// built-in plant); `path` names it in messages.
-pub(crate) fn load_text(path: &Path, text: &str) -> Result<LoadedConfig, i32> {
-    shown(config::load_str(path, text))
+pub(crate) fn load_text(path: &Path, text: &str, stderr: Stderr) -> Result<LoadedConfig, i32> {
+    shown(config::load_str(path, text), stderr)
 }
 
-fn shown(loaded: Result<LoadedConfig, Box<ConfigReport>>) -> Result<LoadedConfig, i32> {
-    let mut err = std::io::stderr().lock();
+fn shown(
+    loaded: Result<LoadedConfig, Box<ConfigReport>>,
+    stderr: Stderr,
+) -> Result<LoadedConfig, i32> {
     match loaded {
         Ok(cfg) => {
-            write_warnings(&mut err, &cfg, false);
+            stderr.write(&render_warnings(&cfg, false));
             Ok(cfg)
         }
         Err(report) => {
-            write_report(&mut err, &report, false);
+            stderr.write(&render_report(&report, false));
             Err(EXIT_CONFIG)
         }
     }
@@ -45,24 +47,27 @@ fn shown(loaded: Result<LoadedConfig, Box<ConfigReport>>) -> Result<LoadedConfig
 
 /// A valid config's warnings: in full (quoted line, caret, help), or one
 /// line each (`file:line:col: warning: key: message`).
-pub(crate) fn write_warnings(out: &mut impl Write, cfg: &LoadedConfig, short: bool) {
+pub(crate) fn render_warnings(cfg: &LoadedConfig, short: bool) -> String {
     if short {
-        for w in &cfg.warnings {
-            let _ = writeln!(out, "{}", cfg.file.render_short(w));
-        }
+        cfg.warnings
+            .iter()
+            .map(|w| cfg.file.render_short(w) + "\n")
+            .collect()
     } else {
-        let _ = write!(out, "{}", cfg.render_warnings());
+        cfg.render_warnings()
     }
 }
 
 /// An invalid config's diagnostics, in full with a summary line, or one line
 /// each.
-pub(crate) fn write_report(out: &mut impl Write, report: &ConfigReport, short: bool) {
+pub(crate) fn render_report(report: &ConfigReport, short: bool) -> String {
     if short {
-        for d in &report.diagnostics {
-            let _ = writeln!(out, "{}", report.file.render_short(d));
-        }
+        report
+            .diagnostics
+            .iter()
+            .map(|d| report.file.render_short(d) + "\n")
+            .collect()
     } else {
-        let _ = write!(out, "{report}");
+        report.to_string()
     }
 }

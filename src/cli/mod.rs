@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 mod load;
 pub mod logging;
+mod output;
 pub mod run;
 pub mod sim;
 pub mod snapshot;

@@ -8,6 +8,7 @@ use tracing::error;
 
 use super::EXIT_FAILURE;
 use super::load::load;
+use super::output::Stderr;
 use crate::endpoints::Endpoints;
 use crate::runtime::{RunOptions, run_live};
 
@@ -55,7 +56,7 @@ pub(crate) fn endpoints(
 pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
     let (events, table) = super::outputs(args.events.as_deref(), args.no_table);
     super::init_logging(log, table);
-    let cfg = match load(&args.config) {
+    let cfg = match load(&args.config, Stderr::Queue) {
         Ok(c) => c,
         Err(code) => return code,
     };

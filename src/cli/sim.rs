@@ -2,13 +2,13 @@
 //! headless (`--headless`) as fast as it goes to write training data: the
 //! truth log and the ground-truth fault labels of a `--scenario`.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use tracing::error;
 
+use super::output::{Stderr, Stdout};
 use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::endpoints::Endpoints;
 use crate::sim::{HeadlessOptions, SimOptions, run_headless, scenario, start};
@@ -90,7 +90,7 @@ pub fn labels_path(
 
 pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
     super::init_logging(log, false);
-    let cfg = match super::load::load(&args.config) {
+    let cfg = match super::load::load(&args.config, Stderr::Queue) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -98,7 +98,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         Some(p) => match scenario::load_file(p, &cfg) {
             Ok(s) => Some(s),
             Err(report) => {
-                super::load::write_report(&mut std::io::stderr().lock(), &report, false);
+                Stderr::Queue.write(&super::load::render_report(&report, false));
                 return EXIT_CONFIG;
             }
         },
@@ -185,15 +185,19 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
                 return EXIT_FAILURE;
             }
         };
-        {
-            let mut out = std::io::stdout().lock();
-            for (name, addr) in &handle.endpoints.modbus {
-                let _ = writeln!(out, "modbus {name} {addr}");
-            }
-            for (name, url) in &handle.endpoints.mqtt {
-                let _ = writeln!(out, "mqtt {name} {url}");
-            }
-            let _ = out.flush();
+        // The plant serves on whether or not anyone reads these lines: a
+        // script may take the first one and close the pipe (`| head -1`).
+        let mut out = Stdout::new();
+        let mut text = String::new();
+        for (name, addr) in &handle.endpoints.modbus {
+            text += &format!("modbus {name} {addr}\n");
+        }
+        for (name, url) in &handle.endpoints.mqtt {
+            text += &format!("mqtt {name} {url}\n");
+        }
+        out.write(&text);
+        if let Some(e) = out.failure() {
+            tracing::warn!(error = %e, "Cannot write the endpoints to stdout; serving on.");
         }
         if let Some(p) = &args.endpoints_out
             && let Err(e) = handle.endpoints.save(p)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::EXIT_FAILURE;
+use super::output::{self, Stderr};
 use crate::physics::LineModel;
 use crate::physics::snapshot::{Panel, svg};
 
@@ -54,7 +55,7 @@ fn parse_speed(s: &str) -> Result<(String, f32), String> {
 }
 
 pub fn run(args: &SnapshotArgs) -> i32 {
-    let cfg = match super::load::load(&args.config) {
+    let cfg = match super::load::load(&args.config, Stderr::Wait) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -74,19 +75,19 @@ pub fn run(args: &SnapshotArgs) -> i32 {
             .map(|l| l.id.value.as_str())
             .collect();
         match &args.line {
-            Some(id) => eprintln!(
-                "error: {}: no line \"{id}\" with conveyors (lines with conveyors: {})",
+            Some(id) => output::error(format_args!(
+                "{}: no line \"{id}\" with conveyors (lines with conveyors: {})",
                 args.config.display(),
                 if with_geometry.is_empty() {
                     "none".to_string()
                 } else {
                     with_geometry.join(", ")
                 }
-            ),
-            None => eprintln!(
-                "error: {}: no line has conveyors to draw; add `[[lines.conveyors]]` (see docs/config.md)",
+            )),
+            None => output::error(format_args!(
+                "{}: no line has conveyors to draw; add `[[lines.conveyors]]` (see docs/config.md)",
                 args.config.display()
-            ),
+            )),
         }
         return EXIT_USAGE;
     }
@@ -95,7 +96,9 @@ pub fn run(args: &SnapshotArgs) -> i32 {
             .iter()
             .any(|l| l.conveyors.iter().any(|c| c.id.value == *id))
         {
-            eprintln!("error: --speed {id}=...: no drawn line has a conveyor \"{id}\"");
+            output::error(format_args!(
+                "--speed {id}=...: no drawn line has a conveyor \"{id}\""
+            ));
             return EXIT_USAGE;
         }
     }
@@ -105,7 +108,7 @@ pub fn run(args: &SnapshotArgs) -> i32 {
         match simulate(line, args) {
             Ok(m) => models.push(m),
             Err(e) => {
-                eprintln!("error: line \"{}\": {e}", line.id.value);
+                output::error(format_args!("line \"{}\": {e}", line.id.value));
                 return EXIT_FAILURE;
             }
         }
@@ -128,10 +131,10 @@ pub fn run(args: &SnapshotArgs) -> i32 {
     let caption = format!("t = {} ({speeds})", humantime::format_duration(args.at));
     let doc = svg(&panels, &caption);
     if let Err(e) = std::fs::write(&args.output, doc) {
-        eprintln!(
-            "error: cannot write the snapshot to {}: {e}",
+        output::error(format_args!(
+            "cannot write the snapshot to {}: {e}",
             args.output.display()
-        );
+        ));
         return EXIT_FAILURE;
     }
     0

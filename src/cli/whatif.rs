@@ -8,7 +8,6 @@
 //! [`LineModel::lookahead`], the API the optimiser and the guard use. No
 //! source is contacted; the plant is not touched.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::EXIT_FAILURE;
+use super::output::{self, Stderr, Stdout};
 use crate::config::{Line, StationCycle};
 use crate::physics::LineModel;
 use crate::physics::lookahead::{Candidate, Forecast, LOOKAHEAD_DT};
@@ -146,12 +146,12 @@ fn forecast_json(f: &Forecast) -> serde_json::Value {
 }
 
 pub fn run(args: &WhatifArgs) -> i32 {
-    let cfg = match super::load::load(&args.config) {
+    let cfg = match super::load::load(&args.config, Stderr::Wait) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let fail = |msg: String| {
-        let _ = writeln!(std::io::stderr(), "error: {msg}");
+        output::error(msg);
         EXIT_FAILURE
     };
     let with_geometry = || cfg.config.lines.iter().filter(|l| !l.conveyors.is_empty());
@@ -241,7 +241,7 @@ pub fn run(args: &WhatifArgs) -> i32 {
     // Simulated seconds per wall second, both forecasts together.
     let speed = 2.0 * args.horizon.as_secs_f64() / wall;
 
-    let mut out = std::io::stdout().lock();
+    let mut out = Stdout::new();
     if args.json {
         let v = json!({
             "line": line.id.value,
@@ -251,12 +251,11 @@ pub fn run(args: &WhatifArgs) -> i32 {
             "candidate": forecast_json(&then),
             "speed_x_real_time": speed.round(),
         });
-        let _ = writeln!(out, "{v}");
-        return 0;
+        out.line(v);
+        return out.exit_code(0);
     }
-    let _ = writeln!(
-        out,
-        "line {}: next {} after {} of warm-up",
+    let mut table = format!(
+        "line {}: next {} after {} of warm-up\n",
         line.id.value,
         humantime::format_duration(args.horizon),
         humantime::format_duration(args.warmup)
@@ -269,19 +268,14 @@ pub fn run(args: &WhatifArgs) -> i32 {
         "infeed blocked",
         "jam risk",
     ];
-    let _ = writeln!(
-        out,
-        "{:<12}{}",
-        "",
-        heads.map(|h| format!("{h:>16}")).join("")
-    );
+    table += &format!("{:<12}{}\n", "", heads.map(|h| format!("{h:>16}")).join(""));
     for (name, f) in [("as is", &now), ("candidate", &then)] {
-        let _ = writeln!(
-            out,
-            "{name:<12}{}",
+        table += &format!(
+            "{name:<12}{}\n",
             row(f).map(|c| format!("{c:>16}")).join("")
         );
     }
-    let _ = writeln!(out, "(simulated {:.0}x faster than real time)", speed);
-    0
+    table += &format!("(simulated {:.0}x faster than real time)\n", speed);
+    out.write(&table);
+    out.exit_code(0)
 }
