@@ -34,7 +34,7 @@ pub const EXIT_FAILURE: i32 = 1;
 pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `twin=debug`.
     /// Logs go to stderr.
-    #[arg(long, global = true, env = "TWIN_LOG")]
+    #[arg(long, global = true, env = "TWIN_LOG", value_name = "FILTER")]
     pub log: Option<String>,
 
     #[command(subcommand)]
@@ -60,6 +60,16 @@ pub enum Command {
 /// Parse a duration such as `30s`, `5m` or `250ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 5m, 250ms)"))
+}
+
+/// A `NAME=VALUE` endpoint override, checked for its shape only (the names
+/// are checked against the config later), so a malformed one is a usage
+/// error like any other unparsable value.
+pub fn parse_override(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok(s.to_string()),
+        _ => Err("expected NAME=VALUE: a device or source name, then its address".to_string()),
+    }
 }
 
 /// Install the log subscriber. `quiet_default` lowers the default level when

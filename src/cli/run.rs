@@ -28,11 +28,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
     /// Connect Modbus device DEVICE at HOST:PORT instead of its configured address.
-    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT")]
+    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT", value_parser = super::parse_override)]
     pub modbus: Vec<String>,
     /// Connect MQTT or Sparkplug source SOURCE to the broker at URL
     /// (mqtt://host:port or mqtts://host:port).
-    #[arg(long = "mqtt", value_name = "SOURCE=URL")]
+    #[arg(long = "mqtt", value_name = "SOURCE=URL", value_parser = super::parse_override)]
     pub mqtt: Vec<String>,
     /// Do not show the live table even if stdout is a terminal.
     #[arg(long)]

@@ -19,13 +19,13 @@ pub struct SimArgs {
     pub config: PathBuf,
     /// Serve device DEVICE on 127.0.0.1:PORT (DEVICE may be `*`; PORT 0 picks a
     /// free port). Default: the port in the device's configured address.
-    #[arg(long = "modbus-port", value_name = "DEVICE=PORT")]
+    #[arg(long = "modbus-port", value_name = "DEVICE=PORT", value_parser = parse_port_override)]
     pub modbus_port: Vec<String>,
     /// Port of the embedded MQTT broker (0 picks a free port).
     #[arg(long = "mqtt-port", value_name = "PORT")]
     pub mqtt_port: Option<u16>,
     /// Publish MQTT source SOURCE to an external broker at URL instead.
-    #[arg(long = "mqtt", value_name = "SOURCE=URL")]
+    #[arg(long = "mqtt", value_name = "SOURCE=URL", value_parser = super::parse_override)]
     pub mqtt: Vec<String>,
     /// Write the addresses actually served, as JSON, for `twin run --endpoints`.
     #[arg(long = "endpoints-out", value_name = "FILE")]
@@ -41,20 +41,20 @@ pub struct SimArgs {
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Run sim time this many times faster than wall time (≥ 1).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = parse_speed)]
     pub speed: f64,
     /// No servers: step the plant as fast as possible for --for of sim time
     /// and write --truth and the labels only.
     #[arg(long)]
     pub headless: bool,
     /// Signal update period.
-    #[arg(long, default_value = "100ms", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = super::parse_duration)]
     pub update: Duration,
     /// MQTT publish period.
-    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
     pub publish: Duration,
     /// Seed of the signal noise.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
     /// Stop after this much sim time (wall time × --speed).
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
@@ -63,6 +63,20 @@ pub struct SimArgs {
 
 /// A usage error, as clap reports one.
 const EXIT_USAGE: i32 = 2;
+
+/// `DEVICE=PORT`, the port a number, as a usage error when it is not.
+fn parse_port_override(s: &str) -> Result<String, String> {
+    let shape = || "expected DEVICE=PORT, e.g. plc=5020 or '*=0'".to_string();
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => match v.parse::<u16>() {
+            Ok(_) => Ok(s.to_string()),
+            Err(_) => Err(format!(
+                "the port {v:?} must be a number 0..=65535 (0: any free port)"
+            )),
+        },
+        _ => Err(shape()),
+    }
+}
 
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -27,18 +27,18 @@ pub struct WhatifArgs {
     pub config: PathBuf,
     /// A candidate setpoint: a belt's speed tag (m/s) or a station's
     /// cycle-time tag (s), or `conveyor:ID` (m/s) or `station:ID` (s).
-    #[arg(long = "set", value_name = "TAG=VALUE")]
+    #[arg(long = "set", value_name = "TAG=VALUE", value_parser = parse_setpoint)]
     pub set: Vec<String>,
     /// The value a setpoint has now, in the same form as --set. Every belt
     /// needs a speed from --base or --set (there is no live plant here).
-    #[arg(long = "base", value_name = "TAG=VALUE")]
+    #[arg(long = "base", value_name = "TAG=VALUE", value_parser = parse_setpoint)]
     pub base: Vec<String>,
     /// How far to look ahead.
-    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::parse_duration)]
     pub horizon: Duration,
     /// Simulated time at the base values before the forecasts start, to fill
     /// the line.
-    #[arg(long, default_value = "120s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = super::parse_duration)]
     pub warmup: Duration,
     /// Time between arrivals at the infeed. Default: the product's
     /// `spawn_interval`.
@@ -59,9 +59,8 @@ enum Target {
     Station(usize),
 }
 
-/// Resolves `NAME=VALUE` against the line: a conveyor's speed tag or
-/// `conveyor:ID`, a station's cycle-time tag or `station:ID`.
-fn resolve(line: &Line, arg: &str) -> Result<(Target, f64), String> {
+/// `NAME=VALUE` with VALUE a number >= 0.
+fn split_setpoint(arg: &str) -> Result<(&str, f64), String> {
     let (name, value) = arg
         .split_once('=')
         .ok_or_else(|| format!("`{arg}`: expected NAME=VALUE, e.g. infeed.speed=0.8"))?;
@@ -71,7 +70,20 @@ fn resolve(line: &Line, arg: &str) -> Result<(Target, f64), String> {
         .ok()
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
         .ok_or_else(|| format!("`{arg}`: the value must be a number >= 0"))?;
-    let name = name.trim();
+    Ok((name.trim(), value))
+}
+
+/// A `--set`/`--base` checked for its form on the command line, so a
+/// malformed one is a usage error; its name is resolved against the line
+/// later.
+fn parse_setpoint(arg: &str) -> Result<String, String> {
+    split_setpoint(arg).map(|_| arg.to_string())
+}
+
+/// Resolves `NAME=VALUE` against the line: a conveyor's speed tag or
+/// `conveyor:ID`, a station's cycle-time tag or `station:ID`.
+fn resolve(line: &Line, arg: &str) -> Result<(Target, f64), String> {
+    let (name, value) = split_setpoint(arg)?;
     let belt = line.conveyors.iter().position(|c| {
         c.speed_tag.value == name || name.strip_prefix("conveyor:") == Some(c.id.value.as_str())
     });

@@ -339,3 +339,26 @@ fn r9_a_config_warning_on_a_stderr_nobody_reads_does_not_hold_the_demo() {
     );
     drop(reader);
 }
+
+#[test]
+fn r9_malformed_option_values_are_usage_errors() {
+    // README: an unparsable value on the command line exits 2, before
+    // anything starts, as clap's own checks do.
+    let cases: [&[&str]; 6] = [
+        &["sim", DEMO, "--modbus-port", "line_plc=abc"],
+        &["sim", DEMO, "--modbus-port", "line_plc"],
+        &["sim", DEMO, "--mqtt", "cm_sensors"],
+        &["run", DEMO, "--modbus", "line_plc"],
+        &["whatif", DEMO, "--set", "infeed.speed=fast"],
+        &["whatif", DEMO, "--base", "infeed.speed"],
+    ];
+    for args in cases {
+        let e = run(args, Stdio::null(), None, T);
+        e.assert_no_panic();
+        assert_eq!(e.code, Some(2), "twin {args:?}: {}", e.stderr);
+        assert!(e.stderr.contains("invalid value"), "{}", e.stderr);
+    }
+    // A well-formed name the config does not have stays a runtime failure.
+    let e = run(&["whatif", DEMO, "--set", "nope=1"], Stdio::null(), None, T);
+    assert_eq!(e.code, Some(1), "{}", e.stderr);
+}
