@@ -81,12 +81,15 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
     } else {
         "info,rumqttd=warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let (env_filter, refused) =
+        match tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default)) {
+            Ok(f) => (f, None),
+            Err(e) => (tracing_subscriber::EnvFilter::new(default), Some(e)),
+        };
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(env_filter)
         .with_writer(logging::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         // Its internal errors go to `eprintln!`, which panics when stderr
@@ -95,6 +98,10 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
         .finish()
         .with(logging::BenignBrokerNoise)
         .try_init();
+    // A typo in `--log` must not silently change what the user sees.
+    if let (Some(e), Some(f)) = (refused, filter) {
+        tracing::warn!(filter = f, error = %e, default, "The log filter does not parse; using the default.");
+    }
 }
 
 /// A token cancelled on SIGINT or SIGTERM. It is cancelled before anything

@@ -362,3 +362,15 @@ fn r9_malformed_option_values_are_usage_errors() {
     let e = run(&["whatif", DEMO, "--set", "nope=1"], Stdio::null(), None, T);
     assert_eq!(e.code, Some(1), "{}", e.stderr);
 }
+
+#[test]
+fn r9_a_log_filter_that_does_not_parse_is_reported_not_ignored() {
+    let e = run(&["--log", "twin=[[", "check", DEMO], Stdio::null(), None, T);
+    e.assert_no_panic();
+    assert_eq!(e.code, Some(0), "{}", e.stderr);
+    assert!(
+        e.stderr.contains("The log filter does not parse"),
+        "{}",
+        e.stderr
+    );
+}
