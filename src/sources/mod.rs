@@ -6,6 +6,7 @@
 //! They stamp samples with wall-clock time ([`crate::wallclock`]), which is
 //! the boundary where the outside world's time enters the twin.
 
+pub mod backoff;
 pub mod health;
 pub mod limit;
 pub mod modbus;
