@@ -736,3 +736,66 @@ fn tls_with_a_ca_file_and_a_client_certificate() {
         refused.stderr()
     );
 }
+
+/// A TCP listener that accepts each connection and closes it at once, as a
+/// broker port behind a failing proxy would; it records when each came.
+fn closing_listener() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = accepted.clone();
+    // Detached: the accept loop ends with the test process.
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { break };
+            a.lock().expect("lock").push(twin::wallclock::monotonic());
+            drop(s);
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn r9_mqtt_and_sparkplug_reconnects_back_off_instead_of_retrying_every_second() {
+    let (mqtt_port, mqtt_attempts) = closing_listener();
+    let (spb_port, spb_attempts) = closing_listener();
+    let mqtt = Proc::spawn(twin_run(
+        &root().join("tests/configs/mqtt-restart.toml"),
+        "seq",
+        &format!("mqtt://127.0.0.1:{mqtt_port}"),
+        9,
+    ));
+    let spb = Proc::spawn(twin_run(
+        &root().join("tests/configs/sparkplug-interop.toml"),
+        "edge",
+        &format!("mqtt://127.0.0.1:{spb_port}"),
+        9,
+    ));
+    for (mut run, attempts) in [(mqtt, mqtt_attempts), (spb, spb_attempts)] {
+        assert_eq!(
+            run.wait(Duration::from_secs(30)),
+            Some(0),
+            "{}",
+            run.stderr()
+        );
+        let times = attempts.lock().expect("lock").clone();
+        // A retry every second would make ~9 here; backing off 1, 2, 4 s
+        // (±20 %) makes at most 4 (at about 0, 1, 3 and 7 s).
+        let err = run.stderr();
+        assert!(
+            (2..=5).contains(&times.len()),
+            "{} attempts in 9 s:\n{err}",
+            times.len()
+        );
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] > g[0]),
+            "attempts spaced increasingly: {gaps:?}"
+        );
+        // One warning for the outage, not one per attempt.
+        assert_eq!(count(&err, "broker unreachable"), 1, "{err}");
+    }
+}

@@ -10,11 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{ConnectionError, MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use tracing::{debug, warn};
+
 use crate::config::{MQTT_PROTOCOL_MAX_PACKET, MqttSource, Secret};
+use crate::sources::backoff::Backoff;
+use crate::wallclock;
 
 /// Where to connect: host, port and whether to use TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +236,90 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, rustls::pki_t
 /// How long a clean disconnect may take at shutdown before the connection
 /// is just dropped.
 pub const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+
+/// Reconnect delays: the first retry comes after about a second, as it
+/// always did; a broker that stays away is tried every 30 s at most, so its
+/// return is noticed within half a minute.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A connection that stayed up this long was healthy: the next outage
+/// starts again from the shortest delay. One that fails sooner (a broker
+/// that accepts and then drops us) keeps backing off.
+const STABLE: Duration = Duration::from_secs(30);
+
+/// Connection state and reconnect pacing of one MQTT-based source (MQTT or
+/// Sparkplug): it logs each outage once and says how long to wait before
+/// the event loop tries again.
+#[derive(Debug)]
+pub struct Reconnect {
+    /// "MQTT" or "Sparkplug", for log lines.
+    kind: &'static str,
+    name: String,
+    broker: String,
+    backoff: Backoff,
+    /// None before the first attempt's outcome; then whether it is up.
+    up: Option<bool>,
+    up_since: Option<std::time::Instant>,
+}
+
+impl Reconnect {
+    pub fn new(kind: &'static str, name: &str, broker: &str) -> Self {
+        Reconnect {
+            kind,
+            name: name.to_string(),
+            broker: broker.to_string(),
+            backoff: Backoff::new(name, BACKOFF_MIN, BACKOFF_MAX),
+            up: None,
+            up_since: None,
+        }
+    }
+
+    /// The broker accepted the connection (CONNACK).
+    pub fn connected(&mut self) {
+        self.up = Some(true);
+        self.up_since = Some(wallclock::monotonic());
+    }
+
+    /// Whether the connection is up now.
+    pub fn is_up(&self) -> bool {
+        self.up == Some(true)
+    }
+
+    /// The event loop failed with `e`: log it (a warning once per outage,
+    /// the retries at debug level) and return the health reason and how long
+    /// to wait before polling again.
+    pub fn failed(&mut self, e: &ConnectionError) -> (&'static str, Duration) {
+        if self
+            .up_since
+            .take()
+            .is_some_and(|t| wallclock::since(t) >= STABLE)
+        {
+            self.backoff.reset();
+        }
+        let wait = self.backoff.step();
+        let (kind, name, broker) = (self.kind, &self.name, &self.broker);
+        let refused = matches!(e, ConnectionError::ConnectionRefused(_));
+        if self.up != Some(false) {
+            if let ConnectionError::ConnectionRefused(code) = e {
+                warn!(source = %name, broker = %broker, code = ?code, retry_in = ?wait,
+                    "{kind} broker refused the connection; check username, password and client_id. Retrying.");
+            } else {
+                warn!(source = %name, broker = %broker, error = %e, retry_in = ?wait,
+                    "{kind} broker unreachable; retrying. Its tags go stale after their stale_after.");
+            }
+        } else {
+            debug!(source = %name, broker = %broker, error = %e, retry_in = ?wait, "{kind} reconnect failed.");
+        }
+        self.up = Some(false);
+        let reason = if refused {
+            "broker_refused"
+        } else {
+            "broker_unreachable"
+        };
+        (reason, wait)
+    }
+}
 
 #[cfg(test)]
 mod tests {

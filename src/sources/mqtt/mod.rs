@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use tracing::{debug, info, warn};
 
@@ -38,9 +38,6 @@ use topic::{Routed, Router};
 /// How often, at most, a warning about dropped messages is logged per
 /// config entry and kind.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Pause between reconnect attempts.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// Parse a plain `mqtt://host:port` (port defaults to 1883); TLS URLs are
 /// refused. For publishers that have no TLS set-up (the virtual plant).
@@ -85,7 +82,7 @@ impl MqttSubscriber {
         let broker = self.endpoint.to_string();
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
         let mut drops = DropLog::default();
-        let mut connected: Option<bool> = None;
+        let mut link = connect::Reconnect::new("MQTT", &name, &broker);
         let mut first_connack = true;
         let mut subscribed: Vec<String> = Vec::new();
 
@@ -107,7 +104,7 @@ impl MqttSubscriber {
                     first_connack = false;
                     info!(source = %name, broker = %broker, session_present = ack.session_present, subscribe,
                         "Connected to MQTT broker.");
-                    connected = Some(true);
+                    link.connected();
                     health.success(0, wallclock::now_ns());
                     if subscribe {
                         let filters = self
@@ -158,32 +155,16 @@ impl MqttSubscriber {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if connected != Some(false) {
-                        match &e {
-                            ConnectionError::ConnectionRefused(code) => {
-                                warn!(source = %name, broker = %broker, code = ?code,
-                                    "MQTT broker refused the connection; check username, password and client_id. Retrying.")
-                            }
-                            _ => warn!(source = %name, broker = %broker, error = %e,
-                                "MQTT broker unreachable; retrying. Its tags go stale after their stale_after."),
-                        }
-                    } else {
-                        debug!(source = %name, broker = %broker, error = %e, "MQTT reconnect failed.");
-                    }
-                    connected = Some(false);
-                    let reason = match &e {
-                        ConnectionError::ConnectionRefused(_) => "broker_refused",
-                        _ => "broker_unreachable",
-                    };
+                    let (reason, wait) = link.failed(&e);
                     health.failure(reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
-        if connected == Some(true) {
+        if link.is_up() {
             disconnect(&client, &mut eventloop).await;
         }
     }

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::limit::RateLimit;
+use super::mqtt::connect::Reconnect;
 use super::{Source, SourceContext, SourceTask};
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
@@ -86,7 +87,7 @@ impl SparkplugSubscriber {
         let filter = format!("spBv1.0/{}/#", c.group);
         let mut rebirths = RateLimit::new(REBIRTH_INTERVAL);
         let mut warns = RateLimit::new(WARN_INTERVAL);
-        let mut connected: Option<bool> = None;
+        let mut link = Reconnect::new("Sparkplug", &c.name, &broker);
         let mut actions = Vec::new();
 
         loop {
@@ -97,7 +98,7 @@ impl SparkplugSubscriber {
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     info!(source = %c.name, broker = %broker, group = %c.group, "Connected to Sparkplug broker.");
-                    connected = Some(true);
+                    link.connected();
                     health.success(0, wallclock::now_ns());
                     if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         warn!(source = %c.name, error = %e, "Could not queue the Sparkplug subscription.");
@@ -162,17 +163,11 @@ impl SparkplugSubscriber {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if connected != Some(false) {
-                        warn!(source = %c.name, broker = %broker, error = %e,
-                            "Sparkplug broker unreachable; retrying. Its tags go stale after their stale_after.");
-                    } else {
-                        debug!(source = %c.name, error = %e, "Sparkplug reconnect failed.");
-                    }
-                    connected = Some(false);
-                    health.failure("broker_unreachable", wallclock::now_ns());
+                    let (reason, wait) = link.failed(&e);
+                    health.failure(reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
