@@ -43,6 +43,7 @@ pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// refused. For publishers that have no TLS set-up (the virtual plant).
 pub fn parse_url(url: &str) -> Option<(String, u16)> {
     parse_endpoint(url)
+        .ok()
         .filter(|e| !e.tls)
         .map(|e| (e.host, e.port))
 }
@@ -61,7 +62,7 @@ impl MqttSubscriber {
     /// the secrets and TLS files it names.
     pub fn new(cfg: &LoadedConfig, source: usize, endpoint: Endpoint) -> Result<Self, SetupError> {
         let src = &cfg.config.mqtt[source];
-        let options = connect::options(src, &endpoint, &config_dir(cfg))?;
+        let options = connect::options(&src.into(), &endpoint, &config_dir(cfg))?;
         Ok(MqttSubscriber {
             name: src.name.value.clone(),
             endpoint,
@@ -243,7 +244,7 @@ impl MqttSubscriber {
 }
 
 /// The config file's folder: where relative paths in it start.
-fn config_dir(cfg: &LoadedConfig) -> PathBuf {
+pub(crate) fn config_dir(cfg: &LoadedConfig) -> PathBuf {
     cfg.file
         .path
         .parent()
