@@ -10,5 +10,6 @@ mod modbus_faults;
 mod mqtt;
 mod sim_truth;
 mod snapshot;
+mod sparkplug_limits;
 mod util;
 mod whatif;
