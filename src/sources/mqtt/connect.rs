@@ -22,6 +22,7 @@ use crate::config::{
     parse_broker_url,
 };
 use crate::sources::backoff::Backoff;
+use crate::twin::Reason;
 use crate::wallclock;
 
 /// Where to connect: host, port and whether to use TLS.
@@ -340,7 +341,7 @@ impl Reconnect {
     /// The event loop failed with `e`: log it (a warning once per outage,
     /// the retries at debug level) and return the health reason and how long
     /// to wait before polling again.
-    pub fn failed(&mut self, e: &ConnectionError) -> (&'static str, Duration) {
+    pub fn failed(&mut self, e: &ConnectionError) -> (Reason, Duration) {
         if self
             .up_since
             .take()
@@ -364,9 +365,9 @@ impl Reconnect {
         }
         self.up = Some(false);
         let reason = if refused {
-            "broker_refused"
+            Reason::BrokerRefused
         } else {
-            "broker_unreachable"
+            Reason::BrokerUnreachable
         };
         (reason, wait)
     }

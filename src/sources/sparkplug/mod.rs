@@ -19,6 +19,7 @@ use super::limit::RateLimit;
 use super::mqtt::connect::{self, Endpoint, Reconnect, SetupError};
 use super::{Source, SourceContext, SourceTask};
 use crate::config::LoadedConfig;
+use crate::twin::Reason;
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
 use session::{Action, Binding, Limits, Session, parse_topic};
@@ -143,7 +144,7 @@ impl SparkplugSubscriber {
                     let recv = wallclock::now_ns();
                     let size = p.size();
                     if size > self.max_packet_size {
-                        health.rejected(1, "oversized");
+                        health.rejected(1, Reason::DroppedMessage);
                         if let Some((total, suppressed)) = warns.report(Warn::Oversized, 1) {
                             warn!(source = %name, topic = %p.topic, size, max_packet_size = self.max_packet_size,
                                 retained = p.retain, dropped_total = total, suppressed,
@@ -160,7 +161,7 @@ impl SparkplugSubscriber {
                             pl
                         }
                         Err(e) => {
-                            health.rejected(1, "invalid_payload");
+                            health.rejected(1, Reason::InvalidPayload);
                             if let Some((total, suppressed)) = warns.report(Warn::InvalidPayload, 1)
                             {
                                 warn!(source = %name, topic = %p.topic, error = %e, dropped_total = total, suppressed,

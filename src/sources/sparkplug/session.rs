@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::proto::{Metric, MetricValue, Payload, datatype};
 use crate::config::TagId;
-use crate::twin::{Quality, Sample, Value};
+use crate::twin::{Quality, Reason, Sample, Value};
 
 /// Message types of the spBv1.0 topic namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +266,7 @@ impl Session {
                         },
                     );
                 }
-                self.stale(node, None, true, "node_death", recv_ns, out);
+                self.stale(node, None, true, Reason::NodeDeath, recv_ns, out);
             }
             Kind::DBirth | Kind::DData | Kind::DDeath | Kind::NData => {
                 let device = topic.device.as_deref();
@@ -309,7 +309,7 @@ impl Session {
                     }
                     (Kind::DDeath, Some(d)) => {
                         self.remove_device(node, d);
-                        self.stale(node, Some(d), false, "device_death", recv_ns, out);
+                        self.stale(node, Some(d), false, Reason::DeviceDeath, recv_ns, out);
                     }
                     _ => {
                         let empty = Aliases::default();
@@ -527,7 +527,7 @@ impl Session {
         node: &str,
         device: Option<&str>,
         whole_node: bool,
-        reason: &'static str,
+        reason: Reason,
         recv_ns: i64,
         out: &mut Vec<Action>,
     ) {
@@ -560,9 +560,9 @@ fn bd_seq(p: &Payload) -> Option<u64> {
 
 /// A metric's value, interpreted by its declared data type. Signed integers
 /// travel as two's complement in the unsigned fields.
-fn metric_value(m: &Metric) -> Result<Value, &'static str> {
+fn metric_value(m: &Metric) -> Result<Value, Reason> {
     if m.is_null == Some(true) {
-        return Err("null_value");
+        return Err(Reason::NullValue);
     }
     let dt = m.datatype.unwrap_or(0);
     Ok(match (&m.value, dt) {
@@ -576,7 +576,7 @@ fn metric_value(m: &Metric) -> Result<Value, &'static str> {
         (Some(MetricValue::Double(v)), _) => Value::Num(*v),
         (Some(MetricValue::Boolean(v)), _) => Value::Bool(*v),
         (Some(MetricValue::String(s)), _) => Value::Text(Arc::from(s.as_str())),
-        (Some(MetricValue::Bytes(_)), _) | (None, _) => return Err("unsupported_type"),
+        (Some(MetricValue::Bytes(_)), _) | (None, _) => return Err(Reason::UnsupportedType),
     })
 }
 
@@ -891,7 +891,7 @@ mod tests {
         };
         assert_eq!(
             (second.quality, second.reason),
-            (Quality::Bad, Some("null_value"))
+            (Quality::Bad, Some(Reason::NullValue))
         );
         assert!(matches!(&out[2], Action::Problem { what, .. } if what.contains("first 99")));
     }
