@@ -4,7 +4,10 @@
 //! Decoding is protobuf (prost, [`proto`]); session rules (births, aliases,
 //! seq, deaths) live in [`session`]. Rebirth requests (NCMD) are writes to
 //! the plant, so they are sent only where the config enables them; otherwise
-//! the need is logged.
+//! the need is logged. The MQTT client comes from [`connect::options`], the
+//! builder the MQTT source uses: TLS, credentials and `max_packet_size`,
+//! enforced here after receipt so an oversized message never drops the
+//! connection. Warnings are rate-limited per source and kind, not per node.
 
 pub mod proto;
 pub mod session;

@@ -17,7 +17,12 @@
 //!   its devices stale, unless its `bdSeq` belongs to an older session.
 //!   DDEATH marks the device's tags stale.
 //! - Data for a node that has not been born cannot be decoded (aliases are
-//!   unknown); it is dropped and a rebirth is requested.
+//!   unknown); it is dropped and a rebirth is requested, of nodes the config
+//!   names only, at most once per node per 5 s and of 20 nodes a second.
+//!
+//! The state is bounded, because node and device ids come from the network:
+//! nodes and devices the config names are always kept, the others up to
+//! [`Limits`], oldest evicted first; a death forgets its node or device.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
