@@ -372,3 +372,32 @@ impl Reconnect {
         (reason, wait)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Loc;
+
+    #[test]
+    fn r9_setup_errors_name_the_kind_of_source_they_are_for() {
+        let tls_files = TlsFiles::default();
+        let password = Secret::Env(Loc::new("TWIN_UNIT_NO_SUCH_VARIABLE".to_string(), 0..0));
+        let spec = ClientSpec {
+            kind: "Sparkplug",
+            name: "edge",
+            client_id: "twin-edge",
+            keep_alive: Duration::from_secs(10),
+            clean_session: true,
+            username: Some("twin"),
+            password: Some(&password),
+            tls_files: &tls_files,
+            manual_acks: false,
+        };
+        let ep = parse_endpoint("mqtts://127.0.0.1:8883").expect("url");
+        let err = options(&spec, &ep, Path::new(".")).expect_err("no such variable");
+        assert_eq!(
+            err.to_string(),
+            "Sparkplug source \"edge\": environment variable TWIN_UNIT_NO_SUCH_VARIABLE (from password_env) is not set or not UTF-8"
+        );
+    }
+}
