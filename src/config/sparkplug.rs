@@ -45,6 +45,8 @@ pub struct SparkplugSource {
     pub max_nodes: usize,
     pub max_devices: usize,
     pub stale_after: Option<Duration>,
+    /// As for [`super::MqttSource::max_clock_skew`], for metric timestamps.
+    pub max_clock_skew: Duration,
     pub metrics: Vec<SparkplugMetric>,
 }
 
@@ -162,6 +164,7 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugS
         max_nodes,
         max_devices,
         stale_after,
+        max_clock_skew: conn.max_clock_skew,
         metrics,
     })
 }

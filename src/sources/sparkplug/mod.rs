@@ -51,6 +51,8 @@ pub struct SparkplugSubscriber {
     /// Whether this host may send NCMD rebirth requests.
     rebirth: bool,
     max_packet_size: usize,
+    /// See [`crate::config::SparkplugSource::max_clock_skew`].
+    max_clock_skew: Duration,
     limits: Limits,
     bindings: Vec<Binding>,
 }
@@ -83,6 +85,7 @@ impl SparkplugSubscriber {
             group: src.group.value.clone(),
             rebirth: src.rebirth,
             max_packet_size: src.max_packet_size,
+            max_clock_skew: src.max_clock_skew,
             limits: Limits {
                 max_nodes: src.max_nodes,
                 max_devices: src.max_devices,
@@ -123,7 +126,9 @@ impl SparkplugSubscriber {
         let name = self.name.as_str();
         let broker = self.endpoint.to_string();
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 256);
-        let mut session = Session::new(self.group.clone(), self.bindings.clone(), self.limits);
+        let mut session = Session::new(self.group.clone(), self.bindings.clone(), self.limits)
+            .with_max_clock_skew(self.max_clock_skew);
+        let mut skew_warns = RateLimit::new(WARN_INTERVAL);
         let filter = format!("spBv1.0/{}/#", self.group);
         let mut warns = RateLimit::new(WARN_INTERVAL);
         let mut link = Reconnect::new("Sparkplug", name, &broker);
@@ -181,6 +186,14 @@ impl SparkplugSubscriber {
                             Action::Sample(s) => batch.push(s),
                             Action::Rebirth { node, why } => {
                                 self.request_rebirth(&client, &mut warns, &node, why);
+                            }
+                            Action::ClockSkew { node, metric } => {
+                                health.clock_skew(1);
+                                if let Some(total) = skew_warns.count((), 1) {
+                                    warn!(source = %name, topic = %p.topic, node = %node, metric = %metric,
+                                        max_clock_skew = ?self.max_clock_skew, clock_skew_total = total,
+                                        "Sparkplug metric stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the edge node's clock.");
+                                }
                             }
                             Action::Problem { node, what } => {
                                 if let Some((total, suppressed)) = warns.report(Warn::Protocol, 1) {
