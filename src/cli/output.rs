@@ -8,7 +8,8 @@
 //!
 //! - A stdout whose reader went away (EPIPE) is not a failure: the reader has
 //!   all it wanted. Later output is skipped and the exit code stays what the
-//!   command's work says, as ripgrep does.
+//!   command's work says: 0 for one that only prints, as with ripgrep, and
+//!   `check`'s verdict on every file it was given.
 //! - A stdout that refuses the output otherwise (a full disk) is a failure: a
 //!   report cut short must not pass for a complete one. The command says so
 //!   and exits 1, unless it already has a more specific code (78, 2).
