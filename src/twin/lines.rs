@@ -887,9 +887,11 @@ impl LineState {
                 }
             }
             // Recovery: an eye that changes level after being called stuck
-            // works again; a jam clears when its queue leaves the eye.
-            if eye.condition == EyeCondition::StuckOn && eye.level != Some(true)
-                || eye.condition == EyeCondition::StuckOff && eye.level != Some(false)
+            // works again; a jam clears when its queue leaves the eye. An
+            // unknown level is no change: the input came back unchanged or
+            // not at all, and nothing says the eye works.
+            if eye.condition == EyeCondition::StuckOn && eye.level == Some(false)
+                || eye.condition == EyeCondition::StuckOff && eye.level == Some(true)
             {
                 condition = EyeCondition::Ok;
             }
@@ -927,6 +929,13 @@ impl LineState {
                 self.mirror_jam(x, next, jammed);
             }
             let eye = &mut self.eyes[x];
+            if eye.condition != EyeCondition::Ok && condition == EyeCondition::Ok {
+                // The expected edges kept while the eye was blind are
+                // products it did not see: pairing its first measured edges
+                // with them would put it products out of step for good, as
+                // after a jam.
+                eye.track.reset();
+            }
             eye.condition = condition;
             eye.jammed = jammed;
         }

@@ -19,8 +19,14 @@
 //! as late.
 //!
 //! The pairing is greedy and in order, which is right for products on a
-//! belt (they cannot overtake each other). Lags of paired edges are kept
-//! for the belt-slip estimate (`twin::lines`).
+//! belt (they cannot overtake each other), with one exception: a measured
+//! edge that would be late against the oldest expected edge but is on time
+//! against a later one pairs with the later one, and the older is missing.
+//! Without it, one product the twin expected and the plant never showed
+//! (lost, or passed while the eye was blind) would shift every later pair
+//! by one product for good: a `late` stream inside the late window that
+//! never resynchronises. Lags of paired edges are kept for the belt-slip
+//! estimate (`twin::lines`).
 //!
 //! Products already on the line when the twin starts are not in its model;
 //! until an eye has expected its first product, what it measures is not
@@ -134,10 +140,28 @@ impl EyeTrack {
                         // Earlier than any expected edge still to come.
                         self.measured.pop_front();
                         self.extra(m, out);
-                    } else if m <= e.saturating_add(self.late_ns) {
+                    } else if m <= e.saturating_add(self.tol_ns) {
                         self.expected.pop_front();
                         self.measured.pop_front();
                         self.pair(e, m, out);
+                    } else if m <= e.saturating_add(self.late_ns) {
+                        // Late against `e`, but on time against a later
+                        // expected edge: `e`'s product never came (it was
+                        // lost, or the eye was blind), and pairing `m` with
+                        // `e` would keep every later product one behind for
+                        // good. An expected edge up to the tolerance after
+                        // `m` may still be produced, so wait until it would
+                        // have been.
+                        if self.on_time_later(m) {
+                            self.expected.pop_front();
+                            self.missing(e, out);
+                        } else if now_ns <= m.saturating_add(self.tol_ns) {
+                            return;
+                        } else {
+                            self.expected.pop_front();
+                            self.measured.pop_front();
+                            self.pair(e, m, out);
+                        }
                     } else {
                         self.expected.pop_front();
                         self.missing(e, out);
@@ -157,6 +181,16 @@ impl EyeTrack {
                 _ => return,
             }
         }
+    }
+
+    /// Whether an expected edge after the front one is within the
+    /// tolerance of `m`.
+    fn on_time_later(&self, m: i64) -> bool {
+        self.expected
+            .iter()
+            .skip(1)
+            .find(|&&e| e >= m.saturating_sub(self.tol_ns))
+            .is_some_and(|&e| e <= m.saturating_add(self.tol_ns))
     }
 
     fn extra(&mut self, m: i64, out: &mut Vec<Mismatch>) {
@@ -230,8 +264,8 @@ mod tests {
 
     #[test]
     fn late_missing_and_extra_are_told_apart() {
-        // 1000 is answered 800 ms late; 2000 never; 5000 is an extra.
-        let (out, t) = run(&[1000, 2000, 8000], &[1800, 5000, 8100], 20_000);
+        // 1000 is answered 800 ms late; 2500 never; 5000 is an extra.
+        let (out, t) = run(&[1000, 2500, 8000], &[1800, 5000, 8100], 20_000);
         assert_eq!(
             out,
             vec![
@@ -240,7 +274,7 @@ mod tests {
                     measured_ns: 1800 * MS
                 },
                 Mismatch::Missing {
-                    expected_ns: 2000 * MS
+                    expected_ns: 2500 * MS
                 },
                 Mismatch::Extra {
                     measured_ns: 5000 * MS
@@ -263,6 +297,61 @@ mod tests {
         assert_eq!(out3.len(), 3);
         assert_eq!(t3.consecutive_missing, 3);
         assert_eq!(t.counts, EyeCounts::default());
+    }
+
+    /// Issue 9: one product expected and never measured (here, the one at
+    /// 2000) used to pair every later measured edge with the expected one
+    /// before it, a second late, for good.
+    #[test]
+    fn r9_a_product_that_never_came_costs_one_missing_not_a_late_stream() {
+        let expected: Vec<i64> = (1..=10).map(|k| k * 1000).collect();
+        let measured: Vec<i64> = expected
+            .iter()
+            .copied()
+            .filter(|&e| e != 2000)
+            .map(|e| e + 40)
+            .collect();
+        let (out, t) = run(&expected, &measured, 20_000);
+        assert_eq!(
+            out,
+            vec![Mismatch::Missing {
+                expected_ns: 2000 * MS
+            }]
+        );
+        assert_eq!(t.counts.matched, 9);
+        let lag = t.mean_lag(9).expect("nine lags");
+        assert!((lag - 40.0 * MS as f64).abs() < 1.0, "{lag}");
+    }
+
+    /// A late edge waits for an expected edge that may still come on time
+    /// for it (expected edges are produced at tick time), then pairs with
+    /// it; with none, it is late.
+    #[test]
+    fn a_late_edge_waits_for_a_partner_on_time() {
+        let mut t = EyeTrack::new(300 * MS, 2000 * MS);
+        let mut out = Vec::new();
+        t.expect(1000 * MS);
+        t.measure(2100 * MS);
+        t.settle(2200 * MS, &mut out);
+        assert!(out.is_empty(), "decided too early: {out:?}");
+        t.expect(2150 * MS);
+        t.settle(2500 * MS, &mut out);
+        assert_eq!(
+            out,
+            vec![Mismatch::Missing {
+                expected_ns: 1000 * MS
+            }]
+        );
+        assert_eq!(t.counts.matched, 1);
+
+        let (out, _) = run(&[1000], &[2100], 2500);
+        assert_eq!(
+            out,
+            vec![Mismatch::Late {
+                expected_ns: 1000 * MS,
+                measured_ns: 2100 * MS
+            }]
+        );
     }
 
     #[test]

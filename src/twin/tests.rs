@@ -970,6 +970,11 @@ struct Faults {
     jam_b_until_ms: Option<i64>,
     /// Eye index forced to a level from a time (ms).
     stuck: Option<(usize, bool, i64)>,
+    /// And until this time (ms).
+    stuck_until_ms: Option<i64>,
+    /// Eye index whose samples are bad (`timeout`) from and until a time
+    /// (ms), as while its PLC is unreachable.
+    eye_bad: Option<(usize, i64, i64)>,
 }
 
 /// Runs a truth [`LineModel`] of [`EYES_CFG`] (belts at 0.5 m/s, a product
@@ -1015,10 +1020,19 @@ fn run_plant(secs: i64, faults: Faults) -> (Vec<serde_json::Value>, TwinCore) {
             core.push(Sample::good(count, Value::Num(spawned.into()), t, t));
             for (k, tag) in eyes.iter().enumerate() {
                 let level = match faults.stuck {
-                    Some((e, level, from)) if e == k && ms >= from => level,
+                    Some((e, level, from))
+                        if e == k && ms >= from && faults.stuck_until_ms.is_none_or(|u| ms < u) =>
+                    {
+                        level
+                    }
                     _ => truth.photo_eyes()[k].blocked(),
                 };
-                core.push(Sample::good(*tag, Value::Bool(level), t, t));
+                match faults.eye_bad {
+                    Some((e, from, until)) if e == k && (from..until).contains(&ms) => {
+                        core.push(Sample::bad(*tag, "timeout", t));
+                    }
+                    _ => core.push(Sample::good(*tag, Value::Bool(level), t, t)),
+                }
             }
         }
         if ms % 100 == 95 {
@@ -1177,6 +1191,91 @@ fn r4_stuck_eyes_are_flagged() {
         "{missing:?}"
     );
     assert!(of_type(&ev, "jam").is_empty());
+}
+
+/// Issue 9, the core's side of a stuck-off eye's recovery: `e1` reads
+/// clear from 20 s to 40 s, is called stuck off, and works again. It was
+/// then two products out of step for good (a `late` per product); now it
+/// is paired afresh.
+#[test]
+fn r9_an_eye_back_from_stuck_off_pairs_afresh() {
+    let (ev, core) = run_plant(
+        90,
+        Faults {
+            stuck: Some((0, false, 20_000)),
+            stuck_until_ms: Some(40_000),
+            ..Faults::default()
+        },
+    );
+    let eye: Vec<_> = of_type(&ev, "eye")
+        .iter()
+        .map(|e| (e["eye"].as_str(), e["state"].as_str()))
+        .collect();
+    assert_eq!(
+        eye,
+        vec![(Some("e1"), Some("stuck_off")), (Some("e1"), Some("ok"))]
+    );
+    let after: Vec<_> = of_type(&ev, "residual")
+        .into_iter()
+        .filter(|r| r["t"].as_str().is_some_and(|t| t >= "2027-01-15T08:00:40"))
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
+    let e1 = &core.lines()[0].eyes()[0];
+    assert_eq!(e1.track.counts.late, 0, "{:?}", e1.track.counts);
+}
+
+/// Issue 9, the other ways an eye resumes: its input unknown for a while
+/// (bad, as while its PLC is unreachable) and then good again. The eye is
+/// compared again without residuals; and a stuck-off eye whose input goes
+/// bad is not declared `ok` for it (nothing says it works), only when it
+/// sees a product again.
+#[test]
+fn r9_an_eye_back_from_unknown_input_is_compared_again() {
+    let (ev, core) = run_plant(
+        60,
+        Faults {
+            eye_bad: Some((1, 20_000, 30_000)),
+            ..Faults::default()
+        },
+    );
+    for ty in ["residual", "eye", "jam"] {
+        assert!(of_type(&ev, ty).is_empty(), "{ty}: {:?}", of_type(&ev, ty));
+    }
+    let e2 = &core.lines()[0].eyes()[1];
+    assert!(e2.track.counts.matched >= 45, "{:?}", e2.track.counts);
+
+    // Stuck off from 15 s, its input bad from 30 s to 35 s, still stuck
+    // off when it comes back, and working from 45 s.
+    let (ev, _) = run_plant(
+        70,
+        Faults {
+            stuck: Some((0, false, 15_000)),
+            stuck_until_ms: Some(45_000),
+            eye_bad: Some((0, 30_000, 35_000)),
+            ..Faults::default()
+        },
+    );
+    let eye: Vec<_> = of_type(&ev, "eye")
+        .iter()
+        .map(|e| {
+            (
+                e["t"].as_str().unwrap_or_default().to_string(),
+                e["state"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(eye.len(), 2, "{eye:?}");
+    assert_eq!(
+        (eye[0].1, eye[1].1),
+        (Some("stuck_off"), Some("ok")),
+        "{eye:?}"
+    );
+    assert!(eye[1].0.as_str() >= "2027-01-15T08:00:45", "{eye:?}");
+    let after: Vec<_> = of_type(&ev, "residual")
+        .into_iter()
+        .filter(|r| r["t"].as_str().is_some_and(|t| t >= "2027-01-15T08:00:45"))
+        .collect();
+    assert!(after.is_empty(), "{after:?}");
 }
 
 /// After a jam clears, the twin follows the plant again: it held its own
