@@ -56,25 +56,13 @@ use super::sample::Value;
 use crate::config::LoadedConfig;
 use crate::physics::LineModel;
 
-/// Default of a line's `residual_tolerance`: a measured edge may be this
-/// far from the expected one and still be on time. It covers the infeed
-/// counter's and the eye's poll latency and the tick (see docs/physics.md,
-/// "Residuals").
-pub const RESIDUAL_TOLERANCE_NS: i64 = 500_000_000;
-
-/// A measured edge later than this (or four tolerances, if longer) after
-/// the expected one does not pair: the expected one is missing and the
-/// measured one extra.
-pub const LATE_WINDOW_NS: i64 = 3_000_000_000;
-
-/// Default of a line's `jam_after`: an eye measured blocked this long while
-/// the twin expected products to pass it is a jam below it or an eye stuck
-/// on.
-pub const JAM_AFTER_NS: i64 = 5_000_000_000;
-
-/// Expected edges in a row with no measured partner, while the eye reads
-/// clear, before the eye is called stuck off.
-pub const STUCK_OFF_AFTER: u32 = 3;
+/// A measured edge later than a line's `late_window` after the expected
+/// one does not pair: the expected one is missing and the measured one
+/// extra. The thresholds (`residual_tolerance`, `late_window`, `jam_after`,
+/// `stuck_off_after`) are per line; their defaults are in `config::line`.
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
 
 /// Paired edges an eye needs before its lags feed a slip estimate.
 pub const SLIP_MIN_PAIRS: usize = 5;
@@ -235,6 +223,9 @@ pub struct LineState {
     /// How long an eye must read blocked against expectation for a jam or
     /// stuck-on verdict, ns.
     jam_after_ns: i64,
+    /// Expected products in a row a clear-reading eye must miss before it
+    /// may be called stuck off.
+    stuck_off_after: u32,
     mismatches: Vec<Mismatch>,
 }
 
@@ -394,12 +385,9 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 spawn_interval
             };
             let model = LineModel::new(&geometry, dt);
-            let tolerance_ns = line.residual_tolerance.map_or(RESIDUAL_TOLERANCE_NS, |d| {
-                i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-            });
-            let jam_after_ns = line.jam_after.map_or(JAM_AFTER_NS, |d| {
-                i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-            });
+            let tolerance_ns = ns(line.residual_tolerance());
+            let late_ns = ns(line.late_window());
+            let jam_after_ns = ns(line.jam_after());
             let conveyor_index = |id: &str| line.conveyors.iter().position(|c| c.id.value == id);
             // The model keeps the eyes on known conveyors, in config order.
             let eyes: Vec<EyeState> = line
@@ -412,7 +400,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                         conveyor: conveyor_index(&e.conveyor.value)?,
                         position: e.position.value,
                         entity: tag_entity(&e.tag.value),
-                        track: EyeTrack::new(tolerance_ns, LATE_WINDOW_NS.max(4 * tolerance_ns)),
+                        track: EyeTrack::new(tolerance_ns, late_ns),
                         expected_blocked: false,
                         level: None,
                         level_since: 0,
@@ -497,6 +485,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 mismatches: Vec::new(),
                 jam_walls: Vec::new(),
                 jam_after_ns,
+                stuck_off_after: line.stuck_off_after(),
                 named_zones: line
                     .zones
                     .iter()
@@ -822,14 +811,14 @@ impl LineState {
 
     /// Jams and stuck eyes, from each eye and the next one downstream.
     ///
-    /// An eye X read blocked for [`JAM_AFTER_NS`] while the twin expected
+    /// An eye X read blocked for the line's `jam_after` while the twin expected
     /// products to pass it is either stuck on or has a queue backed up to
     /// it. The next eye downstream, Y, tells which: if Y has seen a product
     /// since X went blocked, products pass X (stuck on); if Y has seen none
     /// though the twin expected one, they do not: a jam between X and Y.
     /// The last eye has no Y, so a jam after it and a stuck eye look alike;
     /// it is reported as a jam (the safer reading). An eye reading clear
-    /// while [`STUCK_OFF_AFTER`] expected products in a row did not show is
+    /// while `stuck_off_after` expected products in a row did not show is
     /// stuck off if the eye next to it saw products meanwhile.
     fn detect(&mut self, now_ns: i64) {
         for fi in 0..self.flow.len() {
@@ -874,7 +863,7 @@ impl LineState {
                     Some(_) => {}
                 }
             } else if eye.level == Some(false)
-                && eye.track.consecutive_missing >= STUCK_OFF_AFTER
+                && eye.track.consecutive_missing >= self.stuck_off_after
                 && condition == EyeCondition::Ok
             {
                 let neighbour = match (next, prev) {

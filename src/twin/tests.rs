@@ -982,7 +982,12 @@ struct Faults {
 /// a core: speeds every tick, the counter and the eyes polled every 20 ms
 /// (source time = poll time). Returns the core's events as JSON.
 fn run_plant(secs: i64, faults: Faults) -> (Vec<serde_json::Value>, TwinCore) {
-    let cfg = load_str(Path::new("eyes-test.toml"), EYES_CFG).expect("test config is valid");
+    run_plant_with(EYES_CFG, secs, faults)
+}
+
+/// [`run_plant`] on a variant of [`EYES_CFG`].
+fn run_plant_with(cfg_text: &str, secs: i64, faults: Faults) -> (Vec<serde_json::Value>, TwinCore) {
+    let cfg = load_str(Path::new("eyes-test.toml"), cfg_text).expect("test config is valid");
     let id = |n: &str| cfg.tags.id(n).expect("tag exists");
     let (a, b, count) = (id("a.speed"), id("b.speed"), id("line.count"));
     let eyes = [id("eye.1"), id("eye.2"), id("eye.3")];
@@ -1276,6 +1281,54 @@ fn r9_an_eye_back_from_unknown_input_is_compared_again() {
         .filter(|r| r["t"].as_str().is_some_and(|t| t >= "2027-01-15T08:00:45"))
         .collect();
     assert!(after.is_empty(), "{after:?}");
+}
+
+/// Issue 9: the detection thresholds are the line's keys. `e1` stuck off
+/// from 20 s: by default each miss is decided 3 s after it was expected
+/// and three make the verdict; with `late_window = "1s"` and
+/// `stuck_off_after = 5` it is 1 s and five.
+#[test]
+fn r9_detection_thresholds_are_per_line() {
+    let misses = |cfg: &str| {
+        let (ev, _) = run_plant_with(
+            cfg,
+            40,
+            Faults {
+                stuck: Some((0, false, 20_000)),
+                ..Faults::default()
+            },
+        );
+        let ms = |v: &serde_json::Value| {
+            humantime::parse_rfc3339(v.as_str().unwrap_or_default())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let verdict = of_type(&ev, "eye")
+            .first()
+            .map(|e| ms(&e["t"]))
+            .expect("a stuck verdict");
+        let missing: Vec<i64> = of_type(&ev, "residual")
+            .iter()
+            .filter(|r| r["residual"] == "missing" && ms(&r["t"]) <= verdict)
+            .map(|r| ms(&r["t"]) - ms(&r["expected_t"]))
+            .collect();
+        missing
+    };
+    let default = misses(EYES_CFG);
+    assert_eq!(default.len(), 3, "{default:?}");
+    assert!(
+        default.iter().all(|d| (3000..3100).contains(d)),
+        "{default:?}"
+    );
+    let tuned = EYES_CFG.replace(
+        "machines = [\"belts\"]\n",
+        "machines = [\"belts\"]\nlate_window = \"1s\"\nstuck_off_after = 5\n",
+    );
+    assert_ne!(tuned, EYES_CFG);
+    let tuned = misses(&tuned);
+    assert_eq!(tuned.len(), 5, "{tuned:?}");
+    assert!(tuned.iter().all(|d| (1000..1100).contains(d)), "{tuned:?}");
 }
 
 /// After a jam clears, the twin follows the plant again: it held its own
