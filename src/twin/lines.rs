@@ -53,6 +53,7 @@ use super::components::TagIndex;
 use super::events::{BeltEstimate, EyeEvent, JamEvent, LineEvent, ResidualEvent, TwinEvent};
 use super::residuals::{EyeTrack, Mismatch};
 use super::sample::Value;
+use super::slip::{self, Stretch};
 use crate::config::LoadedConfig;
 use crate::physics::LineModel;
 
@@ -63,9 +64,6 @@ use crate::physics::LineModel;
 fn ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
-
-/// Paired edges an eye needs before its lags feed a slip estimate.
-pub const SLIP_MIN_PAIRS: usize = 5;
 
 /// The input of one photo-eye for a tick: its level changes since the last
 /// tick, and whether its tag is known (good or uncertain) now.
@@ -203,8 +201,15 @@ pub struct LineState {
     /// The infeed counter's tag entity and its last value.
     counter_tag: Option<Entity>,
     counter_last: Option<f64>,
-    /// Per conveyor: station positions (to keep slip pairs station-free).
-    station_positions: Vec<Vec<f64>>,
+    /// Stretches of belt between eyes, for the slip estimate (`twin::slip`).
+    stretches: Vec<Stretch>,
+    /// Per conveyor: its belt length, the slip the model runs it at, and
+    /// until when (tick time, ns) the model is settling onto a new slip.
+    conveyor_length: Vec<f64>,
+    model_slip: Vec<f64>,
+    refit_until: Vec<Option<i64>>,
+    /// Per conveyor: line reports in a row its estimate has been steady.
+    steady_for: Vec<u32>,
     /// The active product type's length (the one the infeed counter
     /// spawns), updated at a changeover.
     product_length: f64,
@@ -422,10 +427,19 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                     .partial_cmp(&(eyes[b].conveyor, eyes[b].position))
                     .unwrap_or(std::cmp::Ordering::Equal)
             });
-            let mut station_positions = vec![Vec::new(); line.conveyors.len()];
-            for st in &line.stations {
-                if let Some(c) = conveyor_index(&st.conveyor.value) {
-                    station_positions[c].push(st.position.value);
+            let product_length = line.product.as_ref().map_or(0.0, |p| p.length);
+            let mut stretches = Vec::new();
+            for (fi, &x) in flow.iter().enumerate() {
+                let (c, to_m) = (eyes[x].conveyor, eyes[x].position);
+                let from = match fi.checked_sub(1).map(|p| flow[p]) {
+                    Some(w) if eyes[w].conveyor == c => Some((Some(w), eyes[w].position)),
+                    None if c == 0 && counter_tag.is_some() => Some((None, product_length / 2.0)),
+                    _ => None,
+                };
+                if let Some((from, from_m)) = from
+                    && to_m > from_m
+                {
+                    stretches.push(Stretch::new(c, from, x, to_m - from_m));
                 }
             }
             let speed_tags = model
@@ -473,8 +487,16 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 flow,
                 counter_tag,
                 counter_last: None,
-                station_positions,
-                product_length: line.product.as_ref().map_or(0.0, |p| p.length),
+                stretches,
+                conveyor_length: line
+                    .conveyors
+                    .iter()
+                    .map(|c| c.segments.iter().map(|s| s.length.value).sum())
+                    .collect(),
+                model_slip: vec![0.0; line.conveyors.len()],
+                refit_until: vec![None; line.conveyors.len()],
+                steady_for: vec![0; line.conveyors.len()],
+                product_length,
                 product_tag: line.product_tag.as_ref().and_then(|t| tag_entity(&t.value)),
                 type_keys: line
                     .product_types()
@@ -617,6 +639,7 @@ impl LineState {
         let done = self.model.remove_finished();
         self.settle_eyes(now_ns);
         self.detect(now_ns);
+        self.count_stretches(now_ns, period_ns);
         out.append(&mut self.pending);
         for _ in 0..done.out {
             self.departures.push_back(now_ns);
@@ -671,7 +694,7 @@ impl LineState {
             throughput_per_min: self.status.throughput_per_min,
             uncertain: self.uncertain_since_report,
             zones,
-            belts: self.belt_estimates(),
+            belts: self.belt_estimates(now_ns),
         };
         self.uncertain_since_report = None;
         out.push(TwinEvent::Line(event));
@@ -776,7 +799,8 @@ impl LineState {
     /// line is jammed (the eye or jam event says it all).
     fn settle_eyes(&mut self, now_ns: i64) {
         let jammed = self.eyes.iter().any(|e| e.jammed);
-        for eye in &mut self.eyes {
+        let refitting: Vec<bool> = (0..self.eyes.len()).map(|e| self.refitting(e)).collect();
+        for (eye, refitting) in self.eyes.iter_mut().zip(refitting) {
             if eye.level.is_none() {
                 // Unknown input: expected edges cannot be checked.
                 eye.track.reset();
@@ -784,7 +808,7 @@ impl LineState {
             }
             self.mismatches.clear();
             eye.track.settle(now_ns, &mut self.mismatches);
-            if jammed || eye.condition != EyeCondition::Ok {
+            if jammed || refitting || eye.condition != EyeCondition::Ok {
                 continue;
             }
             for m in &self.mismatches {
@@ -865,6 +889,7 @@ impl LineState {
             } else if eye.level == Some(false)
                 && eye.track.consecutive_missing >= self.stuck_off_after
                 && condition == EyeCondition::Ok
+                && !self.refitting(x)
             {
                 let neighbour = match (next, prev) {
                     (Some(y), _) => Some(since_snap(y, eye.snap_next)),
@@ -958,57 +983,145 @@ impl LineState {
         }
     }
 
-    /// Belt slip per conveyor, from how much later than expected products
-    /// reach an eye than they reached the previous eye (or the infeed, for
-    /// the first eye of a counter-driven line) on the same belt, with no
-    /// station between: the extra transit time over that stretch.
-    fn belt_estimates(&self) -> Vec<BeltEstimate> {
-        let mut best: Vec<Option<(f64, BeltEstimate)>> = vec![None; self.model.conveyors().len()];
-        for fi in 0..self.flow.len() {
-            let x = &self.eyes[self.flow[fi]];
-            let prev = fi.checked_sub(1).map(|p| &self.eyes[self.flow[p]]);
-            let (from_m, from_lag) = match prev {
-                Some(w) if w.conveyor == x.conveyor => match w.track.mean_lag(SLIP_MIN_PAIRS) {
-                    Some(l) => (w.position, l),
-                    None => continue,
-                },
-                None if x.conveyor == 0 && self.counter_tag.is_some() => {
-                    (self.product_length / 2.0, 0.0)
+    /// Whether an eye's expectations are moving onto a new belt slip: it
+    /// is on or downstream of a conveyor whose model slip just changed.
+    fn refitting(&self, eye: usize) -> bool {
+        let c = self.eyes[eye].conveyor;
+        self.refit_until[..=c.min(self.refit_until.len().saturating_sub(1))]
+            .iter()
+            .any(Option::is_some)
+    }
+
+    /// Integrates every eye's surplus over the tick and adds it to the
+    /// stretches; ends the settling after a slip change (the eyes it moved
+    /// are paired afresh from then on).
+    fn count_stretches(&mut self, now_ns: i64, period_ns: i64) {
+        let areas: Vec<i128> = self
+            .eyes
+            .iter_mut()
+            .map(|e| e.track.integrate(now_ns, period_ns))
+            .collect();
+        for c in 0..self.refit_until.len() {
+            if self.refit_until[c].is_some_and(|t| now_ns >= t) {
+                self.refit_until[c] = None;
+                for eye in self.eyes.iter_mut().filter(|e| e.conveyor >= c) {
+                    eye.track.reset_pairing();
                 }
-                _ => continue,
-            };
-            let Some(lag) = x.track.mean_lag(SLIP_MIN_PAIRS) else {
-                continue;
-            };
-            if self.station_positions[x.conveyor]
-                .iter()
-                .any(|&p| p > from_m && p < x.position)
-            {
-                continue;
-            }
-            let d = x.position - from_m;
-            let speed = f64::from(self.model.belt_speed_at(x.conveyor).unwrap_or(0.0));
-            if d <= 0.0 || speed <= 0.01 {
-                continue;
-            }
-            let expected_s = d / speed;
-            let measured_s = expected_s + (lag - from_lag) / 1e9;
-            if measured_s <= 0.0 {
-                continue;
-            }
-            let estimate = BeltEstimate {
-                conveyor: Arc::from(self.model.conveyors()[x.conveyor].id.as_str()),
-                speed,
-                over_m: d,
-                transit_expected_s: expected_s,
-                transit_measured_s: measured_s,
-                slip: 1.0 - expected_s / measured_s,
-            };
-            let slot = &mut best[x.conveyor];
-            if slot.as_ref().is_none_or(|(bd, _)| d > *bd) {
-                *slot = Some((d, estimate));
             }
         }
-        best.into_iter().flatten().map(|(_, e)| e).collect()
+        for k in 0..self.stretches.len() {
+            let st = &self.stretches[k];
+            let (from, to) = (st.from, st.to);
+            let generation = |e: Option<usize>| e.map_or(0, |e| self.eyes[e].track.generation());
+            let area = from.map_or(0, |f| areas[f]) - areas[to];
+            let disturbed = [from, Some(to)].into_iter().flatten().any(|e| {
+                let eye = &self.eyes[e];
+                eye.level.is_none() || eye.condition != EyeCondition::Ok || self.refitting(e)
+            }) || self.eyes.iter().any(|e| e.jammed)
+                || self
+                    .model
+                    .belt_speed_at(st.conveyor)
+                    .is_none_or(|v| f64::from(v) <= 0.01);
+            let generations = (generation(from), generation(Some(to)));
+            let expected = self.eyes[to].expected_total;
+            let st = &mut self.stretches[k];
+            st.add(area, generations, expected);
+            if disturbed {
+                // Counts over a stopped belt, a blind eye or a jam say
+                // nothing about how fast the belt carries.
+                st.clear();
+            }
+        }
+    }
+
+    /// Belt slip per conveyor, over its longest stretch that has an
+    /// estimate (`twin::slip`), closing this second's counts; and the
+    /// feedback: a steady estimate that differs from the slip the model
+    /// runs becomes the model's slip.
+    fn belt_estimates(&mut self, now_ns: i64) -> Vec<BeltEstimate> {
+        // Per conveyor: its longest stretch with an estimate, the length
+        // and the estimate.
+        let mut best: Vec<Option<(usize, f64, f64)>> = vec![None; self.model.conveyors().len()];
+        for (k, st) in self.stretches.iter_mut().enumerate() {
+            st.roll();
+            if let Some(extra) = st.extra_s()
+                && let Some(slot) = best.get_mut(st.conveyor)
+                && slot.is_none_or(|(_, len, _)| len < st.over_m)
+            {
+                *slot = Some((k, st.over_m, extra));
+            }
+        }
+        let mut out = Vec::new();
+        // A belt upstream whose model is about to change, or is settling,
+        // makes every belt after it look wrong for a while (its products
+        // reach them at another time): fix the first belt first.
+        let mut upstream_moving = false;
+        for (c, b) in best.into_iter().enumerate() {
+            upstream_moving |= self.refit_until[c].is_some();
+            let Some((k, _, extra)) = b else {
+                self.steady_for[c] = 0;
+                continue;
+            };
+            let st = &self.stretches[k];
+            let drive = f64::from(self.model.belt_speed_at(c).unwrap_or(0.0));
+            let applied = self.model_slip[c];
+            let Some((at_drive, measured, slip)) = slip::slip_of(st.over_m, drive, applied, extra)
+            else {
+                continue;
+            };
+            out.push(BeltEstimate {
+                conveyor: Arc::from(self.model.conveyors()[c].id.as_str()),
+                speed: drive,
+                over_m: st.over_m,
+                transit_expected_s: at_drive,
+                transit_measured_s: measured,
+                slip,
+                model_slip: (applied > 0.0).then_some(applied),
+            });
+            // Steady: the two half windows agree within a tenth of a
+            // product spacing's worth of the stretch's transit, or 50 ms.
+            let target = if slip < slip::APPLY_MIN {
+                0.0
+            } else {
+                slip.min(slip::APPLY_MAX)
+            };
+            let steady = st.steady(
+                |e| slip::slip_of(st.over_m, drive, applied, e).map_or(f64::NAN, |(_, _, s)| s),
+                slip::STEADY_TOL.max(0.1 * (target - applied).abs()),
+            );
+            self.steady_for[c] = if steady { self.steady_for[c] + 1 } else { 0 };
+            if steady && slip < slip::RECOUNT_BELOW {
+                // One product too many counted at the far end.
+                let to = st.to;
+                self.eyes[to].track.shift_surplus(-1);
+                for st in self.stretches.iter_mut() {
+                    if st.to == to || st.from == Some(to) {
+                        st.clear();
+                    }
+                }
+                self.steady_for[c] = 0;
+                continue;
+            }
+            let change = (target - applied).abs() >= slip::APPLY_STEP;
+            if change
+                && !upstream_moving
+                && self.steady_for[c] >= slip::STEADY_FOR
+                && self.model.set_belt_slip_at(c, target as f32).is_ok()
+            {
+                self.model_slip[c] = target;
+                // Until the products on the belt have crossed it at the new
+                // speed and reached the line's end (every eye from this belt
+                // on sees them shifted), with a margin for stations.
+                let surface = (drive * (1.0 - target)).max(0.05);
+                let downstream: f64 = self.conveyor_length[c..].iter().sum();
+                let settle_s = (1.5 * downstream / surface + 2.0).min(180.0);
+                self.refit_until[c] = Some(now_ns.saturating_add((settle_s * 1e9) as i64));
+                for st in self.stretches.iter_mut().filter(|s| s.conveyor >= c) {
+                    st.clear();
+                }
+            }
+            upstream_moving |= change;
+        }
+        out
     }
 }

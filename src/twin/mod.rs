@@ -12,6 +12,7 @@ pub mod events;
 pub mod lines;
 pub mod residuals;
 pub mod sample;
+pub mod slip;
 pub mod systems;
 
 use bevy_ecs::prelude::*;

@@ -82,6 +82,22 @@ pub struct EyeTrack {
     pub counts: EyeCounts,
     /// Expected edges in a row with no measured partner.
     pub consecutive_missing: u32,
+    /// Measured minus expected edges since the last reset, as of the last
+    /// [`EyeTrack::integrate`] (measured edges from before the comparison
+    /// started excluded): how many more products the plant has passed the
+    /// eye than the twin. Unlike the pairing it needs no product identity,
+    /// so it holds however late products are (see `twin::slip`).
+    surplus: i64,
+    /// Edges since the last `integrate`: +1 per measured, −1 per expected,
+    /// and the same signs on their times, to integrate the surplus exactly
+    /// in source and physics time rather than at tick resolution.
+    pend_n: i64,
+    pend_sum: i128,
+    /// Bumped by every reset: the surplus counts restarted.
+    generation: u32,
+    /// The first expected edge since the surplus counts restarted: measured
+    /// edges well before it are products the twin never had.
+    surplus_first: Option<i64>,
 }
 
 impl EyeTrack {
@@ -98,22 +114,71 @@ impl EyeTrack {
             first_expected: None,
             counts: EyeCounts::default(),
             consecutive_missing: 0,
+            surplus: 0,
+            pend_n: 0,
+            pend_sum: 0,
+            generation: 0,
+            surplus_first: None,
         }
     }
 
     pub fn expect(&mut self, t_ns: i64) {
         self.first_expected.get_or_insert(t_ns);
+        self.surplus_first.get_or_insert(t_ns);
         self.expected.push_back(t_ns);
+        self.pend_n -= 1;
+        self.pend_sum -= i128::from(t_ns);
     }
 
     pub fn measure(&mut self, t_ns: i64) {
         self.measured.push_back(t_ns);
+        self.pend_n += 1;
+        self.pend_sum += i128::from(t_ns);
     }
 
-    /// Forgets every pending edge: while the eye's input is not known good
-    /// nothing can be said about it, and edges from before a gap must not
-    /// pair with edges after it.
+    /// The integral of the surplus over the tick ending at `now_ns`, in
+    /// product·ns, and the surplus brought up to date: each edge counts
+    /// from its own time, so a measured edge taken a tick after it was
+    /// seen still counts from when it was seen.
+    pub fn integrate(&mut self, now_ns: i64, period_ns: i64) -> i128 {
+        let area = i128::from(self.surplus) * i128::from(period_ns)
+            + i128::from(self.pend_n) * i128::from(now_ns)
+            - self.pend_sum;
+        self.surplus += self.pend_n;
+        self.pend_n = 0;
+        self.pend_sum = 0;
+        area
+    }
+
+    /// Corrects the surplus by whole products, from now on: the count
+    /// started one product off (see `twin::slip`).
+    pub fn shift_surplus(&mut self, by: i64) {
+        self.surplus += by;
+    }
+
+    /// Which run of surplus counts this is (bumped by every reset).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Forgets every pending edge and restarts the surplus counts: while
+    /// the eye's input is not known good (or the eye is blind) nothing can
+    /// be said about it, edges from before a gap must not pair with edges
+    /// after it, and the edges it missed must not count.
     pub fn reset(&mut self) {
+        self.reset_pairing();
+        self.surplus = 0;
+        self.pend_n = 0;
+        self.pend_sum = 0;
+        self.surplus_first = None;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Forgets every pending edge but keeps counting: the eye saw every
+    /// product, but the twin's expectations moved (its model changed), so
+    /// old pending edges would pair with the wrong products.
+    pub fn reset_pairing(&mut self) {
+        // Pending edges leave the queues, not the counts: they happened.
         self.expected.clear();
         self.measured.clear();
         self.first_expected = None;
@@ -196,6 +261,15 @@ impl EyeTrack {
     fn extra(&mut self, m: i64, out: &mut Vec<Mismatch>) {
         if self.before_start(m) {
             self.counts.before_start += 1;
+            if self
+                .surplus_first
+                .is_none_or(|f| m < f.saturating_sub(self.tol_ns))
+            {
+                // Not a product the twin can know of: take it out of the
+                // surplus again, from its own time on.
+                self.pend_n -= 1;
+                self.pend_sum -= i128::from(m);
+            }
             return;
         }
         self.counts.extra += 1;
