@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::twin::Reason;
+
 /// The state of one source (a Modbus device, an MQTT or Sparkplug client).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceHealth {
@@ -17,7 +19,7 @@ pub struct SourceHealth {
     pub up: bool,
     /// Why it is down (a quality reason such as `connection_refused`), or the
     /// last refusal a Modbus device gave while up.
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     /// Wall-clock time (ns) of the last change of `up`.
     pub since_ns: i64,
     /// Successful reads (Modbus) or messages (MQTT, Sparkplug).
@@ -28,6 +30,10 @@ pub struct SourceHealth {
     pub rejected: u64,
     /// Times it came back after being down.
     pub recoveries: u64,
+    /// Samples stamped further ahead of their receive time than the
+    /// source's `max_clock_skew`: kept as `uncertain` (`clock_skew`) at their
+    /// receive time.
+    pub clock_skew: u64,
 }
 
 /// Shared by all sources of a run; cheap to clone.
@@ -44,7 +50,7 @@ impl HealthBoard {
     pub fn register(&self, name: &str, kind: &'static str) -> HealthHandle {
         let entry = Arc::new(Mutex::new(SourceHealth {
             kind,
-            reason: Some("no_data"),
+            reason: Some(Reason::NoData),
             ..SourceHealth::default()
         }));
         let entry = match self.0.lock() {
@@ -84,7 +90,7 @@ impl HealthHandle {
     }
 
     /// Record a failure that takes the source down.
-    pub fn failure(&self, reason: &'static str, now_ns: i64) {
+    pub fn failure(&self, reason: Reason, now_ns: i64) {
         self.with(|h| {
             h.failures += 1;
             if h.up || h.since_ns == 0 {
@@ -96,13 +102,19 @@ impl HealthHandle {
     }
 
     /// Record rejected operations that leave the source up (refusals, drops).
-    pub fn rejected(&self, n: u64, reason: &'static str) {
+    pub fn rejected(&self, n: u64, reason: Reason) {
         self.with(|h| {
             h.rejected += n;
             if h.up {
                 h.reason = Some(reason);
             }
         });
+    }
+
+    /// Record samples whose source time was beyond the clock-skew
+    /// allowance. They were delivered, so they leave `up` and `reason` alone.
+    pub fn clock_skew(&self, n: u64) {
+        self.with(|h| h.clock_skew += n);
     }
 
     fn with(&self, f: impl FnOnce(&mut SourceHealth)) {
@@ -120,17 +132,18 @@ mod tests {
     fn tracks_outages_and_recoveries() {
         let b = HealthBoard::default();
         let plc = b.register("plc", "modbus");
-        plc.failure("connection_refused", 10);
+        plc.failure(Reason::ConnectionRefused, 10);
         plc.success(4, 20);
-        plc.rejected(1, "illegal_data_address");
-        plc.failure("timeout", 30);
+        plc.rejected(1, Reason::IllegalDataAddress);
+        plc.failure(Reason::Timeout, 30);
         plc.success(4, 40);
+        plc.clock_skew(3);
         let (_, h) = &b.snapshot()[0];
         assert_eq!(
             (h.up, h.ok, h.failures, h.rejected, h.recoveries),
             (true, 8, 2, 1, 2)
         );
-        assert_eq!(h.since_ns, 40);
+        assert_eq!((h.since_ns, h.clock_skew, h.reason), (40, 3, None));
         // Registering again gives the same entry.
         b.register("plc", "modbus").success(1, 50);
         assert_eq!(b.snapshot()[0].1.ok, 9);

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod components;
 pub mod events;
 pub mod lines;
+pub mod record;
 pub mod residuals;
 pub mod sample;
 pub mod slip;
@@ -27,7 +28,8 @@ pub use events::{
     TwinEvent,
 };
 pub use lines::{LineState, LineStatus, Lines};
-pub use sample::{Quality, Sample, Value};
+pub use record::{RecordError, RecordValue, SampleRecord};
+pub use sample::{Quality, Reason, Sample, UnknownReason, Value};
 
 /// The twin of one plant.
 pub struct TwinCore {
@@ -41,7 +43,7 @@ pub struct TagState {
     pub tag: TagId,
     pub value: Option<Value>,
     pub quality: Quality,
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     pub source_time_ns: Option<i64>,
 }
 
@@ -226,3 +228,5 @@ impl TwinCore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_tests;

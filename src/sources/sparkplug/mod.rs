@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::limit::RateLimit;
 use super::{Source, SourceContext, SourceTask};
+use crate::twin::Reason;
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
 use session::{Action, Binding, Session, parse_topic};
@@ -36,6 +37,8 @@ pub struct SparkplugConfig {
     /// Whether this host may send NCMD rebirth requests.
     pub rebirth: bool,
     pub keep_alive: Duration,
+    /// See [`crate::config::SparkplugSource::max_clock_skew`].
+    pub max_clock_skew: Duration,
     pub bindings: Vec<Binding>,
 }
 
@@ -82,7 +85,9 @@ impl SparkplugSubscriber {
         let mut opts = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
         opts.set_keep_alive(c.keep_alive);
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let mut session = Session::new(c.group.clone(), c.bindings.clone());
+        let mut session =
+            Session::new(c.group.clone(), c.bindings.clone()).with_max_clock_skew(c.max_clock_skew);
+        let mut skew_warns = RateLimit::new(WARN_INTERVAL);
         let filter = format!("spBv1.0/{}/#", c.group);
         let mut rebirths = RateLimit::new(REBIRTH_INTERVAL);
         let mut warns = RateLimit::new(WARN_INTERVAL);
@@ -114,7 +119,7 @@ impl SparkplugSubscriber {
                             pl
                         }
                         Err(e) => {
-                            health.rejected(1, "invalid_payload");
+                            health.rejected(1, Reason::InvalidPayload);
                             if warns.count(p.topic.clone(), 1).is_some() {
                                 warn!(source = %c.name, topic = %p.topic, error = %e,
                                     "Dropped a Sparkplug message that is not a valid spBv1.0 payload.");
@@ -149,6 +154,14 @@ impl SparkplugSubscriber {
                                         "Sparkplug node needs a rebirth, but rebirth requests are disabled for this source; set `rebirth = true` to allow them.");
                                 }
                             }
+                            Action::ClockSkew { node, metric } => {
+                                health.clock_skew(1);
+                                if let Some(total) = skew_warns.count((), 1) {
+                                    warn!(source = %c.name, topic = %p.topic, node = %node, metric = %metric,
+                                        max_clock_skew = ?c.max_clock_skew, clock_skew_total = total,
+                                        "Sparkplug metric stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the edge node's clock.");
+                                }
+                            }
                             Action::Problem { node, what } => {
                                 if warns.count(node.clone(), 1).is_some() {
                                     warn!(source = %c.name, node = %node, problem = %what, "Sparkplug protocol problem.");
@@ -169,7 +182,7 @@ impl SparkplugSubscriber {
                         debug!(source = %c.name, error = %e, "Sparkplug reconnect failed.");
                     }
                     connected = Some(false);
-                    health.failure("broker_unreachable", wallclock::now_ns());
+                    health.failure(Reason::BrokerUnreachable, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
