@@ -1042,7 +1042,7 @@ fn run_plant_with(cfg_text: &str, secs: i64, faults: Faults) -> (Vec<serde_json:
                 };
                 match faults.eye_bad {
                     Some((e, from, until)) if e == k && (from..until).contains(&ms) => {
-                        core.push(Sample::bad(*tag, "timeout", t));
+                        core.push(Sample::bad(*tag, Reason::Timeout, t));
                     }
                     _ => core.push(Sample::good(*tag, Value::Bool(level), t, t)),
                 }
