@@ -393,3 +393,24 @@ fn r9_a_diagnosed_infeed_slip_stops_alarming() {
     let diagnosed: Vec<_> = residuals.iter().filter(|(t, ..)| *t >= 110.0).collect();
     assert!(diagnosed.is_empty(), "{diagnosed:?}");
 }
+
+/// Issue 9, the other path that resumes every eye at once: the line PLC
+/// drops off for 20 s (its eyes, belts and counter bad) and comes back.
+/// The twin's products stood still meanwhile while the plant's moved on,
+/// so the eyes see a few products out of turn just after; then they are
+/// in step again: no verdicts, and no residuals 15 s after the return.
+#[test]
+fn r9_eyes_are_in_step_after_the_line_plc_reconnects() {
+    let cfg = demo();
+    let s = shipped(&cfg, "plc_disconnect.toml");
+    let events = run_through_core(&cfg, Some(&s), 1, 140);
+    let (residuals, verdicts) = residuals_and_verdicts(&events);
+    assert!(verdicts.is_empty(), "{verdicts:?}");
+    let jams = events
+        .iter()
+        .filter(|e| matches!(e, TwinEvent::Jam(_)))
+        .count();
+    assert_eq!(jams, 0);
+    let after: Vec<_> = residuals.iter().filter(|(t, ..)| *t >= 95.0).collect();
+    assert!(after.is_empty(), "{after:?}");
+}
