@@ -92,6 +92,11 @@ impl Driver {
         &mut self.core
     }
 
+    /// The core, once the run is over.
+    pub fn into_core(self) -> TwinCore {
+        self.core
+    }
+
     pub fn stats(&self) -> DriverStats {
         self.stats
     }
