@@ -284,3 +284,48 @@ impl Drawer {
         out.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TagId;
+    use crate::runtime::Driver;
+    use crate::twin::Sample;
+
+    const CFG: &str = r#"
+[plant]
+name = "table-test"
+
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+registers = [{ tag = "belt.speed", table = "holding", address = 0, unit = "m/s" }]
+
+[[machines]]
+id = "belt"
+kind = "conveyor"
+tags = { speed = "belt.speed" }
+"#;
+
+    /// The table shows tags as their events left them: it needs no access
+    /// to the core's state beyond what every sink is given.
+    #[test]
+    fn r9_the_table_follows_the_tags_through_their_events() {
+        let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
+            .expect("test config is valid");
+        let mut table = LiveTable::new(&cfg, HealthBoard::default());
+        let t0 = 1_800_000_000_000_000_000;
+        let mut d = Driver::new(&cfg, t0);
+        let mut render = |d: &mut Driver, table: &mut LiveTable| {
+            let step = d.step();
+            table.follow(step.events);
+            table.render(step.t_ns, step.tick, &table.states, table.events, &[], &[])
+        };
+        assert!(render(&mut d, &mut table).contains("no_data"));
+        d.push(Sample::good(TagId(0), Value::Num(0.625), t0, t0));
+        let text = render(&mut d, &mut table);
+        assert!(text.contains("0.625"), "{text}");
+        assert!(text.contains("good"), "{text}");
+        assert!(text.contains("events 2"), "{text}");
+    }
+}
