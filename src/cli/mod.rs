@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+mod load;
 pub mod run;
 pub mod sim;
 pub mod snapshot;

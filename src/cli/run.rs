@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use tracing::error;
 
-use super::{EXIT_CONFIG, EXIT_FAILURE};
-use crate::config::{self, LoadedConfig};
+use super::EXIT_FAILURE;
+use super::load::load;
 use crate::endpoints::Endpoints;
 use crate::runtime::{RunOptions, run_live};
 
@@ -34,22 +34,6 @@ pub struct RunArgs {
     /// Do not show the live table even if stdout is a terminal.
     #[arg(long)]
     pub no_table: bool,
-}
-
-/// Load a config for a command that will act on it; print diagnostics.
-pub(crate) fn load(path: &std::path::Path) -> Result<LoadedConfig, i32> {
-    match config::load_file(path) {
-        Ok(cfg) => {
-            if !cfg.warnings.is_empty() {
-                eprint!("{}", cfg.render_warnings());
-            }
-            Ok(cfg)
-        }
-        Err(report) => {
-            eprint!("{report}");
-            Err(EXIT_CONFIG)
-        }
-    }
 }
 
 pub(crate) fn endpoints(

@@ -187,7 +187,7 @@ pub async fn run_live(
         warn!(error = %e, "An output could not be flushed at shutdown.");
     }
     for (name, h) in health.snapshot() {
-        info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.unwrap_or(""), ok = h.ok,
+        info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.map_or("", |r| r.as_str()), ok = h.ok,
             failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, "Source health at shutdown.");
     }
     let stats = driver.stats();

@@ -199,7 +199,10 @@ impl LiveTable {
             .map(|(name, h)| match (h.up, h.reason) {
                 (true, None) => format!("{name} \x1b[32mup\x1b[0m"),
                 (true, Some(r)) => format!("{name} \x1b[33mup\x1b[0m ({r})"),
-                (false, r) => format!("{name} \x1b[31mDOWN\x1b[0m ({})", r.unwrap_or("?")),
+                (false, r) => format!(
+                    "{name} \x1b[31mDOWN\x1b[0m ({})",
+                    r.map_or("?", |r| r.as_str())
+                ),
             })
             .collect();
         if !sources.is_empty() {
@@ -316,7 +319,7 @@ tags = { speed = "belt.speed" }
         let mut table = LiveTable::new(&cfg, HealthBoard::default());
         let t0 = 1_800_000_000_000_000_000;
         let mut d = Driver::new(&cfg, t0);
-        let mut render = |d: &mut Driver, table: &mut LiveTable| {
+        let render = |d: &mut Driver, table: &mut LiveTable| {
             let step = d.step();
             table.follow(step.events);
             table.render(step.t_ns, step.tick, &table.states, table.events, &[], &[])

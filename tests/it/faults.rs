@@ -12,7 +12,7 @@ use twin::config::{LoadedConfig, load_file};
 use twin::runtime::Driver;
 use twin::sim::scenario::{self, Scenario};
 use twin::sim::truth::Truth;
-use twin::twin::{Sample, TwinEvent, Value};
+use twin::twin::{Reason, Sample, TwinEvent, Value};
 
 use crate::util::root;
 
@@ -65,7 +65,7 @@ pub fn run_through_core(
                 batch.push(match truth.value(i) {
                     Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
                     Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
-                    None => Sample::bad(id, "timeout", t_ns),
+                    None => Sample::bad(id, Reason::Timeout, t_ns),
                 });
             }
         }

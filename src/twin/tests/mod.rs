@@ -58,7 +58,7 @@ fn drive(d: &mut Driver, end: i64, feed: impl FnMut(i64, &mut Driver)) -> Vec<u8
 fn hand_over(d: &mut Driver, tag: TagId, t: i64, value: Option<Option<Value>>) {
     match value {
         Some(Some(v)) => d.push(Sample::good(tag, v, t, t)),
-        Some(None) => d.push(Sample::bad(tag, "timeout", t)),
+        Some(None) => d.push(Sample::bad(tag, Reason::Timeout, t)),
         None => {}
     }
 }

@@ -57,7 +57,7 @@ fn sequence(n: usize) -> Vec<Sample> {
             t += (r % 70) as i64 * MS;
             let tag = TagId((r >> 8) as u32 % 3);
             match (r >> 16) % 20 {
-                0 => Sample::bad(tag, "timeout", t),
+                0 => Sample::bad(tag, Reason::Timeout, t),
                 1 => Sample::good(tag, Value::Num(f64::NAN), t, t),
                 2 => Sample::good(tag, Value::Num(1.0), t - 500 * MS, t),
                 _ if tag.0 == 1 => Sample::good(tag, Value::Bool(r & 1 == 1), t, t),
@@ -162,7 +162,11 @@ fn bad_sample_clears_the_value_and_names_the_reason() {
     let mut c = core();
     c.push(Sample::good(TagId(0), Value::Num(2.0), T0, T0));
     c.step();
-    c.push(Sample::bad(TagId(0), "connection_refused", T0 + 150 * MS));
+    c.push(Sample::bad(
+        TagId(0),
+        Reason::ConnectionRefused,
+        T0 + 150 * MS,
+    ));
     let mut out = c.step().jsonl.to_vec();
     out.extend_from_slice(c.step().jsonl);
     let l = lines(&out);
@@ -201,7 +205,7 @@ fn non_finite_values_become_bad() {
     let s = &c.core_mut().tag_states()[0];
     assert_eq!(
         (s.quality, s.reason, s.value.clone()),
-        (Quality::Bad, Some("non_finite"), None)
+        (Quality::Bad, Some(Reason::NonFinite), None)
     );
 }
 
@@ -246,7 +250,7 @@ fn a_stale_sample_without_value_keeps_the_last_value() {
         tag: TagId(2),
         value: None,
         quality: Quality::Stale,
-        reason: Some("node_death"),
+        reason: Some(Reason::NodeDeath),
         source_time_ns: t,
         recv_time_ns: t,
     });
@@ -255,7 +259,11 @@ fn a_stale_sample_without_value_keeps_the_last_value() {
     let s = &c.core_mut().tag_states()[2];
     assert_eq!(
         (s.quality, s.reason, s.value.clone()),
-        (Quality::Stale, Some("node_death"), Some(Value::Num(40.0)))
+        (
+            Quality::Stale,
+            Some(Reason::NodeDeath),
+            Some(Value::Num(40.0))
+        )
     );
 }
 
