@@ -183,6 +183,11 @@ impl Driver {
         n
     }
 
+    /// Whether a sink failed since the last [`Driver::take_failures`].
+    pub fn has_failures(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
     /// Errors of sinks that failed since the last call, oldest first.
     pub fn take_failures(&mut self) -> Vec<SinkError> {
         std::mem::take(&mut self.failures)

@@ -73,14 +73,16 @@ impl Pacer {
     }
 
     /// Run the ticks that are due by the run clock, at most
-    /// [`MAX_TICKS_PER_WAKE`], and check the system clock for a step.
+    /// [`MAX_TICKS_PER_WAKE`] and none after a sink failed, and check the
+    /// system clock for a step.
     pub fn wake(&mut self, driver: &mut Driver) -> Wake {
         self.watch_for_steps();
         let now = self.clock.now_ns();
         let behind_ns = now.saturating_sub(driver.next_tick_ns()).max(0);
         self.max_behind_ns = self.max_behind_ns.max(behind_ns);
         let mut ticks = 0;
-        while ticks < self.max_ticks && driver.next_tick_ns() <= now {
+        // A failed sink ends the burst: the runner decides what happens next.
+        while ticks < self.max_ticks && driver.next_tick_ns() <= now && !driver.has_failures() {
             driver.step();
             ticks += 1;
         }

@@ -286,3 +286,79 @@ fn r9_catch_up_after_a_stall_is_bounded_per_wake_up() {
     assert!(p.max_behind() >= Duration::from_millis(9_900));
     assert_eq!(p.clock_steps(), 0, "a stall is not a clock step");
 }
+
+// The live runner's side of the sinks: what `RunOptions::sinks` gets, and
+// what a failing sink does to the run. No sources, a 10 ms tick.
+
+fn sourceless() -> LoadedConfig {
+    load_str(
+        Path::new("live-test.toml"),
+        "[plant]\nname = \"live-test\"\ntick = \"10ms\"\n",
+    )
+    .expect("test config is valid")
+}
+
+async fn live(opts: RunOptions) -> Result<RunSummary, RunError> {
+    run_live(
+        &sourceless(),
+        &crate::endpoints::Endpoints::default(),
+        opts,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn r9_a_live_run_fans_every_tick_out_to_its_sinks_and_finishes_them() {
+    let (probe, seen, finished) = probe(None);
+    let mut opts = RunOptions::new(Some(Duration::from_millis(200)));
+    opts.sinks.push(Box::new(probe));
+    let summary = live(opts).await.expect("the run ends cleanly");
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(summary.ticks >= 1, "{summary:?}");
+    // Paced: never more ticks than the duration holds.
+    assert!(summary.ticks <= 20, "{summary:?}");
+    assert_eq!(seen.len() as u64, summary.ticks);
+    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{seen:?}");
+    assert_eq!(finished.lock().map(|f| *f).ok(), Some(true));
+    assert_eq!(summary.clock_steps, 0);
+}
+
+#[tokio::test]
+async fn r9_a_sink_whose_reader_went_away_ends_the_run_normally() {
+    let (probe, seen, _) = probe(Some(3));
+    let mut opts = RunOptions::new(Some(Duration::from_secs(60)));
+    opts.sinks.push(Box::new(probe));
+    let summary = live(opts).await.expect("a gone reader is a normal end");
+    assert_eq!(summary.ticks, 4, "stopped on the tick the sink failed");
+    assert_eq!(seen.lock().map(|s| s.len()).unwrap_or_default(), 3);
+}
+
+/// A sink that cannot write.
+struct Broken;
+
+impl Sink for Broken {
+    fn write_tick(&mut self, _: &TickOutput<'_>) -> Result<(), SinkError> {
+        Err(SinkError::Io {
+            sink: "event stream",
+            target: "ev.jsonl".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn r9_a_sink_that_cannot_write_fails_the_run() {
+    let mut opts = RunOptions::new(Some(Duration::from_secs(60)));
+    opts.sinks.push(Box::new(Broken));
+    let e = live(opts).await.expect_err("a write error fails the run");
+    assert!(
+        e.to_string()
+            .starts_with("cannot write the event stream to ev.jsonl"),
+        "{e}"
+    );
+}
