@@ -28,7 +28,9 @@ pub struct RunOptions {
     pub sinks: Vec<Box<dyn Sink>>,
     /// The sources' health, shared with whatever shows it.
     pub health: HealthBoard,
-    /// What paces the ticks and where the run's epoch comes from.
+    /// What paces the ticks and where the run's epoch comes from. Sources
+    /// stamp with the process's run clock (`wallclock::now_ns`), so a live
+    /// run keeps the default; another clock is for tests of the loop.
     pub clock: RunClock,
 }
 
