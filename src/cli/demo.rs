@@ -22,6 +22,8 @@ pub struct DemoArgs {
     /// Write the event stream (JSON lines) to PATH, or `-` for stdout.
     #[arg(long, value_name = "PATH|-")]
     pub events: Option<String>,
+    #[command(flatten)]
+    pub events_policy: super::EventsPolicy,
     /// Stop after this long, e.g. `30s`.
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -44,7 +46,7 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let stream = match super::open_events(events) {
+    let stream = match super::open_events(events, &args.events_policy) {
         Ok(s) => s,
         Err(code) => return code,
     };

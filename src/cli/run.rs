@@ -18,6 +18,8 @@ pub struct RunArgs {
     /// Write the event stream (JSON lines) to PATH, or `-` for stdout.
     #[arg(long, value_name = "PATH|-")]
     pub events: Option<String>,
+    #[command(flatten)]
+    pub events_policy: super::EventsPolicy,
     /// Stop after this long, e.g. `30s` or `10m`.
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -64,7 +66,7 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let stream = match super::open_events(events) {
+    let stream = match super::open_events(events, &args.events_policy) {
         Ok(s) => s,
         Err(code) => return code,
     };
