@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Run-clock time in ns since the Unix epoch: what sources stamp samples
 /// with. Never steps with the system clock.
 pub fn now_ns() -> i64 {
-    RunClock::system().now_ns()
+    process_clock().now_ns()
 }
 
 /// The system's wall-clock time in ns since the Unix epoch, as it is now,
@@ -65,7 +65,19 @@ pub fn since(t: std::time::Instant) -> Duration {
 
 /// How long until run-clock time `t_ns`, zero if it has passed.
 pub fn until(t_ns: i64) -> Duration {
-    RunClock::system().until(t_ns)
+    process_clock().until(t_ns)
+}
+
+/// The process's run clock, anchored on first use. Borrowed, not cloned:
+/// sources read it for every batch they stamp.
+fn process_clock() -> &'static RunClock {
+    static CLOCK: OnceLock<RunClock> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        RunClock(Arc::new(Source::System {
+            anchor_wall_ns: system_now_ns(),
+            anchor: monotonic(),
+        }))
+    })
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -105,15 +117,7 @@ pub struct ClockHand(RunClock);
 impl RunClock {
     /// The process's run clock, anchored on first use.
     pub fn system() -> RunClock {
-        static CLOCK: OnceLock<RunClock> = OnceLock::new();
-        CLOCK
-            .get_or_init(|| {
-                RunClock(Arc::new(Source::System {
-                    anchor_wall_ns: system_now_ns(),
-                    anchor: monotonic(),
-                }))
-            })
-            .clone()
+        process_clock().clone()
     }
 
     /// A clock that starts at wall time `start_ns` and moves only when its
