@@ -8,8 +8,8 @@
 //!   clock does not follow it, so neither the pacing nor the sources' stamps
 //!   move; the step is noticed as a change of the offset between the system
 //!   clock and the run clock, logged and counted.
-//! - **The process stalls** (swapped out, stopped, a slow sink before it
-//!   was made non-blocking). The ticks it missed are still run, one by one,
+//! - **The process stalls** (swapped out, stopped with SIGSTOP, a tick
+//!   that took too long). The ticks it missed are still run, one by one,
 //!   because staleness and the physics need every tick; but at most
 //!   [`MAX_TICKS_PER_WAKE`] per wake-up, so between bursts the loop takes in
 //!   samples and notices a shutdown. How far behind the loop was is logged
