@@ -139,13 +139,20 @@ mod tests {
         })
     }
 
+    /// The stream writes on its own thread, so a write error shows on a
+    /// later call: at the latest on `finish`, which waits for the writer.
+    fn write_then_finish(stream: &mut events::EventStream) -> Result<(), SinkError> {
+        output_of(b"{}\n", |o| stream.write_tick(o))?;
+        stream.finish()
+    }
+
     #[test]
     fn the_event_stream_sink_tells_a_gone_reader_from_a_failed_write() {
         let mut gone = events::EventStream::from_writer(Box::new(ClosedPipe), "-");
-        let e = output_of(b"{}\n", |o| gone.write_tick(o));
+        let e = write_then_finish(&mut gone);
         assert!(matches!(e, Err(SinkError::Closed { .. })), "{e:?}");
         let mut full = events::EventStream::from_writer(Box::new(Full), "ev.jsonl");
-        let e = output_of(b"{}\n", |o| full.write_tick(o));
+        let e = write_then_finish(&mut full);
         assert!(
             matches!(&e, Err(SinkError::Io { target, .. }) if target == "ev.jsonl"),
             "{e:?}"
