@@ -190,7 +190,8 @@ pub async fn run_live(
     }
     for (name, h) in health.snapshot() {
         info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.map_or("", |r| r.as_str()), ok = h.ok,
-            failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, "Source health at shutdown.");
+            failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, clock_skew = h.clock_skew,
+            "Source health at shutdown.");
     }
     let stats = driver.stats();
     let core_stats = driver.core().stats();
@@ -209,6 +210,7 @@ pub async fn run_live(
         clamped = stats.clamped,
         out_of_order = core_stats.out_of_order,
         non_finite = core_stats.non_finite,
+        future_source_time = core_stats.future_source_time,
         max_behind_ms = summary.max_behind.as_millis() as u64,
         clock_steps = summary.clock_steps,
         "Twin stopped."

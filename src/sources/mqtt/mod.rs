@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use tracing::{debug, info, warn};
 
@@ -39,13 +39,11 @@ use topic::{Routed, Router};
 /// config entry and kind.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Pause between reconnect attempts.
-const RETRY: Duration = Duration::from_secs(1);
-
 /// Parse a plain `mqtt://host:port` (port defaults to 1883); TLS URLs are
 /// refused. For publishers that have no TLS set-up (the virtual plant).
 pub fn parse_url(url: &str) -> Option<(String, u16)> {
     parse_endpoint(url)
+        .ok()
         .filter(|e| !e.tls)
         .map(|e| (e.host, e.port))
 }
@@ -57,6 +55,7 @@ pub struct MqttSubscriber {
     router: Router,
     subscriptions: Vec<(String, QoS)>,
     max_packet_size: usize,
+    max_clock_skew: Duration,
 }
 
 impl MqttSubscriber {
@@ -64,7 +63,7 @@ impl MqttSubscriber {
     /// the secrets and TLS files it names.
     pub fn new(cfg: &LoadedConfig, source: usize, endpoint: Endpoint) -> Result<Self, SetupError> {
         let src = &cfg.config.mqtt[source];
-        let options = connect::options(src, &endpoint, &config_dir(cfg))?;
+        let options = connect::options(&src.into(), &endpoint, &config_dir(cfg))?;
         Ok(MqttSubscriber {
             name: src.name.value.clone(),
             endpoint,
@@ -72,6 +71,7 @@ impl MqttSubscriber {
             router: Router::new(cfg, src),
             subscriptions: topic::subscriptions(src),
             max_packet_size: src.max_packet_size,
+            max_clock_skew: src.max_clock_skew,
         })
     }
 
@@ -85,7 +85,7 @@ impl MqttSubscriber {
         let broker = self.endpoint.to_string();
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
         let mut drops = DropLog::default();
-        let mut connected: Option<bool> = None;
+        let mut link = connect::Reconnect::new("MQTT", &name, &broker);
         let mut first_connack = true;
         let mut subscribed: Vec<String> = Vec::new();
 
@@ -107,7 +107,7 @@ impl MqttSubscriber {
                     first_connack = false;
                     info!(source = %name, broker = %broker, session_present = ack.session_present, subscribe,
                         "Connected to MQTT broker.");
-                    connected = Some(true);
+                    link.connected();
                     health.success(0, wallclock::now_ns());
                     if subscribe {
                         let filters = self
@@ -144,6 +144,7 @@ impl MqttSubscriber {
                         health.rejected(1, Reason::DroppedMessage);
                     } else {
                         health.success(1, recv);
+                        health.clock_skew(clock_skewed(&samples));
                     }
                     if !samples.is_empty() && tx.send(samples).await.is_err() {
                         return;
@@ -158,32 +159,16 @@ impl MqttSubscriber {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if connected != Some(false) {
-                        match &e {
-                            ConnectionError::ConnectionRefused(code) => {
-                                warn!(source = %name, broker = %broker, code = ?code,
-                                    "MQTT broker refused the connection; check username, password and client_id. Retrying.")
-                            }
-                            _ => warn!(source = %name, broker = %broker, error = %e,
-                                "MQTT broker unreachable; retrying. Its tags go stale after their stale_after."),
-                        }
-                    } else {
-                        debug!(source = %name, broker = %broker, error = %e, "MQTT reconnect failed.");
-                    }
-                    connected = Some(false);
-                    let reason = match &e {
-                        ConnectionError::ConnectionRefused(_) => Reason::BrokerRefused,
-                        _ => Reason::BrokerUnreachable,
-                    };
+                    let (reason, wait) = link.failed(&e);
                     health.failure(reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
-        if connected == Some(true) {
+        if link.is_up() {
             disconnect(&client, &mut eventloop).await;
         }
     }
@@ -214,6 +199,7 @@ impl MqttSubscriber {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let skew_ns = i64::try_from(self.max_clock_skew.as_nanos()).unwrap_or(i64::MAX);
         for routed in routes {
             let (route, tag) = match routed {
                 Routed::Tag(route, tag) => (route, tag),
@@ -227,6 +213,7 @@ impl MqttSubscriber {
             };
             match payload::decode(&route.payload, &p.payload) {
                 Ok(d) => {
+                    let before = out.len();
                     if let Some(e) = &d.first_error
                         && let Some(total) =
                             drops.count(&route.filter, DropKind::Malformed, d.rejected as u64)
@@ -243,8 +230,17 @@ impl MqttSubscriber {
                             )),
                             v => v,
                         };
-                        Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv)
+                        let mut s = Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv);
+                        s.bound_clock_skew(skew_ns);
+                        s
                     }));
+                    let skewed = clock_skewed(&out[before..]);
+                    if skewed > 0
+                        && let Some(total) = drops.count(&route.filter, DropKind::ClockSkew, skewed)
+                    {
+                        warn!(source = %name, topic = %p.topic, max_clock_skew = ?self.max_clock_skew, clock_skew_total = total,
+                            "MQTT sample stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the publisher's clock.");
+                    }
                 }
                 Err(e) => {
                     if let Some(total) = drops.count(&route.filter, DropKind::Malformed, 1) {
@@ -262,7 +258,7 @@ impl MqttSubscriber {
 }
 
 /// The config file's folder: where relative paths in it start.
-fn config_dir(cfg: &LoadedConfig) -> PathBuf {
+pub(crate) fn config_dir(cfg: &LoadedConfig) -> PathBuf {
     cfg.file
         .path
         .parent()
@@ -292,6 +288,17 @@ enum DropKind {
     Oversized,
     UnlistedMachine,
     Unmapped,
+    /// Not dropped: kept as `uncertain` (`clock_skew`), but reported alike.
+    ClockSkew,
+}
+
+/// How many of these samples were stamped beyond the clock-skew allowance
+/// (see [`Sample::bound_clock_skew`]; every MQTT sample starts good).
+fn clock_skewed(samples: &[Sample]) -> u64 {
+    samples
+        .iter()
+        .filter(|s| s.reason == Some(Reason::ClockSkew))
+        .count() as u64
 }
 
 /// Counts of dropped messages, per config entry (its filter) and kind, and
@@ -331,6 +338,7 @@ impl Source for MqttSubscriber {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::twin::Quality;
 
     const CFG: &str = r#"
 [plant]
@@ -421,6 +429,41 @@ kind = "generic"
                 Sample::good(tag, Value::Num(1.0), 1_000_000_000, 5_000_000_000),
                 Sample::good(tag, Value::Num(2.0), 2_000_000_000, 5_000_000_000),
             ]
+        );
+    }
+
+    #[test]
+    fn r9_a_sample_stamped_in_the_future_is_uncertain_at_its_receive_time() {
+        let (cfg, s) = subscriber();
+        let tag = cfg.tags.id("a.batch").expect("tag");
+        let mut drops = DropLog::default();
+        let recv = 5_000_000_000;
+        // 1 s ahead is within the default 2 s; a day ahead is not.
+        let got = s.samples(
+            &publish(
+                "plant/a/batch",
+                br#"[{"ts": 6000, "v": 1}, {"ts": 86405000, "v": 2}]"#,
+            ),
+            recv,
+            &mut drops,
+        );
+        assert_eq!(
+            got,
+            vec![
+                Sample {
+                    quality: Quality::Uncertain,
+                    reason: Some(Reason::ClockSkew),
+                    ..Sample::good(tag, Value::Num(2.0), recv, recv)
+                },
+                Sample::good(tag, Value::Num(1.0), 6_000_000_000, recv),
+            ]
+        );
+        assert_eq!(clock_skewed(&got), 1);
+        assert_eq!(
+            drops
+                .0
+                .total(&("plant/a/batch".to_string(), DropKind::ClockSkew)),
+            1
         );
     }
 
