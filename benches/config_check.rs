@@ -3,6 +3,11 @@
 //! be quadratic in the registers of one device (8–11 s against 0.55 s); the
 //! two cases should now take about the same time.
 //!
+//! Measured on a shared 2-core machine under load (`cargo bench --bench
+//! config_check -- --warm-up-time 1 --measurement-time 3`), before and after
+//! overlaps were found per address: one device 4.98 s → 0.69 s, ten devices
+//! 0.73 s → 0.56 s.
+//!
 //! Each iteration loads the generated text (parse, decode, validate) and
 //! renders the warnings, as `twin check` does. Every tag is bound to a
 //! machine so the output is one line, as in a real plant file.

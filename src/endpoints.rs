@@ -15,7 +15,9 @@ pub struct Endpoints {
     /// Modbus device name → `host:port`.
     #[serde(default)]
     pub modbus: BTreeMap<String, String>,
-    /// MQTT source name → `mqtt://host:port`.
+    /// MQTT or Sparkplug source name → `mqtt://host:port` or
+    /// `mqtts://host:port`; parsed by the config's broker URL parser
+    /// ([`crate::config::parse_broker_url`]) when the sources are built.
     #[serde(default)]
     pub mqtt: BTreeMap<String, String>,
 }

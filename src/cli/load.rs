@@ -7,8 +7,9 @@
 //! `twin check` prints through the same renderers, with its `--short` form.
 //!
 //! Diagnostics go to stderr: stdout may be the event stream (`--events -`)
-//! or `--json`. A failing stderr must not take the command down, so write
-//! errors are ignored rather than panicking as `eprint!` would.
+//! or `--json`. They go through the log queue (`super::logging`), so they
+//! keep their place among the log lines, and a stderr that fails or stalls
+//! neither panics nor blocks the command.
 
 use std::io::Write;
 use std::path::Path;
@@ -30,14 +31,19 @@ pub(crate) fn load_text(path: &Path, text: &str) -> Result<LoadedConfig, i32> {
 }
 
 fn shown(loaded: Result<LoadedConfig, Box<ConfigReport>>) -> Result<LoadedConfig, i32> {
-    let mut err = std::io::stderr().lock();
     match loaded {
         Ok(cfg) => {
-            write_warnings(&mut err, &cfg, false);
+            if !cfg.warnings.is_empty() {
+                let mut text = Vec::new();
+                write_warnings(&mut text, &cfg, false);
+                super::logging::write_text(text);
+            }
             Ok(cfg)
         }
         Err(report) => {
-            write_report(&mut err, &report, false);
+            let mut text = Vec::new();
+            write_report(&mut text, &report, false);
+            super::logging::write_text(text);
             Err(EXIT_CONFIG)
         }
     }

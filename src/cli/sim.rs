@@ -98,7 +98,9 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         Some(p) => match scenario::load_file(p, &cfg) {
             Ok(s) => Some(s),
             Err(report) => {
-                super::load::write_report(&mut std::io::stderr().lock(), &report, false);
+                let mut text = Vec::new();
+                super::load::write_report(&mut text, &report, false);
+                super::logging::write_text(text);
                 return EXIT_CONFIG;
             }
         },

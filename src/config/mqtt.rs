@@ -80,6 +80,72 @@ pub struct TlsFiles {
 
 pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
     let name = t.req_str(sink, "name");
+    let conn = decode_connection(sink, &mut t, MQTT_DEFAULT_MAX_PACKET);
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value);
+    let clean_session = t.opt_bool(sink, "clean_session").is_some_and(|b| b.value);
+    let topics: Vec<TopicMap> = t
+        .opt_table_array(sink, "topics")
+        .into_iter()
+        .filter_map(|m| decode_topic(sink, m))
+        .collect();
+    t.finish(sink);
+    let (Some(name), Some(broker)) = (name, conn.broker) else {
+        for tp in &topics {
+            sink.broken_tags
+                .extend(tp.tag_names().into_iter().map(|(tag, _)| tag));
+        }
+        return None;
+    };
+    Some(MqttSource {
+        client_id: conn
+            .client_id
+            .unwrap_or_else(|| format!("twin-{}", name.value)),
+        name,
+        broker,
+        keep_alive: conn.keep_alive,
+        stale_after,
+        clean_session,
+        max_packet_size: conn.max_packet_size,
+        max_clock_skew: conn.max_clock_skew,
+        username: conn.username,
+        password: conn.password,
+        tls: conn.tls,
+        tls_files: conn.tls_files,
+        topics,
+    })
+}
+
+/// Default `max_packet_size` of an MQTT source: plant telemetry messages
+/// are small, and 256 KiB leaves room for JSON arrays of samples.
+pub const MQTT_DEFAULT_MAX_PACKET: usize = 256 * 1024;
+
+/// How an MQTT-based source (MQTT or Sparkplug) reaches its broker: the
+/// keys both share, decoded and checked by [`decode_connection`] alone so
+/// the two accept and diagnose them alike.
+#[derive(Debug, Clone)]
+pub(super) struct Connection {
+    pub broker: Option<Loc<Broker>>,
+    /// None: "twin-" and the source name.
+    pub client_id: Option<String>,
+    pub keep_alive: Duration,
+    pub max_packet_size: usize,
+    pub max_clock_skew: Duration,
+    pub username: Option<Loc<String>>,
+    pub password: Option<Secret>,
+    pub tls: bool,
+    pub tls_files: TlsFiles,
+}
+
+/// Decode the connection keys of an MQTT or Sparkplug source: `broker`,
+/// `listen`, `client_id`, `keep_alive`, `max_packet_size`, the credentials
+/// and the TLS files.
+pub(super) fn decode_connection(
+    sink: &mut Sink,
+    t: &mut Table<'_, '_>,
+    default_max_packet: usize,
+) -> Connection {
     let broker_raw = t.req_str(sink, "broker");
     let listen = t.opt_str(sink, "listen");
     let client_id = t.opt_str(sink, "client_id");
@@ -96,10 +162,6 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
         .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
         .map(|d| d.value)
         .unwrap_or(Duration::from_secs(10));
-    let stale_after = t
-        .opt_duration(sink, "stale_after", MS, HOUR)
-        .map(|d| d.value);
-    let clean_session = t.opt_bool(sink, "clean_session").is_some_and(|b| b.value);
     let max_packet_size = t
         .opt_int(
             sink,
@@ -107,12 +169,12 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
             128,
             MQTT_PROTOCOL_MAX_PACKET as i64,
         )
-        .map_or(256 * 1024, |v| v.value as usize);
+        .map_or(default_max_packet, |v| v.value as usize);
     let max_clock_skew = t
         .opt_duration(sink, "max_clock_skew", Duration::ZERO, HOUR)
         .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.value);
     let username = t.opt_str(sink, "username");
-    reject_plain_password(sink, &mut t);
+    reject_plain_password(sink, t);
     let password_env = t.opt_str(sink, "password_env");
     let password_file = t.opt_str(sink, "password_file");
     let tls_files = TlsFiles {
@@ -123,14 +185,8 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
     let mut tls = false;
     let broker = broker_raw.and_then(|b| {
         let path = t.key_path("broker");
-        let (broker, is_tls) = parse_broker_url(
-            sink,
-            &path,
-            &b,
-            listen.as_ref(),
-            &t.key_path("listen"),
-            true,
-        )?;
+        let (broker, is_tls) =
+            parse_broker(sink, &path, &b, listen.as_ref(), &t.key_path("listen"))?;
         tls = is_tls;
         Some(Loc::new(broker, b.span))
     });
@@ -264,37 +320,17 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
             .expected("username = \"...\" next to the password"),
         );
     }
-    let topics: Vec<TopicMap> = t
-        .opt_table_array(sink, "topics")
-        .into_iter()
-        .filter_map(|m| decode_topic(sink, m))
-        .collect();
-    t.finish(sink);
-    let (Some(name), Some(broker)) = (name, broker) else {
-        for tp in &topics {
-            sink.broken_tags
-                .extend(tp.tag_names().into_iter().map(|(tag, _)| tag));
-        }
-        return None;
-    };
-    Some(MqttSource {
-        client_id: client_id
-            .map(|c| c.value)
-            .filter(|c| !c.trim().is_empty())
-            .unwrap_or_else(|| format!("twin-{}", name.value)),
-        name,
+    Connection {
         broker,
+        client_id: client_id.map(|c| c.value).filter(|c| !c.trim().is_empty()),
         keep_alive,
-        stale_after,
-        clean_session,
         max_packet_size,
         max_clock_skew,
         username,
         password,
         tls,
         tls_files,
-        topics,
-    })
+    }
 }
 
 /// A literal `password` is refused: plant files travel through version
@@ -347,25 +383,102 @@ fn check_env_name(sink: &mut Sink, path: &str, name: &Loc<String>) {
     }
 }
 
-pub(super) fn parse_broker(
-    sink: &mut Sink,
-    path: &str,
-    b: &Loc<String>,
-    listen: Option<&Loc<String>>,
-    listen_path: &str,
-) -> Option<Broker> {
-    parse_broker_url(sink, path, b, listen, listen_path, false).map(|(broker, _)| broker)
+/// An MQTT broker URL: `mqtt://host[:port]` (port 1883) or
+/// `mqtts://host[:port]` (8883, TLS). The one parser for config files and
+/// run-time endpoint overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
 }
 
-/// [`parse_broker`], also accepting `mqtts://` when `allow_tls`; says
-/// whether the broker is to be reached over TLS.
-fn parse_broker_url(
+/// What a broker URL accepts, for messages.
+pub const BROKER_URL_EXPECTED: &str = "\"mqtt://host:port\" or \"mqtts://host:port\"";
+
+/// Why a broker URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerUrlError {
+    #[error("invalid broker \"{url}\"")]
+    Scheme { url: String, help: String },
+    #[error("invalid port in broker \"{url}\"")]
+    Port { url: String },
+    #[error("missing host in broker \"{url}\"")]
+    Host { url: String },
+}
+
+impl BrokerUrlError {
+    /// How to write it instead, where that can be guessed.
+    pub fn help(&self) -> Option<&str> {
+        match self {
+            BrokerUrlError::Scheme { help, .. } => Some(help),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// Parse a broker URL (not "embedded": that is a config word, not a URL).
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, BrokerUrlError> {
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else {
+        let help = if let Some(rest) = url.strip_prefix("ssl://") {
+            format!("write \"mqtts://{rest}\"")
+        } else if let Some(rest) = url.strip_prefix("tcp://") {
+            // MQTT over plain TCP is what `tcp://` means in most clients
+            // (Paho, for one); we spell it mqtt://.
+            format!("write \"mqtt://{rest}\"")
+        } else if url.contains("://") {
+            "only the mqtt:// and mqtts:// schemes are supported".to_string()
+        } else {
+            format!("write \"mqtt://{url}\"")
+        };
+        return Err(BrokerUrlError::Scheme {
+            url: url.to_string(),
+            help,
+        });
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => {
+                return Err(BrokerUrlError::Port {
+                    url: url.to_string(),
+                });
+            }
+        },
+        None => (rest, default_port),
+    };
+    if host.is_empty() {
+        return Err(BrokerUrlError::Host {
+            url: url.to_string(),
+        });
+    }
+    Ok(BrokerUrl {
+        host: host.to_string(),
+        port,
+        tls,
+    })
+}
+
+/// The `broker` key: "embedded" (listening on `listen`) or a broker URL;
+/// says whether the broker is to be reached over TLS.
+fn parse_broker(
     sink: &mut Sink,
     path: &str,
     b: &Loc<String>,
     listen: Option<&Loc<String>>,
     listen_path: &str,
-    allow_tls: bool,
 ) -> Option<(Broker, bool)> {
     if b.value == "embedded" {
         let listen_addr = match listen {
@@ -392,83 +505,59 @@ fn parse_broker_url(
             false,
         ));
     }
-    let expected = if allow_tls {
-        "\"embedded\", \"mqtt://host:port\" or \"mqtts://host:port\""
-    } else {
-        "\"embedded\" or \"mqtt://host:port\""
-    };
-    let (rest, tls, default_port) = if let Some(rest) = b.value.strip_prefix("mqtt://") {
-        (rest, false, 1883)
-    } else if let Some(rest) = b.value.strip_prefix("mqtts://")
-        && allow_tls
-    {
-        (rest, true, 8883)
-    } else {
-        let help = if !allow_tls
-            && (b.value.starts_with("mqtts://") || b.value.starts_with("ssl://"))
-        {
-            "TLS brokers are not supported by this version yet; use a plain mqtt:// listener on a trusted network"
-                .to_string()
-        } else if let Some(rest) = b.value.strip_prefix("ssl://") {
-            format!("write \"mqtts://{rest}\"")
-        } else if let Some(rest) = b.value.strip_prefix("tcp://") {
-            // MQTT over plain TCP is what `tcp://` means in most clients
-            // (Paho, for one); we spell it mqtt://.
-            format!("write \"mqtt://{rest}\"")
-        } else if b.value.contains("://") {
-            if allow_tls {
-                "only the mqtt:// and mqtts:// schemes are supported".to_string()
-            } else {
-                "only the mqtt:// scheme is supported".to_string()
-            }
-        } else {
-            format!("write \"mqtt://{}\"", b.value)
-        };
-        sink.push(
-            Diagnostic::error(
-                b.span.clone(),
-                path,
-                format!("invalid broker \"{}\"", b.value),
-            )
-            .expected(expected)
-            .help(help),
-        );
-        return None;
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => match p.parse::<u16>() {
-            Ok(p) => (h, p),
-            Err(_) => {
-                sink.push(
-                    Diagnostic::error(
-                        b.span.clone(),
-                        path,
-                        format!("invalid port in broker \"{}\"", b.value),
-                    )
-                    .expected(expected),
-                );
-                return None;
-            }
-        },
-        None => (rest, default_port),
-    };
-    if host.is_empty() {
-        sink.push(
-            Diagnostic::error(
-                b.span.clone(),
-                path,
-                format!("missing host in broker \"{}\"", b.value),
-            )
-            .expected(expected),
-        );
-        return None;
+    match parse_broker_url(&b.value) {
+        Ok(u) => Some((
+            Broker::Tcp {
+                host: u.host,
+                port: u.port,
+            },
+            u.tls,
+        )),
+        Err(e) => {
+            let d = Diagnostic::error(b.span.clone(), path, e.to_string())
+                .expected(format!("\"embedded\", {BROKER_URL_EXPECTED}"));
+            sink.push(match e.help() {
+                Some(h) => d.help(h),
+                None => d,
+            });
+            None
+        }
     }
-    Some((
-        Broker::Tcp {
-            host: host.to_string(),
-            port,
-        },
-        tls,
-    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let u = |h: &str, port, tls| {
+            Ok(BrokerUrl {
+                host: h.into(),
+                port,
+                tls,
+            })
+        };
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1884"),
+            u("127.0.0.1", 1884, false)
+        );
+        assert_eq!(parse_broker_url("mqtt://broker"), u("broker", 1883, false));
+        assert_eq!(parse_broker_url("mqtts://broker/"), u("broker", 8883, true));
+        assert_eq!(parse_broker_url("mqtts://b:1"), u("b", 1, true));
+        let e = parse_broker_url("ssl://b:1").expect_err("ssl");
+        assert_eq!(e.help(), Some("write \"mqtts://b:1\""));
+        assert!(matches!(
+            parse_broker_url("mqtt://:1"),
+            Err(BrokerUrlError::Host { .. })
+        ));
+        assert!(matches!(
+            parse_broker_url("mqtt://b:x"),
+            Err(BrokerUrlError::Port { .. })
+        ));
+        assert_eq!(
+            u("b", 8883, true).expect("url").to_string(),
+            "mqtts://b:8883"
+        );
+    }
 }

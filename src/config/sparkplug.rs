@@ -8,7 +8,21 @@ use std::time::Duration;
 
 use super::decode::{HOUR, Loc, MS, Sink, Table, check_tag_name};
 use super::diagnostics::Diagnostic;
-use super::mqtt::{Broker, DEFAULT_MAX_CLOCK_SKEW, parse_broker};
+use super::mqtt::{Broker, Secret, TlsFiles, decode_connection};
+
+/// Default `max_packet_size` of a Sparkplug source. Births carry every
+/// metric of a node with its name, alias, type and properties: ~45 bytes a
+/// metric, so 400 metrics are ~18 KB and a large node's tens of thousands
+/// are megabytes. 16 MiB takes any birth a real node sends while still
+/// bounding what one message may make the twin hold.
+pub const SPARKPLUG_DEFAULT_MAX_PACKET: usize = 16 * 1024 * 1024;
+/// Default `max_nodes`: nodes the config does not name whose session state
+/// is kept (a few hundred bytes each). Generous for a real group; a flood
+/// of invented node ids stops here.
+pub const SPARKPLUG_DEFAULT_MAX_NODES: usize = 1_000;
+/// Default `max_devices`: devices, over all nodes, the config does not
+/// name, whose session state is kept.
+pub const SPARKPLUG_DEFAULT_MAX_DEVICES: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct SparkplugSource {
@@ -19,6 +33,17 @@ pub struct SparkplugSource {
     /// May this host send NCMD rebirth requests?
     pub rebirth: bool,
     pub keep_alive: Duration,
+    /// Largest PUBLISH packet used, in bytes; bigger ones are counted and
+    /// dropped.
+    pub max_packet_size: usize,
+    pub username: Option<Loc<String>>,
+    pub password: Option<Secret>,
+    /// Connect with TLS: the broker was written `mqtts://`.
+    pub tls: bool,
+    pub tls_files: TlsFiles,
+    /// Session state bounds for nodes and devices the config does not name.
+    pub max_nodes: usize,
+    pub max_devices: usize,
     pub stale_after: Option<Duration>,
     /// As for [`super::MqttSource::max_clock_skew`], for metric timestamps.
     pub max_clock_skew: Duration,
@@ -56,28 +81,21 @@ fn check_id(sink: &mut Sink, path: String, id: &Loc<String>) {
 
 pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugSource> {
     let name = t.req_str(sink, "name");
-    let broker_raw = t.req_str(sink, "broker");
-    let listen = t.opt_str(sink, "listen");
-    let client_id = t.opt_str(sink, "client_id");
+    let conn = decode_connection(sink, &mut t, SPARKPLUG_DEFAULT_MAX_PACKET);
     let group = t.req_str(sink, "group");
     if let Some(g) = &group {
         check_id(sink, t.key_path("group"), g);
     }
     let rebirth = t.opt_bool(sink, "rebirth").is_some_and(|b| b.value);
-    let keep_alive = t
-        .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
-        .map_or(Duration::from_secs(10), |d| d.value);
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
-    let max_clock_skew = t
-        .opt_duration(sink, "max_clock_skew", Duration::ZERO, HOUR)
-        .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.value);
-    let broker = broker_raw.and_then(|b| {
-        let path = t.key_path("broker");
-        let parsed = parse_broker(sink, &path, &b, listen.as_ref(), &t.key_path("listen"))?;
-        Some(Loc::new(parsed, b.span))
-    });
+    let max_nodes = t
+        .opt_int(sink, "max_nodes", 1, 1_000_000)
+        .map_or(SPARKPLUG_DEFAULT_MAX_NODES, |v| v.value as usize);
+    let max_devices = t
+        .opt_int(sink, "max_devices", 1, 10_000_000)
+        .map_or(SPARKPLUG_DEFAULT_MAX_DEVICES, |v| v.value as usize);
     let mut metrics = Vec::new();
     for mut m in t.opt_table_array(sink, "metrics") {
         let node = m.req_str(sink, "node");
@@ -124,20 +142,29 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugS
         }
     }
     t.finish(sink);
-    let (Some(name), Some(broker), Some(group)) = (name, broker, group) else {
+    let (Some(name), Some(broker), Some(group)) = (name, conn.broker, group) else {
         sink.broken_tags
             .extend(metrics.into_iter().map(|m| m.tag.value));
         return None;
     };
     Some(SparkplugSource {
-        client_id: client_id.map_or_else(|| format!("twin-{}", name.value), |c| c.value),
+        client_id: conn
+            .client_id
+            .unwrap_or_else(|| format!("twin-{}", name.value)),
         name,
         broker,
         group,
         rebirth,
-        keep_alive,
+        keep_alive: conn.keep_alive,
+        max_packet_size: conn.max_packet_size,
+        username: conn.username,
+        password: conn.password,
+        tls: conn.tls,
+        tls_files: conn.tls_files,
+        max_nodes,
+        max_devices,
         stale_after,
-        max_clock_skew,
+        max_clock_skew: conn.max_clock_skew,
         metrics,
     })
 }

@@ -6,6 +6,7 @@
 //! They stamp samples with wall-clock time ([`crate::wallclock`]), which is
 //! the boundary where the outside world's time enters the twin.
 
+pub mod backoff;
 pub mod health;
 pub mod limit;
 pub mod modbus;
@@ -58,8 +59,14 @@ pub enum BuildError {
         name: String,
         known: String,
     },
-    #[error("invalid MQTT URL \"{url}\" for source \"{name}\": expected mqtt://host:port")]
-    BadUrl { name: String, url: String },
+    #[error(
+        "invalid MQTT URL \"{url}\" for source \"{name}\": {reason}; expected mqtt://host:port or mqtts://host:port"
+    )]
+    BadUrl {
+        name: String,
+        url: String,
+        reason: String,
+    },
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
@@ -141,54 +148,17 @@ pub fn build(
         )?;
         out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, endpoint)?));
     }
-    for src in &cfg.config.sparkplug {
-        let ep = resolve_broker(
+    for (i, src) in cfg.config.sparkplug.iter().enumerate() {
+        let endpoint = resolve_broker(
             &src.name.value,
             &src.broker.value,
-            false,
+            src.tls,
             endpoints,
             &mut brokers,
         )?;
-        if ep.tls {
-            // Sparkplug over TLS is not wired yet; never fall back to plain text.
-            return Err(BuildError::BadUrl {
-                name: src.name.value.clone(),
-                url: endpoints
-                    .mqtt
-                    .get(&src.name.value)
-                    .cloned()
-                    .unwrap_or_default(),
-            });
-        }
-        let mqtt::Endpoint { host, port, .. } = ep;
-        let bindings = src
-            .metrics
-            .iter()
-            .filter_map(|m| {
-                let tag = cfg.tags.id(&m.tag.value)?;
-                Some(sparkplug::session::Binding {
-                    node: m.node.value.clone(),
-                    device: m.device.as_ref().map(|d| d.value.clone()),
-                    metric: m.metric.value.clone(),
-                    tag,
-                    scale: m.scale,
-                    offset: m.offset,
-                })
-            })
-            .collect();
         out.push(Box::new(sparkplug::SparkplugSubscriber::new(
-            sparkplug::SparkplugConfig {
-                name: src.name.value.clone(),
-                host,
-                port,
-                client_id: src.client_id.clone(),
-                group: src.group.value.clone(),
-                rebirth: src.rebirth,
-                keep_alive: src.keep_alive,
-                max_clock_skew: src.max_clock_skew,
-                bindings,
-            },
-        )));
+            cfg, i, endpoint,
+        )?));
     }
     Ok(out)
 }
@@ -203,9 +173,13 @@ fn resolve_broker(
     started: &mut std::collections::BTreeMap<std::net::SocketAddr, std::net::SocketAddr>,
 ) -> Result<mqtt::Endpoint, BuildError> {
     if let Some(url) = endpoints.mqtt.get(name) {
-        return mqtt::parse_endpoint(url).ok_or_else(|| BuildError::BadUrl {
+        return mqtt::parse_endpoint(url).map_err(|e| BuildError::BadUrl {
             name: name.to_string(),
             url: url.clone(),
+            reason: match e.help() {
+                Some(h) => format!("{e}; {h}"),
+                None => e.to_string(),
+            },
         });
     }
     Ok(match broker {

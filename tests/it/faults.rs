@@ -1,16 +1,18 @@
 //! Faults injected in the virtual plant's truth model, seen by the twin's
 //! core (issue 4): the truth model (`twin::sim::truth::Truth`) is polled as
 //! the Modbus and MQTT sources would poll the plant, and its samples drive
-//! `TwinCore` in-process, tick by tick, with no network and no clock. So a
-//! whole scenario runs in seconds and deterministically.
+//! the core in-process through the run driver, tick by tick, with no
+//! network and no clock. So a whole scenario runs in seconds and
+//! deterministically.
 
 use std::path::Path;
 use std::time::Duration;
 
 use twin::config::{LoadedConfig, load_file};
+use twin::runtime::Driver;
 use twin::sim::scenario::{self, Scenario};
 use twin::sim::truth::Truth;
-use twin::twin::{Reason, Sample, TickClock, TwinCore, TwinEvent, Value};
+use twin::twin::{Reason, Sample, TwinEvent, Value};
 
 use crate::util::root;
 
@@ -42,7 +44,7 @@ pub fn run_through_core(
     secs: u64,
 ) -> Vec<TwinEvent> {
     let period = cfg.config.plant.tick;
-    let mut core = TwinCore::new(cfg, TickClock::new(EPOCH_NS, period));
+    let mut driver = Driver::new(cfg, EPOCH_NS);
     let mut truth = Truth::new(cfg, scenario, seed);
     let tags: Vec<(usize, twin::config::TagId, bool)> = cfg
         .tags
@@ -69,9 +71,8 @@ pub fn run_through_core(
         }
         if now >= next_tick {
             next_tick += period;
-            core.push_batch(std::mem::take(&mut batch));
-            core.advance();
-            events.extend(core.drain_events());
+            driver.push_batch(std::mem::take(&mut batch));
+            events.extend_from_slice(driver.step().events);
         }
     }
     events

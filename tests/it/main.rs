@@ -11,5 +11,6 @@ mod mqtt;
 mod outputs;
 mod sim_truth;
 mod snapshot;
+mod sparkplug_limits;
 mod util;
 mod whatif;

@@ -912,6 +912,83 @@ fn twin_reports_each_fault_as_quality_and_recovers() {
     );
 }
 
+/// A TCP server that accepts every connection, reads what it is sent and
+/// never answers; it records when each connection came.
+struct Silent {
+    addr: SocketAddr,
+    accepted: Arc<Mutex<Vec<std::time::Instant>>>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let a = accepted.clone();
+        // Detached: the accept loop ends with the test process.
+        thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { break };
+                a.lock().expect("lock").push(twin::wallclock::monotonic());
+                thread::spawn(move || {
+                    let mut buf = [0u8; 512];
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Silent { addr, accepted }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.lock().expect("lock").len()
+    }
+}
+
+#[test]
+fn r9_a_server_that_accepts_and_never_answers_is_reconnected_with_backoff() {
+    let server = Silent::start();
+    runtime().block_on(async {
+        let stop = CancellationToken::new();
+        let link = Link::spawn(
+            LinkConfig {
+                name: "silent".into(),
+                address: server.addr.to_string(),
+                framing: Framing::Tcp,
+                timeout: 100 * MS,
+                max_in_flight: 1,
+            },
+            stop.clone(),
+        );
+        // Poll fast. Reconnecting after every three timeouts, as a link
+        // that trusts a successful connect does, would make about one
+        // connection per 0.3 s here: ~8 by the first mark, ~24 by the second.
+        let t0 = twin::wallclock::monotonic();
+        let mut early = None;
+        while twin::wallclock::since(t0) < 7_500 * MS {
+            let got = link.read(hr(0, 1)).await;
+            assert!(got.is_err(), "a silent server gave {got:?}");
+            if early.is_none() && twin::wallclock::since(t0) >= 2_500 * MS {
+                early = Some(server.connections());
+            }
+            tokio::time::sleep(20 * MS).await;
+        }
+        let early = early.expect("first mark reached");
+        let late = server.connections();
+        // Backoff 1, 2, 4 s (±20 %) after each silent connection: at most
+        // 0, ~1.3, ~3.6 and ~7 s.
+        assert!(early <= 3, "{early} connections in the first 2.5 s");
+        assert!(late <= 5, "{late} connections in 7.5 s");
+        assert!(late >= 2, "the link did try again: {late}");
+        let times = server.accepted.lock().expect("lock").clone();
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] > g[0]),
+            "attempts spaced increasingly: {gaps:?}"
+        );
+        stop.cancel();
+    });
+}
+
 #[test]
 fn r9_each_timed_out_read_is_stamped_at_its_own_timeout() {
     // One read in flight and a device that never answers in time: a poll's

@@ -737,6 +737,155 @@ fn tls_with_a_ca_file_and_a_client_certificate() {
     );
 }
 
+/// A TCP listener that accepts each connection and closes it at once, as a
+/// broker port behind a failing proxy would; it records when each came.
+fn closing_listener() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = accepted.clone();
+    // Detached: the accept loop ends with the test process.
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { break };
+            a.lock().expect("lock").push(twin::wallclock::monotonic());
+            drop(s);
+        }
+    });
+    (port, accepted)
+}
+
+#[test]
+fn r9_mqtt_and_sparkplug_reconnects_back_off_instead_of_retrying_every_second() {
+    let (mqtt_port, mqtt_attempts) = closing_listener();
+    let (spb_port, spb_attempts) = closing_listener();
+    let mqtt = Proc::spawn(twin_run(
+        &root().join("tests/configs/mqtt-restart.toml"),
+        "seq",
+        &format!("mqtt://127.0.0.1:{mqtt_port}"),
+        9,
+    ));
+    let spb = Proc::spawn(twin_run(
+        &root().join("tests/configs/sparkplug-interop.toml"),
+        "edge",
+        &format!("mqtt://127.0.0.1:{spb_port}"),
+        9,
+    ));
+    for (mut run, attempts) in [(mqtt, mqtt_attempts), (spb, spb_attempts)] {
+        assert_eq!(
+            run.wait(Duration::from_secs(30)),
+            Some(0),
+            "{}",
+            run.stderr()
+        );
+        let times = attempts.lock().expect("lock").clone();
+        // A retry every second would make ~9 here; backing off 1, 2, 4 s
+        // (±20 %) makes at most 4 (at about 0, 1, 3 and 7 s).
+        let err = run.stderr();
+        assert!(
+            (2..=5).contains(&times.len()),
+            "{} attempts in 9 s:\n{err}",
+            times.len()
+        );
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] > g[0]),
+            "attempts spaced increasingly: {gaps:?}"
+        );
+        // One warning for the outage, not one per attempt.
+        assert_eq!(count(&err, "broker unreachable"), 1, "{err}");
+    }
+}
+
+#[test]
+fn r9_sparkplug_connects_over_tls_with_credentials_through_an_mqtts_override() {
+    use prost::Message as _;
+    use twin::sources::sparkplug::proto::{Metric, MetricValue, Payload, datatype};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = dir.path().display();
+    let pw = dir.path().join("passwd");
+    let mut cmd = Command::new(tool("mosquitto_passwd"));
+    cmd.arg("-c").arg("-b").arg(&pw).args(["twin", "s3cret"]);
+    assert!(run_bounded(cmd, Duration::from_secs(10)).status.success());
+    // TLS with client certificates from our CA, and a login.
+    let broker = Mosquitto::start(
+        dir.path(),
+        free_port(),
+        &dir.path().join("s"),
+        &format!(
+            "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nallow_anonymous false\npassword_file {}\n",
+            pw.display()
+        ),
+    );
+    let cfg = dir.path().join("sparkplug-tls.toml");
+    std::fs::copy(root().join("tests/configs/sparkplug-tls.toml"), &cfg).expect("copy config");
+    let mut cmd = twin_run(
+        &cfg,
+        "edge",
+        &format!("mqtts://127.0.0.1:{}", broker.port),
+        30,
+    );
+    cmd.env("TWIN_IT_MQTT_PASSWORD", "s3cret");
+    let run = Proc::spawn(cmd);
+    wait_log(
+        &run,
+        "Connected to Sparkplug broker",
+        1,
+        Duration::from_secs(10),
+    );
+    // Subscribed right after the connection.
+    thread::sleep(Duration::from_millis(500));
+    let birth = Payload {
+        timestamp: None,
+        metrics: vec![Metric {
+            name: Some("Line/Speed".into()),
+            alias: Some(1),
+            timestamp: None,
+            datatype: Some(datatype::DOUBLE),
+            is_historical: None,
+            is_transient: None,
+            is_null: None,
+            value: Some(MetricValue::Double(6.5)),
+        }],
+        seq: Some(0),
+        uuid: None,
+        body: None,
+    }
+    .encode_to_vec();
+    let tls = [
+        "--cafile",
+        &format!("{d}/ca.pem"),
+        "--cert",
+        &format!("{d}/client.pem"),
+        "--key",
+        &format!("{d}/client.key"),
+    ]
+    .map(str::to_string);
+    let args: Vec<&str> = tls.iter().map(String::as_str).chain(LOGIN).collect();
+    publish(broker.port, "spBv1.0/Plant1/NBIRTH/Line1", &birth, &args);
+    wait_value(&run, "line.speed", 6.5, Duration::from_secs(10));
+}
+
+#[test]
+fn r9_a_bad_broker_override_on_a_sparkplug_source_says_what_is_wrong_with_it() {
+    let cfg = root().join("tests/configs/sparkplug-interop.toml");
+    let mut run = Proc::spawn(twin_run(&cfg, "edge", "ssl://127.0.0.1:8883", 5));
+    let code = run.wait(Duration::from_secs(20));
+    let err = run.stderr();
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("source \"edge\"")
+            && err.contains("write \"mqtts://127.0.0.1:8883\"")
+            && err.contains("mqtts://host:port"),
+        "{err}"
+    );
+}
+
 #[test]
 fn r9_a_future_mqtt_timestamp_does_not_freeze_its_tag() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -237,3 +237,59 @@ password_file = "secret"
         );
     }
 }
+
+mod registers {
+    use crate::config::load_str;
+    use std::path::Path;
+
+    /// Overlaps are found per address, not by scanning every earlier
+    /// register (issue 9: quadratic in one device's registers; the figure is
+    /// in `benches/config_check.rs`). The report must still name the first
+    /// register in file order that the new one overlaps, and only within
+    /// one table.
+    #[test]
+    fn r9_an_overlap_names_the_first_earlier_register_in_the_same_table() {
+        let r = load_str(
+            Path::new("o.toml"),
+            r#"
+[plant]
+name = "p"
+[[sources.modbus]]
+name = "d"
+address = "127.0.0.1:502"
+registers = [
+  { tag = "late", table = "holding", address = 5 },
+  { tag = "early", table = "holding", address = 2, type = "f64" },
+  { tag = "other_table", table = "input", address = 3 },
+  { tag = "text", table = "holding", address = 0, type = "string", length = 10 },
+  { tag = "after", table = "holding", address = 20, type = "u32" },
+  { tag = "word", table = "holding", address = 21 },
+]
+"#,
+        )
+        .expect_err("overlaps");
+        let overlaps: Vec<(&str, &str)> = r
+            .diagnostics
+            .iter()
+            .filter(|d| d.message.contains("overlaps"))
+            .map(|d| (d.path.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(
+            overlaps,
+            [
+                (
+                    "sources.modbus[0].registers[1].address",
+                    "holding registers 2..=5 (tag \"early\") overlaps holding register 5 (tag \"late\")"
+                ),
+                (
+                    "sources.modbus[0].registers[3].address",
+                    "holding registers 0..=9 (tag \"text\") overlaps holding register 5 (tag \"late\")"
+                ),
+                (
+                    "sources.modbus[0].registers[5].address",
+                    "holding register 21 (tag \"word\") overlaps holding registers 20..=21 (tag \"after\")"
+                ),
+            ]
+        );
+    }
+}

@@ -15,8 +15,10 @@
 //!   the first valid reply), after a failed connect and after a dropped or
 //!   garbled connection, answering requests immediately with the error that
 //!   took the link down in between, so pollers never pile up behind a dead
-//!   device. A timeout reconnects at once: it has already waited, and on a
-//!   gateway the other units must not wait for one silent unit.
+//!   device. A timeout reconnects at once if the connection ever answered:
+//!   it has already waited, and on a gateway the other units must not wait
+//!   for one silent unit. A connection that never answered counts as a
+//!   failed attempt, so a server that accepts and stays silent is backed off.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::frame::{self, Exception, FrameError, MBAP_LEN, ReadData, ReadRequest};
+use crate::sources::backoff::Backoff;
 use crate::twin::Reason;
 
 /// How requests are framed on the TCP stream.
@@ -146,42 +149,15 @@ struct Conn {
     pending: HashMap<u16, Pending>,
     next_tid: u16,
     consecutive_timeouts: u32,
+    /// Whether any reply came on this connection. A server that accepts
+    /// connections and never answers must not be reconnected at once after
+    /// each round of timeouts: its connect succeeding proves nothing.
+    answered: bool,
 }
 
-/// Exponential backoff with jitter: 1 s doubling to 60 s.
-struct Backoff {
-    next: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    const MIN: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(60);
-
-    fn new(name: &str) -> Self {
-        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        Backoff {
-            next: Self::MIN,
-            seed: seed | 1,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::MIN;
-    }
-
-    fn step(&mut self) -> Duration {
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let base = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        // ±20 % so a plant's pollers do not reconnect in lock-step.
-        base.mul_f64(0.8 + (self.seed % 401) as f64 / 1000.0)
-    }
-}
+/// Reconnect delays: 1 s doubling to 60 s.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// After this many timeouts in a row the connection is presumed half-open.
 const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
@@ -193,6 +169,20 @@ async fn connect(cfg: &LinkConfig) -> std::io::Result<TcpStream> {
     // Polls are small request/response exchanges: Nagle only adds latency.
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// When to connect again after giving up on `c` for its timeouts. A
+/// connection that answered before reconnects at once: it has already
+/// waited, and on a gateway the other units must not wait for one silent
+/// unit. One that never answered counts as a failed attempt, like a refused
+/// connect, so a server that accepts and stays silent is backed off.
+fn reconnect_at(c: &Conn, backoff: &mut Backoff) -> Instant {
+    let now = crate::wallclock::tokio_now();
+    if c.answered {
+        now
+    } else {
+        now + backoff.step()
+    }
 }
 
 fn fail_all(conn: Conn, err: &LinkError) {
@@ -208,7 +198,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
         Framing::RtuOverTcp => 1,
     };
     let mut conn: Option<Conn> = None;
-    let mut backoff = Backoff::new(&cfg.name);
+    let mut backoff = Backoff::new(&cfg.name, BACKOFF_MIN, BACKOFF_MAX);
     let mut retry_at = crate::wallclock::tokio_now();
     let mut down: Option<LinkError> = None;
     let mut stats = LinkStats::default();
@@ -256,6 +246,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                                 pending: HashMap::new(),
                                 next_tid: 1,
                                 consecutive_timeouts: 0,
+                                answered: false,
                             });
                         }
                         Err(e) => {
@@ -306,7 +297,10 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                     Err(_) => {
                         warn!(link = %cfg.name, address = %cfg.address, "Modbus send blocked past the timeout; reconnecting.");
                         let _ = job.reply.send(Err(LinkError::Timeout));
-                        if let Some(c) = conn.take() { fail_all(c, &LinkError::Timeout) }
+                        if let Some(c) = conn.take() {
+                            retry_at = reconnect_at(&c, &mut backoff);
+                            fail_all(c, &LinkError::Timeout);
+                        }
                         down = Some(LinkError::Timeout);
                     }
                 }
@@ -383,7 +377,10 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                 if cfg.framing == Framing::RtuOverTcp || half_open {
                     warn!(link = %cfg.name, address = %cfg.address, timeout = ?cfg.timeout, consecutive = c.consecutive_timeouts,
                         "Modbus request timed out; reconnecting so no late reply can be mistaken for a later one.");
-                    if let Some(c) = conn.take() { fail_all(c, &LinkError::Timeout) }
+                    if let Some(c) = conn.take() {
+                        retry_at = reconnect_at(&c, &mut backoff);
+                        fail_all(c, &LinkError::Timeout);
+                    }
                     down = Some(LinkError::Timeout);
                 } else {
                     debug!(link = %cfg.name, address = %cfg.address, "Modbus request timed out; a late reply will be discarded by transaction id.");
@@ -461,6 +458,7 @@ fn answer(
     match parsed {
         Ok(r) => {
             stats.replies += 1;
+            c.answered = true;
             if r.is_err() {
                 stats.exceptions += 1;
             }

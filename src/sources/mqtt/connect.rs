@@ -10,44 +10,79 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{ConnectionError, MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{MQTT_PROTOCOL_MAX_PACKET, MqttSource, Secret};
+use tracing::{debug, warn};
+
+use crate::config::sparkplug::SparkplugSource;
+use crate::config::{
+    BrokerUrl, BrokerUrlError, MQTT_PROTOCOL_MAX_PACKET, MqttSource, Secret, TlsFiles,
+    parse_broker_url,
+};
+use crate::sources::backoff::Backoff;
+use crate::twin::Reason;
+use crate::wallclock;
 
 /// Where to connect: host, port and whether to use TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
+pub type Endpoint = BrokerUrl;
+
+/// Parse a broker URL given at run time (`--mqtt`, `--endpoints`), with the
+/// parser the config uses.
+pub fn parse_endpoint(url: &str) -> Result<Endpoint, BrokerUrlError> {
+    parse_broker_url(url)
 }
 
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
+/// What an MQTT client needs from a source's config, MQTT or Sparkplug:
+/// the one input of [`options`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSpec<'a> {
+    /// "MQTT" or "Sparkplug", for messages.
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub client_id: &'a str,
+    pub keep_alive: Duration,
+    pub clean_session: bool,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a Secret>,
+    pub tls_files: &'a TlsFiles,
+    /// Manual acknowledgements: only once samples are with the core.
+    pub manual_acks: bool,
+}
+
+impl<'a> From<&'a MqttSource> for ClientSpec<'a> {
+    fn from(s: &'a MqttSource) -> Self {
+        ClientSpec {
+            kind: "MQTT",
+            name: &s.name.value,
+            client_id: &s.client_id,
+            keep_alive: s.keep_alive,
+            clean_session: s.clean_session,
+            username: s.username.as_ref().map(|u| u.value.as_str()),
+            password: s.password.as_ref(),
+            tls_files: &s.tls_files,
+            manual_acks: true,
+        }
     }
 }
 
-/// Parse `mqtt://host[:port]` (port 1883) or `mqtts://host[:port]` (8883).
-pub fn parse_endpoint(url: &str) -> Option<Endpoint> {
-    let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (r, false, 1883)
-    } else {
-        (url.strip_prefix("mqtts://")?, true, 8883)
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (rest, default_port),
-    };
-    (!host.is_empty()).then(|| Endpoint {
-        host: host.to_string(),
-        port,
-        tls,
-    })
+impl<'a> From<&'a SparkplugSource> for ClientSpec<'a> {
+    fn from(s: &'a SparkplugSource) -> Self {
+        ClientSpec {
+            kind: "Sparkplug",
+            name: &s.name.value,
+            client_id: &s.client_id,
+            keep_alive: s.keep_alive,
+            // Sparkplug 3.0 has host applications connect with a clean
+            // session: state comes from births, not from queued messages.
+            clean_session: true,
+            username: s.username.as_ref().map(|u| u.value.as_str()),
+            password: s.password.as_ref(),
+            tls_files: &s.tls_files,
+            manual_acks: false,
+        }
+    }
 }
 
 /// Why a source could not be set up. Each names the source and the config
@@ -55,59 +90,72 @@ pub fn parse_endpoint(url: &str) -> Option<Endpoint> {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(
-        "MQTT source \"{source_name}\": environment variable {var} (from password_env) is not set or not UTF-8"
+        "{kind} source \"{source_name}\": environment variable {var} (from password_env) is not set or not UTF-8"
     )]
-    PasswordEnv { source_name: String, var: String },
-    #[error("MQTT source \"{source_name}\": cannot read {key} {}: {error}", path.display())]
+    PasswordEnv {
+        kind: &'static str,
+        source_name: String,
+        var: String,
+    },
+    #[error("{kind} source \"{source_name}\": cannot read {key} {}: {error}", path.display())]
     ReadFile {
+        kind: &'static str,
         source_name: String,
         key: &'static str,
         path: PathBuf,
         error: String,
     },
-    #[error("MQTT source \"{source_name}\": {key} {} holds no PEM {what}", path.display())]
+    #[error("{kind} source \"{source_name}\": {key} {} holds no PEM {what}", path.display())]
     NoPem {
+        kind: &'static str,
         source_name: String,
         key: &'static str,
         path: PathBuf,
         what: &'static str,
     },
     #[error(
-        "MQTT source \"{source_name}\": no trusted CA certificates found in the system store; set ca_file"
+        "{kind} source \"{source_name}\": no trusted CA certificates found in the system store; set ca_file"
     )]
-    NoSystemRoots { source_name: String },
-    #[error("MQTT source \"{source_name}\": TLS set-up failed: {error}")]
-    Tls { source_name: String, error: String },
+    NoSystemRoots {
+        kind: &'static str,
+        source_name: String,
+    },
+    #[error("{kind} source \"{source_name}\": TLS set-up failed: {error}")]
+    Tls {
+        kind: &'static str,
+        source_name: String,
+        error: String,
+    },
 }
 
-/// rumqttc options for `src` at `ep`. Relative file paths start from
+/// rumqttc options for the source `src` at `ep`: the one place MQTT and
+/// Sparkplug clients are configured. Relative file paths start from
 /// `base_dir`, the config file's folder.
 pub fn options(
-    src: &MqttSource,
+    src: &ClientSpec<'_>,
     ep: &Endpoint,
     base_dir: &Path,
 ) -> Result<MqttOptions, SetupError> {
-    let name = &src.name.value;
-    let mut opts = MqttOptions::new(src.client_id.clone(), ep.host.clone(), ep.port);
+    let mut opts = MqttOptions::new(src.client_id, ep.host.clone(), ep.port);
     opts.set_keep_alive(src.keep_alive);
-    // A persistent session (the default) keeps our subscriptions and queues
-    // QoS 1 messages at the broker while we are away. The client id is
-    // stable (from the config), so the broker finds the session again.
+    // A persistent MQTT session (the default there) keeps our subscriptions
+    // and queues QoS 1 messages at the broker while we are away. The client
+    // id is stable (from the config), so the broker finds the session again.
     opts.set_clean_session(src.clean_session);
-    // rumqttc drops the connection on an incoming packet above its limit,
-    // and the broker resends the same (retained or queued) message on the
-    // next connection: a reconnect loop (rumqtt #856). So the client takes
-    // anything the protocol allows, and the source enforces
-    // `max_packet_size` itself after receipt, by dropping and counting.
+    // rumqttc drops the connection on an incoming packet above its limit
+    // (10 KiB by default), and the broker resends the same (retained or
+    // queued) message on the next connection: a reconnect loop, and for
+    // Sparkplug a lost birth (rumqtt #856). So the client takes anything the
+    // protocol allows, and the source enforces `max_packet_size` itself after
+    // receipt, by dropping, counting and warning.
     opts.set_max_packet_size(MQTT_PROTOCOL_MAX_PACKET, MQTT_PROTOCOL_MAX_PACKET);
-    // Acknowledge only once the message's samples are handed to the core.
-    opts.set_manual_acks(true);
-    if let Some(user) = &src.username {
-        let password = match &src.password {
+    opts.set_manual_acks(src.manual_acks);
+    if let Some(user) = src.username {
+        let password = match src.password {
             None => String::new(),
-            Some(s) => read_secret(name, s, base_dir)?,
+            Some(s) => read_secret(src, s, base_dir)?,
         };
-        opts.set_credentials(user.value.clone(), password);
+        opts.set_credentials(user, password);
     }
     if ep.tls {
         let config = tls_config(src, base_dir)?;
@@ -128,16 +176,18 @@ pub fn config_path(base_dir: &Path, p: &str) -> PathBuf {
     }
 }
 
-fn read_secret(name: &str, s: &Secret, base_dir: &Path) -> Result<String, SetupError> {
+fn read_secret(src: &ClientSpec<'_>, s: &Secret, base_dir: &Path) -> Result<String, SetupError> {
     match s {
         Secret::Env(var) => std::env::var(&var.value).map_err(|_| SetupError::PasswordEnv {
-            source_name: name.to_string(),
+            kind: src.kind,
+            source_name: src.name.to_string(),
             var: var.value.clone(),
         }),
         Secret::File(f) => {
             let path = config_path(base_dir, &f.value);
             let text = std::fs::read_to_string(&path).map_err(|e| SetupError::ReadFile {
-                source_name: name.to_string(),
+                kind: src.kind,
+                source_name: src.name.to_string(),
                 key: "password_file",
                 path: path.clone(),
                 error: e.to_string(),
@@ -149,13 +199,15 @@ fn read_secret(name: &str, s: &Secret, base_dir: &Path) -> Result<String, SetupE
     }
 }
 
-fn tls_config(src: &MqttSource, base_dir: &Path) -> Result<rustls::ClientConfig, SetupError> {
-    let name = &src.name.value;
+fn tls_config(src: &ClientSpec<'_>, base_dir: &Path) -> Result<rustls::ClientConfig, SetupError> {
+    let (kind, name) = (src.kind, src.name);
     let tls_err = |e: rustls::Error| SetupError::Tls {
+        kind,
         source_name: name.to_string(),
         error: e.to_string(),
     };
     let read_err = |key, path: &Path, e: &dyn std::fmt::Display| SetupError::ReadFile {
+        kind,
         source_name: name.to_string(),
         key,
         path: path.to_path_buf(),
@@ -173,6 +225,7 @@ fn tls_config(src: &MqttSource, base_dir: &Path) -> Result<rustls::ClientConfig,
             }
             if roots.is_empty() {
                 return Err(SetupError::NoPem {
+                    kind,
                     source_name: name.to_string(),
                     key: "ca_file",
                     path,
@@ -185,6 +238,7 @@ fn tls_config(src: &MqttSource, base_dir: &Path) -> Result<rustls::ClientConfig,
             roots.add_parsable_certificates(found.certs);
             if roots.is_empty() {
                 return Err(SetupError::NoSystemRoots {
+                    kind,
                     source_name: name.to_string(),
                 });
             }
@@ -203,6 +257,7 @@ fn tls_config(src: &MqttSource, base_dir: &Path) -> Result<rustls::ClientConfig,
                 read_certs(&cert_path).map_err(|e| read_err("cert_file", &cert_path, &e))?;
             if certs.is_empty() {
                 return Err(SetupError::NoPem {
+                    kind,
                     source_name: name.to_string(),
                     key: "cert_file",
                     path: cert_path,
@@ -212,6 +267,7 @@ fn tls_config(src: &MqttSource, base_dir: &Path) -> Result<rustls::ClientConfig,
             let key_path = config_path(base_dir, &key.value);
             let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| match e {
                 rustls::pki_types::pem::Error::NoItemsFound => SetupError::NoPem {
+                    kind,
                     source_name: name.to_string(),
                     key: "key_file",
                     path: key_path.clone(),
@@ -233,31 +289,115 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, rustls::pki_t
 /// is just dropped.
 pub const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
 
+/// Reconnect delays: the first retry comes after about a second, as it
+/// always did; a broker that stays away is tried every 30 s at most, so its
+/// return is noticed within half a minute.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A connection that stayed up this long was healthy: the next outage
+/// starts again from the shortest delay. One that fails sooner (a broker
+/// that accepts and then drops us) keeps backing off.
+const STABLE: Duration = Duration::from_secs(30);
+
+/// Connection state and reconnect pacing of one MQTT-based source (MQTT or
+/// Sparkplug): it logs each outage once and says how long to wait before
+/// the event loop tries again.
+#[derive(Debug)]
+pub struct Reconnect {
+    /// "MQTT" or "Sparkplug", for log lines.
+    kind: &'static str,
+    name: String,
+    broker: String,
+    backoff: Backoff,
+    /// None before the first attempt's outcome; then whether it is up.
+    up: Option<bool>,
+    up_since: Option<std::time::Instant>,
+}
+
+impl Reconnect {
+    pub fn new(kind: &'static str, name: &str, broker: &str) -> Self {
+        Reconnect {
+            kind,
+            name: name.to_string(),
+            broker: broker.to_string(),
+            backoff: Backoff::new(name, BACKOFF_MIN, BACKOFF_MAX),
+            up: None,
+            up_since: None,
+        }
+    }
+
+    /// The broker accepted the connection (CONNACK).
+    pub fn connected(&mut self) {
+        self.up = Some(true);
+        self.up_since = Some(wallclock::monotonic());
+    }
+
+    /// Whether the connection is up now.
+    pub fn is_up(&self) -> bool {
+        self.up == Some(true)
+    }
+
+    /// The event loop failed with `e`: log it (a warning once per outage,
+    /// the retries at debug level) and return the health reason and how long
+    /// to wait before polling again.
+    pub fn failed(&mut self, e: &ConnectionError) -> (Reason, Duration) {
+        if self
+            .up_since
+            .take()
+            .is_some_and(|t| wallclock::since(t) >= STABLE)
+        {
+            self.backoff.reset();
+        }
+        let wait = self.backoff.step();
+        let (kind, name, broker) = (self.kind, &self.name, &self.broker);
+        let refused = matches!(e, ConnectionError::ConnectionRefused(_));
+        if self.up != Some(false) {
+            if let ConnectionError::ConnectionRefused(code) = e {
+                warn!(source = %name, broker = %broker, code = ?code, retry_in = ?wait,
+                    "{kind} broker refused the connection; check username, password and client_id. Retrying.");
+            } else {
+                warn!(source = %name, broker = %broker, error = %e, retry_in = ?wait,
+                    "{kind} broker unreachable; retrying. Its tags go stale after their stale_after.");
+            }
+        } else {
+            debug!(source = %name, broker = %broker, error = %e, retry_in = ?wait, "{kind} reconnect failed.");
+        }
+        self.up = Some(false);
+        let reason = if refused {
+            Reason::BrokerRefused
+        } else {
+            Reason::BrokerUnreachable
+        };
+        (reason, wait)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Loc;
 
     #[test]
-    fn urls() {
-        let ep = |h: &str, port, tls| {
-            Some(Endpoint {
-                host: h.into(),
-                port,
-                tls,
-            })
+    fn r9_setup_errors_name_the_kind_of_source_they_are_for() {
+        let tls_files = TlsFiles::default();
+        let password = Secret::Env(Loc::new("TWIN_UNIT_NO_SUCH_VARIABLE".to_string(), 0..0));
+        let spec = ClientSpec {
+            kind: "Sparkplug",
+            name: "edge",
+            client_id: "twin-edge",
+            keep_alive: Duration::from_secs(10),
+            clean_session: true,
+            username: Some("twin"),
+            password: Some(&password),
+            tls_files: &tls_files,
+            manual_acks: false,
         };
+        let ep = parse_endpoint("mqtts://127.0.0.1:8883").expect("url");
+        let err = options(&spec, &ep, Path::new(".")).expect_err("no such variable");
         assert_eq!(
-            parse_endpoint("mqtt://127.0.0.1:1884"),
-            ep("127.0.0.1", 1884, false)
-        );
-        assert_eq!(parse_endpoint("mqtt://broker"), ep("broker", 1883, false));
-        assert_eq!(parse_endpoint("mqtts://broker/"), ep("broker", 8883, true));
-        assert_eq!(parse_endpoint("mqtts://b:1"), ep("b", 1, true));
-        assert_eq!(parse_endpoint("http://x"), None);
-        assert_eq!(parse_endpoint("mqtt://:1"), None);
-        assert_eq!(
-            ep("b", 8883, true).expect("endpoint").to_string(),
-            "mqtts://b:8883"
+            err.to_string(),
+            "Sparkplug source \"edge\": environment variable TWIN_UNIT_NO_SUCH_VARIABLE (from password_env) is not set or not UTF-8"
         );
     }
 }

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use tracing::{debug, info, warn};
 
@@ -39,13 +39,11 @@ use topic::{Routed, Router};
 /// config entry and kind.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Pause between reconnect attempts.
-const RETRY: Duration = Duration::from_secs(1);
-
 /// Parse a plain `mqtt://host:port` (port defaults to 1883); TLS URLs are
 /// refused. For publishers that have no TLS set-up (the virtual plant).
 pub fn parse_url(url: &str) -> Option<(String, u16)> {
     parse_endpoint(url)
+        .ok()
         .filter(|e| !e.tls)
         .map(|e| (e.host, e.port))
 }
@@ -65,7 +63,7 @@ impl MqttSubscriber {
     /// the secrets and TLS files it names.
     pub fn new(cfg: &LoadedConfig, source: usize, endpoint: Endpoint) -> Result<Self, SetupError> {
         let src = &cfg.config.mqtt[source];
-        let options = connect::options(src, &endpoint, &config_dir(cfg))?;
+        let options = connect::options(&src.into(), &endpoint, &config_dir(cfg))?;
         Ok(MqttSubscriber {
             name: src.name.value.clone(),
             endpoint,
@@ -87,7 +85,7 @@ impl MqttSubscriber {
         let broker = self.endpoint.to_string();
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 1024);
         let mut drops = DropLog::default();
-        let mut connected: Option<bool> = None;
+        let mut link = connect::Reconnect::new("MQTT", &name, &broker);
         let mut first_connack = true;
         let mut subscribed: Vec<String> = Vec::new();
 
@@ -109,7 +107,7 @@ impl MqttSubscriber {
                     first_connack = false;
                     info!(source = %name, broker = %broker, session_present = ack.session_present, subscribe,
                         "Connected to MQTT broker.");
-                    connected = Some(true);
+                    link.connected();
                     health.success(0, wallclock::now_ns());
                     if subscribe {
                         let filters = self
@@ -161,32 +159,16 @@ impl MqttSubscriber {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if connected != Some(false) {
-                        match &e {
-                            ConnectionError::ConnectionRefused(code) => {
-                                warn!(source = %name, broker = %broker, code = ?code,
-                                    "MQTT broker refused the connection; check username, password and client_id. Retrying.")
-                            }
-                            _ => warn!(source = %name, broker = %broker, error = %e,
-                                "MQTT broker unreachable; retrying. Its tags go stale after their stale_after."),
-                        }
-                    } else {
-                        debug!(source = %name, broker = %broker, error = %e, "MQTT reconnect failed.");
-                    }
-                    connected = Some(false);
-                    let reason = match &e {
-                        ConnectionError::ConnectionRefused(_) => Reason::BrokerRefused,
-                        _ => Reason::BrokerUnreachable,
-                    };
+                    let (reason, wait) = link.failed(&e);
                     health.failure(reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
-        if connected == Some(true) {
+        if link.is_up() {
             disconnect(&client, &mut eventloop).await;
         }
     }
@@ -276,7 +258,7 @@ impl MqttSubscriber {
 }
 
 /// The config file's folder: where relative paths in it start.
-fn config_dir(cfg: &LoadedConfig) -> PathBuf {
+pub(crate) fn config_dir(cfg: &LoadedConfig) -> PathBuf {
     cfg.file
         .path
         .parent()

@@ -4,7 +4,10 @@
 //! Decoding is protobuf (prost, [`proto`]); session rules (births, aliases,
 //! seq, deaths) live in [`session`]. Rebirth requests (NCMD) are writes to
 //! the plant, so they are sent only where the config enables them; otherwise
-//! the need is logged.
+//! the need is logged. The MQTT client comes from [`connect::options`], the
+//! builder the MQTT source uses: TLS, credentials and `max_packet_size`,
+//! enforced here after receipt so an oversized message never drops the
+//! connection. Warnings are rate-limited per source and kind, not per node.
 
 pub mod proto;
 pub mod session;
@@ -13,42 +16,82 @@ use std::time::Duration;
 
 use prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::limit::RateLimit;
+use super::mqtt::connect::{self, Endpoint, Reconnect, SetupError};
 use super::{Source, SourceContext, SourceTask};
+use crate::config::LoadedConfig;
 use crate::twin::Reason;
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
-use session::{Action, Binding, Session, parse_topic};
+use session::{Action, Binding, Limits, Session, parse_topic};
 
-/// At most one rebirth request per node in this interval.
-const REBIRTH_INTERVAL: Duration = Duration::from_secs(5);
-/// At most one warning per node (or topic) in this interval.
+/// At most one warning of each kind per source in this interval, however
+/// many nodes it is about: a flood of messages from invented node ids must
+/// not flood the log (and the disk under it).
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
-pub struct SparkplugConfig {
-    pub name: String,
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    pub group: String,
-    /// Whether this host may send NCMD rebirth requests.
-    pub rebirth: bool,
-    pub keep_alive: Duration,
-    /// See [`crate::config::SparkplugSource::max_clock_skew`].
-    pub max_clock_skew: Duration,
-    pub bindings: Vec<Binding>,
+/// What a source warns about, each rate-limited on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Warn {
+    InvalidPayload,
+    Oversized,
+    Protocol,
+    RebirthDisabled,
+    RebirthRequested,
+    RebirthQueueFull,
 }
 
 pub struct SparkplugSubscriber {
-    cfg: SparkplugConfig,
+    name: String,
+    endpoint: Endpoint,
+    options: MqttOptions,
+    group: String,
+    /// Whether this host may send NCMD rebirth requests.
+    rebirth: bool,
+    max_packet_size: usize,
+    /// See [`crate::config::SparkplugSource::max_clock_skew`].
+    max_clock_skew: Duration,
+    limits: Limits,
+    bindings: Vec<Binding>,
 }
 
 impl SparkplugSubscriber {
-    pub fn new(cfg: SparkplugConfig) -> Self {
-        SparkplugSubscriber { cfg }
+    /// Set up Sparkplug source `source` of the config to connect to
+    /// `endpoint`. Reads the secrets and TLS files it names.
+    pub fn new(cfg: &LoadedConfig, source: usize, endpoint: Endpoint) -> Result<Self, SetupError> {
+        let src = &cfg.config.sparkplug[source];
+        let options = connect::options(&src.into(), &endpoint, &super::mqtt::config_dir(cfg))?;
+        let bindings = src
+            .metrics
+            .iter()
+            .filter_map(|m| {
+                let tag = cfg.tags.id(&m.tag.value)?;
+                Some(Binding {
+                    node: m.node.value.clone(),
+                    device: m.device.as_ref().map(|d| d.value.clone()),
+                    metric: m.metric.value.clone(),
+                    tag,
+                    scale: m.scale,
+                    offset: m.offset,
+                })
+            })
+            .collect();
+        Ok(SparkplugSubscriber {
+            name: src.name.value.clone(),
+            endpoint,
+            options,
+            group: src.group.value.clone(),
+            rebirth: src.rebirth,
+            max_packet_size: src.max_packet_size,
+            max_clock_skew: src.max_clock_skew,
+            limits: Limits {
+                max_nodes: src.max_nodes,
+                max_devices: src.max_devices,
+            },
+            bindings,
+        })
     }
 }
 
@@ -80,18 +123,15 @@ impl SparkplugSubscriber {
             shutdown,
             health,
         } = cx;
-        let c = self.cfg;
-        let broker = format!("{}:{}", c.host, c.port);
-        let mut opts = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
-        opts.set_keep_alive(c.keep_alive);
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let mut session =
-            Session::new(c.group.clone(), c.bindings.clone()).with_max_clock_skew(c.max_clock_skew);
+        let name = self.name.as_str();
+        let broker = self.endpoint.to_string();
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 256);
+        let mut session = Session::new(self.group.clone(), self.bindings.clone(), self.limits)
+            .with_max_clock_skew(self.max_clock_skew);
         let mut skew_warns = RateLimit::new(WARN_INTERVAL);
-        let filter = format!("spBv1.0/{}/#", c.group);
-        let mut rebirths = RateLimit::new(REBIRTH_INTERVAL);
+        let filter = format!("spBv1.0/{}/#", self.group);
         let mut warns = RateLimit::new(WARN_INTERVAL);
-        let mut connected: Option<bool> = None;
+        let mut link = Reconnect::new("Sparkplug", name, &broker);
         let mut actions = Vec::new();
 
         loop {
@@ -101,15 +141,25 @@ impl SparkplugSubscriber {
             };
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    info!(source = %c.name, broker = %broker, group = %c.group, "Connected to Sparkplug broker.");
-                    connected = Some(true);
+                    info!(source = %name, broker = %broker, group = %self.group, "Connected to Sparkplug broker.");
+                    link.connected();
                     health.success(0, wallclock::now_ns());
                     if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                        warn!(source = %c.name, error = %e, "Could not queue the Sparkplug subscription.");
+                        warn!(source = %name, error = %e, "Could not queue the Sparkplug subscription.");
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let recv = wallclock::now_ns();
+                    let size = p.size();
+                    if size > self.max_packet_size {
+                        health.rejected(1, Reason::DroppedMessage);
+                        if let Some((total, suppressed)) = warns.report(Warn::Oversized, 1) {
+                            warn!(source = %name, topic = %p.topic, size, max_packet_size = self.max_packet_size,
+                                retained = p.retain, dropped_total = total, suppressed,
+                                "Dropped a Sparkplug message over the source's max_packet_size; raise `max_packet_size` for this source if such messages are expected (births of large nodes are).");
+                        }
+                        continue;
+                    }
                     let Some(topic) = parse_topic(&p.topic) else {
                         continue;
                     };
@@ -120,8 +170,9 @@ impl SparkplugSubscriber {
                         }
                         Err(e) => {
                             health.rejected(1, Reason::InvalidPayload);
-                            if warns.count(p.topic.clone(), 1).is_some() {
-                                warn!(source = %c.name, topic = %p.topic, error = %e,
+                            if let Some((total, suppressed)) = warns.report(Warn::InvalidPayload, 1)
+                            {
+                                warn!(source = %name, topic = %p.topic, error = %e, dropped_total = total, suppressed,
                                     "Dropped a Sparkplug message that is not a valid spBv1.0 payload.");
                             }
                             continue;
@@ -134,37 +185,20 @@ impl SparkplugSubscriber {
                         match a {
                             Action::Sample(s) => batch.push(s),
                             Action::Rebirth { node, why } => {
-                                if rebirths.count(node.clone(), 1).is_none() {
-                                    continue;
-                                }
-                                if c.rebirth {
-                                    info!(source = %c.name, node = %node, reason = why, "Requesting a Sparkplug rebirth.");
-                                    let t = format!("spBv1.0/{}/NCMD/{}", c.group, node);
-                                    let now_ms = (wallclock::now_ns() / 1_000_000).max(0) as u64;
-                                    if let Err(e) = client.try_publish(
-                                        t,
-                                        QoS::AtLeastOnce,
-                                        false,
-                                        rebirth_payload(now_ms),
-                                    ) {
-                                        warn!(source = %c.name, node = %node, error = %e, "Could not queue the rebirth request.");
-                                    }
-                                } else {
-                                    warn!(source = %c.name, node = %node, reason = why,
-                                        "Sparkplug node needs a rebirth, but rebirth requests are disabled for this source; set `rebirth = true` to allow them.");
-                                }
+                                self.request_rebirth(&client, &mut warns, &node, why);
                             }
                             Action::ClockSkew { node, metric } => {
                                 health.clock_skew(1);
                                 if let Some(total) = skew_warns.count((), 1) {
-                                    warn!(source = %c.name, topic = %p.topic, node = %node, metric = %metric,
-                                        max_clock_skew = ?c.max_clock_skew, clock_skew_total = total,
+                                    warn!(source = %name, topic = %p.topic, node = %node, metric = %metric,
+                                        max_clock_skew = ?self.max_clock_skew, clock_skew_total = total,
                                         "Sparkplug metric stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the edge node's clock.");
                                 }
                             }
                             Action::Problem { node, what } => {
-                                if warns.count(node.clone(), 1).is_some() {
-                                    warn!(source = %c.name, node = %node, problem = %what, "Sparkplug protocol problem.");
+                                if let Some((total, suppressed)) = warns.report(Warn::Protocol, 1) {
+                                    warn!(source = %name, node = %node, problem = %what, problems_total = total, suppressed,
+                                        "Sparkplug protocol problem.");
                                 }
                             }
                         }
@@ -175,28 +209,55 @@ impl SparkplugSubscriber {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    if connected != Some(false) {
-                        warn!(source = %c.name, broker = %broker, error = %e,
-                            "Sparkplug broker unreachable; retrying. Its tags go stale after their stale_after.");
-                    } else {
-                        debug!(source = %c.name, error = %e, "Sparkplug reconnect failed.");
-                    }
-                    connected = Some(false);
-                    health.failure(Reason::BrokerUnreachable, wallclock::now_ns());
+                    let (reason, wait) = link.failed(&e);
+                    health.failure(reason, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }
         }
+        let (nodes, devices) = session.tracked();
+        info!(source = %name, nodes, devices, evicted = session.evicted(), "Sparkplug source stopped.");
         let _ = client.try_disconnect();
+    }
+
+    /// Send (or, where not allowed, report) a rebirth request the session
+    /// asked for; it has already rate-limited them per node and per source.
+    fn request_rebirth(
+        &self,
+        client: &AsyncClient,
+        warns: &mut RateLimit<Warn>,
+        node: &str,
+        why: &'static str,
+    ) {
+        let name = &self.name;
+        if !self.rebirth {
+            if let Some((total, suppressed)) = warns.report(Warn::RebirthDisabled, 1) {
+                warn!(source = %name, node = %node, reason = why, needed_total = total, suppressed,
+                    "Sparkplug node needs a rebirth, but rebirth requests are disabled for this source; set `rebirth = true` to allow them.");
+            }
+            return;
+        }
+        if let Some((total, suppressed)) = warns.report(Warn::RebirthRequested, 1) {
+            info!(source = %name, node = %node, reason = why, requested_total = total, suppressed,
+                "Requesting a Sparkplug rebirth.");
+        }
+        let t = format!("spBv1.0/{}/NCMD/{}", self.group, node);
+        let now_ms = (wallclock::now_ns() / 1_000_000).max(0) as u64;
+        if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, false, rebirth_payload(now_ms))
+            && let Some((total, suppressed)) = warns.report(Warn::RebirthQueueFull, 1)
+        {
+            warn!(source = %name, node = %node, error = %e, failed_total = total, suppressed,
+                "Could not queue the rebirth request.");
+        }
     }
 }
 
 impl Source for SparkplugSubscriber {
     fn name(&self) -> &str {
-        &self.cfg.name
+        &self.name
     }
 
     fn kind(&self) -> &'static str {

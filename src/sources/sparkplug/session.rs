@@ -17,9 +17,14 @@
 //!   its devices stale, unless its `bdSeq` belongs to an older session.
 //!   DDEATH marks the device's tags stale.
 //! - Data for a node that has not been born cannot be decoded (aliases are
-//!   unknown); it is dropped and a rebirth is requested.
+//!   unknown); it is dropped and a rebirth is requested, of nodes the config
+//!   names only, at most once per node per 5 s and of 20 nodes a second.
+//!
+//! The state is bounded, because node and device ids come from the network:
+//! nodes and devices the config names are always kept, the others up to
+//! [`Limits`], oldest evicted first; a death forgets its node or device.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::proto::{Metric, MetricValue, Payload, datatype};
@@ -112,30 +117,71 @@ pub enum Action {
     },
 }
 
+/// How many nodes and devices one source keeps session state for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Nodes the config does not name (those it names are always kept).
+    pub max_nodes: usize,
+    /// Devices, over all nodes, the config does not name.
+    pub max_devices: usize,
+}
+
+/// A rebirth is requested of one node at most this often (ns)...
+const REBIRTH_INTERVAL_NS: i64 = 5_000_000_000;
+/// ...and of all nodes together at most this many times per second, so a
+/// flood of data from unknown nodes cannot turn into a flood of commands.
+const REBIRTHS_PER_SECOND: u32 = 20;
+
+/// Aliases of one node or device, resolved at birth to the binding they
+/// feed. Aliases of metrics the config does not map are not kept (a birth
+/// may declare tens of thousands); the highest declared alias is, so data
+/// naming an alias the birth never declared is still reported.
+#[derive(Debug, Default)]
+struct Aliases {
+    bound: HashMap<u64, usize>,
+    max: Option<u64>,
+    /// When the state was created, in [`Session`] message counts: its key
+    /// in the eviction order.
+    created: u64,
+}
+
 #[derive(Debug, Default)]
 struct NodeState {
     born: bool,
     last_seq: Option<u8>,
     bd_seq: Option<u64>,
-    /// (device, alias) → metric name.
-    aliases: HashMap<(Option<String>, u64), String>,
-    devices: HashSet<String>,
+    node: Aliases,
+    devices: HashMap<String, Aliases>,
+    last_rebirth_ns: Option<i64>,
 }
 
 /// Host-side state of one Sparkplug group.
 #[derive(Debug)]
 pub struct Session {
     group: String,
+    limits: Limits,
     /// (node, device, metric name) → binding index.
     by_metric: HashMap<(String, Option<String>, String), usize>,
     bindings: Vec<Binding>,
+    /// Nodes and (node, device) pairs the config names: never evicted.
+    named_nodes: HashSet<String>,
+    named_devices: HashSet<(String, String)>,
     nodes: HashMap<String, NodeState>,
+    /// Nodes and devices the config does not name, oldest first: what is
+    /// evicted when there are more than the limits allow.
+    unnamed_nodes: BTreeMap<u64, String>,
+    unnamed_devices: BTreeMap<u64, (String, String)>,
+    /// Messages handled: the clock that orders the state by age.
+    messages: u64,
+    /// Rebirth requests in the current second, and when it started.
+    rebirth_window: (i64, u32),
+    evicted: u64,
     /// See [`Session::with_max_clock_skew`].
     max_clock_skew_ns: i64,
 }
 
 impl Session {
-    pub fn new(group: impl Into<String>, bindings: Vec<Binding>) -> Self {
+    pub fn new(group: impl Into<String>, bindings: Vec<Binding>, limits: Limits) -> Self {
         let by_metric = bindings
             .iter()
             .enumerate()
@@ -143,9 +189,20 @@ impl Session {
             .collect();
         Session {
             group: group.into(),
+            limits,
             by_metric,
+            named_nodes: bindings.iter().map(|b| b.node.clone()).collect(),
+            named_devices: bindings
+                .iter()
+                .filter_map(|b| Some((b.node.clone(), b.device.clone()?)))
+                .collect(),
             bindings,
             nodes: HashMap::new(),
+            unnamed_nodes: BTreeMap::new(),
+            unnamed_devices: BTreeMap::new(),
+            messages: 0,
+            rebirth_window: (i64::MIN, 0),
+            evicted: 0,
             max_clock_skew_ns: i64::try_from(crate::config::DEFAULT_MAX_CLOCK_SKEW.as_nanos())
                 .unwrap_or(i64::MAX),
         }
@@ -163,51 +220,99 @@ impl Session {
         &self.group
     }
 
+    /// Nodes and devices with session state now.
+    pub fn tracked(&self) -> (usize, usize) {
+        let devices = self.nodes.values().map(|n| n.devices.len()).sum();
+        (self.nodes.len(), devices)
+    }
+
+    /// Nodes and devices forgotten so far to stay within the limits.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
     /// Handle one message of this group. `recv_ns` is its receive time.
     pub fn handle(&mut self, topic: &Topic, p: &Payload, recv_ns: i64, out: &mut Vec<Action>) {
         if topic.group != self.group {
             return;
         }
-        let node = topic.node.clone();
+        self.messages += 1;
+        let now = self.messages;
+        let node = topic.node.as_str();
         match topic.kind {
             Kind::NCmd | Kind::DCmd => {}
             Kind::NBirth => {
-                let st = self.nodes.entry(node.clone()).or_default();
-                *st = NodeState {
-                    born: true,
-                    last_seq: p.seq.map(|s| s as u8),
-                    bd_seq: bd_seq(p),
-                    ..NodeState::default()
-                };
+                let last_rebirth_ns = self.remove_node(node).and_then(|r| r.last_rebirth_ns);
                 if p.seq.is_some_and(|s| s != 0) {
                     out.push(Action::Problem {
-                        node: node.clone(),
+                        node: node.to_string(),
                         what: format!("NBIRTH with seq {} (expected 0)", p.seq.unwrap_or(0)),
                     });
                 }
-                register_aliases(st, None, &p.metrics);
-                self.samples(&node, None, p, recv_ns, out);
+                let aliases = self.aliases(node, None, &p.metrics, now);
+                self.samples(&aliases, node, None, p, recv_ns, out);
+                self.add_node(
+                    node,
+                    NodeState {
+                        born: true,
+                        last_seq: p.seq.map(|s| s as u8),
+                        bd_seq: bd_seq(p),
+                        node: aliases,
+                        last_rebirth_ns,
+                        ..NodeState::default()
+                    },
+                );
             }
             Kind::NDeath => {
-                let st = self.nodes.entry(node.clone()).or_default();
-                // A will from an older session must not kill the current one.
-                if let (Some(current), Some(dead)) = (st.bd_seq, bd_seq(p))
-                    && current != dead
-                {
-                    return;
+                if let Some(st) = self.nodes.get(node) {
+                    // A will from an older session must not kill the current one.
+                    if let (Some(current), Some(dead)) = (st.bd_seq, bd_seq(p))
+                        && current != dead
+                    {
+                        return;
+                    }
                 }
-                st.born = false;
-                st.devices.clear();
-                self.stale(&node, None, true, Reason::NodeDeath, recv_ns, out);
+                // The node's state goes with it; a birth rebuilds it all. What
+                // is kept is when it was last asked for one.
+                if let Some(dead) = self.remove_node(node)
+                    && dead.last_rebirth_ns.is_some()
+                {
+                    self.add_node(
+                        node,
+                        NodeState {
+                            last_rebirth_ns: dead.last_rebirth_ns,
+                            node: Aliases {
+                                created: now,
+                                ..Aliases::default()
+                            },
+                            ..NodeState::default()
+                        },
+                    );
+                }
+                self.stale(node, None, true, Reason::NodeDeath, recv_ns, out);
             }
             Kind::DBirth | Kind::DData | Kind::DDeath | Kind::NData => {
-                let device = topic.device.clone();
-                let st = self.nodes.entry(node.clone()).or_default();
+                let device = topic.device.as_deref();
+                if !self.nodes.contains_key(node) {
+                    let st = NodeState {
+                        node: Aliases {
+                            created: now,
+                            ..Aliases::default()
+                        },
+                        ..NodeState::default()
+                    };
+                    self.add_node(node, st);
+                }
+                let Some(st) = self.nodes.get_mut(node) else {
+                    return;
+                };
                 if !st.born {
-                    out.push(Action::Rebirth {
-                        node: node.clone(),
-                        why: "data from a node that has not been born",
-                    });
+                    self.rebirth(
+                        node,
+                        "data from a node that has not been born",
+                        recv_ns,
+                        out,
+                    );
                     return;
                 }
                 if let Some(seq) = p.seq {
@@ -215,68 +320,196 @@ impl Session {
                     let expected = st.last_seq.map(|s| s.wrapping_add(1));
                     st.last_seq = Some(seq);
                     if expected.is_some_and(|e| e != seq) {
-                        out.push(Action::Rebirth {
-                            node: node.clone(),
-                            why: "sequence number gap",
-                        });
+                        self.rebirth(node, "sequence number gap", recv_ns, out);
                     }
                 }
-                match topic.kind {
-                    Kind::DBirth => {
-                        let d = device.clone().unwrap_or_default();
-                        st.aliases
-                            .retain(|(dev, _), _| dev.as_deref() != Some(d.as_str()));
-                        register_aliases(st, device.clone(), &p.metrics);
-                        st.devices.insert(d);
-                        self.samples(&node, device.as_deref(), p, recv_ns, out);
+                match (topic.kind, device) {
+                    (Kind::DBirth, Some(d)) => {
+                        self.remove_device(node, d);
+                        let aliases = self.aliases(node, Some(d), &p.metrics, now);
+                        self.samples(&aliases, node, Some(d), p, recv_ns, out);
+                        self.add_device(node, d, aliases);
                     }
-                    Kind::DDeath => {
-                        if let Some(d) = &device {
-                            st.devices.remove(d);
-                        }
-                        self.stale(
-                            &node,
-                            device.as_deref(),
-                            false,
-                            Reason::DeviceDeath,
-                            recv_ns,
-                            out,
-                        );
+                    (Kind::DDeath, Some(d)) => {
+                        self.remove_device(node, d);
+                        self.stale(node, Some(d), false, Reason::DeviceDeath, recv_ns, out);
                     }
-                    _ => self.samples(&node, device.as_deref(), p, recv_ns, out),
+                    _ => {
+                        let empty = Aliases::default();
+                        let aliases = self
+                            .nodes
+                            .get(node)
+                            .and_then(|st| match device {
+                                None => Some(&st.node),
+                                Some(d) => st.devices.get(d),
+                            })
+                            .unwrap_or(&empty);
+                        self.samples(aliases, node, device, p, recv_ns, out);
+                    }
                 }
             }
         }
     }
 
+    fn is_named(&self, node: &str, device: &str) -> bool {
+        self.named_devices
+            .contains(&(node.to_string(), device.to_string()))
+    }
+
+    /// Keep `st` as the state of `node`, which has none; if the config does
+    /// not name it, evict the oldest such node beyond `max_nodes`.
+    fn add_node(&mut self, node: &str, st: NodeState) {
+        if !self.named_nodes.contains(node) {
+            while self.unnamed_nodes.len() >= self.limits.max_nodes.max(1) {
+                let Some((_, old)) = self.unnamed_nodes.pop_first() else {
+                    break;
+                };
+                self.remove_node(&old);
+                self.evicted += 1;
+            }
+            self.unnamed_nodes.insert(st.node.created, node.to_string());
+        }
+        self.nodes.insert(node.to_string(), st);
+    }
+
+    /// Forget `node` and its devices.
+    fn remove_node(&mut self, node: &str) -> Option<NodeState> {
+        let st = self.nodes.remove(node)?;
+        if self.unnamed_nodes.get(&st.node.created).map(String::as_str) == Some(node) {
+            self.unnamed_nodes.remove(&st.node.created);
+        }
+        for (d, a) in &st.devices {
+            if self
+                .unnamed_devices
+                .get(&a.created)
+                .is_some_and(|(n, dd)| n == node && dd == d)
+            {
+                self.unnamed_devices.remove(&a.created);
+            }
+        }
+        Some(st)
+    }
+
+    /// Keep `aliases` as the state of `device` of `node` (a born node); if
+    /// the config does not name it, evict the oldest such device beyond
+    /// `max_devices`.
+    fn add_device(&mut self, node: &str, device: &str, aliases: Aliases) {
+        if !self.is_named(node, device) {
+            while self.unnamed_devices.len() >= self.limits.max_devices.max(1) {
+                let Some((_, (n, d))) = self.unnamed_devices.pop_first() else {
+                    break;
+                };
+                if let Some(st) = self.nodes.get_mut(&n) {
+                    st.devices.remove(&d);
+                }
+                self.evicted += 1;
+            }
+            self.unnamed_devices
+                .insert(aliases.created, (node.to_string(), device.to_string()));
+        }
+        if let Some(st) = self.nodes.get_mut(node) {
+            st.devices.insert(device.to_string(), aliases);
+        }
+    }
+
+    fn remove_device(&mut self, node: &str, device: &str) {
+        let Some(a) = self
+            .nodes
+            .get_mut(node)
+            .and_then(|st| st.devices.remove(device))
+        else {
+            return;
+        };
+        if self
+            .unnamed_devices
+            .get(&a.created)
+            .is_some_and(|(n, d)| n == node && d == device)
+        {
+            self.unnamed_devices.remove(&a.created);
+        }
+    }
+
+    /// Ask `node` for a rebirth, unless the config does not name it (its
+    /// data is of no use here, and a request is a write to the plant), one
+    /// was asked of it recently, or the source has asked too many nodes
+    /// this second.
+    fn rebirth(&mut self, node: &str, why: &'static str, recv_ns: i64, out: &mut Vec<Action>) {
+        if !self.named_nodes.contains(node) {
+            return;
+        }
+        let Some(st) = self.nodes.get_mut(node) else {
+            return;
+        };
+        // A clock that stepped back does not hold requests back for long.
+        if st
+            .last_rebirth_ns
+            .is_some_and(|t| (t..t.saturating_add(REBIRTH_INTERVAL_NS)).contains(&recv_ns))
+        {
+            return;
+        }
+        let (start, n) = &mut self.rebirth_window;
+        if !(*start..start.saturating_add(1_000_000_000)).contains(&recv_ns) {
+            (*start, *n) = (recv_ns, 0);
+        }
+        if *n >= REBIRTHS_PER_SECOND {
+            return;
+        }
+        *n += 1;
+        st.last_rebirth_ns = Some(recv_ns);
+        out.push(Action::Rebirth {
+            node: node.to_string(),
+            why,
+        });
+    }
+
+    /// The aliases a birth declares, resolved to bindings.
+    fn aliases(&self, node: &str, device: Option<&str>, metrics: &[Metric], now: u64) -> Aliases {
+        let mut a = Aliases {
+            created: now,
+            ..Aliases::default()
+        };
+        for m in metrics {
+            if let (Some(name), Some(alias)) = (&m.name, m.alias) {
+                a.max = a.max.max(Some(alias));
+                let key = (node.to_string(), device.map(str::to_string), name.clone());
+                if let Some(&bi) = self.by_metric.get(&key) {
+                    a.bound.insert(alias, bi);
+                }
+            }
+        }
+        a
+    }
+
     fn samples(
         &self,
+        aliases: &Aliases,
         node: &str,
         device: Option<&str>,
         p: &Payload,
         recv_ns: i64,
         out: &mut Vec<Action>,
     ) {
-        let Some(st) = self.nodes.get(node) else {
-            return;
-        };
+        let mut unknown: Option<(u64, usize)> = None;
         for m in &p.metrics {
-            let name = match (&m.name, m.alias) {
-                (Some(n), _) => n.clone(),
-                (None, Some(a)) => match st.aliases.get(&(device.map(str::to_string), a)) {
-                    Some(n) => n.clone(),
+            let bi = match (&m.name, m.alias) {
+                (Some(n), _) => {
+                    let key = (node.to_string(), device.map(str::to_string), n.clone());
+                    self.by_metric.get(&key).copied()
+                }
+                (None, Some(a)) => match aliases.bound.get(&a) {
+                    Some(&bi) => Some(bi),
                     None => {
-                        out.push(Action::Problem {
-                            node: node.to_string(),
-                            what: format!("unknown alias {a}"),
-                        });
-                        continue;
+                        if aliases.max.is_none_or(|max| a > max) {
+                            let (first, n) = unknown.get_or_insert((a, 0));
+                            *first = (*first).min(a);
+                            *n += 1;
+                        }
+                        None
                     }
                 },
-                (None, None) => continue,
+                (None, None) => None,
             };
-            let key = (node.to_string(), device.map(str::to_string), name);
-            let Some(&bi) = self.by_metric.get(&key) else {
+            let Some(bi) = bi else {
                 continue;
             };
             let b = &self.bindings[bi];
@@ -306,6 +539,14 @@ impl Session {
                     metric: b.metric.clone(),
                 });
             }
+        }
+        if let Some((first, n)) = unknown {
+            out.push(Action::Problem {
+                node: node.to_string(),
+                what: format!(
+                    "{n} metric(s) by an alias the birth did not declare (first {first})"
+                ),
+            });
         }
     }
 
@@ -345,14 +586,6 @@ fn bd_seq(p: &Payload) -> Option<u64> {
             Some(MetricValue::Int(v)) => Some(u64::from(v)),
             _ => None,
         })
-}
-
-fn register_aliases(st: &mut NodeState, device: Option<String>, metrics: &[Metric]) {
-    for m in metrics {
-        if let (Some(name), Some(alias)) = (&m.name, m.alias) {
-            st.aliases.insert((device.clone(), alias), name.clone());
-        }
-    }
 }
 
 /// A metric's value, interpreted by its declared data type. Signed integers
@@ -414,6 +647,11 @@ mod tests {
         parse_topic(&t).expect("valid topic")
     }
 
+    const LIMITS: Limits = Limits {
+        max_nodes: 50,
+        max_devices: 100,
+    };
+
     fn session() -> Session {
         Session::new(
             "Plant1",
@@ -443,6 +681,7 @@ mod tests {
                     offset: 0.0,
                 },
             ],
+            LIMITS,
         )
     }
 
@@ -684,7 +923,139 @@ mod tests {
             (second.quality, second.reason),
             (Quality::Bad, Some(Reason::NullValue))
         );
-        assert!(matches!(&out[2], Action::Problem { what, .. } if what.contains("alias 99")));
+        assert!(matches!(&out[2], Action::Problem { what, .. } if what.contains("first 99")));
+    }
+
+    fn spb(kind: &str, node: &str, device: Option<&str>) -> Topic {
+        let t = match device {
+            Some(d) => format!("spBv1.0/Plant1/{kind}/{node}/{d}"),
+            None => format!("spBv1.0/Plant1/{kind}/{node}"),
+        };
+        parse_topic(&t).expect("valid topic")
+    }
+
+    #[test]
+    fn r9_a_flood_of_births_from_new_node_ids_keeps_the_state_at_the_bound() {
+        let mut s = session();
+        born(&mut s);
+        let mut out = Vec::new();
+        let birth = payload(
+            Some(0),
+            vec![metric(
+                Some("x"),
+                Some(1),
+                datatype::DOUBLE,
+                MetricValue::Double(1.0),
+            )],
+        );
+        for i in 0..5_000 {
+            let node = format!("flood-{i}");
+            s.handle(&spb("NBIRTH", &node, None), &birth, T, &mut out);
+            for d in ["a", "b", "c"] {
+                s.handle(&spb("DBIRTH", &node, Some(d)), &birth, T, &mut out);
+            }
+            let (nodes, devices) = s.tracked();
+            assert!(
+                nodes <= 51 && devices <= 102,
+                "{nodes} nodes, {devices} devices after {i}"
+            );
+        }
+        assert!(s.evicted() >= 4_950, "oldest evicted: {}", s.evicted());
+        // The nodes the config names survive the flood: data by alias still
+        // decodes.
+        out.clear();
+        s.handle(
+            &topic("DDATA", Some("Filler")),
+            &payload(
+                Some(2),
+                vec![metric(
+                    None,
+                    Some(11),
+                    datatype::DOUBLE,
+                    MetricValue::Double(7.0),
+                )],
+            ),
+            T,
+            &mut out,
+        );
+        assert_eq!(
+            samples(&out),
+            vec![(TagId(2), Some(Value::Num(7.0)), Quality::Good)]
+        );
+    }
+
+    #[test]
+    fn r9_data_from_unborn_nodes_keeps_the_state_bounded_and_asks_only_named_nodes_for_births() {
+        let mut s = session();
+        let mut out = Vec::new();
+        for i in 0..5_000 {
+            s.handle(
+                &spb("NDATA", &format!("ghost-{i}"), None),
+                &payload(Some(1), vec![]),
+                T,
+                &mut out,
+            );
+        }
+        assert!(s.tracked().0 <= 50, "{:?}", s.tracked());
+        assert!(
+            out.is_empty(),
+            "no rebirth requests to nodes the config does not name: {:?}",
+            &out[..3]
+        );
+        // The named node, unborn: asked once, not again within the interval.
+        for k in 0..10 {
+            s.handle(
+                &topic("NDATA", None),
+                &payload(Some(1), vec![]),
+                T + k,
+                &mut out,
+            );
+        }
+        assert_eq!(
+            out.iter()
+                .filter(|a| matches!(a, Action::Rebirth { .. }))
+                .count(),
+            1,
+            "{out:?}"
+        );
+        s.handle(
+            &topic("NDATA", None),
+            &payload(Some(1), vec![]),
+            T + REBIRTH_INTERVAL_NS,
+            &mut out,
+        );
+        assert_eq!(
+            out.iter()
+                .filter(|a| matches!(a, Action::Rebirth { .. }))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn r9_deaths_free_the_state_of_their_node_or_device() {
+        let mut s = session();
+        born(&mut s);
+        assert_eq!(s.tracked(), (1, 1));
+        let mut out = Vec::new();
+        s.handle(
+            &topic("DDEATH", Some("Filler")),
+            &payload(Some(2), vec![]),
+            T,
+            &mut out,
+        );
+        assert_eq!(s.tracked(), (1, 0));
+        let death = payload(
+            None,
+            vec![metric(
+                Some("bdSeq"),
+                None,
+                datatype::INT64,
+                MetricValue::Long(7),
+            )],
+        );
+        s.handle(&topic("NDEATH", None), &death, T, &mut out);
+        assert_eq!(s.tracked(), (0, 0));
     }
 
     #[test]
