@@ -13,21 +13,27 @@ impl LineState {
     /// Whether an eye's expectations are moving onto a new belt slip: it
     /// is on or downstream of a conveyor whose model slip just changed.
     pub(super) fn refitting(&self, eye: usize) -> bool {
-        let c = self.eyes[eye].conveyor;
-        self.refit_until[..=c.min(self.refit_until.len().saturating_sub(1))]
-            .iter()
-            .any(Option::is_some)
+        self.refit_from()
+            .is_some_and(|c| self.eyes[eye].conveyor >= c)
+    }
+
+    /// The first conveyor whose model slip is settling, if any: the eyes on
+    /// it and after it are refitting.
+    pub(super) fn refit_from(&self) -> Option<usize> {
+        self.refit_until.iter().position(Option::is_some)
     }
 
     /// Integrates every eye's surplus over the tick and adds it to the
     /// stretches; ends the settling after a slip change (the eyes it moved
     /// are paired afresh from then on).
     pub(super) fn count_stretches(&mut self, now_ns: i64, period_ns: i64) {
-        let areas: Vec<i128> = self
-            .eyes
-            .iter_mut()
-            .map(|e| e.track.integrate(now_ns, period_ns))
-            .collect();
+        let mut areas = std::mem::take(&mut self.areas);
+        areas.clear();
+        areas.extend(
+            self.eyes
+                .iter_mut()
+                .map(|e| e.track.integrate(now_ns, period_ns)),
+        );
         for c in 0..self.refit_until.len() {
             if self.refit_until[c].is_some_and(|t| now_ns >= t) {
                 self.refit_until[c] = None;
@@ -59,6 +65,7 @@ impl LineState {
                 st.clear();
             }
         }
+        self.areas = areas;
     }
 
     /// Belt slip per conveyor, over its longest stretch that has an

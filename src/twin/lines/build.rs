@@ -160,6 +160,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 model_slip: vec![0.0; line.conveyors.len()],
                 refit_until: vec![None; line.conveyors.len()],
                 steady_for: vec![0; line.conveyors.len()],
+                areas: Vec::new(),
                 product_length,
                 product_tag: line.product_tag.as_ref().and_then(|t| tag_entity(&t.value)),
                 type_keys: line

@@ -147,8 +147,9 @@ impl LineState {
     /// line is jammed (the eye or jam event says it all).
     pub(super) fn settle_eyes(&mut self, now_ns: i64) {
         let jammed = self.eyes.iter().any(|e| e.jammed);
-        let refitting: Vec<bool> = (0..self.eyes.len()).map(|e| self.refitting(e)).collect();
-        for (eye, refitting) in self.eyes.iter_mut().zip(refitting) {
+        let refit_from = self.refit_from();
+        for eye in &mut self.eyes {
+            let refitting = refit_from.is_some_and(|c| eye.conveyor >= c);
             if eye.level.is_none() {
                 // Unknown input: expected edges cannot be checked.
                 eye.track.reset();

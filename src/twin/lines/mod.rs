@@ -137,6 +137,8 @@ pub struct LineState {
     refit_until: Vec<Option<i64>>,
     /// Per conveyor: line reports in a row its estimate has been steady.
     steady_for: Vec<u32>,
+    /// Scratch: each eye's surplus integral over this tick.
+    areas: Vec<i128>,
     /// The active product type's length (the one the infeed counter
     /// spawns), updated at a changeover.
     product_length: f64,
