@@ -25,8 +25,9 @@
 //! Without it, one product the twin expected and the plant never showed
 //! (lost, or passed while the eye was blind) would shift every later pair
 //! by one product for good: a `late` stream inside the late window that
-//! never resynchronises. Lags of paired edges are kept for the belt-slip
-//! estimate (`twin::lines`).
+//! never resynchronises. Lags of paired edges are kept ([`EyeTrack::mean_lag`]);
+//! belt slip is estimated from the eyes' counts instead ([`EyeTrack::integrate`],
+//! `twin::slip`), which need no pairing and so hold however late products are.
 //!
 //! Products already on the line when the twin starts are not in its model;
 //! until an eye has expected its first product, what it measures is not
@@ -34,7 +35,7 @@
 
 use std::collections::VecDeque;
 
-/// How many recent lags an eye keeps for the slip estimate.
+/// How many recent lags an eye keeps.
 pub const LAG_WINDOW: usize = 20;
 
 /// One unpaired or late edge.
