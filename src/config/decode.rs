@@ -613,3 +613,46 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 }
+
+pub(super) const MS: Duration = Duration::from_millis(1);
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
+
+pub(super) fn check_tag_name(sink: &mut Sink, path: &str, tag: &Loc<String>) {
+    if let Some(bad) = tag
+        .value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        sink.push(
+            Diagnostic::error(
+                tag.span.clone(),
+                path,
+                format!("tag name \"{}\" contains {:?}", tag.value, bad),
+            )
+            .expected("letters, digits, `_`, `.` and `-`, e.g. \"filler.motor_current\""),
+        );
+    }
+}
+
+/// A dimension: a number > 0, reported at its value when it is not.
+pub(super) fn positive(
+    sink: &mut Sink,
+    t: &Table<'_, '_>,
+    key: &'static str,
+    v: Option<Loc<f64>>,
+    unit: &str,
+) -> Option<Loc<f64>> {
+    let v = v?;
+    if v.value > 0.0 {
+        return Some(v);
+    }
+    sink.push(
+        Diagnostic::error(
+            v.span.clone(),
+            t.key_path(key),
+            format!("{key} must be positive, found {}", v.value),
+        )
+        .expected(format!("a number > 0, in {unit}")),
+    );
+    None
+}

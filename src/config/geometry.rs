@@ -22,7 +22,7 @@
 
 use super::decode::Sink;
 use super::diagnostics::{Diagnostic, Severity};
-use super::schema::{Conveyor, Line, PlantConfig, ProductType};
+use super::{Conveyor, Line, PlantConfig, ProductType};
 
 /// How far apart (in plan) a conveyor's end and the next one's start may be
 /// and still hand products over, and how thin an overlap of two belts may be

@@ -1,25 +1,44 @@
 //! Plant config: the first stage of the data flow.
 //!
 //! A plant file (TOML) is parsed into a spanned tree, decoded into the typed
-//! schema ([`schema`]) and cross-checked ([`validate`]). Every problem becomes a
+//! schema, one module per section ([`plant`] walks them all), and
+//! cross-checked ([`validate`]). Every problem becomes a
 //! located [`Diagnostic`]; nothing here panics on input, and nothing here
 //! touches the plant. The result, [`LoadedConfig`], is what every other stage
 //! is built from.
 
+mod conveyor;
 pub(crate) mod decode;
 pub mod diagnostics;
 mod geometry;
-pub mod schema;
+mod line;
+mod machine;
+mod modbus;
+mod model;
+mod mqtt;
+mod plant;
+mod product;
+mod setpoint;
 pub mod sparkplug;
+mod topic;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+pub use conveyor::*;
 pub use decode::Loc;
 pub use diagnostics::{ConfigReport, Diagnostic, Severity, SourceFile};
-pub use schema::*;
+pub use line::*;
+pub use machine::*;
+pub use modbus::*;
+pub use model::*;
+pub use mqtt::*;
+pub use plant::*;
+pub use product::*;
+pub use setpoint::*;
+pub use topic::*;
 
 /// Index of a tag in the [`TagTable`]; stable for the life of a config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,7 +188,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
         }));
     }
     let root_span = root.span();
-    let decoded = schema::decode(&mut sink, root.get_ref(), root_span);
+    let decoded = plant::decode_file(&mut sink, root.get_ref(), root_span);
     let tags = match &decoded {
         Some(cfg) => validate::validate(&mut sink, &file, cfg),
         None => TagTable::default(),

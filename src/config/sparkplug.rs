@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use super::decode::{Loc, Sink, Table};
+use super::decode::{HOUR, Loc, MS, Sink, Table, check_tag_name};
 use super::diagnostics::Diagnostic;
-use super::schema::{Broker, check_tag_name, parse_broker};
+use super::mqtt::{Broker, parse_broker};
 
 #[derive(Debug, Clone)]
 pub struct SparkplugSource {
@@ -34,9 +34,6 @@ pub struct SparkplugMetric {
     pub unit: Option<String>,
     pub stale_after: Option<Duration>,
 }
-
-const MS: Duration = Duration::from_millis(1);
-const HOUR: Duration = Duration::from_secs(3600);
 
 /// A Sparkplug id (group, node, device) must be a single topic level.
 fn check_id(sink: &mut Sink, path: String, id: &Loc<String>) {

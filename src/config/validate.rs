@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use super::decode::{Loc, Sink};
 use super::diagnostics::{Diagnostic, SourceFile, closest, did_you_mean};
-use super::schema::{DataType, PlantConfig, RegisterTable, StationCycle};
+use super::{DataType, PlantConfig, RegisterTable, StationCycle};
 use super::{TagDef, TagId, TagSource, TagTable};
 
 pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) -> TagTable {
@@ -598,7 +598,7 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         };
         // Whether `key` (metres along `c`) is on its belt, reported when not.
         let on_belt =
-            |sink: &mut Sink, path: &str, key: &str, v: &Loc<f64>, c: &super::schema::Conveyor| {
+            |sink: &mut Sink, path: &str, key: &str, v: &Loc<f64>, c: &super::Conveyor| {
                 let length: f64 = c.segments.iter().map(|s| s.length.value).sum();
                 let p = v.value;
                 let on = p.is_finite() && (0.0..=length).contains(&p);
@@ -1117,13 +1117,7 @@ const BRANCH_TURN: (f64, f64) = (30.0, 90.0);
 /// own conveyor, and starts beside the main belt at the diverter, leaving
 /// it at 30° to 90°. Unknown main conveyors and positions off the belt are
 /// reported by `check_place`; the placement is then not checked.
-fn check_branch(
-    sink: &mut Sink,
-    i: usize,
-    path: &str,
-    line: &super::schema::Line,
-    d: &super::schema::Diverter,
-) {
+fn check_branch(sink: &mut Sink, i: usize, path: &str, line: &super::Line, d: &super::Diverter) {
     use super::geometry::{num, pt, turn};
     let names = line
         .conveyors
@@ -1262,7 +1256,7 @@ fn check_branch(
 /// The plan point `position` metres along `c`'s centre line, and the
 /// heading of the segment it is on (a position past the end, refused
 /// elsewhere, is on the last segment).
-fn along_centre_line(c: &super::schema::Conveyor, position: f64) -> ([f64; 2], f64) {
+fn along_centre_line(c: &super::Conveyor, position: f64) -> ([f64; 2], f64) {
     // Curves as the physics lays them out: straight chords.
     let c = &c.chorded();
     let mut at = c.origin;

@@ -1,0 +1,318 @@
+//! `[[lines]]`: a production line, its machines in flow order, and what
+//! stands on its belts: stations, photo-eyes, pushers, diverters and zones.
+//! The belts themselves are in [`super::conveyor`], the products in
+//! [`super::product`].
+
+use std::time::Duration;
+
+use super::conveyor::{Conveyor, decode_conveyor};
+use super::decode::{HOUR, Loc, MS, Sink, Table};
+use super::diagnostics::Diagnostic;
+use super::product::{Product, ProductType, decode_arrivals, decode_product, decode_product_type};
+
+/// A production line: which machines it is made of, in flow order, and
+/// optionally its geometry for the physics twin (`crate::physics`):
+/// conveyors, the product, stations, photo-eyes, pushers and diverters.
+/// Other transfers join the geometry later.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub id: Loc<String>,
+    pub name: Option<String>,
+    pub machines: Vec<Loc<String>>,
+    pub conveyors: Vec<Conveyor>,
+    /// The product the line starts with: its first type (see `products`),
+    /// with the arrival keys (`spawn_interval`, `infeed_counter_tag`) in it
+    /// whichever table they were written in. Code that knows one product
+    /// per line reads this.
+    pub product: Option<Product>,
+    /// Every product type (SKU) the line can run, in file order: the
+    /// `[[lines.products]]` entries, or the single `[lines.product]` as one
+    /// type (id `"product"`, code 1). A `Line` built by hand may leave it
+    /// empty: [`Line::product_types`] then falls back to `product`.
+    pub products: Vec<ProductType>,
+    /// The tag that says which type runs now: a text value matches a type's
+    /// `id`, a number its `code` (`[[lines.products]]` only).
+    pub product_tag: Option<Loc<String>>,
+    /// Whether the types come from `[[lines.products]]`, whose arrival keys
+    /// are keys of the line table (for diagnostics' key paths).
+    pub products_listed: bool,
+    pub stations: Vec<Station>,
+    pub photo_eyes: Vec<PhotoEye>,
+    /// Reject pushers, each fired by a coil tag.
+    pub pushers: Vec<Pusher>,
+    /// Diverters onto branch conveyors, each fired by a coil tag.
+    pub diverters: Vec<Diverter>,
+    /// Named stretches of belt whose products the twin counts (buffers,
+    /// accumulation sections), besides the per-conveyor counts.
+    pub zones: Vec<Zone>,
+    /// How far a measured photo-eye edge may be from the expected one and
+    /// still be on time (`None`: the twin's default, 500 ms).
+    pub residual_tolerance: Option<Duration>,
+    /// How long an eye must read blocked while products should pass it
+    /// before a jam or stuck-on verdict (`None`: 5 s).
+    pub jam_after: Option<Duration>,
+}
+
+/// A place on a belt where each product stops for one cycle (fill, cap,
+/// label, inspect).
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub id: Loc<String>,
+    /// Id of the conveyor (in the same line) the station stands at.
+    pub conveyor: Loc<String>,
+    /// Metres along that conveyor's belt, from its start.
+    pub position: Loc<f64>,
+    pub cycle: StationCycle,
+}
+
+/// Where a station's cycle time comes from: exactly one of the two keys.
+#[derive(Debug, Clone)]
+pub enum StationCycle {
+    /// `cycle_time_tag`: the tag's current value, in seconds.
+    Tag(Loc<String>),
+    /// `cycle_time`: a fixed duration.
+    Fixed(Duration),
+}
+
+/// A named stretch of one conveyor's belt, `from` to `to` metres along it:
+/// the twin reports how many products are on it (an accumulation section
+/// before a station, a buffer).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub id: Loc<String>,
+    pub conveyor: Loc<String>,
+    pub from: Loc<f64>,
+    pub to: Loc<f64>,
+}
+
+/// A photo-eye across a belt, bound to the digital input it drives.
+#[derive(Debug, Clone)]
+pub struct PhotoEye {
+    pub id: Loc<String>,
+    pub conveyor: Loc<String>,
+    /// Metres along the conveyor's belt, from its start.
+    pub position: Loc<f64>,
+    /// The measured input tag (blocked = true).
+    pub tag: Loc<String>,
+}
+
+/// A reject pusher beside a belt, bound to the PLC coil that fires it:
+/// while the coil is on, its paddle strokes across the belt and pushes the
+/// product in front of it off the far side (see `crate::physics`).
+#[derive(Debug, Clone)]
+pub struct Pusher {
+    pub id: Loc<String>,
+    pub conveyor: Loc<String>,
+    /// Metres along the conveyor's belt, from its start, to the middle of
+    /// the paddle.
+    pub position: Loc<f64>,
+    /// The coil (fired = true, or a number: non-zero is fired).
+    pub coil_tag: Loc<String>,
+}
+
+/// A diverter on a belt, bound to the PLC coil that fires it: while the
+/// coil is on, products reaching it are steered sideways off the belt onto
+/// the branch conveyor `to` (a reject lane, a second packing line); while
+/// off, they pass straight on (see `crate::physics`).
+#[derive(Debug, Clone)]
+pub struct Diverter {
+    pub id: Loc<String>,
+    /// The main conveyor the diverter stands on.
+    pub conveyor: Loc<String>,
+    /// Metres along the main conveyor's belt, from its start, to the middle
+    /// of the diverter.
+    pub position: Loc<f64>,
+    /// The coil (fired = true, or a number: non-zero is fired).
+    pub coil_tag: Loc<String>,
+    /// Id of the branch conveyor (in the same line) products are sent to.
+    pub to: Loc<String>,
+}
+
+pub(super) fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line> {
+    let id = t.req_str(sink, "id");
+    let name = t.opt_str(sink, "name").map(|n| n.value);
+    let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
+    let conveyors = t
+        .opt_table_array(sink, "conveyors")
+        .into_iter()
+        .filter_map(|c| decode_conveyor(sink, c))
+        .collect();
+    let single_span = t.key_span("product");
+    let product = t
+        .opt_table(sink, "product")
+        .and_then(|p| decode_product(sink, p));
+    let has_list = t.key_span("products").is_some();
+    let listed: Vec<ProductType> = t
+        .opt_table_array(sink, "products")
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, p)| decode_product_type(sink, p, k))
+        .collect();
+    let (product, products, product_tag, products_listed) =
+        decode_arrivals(sink, &mut t, product, single_span, listed, has_list);
+    let stations = t
+        .opt_table_array(sink, "stations")
+        .into_iter()
+        .filter_map(|s| decode_station(sink, s))
+        .collect();
+    let photo_eyes = t
+        .opt_table_array(sink, "photo_eyes")
+        .into_iter()
+        .filter_map(|e| decode_photo_eye(sink, e))
+        .collect();
+    let pushers = t
+        .opt_table_array(sink, "pushers")
+        .into_iter()
+        .filter_map(|p| decode_pusher(sink, p))
+        .collect();
+    let diverters = t
+        .opt_table_array(sink, "diverters")
+        .into_iter()
+        .filter_map(|d| decode_diverter(sink, d))
+        .collect();
+    let zones = t
+        .opt_table_array(sink, "zones")
+        .into_iter()
+        .filter_map(|z| decode_zone(sink, z))
+        .collect();
+    let residual_tolerance = t
+        .opt_duration(sink, "residual_tolerance", MS, Duration::from_secs(60))
+        .map(|d| d.value);
+    let jam_after = t
+        .opt_duration(sink, "jam_after", Duration::from_millis(100), HOUR)
+        .map(|d| d.value);
+    t.finish(sink);
+    Some(Line {
+        id: id?,
+        name,
+        machines,
+        conveyors,
+        product,
+        products,
+        product_tag,
+        products_listed,
+        stations,
+        photo_eyes,
+        pushers,
+        diverters,
+        zones,
+        residual_tolerance,
+        jam_after,
+    })
+}
+
+/// Whether `from < to` and both are on the belt is checked by `validate`,
+/// which knows the conveyor's length.
+fn decode_zone(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Zone> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let from = t.req_f64(sink, "from");
+    let to = t.req_f64(sink, "to");
+    t.finish(sink);
+    Some(Zone {
+        id: id?,
+        conveyor: conveyor?,
+        from: from?,
+        to: to?,
+    })
+}
+
+/// The position and whether it is on the belt are checked by `validate`,
+/// which knows the conveyor's length.
+fn decode_station(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Station> {
+    let t_span = t.span();
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let tag = t.opt_str(sink, "cycle_time_tag");
+    let fixed = t.opt_duration(sink, "cycle_time", MS, HOUR);
+    let fixed_given = t.key_span("cycle_time").is_some();
+    let cycle = match (tag, fixed) {
+        (Some(tag), None) if !fixed_given => Some(StationCycle::Tag(tag)),
+        (None, Some(d)) => Some(StationCycle::Fixed(d.value)),
+        // A `cycle_time` that did not decode is reported already.
+        (None, None) if fixed_given => None,
+        (Some(_), _) => {
+            sink.push(
+                Diagnostic::error(
+                    t.key_span("cycle_time").unwrap_or(t_span.clone()),
+                    t.key_path("cycle_time"),
+                    "a station has both `cycle_time_tag` and `cycle_time`",
+                )
+                .expected("exactly one of `cycle_time_tag` (a tag, in seconds) or `cycle_time` (a fixed duration)")
+                .help("keep `cycle_time_tag` when the PLC reports the cycle time, `cycle_time` when it is fixed"),
+            );
+            None
+        }
+        (None, _) => {
+            sink.push(
+                Diagnostic::error(
+                    t_span,
+                    t.key_path("cycle_time_tag"),
+                    "a station needs a cycle time",
+                )
+                .expected("exactly one of `cycle_time_tag` (a tag, in seconds) or `cycle_time` (a fixed duration)")
+                .help("add `cycle_time = \"2s\"` for a fixed cycle"),
+            );
+            None
+        }
+    };
+    t.finish(sink);
+    // A broken cycle is reported above and refuses the file; keeping the
+    // station (with a placeholder cycle) keeps the key paths of the
+    // stations after it right in `validate`'s messages.
+    Some(Station {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        cycle: cycle.unwrap_or(StationCycle::Fixed(Duration::ZERO)),
+    })
+}
+
+fn decode_photo_eye(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<PhotoEye> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let tag = t.req_str(sink, "tag");
+    t.finish(sink);
+    Some(PhotoEye {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        tag: tag?,
+    })
+}
+
+/// Like a photo-eye: the position and whether it is on the belt, and the
+/// coil tag, are checked by `validate`.
+fn decode_pusher(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Pusher> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let coil_tag = t.req_str(sink, "coil_tag");
+    t.finish(sink);
+    Some(Pusher {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        coil_tag: coil_tag?,
+    })
+}
+
+/// Like a pusher: the position, the coil tag and the branch conveyor (that
+/// it exists and starts beside the belt) are checked by `validate`.
+fn decode_diverter(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Diverter> {
+    let id = t.req_str(sink, "id");
+    let conveyor = t.req_str(sink, "conveyor");
+    let position = t.req_f64(sink, "position");
+    let coil_tag = t.req_str(sink, "coil_tag");
+    let to = t.req_str(sink, "to");
+    t.finish(sink);
+    Some(Diverter {
+        id: id?,
+        conveyor: conveyor?,
+        position: position?,
+        coil_tag: coil_tag?,
+        to: to?,
+    })
+}

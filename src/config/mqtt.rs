@@ -1,0 +1,457 @@
+//! `[[sources.mqtt]]`: an MQTT broker (embedded or external, plain or
+//! TLS), its session and credentials. The topics it maps to tags are in
+//! [`super::topic`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::decode::{HOUR, Loc, MS, Sink, Table};
+use super::diagnostics::Diagnostic;
+use super::topic::{TopicMap, decode_topic};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Broker {
+    /// An MQTT broker inside the `twin` process (rumqttd), listening here.
+    Embedded { listen: SocketAddr },
+    /// An external broker at `mqtt://host:port`.
+    Tcp { host: String, port: u16 },
+}
+
+/// Largest MQTT packet the protocol allows: a remaining length of
+/// 268,435,455 bytes (MQTT 3.1.1, 2.2.3) plus the fixed header.
+pub const MQTT_PROTOCOL_MAX_PACKET: usize = 268_435_455 + 5;
+
+#[derive(Debug, Clone)]
+pub struct MqttSource {
+    pub name: Loc<String>,
+    pub broker: Loc<Broker>,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub stale_after: Option<Duration>,
+    /// false (the default): a persistent session, so QoS 1 messages published
+    /// while the twin is away are queued by the broker and delivered on
+    /// reconnect.
+    pub clean_session: bool,
+    /// Largest PUBLISH packet accepted, in bytes; bigger ones are counted and
+    /// dropped.
+    pub max_packet_size: usize,
+    pub username: Option<Loc<String>>,
+    pub password: Option<Secret>,
+    /// Connect with TLS: the broker was written `mqtts://`.
+    pub tls: bool,
+    pub tls_files: TlsFiles,
+    pub topics: Vec<TopicMap>,
+}
+
+/// Where a secret is read from at start-up. Never the config text itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secret {
+    /// The value of this environment variable.
+    Env(Loc<String>),
+    /// The contents of this file (one trailing newline removed); a relative
+    /// path starts from the config file's folder.
+    File(Loc<String>),
+}
+
+/// PEM files for `mqtts://`; relative paths start from the config file's
+/// folder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsFiles {
+    /// CA certificates to trust; without it, the system's trust store.
+    pub ca_file: Option<Loc<String>>,
+    /// Client certificate and key, for brokers that authenticate clients by
+    /// certificate. Both or neither.
+    pub cert_file: Option<Loc<String>>,
+    pub key_file: Option<Loc<String>>,
+}
+
+pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttSource> {
+    let name = t.req_str(sink, "name");
+    let broker_raw = t.req_str(sink, "broker");
+    let listen = t.opt_str(sink, "listen");
+    let client_id = t.opt_str(sink, "client_id");
+    if let Some(c) = &client_id
+        && c.value.trim().is_empty()
+    {
+        sink.push(
+            Diagnostic::error(c.span.clone(), t.key_path("client_id"), "must not be empty")
+                .expected("a client id unique on the broker, e.g. \"twin-cell1\"")
+                .help("leave `client_id` out to use \"twin-\" followed by the source name"),
+        );
+    }
+    let keep_alive = t
+        .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(10));
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value);
+    let clean_session = t.opt_bool(sink, "clean_session").is_some_and(|b| b.value);
+    let max_packet_size = t
+        .opt_int(
+            sink,
+            "max_packet_size",
+            128,
+            MQTT_PROTOCOL_MAX_PACKET as i64,
+        )
+        .map_or(256 * 1024, |v| v.value as usize);
+    let username = t.opt_str(sink, "username");
+    reject_plain_password(sink, &mut t);
+    let password_env = t.opt_str(sink, "password_env");
+    let password_file = t.opt_str(sink, "password_file");
+    let tls_files = TlsFiles {
+        ca_file: t.opt_str(sink, "ca_file"),
+        cert_file: t.opt_str(sink, "cert_file"),
+        key_file: t.opt_str(sink, "key_file"),
+    };
+    let mut tls = false;
+    let broker = broker_raw.and_then(|b| {
+        let path = t.key_path("broker");
+        let (broker, is_tls) = parse_broker_url(
+            sink,
+            &path,
+            &b,
+            listen.as_ref(),
+            &t.key_path("listen"),
+            true,
+        )?;
+        tls = is_tls;
+        Some(Loc::new(broker, b.span))
+    });
+    if let (Some(l), Some(b)) = (&listen, &broker)
+        && !matches!(b.value, Broker::Embedded { .. })
+    {
+        sink.push(
+            Diagnostic::error(
+                l.span.clone(),
+                t.key_path("listen"),
+                "`listen` only applies to broker = \"embedded\"",
+            )
+            .help("remove `listen`, or set `broker = \"embedded\"`"),
+        );
+    }
+    let connection_keys = [
+        ("username", &username),
+        ("password_env", &password_env),
+        ("password_file", &password_file),
+        ("ca_file", &tls_files.ca_file),
+        ("cert_file", &tls_files.cert_file),
+        ("key_file", &tls_files.key_file),
+    ];
+    match broker.as_ref().map(|b| (&b.value, tls)) {
+        Some((Broker::Embedded { .. }, _)) => {
+            for (key, v) in connection_keys {
+                if let Some(v) = v {
+                    sink.push(
+                        Diagnostic::error(
+                            v.span.clone(),
+                            t.key_path(key),
+                            format!("`{key}` does not apply to broker = \"embedded\""),
+                        )
+                        .help(format!(
+                            "the embedded broker has neither authentication nor TLS; remove `{key}`, or name an external broker"
+                        )),
+                    );
+                }
+            }
+        }
+        Some((Broker::Tcp { .. }, false)) => {
+            for (key, v) in &connection_keys[3..] {
+                if let Some(v) = v {
+                    sink.push(
+                        Diagnostic::error(
+                            v.span.clone(),
+                            t.key_path(key),
+                            format!("`{key}` only applies to an mqtts:// broker"),
+                        )
+                        .help("write the broker as \"mqtts://host:port\" to connect with TLS"),
+                    );
+                }
+            }
+            if let Some(p) = password_env.as_ref().or(password_file.as_ref()) {
+                sink.push(
+                    Diagnostic::warning(
+                        p.span.clone(),
+                        t.key_path(if password_env.is_some() {
+                            "password_env"
+                        } else {
+                            "password_file"
+                        }),
+                        "the password is sent unencrypted over mqtt://",
+                    )
+                    .help("connect with \"mqtts://host:port\" unless the network is trusted"),
+                );
+            }
+        }
+        _ => {}
+    }
+    match (&tls_files.cert_file, &tls_files.key_file) {
+        (Some(c), None) => sink.push(
+            Diagnostic::error(
+                c.span.clone(),
+                t.key_path("cert_file"),
+                "`cert_file` needs `key_file`",
+            )
+            .expected("both cert_file and key_file (PEM), or neither"),
+        ),
+        (None, Some(k)) => sink.push(
+            Diagnostic::error(
+                k.span.clone(),
+                t.key_path("key_file"),
+                "`key_file` needs `cert_file`",
+            )
+            .expected("both cert_file and key_file (PEM), or neither"),
+        ),
+        _ => {}
+    }
+    let password = match (password_env, password_file) {
+        (Some(_), Some(f)) => {
+            sink.push(
+                Diagnostic::error(
+                    f.span.clone(),
+                    t.key_path("password_file"),
+                    "give either `password_env` or `password_file`, not both",
+                )
+                .help("remove one of them"),
+            );
+            None
+        }
+        (Some(e), None) => {
+            check_env_name(sink, &t.key_path("password_env"), &e);
+            Some(Secret::Env(e))
+        }
+        (None, Some(f)) => {
+            if f.value.trim().is_empty() {
+                sink.push(
+                    Diagnostic::error(
+                        f.span.clone(),
+                        t.key_path("password_file"),
+                        "must not be empty",
+                    )
+                    .expected("the path of a file holding the password"),
+                );
+            }
+            Some(Secret::File(f))
+        }
+        (None, None) => None,
+    };
+    if let Some(p) = &password
+        && username.is_none()
+    {
+        let (Secret::Env(l) | Secret::File(l)) = p;
+        sink.push(
+            Diagnostic::error(
+                l.span.clone(),
+                t.key_path("username"),
+                "a password needs a `username`",
+            )
+            .expected("username = \"...\" next to the password"),
+        );
+    }
+    let topics: Vec<TopicMap> = t
+        .opt_table_array(sink, "topics")
+        .into_iter()
+        .filter_map(|m| decode_topic(sink, m))
+        .collect();
+    t.finish(sink);
+    let (Some(name), Some(broker)) = (name, broker) else {
+        for tp in &topics {
+            sink.broken_tags
+                .extend(tp.tag_names().into_iter().map(|(tag, _)| tag));
+        }
+        return None;
+    };
+    Some(MqttSource {
+        client_id: client_id
+            .map(|c| c.value)
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| format!("twin-{}", name.value)),
+        name,
+        broker,
+        keep_alive,
+        stale_after,
+        clean_session,
+        max_packet_size,
+        username,
+        password,
+        tls,
+        tls_files,
+        topics,
+    })
+}
+
+/// A literal `password` is refused: plant files travel through version
+/// control and support tickets. It is asked for only when present, so it
+/// never shows up among the keys an unknown key is compared with.
+fn reject_plain_password(sink: &mut Sink, t: &mut Table<'_, '_>) {
+    let Some(span) = t.key_span("password") else {
+        return;
+    };
+    // Marks the key as known; its type does not matter, so any type error
+    // goes to a scratch sink.
+    let _ = t.opt_str(&mut Sink::default(), "password");
+    sink.push(
+        Diagnostic::error(
+            span,
+            t.key_path("password"),
+            "a password in plain text is not accepted in the config",
+        )
+        .expected("password_env = \"VARIABLE\" or password_file = \"path\"")
+        .help("put the password in an environment variable, or in a file only the twin's user can read, and name it here"),
+    );
+}
+
+fn check_env_name(sink: &mut Sink, path: &str, name: &Loc<String>) {
+    let v = name.value.trim();
+    let bad = if v.is_empty() {
+        Some("must not be empty".to_string())
+    } else {
+        v.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .map(|c| {
+                format!(
+                    "environment variable name \"{}\" contains {c:?}",
+                    name.value
+                )
+            })
+    };
+    if let Some(msg) = bad {
+        let help = v.strip_prefix('$').map(|rest| {
+            format!(
+                "write the name without `$`: \"{}\"",
+                rest.trim_matches(['{', '}'])
+            )
+        });
+        sink.push(
+            Diagnostic::error(name.span.clone(), path, msg)
+                .expected("the name of an environment variable, e.g. \"MQTT_PASSWORD\"")
+                .maybe_help(help),
+        );
+    }
+}
+
+pub(super) fn parse_broker(
+    sink: &mut Sink,
+    path: &str,
+    b: &Loc<String>,
+    listen: Option<&Loc<String>>,
+    listen_path: &str,
+) -> Option<Broker> {
+    parse_broker_url(sink, path, b, listen, listen_path, false).map(|(broker, _)| broker)
+}
+
+/// [`parse_broker`], also accepting `mqtts://` when `allow_tls`; says
+/// whether the broker is to be reached over TLS.
+fn parse_broker_url(
+    sink: &mut Sink,
+    path: &str,
+    b: &Loc<String>,
+    listen: Option<&Loc<String>>,
+    listen_path: &str,
+    allow_tls: bool,
+) -> Option<(Broker, bool)> {
+    if b.value == "embedded" {
+        let listen_addr = match listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 1883)),
+            Some(l) => match l.value.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    sink.push(
+                        Diagnostic::error(
+                            l.span.clone(),
+                            listen_path,
+                            format!("invalid listen address \"{}\"", l.value),
+                        )
+                        .expected("ip:port, e.g. \"127.0.0.1:1883\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        return Some((
+            Broker::Embedded {
+                listen: listen_addr,
+            },
+            false,
+        ));
+    }
+    let expected = if allow_tls {
+        "\"embedded\", \"mqtt://host:port\" or \"mqtts://host:port\""
+    } else {
+        "\"embedded\" or \"mqtt://host:port\""
+    };
+    let (rest, tls, default_port) = if let Some(rest) = b.value.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = b.value.strip_prefix("mqtts://")
+        && allow_tls
+    {
+        (rest, true, 8883)
+    } else {
+        let help = if !allow_tls
+            && (b.value.starts_with("mqtts://") || b.value.starts_with("ssl://"))
+        {
+            "TLS brokers are not supported by this version yet; use a plain mqtt:// listener on a trusted network"
+                .to_string()
+        } else if let Some(rest) = b.value.strip_prefix("ssl://") {
+            format!("write \"mqtts://{rest}\"")
+        } else if let Some(rest) = b.value.strip_prefix("tcp://") {
+            // MQTT over plain TCP is what `tcp://` means in most clients
+            // (Paho, for one); we spell it mqtt://.
+            format!("write \"mqtt://{rest}\"")
+        } else if b.value.contains("://") {
+            if allow_tls {
+                "only the mqtt:// and mqtts:// schemes are supported".to_string()
+            } else {
+                "only the mqtt:// scheme is supported".to_string()
+            }
+        } else {
+            format!("write \"mqtt://{}\"", b.value)
+        };
+        sink.push(
+            Diagnostic::error(
+                b.span.clone(),
+                path,
+                format!("invalid broker \"{}\"", b.value),
+            )
+            .expected(expected)
+            .help(help),
+        );
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => {
+                sink.push(
+                    Diagnostic::error(
+                        b.span.clone(),
+                        path,
+                        format!("invalid port in broker \"{}\"", b.value),
+                    )
+                    .expected(expected),
+                );
+                return None;
+            }
+        },
+        None => (rest, default_port),
+    };
+    if host.is_empty() {
+        sink.push(
+            Diagnostic::error(
+                b.span.clone(),
+                path,
+                format!("missing host in broker \"{}\"", b.value),
+            )
+            .expected(expected),
+        );
+        return None;
+    }
+    Some((
+        Broker::Tcp {
+            host: host.to_string(),
+            port,
+        },
+        tls,
+    ))
+}

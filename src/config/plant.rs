@@ -1,0 +1,139 @@
+//! The root of a plant file: `version`, `[plant]`, and the walk over every
+//! section, each decoded next to its types (`modbus`, `mqtt`, `sparkplug`,
+//! `machine`, `line`, `model`, `setpoint`).
+//!
+//! Decoding checks each value where it stands (types, ranges, enumerations,
+//! unknown keys); [`super::validate`] then checks how values relate to each
+//! other (duplicates, overlaps, references).
+
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use super::decode::{HOUR, MS, Sink, Table};
+use super::diagnostics::Diagnostic;
+use super::line::{Line, decode_line};
+use super::machine::{Machine, decode_machine};
+use super::modbus::{ModbusDevice, decode_modbus};
+use super::model::{Model, decode_model};
+use super::mqtt::{MqttSource, decode_mqtt};
+use super::setpoint::{Setpoint, decode_setpoint};
+
+/// Current schema version. Files may omit `version`; it then means 1.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, Clone)]
+pub struct PlantConfig {
+    pub version: i64,
+    pub plant: Plant,
+    pub modbus: Vec<ModbusDevice>,
+    pub mqtt: Vec<MqttSource>,
+    pub sparkplug: Vec<super::sparkplug::SparkplugSource>,
+    pub machines: Vec<Machine>,
+    pub lines: Vec<Line>,
+    pub models: Vec<Model>,
+    pub setpoints: Vec<Setpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plant {
+    pub name: String,
+    /// Period of the twin's fixed tick.
+    pub tick: Duration,
+    /// Default age after which a tag without fresh data turns stale.
+    pub stale_after: Duration,
+}
+
+pub(super) fn decode_file(
+    sink: &mut Sink,
+    root: &DeTable<'_>,
+    root_span: std::ops::Range<usize>,
+) -> Option<PlantConfig> {
+    let mut t = Table::new(root, root_span.clone(), "");
+    let version = t
+        .opt_int(sink, "version", 1, SCHEMA_VERSION)
+        .map(|v| v.value)
+        .unwrap_or(SCHEMA_VERSION);
+
+    let plant = match t.opt_table(sink, "plant") {
+        Some(p) => decode_plant(sink, p),
+        None => {
+            if t.key_span("plant").is_none() {
+                sink.push(
+                    Diagnostic::error(0..0, "plant", "missing required section `[plant]`")
+                        .expected("a `[plant]` table with at least `name`")
+                        .help("add `[plant]` with `name = \"...\"` and `tick = \"100ms\"`"),
+                );
+            }
+            None
+        }
+    };
+
+    let mut modbus = Vec::new();
+    let mut mqtt = Vec::new();
+    let mut sparkplug = Vec::new();
+    if let Some(mut sources) = t.opt_table(sink, "sources") {
+        for dev in sources.opt_table_array(sink, "modbus") {
+            modbus.extend(decode_modbus(sink, dev));
+        }
+        for src in sources.opt_table_array(sink, "mqtt") {
+            mqtt.extend(decode_mqtt(sink, src));
+        }
+        for src in sources.opt_table_array(sink, "sparkplug") {
+            sparkplug.extend(super::sparkplug::decode(sink, src));
+        }
+        sources.finish(sink);
+    }
+
+    let machines = t
+        .opt_table_array(sink, "machines")
+        .into_iter()
+        .filter_map(|m| decode_machine(sink, m))
+        .collect();
+    let lines = t
+        .opt_table_array(sink, "lines")
+        .into_iter()
+        .filter_map(|l| decode_line(sink, l))
+        .collect();
+    let models = t
+        .opt_table_array(sink, "models")
+        .into_iter()
+        .filter_map(|m| decode_model(sink, m))
+        .collect();
+    let setpoints = t
+        .opt_table_array(sink, "setpoints")
+        .into_iter()
+        .filter_map(|s| decode_setpoint(sink, s))
+        .collect();
+    t.finish(sink);
+
+    Some(PlantConfig {
+        version,
+        plant: plant?,
+        modbus,
+        mqtt,
+        sparkplug,
+        machines,
+        lines,
+        models,
+        setpoints,
+    })
+}
+
+fn decode_plant(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Plant> {
+    let name = t.req_str(sink, "name");
+    let tick = t
+        .opt_duration(sink, "tick", MS, Duration::from_secs(60))
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_millis(100));
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, HOUR)
+        .map(|d| d.value)
+        .unwrap_or(Duration::from_secs(5));
+    t.finish(sink);
+    Some(Plant {
+        name: name?.value,
+        tick,
+        stale_after,
+    })
+}
