@@ -11,6 +11,7 @@ mod conveyor;
 pub(crate) mod decode;
 pub mod diagnostics;
 mod geometry;
+pub mod layout;
 mod line;
 mod machine;
 mod modbus;

@@ -9,10 +9,12 @@ use rapier3d::prelude::{
     PhysicsWorld, RigidBodyHandle, Vector,
 };
 
+use super::convert::{self, Frame};
 use super::diverter::DiverterWindow;
 use super::place::BeltPlace;
-use super::{BELT_THICKNESS, LineModel, Obstacle, PhysicsError, convert, zones};
+use super::{BELT_THICKNESS, LineModel, Obstacle, PhysicsError, zones};
 use crate::config::Conveyor;
+use crate::config::layout::Layout;
 
 /// One conveyor as the model knows it.
 #[derive(Debug, Clone)]
@@ -184,7 +186,7 @@ impl LineModel {
             .geometry
             .get(conveyor)
             .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
-        let place = BeltPlace::new(c, position);
+        let place = BeltPlace::new(&self.frame, c, position);
         // As tall as the tallest type, to stop any of them.
         let h = self.envelope.as_ref().map_or(0.2, |p| p.height) as f32;
         // 1 mm above the surface, so the wall never touches the belt.
@@ -216,37 +218,41 @@ pub(super) struct LaidBelts {
     pub(super) segment_places: Vec<(usize, BeltPlace, f32)>,
 }
 
-/// Inserts one fixed box per segment of `belts` (curves already laid out
-/// as chords), each asking the hooks for its belt's motion.
-pub(super) fn lay(world: &mut PhysicsWorld, belts: &[Conveyor]) -> LaidBelts {
+/// Inserts one fixed box per piece of each conveyor's layout (curves as
+/// chords), each asking the hooks for its belt's motion.
+pub(super) fn lay(
+    world: &mut PhysicsWorld,
+    frame: &Frame,
+    conveyors: &[Conveyor],
+    layouts: &[Layout],
+) -> LaidBelts {
     let mut hooks = BeltHooks::default();
-    let mut conveyors = Vec::new();
+    let mut models = Vec::new();
     let mut colliders = Vec::new();
     let mut segment_places = Vec::new();
-    for (ci, c) in belts.iter().enumerate() {
-        let half_w = c.width.value / 2.0;
-        let (mut x, mut y) = (c.origin[0], c.origin[1]);
-        let first_heading = c.segments.first().map_or(0.0, |s| s.heading);
-        let last_heading = c.segments.last().map_or(0.0, |s| s.heading);
+    for (ci, (c, layout)) in conveyors.iter().zip(layouts).enumerate() {
+        let half_w = layout.width / 2.0;
+        let height = layout.height;
+        let first_heading = layout.pieces.first().map_or(0.0, |p| p.heading);
+        let last_heading = layout.pieces.last().map_or(0.0, |p| p.heading);
         let mut offset = 0.0_f32;
-        for seg in &c.segments {
+        for piece in &layout.pieces {
             hooks.seg_offsets.push(offset);
-            offset += seg.length.value as f32;
-            let len = seg.length.value;
-            let (sin, cos) = convert::sin_cos_deg(seg.heading);
-            let (mx, my) = (x + cos * len / 2.0, y + sin * len / 2.0);
-            hooks.segments.push((
-                ci,
-                convert::heading_dir(seg.heading),
-                convert::to_world(x, y, c.height),
-            ));
+            offset += piece.length as f32;
+            let len = piece.length;
+            let [x, y] = piece.start;
+            let mid = [x + piece.dir[0] * len / 2.0, y + piece.dir[1] * len / 2.0];
+            let start = frame.to_world(piece.start, height);
+            hooks
+                .segments
+                .push((ci, convert::heading_dir(piece.heading), start));
             segment_places.push((
                 ci,
                 BeltPlace {
-                    point: convert::to_world(x, y, c.height),
-                    dir: convert::heading_dir(seg.heading),
+                    point: start,
+                    dir: convert::heading_dir(piece.heading),
                     half_width: half_w as f32,
-                    heading: seg.heading,
+                    heading: piece.heading,
                 },
                 len as f32,
             ));
@@ -255,13 +261,12 @@ pub(super) fn lay(world: &mut PhysicsWorld, belts: &[Conveyor]) -> LaidBelts {
                 (BELT_THICKNESS / 2.0) as f32,
                 half_w as f32,
             )
-            .translation(convert::to_world(mx, my, c.height - BELT_THICKNESS / 2.0))
-            .rotation(convert::heading_rotation(seg.heading))
+            .translation(frame.to_world(mid, height - BELT_THICKNESS / 2.0))
+            .rotation(convert::heading_rotation(piece.heading))
             .active_hooks(ActiveHooks::MODIFY_SOLVER_CONTACTS)
             .user_data(hooks.segments.len() as u128)
             .build();
             colliders.push(world.colliders.insert(collider));
-            (x, y) = (x + cos * len, y + sin * len);
         }
         hooks.speeds.push(0.0);
         hooks.zones.push(
@@ -269,19 +274,19 @@ pub(super) fn lay(world: &mut PhysicsWorld, belts: &[Conveyor]) -> LaidBelts {
                 .as_ref()
                 .map(|z| zones::ZoneControl::new(z.value as f32, offset)),
         );
-        conveyors.push(ConveyorModel {
+        models.push(ConveyorModel {
             id: c.id.value.clone(),
             speed_tag: c.speed_tag.value.clone(),
-            start: convert::to_world(c.origin[0], c.origin[1], c.height),
+            start: frame.to_world(layout.start, height),
             first_dir: convert::heading_dir(first_heading),
-            end: convert::to_world(x, y, c.height),
+            end: frame.to_world(layout.end, height),
             last_dir: convert::heading_dir(last_heading),
             half_width: half_w as f32,
         });
     }
     LaidBelts {
         hooks,
-        conveyors,
+        conveyors: models,
         colliders,
         segment_places,
     }

@@ -13,21 +13,24 @@ use rapier3d::prelude::PhysicsWorld;
 
 use super::LineModel;
 use super::belts::{self, LaidBelts};
+use super::convert::Frame;
 use super::diverter::DiverterModel;
 use super::eye::PhotoEyeModel;
 use super::place::BeltPlace;
 use super::pusher::PusherModel;
 use super::station::StationModel;
-use crate::config::{Conveyor, Line, Product};
+use crate::config::layout::{self, Layout};
+use crate::config::{Line, Product};
 
 impl LineModel {
     /// Builds the model of `line`, to be stepped by `dt` at a time.
     pub fn new(line: &Line, dt: Duration) -> Self {
         let types = product_types(line);
         let envelope = envelope(&types);
-        // Curves are laid out as straight chords (`Conveyor::chords`): from
-        // here on every belt is a chain of straight segments.
-        let belts: Vec<Conveyor> = line.conveyors.iter().map(Conveyor::chorded).collect();
+        // Curves are laid out as straight chords (`Layout`): from here on
+        // every belt is a chain of straight pieces.
+        let belts: Vec<Layout> = line.conveyors.iter().map(Layout::of).collect();
+        let frame = Frame::new(layout::frame_origin(line));
         let mut world = PhysicsWorld::new();
         world.integration_parameters.dt = dt.as_secs_f32();
         let LaidBelts {
@@ -35,10 +38,10 @@ impl LineModel {
             conveyors,
             colliders: belt_colliders,
             segment_places,
-        } = belts::lay(&mut world, &belts);
+        } = belts::lay(&mut world, &frame, &line.conveyors, &belts);
         let place = |conveyor: &str, position: f64| {
-            let c = belts.iter().find(|c| c.id.value == conveyor)?;
-            Some(BeltPlace::new(c, position))
+            let k = line.conveyors.iter().position(|c| c.id.value == conveyor)?;
+            Some(BeltPlace::new(&frame, &belts[k], position))
         };
         // Validation refuses stations and eyes on unknown conveyors; a
         // model built from an unchecked line skips them.
@@ -66,7 +69,8 @@ impl LineModel {
                 Some(PusherModel::build(&mut world, p, at, envelope.as_ref()))
             })
             .collect();
-        let diverters = DiverterModel::build_all(&mut hooks, line, &belts, envelope.as_ref());
+        let diverters =
+            DiverterModel::build_all(&mut hooks, line, &frame, &belts, envelope.as_ref());
         let (main_out, branch_outs) = outfeeds(line, &diverters);
         LineModel {
             world,
@@ -91,6 +95,7 @@ impl LineModel {
             branch_outs,
             drive: vec![(0.0, 0.0); belts.len()],
             geometry: belts,
+            frame,
             segment_places,
         }
     }

@@ -3,10 +3,12 @@
 
 use rapier3d::prelude::Vector;
 
+use super::LineModel;
 use super::belts::BeltHooks;
+use super::convert::{self, Frame};
 use super::place::BeltPlace;
-use super::{LineModel, convert};
-use crate::config::{Conveyor, Line, Product};
+use crate::config::layout::Layout;
+use crate::config::{Line, Product};
 
 /// A diverter: while its coil is on, products reaching it are steered off
 /// the belt sideways onto its branch conveyor; while off, they pass on.
@@ -130,11 +132,12 @@ impl LineModel {
 impl DiverterModel {
     /// The line's diverters onto a known branch other than their own
     /// conveyor (validation refuses the rest), each with its window added
-    /// to `hooks`. `belts` are the line's conveyors laid out as chords.
+    /// to `hooks`. `belts` are the line's conveyors laid out.
     pub(super) fn build_all(
         hooks: &mut BeltHooks,
         line: &Line,
-        belts: &[Conveyor],
+        frame: &Frame,
+        belts: &[Layout],
         envelope: Option<&Product>,
     ) -> Vec<Self> {
         let index = |id: &str| line.conveyors.iter().position(|c| c.id.value == id);
@@ -146,10 +149,10 @@ impl DiverterModel {
             if main == branch {
                 continue;
             }
-            let place = BeltPlace::new(&belts[main], d.position.value);
+            let place = BeltPlace::new(frame, &belts[main], d.position.value);
             // A window sized for the longest type steers every type.
             let reach = envelope.map_or(0.2, |p| p.length) as f32;
-            let out_heading = belts[branch].segments.first().map_or(0.0, |s| s.heading);
+            let out_heading = belts[branch].pieces.first().map_or(0.0, |p| p.heading);
             diverters.push(DiverterModel {
                 id: d.id.value.clone(),
                 coil_tag: d.coil_tag.value.clone(),

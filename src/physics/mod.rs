@@ -51,8 +51,10 @@ use rapier3d::prelude::{
     ColliderHandle, CollisionPipeline, PhysicsPipeline, PhysicsWorld, RigidBodyHandle,
 };
 
-use crate::config::{Conveyor, Product};
+use crate::config::Product;
+use crate::config::layout::Layout;
 pub use belts::{BeltHooks, ConveyorModel};
+use convert::Frame;
 pub use convert::PlanPoint;
 pub use diverter::DiverterModel;
 pub use eye::PhotoEyeModel;
@@ -157,9 +159,12 @@ pub struct LineModel {
     main_out: usize,
     /// The conveyors whose end is a diverter's outfeed, without repeats.
     branch_outs: Vec<usize>,
-    /// The conveyors' geometry as configured, curves laid out as chords, to
-    /// place things along a belt.
-    geometry: Vec<Conveyor>,
+    /// Each conveyor laid out by the one layout walk (curves as chords),
+    /// in plan, to place things along a belt.
+    geometry: Vec<Layout>,
+    /// The line's local frame: the world is plan less its origin (see
+    /// [`convert`]).
+    frame: Frame,
     /// Per conveyor: the drive speed last set, and the slip fraction.
     drive: Vec<(f32, f32)>,
     /// Per belt segment: its conveyor, its start as a place, its length.
@@ -206,6 +211,7 @@ impl Clone for LineModel {
             main_out: self.main_out,
             branch_outs: self.branch_outs.clone(),
             geometry: self.geometry.clone(),
+            frame: self.frame,
             drive: self.drive.clone(),
             segment_places: self.segment_places.clone(),
         }

@@ -4,8 +4,8 @@
 
 use rapier3d::prelude::Vector;
 
-use super::convert;
-use crate::config::Conveyor;
+use super::convert::{self, Frame};
+use crate::config::layout::Layout;
 
 /// A place on a belt (a station or a photo-eye), in world terms.
 #[derive(Debug, Clone, Copy)]
@@ -19,32 +19,15 @@ pub(super) struct BeltPlace {
 }
 
 impl BeltPlace {
-    /// `position` metres along `c`'s belt; a position past the end (which
-    /// validation refuses) is clamped onto the last segment.
-    pub(super) fn new(c: &Conveyor, position: f64) -> Self {
-        let (mut x, mut y) = (c.origin[0], c.origin[1]);
-        let mut left = position.max(0.0);
-        let mut heading = c.segments.first().map_or(0.0, |s| s.heading);
-        for (k, seg) in c.segments.iter().enumerate() {
-            heading = seg.heading;
-            let len = seg.length.value;
-            let (sin, cos) = convert::sin_cos_deg(seg.heading);
-            let d = if k + 1 == c.segments.len() {
-                left.min(len)
-            } else if left <= len {
-                left
-            } else {
-                left -= len;
-                (x, y) = (x + cos * len, y + sin * len);
-                continue;
-            };
-            (x, y) = (x + cos * d, y + sin * d);
-            break;
-        }
+    /// `position` metres along the belt laid out as `layout` (the one
+    /// layout walk, [`Layout::at`]); a position past the end (which
+    /// validation refuses) is the end.
+    pub(super) fn new(frame: &Frame, layout: &Layout, position: f64) -> Self {
+        let (at, heading) = layout.at(position);
         BeltPlace {
-            point: convert::to_world(x, y, c.height),
+            point: frame.to_world(at, layout.height),
             dir: convert::heading_dir(heading),
-            half_width: (c.width.value / 2.0) as f32,
+            half_width: (layout.width / 2.0) as f32,
             heading,
         }
     }

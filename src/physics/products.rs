@@ -33,7 +33,7 @@ impl LineModel {
             .geometry
             .get(conveyor)
             .ok_or_else(|| PhysicsError::UnknownConveyor(format!("#{conveyor}")))?;
-        let place = BeltPlace::new(c, position);
+        let place = BeltPlace::new(&self.frame, c, position);
         let center = place.point + Vector::Y * (p.height / 2.0 + DROP_GAP) as f32;
         let heading = place.heading.to_radians() as f32;
         self.insert_product(center, heading)
@@ -82,7 +82,7 @@ impl LineModel {
     pub fn product_positions(&self) -> Vec<PlanPoint> {
         self.products
             .iter()
-            .map(|h| convert::to_plan(self.world.bodies[*h].translation()))
+            .map(|h| self.frame.to_plan(self.world.bodies[*h].translation()))
             .collect()
     }
 

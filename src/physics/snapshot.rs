@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use rapier3d::prelude::Vector;
 
-use super::{LineModel, convert};
+use super::LineModel;
 use crate::physics::PlanPoint;
 
 /// One straight piece of belt, in plan.
@@ -50,7 +50,7 @@ impl LineModel {
             .map(|h| {
                 let body = &self.world.bodies[*h];
                 let x = *body.rotation() * Vector::X;
-                (convert::to_plan(body.translation()), (-x.z).atan2(x.x))
+                (self.frame.to_plan(body.translation()), (-x.z).atan2(x.x))
             })
             .collect()
     }
@@ -58,22 +58,19 @@ impl LineModel {
     /// The belt segments, conveyor by conveyor, in config order.
     pub fn segment_views(&self) -> Vec<SegmentView> {
         let mut out = Vec::new();
-        for (ci, c) in self.geometry.iter().enumerate() {
-            let (mut x, mut y) = (c.origin[0], c.origin[1]);
-            for s in &c.segments {
+        for (ci, l) in self.geometry.iter().enumerate() {
+            for p in &l.pieces {
                 out.push(SegmentView {
                     conveyor: ci,
                     start: PlanPoint {
-                        x: x as f32,
-                        y: y as f32,
-                        z: c.height as f32,
+                        x: p.start[0] as f32,
+                        y: p.start[1] as f32,
+                        z: l.height as f32,
                     },
-                    heading_deg: s.heading,
-                    length: s.length.value,
-                    width: c.width.value,
+                    heading_deg: p.heading,
+                    length: p.length,
+                    width: l.width,
                 });
-                let (sin, cos) = s.heading.to_radians().sin_cos();
-                (x, y) = (x + cos * s.length.value, y + sin * s.length.value);
             }
         }
         out
@@ -86,7 +83,7 @@ impl LineModel {
             .iter()
             .map(|s| PlaceView {
                 id: s.id.clone(),
-                at: convert::to_plan(s.place.point),
+                at: self.frame.to_plan(s.place.point),
                 heading_deg: s.place.heading,
                 width: f64::from(s.place.half_width) * 2.0,
                 active: s.holding(),
@@ -105,7 +102,7 @@ impl LineModel {
                 let half_width = c.shape().as_cuboid().map_or(0.0, |b| b.half_extents.z);
                 Some(PlaceView {
                     id: e.id.clone(),
-                    at: convert::to_plan(c.translation()),
+                    at: self.frame.to_plan(c.translation()),
                     heading_deg: f64::from((-x.z).atan2(x.x)).to_degrees(),
                     width: f64::from(half_width) * 2.0,
                     active: e.blocked(),
