@@ -22,6 +22,7 @@
 
 use super::decode::Sink;
 use super::diagnostics::{Diagnostic, Severity};
+use super::layout::Layout;
 use super::{Conveyor, Line, PlantConfig, ProductType};
 
 /// How far apart (in plan) a conveyor's end and the next one's start may be
@@ -98,7 +99,7 @@ fn dist(a: P, b: P) -> f64 {
 }
 
 /// One straight piece of belt in plan: a straight segment, or a chord of a
-/// curve ([`Conveyor::chords`]).
+/// curve ([`Layout`]).
 #[derive(Debug, Clone)]
 struct Seg {
     /// Index of the configured segment it is (part of), for diagnostics.
@@ -126,28 +127,26 @@ struct Belt<'c> {
 impl<'c> Belt<'c> {
     fn new(j: usize, c: &'c Conveyor) -> Self {
         let half_width = c.width.value / 2.0;
-        let mut at = c.origin;
-        let mut segs = Vec::new();
-        for (src, s) in c.chords() {
-            let (sin, cos) = s.heading.to_radians().sin_cos();
-            let dir = [cos, sin];
-            let b = add(at, scale(dir, s.length.value));
-            segs.push(Seg {
-                src,
-                a: at,
-                b,
-                dir,
-                heading: s.heading,
-                rect: rect(at, b, dir, half_width),
-            });
-            at = b;
-        }
+        // As the physics lays the belt out: the one layout walk.
+        let layout = Layout::of(c);
+        let segs = layout
+            .pieces
+            .iter()
+            .map(|p| Seg {
+                src: p.segment,
+                a: p.start,
+                b: p.end,
+                dir: p.dir,
+                heading: p.heading,
+                rect: rect(p.start, p.end, p.dir, half_width),
+            })
+            .collect();
         Belt {
             c,
             j,
             segs,
-            start: c.origin,
-            end: at,
+            start: layout.start,
+            end: layout.end,
             length: c.segments.iter().map(|s| s.length.value).sum(),
             half_width,
         }

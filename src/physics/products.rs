@@ -4,6 +4,7 @@
 use rapier3d::prelude::{ColliderBuilder, PhysicsWorld, RigidBodyBuilder, RigidBodyHandle, Vector};
 
 use super::belts::ConveyorModel;
+use super::convert::Frame;
 use super::place::BeltPlace;
 use super::{DROP_GAP, Finished, LineModel, PRODUCT_EDGE_RADIUS, PhysicsError, PlanPoint, convert};
 use crate::config::Product;
@@ -84,6 +85,24 @@ impl LineModel {
             .iter()
             .map(|h| self.frame.to_plan(self.world.bodies[*h].translation()))
             .collect()
+    }
+
+    /// Every product's centre as plan offsets (east, north, elevation)
+    /// from the line's frame origin ([`LineModel::frame`]), in spawn order:
+    /// unlike [`LineModel::product_positions`], never rounded at the size
+    /// of the plan's coordinates, so differences between steps are exact
+    /// wherever the line is drawn.
+    pub fn product_offsets(&self) -> Vec<PlanPoint> {
+        self.products
+            .iter()
+            .map(|h| self.frame.to_local(self.world.bodies[*h].translation()))
+            .collect()
+    }
+
+    /// The line's local frame: its world is plan coordinates less the
+    /// frame's origin (see [`convert`]).
+    pub fn frame(&self) -> Frame {
+        self.frame
     }
 
     /// Whether a new product fits at the infeed: the newest product on the
