@@ -174,6 +174,47 @@ pub(crate) mod tests {
             .prop_map(|(x, y, segs)| conveyor([x, y], &segs))
     }
 
+    /// Conveyors as `twin check` lets them through and more tightly: no
+    /// joint turns more than 90°, curves' radii are at least the belt's
+    /// width, and the direction of travel stays within 90° of the first
+    /// one, so the belt never comes back over itself.
+    pub(crate) fn unfolded_conveyors() -> impl Strategy<Value = Conveyor> {
+        // Right-angle corners, the most common, get their own share.
+        let segment = (
+            0.05f64..20.0,
+            prop_oneof![Just(-90.0), Just(90.0), -90.0f64..90.0],
+            prop_oneof![Just(0.0), -180.0f64..180.0],
+            0.5f64..20.0,
+        );
+        (
+            -1000.0f64..1000.0,
+            -1000.0f64..1000.0,
+            -180.0f64..180.0,
+            proptest::collection::vec(segment, 1..6),
+        )
+            .prop_map(|(x, y, first, segments)| {
+                let mut theta = 0.0_f64;
+                let segs: Vec<(f64, f64, f64)> = segments
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(length, jump, turn, radius))| {
+                        if k > 0 {
+                            theta = (theta + jump).clamp(-90.0, 90.0);
+                        }
+                        let turn = (theta + turn).clamp(-90.0, 90.0) - theta;
+                        let heading = first + theta;
+                        if turn.abs() < 1.0 {
+                            (length, heading, 0.0)
+                        } else {
+                            theta += turn;
+                            (radius, heading, turn)
+                        }
+                    })
+                    .collect();
+                conveyor([x, y], &segs)
+            })
+    }
+
     fn dist(a: PlanXy, b: PlanXy) -> f64 {
         (a[0] - b[0]).hypot(a[1] - b[1])
     }

@@ -232,3 +232,6 @@ mod diverter_tests;
 
 #[cfg(test)]
 mod product_type_tests;
+
+#[cfg(test)]
+mod layout_tests;

@@ -36,9 +36,15 @@ impl BeltPlace {
     /// before it), if the centre is over the belt's width here and not
     /// below its surface.
     pub(super) fn along(&self, pos: Vector) -> Option<f32> {
+        self.along_lateral(pos).map(|(along, _)| along)
+    }
+
+    /// [`BeltPlace::along`], and how far the centre is from the centre
+    /// line, sideways.
+    pub(super) fn along_lateral(&self, pos: Vector) -> Option<(f32, f32)> {
         let rel = pos - self.point;
         let along = rel.dot(self.dir);
         let lateral = (rel - self.dir * along - Vector::Y * rel.y).length();
-        (lateral <= self.half_width && rel.y >= 0.0).then_some(along)
+        (lateral <= self.half_width && rel.y >= 0.0).then_some((along, lateral))
     }
 }

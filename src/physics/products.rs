@@ -157,22 +157,36 @@ impl LineModel {
 
     /// Where a product is along the line: its conveyor and metres along
     /// that conveyor's belt, if its centre is over a segment.
+    ///
+    /// Past a corner a centre is over two segments at once (within half a
+    /// belt's width of the joint, the one before the turn reaches it too):
+    /// of a run of consecutive segments that hold it, the one whose centre
+    /// line it is nearest is its own, the first on a tie. Taking the first
+    /// would put a product 10 cm past a right-angle corner at the corner.
     pub(super) fn line_place(&self, h: RigidBodyHandle) -> Option<(usize, f32)> {
         let pos = self.world.bodies.get(h)?.translation();
         let mut offset = 0.0;
         let mut last_ci = usize::MAX;
+        let mut best: Option<(f32, usize, f32)> = None;
         for (ci, place, len) in &self.segment_places {
             if *ci != last_ci {
+                if best.is_some() {
+                    break;
+                }
                 (offset, last_ci) = (0.0, *ci);
             }
-            if let Some(a) = place.along(pos)
-                && (0.0..=*len).contains(&a)
-            {
-                return Some((*ci, offset + a));
+            match place.along_lateral(pos) {
+                Some((a, lateral)) if (0.0..=*len).contains(&a) => {
+                    if best.is_none_or(|(l, ..)| lateral < l) {
+                        best = Some((lateral, *ci, offset + a));
+                    }
+                }
+                _ if best.is_some() => break,
+                _ => {}
             }
             offset += len;
         }
-        None
+        best.map(|(_, ci, along)| (ci, along))
     }
 
     /// Products whose centre is past `from` and not yet at `to`, each given
