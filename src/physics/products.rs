@@ -175,14 +175,16 @@ impl LineModel {
                 }
                 (offset, last_ci) = (0.0, *ci);
             }
-            match place.along_lateral(pos) {
-                Some((a, lateral)) if (0.0..=*len).contains(&a) => {
-                    if best.is_none_or(|(l, ..)| lateral < l) {
-                        best = Some((lateral, *ci, offset + a));
-                    }
+            let held = place
+                .along_lateral(pos)
+                .filter(|(a, _)| (0.0..=*len).contains(a));
+            match held {
+                Some((a, lateral)) if best.is_none_or(|(l, ..)| lateral < l) => {
+                    best = Some((lateral, *ci, offset + a));
                 }
-                _ if best.is_some() => break,
-                _ => {}
+                Some(_) => {}
+                None if best.is_some() => break,
+                None => {}
             }
             offset += len;
         }
