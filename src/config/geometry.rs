@@ -368,6 +368,8 @@ fn check_line(sink: &mut Sink, cfg: &PlantConfig, i: usize, line: &Line) {
     if !finite {
         return;
     }
+    // Sizes and reach the physics cannot represent (`limits`).
+    super::limits::check_line(sink, i, line);
 
     let belts: Vec<Belt<'_>> = line
         .conveyors

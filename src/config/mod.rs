@@ -12,6 +12,7 @@ pub(crate) mod decode;
 pub mod diagnostics;
 mod geometry;
 pub mod layout;
+pub mod limits;
 mod line;
 mod machine;
 mod modbus;
