@@ -74,3 +74,38 @@ proptest! {
         }
     }
 }
+
+/// Issue 9: the demo line drawn at site-grid coordinates (`origin` around
+/// [1e5, 1e5], where f32 positions are 8 mm apart) forecast 0/min with jam
+/// risk 1.00, since no product could move a step. In its local frame it
+/// forecasts exactly what it does at the origin, warm-up and all.
+#[test]
+fn r9_the_demo_line_far_from_the_origin_forecasts_as_at_the_origin() {
+    use super::lookahead::{Candidate, LOOKAHEAD_DT};
+    use std::time::Duration;
+    let cfg = crate::config::load_file(std::path::Path::new("plant-configs/packaging-line.toml"))
+        .expect("the demo config loads");
+    let near = cfg.config.lines[0].clone();
+    let mut far = near.clone();
+    for c in &mut far.conveyors {
+        c.origin = [c.origin[0] + 1e5, c.origin[1] + 1e5];
+    }
+    let base = Candidate {
+        belt_speeds: vec![(0, 0.6), (1, 0.6)],
+        arrival_interval: Some(Duration::from_secs(1)),
+        ..Candidate::default()
+    };
+    let forecast = |line: &Line| {
+        let (warm, _) = LineModel::new(line, LOOKAHEAD_DT)
+            .lookahead_state(&base, Duration::from_secs(120))
+            .expect("the warm-up runs");
+        warm.lookahead(&base, Duration::from_secs(60))
+            .expect("the forecast runs")
+    };
+    let at_origin = forecast(&near);
+    assert!(
+        at_origin.throughput_per_min >= 50.0 && at_origin.jam_risk < 0.5,
+        "{at_origin:?}"
+    );
+    assert_eq!(forecast(&far), at_origin);
+}
