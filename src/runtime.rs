@@ -186,7 +186,7 @@ pub async fn run_live(
         let _ = stream.flush();
     }
     for (name, h) in health.snapshot() {
-        info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.unwrap_or(""), ok = h.ok,
+        info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.map_or("", |r| r.as_str()), ok = h.ok,
             failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, "Source health at shutdown.");
     }
     let stats = core.stats();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::EXIT_CONFIG;
+use super::load::{write_report, write_warnings};
 use crate::config;
 
 #[derive(Debug, Args)]
@@ -26,13 +27,7 @@ pub fn run(args: &CheckArgs) -> i32 {
         match config::load_file(f) {
             Ok(cfg) => {
                 let mut out = stdout.lock();
-                if args.short {
-                    for w in &cfg.warnings {
-                        let _ = writeln!(out, "{}", cfg.file.render_short(w));
-                    }
-                } else {
-                    let _ = write!(out, "{}", cfg.render_warnings());
-                }
+                write_warnings(&mut out, &cfg, args.short);
                 let n = |k: usize, one: &str, many: &str| {
                     format!("{k} {}", if k == 1 { one } else { many })
                 };
@@ -53,14 +48,7 @@ pub fn run(args: &CheckArgs) -> i32 {
             }
             Err(report) => {
                 invalid += 1;
-                let mut err = stderr.lock();
-                if args.short {
-                    for d in &report.diagnostics {
-                        let _ = writeln!(err, "{}", report.file.render_short(d));
-                    }
-                } else {
-                    let _ = write!(err, "{report}");
-                }
+                write_report(&mut stderr.lock(), &report, args.short);
             }
         }
     }

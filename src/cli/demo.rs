@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use tracing::{error, info};
 
-use super::{EXIT_CONFIG, EXIT_FAILURE};
-use crate::config;
+use super::EXIT_FAILURE;
+use super::load::{load, load_text};
 use crate::runtime::{RunOptions, run_live};
 use crate::sim::{SimOptions, start};
 
@@ -22,6 +22,8 @@ pub struct DemoArgs {
     /// Write the event stream (JSON lines) to PATH, or `-` for stdout.
     #[arg(long, value_name = "PATH|-")]
     pub events: Option<String>,
+    #[command(flatten)]
+    pub events_policy: super::EventsPolicy,
     /// Stop after this long, e.g. `30s`.
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -37,22 +39,14 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
     let (events, table) = super::outputs(args.events.as_deref(), args.no_table);
     super::init_logging(log, table);
     let loaded = match &args.config {
-        Some(p) => config::load_file(p),
-        None => config::load_str(Path::new("plant-configs/packaging-line.toml"), DEMO_CONFIG),
+        Some(p) => load(p),
+        None => load_text(Path::new("plant-configs/packaging-line.toml"), DEMO_CONFIG),
     };
     let cfg = match loaded {
-        Ok(c) => {
-            if !c.warnings.is_empty() {
-                eprint!("{}", c.render_warnings());
-            }
-            c
-        }
-        Err(report) => {
-            eprint!("{report}");
-            return EXIT_CONFIG;
-        }
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let stream = match super::open_events(events) {
+    let stream = match super::open_events(events, &args.events_policy) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -3,6 +3,8 @@
 
 pub mod check;
 pub mod demo;
+mod load;
+pub mod logging;
 pub mod run;
 pub mod sim;
 pub mod snapshot;
@@ -13,6 +15,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+use crate::sinks::events::{EventOptions, EventStream, Overflow};
 
 /// Exit code for an invalid config (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;
@@ -68,14 +72,22 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Its internal errors go to `eprintln!`, which panics when stderr
+        // fails; our writer never reports one anyway.
+        .log_internal_errors(false)
+        .finish()
+        .with(logging::BenignBrokerNoise)
         .try_init();
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// A token cancelled on SIGINT or SIGTERM. It is cancelled before anything
+/// is logged, so a stop never depends on stderr.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
@@ -93,13 +105,61 @@ pub fn shutdown_on_signals() -> CancellationToken {
             #[cfg(not(unix))]
             std::future::pending::<()>().await
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down."),
-            _ = term => tracing::info!("SIGTERM received; shutting down."),
-        }
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term => "SIGTERM",
+        };
         t.cancel();
+        tracing::info!(signal, "Signal received; shutting down.");
     });
     token
+}
+
+/// How the event stream behaves when its reader falls behind
+/// (`twin run` and `twin demo`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EventsPolicy {
+    /// When the event reader falls behind by more than --events-buffer:
+    /// `drop` whole ticks and write a `gap` line once it catches up, or
+    /// `fail` the run (exit 1).
+    #[arg(long = "events-overflow", value_name = "drop|fail", default_value = "drop", value_parser = parse_overflow)]
+    pub overflow: Overflow,
+    /// Bytes of events held for a reader that falls behind, e.g. `8MiB`,
+    /// `512KiB`.
+    #[arg(long = "events-buffer", value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub buffer: usize,
+}
+
+fn parse_overflow(s: &str) -> Result<Overflow, String> {
+    match s {
+        "drop" => Ok(Overflow::Drop),
+        "fail" => Ok(Overflow::Fail),
+        _ => Err("expected `drop` or `fail`".to_string()),
+    }
+}
+
+/// A byte count: a number with an optional `B`, `KiB`, `MiB` or `GiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (use B, KiB, MiB or GiB, e.g. 8MiB)"
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a size above zero, e.g. 8MiB or 512KiB".to_string())
 }
 
 /// Where the event stream goes and whether the live table is shown.
@@ -109,6 +169,12 @@ pub fn outputs(events: Option<&str>, no_table: bool) -> (Option<&str>, bool) {
 }
 
 pub fn run(cli: Cli) -> i32 {
+    let code = run_command(cli);
+    logging::finish();
+    code
+}
+
+fn run_command(cli: Cli) -> i32 {
     match cli.command {
         Command::Check(args) => {
             init_logging(cli.log.as_deref(), false);
@@ -132,9 +198,14 @@ pub fn run(cli: Cli) -> i32 {
 /// if it cannot be opened.
 pub(crate) fn open_events(
     events: Option<&str>,
-) -> Result<Option<crate::sinks::events::EventStream>, i32> {
+    policy: &EventsPolicy,
+) -> Result<Option<EventStream>, i32> {
+    let options = EventOptions {
+        overflow: policy.overflow,
+        buffer_bytes: policy.buffer,
+    };
     events
-        .map(crate::sinks::events::EventStream::open)
+        .map(|target| EventStream::open_with(target, options))
         .transpose()
         .map_err(|e| {
             tracing::error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
@@ -165,4 +236,23 @@ where
         }
     };
     rt.block_on(async move { body(shutdown_on_signals()).await })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_buffer_sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("8MB").is_err_and(|e| e.contains("MiB")));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+        assert_eq!(parse_overflow("fail"), Ok(Overflow::Fail));
+        assert!(parse_overflow("block").is_err());
+    }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use tracing::error;
 
-use super::{EXIT_CONFIG, EXIT_FAILURE};
-use crate::config::{self, LoadedConfig};
+use super::EXIT_FAILURE;
+use super::load::load;
 use crate::endpoints::Endpoints;
 use crate::runtime::{RunOptions, run_live};
 
@@ -18,6 +18,8 @@ pub struct RunArgs {
     /// Write the event stream (JSON lines) to PATH, or `-` for stdout.
     #[arg(long, value_name = "PATH|-")]
     pub events: Option<String>,
+    #[command(flatten)]
+    pub events_policy: super::EventsPolicy,
     /// Stop after this long, e.g. `30s` or `10m`.
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -34,22 +36,6 @@ pub struct RunArgs {
     /// Do not show the live table even if stdout is a terminal.
     #[arg(long)]
     pub no_table: bool,
-}
-
-/// Load a config for a command that will act on it; print diagnostics.
-pub(crate) fn load(path: &std::path::Path) -> Result<LoadedConfig, i32> {
-    match config::load_file(path) {
-        Ok(cfg) => {
-            if !cfg.warnings.is_empty() {
-                eprint!("{}", cfg.render_warnings());
-            }
-            Ok(cfg)
-        }
-        Err(report) => {
-            eprint!("{report}");
-            Err(EXIT_CONFIG)
-        }
-    }
 }
 
 pub(crate) fn endpoints(
@@ -80,7 +66,7 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let stream = match super::open_events(events) {
+    let stream = match super::open_events(events, &args.events_policy) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -90,7 +90,7 @@ pub fn labels_path(
 
 pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
     super::init_logging(log, false);
-    let cfg = match super::run::load(&args.config) {
+    let cfg = match super::load::load(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -98,7 +98,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         Some(p) => match scenario::load_file(p, &cfg) {
             Ok(s) => Some(s),
             Err(report) => {
-                eprint!("{report}");
+                super::load::write_report(&mut std::io::stderr().lock(), &report, false);
                 return EXIT_CONFIG;
             }
         },

@@ -54,8 +54,9 @@ fn parse_speed(s: &str) -> Result<(String, f32), String> {
 }
 
 pub fn run(args: &SnapshotArgs) -> i32 {
-    let Ok(cfg) = super::run::load(&args.config) else {
-        return super::EXIT_CONFIG;
+    let cfg = match super::load::load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let lines: Vec<_> = cfg
         .config

@@ -15,8 +15,8 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use super::{EXIT_CONFIG, EXIT_FAILURE};
-use crate::config::{self, Line, StationCycle};
+use super::EXIT_FAILURE;
+use crate::config::{Line, StationCycle};
 use crate::physics::LineModel;
 use crate::physics::lookahead::{Candidate, Forecast, LOOKAHEAD_DT};
 use crate::wallclock;
@@ -146,12 +146,9 @@ fn forecast_json(f: &Forecast) -> serde_json::Value {
 }
 
 pub fn run(args: &WhatifArgs) -> i32 {
-    let cfg = match config::load_file(&args.config) {
+    let cfg = match super::load::load(&args.config) {
         Ok(c) => c,
-        Err(report) => {
-            let _ = write!(std::io::stderr(), "{report}");
-            return EXIT_CONFIG;
-        }
+        Err(code) => return code,
     };
     let fail = |msg: String| {
         let _ = writeln!(std::io::stderr(), "error: {msg}");

@@ -145,26 +145,70 @@ impl LoadedConfig {
     }
 }
 
-/// Read and validate a plant file.
+/// Largest plant file `twin` reads, in bytes: 16 MiB.
+///
+/// Loading holds the text, its spanned TOML tree and the typed config at
+/// once, about seven times the file's size (a 204 MB file took 1.4 GB). A
+/// plant file is typically tens of kilobytes, and even a map of 60,000
+/// registers (`benches/config_check.rs`) is about 6 MB, so the cap leaves room
+/// for the largest real plants while bounding a check near 120 MB of memory.
+pub const MAX_FILE_BYTES: u64 = 16 * MIB;
+const MIB: u64 = 1024 * 1024;
+
+/// Read and validate a plant file. A file over [`MAX_FILE_BYTES`] is
+/// refused without being read whole.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, Box<ConfigReport>> {
-    match std::fs::read_to_string(path) {
+    match read_capped(path) {
         Ok(text) => load_str(path, &text),
-        Err(e) => {
-            // The OS wording differs by platform; name the common case plainly.
-            let d = match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Diagnostic::error(0..0, "", "config file not found")
-                        .help("check the path; a relative path starts from the current directory")
-                }
-                _ => Diagnostic::error(0..0, "", format!("cannot read config file: {e}"))
-                    .help("check the path and the file's permissions"),
-            };
-            Err(Box::new(ConfigReport {
-                file: SourceFile::new(path, ""),
-                diagnostics: vec![d],
-            }))
-        }
+        Err(d) => Err(Box::new(ConfigReport {
+            file: SourceFile::new(path, ""),
+            diagnostics: vec![d],
+        })),
     }
+}
+
+/// The file's text, or the diagnostic saying why it cannot be had.
+fn read_capped(path: &Path) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    // The OS wording differs by platform; name the common case plainly.
+    let cannot_read = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => Diagnostic::error(0..0, "", "config file not found")
+            .help("check the path; a relative path starts from the current directory"),
+        _ => Diagnostic::error(0..0, "", format!("cannot read config file: {e}"))
+            .help("check the path and the file's permissions"),
+    };
+    let too_big = |len: Option<u64>| {
+        let cap = MAX_FILE_BYTES / MIB;
+        let size = len.map_or_else(|| format!("more than {cap} MiB"), |n| format!("{n} bytes"));
+        Diagnostic::error(
+            0..0,
+            "",
+            format!("config file is {size}, over the limit of {MAX_FILE_BYTES} bytes ({cap} MiB)"),
+        )
+        .help("a plant file is normally well under 1 MiB; check that this is the plant config, or split the plant into several")
+    };
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    // Refused by its length before any of it is read; the read is bounded
+    // as well, for a file that grows meanwhile or has no length (a pipe).
+    if let Ok(meta) = file.metadata()
+        && meta.len() > MAX_FILE_BYTES
+    {
+        return Err(too_big(Some(meta.len())));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(None));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        // The wording `read_to_string` gives, which the messages used before.
+        cannot_read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 /// Validate plant config text; `path` is only used in messages.

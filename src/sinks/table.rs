@@ -116,7 +116,10 @@ impl LiveTable {
             .map(|(name, h)| match (h.up, h.reason) {
                 (true, None) => format!("{name} \x1b[32mup\x1b[0m"),
                 (true, Some(r)) => format!("{name} \x1b[33mup\x1b[0m ({r})"),
-                (false, r) => format!("{name} \x1b[31mDOWN\x1b[0m ({})", r.unwrap_or("?")),
+                (false, r) => format!(
+                    "{name} \x1b[31mDOWN\x1b[0m ({})",
+                    r.map_or("?", |r| r.as_str())
+                ),
             })
             .collect();
         if !sources.is_empty() {

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::twin::Reason;
+
 /// The state of one source (a Modbus device, an MQTT or Sparkplug client).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceHealth {
@@ -17,7 +19,7 @@ pub struct SourceHealth {
     pub up: bool,
     /// Why it is down (a quality reason such as `connection_refused`), or the
     /// last refusal a Modbus device gave while up.
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     /// Wall-clock time (ns) of the last change of `up`.
     pub since_ns: i64,
     /// Successful reads (Modbus) or messages (MQTT, Sparkplug).
@@ -44,7 +46,7 @@ impl HealthBoard {
     pub fn register(&self, name: &str, kind: &'static str) -> HealthHandle {
         let entry = Arc::new(Mutex::new(SourceHealth {
             kind,
-            reason: Some("no_data"),
+            reason: Some(Reason::NoData),
             ..SourceHealth::default()
         }));
         let entry = match self.0.lock() {
@@ -84,7 +86,7 @@ impl HealthHandle {
     }
 
     /// Record a failure that takes the source down.
-    pub fn failure(&self, reason: &'static str, now_ns: i64) {
+    pub fn failure(&self, reason: Reason, now_ns: i64) {
         self.with(|h| {
             h.failures += 1;
             if h.up || h.since_ns == 0 {
@@ -96,7 +98,7 @@ impl HealthHandle {
     }
 
     /// Record rejected operations that leave the source up (refusals, drops).
-    pub fn rejected(&self, n: u64, reason: &'static str) {
+    pub fn rejected(&self, n: u64, reason: Reason) {
         self.with(|h| {
             h.rejected += n;
             if h.up {
@@ -120,10 +122,10 @@ mod tests {
     fn tracks_outages_and_recoveries() {
         let b = HealthBoard::default();
         let plc = b.register("plc", "modbus");
-        plc.failure("connection_refused", 10);
+        plc.failure(Reason::ConnectionRefused, 10);
         plc.success(4, 20);
-        plc.rejected(1, "illegal_data_address");
-        plc.failure("timeout", 30);
+        plc.rejected(1, Reason::IllegalDataAddress);
+        plc.failure(Reason::Timeout, 30);
         plc.success(4, 40);
         let (_, h) = &b.snapshot()[0];
         assert_eq!(

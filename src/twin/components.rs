@@ -7,7 +7,7 @@
 use bevy_ecs::prelude::*;
 use std::sync::Arc;
 
-use super::sample::{Quality, Sample, Value};
+use super::sample::{Quality, Reason, Sample, Value};
 use crate::config::TagId;
 
 /// A machine of the plant.
@@ -37,7 +37,7 @@ pub struct TagValue(pub Option<Value>);
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TagQuality {
     pub quality: Quality,
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
 }
 
 impl Default for TagQuality {
@@ -45,12 +45,13 @@ impl Default for TagQuality {
         // Until a source has spoken, nothing is known about the tag.
         TagQuality {
             quality: Quality::Bad,
-            reason: Some("no_data"),
+            reason: Some(Reason::NoData),
         }
     }
 }
 
-/// Source timestamp of the last applied sample (ns since the Unix epoch).
+/// Source timestamp of the last applied sample (ns since the Unix epoch),
+/// never later than that sample's receive time.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SourceTime(pub Option<i64>);
 
@@ -61,7 +62,7 @@ pub struct StaleAfter(pub i64);
 /// What the stream last said about the tag, so a change that is undone
 /// within one tick produces no event.
 #[derive(Component, Debug, Clone, PartialEq, Default)]
-pub struct LastEmitted(pub Option<(Option<Value>, Quality, Option<&'static str>)>);
+pub struct LastEmitted(pub Option<(Option<Value>, Quality, Option<Reason>)>);
 
 /// Level changes of a boolean tag that some stage needs edge by edge (a
 /// photo-eye's input): `(source time, new level)` of every change ingest
@@ -89,4 +90,7 @@ pub struct IngestStats {
     pub non_finite: u64,
     /// Samples naming a tag that does not exist, dropped.
     pub unknown_tag: u64,
+    /// Samples whose source time lay after their receive time; applied
+    /// with the receive time as their source time.
+    pub future_source_time: u64,
 }

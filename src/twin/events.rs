@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::sample::{Quality, Value};
+use super::sample::{Quality, Reason, Value};
 use crate::config::TagId;
 
 /// Version of the event-stream format, written into every event as `"v"`.
@@ -125,7 +125,7 @@ pub struct TagEvent {
     pub tag: TagId,
     pub value: Option<Value>,
     pub quality: Quality,
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     pub source_time_ns: Option<i64>,
 }
 
@@ -349,7 +349,7 @@ impl TwinEvent {
                     machine: m.and_then(|m| m.machine.as_deref()),
                     value,
                     quality: e.quality.as_str(),
-                    reason: e.reason,
+                    reason: e.reason.map(Reason::as_str),
                     unit: m.and_then(|m| m.unit.as_deref()),
                     src_t: e.source_time_ns.map(|ns| times.src.get(ns)),
                 };

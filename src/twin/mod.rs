@@ -26,7 +26,7 @@ pub use events::{
     TwinEvent,
 };
 pub use lines::{LineState, LineStatus, Lines};
-pub use sample::{Quality, Sample, Value};
+pub use sample::{Quality, Reason, Sample, UnknownReason, Value};
 
 /// The twin of one plant.
 pub struct TwinCore {
@@ -40,7 +40,7 @@ pub struct TagState {
     pub tag: TagId,
     pub value: Option<Value>,
     pub quality: Quality,
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     pub source_time_ns: Option<i64>,
 }
 
@@ -225,3 +225,5 @@ impl TwinCore {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_tests;

@@ -10,13 +10,19 @@ use super::clock::TickClock;
 use super::components::*;
 use super::events::{Outbox, TagEvent, TwinEvent};
 use super::lines::{BeltSpeed, CoilInput, CounterInput, EyeInput, Lines, StationCycleTime};
-use super::sample::{Quality, Value};
+use super::sample::{Quality, Reason, Value};
 use std::time::Duration;
 
 /// Apply every sample whose receive time has come, in arrival order.
 ///
 /// Samples are applied only if they are not older than what the tag already
 /// holds, so a late, reordered sample can never roll a tag back in time.
+///
+/// The core trusts no timestamp from outside: a source time ahead of the
+/// sample's receive time (a device clock set wrong, a hostile publisher) is
+/// bounded to the receive time before it is stored or compared. Otherwise one
+/// sample stamped a day ahead would make every later sample look out of
+/// order and the tag's age negative: the tag would be frozen, never stale.
 pub fn ingest(
     clock: Res<TickClock>,
     mut inbox: ResMut<Inbox>,
@@ -47,7 +53,13 @@ pub fn ingest(
             stats.unknown_tag += 1;
             continue;
         };
-        if src.0.is_some_and(|t| s.source_time_ns < t) {
+        let source_time = if s.source_time_ns > s.recv_time_ns {
+            stats.future_source_time += 1;
+            s.recv_time_ns
+        } else {
+            s.source_time_ns
+        };
+        if src.0.is_some_and(|t| source_time < t) {
             stats.out_of_order += 1;
             continue;
         }
@@ -55,7 +67,7 @@ pub fn ingest(
             Some(v) if v.is_valid() || s.quality != Quality::Good => (Some(v), s.quality, s.reason),
             Some(_) => {
                 stats.non_finite += 1;
-                (None, Quality::Bad, Some("non_finite"))
+                (None, Quality::Bad, Some(Reason::NonFinite))
             }
             None => (None, s.quality, s.reason),
         };
@@ -71,11 +83,11 @@ pub fn ingest(
             && let Some(level) = v.as_ref().and_then(level_of)
             && value.0.as_ref().and_then(level_of) != Some(level)
         {
-            edges.0.push((s.source_time_ns, level));
+            edges.0.push((source_time, level));
         }
         value.set_if_neq(TagValue(v));
         quality.set_if_neq(TagQuality { quality: q, reason });
-        src.set_if_neq(SourceTime(Some(s.source_time_ns)));
+        src.set_if_neq(SourceTime(Some(source_time)));
         stats.applied += 1;
     }
 }
@@ -105,7 +117,7 @@ pub fn staleness(
         {
             quality.set_if_neq(TagQuality {
                 quality: Quality::Stale,
-                reason: Some("no_update"),
+                reason: Some(Reason::NoUpdate),
             });
         }
     }

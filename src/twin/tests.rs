@@ -63,7 +63,7 @@ fn sequence(n: usize) -> Vec<Sample> {
             t += (r % 70) as i64 * MS;
             let tag = TagId((r >> 8) as u32 % 3);
             match (r >> 16) % 20 {
-                0 => Sample::bad(tag, "timeout", t),
+                0 => Sample::bad(tag, Reason::Timeout, t),
                 1 => Sample::good(tag, Value::Num(f64::NAN), t, t),
                 2 => Sample::good(tag, Value::Num(1.0), t - 500 * MS, t),
                 _ if tag.0 == 1 => Sample::good(tag, Value::Bool(r & 1 == 1), t, t),
@@ -192,7 +192,11 @@ fn bad_sample_clears_the_value_and_names_the_reason() {
     c.push(Sample::good(TagId(0), Value::Num(2.0), T0, T0));
     c.advance();
     c.drain_events();
-    c.push(Sample::bad(TagId(0), "connection_refused", T0 + 150 * MS));
+    c.push(Sample::bad(
+        TagId(0),
+        Reason::ConnectionRefused,
+        T0 + 150 * MS,
+    ));
     c.advance();
     c.advance();
     let ev = c.drain_events();
@@ -234,7 +238,7 @@ fn non_finite_values_become_bad() {
     let s = &c.tag_states()[0];
     assert_eq!(
         (s.quality, s.reason, s.value.clone()),
-        (Quality::Bad, Some("non_finite"), None)
+        (Quality::Bad, Some(Reason::NonFinite), None)
     );
 }
 
@@ -280,7 +284,7 @@ fn a_stale_sample_without_value_keeps_the_last_value() {
         tag: TagId(2),
         value: None,
         quality: Quality::Stale,
-        reason: Some("node_death"),
+        reason: Some(Reason::NodeDeath),
         source_time_ns: t,
         recv_time_ns: t,
     });
@@ -289,7 +293,11 @@ fn a_stale_sample_without_value_keeps_the_last_value() {
     let s = &c.tag_states()[2];
     assert_eq!(
         (s.quality, s.reason, s.value.clone()),
-        (Quality::Stale, Some("node_death"), Some(Value::Num(40.0)))
+        (
+            Quality::Stale,
+            Some(Reason::NodeDeath),
+            Some(Value::Num(40.0))
+        )
     );
 }
 
@@ -357,7 +365,7 @@ fn drive(c: &mut TwinCore, end: i64, speed: impl Fn(i64) -> Option<Option<f64>>)
         let t = c.clock().time_of(c.clock().tick() + 1) - MS;
         match speed(t) {
             Some(Some(v)) => c.push(Sample::good(TagId(0), Value::Num(v), t, t)),
-            Some(None) => c.push(Sample::bad(TagId(0), "timeout", t)),
+            Some(None) => c.push(Sample::bad(TagId(0), Reason::Timeout, t)),
             None => {}
         }
         c.advance();
@@ -546,7 +554,7 @@ fn drive_station(
         c.push(Sample::good(TagId(0), Value::Num(0.5), t, t));
         match cycle(t) {
             Some(Some(v)) => c.push(Sample::good(TagId(1), Value::Num(v), t, t)),
-            Some(None) => c.push(Sample::bad(TagId(1), "timeout", t)),
+            Some(None) => c.push(Sample::bad(TagId(1), Reason::Timeout, t)),
             None => {}
         }
         c.advance();
@@ -719,7 +727,7 @@ fn drive_coil(c: &mut TwinCore, end: i64, coil: Option<Option<bool>>) -> Vec<u8>
         c.push(Sample::good(TagId(0), Value::Num(0.5), t, t));
         match coil {
             Some(Some(level)) => c.push(Sample::good(TagId(1), Value::Bool(level), t, t)),
-            Some(None) => c.push(Sample::bad(TagId(1), "timeout", t)),
+            Some(None) => c.push(Sample::bad(TagId(1), Reason::Timeout, t)),
             None => {}
         }
         c.advance();
@@ -1355,7 +1363,7 @@ fn r4_product_tag_changes_the_type_and_unknown_values_keep_it() {
             c.push(Sample::good(speed, Value::Num(0.5), t, t));
             match (k, &value) {
                 (0, Some(Some(v))) => c.push(Sample::good(recipe, v.clone(), t, t)),
-                (0, Some(None)) => c.push(Sample::bad(recipe, "timeout", t)),
+                (0, Some(None)) => c.push(Sample::bad(recipe, Reason::Timeout, t)),
                 _ => {}
             }
             c.advance();

@@ -247,3 +247,31 @@ fn a_missing_file_is_a_config_error_that_names_the_file() {
     );
     assert_eq!(text(&out.stdout), "");
 }
+
+/// A file over the 16 MiB cap is refused by its length, before it is read
+/// (a 204 MB file used to take 1.4 GB): the error names the file and the
+/// cap, and every command gives the config exit code. The file is sparse,
+/// so making it costs nothing.
+#[test]
+fn r9_a_config_over_the_size_cap_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.toml");
+    let f = fs::File::create(&path).expect("create the file");
+    f.set_len(16 * 1024 * 1024 + 1).expect("make it sparse");
+    let path = path.to_string_lossy().into_owned();
+    for cmd in [["check", path.as_str()], ["run", path.as_str()]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_twin"))
+            .args(cmd)
+            .current_dir(root())
+            .output()
+            .expect("run the twin binary");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!("{path}:1:1"))
+                && err.contains("config file is 16777217 bytes, over the limit")
+                && err.contains("(16 MiB)"),
+            "{cmd:?}: {err}"
+        );
+    }
+}

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use twin::config::{LoadedConfig, TagId, load_file};
-use twin::twin::{Sample, TickClock, TwinCore, TwinEvent, Value};
+use twin::twin::{Reason, Sample, TickClock, TwinCore, TwinEvent, Value};
 
 use crate::util::root;
 
@@ -136,7 +136,7 @@ fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
         if k % 2 == 0 {
             let r = at(rng.unit());
             if (t_s % 100.0) >= 40.0 && (t_s % 100.0) < 42.0 {
-                batch.push(Sample::bad(infeed_speed, "timeout", r));
+                batch.push(Sample::bad(infeed_speed, Reason::Timeout, r));
             } else {
                 let v = belt_speed(t_s, 0.0, tweak) + 0.002 * (rng.unit() - 0.5);
                 batch.push(Sample::good(infeed_speed, Value::Num(v), r - 1_000_000, r));
@@ -166,7 +166,7 @@ fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
                 eye_state[i] = !eye_state[i];
                 let r = at(rng.unit());
                 if i == 3 && (t_s % 90.0) >= 60.0 && (t_s % 90.0) < 63.0 {
-                    batch.push(Sample::bad(*e, "illegal_data_address", r));
+                    batch.push(Sample::bad(*e, Reason::IllegalDataAddress, r));
                 } else {
                     batch.push(Sample::good(*e, Value::Bool(eye_state[i]), r, r));
                 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use twin::config::{LoadedConfig, load_file};
 use twin::sim::scenario::{self, Scenario};
 use twin::sim::truth::Truth;
-use twin::twin::{Sample, TickClock, TwinCore, TwinEvent, Value};
+use twin::twin::{Reason, Sample, TickClock, TwinCore, TwinEvent, Value};
 
 use crate::util::root;
 
@@ -63,7 +63,7 @@ pub fn run_through_core(
                 batch.push(match truth.value(i) {
                     Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
                     Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
-                    None => Sample::bad(id, "timeout", t_ns),
+                    None => Sample::bad(id, Reason::Timeout, t_ns),
                 });
             }
         }

@@ -8,6 +8,7 @@ mod interop_pymodbus;
 mod interop_sparkplug;
 mod modbus_faults;
 mod mqtt;
+mod outputs;
 mod sim_truth;
 mod snapshot;
 mod util;

@@ -19,6 +19,7 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 use twin::sources::modbus::frame::{Exception, ReadData, ReadFn, ReadRequest, crc16};
 use twin::sources::modbus::link::{Framing, Link, LinkConfig, LinkError};
+use twin::twin::Reason;
 
 use crate::util::*;
 
@@ -714,7 +715,7 @@ fn a_device_that_keeps_sending_garbage_is_reconnected_with_backoff() {
             let got = link.read(hr(0, 1)).await;
             assert_eq!(
                 got.as_ref().map_err(LinkError::reason),
-                Err("invalid_response")
+                Err(Reason::InvalidResponse)
             );
             reads += 1;
             tokio::time::sleep(50 * MS).await;

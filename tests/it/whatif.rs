@@ -65,3 +65,33 @@ fn r4_whatif_names_what_it_cannot_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--base outfeed.speed=M_PER_S"), "{err}");
 }
+
+/// `twin whatif` loads its config like every other command: a warning is
+/// shown (on stderr, so `--json` on stdout stays one object), and the
+/// forecast still runs.
+#[test]
+fn r9_whatif_prints_config_warnings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("warned.toml");
+    let demo = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("read the demo");
+    // A register no machine binds: valid, with one warning.
+    let spare = "\n[[sources.modbus]]\nname = \"spare\"\naddress = \"127.0.0.1:1502\"\n\
+                 registers = [{ tag = \"spare.word\", table = \"holding\", address = 0 }]\n";
+    std::fs::write(&path, demo + spare).expect("write the config");
+    let out = twin()
+        .arg("whatif")
+        .arg(&path)
+        .args(["--json", "--horizon", "10s"])
+        .args(["--base", "infeed.speed=0.6", "--base", "outfeed.speed=0.6"])
+        .output()
+        .expect("run twin whatif");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: tag \"spare.word\" is not bound to any machine")
+            && err.contains("warned.toml:"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(json["candidate"].is_object(), "{json}");
+}

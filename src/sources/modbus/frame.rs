@@ -6,6 +6,8 @@
 //! [`FrameError`] so the link can drop the connection instead of guessing
 //! where the next frame starts.
 
+use crate::twin::Reason;
+
 /// Function codes this module reads with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadFn {
@@ -56,20 +58,20 @@ pub enum ReadData {
 pub struct Exception(pub u8);
 
 impl Exception {
-    /// The snake_case name used as a quality reason.
-    pub fn reason(self) -> &'static str {
+    /// The quality reason for the tags of the refused read.
+    pub fn reason(self) -> Reason {
         match self.0 {
-            0x01 => "illegal_function",
-            0x02 => "illegal_data_address",
-            0x03 => "illegal_data_value",
-            0x04 => "server_device_failure",
-            0x05 => "acknowledge",
-            0x06 => "server_device_busy",
-            0x07 => "negative_acknowledge",
-            0x08 => "memory_parity_error",
-            0x0A => "gateway_path_unavailable",
-            0x0B => "gateway_target_device_failed_to_respond",
-            _ => "unknown_exception",
+            0x01 => Reason::IllegalFunction,
+            0x02 => Reason::IllegalDataAddress,
+            0x03 => Reason::IllegalDataValue,
+            0x04 => Reason::ServerDeviceFailure,
+            0x05 => Reason::Acknowledge,
+            0x06 => Reason::ServerDeviceBusy,
+            0x07 => Reason::NegativeAcknowledge,
+            0x08 => Reason::MemoryParityError,
+            0x0A => Reason::GatewayPathUnavailable,
+            0x0B => Reason::GatewayTargetDeviceFailedToRespond,
+            _ => Reason::UnknownException,
         }
     }
 }

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::frame::{self, Exception, FrameError, MBAP_LEN, ReadData, ReadRequest};
+use crate::twin::Reason;
 
 /// How requests are framed on the TCP stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,14 +55,11 @@ pub struct LinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
     #[error("device unreachable ({reason}): {detail}")]
-    Unreachable {
-        reason: &'static str,
-        detail: String,
-    },
+    Unreachable { reason: Reason, detail: String },
     #[error("no reply within the timeout")]
     Timeout,
     #[error("connection lost ({0})")]
-    Lost(&'static str),
+    Lost(Reason),
     #[error("invalid reply: {0}")]
     Protocol(String),
     #[error("the link has shut down")]
@@ -70,13 +68,13 @@ pub enum LinkError {
 
 impl LinkError {
     /// The quality reason for tags this request was for.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            LinkError::Unreachable { reason, .. } => reason,
-            LinkError::Timeout => "timeout",
-            LinkError::Lost(r) => r,
-            LinkError::Protocol(_) => "invalid_response",
-            LinkError::Closed => "shutdown",
+            LinkError::Unreachable { reason, .. } => *reason,
+            LinkError::Timeout => Reason::Timeout,
+            LinkError::Lost(r) => *r,
+            LinkError::Protocol(_) => Reason::InvalidResponse,
+            LinkError::Closed => Reason::Shutdown,
         }
     }
 }
@@ -124,15 +122,15 @@ impl Link {
     }
 }
 
-pub(crate) fn io_reason(e: &std::io::Error) -> &'static str {
+pub(crate) fn io_reason(e: &std::io::Error) -> Reason {
     use std::io::ErrorKind::*;
     match e.kind() {
-        ConnectionRefused => "connection_refused",
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => "connection_lost",
-        TimedOut => "timeout",
-        HostUnreachable | NetworkUnreachable => "host_unreachable",
-        AddrNotAvailable | InvalidInput => "bad_address",
-        _ => "comm_error",
+        ConnectionRefused => Reason::ConnectionRefused,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Reason::ConnectionLost,
+        TimedOut => Reason::Timeout,
+        HostUnreachable | NetworkUnreachable => Reason::HostUnreachable,
+        AddrNotAvailable | InvalidInput => Reason::BadAddress,
+        _ => Reason::CommError,
     }
 }
 
@@ -240,7 +238,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                 stats.requests += 1;
                 if conn.is_none() {
                     if crate::wallclock::tokio_now() < retry_at {
-                        let err = down.clone().unwrap_or(LinkError::Lost("connection_lost"));
+                        let err = down.clone().unwrap_or(LinkError::Lost(Reason::ConnectionLost));
                         let _ = job.reply.send(Err(err));
                         continue;
                     }
@@ -322,7 +320,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
             } => {
                 let replies = stats.replies;
                 let result = match n {
-                    Ok(0) => Err(LinkError::Lost("connection_lost")),
+                    Ok(0) => Err(LinkError::Lost(Reason::ConnectionLost)),
                     Ok(n) => match conn.as_mut() {
                         Some(c) => {
                             c.buf.extend_from_slice(&read_chunk[..n]);
@@ -332,7 +330,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                     },
                     // Reading is cancel-safe; an error here is the socket's.
                     Err(e) => Err(LinkError::Lost(match io_reason(&e) {
-                        "comm_error" => "connection_lost",
+                        Reason::CommError => Reason::ConnectionLost,
                         r => r,
                     })),
                 };

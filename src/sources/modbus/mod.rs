@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::{Source, SourceContext, SourceTask};
 use crate::config::{LoadedConfig, ModbusDevice, ModbusFraming, Register, RegisterTable, TagId};
-use crate::twin::{Sample, Value};
+use crate::twin::{Reason, Sample, Value};
 use crate::wallclock;
 use codec::Raw;
 use frame::{ReadData, ReadFn, ReadRequest};
@@ -99,14 +99,16 @@ pub fn decode_block<'a>(
         match raw {
             Some(Raw::Bool(b)) => Sample::good(tag, Value::Bool(b), t, t),
             Some(Raw::Text(s)) => Sample::good(tag, Value::Text(Arc::from(s)), t, t),
-            Some(Raw::Num(n)) if reg.invalid.contains(&n) => Sample::bad(tag, "invalid_value", t),
+            Some(Raw::Num(n)) if reg.invalid.contains(&n) => {
+                Sample::bad(tag, Reason::InvalidValue, t)
+            }
             Some(Raw::Num(n)) => Sample::good(
                 tag,
                 Value::Num(crate::sources::apply_scale(n, reg.scale, reg.offset)),
                 t,
                 t,
             ),
-            None => Sample::bad(tag, "short_response", t),
+            None => Sample::bad(tag, Reason::ShortResponse, t),
         }
     })
 }
@@ -152,7 +154,7 @@ fn read_fn(table: RegisterTable) -> ReadFn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum BlockState {
     Ok,
-    Refused(&'static str),
+    Refused(Reason),
     Failed,
 }
 
@@ -238,7 +240,7 @@ impl ModbusPoller {
                     match (&previous, &state) {
                         (_, BlockState::Refused(reason)) => warn!(
                             device = %name, address = %self.address, unit, table = b.table.name(),
-                            start = b.start, count = b.count, exception = reason,
+                            start = b.start, count = b.count, exception = %reason,
                             "Modbus device refused a read; those tags are bad. Check the register map against the device's documentation."
                         ),
                         (Some(BlockState::Refused(_) | BlockState::Failed), BlockState::Ok) => {

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use super::limit::RateLimit;
 use super::{Source, SourceContext, SourceTask};
 use crate::config::LoadedConfig;
-use crate::twin::{Sample, Value};
+use crate::twin::{Reason, Sample, Value};
 use crate::wallclock;
 pub use connect::{Endpoint, SetupError, parse_endpoint};
 use topic::{Routed, Router};
@@ -141,7 +141,7 @@ impl MqttSubscriber {
                     let recv = wallclock::now_ns();
                     let samples = self.samples(&p, recv, &mut drops);
                     if samples.is_empty() {
-                        health.rejected(1, "dropped_message");
+                        health.rejected(1, Reason::DroppedMessage);
                     } else {
                         health.success(1, recv);
                     }
@@ -172,8 +172,8 @@ impl MqttSubscriber {
                     }
                     connected = Some(false);
                     let reason = match &e {
-                        ConnectionError::ConnectionRefused(_) => "broker_refused",
-                        _ => "broker_unreachable",
+                        ConnectionError::ConnectionRefused(_) => Reason::BrokerRefused,
+                        _ => Reason::BrokerUnreachable,
                     };
                     health.failure(reason, wallclock::now_ns());
                     tokio::select! {

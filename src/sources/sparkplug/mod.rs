@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::limit::RateLimit;
 use super::{Source, SourceContext, SourceTask};
+use crate::twin::Reason;
 use crate::wallclock;
 use proto::{Metric, MetricValue, Payload, datatype};
 use session::{Action, Binding, Session, parse_topic};
@@ -114,7 +115,7 @@ impl SparkplugSubscriber {
                             pl
                         }
                         Err(e) => {
-                            health.rejected(1, "invalid_payload");
+                            health.rejected(1, Reason::InvalidPayload);
                             if warns.count(p.topic.clone(), 1).is_some() {
                                 warn!(source = %c.name, topic = %p.topic, error = %e,
                                     "Dropped a Sparkplug message that is not a valid spBv1.0 payload.");
@@ -169,7 +170,7 @@ impl SparkplugSubscriber {
                         debug!(source = %c.name, error = %e, "Sparkplug reconnect failed.");
                     }
                     connected = Some(false);
-                    health.failure("broker_unreachable", wallclock::now_ns());
+                    health.failure(Reason::BrokerUnreachable, wallclock::now_ns());
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::proto::{Metric, MetricValue, Payload, datatype};
 use crate::config::TagId;
-use crate::twin::{Quality, Sample, Value};
+use crate::twin::{Quality, Reason, Sample, Value};
 
 /// Message types of the spBv1.0 topic namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl Session {
                 }
                 st.born = false;
                 st.devices.clear();
-                self.stale(&node, None, true, "node_death", recv_ns, out);
+                self.stale(&node, None, true, Reason::NodeDeath, recv_ns, out);
             }
             Kind::DBirth | Kind::DData | Kind::DDeath | Kind::NData => {
                 let device = topic.device.clone();
@@ -220,7 +220,7 @@ impl Session {
                             &node,
                             device.as_deref(),
                             false,
-                            "device_death",
+                            Reason::DeviceDeath,
                             recv_ns,
                             out,
                         );
@@ -291,7 +291,7 @@ impl Session {
         node: &str,
         device: Option<&str>,
         whole_node: bool,
-        reason: &'static str,
+        reason: Reason,
         recv_ns: i64,
         out: &mut Vec<Action>,
     ) {
@@ -332,9 +332,9 @@ fn register_aliases(st: &mut NodeState, device: Option<String>, metrics: &[Metri
 
 /// A metric's value, interpreted by its declared data type. Signed integers
 /// travel as two's complement in the unsigned fields.
-fn metric_value(m: &Metric) -> Result<Value, &'static str> {
+fn metric_value(m: &Metric) -> Result<Value, Reason> {
     if m.is_null == Some(true) {
-        return Err("null_value");
+        return Err(Reason::NullValue);
     }
     let dt = m.datatype.unwrap_or(0);
     Ok(match (&m.value, dt) {
@@ -348,7 +348,7 @@ fn metric_value(m: &Metric) -> Result<Value, &'static str> {
         (Some(MetricValue::Double(v)), _) => Value::Num(*v),
         (Some(MetricValue::Boolean(v)), _) => Value::Bool(*v),
         (Some(MetricValue::String(s)), _) => Value::Text(Arc::from(s.as_str())),
-        (Some(MetricValue::Bytes(_)), _) | (None, _) => return Err("unsupported_type"),
+        (Some(MetricValue::Bytes(_)), _) | (None, _) => return Err(Reason::UnsupportedType),
     })
 }
 
@@ -657,7 +657,7 @@ mod tests {
         };
         assert_eq!(
             (second.quality, second.reason),
-            (Quality::Bad, Some("null_value"))
+            (Quality::Bad, Some(Reason::NullValue))
         );
         assert!(matches!(&out[2], Action::Problem { what, .. } if what.contains("alias 99")));
     }

@@ -1,0 +1,239 @@
+//! Cross-check behaviour that the broken-config corpus does not show:
+//! what a valid file's tag table holds.
+
+mod stale_after {
+    use crate::config::load_str;
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn stale_after_is_tag_then_source_then_plant() {
+        let cfg = load_str(
+            Path::new("s.toml"),
+            r#"
+[plant]
+name = "p"
+stale_after = "9s"
+[[sources.modbus]]
+name = "d"
+address = "127.0.0.1:502"
+stale_after = "4s"
+registers = [
+  { tag = "a", table = "holding", address = 0, stale_after = "2s" },
+  { tag = "b", table = "holding", address = 1 },
+]
+[[sources.mqtt]]
+name = "m"
+broker = "embedded"
+topics = [{ topic = "t/c", tag = "c" }, { topic = "t/e", tag = "e", stale_after = "30s" }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { a = "a", b = "b", c = "c", e = "e" }
+"#,
+        )
+        .expect("valid");
+        let age = |n: &str| cfg.tags.get(cfg.tags.id(n).expect("tag")).stale_after;
+        assert_eq!(age("a"), Duration::from_secs(2));
+        assert_eq!(age("b"), Duration::from_secs(4));
+        assert_eq!(age("c"), Duration::from_secs(9));
+        assert_eq!(age("e"), Duration::from_secs(30));
+    }
+}
+
+mod warnings {
+    use crate::config::load_str;
+    use std::path::Path;
+
+    #[test]
+    fn enabling_a_setpoint_warns_that_write_back_is_not_available() {
+        let cfg = load_str(
+            Path::new("w.toml"),
+            r#"
+[plant]
+name = "p"
+[[sources.modbus]]
+name = "d"
+address = "127.0.0.1:502"
+registers = [{ tag = "a", table = "holding", address = 0 }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { a = "a" }
+[[setpoints]]
+tag = "a"
+min = 0
+max = 10
+enabled = true
+"#,
+        )
+        .expect("valid, with a warning");
+        assert_eq!(cfg.warnings.len(), 1);
+        assert_eq!(cfg.warnings[0].path, "setpoints[0].enabled");
+        assert!(
+            cfg.warnings[0]
+                .message
+                .contains("write-back is not available")
+        );
+    }
+}
+
+mod mqtt {
+    use crate::config::{Broker, Secret, load_str};
+    use std::path::Path;
+
+    const HEAD: &str = r#"
+[plant]
+name = "p"
+[[machines]]
+id = "filler"
+kind = "filler"
+[[machines]]
+id = "capper"
+kind = "capper"
+"#;
+
+    fn load(mqtt: &str) -> Result<crate::config::LoadedConfig, String> {
+        load_str(Path::new("m.toml"), &format!("{HEAD}{mqtt}")).map_err(|r| {
+            r.diagnostics
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn a_machine_capture_declares_one_bound_tag_per_listed_machine() {
+        let cfg = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+  [[sources.mqtt.topics]]
+  topic = "plant/{machine}/vibration/#"
+  tag = "{machine}.vibration"
+  machines = ["filler", "capper"]
+  [[sources.mqtt.topics]]
+  topic = "plant/{machine}/t"
+  tag = "{machine}.temp_c"
+  role = "temperature"
+  machines = ["capper"]
+"#,
+        )
+        .expect("valid");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let bound = |t: &str| {
+            let d = cfg.tags.get(cfg.tags.id(t).expect(t));
+            (d.machine.clone(), d.role.clone())
+        };
+        assert_eq!(
+            bound("filler.vibration"),
+            (Some("filler".into()), Some("vibration".into()))
+        );
+        assert_eq!(
+            bound("capper.vibration"),
+            (Some("capper".into()), Some("vibration".into()))
+        );
+        assert_eq!(
+            bound("capper.temp_c"),
+            (Some("capper".into()), Some("temperature".into()))
+        );
+        assert_eq!(cfg.tags.len(), 3);
+    }
+
+    #[test]
+    fn a_captured_tag_is_not_bound_twice() {
+        let e = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+topics = [{ topic = "p/{machine}/v", tag = "{machine}.v", machines = ["filler"] }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { v = "filler.v" }
+"#,
+        )
+        .expect_err("invalid");
+        assert!(e.contains("already bound to machine \"filler\""), "{e}");
+        let e = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+topics = [{ topic = "p/{machine}/v", tag = "{machine}.v", machines = ["filler", "filler"] }]
+"#,
+        )
+        .expect_err("invalid");
+        assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn connection_keys() {
+        let cfg = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtts://broker.local"
+username = "twin"
+password_env = "MQTT_PASSWORD"
+ca_file = "ca.pem"
+max_packet_size = 1024
+clean_session = true
+topics = [{ topic = "a/+/b", tag = "filler.any" }]
+[[machines]]
+id = "x"
+kind = "generic"
+tags = { any = "filler.any" }
+"#,
+        )
+        .expect("valid");
+        let m = &cfg.config.mqtt[0];
+        assert_eq!(
+            m.broker.value,
+            Broker::Tcp {
+                host: "broker.local".into(),
+                port: 8883
+            }
+        );
+        assert!(m.tls && m.clean_session);
+        assert_eq!(m.max_packet_size, 1024);
+        assert!(matches!(&m.password, Some(Secret::Env(v)) if v.value == "MQTT_PASSWORD"));
+        assert_eq!(m.client_id, "twin-m");
+
+        // The embedded broker has no authentication to give credentials to.
+        let e = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "embedded"
+username = "twin"
+password_env = "$PASS"
+"#,
+        )
+        .expect_err("invalid");
+        assert!(e.contains("`username` does not apply"), "{e}");
+        assert!(e.contains("environment variable name"), "{e}");
+
+        // Credentials over plain mqtt:// are allowed, with a warning.
+        let cfg = load(
+            r#"
+[[sources.mqtt]]
+name = "m"
+broker = "mqtt://10.0.0.1"
+username = "twin"
+password_file = "secret"
+"#,
+        )
+        .expect("valid");
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.message.contains("unencrypted")),
+            "{:?}",
+            cfg.warnings
+        );
+    }
+}
