@@ -18,6 +18,7 @@ mod machine;
 mod modbus;
 mod model;
 mod mqtt;
+mod plan;
 mod plant;
 mod product;
 mod setpoint;
