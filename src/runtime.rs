@@ -187,7 +187,8 @@ pub async fn run_live(
     }
     for (name, h) in health.snapshot() {
         info!(source = %name, kind = h.kind, up = h.up, reason = h.reason.map_or("", |r| r.as_str()), ok = h.ok,
-            failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, "Source health at shutdown.");
+            failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, clock_skew = h.clock_skew,
+            "Source health at shutdown.");
     }
     let stats = core.stats();
     info!(
@@ -196,6 +197,7 @@ pub async fn run_live(
         samples = summary.samples,
         out_of_order = stats.out_of_order,
         non_finite = stats.non_finite,
+        future_source_time = stats.future_source_time,
         "Twin stopped."
     );
     Ok(summary)

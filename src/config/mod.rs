@@ -101,6 +101,12 @@ impl TagTable {
         &self.defs[id.index()]
     }
 
+    /// As [`TagTable::get`], for an id that may come from elsewhere (a
+    /// recording, another config).
+    pub fn try_get(&self, id: TagId) -> Option<&TagDef> {
+        self.defs.get(id.index())
+    }
+
     pub(crate) fn get_mut(&mut self, id: TagId) -> &mut TagDef {
         &mut self.defs[id.index()]
     }

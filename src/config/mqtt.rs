@@ -21,6 +21,16 @@ pub enum Broker {
 /// 268,435,455 bytes (MQTT 3.1.1, 2.2.3) plus the fixed header.
 pub const MQTT_PROTOCOL_MAX_PACKET: usize = 268_435_455 + 5;
 
+/// How far ahead of its receive time a device may stamp a sample before the
+/// sample is flagged `uncertain` (`clock_skew`), for MQTT and Sparkplug
+/// sources. 2 s sits well above what an NTP-synchronised clock is off by
+/// (milliseconds) and above a tick or two of scheduling jitter, so healthy
+/// devices are never flagged, while a device clock that has run or been set
+/// ahead shows up within the shortest sensible `stale_after`. (The core
+/// bounds every source time to its receive time whatever this says; this
+/// only decides whether the sample is still called good.)
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 pub struct MqttSource {
     pub name: Loc<String>,
@@ -35,6 +45,9 @@ pub struct MqttSource {
     /// Largest PUBLISH packet accepted, in bytes; bigger ones are counted and
     /// dropped.
     pub max_packet_size: usize,
+    /// Samples stamped further ahead of their receive time than this are
+    /// kept as `uncertain` (`clock_skew`) at their receive time.
+    pub max_clock_skew: Duration,
     pub username: Option<Loc<String>>,
     pub password: Option<Secret>,
     /// Connect with TLS: the broker was written `mqtts://`.
@@ -95,6 +108,9 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
             MQTT_PROTOCOL_MAX_PACKET as i64,
         )
         .map_or(256 * 1024, |v| v.value as usize);
+    let max_clock_skew = t
+        .opt_duration(sink, "max_clock_skew", Duration::ZERO, HOUR)
+        .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.value);
     let username = t.opt_str(sink, "username");
     reject_plain_password(sink, &mut t);
     let password_env = t.opt_str(sink, "password_env");
@@ -272,6 +288,7 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
         stale_after,
         clean_session,
         max_packet_size,
+        max_clock_skew,
         username,
         password,
         tls,

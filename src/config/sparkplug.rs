@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::decode::{HOUR, Loc, MS, Sink, Table, check_tag_name};
 use super::diagnostics::Diagnostic;
-use super::mqtt::{Broker, parse_broker};
+use super::mqtt::{Broker, DEFAULT_MAX_CLOCK_SKEW, parse_broker};
 
 #[derive(Debug, Clone)]
 pub struct SparkplugSource {
@@ -20,6 +20,8 @@ pub struct SparkplugSource {
     pub rebirth: bool,
     pub keep_alive: Duration,
     pub stale_after: Option<Duration>,
+    /// As for [`super::MqttSource::max_clock_skew`], for metric timestamps.
+    pub max_clock_skew: Duration,
     pub metrics: Vec<SparkplugMetric>,
 }
 
@@ -68,6 +70,9 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugS
     let stale_after = t
         .opt_duration(sink, "stale_after", MS, HOUR)
         .map(|d| d.value);
+    let max_clock_skew = t
+        .opt_duration(sink, "max_clock_skew", Duration::ZERO, HOUR)
+        .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.value);
     let broker = broker_raw.and_then(|b| {
         let path = t.key_path("broker");
         let parsed = parse_broker(sink, &path, &b, listen.as_ref(), &t.key_path("listen"))?;
@@ -132,6 +137,7 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugS
         rebirth,
         keep_alive,
         stale_after,
+        max_clock_skew,
         metrics,
     })
 }

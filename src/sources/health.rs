@@ -30,6 +30,10 @@ pub struct SourceHealth {
     pub rejected: u64,
     /// Times it came back after being down.
     pub recoveries: u64,
+    /// Samples stamped further ahead of their receive time than the
+    /// source's `max_clock_skew`: kept as `uncertain` (`clock_skew`) at their
+    /// receive time.
+    pub clock_skew: u64,
 }
 
 /// Shared by all sources of a run; cheap to clone.
@@ -107,6 +111,12 @@ impl HealthHandle {
         });
     }
 
+    /// Record samples whose source time was beyond the clock-skew
+    /// allowance. They were delivered, so they leave `up` and `reason` alone.
+    pub fn clock_skew(&self, n: u64) {
+        self.with(|h| h.clock_skew += n);
+    }
+
     fn with(&self, f: impl FnOnce(&mut SourceHealth)) {
         if let Ok(mut h) = self.0.lock() {
             f(&mut h);
@@ -127,12 +137,13 @@ mod tests {
         plc.rejected(1, Reason::IllegalDataAddress);
         plc.failure(Reason::Timeout, 30);
         plc.success(4, 40);
+        plc.clock_skew(3);
         let (_, h) = &b.snapshot()[0];
         assert_eq!(
             (h.up, h.ok, h.failures, h.rejected, h.recoveries),
             (true, 8, 2, 1, 2)
         );
-        assert_eq!(h.since_ns, 40);
+        assert_eq!((h.since_ns, h.clock_skew, h.reason), (40, 3, None));
         // Registering again gives the same entry.
         b.register("plc", "modbus").success(1, 50);
         assert_eq!(b.snapshot()[0].1.ok, 9);

@@ -185,6 +185,7 @@ pub fn build(
                 group: src.group.value.clone(),
                 rebirth: src.rebirth,
                 keep_alive: src.keep_alive,
+                max_clock_skew: src.max_clock_skew,
                 bindings,
             },
         )));

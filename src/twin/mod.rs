@@ -10,6 +10,7 @@ pub mod clock;
 pub mod components;
 pub mod events;
 pub mod lines;
+pub mod record;
 pub mod residuals;
 pub mod sample;
 pub mod systems;
@@ -26,6 +27,7 @@ pub use events::{
     TwinEvent,
 };
 pub use lines::{LineState, LineStatus, Lines};
+pub use record::{RecordError, RecordValue, SampleRecord};
 pub use sample::{Quality, Reason, Sample, UnknownReason, Value};
 
 /// The twin of one plant.

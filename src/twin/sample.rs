@@ -57,6 +57,32 @@ impl Quality {
     }
 }
 
+// Recordings (`twin::record`) write qualities by their stream names.
+impl serde::Serialize for Quality {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Quality {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        [
+            Quality::Good,
+            Quality::Uncertain,
+            Quality::Bad,
+            Quality::Stale,
+        ]
+        .into_iter()
+        .find(|q| q.as_str() == s)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown quality {s:?}, expected good, uncertain, bad or stale"
+            ))
+        })
+    }
+}
+
 /// Defines [`Reason`] from one table, so the variants, their strings and
 /// [`Reason::ALL`] cannot drift apart.
 macro_rules! reasons {
@@ -243,6 +269,27 @@ impl Sample {
             recv_time_ns: time_ns,
         }
     }
+
+    /// Applies a source's allowance for device clocks that run ahead.
+    ///
+    /// A sample stamped more than `max_skew_ns` after it was received cannot
+    /// be telling the truth about its time: its source time becomes its
+    /// receive time, and a good one turns `uncertain` with reason
+    /// `clock_skew`. Its value is kept, as the clock is wrong, not
+    /// necessarily the value; a sample that was not good keeps its quality
+    /// and reason, which say more. Returns whether the sample was beyond the
+    /// allowance, for the source to count and report.
+    pub fn bound_clock_skew(&mut self, max_skew_ns: i64) -> bool {
+        if self.source_time_ns.saturating_sub(self.recv_time_ns) <= max_skew_ns {
+            return false;
+        }
+        self.source_time_ns = self.recv_time_ns;
+        if self.quality == Quality::Good {
+            self.quality = Quality::Uncertain;
+            self.reason = Some(Reason::ClockSkew);
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +317,32 @@ mod tests {
             Err(UnknownReason("no_such_reason".into()))
         );
         assert!(serde_json::from_str::<Reason>("\"Timeout\"").is_err());
+    }
+
+    #[test]
+    fn r9_a_sample_beyond_the_clock_skew_is_uncertain_at_its_receive_time() {
+        let t = TagId(0);
+        let mut ok = Sample::good(t, Value::Num(1.0), 1_500, 1_000);
+        assert!(!ok.bound_clock_skew(500), "within the allowance");
+        assert_eq!(ok, Sample::good(t, Value::Num(1.0), 1_500, 1_000));
+
+        let mut ahead = Sample::good(t, Value::Num(1.0), 1_501, 1_000);
+        assert!(ahead.bound_clock_skew(500));
+        assert_eq!(
+            ahead,
+            Sample {
+                quality: Quality::Uncertain,
+                reason: Some(Reason::ClockSkew),
+                ..Sample::good(t, Value::Num(1.0), 1_000, 1_000)
+            }
+        );
+
+        let mut bad = Sample {
+            source_time_ns: i64::MAX,
+            ..Sample::bad(t, Reason::NullValue, i64::MIN)
+        };
+        assert!(bad.bound_clock_skew(0));
+        assert_eq!(bad, Sample::bad(t, Reason::NullValue, i64::MIN));
     }
 
     #[test]

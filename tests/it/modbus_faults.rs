@@ -911,3 +911,91 @@ fn twin_reports_each_fault_as_quality_and_recovers() {
         run.stderr()
     );
 }
+
+#[test]
+fn r9_each_timed_out_read_is_stamped_at_its_own_timeout() {
+    // One read in flight and a device that never answers in time: a poll's
+    // three reads (one per table) time out one after another, 1 s each.
+    let server = Server::start(Framing::Tcp);
+    server.set(Fault::Late(Duration::from_secs(5)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("serial.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[plant]
+name = "serial timeouts"
+tick = "50ms"
+stale_after = "10s"
+
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+unit_id = 1
+poll_interval = "100ms"
+timeout = "1s"
+max_in_flight = 1
+registers = [
+  { tag = "plc.level", table = "holding", address = 0, type = "u16" },
+  { tag = "plc.flow", table = "input", address = 10, type = "u16" },
+  { tag = "plc.running", table = "coil", address = 3 },
+]
+"#,
+    )
+    .expect("write config");
+    let mut cmd = twin();
+    cmd.arg("run")
+        .arg(&cfg)
+        .args(["--events", "-", "--for", "30s"])
+        .arg("--modbus")
+        .arg(format!("plc={}", server.addr));
+    let run = Proc::spawn(cmd);
+    for tag in TAGS {
+        wait_event(&run, 0, &format!("{tag} bad"), |e| {
+            is(e, tag, "bad") && e["reason"] == "timeout"
+        });
+    }
+    let ev = events(&run.lines());
+    let first_tick = t_ms(ev.first().expect("events"));
+    let src_ms = |e: &serde_json::Value| {
+        humantime::parse_rfc3339(e["src_t"].as_str().expect("src_t"))
+            .expect("rfc3339")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("epoch")
+            .as_millis() as i64
+    };
+    // Each tag's first timeout: (source time, tick it was applied on).
+    let mut bad: Vec<(i64, i64)> = TAGS
+        .iter()
+        .map(|tag| {
+            let e = tag_events(&ev, tag)
+                .into_iter()
+                .find(|e| e["reason"] == "timeout")
+                .expect("a timeout event");
+            (src_ms(e), t_ms(e))
+        })
+        .collect();
+    bad.sort();
+    let (first_src, _) = bad[0];
+    // The first read failed one timeout into the run, and says so; stamped at
+    // the poll's end it would read three timeouts.
+    assert!(
+        first_src - first_tick < 2_000,
+        "first timeout stamped {} ms after the first tick: {bad:?}",
+        first_src - first_tick
+    );
+    // Each failure at its own time: the three lie two timeouts apart, not
+    // all at one instant.
+    assert!(
+        bad[2].0 - bad[0].0 >= 1_500,
+        "timeouts not stamped one by one: {bad:?}"
+    );
+    // And each reached the core when it was seen, not when the poll ended.
+    for (src, t) in &bad {
+        assert!(
+            t - src < 1_000,
+            "applied {} ms after it was seen: {bad:?}",
+            t - src
+        );
+    }
+}

@@ -736,3 +736,117 @@ fn tls_with_a_ca_file_and_a_client_certificate() {
         refused.stderr()
     );
 }
+
+#[test]
+fn r9_a_future_mqtt_timestamp_does_not_freeze_its_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
+    let cfg = dir.path().join("skew.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[plant]
+name = "clock skew"
+tick = "50ms"
+stale_after = "2s"
+
+[[sources.mqtt]]
+name = "cm"
+broker = "mqtt://127.0.0.1:1883"
+client_id = "twin-it-skew"
+  [[sources.mqtt.topics]]
+  topic = "plant/filler/vibration_batch"
+  tag = "filler.vibration"
+  payload = "json_samples"
+  field = "v"
+  time_field = "ts"
+  time_unit = "ms"
+
+[[machines]]
+id = "filler"
+kind = "filler"
+tags = { vibration = "filler.vibration" }
+"#,
+    )
+    .expect("write config");
+    let mut run = Proc::spawn(twin_run(
+        &cfg,
+        "cm",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        60,
+    ));
+    wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
+    let topic = "plant/filler/vibration_batch";
+    let now_ms = || twin::wallclock::now_ns() / 1_000_000;
+
+    // A day ahead: kept, but uncertain, at its arrival time.
+    let ahead = now_ms() + 86_400_000;
+    publish(
+        broker.port,
+        topic,
+        format!(r#"[{{"ts": {ahead}, "v": 9.5}}]"#).as_bytes(),
+        &[],
+    );
+    let skewed = |l: &[String]| {
+        tag_events(&events(l), "filler.vibration").iter().any(|e| {
+            e["value"] == 9.5 && e["quality"] == "uncertain" && e["reason"] == "clock_skew"
+        })
+    };
+    assert!(
+        run.wait_for(Duration::from_secs(10), skewed),
+        "no uncertain clock_skew event:\n{}",
+        run.stderr()
+    );
+    let ev = events(&run.lines());
+    let e = *tag_events(&ev, "filler.vibration")
+        .last()
+        .expect("an event");
+    let src = humantime::parse_rfc3339(e["src_t"].as_str().expect("src_t"))
+        .expect("rfc3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("epoch")
+        .as_millis() as i64;
+    assert!(src <= now_ms() && src <= t_ms(e), "src_t is bounded: {e}");
+
+    // Honest samples after it: the tag follows them.
+    for v in [2.5, 3.5] {
+        publish(
+            broker.port,
+            topic,
+            format!(r#"[{{"ts": {}, "v": {v}}}]"#, now_ms() - 20).as_bytes(),
+            &[],
+        );
+        wait_value(&run, "filler.vibration", v, Duration::from_secs(10));
+    }
+    // And it still goes stale once they stop (stale_after 2 s).
+    let stale = |l: &[String]| {
+        tag_events(&events(l), "filler.vibration")
+            .last()
+            .is_some_and(|e| e["quality"] == "stale" && e["value"] == 3.5)
+    };
+    assert!(
+        run.wait_for(Duration::from_secs(15), stale),
+        "never went stale:\n{}",
+        run.stderr()
+    );
+
+    run.terminate();
+    assert_eq!(
+        run.wait(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        run.stderr()
+    );
+    let err = run.stderr();
+    assert!(
+        err.lines()
+            .any(|l| l.contains("max_clock_skew") && l.contains(topic) && l.contains("source=cm")),
+        "a warning names the source and topic:\n{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.contains("Source health at shutdown")
+            && l.contains("source=cm")
+            && l.contains("clock_skew=1")),
+        "the shutdown summary counts it:\n{err}"
+    );
+}

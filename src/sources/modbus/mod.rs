@@ -15,7 +15,9 @@ pub mod plan;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt as _;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -185,20 +187,32 @@ impl ModbusPoller {
                 _ = interval.tick() => {}
             }
             // All of a group's reads go out together; the link caps how many
-            // are in flight and matches the replies.
-            let replies = join_all(group.blocks.iter().map(|b| {
-                self.link.read(ReadRequest {
-                    unit,
-                    function: read_fn(b.table),
-                    start: b.start,
-                    count: b.count,
+            // are in flight and matches the replies. Each read is stamped
+            // when it ended and handed on at once, not at the end of the
+            // poll: with a device that answers nothing and one read in
+            // flight, a poll of three reads takes three timeouts, and its
+            // first tags would otherwise turn bad two timeouts late.
+            let mut replies: FuturesUnordered<_> = group
+                .blocks
+                .iter()
+                .map(|b| {
+                    let read = self.link.read(ReadRequest {
+                        unit,
+                        function: read_fn(b.table),
+                        start: b.start,
+                        count: b.count,
+                    });
+                    async move {
+                        let reply = read.await;
+                        (b, reply, wallclock::now_ns())
+                    }
                 })
-            }))
-            .await;
-            let t = wallclock::now_ns();
-            let mut batch = Vec::with_capacity(self.tags.len());
+                .collect();
             let (mut ok, mut refused, mut failed) = (0u64, 0u64, None);
-            for (b, reply) in group.blocks.iter().zip(replies) {
+            let mut t = wallclock::now_ns();
+            while let Some((b, reply, done)) = replies.next().await {
+                t = done;
+                let mut batch = Vec::with_capacity(b.items.len());
                 match &reply {
                     Ok(Ok(_)) => ok += 1,
                     Ok(Err(exc)) => {
@@ -253,6 +267,9 @@ impl ModbusPoller {
                         _ => {}
                     }
                 }
+                if tx.send(batch).await.is_err() {
+                    return;
+                }
             }
             // A device that answers, even with refusals, is up.
             match failed {
@@ -262,9 +279,6 @@ impl ModbusPoller {
                     health.rejected(0, reason);
                 }
                 None => health.success(ok, t),
-            }
-            if tx.send(batch).await.is_err() {
-                return;
             }
         }
     }

@@ -57,6 +57,7 @@ pub struct MqttSubscriber {
     router: Router,
     subscriptions: Vec<(String, QoS)>,
     max_packet_size: usize,
+    max_clock_skew: Duration,
 }
 
 impl MqttSubscriber {
@@ -72,6 +73,7 @@ impl MqttSubscriber {
             router: Router::new(cfg, src),
             subscriptions: topic::subscriptions(src),
             max_packet_size: src.max_packet_size,
+            max_clock_skew: src.max_clock_skew,
         })
     }
 
@@ -144,6 +146,7 @@ impl MqttSubscriber {
                         health.rejected(1, Reason::DroppedMessage);
                     } else {
                         health.success(1, recv);
+                        health.clock_skew(clock_skewed(&samples));
                     }
                     if !samples.is_empty() && tx.send(samples).await.is_err() {
                         return;
@@ -214,6 +217,7 @@ impl MqttSubscriber {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let skew_ns = i64::try_from(self.max_clock_skew.as_nanos()).unwrap_or(i64::MAX);
         for routed in routes {
             let (route, tag) = match routed {
                 Routed::Tag(route, tag) => (route, tag),
@@ -227,6 +231,7 @@ impl MqttSubscriber {
             };
             match payload::decode(&route.payload, &p.payload) {
                 Ok(d) => {
+                    let before = out.len();
                     if let Some(e) = &d.first_error
                         && let Some(total) =
                             drops.count(&route.filter, DropKind::Malformed, d.rejected as u64)
@@ -243,8 +248,17 @@ impl MqttSubscriber {
                             )),
                             v => v,
                         };
-                        Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv)
+                        let mut s = Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv);
+                        s.bound_clock_skew(skew_ns);
+                        s
                     }));
+                    let skewed = clock_skewed(&out[before..]);
+                    if skewed > 0
+                        && let Some(total) = drops.count(&route.filter, DropKind::ClockSkew, skewed)
+                    {
+                        warn!(source = %name, topic = %p.topic, max_clock_skew = ?self.max_clock_skew, clock_skew_total = total,
+                            "MQTT sample stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the publisher's clock.");
+                    }
                 }
                 Err(e) => {
                     if let Some(total) = drops.count(&route.filter, DropKind::Malformed, 1) {
@@ -292,6 +306,17 @@ enum DropKind {
     Oversized,
     UnlistedMachine,
     Unmapped,
+    /// Not dropped: kept as `uncertain` (`clock_skew`), but reported alike.
+    ClockSkew,
+}
+
+/// How many of these samples were stamped beyond the clock-skew allowance
+/// (see [`Sample::bound_clock_skew`]; every MQTT sample starts good).
+fn clock_skewed(samples: &[Sample]) -> u64 {
+    samples
+        .iter()
+        .filter(|s| s.reason == Some(Reason::ClockSkew))
+        .count() as u64
 }
 
 /// Counts of dropped messages, per config entry (its filter) and kind, and
@@ -331,6 +356,7 @@ impl Source for MqttSubscriber {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::twin::Quality;
 
     const CFG: &str = r#"
 [plant]
@@ -421,6 +447,41 @@ kind = "generic"
                 Sample::good(tag, Value::Num(1.0), 1_000_000_000, 5_000_000_000),
                 Sample::good(tag, Value::Num(2.0), 2_000_000_000, 5_000_000_000),
             ]
+        );
+    }
+
+    #[test]
+    fn r9_a_sample_stamped_in_the_future_is_uncertain_at_its_receive_time() {
+        let (cfg, s) = subscriber();
+        let tag = cfg.tags.id("a.batch").expect("tag");
+        let mut drops = DropLog::default();
+        let recv = 5_000_000_000;
+        // 1 s ahead is within the default 2 s; a day ahead is not.
+        let got = s.samples(
+            &publish(
+                "plant/a/batch",
+                br#"[{"ts": 6000, "v": 1}, {"ts": 86405000, "v": 2}]"#,
+            ),
+            recv,
+            &mut drops,
+        );
+        assert_eq!(
+            got,
+            vec![
+                Sample {
+                    quality: Quality::Uncertain,
+                    reason: Some(Reason::ClockSkew),
+                    ..Sample::good(tag, Value::Num(2.0), recv, recv)
+                },
+                Sample::good(tag, Value::Num(1.0), 6_000_000_000, recv),
+            ]
+        );
+        assert_eq!(clock_skewed(&got), 1);
+        assert_eq!(
+            drops
+                .0
+                .total(&("plant/a/batch".to_string(), DropKind::ClockSkew)),
+            1
         );
     }
 

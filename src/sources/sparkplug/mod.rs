@@ -37,6 +37,8 @@ pub struct SparkplugConfig {
     /// Whether this host may send NCMD rebirth requests.
     pub rebirth: bool,
     pub keep_alive: Duration,
+    /// See [`crate::config::SparkplugSource::max_clock_skew`].
+    pub max_clock_skew: Duration,
     pub bindings: Vec<Binding>,
 }
 
@@ -83,7 +85,9 @@ impl SparkplugSubscriber {
         let mut opts = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
         opts.set_keep_alive(c.keep_alive);
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let mut session = Session::new(c.group.clone(), c.bindings.clone());
+        let mut session =
+            Session::new(c.group.clone(), c.bindings.clone()).with_max_clock_skew(c.max_clock_skew);
+        let mut skew_warns = RateLimit::new(WARN_INTERVAL);
         let filter = format!("spBv1.0/{}/#", c.group);
         let mut rebirths = RateLimit::new(REBIRTH_INTERVAL);
         let mut warns = RateLimit::new(WARN_INTERVAL);
@@ -148,6 +152,14 @@ impl SparkplugSubscriber {
                                 } else {
                                     warn!(source = %c.name, node = %node, reason = why,
                                         "Sparkplug node needs a rebirth, but rebirth requests are disabled for this source; set `rebirth = true` to allow them.");
+                                }
+                            }
+                            Action::ClockSkew { node, metric } => {
+                                health.clock_skew(1);
+                                if let Some(total) = skew_warns.count((), 1) {
+                                    warn!(source = %c.name, topic = %p.topic, node = %node, metric = %metric,
+                                        max_clock_skew = ?c.max_clock_skew, clock_skew_total = total,
+                                        "Sparkplug metric stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the edge node's clock.");
                                 }
                             }
                             Action::Problem { node, what } => {

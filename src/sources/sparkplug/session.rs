@@ -104,6 +104,12 @@ pub enum Action {
         node: String,
         what: String,
     },
+    /// A metric was stamped further ahead of its receive time than the
+    /// source allows; its sample (in the actions) is bounded and flagged.
+    ClockSkew {
+        node: String,
+        metric: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +130,8 @@ pub struct Session {
     by_metric: HashMap<(String, Option<String>, String), usize>,
     bindings: Vec<Binding>,
     nodes: HashMap<String, NodeState>,
+    /// See [`Session::with_max_clock_skew`].
+    max_clock_skew_ns: i64,
 }
 
 impl Session {
@@ -138,7 +146,17 @@ impl Session {
             by_metric,
             bindings,
             nodes: HashMap::new(),
+            max_clock_skew_ns: i64::try_from(crate::config::DEFAULT_MAX_CLOCK_SKEW.as_nanos())
+                .unwrap_or(i64::MAX),
         }
+    }
+
+    /// How far ahead of its receive time a metric's timestamp may lie
+    /// before its sample is bounded and flagged `clock_skew`
+    /// ([`Sample::bound_clock_skew`]).
+    pub fn with_max_clock_skew(mut self, max: std::time::Duration) -> Self {
+        self.max_clock_skew_ns = i64::try_from(max.as_nanos()).unwrap_or(i64::MAX);
+        self
     }
 
     pub fn group(&self) -> &str {
@@ -267,7 +285,7 @@ impl Session {
                 .and_then(|ms| i64::try_from(ms).ok())
                 .and_then(|ms| ms.checked_mul(1_000_000))
                 .unwrap_or(recv_ns);
-            let sample = match metric_value(m) {
+            let mut sample = match metric_value(m) {
                 Ok(Value::Num(n)) => Sample::good(
                     b.tag,
                     Value::Num(crate::sources::apply_scale(n, b.scale, b.offset)),
@@ -280,7 +298,14 @@ impl Session {
                     ..Sample::bad(b.tag, reason, recv_ns)
                 },
             };
+            let skewed = sample.bound_clock_skew(self.max_clock_skew_ns);
             out.push(Action::Sample(sample));
+            if skewed {
+                out.push(Action::ClockSkew {
+                    node: node.to_string(),
+                    metric: b.metric.clone(),
+                });
+            }
         }
     }
 
@@ -660,5 +685,117 @@ mod tests {
             (Quality::Bad, Some(Reason::NullValue))
         );
         assert!(matches!(&out[2], Action::Problem { what, .. } if what.contains("alias 99")));
+    }
+
+    #[test]
+    fn r9_a_future_metric_timestamp_does_not_freeze_its_tag() {
+        use crate::twin::{TickClock, TwinCore};
+        use prost::Message as _;
+        const MS: i64 = 1_000_000;
+        const DAY_MS: u64 = 86_400_000;
+        let cfg = crate::config::load_str(
+            std::path::Path::new("sp.toml"),
+            r#"
+[plant]
+name = "p"
+tick = "100ms"
+stale_after = "1s"
+[[sources.sparkplug]]
+name = "sp"
+broker = "mqtt://127.0.0.1:1"
+group = "Plant1"
+  [[sources.sparkplug.metrics]]
+  node = "Line1"
+  metric = "Line/Speed"
+  tag = "line.speed"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(cfg.tags.id("line.speed"), Some(TagId(0)));
+        let mut core = TwinCore::new(
+            &cfg,
+            TickClock::new(T, std::time::Duration::from_millis(100)),
+        );
+        let mut s = session();
+        born(&mut s);
+
+        // Speed by alias in NDATA, through the wire format: a day ahead, then
+        // two with honest times.
+        let t_ms = (T / MS) as u64;
+        let sent = [
+            (t_ms + DAY_MS, 9.0, 150),
+            (t_ms + 240, 2.0, 250),
+            (t_ms + 340, 3.0, 350),
+        ];
+        let mut out = Vec::new();
+        for (seq, (ts, v, recv_ms)) in (2..).zip(sent) {
+            let mut m = metric(None, Some(1), datatype::FLOAT, MetricValue::Float(v));
+            m.timestamp = Some(ts);
+            let wire = payload(Some(seq), vec![m]).encode_to_vec();
+            let decoded = Payload::decode(wire.as_slice()).expect("decodes");
+            s.handle(&topic("NDATA", None), &decoded, T + recv_ms * MS, &mut out);
+        }
+        let pushed: Vec<Sample> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Sample(x) => Some(x.clone()),
+                _ => None,
+            })
+            .collect();
+        // The future one: kept, uncertain, at its receive time; reported once.
+        assert_eq!(
+            (
+                pushed[0].quality,
+                pushed[0].reason,
+                pushed[0].source_time_ns
+            ),
+            (Quality::Uncertain, Some(Reason::ClockSkew), T + 150 * MS)
+        );
+        let skews: Vec<_> = out
+            .iter()
+            .filter(|a| matches!(a, Action::ClockSkew { metric, .. } if metric == "Line/Speed"))
+            .collect();
+        assert_eq!(skews.len(), 1, "{out:?}");
+
+        // The core follows the honest samples after it, then ages the tag.
+        for x in pushed {
+            core.push(x);
+        }
+        let mut states = Vec::new();
+        while core.clock().now_ns() < T + 2_000 * MS {
+            core.advance();
+            core.drain_events();
+            states.push(core.tag_states().remove(0));
+        }
+        let at_400 = &states[3];
+        assert_eq!(
+            (at_400.value.clone(), at_400.quality, at_400.source_time_ns),
+            (Some(Value::Num(3.0)), Quality::Good, Some(T + 340 * MS))
+        );
+        let last = states.last().expect("ticks");
+        assert_eq!(
+            (last.quality, last.reason),
+            (Quality::Stale, Some(Reason::NoUpdate))
+        );
+    }
+
+    #[test]
+    fn the_clock_skew_allowance_is_the_sources() {
+        let mut s = session().with_max_clock_skew(std::time::Duration::from_secs(3600));
+        born(&mut s);
+        let mut m = metric(None, Some(1), datatype::FLOAT, MetricValue::Float(1.0));
+        m.timestamp = Some((T / 1_000_000) as u64 + 60_000);
+        let mut out = Vec::new();
+        s.handle(
+            &topic("NDATA", None),
+            &payload(Some(2), vec![m]),
+            T,
+            &mut out,
+        );
+        assert_eq!(
+            samples(&out),
+            vec![(TagId(0), Some(Value::Num(1.0)), Quality::Good)]
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 }
