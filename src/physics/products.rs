@@ -160,9 +160,13 @@ impl LineModel {
     ///
     /// Past a corner a centre is over two segments at once (within half a
     /// belt's width of the joint, the one before the turn reaches it too):
-    /// of a run of consecutive segments that hold it, the one whose centre
-    /// line it is nearest is its own, the first on a tie. Taking the first
-    /// would put a product 10 cm past a right-angle corner at the corner.
+    /// of the segments of the first conveyor that hold it, the one whose
+    /// centre line it is nearest is its own, the first on a tie. Taking the
+    /// first would put a product 10 cm past a right-angle corner at the
+    /// corner. The holders need not be consecutive: a straight before a
+    /// tight curve can reach a product three 10 cm chords into the curve
+    /// while the chords between do not, so the whole conveyor is scanned
+    /// (its belts do not overlap; `twin check` refuses that).
     pub(super) fn line_place(&self, h: RigidBodyHandle) -> Option<(usize, f32)> {
         let pos = self.world.bodies.get(h)?.translation();
         let mut offset = 0.0;
@@ -182,9 +186,7 @@ impl LineModel {
                 Some((a, lateral)) if best.is_none_or(|(l, ..)| lateral < l) => {
                     best = Some((lateral, *ci, offset + a));
                 }
-                Some(_) => {}
-                None if best.is_some() => break,
-                None => {}
+                Some(_) | None => {}
             }
             offset += len;
         }
