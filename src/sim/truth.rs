@@ -28,6 +28,7 @@ use serde_json::{Value as Json, json};
 
 use super::scenario::{FaultKind, Scenario};
 use super::signals::{Model, Rng};
+use crate::config::layout::Layout;
 use crate::config::{LoadedConfig, TagSource};
 use crate::physics::{LineModel, Obstacle, PlanPoint};
 use crate::twin::events::rfc3339;
@@ -125,7 +126,7 @@ pub struct LineCounts {
     pub infeed_blocked: u64,
 }
 
-/// A straight belt segment in plan coordinates, to find which belt a
+/// A straight belt segment in the line model's local frame, to find which belt a
 /// product is on.
 #[derive(Debug, Clone, Copy)]
 struct Seg {
@@ -313,25 +314,20 @@ fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
                 .unwrap_or_else(|| "m/s".into());
             let speed = Model::pick("speed", &unit, false);
             let nominal = nominal_of(&speed).unwrap_or(0.6);
-            let (mut x, mut y) = (cv.origin[0], cv.origin[1]);
-            // As the physics lays the belt out: curves as chords.
-            let segs = cv
-                .chorded()
-                .segments
+            // As the physics lays the belt out (the one layout walk), in
+            // the model's local frame, where product offsets are exact.
+            let [ox, oy] = model.frame().origin();
+            let segs = Layout::of(cv)
+                .pieces
                 .iter()
-                .map(|s| {
-                    let (sin, cos) = s.heading.to_radians().sin_cos();
-                    let seg = Seg {
-                        x0: x,
-                        y0: y,
-                        dx: cos,
-                        dy: sin,
-                        len: s.length.value,
-                        half_w: cv.width.value / 2.0,
-                        height: cv.height,
-                    };
-                    (x, y) = (x + cos * s.length.value, y + sin * s.length.value);
-                    seg
+                .map(|p| Seg {
+                    x0: p.start[0] - ox,
+                    y0: p.start[1] - oy,
+                    dx: p.dir[0],
+                    dy: p.dir[1],
+                    len: p.length,
+                    half_w: cv.width.value / 2.0,
+                    height: cv.height,
                 })
                 .collect();
             Belt {
@@ -972,10 +968,10 @@ impl LineTruth {
                 self.counts.infeed_blocked += 1;
             }
         }
-        let before = self.model.product_positions();
+        let before = self.model.product_offsets();
         // The model's spawner is off, so a step cannot fail.
         let _ = self.model.step();
-        let after = self.model.product_positions();
+        let after = self.model.product_offsets();
         self.measure_pull(&before, &after);
         for (n, s) in self.busy_steps.iter_mut().zip(self.model.stations()) {
             *n += u32::from(s.holding());
