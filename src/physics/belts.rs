@@ -164,8 +164,9 @@ impl LineModel {
 
     /// Makes a belt's surface run `slip` (0 to 1) slower than its drive:
     /// the speed tag still reads the drive speed, the products see less.
-    /// The virtual plant injects belt slip with this; the twin never sets
-    /// it (it estimates slip from its residuals instead).
+    /// The virtual plant injects belt slip with this; the twin sets it to
+    /// the slip it has estimated once the estimate is steady (src/twin/slip.rs),
+    /// so a diagnosed slip stops raising residuals.
     pub fn set_belt_slip_at(&mut self, conveyor: usize, slip: f32) -> Result<(), PhysicsError> {
         if !(0.0..=1.0).contains(&slip) {
             return Err(PhysicsError::BadSlip(slip));
