@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use twin::config::{TagId, load_str};
-use twin::twin::{Sample, TickClock, TwinCore, Value};
+use twin::runtime::Driver;
+use twin::twin::{Sample, Value};
 
 const DEMO: &str = include_str!("../plant-configs/packaging-line.toml");
 const T0: i64 = 1_800_000_000_000_000_000;
@@ -47,22 +48,18 @@ fn core_tick(c: &mut Criterion) {
         g.bench_function(format!("ingest_emit_encode/{n}_samples"), |b| {
             // Only push + tick + encode is timed; building each tick's
             // samples (stamped for that tick) happens outside the clock.
+            // The driver is the one live runs use: clamp, step, encode.
             b.iter_custom(|iters| {
-                let mut core = TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)));
-                let mut buf = Vec::with_capacity(1 << 20);
+                let mut driver = Driver::new(&cfg, T0);
                 let mut timed = Duration::ZERO;
                 for i in 0..iters {
-                    let tick = core.clock().tick() as i64 + 1;
+                    let tick = driver.clock().tick() as i64 + 1;
                     let batch = samples(tags, per_tag, tick, i + 1);
                     let start = twin::wallclock::monotonic();
                     for s in batch {
-                        core.push(s);
+                        driver.push(s);
                     }
-                    core.advance();
-                    let ev = core.drain_events();
-                    buf.clear();
-                    core.encode_events(&ev, &mut buf);
-                    black_box(buf.len());
+                    black_box(driver.step().jsonl.len());
                     timed += twin::wallclock::since(start);
                 }
                 timed

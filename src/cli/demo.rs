@@ -70,11 +70,7 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
             }
         };
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
-        let run = RunOptions {
-            duration: args.duration,
-            events: stream,
-            table,
-        };
+        let run = RunOptions::standard(&cfg, args.duration, stream, table);
         let code = match run_live(&cfg, &sim.endpoints, run, shutdown.clone()).await {
             Ok(_) => 0,
             Err(e) => {

@@ -72,11 +72,7 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
         Err(code) => return code,
     };
     super::block_on(|shutdown| async move {
-        let opts = RunOptions {
-            duration: args.duration,
-            events: stream,
-            table,
-        };
+        let opts = RunOptions::standard(&cfg, args.duration, stream, table);
         match run_live(&cfg, &ep, opts, shutdown).await {
             Ok(_) => 0,
             Err(e) => {

@@ -68,7 +68,7 @@ impl Conveyor {
     /// the arc at its middle. A chord is given the arc's length over the
     /// number of chords (0.07 % longer than the true chord at 7.5°), so
     /// that a position along the belt means the same metres as in the
-    /// config.
+    /// config. [`crate::config::layout::Layout`] walks them in plan.
     pub fn chords(&self) -> Vec<(usize, Segment)> {
         let mut out = Vec::with_capacity(self.segments.len());
         for (k, s) in self.segments.iter().enumerate() {
@@ -91,15 +91,6 @@ impl Conveyor {
             }
         }
         out
-    }
-
-    /// This conveyor with its curves laid out as straight chords
-    /// ([`Conveyor::chords`]): what the physics and the drawing use.
-    pub fn chorded(&self) -> Conveyor {
-        Conveyor {
-            segments: self.chords().into_iter().map(|(_, s)| s).collect(),
-            ..self.clone()
-        }
     }
 }
 

@@ -51,6 +51,46 @@ pub struct Line {
     /// How long an eye must read blocked while products should pass it
     /// before a jam or stuck-on verdict (`None`: 5 s).
     pub jam_after: Option<Duration>,
+    /// How late a measured edge may be and still pair, as `late`, with an
+    /// expected one (`None`: 3 s, or four tolerances if longer).
+    pub late_window: Option<Duration>,
+    /// Expected products in a row that an eye reading clear must miss
+    /// before it may be called stuck off (`None`: 3).
+    pub stuck_off_after: Option<u32>,
+}
+
+/// Default of `residual_tolerance`.
+pub const RESIDUAL_TOLERANCE: Duration = Duration::from_millis(500);
+/// Default of `late_window`, unless four tolerances are longer.
+pub const LATE_WINDOW: Duration = Duration::from_secs(3);
+/// Default of `jam_after`.
+pub const JAM_AFTER: Duration = Duration::from_secs(5);
+/// Default of `stuck_off_after`.
+pub const STUCK_OFF_AFTER: u32 = 3;
+
+impl Line {
+    /// `residual_tolerance`, or its default.
+    pub fn residual_tolerance(&self) -> Duration {
+        self.residual_tolerance.unwrap_or(RESIDUAL_TOLERANCE)
+    }
+
+    /// `late_window`, or its default: 3 s, or four tolerances if that is
+    /// longer (a window shorter than a few tolerances would call a product
+    /// missing that is only somewhat late).
+    pub fn late_window(&self) -> Duration {
+        self.late_window
+            .unwrap_or_else(|| LATE_WINDOW.max(self.residual_tolerance().saturating_mul(4)))
+    }
+
+    /// `jam_after`, or its default.
+    pub fn jam_after(&self) -> Duration {
+        self.jam_after.unwrap_or(JAM_AFTER)
+    }
+
+    /// `stuck_off_after`, or its default.
+    pub fn stuck_off_after(&self) -> u32 {
+        self.stuck_off_after.unwrap_or(STUCK_OFF_AFTER)
+    }
 }
 
 /// A place on a belt where each product stops for one cycle (fill, cap,
@@ -181,6 +221,32 @@ pub(super) fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line>
     let jam_after = t
         .opt_duration(sink, "jam_after", Duration::from_millis(100), HOUR)
         .map(|d| d.value);
+    let late_window = t.opt_duration(sink, "late_window", MS, Duration::from_secs(600));
+    let tolerance = residual_tolerance.unwrap_or(RESIDUAL_TOLERANCE);
+    let late_window = match late_window {
+        // An edge later than the tolerance is late; a window shorter than
+        // the tolerance would leave no room for late at all.
+        Some(w) if w.value < tolerance => {
+            sink.push(
+                Diagnostic::error(
+                    w.span,
+                    t.key_path("late_window"),
+                    format!(
+                        "late_window ({}) is shorter than residual_tolerance ({})",
+                        humantime::format_duration(w.value),
+                        humantime::format_duration(tolerance)
+                    ),
+                )
+                .expected("a duration at least the line's `residual_tolerance` (default 500ms)")
+                .help("raise `late_window`, or lower `residual_tolerance`"),
+            );
+            None
+        }
+        w => w.map(|w| w.value),
+    };
+    let stuck_off_after = t
+        .opt_int(sink, "stuck_off_after", 2, 100)
+        .and_then(|n| u32::try_from(n.value).ok());
     t.finish(sink);
     Some(Line {
         id: id?,
@@ -198,6 +264,8 @@ pub(super) fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line>
         zones,
         residual_tolerance,
         jam_after,
+        late_window,
+        stuck_off_after,
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::decode::{HOUR, Loc, MS, Sink, Table, positive};
 use super::diagnostics::Diagnostic;
+use super::limits;
 use super::line::Line;
 
 /// A line's product: a box with its mass and friction, spawned at the start
@@ -213,14 +214,24 @@ pub(super) fn decode_product_type(
 /// A product's box, mass and friction: `(length, width, height, mass,
 /// friction)`.
 fn decode_body(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<(f64, f64, f64, f64, f64)> {
-    let mut dim = |t: &mut Table<'_, '_>, key: &'static str, unit: &str| {
+    let dim = |sink: &mut Sink, t: &mut Table<'_, '_>, key: &'static str, unit: &str| {
         let v = t.req_f64(sink, key);
-        positive(sink, t, key, v, unit).map(|v| v.value)
+        positive(sink, t, key, v, unit)
     };
-    let length = dim(t, "length", "metres");
-    let width = dim(t, "width", "metres");
-    let height = dim(t, "height", "metres");
-    let mass = dim(t, "mass", "kilograms");
+    // A box the physics can hold (`limits`): smaller ones sink into the belt.
+    let size = |sink: &mut Sink, t: &mut Table<'_, '_>, key: &'static str| {
+        let v = dim(sink, t, key, "metres")?;
+        if v.value < limits::MIN_SIZE {
+            let what = format!("a product's {key}");
+            sink.push(limits::too_small(v.span, t.key_path(key), &what, v.value));
+            return None;
+        }
+        Some(v.value)
+    };
+    let length = size(sink, t, "length");
+    let width = size(sink, t, "width");
+    let height = size(sink, t, "height");
+    let mass = dim(sink, t, "mass", "kilograms").map(|v| v.value);
     let friction = match t.opt_f64(sink, "friction") {
         None => Some(0.6),
         Some(f) if f.value >= 0.0 => Some(f.value),

@@ -9,6 +9,7 @@ use super::fixtures::{self, DT, STEPS_PER_S, Tally, loc};
 use super::lookahead::Candidate;
 use super::*;
 use crate::config::Diverter;
+use crate::config::Line;
 
 /// Belt speed of the checks, m/s, on both belts.
 const SPEED: f32 = 0.5;

@@ -75,6 +75,8 @@ pub fn line(conveyors: Vec<Conveyor>, product: Option<Product>) -> Line {
         zones: Vec::new(),
         residual_tolerance: None,
         jam_after: None,
+        late_window: None,
+        stuck_off_after: None,
     }
 }
 

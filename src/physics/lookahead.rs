@@ -172,8 +172,8 @@ impl LineModel {
         let belt_length: f64 = m
             .geometry
             .iter()
-            .flat_map(|c| &c.segments)
-            .map(|s| s.length.value)
+            .flat_map(|l| &l.pieces)
+            .map(|p| p.length)
             .sum();
         // The queue share counts standing products as the active type's
         // length each: the forecast spawns that type.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::fixtures::{self, DT, loc};
 use super::lookahead::Candidate;
 use super::*;
+use crate::config::Line;
 use crate::config::{ProductType, Station, StationCycle, load_str};
 
 fn kind(id: &str, code: i64, size: (f64, f64, f64), mass: f64, friction: f64) -> ProductType {

@@ -3,7 +3,9 @@
 
 use super::fixtures::{self, DT, STEPS_PER_S, Tally, loc};
 use super::*;
+use crate::config::Line;
 use crate::config::Pusher;
+use rapier3d::prelude::Vector;
 
 /// Belt speed of the checks, m/s.
 const SPEED: f32 = 0.5;

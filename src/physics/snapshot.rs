@@ -5,7 +5,8 @@
 //! Like the rest of the model this does no I/O: [`svg`] returns the
 //! document and the command line writes it. The drawing is a pure function
 //! of the model's state, with every number printed to two decimals (of a
-//! pixel), so the same config and options give the same bytes.
+//! pixel), so the same config and options give the same bytes; its
+//! trigonometry is `libm`'s, so they are the same bytes on every system.
 
 use std::fmt::Write as _;
 
@@ -50,7 +51,10 @@ impl LineModel {
             .map(|h| {
                 let body = &self.world.bodies[*h];
                 let x = *body.rotation() * Vector::X;
-                (convert::to_plan(body.translation()), (-x.z).atan2(x.x))
+                (
+                    self.frame.to_plan(body.translation()),
+                    convert::atan2(-x.z, x.x),
+                )
             })
             .collect()
     }
@@ -58,22 +62,19 @@ impl LineModel {
     /// The belt segments, conveyor by conveyor, in config order.
     pub fn segment_views(&self) -> Vec<SegmentView> {
         let mut out = Vec::new();
-        for (ci, c) in self.geometry.iter().enumerate() {
-            let (mut x, mut y) = (c.origin[0], c.origin[1]);
-            for s in &c.segments {
+        for (ci, l) in self.geometry.iter().enumerate() {
+            for p in &l.pieces {
                 out.push(SegmentView {
                     conveyor: ci,
                     start: PlanPoint {
-                        x: x as f32,
-                        y: y as f32,
-                        z: c.height as f32,
+                        x: p.start[0] as f32,
+                        y: p.start[1] as f32,
+                        z: l.height as f32,
                     },
-                    heading_deg: s.heading,
-                    length: s.length.value,
-                    width: c.width.value,
+                    heading_deg: p.heading,
+                    length: p.length,
+                    width: l.width,
                 });
-                let (sin, cos) = s.heading.to_radians().sin_cos();
-                (x, y) = (x + cos * s.length.value, y + sin * s.length.value);
             }
         }
         out
@@ -86,7 +87,7 @@ impl LineModel {
             .iter()
             .map(|s| PlaceView {
                 id: s.id.clone(),
-                at: convert::to_plan(s.place.point),
+                at: self.frame.to_plan(s.place.point),
                 heading_deg: s.place.heading,
                 width: f64::from(s.place.half_width) * 2.0,
                 active: s.holding(),
@@ -105,8 +106,8 @@ impl LineModel {
                 let half_width = c.shape().as_cuboid().map_or(0.0, |b| b.half_extents.z);
                 Some(PlaceView {
                     id: e.id.clone(),
-                    at: convert::to_plan(c.translation()),
-                    heading_deg: f64::from((-x.z).atan2(x.x)).to_degrees(),
+                    at: self.frame.to_plan(c.translation()),
+                    heading_deg: f64::from(convert::atan2(-x.z, x.x)).to_degrees(),
                     width: f64::from(half_width) * 2.0,
                     active: e.blocked(),
                 })
@@ -203,7 +204,7 @@ fn anchor(dx: f64) -> &'static str {
 /// A plan rectangle (centre, heading, length along it, width across) as its
 /// four corners.
 fn corners(cx: f64, cy: f64, heading_rad: f64, length: f64, width: f64) -> [(f64, f64); 4] {
-    let (s, c) = heading_rad.sin_cos();
+    let (s, c) = libm::sincos(heading_rad);
     let (hl, hw) = (length / 2.0, width / 2.0);
     [(-hl, -hw), (hl, -hw), (hl, hw), (-hl, hw)]
         .map(|(a, b)| (cx + a * c - b * s, cy + a * s + b * c))
@@ -222,7 +223,7 @@ fn bounds(model: &LineModel) -> (f64, f64, f64, f64) {
     };
     for s in model.segment_views() {
         let h = s.heading_deg.to_radians();
-        let (sin, cos) = h.sin_cos();
+        let (sin, cos) = libm::sincos(h);
         let cx = f64::from(s.start.x) + cos * s.length / 2.0;
         let cy = f64::from(s.start.y) + sin * s.length / 2.0;
         corners(cx, cy, h, s.length, s.width)
@@ -360,7 +361,7 @@ fn draw_line(d: &mut String, f: &Frame, model: &LineModel) {
     // Belts first, then everything that stands on them.
     for s in &segments {
         let h = s.heading_deg.to_radians();
-        let (sin, cos) = h.sin_cos();
+        let (sin, cos) = libm::sincos(h);
         let (x0, y0) = (f64::from(s.start.x), f64::from(s.start.y));
         let (cx, cy) = (x0 + cos * s.length / 2.0, y0 + sin * s.length / 2.0);
         let style = format!("fill=\"{BELT_FILL}\" stroke=\"{BELT_STROKE}\" stroke-width=\"1\"");
@@ -375,7 +376,7 @@ fn draw_line(d: &mut String, f: &Frame, model: &LineModel) {
     }
     for (k, s) in segments.iter().enumerate() {
         let h = s.heading_deg.to_radians();
-        let (sin, cos) = h.sin_cos();
+        let (sin, cos) = libm::sincos(h);
         let (x0, y0) = (f64::from(s.start.x), f64::from(s.start.y));
         // An arrow along the centre line, in the middle of the segment.
         let half = (s.length * 0.15).min(0.3);
@@ -422,7 +423,7 @@ fn draw_line(d: &mut String, f: &Frame, model: &LineModel) {
             width: s.width + 0.2,
         };
         d.push_str(&f.rect("station", b, &style));
-        let (sin, cos) = s.heading_deg.to_radians().sin_cos();
+        let (sin, cos) = convert::sin_cos_deg(s.heading_deg);
         let off = s.width / 2.0 + 0.22;
         let _ = writeln!(
             d,
@@ -448,7 +449,7 @@ fn draw_line(d: &mut String, f: &Frame, model: &LineModel) {
     }
     for e in model.photo_eye_views() {
         let (x, y) = (f64::from(e.at.x), f64::from(e.at.y));
-        let (sin, cos) = e.heading_deg.to_radians().sin_cos();
+        let (sin, cos) = convert::sin_cos_deg(e.heading_deg);
         let reach = e.width / 2.0 + 0.08;
         let colour = if e.active { EYE_BLOCKED } else { EYE_CLEAR };
         let state = if e.active { "blocked" } else { "clear" };

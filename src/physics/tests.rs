@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use super::fixtures::{self, DT, loc};
 use super::*;
+use crate::config::Line;
 use crate::config::Segment;
+use rapier3d::prelude::Vector;
 
 /// A line with one 0.6 m wide conveyor made of `(length, heading)`
 /// segments and a 0.2 × 0.2 × 0.2 m, 1 kg product.

@@ -1,13 +1,27 @@
 //! The live terminal table shown by `twin run` and `twin demo` when stdout
 //! is a terminal: one block per machine, one row per tag.
+//!
+//! As a [`Sink`] it follows the tags through their events (a tag event
+//! carries everything a row shows) and redraws at most every
+//! [`REFRESH`]. Drawing happens on its own thread, handed the newest frame
+//! through a one-frame slot: a terminal that stops reading (a paused
+//! `tmux` pane, a scrolled-back console) costs the tick loop nothing, and
+//! frames it could not take are skipped, since only the newest matters.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
+use super::{Sink, SinkError, TickOutput};
 use crate::config::LoadedConfig;
-use crate::sources::health::SourceHealth;
+use crate::sources::health::{HealthBoard, SourceHealth};
 use crate::twin::events::rfc3339;
-use crate::twin::{Quality, TagState, Value};
+use crate::twin::{Quality, TagState, TwinEvent, Value};
+use crate::wallclock;
+
+/// How often the table is redrawn at most.
+pub const REFRESH: Duration = Duration::from_millis(500);
 
 pub struct LiveTable {
     plant: String,
@@ -15,11 +29,20 @@ pub struct LiveTable {
     rows: Vec<(String, String, usize)>,
     names: Vec<String>,
     units: Vec<String>,
-    first: bool,
+    /// Every tag as its last event left it, in tag order.
+    states: Vec<TagState>,
+    events: u64,
+    health: HealthBoard,
+    last_draw: Option<Instant>,
+    /// The drawing thread's slot; `None` before the first frame, and again
+    /// once the terminal failed (the table then stays off).
+    frames: Option<SyncSender<String>>,
+    off: bool,
 }
 
 impl LiveTable {
-    pub fn new(cfg: &LoadedConfig) -> Self {
+    /// A table of `cfg`'s machines and tags, showing `health`'s sources.
+    pub fn new(cfg: &LoadedConfig, health: HealthBoard) -> Self {
         let mut rows = Vec::new();
         for m in &cfg.config.machines {
             for (role, tag) in &m.tags {
@@ -40,7 +63,67 @@ impl LiveTable {
                 .iter()
                 .map(|t| t.unit.clone().unwrap_or_default())
                 .collect(),
-            first: true,
+            states: cfg
+                .tags
+                .iter()
+                .map(|t| TagState {
+                    tag: t.id,
+                    value: None,
+                    quality: Quality::Bad,
+                    reason: None,
+                    source_time_ns: None,
+                })
+                .collect(),
+            events: 0,
+            health,
+            last_draw: None,
+            frames: None,
+            off: false,
+        }
+    }
+
+    /// Take in one tick's events.
+    fn follow(&mut self, events: &[TwinEvent]) {
+        self.events += events.len() as u64;
+        for e in events {
+            if let TwinEvent::Tag(t) = e
+                && let Some(s) = self.states.get_mut(t.tag.index())
+            {
+                s.value.clone_from(&t.value);
+                s.quality = t.quality;
+                s.reason = t.reason;
+                s.source_time_ns = t.source_time_ns;
+            }
+        }
+    }
+
+    /// Hand a frame to the drawing thread, starting it on the first one.
+    fn show(&mut self, text: String) {
+        let tx = match &self.frames {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = sync_channel(1);
+                let mut drawer = Drawer { first: true };
+                if std::thread::Builder::new()
+                    .name("twin-table".into())
+                    .spawn(move || drawer.run(rx))
+                    .is_err()
+                {
+                    self.off = true;
+                    return;
+                }
+                self.frames = Some(tx.clone());
+                tx
+            }
+        };
+        match tx.try_send(text) {
+            // Full: the drawer is still busy with an older frame; this one is
+            // skipped and the next refresh brings the news.
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.frames = None;
+                self.off = true;
+            }
         }
     }
 
@@ -139,9 +222,57 @@ impl LiveTable {
             w(&mut self.units.iter().map(String::len), 4),
         )
     }
+}
+
+impl Sink for LiveTable {
+    fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
+        self.follow(out.events);
+        if self.off
+            || self
+                .last_draw
+                .is_some_and(|t| wallclock::since(t) < REFRESH)
+        {
+            return Ok(());
+        }
+        self.last_draw = Some(wallclock::monotonic());
+        let lines: Vec<String> = out.core.lines().iter().map(|l| l.summary()).collect();
+        let text = self.render(
+            out.t_ns,
+            out.tick,
+            &self.states,
+            self.events,
+            &self.health.snapshot(),
+            &lines,
+        );
+        self.show(text);
+        // A table that cannot draw turns itself off; the run goes on.
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        // Closing the slot ends the drawing thread after its frame. It is not
+        // joined: a terminal that stopped reading must not hold up the exit.
+        self.frames = None;
+        Ok(())
+    }
+}
+
+/// The drawing thread's side.
+struct Drawer {
+    first: bool,
+}
+
+impl Drawer {
+    fn run(&mut self, frames: Receiver<String>) {
+        while let Ok(text) = frames.recv() {
+            if self.draw(&text).is_err() {
+                return;
+            }
+        }
+    }
 
     /// Redraw in place on the terminal.
-    pub fn draw(&mut self, text: &str) -> io::Result<()> {
+    fn draw(&mut self, text: &str) -> io::Result<()> {
         let mut out = io::stdout().lock();
         if self.first {
             out.write_all(b"\x1b[2J")?;
@@ -154,5 +285,50 @@ impl LiveTable {
         }
         out.write_all(b"\x1b[J")?;
         out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TagId;
+    use crate::runtime::Driver;
+    use crate::twin::Sample;
+
+    const CFG: &str = r#"
+[plant]
+name = "table-test"
+
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+registers = [{ tag = "belt.speed", table = "holding", address = 0, unit = "m/s" }]
+
+[[machines]]
+id = "belt"
+kind = "conveyor"
+tags = { speed = "belt.speed" }
+"#;
+
+    /// The table shows tags as their events left them: it needs no access
+    /// to the core's state beyond what every sink is given.
+    #[test]
+    fn r9_the_table_follows_the_tags_through_their_events() {
+        let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
+            .expect("test config is valid");
+        let mut table = LiveTable::new(&cfg, HealthBoard::default());
+        let t0 = 1_800_000_000_000_000_000;
+        let mut d = Driver::new(&cfg, t0);
+        let render = |d: &mut Driver, table: &mut LiveTable| {
+            let step = d.step();
+            table.follow(step.events);
+            table.render(step.t_ns, step.tick, &table.states, table.events, &[], &[])
+        };
+        assert!(render(&mut d, &mut table).contains("no_data"));
+        d.push(Sample::good(TagId(0), Value::Num(0.625), t0, t0));
+        let text = render(&mut d, &mut table);
+        assert!(text.contains("0.625"), "{text}");
+        assert!(text.contains("good"), "{text}");
+        assert!(text.contains("events 2"), "{text}");
     }
 }

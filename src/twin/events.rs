@@ -85,6 +85,9 @@ pub struct BeltEstimate {
     /// `1 - expected / measured`: 0 for a belt that carries at its speed,
     /// 0.1 for one whose products travel 10 % slower.
     pub slip: f64,
+    /// The slip the twin's own model runs the belt at (its expectations
+    /// use it), when it runs one.
+    pub model_slip: Option<f64>,
 }
 
 /// A modelled line's state, written once per second of tick time.
@@ -241,6 +244,8 @@ struct BeltLine<'a> {
     transit_expected_s: f64,
     transit_measured_s: f64,
     slip: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_slip: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -385,6 +390,7 @@ impl TwinEvent {
                             transit_expected_s: round3(b.transit_expected_s),
                             transit_measured_s: round3(b.transit_measured_s),
                             slip: round3(b.slip),
+                            model_slip: b.model_slip.map(round3),
                         })
                         .collect::<Vec<_>>(),
                 };

@@ -13,6 +13,8 @@ pub mod lines;
 pub mod record;
 pub mod residuals;
 pub mod sample;
+pub mod slip;
+pub mod stages;
 pub mod systems;
 
 use bevy_ecs::prelude::*;
@@ -29,11 +31,12 @@ pub use events::{
 pub use lines::{LineState, LineStatus, Lines};
 pub use record::{RecordError, RecordValue, SampleRecord};
 pub use sample::{Quality, Reason, Sample, UnknownReason, Value};
+pub use stages::Stage;
 
 /// The twin of one plant.
 pub struct TwinCore {
     world: World,
-    schedule: Schedule,
+    stages: stages::Stages,
 }
 
 /// A tag as the core currently sees it; for displays, not for the stream.
@@ -127,18 +130,14 @@ impl TwinCore {
         // One thread, fixed order: determinism over parallelism. The systems
         // are cheap; the expensive stages will parallelise inside themselves.
         schedule.set_executor(SingleThreadedExecutor::new());
-        schedule.add_systems(
-            (
-                systems::ingest,
-                systems::staleness,
-                systems::physics,
-                systems::emit,
-                systems::emit_lines,
-            )
-                .chain(),
-        );
+        let mut stages = stages::Stages::new(schedule);
+        stages.add(Stage::Ingest, systems::ingest);
+        stages.add(Stage::Quality, systems::staleness);
+        stages.add(Stage::Physics, systems::physics);
+        // Tag events before line events within a tick.
+        stages.add(Stage::Emit, (systems::emit, systems::emit_lines).chain());
 
-        TwinCore { world, schedule }
+        TwinCore { world, stages }
     }
 
     /// Queue a sample; it is applied on the first tick at or after its
@@ -158,10 +157,26 @@ impl TwinCore {
         }
     }
 
+    /// Add systems to a stage of the tick, after those already in it. This
+    /// is how later stages (features, inference, optimiser, guard) join the
+    /// core without editing its constructor; see [`stages`].
+    pub fn add_systems<M>(
+        &mut self,
+        stage: Stage,
+        systems: impl bevy_ecs::schedule::IntoScheduleConfigs<bevy_ecs::system::ScheduleSystem, M>,
+    ) {
+        self.stages.add(stage, systems);
+    }
+
+    /// The world, for a stage to insert the resources its systems use.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
     /// Advance one tick and run the schedule.
     pub fn advance(&mut self) {
         self.world.resource_mut::<TickClock>().advance();
-        self.schedule.run(&mut self.world);
+        self.stages.schedule.run(&mut self.world);
     }
 
     /// Advance until the current tick time is at or after `t_ns`.

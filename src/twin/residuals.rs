@@ -19,8 +19,15 @@
 //! as late.
 //!
 //! The pairing is greedy and in order, which is right for products on a
-//! belt (they cannot overtake each other). Lags of paired edges are kept
-//! for the belt-slip estimate (`twin::lines`).
+//! belt (they cannot overtake each other), with one exception: a measured
+//! edge that would be late against the oldest expected edge but is on time
+//! against a later one pairs with the later one, and the older is missing.
+//! Without it, one product the twin expected and the plant never showed
+//! (lost, or passed while the eye was blind) would shift every later pair
+//! by one product for good: a `late` stream inside the late window that
+//! never resynchronises. Lags of paired edges are kept ([`EyeTrack::mean_lag`]);
+//! belt slip is estimated from the eyes' counts instead ([`EyeTrack::integrate`],
+//! `twin::slip`), which need no pairing and so hold however late products are.
 //!
 //! Products already on the line when the twin starts are not in its model;
 //! until an eye has expected its first product, what it measures is not
@@ -28,7 +35,7 @@
 
 use std::collections::VecDeque;
 
-/// How many recent lags an eye keeps for the slip estimate.
+/// How many recent lags an eye keeps.
 pub const LAG_WINDOW: usize = 20;
 
 /// One unpaired or late edge.
@@ -76,6 +83,22 @@ pub struct EyeTrack {
     pub counts: EyeCounts,
     /// Expected edges in a row with no measured partner.
     pub consecutive_missing: u32,
+    /// Measured minus expected edges since the last reset, as of the last
+    /// [`EyeTrack::integrate`] (measured edges from before the comparison
+    /// started excluded): how many more products the plant has passed the
+    /// eye than the twin. Unlike the pairing it needs no product identity,
+    /// so it holds however late products are (see `twin::slip`).
+    surplus: i64,
+    /// Edges since the last `integrate`: +1 per measured, −1 per expected,
+    /// and the same signs on their times, to integrate the surplus exactly
+    /// in source and physics time rather than at tick resolution.
+    pend_n: i64,
+    pend_sum: i128,
+    /// Bumped by every reset: the surplus counts restarted.
+    generation: u32,
+    /// The first expected edge since the surplus counts restarted: measured
+    /// edges well before it are products the twin never had.
+    surplus_first: Option<i64>,
 }
 
 impl EyeTrack {
@@ -92,22 +115,71 @@ impl EyeTrack {
             first_expected: None,
             counts: EyeCounts::default(),
             consecutive_missing: 0,
+            surplus: 0,
+            pend_n: 0,
+            pend_sum: 0,
+            generation: 0,
+            surplus_first: None,
         }
     }
 
     pub fn expect(&mut self, t_ns: i64) {
         self.first_expected.get_or_insert(t_ns);
+        self.surplus_first.get_or_insert(t_ns);
         self.expected.push_back(t_ns);
+        self.pend_n -= 1;
+        self.pend_sum -= i128::from(t_ns);
     }
 
     pub fn measure(&mut self, t_ns: i64) {
         self.measured.push_back(t_ns);
+        self.pend_n += 1;
+        self.pend_sum += i128::from(t_ns);
     }
 
-    /// Forgets every pending edge: while the eye's input is not known good
-    /// nothing can be said about it, and edges from before a gap must not
-    /// pair with edges after it.
+    /// The integral of the surplus over the tick ending at `now_ns`, in
+    /// product·ns, and the surplus brought up to date: each edge counts
+    /// from its own time, so a measured edge taken a tick after it was
+    /// seen still counts from when it was seen.
+    pub fn integrate(&mut self, now_ns: i64, period_ns: i64) -> i128 {
+        let area = i128::from(self.surplus) * i128::from(period_ns)
+            + i128::from(self.pend_n) * i128::from(now_ns)
+            - self.pend_sum;
+        self.surplus += self.pend_n;
+        self.pend_n = 0;
+        self.pend_sum = 0;
+        area
+    }
+
+    /// Corrects the surplus by whole products, from now on: the count
+    /// started one product off (see `twin::slip`).
+    pub fn shift_surplus(&mut self, by: i64) {
+        self.surplus += by;
+    }
+
+    /// Which run of surplus counts this is (bumped by every reset).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Forgets every pending edge and restarts the surplus counts: while
+    /// the eye's input is not known good (or the eye is blind) nothing can
+    /// be said about it, edges from before a gap must not pair with edges
+    /// after it, and the edges it missed must not count.
     pub fn reset(&mut self) {
+        self.reset_pairing();
+        self.surplus = 0;
+        self.pend_n = 0;
+        self.pend_sum = 0;
+        self.surplus_first = None;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Forgets every pending edge but keeps counting: the eye saw every
+    /// product, but the twin's expectations moved (its model changed), so
+    /// old pending edges would pair with the wrong products.
+    pub fn reset_pairing(&mut self) {
+        // Pending edges leave the queues, not the counts: they happened.
         self.expected.clear();
         self.measured.clear();
         self.first_expected = None;
@@ -134,10 +206,28 @@ impl EyeTrack {
                         // Earlier than any expected edge still to come.
                         self.measured.pop_front();
                         self.extra(m, out);
-                    } else if m <= e.saturating_add(self.late_ns) {
+                    } else if m <= e.saturating_add(self.tol_ns) {
                         self.expected.pop_front();
                         self.measured.pop_front();
                         self.pair(e, m, out);
+                    } else if m <= e.saturating_add(self.late_ns) {
+                        // Late against `e`, but on time against a later
+                        // expected edge: `e`'s product never came (it was
+                        // lost, or the eye was blind), and pairing `m` with
+                        // `e` would keep every later product one behind for
+                        // good. An expected edge up to the tolerance after
+                        // `m` may still be produced, so wait until it would
+                        // have been.
+                        if self.on_time_later(m) {
+                            self.expected.pop_front();
+                            self.missing(e, out);
+                        } else if now_ns <= m.saturating_add(self.tol_ns) {
+                            return;
+                        } else {
+                            self.expected.pop_front();
+                            self.measured.pop_front();
+                            self.pair(e, m, out);
+                        }
                     } else {
                         self.expected.pop_front();
                         self.missing(e, out);
@@ -159,9 +249,28 @@ impl EyeTrack {
         }
     }
 
+    /// Whether an expected edge after the front one is within the
+    /// tolerance of `m`.
+    fn on_time_later(&self, m: i64) -> bool {
+        self.expected
+            .iter()
+            .skip(1)
+            .find(|&&e| e >= m.saturating_sub(self.tol_ns))
+            .is_some_and(|&e| e <= m.saturating_add(self.tol_ns))
+    }
+
     fn extra(&mut self, m: i64, out: &mut Vec<Mismatch>) {
         if self.before_start(m) {
             self.counts.before_start += 1;
+            if self
+                .surplus_first
+                .is_none_or(|f| m < f.saturating_sub(self.tol_ns))
+            {
+                // Not a product the twin can know of: take it out of the
+                // surplus again, from its own time on.
+                self.pend_n -= 1;
+                self.pend_sum -= i128::from(m);
+            }
             return;
         }
         self.counts.extra += 1;
@@ -230,8 +339,8 @@ mod tests {
 
     #[test]
     fn late_missing_and_extra_are_told_apart() {
-        // 1000 is answered 800 ms late; 2000 never; 5000 is an extra.
-        let (out, t) = run(&[1000, 2000, 8000], &[1800, 5000, 8100], 20_000);
+        // 1000 is answered 800 ms late; 2500 never; 5000 is an extra.
+        let (out, t) = run(&[1000, 2500, 8000], &[1800, 5000, 8100], 20_000);
         assert_eq!(
             out,
             vec![
@@ -240,7 +349,7 @@ mod tests {
                     measured_ns: 1800 * MS
                 },
                 Mismatch::Missing {
-                    expected_ns: 2000 * MS
+                    expected_ns: 2500 * MS
                 },
                 Mismatch::Extra {
                     measured_ns: 5000 * MS
@@ -263,6 +372,61 @@ mod tests {
         assert_eq!(out3.len(), 3);
         assert_eq!(t3.consecutive_missing, 3);
         assert_eq!(t.counts, EyeCounts::default());
+    }
+
+    /// Issue 9: one product expected and never measured (here, the one at
+    /// 2000) used to pair every later measured edge with the expected one
+    /// before it, a second late, for good.
+    #[test]
+    fn r9_a_product_that_never_came_costs_one_missing_not_a_late_stream() {
+        let expected: Vec<i64> = (1..=10).map(|k| k * 1000).collect();
+        let measured: Vec<i64> = expected
+            .iter()
+            .copied()
+            .filter(|&e| e != 2000)
+            .map(|e| e + 40)
+            .collect();
+        let (out, t) = run(&expected, &measured, 20_000);
+        assert_eq!(
+            out,
+            vec![Mismatch::Missing {
+                expected_ns: 2000 * MS
+            }]
+        );
+        assert_eq!(t.counts.matched, 9);
+        let lag = t.mean_lag(9).expect("nine lags");
+        assert!((lag - 40.0 * MS as f64).abs() < 1.0, "{lag}");
+    }
+
+    /// A late edge waits for an expected edge that may still come on time
+    /// for it (expected edges are produced at tick time), then pairs with
+    /// it; with none, it is late.
+    #[test]
+    fn a_late_edge_waits_for_a_partner_on_time() {
+        let mut t = EyeTrack::new(300 * MS, 2000 * MS);
+        let mut out = Vec::new();
+        t.expect(1000 * MS);
+        t.measure(2100 * MS);
+        t.settle(2200 * MS, &mut out);
+        assert!(out.is_empty(), "decided too early: {out:?}");
+        t.expect(2150 * MS);
+        t.settle(2500 * MS, &mut out);
+        assert_eq!(
+            out,
+            vec![Mismatch::Missing {
+                expected_ns: 1000 * MS
+            }]
+        );
+        assert_eq!(t.counts.matched, 1);
+
+        let (out, _) = run(&[1000], &[2100], 2500);
+        assert_eq!(
+            out,
+            vec![Mismatch::Late {
+                expected_ns: 1000 * MS,
+                measured_ns: 2100 * MS
+            }]
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The core's systems, run in this order on every tick:
-//! ingest → staleness → physics → emit → emit_lines.
+//! The core's own systems, one or two per stage (see [`super::stages`]):
+//! ingest (Ingest) → staleness (Quality) → physics (Physics) → emit,
+//! emit_lines (Emit).
 //!
-//! Later stages (features, inference, optimiser, guard) slot in between
-//! physics and emit.
+//! Later stages (features, inference, optimiser, guard) add their systems
+//! to their own sets between physics and emit.
 
 use bevy_ecs::prelude::*;
 

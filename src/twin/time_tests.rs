@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::config::{TagId, load_str};
+use crate::runtime::Driver;
 use std::path::Path;
-use std::time::Duration;
 
 const CFG: &str = r#"
 [plant]
@@ -24,21 +24,20 @@ const MS: i64 = 1_000_000;
 const DAY: i64 = 86_400_000 * MS;
 const TEMP: TagId = TagId(0);
 
-fn core() -> TwinCore {
+fn core() -> Driver {
     let cfg = load_str(Path::new("time-test.toml"), CFG).expect("test config is valid");
-    TwinCore::new(&cfg, TickClock::new(T0, Duration::from_millis(100)))
+    Driver::new(&cfg, T0)
 }
 
-fn temp(c: &mut TwinCore) -> TagState {
-    c.tag_states().remove(TEMP.index())
+fn temp(c: &mut Driver) -> TagState {
+    c.core_mut().tag_states().remove(TEMP.index())
 }
 
 /// Advance to `until` (tick time), returning the tag's states on each tick.
-fn advance_to(c: &mut TwinCore, until: i64) -> Vec<TagState> {
+fn advance_to(c: &mut Driver, until: i64) -> Vec<TagState> {
     let mut seen = Vec::new();
     while c.clock().now_ns() < until {
-        c.advance();
-        c.drain_events();
+        c.step();
         seen.push(temp(c));
     }
     seen
@@ -48,7 +47,7 @@ fn advance_to(c: &mut TwinCore, until: i64) -> Vec<TagState> {
 fn r9_future_sample_does_not_freeze_its_tag() {
     let mut c = core();
     c.push(Sample::good(TEMP, Value::Num(1.0), T0 + DAY, T0 + 50 * MS));
-    c.advance();
+    c.step();
     let first = temp(&mut c);
     assert_eq!(first.value, Some(Value::Num(1.0)));
     // Bounded to its receive time, not a day ahead.
@@ -58,7 +57,7 @@ fn r9_future_sample_does_not_freeze_its_tag() {
     for (k, v) in [2.0, 3.0, 4.0].into_iter().enumerate() {
         let r = T0 + (150 + 100 * k as i64) * MS;
         c.push(Sample::good(TEMP, Value::Num(v), r - 10 * MS, r));
-        c.advance();
+        c.step();
         let s = temp(&mut c);
         assert_eq!(
             (s.value, s.quality, s.source_time_ns),
@@ -66,7 +65,7 @@ fn r9_future_sample_does_not_freeze_its_tag() {
         );
     }
     c.push(Sample::bad(TEMP, Reason::Timeout, T0 + 460 * MS));
-    c.advance();
+    c.step();
     assert_eq!(temp(&mut c).quality, Quality::Bad);
     c.push(Sample::good(
         TEMP,
@@ -74,10 +73,10 @@ fn r9_future_sample_does_not_freeze_its_tag() {
         T0 + 550 * MS,
         T0 + 560 * MS,
     ));
-    c.advance();
+    c.step();
     let s = temp(&mut c);
     assert_eq!((s.value, s.quality), (Some(Value::Num(5.0)), Quality::Good));
-    let stats = c.stats();
+    let stats = c.core().stats();
     assert_eq!((stats.out_of_order, stats.future_source_time), (0, 1));
 
     // Staleness still fires, one stale_after (1 s) after the last sample.

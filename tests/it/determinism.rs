@@ -12,15 +12,24 @@
 //! physics).
 //!
 //! The hash is FNV-1a (64 bit): unlike std's `DefaultHasher` it is fixed
-//! by its definition, so the printed values can be compared across Rust
-//! versions and machines (docs/benchmarks.md, "Physics").
+//! by its definition, so the values can be compared across Rust versions
+//! and machines (docs/benchmarks.md, "Determinism test"). They are pinned in
+//! [`GOLDEN`] for the default build (`enhanced-determinism` on): drift
+//! across machines or dependency upgrades fails the test. After a
+//! deliberate change to the core's behaviour or the event format, re-bless:
+//!
+//! TWIN_BLESS=1 cargo test --test it determinism
 
 use std::time::Duration;
 
 use twin::config::{LoadedConfig, TagId, load_file};
-use twin::twin::{Reason, Sample, TickClock, TwinCore, TwinEvent, Value};
+use twin::runtime::Driver;
+use twin::twin::{Reason, Sample, TwinEvent, Value};
 
 use crate::util::root;
+
+/// The pinned hashes, relative to the repository root.
+const GOLDEN: &str = "tests/golden/determinism.txt";
 
 const T0: i64 = 1_800_000_000_000_000_000;
 /// Three minutes of 100 ms ticks.
@@ -96,10 +105,9 @@ fn belt_speed(t_s: f64, phase: f64, tweak: f64) -> f64 {
 
 /// One run of the demo plant over [`TICKS`] with input seed `seed`.
 fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
-    let period = cfg.config.plant.tick;
-    let period_ns = i64::try_from(period.as_nanos()).expect("tick fits i64");
-    let mut core = TwinCore::new(cfg, TickClock::new(T0, period));
-    let t0 = core.clock().now_ns();
+    let period_ns = i64::try_from(cfg.config.plant.tick.as_nanos()).expect("tick fits i64");
+    let mut driver = Driver::new(cfg, T0);
+    let t0 = driver.epoch_ns();
     let infeed_speed = tag(cfg, "infeed.speed");
     let outfeed_speed = tag(cfg, "outfeed.speed");
     let infeed_count = tag(cfg, "infeed.count");
@@ -122,7 +130,6 @@ fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
     let mut eye_state = [false; 4];
     let mut hash = Fnv::new();
     let (mut bytes, mut line_events) = (0usize, 0usize);
-    let mut buf = Vec::new();
     for k in 1..=TICKS {
         // Samples received during the tick that ends at tick `k`.
         let end = t0 + k * period_ns;
@@ -187,22 +194,20 @@ fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
         // Arrival order within a tick is by receive time, as a live driver
         // would deliver them.
         batch.sort_by_key(|s| s.recv_time_ns);
-        core.push_batch(batch);
-        core.advance();
-        let events = core.drain_events();
-        line_events += events
+        driver.push_batch(batch);
+        let step = driver.step();
+        line_events += step
+            .events
             .iter()
             .filter(|e| matches!(e, TwinEvent::Line(_)))
             .count();
-        buf.clear();
-        core.encode_events(&events, &mut buf);
-        hash.write(&buf);
-        bytes += buf.len();
+        hash.write(step.jsonl);
+        bytes += step.jsonl.len();
     }
 
     let mut positions = Fnv::new();
     let (mut products, mut out) = (0, 0);
-    for line in core.lines() {
+    for line in driver.core().lines() {
         positions.write(line.id.as_bytes());
         let ps = line.model().product_positions();
         products += ps.len();
@@ -257,4 +262,66 @@ fn r4_same_inputs_give_bit_identical_state() {
         "a different belt speed left the positions unchanged"
     );
     assert_ne!(a.events_hash, c.events_hash);
+
+    check_golden(&a);
+}
+
+impl Run {
+    /// The pinned form: one `key = value` line per figure.
+    fn golden(&self) -> String {
+        format!(
+            "events_fnv1a64 = {:016x}\nevent_bytes = {}\nline_events = {}\n\
+             positions_fnv1a64 = {:016x}\nproducts_on_line = {}\nout = {}\n",
+            self.events_hash,
+            self.event_bytes,
+            self.line_events,
+            self.positions_hash,
+            self.products,
+            self.out
+        )
+    }
+}
+
+const GOLDEN_HEADER: &str = "\
+# Golden figures of tests/it/determinism.rs for the default build
+# (`enhanced-determinism` on). A change fails the test. If the change is
+# deliberate (the core's behaviour or the event format changed on purpose),
+# re-bless and commit this file with the change:
+#   TWIN_BLESS=1 cargo test --test it determinism
+";
+
+/// Compare with the pinned figures, or write them with `TWIN_BLESS=1`.
+fn check_golden(run: &Run) {
+    if !cfg!(feature = "enhanced-determinism") {
+        // Without libm maths in rapier the figures are the platform's own;
+        // only the two-run comparison above applies.
+        eprintln!("determinism: golden figures are pinned for the default build only");
+        return;
+    }
+    let path = root().join(GOLDEN);
+    let got = run.golden();
+    if std::env::var_os("TWIN_BLESS").is_some_and(|v| v == "1") {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create tests/golden");
+        }
+        std::fs::write(&path, format!("{GOLDEN_HEADER}{got}")).expect("write the golden file");
+        return;
+    }
+    let pinned = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("cannot read {GOLDEN} ({e}); create it with TWIN_BLESS=1 cargo test --test it determinism")
+    });
+    let pinned: String = pinned
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        pinned == got,
+        "the demo line's events or product positions differ from {GOLDEN}.\n\
+         pinned:\n{pinned}\nthis build:\n{got}\n\
+         If the change is deliberate, re-bless with \
+         `TWIN_BLESS=1 cargo test --test it determinism` and commit {GOLDEN}; \
+         otherwise this build is not bit-identical to the pinned one \
+         (a platform maths or dependency difference)."
+    );
 }

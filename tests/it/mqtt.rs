@@ -957,12 +957,15 @@ tags = { vibration = "filler.vibration" }
         .as_millis() as i64;
     assert!(src <= now_ms() && src <= t_ms(e), "src_t is bounded: {e}");
 
-    // Honest samples after it: the tag follows them.
+    // Honest samples after it: the tag follows them. An honest clock
+    // stamps them after the skewed sample's arrival (its bounded `src`); a
+    // fixed "now - 20 ms" could fall before that arrival when the event is
+    // seen within 20 ms of it, and be dropped, rightly, as out of order.
     for v in [2.5, 3.5] {
         publish(
             broker.port,
             topic,
-            format!(r#"[{{"ts": {}, "v": {v}}}]"#, now_ms() - 20).as_bytes(),
+            format!(r#"[{{"ts": {}, "v": {v}}}]"#, (now_ms() - 20).max(src + 1)).as_bytes(),
             &[],
         );
         wait_value(&run, "filler.vibration", v, Duration::from_secs(10));

@@ -749,3 +749,36 @@ fn r4_station_machines_follow_their_stations() {
         "filler current {fed:.2} A fed, {starved:.2} A starved"
     );
 }
+
+/// Issue 9: the virtual plant runs the twin's physics, so a line drawn at
+/// site-grid coordinates (`origin` around [1e5, 1e5]) made nothing move in
+/// it either. In the line's local frame it serves, step for step, what it
+/// serves at the origin: counts, eyes, and the motor currents measured
+/// from the products' motion.
+#[test]
+fn r9_the_virtual_plant_far_from_the_origin_serves_what_it_does_at_the_origin() {
+    let near = demo();
+    let mut far = demo();
+    for c in &mut far.config.lines[0].conveyors {
+        c.origin = [c.origin[0] + 1e5, c.origin[1] + 1e5];
+    }
+    let names = [
+        "infeed.count",
+        "outfeed.count",
+        "infeed.eye_entry",
+        "outfeed.eye_exit",
+        "infeed.motor_current",
+        "outfeed.motor_current",
+    ];
+    let (t, at_origin) = run(&near, None, 30, &names);
+    let out = t.line_counts(0).map_or(0, |c| c.out);
+    assert!(
+        out >= 10,
+        "the demo line at the origin makes products: {out}"
+    );
+    let (_, far_away) = run(&far, None, 30, &names);
+    assert!(
+        far_away == at_origin,
+        "the line at [1e5, 1e5] serves other values than at the origin"
+    );
+}

@@ -321,8 +321,9 @@ fn check_branch(sink: &mut Sink, i: usize, path: &str, line: &Line, d: &Diverter
     if !(p.is_finite() && (0.0..=length).contains(&p)) {
         return;
     }
-    let (at, heading) = along_centre_line(main, p);
-    let (sin, cos) = heading.to_radians().sin_cos();
+    // Where the physics puts the diverter: the one layout walk.
+    let (at, heading) = crate::config::layout::Layout::of(main).at(p);
+    let (sin, cos) = crate::config::layout::sin_cos_deg(heading);
     let branch_heading = branch.segments.first().map_or(0.0, |s| s.heading);
     let t = turn(heading, branch_heading);
     let (hw_main, hw_branch) = (main.width.value / 2.0, branch.width.value / 2.0);
@@ -404,29 +405,4 @@ fn check_branch(sink: &mut Sink, i: usize, path: &str, line: &Line, d: &Diverter
             )),
         );
     }
-}
-
-/// The plan point `position` metres along `c`'s centre line, and the
-/// heading of the segment it is on (a position past the end, refused
-/// elsewhere, is on the last segment).
-fn along_centre_line(c: &Conveyor, position: f64) -> ([f64; 2], f64) {
-    // Curves as the physics lays them out: straight chords.
-    let c = &c.chorded();
-    let mut at = c.origin;
-    let mut left = position.max(0.0);
-    let mut heading = c.segments.first().map_or(0.0, |s| s.heading);
-    for (k, s) in c.segments.iter().enumerate() {
-        heading = s.heading;
-        let (sin, cos) = s.heading.to_radians().sin_cos();
-        let d = if k + 1 == c.segments.len() || left <= s.length.value {
-            left.min(s.length.value)
-        } else {
-            left -= s.length.value;
-            at = [at[0] + cos * s.length.value, at[1] + sin * s.length.value];
-            continue;
-        };
-        at = [at[0] + cos * d, at[1] + sin * d];
-        break;
-    }
-    (at, heading)
 }

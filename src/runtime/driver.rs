@@ -1,0 +1,206 @@
+//! The one driver of the core: every run (live, replay, tests, benches)
+//! pushes samples and steps ticks through it.
+//!
+//! It owns the core, the run's epoch, the receive-time clamp and the sinks.
+//! What it does not own is time: the caller says when to step, from the
+//! monotonic run clock (live, see `pacing`) or from a recording or a test's
+//! own arithmetic (replay, tests). That is what lets a live run and its
+//! replay produce the same stream.
+
+use crate::config::LoadedConfig;
+use crate::sinks::{Sink, SinkError, TickOutput};
+use crate::twin::{Sample, TickClock, TwinCore, TwinEvent};
+
+/// Counts over the driver's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    pub ticks: u64,
+    pub events: u64,
+    pub samples: u64,
+    /// Samples whose receive time the clamp moved (see [`Driver::push`]).
+    pub clamped: u64,
+}
+
+/// One tick's output, as [`Driver::step`] returns it.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub tick: u64,
+    pub t_ns: i64,
+    pub events: &'a [TwinEvent],
+    /// `events` encoded as JSON lines.
+    pub jsonl: &'a [u8],
+}
+
+pub struct Driver {
+    core: TwinCore,
+    sinks: Vec<Box<dyn Sink>>,
+    /// The last tick's events, and their encoding (a buffer reused every
+    /// tick).
+    events: Vec<TwinEvent>,
+    jsonl: Vec<u8>,
+    failures: Vec<SinkError>,
+    stats: DriverStats,
+}
+
+impl Driver {
+    /// A driver of a fresh core for `cfg` whose tick 0 is at `start_ns`
+    /// (aligned down to a whole tick, see `TickClock::new`).
+    pub fn new(cfg: &LoadedConfig, start_ns: i64) -> Self {
+        Self::with_clock(cfg, TickClock::new(start_ns, cfg.config.plant.tick))
+    }
+
+    /// A driver of a fresh core with its clock given whole.
+    pub fn with_clock(cfg: &LoadedConfig, clock: TickClock) -> Self {
+        Driver {
+            core: TwinCore::new(cfg, clock),
+            sinks: Vec::new(),
+            events: Vec::new(),
+            jsonl: Vec::with_capacity(64 * 1024),
+            failures: Vec::new(),
+            stats: DriverStats::default(),
+        }
+    }
+
+    /// Add an output; it sees every tick from the next one on.
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// The run's epoch: the time of tick 0, from which tick `n` is at
+    /// `epoch + n * period`. A recording keeps it so that its replay ticks
+    /// at the same times.
+    pub fn epoch_ns(&self) -> i64 {
+        self.core.clock().time_of(0)
+    }
+
+    pub fn clock(&self) -> TickClock {
+        self.core.clock()
+    }
+
+    /// Time of the next tick [`Driver::step`] will run.
+    pub fn next_tick_ns(&self) -> i64 {
+        let c = self.core.clock();
+        c.time_of(c.tick() + 1)
+    }
+
+    pub fn core(&self) -> &TwinCore {
+        &self.core
+    }
+
+    /// The core, for what needs it mutably (`TwinCore::tag_states`).
+    pub fn core_mut(&mut self) -> &mut TwinCore {
+        &mut self.core
+    }
+
+    /// The core, once the run is over.
+    pub fn into_core(self) -> TwinCore {
+        self.core
+    }
+
+    pub fn stats(&self) -> DriverStats {
+        self.stats
+    }
+
+    /// Hand over a sample.
+    ///
+    /// The core applies a sample on the first tick at or after its receive
+    /// time. A sample can reach the driver after that tick already ran (it
+    /// was stamped just before the tick and delivered just after); for the
+    /// core it is then received right after the last tick that ran, and is
+    /// applied on the next one. Clamping here, before the core sees it,
+    /// makes the pushed stream (what a recorder keeps) say exactly which
+    /// tick each sample was applied on, so a replay applies it on the same
+    /// tick. Source times are left alone.
+    pub fn push(&mut self, mut sample: Sample) {
+        self.clamp(&mut sample);
+        self.stats.samples += 1;
+        self.core.push(sample);
+    }
+
+    /// Hand over a batch of samples, in order; each is clamped as by
+    /// [`Driver::push`].
+    pub fn push_batch(&mut self, mut batch: Vec<Sample>) {
+        for s in &mut batch {
+            self.clamp(s);
+        }
+        self.stats.samples += batch.len() as u64;
+        self.core.push_batch(batch);
+    }
+
+    fn clamp(&mut self, s: &mut Sample) {
+        let floor = self.core.clock().now_ns().saturating_add(1);
+        if s.recv_time_ns < floor {
+            s.recv_time_ns = floor;
+            self.stats.clamped += 1;
+        }
+    }
+
+    /// Run one tick and fan its output out to every sink. A sink that fails
+    /// is dropped from the fan-out (the others still get the tick) and its
+    /// error kept for [`Driver::take_failures`].
+    pub fn step(&mut self) -> Step<'_> {
+        self.core.advance();
+        self.events = self.core.drain_events();
+        self.jsonl.clear();
+        self.core.encode_events(&self.events, &mut self.jsonl);
+        self.stats.ticks += 1;
+        self.stats.events += self.events.len() as u64;
+        let clock = self.core.clock();
+        if !self.sinks.is_empty() {
+            let out = TickOutput {
+                tick: clock.tick(),
+                t_ns: clock.now_ns(),
+                events: &self.events,
+                jsonl: &self.jsonl,
+                core: &self.core,
+            };
+            let failures = &mut self.failures;
+            self.sinks.retain_mut(|s| match s.write_tick(&out) {
+                Ok(()) => true,
+                Err(e) => {
+                    failures.push(e);
+                    false
+                }
+            });
+        }
+        Step {
+            tick: clock.tick(),
+            t_ns: clock.now_ns(),
+            events: &self.events,
+            jsonl: &self.jsonl,
+        }
+    }
+
+    /// Step until the current tick's time is at or after `t_ns` (a replay's
+    /// "advance to"); returns how many ticks ran. Their output went to the
+    /// sinks.
+    pub fn advance_to(&mut self, t_ns: i64) -> u64 {
+        let mut n = 0;
+        while self.core.clock().now_ns() < t_ns {
+            self.step();
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether a sink failed since the last [`Driver::take_failures`].
+    pub fn has_failures(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
+    /// Errors of sinks that failed since the last call, oldest first.
+    pub fn take_failures(&mut self) -> Vec<SinkError> {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// End the run: every remaining sink flushes. Returns the errors of
+    /// those that could not, with any failure not yet taken.
+    pub fn finish(&mut self) -> Vec<SinkError> {
+        for mut s in self.sinks.drain(..) {
+            if let Err(e) = s.finish() {
+                self.failures.push(e);
+            }
+        }
+        self.take_failures()
+    }
+}

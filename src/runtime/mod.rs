@@ -1,0 +1,19 @@
+//! Running the twin: sources → [`Driver`] (the core) → sinks.
+//!
+//! - [`driver`]: the one driver every run uses (live, replay, tests,
+//!   benches): it owns the core, the run's epoch, the receive-time clamp and
+//!   the fan-out to sinks.
+//! - [`pacing`]: when a live run steps the driver: on the monotonic run
+//!   clock, with bounded catch-up and clock-step detection.
+//! - [`live`]: the live run itself, wiring sources and sinks to the two.
+
+pub mod driver;
+pub mod live;
+pub mod pacing;
+
+pub use driver::{Driver, DriverStats, Step};
+pub use live::{RunError, RunOptions, RunSummary, run_live};
+pub use pacing::{Pacer, Wake};
+
+#[cfg(test)]
+mod tests;
