@@ -75,19 +75,9 @@ pub(crate) struct Stages {
 
 impl Stages {
     pub(crate) fn new(mut schedule: Schedule) -> Self {
-        schedule.configure_sets(
-            (
-                Stage::Ingest,
-                Stage::Quality,
-                Stage::Physics,
-                Stage::Features,
-                Stage::Inference,
-                Stage::Optimiser,
-                Stage::Guard,
-                Stage::Emit,
-            )
-                .chain(),
-        );
+        for pair in Stage::ALL.windows(2) {
+            schedule.configure_sets(pair[1].after(pair[0]));
+        }
         Stages {
             schedule,
             slots: [0; Stage::ALL.len()],
