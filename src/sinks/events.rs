@@ -1,7 +1,7 @@
 //! The JSONL event-stream sink (`--events PATH|-`).
 //!
 //! The tick loop must never wait for the reader: a pipe nobody reads, a FIFO
-//! nobody opened, a slow disk. So [`EventStream::write_batch`] only copies a
+//! nobody opened, a slow disk. So [`EventStream::write_batch_at`] only copies a
 //! tick's lines into a bounded in-memory buffer, and one thread per stream
 //! opens the target (a FIFO blocks in open(2) until a reader comes) and writes
 //! the buffer out, flushing whenever it has caught up, so a reader tailing the
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use crate::twin::events::rfc3339;
 use crate::wallclock;
 
 /// What to do with a tick's lines when the reader has fallen so far behind
@@ -98,8 +99,9 @@ pub struct EventStream {
 struct Gap {
     ticks: u64,
     events: u64,
-    first_t: Option<String>,
-    last_t: Option<String>,
+    /// Times of the first and last dropped tick, where the caller gave them.
+    first_t_ns: Option<i64>,
+    last_t_ns: Option<i64>,
 }
 
 /// Where the writer thread puts the bytes.
@@ -241,10 +243,22 @@ impl EventStream {
         self.dropped
     }
 
-    /// Hand over one tick's encoded lines. Never waits for the reader. Errors
-    /// are the writer's (reported on the call after it failed; a reader that
-    /// went away is `BrokenPipe`) or, under [`Overflow::Fail`], a full buffer.
+    /// Hand over the encoded lines of the tick at `t_ns`. Never waits for the
+    /// reader. Errors are the writer's (reported on the call after it failed;
+    /// a reader that went away is `BrokenPipe`) or, under
+    /// [`Overflow::Fail`], a full buffer. The time names the tick in a `gap`
+    /// line if it is dropped.
+    pub fn write_batch_at(&mut self, t_ns: i64, bytes: &[u8]) -> io::Result<()> {
+        self.accept(Some(t_ns), bytes)
+    }
+
+    /// [`write_batch_at`](Self::write_batch_at) for lines without a tick time (a
+    /// custom writer's bytes); a `gap` line for them carries no times.
     pub fn write_batch(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.accept(None, bytes)
+    }
+
+    fn accept(&mut self, t_ns: Option<i64>, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -256,7 +270,7 @@ impl EventStream {
         let needed = bytes.len() + gap_line.as_ref().map_or(0, Vec::len);
         if s.bytes > 0 && s.bytes + needed > self.options.buffer_bytes {
             drop(s);
-            return self.overflow(bytes);
+            return self.overflow(t_ns, bytes);
         }
         let mut batch = gap_line.unwrap_or_default();
         batch.extend_from_slice(bytes);
@@ -271,7 +285,7 @@ impl EventStream {
         Ok(())
     }
 
-    fn overflow(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn overflow(&mut self, t_ns: Option<i64>, bytes: &[u8]) -> io::Result<()> {
         let events = count_lines(bytes);
         match self.options.overflow {
             Overflow::Fail => Err(io::Error::other(format!(
@@ -281,16 +295,15 @@ impl EventStream {
             Overflow::Drop => {
                 self.dropped.ticks += 1;
                 self.dropped.events += events;
-                let t = tick_time(bytes);
-                let gap = self.gap.get_or_insert_with(|| Gap {
+                let gap = self.gap.get_or_insert(Gap {
                     ticks: 0,
                     events: 0,
-                    first_t: t.clone(),
-                    last_t: None,
+                    first_t_ns: t_ns,
+                    last_t_ns: None,
                 });
                 gap.ticks += 1;
                 gap.events += events;
-                gap.last_t = t;
+                gap.last_t_ns = t_ns;
                 let quiet = self
                     .warned
                     .is_some_and(|w| wallclock::since(w) < Duration::from_secs(10));
@@ -380,7 +393,8 @@ impl Gap {
     /// are left out if the dropped lines had none (a custom writer's bytes).
     fn line(&self) -> Vec<u8> {
         let mut out = br#"{"v":1,"type":"gap""#.to_vec();
-        if let (Some(first), Some(last)) = (&self.first_t, &self.last_t) {
+        if let (Some(first), Some(last)) = (self.first_t_ns, self.last_t_ns) {
+            let (first, last) = (rfc3339(first), rfc3339(last));
             out.extend_from_slice(format!(r#","t":"{first}","until":"{last}""#).as_bytes());
         }
         out.extend_from_slice(
@@ -393,20 +407,6 @@ impl Gap {
 
 fn count_lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|b| **b == b'\n').count() as u64
-}
-
-/// The tick time of a batch: every line of one tick carries the same `t`,
-/// written by our encoder as `"t":"<RFC 3339>"`.
-fn tick_time(bytes: &[u8]) -> Option<String> {
-    const KEY: &[u8] = br#""t":""#;
-    let line = bytes.split(|b| *b == b'\n').next()?;
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let len = line[at..].iter().position(|b| *b == b'"')?;
-    let t = std::str::from_utf8(&line[at..at + len]).ok()?;
-    // Only what a time can contain, so the gap line stays valid JSON.
-    t.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-:.+".contains(&b))
-        .then(|| t.to_string())
 }
 
 #[cfg(unix)]

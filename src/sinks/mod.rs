@@ -81,7 +81,7 @@ impl SinkError {
 
 impl Sink for events::EventStream {
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
-        self.write_batch(out.jsonl)
+        self.write_batch_at(out.t_ns, out.jsonl)
             .map_err(|e| SinkError::from_io("event stream", self.target(), e))
     }
 
