@@ -140,7 +140,7 @@ impl Driver {
     /// error kept for [`Driver::take_failures`].
     pub fn step(&mut self) -> Step<'_> {
         self.core.advance();
-        self.events = self.core.drain_events();
+        self.core.drain_events_into(&mut self.events);
         self.jsonl.clear();
         self.core.encode_events(&self.events, &mut self.jsonl);
         self.stats.ticks += 1;

@@ -190,6 +190,14 @@ impl TwinCore {
         *self.world.resource::<TickClock>()
     }
 
+    /// Move the events made so far into `out` (cleared first). The outbox
+    /// takes `out`'s allocation in exchange, so a driver calling this every
+    /// tick regrows neither.
+    pub fn drain_events_into(&mut self, out: &mut Vec<TwinEvent>) {
+        out.clear();
+        std::mem::swap(&mut self.world.resource_mut::<Outbox>().0, out);
+    }
+
     pub fn drain_events(&mut self) -> Vec<TwinEvent> {
         std::mem::take(&mut self.world.resource_mut::<Outbox>().0)
     }
