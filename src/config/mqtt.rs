@@ -34,14 +34,23 @@ pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct MqttSource {
     pub name: Loc<String>,
-    pub broker: Loc<Broker>,
-    pub client_id: String,
-    pub keep_alive: Duration,
+    pub connection: MqttConnection,
     pub stale_after: Option<Duration>,
     /// false (the default): a persistent session, so QoS 1 messages published
     /// while the twin is away are queued by the broker and delivered on
     /// reconnect.
     pub clean_session: bool,
+    pub topics: Vec<TopicMap>,
+}
+
+/// How an MQTT-based source (MQTT or Sparkplug) reaches its broker: the
+/// keys both share, decoded and checked by [`decode_connection`] alone so
+/// the two accept and diagnose them alike, and held alike by both.
+#[derive(Debug, Clone)]
+pub struct MqttConnection {
+    pub broker: Loc<Broker>,
+    pub client_id: String,
+    pub keep_alive: Duration,
     /// Largest PUBLISH packet accepted, in bytes; bigger ones are counted and
     /// dropped.
     pub max_packet_size: usize,
@@ -53,7 +62,6 @@ pub struct MqttSource {
     /// Connect with TLS: the broker was written `mqtts://`.
     pub tls: bool,
     pub tls_files: TlsFiles,
-    pub topics: Vec<TopicMap>,
 }
 
 /// Where a secret is read from at start-up. Never the config text itself.
@@ -91,7 +99,7 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
         .filter_map(|m| decode_topic(sink, m))
         .collect();
     t.finish(sink);
-    let (Some(name), Some(broker)) = (name, conn.broker) else {
+    let Some((name, connection)) = name.and_then(|n| conn.of(&n).map(|c| (n, c))) else {
         for tp in &topics {
             sink.broken_tags
                 .extend(tp.tag_names().into_iter().map(|(tag, _)| tag));
@@ -99,20 +107,10 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
         return None;
     };
     Some(MqttSource {
-        client_id: conn
-            .client_id
-            .unwrap_or_else(|| format!("twin-{}", name.value)),
         name,
-        broker,
-        keep_alive: conn.keep_alive,
+        connection,
         stale_after,
         clean_session,
-        max_packet_size: conn.max_packet_size,
-        max_clock_skew: conn.max_clock_skew,
-        username: conn.username,
-        password: conn.password,
-        tls: conn.tls,
-        tls_files: conn.tls_files,
         topics,
     })
 }
@@ -121,9 +119,8 @@ pub(super) fn decode_mqtt(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<MqttS
 /// are small, and 256 KiB leaves room for JSON arrays of samples.
 pub const MQTT_DEFAULT_MAX_PACKET: usize = 256 * 1024;
 
-/// How an MQTT-based source (MQTT or Sparkplug) reaches its broker: the
-/// keys both share, decoded and checked by [`decode_connection`] alone so
-/// the two accept and diagnose them alike.
+/// The connection keys as decoded, before the source's name gives the
+/// default client id.
 #[derive(Debug, Clone)]
 pub(super) struct Connection {
     pub broker: Option<Loc<Broker>>,
@@ -136,6 +133,26 @@ pub(super) struct Connection {
     pub password: Option<Secret>,
     pub tls: bool,
     pub tls_files: TlsFiles,
+}
+
+impl Connection {
+    /// The connection of the source called `name`; `None` without a broker
+    /// (already reported).
+    pub(super) fn of(self, name: &Loc<String>) -> Option<MqttConnection> {
+        Some(MqttConnection {
+            broker: self.broker?,
+            client_id: self
+                .client_id
+                .unwrap_or_else(|| format!("twin-{}", name.value)),
+            keep_alive: self.keep_alive,
+            max_packet_size: self.max_packet_size,
+            max_clock_skew: self.max_clock_skew,
+            username: self.username,
+            password: self.password,
+            tls: self.tls,
+            tls_files: self.tls_files,
+        })
+    }
 }
 
 /// Decode the connection keys of an MQTT or Sparkplug source: `broker`,

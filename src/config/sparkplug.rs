@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::decode::{HOUR, Loc, MS, Sink, Table, check_tag_name};
 use super::diagnostics::Diagnostic;
-use super::mqtt::{Broker, Secret, TlsFiles, decode_connection};
+use super::mqtt::{MqttConnection, decode_connection};
 
 /// Default `max_packet_size` of a Sparkplug source. Births carry every
 /// metric of a node with its name, alias, type and properties: ~45 bytes a
@@ -27,26 +27,15 @@ pub const SPARKPLUG_DEFAULT_MAX_DEVICES: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct SparkplugSource {
     pub name: Loc<String>,
-    pub broker: Loc<Broker>,
-    pub client_id: String,
+    /// Broker, client, credentials, TLS and limits, as for MQTT sources.
+    pub connection: MqttConnection,
     pub group: Loc<String>,
     /// May this host send NCMD rebirth requests?
     pub rebirth: bool,
-    pub keep_alive: Duration,
-    /// Largest PUBLISH packet used, in bytes; bigger ones are counted and
-    /// dropped.
-    pub max_packet_size: usize,
-    pub username: Option<Loc<String>>,
-    pub password: Option<Secret>,
-    /// Connect with TLS: the broker was written `mqtts://`.
-    pub tls: bool,
-    pub tls_files: TlsFiles,
     /// Session state bounds for nodes and devices the config does not name.
     pub max_nodes: usize,
     pub max_devices: usize,
     pub stale_after: Option<Duration>,
-    /// As for [`super::MqttSource::max_clock_skew`], for metric timestamps.
-    pub max_clock_skew: Duration,
     pub metrics: Vec<SparkplugMetric>,
 }
 
@@ -142,29 +131,20 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugS
         }
     }
     t.finish(sink);
-    let (Some(name), Some(broker), Some(group)) = (name, conn.broker, group) else {
+    let named = name.and_then(|n| conn.of(&n).map(|c| (n, c)));
+    let (Some((name, connection)), Some(group)) = (named, group) else {
         sink.broken_tags
             .extend(metrics.into_iter().map(|m| m.tag.value));
         return None;
     };
     Some(SparkplugSource {
-        client_id: conn
-            .client_id
-            .unwrap_or_else(|| format!("twin-{}", name.value)),
         name,
-        broker,
+        connection,
         group,
         rebirth,
-        keep_alive: conn.keep_alive,
-        max_packet_size: conn.max_packet_size,
-        username: conn.username,
-        password: conn.password,
-        tls: conn.tls,
-        tls_files: conn.tls_files,
         max_nodes,
         max_devices,
         stale_after,
-        max_clock_skew: conn.max_clock_skew,
         metrics,
     })
 }

@@ -451,9 +451,9 @@ pub async fn start(
         let (host, port) = if let Some(url) = opts.mqtt_urls.get(&m.name.value) {
             crate::sources::mqtt::parse_url(url).ok_or_else(|| SimError::BadUrl(url.clone()))?
         } else {
-            match &m.broker.value {
+            match &m.connection.broker.value {
                 Broker::Tcp { host, port } => {
-                    if m.tls {
+                    if m.connection.tls {
                         warn!(source = %m.name.value,
                             "The virtual plant publishes over plain MQTT only; point it at a plain listener with --mqtt SOURCE=mqtt://HOST:PORT.");
                     }

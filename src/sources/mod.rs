@@ -139,23 +139,11 @@ pub fn build(
         )));
     }
     for (i, src) in cfg.config.mqtt.iter().enumerate() {
-        let endpoint = resolve_broker(
-            &src.name.value,
-            &src.broker.value,
-            src.tls,
-            endpoints,
-            &mut brokers,
-        )?;
+        let endpoint = resolve_broker(&src.name.value, &src.connection, endpoints, &mut brokers)?;
         out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, endpoint)?));
     }
     for (i, src) in cfg.config.sparkplug.iter().enumerate() {
-        let endpoint = resolve_broker(
-            &src.name.value,
-            &src.broker.value,
-            src.tls,
-            endpoints,
-            &mut brokers,
-        )?;
+        let endpoint = resolve_broker(&src.name.value, &src.connection, endpoints, &mut brokers)?;
         out.push(Box::new(sparkplug::SparkplugSubscriber::new(
             cfg, i, endpoint,
         )?));
@@ -167,8 +155,7 @@ pub fn build(
 /// broker, or the embedded broker (started once per listen address).
 fn resolve_broker(
     name: &str,
-    broker: &crate::config::Broker,
-    tls: bool,
+    conn: &crate::config::MqttConnection,
     endpoints: &Endpoints,
     started: &mut std::collections::BTreeMap<std::net::SocketAddr, std::net::SocketAddr>,
 ) -> Result<mqtt::Endpoint, BuildError> {
@@ -182,11 +169,11 @@ fn resolve_broker(
             },
         });
     }
-    Ok(match broker {
+    Ok(match &conn.broker.value {
         crate::config::Broker::Tcp { host, port } => mqtt::Endpoint {
             host: host.clone(),
             port: *port,
-            tls,
+            tls: conn.tls,
         },
         crate::config::Broker::Embedded { listen } => {
             let addr = match started.get(listen) {

@@ -192,16 +192,18 @@ tags = { any = "filler.any" }
         .expect("valid");
         let m = &cfg.config.mqtt[0];
         assert_eq!(
-            m.broker.value,
+            m.connection.broker.value,
             Broker::Tcp {
                 host: "broker.local".into(),
                 port: 8883
             }
         );
-        assert!(m.tls && m.clean_session);
-        assert_eq!(m.max_packet_size, 1024);
-        assert!(matches!(&m.password, Some(Secret::Env(v)) if v.value == "MQTT_PASSWORD"));
-        assert_eq!(m.client_id, "twin-m");
+        assert!(m.connection.tls && m.clean_session);
+        assert_eq!(m.connection.max_packet_size, 1024);
+        assert!(
+            matches!(&m.connection.password, Some(Secret::Env(v)) if v.value == "MQTT_PASSWORD")
+        );
+        assert_eq!(m.connection.client_id, "twin-m");
 
         // The embedded broker has no authentication to give credentials to.
         let e = load(

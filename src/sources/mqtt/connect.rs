@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::config::sparkplug::SparkplugSource;
 use crate::config::{
-    BrokerUrl, BrokerUrlError, MQTT_PROTOCOL_MAX_PACKET, MqttSource, Secret, TlsFiles,
+    BrokerUrl, BrokerUrlError, MQTT_PROTOCOL_MAX_PACKET, MqttConnection, MqttSource, Secret,
     parse_broker_url,
 };
 use crate::sources::backoff::Backoff;
@@ -41,12 +41,8 @@ pub struct ClientSpec<'a> {
     /// "MQTT" or "Sparkplug", for messages.
     pub kind: &'static str,
     pub name: &'a str,
-    pub client_id: &'a str,
-    pub keep_alive: Duration,
+    pub conn: &'a MqttConnection,
     pub clean_session: bool,
-    pub username: Option<&'a str>,
-    pub password: Option<&'a Secret>,
-    pub tls_files: &'a TlsFiles,
     /// Manual acknowledgements: only once samples are with the core.
     pub manual_acks: bool,
 }
@@ -56,12 +52,8 @@ impl<'a> From<&'a MqttSource> for ClientSpec<'a> {
         ClientSpec {
             kind: "MQTT",
             name: &s.name.value,
-            client_id: &s.client_id,
-            keep_alive: s.keep_alive,
+            conn: &s.connection,
             clean_session: s.clean_session,
-            username: s.username.as_ref().map(|u| u.value.as_str()),
-            password: s.password.as_ref(),
-            tls_files: &s.tls_files,
             manual_acks: true,
         }
     }
@@ -72,14 +64,10 @@ impl<'a> From<&'a SparkplugSource> for ClientSpec<'a> {
         ClientSpec {
             kind: "Sparkplug",
             name: &s.name.value,
-            client_id: &s.client_id,
-            keep_alive: s.keep_alive,
+            conn: &s.connection,
             // Sparkplug 3.0 has host applications connect with a clean
             // session: state comes from births, not from queued messages.
             clean_session: true,
-            username: s.username.as_ref().map(|u| u.value.as_str()),
-            password: s.password.as_ref(),
-            tls_files: &s.tls_files,
             manual_acks: false,
         }
     }
@@ -136,8 +124,8 @@ pub fn options(
     ep: &Endpoint,
     base_dir: &Path,
 ) -> Result<MqttOptions, SetupError> {
-    let mut opts = MqttOptions::new(src.client_id, ep.host.clone(), ep.port);
-    opts.set_keep_alive(src.keep_alive);
+    let mut opts = MqttOptions::new(&src.conn.client_id, ep.host.clone(), ep.port);
+    opts.set_keep_alive(src.conn.keep_alive);
     // A persistent MQTT session (the default there) keeps our subscriptions
     // and queues QoS 1 messages at the broker while we are away. The client
     // id is stable (from the config), so the broker finds the session again.
@@ -150,12 +138,12 @@ pub fn options(
     // receipt, by dropping, counting and warning.
     opts.set_max_packet_size(MQTT_PROTOCOL_MAX_PACKET, MQTT_PROTOCOL_MAX_PACKET);
     opts.set_manual_acks(src.manual_acks);
-    if let Some(user) = src.username {
-        let password = match src.password {
+    if let Some(user) = &src.conn.username {
+        let password = match &src.conn.password {
             None => String::new(),
             Some(s) => read_secret(src, s, base_dir)?,
         };
-        opts.set_credentials(user, password);
+        opts.set_credentials(&user.value, password);
     }
     if ep.tls {
         let config = tls_config(src, base_dir)?;
@@ -214,7 +202,7 @@ fn tls_config(src: &ClientSpec<'_>, base_dir: &Path) -> Result<rustls::ClientCon
         error: e.to_string(),
     };
     let mut roots = rustls::RootCertStore::empty();
-    match &src.tls_files.ca_file {
+    match &src.conn.tls_files.ca_file {
         Some(ca) => {
             let path = config_path(base_dir, &ca.value);
             let certs = read_certs(&path).map_err(|e| read_err("ca_file", &path, &e))?;
@@ -250,7 +238,7 @@ fn tls_config(src: &ClientSpec<'_>, base_dir: &Path) -> Result<rustls::ClientCon
         .with_safe_default_protocol_versions()
         .map_err(tls_err)?
         .with_root_certificates(roots);
-    match (&src.tls_files.cert_file, &src.tls_files.key_file) {
+    match (&src.conn.tls_files.cert_file, &src.conn.tls_files.key_file) {
         (Some(cert), Some(key)) => {
             let cert_path = config_path(base_dir, &cert.value);
             let certs =
@@ -380,17 +368,31 @@ mod tests {
 
     #[test]
     fn r9_setup_errors_name_the_kind_of_source_they_are_for() {
-        let tls_files = TlsFiles::default();
-        let password = Secret::Env(Loc::new("TWIN_UNIT_NO_SUCH_VARIABLE".to_string(), 0..0));
+        let conn = MqttConnection {
+            broker: Loc::new(
+                crate::config::Broker::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 8883,
+                },
+                0..0,
+            ),
+            client_id: "twin-edge".into(),
+            keep_alive: Duration::from_secs(10),
+            max_packet_size: 1024,
+            max_clock_skew: Duration::from_secs(2),
+            username: Some(Loc::new("twin".to_string(), 0..0)),
+            password: Some(Secret::Env(Loc::new(
+                "TWIN_UNIT_NO_SUCH_VARIABLE".to_string(),
+                0..0,
+            ))),
+            tls: true,
+            tls_files: crate::config::TlsFiles::default(),
+        };
         let spec = ClientSpec {
             kind: "Sparkplug",
             name: "edge",
-            client_id: "twin-edge",
-            keep_alive: Duration::from_secs(10),
+            conn: &conn,
             clean_session: true,
-            username: Some("twin"),
-            password: Some(&password),
-            tls_files: &tls_files,
             manual_acks: false,
         };
         let ep = parse_endpoint("mqtts://127.0.0.1:8883").expect("url");

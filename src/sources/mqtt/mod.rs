@@ -70,8 +70,8 @@ impl MqttSubscriber {
             options,
             router: Router::new(cfg, src),
             subscriptions: topic::subscriptions(src),
-            max_packet_size: src.max_packet_size,
-            max_clock_skew: src.max_clock_skew,
+            max_packet_size: src.connection.max_packet_size,
+            max_clock_skew: src.connection.max_clock_skew,
         })
     }
 

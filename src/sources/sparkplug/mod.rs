@@ -84,8 +84,8 @@ impl SparkplugSubscriber {
             options,
             group: src.group.value.clone(),
             rebirth: src.rebirth,
-            max_packet_size: src.max_packet_size,
-            max_clock_skew: src.max_clock_skew,
+            max_packet_size: src.connection.max_packet_size,
+            max_clock_skew: src.connection.max_clock_skew,
             limits: Limits {
                 max_nodes: src.max_nodes,
                 max_devices: src.max_devices,
