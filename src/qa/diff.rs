@@ -1,0 +1,525 @@
+//! `twin diff`: what changed between two event streams.
+//!
+//! Both streams are in tick order and every event of a tick carries the
+//! tick's `t`, so the streams are walked side by side one tick at a time
+//! (merge-join on `t`): memory is bounded by the largest tick, not the file.
+//! Within a tick, events are paired by key (type plus what the event is
+//! about, [`Event::key`]); an unpaired event is added or removed, a paired
+//! one that differs is changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::io::BufRead;
+
+use serde_json::{Map, Value, json};
+
+use super::{Event, EventReader, StreamError};
+
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    /// Only these event types are compared; `None`: all.
+    pub types: Option<BTreeSet<String>>,
+    /// Numbers closer than this (absolute) are equal.
+    pub tolerance: f64,
+}
+
+/// One field that differs between two paired events. `None` when the
+/// field is absent from that side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    /// Path into the event: `value`, `zones.infeed`, `belts[1].slip`.
+    pub field: String,
+    pub a: Option<Value>,
+    pub b: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Difference {
+    /// In B only.
+    Added(Event),
+    /// In A only.
+    Removed(Event),
+    /// In both, with these fields different.
+    Changed {
+        a: Event,
+        b: Event,
+        fields: Vec<FieldChange>,
+    },
+}
+
+impl Difference {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Difference::Added(_) => "added",
+            Difference::Removed(_) => "removed",
+            Difference::Changed { .. } => "changed",
+        }
+    }
+
+    /// The event the difference is about (B's for added, else A's).
+    pub fn event(&self) -> &Event {
+        match self {
+            Difference::Added(e) | Difference::Removed(e) => e,
+            Difference::Changed { a, .. } => a,
+        }
+    }
+
+    /// One line of `twin diff`'s human output (without a newline).
+    pub fn render(&self) -> String {
+        let e = self.event();
+        let mut s = String::new();
+        match self {
+            Difference::Added(b) => {
+                let _ = write!(s, "  + {} {} (B:{}) {}", e.kind, e.key(), b.line, b.text);
+            }
+            Difference::Removed(a) => {
+                let _ = write!(s, "  - {} {} (A:{}) {}", e.kind, e.key(), a.line, a.text);
+            }
+            Difference::Changed { a, b, fields } => {
+                let _ = write!(s, "  ~ {} {} (A:{}, B:{})", e.kind, e.key(), a.line, b.line);
+                for (i, f) in fields.iter().enumerate() {
+                    let show = |v: &Option<Value>| v.as_ref().map_or("(absent)".to_string(), Value::to_string);
+                    let _ = write!(
+                        s,
+                        "{} {}: {} -> {}",
+                        if i == 0 { "" } else { "," },
+                        f.field,
+                        show(&f.a),
+                        show(&f.b)
+                    );
+                }
+            }
+        }
+        s
+    }
+
+    /// One line of `twin diff --json` (docs/qa.md).
+    pub fn to_json(&self) -> Value {
+        let e = self.event();
+        let mut o = Map::new();
+        o.insert("diff".into(), json!(self.kind()));
+        o.insert("t".into(), json!(super::format_time(e.t_ns)));
+        o.insert("type".into(), json!(e.kind));
+        o.insert("key".into(), json!(e.key()));
+        match self {
+            Difference::Added(b) => {
+                o.insert("line_b".into(), json!(b.line));
+                o.insert("b".into(), Value::Object(b.fields.clone()));
+            }
+            Difference::Removed(a) => {
+                o.insert("line_a".into(), json!(a.line));
+                o.insert("a".into(), Value::Object(a.fields.clone()));
+            }
+            Difference::Changed { a, b, fields } => {
+                o.insert("line_a".into(), json!(a.line));
+                o.insert("line_b".into(), json!(b.line));
+                let fields: Vec<Value> = fields
+                    .iter()
+                    .map(|f| {
+                        let mut m = Map::new();
+                        m.insert("field".into(), json!(f.field));
+                        if let Some(v) = &f.a {
+                            m.insert("a".into(), v.clone());
+                        }
+                        if let Some(v) = &f.b {
+                            m.insert("b".into(), v.clone());
+                        }
+                        Value::Object(m)
+                    })
+                    .collect();
+                o.insert("fields".into(), Value::Array(fields));
+            }
+        }
+        Value::Object(o)
+    }
+}
+
+/// Differences of one event type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.added + self.removed + self.changed
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiffSummary {
+    /// Events compared (after the type filter) on each side.
+    pub events_a: u64,
+    pub events_b: u64,
+    /// Per event type with at least one difference.
+    pub per_type: BTreeMap<String, Counts>,
+}
+
+impl DiffSummary {
+    pub fn identical(&self) -> bool {
+        self.per_type.values().all(|c| c.total() == 0)
+    }
+
+    pub fn totals(&self) -> Counts {
+        self.per_type.values().fold(Counts::default(), |t, c| Counts {
+            added: t.added + c.added,
+            removed: t.removed + c.removed,
+            changed: t.changed + c.changed,
+        })
+    }
+
+    /// The closing table of the human output.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        if !self.per_type.is_empty() {
+            let _ = writeln!(s, "{:<12} {:>8} {:>8} {:>8}", "type", "added", "removed", "changed");
+            for (t, c) in &self.per_type {
+                let _ = writeln!(s, "{t:<12} {:>8} {:>8} {:>8}", c.added, c.removed, c.changed);
+            }
+        }
+        let t = self.totals();
+        if self.identical() {
+            let _ = writeln!(
+                s,
+                "identical: {} events in A, {} in B",
+                self.events_a, self.events_b
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "{} differences ({} added, {} removed, {} changed): {} events in A, {} in B",
+                t.total(),
+                t.added,
+                t.removed,
+                t.changed,
+                self.events_a,
+                self.events_b
+            );
+        }
+        s
+    }
+
+    /// The closing line of `twin diff --json`.
+    pub fn to_json(&self) -> Value {
+        let t = self.totals();
+        let types: Map<String, Value> = self
+            .per_type
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.clone(),
+                    json!({"added": c.added, "removed": c.removed, "changed": c.changed}),
+                )
+            })
+            .collect();
+        json!({
+            "diff": "summary",
+            "identical": self.identical(),
+            "events_a": self.events_a,
+            "events_b": self.events_b,
+            "added": t.added,
+            "removed": t.removed,
+            "changed": t.changed,
+            "types": types,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    Input(#[from] StreamError),
+    /// Whoever took the differences failed (e.g. stdout closed).
+    #[error("cannot write the differences: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// One side of the walk, with the event read ahead.
+struct Side<R> {
+    reader: EventReader<R>,
+    peeked: Option<Event>,
+    count: u64,
+}
+
+impl<R: BufRead> Side<R> {
+    fn new(reader: EventReader<R>) -> Self {
+        Side {
+            reader,
+            peeked: None,
+            count: 0,
+        }
+    }
+
+    /// Fill `peeked` with the next event of a wanted type.
+    fn peek(&mut self, opts: &DiffOptions) -> Result<Option<i64>, StreamError> {
+        while self.peeked.is_none() {
+            match self.reader.next_event()? {
+                None => return Ok(None),
+                Some(e) if opts.types.as_ref().is_none_or(|t| t.contains(&e.kind)) => {
+                    self.peeked = Some(e);
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(self.peeked.as_ref().map(|e| e.t_ns))
+    }
+
+    /// Every wanted event at tick `t`.
+    fn take_tick(&mut self, t: i64, opts: &DiffOptions) -> Result<Vec<Event>, StreamError> {
+        let mut out = Vec::new();
+        while self.peek(opts)? == Some(t) {
+            if let Some(e) = self.peeked.take() {
+                self.count += 1;
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Walk two streams side by side and hand each difference, in time order,
+/// to `on_diff`. Reads each stream once, holding one tick of each.
+pub fn diff<A: BufRead, B: BufRead>(
+    a: EventReader<A>,
+    b: EventReader<B>,
+    opts: &DiffOptions,
+    mut on_diff: impl FnMut(&Difference) -> std::io::Result<()>,
+) -> Result<DiffSummary, DiffError> {
+    let mut a = Side::new(a);
+    let mut b = Side::new(b);
+    let mut summary = DiffSummary::default();
+    loop {
+        let t = match (a.peek(opts)?, b.peek(opts)?) {
+            (None, None) => break,
+            (Some(x), None) | (None, Some(x)) => x,
+            (Some(x), Some(y)) => x.min(y),
+        };
+        let ta = a.take_tick(t, opts)?;
+        let tb = b.take_tick(t, opts)?;
+        for d in align_tick(ta, tb, opts.tolerance) {
+            let c = summary.per_type.entry(d.event().kind.clone()).or_default();
+            match &d {
+                Difference::Added(_) => c.added += 1,
+                Difference::Removed(_) => c.removed += 1,
+                Difference::Changed { .. } => c.changed += 1,
+            }
+            on_diff(&d).map_err(DiffError::Output)?;
+        }
+    }
+    summary.events_a = a.count;
+    summary.events_b = b.count;
+    Ok(summary)
+}
+
+/// Pair the events of one tick. Equal events pair first, so that of two
+/// residuals of one eye the one that is gone shows as removed rather than
+/// both as changed; the rest pair in stream order within their key.
+pub fn align_tick(a: Vec<Event>, b: Vec<Event>, tol: f64) -> Vec<Difference> {
+    let keys_a: Vec<(String, String)> = a.iter().map(|e| (e.kind.clone(), e.key())).collect();
+    let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (j, e) in b.iter().enumerate() {
+        by_key.entry((e.kind.clone(), e.key())).or_default().push(j);
+    }
+    let mut pair_of_a: Vec<Option<usize>> = vec![None; a.len()];
+    let mut b_used = vec![false; b.len()];
+    for (i, ea) in a.iter().enumerate() {
+        if let Some(js) = by_key.get(&keys_a[i])
+            && let Some(&j) = js
+                .iter()
+                .find(|&&j| !b_used[j] && changes(ea, &b[j], tol).is_empty())
+        {
+            pair_of_a[i] = Some(j);
+            b_used[j] = true;
+        }
+    }
+    for (i, k) in keys_a.iter().enumerate() {
+        if pair_of_a[i].is_none()
+            && let Some(js) = by_key.get(k)
+            && let Some(&j) = js.iter().find(|&&j| !b_used[j])
+        {
+            pair_of_a[i] = Some(j);
+            b_used[j] = true;
+        }
+    }
+    let mut out = Vec::new();
+    let mut b_slots: Vec<Option<Event>> = b.into_iter().map(Some).collect();
+    for (ea, pair) in a.into_iter().zip(pair_of_a) {
+        match pair.and_then(|j| b_slots[j].take()) {
+            None => out.push(Difference::Removed(ea)),
+            Some(eb) => {
+                let fields = changes(&ea, &eb, tol);
+                if !fields.is_empty() {
+                    out.push(Difference::Changed { a: ea, b: eb, fields });
+                }
+            }
+        }
+    }
+    out.extend(b_slots.into_iter().flatten().map(Difference::Added));
+    out
+}
+
+/// Every field that differs between two events (`t` aside: they share it).
+pub fn changes(a: &Event, b: &Event, tol: f64) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    compare_maps(&a.fields, &b.fields, "", tol, &mut out, true);
+    out
+}
+
+fn compare_maps(
+    a: &Map<String, Value>,
+    b: &Map<String, Value>,
+    path: &str,
+    tol: f64,
+    out: &mut Vec<FieldChange>,
+    top: bool,
+) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    for (k, va) in a {
+        if top && k == "t" {
+            continue;
+        }
+        match b.get(k) {
+            Some(vb) => compare(va, vb, &join(k), tol, out),
+            None => out.push(FieldChange {
+                field: join(k),
+                a: Some(va.clone()),
+                b: None,
+            }),
+        }
+    }
+    for (k, vb) in b {
+        if !a.contains_key(k) && !(top && k == "t") {
+            out.push(FieldChange {
+                field: join(k),
+                a: None,
+                b: Some(vb.clone()),
+            });
+        }
+    }
+}
+
+fn compare(a: &Value, b: &Value, path: &str, tol: f64, out: &mut Vec<FieldChange>) {
+    let same = match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            compare_maps(x, y, path, tol, out, false);
+            true
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                compare(p, q, &format!("{path}[{i}]"), tol, out);
+            }
+            true
+        }
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(p), Some(q)) => p == q || (p - q).abs() <= tol,
+            _ => x == y,
+        },
+        _ => a == b,
+    };
+    if !same {
+        out.push(FieldChange {
+            field: path.to_string(),
+            a: Some(a.clone()),
+            b: Some(b.clone()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(a: &str, b: &str, opts: &DiffOptions) -> (Vec<Difference>, DiffSummary) {
+        let mut out = Vec::new();
+        let s = diff(
+            EventReader::new(a.as_bytes(), "a"),
+            EventReader::new(b.as_bytes(), "b"),
+            opts,
+            |d| {
+                out.push(d.clone());
+                Ok(())
+            },
+        )
+        .expect("diffs");
+        (out, s)
+    }
+
+    const T1: &str = "2027-01-15T08:00:01.000Z";
+    const T2: &str = "2027-01-15T08:00:02.000Z";
+
+    fn tag(t: &str, name: &str, v: f64) -> String {
+        format!(r#"{{"v":1,"type":"tag","t":"{t}","tag":"{name}","machine":null,"value":{v:?},"quality":"good"}}"#)
+    }
+
+    fn res(t: &str, eye: &str, kind: &str) -> String {
+        format!(r#"{{"v":1,"type":"residual","t":"{t}","line":"l","eye":"{eye}","tag":"x","residual":"{kind}"}}"#)
+    }
+
+    #[test]
+    fn numbers_within_the_tolerance_are_equal_and_paths_name_nested_fields() {
+        let a = format!(
+            "{}\n{}\n",
+            tag(T1, "a", 1.0),
+            r#"{"v":1,"type":"line","t":"2027-01-15T08:00:01.000Z","line":"l","zones":{"in":3},"belts":[{"slip":0.1}]}"#
+        );
+        let b = format!(
+            "{}\n{}\n",
+            tag(T1, "a", 1.0005),
+            r#"{"v":1,"type":"line","t":"2027-01-15T08:00:01.000Z","line":"l","zones":{"in":4},"belts":[{"slip":0.1}],"x":1}"#
+        );
+        let loose = DiffOptions {
+            tolerance: 0.001,
+            ..Default::default()
+        };
+        let (d, s) = run(&a, &b, &loose);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let Difference::Changed { fields, .. } = &d[0] else {
+            panic!("{d:?}")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["zones.in", "x"]);
+        assert_eq!(fields[1].a, None);
+        assert_eq!(s.per_type["line"].changed, 1);
+        let (d, _) = run(&a, &b, &DiffOptions::default());
+        assert_eq!(d.len(), 2, "without tolerance the tag differs too: {d:?}");
+    }
+
+    #[test]
+    fn of_two_residuals_of_one_eye_the_gone_one_is_removed_not_both_changed() {
+        let a = format!("{}\n{}\n", res(T1, "e1", "late"), res(T1, "e1", "missing"));
+        let b = format!("{}\n", res(T1, "e1", "missing"));
+        let (d, s) = run(&a, &b, &DiffOptions::default());
+        assert_eq!(d.len(), 1);
+        assert!(matches!(&d[0], Difference::Removed(e) if e.line == 1), "{d:?}");
+        assert_eq!(s.totals().removed, 1);
+    }
+
+    #[test]
+    fn ticks_present_on_one_side_only_are_added_or_removed_and_the_filter_applies() {
+        let a = format!("{}\n{}\n", tag(T1, "a", 1.0), res(T2, "e1", "late"));
+        let b = format!("{}\n{}\n", tag(T1, "a", 1.0), tag(T2, "a", 2.0));
+        let (d, s) = run(&a, &b, &DiffOptions::default());
+        let kinds: Vec<&str> = d.iter().map(Difference::kind).collect();
+        assert_eq!(kinds, ["removed", "added"]);
+        assert_eq!((s.events_a, s.events_b), (2, 2));
+        let only = DiffOptions {
+            types: Some(["residual".to_string()].into()),
+            ..Default::default()
+        };
+        let (d, s) = run(&a, &b, &only);
+        assert_eq!(d.len(), 1);
+        assert_eq!((s.events_a, s.events_b), (1, 0));
+        let json = d[0].to_json();
+        assert_eq!(json["diff"], "removed");
+        assert_eq!(json["key"], "l/e1");
+        assert_eq!(json["line_a"], 2);
+    }
+}
