@@ -3,6 +3,8 @@
 
 pub mod check;
 pub mod demo;
+pub mod diff;
+pub mod expect;
 mod load;
 pub mod logging;
 mod output;
@@ -55,6 +57,10 @@ pub enum Command {
     Whatif(whatif::WhatifArgs),
     /// Draw a config's lines from above (SVG), after simulating them for a while.
     Snapshot(snapshot::SnapshotArgs),
+    /// What changed between two event streams: events added, removed, changed.
+    Diff(diff::DiffArgs),
+    /// Check an event stream against expectations (EXPECT.toml); JUnit XML for CI.
+    Expect(expect::ExpectArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -208,6 +214,14 @@ fn run_command(cli: Cli) -> i32 {
         Command::Snapshot(args) => {
             init_logging(cli.log.as_deref(), false);
             snapshot::run(&args)
+        }
+        Command::Diff(args) => {
+            init_logging(cli.log.as_deref(), false);
+            diff::run(&args)
+        }
+        Command::Expect(args) => {
+            init_logging(cli.log.as_deref(), false);
+            expect::run(&args)
         }
     }
 }

@@ -78,7 +78,9 @@ impl Difference {
             Difference::Changed { a, b, fields } => {
                 let _ = write!(s, "  ~ {} {} (A:{}, B:{})", e.kind, e.key(), a.line, b.line);
                 for (i, f) in fields.iter().enumerate() {
-                    let show = |v: &Option<Value>| v.as_ref().map_or("(absent)".to_string(), Value::to_string);
+                    let show = |v: &Option<Value>| {
+                        v.as_ref().map_or("(absent)".to_string(), Value::to_string)
+                    };
                     let _ = write!(
                         s,
                         "{} {}: {} -> {}",
@@ -93,45 +95,55 @@ impl Difference {
         s
     }
 
-    /// One line of `twin diff --json` (docs/qa.md).
-    pub fn to_json(&self) -> Value {
+    /// One line of `twin diff --json` (docs/qa.md), keys in a fixed order
+    /// and the events as they were written.
+    pub fn to_json(&self) -> String {
         let e = self.event();
-        let mut o = Map::new();
-        o.insert("diff".into(), json!(self.kind()));
-        o.insert("t".into(), json!(super::format_time(e.t_ns)));
-        o.insert("type".into(), json!(e.kind));
-        o.insert("key".into(), json!(e.key()));
+        let mut o = vec![
+            ("diff", json!(self.kind()).to_string()),
+            ("t", json!(super::format_time(e.t_ns)).to_string()),
+            ("type", json!(e.kind).to_string()),
+            ("key", json!(e.key()).to_string()),
+        ];
         match self {
             Difference::Added(b) => {
-                o.insert("line_b".into(), json!(b.line));
-                o.insert("b".into(), Value::Object(b.fields.clone()));
+                o.push(("line_b", b.line.to_string()));
+                o.push(("b", b.text.clone()));
             }
             Difference::Removed(a) => {
-                o.insert("line_a".into(), json!(a.line));
-                o.insert("a".into(), Value::Object(a.fields.clone()));
+                o.push(("line_a", a.line.to_string()));
+                o.push(("a", a.text.clone()));
             }
             Difference::Changed { a, b, fields } => {
-                o.insert("line_a".into(), json!(a.line));
-                o.insert("line_b".into(), json!(b.line));
-                let fields: Vec<Value> = fields
+                o.push(("line_a", a.line.to_string()));
+                o.push(("line_b", b.line.to_string()));
+                let fields: Vec<String> = fields
                     .iter()
                     .map(|f| {
-                        let mut m = Map::new();
-                        m.insert("field".into(), json!(f.field));
+                        let mut m = vec![("field", json!(f.field).to_string())];
                         if let Some(v) = &f.a {
-                            m.insert("a".into(), v.clone());
+                            m.push(("a", v.to_string()));
                         }
                         if let Some(v) = &f.b {
-                            m.insert("b".into(), v.clone());
+                            m.push(("b", v.to_string()));
                         }
-                        Value::Object(m)
+                        object(&m)
                     })
                     .collect();
-                o.insert("fields".into(), Value::Array(fields));
+                o.push(("fields", format!("[{}]", fields.join(","))));
             }
         }
-        Value::Object(o)
+        object(&o)
     }
+}
+
+/// A JSON object from keys and already-encoded values, in this order.
+fn object(pairs: &[(&str, String)]) -> String {
+    let body: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", json!(k)))
+        .collect();
+    format!("{{{}}}", body.join(","))
 }
 
 /// Differences of one event type.
@@ -163,20 +175,30 @@ impl DiffSummary {
     }
 
     pub fn totals(&self) -> Counts {
-        self.per_type.values().fold(Counts::default(), |t, c| Counts {
-            added: t.added + c.added,
-            removed: t.removed + c.removed,
-            changed: t.changed + c.changed,
-        })
+        self.per_type
+            .values()
+            .fold(Counts::default(), |t, c| Counts {
+                added: t.added + c.added,
+                removed: t.removed + c.removed,
+                changed: t.changed + c.changed,
+            })
     }
 
     /// The closing table of the human output.
     pub fn render(&self) -> String {
         let mut s = String::new();
         if !self.per_type.is_empty() {
-            let _ = writeln!(s, "{:<12} {:>8} {:>8} {:>8}", "type", "added", "removed", "changed");
+            let _ = writeln!(
+                s,
+                "{:<12} {:>8} {:>8} {:>8}",
+                "type", "added", "removed", "changed"
+            );
             for (t, c) in &self.per_type {
-                let _ = writeln!(s, "{t:<12} {:>8} {:>8} {:>8}", c.added, c.removed, c.changed);
+                let _ = writeln!(
+                    s,
+                    "{t:<12} {:>8} {:>8} {:>8}",
+                    c.added, c.removed, c.changed
+                );
             }
         }
         let t = self.totals();
@@ -189,8 +211,9 @@ impl DiffSummary {
         } else {
             let _ = writeln!(
                 s,
-                "{} differences ({} added, {} removed, {} changed): {} events in A, {} in B",
+                "{} difference{} ({} added, {} removed, {} changed): {} events in A, {} in B",
                 t.total(),
+                if t.total() == 1 { "" } else { "s" },
                 t.added,
                 t.removed,
                 t.changed,
@@ -202,28 +225,30 @@ impl DiffSummary {
     }
 
     /// The closing line of `twin diff --json`.
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> String {
         let t = self.totals();
-        let types: Map<String, Value> = self
+        let counts = |c: &Counts| {
+            object(&[
+                ("added", c.added.to_string()),
+                ("removed", c.removed.to_string()),
+                ("changed", c.changed.to_string()),
+            ])
+        };
+        let types: Vec<(&str, String)> = self
             .per_type
             .iter()
-            .map(|(k, c)| {
-                (
-                    k.clone(),
-                    json!({"added": c.added, "removed": c.removed, "changed": c.changed}),
-                )
-            })
+            .map(|(k, c)| (k.as_str(), counts(c)))
             .collect();
-        json!({
-            "diff": "summary",
-            "identical": self.identical(),
-            "events_a": self.events_a,
-            "events_b": self.events_b,
-            "added": t.added,
-            "removed": t.removed,
-            "changed": t.changed,
-            "types": types,
-        })
+        object(&[
+            ("diff", "\"summary\"".to_string()),
+            ("identical", self.identical().to_string()),
+            ("events_a", self.events_a.to_string()),
+            ("events_b", self.events_b.to_string()),
+            ("added", t.added.to_string()),
+            ("removed", t.removed.to_string()),
+            ("changed", t.changed.to_string()),
+            ("types", object(&types)),
+        ])
     }
 }
 
@@ -351,7 +376,11 @@ pub fn align_tick(a: Vec<Event>, b: Vec<Event>, tol: f64) -> Vec<Difference> {
             Some(eb) => {
                 let fields = changes(&ea, &eb, tol);
                 if !fields.is_empty() {
-                    out.push(Difference::Changed { a: ea, b: eb, fields });
+                    out.push(Difference::Changed {
+                        a: ea,
+                        b: eb,
+                        fields,
+                    });
                 }
             }
         }
@@ -456,11 +485,15 @@ mod tests {
     const T2: &str = "2027-01-15T08:00:02.000Z";
 
     fn tag(t: &str, name: &str, v: f64) -> String {
-        format!(r#"{{"v":1,"type":"tag","t":"{t}","tag":"{name}","machine":null,"value":{v:?},"quality":"good"}}"#)
+        format!(
+            r#"{{"v":1,"type":"tag","t":"{t}","tag":"{name}","machine":null,"value":{v:?},"quality":"good"}}"#
+        )
     }
 
     fn res(t: &str, eye: &str, kind: &str) -> String {
-        format!(r#"{{"v":1,"type":"residual","t":"{t}","line":"l","eye":"{eye}","tag":"x","residual":"{kind}"}}"#)
+        format!(
+            r#"{{"v":1,"type":"residual","t":"{t}","line":"l","eye":"{eye}","tag":"x","residual":"{kind}"}}"#
+        )
     }
 
     #[test]
@@ -498,7 +531,10 @@ mod tests {
         let b = format!("{}\n", res(T1, "e1", "missing"));
         let (d, s) = run(&a, &b, &DiffOptions::default());
         assert_eq!(d.len(), 1);
-        assert!(matches!(&d[0], Difference::Removed(e) if e.line == 1), "{d:?}");
+        assert!(
+            matches!(&d[0], Difference::Removed(e) if e.line == 1),
+            "{d:?}"
+        );
         assert_eq!(s.totals().removed, 1);
     }
 
@@ -517,8 +553,9 @@ mod tests {
         let (d, s) = run(&a, &b, &only);
         assert_eq!(d.len(), 1);
         assert_eq!((s.events_a, s.events_b), (1, 0));
-        let json = d[0].to_json();
+        let json: Value = serde_json::from_str(&d[0].to_json()).expect("valid JSON");
         assert_eq!(json["diff"], "removed");
+        assert_eq!(json["a"]["residual"], "late");
         assert_eq!(json["key"], "l/e1");
         assert_eq!(json["line_a"], 2);
     }

@@ -880,8 +880,12 @@ fn decode_window(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<Window> {
         if inverted {
             ok = false;
             sink.push(
-                Diagnostic::error(to_loc.span.clone(), t.key_path("to"), "`to` is not after `from`")
-                    .expected("a window end later than its start"),
+                Diagnostic::error(
+                    to_loc.span.clone(),
+                    t.key_path("to"),
+                    "`to` is not after `from`",
+                )
+                .expected("a window end later than its start"),
             );
         }
     }
@@ -903,7 +907,12 @@ fn time_spec(s: &str) -> Option<TimeSpec> {
 const COUNT_MAX: i64 = 1 << 40;
 
 fn decode_event(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<EventSpec> {
-    let kind = t.req_enum(sink, "type", EVENT_TYPES, &[("jams", "jam"), ("residuals", "residual")]);
+    let kind = t.req_enum(
+        sink,
+        "type",
+        EVENT_TYPES,
+        &[("jams", "jam"), ("residuals", "residual")],
+    );
     let mut filters = Vec::new();
     for key in EVENT_FILTERS {
         if let Some(v) = t.opt_str(sink, key) {
@@ -937,7 +946,10 @@ fn decode_event(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<EventSpec> {
             Diagnostic::error(
                 t.key_span("between").unwrap_or(t.span()),
                 t.key_path("between"),
-                format!("`between` places jams; `{}` events have no place between two eyes", k.value),
+                format!(
+                    "`between` places jams; `{}` events have no place between two eyes",
+                    k.value
+                ),
             )
             .expected("`type = \"jam\"` with `between`")
             .help("match an eye with `eye = \"…\"`"),
@@ -954,8 +966,12 @@ fn decode_event(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<EventSpec> {
             {
                 ok = false;
                 sink.push(
-                    Diagnostic::error(c.span.clone(), t.key_path(key), "a count contradicts `happens = false`")
-                        .help("drop `happens = false`, or the count"),
+                    Diagnostic::error(
+                        c.span.clone(),
+                        t.key_path(key),
+                        "a count contradicts `happens = false`",
+                    )
+                    .help("drop `happens = false`, or the count"),
                 );
             }
         }
@@ -975,8 +991,12 @@ fn decode_event(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<EventSpec> {
     {
         ok = false;
         sink.push(
-            Diagnostic::error(t.key_span("at_least").unwrap_or(t.span()), t.key_path("at_least"), format!("at_least {at_least} is more than at_most {m}"))
-                .expected("at_least <= at_most"),
+            Diagnostic::error(
+                t.key_span("at_least").unwrap_or(t.span()),
+                t.key_path("at_least"),
+                format!("at_least {at_least} is more than at_most {m}"),
+            )
+            .expected("at_least <= at_most"),
         );
     }
     let spec = EventSpec {
@@ -1003,8 +1023,12 @@ fn bounds(
         && a.value > b.value
     {
         sink.push(
-            Diagnostic::error(b.span.clone(), t.key_path(max_key), format!("{max_key} {} is below {min_key} {}", b.value, a.value))
-                .expected(format!("{min_key} <= {max_key}")),
+            Diagnostic::error(
+                b.span.clone(),
+                t.key_path(max_key),
+                format!("{max_key} {} is below {min_key} {}", b.value, a.value),
+            )
+            .expected(format!("{min_key} <= {max_key}")),
         );
         return None;
     }
@@ -1027,8 +1051,12 @@ fn decode_tag(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<TagSpec> {
     let (min, max) = range?;
     if min.is_none() && max.is_none() {
         sink.push(
-            Diagnostic::error(t.span(), t.key_path("min"), "a tag range needs `min`, `max` or both")
-                .expected("e.g. `min = 0.5`, `max = 0.7`"),
+            Diagnostic::error(
+                t.span(),
+                t.key_path("min"),
+                "a tag range needs `min`, `max` or both",
+            )
+            .expected("e.g. `min = 0.5`, `max = 0.7`"),
         );
         return None;
     }
@@ -1048,10 +1076,17 @@ fn decode_line(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<LineSpec> {
     let wip = bounds(sink, t, "wip_min", "wip_max");
     let window = decode_window(sink, t);
     let (throughput, wip) = (throughput?, wip?);
-    if [throughput.0, throughput.1, wip.0, wip.1].iter().all(Option::is_none) {
+    if [throughput.0, throughput.1, wip.0, wip.1]
+        .iter()
+        .all(Option::is_none)
+    {
         sink.push(
-            Diagnostic::error(t.span(), t.key_path("throughput_min"), "a line assertion needs a bound")
-                .expected("one or more of throughput_min, throughput_max, wip_min, wip_max"),
+            Diagnostic::error(
+                t.span(),
+                t.key_path("throughput_min"),
+                "a line assertion needs a bound",
+            )
+            .expected("one or more of throughput_min, throughput_max, wip_min, wip_max"),
         );
         return None;
     }

@@ -45,7 +45,11 @@ pub fn to_xml(report: &Report) -> String {
                 let _ = writeln!(s, "{open}>");
                 let mut body = f.message.clone();
                 if let Some(e) = &f.event {
-                    let _ = write!(body, "\nfirst offending event, line {}:\n{}", e.line, e.text);
+                    let _ = write!(
+                        body,
+                        "\nfirst offending event, line {}:\n{}",
+                        e.line, e.text
+                    );
                 }
                 let _ = writeln!(
                     s,
@@ -143,6 +147,9 @@ mod tests {
         assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
         assert!(xml.contains("<testcase name=\"ok\" classname=\"twin.expect.event\" time=\"0\"/>"));
         assert!(xml.contains("name=\"jam &lt;&amp;&gt;\""));
-        assert!(xml.contains("line 7:\n{\"type\":\"jam\",\"x\":\"&lt;\"}</failure>"), "{xml}");
+        assert!(
+            xml.contains("line 7:\n{\"type\":\"jam\",\"x\":\"&lt;\"}</failure>"),
+            "{xml}"
+        );
     }
 }

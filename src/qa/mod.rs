@@ -102,8 +102,7 @@ pub fn parse_event(bytes: &[u8], line: u64, prev_t: Option<i64>) -> Result<Event
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("empty line; expected a JSON object".into());
     }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(fields) = value else {
         return Err("expected a JSON object, one event per line".into());
     };
@@ -252,11 +251,15 @@ mod tests {
             r#"{"v":1,"type":"jam","t":"2027-01-15T08:00:26.700Z","line":"line1","state":"start","after_eye":"e2","before_eye":"e3"}"#,
         );
         assert_eq!(jam.key(), "line1/e2");
-        let res = e(r#"{"v":1,"type":"residual","t":"2027-01-15T08:00:26.700Z","line":"l","eye":"e1","tag":"eye.1"}"#);
+        let res = e(
+            r#"{"v":1,"type":"residual","t":"2027-01-15T08:00:26.700Z","line":"l","eye":"e1","tag":"eye.1"}"#,
+        );
         assert_eq!(res.key(), "l/e1");
-        let tag = e(r#"{"v":1,"type":"tag","t":"2027-01-15T08:00:26.700Z","tag":"a.b","machine":"a"}"#);
+        let tag =
+            e(r#"{"v":1,"type":"tag","t":"2027-01-15T08:00:26.700Z","tag":"a.b","machine":"a"}"#);
         assert_eq!(tag.key(), "a.b");
-        let alarm = e(r#"{"v":1,"type":"alarm","t":"2027-01-15T08:00:26.700Z","machine":"filler"}"#);
+        let alarm =
+            e(r#"{"v":1,"type":"alarm","t":"2027-01-15T08:00:26.700Z","machine":"filler"}"#);
         assert_eq!(alarm.key(), "filler");
         assert_eq!(jam.t_ns % 1_000_000, 0);
         assert_eq!(format_time(jam.t_ns), "2027-01-15T08:00:26.700Z");
@@ -275,14 +278,19 @@ mod tests {
         assert!(err(format!("{ok}\n\n")).contains("x.jsonl:2: empty line"));
         let bad_t = ok.replace("2027-01-15T08:00:26.700Z", "yesterday");
         assert!(err(format!("{bad_t}\n")).contains("x.jsonl:1: `t` is not an RFC 3339"));
-        assert_eq!(read_all(&format!("{ok}\n{ok}\n")).map(|v| v.len()).ok(), Some(2));
+        assert_eq!(
+            read_all(&format!("{ok}\n{ok}\n")).map(|v| v.len()).ok(),
+            Some(2)
+        );
     }
 
     #[test]
     fn a_gap_without_t_stands_where_the_tick_before_it_did() {
         let ok = r#"{"v":1,"type":"tag","t":"2027-01-15T08:00:26.700Z","tag":"a"}"#;
-        let events = read_all(&format!("{ok}\n{{\"v\":1,\"type\":\"gap\",\"ticks\":3,\"events\":9}}\n"))
-            .expect("reads");
+        let events = read_all(&format!(
+            "{ok}\n{{\"v\":1,\"type\":\"gap\",\"ticks\":3,\"events\":9}}\n"
+        ))
+        .expect("reads");
         assert_eq!(events[1].t_ns, events[0].t_ns);
         assert!(read_all("{\"v\":1,\"type\":\"gap\",\"ticks\":3,\"events\":9}\n").is_err());
     }
