@@ -425,7 +425,7 @@ fn compare_maps(
         }
     }
     for (k, vb) in b {
-        if !a.contains_key(k) && !(top && k == "t") {
+        if !(a.contains_key(k) || (top && k == "t")) {
             out.push(FieldChange {
                 field: join(k),
                 a: None,

@@ -82,16 +82,16 @@ struct Window {
 }
 
 impl Window {
-    fn from_ns(&self, start: i64) -> i64 {
+    fn start_ns(&self, start: i64) -> i64 {
         self.from.as_ref().map_or(i64::MIN, |f| f.0.resolve(start))
     }
 
-    fn to_ns(&self, start: i64) -> i64 {
+    fn end_ns(&self, start: i64) -> i64 {
         self.to.as_ref().map_or(i64::MAX, |f| f.0.resolve(start))
     }
 
     fn contains(&self, start: i64, t: i64) -> bool {
-        self.from_ns(start) <= t && t < self.to_ns(start)
+        self.start_ns(start) <= t && t < self.end_ns(start)
     }
 
     fn describe(&self) -> String {
@@ -184,7 +184,11 @@ impl Report {
                 Some(f) => {
                     let _ = writeln!(s, "FAIL  {}: {}", o.name, f.message);
                     if let Some(e) = &f.event {
-                        let _ = writeln!(s, "      line {}: {}", e.line, e.text);
+                        let _ = writeln!(
+                            s,
+                            "      first offending event, line {}: {}",
+                            e.line, e.text
+                        );
                     }
                 }
             }
@@ -286,12 +290,9 @@ impl Assertion for EventCheck {
         if let Some(over) = self.first_over.take() {
             let m = self.spec.at_most.unwrap_or(0);
             let msg = if m == 0 {
-                format!("expected no {}, {found}; the first", self.spec.kind)
+                format!("expected no {} events, {found}", self.spec.kind)
             } else {
-                format!(
-                    "expected at most {m} {} events, {found}; the first over the limit",
-                    self.spec.kind
-                )
+                format!("expected at most {m} {} events, {found}", self.spec.kind)
             };
             return Some(Failure::new(msg, Some(over)));
         }
@@ -346,14 +347,15 @@ impl TagSpec {
         }
         match ev.fields.get("value") {
             Some(Value::Number(n)) => {
-                let v = n.as_f64().unwrap_or(f64::NAN);
+                // JSON numbers are finite, so a plain comparison decides.
+                let v = n.as_f64().unwrap_or_default();
                 if let Some(min) = self.min
-                    && !(v >= min)
+                    && v < min
                 {
                     return Some(format!("value {v} is below min {min}"));
                 }
                 if let Some(max) = self.max
-                    && !(v <= max)
+                    && v > max
                 {
                     return Some(format!("value {v} is above max {max}"));
                 }
@@ -415,12 +417,12 @@ impl Assertion for TagCheck {
             return;
         }
         self.seen = true;
-        let from = self.spec.window.from_ns(start);
+        let from = self.spec.window.start_ns(start);
         if ev.t_ns < from {
             self.carried = Some(ev.clone());
             return;
         }
-        if ev.t_ns >= self.spec.window.to_ns(start) {
+        if ev.t_ns >= self.spec.window.end_ns(start) {
             return;
         }
         if !self.entered {
@@ -772,11 +774,11 @@ impl Checker {
                         "the event stream is empty: nothing to check",
                         None,
                     )),
-                    Some((start, last)) if c.window().from_ns(start) > last => Some(Failure::new(
+                    Some((start, last)) if c.window().start_ns(start) > last => Some(Failure::new(
                         format!(
                             "the stream ends at {}, before the window opens at {}",
                             format_time(last),
-                            format_time(c.window().from_ns(start))
+                            format_time(c.window().start_ns(start))
                         ),
                         None,
                     )),

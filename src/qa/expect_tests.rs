@@ -98,7 +98,10 @@ fn an_event_that_must_not_happen_names_the_first_offending_line() {
     let ev = f.event.as_ref().expect("names an event");
     assert_eq!(ev.line, 2);
     assert_eq!(ev.text, lines[1]);
-    assert!(f.message.contains("expected no jam, found 2"), "{f:?}");
+    assert!(
+        f.message.contains("expected no jam events, found 2"),
+        "{f:?}"
+    );
 }
 
 #[test]
