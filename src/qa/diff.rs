@@ -559,4 +559,77 @@ mod tests {
         assert_eq!(json["key"], "l/e1");
         assert_eq!(json["line_a"], 2);
     }
+
+    /// A stream made up on the fly, counting the bytes handed out: what the
+    /// diff has read, never the whole file at once.
+    struct Generated {
+        tick: u64,
+        ticks: u64,
+        /// Tick whose value differs (on one side only).
+        odd_tick: Option<u64>,
+        line: Vec<u8>,
+        pos: usize,
+        read: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl std::io::Read for Generated {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.pos == self.line.len() {
+                if self.tick == self.ticks {
+                    return Ok(0);
+                }
+                let t = super::super::format_time(
+                    1_800_000_000_000_000_000 + self.tick as i64 * 100_000_000,
+                );
+                let v = if self.odd_tick == Some(self.tick) {
+                    2.0
+                } else {
+                    1.0
+                };
+                self.line = format!("{}\n{}\n", tag(&t, "a", v), tag(&t, "b", 1.0)).into_bytes();
+                self.pos = 0;
+                self.tick += 1;
+            }
+            let n = out.len().min(self.line.len() - self.pos);
+            out[..n].copy_from_slice(&self.line[self.pos..self.pos + n]);
+            self.pos += n;
+            self.read.set(self.read.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn diff_reads_a_tick_at_a_time_not_the_whole_file() {
+        let ticks = 20_000;
+        let side = |odd| {
+            let read = std::rc::Rc::new(std::cell::Cell::new(0));
+            let g = Generated {
+                tick: 0,
+                ticks,
+                odd_tick: odd,
+                line: Vec::new(),
+                pos: 0,
+                read: read.clone(),
+            };
+            (EventReader::new(std::io::BufReader::new(g), "gen"), read)
+        };
+        let (a, read_a) = side(None);
+        let (b, read_b) = side(Some(10));
+        let mut read_at_first = None;
+        let s = diff(a, b, &DiffOptions::default(), |_| {
+            read_at_first.get_or_insert((read_a.get(), read_b.get()));
+            Ok(())
+        })
+        .expect("diffs");
+        assert_eq!(s.totals().changed, 1);
+        assert_eq!(s.events_a, 2 * ticks);
+        let (ra, rb) = read_at_first.expect("one difference");
+        let total = read_a.get();
+        assert!(total > 4_000_000, "the streams are {total} bytes");
+        // The difference at tick 10 is reported with only a buffer's worth read.
+        assert!(
+            ra < 64 << 10 && rb < 64 << 10,
+            "{ra} and {rb} of {total} bytes read"
+        );
+    }
 }
