@@ -19,7 +19,7 @@ use std::io::{BufRead, Read};
 use serde_json::{Map, Value};
 
 pub use diff::{DiffOptions, DiffSummary, Difference, diff};
-pub use expect::{Checker, Expectations, Outcome, Report};
+pub use expect::{Checker, Expectations, FeedError, Outcome, Report};
 
 /// Longest event line read, in bytes. The longest real lines (a `line`
 /// event of a plant with many belts and zones) are a few kilobytes; the cap
