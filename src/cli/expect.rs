@@ -38,8 +38,9 @@ pub(crate) fn load(path: &Path) -> Result<Expectations, i32> {
 }
 
 /// Print a report, write its JUnit file if asked, and give the exit code:
-/// 0 when every assertion held, 1 when one failed, 2 when the JUnit file
-/// cannot be written (a CI would otherwise read a missing file as success).
+/// 0 when every assertion held, 1 when one failed, 2 when the JUnit file or
+/// the report cannot be written (a CI must not take a report it never got
+/// for a verdict).
 pub(crate) fn conclude(report: &Report, junit: Option<&Path>, out: &mut Stdout) -> i32 {
     out.write(&report.render());
     if let Some(path) = junit
@@ -48,8 +49,12 @@ pub(crate) fn conclude(report: &Report, junit: Option<&Path>, out: &mut Stdout) 
         error(format_args!("cannot write {}: {e}", path.display()));
         return EXIT_TROUBLE;
     }
-    let code = if report.passed() { 0 } else { 1 };
-    out.exit_code(code)
+    if out.failure().is_some() {
+        // Not 1: that would read as "an assertion failed".
+        let _ = out.exit_code(EXIT_TROUBLE);
+        return EXIT_TROUBLE;
+    }
+    if report.passed() { 0 } else { 1 }
 }
 
 pub fn run(args: &ExpectArgs) -> i32 {

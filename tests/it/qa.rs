@@ -460,3 +460,34 @@ fn shipped_expectations_are_valid() {
     assert_eq!(e.suite, "transfer_jam");
     assert_eq!(e.len(), 7);
 }
+
+#[test]
+fn diff_and_expect_exit_2_not_a_verdict_when_stdout_is_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = write(dir.path(), "a.jsonl", &healthy());
+    let file = dir.path().join("x.toml");
+    std::fs::write(&file, "[[event]]\ntype = \"jam\"\nhappens = false\n").expect("write");
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full")
+    };
+    let a_str = a.to_str().expect("utf-8");
+    for args in [
+        vec!["diff", a_str, a_str],
+        vec!["expect", file.to_str().expect("utf-8"), a_str],
+    ] {
+        let o = twin()
+            .args(&args)
+            .stdout(full())
+            .output()
+            .expect("run twin");
+        assert_eq!(o.status.code(), Some(2), "twin {args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot write the output"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
