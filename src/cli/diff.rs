@@ -33,6 +33,11 @@ pub struct DiffArgs {
     /// Numbers that differ by no more than this are equal (absolute).
     #[arg(long, value_name = "X", default_value_t = 0.0, value_parser = parse_tolerance)]
     pub tolerance: f64,
+    /// Pair events of one key up to this far apart in time, e.g. `2s`: a
+    /// moved event shows as changed (`t` among its fields) rather than as
+    /// removed and added. Default: only within one tick.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = super::parse_duration)]
+    pub window: std::time::Duration,
     /// One JSON object per difference, then a summary object (docs/qa.md).
     #[arg(long)]
     pub json: bool,
@@ -65,6 +70,7 @@ pub fn run(args: &DiffArgs) -> i32 {
         types: (!args.types.is_empty())
             .then(|| args.types.iter().cloned().collect::<BTreeSet<_>>()),
         tolerance: args.tolerance,
+        window: args.window,
     };
     let (a, b) = match (qa::open(&args.a), qa::open(&args.b)) {
         (Ok(a), Ok(b)) => (a, b),

@@ -5,11 +5,15 @@
 //! (merge-join on `t`): memory is bounded by the largest tick, not the file.
 //! Within a tick, events are paired by key (type plus what the event is
 //! about, [`Event::key`]); an unpaired event is added or removed, a paired
-//! one that differs is changed.
+//! one that differs is changed. With a window, an event left unpaired waits
+//! that long for a partner of its key in a later tick of the other stream
+//! (a jam a changed config finds a second later is one changed event, not a
+//! removed and an added one).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::BufRead;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -21,6 +25,9 @@ pub struct DiffOptions {
     pub types: Option<BTreeSet<String>>,
     /// Numbers closer than this (absolute) are equal.
     pub tolerance: f64,
+    /// Events of one key this far apart in time still pair (as changed,
+    /// `t` among the fields); zero: only within a tick.
+    pub window: Duration,
 }
 
 /// One field that differs between two paired events. `None` when the
@@ -305,7 +312,8 @@ impl<R: BufRead> Side<R> {
 }
 
 /// Walk two streams side by side and hand each difference, in time order,
-/// to `on_diff`. Reads each stream once, holding one tick of each.
+/// to `on_diff`. Reads each stream once, holding one tick of each, plus the
+/// unpaired events and differences of the last `window`.
 pub fn diff<A: BufRead, B: BufRead>(
     a: EventReader<A>,
     b: EventReader<B>,
@@ -315,15 +323,19 @@ pub fn diff<A: BufRead, B: BufRead>(
     let mut a = Side::new(a);
     let mut b = Side::new(b);
     let mut summary = DiffSummary::default();
-    loop {
-        let t = match (a.peek(opts)?, b.peek(opts)?) {
-            (None, None) => break,
-            (Some(x), None) | (None, Some(x)) => x,
-            (Some(x), Some(y)) => x.min(y),
-        };
-        let ta = a.take_tick(t, opts)?;
-        let tb = b.take_tick(t, opts)?;
-        for d in align_tick(ta, tb, opts.tolerance) {
+    let w = i64::try_from(opts.window.as_nanos()).unwrap_or(i64::MAX);
+    // Events of one side not yet paired, oldest first, with their keys.
+    let mut pend_a: VecDeque<(Event, String)> = VecDeque::new();
+    let mut pend_b: VecDeque<(Event, String)> = VecDeque::new();
+    // Differences wait here until nothing earlier can come, so they leave
+    // in time order even when a pairing across ticks is decided late.
+    let mut ready = Ready::default();
+    let mut emit = |ready: &mut Ready, before: i64, summary: &mut DiffSummary| {
+        while let Some(entry) = ready.map.first_entry() {
+            if entry.key().0 >= before {
+                break;
+            }
+            let d = entry.remove();
             let c = summary.per_type.entry(d.event().kind.clone()).or_default();
             match &d {
                 Difference::Added(_) => c.added += 1,
@@ -332,16 +344,94 @@ pub fn diff<A: BufRead, B: BufRead>(
             }
             on_diff(&d).map_err(DiffError::Output)?;
         }
+        Ok::<(), DiffError>(())
+    };
+    loop {
+        let next = match (a.peek(opts)?, b.peek(opts)?) {
+            (None, None) => None,
+            (Some(x), None) | (None, Some(x)) => Some(x),
+            (Some(x), Some(y)) => Some(x.min(y)),
+        };
+        // Nothing at or after `next` pairs with an event before `horizon`.
+        let horizon = next.map_or(i64::MAX, |t| t.saturating_sub(w));
+        while pend_a.front().is_some_and(|(e, _)| e.t_ns < horizon) {
+            if let Some((e, _)) = pend_a.pop_front() {
+                ready.push(Difference::Removed(e));
+            }
+        }
+        while pend_b.front().is_some_and(|(e, _)| e.t_ns < horizon) {
+            if let Some((e, _)) = pend_b.pop_front() {
+                ready.push(Difference::Added(e));
+            }
+        }
+        emit(&mut ready, horizon, &mut summary)?;
+        let Some(t) = next else { break };
+        let ta = a.take_tick(t, opts)?;
+        let tb = b.take_tick(t, opts)?;
+        let (changed, only_a, only_b) = align_tick(ta, tb, opts.tolerance);
+        changed.into_iter().for_each(|d| ready.push(d));
+        for ea in only_a {
+            let key = ea.key();
+            match take_partner(&mut pend_b, &ea, &key) {
+                Some(eb) => ready.push(changed_across(ea, eb, opts.tolerance)),
+                None => pend_a.push_back((ea, key)),
+            }
+        }
+        for eb in only_b {
+            let key = eb.key();
+            match take_partner(&mut pend_a, &eb, &key) {
+                Some(ea) => ready.push(changed_across(ea, eb, opts.tolerance)),
+                None => pend_b.push_back((eb, key)),
+            }
+        }
     }
     summary.events_a = a.count;
     summary.events_b = b.count;
     Ok(summary)
 }
 
-/// Pair the events of one tick. Equal events pair first, so that of two
-/// residuals of one eye the one that is gone shows as removed rather than
-/// both as changed; the rest pair in stream order within their key.
-pub fn align_tick(a: Vec<Event>, b: Vec<Event>, tol: f64) -> Vec<Difference> {
+/// Differences by event time (then by when they were decided).
+#[derive(Default)]
+struct Ready {
+    map: BTreeMap<(i64, u64), Difference>,
+    seq: u64,
+}
+
+impl Ready {
+    fn push(&mut self, d: Difference) {
+        self.seq += 1;
+        self.map.insert((d.event().t_ns, self.seq), d);
+    }
+}
+
+/// The oldest pending event of the other side with the same type and key.
+fn take_partner(pending: &mut VecDeque<(Event, String)>, e: &Event, key: &str) -> Option<Event> {
+    let i = pending
+        .iter()
+        .position(|(p, k)| p.kind == e.kind && k == key)?;
+    pending.remove(i).map(|(p, _)| p)
+}
+
+/// A pair from two ticks: its time moved, and whatever else differs.
+fn changed_across(a: Event, b: Event, tol: f64) -> Difference {
+    let mut fields = vec![FieldChange {
+        field: "t".into(),
+        a: a.fields.get("t").cloned(),
+        b: b.fields.get("t").cloned(),
+    }];
+    fields.extend(changes(&a, &b, tol));
+    Difference::Changed { a, b, fields }
+}
+
+/// Pair the events of one tick: the pairs that differ, and the events of
+/// each side left without a partner. Equal events pair first, so that of
+/// two residuals of one eye the one that is gone is left over rather than
+/// both changed; the rest pair in stream order within their key.
+pub fn align_tick(
+    a: Vec<Event>,
+    b: Vec<Event>,
+    tol: f64,
+) -> (Vec<Difference>, Vec<Event>, Vec<Event>) {
     let keys_a: Vec<(String, String)> = a.iter().map(|e| (e.kind.clone(), e.key())).collect();
     let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for (j, e) in b.iter().enumerate() {
@@ -368,15 +458,16 @@ pub fn align_tick(a: Vec<Event>, b: Vec<Event>, tol: f64) -> Vec<Difference> {
             b_used[j] = true;
         }
     }
-    let mut out = Vec::new();
+    let mut changed = Vec::new();
+    let mut only_a = Vec::new();
     let mut b_slots: Vec<Option<Event>> = b.into_iter().map(Some).collect();
     for (ea, pair) in a.into_iter().zip(pair_of_a) {
         match pair.and_then(|j| b_slots[j].take()) {
-            None => out.push(Difference::Removed(ea)),
+            None => only_a.push(ea),
             Some(eb) => {
                 let fields = changes(&ea, &eb, tol);
                 if !fields.is_empty() {
-                    out.push(Difference::Changed {
+                    changed.push(Difference::Changed {
                         a: ea,
                         b: eb,
                         fields,
@@ -385,8 +476,7 @@ pub fn align_tick(a: Vec<Event>, b: Vec<Event>, tol: f64) -> Vec<Difference> {
             }
         }
     }
-    out.extend(b_slots.into_iter().flatten().map(Difference::Added));
-    out
+    (changed, only_a, b_slots.into_iter().flatten().collect())
 }
 
 /// Every field that differs between two events (`t` aside: they share it).
@@ -558,6 +648,52 @@ mod tests {
         assert_eq!(json["a"]["residual"], "late");
         assert_eq!(json["key"], "l/e1");
         assert_eq!(json["line_a"], 2);
+    }
+
+    #[test]
+    fn within_the_window_a_moved_event_is_changed_and_beyond_it_removed_and_added() {
+        let t3 = "2027-01-15T08:00:03.000Z";
+        let t9 = "2027-01-15T08:00:09.000Z";
+        let a = format!(
+            "{}\n{}\n{}\n",
+            tag(T1, "a", 1.0),
+            res(T1, "e1", "late"),
+            tag(t9, "a", 1.0)
+        );
+        let b = format!(
+            "{}\n{}\n{}\n",
+            tag(T1, "a", 1.0),
+            res(t3, "e1", "late"),
+            tag(t9, "a", 1.0)
+        );
+        let (d, _) = run(&a, &b, &DiffOptions::default());
+        let kinds: Vec<&str> = d.iter().map(Difference::kind).collect();
+        assert_eq!(kinds, ["removed", "added"]);
+        let wide = DiffOptions {
+            window: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let (d, s) = run(&a, &b, &wide);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let Difference::Changed { fields, .. } = &d[0] else {
+            panic!("{d:?}")
+        };
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].field, "t");
+        assert_eq!(fields[0].b, Some(Value::String(t3.into())));
+        assert_eq!(s.totals().changed, 1);
+        // B's event earlier than A's pairs the same way.
+        let (d, _) = run(&b, &a, &wide);
+        assert!(matches!(&d[..], [Difference::Changed { .. }]), "{d:?}");
+        // Just under the distance: apart again, and still in time order.
+        let narrow = DiffOptions {
+            window: Duration::from_millis(1999),
+            ..Default::default()
+        };
+        let (d, _) = run(&a, &b, &narrow);
+        let times: Vec<i64> = d.iter().map(|d| d.event().t_ns).collect();
+        assert_eq!(d.len(), 2);
+        assert!(times[0] < times[1], "{d:?}");
     }
 
     /// A stream made up on the fly, counting the bytes handed out: what the
