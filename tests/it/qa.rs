@@ -491,3 +491,55 @@ fn diff_and_expect_exit_2_not_a_verdict_when_stdout_is_full() {
         );
     }
 }
+
+/// The shipped example holds on the scenario it describes: `transfer_jam`
+/// on the demo line, run through the core (tests/it/faults.rs, no network,
+/// no clock), each event encoded as the stream writes it and fed to the
+/// checker line by line, as `twin replay --expect` will.
+#[test]
+fn the_shipped_transfer_jam_expectations_hold_on_the_scenario_fed_line_by_line() {
+    let cfg = twin::config::load_file(&root().join("plant-configs/packaging-line.toml"))
+        .unwrap_or_else(|r| panic!("{r}"));
+    let scenario = twin::sim::scenario::load_file(
+        &root().join("plant-configs/scenarios/transfer_jam.toml"),
+        &cfg,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let events = crate::faults::run_through_core(&cfg, Some(&scenario), 1, 100);
+    let meta = twin::runtime::Driver::new(&cfg, 0).core().meta().clone();
+    let mut lines = Vec::new();
+    for e in &events {
+        let mut buf = Vec::new();
+        e.write_json_line(&meta, &mut buf);
+        lines.push(buf);
+    }
+    let expectations =
+        twin::qa::Expectations::load(&root().join("plant-configs/expectations/transfer_jam.toml"))
+            .unwrap_or_else(|r| panic!("{r}"));
+    let check = |lines: &mut dyn Iterator<Item = &Vec<u8>>| {
+        let mut c = expectations.checker();
+        for l in lines {
+            c.feed(l).expect("the core writes valid lines");
+        }
+        c.finish()
+    };
+    let report = check(&mut lines.iter());
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.events, events.len() as u64);
+    // Without its jam event, the same run fails that assertion only.
+    let report = check(
+        &mut lines
+            .iter()
+            .filter(|l| !l.starts_with(br#"{"v":1,"type":"jam""#)),
+    );
+    let failed: Vec<&str> = report
+        .outcomes
+        .iter()
+        .filter(|o| !o.passed())
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["the jam is found between eye_transfer and eye_exit"]
+    );
+}
