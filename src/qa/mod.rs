@@ -13,6 +13,7 @@
 pub mod diff;
 pub mod expect;
 pub mod junit;
+mod rules;
 
 use std::io::{BufRead, Read};
 
