@@ -299,6 +299,18 @@ impl Checker {
         self.observe(&ev)
     }
 
+    /// Feed every line of `bytes` (one or more complete lines, as a tick's
+    /// encoded events come). Every line is fed; the first error is returned.
+    pub fn feed_lines(&mut self, bytes: &[u8]) -> Result<(), FeedError> {
+        let mut first = None;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if let Err(e) = self.feed(line) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Feed an event already parsed (e.g. by [`super::EventReader`]); its
     /// own line number is what failures cite.
     pub fn observe(&mut self, ev: &Event) -> Result<(), FeedError> {

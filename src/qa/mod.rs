@@ -6,6 +6,7 @@
 //! - [`expect`]: assertions over one stream (`EXPECT.toml`), checked by a
 //!   streaming [`Checker`] that a replay can feed line by line.
 //! - [`junit`]: the checker's report as JUnit XML for CI.
+//! - [`sink`]: the checker as an output of a run (`twin replay --expect`).
 //!
 //! Streams are read line by line and never held whole: a day of events is
 //! hundreds of megabytes, and both tools only need the current tick.
@@ -14,6 +15,7 @@ pub mod diff;
 pub mod expect;
 pub mod junit;
 mod rules;
+pub mod sink;
 
 use std::io::{BufRead, Read};
 
@@ -21,6 +23,7 @@ use serde_json::{Map, Value};
 
 pub use diff::{DiffOptions, DiffSummary, Difference, diff};
 pub use expect::{Checker, Expectations, FeedError, Outcome, Report};
+pub use sink::{ExpectSink, ReportSlot};
 
 /// Longest event line read, in bytes. The longest real lines (a `line`
 /// event of a plant with many belts and zones) are a few kilobytes; the cap
