@@ -178,6 +178,10 @@ fn bad_and_stale_are_ignored_unless_the_file_says_fail() {
             .as_ref()
             .is_some_and(|f| f.message.contains("no `tag` event for a"))
     );
+    let typo = parse("[[tag]]\ntag = \"infeed.sped\"\nmin = 0\n");
+    let r = check(&typo, &[tag(0.0, "infeed.speed", "1.0", "good")]);
+    let f = r.outcomes[0].failure.as_ref().expect("fails");
+    assert!(f.message.ends_with("did you mean `infeed.speed`?"), "{f:?}");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! in [`KINDS`], a [`Spec`] variant, a decoder and an [`Assertion`] impl.
 //! The checker, the report and the JUnit writer need nothing else.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::expect::{EVENT_TYPES, Failure, Offending};
@@ -14,6 +16,7 @@ use super::{Event, parse_time};
 use crate::config::Diagnostic;
 use crate::config::Loc;
 use crate::config::decode::{Sink, Table};
+use crate::config::diagnostics::did_you_mean;
 
 /// The table arrays of an expectations file, in the order they are checked
 /// and reported, each with its decoder.
@@ -264,6 +267,9 @@ struct TagCheck {
     carried: Option<Event>,
     entered: bool,
     seen: bool,
+    /// Tag names in the stream while this one has not shown up, for a
+    /// did-you-mean (bounded by the plant's tag count).
+    others: BTreeSet<String>,
     failure: Option<Failure>,
 }
 
@@ -292,7 +298,16 @@ impl Assertion for TagCheck {
     }
 
     fn observe(&mut self, ev: &Event, start: i64) {
-        if ev.kind != "tag" || ev.str_field("tag") != Some(self.spec.tag.as_str()) {
+        if ev.kind != "tag" {
+            return;
+        }
+        if ev.str_field("tag") != Some(self.spec.tag.as_str()) {
+            if !self.seen
+                && let Some(name) = ev.str_field("tag")
+                && !self.others.contains(name)
+            {
+                self.others.insert(name.to_string());
+            }
             return;
         }
         self.seen = true;
@@ -320,8 +335,10 @@ impl Assertion for TagCheck {
         if !self.seen {
             return Some(Failure::new(
                 format!(
-                    "no `tag` event for {} in the stream; check the tag's name",
-                    self.spec.tag
+                    "no `tag` event for {} in the stream; {}",
+                    self.spec.tag,
+                    did_you_mean(&self.spec.tag, self.others.iter().map(String::as_str))
+                        .unwrap_or_else(|| "check the tag's name".into())
                 ),
                 None,
             ));
@@ -464,6 +481,7 @@ impl Spec {
                     carried: None,
                     entered: false,
                     seen: false,
+                    others: BTreeSet::new(),
                     failure: None,
                 }),
             ),
