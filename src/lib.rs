@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod endpoints;
 pub mod physics;
+pub mod qa;
 pub mod recording;
 pub mod runtime;
 pub mod sim;

@@ -3,6 +3,8 @@
 
 pub mod check;
 pub mod demo;
+pub mod diff;
+pub mod expect;
 mod load;
 pub mod logging;
 mod output;
@@ -57,6 +59,7 @@ pub enum Command {
     Whatif(whatif::WhatifArgs),
     /// Draw a config's lines from above (SVG), after simulating them for a while.
     Snapshot(snapshot::SnapshotArgs),
+<<<<<<< HEAD
     /// Replay a recording through the twin, as fast as the CPU goes.
     Replay(replay::ReplayArgs),
     /// Write a clean copy of a recording that a crash cut off.
@@ -129,6 +132,12 @@ impl RecordArgs {
         }
         Some(crate::sinks::recorder::Recorder::new(cfg, o))
     }
+=======
+    /// What changed between two event streams: events added, removed, changed.
+    Diff(diff::DiffArgs),
+    /// Check an event stream against expectations (EXPECT.toml); JUnit XML for CI.
+    Expect(expect::ExpectArgs),
+>>>>>>> w-qa
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -283,10 +292,20 @@ fn run_command(cli: Cli) -> i32 {
             init_logging(cli.log.as_deref(), false);
             snapshot::run(&args)
         }
+<<<<<<< HEAD
         Command::Replay(args) => replay::run(args, cli.log.as_deref()),
         Command::Recover(args) => {
             init_logging(cli.log.as_deref(), false);
             recover::run(&args)
+=======
+        Command::Diff(args) => {
+            init_logging(cli.log.as_deref(), false);
+            diff::run(&args)
+        }
+        Command::Expect(args) => {
+            init_logging(cli.log.as_deref(), false);
+            expect::run(&args)
+>>>>>>> w-qa
         }
     }
 }
