@@ -8,6 +8,7 @@ pub mod expect;
 mod load;
 pub mod logging;
 mod output;
+mod record;
 pub mod recover;
 pub mod replay;
 pub mod run;
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+pub use record::{RecordArgs, Rotate};
 
 use crate::sinks::events::{EventOptions, EventStream, Overflow};
 
@@ -59,85 +62,14 @@ pub enum Command {
     Whatif(whatif::WhatifArgs),
     /// Draw a config's lines from above (SVG), after simulating them for a while.
     Snapshot(snapshot::SnapshotArgs),
-<<<<<<< HEAD
     /// Replay a recording through the twin, as fast as the CPU goes.
     Replay(replay::ReplayArgs),
     /// Write a clean copy of a recording that a crash cut off.
     Recover(recover::RecoverArgs),
-}
-
-/// Where and how a live run records (`twin run` and `twin demo`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct RecordArgs {
-    /// Record every sample the twin receives and every event it writes to
-    /// FILE.mcap (MCAP, opens in Foxglove; replay with `twin replay`).
-    #[arg(long, value_name = "FILE.mcap")]
-    pub record: Option<std::path::PathBuf>,
-    /// How often the recording is made durable on disk: what a crash
-    /// (kill -9, power cut) can lose at most.
-    #[arg(long = "record-flush", value_name = "DURATION", default_value = "1s", value_parser = parse_flush)]
-    pub flush: Duration,
-    /// Start a new file after this much data (e.g. `512MiB`) or time (e.g.
-    /// `1h`): FILE-0001.mcap, FILE-0002.mcap, ... and FILE.index.json,
-    /// which `twin replay` reads as one recording.
-    #[arg(long = "record-rotate", value_name = "SIZE|DURATION", value_parser = parse_rotate)]
-    pub rotate: Option<Rotate>,
-}
-
-/// When a recording starts a new file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rotate {
-    Bytes(u64),
-    Every(Duration),
-}
-
-fn parse_flush(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-        return Err("expected a flush interval from 100ms to 1h".to_string());
-    }
-    Ok(d)
-}
-
-fn parse_rotate(s: &str) -> Result<Rotate, String> {
-    if s.ends_with('B') {
-        let n = parse_size(s)?;
-        if n < 1 << 20 {
-            return Err("rotate after at least 1MiB".to_string());
-        }
-        return Ok(Rotate::Bytes(n as u64));
-    }
-    match parse_duration(s) {
-        Ok(d) if d >= Duration::from_secs(1) => Ok(Rotate::Every(d)),
-        Ok(_) => Err("rotate after at least 1s".to_string()),
-        Err(_) => Err("expected a size such as 512MiB or a duration such as 1h".to_string()),
-    }
-}
-
-impl RecordArgs {
-    /// The recorder these flags ask for, if any.
-    pub fn recorder(
-        &self,
-        cfg: &crate::config::LoadedConfig,
-        origin: &'static str,
-    ) -> Option<crate::sinks::recorder::Recorder> {
-        let path = self.record.as_ref()?;
-        let mut o = crate::sinks::recorder::RecorderOptions::new(path.clone());
-        o.flush_every = self.flush;
-        o.origin = origin;
-        match self.rotate {
-            Some(Rotate::Bytes(b)) => o.rotate_bytes = Some(b),
-            Some(Rotate::Every(d)) => o.rotate_every = Some(d),
-            None => {}
-        }
-        Some(crate::sinks::recorder::Recorder::new(cfg, o))
-    }
-=======
     /// What changed between two event streams: events added, removed, changed.
     Diff(diff::DiffArgs),
     /// Check an event stream against expectations (EXPECT.toml); JUnit XML for CI.
     Expect(expect::ExpectArgs),
->>>>>>> w-qa
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -292,12 +224,11 @@ fn run_command(cli: Cli) -> i32 {
             init_logging(cli.log.as_deref(), false);
             snapshot::run(&args)
         }
-<<<<<<< HEAD
         Command::Replay(args) => replay::run(args, cli.log.as_deref()),
         Command::Recover(args) => {
             init_logging(cli.log.as_deref(), false);
             recover::run(&args)
-=======
+        }
         Command::Diff(args) => {
             init_logging(cli.log.as_deref(), false);
             diff::run(&args)
@@ -305,7 +236,6 @@ fn run_command(cli: Cli) -> i32 {
         Command::Expect(args) => {
             init_logging(cli.log.as_deref(), false);
             expect::run(&args)
->>>>>>> w-qa
         }
     }
 }
