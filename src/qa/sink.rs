@@ -80,7 +80,7 @@ mod tests {
         .unwrap_or_else(|r| panic!("{r}"));
         let (sink, slot) = ExpectSink::new(e.checker());
         let mut driver = Driver::new(&cfg, 1_800_000_000_000_000_000);
-        driver.add_sink(Box::new(sink));
+        driver.add_sink(Box::new(sink)).expect("the checker starts");
         for _ in 0..30 {
             driver.step();
         }

@@ -17,21 +17,38 @@ use super::RecordingError;
 use super::format::{self, RecordingInfo, SampleMessage, TickMessage};
 use crate::twin::record::SampleRecord;
 
-/// A file whose `flush` also makes the written bytes durable (fdatasync),
-/// so a flushed chunk survives a power cut, not only a killed process.
+/// A buffered file whose flush, when the recording asks for one, also
+/// makes the written bytes durable (fdatasync), so a flushed chunk survives
+/// a power cut, not only a killed process.
+///
+/// The MCAP writer also flushes on its own (after metadata and attachments);
+/// those flushes are left to the buffer, so that the disk is written at the
+/// recording's pace: every flush interval, or when the buffer fills.
 struct SyncFile {
     out: BufWriter<File>,
     /// Devices such as /dev/full or a pipe do not sync; that is not an error
     /// of the recording.
     sync: bool,
+    /// Set by [`RecordingWriter::flush`] around its call into the MCAP
+    /// writer.
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The stream position, so that asking for it (which the MCAP writer
+    /// does for every record) does not flush the buffer, as
+    /// `BufWriter::seek` would.
+    pos: u64,
 }
 
 impl Write for SyncFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
+        let n = self.out.write(buf)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if !self.armed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         self.out.flush()?;
         if self.sync {
             self.out.get_ref().sync_data()?;
@@ -42,7 +59,11 @@ impl Write for SyncFile {
 
 impl Seek for SyncFile {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.out.seek(pos)
+        if pos == SeekFrom::Current(0) {
+            return Ok(self.pos);
+        }
+        self.pos = self.out.seek(pos)?;
+        Ok(self.pos)
     }
 }
 
@@ -59,6 +80,7 @@ pub struct RecordingWriter {
     /// file smaller); what rotation by size goes by.
     raw_bytes: u64,
     messages: u64,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RecordingWriter {
@@ -74,9 +96,12 @@ impl RecordingWriter {
         }
         let file = File::create(path).map_err(|e| RecordingError::io(path, e))?;
         let sync = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let out = SyncFile {
             out: BufWriter::with_capacity(256 * 1024, file),
             sync,
+            armed: armed.clone(),
+            pos: 0,
         };
         let mcap_err = |e| RecordingError::mcap(path, e);
         let mut mcap = mcap::WriteOptions::new()
@@ -138,6 +163,7 @@ impl RecordingWriter {
             sequence: 0,
             raw_bytes: 0,
             messages: 0,
+            armed,
         })
     }
 
@@ -214,14 +240,17 @@ impl RecordingWriter {
 
     /// Close the open chunk and make the file durable up to here.
     pub fn flush(&mut self) -> Result<(), RecordingError> {
-        self.mcap
-            .flush()
-            .map_err(|e| RecordingError::mcap(&self.path, e))
+        use std::sync::atomic::Ordering;
+        self.armed.store(true, Ordering::Relaxed);
+        let r = self.mcap.flush();
+        self.armed.store(false, Ordering::Relaxed);
+        r.map_err(|e| RecordingError::mcap(&self.path, e))
     }
 
     /// Write the summary (indexes, statistics) and close the file.
     pub fn finish(mut self) -> Result<(), RecordingError> {
         let path = self.path.clone();
+        self.armed.store(true, std::sync::atomic::Ordering::Relaxed);
         self.mcap
             .finish()
             .map_err(|e| RecordingError::mcap(&path, e))?;

@@ -11,6 +11,7 @@ mod modbus_faults;
 mod mqtt;
 mod outputs;
 mod qa;
+mod recording;
 mod sim_truth;
 mod snapshot;
 mod sparkplug_limits;
