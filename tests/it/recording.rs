@@ -126,12 +126,82 @@ fn r10_a_replay_under_another_config_is_a_counterfactual() {
         same == read(&live),
         "a config differing only in a comment must replay the same events"
     );
-    let o = replay(&[other_path.as_os_str(), rec.as_os_str(), "--verify".as_ref()]);
+    // A changed threshold: the once-a-second sensors called stale after
+    // half a second. The replay says it is a counterfactual, and `twin diff`
+    // lists what the new setting would have changed.
+    let stricter = text.replace("stale_after = \"5s\"", "stale_after = \"500ms\"");
+    assert_ne!(
+        stricter, text,
+        "the demo config has the threshold this test changes"
+    );
+    let stricter_path = dir.path().join("stricter.toml");
+    std::fs::write(&stricter_path, &stricter).expect("write config");
+    let what_if = dir.path().join("whatif.jsonl");
+    let o = replay(&[
+        stricter_path.as_os_str(),
+        rec.as_os_str(),
+        "--events".as_ref(),
+        what_if.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("counterfactual"),
-        "a replay under another config says so:\n{}",
+        o.status.success() && stderr.contains("counterfactual"),
+        "{stderr}"
+    );
+    let mut diff = twin();
+    diff.arg("diff").arg(&live).arg(&what_if);
+    let d = diff.output().expect("twin diff");
+    let report = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.status.code(), Some(1), "the streams differ:\n{report}");
+    assert!(
+        report.contains("stale"),
+        "the diff shows tags turning stale:\n{report}"
+    );
+    // The QA loop: replay, check expectations, JUnit for CI.
+    let expect = dir.path().join("expect.toml");
+    std::fs::write(
+        &expect,
+        "[suite]\nname = \"healthy demo\"\n\n[[event]]\nname = \"no jam\"\ntype = \"jam\"\nhappens = false\n\n[[event]]\nname = \"the line reports\"\ntype = \"line\"\nat_least = 5\n",
+    )
+    .expect("write expectations");
+    let junit = dir.path().join("junit.xml");
+    let o = replay(&[
+        rec.as_os_str(),
+        "--expect".as_ref(),
+        expect.as_os_str(),
+        "--junit".as_ref(),
+        junit.as_os_str(),
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(
+        xml.contains("healthy demo") && !xml.contains("<failure"),
+        "{xml}"
+    );
+    std::fs::write(
+        &expect,
+        "[[event]]\nname = \"a jam\"\ntype = \"jam\"\nat_least = 1\n",
+    )
+    .expect("write expectations");
+    let o = replay(&[
+        rec.as_os_str(),
+        "--expect".as_ref(),
+        expect.as_os_str(),
+        "--junit".as_ref(),
+        junit.as_os_str(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed expectation fails the replay"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(xml.contains("<failure") && xml.contains("a jam"), "{xml}");
 }
 
 /// `twin sim` with a jam scenario, `twin run` over real Modbus and MQTT with
