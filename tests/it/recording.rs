@@ -586,8 +586,7 @@ fn r10_a_rotated_recording_replays_as_one_through_its_index() {
         opts.sinks.push(Box::new(Capture(out.clone())));
         let s = run_replay(&cfg, &mut reader, opts).expect("replay");
         assert!(s.exact && s.same_config && s.cut_off.is_empty(), "{s:?}");
-        let bytes = out.lock().expect("lock").clone();
-        bytes
+        out.lock().expect("lock").clone()
     };
     let live = live.lock().expect("lock").clone();
     assert!(!live.is_empty());
