@@ -13,8 +13,8 @@ use clap::Args;
 use tracing::{error, info};
 
 use super::load::{load, load_text, render_report};
-use super::{EXIT_CONFIG, EXIT_FAILURE};
 use super::output::Stderr;
+use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::runtime::{RunOptions, run_live};
 use crate::sim::lockstep::{self, EventFile, LockstepOptions};
 use crate::sim::scenario::{self, Scenario};

@@ -107,7 +107,7 @@ pub enum LockstepError {
     Mqtt {
         name: String,
         #[source]
-        source: crate::sources::mqtt::SetupError,
+        source: Box<crate::sources::mqtt::SetupError>,
     },
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -159,9 +159,9 @@ pub fn run(
                 port: 1883,
                 tls: false,
             };
-            MqttSubscriber::new(cfg, i, ep).map_err(|source| LockstepError::Mqtt {
+            MqttSubscriber::new(cfg, i, ep).map_err(|e| LockstepError::Mqtt {
                 name: c.mqtt[i].name.value.clone(),
-                source,
+                source: Box::new(e),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -221,7 +221,7 @@ pub fn run(
     let mut seq = 0u64;
     let (mut next_update, mut truth_ns, mut next_publish) = (0i64, 0i64, 0i64);
     let mut failed = None;
-    'run: loop {
+    loop {
         let tick_abs = driver.next_tick_ns();
         let tick_ns = tick_abs.saturating_sub(HEADLESS_EPOCH_NS);
         if tick_ns > end_ns {
@@ -247,7 +247,9 @@ pub fn run(
                     next_publish = t.saturating_add(publish_ns);
                 }
                 let messages = serve(&truth, &mut tags, &devices, publish, t);
-                let recv = HEADLESS_EPOCH_NS.saturating_add(t).saturating_add(latency_ns);
+                let recv = HEADLESS_EPOCH_NS
+                    .saturating_add(t)
+                    .saturating_add(latency_ns);
                 for ((source, topic), body) in messages {
                     let (Some(sub), Some(drops)) = (subscribers.get(source), drops.get_mut(source))
                     else {
@@ -263,7 +265,13 @@ pub fn run(
                 }
             }
             for p in pollers.iter_mut().filter(|p| p.next_ns == t) {
-                let done = poll(p, &c.modbus[p.device].registers, &register_tags[p.device], t, latency_ns);
+                let done = poll(
+                    p,
+                    &c.modbus[p.device].registers,
+                    &register_tags[p.device],
+                    t,
+                    latency_ns,
+                );
                 report.reads += done.len() as u64;
                 let mut last = t;
                 for (at, samples) in done {
@@ -284,17 +292,17 @@ pub fn run(
             driver.push_batch(entry.remove());
         }
         driver.step();
-        for e in driver.take_failures() {
+        // A failed output ends the run: a reader that went away (`| head`)
+        // normally, anything else with its error.
+        if let Some(e) = driver.take_failures().into_iter().next() {
             match e {
                 SinkError::Closed { .. } => {
                     info!(error = %e, "An output's reader went away; stopping.");
                     report.closed = true;
                 }
-                SinkError::Io { .. } => {
-                    failed.get_or_insert(e);
-                }
+                SinkError::Io { .. } => failed = Some(e),
             }
-            break 'run;
+            break;
         }
     }
     logs.flush().map_err(labels_err)?;
@@ -302,7 +310,10 @@ pub fn run(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    if let Some(e) = finish.into_iter().find(|e| matches!(e, SinkError::Io { .. })) {
+    if let Some(e) = finish
+        .into_iter()
+        .find(|e| matches!(e, SinkError::Io { .. }))
+    {
         return Err(e.into());
     }
     let stats = driver.stats();
@@ -494,4 +505,3 @@ impl Sink for EventFile {
         self.out.flush().map_err(|e| self.error(e))
     }
 }
-
