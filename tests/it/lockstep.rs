@@ -276,3 +276,60 @@ fn r10_headless_unknown_scenario_is_a_located_error() {
         "{err}"
     );
 }
+
+/// A disconnected PLC in lockstep: its reads get no reply, so its tags turn
+/// bad (`timeout`) one read timeout after the fault, and good again once it
+/// answers; the other devices' tags stay good throughout.
+#[test]
+fn r10_lockstep_disconnected_plc_times_out_and_recovers() {
+    let cfg = demo();
+    let s = scenario::load_file(
+        &root().join("plant-configs/scenarios/plc_disconnect.toml"),
+        &cfg,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let out = Shared::default();
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(EventFile::from_writer(
+        Box::new(out.clone()),
+        "memory",
+    ))];
+    let opts = LockstepOptions::new(Duration::from_secs(90));
+    lockstep::run(&cfg, Some(&s), &opts, sinks).expect("lockstep run");
+    let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let sim_s = |e: &serde_json::Value| secs(&e["t"]) - 1_767_225_600.0;
+    let speed: Vec<(f64, String, Option<String>)> = events
+        .iter()
+        .filter(|e| e["type"] == "tag" && e["tag"] == "infeed.speed")
+        .map(|e| {
+            (
+                sim_s(e),
+                e["quality"].as_str().unwrap_or("?").to_string(),
+                e["reason"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    // Down from 60 s to 80 s; the first read after 60 s times out 500 ms on.
+    let bad = speed
+        .iter()
+        .find(|(_, q, _)| q == "bad")
+        .unwrap_or_else(|| panic!("never bad: {speed:?}"));
+    assert!((60.4..=60.8).contains(&bad.0), "{bad:?}");
+    assert_eq!(bad.2.as_deref(), Some("timeout"), "{bad:?}");
+    let back = speed
+        .iter()
+        .find(|(t, q, _)| *t > bad.0 && q == "good")
+        .unwrap_or_else(|| panic!("never good again: {speed:?}"));
+    assert!((80.0..=81.0).contains(&back.0), "{back:?}");
+    // The filler's PLC is another device: untouched.
+    assert!(
+        !events.iter().any(|e| e["type"] == "tag"
+            && e["tag"] == "filler.speed"
+            && e["quality"] != "good"
+            && sim_s(e) > 5.0),
+        "filler.speed went bad"
+    );
+}
