@@ -15,10 +15,11 @@
 //! What is not modelled is the network's jitter: a reply or a message
 //! arrives [`TRANSPORT_LATENCY`] after it was sent, always. A disconnected
 //! device does not answer within its `timeout` (or, behind a gateway whose
-//! other units are up, the gateway answers exception 0x0B at once), and the
-//! poll group polls again when the read gives up, as the poller's
-//! `MissedTickBehavior::Delay` interval does. Sparkplug tags get no samples:
-//! the virtual plant has no edge node (as live).
+//! other units are up, the gateway answers exception 0x0B at once); the
+//! poll group polls again when its reads give up, as the poller's
+//! `MissedTickBehavior::Delay` interval does, and the connection is dropped
+//! and retried on the link's backoff ([`LinkModel`]). Sparkplug tags get no
+//! samples: the virtual plant has no edge node (as live).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,11 +39,13 @@ use super::{
 use crate::config::{LoadedConfig, Payload, TagId};
 use crate::runtime::Driver;
 use crate::sinks::{Sink, SinkError, TickOutput};
+use crate::sources::backoff::Backoff;
+use crate::sources::modbus::decode_block;
 use crate::sources::modbus::frame::{Exception, ReadData};
+use crate::sources::modbus::link::{BACKOFF_MAX, BACKOFF_MIN, LinkError, MAX_CONSECUTIVE_TIMEOUTS};
 use crate::sources::modbus::plan::{self, PollGroup, ReadBlock};
-use crate::sources::modbus::{decode_block, link::LinkError};
 use crate::sources::mqtt::{DropLog, Endpoint, MqttSubscriber};
-use crate::twin::Sample;
+use crate::twin::{Reason, Sample};
 
 /// Time from a Modbus request to its reply, and from an MQTT publish to its
 /// delivery: loopback takes a fraction of a millisecond live. Fixed, so that
@@ -117,11 +120,47 @@ pub enum LockstepError {
 struct Poller {
     device: usize,
     unit: u8,
-    /// The images of the device's listener (shared by a gateway's units).
-    images: Images,
+    /// Index of its device's link in the run's links.
+    link: usize,
     group: PollGroup,
-    timeout_ns: i64,
     next_ns: i64,
+}
+
+/// The poller's connection to one listener, as the source's link keeps it
+/// (`sources::modbus::link`): a device that stops answering times out, the
+/// connection is dropped after [`MAX_CONSECUTIVE_TIMEOUTS`], and new
+/// connections are tried on the link's own backoff (same bounds, same
+/// jitter seeded by the link's name), failing every read in between. That
+/// backoff is what delays a live twin's recovery by seconds after a PLC is
+/// back, so it is modelled rather than skipped.
+struct LinkModel {
+    /// The images of the listener (a gateway's units share them).
+    images: Images,
+    timeout_ns: i64,
+    up: bool,
+    /// The connection has had a reply (then a half-open one is replaced at
+    /// once rather than after a backoff step).
+    answered: bool,
+    consecutive_timeouts: u32,
+    retry_at: i64,
+    /// Why reads fail while down.
+    down: LinkError,
+    backoff: Backoff,
+}
+
+impl LinkModel {
+    fn new(name: &str, images: Images, timeout: Duration) -> Self {
+        LinkModel {
+            images,
+            timeout_ns: ns(timeout),
+            up: false,
+            answered: false,
+            consecutive_timeouts: 0,
+            retry_at: 0,
+            down: LinkError::Lost(Reason::ConnectionLost),
+            backoff: Backoff::new(name, BACKOFF_MIN, BACKOFF_MAX),
+        }
+    }
 }
 
 /// Samples on their way to the driver, by arrival time (then send order).
@@ -170,7 +209,20 @@ pub fn run(
     let groups = register_images(cfg);
     let mut device_images = std::collections::HashMap::new();
     let mut pollers = Vec::new();
+    let mut links = Vec::new();
     for (images, devices) in groups.values() {
+        // One link per listener, named and timed as `modbus::links` does.
+        let name = devices
+            .iter()
+            .map(|&d| c.modbus[d].name.value.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let timeout = devices
+            .iter()
+            .map(|&d| c.modbus[d].timeout)
+            .max()
+            .unwrap_or_default();
+        links.push(LinkModel::new(&name, images.clone(), timeout));
         for &d in devices {
             device_images.insert(d, images.clone());
             let dev = &c.modbus[d];
@@ -178,9 +230,8 @@ pub fn run(
                 pollers.push(Poller {
                     device: d,
                     unit: dev.unit_id,
-                    images: images.clone(),
+                    link: links.len() - 1,
                     group,
-                    timeout_ns: ns(dev.timeout),
                     next_ns: 0,
                 });
             }
@@ -265,8 +316,12 @@ pub fn run(
                 }
             }
             for p in pollers.iter_mut().filter(|p| p.next_ns == t) {
+                let Some(link) = links.get_mut(p.link) else {
+                    continue;
+                };
                 let done = poll(
                     p,
+                    link,
                     &c.modbus[p.device].registers,
                     &register_tags[p.device],
                     t,
@@ -379,53 +434,97 @@ fn serve(
         .collect()
 }
 
-/// One poll of a group at sim time `t_ns`: each block read out of the
-/// device's image and decoded as the poller decodes a reply. Returns each
-/// block's samples with the sim time they arrive.
+/// One poll of a group at sim time `t_ns` over `link`: each block read out
+/// of the device's image and decoded as the poller decodes a reply, or
+/// failed as the link fails it. Returns each block's samples with the sim
+/// time they arrive.
 fn poll(
     p: &Poller,
+    link: &mut LinkModel,
     registers: &[crate::config::Register],
     tags: &[TagId],
     t_ns: i64,
     latency_ns: i64,
 ) -> Vec<(i64, Vec<Sample>)> {
-    let Ok(images) = p.images.read() else {
+    let images = link.images.clone();
+    let Ok(images) = images.read() else {
         return Vec::new();
     };
     let all_offline = !images.is_empty() && images.values().all(|i| i.offline);
-    let own_offline = images.get(&p.unit).is_none_or(|i| i.offline);
+    let bad = |b: &ReadBlock, reason: Reason, at: i64| {
+        let stamp = HEADLESS_EPOCH_NS.saturating_add(at);
+        let samples = b
+            .items
+            .iter()
+            .map(|&(ri, _)| Sample::bad(tags[ri], reason, stamp))
+            .collect();
+        (at, samples)
+    };
+    if !link.up {
+        if t_ns < link.retry_at {
+            let reason = link.down.reason();
+            return p
+                .group
+                .blocks
+                .iter()
+                .map(|b| bad(b, reason, t_ns))
+                .collect();
+        }
+        if all_offline {
+            // The listener accepts and closes at once: the connection is
+            // lost before any reply, and the next try waits a backoff step.
+            link.retry_at = t_ns.saturating_add(ns(link.backoff.step()));
+            link.down = LinkError::Lost(Reason::ConnectionLost);
+            let at = t_ns.saturating_add(latency_ns);
+            let reason = link.down.reason();
+            return p.group.blocks.iter().map(|b| bad(b, reason, at)).collect();
+        }
+        link.up = true;
+        link.answered = false;
+        link.consecutive_timeouts = 0;
+    }
+    if all_offline {
+        // No reply: every read of the poll times out together (they are
+        // in flight together), and enough timeouts drop the connection.
+        let at = t_ns.saturating_add(link.timeout_ns);
+        link.consecutive_timeouts = link
+            .consecutive_timeouts
+            .saturating_add(p.group.blocks.len() as u32);
+        if link.consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS {
+            link.up = false;
+            link.down = LinkError::Timeout;
+            link.retry_at = if link.answered {
+                at
+            } else {
+                at.saturating_add(ns(link.backoff.step()))
+            };
+        }
+        return p
+            .group
+            .blocks
+            .iter()
+            .map(|b| bad(b, Reason::Timeout, at))
+            .collect();
+    }
+    link.answered = true;
+    link.consecutive_timeouts = 0;
+    link.backoff.reset();
+    let at = t_ns.saturating_add(latency_ns);
+    let stamp = HEADLESS_EPOCH_NS.saturating_add(at);
     p.group
         .blocks
         .iter()
         .map(|b| {
-            let (at, result) = if all_offline {
-                // Nothing on the listener answers: the read times out.
-                (t_ns.saturating_add(p.timeout_ns), Err(LinkError::Timeout))
-            } else if own_offline {
-                (t_ns.saturating_add(latency_ns), Ok(Err(Exception(0x0B))))
-            } else {
-                (
-                    t_ns.saturating_add(latency_ns),
-                    Ok(images.get(&p.unit).map_or(Err(Exception(0x0B)), |img| {
-                        read_block(img, b).ok_or(Exception(0x02))
-                    })),
-                )
-            };
-            let stamp = HEADLESS_EPOCH_NS.saturating_add(at);
-            let samples: Vec<Sample> = match result {
-                Ok(Ok(data)) => decode_block(registers, tags, b, &data, stamp).collect(),
-                Ok(Err(exc)) => b
-                    .items
-                    .iter()
-                    .map(|&(ri, _)| Sample::bad(tags[ri], exc.reason(), stamp))
-                    .collect(),
-                Err(e) => b
-                    .items
-                    .iter()
-                    .map(|&(ri, _)| Sample::bad(tags[ri], e.reason(), stamp))
-                    .collect(),
-            };
-            (at, samples)
+            // A gateway answers for a unit that is gone: exception 0x0B.
+            let data = images
+                .get(&p.unit)
+                .filter(|img| !img.offline)
+                .ok_or(Exception(0x0B))
+                .and_then(|img| read_block(img, b).ok_or(Exception(0x02)));
+            match data {
+                Ok(data) => (at, decode_block(registers, tags, b, &data, stamp).collect()),
+                Err(exc) => bad(b, exc.reason(), at),
+            }
         })
         .collect()
 }

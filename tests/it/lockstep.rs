@@ -277,9 +277,12 @@ fn r10_headless_unknown_scenario_is_a_located_error() {
     );
 }
 
-/// A disconnected PLC in lockstep: its reads get no reply, so its tags turn
-/// bad (`timeout`) one read timeout after the fault, and good again once it
-/// answers; the other devices' tags stay good throughout.
+/// A disconnected PLC in lockstep, as the live link sees one: its reads get
+/// no reply, so its tags turn bad one read timeout after the fault (the
+/// timeouts drop the connection, and the reconnect is refused at once);
+/// once it is back, the link finds out on its next reconnect attempt, on
+/// its exponential backoff, seconds later (live: 10.5 s after a 20 s
+/// outage). The other devices' tags stay good throughout.
 #[test]
 fn r10_lockstep_disconnected_plc_times_out_and_recovers() {
     let cfg = demo();
@@ -293,7 +296,7 @@ fn r10_lockstep_disconnected_plc_times_out_and_recovers() {
         Box::new(out.clone()),
         "memory",
     ))];
-    let opts = LockstepOptions::new(Duration::from_secs(90));
+    let opts = LockstepOptions::new(Duration::from_secs(100));
     lockstep::run(&cfg, Some(&s), &opts, sinks).expect("lockstep run");
     let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8");
     let events: Vec<serde_json::Value> = text
@@ -318,12 +321,17 @@ fn r10_lockstep_disconnected_plc_times_out_and_recovers() {
         .find(|(_, q, _)| q == "bad")
         .unwrap_or_else(|| panic!("never bad: {speed:?}"));
     assert!((60.4..=60.8).contains(&bad.0), "{bad:?}");
-    assert_eq!(bad.2.as_deref(), Some("timeout"), "{bad:?}");
+    assert!(
+        matches!(bad.2.as_deref(), Some("timeout" | "connection_lost")),
+        "{bad:?}"
+    );
     let back = speed
         .iter()
         .find(|(t, q, _)| *t > bad.0 && q == "good")
         .unwrap_or_else(|| panic!("never good again: {speed:?}"));
-    assert!((80.0..=81.0).contains(&back.0), "{back:?}");
+    // Not at once: the backoff's steps (1, 2, 4, 8, 16 s ± 20 %) put the
+    // first retry after 80 s a few seconds on.
+    assert!((81.0..100.0).contains(&back.0), "{back:?}");
     // The filler's PLC is another device: untouched.
     assert!(
         !events.iter().any(|e| e["type"] == "tag"
