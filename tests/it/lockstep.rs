@@ -341,3 +341,65 @@ fn r10_lockstep_disconnected_plc_times_out_and_recovers() {
         "filler.speed went bad"
     );
 }
+
+/// The samples went through the wire formats, not straight from the truth
+/// model: an `f32` holding register gives f32-exact values, a `u16` in mm/s
+/// scaled by 0.001 gives whole millimetres per second, and an MQTT sensor's
+/// JSON payload three decimals, whereas the truth's own values are noisy
+/// f64s with none of these properties.
+#[test]
+fn r10_lockstep_samples_pass_through_register_and_payload_encoding() {
+    let cfg = demo();
+    let out = Shared::default();
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(EventFile::from_writer(
+        Box::new(out.clone()),
+        "memory",
+    ))];
+    let report = lockstep::run(
+        &cfg,
+        None,
+        &LockstepOptions::new(Duration::from_secs(20)),
+        sinks,
+    )
+    .expect("lockstep run");
+    assert!(report.reads > 0 && report.messages > 0, "{report:?}");
+    let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8");
+    let values = |tag: &str| -> Vec<f64> {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+            .filter(|e| e["type"] == "tag" && e["tag"] == tag)
+            .filter_map(|e| e["value"].as_f64())
+            .collect()
+    };
+    let filler = values("filler.motor_current");
+    assert!(filler.len() > 5, "{filler:?}");
+    assert!(
+        // The stream writes up to 16 significant digits; an f64 that never
+        // went through f32 is typically 1e-8 (relative) from the nearest
+        // f32, one that did within the printing's 1e-15.
+        filler
+            .iter()
+            .all(|v| (f64::from(*v as f32) - v).abs() <= 1e-12 * v.abs()),
+        "filler.motor_current (f32 register) not f32-exact: {filler:?}"
+    );
+    // Noisy, so the check above had something to find.
+    assert!(
+        filler.iter().any(|v| v.fract() != 0.0),
+        "filler.motor_current is whole: {filler:?}"
+    );
+    let infeed = values("infeed.speed");
+    assert!(infeed.len() > 5, "{infeed:?}");
+    assert!(
+        infeed
+            .iter()
+            .all(|v| ((v * 1000.0).round() - v * 1000.0).abs() < 1e-6),
+        "infeed.speed (u16 mm/s × 0.001) not whole mm/s: {infeed:?}"
+    );
+    let vib = values("filler.vibration");
+    assert!(vib.len() > 5, "{vib:?}");
+    assert!(
+        vib.iter()
+            .all(|v| ((v * 1000.0).round() - v * 1000.0).abs() < 1e-6),
+        "filler.vibration (MQTT JSON) not three decimals: {vib:?}"
+    );
+}
