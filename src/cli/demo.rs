@@ -159,6 +159,11 @@ fn headless(
             }
         }
     }
+    if let Some(r) = args.record.recorder(cfg, "headless") {
+        // No plant to keep up with: the recording waits for the disk
+        // rather than stop.
+        sinks.push(Box::new(r.waiting_when_full()));
+    }
     let opts = LockstepOptions {
         seed: args.seed,
         labels: labels(args),

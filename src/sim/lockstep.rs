@@ -265,7 +265,7 @@ pub fn run(
 
     let mut driver = Driver::new(cfg, HEADLESS_EPOCH_NS);
     for s in sinks {
-        driver.add_sink(s);
+        driver.add_sink(s)?;
     }
     let mut report = Report::default();
     let mut in_flight = InFlight::new();
@@ -355,7 +355,7 @@ pub fn run(
                     info!(error = %e, "An output's reader went away; stopping.");
                     report.closed = true;
                 }
-                SinkError::Io { .. } => failed = Some(e),
+                SinkError::Io { .. } | SinkError::Stopped { .. } => failed = Some(e),
             }
             break;
         }
