@@ -35,6 +35,7 @@ mod belts;
 mod build;
 pub mod convert;
 mod diverter;
+mod drive;
 mod eye;
 pub mod lookahead;
 mod place;
@@ -57,6 +58,7 @@ pub use belts::{BeltHooks, ConveyorModel};
 use convert::Frame;
 pub use convert::PlanPoint;
 pub use diverter::DiverterModel;
+pub use drive::{ANALYTICAL_DT, BeltDrive, CONTACTS_DT};
 pub use eye::PhotoEyeModel;
 use place::BeltPlace;
 pub use products::BodySize;
@@ -169,6 +171,10 @@ pub struct LineModel {
     drive: Vec<(f32, f32)>,
     /// Per belt segment: its conveyor, its start as a place, its length.
     segment_places: Vec<(usize, BeltPlace, f32)>,
+    /// How the belts move products (see [`BeltDrive`]).
+    belt_drive: BeltDrive,
+    /// The last segment of each outfeed conveyor, for the analytical drive.
+    outfeed_segments: Vec<usize>,
 }
 
 impl Clone for LineModel {
@@ -214,6 +220,8 @@ impl Clone for LineModel {
             frame: self.frame,
             drive: self.drive.clone(),
             segment_places: self.segment_places.clone(),
+            belt_drive: self.belt_drive,
+            outfeed_segments: self.outfeed_segments.clone(),
         }
     }
 }

@@ -1,0 +1,188 @@
+//! The live line model on the analytical belt drive against the rapier
+//! contact model it replaced, which is kept as the reference (issue 10,
+//! "Speed and memory"): the same input stream, polled from the virtual
+//! plant's truth model as the line PLC would be, drives two cores, one per
+//! belt drive, and what the twin says about the line must agree. The table
+//! over every scenario is in docs/benchmarks.md, "Live model".
+
+use std::path::Path;
+use std::time::Duration;
+
+use twin::config::{LoadedConfig, load_file};
+use twin::physics::BeltDrive;
+use twin::runtime::Driver;
+use twin::sim::scenario::{self, Scenario};
+use twin::sim::truth::Truth;
+use twin::twin::{Reason, Sample, TwinEvent, Value};
+
+use crate::util::root;
+
+/// Sim time 0 on the calendar, a whole tick.
+const EPOCH_NS: i64 = 1_767_225_600_000_000_000;
+/// The demo line PLC's poll interval.
+const POLL: Duration = Duration::from_millis(40);
+
+fn demo() -> LoadedConfig {
+    load_file(&root().join("plant-configs/packaging-line.toml")).unwrap_or_else(|r| panic!("{r}"))
+}
+
+fn shipped(cfg: &LoadedConfig, name: &str) -> Scenario {
+    let path = root().join("plant-configs/scenarios").join(name);
+    scenario::load_file(Path::new(&path), cfg).unwrap_or_else(|r| panic!("{r}"))
+}
+
+/// `secs` of the truth model's samples, one batch per tick: every [`POLL`]
+/// each tag's served value becomes a good sample stamped with that sim time
+/// (a disconnected device's a bad one), as in `faults::run_through_core`.
+fn inputs(cfg: &LoadedConfig, scenario: Option<&Scenario>, secs: u64) -> Vec<Vec<Sample>> {
+    let period = cfg.config.plant.tick;
+    let mut truth = Truth::new(cfg, scenario, 1);
+    let tags: Vec<_> = cfg
+        .tags
+        .iter()
+        .map(|d| (d.id.index(), d.id, d.is_bool))
+        .collect();
+    let (mut ticks, mut batch) = (Vec::new(), Vec::new());
+    let (mut next_poll, mut next_tick) = (Duration::ZERO, period);
+    while truth.now() < Duration::from_secs(secs) {
+        truth.advance(Duration::from_millis(5));
+        let now = truth.now();
+        let t_ns = EPOCH_NS + i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
+        if now >= next_poll {
+            next_poll += POLL;
+            for &(i, id, is_bool) in &tags {
+                batch.push(match truth.value(i) {
+                    Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
+                    Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
+                    None => Sample::bad(id, Reason::Timeout, t_ns),
+                });
+            }
+        }
+        if now >= next_tick {
+            next_tick += period;
+            ticks.push(std::mem::take(&mut batch));
+        }
+    }
+    ticks
+}
+
+/// What the twin said about the line over a run.
+#[derive(Debug, Default)]
+struct Said {
+    releases: Vec<u64>,
+    out: u64,
+    lost: u64,
+    wip: u64,
+    /// Expected rising edges per eye.
+    edges: Vec<u64>,
+    /// Residuals: missing, extra, late.
+    residuals: [u64; 3],
+    /// Jam starts and clears: (state, after eye, seconds of sim time).
+    jams: Vec<(&'static str, String, f64)>,
+    /// Eye verdicts: (eye, state, seconds).
+    verdicts: Vec<(String, &'static str, f64)>,
+}
+
+fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
+    let mut driver = Driver::new(cfg, EPOCH_NS);
+    driver.core_mut().set_belt_drive(drive);
+    let secs = |t: i64| (t - EPOCH_NS) as f64 / 1e9;
+    let mut said = Said::default();
+    for batch in ticks {
+        driver.push_batch(batch.clone());
+        for e in driver.step().events {
+            match e {
+                TwinEvent::Residual(r) => match r.kind {
+                    "missing" => said.residuals[0] += 1,
+                    "extra" => said.residuals[1] += 1,
+                    _ => said.residuals[2] += 1,
+                },
+                TwinEvent::Jam(j) => {
+                    said.jams
+                        .push((j.state, j.after_eye.to_string(), secs(j.t_ns)))
+                }
+                TwinEvent::Eye(v) => said
+                    .verdicts
+                    .push((v.eye.to_string(), v.state, secs(v.t_ns))),
+                _ => {}
+            }
+        }
+    }
+    let line = &driver.core().lines()[0];
+    let model = line.model();
+    assert_eq!(model.belt_drive(), drive);
+    said.releases = model.stations().iter().map(|s| s.releases()).collect();
+    said.edges = model
+        .photo_eyes()
+        .iter()
+        .map(|e| e.rising_edges())
+        .collect();
+    said.out = line.status.out;
+    said.lost = line.status.lost;
+    said.wip = line.status.wip;
+    said
+}
+
+/// Runs `secs` of `scenario` through both drives and checks that the
+/// analytical one says what the reference says: releases per station,
+/// output and expected eye edges within `slack` products, WIP within
+/// `slack`, no more lost, residual counts within `slack` each, the same jams
+/// and eye verdicts (same eyes, same order) within two seconds.
+fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
+    let cfg = demo();
+    let s = scenario.map(|n| shipped(&cfg, n));
+    let ticks = inputs(&cfg, s.as_ref(), secs);
+    let reference = run(&cfg, &ticks, BeltDrive::Contacts);
+    let live = run(&cfg, &ticks, BeltDrive::Analytical);
+    let close = |a: u64, b: u64| a.abs_diff(b) <= slack;
+    let msg = format!("{scenario:?}\nreference {reference:?}\nlive      {live:?}");
+    assert_eq!(reference.releases.len(), live.releases.len());
+    for (a, b) in reference.releases.iter().zip(&live.releases) {
+        assert!(close(*a, *b), "releases: {msg}");
+    }
+    for (a, b) in reference.edges.iter().zip(&live.edges) {
+        assert!(close(*a, *b), "eye edges: {msg}");
+    }
+    assert!(close(reference.out, live.out), "out: {msg}");
+    assert!(close(reference.wip, live.wip), "WIP: {msg}");
+    assert!(live.lost <= reference.lost, "lost: {msg}");
+    for k in 0..3 {
+        assert!(
+            close(reference.residuals[k], live.residuals[k]),
+            "residuals: {msg}"
+        );
+    }
+    let same = |a: &[(String, f64)], b: &[(String, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() <= 2.0)
+    };
+    let jams = |s: &Said| {
+        s.jams
+            .iter()
+            .map(|(st, eye, t)| (format!("{st} {eye}"), *t))
+            .collect::<Vec<_>>()
+    };
+    assert!(same(&jams(&reference), &jams(&live)), "jams: {msg}");
+    let verdicts = |s: &Said| {
+        s.verdicts
+            .iter()
+            .map(|(eye, st, t)| (format!("{eye} {st}"), *t))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        same(&verdicts(&reference), &verdicts(&live)),
+        "verdicts: {msg}"
+    );
+    eprintln!("{msg}");
+    (reference, live)
+}
+
+#[test]
+fn r10_live_model_agrees_with_the_contact_reference_healthy() {
+    let (reference, live) = agree(None, 90, 1);
+    // The line ran: bottles through every station and out.
+    assert!(reference.out >= 60 && live.out >= 60, "{live:?}");
+    assert_eq!(live.residuals, [0, 0, 0], "{live:?}");
+}
