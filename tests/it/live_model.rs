@@ -63,6 +63,9 @@ fn inputs(cfg: &LoadedConfig, scenario: Option<&Scenario>, secs: u64) -> Vec<Vec
             ticks.push(std::mem::take(&mut batch));
         }
     }
+    if std::env::var_os("TWIN_LIVE_DEBUG").is_some() {
+        eprintln!("truth {:?}", truth.line_counts(0));
+    }
     ticks
 }
 
@@ -104,6 +107,19 @@ fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
                 TwinEvent::Eye(v) => said
                     .verdicts
                     .push((v.eye.to_string(), v.state, secs(v.t_ns))),
+                TwinEvent::Line(l)
+                    if std::env::var_os("TWIN_LIVE_DEBUG").is_some()
+                        && (l.t_ns - EPOCH_NS) % 5_000_000_000 < 100_000_000 =>
+                {
+                    eprintln!(
+                        "{drive:?} {:.0} s: out {} lost {} wip {} zones {:?}",
+                        secs(l.t_ns),
+                        l.out,
+                        l.lost,
+                        l.wip,
+                        l.zones
+                    )
+                }
                 _ => {}
             }
         }
@@ -123,17 +139,24 @@ fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
     said
 }
 
+/// `secs` of `scenario` through the reference, then the live drive.
+fn both(scenario: Option<&str>, secs: u64) -> (Said, Said) {
+    let cfg = demo();
+    let s = scenario.map(|n| shipped(&cfg, n));
+    let ticks = inputs(&cfg, s.as_ref(), secs);
+    (
+        run(&cfg, &ticks, BeltDrive::Contacts),
+        run(&cfg, &ticks, BeltDrive::Analytical),
+    )
+}
+
 /// Runs `secs` of `scenario` through both drives and checks that the
 /// analytical one says what the reference says: releases per station,
 /// output and expected eye edges within `slack` products, WIP within
 /// `slack`, no more lost, residual counts within `slack` each, the same jams
 /// and eye verdicts (same eyes, same order) within two seconds.
 fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
-    let cfg = demo();
-    let s = scenario.map(|n| shipped(&cfg, n));
-    let ticks = inputs(&cfg, s.as_ref(), secs);
-    let reference = run(&cfg, &ticks, BeltDrive::Contacts);
-    let live = run(&cfg, &ticks, BeltDrive::Analytical);
+    let (reference, live) = both(scenario, secs);
     let close = |a: u64, b: u64| a.abs_diff(b) <= slack;
     let msg = format!("{scenario:?}\nreference {reference:?}\nlive      {live:?}");
     assert_eq!(reference.releases.len(), live.releases.len());
@@ -146,12 +169,21 @@ fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
     assert!(close(reference.out, live.out), "out: {msg}");
     assert!(close(reference.wip, live.wip), "WIP: {msg}");
     assert!(live.lost <= reference.lost, "lost: {msg}");
+    // Residuals are the twin disagreeing with the plant: the live model
+    // may raise fewer than the reference, not more.
     for k in 0..3 {
         assert!(
-            close(reference.residuals[k], live.residuals[k]),
+            live.residuals[k] <= reference.residuals[k] + slack,
             "residuals: {msg}"
         );
     }
+    same_story(&reference, &live, &msg);
+    (reference, live)
+}
+
+/// The same jams and eye verdicts (same eyes, same order) within two
+/// seconds.
+fn same_story(reference: &Said, live: &Said, msg: &str) {
     let same = |a: &[(String, f64)], b: &[(String, f64)]| {
         a.len() == b.len()
             && a.iter()
@@ -164,7 +196,7 @@ fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
             .map(|(st, eye, t)| (format!("{st} {eye}"), *t))
             .collect::<Vec<_>>()
     };
-    assert!(same(&jams(&reference), &jams(&live)), "jams: {msg}");
+    assert!(same(&jams(reference), &jams(live)), "jams: {msg}");
     let verdicts = |s: &Said| {
         s.verdicts
             .iter()
@@ -172,11 +204,9 @@ fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
             .collect::<Vec<_>>()
     };
     assert!(
-        same(&verdicts(&reference), &verdicts(&live)),
+        same(&verdicts(reference), &verdicts(live)),
         "verdicts: {msg}"
     );
-    eprintln!("{msg}");
-    (reference, live)
 }
 
 #[test]
@@ -185,4 +215,42 @@ fn r10_live_model_agrees_with_the_contact_reference_healthy() {
     // The line ran: bottles through every station and out.
     assert!(reference.out >= 60 && live.out >= 60, "{live:?}");
     assert_eq!(live.residuals, [0, 0, 0], "{live:?}");
+}
+
+/// The jam starts at 60 s and lasts 30 s; the twin finds it at about 70 s
+/// and puts its wall in, and its queue reaches back through the labeller
+/// and the capper. Everything agrees until the reference's queue, pressed
+/// into the outfeed's curve, starts squeezing bottles off the belt (at about
+/// 95 s; 26 lost by 135 s, where the plant loses none): the analytical
+/// queue stands without pressure and loses none, and the stations behind it
+/// stop releasing. Over the whole run the jam and its clearing still agree.
+#[test]
+fn r10_live_model_agrees_with_the_contact_reference_transfer_jam() {
+    let (_, live) = agree(Some("transfer_jam.toml"), 92, 1);
+    assert!(live.jams.iter().any(|j| j.0 == "start"), "{live:?}");
+    let (reference, live) = both(Some("transfer_jam.toml"), 150);
+    let msg = format!("reference {reference:?}\nlive      {live:?}");
+    same_story(&reference, &live, &msg);
+    assert_eq!(live.jams.len(), 2, "{msg}");
+    assert_eq!(reference.releases[0], live.releases[0], "{msg}");
+    assert_eq!(live.lost, 0, "{msg}");
+}
+
+#[test]
+fn r10_live_model_agrees_with_the_contact_reference_belt_slip() {
+    // 35 % outfeed slip from 60 s for two minutes.
+    agree(Some("belt_slip.toml"), 200, 1);
+}
+
+#[test]
+fn r10_live_model_agrees_with_the_contact_reference_stuck_eye() {
+    // The entry eye stuck off from 60 s for a minute.
+    let (_, live) = agree(Some("stuck_eye.toml"), 150, 1);
+    assert!(live.verdicts.iter().any(|v| v.1 == "stuck_off"), "{live:?}");
+}
+
+#[test]
+fn r10_live_model_agrees_with_the_contact_reference_plc_disconnect() {
+    // The line PLC gone from 60 s for 20 s.
+    agree(Some("plc_disconnect.toml"), 120, 1);
 }
