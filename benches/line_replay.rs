@@ -12,8 +12,9 @@
 //! encodes them. Built once, outside the timed region; each iteration
 //! replays the whole stream. Cases: `healthy` (three minutes) and
 //! `transfer_jam` (three minutes, the jam at 60 s for 30 s; the twin's wall
-//! and queue from 70 s), each on `live` (the analytical drive the core
-//! runs) and `reference` (the rapier contact model, 5 ms).
+//! and queue from 70 s), each on `analytical` (the analytical belt drive at
+//! 25 ms steps) and `contacts` (the rapier contact model at 5 ms, the
+//! reference, which the core runs today: the figure before).
 //!
 //! Criterion is given the bench thread's CPU time, and its throughput is
 //! simulated seconds, so `elem/s` reads as "× real time" per core.
@@ -110,8 +111,8 @@ fn line_replay(c: &mut Criterion) {
         let sim_secs = ticks.len() as u64 * cfg.config.plant.tick.as_millis() as u64 / 1000;
         g.throughput(Throughput::Elements(sim_secs));
         for (label, drive) in [
-            ("live", BeltDrive::Analytical),
-            ("reference", BeltDrive::Contacts),
+            ("analytical", BeltDrive::Analytical),
+            ("contacts", BeltDrive::Contacts),
         ] {
             g.bench_function(format!("{name}/{label}"), |b| {
                 b.iter_custom(|iters| {
@@ -214,8 +215,8 @@ fn table(cfg: &LoadedConfig) {
         let s = file.map(|f| shipped(cfg, f));
         let ticks = inputs(cfg, s.as_ref(), secs);
         for (label, drive) in [
-            ("reference", BeltDrive::Contacts),
-            ("live", BeltDrive::Analytical),
+            ("contacts", BeltDrive::Contacts),
+            ("analytical", BeltDrive::Analytical),
         ] {
             let r = said(cfg, &ticks, drive);
             println!(

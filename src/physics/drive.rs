@@ -29,7 +29,7 @@
 //!   line's end and products pushed off are counted as before.
 //! - **Not for pushers and diverters in the live model.** The lane holds a
 //!   product against a paddle's push and a diverter's steer, so a line with
-//!   either runs on contacts in the twin ([`BeltDrive::live`]); the
+//!   either stays on contacts in the twin ([`BeltDrive::fits`]); the
 //!   lookahead keeps them home and drives such a line too.
 
 use std::time::Duration;
@@ -62,14 +62,25 @@ pub const CONTACTS_DT: Duration = Duration::from_millis(5);
 pub const ANALYTICAL_DT: Duration = Duration::from_millis(25);
 
 impl BeltDrive {
-    /// The drive the twin's live model runs `line` on: analytical, unless
-    /// the line has pushers or diverters (see the module's decisions).
+    /// The drive the twin's live model runs `line` on: the contacts for
+    /// now. The analytical drive agrees with them on the demo line's
+    /// counts, jams and verdicts and replays ten times faster
+    /// (docs/benchmarks.md, "Live model"), but its bottles cross the
+    /// outfeed (two stations and a 90° corner) about 1.4 % slower than the
+    /// contact model's, which the slip estimator reads as a slip of -0.014
+    /// and, after a slip ends, drifts past its -0.02 bound
+    /// (`r9_outfeed_slip_across_stations_is_estimated_and_stops_alarming`).
+    /// Once that bias is found, this returns
+    /// [`BeltDrive::Analytical`] where [`BeltDrive::fits`] says so.
     pub fn live(line: &Line) -> Self {
-        if line.pushers.is_empty() && line.diverters.is_empty() {
-            BeltDrive::Analytical
-        } else {
-            BeltDrive::Contacts
-        }
+        let _ = line;
+        BeltDrive::Contacts
+    }
+
+    /// Whether the analytical drive can run `line`: not with pushers or
+    /// diverters (see the module's decisions).
+    pub fn fits(line: &Line) -> bool {
+        line.pushers.is_empty() && line.diverters.is_empty()
     }
 
     /// The longest step this drive runs the live model at.

@@ -140,9 +140,9 @@ impl TwinCore {
         TwinCore { world, stages }
     }
 
-    /// Runs every line's model on `drive` from now on (the contact
-    /// reference, for agreement tests and benchmarks; the core picks
-    /// [`BeltDrive::live`](crate::physics::BeltDrive::live) itself). Call it
+    /// Runs every line's model on `drive` from now on, where the line
+    /// allows it (for agreement tests and benchmarks; the core starts on
+    /// [`BeltDrive::live`](crate::physics::BeltDrive::live)). Call it
     /// before the first tick.
     pub fn set_belt_drive(&mut self, drive: crate::physics::BeltDrive) {
         let period_ns = self.clock().period_ns();

@@ -1,9 +1,10 @@
 //! The live line model on the analytical belt drive against the rapier
-//! contact model it replaced, which is kept as the reference (issue 10,
-//! "Speed and memory"): the same input stream, polled from the virtual
-//! plant's truth model as the line PLC would be, drives two cores, one per
-//! belt drive, and what the twin says about the line must agree. The table
-//! over every scenario is in docs/benchmarks.md, "Live model".
+//! contact model, the reference (issue 10, "Speed and memory"): the same
+//! input stream, polled from the virtual plant's truth model as the line
+//! PLC would be, drives two cores, one per belt drive
+//! (`TwinCore::set_belt_drive`), and what the twin says about the line must
+//! agree. The table over every scenario is in docs/benchmarks.md, "Live
+//! model".
 
 use std::path::Path;
 use std::time::Duration;

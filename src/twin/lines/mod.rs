@@ -307,9 +307,13 @@ impl LineState {
         &self.coil_tags
     }
 
-    /// Runs the model on `drive` from now on, at that drive's step (the
-    /// contact reference, for agreement tests and benchmarks).
+    /// Runs the model on `drive` from now on, at that drive's step (for
+    /// agreement tests and benchmarks). A line with pushers or diverters
+    /// stays on contacts (`BeltDrive::fits`).
     pub(crate) fn set_belt_drive(&mut self, drive: crate::physics::BeltDrive, period_ns: i64) {
+        use crate::physics::BeltDrive;
+        let fits = self.model.pushers().is_empty() && self.model.diverters().is_empty();
+        let drive = if fits { drive } else { BeltDrive::Contacts };
         let (substeps, dt_ns) = build::substeps(period_ns, drive);
         self.model.set_belt_drive(drive);
         self.model.set_dt(Duration::from_nanos(dt_ns as u64));
