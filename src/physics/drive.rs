@@ -62,19 +62,17 @@ pub const CONTACTS_DT: Duration = Duration::from_millis(5);
 pub const ANALYTICAL_DT: Duration = Duration::from_millis(25);
 
 impl BeltDrive {
-    /// The drive the twin's live model runs `line` on: the contacts for
-    /// now. The analytical drive agrees with them on the demo line's
-    /// counts, jams and verdicts and replays ten times faster
-    /// (docs/benchmarks.md, "Live model"), but its bottles cross the
-    /// outfeed (two stations and a 90° corner) about 1.4 % slower than the
-    /// contact model's, which the slip estimator reads as a slip of -0.014
-    /// and, after a slip ends, drifts past its -0.02 bound
-    /// (`r9_outfeed_slip_across_stations_is_estimated_and_stops_alarming`).
-    /// Once that bias is found, this returns
-    /// [`BeltDrive::Analytical`] where [`BeltDrive::fits`] says so.
+    /// The drive the twin's live model runs `line` on: the analytical one
+    /// where it fits ([`BeltDrive::fits`]), else the contacts. It agrees
+    /// with the contacts on the demo line's counts, eye edges, jams and
+    /// verdicts, and replays about ten times faster (docs/benchmarks.md,
+    /// "Live model").
     pub fn live(line: &Line) -> Self {
-        let _ = line;
-        BeltDrive::Contacts
+        if Self::fits(line) {
+            BeltDrive::Analytical
+        } else {
+            BeltDrive::Contacts
+        }
     }
 
     /// Whether the analytical drive can run `line`: not with pushers or
@@ -176,9 +174,14 @@ impl LineModel {
         let ends = &self.outfeed_segments;
         // The size of the product before this one (the one in front).
         let mut ahead: Option<BodySize> = None;
+        // The velocity the one in front came out of the last step with,
+        // before this pass drives it: a product pressed against a wall by
+        // its belt stands, though the drive asks it to move again.
+        let mut ahead_vel: Option<Vector> = None;
         for (i, &h) in self.products.iter().enumerate() {
             let (size, grip) = self.own_size_and_grip(h);
             let ahead_size = ahead.replace(size);
+            let ahead_v = ahead_vel.replace(self.world.bodies[h].linvel());
             let (reach, width) = (size.length, size.width);
             // Yaw is symmetric every quarter turn for a square product,
             // every half turn otherwise.
@@ -196,11 +199,17 @@ impl LineModel {
             // one's size (the product's own with one type).
             let leader = i
                 .checked_sub(1)
-                .and_then(|j| Some((self.world.bodies.get(self.products[j])?, ahead_size?)))
-                .map(|(l, ls)| {
+                .and_then(|j| {
+                    Some((
+                        self.world.bodies.get(self.products[j])?,
+                        ahead_size?,
+                        ahead_v?,
+                    ))
+                })
+                .map(|(l, ls, lv)| {
                     (
                         l.translation(),
-                        l.linvel(),
+                        lv,
                         (size.length + ls.length) / 2.0,
                         (size.width + ls.width) / 2.0,
                     )
@@ -353,7 +362,7 @@ fn segment_under(
                 let along = rel.dot(place.dir);
                 let lateral = (rel - place.dir * along - Vector::Y * rel.y).length();
                 let end = if ends.contains(i) { *len } else { *len + slack };
-                along >= -slack && along <= end && lateral <= place.half_width
+                along >= -slack - SEAM_SLACK && along <= end && lateral <= place.half_width
             })
             .map(|(i, _)| i)
     };
@@ -362,6 +371,14 @@ fn segment_under(
 
 /// A product this far (m) off its lane's centre line is put back on it.
 const LANE_SLACK: f32 = 0.0005;
+
+/// A centre this far (m) before a segment's start is on that segment: a
+/// product in its lane is up to [`LANE_SLACK`] either side of the centre
+/// line, and at a corner the centre line is the next segment's start.
+/// Without it, a product that happened to be on the far side of its lane
+/// ran on past the corner before it turned (the contact model turns it
+/// there), and crossed the demo's outfeed 0.15 s late.
+const SEAM_SLACK: f32 = 2.0 * LANE_SLACK;
 
 /// A product closer than this (m) to the one in front is touching it.
 const FOLLOW_GAP: f32 = 0.002;

@@ -242,4 +242,6 @@ mod diverter_tests;
 mod product_type_tests;
 
 #[cfg(test)]
+mod drive_tests;
+#[cfg(test)]
 mod layout_tests;

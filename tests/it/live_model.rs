@@ -96,6 +96,16 @@ fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
         driver.push_batch(batch.clone());
         for e in driver.step().events {
             match e {
+                TwinEvent::Residual(r) if std::env::var_os("TWIN_LIVE_DEBUG").is_some() => {
+                    eprintln!(
+                        "{drive:?} {:.2} s: {} {} exp {:?} meas {:?}",
+                        secs(r.t_ns),
+                        r.eye,
+                        r.kind,
+                        r.expected_ns.map(secs),
+                        r.measured_ns.map(secs)
+                    );
+                }
                 TwinEvent::Residual(r) => match r.kind {
                     "missing" => said.residuals[0] += 1,
                     "extra" => said.residuals[1] += 1,
