@@ -164,8 +164,8 @@ fn both(scenario: Option<&str>, secs: u64) -> (Said, Said) {
 /// Runs `secs` of `scenario` through both drives and checks that the
 /// analytical one says what the reference says: releases per station,
 /// output and expected eye edges within `slack` products, WIP within
-/// `slack`, no more lost, residual counts within `slack` each, the same jams
-/// and eye verdicts (same eyes, same order) within two seconds.
+/// `slack`, no more lost, as many residuals within two, the same jams and
+/// eye verdicts (same eyes, same order) within two seconds.
 fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
     let (reference, live) = both(scenario, secs);
     let close = |a: u64, b: u64| a.abs_diff(b) <= slack;
@@ -180,14 +180,15 @@ fn agree(scenario: Option<&str>, secs: u64, slack: u64) -> (Said, Said) {
     assert!(close(reference.out, live.out), "out: {msg}");
     assert!(close(reference.wip, live.wip), "WIP: {msg}");
     assert!(live.lost <= reference.lost, "lost: {msg}");
-    // Residuals are the twin disagreeing with the plant: the live model
-    // may raise fewer than the reference, not more.
-    for k in 0..3 {
-        assert!(
-            live.residuals[k] <= reference.residuals[k] + slack,
-            "residuals: {msg}"
-        );
-    }
+    // Residuals are edges within a tolerance of each other, and the two
+    // drives' expected edges differ by up to 0.1 s: an edge near the
+    // tolerance may be `late` in one and `missing` plus `extra` in the
+    // other (after the PLC reconnects, for one).
+    let total = |s: &Said| s.residuals.iter().sum::<u64>();
+    assert!(
+        total(&reference).abs_diff(total(&live)) <= 2,
+        "residuals: {msg}"
+    );
     same_story(&reference, &live, &msg);
     (reference, live)
 }
@@ -231,10 +232,11 @@ fn r10_live_model_agrees_with_the_contact_reference_healthy() {
 /// The jam starts at 60 s and lasts 30 s; the twin finds it at about 70 s
 /// and puts its wall in, and its queue reaches back through the labeller
 /// and the capper. Everything agrees until the reference's queue, pressed
-/// into the outfeed's curve, starts squeezing bottles off the belt (at about
-/// 95 s; 26 lost by 135 s, where the plant loses none): the analytical
-/// queue stands without pressure and loses none, and the stations behind it
-/// stop releasing. Over the whole run the jam and its clearing still agree.
+/// into the outfeed's 90° corner, starts squeezing bottles off the belt (at
+/// about 95 s; 26 lost by 135 s, where the plant loses none): the
+/// analytical queue stands without pressure and loses none, and the
+/// stations behind it stop releasing. Over the whole run the jam and its
+/// clearing still agree.
 #[test]
 fn r10_live_model_agrees_with_the_contact_reference_transfer_jam() {
     let (_, live) = agree(Some("transfer_jam.toml"), 92, 1);
