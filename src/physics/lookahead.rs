@@ -8,37 +8,18 @@
 //! engineers ask through `twin whatif`.
 //!
 //! Decisions:
-//! - **Belts as a drive, not as contacts.** In the copy the belts' colliders
-//!   are switched off and each product rides at its height with gravity off
-//!   (`drive_products`, before every step). Along the belt the
-//!   twin applies kinetic friction itself: the product's speed moves towards
-//!   the belt's surface speed by at most μ g dt, with μ combined as rapier
-//!   combines it. Across the belt the guides hold it: its sideways speed is
-//!   the belt hooks' centring pull, and a product within half its width of
-//!   the centre line is put on the line. Products, stations' gates, jams and
-//!   the stations' catch sensors stay in rapier, so holds and blockages are
-//!   still solved as contacts.
-//!   Behind another product, a product goes no faster than closes the gap
-//!   in one step (it meets the one in front as in an inelastic collision),
-//!   and once it stands against a standing product it is frozen: made
-//!   kinematic at rest until the one in front moves, which unfreezes the
-//!   queue one product per step from its head. A standing queue then costs
-//!   the solver nothing (its frozen products have no contacts between
-//!   them), where before every queued product's contacts were solved on
-//!   every step.
-//!   Why: the time was in product–belt contacts, which carry the belt's
-//!   contact hook, and rapier recomputes a hooked pair's contacts on every
-//!   step, and then in the queue's product–product contacts. On the demo
-//!   line the forecast went from 565× to about 1,780× real time when the
-//!   line flows, and from 41× to about 6,200× with a standing queue of 50
-//!   bottles (docs/benchmarks.md).
-//!   A product whose centre leaves every belt falls under gravity, so the
-//!   line's end and products pushed off are counted as before.
-//!   The live model keeps rapier's belt contacts: it is the reference the
-//!   copy is checked against (`a_queue_does_not_slip_past_a_slow_station`
-//!   and the table in docs/benchmarks.md).
+//! - **Belts as a drive, not as contacts.** The copy runs on the analytical
+//!   belt drive (`drive.rs`, [`BeltDrive::Analytical`]), which the live
+//!   model of a line without pushers or diverters runs on too: the twin
+//!   moves products along the belts itself and freezes standing queues, so
+//!   on the demo line the forecast went from 565× to about 1,780× real
+//!   time when the line flows, and from 41× to about 6,200× with a standing
+//!   queue of 50 bottles (docs/benchmarks.md). The contact model
+//!   ([`BeltDrive::Contacts`]) is the reference the copy is checked against
+//!   (`the_forecast_agrees_with_the_live_model`,
+//!   `a_queue_does_not_slip_past_a_slow_station`).
 //! - **Coarser step, same solver.** The copy steps at [`LOOKAHEAD_DT`]
-//!   (25 ms, five times the live model's 5 ms) with rapier's default four
+//!   (25 ms, five times the contact model's 5 ms) with rapier's default four
 //!   solver iterations, and without its photo-eye sensors. Stations size
 //!   their catch window to the step ([`LineModel::fit_catch_windows`]), so
 //!   a product cannot cross a station between two steps.

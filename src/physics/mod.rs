@@ -16,7 +16,10 @@
 //! Belts do not move: a belt is a fixed collider whose contacts ask the
 //! solver for a tangential velocity (rapier's conveyor idiom, see
 //! [`BeltHooks`]). That keeps the belt geometry static, which is cheaper and
-//! keeps the broad phase untouched from step to step.
+//! keeps the broad phase untouched from step to step. Those contacts are
+//! the reference; the live model and the lookahead run the belts as the
+//! twin's own drive instead, with the belts' colliders off ([`BeltDrive`],
+//! `drive.rs`).
 //!
 //! Stations hold a product by turning its body kinematic (zero velocity)
 //! for the cycle and back to dynamic on release: a kinematic body has no
