@@ -64,9 +64,6 @@ fn inputs(cfg: &LoadedConfig, scenario: Option<&Scenario>, secs: u64) -> Vec<Vec
             ticks.push(std::mem::take(&mut batch));
         }
     }
-    if std::env::var_os("TWIN_LIVE_DEBUG").is_some() {
-        eprintln!("truth {:?}", truth.line_counts(0));
-    }
     ticks
 }
 
@@ -96,16 +93,6 @@ fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
         driver.push_batch(batch.clone());
         for e in driver.step().events {
             match e {
-                TwinEvent::Residual(r) if std::env::var_os("TWIN_LIVE_DEBUG").is_some() => {
-                    eprintln!(
-                        "{drive:?} {:.2} s: {} {} exp {:?} meas {:?}",
-                        secs(r.t_ns),
-                        r.eye,
-                        r.kind,
-                        r.expected_ns.map(secs),
-                        r.measured_ns.map(secs)
-                    );
-                }
                 TwinEvent::Residual(r) => match r.kind {
                     "missing" => said.residuals[0] += 1,
                     "extra" => said.residuals[1] += 1,
@@ -118,19 +105,6 @@ fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
                 TwinEvent::Eye(v) => said
                     .verdicts
                     .push((v.eye.to_string(), v.state, secs(v.t_ns))),
-                TwinEvent::Line(l)
-                    if std::env::var_os("TWIN_LIVE_DEBUG").is_some()
-                        && (l.t_ns - EPOCH_NS) % 5_000_000_000 < 100_000_000 =>
-                {
-                    eprintln!(
-                        "{drive:?} {:.0} s: out {} lost {} wip {} zones {:?}",
-                        secs(l.t_ns),
-                        l.out,
-                        l.lost,
-                        l.wip,
-                        l.zones
-                    )
-                }
                 _ => {}
             }
         }
