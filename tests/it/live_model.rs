@@ -84,12 +84,15 @@ struct Said {
     verdicts: Vec<(String, &'static str, f64)>,
 }
 
-fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
+/// Replays `ticks` on `drive`; what the twin had said after each of
+/// `marks` ticks (ascending).
+fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive, marks: &[usize]) -> Vec<Said> {
     let mut driver = Driver::new(cfg, EPOCH_NS);
     driver.core_mut().set_belt_drive(drive);
     let secs = |t: i64| (t - EPOCH_NS) as f64 / 1e9;
     let mut said = Said::default();
-    for batch in ticks {
+    let mut out = Vec::new();
+    for (k, batch) in ticks.iter().enumerate() {
         driver.push_batch(batch.clone());
         for e in driver.step().events {
             match e {
@@ -108,20 +111,28 @@ fn run(cfg: &LoadedConfig, ticks: &[Vec<Sample>], drive: BeltDrive) -> Said {
                 _ => {}
             }
         }
+        if !marks.contains(&(k + 1)) {
+            continue;
+        }
+        let line = &driver.core().lines()[0];
+        let model = line.model();
+        assert_eq!(model.belt_drive(), drive);
+        out.push(Said {
+            releases: model.stations().iter().map(|s| s.releases()).collect(),
+            edges: model
+                .photo_eyes()
+                .iter()
+                .map(|e| e.rising_edges())
+                .collect(),
+            out: line.status.out,
+            lost: line.status.lost,
+            wip: line.status.wip,
+            residuals: said.residuals,
+            jams: said.jams.clone(),
+            verdicts: said.verdicts.clone(),
+        });
     }
-    let line = &driver.core().lines()[0];
-    let model = line.model();
-    assert_eq!(model.belt_drive(), drive);
-    said.releases = model.stations().iter().map(|s| s.releases()).collect();
-    said.edges = model
-        .photo_eyes()
-        .iter()
-        .map(|e| e.rising_edges())
-        .collect();
-    said.out = line.status.out;
-    said.lost = line.status.lost;
-    said.wip = line.status.wip;
-    said
+    out
 }
 
 /// `secs` of `scenario` through the reference, then the live drive.
@@ -130,22 +141,21 @@ fn both(scenario: Option<&str>, secs: u64) -> (Said, Said) {
     runs.remove(0)
 }
 
-/// [`both`] for the first `secs` of one input stream, each.
+/// [`both`] after each of `secs` (ascending) of one run.
 fn both_at(scenario: Option<&str>, secs: &[u64]) -> Vec<(Said, Said)> {
     let cfg = demo();
     let s = scenario.map(|n| shipped(&cfg, n));
     let longest = secs.iter().copied().max().unwrap_or(0);
     let ticks = inputs(&cfg, s.as_ref(), longest);
     let per_s = 1_000 / cfg.config.plant.tick.as_millis().max(1) as u64;
-    secs.iter()
-        .map(|&t| {
-            let upto = &ticks[..((t * per_s) as usize).min(ticks.len())];
-            (
-                run(&cfg, upto, BeltDrive::Contacts),
-                run(&cfg, upto, BeltDrive::Analytical),
-            )
-        })
-        .collect()
+    let marks: Vec<usize> = secs
+        .iter()
+        .map(|t| ((t * per_s) as usize).min(ticks.len()))
+        .collect();
+    let reference = run(&cfg, &ticks, BeltDrive::Contacts, &marks);
+    let live = run(&cfg, &ticks, BeltDrive::Analytical, &marks);
+    assert_eq!((reference.len(), live.len()), (secs.len(), secs.len()));
+    reference.into_iter().zip(live).collect()
 }
 
 /// Runs `secs` of `scenario` through both drives and checks that the
