@@ -1,9 +1,9 @@
 //! The analytical belt drive: belts as a drive computed by the twin, not
-//! as rapier contacts. The live model runs on it ([`BeltDrive::Analytical`])
-//! and so does the what-if lookahead's copy; the contact model
-//! ([`BeltDrive::Contacts`]) is kept as the reference both are checked
-//! against (docs/physics.md, "Belt drives"; docs/benchmarks.md, "Live
-//! model").
+//! as rapier contacts. The live model of a line without pushers or
+//! diverters runs on it ([`BeltDrive::Analytical`]) and so does the what-if
+//! lookahead's copy; the contact model ([`BeltDrive::Contacts`]) is kept as
+//! the reference both are checked against (docs/physics.md, "Two belt
+//! drives"; docs/benchmarks.md, "Live model").
 //!
 //! Decisions:
 //! - **Belts as a drive, not as contacts.** The belts' colliders are
@@ -21,7 +21,14 @@
 //!   inelastic collision), and once it stands against a standing product it
 //!   is frozen: made kinematic at rest until the one in front moves, which
 //!   unfreezes the queue one product per step from its head. A standing
-//!   queue then costs the solver nothing.
+//!   queue then costs the solver nothing. "Standing" is the speed the one
+//!   in front came out of the last step with, not the one this pass gives
+//!   it: the head of a queue against a jam wall is driven towards the
+//!   belt's speed on every step and stopped by the wall on every step.
+//! - **Turning.** A product is on the last segment (in flow order) whose
+//!   surface holds its centre, counting 1 mm before the segment's start: at
+//!   a corner the lane's centre line is the next segment's start, and the
+//!   lane keeps a product within 0.5 mm of it, either side.
 //! - Why: rapier recomputes a hooked pair's contacts on every step, so the
 //!   time of the contact model was in product–belt contacts, and with a
 //!   queue in the queue's product–product contacts.
@@ -120,8 +127,10 @@ impl LineModel {
                 b.user_data = 0;
                 b.set_enabled_translations(true, true, true, true);
                 b.set_gravity_scale(1.0, true);
+                continue;
+            }
             // A product already falling off keeps falling.
-            } else if b.translation().y > 0.0 && b.linvel().y > -0.5 {
+            if b.translation().y > 0.0 && b.linvel().y > -0.5 {
                 ride(b);
             }
         }

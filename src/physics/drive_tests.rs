@@ -135,3 +135,45 @@ fn r10_a_queue_against_a_jam_wall_stands_frozen() {
     assert!(moving <= 2, "{moving} of {} not frozen", m.product_count());
     assert!(pressing <= 3, "{pressing} contact pairs");
 }
+
+/// A model switched between drives with products on its belts carries
+/// them on: onto the analytical drive (as the lookahead's copy is) and back
+/// onto contacts (as `TwinCore::set_belt_drive` may do), none falls, and
+/// they keep moving along the belt at its speed.
+#[test]
+fn r10_switching_drives_carries_the_products_on() {
+    let line = super::fixtures::line(
+        vec![super::fixtures::belt(
+            "belt",
+            0.6,
+            [0.0, 0.0],
+            &[(6.0, 0.0)],
+        )],
+        Some(super::fixtures::cube()),
+    );
+    let mut m = LineModel::new(&line, CONTACTS_DT);
+    m.set_belt_speed_at(0, 0.5).expect("belt");
+    for k in 0..400 {
+        if k % 100 == 0 {
+            m.spawn_product().expect("product");
+        }
+        m.step().expect("step");
+    }
+    let along = |m: &LineModel| -> Vec<f32> { m.product_offsets().iter().map(|p| p.x).collect() };
+    let height = |m: &LineModel| -> Vec<f32> { m.product_offsets().iter().map(|p| p.z).collect() };
+    for drive in [BeltDrive::Analytical, BeltDrive::Contacts] {
+        m.set_belt_drive(drive);
+        assert_eq!(m.belt_drive(), drive);
+        let (x0, z0) = (along(&m), height(&m));
+        for _ in 0..200 {
+            m.step().expect("step");
+        }
+        let (x1, z1) = (along(&m), height(&m));
+        assert_eq!(m.remove_finished().lost, 0, "{drive:?}");
+        for ((a, b), (h0, h1)) in x0.iter().zip(&x1).zip(z0.iter().zip(&z1)) {
+            // One second at 0.5 m/s, within the grip's start-up.
+            assert!((b - a - 0.5).abs() < 0.03, "{drive:?}: {a} -> {b}");
+            assert!((h1 - h0).abs() < 0.005, "{drive:?}: height {h0} -> {h1}");
+        }
+    }
+}
