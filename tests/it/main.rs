@@ -7,6 +7,7 @@ mod e2e;
 mod faults;
 mod interop_pymodbus;
 mod interop_sparkplug;
+mod live_model;
 mod lockstep;
 mod modbus_faults;
 mod mqtt;
