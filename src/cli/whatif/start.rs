@@ -355,12 +355,12 @@ pub(super) fn live(
                 return None;
             }
             let what = match last {
-                None | Some((None, _, _)) => "no value".to_string(),
+                None | Some((None, Quality::Good, _)) => "no value".to_string(),
                 Some((Some(v), Quality::Good, _)) => {
                     format!("{} is not a number >= 0", fmt_value(v))
                 }
-                Some((Some(_), q, Some(r))) => format!("{} ({r})", q.as_str()),
-                Some((Some(_), q, None)) => q.as_str().to_string(),
+                Some((_, q, Some(r))) => format!("{} ({r})", q.as_str()),
+                Some((_, q, None)) => q.as_str().to_string(),
             };
             Some(format!("{tag}: {what}"))
         })
