@@ -207,18 +207,21 @@ pub(super) fn recording(cfg: &LoadedConfig, line: &Line, spec: &str) -> Result<S
     })
 }
 
+/// A tag as the core had it: value, quality, reason.
+type TagNow = (Option<Value>, Quality, Option<&'static str>);
+
 /// What the reading sink saw of each wanted tag, and when all were good.
 #[derive(Debug, Default)]
 struct Seen {
     /// Per wanted tag: its last value and quality, once the core had one.
-    last: Vec<Option<(Option<Value>, Quality, Option<&'static str>)>>,
+    last: Vec<Option<TagNow>>,
     /// The tick time at which every tag was good, and their values.
     done: Option<(i64, Vec<f64>)>,
 }
 
 /// A tag's value, if it is good and a number >= 0 (a speed or a cycle
 /// time).
-fn usable(seen: Option<&(Option<Value>, Quality, Option<&'static str>)>) -> Option<f64> {
+fn usable(seen: Option<&TagNow>) -> Option<f64> {
     match seen {
         Some((Some(v), Quality::Good, _)) => {
             Some(v.as_f64()).filter(|n| n.is_finite() && *n >= 0.0)
