@@ -238,6 +238,8 @@ fn r10_whatif_at_starts_from_the_recorded_state() {
         e.contains("1h is past the end of") && e.contains("rec.mcap"),
         "{e}"
     );
+    let e = err(at("2000-01-01T00:00:00Z"));
+    assert!(e.contains("is before the recording starts"), "{e}");
     let e = err(at("yesterday"));
     assert!(e.contains("neither an offset"), "{e}");
 }
