@@ -319,3 +319,46 @@ fn served(path: &Path) -> Vec<(String, serde_json::Value)> {
         .filter_map(|v| Some((v["tag"].as_str()?.to_string(), v["value"].clone())))
         .collect()
 }
+
+/// A station whose cycle time comes from a tag: the virtual plant has no
+/// nominal value for a plain cycle time in seconds, so nothing is invented:
+/// the error asks for --base, and --base makes the forecast run.
+#[test]
+fn r10_whatif_does_not_invent_a_cycle_time_tag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cycle-tag.toml");
+    let demo = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("read the demo");
+    let fixed = "cycle_time = \"800ms\"";
+    assert!(demo.contains(fixed), "the demo's filler has a fixed cycle");
+    let text = demo.replacen(fixed, "cycle_time_tag = \"filler.cycle_time\"", 1)
+        + "\n[[sources.modbus]]\nname = \"cycles\"\naddress = \"127.0.0.1:1502\"\n\
+           registers = [{ tag = \"filler.cycle_time\", table = \"holding\", address = 0, type = \"f32\", unit = \"s\" }]\n";
+    std::fs::write(&path, text).expect("write the config");
+    let out = twin()
+        .arg("whatif")
+        .arg(&path)
+        .output()
+        .expect("run twin whatif");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("station \"filler\" takes its cycle time from tag \"filler.cycle_time\"")
+            && err.contains("--base filler.cycle_time=SECONDS"),
+        "{err}"
+    );
+    let out = twin()
+        .arg("whatif")
+        .arg(&path)
+        .args([
+            "--json",
+            "--horizon",
+            "10s",
+            "--base",
+            "filler.cycle_time=1.5",
+        ])
+        .output()
+        .expect("run twin whatif");
+    let v = ok_json(&out);
+    assert_eq!(v["start"]["station_cycles_s"]["filler"], 1.5, "{v}");
+    assert_eq!(assumed(&v), ["infeed.speed", "outfeed.speed"], "{v}");
+}
