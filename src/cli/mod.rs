@@ -217,7 +217,8 @@ fn run_command(cli: Cli) -> i32 {
         Command::Sim(args) => sim::run(args, cli.log.as_deref()),
         Command::Demo(args) => demo::run(args, cli.log.as_deref()),
         Command::Whatif(args) => {
-            init_logging(cli.log.as_deref(), false);
+            // A live read's run logs are noise next to the forecast.
+            init_logging(cli.log.as_deref(), true);
             whatif::run(&args)
         }
         Command::Snapshot(args) => {

@@ -55,8 +55,9 @@ pub struct ReplayArgs {
     pub junit: Option<PathBuf>,
 }
 
-/// `90s` from the recording's start, or an RFC 3339 time.
-fn parse_time(s: &str, start_ns: i64) -> Result<i64, String> {
+/// `90s` from the recording's start, or an RFC 3339 time (`--from`,
+/// `--to`, and `twin whatif --at`).
+pub(super) fn parse_time(s: &str, start_ns: i64) -> Result<i64, String> {
     if let Ok(d) = humantime::parse_duration(s) {
         let d = i64::try_from(d.as_nanos()).map_err(|_| format!("{s:?} is too far"))?;
         return Ok(start_ns.saturating_add(d));

@@ -292,6 +292,41 @@ fn nominal_of(model: &Model) -> Option<f64> {
     }
 }
 
+/// The signal model the virtual plant drives a belt's speed tag with, from
+/// the tag's unit (m/s when it has none).
+pub(super) fn belt_speed_model(cfg: &LoadedConfig, speed_tag: &str) -> Model {
+    let unit = cfg
+        .tags
+        .id(speed_tag)
+        .and_then(|id| cfg.tags.get(id).unit.clone())
+        .unwrap_or_else(|| "m/s".into());
+    Model::pick("speed", &unit, false)
+}
+
+/// The speed the virtual plant runs a belt at when nothing disturbs it
+/// (0.6 for a tag in m/s). The config gives no nominal belt speed, so this
+/// is what `twin whatif` assumes, and says it assumes, when it is told no
+/// current speed.
+pub fn belt_nominal(cfg: &LoadedConfig, speed_tag: &str) -> f64 {
+    nominal_of(&belt_speed_model(cfg, speed_tag)).unwrap_or(0.6)
+}
+
+/// The nominal value the virtual plant serves a tag around, if its signal
+/// model (picked from the tag's role or name and unit, as for every
+/// served tag) has one.
+pub fn tag_nominal(cfg: &LoadedConfig, tag: &str) -> Option<f64> {
+    let def = cfg.tags.get(cfg.tags.id(tag)?);
+    let role = def
+        .role
+        .clone()
+        .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
+    nominal_of(&Model::pick(
+        &role,
+        def.unit.as_deref().unwrap_or(""),
+        def.is_bool,
+    ))
+}
+
 fn to_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
