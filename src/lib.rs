@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod endpoints;
 pub mod physics;
+pub mod report;
 pub mod runtime;
 pub mod sim;
 pub mod sinks;

@@ -6,6 +6,7 @@ pub mod demo;
 mod load;
 pub mod logging;
 mod output;
+pub mod report;
 pub mod run;
 pub mod sim;
 pub mod snapshot;
@@ -55,6 +56,8 @@ pub enum Command {
     Whatif(whatif::WhatifArgs),
     /// Draw a config's lines from above (SVG), after simulating them for a while.
     Snapshot(snapshot::SnapshotArgs),
+    /// Write one self-contained HTML report (plots, tables) of an event stream.
+    Report(report::ReportArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -208,6 +211,10 @@ fn run_command(cli: Cli) -> i32 {
         Command::Snapshot(args) => {
             init_logging(cli.log.as_deref(), false);
             snapshot::run(&args)
+        }
+        Command::Report(args) => {
+            init_logging(cli.log.as_deref(), false);
+            report::run(&args)
         }
     }
 }
