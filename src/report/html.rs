@@ -29,6 +29,11 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .q-uncertain { background: rgba(240, 170, 0, 0.3); }
 .q-stale { background: rgba(140, 140, 140, 0.35); }
 .q-bad { background: rgba(215, 48, 39, 0.25); }
+.k-jam { background: rgba(215, 48, 39, 0.25); }
+.k-stuck { background: rgba(240, 120, 20, 0.25); }
+.k-gap { background: rgba(120, 90, 170, 0.3); }
+.k-res { color: rgb(215, 48, 39); }
+.k-eye { color: rgb(240, 120, 20); }
 ";
 
 /// Escape text for element content and attribute values.
@@ -105,11 +110,20 @@ pub fn page(p: &Page<'_>) -> String {
     if p.lines.is_empty() {
         h.push_str("<p class=\"note\">No <code>line</code> events: no line with conveyor geometry was modelled.</p>\n");
     }
+    if !p.lines.is_empty() {
+        h.push_str(
+            "<p class=\"note key\">Throughput over the last minute (blue) above WIP (green). \
+             Shading: <span class=\"k-jam\">jam</span><span class=\"k-stuck\">eye stuck</span>\
+             <span class=\"q-stale\">line uncertain</span><span class=\"k-gap\">gap in the stream</span>; \
+             <span class=\"k-res\">\u{25cf}</span> residuals (larger: more), \
+             <span class=\"k-eye\">\u{2715}</span> eye verdicts.</p>\n",
+        );
+    }
     for (l, svg) in &p.lines {
         let jams = l.jams.len();
         let _ = writeln!(
             h,
-            "<figure class=\"line\">\n<figcaption><b>Line {}</b> · throughput and WIP · {} residuals, {} jams, {} stuck-eye verdicts{}</figcaption>\n{}</figure>",
+            "<figure class=\"line\">\n<figcaption><b>Line {}</b> · {} residuals, {} jams, {} stuck-eye verdicts{}</figcaption>\n{}</figure>",
             esc(&l.id),
             l.residual_total,
             jams,

@@ -192,7 +192,7 @@ pub fn parse(line: &[u8]) -> Result<Event<'_>, LineError> {
     }
     let kind = raw.kind.ok_or(LineError::NoType)?;
     let t =
-        |k: &'static str| -> Result<i64, LineError> { time(&need(raw.t.as_deref(), k, "t")?, "t") };
+        |k: &'static str| -> Result<i64, LineError> { time(need(raw.t.as_deref(), k, "t")?, "t") };
     Ok(match kind.as_ref() {
         "tag" => Event::Tag {
             t: t("tag")?,

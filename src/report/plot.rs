@@ -145,8 +145,8 @@ fn mesh_style<'f, DB: DrawingBackend>(
         .y_desc(y_desc)
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(210, 210, 210))
-        .label_style(("sans-serif", 12))
-        .axis_desc_style(("sans-serif", 12))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 14))
         .draw()
         .map_err(err)
 }
@@ -282,9 +282,7 @@ pub fn line_plot(
                         let radius = 2 + (32 - n.leading_zeros()).min(6) as i32;
                         Circle::new((axis.x(t), y), radius, BAD_RED.filled())
                     }))
-                    .map_err(err)?
-                    .label(format!("residuals ({})", line.residual_total))
-                    .legend(|(x, y)| Circle::new((x + 8, y), 4, BAD_RED.filled()));
+                    .map_err(err)?;
                 let e = line.eye_marks.marks();
                 let y = y0 + (y1 - y0) * 0.16;
                 chart
@@ -293,9 +291,7 @@ pub fn line_plot(
                             Cross::new((axis.x(t), y), 4, STUCK_ORANGE.stroke_width(2))
                         }),
                     )
-                    .map_err(err)?
-                    .label("eye verdicts")
-                    .legend(|(x, y)| Cross::new((x + 8, y), 4, STUCK_ORANGE.stroke_width(2)));
+                    .map_err(err)?;
                 Ok(())
             },
         )?;
@@ -317,7 +313,10 @@ pub fn line_plot(
 
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Coords>;
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one panel: its area, axis, marks, data and styling, all distinct"
+)]
 fn panel<'b>(
     area: &DrawingArea<SVGBackend<'b>, Shift>,
     axis: &Axis,
@@ -348,11 +347,7 @@ fn panel<'b>(
                 .iter()
                 .map(|s| shade(axis, s.from, s.to, y0, y1, STALE_GREY.mix(0.25))),
         )
-        .map_err(err)?
-        .label("uncertain")
-        .legend(|(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 16, y + 5)], STALE_GREY.mix(0.4).filled())
-        });
+        .map_err(err)?;
     chart
         .draw_series(
             marks
@@ -360,11 +355,7 @@ fn panel<'b>(
                 .iter()
                 .map(|&(a, b)| shade(axis, a, b, y0, y1, GAP_VIOLET.mix(0.3))),
         )
-        .map_err(err)?
-        .label("gap in stream")
-        .legend(|(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 16, y + 5)], GAP_VIOLET.mix(0.4).filled())
-        });
+        .map_err(err)?;
     chart
         .draw_series(
             marks
@@ -372,14 +363,7 @@ fn panel<'b>(
                 .iter()
                 .map(|m| shade(axis, m.from, open(m), y0, y1, STUCK_ORANGE.mix(0.25))),
         )
-        .map_err(err)?
-        .label("eye stuck")
-        .legend(|(x, y)| {
-            Rectangle::new(
-                [(x, y - 5), (x + 16, y + 5)],
-                STUCK_ORANGE.mix(0.4).filled(),
-            )
-        });
+        .map_err(err)?;
     chart
         .draw_series(
             marks
@@ -387,29 +371,13 @@ fn panel<'b>(
                 .iter()
                 .map(|m| shade(axis, m.from, open(m), y0, y1, BAD_RED.mix(0.25))),
         )
-        .map_err(err)?
-        .label("jam")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BAD_RED.mix(0.4).filled()));
-    let mut first = true;
+        .map_err(err)?;
     for run in line_runs(points, axis) {
-        let drawn = chart
+        chart
             .draw_series(LineSeries::new(run, colour.stroke_width(2)))
             .map_err(err)?;
-        if std::mem::take(&mut first) {
-            drawn.label(desc).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-            });
-        }
     }
     extra(&mut chart, y0, y1)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(err)?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod interop_sparkplug;
 mod modbus_faults;
 mod mqtt;
 mod outputs;
+mod report;
 mod sim_truth;
 mod snapshot;
 mod sparkplug_limits;
