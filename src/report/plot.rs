@@ -39,32 +39,49 @@ fn err(e: impl std::fmt::Display) -> PlotError {
 pub struct Axis {
     pub t0: i64,
     pub t1: i64,
+    /// What x = 0 stands for: `t0` rounded down to the minute (the hour on
+    /// long axes), so the round numbers plotters puts its ticks on are round
+    /// times of day, not offsets from an odd start.
+    origin: i64,
 }
+
+/// Above this span the axis counts in hours and its labels drop seconds.
+const LONG_NS: i64 = 7_200_000_000_000;
 
 impl Axis {
     pub fn new(first: i64, last: i64) -> Self {
         // A one-tick file still gets an axis a second wide.
+        let t1 = last.max(first.saturating_add(1_000_000_000));
+        let unit: i64 = if t1.saturating_sub(first) > LONG_NS {
+            3_600_000_000_000
+        } else {
+            60_000_000_000
+        };
         Axis {
             t0: first,
-            t1: last.max(first.saturating_add(1_000_000_000)),
+            t1,
+            origin: first - first.rem_euclid(unit),
         }
     }
 
-    /// Seconds since the start: the plots' x coordinate.
+    /// Seconds since the origin: the plots' x coordinate.
     fn x(&self, t: i64) -> f64 {
-        (i128::from(t) - i128::from(self.t0)) as f64 / 1e9
+        (i128::from(t) - i128::from(self.origin)) as f64 / 1e9
     }
 
     fn range(&self) -> std::ops::Range<f64> {
-        0.0..self.x(self.t1)
+        self.x(self.t0)..self.x(self.t1)
     }
 
     /// An x label: time of day (UTC), with seconds while the axis spans
     /// less than two hours.
     fn label(&self, x: f64) -> String {
-        let t = self.t0.saturating_add((x * 1e9) as i64);
+        // Whole milliseconds, so a tick at 28.0 s never reads 27.999.
+        let t = self
+            .origin
+            .saturating_add(((x * 1e3).round() as i64).saturating_mul(1_000_000));
         let s = rfc3339(t);
-        let long = self.t1.saturating_sub(self.t0) > 7_200_000_000_000;
+        let long = self.t1.saturating_sub(self.t0) > LONG_NS;
         s.get(11..if long { 16 } else { 19 })
             .unwrap_or(&s)
             .to_string()
@@ -151,16 +168,18 @@ fn mesh_style<'f, DB: DrawingBackend>(
         .map_err(err)
 }
 
-fn y_number(v: &f64) -> String {
-    let a = v.abs();
-    if a >= 1e5 || (a > 0.0 && a < 1e-3) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
+/// Labels for a y axis spanning `lo..hi`: as many decimals as its five or
+/// so ticks need to differ, the same on every label.
+fn y_number(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
+    let span = (hi - lo).abs().max(1e-12);
+    let big = lo.abs().max(hi.abs()) >= 1e6;
+    let decimals = (-(span / 5.0).log10().floor()).clamp(0.0, 6.0) as usize;
+    move |v: &f64| {
+        if big {
+            format!("{v:.2e}")
+        } else {
+            format!("{v:.decimals$}")
+        }
     }
 }
 
@@ -189,10 +208,11 @@ pub fn tag_plot(tag: &TagTrack, grid: &Grid, axis: &Axis) -> Result<String, Plot
             .build_cartesian_2d(axis.range(), y0..y1)
             .map_err(err)?;
         let x_fmt = |x: &f64| axis.label(*x);
+        let numbers = y_number(y0, y1);
         let y_fmt: &dyn Fn(&f64) -> String = if tag.kind == Kind::Bool {
             &y_bool
         } else {
-            &y_number
+            &numbers
         };
         let unit = tag.unit.as_deref().unwrap_or("");
         mesh_style(&mut chart, unit, y_fmt, &x_fmt)?;
@@ -337,7 +357,8 @@ fn panel<'b>(
         .build_cartesian_2d(axis.range(), y0..y1)
         .map_err(err)?;
     let x_fmt = |x: &f64| axis.label(*x);
-    mesh_style(&mut chart, desc, &y_number, &x_fmt)?;
+    let numbers = y_number(y0, y1);
+    mesh_style(&mut chart, desc, &numbers, &x_fmt)?;
     let end = axis.t1;
     let open = |m: &Marked| m.to.unwrap_or(end);
     chart
@@ -387,9 +408,13 @@ mod tests {
 
     #[test]
     fn a_null_breaks_the_step_line_and_the_last_value_holds_to_the_end() {
-        let axis = Axis::new(0, 10_000_000_000);
+        let axis = Axis::new(60_000_000_000, 70_000_000_000);
         let runs = step_runs(
-            &[(0, 1.0), (2_000_000_000, f64::NAN), (4_000_000_000, 2.0)],
+            &[
+                (60_000_000_000, 1.0),
+                (62_000_000_000, f64::NAN),
+                (64_000_000_000, 2.0),
+            ],
             axis.t1,
             &axis,
         );
@@ -400,11 +425,30 @@ mod tests {
     }
 
     #[test]
+    fn y_labels_carry_the_decimals_their_span_needs() {
+        assert_eq!(y_number(0.0, 15.0)(&5.0), "5");
+        assert_eq!(y_number(0.0, 150.0)(&50.0), "50");
+        assert_eq!(y_number(0.59, 0.63)(&0.6), "0.600");
+        assert_eq!(y_number(0.0, 5e7)(&2.5e7), "2.50e7");
+    }
+
+    #[test]
     fn axis_labels_drop_seconds_on_long_spans() {
         let t0 = 1_800_000_000_000_000_000; // 2027-01-15T08:00:00Z
         let short = Axis::new(t0, t0 + 60_000_000_000);
         assert_eq!(short.label(30.0), "08:00:30");
         let day = Axis::new(t0, t0 + 86_400_000_000_000);
         assert_eq!(day.label(3_600.0), "09:00");
+    }
+
+    #[test]
+    fn axis_ticks_on_round_numbers_are_round_times_of_day() {
+        // A run that starts at 08:00:27.700: x counts from 08:00:00, so a
+        // tick at x = 28 is 08:00:28, not 27.7 s + 28 s.
+        let t0 = 1_800_000_000_000_000_000 + 27_700_000_000;
+        let axis = Axis::new(t0, t0 + 15_000_000_000);
+        assert_eq!(axis.range().start, 27.7);
+        assert_eq!(axis.label(28.0), "08:00:28");
+        assert_eq!(axis.x(t0 + 300_000_000), 28.0);
     }
 }
