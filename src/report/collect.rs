@@ -435,7 +435,8 @@ fn push_span(spans: &mut Vec<Marked>, dropped: &mut u64, t: i64, label: String) 
 pub const DEFAULT_PLOTS: usize = 12;
 
 /// The tags to plot by default, best first: the lines' belt speeds (a tag
-/// named `CONVEYOR.speed` for a conveyor the `line` events name), then tags
+/// named `CONVEYOR.speed` for a conveyor the `line` events name, in the
+/// config's order), then tags
 /// with numbers before booleans (photo-eyes toggle with every product and
 /// would crowd out everything else), tags bound to a machine before loose
 /// ones, and the ones with the most events (value or quality changes); ties
@@ -453,8 +454,11 @@ pub fn key_tags(c: &Collector) -> Vec<usize> {
         .collect();
     idx.sort_by_key(|&i| {
         let t = &c.tags[i];
+        let belt = belt_speed(&t.name);
         (
-            !belt_speed(&t.name),
+            !belt,
+            // Belts in the config's order, which is the line's order.
+            if belt { t.order } else { 0 },
             t.kind != Kind::Num,
             t.machine.is_none(),
             std::cmp::Reverse(t.events + t.samples),
@@ -487,7 +491,7 @@ mod tests {
     #[test]
     fn key_tags_put_belt_speeds_first_then_busy_numbers_and_leave_eyes_out() {
         let mut lines = vec![
-            r#"{"v":1,"type":"line","t":"2027-01-15T08:00:01.000Z","line":"l1","wip":1,"throughput_per_min":0,"zones":{"infeed":1}}"#.to_string(),
+            r#"{"v":1,"type":"line","t":"2027-01-15T08:00:01.000Z","line":"l1","wip":1,"throughput_per_min":0,"zones":{"infeed":1,"outfeed":0}}"#.to_string(),
         ];
         for i in 0..9 {
             let t = format!("0{i}.000");
@@ -502,6 +506,7 @@ mod tests {
                 lines.push(tag(&t, "loose.num", "null", &format!("{i}.0")));
                 lines.push(tag(&t, "infeed.speed", "\"infeed\"", "0.5"));
             }
+            lines.push(tag(&t, "outfeed.speed", "\"outfeed\"", &format!("0.{i}")));
         }
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let c = collect(&lines);
@@ -509,7 +514,17 @@ mod tests {
             .iter()
             .map(|&i| c.tags[i].name.as_str())
             .collect();
-        assert_eq!(names, ["infeed.speed", "filler.temp", "loose.num", "eye.1"]);
+        // The busier outfeed belt still comes after the infeed, in line order.
+        assert_eq!(
+            names,
+            [
+                "infeed.speed",
+                "outfeed.speed",
+                "filler.temp",
+                "loose.num",
+                "eye.1"
+            ]
+        );
     }
 
     #[test]
