@@ -39,52 +39,57 @@ fn err(e: impl std::fmt::Display) -> PlotError {
 pub struct Axis {
     pub t0: i64,
     pub t1: i64,
-    /// What x = 0 stands for: `t0` rounded down to the minute (the hour on
-    /// long axes), so the round numbers plotters puts its ticks on are round
+    /// What x = 0 stands for: `t0` rounded down to a whole minute, hour or
+    /// day, so that the round numbers plotters puts its ticks on are round
     /// times of day, not offsets from an odd start.
     origin: i64,
+    /// Nanoseconds per unit of x: seconds, minutes or hours, whichever
+    /// gives ticks at round times for the span.
+    unit: i64,
 }
 
-/// Above this span the axis counts in hours and its labels drop seconds.
-const LONG_NS: i64 = 7_200_000_000_000;
+const SECOND: i64 = 1_000_000_000;
+const MINUTE: i64 = 60 * SECOND;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
 
 impl Axis {
     pub fn new(first: i64, last: i64) -> Self {
         // A one-tick file still gets an axis a second wide.
-        let t1 = last.max(first.saturating_add(1_000_000_000));
-        let unit: i64 = if t1.saturating_sub(first) > LONG_NS {
-            3_600_000_000_000
+        let t1 = last.max(first.saturating_add(SECOND));
+        let span = t1.saturating_sub(first);
+        let (unit, floor) = if span <= 10 * MINUTE {
+            (SECOND, MINUTE)
+        } else if span <= 10 * HOUR {
+            (MINUTE, HOUR)
         } else {
-            60_000_000_000
+            (HOUR, DAY)
         };
         Axis {
             t0: first,
             t1,
-            origin: first - first.rem_euclid(unit),
+            origin: first - first.rem_euclid(floor),
+            unit,
         }
     }
 
-    /// Seconds since the origin: the plots' x coordinate.
+    /// Units since the origin: the plots' x coordinate.
     fn x(&self, t: i64) -> f64 {
-        (i128::from(t) - i128::from(self.origin)) as f64 / 1e9
+        (i128::from(t) - i128::from(self.origin)) as f64 / self.unit as f64
     }
 
     fn range(&self) -> std::ops::Range<f64> {
         self.x(self.t0)..self.x(self.t1)
     }
 
-    /// An x label: time of day (UTC), with seconds while the axis spans
-    /// less than two hours.
+    /// An x label: time of day (UTC); seconds only on an axis in seconds.
     fn label(&self, x: f64) -> String {
         // Whole milliseconds, so a tick at 28.0 s never reads 27.999.
-        let t = self
-            .origin
-            .saturating_add(((x * 1e3).round() as i64).saturating_mul(1_000_000));
+        let ms = (x * self.unit as f64 / 1e6).round() as i64;
+        let t = self.origin.saturating_add(ms.saturating_mul(1_000_000));
         let s = rfc3339(t);
-        let long = self.t1.saturating_sub(self.t0) > LONG_NS;
-        s.get(11..if long { 16 } else { 19 })
-            .unwrap_or(&s)
-            .to_string()
+        let end = if self.unit == SECOND { 19 } else { 16 };
+        s.get(11..end).unwrap_or(&s).to_string()
     }
 }
 
@@ -437,8 +442,11 @@ mod tests {
         let t0 = 1_800_000_000_000_000_000; // 2027-01-15T08:00:00Z
         let short = Axis::new(t0, t0 + 60_000_000_000);
         assert_eq!(short.label(30.0), "08:00:30");
+        // Hours since midnight on a day's axis; minutes past 08:00 on a shift's.
         let day = Axis::new(t0, t0 + 86_400_000_000_000);
-        assert_eq!(day.label(3_600.0), "09:00");
+        assert_eq!(day.label(9.0), "09:00");
+        let shift = Axis::new(t0, t0 + 8 * 3_600_000_000_000);
+        assert_eq!(shift.label(90.0), "09:30");
     }
 
     #[test]
