@@ -231,10 +231,11 @@ fn marked_stream() -> Vec<String> {
             t(s)
         ));
         out.push(format!(
-            r#"{{"v":1,"type":"line","t":"{}","line":"l1","wip":{},"out":0,"lost":0,"throughput_per_min":{},"quality":"good","zones":{{"a":3}}}}"#,
+            r#"{{"v":1,"type":"line","t":"{}","line":"l1","wip":{},"out":0,"lost":0,"throughput_per_min":{},"quality":"{}","zones":{{"a":3}}}}"#,
             t(s),
             10 + (s as i64 % 7),
-            40.0 + s / 10.0
+            40.0 + s / 10.0,
+            if (150.0..160.0).contains(&s) { "uncertain" } else { "good" }
         ));
         if s as i64 % 50 == 7 {
             out.push(format!(
@@ -317,6 +318,10 @@ fn report_marks_residuals_jams_eyes_gaps_and_bad_quality() {
         "stuck eye not shaded"
     );
     assert!(line_svg.contains(r##"fill="#785AAA""##), "gap not shaded");
+    assert!(
+        line_svg.contains(r##"opacity="0.25" fill="#8C8C8C""##),
+        "uncertain stretch not shaded"
+    );
     // The speed tag's bad stretch is shaded, and its two quality changes ticked.
     let tag_svg = page
         .split("<figure class=\"tag\">")
