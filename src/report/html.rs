@@ -143,6 +143,9 @@ pub fn page(p: &Page<'_>) -> String {
     h.push_str(
         "<p class=\"note key\">Shading: <span class=\"q-uncertain\">uncertain</span><span class=\"q-stale\">stale</span><span class=\"q-bad\">bad</span>; a tick at the top marks a change of quality.</p>\n",
     );
+    if p.tags.is_empty() {
+        h.push_str("<p class=\"note\">No tag with numbers or booleans to plot.</p>\n");
+    }
     for (t, svg) in &p.tags {
         let unit = t
             .unit

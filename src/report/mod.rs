@@ -168,7 +168,9 @@ impl Report {
                         .seen_names()
                         .map(|k| (strsim::jaro_winkler(n, k), k))
                         .filter(|(s, _)| *s > 0.8)
-                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        // Ties go to the first name in order, so the hint
+                        // does not depend on a hash set's order.
+                        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
                         .map(|(_, k)| k.to_string());
                     missing.push((n.clone(), hint));
                 }
