@@ -28,11 +28,20 @@ fn chromium() -> PathBuf {
 }
 
 /// Run `cmd` to completion within `limit`; its exit code, stdout and stderr.
-fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
+fn run_bounded(cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
+    run_bounded_with(cmd, Stdio::null(), limit)
+}
+
+/// [`run_bounded`] with this stdin.
+fn run_bounded_with(
+    mut cmd: Command,
+    stdin: Stdio,
+    limit: Duration,
+) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
         .spawn()
@@ -511,6 +520,32 @@ fn report_names_the_file_and_line_of_bad_input() {
     )
     .expect_err("empty");
     assert_eq!(e.to_string(), "empty.jsonl: no events in the input");
+}
+
+#[test]
+fn report_reads_stdin_and_fails_cleanly_on_an_unwritable_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = dir.path().join("marked.jsonl");
+    std::fs::write(&events, marked_stream().join("\n")).expect("write events");
+    let html = dir.path().join("r.html");
+    let mut cmd = twin();
+    cmd.args(["report", "-", "-o"]).arg(&html);
+    let stdin = std::fs::File::open(&events).expect("open events");
+    let (code, _, err) = run_bounded_with(cmd, stdin.into(), Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    let page = std::fs::read_to_string(&html).expect("report written");
+    assert!(
+        page.contains("<title>twin report: -</title>"),
+        "stdin is named `-`"
+    );
+    let mut cmd = twin();
+    cmd.arg("report").arg(&events).args(["-o", "/dev/full"]);
+    let (code, _, err) = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("error: cannot write the report to /dev/full"),
+        "{err}"
+    );
 }
 
 #[test]
