@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 pub mod endpoints;
 pub mod physics;
+pub mod qa;
+pub mod recording;
 pub mod report;
 pub mod runtime;
 pub mod sim;

@@ -25,6 +25,8 @@ pub struct DemoArgs {
     pub events: Option<String>,
     #[command(flatten)]
     pub events_policy: super::EventsPolicy,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Stop after this long, e.g. `30s`.
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -70,7 +72,10 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
             }
         };
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
-        let run = RunOptions::standard(&cfg, args.duration, stream, table);
+        let mut run = RunOptions::standard(&cfg, args.duration, stream, table);
+        if let Some(r) = args.record.recorder(&cfg, "live") {
+            run.sinks.push(Box::new(r));
+        }
         let code = match run_live(&cfg, &sim.endpoints, run, shutdown.clone()).await {
             Ok(_) => 0,
             Err(e) => {

@@ -3,9 +3,14 @@
 
 pub mod check;
 pub mod demo;
+pub mod diff;
+pub mod expect;
 mod load;
 pub mod logging;
 mod output;
+mod record;
+pub mod recover;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod sim;
@@ -17,6 +22,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+pub use record::{RecordArgs, Rotate};
 
 use crate::sinks::events::{EventOptions, EventStream, Overflow};
 
@@ -56,6 +63,14 @@ pub enum Command {
     Whatif(whatif::WhatifArgs),
     /// Draw a config's lines from above (SVG), after simulating them for a while.
     Snapshot(snapshot::SnapshotArgs),
+    /// Replay a recording through the twin, as fast as the CPU goes.
+    Replay(replay::ReplayArgs),
+    /// Write a clean copy of a recording that a crash cut off.
+    Recover(recover::RecoverArgs),
+    /// What changed between two event streams: events added, removed, changed.
+    Diff(diff::DiffArgs),
+    /// Check an event stream against expectations (EXPECT.toml); JUnit XML for CI.
+    Expect(expect::ExpectArgs),
     /// Write one self-contained HTML report (plots, tables) of an event stream.
     Report(report::ReportArgs),
 }
@@ -211,6 +226,19 @@ fn run_command(cli: Cli) -> i32 {
         Command::Snapshot(args) => {
             init_logging(cli.log.as_deref(), false);
             snapshot::run(&args)
+        }
+        Command::Replay(args) => replay::run(args, cli.log.as_deref()),
+        Command::Recover(args) => {
+            init_logging(cli.log.as_deref(), false);
+            recover::run(&args)
+        }
+        Command::Diff(args) => {
+            init_logging(cli.log.as_deref(), false);
+            diff::run(&args)
+        }
+        Command::Expect(args) => {
+            init_logging(cli.log.as_deref(), false);
+            expect::run(&args)
         }
         Command::Report(args) => {
             init_logging(cli.log.as_deref(), false);

@@ -21,6 +21,8 @@ pub struct RunArgs {
     pub events: Option<String>,
     #[command(flatten)]
     pub events_policy: super::EventsPolicy,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Stop after this long, e.g. `30s` or `10m`.
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -72,7 +74,10 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
         Err(code) => return code,
     };
     super::block_on(|shutdown| async move {
-        let opts = RunOptions::standard(&cfg, args.duration, stream, table);
+        let mut opts = RunOptions::standard(&cfg, args.duration, stream, table);
+        if let Some(r) = args.record.recorder(&cfg, "live") {
+            opts.sinks.push(Box::new(r));
+        }
         match run_live(&cfg, &ep, opts, shutdown).await {
             Ok(_) => 0,
             Err(e) => {

@@ -7,6 +7,8 @@
 //! own arithmetic (replay, tests). That is what lets a live run and its
 //! replay produce the same stream.
 
+use tracing::error;
+
 use crate::config::LoadedConfig;
 use crate::sinks::{Sink, SinkError, TickOutput};
 use crate::twin::{Sample, TickClock, TwinCore, TwinEvent};
@@ -31,9 +33,20 @@ pub struct Step<'a> {
     pub jsonl: &'a [u8],
 }
 
+/// A sink in the fan-out, and whether it sees samples too.
+struct Slot {
+    sink: Box<dyn Sink>,
+    samples: bool,
+}
+
 pub struct Driver {
     core: TwinCore,
-    sinks: Vec<Box<dyn Sink>>,
+    sinks: Vec<Slot>,
+    /// Whether any sink wants samples: the push path's only extra cost
+    /// when none does.
+    sample_sinks: bool,
+    /// Outputs that stopped since the last tick, to be said in its stream.
+    stopped: Vec<SinkError>,
     /// The last tick's events, and their encoding (a buffer reused every
     /// tick).
     events: Vec<TwinEvent>,
@@ -54,6 +67,8 @@ impl Driver {
         Driver {
             core: TwinCore::new(cfg, clock),
             sinks: Vec::new(),
+            sample_sinks: false,
+            stopped: Vec::new(),
             events: Vec::new(),
             jsonl: Vec::with_capacity(64 * 1024),
             failures: Vec::new(),
@@ -62,8 +77,13 @@ impl Driver {
     }
 
     /// Add an output; it sees every tick from the next one on.
-    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
-        self.sinks.push(sink);
+    /// Its [`Sink::start`] runs now; if that fails the sink is not added.
+    pub fn add_sink(&mut self, mut sink: Box<dyn Sink>) -> Result<(), SinkError> {
+        sink.start(&self.core.clock())?;
+        let samples = sink.wants_samples();
+        self.sample_sinks |= samples;
+        self.sinks.push(Slot { sink, samples });
+        Ok(())
     }
 
     /// The run's epoch: the time of tick 0, from which tick `n` is at
@@ -114,6 +134,9 @@ impl Driver {
     pub fn push(&mut self, mut sample: Sample) {
         self.clamp(&mut sample);
         self.stats.samples += 1;
+        if self.sample_sinks {
+            self.tap(std::slice::from_ref(&sample));
+        }
         self.core.push(sample);
     }
 
@@ -124,7 +147,19 @@ impl Driver {
             self.clamp(s);
         }
         self.stats.samples += batch.len() as u64;
+        if self.sample_sinks {
+            self.tap(&batch);
+        }
         self.core.push_batch(batch);
+    }
+
+    /// Hand pushed samples to the sinks that record them.
+    fn tap(&mut self, samples: &[Sample]) {
+        let tick = self.core.clock().tick();
+        let (failures, stopped) = (&mut self.failures, &mut self.stopped);
+        self.sinks.retain_mut(|s| {
+            !s.samples || keep(s.sink.write_samples(tick, samples), failures, stopped)
+        });
     }
 
     fn clamp(&mut self, s: &mut Sample) {
@@ -146,6 +181,10 @@ impl Driver {
         self.stats.ticks += 1;
         self.stats.events += self.events.len() as u64;
         let clock = self.core.clock();
+        for e in self.stopped.drain(..) {
+            encode_stopped(clock.now_ns(), &e, &mut self.jsonl);
+            self.stats.events += 1;
+        }
         if !self.sinks.is_empty() {
             let out = TickOutput {
                 tick: clock.tick(),
@@ -154,14 +193,9 @@ impl Driver {
                 jsonl: &self.jsonl,
                 core: &self.core,
             };
-            let failures = &mut self.failures;
-            self.sinks.retain_mut(|s| match s.write_tick(&out) {
-                Ok(()) => true,
-                Err(e) => {
-                    failures.push(e);
-                    false
-                }
-            });
+            let (failures, stopped) = (&mut self.failures, &mut self.stopped);
+            self.sinks
+                .retain_mut(|s| keep(s.sink.write_tick(&out), failures, stopped));
         }
         Step {
             tick: clock.tick(),
@@ -197,10 +231,70 @@ impl Driver {
     /// those that could not, with any failure not yet taken.
     pub fn finish(&mut self) -> Vec<SinkError> {
         for mut s in self.sinks.drain(..) {
-            if let Err(e) = s.finish() {
-                self.failures.push(e);
+            match s.sink.finish() {
+                Ok(()) => {}
+                // Said already, in the log; the stream has ended.
+                Err(SinkError::Stopped { .. }) => {}
+                Err(e) => self.failures.push(e),
             }
         }
         self.take_failures()
+    }
+}
+
+/// Whether a sink stays in the fan-out after a call that returned `r`: a
+/// failed sink leaves it, its error kept for the runner, or, if it only
+/// stopped, for the next tick's `error` event.
+fn keep(
+    r: Result<(), SinkError>,
+    failures: &mut Vec<SinkError>,
+    stopped: &mut Vec<SinkError>,
+) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e @ SinkError::Stopped { .. }) => {
+            error!(error = %e, "An output stopped; the twin keeps mirroring without it.");
+            stopped.push(e);
+            false
+        }
+        Err(e) => {
+            failures.push(e);
+            false
+        }
+    }
+}
+
+/// The `error` event of an output that stopped (docs/events.md).
+fn encode_stopped(t_ns: i64, e: &SinkError, out: &mut Vec<u8>) {
+    let SinkError::Stopped {
+        sink,
+        target,
+        detail,
+    } = e
+    else {
+        return;
+    };
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        v: u32,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        t: String,
+        component: &'a str,
+        target: &'a str,
+        error: &'a str,
+        effect: &'static str,
+    }
+    let line = Line {
+        v: 1,
+        kind: "error",
+        t: crate::twin::events::rfc3339(t_ns),
+        component: sink,
+        target,
+        error: detail,
+        effect: "stopped; the twin keeps mirroring without it",
+    };
+    if serde_json::to_writer(&mut *out, &line).is_ok() {
+        out.push(b'\n');
     }
 }

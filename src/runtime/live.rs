@@ -92,6 +92,14 @@ pub async fn run_live(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, RunError> {
+    let clock = opts.clock;
+    let start = clock.now_ns();
+    let mut driver = Driver::new(cfg, start);
+    // Outputs first: one that cannot start (a recording on a path that
+    // cannot be written) stops the run before it touches the plant.
+    for sink in opts.sinks {
+        driver.add_sink(sink)?;
+    }
     let stop_sources = shutdown.child_token();
     let built = sources::build(cfg, endpoints, &stop_sources)?;
     // Batches, so this bounds polls/messages in flight, not samples.
@@ -109,12 +117,6 @@ pub async fn run_live(
     }
     drop(tx);
 
-    let clock = opts.clock;
-    let start = clock.now_ns();
-    let mut driver = Driver::new(cfg, start);
-    for sink in opts.sinks {
-        driver.add_sink(sink);
-    }
     let mut pacer = Pacer::new(clock.clone());
     let deadline = opts
         .duration
@@ -163,7 +165,7 @@ pub async fn run_live(
                     SinkError::Closed { .. } => {
                         info!(error = %e, "An output's reader went away; stopping.");
                     }
-                    SinkError::Io { .. } => {
+                    SinkError::Io { .. } | SinkError::Stopped { .. } => {
                         failed.get_or_insert(e);
                     }
                 }

@@ -6,14 +6,18 @@
 //! - [`pacing`]: when a live run steps the driver: on the monotonic run
 //!   clock, with bounded catch-up and clock-step detection.
 //! - [`live`]: the live run itself, wiring sources and sinks to the two.
+//! - [`replay`]: a recording's samples through the same driver, on a
+//!   simulated clock.
 
 pub mod driver;
 pub mod live;
 pub mod pacing;
+pub mod replay;
 
 pub use driver::{Driver, DriverStats, Step};
 pub use live::{RunError, RunOptions, RunSummary, run_live};
 pub use pacing::{Pacer, Wake};
+pub use replay::{ReplayError, ReplayOptions, ReplaySummary, Speed, run_replay};
 
 #[cfg(test)]
 mod tests;

@@ -169,8 +169,8 @@ fn r9_every_sink_sees_every_tick_and_a_failing_one_leaves_the_others() {
     let mut d = Driver::new(&cfg(), T0);
     let (a, seen_a, fin_a) = probe(None);
     let (b, seen_b, fin_b) = probe(Some(2));
-    d.add_sink(Box::new(a));
-    d.add_sink(Box::new(b));
+    d.add_sink(Box::new(a)).unwrap();
+    d.add_sink(Box::new(b)).unwrap();
     d.push(good(1.0, T0 + 50 * MS));
     let first_len = d.step().jsonl.len();
     assert_eq!(d.advance_to(T0 + 500 * MS), 4);

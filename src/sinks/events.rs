@@ -37,6 +37,10 @@ pub enum Overflow {
     /// Stop the run with an error: for consumers that must never miss an
     /// event and prefer no twin to a twin with holes in its record.
     Fail,
+    /// Wait for the reader: the producer slows down to the reader's pace.
+    /// Only for runs that have no plant to keep up with (`twin replay`),
+    /// whose output must be whole.
+    Wait,
 }
 
 impl Overflow {
@@ -44,6 +48,7 @@ impl Overflow {
         match self {
             Overflow::Drop => "drop",
             Overflow::Fail => "fail",
+            Overflow::Wait => "wait",
         }
     }
 }
@@ -268,6 +273,19 @@ impl EventStream {
         }
         let gap_line = self.gap.as_ref().map(Gap::line);
         let needed = bytes.len() + gap_line.as_ref().map_or(0, Vec::len);
+        if self.options.overflow == Overflow::Wait {
+            while s.bytes > 0 && s.bytes + needed > self.options.buffer_bytes && s.failed.is_none()
+            {
+                s = self
+                    .shared
+                    .progress
+                    .wait(s)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if let Some((kind, msg)) = &s.failed {
+                return Err(io::Error::new(*kind, msg.clone()));
+            }
+        }
         if s.bytes > 0 && s.bytes + needed > self.options.buffer_bytes {
             drop(s);
             return self.overflow(t_ns, bytes);
@@ -288,7 +306,7 @@ impl EventStream {
     fn overflow(&mut self, t_ns: Option<i64>, bytes: &[u8]) -> io::Result<()> {
         let events = count_lines(bytes);
         match self.options.overflow {
-            Overflow::Fail => Err(io::Error::other(format!(
+            Overflow::Fail | Overflow::Wait => Err(io::Error::other(format!(
                 "the reader fell behind by more than the {} byte buffer (--events-overflow fail)",
                 self.options.buffer_bytes
             ))),

@@ -12,9 +12,10 @@
 //! write-back issue, behind their own capability.
 
 pub mod events;
+pub mod recorder;
 pub mod table;
 
-use crate::twin::{TwinCore, TwinEvent};
+use crate::twin::{Sample, TwinCore, TwinEvent};
 
 /// What one tick produced, as every sink sees it.
 pub struct TickOutput<'a> {
@@ -39,6 +40,13 @@ pub struct TickOutput<'a> {
 /// fills. A sink that fails is dropped from the run's fan-out and its error
 /// handed to the runner, which decides whether the run stops.
 pub trait Sink: Send {
+    /// The run starts: its clock, before any sample or tick. An error here
+    /// keeps the sink out of the run (and the run decides whether to go on).
+    fn start(&mut self, clock: &crate::twin::TickClock) -> Result<(), SinkError> {
+        let _ = clock;
+        Ok(())
+    }
+
     /// Called once per tick, in tick order, with that tick's output (also
     /// for ticks without events).
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError>;
@@ -46,10 +54,34 @@ pub trait Sink: Send {
     /// The run is over: flush what is buffered. Called once, after the last
     /// tick.
     fn finish(&mut self) -> Result<(), SinkError>;
+
+    /// Whether the sink wants every sample pushed into the core
+    /// ([`Sink::write_samples`]); asked once, when it is added.
+    fn wants_samples(&self) -> bool {
+        false
+    }
+
+    /// Samples as the core received them (after the receive-time clamp), in
+    /// push order, pushed while `tick` was the last tick that had run. Only
+    /// called if [`Sink::wants_samples`] said so. Same rules as
+    /// [`Sink::write_tick`]: never block.
+    fn write_samples(&mut self, tick: u64, samples: &[Sample]) -> Result<(), SinkError> {
+        let _ = (tick, samples);
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The output stopped, and the run goes on without it (a recording on a
+    /// full disk: the twin keeps mirroring). The driver drops the sink and
+    /// writes an `error` event saying so.
+    #[error("the {sink} at {target} stopped: {detail}")]
+    Stopped {
+        sink: &'static str,
+        target: String,
+        detail: String,
+    },
     /// The consumer went away (a closed pipe): nobody is left to write for.
     #[error("the reader of the {sink} at {target} went away")]
     Closed { sink: &'static str, target: String },

@@ -10,6 +10,8 @@ mod interop_sparkplug;
 mod modbus_faults;
 mod mqtt;
 mod outputs;
+mod qa;
+mod recording;
 mod report;
 mod sim_truth;
 mod snapshot;

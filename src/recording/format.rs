@@ -1,0 +1,379 @@
+//! The recording format, version 1: channels, schemas and metadata.
+//!
+//! Every file of a recording is a complete MCAP file on its own:
+//! - a `twin.recording` metadata record ([`RecordingInfo`]) and the config's
+//!   text as the attachment `plant.toml`, both before any message, so a file
+//!   cut off by a crash still says what it is;
+//! - one channel per tag, topic `/tag/<tag name>`, schema `twin.TagSample`:
+//!   every sample exactly as the core received it, after the receive-time
+//!   clamp, in push order (file order is push order);
+//! - `/twin/events`, schema `twin.Event`: every event line the core wrote,
+//!   one message per line, so a recording carries its own expected output;
+//! - `/twin/ticks`, schema `twin.Tick`: the tick reached, at every flush and
+//!   at the end, so a replay runs exactly as many ticks as the run did.
+//!
+//! Messages are JSON with a JSON Schema, which Foxglove plots directly
+//! (`/tag/infeed.speed.value`, `/twin/events{type=="line"}.wip`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::RecordingError;
+use crate::twin::record::{RecordValue, SampleRecord};
+use crate::twin::{Quality, Reason};
+
+/// The version this twin writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// MCAP profile of a twin recording.
+pub const PROFILE: &str = "twin";
+/// Name of the metadata record holding [`RecordingInfo`].
+pub const METADATA_NAME: &str = "twin.recording";
+/// Name of the attachment holding the config's text.
+pub const CONFIG_ATTACHMENT: &str = "plant.toml";
+
+pub const TAG_TOPIC_PREFIX: &str = "/tag/";
+pub const EVENTS_TOPIC: &str = "/twin/events";
+pub const TICKS_TOPIC: &str = "/twin/ticks";
+
+pub const SAMPLE_SCHEMA_NAME: &str = "twin.TagSample";
+pub const EVENT_SCHEMA_NAME: &str = "twin.Event";
+pub const TICK_SCHEMA_NAME: &str = "twin.Tick";
+
+pub const SAMPLE_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "twin.TagSample",
+  "description": "One sample of a tag as the twin's core received it (docs/recordings.md).",
+  "type": "object",
+  "properties": {
+    "tick": {"type": "integer", "description": "The tick that had run when the sample was pushed; it is applied on a later one."},
+    "value": {"type": ["number", "boolean", "string", "null"], "description": "Engineering value; null without a value; the strings NaN, inf and -inf for numbers JSON cannot hold."},
+    "text": {"type": "string", "description": "The value of a text tag (then value is absent)."},
+    "quality": {"type": "string", "enum": ["good", "uncertain", "bad", "stale"]},
+    "reason": {"type": "string", "description": "Why the quality is not good (docs/events.md, reason codes)."},
+    "src_ns": {"type": "integer", "description": "Source time, ns since the Unix epoch."},
+    "recv_ns": {"type": "integer", "description": "Receive time after the clamp, ns since the Unix epoch."}
+  },
+  "required": ["tick", "quality", "src_ns", "recv_ns"]
+}"#;
+
+pub const EVENT_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "twin.Event",
+  "description": "One line of the twin's event stream, version 1 (docs/events.md).",
+  "type": "object",
+  "properties": {
+    "v": {"type": "integer"},
+    "type": {"type": "string"},
+    "t": {"type": "string", "format": "date-time"}
+  },
+  "required": ["v", "type"],
+  "additionalProperties": true
+}"#;
+
+pub const TICK_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "twin.Tick",
+  "description": "The tick the run had reached.",
+  "type": "object",
+  "properties": {
+    "tick": {"type": "integer"},
+    "t_ns": {"type": "integer"}
+  },
+  "required": ["tick", "t_ns"]
+}"#;
+
+/// What a recording file says about itself (the `twin.recording` metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingInfo {
+    pub format_version: u32,
+    /// The twin that wrote it (`CARGO_PKG_VERSION`), or `import`.
+    pub twin_version: String,
+    pub plant: String,
+    /// The config file's path as given to the run (for people; a replay
+    /// uses the attached text or the config it is given).
+    pub config_path: String,
+    /// `sha256:` and the hex digest of the config's text.
+    pub config_hash: String,
+    /// The tick period, ns.
+    pub tick_ns: i64,
+    /// Time of tick 0, ns since the Unix epoch.
+    pub epoch_ns: i64,
+    /// Wall time the run started, RFC 3339 (for people).
+    pub started_at: String,
+    /// Which file of a rotated recording this is, from 1.
+    pub part: u32,
+    /// The tick that had run when this file started (0 for the first).
+    pub first_tick: u64,
+    /// How the samples got here: `live`, `headless`, `import`.
+    pub origin: String,
+}
+
+impl RecordingInfo {
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        [
+            ("format_version", self.format_version.to_string()),
+            ("twin_version", self.twin_version.clone()),
+            ("plant", self.plant.clone()),
+            ("config_path", self.config_path.clone()),
+            ("config_hash", self.config_hash.clone()),
+            ("tick_ns", self.tick_ns.to_string()),
+            ("epoch_ns", self.epoch_ns.to_string()),
+            ("started_at", self.started_at.clone()),
+            ("part", self.part.to_string()),
+            ("first_tick", self.first_tick.to_string()),
+            ("origin", self.origin.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    pub fn from_metadata(
+        path: &Path,
+        m: &BTreeMap<String, String>,
+    ) -> Result<RecordingInfo, RecordingError> {
+        let text = |k: &str| -> Result<String, RecordingError> {
+            m.get(k).cloned().ok_or_else(|| {
+                RecordingError::invalid(
+                    path,
+                    format!("the `{METADATA_NAME}` metadata has no `{k}`"),
+                )
+            })
+        };
+        fn num<T: std::str::FromStr>(path: &Path, k: &str, v: String) -> Result<T, RecordingError> {
+            v.parse().map_err(|_| {
+                RecordingError::invalid(
+                    path,
+                    format!("the `{METADATA_NAME}` metadata's `{k}` is {v:?}, not a number"),
+                )
+            })
+        }
+        let format_version: u32 = num(path, "format_version", text("format_version")?)?;
+        if format_version > FORMAT_VERSION {
+            return Err(RecordingError::TooNew {
+                path: path.to_path_buf(),
+                found: format_version,
+            });
+        }
+        let tick_ns: i64 = num(path, "tick_ns", text("tick_ns")?)?;
+        if tick_ns <= 0 {
+            return Err(RecordingError::invalid(
+                path,
+                format!("the `{METADATA_NAME}` metadata's tick_ns is {tick_ns}, not above zero"),
+            ));
+        }
+        Ok(RecordingInfo {
+            format_version,
+            twin_version: text("twin_version")?,
+            plant: text("plant")?,
+            config_path: text("config_path")?,
+            config_hash: text("config_hash")?,
+            tick_ns,
+            epoch_ns: num(path, "epoch_ns", text("epoch_ns")?)?,
+            started_at: text("started_at")?,
+            part: num(path, "part", text("part")?)?,
+            first_tick: num(path, "first_tick", text("first_tick")?)?,
+            origin: text("origin")?,
+        })
+    }
+
+    /// The time of tick `n` of the recorded run.
+    pub fn time_of(&self, n: u64) -> i64 {
+        self.epoch_ns.saturating_add(
+            self.tick_ns
+                .saturating_mul(i64::try_from(n).unwrap_or(i64::MAX)),
+        )
+    }
+}
+
+/// `sha256:<hex>` of a config's text, as a recording names its config.
+pub fn config_hash(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A `twin.TagSample` message (the tag is the channel's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleMessage {
+    pub tick: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<MessageValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub quality: Quality,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    pub src_ns: i64,
+    pub recv_ns: i64,
+}
+
+/// A sample's value as a message writes it: numbers and booleans as
+/// themselves, numbers JSON cannot hold as `"NaN"`, `"inf"`, `"-inf"`.
+/// (Text goes in the message's `text`, so a string here is never text.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageValue {
+    Bool(bool),
+    Num(f64),
+    NonFinite(NonFinite),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NonFinite {
+    #[serde(rename = "NaN")]
+    Nan,
+    #[serde(rename = "inf")]
+    Inf,
+    #[serde(rename = "-inf")]
+    NegInf,
+}
+
+impl SampleMessage {
+    pub fn from_record(tick: u64, r: &SampleRecord) -> Self {
+        let (value, text) = match &r.value {
+            None => (None, None),
+            Some(RecordValue::Bool(b)) => (Some(MessageValue::Bool(*b)), None),
+            Some(RecordValue::Num(n)) => (Some(MessageValue::from_f64(*n)), None),
+            Some(RecordValue::Text(t)) => (None, Some(t.clone())),
+        };
+        SampleMessage {
+            tick,
+            value,
+            text,
+            quality: r.quality,
+            reason: r.reason,
+            src_ns: r.source_time_ns,
+            recv_ns: r.recv_time_ns,
+        }
+    }
+
+    pub fn into_record(self, tag: String) -> SampleRecord {
+        let value = match (self.value, self.text) {
+            (_, Some(t)) => Some(RecordValue::Text(t)),
+            (Some(MessageValue::Bool(b)), None) => Some(RecordValue::Bool(b)),
+            (Some(MessageValue::Num(n)), None) => Some(RecordValue::Num(n)),
+            (Some(MessageValue::NonFinite(n)), None) => Some(RecordValue::Num(match n {
+                NonFinite::Nan => f64::NAN,
+                NonFinite::Inf => f64::INFINITY,
+                NonFinite::NegInf => f64::NEG_INFINITY,
+            })),
+            (None, None) => None,
+        };
+        SampleRecord {
+            tag,
+            value,
+            quality: self.quality,
+            reason: self.reason,
+            source_time_ns: self.src_ns,
+            recv_time_ns: self.recv_ns,
+        }
+    }
+}
+
+impl MessageValue {
+    fn from_f64(n: f64) -> Self {
+        if n.is_finite() {
+            MessageValue::Num(n)
+        } else if n.is_nan() {
+            MessageValue::NonFinite(NonFinite::Nan)
+        } else if n > 0.0 {
+            MessageValue::NonFinite(NonFinite::Inf)
+        } else {
+            MessageValue::NonFinite(NonFinite::NegInf)
+        }
+    }
+}
+
+/// A `twin.Tick` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickMessage {
+    pub tick: u64,
+    pub t_ns: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(value: Option<RecordValue>) -> SampleRecord {
+        SampleRecord {
+            tag: "a.b".into(),
+            value,
+            quality: Quality::Good,
+            reason: None,
+            source_time_ns: 5,
+            recv_time_ns: 7,
+        }
+    }
+
+    #[test]
+    fn every_value_survives_a_sample_message() {
+        for v in [
+            None,
+            Some(RecordValue::Bool(true)),
+            Some(RecordValue::Num(1.5)),
+            Some(RecordValue::Num(f64::INFINITY)),
+            Some(RecordValue::Num(f64::NEG_INFINITY)),
+            Some(RecordValue::Text("NaN".into())),
+        ] {
+            let r = rec(v);
+            let json = serde_json::to_string(&SampleMessage::from_record(3, &r)).unwrap();
+            let back: SampleMessage = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.tick, 3);
+            assert_eq!(back.into_record("a.b".into()), r, "{json}");
+        }
+        let nan = rec(Some(RecordValue::Num(f64::NAN)));
+        let json = serde_json::to_string(&SampleMessage::from_record(0, &nan)).unwrap();
+        assert!(json.contains(r#""value":"NaN""#), "{json}");
+        let back = serde_json::from_str::<SampleMessage>(&json)
+            .unwrap()
+            .into_record("a.b".into());
+        assert!(matches!(back.value, Some(RecordValue::Num(n)) if n.is_nan()));
+    }
+
+    #[test]
+    fn metadata_round_trips_and_a_newer_format_is_refused() {
+        let info = RecordingInfo {
+            format_version: FORMAT_VERSION,
+            twin_version: "0.1.0".into(),
+            plant: "p".into(),
+            config_path: "p.toml".into(),
+            config_hash: config_hash("x"),
+            tick_ns: 100_000_000,
+            epoch_ns: 1_700_000_000_000_000_000,
+            started_at: "2026-12-04T00:00:00.000Z".into(),
+            part: 1,
+            first_tick: 0,
+            origin: "live".into(),
+        };
+        let p = Path::new("r.mcap");
+        assert_eq!(
+            RecordingInfo::from_metadata(p, &info.to_metadata()).unwrap(),
+            info
+        );
+        let mut m = info.to_metadata();
+        m.insert("format_version".into(), "2".into());
+        assert!(matches!(
+            RecordingInfo::from_metadata(p, &m),
+            Err(RecordingError::TooNew { found: 2, .. })
+        ));
+        m.remove("tick_ns");
+        m.insert("format_version".into(), "1".into());
+        let e = RecordingInfo::from_metadata(p, &m).unwrap_err().to_string();
+        assert!(e.contains("r.mcap") && e.contains("tick_ns"), "{e}");
+        assert_eq!(
+            config_hash(""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
