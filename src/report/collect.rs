@@ -11,7 +11,7 @@ use crate::twin::record::{RecordValue, SampleRecord};
 /// Rows kept for the table of residual, jam, eye and gap events.
 pub const MAX_ROWS: usize = 200;
 /// Tags followed with plots when `--tags` is not given; the rest are only
-/// counted. Each costs about 40 KiB.
+/// counted. Each costs about 50 KiB (a test pins it).
 pub const MAX_TRACKED_TAGS: usize = 2_000;
 /// Lines followed with plots.
 pub const MAX_LINES: usize = 32;
@@ -536,6 +536,15 @@ mod tests {
         assert_eq!(c.rows_more, 7);
         assert_eq!(c.counts.get("residual"), Some(&(MAX_ROWS as u64 + 7)));
         assert_eq!(c.lines[0].residual_total, MAX_ROWS as u64 + 7);
+    }
+
+    #[test]
+    fn a_followed_tag_costs_about_fifty_kib() {
+        // docs/report.md gives this figure for MAX_TRACKED_TAGS.
+        let handles = std::mem::size_of::<Series>() + std::mem::size_of::<QualityTrack>();
+        let heap = crate::report::series::BUCKETS * crate::report::series::series_bucket_bytes();
+        let total = handles + heap;
+        assert!((40_000..=60_000).contains(&total), "{total} bytes per tag");
     }
 
     #[test]

@@ -406,6 +406,13 @@ impl Counts {
     }
 }
 
+/// Heap bytes per bucket of a tag's value and quality series (for the
+/// memory figure in docs/report.md).
+#[cfg(test)]
+pub fn series_bucket_bytes() -> usize {
+    std::mem::size_of::<ValueBucket>() + std::mem::size_of::<QualityBucket>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
