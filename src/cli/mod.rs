@@ -11,6 +11,7 @@ mod output;
 mod record;
 pub mod recover;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod sim;
 pub mod snapshot;
@@ -70,6 +71,8 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Check an event stream against expectations (EXPECT.toml); JUnit XML for CI.
     Expect(expect::ExpectArgs),
+    /// Write one self-contained HTML report (plots, tables) of an event stream.
+    Report(report::ReportArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -237,6 +240,10 @@ fn run_command(cli: Cli) -> i32 {
         Command::Expect(args) => {
             init_logging(cli.log.as_deref(), false);
             expect::run(&args)
+        }
+        Command::Report(args) => {
+            init_logging(cli.log.as_deref(), false);
+            report::run(&args)
         }
     }
 }

@@ -14,6 +14,7 @@ mod mqtt;
 mod outputs;
 mod qa;
 mod recording;
+mod report;
 mod sim_truth;
 mod snapshot;
 mod sparkplug_limits;
