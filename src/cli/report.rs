@@ -19,8 +19,9 @@ const EXIT_USAGE: i32 = 2;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The event stream (JSON lines, as `twin run --events` writes it), or
-    /// `-` for stdin.
+    /// The event stream (JSON lines, as `twin run --events` writes it), `-`
+    /// for stdin, or a recording (`.mcap`, or a rotated one's
+    /// `.index.json`): its events and every sample it holds.
     pub input: PathBuf,
     /// Write the HTML page to FILE.
     #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
@@ -32,6 +33,35 @@ pub struct ReportArgs {
     /// The page's title (default: "twin report: INPUT").
     #[arg(long)]
     pub title: Option<String>,
+}
+
+/// The report of a recording: its `/twin/events` lines and its samples, in
+/// one pass over the file.
+fn from_recording(
+    path: &std::path::Path,
+    opts: ReportOptions,
+) -> Result<Result<String, ReportError>, crate::recording::RecordingError> {
+    use crate::recording::{Item, RecordingReader};
+    let mut reader = RecordingReader::open(&[path.to_path_buf()])?;
+    let mut report = crate::report::Report::new(opts);
+    let mut n = 0;
+    while let Some(item) = reader.next_item() {
+        match item? {
+            Item::Event { line, .. } => {
+                n += 1;
+                if let Err(e) = report.push_line(n, &line) {
+                    return Ok(Err(e));
+                }
+            }
+            Item::Sample { record, .. } => report.push_sample(&record),
+            Item::Tick(_) => {}
+        }
+    }
+    for c in reader.cut_off() {
+        tracing::warn!(file = %c.path.display(), detail = %c.detail,
+            "The recording ends before its end (cut off by a crash?); reporting what it holds.");
+    }
+    Ok(report.finish())
 }
 
 pub fn run(args: &ReportArgs) -> i32 {
@@ -46,7 +76,17 @@ pub fn run(args: &ReportArgs) -> i32 {
                 .collect()
         }),
     };
-    let result = if source == "-" {
+    let recording = args.input.extension().is_some_and(|e| e == "mcap")
+        || crate::recording::index::is_index(&args.input);
+    let result = if recording {
+        match from_recording(&args.input, opts) {
+            Ok(r) => r,
+            Err(e) => {
+                output::error(e);
+                return EXIT_FAILURE;
+            }
+        }
+    } else if source == "-" {
         render(opts, jsonl_lines(io::stdin().lock()), std::iter::empty())
     } else {
         match File::open(&args.input) {

@@ -457,6 +457,16 @@ fn r10_a_replay_never_touches_a_device() {
     demo.args(["demo", "--for", "4s", "--no-table", "--record"])
         .arg(&rec);
     run_ok(demo, "twin demo --record");
+    // The report reads a recording directly: its events and its samples.
+    let html = dir.path().join("report.html");
+    let mut report = twin();
+    report.arg("report").arg(&rec).arg("-o").arg(&html);
+    run_ok(report, "twin report REC.mcap");
+    let page = std::fs::read_to_string(&html).expect("report written");
+    assert!(
+        page.contains("infeed.speed") && page.contains("samples"),
+        "the report shows the recording"
+    );
     let (mq_port, mq) = counting_listener();
     let text = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("demo config");
     let mut devices = Vec::new();
