@@ -62,21 +62,36 @@ fn event_types(jsonl: &[u8]) -> std::collections::BTreeMap<String, usize> {
     m
 }
 
+/// The transfer jam, early: at 3 s for 6 s.
+fn early_jam(dir: &Path) -> PathBuf {
+    let scenario = dir.join("jam.toml");
+    std::fs::write(
+        &scenario,
+        "version = 1\nname = \"early jam\"\n[[faults]]\nkind = \"jam\"\nline = \"line1\"\nconveyor = \"outfeed\"\nposition = 0.35\nat = \"3s\"\nduration = \"6s\"\n",
+    )
+    .expect("write scenario");
+    scenario
+}
+
 #[test]
 fn r10_a_recorded_demo_replays_byte_identical_at_any_speed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (live, rec) = (dir.path().join("live.jsonl"), dir.path().join("rec.mcap"));
     let mut demo = twin();
-    demo.args(["demo", "--for", "12s", "--no-table", "--events"])
+    demo.args(["demo", "--for", "14s", "--no-table", "--events"])
         .arg(&live)
+        .arg("--scenario")
+        .arg(early_jam(dir.path()))
         .arg("--record")
         .arg(&rec);
     run_ok(demo, "twin demo --record");
     let live_bytes = read(&live);
     let types = event_types(&live_bytes);
     assert!(
-        types.get("tag").copied().unwrap_or(0) > 50 && types.contains_key("line"),
-        "the demo wrote too little to compare: {types:?}"
+        types.get("tag").copied().unwrap_or(0) > 50
+            && types.contains_key("line")
+            && (types.contains_key("jam") || types.contains_key("residual")),
+        "the demo with a jam wrote too little to compare: {types:?}"
     );
     let max = replay_to(
         std::slice::from_ref(&rec),
@@ -209,12 +224,7 @@ fn r10_a_replay_under_another_config_is_a_counterfactual() {
 #[test]
 fn r10_a_recorded_run_over_modbus_and_mqtt_replays_byte_identical() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = dir.path().join("jam.toml");
-    std::fs::write(
-        &scenario,
-        "version = 1\nname = \"early jam\"\n[[faults]]\nkind = \"jam\"\nline = \"line1\"\nconveyor = \"outfeed\"\nposition = 0.35\nat = \"3s\"\nduration = \"6s\"\n",
-    )
-    .expect("write scenario");
+    let scenario = early_jam(dir.path());
     let ep = dir.path().join("endpoints.json");
     let mut sim = twin();
     sim.args([
@@ -615,4 +625,40 @@ fn r10_a_rotated_recording_replays_as_one_through_its_index() {
         .and_then(|mut r| r.try_for_each(|i| i.map(|_| ())))
         .map_err(|e| e.to_string());
     assert!(err.is_err(), "parts out of order must not replay as one");
+}
+
+/// A headless demo recorded at CPU speed replays to its own events, and its
+/// recording says where it came from.
+#[test]
+fn r10_a_headless_recording_replays_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (events, rec) = (dir.path().join("h.jsonl"), dir.path().join("h.mcap"));
+    // The jam once the line is full (before, the twin may call the blocked
+    // eye stuck rather than jammed).
+    let scenario = dir.path().join("jam20.toml");
+    std::fs::write(
+        &scenario,
+        "version = 1\nname = \"jam\"\n[[faults]]\nkind = \"jam\"\nline = \"line1\"\nconveyor = \"outfeed\"\nposition = 0.35\nat = \"20s\"\nduration = \"12s\"\n",
+    )
+    .expect("write scenario");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "45s", "--events"])
+        .arg(&events)
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--record")
+        .arg(&rec);
+    run_ok(demo, "twin demo --headless --record");
+    let r = twin::recording::RecordingReader::open(std::slice::from_ref(&rec)).expect("open");
+    assert_eq!(r.info().origin, "headless");
+    let replayed = replay_to(
+        std::slice::from_ref(&rec),
+        &dir.path().join("r.jsonl"),
+        &["--verify"],
+    );
+    assert!(
+        replayed == read(&events),
+        "the replay differs from the headless run"
+    );
+    assert!(event_types(&replayed).contains_key("jam"), "the jam shows");
 }
