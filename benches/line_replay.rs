@@ -33,8 +33,7 @@ use twin::config::{LoadedConfig, load_str};
 use twin::physics::BeltDrive;
 use twin::runtime::Driver;
 use twin::sim::scenario::{self, Scenario};
-use twin::sim::truth::Truth;
-use twin::twin::{Reason, Sample, TwinEvent, Value};
+use twin::twin::{Sample, TwinEvent};
 
 const DEMO: &str = include_str!("../plant-configs/packaging-line.toml");
 const EPOCH_NS: i64 = 1_767_225_600_000_000_000;
@@ -51,37 +50,10 @@ fn shipped(cfg: &LoadedConfig, name: &str) -> Scenario {
     scenario::load_file(&path, cfg).unwrap_or_else(|r| panic!("{r}"))
 }
 
-/// `secs` of the truth's samples, one batch per tick.
+/// `secs` of the truth model's samples, one batch per tick (see
+/// `sim::truth::sample_ticks`).
 fn inputs(cfg: &LoadedConfig, scenario: Option<&Scenario>, secs: u64) -> Vec<Vec<Sample>> {
-    let period = cfg.config.plant.tick;
-    let mut truth = Truth::new(cfg, scenario, 1);
-    let tags: Vec<_> = cfg
-        .tags
-        .iter()
-        .map(|d| (d.id.index(), d.id, d.is_bool))
-        .collect();
-    let (mut ticks, mut batch) = (Vec::new(), Vec::new());
-    let (mut next_poll, mut next_tick) = (Duration::ZERO, period);
-    while truth.now() < Duration::from_secs(secs) {
-        truth.advance(Duration::from_millis(5));
-        let now = truth.now();
-        let t_ns = EPOCH_NS + i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
-        if now >= next_poll {
-            next_poll += POLL;
-            for &(i, id, is_bool) in &tags {
-                batch.push(match truth.value(i) {
-                    Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
-                    Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
-                    None => Sample::bad(id, Reason::Timeout, t_ns),
-                });
-            }
-        }
-        if now >= next_tick {
-            next_tick += period;
-            ticks.push(std::mem::take(&mut batch));
-        }
-    }
-    ticks
+    twin::sim::truth::sample_ticks(cfg, scenario, 1, Duration::from_secs(secs), POLL, EPOCH_NS)
 }
 
 /// Replays `ticks` (consumed) through a fresh driver on `drive`; returns
@@ -234,37 +206,7 @@ fn table(cfg: &LoadedConfig) {
     }
 }
 
-/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), as in
-/// benches/physics.rs: on the shared machine the figures count the time the
-/// bench ran, not the time other processes took.
-#[cfg(target_os = "linux")]
-fn thread_cpu_time() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_time() -> Duration {
-    Duration::ZERO
-}
+use twin::wallclock::thread_cpu_time;
 
 criterion_group!(benches, line_replay);
 criterion_main!(benches);

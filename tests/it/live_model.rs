@@ -13,8 +13,7 @@ use twin::config::{LoadedConfig, load_file};
 use twin::physics::BeltDrive;
 use twin::runtime::Driver;
 use twin::sim::scenario::{self, Scenario};
-use twin::sim::truth::Truth;
-use twin::twin::{Reason, Sample, TwinEvent, Value};
+use twin::twin::{Sample, TwinEvent};
 
 use crate::util::root;
 
@@ -32,39 +31,10 @@ fn shipped(cfg: &LoadedConfig, name: &str) -> Scenario {
     scenario::load_file(Path::new(&path), cfg).unwrap_or_else(|r| panic!("{r}"))
 }
 
-/// `secs` of the truth model's samples, one batch per tick: every [`POLL`]
-/// each tag's served value becomes a good sample stamped with that sim time
-/// (a disconnected device's a bad one), as in `faults::run_through_core`.
+/// `secs` of the truth model's samples, one batch per tick (see
+/// `sim::truth::sample_ticks`).
 fn inputs(cfg: &LoadedConfig, scenario: Option<&Scenario>, secs: u64) -> Vec<Vec<Sample>> {
-    let period = cfg.config.plant.tick;
-    let mut truth = Truth::new(cfg, scenario, 1);
-    let tags: Vec<_> = cfg
-        .tags
-        .iter()
-        .map(|d| (d.id.index(), d.id, d.is_bool))
-        .collect();
-    let (mut ticks, mut batch) = (Vec::new(), Vec::new());
-    let (mut next_poll, mut next_tick) = (Duration::ZERO, period);
-    while truth.now() < Duration::from_secs(secs) {
-        truth.advance(Duration::from_millis(5));
-        let now = truth.now();
-        let t_ns = EPOCH_NS + i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
-        if now >= next_poll {
-            next_poll += POLL;
-            for &(i, id, is_bool) in &tags {
-                batch.push(match truth.value(i) {
-                    Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
-                    Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
-                    None => Sample::bad(id, Reason::Timeout, t_ns),
-                });
-            }
-        }
-        if now >= next_tick {
-            next_tick += period;
-            ticks.push(std::mem::take(&mut batch));
-        }
-    }
-    ticks
+    twin::sim::truth::sample_ticks(cfg, scenario, 1, Duration::from_secs(secs), POLL, EPOCH_NS)
 }
 
 /// What the twin said about the line over a run.
