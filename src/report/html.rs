@@ -36,22 +36,10 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .k-eye { color: rgb(240, 120, 20); }
 ";
 
-/// Escape text for element content and attribute values.
+/// Escape text for element content and attribute values: the one XML
+/// escaping the JUnit writer uses too (the page is also well-formed XML).
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // XML 1.0 allows no other control characters, even escaped.
-            c if c.is_control() && !matches!(c, '\n' | '\t') => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::qa::junit::attr(s)
 }
 
 fn time(t: Option<i64>) -> String {
