@@ -220,12 +220,58 @@ pub struct SampleMessage {
 /// A sample's value as a message writes it: numbers and booleans as
 /// themselves, numbers JSON cannot hold as `"NaN"`, `"inf"`, `"-inf"`.
 /// (Text goes in the message's `text`, so a string here is never text.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+///
+/// Deserialized by hand: serde's untagged enums buffer the value and try
+/// each variant in turn, building an error for each miss, which was a fifth
+/// of a replay's time.
+#[derive(Debug, Clone, PartialEq)]
 pub enum MessageValue {
     Bool(bool),
     Num(f64),
     NonFinite(NonFinite),
+}
+
+impl Serialize for MessageValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MessageValue::Bool(b) => s.serialize_bool(*b),
+            MessageValue::Num(n) => s.serialize_f64(*n),
+            MessageValue::NonFinite(n) => n.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MessageValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, a boolean, or \"NaN\", \"inf\", \"-inf\"")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<MessageValue, E> {
+                Ok(MessageValue::Bool(b))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<MessageValue, E> {
+                Ok(MessageValue::Num(n))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<MessageValue, E> {
+                Ok(MessageValue::Num(n as f64))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<MessageValue, E> {
+                Ok(MessageValue::Num(n as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<MessageValue, E> {
+                match s {
+                    "NaN" => Ok(MessageValue::NonFinite(NonFinite::Nan)),
+                    "inf" => Ok(MessageValue::NonFinite(NonFinite::Inf)),
+                    "-inf" => Ok(MessageValue::NonFinite(NonFinite::NegInf)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
