@@ -59,6 +59,11 @@ struct FileReader {
     config: Option<String>,
     read_bytes: u64,
     done: bool,
+    /// The channel of the last message read.
+    channel: u16,
+    /// Hand out event items without their lines (see
+    /// [`RecordingReader::skip_event_lines`]).
+    skip_events: bool,
 }
 
 enum Step {
@@ -85,6 +90,8 @@ impl FileReader {
             config: None,
             read_bytes: 0,
             done: false,
+            channel: 0,
+            skip_events: false,
         })
     }
 
@@ -117,11 +124,15 @@ impl FileReader {
                 LinearReadEvent::Record { opcode, data } => {
                     let record = mcap::parse_record(opcode, data)
                         .map_err(|e| RecordingError::mcap(&self.path, e))?;
+                    if let mcap::records::Record::Message { header, .. } = &record {
+                        self.channel = header.channel_id;
+                    }
                     return take(
                         &self.path,
                         &mut self.channels,
                         &mut self.info,
                         &mut self.config,
+                        self.skip_events,
                         record,
                     );
                 }
@@ -137,6 +148,7 @@ fn take(
     channels: &mut HashMap<u16, Kind>,
     info: &mut Option<RecordingInfo>,
     config: &mut Option<String>,
+    skip_events: bool,
     record: mcap::records::Record<'_>,
 ) -> Result<Step, RecordingError> {
     use mcap::records::Record;
@@ -192,7 +204,11 @@ fn take(
                 }
                 Kind::Events => Ok(Step::Item(Item::Event {
                     t_ns: i64::try_from(header.log_time).unwrap_or(i64::MAX),
-                    line: data.into_owned(),
+                    line: if skip_events {
+                        Vec::new()
+                    } else {
+                        data.into_owned()
+                    },
                 })),
                 Kind::Ticks => {
                     let m: TickMessage =
@@ -212,14 +228,18 @@ pub struct RecordingReader {
     info: RecordingInfo,
     config_text: String,
     current: FileReader,
-    /// Items read while looking for the current file's identity.
-    pending: VecDeque<Item>,
+    /// Items read while looking for the current file's identity, with
+    /// their channels.
+    pending: VecDeque<(Item, u16)>,
     rest: VecDeque<PathBuf>,
     cut_off: Vec<CutOff>,
     files: Vec<PathBuf>,
     /// The latest tick any item so far belongs to: a next file must start
     /// at or after it.
     seen_tick: u64,
+    /// Which file of [`Self::files`] is being read.
+    part: usize,
+    skip_events: bool,
 }
 
 impl RecordingReader {
@@ -262,12 +282,14 @@ impl RecordingReader {
             cut_off: Vec::new(),
             files: all,
             seen_tick: 0,
+            part: 0,
+            skip_events: false,
         })
     }
 
     /// Read a file up to its identity (metadata and config), keeping any
     /// message met on the way.
-    fn open_file(path: &Path) -> Result<(FileReader, VecDeque<Item>), RecordingError> {
+    fn open_file(path: &Path) -> Result<(FileReader, VecDeque<(Item, u16)>), RecordingError> {
         let mut f = FileReader::open(path)?;
         let mut pending = VecDeque::new();
         while f.info.is_none() || f.config.is_none() {
@@ -278,7 +300,7 @@ impl RecordingReader {
                             path: path.to_path_buf(),
                         });
                     }
-                    pending.push_back(item);
+                    pending.push_back((item, f.channel));
                 }
                 Ok(Step::Other) => {}
                 Ok(Step::End) => break,
@@ -320,6 +342,21 @@ impl RecordingReader {
         &self.files
     }
 
+    /// Hand out [`Item::Event`]s with an empty line: for readers that only
+    /// need the events' times (a replay that does not verify), which saves
+    /// a copy of every event.
+    pub fn skip_event_lines(&mut self, skip: bool) {
+        self.skip_events = skip;
+        self.current.skip_events = skip;
+    }
+
+    /// Where the last [`Item::Sample`] came from: the file (index into
+    /// [`Self::files`]) and its channel there. The same pair is always the
+    /// same tag, so a caller can resolve a tag name once per channel.
+    pub fn sample_channel(&self) -> (usize, u16) {
+        (self.part, self.current.channel)
+    }
+
     /// Files that ended before their end, so far.
     pub fn cut_off(&self) -> &[CutOff] {
         &self.cut_off
@@ -331,7 +368,8 @@ impl RecordingReader {
     /// continue the recording.
     pub fn next_item(&mut self) -> Option<Result<Item, RecordingError>> {
         loop {
-            if let Some(item) = self.pending.pop_front() {
+            if let Some((item, channel)) = self.pending.pop_front() {
+                self.current.channel = channel;
                 self.saw(&item);
                 return Some(Ok(item));
             }
@@ -411,7 +449,9 @@ impl RecordingReader {
             });
         }
         self.current = f;
+        self.current.skip_events = self.skip_events;
         self.pending = pending;
+        self.part += 1;
         Ok(())
     }
 }

@@ -209,6 +209,10 @@ pub fn replay_driver(
     };
     let mut end_tick = first_tick;
     let mut past_end = false;
+    // Per channel of the file being read: its tag in `cfg`, once resolved.
+    let mut tag_of: Vec<Option<Option<crate::config::TagId>>> = Vec::new();
+    let mut tags_part = 0;
+    reader.skip_event_lines(!verify);
     while let Some(item) = reader.next_item() {
         if r.stopped() {
             break;
@@ -226,12 +230,23 @@ pub fn replay_driver(
                 }
                 r.run_to(at)?;
                 end_tick = end_tick.max(at);
-                match record.to_sample(&cfg.tags) {
-                    Ok(s) => {
+                // A channel is one tag: its name is looked up once.
+                let (part, channel) = reader.sample_channel();
+                if part != tags_part {
+                    tags_part = part;
+                    tag_of.clear();
+                }
+                let slot = usize::from(channel);
+                if tag_of.len() <= slot {
+                    tag_of.resize(slot + 1, None);
+                }
+                let id = *tag_of[slot].get_or_insert_with(|| cfg.tags.id(&record.tag));
+                match id {
+                    Some(id) => {
                         summary.samples += 1;
-                        r.driver.push(s);
+                        r.driver.push(record.to_sample_of(id));
                     }
-                    Err(_) => {
+                    None => {
                         summary.unknown_tag_samples += 1;
                         summary.first_unknown_tag.get_or_insert(record.tag);
                     }

@@ -73,14 +73,20 @@ impl SampleRecord {
         let tag: TagId = tags
             .id(&self.tag)
             .ok_or_else(|| RecordError::UnknownTag(self.tag.clone()))?;
-        Ok(Sample {
+        Ok(self.to_sample_of(tag))
+    }
+
+    /// The sample this record describes, for the tag `tag` (already
+    /// resolved by the caller, who may have looked its name up once).
+    pub fn to_sample_of(&self, tag: TagId) -> Sample {
+        Sample {
             tag,
             value: self.value.as_ref().map(Value::from),
             quality: self.quality,
             reason: self.reason,
             source_time_ns: self.source_time_ns,
             recv_time_ns: self.recv_time_ns,
-        })
+        }
     }
 }
 
