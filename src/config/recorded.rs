@@ -1,0 +1,106 @@
+//! `[[sources.recorded]]`: tags no live source provides, whose samples only
+//! ever come from recordings (`twin import` of a historian export, a CSV
+//! from a lab). Declaring them lets such data replay under a checked config:
+//! lines, machines and models can refer to them like any other tag. A live
+//! run connects to nothing for them, so they stay `no_data` there.
+
+use std::time::Duration;
+
+use super::decode::{Loc, MS, Sink, Table, check_tag_name};
+
+/// Longest `stale_after` of a recorded tag: a week. Imported data is often
+/// sparse (a lab value per shift, an hourly historian export), well beyond
+/// the hour a live source is allowed.
+pub const RECORDED_MAX_STALE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How a recorded tag's values are read from foreign data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedType {
+    Number,
+    Bool,
+    Text,
+}
+
+impl RecordedType {
+    pub const NAMES: &'static [&'static str] = &["number", "bool", "text"];
+    const ALIASES: &'static [(&'static str, &'static str)] = &[
+        ("float", "number"),
+        ("f64", "number"),
+        ("int", "number"),
+        ("boolean", "bool"),
+        ("string", "text"),
+        ("str", "text"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordedType::Number => "number",
+            RecordedType::Bool => "bool",
+            RecordedType::Text => "text",
+        }
+    }
+
+    fn from_name(s: &str) -> RecordedType {
+        match s {
+            "bool" => RecordedType::Bool,
+            "text" => RecordedType::Text,
+            _ => RecordedType::Number,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordedSource {
+    pub name: Loc<String>,
+    pub stale_after: Option<Duration>,
+    pub tags: Vec<RecordedTag>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordedTag {
+    pub tag: Loc<String>,
+    pub data_type: RecordedType,
+    pub unit: Option<String>,
+    pub stale_after: Option<Duration>,
+}
+
+pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<RecordedSource> {
+    let name = t.req_str(sink, "name");
+    let stale_after = t
+        .opt_duration(sink, "stale_after", MS, RECORDED_MAX_STALE)
+        .map(|d| d.value);
+    let mut tags = Vec::new();
+    for mut e in t.opt_table_array(sink, "tags") {
+        let tag = e.req_str(sink, "tag");
+        if let Some(tag) = &tag {
+            check_tag_name(sink, &e.key_path("tag"), tag);
+        }
+        let data_type = e
+            .opt_enum_aliased(sink, "type", RecordedType::NAMES, RecordedType::ALIASES)
+            .map_or(RecordedType::Number, |l| RecordedType::from_name(l.value));
+        let unit = e.opt_str(sink, "unit").map(|u| u.value);
+        let tag_stale = e
+            .opt_duration(sink, "stale_after", MS, RECORDED_MAX_STALE)
+            .map(|d| d.value);
+        e.finish(sink);
+        if let Some(tag) = tag {
+            tags.push(RecordedTag {
+                tag,
+                data_type,
+                unit,
+                stale_after: tag_stale,
+            });
+        }
+    }
+    t.finish(sink);
+    let Some(name) = name else {
+        sink.broken_tags
+            .extend(tags.into_iter().map(|t| t.tag.value));
+        return None;
+    };
+    Some(RecordedSource {
+        name,
+        stale_after,
+        tags,
+    })
+}
