@@ -453,15 +453,21 @@ pub fn import(
     }
 
     // Types: the config's, or what every cell of a column reads as.
+    let mut votes = vec![Votes::default(); key_names.len()];
+    if config.is_none() {
+        for r in &raws {
+            votes[r.key as usize].add(&r.cell);
+        }
+    }
     let types: Vec<RecordedType> = targets
         .iter()
-        .enumerate()
-        .map(|(k, t)| match (config, t) {
+        .zip(&votes)
+        .map(|(t, v)| match (config, t) {
             (Some(cfg), Some(t)) => cfg
                 .tags
                 .id(t)
                 .map_or(RecordedType::Number, |id| cfg.value_type(id)),
-            _ => infer_type(raws.iter().filter(|r| r.key as usize == k).map(|r| &r.cell)),
+            _ => v.decide(),
         })
         .collect();
 
@@ -709,25 +715,49 @@ fn cell_value(cell: &Cell, ty: RecordedType) -> Option<RecordValue> {
     }
 }
 
-/// The type every cell of a column reads as: number, else boolean (words
-/// only: a column of 0 and 1 is a number), else text.
-fn infer_type<'a>(cells: impl Iterator<Item = &'a Cell> + Clone) -> RecordedType {
-    use serde_json::Value as J;
-    let all = |f: fn(&Cell) -> bool| cells.clone().all(f);
-    if all(|c| match c {
-        Cell::Text(t) => parse_num(t).is_some(),
-        Cell::Json(J::Number(_)) => true,
-        _ => false,
-    }) {
-        RecordedType::Number
-    } else if all(|c| match c {
-        Cell::Text(t) => matches!(t.trim().to_ascii_lowercase().as_str(), "true" | "false"),
-        Cell::Json(J::Bool(_)) => true,
-        _ => false,
-    }) {
-        RecordedType::Bool
-    } else {
-        RecordedType::Text
+/// The type most cells of a column read as: number if more than half are
+/// numbers, else bool if more than half are `true`/`false` (words only: a
+/// column of 0 and 1 is a number), else text. A majority, not unanimity, so
+/// a stray word in a numeric column is a bad row, not a text column.
+fn infer_type<'a>(cells: impl Iterator<Item = &'a Cell>) -> RecordedType {
+    let mut v = Votes::default();
+    cells.for_each(|c| v.add(c));
+    v.decide()
+}
+
+/// Counts toward [`infer_type`], one per column, in one pass over the cells.
+#[derive(Debug, Clone, Copy, Default)]
+struct Votes {
+    cells: usize,
+    nums: usize,
+    bools: usize,
+}
+
+impl Votes {
+    fn add(&mut self, c: &Cell) {
+        use serde_json::Value as J;
+        let is_bool_word =
+            |t: &str| matches!(t.trim().to_ascii_lowercase().as_str(), "true" | "false");
+        self.cells += 1;
+        match c {
+            Cell::Text(t) | Cell::Json(J::String(t)) => {
+                self.nums += usize::from(parse_num(t).is_some());
+                self.bools += usize::from(is_bool_word(t));
+            }
+            Cell::Json(J::Number(_)) => self.nums += 1,
+            Cell::Json(J::Bool(_)) => self.bools += 1,
+            Cell::Json(_) => {}
+        }
+    }
+
+    fn decide(self) -> RecordedType {
+        if self.nums * 2 > self.cells {
+            RecordedType::Number
+        } else if self.bools * 2 > self.cells {
+            RecordedType::Bool
+        } else {
+            RecordedType::Text
+        }
     }
 }
 
@@ -752,8 +782,10 @@ mod tests {
         assert_eq!(infer_type(nums.iter()), RecordedType::Number);
         let bools = [t("true"), t("FALSE")];
         assert_eq!(infer_type(bools.iter()), RecordedType::Bool);
-        let text = [t("B-17"), t("1")];
+        let text = [t("B-17"), t("1"), t("B-18")];
         assert_eq!(infer_type(text.iter()), RecordedType::Text);
+        let mostly = [t("1"), t("fast"), t("3")];
+        assert_eq!(infer_type(mostly.iter()), RecordedType::Number);
     }
 
     #[test]
