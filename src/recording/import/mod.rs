@@ -406,7 +406,7 @@ pub fn import(
     let mut unknown = Vec::new();
     for name in &key_names {
         let tag = match maps.get(name.as_str()) {
-            Some(t) if t.is_empty() => None,
+            Some(&"") => None,
             Some(t) => Some((*t).to_string()),
             None => Some(match config {
                 Some(_) => name.clone(),
@@ -700,9 +700,9 @@ fn cell_value(cell: &Cell, ty: RecordedType) -> Option<RecordValue> {
         (RecordedType::Number, Cell::Json(J::String(s))) => parse_num(s).map(RecordValue::Num),
         (RecordedType::Bool, Cell::Text(t)) => parse_bool(t).map(RecordValue::Bool),
         (RecordedType::Bool, Cell::Json(J::Bool(b))) => Some(RecordValue::Bool(*b)),
-        (RecordedType::Bool, Cell::Json(J::Number(n))) => match n.as_f64() {
-            Some(v) if v == 0.0 => Some(RecordValue::Bool(false)),
-            Some(v) if v == 1.0 => Some(RecordValue::Bool(true)),
+        (RecordedType::Bool, Cell::Json(J::Number(n))) => match n.as_u64() {
+            Some(0) => Some(RecordValue::Bool(false)),
+            Some(1) => Some(RecordValue::Bool(true)),
             _ => None,
         },
         (RecordedType::Bool, Cell::Json(J::String(s))) => parse_bool(s).map(RecordValue::Bool),
@@ -719,6 +719,7 @@ fn cell_value(cell: &Cell, ty: RecordedType) -> Option<RecordValue> {
 /// numbers, else bool if more than half are `true`/`false` (words only: a
 /// column of 0 and 1 is a number), else text. A majority, not unanimity, so
 /// a stray word in a numeric column is a bad row, not a text column.
+#[cfg(test)]
 fn infer_type<'a>(cells: impl Iterator<Item = &'a Cell>) -> RecordedType {
     let mut v = Votes::default();
     cells.for_each(|c| v.add(c));

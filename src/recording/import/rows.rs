@@ -133,58 +133,54 @@ impl Rows {
                 reader,
                 header,
                 record,
-            } => {
-                match reader.read_record(record) {
-                    Ok(false) => None,
-                    Ok(true) => {
-                        let row = record.position().map_or(0, |p| p.line());
-                        if record.len() > header.len() {
-                            return Some(Err(Ok(BadRow {
+            } => match reader.read_record(record) {
+                Ok(false) => None,
+                Ok(true) => {
+                    let row = record.position().map_or(0, |p| p.line());
+                    if record.len() > header.len() {
+                        return Some(Err(Ok(BadRow {
+                            path: path.clone(),
+                            row,
+                            col: header.len() + 1,
+                            column: String::new(),
+                            detail: format!(
+                                "the row has {} fields, the header names {}",
+                                record.len(),
+                                header.len()
+                            ),
+                        })));
+                    }
+                    let fields = record
+                        .iter()
+                        .zip(header.iter())
+                        .enumerate()
+                        .map(|(i, (v, name))| Field {
+                            col: i + 1,
+                            name: name.clone(),
+                            cell: Cell::Text(v.to_string()),
+                        })
+                        .collect();
+                    Some(Ok(Row { row, fields }))
+                }
+                Err(e) => {
+                    let row = e.position().map_or(0, |p| p.line());
+                    match e.kind() {
+                        csv::ErrorKind::Io(_) => {
+                            Some(Err(Err(ImportError::setup(path, e.to_string()))))
+                        }
+                        _ => {
+                            let bad = BadRow {
                                 path: path.clone(),
                                 row,
-                                col: header.len() + 1,
+                                col: 0,
                                 column: String::new(),
-                                detail: format!(
-                                    "the row has {} fields, the header names {}",
-                                    record.len(),
-                                    header.len()
-                                ),
-                            })));
-                        }
-                        let fields = record
-                            .iter()
-                            .zip(header.iter())
-                            .enumerate()
-                            .map(|(i, (v, name))| Field {
-                                col: i + 1,
-                                name: name.clone(),
-                                cell: Cell::Text(v.to_string()),
-                            })
-                            .collect();
-                        Some(Ok(Row { row, fields }))
-                    }
-                    Err(e) => {
-                        let row = e.position().map_or(0, |p| p.line());
-                        match e.kind() {
-                            csv::ErrorKind::Io(_) => {
-                                Some(Err(Err(ImportError::setup(path, e.to_string()))))
-                            }
-                            _ => {
-                                // The reader cannot step past a broken
-                                // record reliably; treat the rest as gone.
-                                let bad = BadRow {
-                                    path: path.clone(),
-                                    row,
-                                    col: 0,
-                                    column: String::new(),
-                                    detail: format!("not a CSV row: {e}"),
-                                };
-                                Some(Err(Ok(bad)))
-                            }
+                                detail: format!("not a CSV row: {e}"),
+                            };
+                            Some(Err(Ok(bad)))
                         }
                     }
                 }
-            }
+            },
             Rows::Jsonl { path, lines, line } => loop {
                 let text = match lines.next()? {
                     Ok(t) => t,
