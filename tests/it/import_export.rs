@@ -118,6 +118,16 @@ fn r10_import_wide_csv_replays_every_value_at_its_row_time() {
     // seconds): `t` is the row's time too.
     let first = tag_events(&ev, "speed")[0];
     assert_eq!(first["t"], "2026-12-04T10:00:00.000Z", "{first}");
+    // The starter config file replays the import as the embedded one does.
+    let out = dir.path().join("with-config.jsonl");
+    ok(
+        run(&["replay", s(&cfg), s(&rec), "--events", s(&out)]),
+        "twin replay starter.toml rec.mcap",
+    );
+    assert_eq!(
+        std::fs::read(&out).expect("events"),
+        std::fs::read(dir.path().join("events.jsonl")).expect("events")
+    );
 }
 
 #[test]

@@ -385,72 +385,7 @@ pub fn import(
         }
     }
 
-    // Names → tags.
-    let maps: HashMap<&str, &str> = opts
-        .maps
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    for m in maps.keys() {
-        if !keys.contains_key(*m) {
-            return Err(ImportError::setup(
-                input,
-                format!("--map names {m:?}, which the data does not have")
-                    + &did_you_mean(m, key_names.iter().map(String::as_str))
-                        .map_or_else(String::new, |g| format!("; {g}")),
-            ));
-        }
-    }
-    // Per key: the tag it goes to (None: dropped).
-    let mut targets: Vec<Option<String>> = Vec::with_capacity(key_names.len());
-    let mut unknown = Vec::new();
-    for name in &key_names {
-        let tag = match maps.get(name.as_str()) {
-            Some(&"") => None,
-            Some(t) => Some((*t).to_string()),
-            None => Some(match config {
-                Some(_) => name.clone(),
-                None => starter::tag_name(name),
-            }),
-        };
-        if let (Some(cfg), Some(t)) = (config, &tag)
-            && cfg.tags.id(t).is_none()
-        {
-            let guess = did_you_mean(t, cfg.tags.iter().map(|d| d.name.as_str()));
-            unknown.push(format!(
-                "{name:?}{}{}",
-                if t == name {
-                    String::new()
-                } else {
-                    format!(" (mapped to {t:?})")
-                },
-                guess.map_or_else(String::new, |g| format!(": {g}"))
-            ));
-        }
-        targets.push(tag);
-    }
-    if !unknown.is_empty() {
-        return Err(ImportError::setup(
-            input,
-            format!(
-                "the config has no tag for {}; map a column onto a tag with --map COLUMN=TAG, or drop it with --map COLUMN=",
-                unknown.join(", ")
-            ),
-        ));
-    }
-    let mut seen: HashMap<&str, &str> = HashMap::new();
-    for (name, tag) in key_names.iter().zip(&targets) {
-        if let Some(t) = tag
-            && let Some(other) = seen.insert(t, name)
-        {
-            return Err(ImportError::setup(
-                input,
-                format!(
-                    "{other:?} and {name:?} both go to tag {t:?}; map one elsewhere with --map COLUMN=TAG"
-                ),
-            ));
-        }
-    }
+    let targets = resolve_targets(input, config, &opts.maps, &key_names)?;
 
     // Types: the config's, or what every cell of a column reads as.
     let mut votes = vec![Votes::default(); key_names.len()];
@@ -625,6 +560,79 @@ pub fn import(
         last_ns,
         last_tick,
     })
+}
+
+/// The tag each name (column, or long tag value) goes to, None where
+/// `--map NAME=` drops it: the map's, else the config's tag of that name
+/// (which must exist), else the name made a tag name (starter config).
+fn resolve_targets(
+    input: &Path,
+    config: Option<&LoadedConfig>,
+    map: &[(String, String)],
+    key_names: &[String],
+) -> Result<Vec<Option<String>>, ImportError> {
+    let maps: HashMap<&str, &str> = map.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    for (m, _) in map {
+        if !key_names.iter().any(|k| k == m) {
+            return Err(ImportError::setup(
+                input,
+                format!("--map names {m:?}, which the data does not have")
+                    + &did_you_mean(m, key_names.iter().map(String::as_str))
+                        .map_or_else(String::new, |g| format!("; {g}")),
+            ));
+        }
+    }
+    // Per key: the tag it goes to (None: dropped).
+    let mut targets: Vec<Option<String>> = Vec::with_capacity(key_names.len());
+    let mut unknown = Vec::new();
+    for name in key_names {
+        let tag = match maps.get(name.as_str()) {
+            Some(&"") => None,
+            Some(t) => Some((*t).to_string()),
+            None => Some(match config {
+                Some(_) => name.clone(),
+                None => starter::tag_name(name),
+            }),
+        };
+        if let (Some(cfg), Some(t)) = (config, &tag)
+            && cfg.tags.id(t).is_none()
+        {
+            let guess = did_you_mean(t, cfg.tags.iter().map(|d| d.name.as_str()));
+            unknown.push(format!(
+                "{name:?}{}{}",
+                if t == name {
+                    String::new()
+                } else {
+                    format!(" (mapped to {t:?})")
+                },
+                guess.map_or_else(String::new, |g| format!(": {g}"))
+            ));
+        }
+        targets.push(tag);
+    }
+    if !unknown.is_empty() {
+        return Err(ImportError::setup(
+            input,
+            format!(
+                "the config has no tag for {}; map a column onto a tag with --map COLUMN=TAG, or drop it with --map COLUMN=",
+                unknown.join(", ")
+            ),
+        ));
+    }
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (name, tag) in key_names.iter().zip(&targets) {
+        if let Some(t) = tag
+            && let Some(other) = seen.insert(t, name)
+        {
+            return Err(ImportError::setup(
+                input,
+                format!(
+                    "{other:?} and {name:?} both go to tag {t:?}; map one elsewhere with --map COLUMN=TAG"
+                ),
+            ));
+        }
+    }
+    Ok(targets)
 }
 
 /// Where the recording is written until it is whole, beside `out` so the
