@@ -104,3 +104,51 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<RecordedSo
         tags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{RecordedType, TagSource, load_str};
+    use std::path::Path;
+
+    const BASE: &str = "[plant]\nname = \"lab\"\n\n[[sources.recorded]]\nname = \"lims\"\nstale_after = \"3d\"\n\
+        [[sources.recorded.tags]]\ntag = \"oven.temp\"\nunit = \"degC\"\n\
+        [[sources.recorded.tags]]\ntag = \"oven.batch\"\ntype = \"text\"\nstale_after = \"90m\"\n";
+
+    #[test]
+    fn recorded_tags_join_the_tag_table_with_their_type_and_long_staleness() {
+        let cfg = load_str(Path::new("p.toml"), BASE).expect("valid");
+        let temp = cfg.tags.id("oven.temp").expect("declared");
+        let batch = cfg.tags.id("oven.batch").expect("declared");
+        assert_eq!(
+            cfg.tags.get(temp).source,
+            TagSource::Recorded { source: 0, tag: 0 }
+        );
+        assert_eq!(cfg.value_type(temp), RecordedType::Number);
+        assert_eq!(cfg.value_type(batch), RecordedType::Text);
+        assert_eq!(cfg.tags.get(temp).stale_after.as_secs(), 3 * 24 * 3600);
+        assert_eq!(cfg.tags.get(batch).stale_after.as_secs(), 90 * 60);
+        assert_eq!(cfg.source_name(temp), "lims");
+        assert_eq!(cfg.recorded_tags(), vec!["oven.temp", "oven.batch"]);
+    }
+
+    #[test]
+    fn a_recorded_tag_is_read_only_for_a_setpoint_and_its_source_name_is_unique() {
+        let text = format!(
+            "{BASE}\n[[sources.mqtt]]\nname = \"lims\"\nbroker = \"embedded\"\n\
+             [[sources.mqtt.topics]]\ntopic = \"t\"\ntag = \"x\"\n\n\
+             [[setpoints]]\ntag = \"oven.temp\"\nmin = 0\nmax = 1\n"
+        );
+        let report = load_str(Path::new("p.toml"), &text).expect_err("invalid");
+        let all = report.to_string();
+        assert!(all.contains("recorded source \"lims\""), "{all}");
+        assert!(all.contains("duplicate source name \"lims\""), "{all}");
+        let too_stale = BASE.replace("\"3d\"", "\"8d\"");
+        let report = load_str(Path::new("p.toml"), &too_stale).expect_err("over a week");
+        assert!(
+            report
+                .to_string()
+                .contains("sources.recorded[0].stale_after"),
+            "{report}"
+        );
+    }
+}
