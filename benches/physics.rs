@@ -436,37 +436,7 @@ fn ecs_sync(c: &mut Criterion) {
     g.finish();
 }
 
-/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): on a shared 2-core
-/// machine the paired run counts the time the bench actually ran, not the
-/// time other processes took. Not a wall clock, and only in this bench.
-#[cfg(target_os = "linux")]
-fn thread_cpu_time() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_time() -> Duration {
-    Duration::ZERO
-}
+use twin::wallclock::thread_cpu_time;
 
 /// Wall and CPU time of one timed stretch, summed.
 #[derive(Default, Clone, Copy)]

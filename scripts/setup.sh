@@ -56,6 +56,11 @@ if ((${#need_mqtt[@]})); then
   apt_install "${need_mqtt[@]}"
 fi
 
+# --- Headless Chromium for the report test (tests/it/report.rs) ------------
+# The test renders `twin report`'s page and looks at the screenshot; only
+# tests need it, never the twin.
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+
 # --- Python venv for the interop tests (tests/peers/*.py) -------------------
 
 venv_ok() {

@@ -3,6 +3,8 @@
 //! Data flows left to right through the modules and never back:
 //! [`config`] → [`sources`] → [`twin`] (the deterministic core) → [`sinks`].
 //! [`physics`] is the rapier model of the lines, beside the core.
+//! [`report`] turns what the twin wrote (its event stream) into an HTML
+//! page for QA.
 //! [`sim`] is the virtual plant the other end of the wire talks to, and
 //! [`cli`] wires it all together for the `twin` binary.
 
@@ -13,6 +15,7 @@ pub mod endpoints;
 pub mod physics;
 pub mod qa;
 pub mod recording;
+pub mod report;
 pub mod runtime;
 pub mod sim;
 pub mod sinks;

@@ -2,6 +2,9 @@
 //!
 //! The demo plant ships inside the binary, so the command works from any
 //! directory on a fresh machine. Everything listens on loopback, on free ports.
+//! With `--headless` nothing listens and no clock runs: the plant and the
+//! twin run in lockstep on one simulated clock (`sim::lockstep`), as fast as
+//! the CPU allows.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,11 +12,14 @@ use std::time::Duration;
 use clap::Args;
 use tracing::{error, info};
 
-use super::EXIT_FAILURE;
-use super::load::{load, load_text};
+use super::load::{load, load_text, render_report};
 use super::output::Stderr;
+use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::runtime::{RunOptions, run_live};
+use crate::sim::lockstep::{self, EventFile, LockstepOptions};
+use crate::sim::scenario::{self, Scenario};
 use crate::sim::{SimOptions, start};
+use crate::sinks::Sink;
 
 /// The demo plant, `plant-configs/packaging-line.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../../plant-configs/packaging-line.toml");
@@ -36,11 +42,42 @@ pub struct DemoArgs {
     /// Do not show the live table even if stdout is a terminal.
     #[arg(long)]
     pub no_table: bool,
+    /// Inject the faults of this scenario file (plant-configs/scenarios/).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Seed of the plant's noise.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Write the plant's ground-truth fault labels as JSON lines. Default
+    /// with --events FILE: next to it, `E.jsonl` → `E.labels.jsonl`.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// No sockets and no clock: the plant and the twin on one simulated
+    /// clock, as fast as the CPU allows, for --for of sim time. The same
+    /// config, scenario and seed give byte-identical events and labels.
+    #[arg(long)]
+    pub headless: bool,
+}
+
+/// A usage error, as clap reports one.
+const EXIT_USAGE: i32 = 2;
+
+/// Where the labels go: `--labels`, or next to an event file (not stdout).
+fn labels(args: &DemoArgs) -> Option<PathBuf> {
+    let events = args.events.as_deref().filter(|e| *e != "-").map(Path::new);
+    super::sim::labels_path(events, args.labels.as_deref())
 }
 
 pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
     let (events, table) = super::outputs(args.events.as_deref(), args.no_table);
+    let table = table && !args.headless;
     super::init_logging(log, table);
+    if args.headless && args.duration.is_none() {
+        error!(
+            "--headless needs --for: how much sim time to run, e.g. --for 8h (a headless run has no clock to stop it by)"
+        );
+        return EXIT_USAGE;
+    }
     let loaded = match &args.config {
         Some(p) => load(p, Stderr::Queue),
         None => load_text(
@@ -53,6 +90,19 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let scenario = match &args.scenario {
+        Some(p) => match scenario::load_file(p, &cfg) {
+            Ok(s) => Some(s),
+            Err(report) => {
+                Stderr::Queue.write(&render_report(&report, false));
+                return EXIT_CONFIG;
+            }
+        },
+        None => None,
+    };
+    if let (true, Some(duration)) = (args.headless, args.duration) {
+        return headless(&args, &cfg, scenario.as_ref(), duration);
+    }
     let stream = match super::open_events(events, &args.events_policy) {
         Ok(s) => s,
         Err(code) => return code,
@@ -61,6 +111,9 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         let opts = SimOptions {
             modbus_ports: [("*".to_string(), 0)].into_iter().collect(),
             mqtt_port: Some(0),
+            seed: args.seed,
+            labels: labels(&args),
+            scenario,
             ..SimOptions::default()
         };
         let sim_stop = shutdown.child_token();
@@ -87,4 +140,54 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         let _ = tokio::time::timeout(Duration::from_secs(3), sim.task).await;
         code
     })
+}
+
+/// `--headless`: the lockstep run, its event file and labels.
+fn headless(
+    args: &DemoArgs,
+    cfg: &crate::config::LoadedConfig,
+    scenario: Option<&Scenario>,
+    duration: Duration,
+) -> i32 {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(target) = args.events.as_deref() {
+        match EventFile::create(target) {
+            Ok(f) => sinks.push(Box::new(f)),
+            Err(e) => {
+                error!(path = target, error = %e, "Cannot open the event stream for writing.");
+                return EXIT_FAILURE;
+            }
+        }
+    }
+    if let Some(r) = args.record.recorder(cfg, "headless") {
+        // No plant to keep up with: the recording waits for the disk
+        // rather than stop.
+        sinks.push(Box::new(r.waiting_when_full()));
+    }
+    let opts = LockstepOptions {
+        seed: args.seed,
+        labels: labels(args),
+        ..LockstepOptions::new(duration)
+    };
+    let wall = crate::wallclock::monotonic();
+    match lockstep::run(cfg, scenario, &opts, sinks) {
+        Ok(r) => {
+            let secs = crate::wallclock::since(wall).as_secs_f64();
+            info!(
+                sim_s = r.sim.as_secs_f64(),
+                wall_s = secs,
+                x_real_time = r.sim.as_secs_f64() / secs.max(1e-9),
+                ticks = r.ticks,
+                events = r.events,
+                samples = r.samples,
+                labels = r.labels,
+                "Headless demo done."
+            );
+            0
+        }
+        Err(e) => {
+            error!("{e}");
+            EXIT_FAILURE
+        }
+    }
 }

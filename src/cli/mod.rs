@@ -13,6 +13,7 @@ mod output;
 mod record;
 pub mod recover;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod sim;
 pub mod snapshot;
@@ -76,6 +77,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// A recording's samples as CSV.
     Export(export::ExportArgs),
+    /// Write one self-contained HTML report (plots, tables) of an event stream.
+    Report(report::ReportArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -223,7 +226,8 @@ fn run_command(cli: Cli) -> i32 {
         Command::Sim(args) => sim::run(args, cli.log.as_deref()),
         Command::Demo(args) => demo::run(args, cli.log.as_deref()),
         Command::Whatif(args) => {
-            init_logging(cli.log.as_deref(), false);
+            // A live read's run logs are noise next to the forecast.
+            init_logging(cli.log.as_deref(), true);
             whatif::run(&args)
         }
         Command::Snapshot(args) => {
@@ -250,6 +254,10 @@ fn run_command(cli: Cli) -> i32 {
         Command::Export(args) => {
             init_logging(cli.log.as_deref(), false);
             export::run(&args)
+        }
+        Command::Report(args) => {
+            init_logging(cli.log.as_deref(), false);
+            report::run(&args)
         }
     }
 }

@@ -46,10 +46,18 @@ pub struct ReplayArgs {
     /// at the first difference, naming it.
     #[arg(long)]
     pub verify: bool,
+    /// Check the replayed events against these expectations (docs/qa.md);
+    /// exit 1 if one fails.
+    #[arg(long, value_name = "EXPECT.toml")]
+    pub expect: Option<PathBuf>,
+    /// With --expect: write the verdicts as JUnit XML for CI.
+    #[arg(long, value_name = "OUT.xml", requires = "expect")]
+    pub junit: Option<PathBuf>,
 }
 
-/// `90s` from the recording's start, or an RFC 3339 time.
-fn parse_time(s: &str, start_ns: i64) -> Result<i64, String> {
+/// `90s` from the recording's start, or an RFC 3339 time (`--from`,
+/// `--to`, and `twin whatif --at`).
+pub(super) fn parse_time(s: &str, start_ns: i64) -> Result<i64, String> {
     if let Ok(d) = humantime::parse_duration(s) {
         let d = i64::try_from(d.as_nanos()).map_err(|_| format!("{s:?} is too far"))?;
         return Ok(start_ns.saturating_add(d));
@@ -133,6 +141,20 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
             }
         }
     }
+    let expectations = match &args.expect {
+        Some(p) => match super::expect::load(p) {
+            Ok(e) => Some(e),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let report_slot = expectations.map(|e| {
+        let (sink, slot) = crate::qa::ExpectSink::new(e.checker());
+        opts.sinks.push(Box::new(sink));
+        slot
+    });
+    let junit = args.junit.clone();
+    let events_on_stdout = args.events.as_deref() == Some("-");
     if args.verify && config.is_some() && !reader_config_matches(&reader, &cfg) {
         warn!(
             "--verify compares with the recorded events, which only a replay under the recorded config reproduces; not verifying."
@@ -196,7 +218,25 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
         if s.cancelled {
             return 130;
         }
-        0
+        match report_slot.and_then(|slot| slot.take()) {
+            Some(report) if events_on_stdout => {
+                // Stdout carries the events: the verdicts go to stderr.
+                Stderr::Wait.write(&report.render());
+                if let Some(p) = &junit
+                    && let Err(e) = std::fs::write(p, crate::qa::junit::to_xml(&report))
+                {
+                    error!(path = %p.display(), error = %e, "Cannot write the JUnit report.");
+                    return EXIT_FAILURE;
+                }
+                if report.passed() { 0 } else { 1 }
+            }
+            Some(report) => super::expect::conclude(
+                &report,
+                junit.as_deref(),
+                &mut super::output::Stdout::new(),
+            ),
+            None => 0,
+        }
     })
 }
 

@@ -1,12 +1,16 @@
 //! `twin whatif CONFIG --set TAG=VALUE ... --horizon 60s`: what a line would
 //! do under other setpoints, for engineers.
 //!
-//! It builds the line's physics model from the config, runs it at the base
-//! values (`--base`, then the product's nominal arrival interval) until it
-//! is in a steady state (`--warmup`), and from that one state forecasts the
+//! It starts from a state of the line (see `start`): a recording's at a
+//! given time (`--at`), the live plant's current values (`--endpoints`),
+//! or, with neither, the virtual plant's nominal values, each one said.
+//! Without a recorded state it runs the line at those base values until it
+//! is in a steady state (`--warmup`). From that one state it forecasts the
 //! horizon twice: as is, and with `--set` applied. Both forecasts come from
-//! [`LineModel::lookahead`], the API the optimiser and the guard use. No
-//! source is contacted; the plant is not touched.
+//! [`LineModel::lookahead`], the API the optimiser and the guard use.
+//! Nothing is written to the plant.
+
+mod start;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +24,7 @@ use crate::config::{Line, StationCycle};
 use crate::physics::LineModel;
 use crate::physics::lookahead::{Candidate, Forecast, LOOKAHEAD_DT};
 use crate::wallclock;
+use start::Origin;
 
 #[derive(Debug, Args)]
 pub struct WhatifArgs {
@@ -29,15 +34,39 @@ pub struct WhatifArgs {
     /// cycle-time tag (s), or `conveyor:ID` (m/s) or `station:ID` (s).
     #[arg(long = "set", value_name = "TAG=VALUE", value_parser = parse_setpoint)]
     pub set: Vec<String>,
-    /// The value a setpoint has now, in the same form as --set. Every belt
-    /// needs a speed from --base or --set (there is no live plant here).
+    /// The value a setpoint has now, in the same form as --set. Overrides
+    /// the value read (--at, --endpoints) or assumed.
     #[arg(long = "base", value_name = "TAG=VALUE", value_parser = parse_setpoint)]
     pub base: Vec<String>,
+    /// Start from a recording's state at TIME: REC.mcap@90s (an offset into
+    /// the recording) or REC.mcap@2026-12-04T10:00:00Z. The recording is
+    /// replayed under CONFIG up to TIME; the forecasts start from the line
+    /// as the twin had it then, products on the belts included.
+    #[arg(long, value_name = "REC.mcap@TIME", conflicts_with_all = ["live", "endpoints", "modbus", "mqtt"])]
+    pub at: Option<String>,
+    /// Read the current belt speeds and station cycle times from the live
+    /// plant at the config's addresses (implied by --endpoints, --modbus,
+    /// --mqtt).
+    #[arg(long)]
+    pub live: bool,
+    /// Read the live plant with endpoint overrides from a JSON file (as
+    /// written by `twin sim --endpoints-out`).
+    #[arg(long, value_name = "FILE")]
+    pub endpoints: Option<PathBuf>,
+    /// Read the live plant with Modbus device DEVICE at HOST:PORT.
+    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT", value_parser = super::parse_override)]
+    pub modbus: Vec<String>,
+    /// Read the live plant with MQTT or Sparkplug source SOURCE at URL.
+    #[arg(long = "mqtt", value_name = "SOURCE=URL", value_parser = super::parse_override)]
+    pub mqtt: Vec<String>,
+    /// How long to wait for the live plant's values to be good.
+    #[arg(long = "read-timeout", value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
+    pub read_timeout: Duration,
     /// How far to look ahead.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::parse_duration)]
     pub horizon: Duration,
     /// Simulated time at the base values before the forecasts start, to fill
-    /// the line.
+    /// the line (not with --at: the recording says where the products are).
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = super::parse_duration)]
     pub warmup: Duration,
     /// Time between arrivals at the infeed. Default: the product's
@@ -50,6 +79,12 @@ pub struct WhatifArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+impl WhatifArgs {
+    fn reads_live(&self) -> bool {
+        self.live || self.endpoints.is_some() || !self.modbus.is_empty() || !self.mqtt.is_empty()
+    }
 }
 
 /// A setpoint, resolved to what it drives in the line's model.
@@ -193,43 +228,71 @@ pub fn run(args: &WhatifArgs) -> i32 {
             line.id.value
         ));
     }
+    let mut overrides = Vec::new();
+    for a in &args.base {
+        match resolve(line, a) {
+            Ok(tv) => overrides.push(tv),
+            Err(e) => return fail(format!("--base {e}")),
+        }
+    }
+    let mut sets = Vec::new();
+    for a in &args.set {
+        match resolve(line, a) {
+            Ok(tv) => sets.push(tv),
+            Err(e) => return fail(format!("--set {e}")),
+        }
+    }
+    let given: Vec<Target> = overrides.iter().map(|(t, _)| *t).collect();
+    let start = if let Some(spec) = &args.at {
+        start::recording(&cfg, line, spec)
+    } else if args.reads_live() {
+        start::live(
+            &cfg,
+            line,
+            &given,
+            &start::LiveArgs {
+                endpoints: args.endpoints.as_deref(),
+                modbus: &args.modbus,
+                mqtt: &args.mqtt,
+                timeout: args.read_timeout,
+            },
+        )
+    } else {
+        start::nominal(&cfg, line, &given)
+    };
+    let start = match start {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if !start.assumed.is_empty() {
+        let mut text = String::new();
+        for a in &start.assumed {
+            text += &format!("assumed: {} = {} {} ({})\n", a.name, a.value, a.unit, a.why);
+        }
+        text += "hint: give current values with --base TAG=VALUE, or start from a recording (--at REC.mcap@TIME) or the live plant (--endpoints FILE)\n";
+        Stderr::Wait.write(&text);
+    }
     let mut base = Candidate {
         arrival_interval: arrival,
         ..Candidate::default()
     };
-    for a in &args.base {
-        match resolve(line, a) {
-            Ok((t, v)) => apply(&mut base, t, v),
-            Err(e) => return fail(format!("--base {e}")),
-        }
+    for &(t, v) in start.values.iter().chain(&overrides) {
+        apply(&mut base, t, v);
     }
     let mut candidate = base.clone();
-    for a in &args.set {
-        match resolve(line, a) {
-            Ok((t, v)) => apply(&mut candidate, t, v),
-            Err(e) => return fail(format!("--set {e}")),
-        }
+    for &(t, v) in &sets {
+        apply(&mut candidate, t, v);
     }
-    for (i, c) in line.conveyors.iter().enumerate() {
-        if !candidate.belt_speeds.iter().any(|(k, _)| *k == i) {
-            return fail(format!(
-                "conveyor \"{}\" has no speed: give its current value with --base {}=M_PER_S (no live plant is read)",
-                c.id.value, c.speed_tag.value
-            ));
-        }
-    }
-    // Belts the candidate does not set run at their base speed; a belt set
-    // only by --set runs at that speed in both (there is no other value).
-    for &(i, v) in &candidate.belt_speeds {
-        if !base.belt_speeds.iter().any(|(k, _)| *k == i) {
-            base.belt_speeds.push((i, v));
-        }
-    }
-
-    let model = match LineModel::new(line, LOOKAHEAD_DT).lookahead_state(&base, args.warmup) {
-        Ok((m, _)) => m,
-        Err(e) => return fail(format!("the warm-up failed: {e}")),
+    let (model, warmup) = match start.model {
+        // A recorded state: belts and stations run as the model holds them
+        // unless --base says otherwise.
+        Some(m) => (m, Duration::ZERO),
+        None => match LineModel::new(line, LOOKAHEAD_DT).lookahead_state(&base, args.warmup) {
+            Ok((m, _)) => (m, args.warmup),
+            Err(e) => return fail(format!("the warm-up failed: {e}")),
+        },
     };
+    let state = StartState::of(line, &model, &base);
     let t0 = wallclock::monotonic();
     // The two forecasts are independent copies of one state: run them side
     // by side (each is deterministic on its own, so this changes nothing
@@ -258,7 +321,14 @@ pub fn run(args: &WhatifArgs) -> i32 {
         let v = json!({
             "line": line.id.value,
             "horizon_s": args.horizon.as_secs_f64(),
-            "warmup_s": args.warmup.as_secs_f64(),
+            "warmup_s": warmup.as_secs_f64(),
+            "start": state.json(&start.origin),
+            "assumed": start.assumed.iter().map(|a| json!({
+                "setpoint": a.name,
+                "value": a.value,
+                "unit": a.unit,
+                "why": a.why,
+            })).collect::<Vec<_>>(),
             "base": forecast_json(&now),
             "candidate": forecast_json(&then),
             "speed_x_real_time": speed.round(),
@@ -267,11 +337,11 @@ pub fn run(args: &WhatifArgs) -> i32 {
         return out.exit_code(0);
     }
     let mut table = format!(
-        "line {}: next {} after {} of warm-up\n",
+        "line {}: {}\n",
         line.id.value,
-        humantime::format_duration(args.horizon),
-        humantime::format_duration(args.warmup)
+        state.describe(&start.origin, warmup)
     );
+    table += &format!("next {}\n", humantime::format_duration(args.horizon));
     let heads = [
         "throughput/min",
         "out",
@@ -290,4 +360,127 @@ pub fn run(args: &WhatifArgs) -> i32 {
     table += &format!("(simulated {:.0}x faster than real time)\n", speed);
     out.write(&table);
     out.exit_code(0)
+}
+
+/// The state the forecasts start from, as reported: WIP and the base
+/// values of the belts and stations.
+struct StartState {
+    wip: usize,
+    /// (speed tag, m/s).
+    belts: Vec<(String, f64)>,
+    /// (station id, cycle time in s; `None`: unknown, the station holds).
+    stations: Vec<(String, Option<f64>)>,
+}
+
+impl StartState {
+    /// `model` as the forecasts take it, with `base` applied.
+    fn of(line: &Line, model: &LineModel, base: &Candidate) -> Self {
+        let belts = line
+            .conveyors
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let v = base
+                    .belt_speeds
+                    .iter()
+                    .find(|(k, _)| *k == i)
+                    .map(|(_, v)| *v)
+                    .or_else(|| model.belt_speed_at(i))
+                    .unwrap_or(0.0);
+                (c.speed_tag.value.clone(), f64::from(v))
+            })
+            .collect();
+        let stations = line
+            .stations
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let c = base
+                    .station_cycles
+                    .iter()
+                    .find(|(k, _)| *k == i)
+                    .map(|(_, c)| *c)
+                    .or_else(|| model.stations().get(i).and_then(|m| m.cycle()));
+                (s.id.value.clone(), c.map(|c| c.as_secs_f64()))
+            })
+            .collect();
+        StartState {
+            wip: model.product_count(),
+            belts,
+            stations,
+        }
+    }
+
+    fn json(&self, origin: &Origin) -> serde_json::Value {
+        let belts: serde_json::Map<String, serde_json::Value> = self
+            .belts
+            .iter()
+            .map(|(t, v)| (t.clone(), json!(round3(*v))))
+            .collect();
+        let stations: serde_json::Map<String, serde_json::Value> = self
+            .stations
+            .iter()
+            .map(|(id, c)| (id.clone(), json!(c.map(round3))))
+            .collect();
+        let mut v = json!({
+            "wip": self.wip,
+            "belt_speeds": belts,
+            "station_cycles_s": stations,
+        });
+        let extra = match origin {
+            Origin::Recording { path, t_ns, offset } => json!({
+                "from": "recording",
+                "recording": path.display().to_string(),
+                "t": crate::twin::events::rfc3339(*t_ns),
+                "offset_s": offset.as_secs_f64(),
+                "products_known": true,
+            }),
+            Origin::Live { t_ns, read } => json!({
+                "from": "live",
+                "t": crate::twin::events::rfc3339(*t_ns),
+                "read": read.iter().map(|(t, v)| (t.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "products_known": false,
+            }),
+            Origin::Nominal => json!({
+                "from": "assumed",
+                "products_known": false,
+            }),
+        };
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v
+    }
+
+    /// One line: where the state came from, its WIP and base values.
+    fn describe(&self, origin: &Origin, warmup: Duration) -> String {
+        let warm = humantime::format_duration(warmup);
+        let from = match origin {
+            Origin::Recording { path, t_ns, offset } => format!(
+                "from {} at {} ({})",
+                path.display(),
+                humantime::format_duration(*offset),
+                crate::twin::events::rfc3339(*t_ns)
+            ),
+            Origin::Live { t_ns, .. } => format!(
+                "from the live plant at {} (where the products are is not known live: warmed up for {warm} at these values)",
+                crate::twin::events::rfc3339(*t_ns)
+            ),
+            Origin::Nominal => format!("after {warm} of warm-up at these values"),
+        };
+        let mut values: Vec<String> = self
+            .belts
+            .iter()
+            .map(|(t, v)| format!("{t} {v:.3} m/s"))
+            .collect();
+        values.extend(self.stations.iter().map(|(id, c)| match c {
+            Some(c) => format!("{id} {c:.3} s"),
+            None => format!("{id} cycle unknown (holds)"),
+        }));
+        format!("{from}: WIP {}, {}", self.wip, values.join(", "))
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }

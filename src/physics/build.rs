@@ -15,6 +15,7 @@ use super::LineModel;
 use super::belts::{self, LaidBelts};
 use super::convert::Frame;
 use super::diverter::DiverterModel;
+use super::drive::{self, BeltDrive};
 use super::eye::PhotoEyeModel;
 use super::place::BeltPlace;
 use super::pusher::PusherModel;
@@ -72,6 +73,7 @@ impl LineModel {
         let diverters =
             DiverterModel::build_all(&mut hooks, line, &frame, &belts, envelope.as_ref());
         let (main_out, branch_outs) = outfeeds(line, &diverters);
+        let outfeed_segments = drive::outfeed_segments(main_out, &branch_outs, &segment_places);
         LineModel {
             world,
             hooks,
@@ -97,7 +99,16 @@ impl LineModel {
             geometry: belts,
             frame,
             segment_places,
+            belt_drive: BeltDrive::Contacts,
+            outfeed_segments,
         }
+    }
+
+    /// [`LineModel::new`] on the belt drive `drive`.
+    pub fn with_drive(line: &Line, dt: Duration, drive: BeltDrive) -> Self {
+        let mut m = Self::new(line, dt);
+        m.set_belt_drive(drive);
+        m
     }
 }
 

@@ -16,7 +16,10 @@
 //! Belts do not move: a belt is a fixed collider whose contacts ask the
 //! solver for a tangential velocity (rapier's conveyor idiom, see
 //! [`BeltHooks`]). That keeps the belt geometry static, which is cheaper and
-//! keeps the broad phase untouched from step to step.
+//! keeps the broad phase untouched from step to step. Those contacts are
+//! the reference; the live model and the lookahead run the belts as the
+//! twin's own drive instead, with the belts' colliders off ([`BeltDrive`],
+//! `drive.rs`).
 //!
 //! Stations hold a product by turning its body kinematic (zero velocity)
 //! for the cycle and back to dynamic on release: a kinematic body has no
@@ -35,6 +38,7 @@ mod belts;
 mod build;
 pub mod convert;
 mod diverter;
+mod drive;
 mod eye;
 pub mod lookahead;
 mod place;
@@ -57,6 +61,7 @@ pub use belts::{BeltHooks, ConveyorModel};
 use convert::Frame;
 pub use convert::PlanPoint;
 pub use diverter::DiverterModel;
+pub use drive::{ANALYTICAL_DT, BeltDrive, CONTACTS_DT};
 pub use eye::PhotoEyeModel;
 use place::BeltPlace;
 pub use products::BodySize;
@@ -169,6 +174,10 @@ pub struct LineModel {
     drive: Vec<(f32, f32)>,
     /// Per belt segment: its conveyor, its start as a place, its length.
     segment_places: Vec<(usize, BeltPlace, f32)>,
+    /// How the belts move products (see [`BeltDrive`]).
+    belt_drive: BeltDrive,
+    /// The last segment of each outfeed conveyor, for the analytical drive.
+    outfeed_segments: Vec<usize>,
 }
 
 impl Clone for LineModel {
@@ -214,6 +223,8 @@ impl Clone for LineModel {
             frame: self.frame,
             drive: self.drive.clone(),
             segment_places: self.segment_places.clone(),
+            belt_drive: self.belt_drive,
+            outfeed_segments: self.outfeed_segments.clone(),
         }
     }
 }
@@ -233,5 +244,7 @@ mod diverter_tests;
 #[cfg(test)]
 mod product_type_tests;
 
+#[cfg(test)]
+mod drive_tests;
 #[cfg(test)]
 mod layout_tests;

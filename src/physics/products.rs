@@ -76,6 +76,7 @@ impl LineModel {
         .friction(p.friction as f32);
         let (handle, _) = self.world.insert(body, collider);
         self.products.push(handle);
+        self.board(handle);
         Ok(handle)
     }
 

@@ -169,16 +169,7 @@ impl LineModel {
     /// is ever inside. A product caught further in is held a little
     /// downstream, an error of at most one step's travel.
     pub fn fit_catch_windows(&mut self) {
-        // The longest type, as the sensor built in `new`.
-        let reach = self.envelope.as_ref().map_or(0.0, |p| p.length) as f32;
-        let fastest = self
-            .hooks
-            .speeds
-            .iter()
-            .fold(0.0_f32, |m, v| m.max(v.abs()));
-        let len = (fastest * self.dt.as_secs_f32() * 1.25)
-            .max(reach / 2.0)
-            .min(0.9 * reach);
+        let len = self.catch_len();
         for s in &mut self.stations {
             s.catch_len = len;
             let half = (len / 2.0).max(EYE_HALF_THICKNESS) + 0.005;
@@ -194,6 +185,34 @@ impl LineModel {
                         + Vector::Y * (EYE_GAP + EYE_HALF_HEIGHT),
                 );
             }
+        }
+    }
+}
+
+impl LineModel {
+    /// The catch window [`LineModel::fit_catch_windows`] sizes for.
+    fn catch_len(&self) -> f32 {
+        // The longest type, as the sensor built in `new`.
+        let reach = self.envelope.as_ref().map_or(0.0, |p| p.length) as f32;
+        let fastest = self
+            .hooks
+            .speeds
+            .iter()
+            .fold(0.0_f32, |m, v| m.max(v.abs()));
+        (fastest * self.dt.as_secs_f32() * 1.25)
+            .max(reach / 2.0)
+            .min(0.9 * reach)
+    }
+
+    /// [`LineModel::fit_catch_windows`] when the belts' speeds or the step
+    /// have changed what it gives, before each step of a model whose belts
+    /// change speed under it (the live model on the analytical drive's
+    /// coarser step). Moving a sensor costs the broad phase an update, so
+    /// an unchanged window is left alone.
+    pub(super) fn refit_catch_windows(&mut self) {
+        let len = self.catch_len();
+        if self.stations.iter().any(|s| s.catch_len != len) {
+            self.fit_catch_windows();
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::drive::BeltDrive;
 use super::{LineModel, PhysicsError};
 
 impl LineModel {
@@ -13,6 +14,10 @@ impl LineModel {
             && self.steps.is_multiple_of(every)
         {
             self.spawn_product()?;
+        }
+        if self.belt_drive == BeltDrive::Analytical {
+            self.refit_catch_windows();
+            self.drive_products();
         }
         self.drive_pushers();
         self.update_zones();

@@ -26,7 +26,7 @@
 use rapier3d::prelude::RigidBodyType;
 
 use super::LineModel;
-use super::lookahead::STANDING_SPEED;
+use super::drive::STANDING_SPEED;
 
 /// Most zones one conveyor is divided into.
 const MAX_ZONES: usize = 10_000;

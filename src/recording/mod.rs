@@ -16,6 +16,9 @@ pub mod reader;
 pub mod recover;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use format::RecordingInfo;
 pub use reader::{Item, RecordingReader};
 pub use writer::RecordingWriter;

@@ -217,6 +217,9 @@ pub struct RecordingReader {
     rest: VecDeque<PathBuf>,
     cut_off: Vec<CutOff>,
     files: Vec<PathBuf>,
+    /// The latest tick any item so far belongs to: a next file must start
+    /// at or after it.
+    seen_tick: u64,
 }
 
 impl RecordingReader {
@@ -258,6 +261,7 @@ impl RecordingReader {
             rest: files,
             cut_off: Vec::new(),
             files: all,
+            seen_tick: 0,
         })
     }
 
@@ -328,10 +332,14 @@ impl RecordingReader {
     pub fn next_item(&mut self) -> Option<Result<Item, RecordingError>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
+                self.saw(&item);
                 return Some(Ok(item));
             }
             match self.current.step() {
-                Ok(Step::Item(item)) => return Some(Ok(item)),
+                Ok(Step::Item(item)) => {
+                    self.saw(&item);
+                    return Some(Ok(item));
+                }
                 Ok(Step::Other) => continue,
                 Ok(Step::End) => {}
                 Err(RecordingError::Io { path, source }) => {
@@ -352,6 +360,15 @@ impl RecordingReader {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+
+    fn saw(&mut self, item: &Item) {
+        let tick = match item {
+            Item::Sample { tick, .. } => *tick,
+            Item::Tick(t) => t.tick,
+            Item::Event { .. } => return,
+        };
+        self.seen_tick = self.seen_tick.max(tick);
     }
 
     fn next_part(&mut self, path: &Path) -> Result<(), RecordingError> {
@@ -383,6 +400,15 @@ impl RecordingReader {
                 self.info.config_hash.clone(),
                 info.config_hash.clone(),
             ));
+        }
+        if info.first_tick < self.seen_tick {
+            return Err(RecordingError::NotContinuous {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it starts at tick {}, before tick {} that the files before it reached (are the files in order?)",
+                    info.first_tick, self.seen_tick
+                ),
+            });
         }
         self.current = f;
         self.pending = pending;

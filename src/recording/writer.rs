@@ -108,6 +108,11 @@ impl RecordingWriter {
             .profile(format::PROFILE)
             .library(format!("twin {}", env!("CARGO_PKG_VERSION")))
             .compression(Some(mcap::Compression::Zstd))
+            // Per-message index records are 16 bytes each, uncompressed,
+            // after every chunk: with a chunk a second they were half the
+            // file. Readers seek by chunk (the chunk index is kept) and a
+            // chunk is one flush interval, so they cost nothing to scan.
+            .emit_message_indexes(false)
             .create(out)
             .map_err(mcap_err)?;
         mcap.write_metadata(&mcap::records::Metadata {

@@ -17,7 +17,7 @@ pub mod replay;
 pub use driver::{Driver, DriverStats, Step};
 pub use live::{RunError, RunOptions, RunSummary, run_live};
 pub use pacing::{Pacer, Wake};
-pub use replay::{ReplayError, ReplayOptions, ReplaySummary, Speed, run_replay};
+pub use replay::{ReplayError, ReplayOptions, ReplaySummary, Speed, replay_driver, run_replay};
 
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,17 @@ pub fn run_replay(
     reader: &mut RecordingReader,
     opts: ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
+    replay_driver(cfg, reader, opts).map(|(summary, _)| summary)
+}
+
+/// [`run_replay`], also handing back the driver (and so the core) as it is
+/// after the last tick run: the replayed state at `to_ns`, for what starts
+/// from it (`twin whatif --at`).
+pub fn replay_driver(
+    cfg: &LoadedConfig,
+    reader: &mut RecordingReader,
+    opts: ReplayOptions,
+) -> Result<(ReplaySummary, Driver), ReplayError> {
     let info = reader.info().clone();
     let tick = cfg.config.plant.tick;
     let period_ns = i64::try_from(tick.as_nanos()).unwrap_or(i64::MAX).max(1);
@@ -278,7 +289,7 @@ pub fn run_replay(
         .unwrap_or(0),
     );
     summary.divergence = r.divergence;
-    Ok(summary)
+    Ok((summary, r.driver))
 }
 
 struct Run {

@@ -13,6 +13,7 @@
 //! training can compare the twin's view with the plant's. [`run_headless`]
 //! does the same without servers or a clock, as fast as it goes.
 
+pub mod lockstep;
 pub mod modbus_server;
 pub mod scenario;
 pub mod signals;
@@ -370,6 +371,31 @@ fn mqtt_raw(eng: f64, scale: f64, offset: f64) -> f64 {
     (((eng - offset) / scale) * 1000.0).round() / 1000.0
 }
 
+/// The register images of every Modbus device, by configured address:
+/// devices sharing an endpoint share a listener (a gateway) and its images,
+/// told apart by unit id. Every mapped address starts at 0 (false).
+fn register_images(cfg: &LoadedConfig) -> BTreeMap<String, (Images, Vec<usize>)> {
+    let mut groups: BTreeMap<String, (Images, Vec<usize>)> = BTreeMap::new();
+    for (i, d) in cfg.config.modbus.iter().enumerate() {
+        let g = groups
+            .entry(d.address.value.clone())
+            .or_insert_with(|| (Arc::new(RwLock::new(HashMap::new())), Vec::new()));
+        g.1.push(i);
+        let mut images = g.0.write().unwrap_or_else(|p| p.into_inner());
+        let img = images.entry(d.unit_id).or_default();
+        for r in &d.registers {
+            if r.table.is_bits() {
+                img.bits.insert((r.table, r.address.value), false);
+            } else {
+                for k in 0..r.width() {
+                    img.words.insert((r.table, r.address.value + k), 0);
+                }
+            }
+        }
+    }
+    groups
+}
+
 /// Start the virtual plant. Returns once every server listens.
 pub async fn start(
     cfg: &LoadedConfig,
@@ -393,26 +419,8 @@ pub async fn start(
         }
     }
 
-    // Devices sharing a configured endpoint share a listener (a gateway).
     let mut endpoints = Endpoints::default();
-    let mut groups: BTreeMap<String, (Images, Vec<usize>)> = BTreeMap::new();
-    for (i, d) in c.modbus.iter().enumerate() {
-        let g = groups
-            .entry(d.address.value.clone())
-            .or_insert_with(|| (Arc::new(RwLock::new(HashMap::new())), Vec::new()));
-        g.1.push(i);
-        let mut images = g.0.write().unwrap_or_else(|p| p.into_inner());
-        let img = images.entry(d.unit_id).or_default();
-        for r in &d.registers {
-            if r.table.is_bits() {
-                img.bits.insert((r.table, r.address.value), false);
-            } else {
-                for k in 0..r.width() {
-                    img.words.insert((r.table, r.address.value + k), 0);
-                }
-            }
-        }
-    }
+    let groups = register_images(cfg);
     let mut device_images: HashMap<usize, Images> = HashMap::new();
     for (address, (images, devices)) in &groups {
         let configured_port = address

@@ -49,6 +49,10 @@ pub struct RecorderOptions {
     pub buffer_bytes: usize,
     /// `live` or `headless` (recorded in the metadata).
     pub origin: &'static str,
+    /// When the buffer is full, wait for the disk instead of stopping the
+    /// recording: for runs with no plant to keep up with (headless), whose
+    /// recording must be whole.
+    pub wait_when_full: bool,
 }
 
 impl RecorderOptions {
@@ -60,6 +64,7 @@ impl RecorderOptions {
             rotate_every: None,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             origin: "live",
+            wait_when_full: false,
         }
     }
 
@@ -152,6 +157,12 @@ impl Recorder {
         }
     }
 
+    /// See [`RecorderOptions::wait_when_full`].
+    pub fn waiting_when_full(mut self) -> Self {
+        self.options.wait_when_full = true;
+        self
+    }
+
     fn stopped(&self, detail: String) -> SinkError {
         SinkError::Stopped {
             sink: "recorder",
@@ -168,8 +179,16 @@ impl Recorder {
         let Some(tx) = &self.tx else {
             return Ok(());
         };
+        if self.options.wait_when_full {
+            while self.shared.pending.load(Ordering::Acquire) + bytes > self.options.buffer_bytes
+                && self.shared.pending.load(Ordering::Acquire) > 0
+                && self.shared.failed().is_none()
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let pending = self.shared.pending.fetch_add(bytes, Ordering::AcqRel);
-        if pending + bytes > self.options.buffer_bytes {
+        if pending + bytes > self.options.buffer_bytes && pending > 0 {
             let why = format!(
                 "the disk fell behind by more than the {} MiB buffer",
                 self.options.buffer_bytes >> 20

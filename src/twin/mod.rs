@@ -140,6 +140,19 @@ impl TwinCore {
         TwinCore { world, stages }
     }
 
+    /// Runs every line's model on `drive` from now on, where the line
+    /// allows it (for agreement tests and benchmarks; the core starts on
+    /// [`BeltDrive::live`](crate::physics::BeltDrive::live)). Call it
+    /// before the first tick.
+    pub fn set_belt_drive(&mut self, drive: crate::physics::BeltDrive) {
+        let period_ns = self.clock().period_ns();
+        if let Some(mut lines) = self.world.get_resource_mut::<Lines>() {
+            for l in &mut lines.0 {
+                l.set_belt_drive(drive, period_ns);
+            }
+        }
+    }
+
     /// Queue a sample; it is applied on the first tick at or after its
     /// receive time.
     pub fn push(&mut self, sample: Sample) {

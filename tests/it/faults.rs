@@ -11,8 +11,7 @@ use std::time::Duration;
 use twin::config::{LoadedConfig, load_file};
 use twin::runtime::Driver;
 use twin::sim::scenario::{self, Scenario};
-use twin::sim::truth::Truth;
-use twin::twin::{Reason, Sample, TwinEvent, Value};
+use twin::twin::{TwinEvent, Value};
 
 use crate::util::root;
 
@@ -43,37 +42,19 @@ pub fn run_through_core(
     seed: u64,
     secs: u64,
 ) -> Vec<TwinEvent> {
-    let period = cfg.config.plant.tick;
     let mut driver = Driver::new(cfg, EPOCH_NS);
-    let mut truth = Truth::new(cfg, scenario, seed);
-    let tags: Vec<(usize, twin::config::TagId, bool)> = cfg
-        .tags
-        .iter()
-        .map(|d| (d.id.index(), d.id, d.is_bool))
-        .collect();
     let mut events = Vec::new();
-    let mut batch = Vec::new();
-    let (mut next_poll, mut next_tick) = (Duration::ZERO, period);
-    let end = Duration::from_secs(secs);
-    while truth.now() < end {
-        truth.advance(Duration::from_millis(5));
-        let now = truth.now();
-        let t_ns = EPOCH_NS + i64::try_from(now.as_nanos()).unwrap_or(i64::MAX);
-        if now >= next_poll {
-            next_poll += POLL;
-            for &(i, id, is_bool) in &tags {
-                batch.push(match truth.value(i) {
-                    Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
-                    Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
-                    None => Sample::bad(id, Reason::Timeout, t_ns),
-                });
-            }
-        }
-        if now >= next_tick {
-            next_tick += period;
-            driver.push_batch(std::mem::take(&mut batch));
-            events.extend_from_slice(driver.step().events);
-        }
+    let ticks = twin::sim::truth::sample_ticks(
+        cfg,
+        scenario,
+        seed,
+        Duration::from_secs(secs),
+        POLL,
+        EPOCH_NS,
+    );
+    for batch in ticks {
+        driver.push_batch(batch);
+        events.extend_from_slice(driver.step().events);
     }
     events
 }

@@ -62,21 +62,36 @@ fn event_types(jsonl: &[u8]) -> std::collections::BTreeMap<String, usize> {
     m
 }
 
+/// The transfer jam, early: at 3 s for 6 s.
+fn early_jam(dir: &Path) -> PathBuf {
+    let scenario = dir.join("jam.toml");
+    std::fs::write(
+        &scenario,
+        "version = 1\nname = \"early jam\"\n[[faults]]\nkind = \"jam\"\nline = \"line1\"\nconveyor = \"outfeed\"\nposition = 0.35\nat = \"3s\"\nduration = \"6s\"\n",
+    )
+    .expect("write scenario");
+    scenario
+}
+
 #[test]
 fn r10_a_recorded_demo_replays_byte_identical_at_any_speed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (live, rec) = (dir.path().join("live.jsonl"), dir.path().join("rec.mcap"));
     let mut demo = twin();
-    demo.args(["demo", "--for", "12s", "--no-table", "--events"])
+    demo.args(["demo", "--for", "14s", "--no-table", "--events"])
         .arg(&live)
+        .arg("--scenario")
+        .arg(early_jam(dir.path()))
         .arg("--record")
         .arg(&rec);
     run_ok(demo, "twin demo --record");
     let live_bytes = read(&live);
     let types = event_types(&live_bytes);
     assert!(
-        types.get("tag").copied().unwrap_or(0) > 50 && types.contains_key("line"),
-        "the demo wrote too little to compare: {types:?}"
+        types.get("tag").copied().unwrap_or(0) > 50
+            && types.contains_key("line")
+            && (types.contains_key("jam") || types.contains_key("residual")),
+        "the demo with a jam wrote too little to compare: {types:?}"
     );
     let max = replay_to(
         std::slice::from_ref(&rec),
@@ -126,12 +141,82 @@ fn r10_a_replay_under_another_config_is_a_counterfactual() {
         same == read(&live),
         "a config differing only in a comment must replay the same events"
     );
-    let o = replay(&[other_path.as_os_str(), rec.as_os_str(), "--verify".as_ref()]);
+    // A changed threshold: the once-a-second sensors called stale after
+    // half a second. The replay says it is a counterfactual, and `twin diff`
+    // lists what the new setting would have changed.
+    let stricter = text.replace("stale_after = \"5s\"", "stale_after = \"500ms\"");
+    assert_ne!(
+        stricter, text,
+        "the demo config has the threshold this test changes"
+    );
+    let stricter_path = dir.path().join("stricter.toml");
+    std::fs::write(&stricter_path, &stricter).expect("write config");
+    let what_if = dir.path().join("whatif.jsonl");
+    let o = replay(&[
+        stricter_path.as_os_str(),
+        rec.as_os_str(),
+        "--events".as_ref(),
+        what_if.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("counterfactual"),
-        "a replay under another config says so:\n{}",
+        o.status.success() && stderr.contains("counterfactual"),
+        "{stderr}"
+    );
+    let mut diff = twin();
+    diff.arg("diff").arg(&live).arg(&what_if);
+    let d = diff.output().expect("twin diff");
+    let report = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.status.code(), Some(1), "the streams differ:\n{report}");
+    assert!(
+        report.contains("stale"),
+        "the diff shows tags turning stale:\n{report}"
+    );
+    // The QA loop: replay, check expectations, JUnit for CI.
+    let expect = dir.path().join("expect.toml");
+    std::fs::write(
+        &expect,
+        "[suite]\nname = \"healthy demo\"\n\n[[event]]\nname = \"no jam\"\ntype = \"jam\"\nhappens = false\n\n[[event]]\nname = \"the line reports\"\ntype = \"line\"\nat_least = 5\n",
+    )
+    .expect("write expectations");
+    let junit = dir.path().join("junit.xml");
+    let o = replay(&[
+        rec.as_os_str(),
+        "--expect".as_ref(),
+        expect.as_os_str(),
+        "--junit".as_ref(),
+        junit.as_os_str(),
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(
+        xml.contains("healthy demo") && !xml.contains("<failure"),
+        "{xml}"
+    );
+    std::fs::write(
+        &expect,
+        "[[event]]\nname = \"a jam\"\ntype = \"jam\"\nat_least = 1\n",
+    )
+    .expect("write expectations");
+    let o = replay(&[
+        rec.as_os_str(),
+        "--expect".as_ref(),
+        expect.as_os_str(),
+        "--junit".as_ref(),
+        junit.as_os_str(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed expectation fails the replay"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(xml.contains("<failure") && xml.contains("a jam"), "{xml}");
 }
 
 /// `twin sim` with a jam scenario, `twin run` over real Modbus and MQTT with
@@ -139,12 +224,7 @@ fn r10_a_replay_under_another_config_is_a_counterfactual() {
 #[test]
 fn r10_a_recorded_run_over_modbus_and_mqtt_replays_byte_identical() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = dir.path().join("jam.toml");
-    std::fs::write(
-        &scenario,
-        "version = 1\nname = \"early jam\"\n[[faults]]\nkind = \"jam\"\nline = \"line1\"\nconveyor = \"outfeed\"\nposition = 0.35\nat = \"3s\"\nduration = \"6s\"\n",
-    )
-    .expect("write scenario");
+    let scenario = early_jam(dir.path());
     let ep = dir.path().join("endpoints.json");
     let mut sim = twin();
     sim.args([
@@ -387,6 +467,16 @@ fn r10_a_replay_never_touches_a_device() {
     demo.args(["demo", "--for", "4s", "--no-table", "--record"])
         .arg(&rec);
     run_ok(demo, "twin demo --record");
+    // The report reads a recording directly: its events and its samples.
+    let html = dir.path().join("report.html");
+    let mut report = twin();
+    report.arg("report").arg(&rec).arg("-o").arg(&html);
+    run_ok(report, "twin report REC.mcap");
+    let page = std::fs::read_to_string(&html).expect("report written");
+    assert!(
+        page.contains("infeed.speed") && page.contains("samples"),
+        "the report shows the recording"
+    );
     let (mq_port, mq) = counting_listener();
     let text = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("demo config");
     let mut devices = Vec::new();
@@ -436,4 +526,139 @@ fn r10_a_replay_never_touches_a_device() {
         connections() > 0,
         "the listeners count connections (a live run under the same config connects)"
     );
+}
+
+/// A sink that keeps every tick's encoded events.
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl twin::sinks::Sink for Capture {
+    fn write_tick(
+        &mut self,
+        out: &twin::sinks::TickOutput<'_>,
+    ) -> Result<(), twin::sinks::SinkError> {
+        self.0.lock().expect("lock").extend_from_slice(out.jsonl);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), twin::sinks::SinkError> {
+        Ok(())
+    }
+}
+
+/// A recording rotated every simulated second: the index lists every file,
+/// and replaying the index (or the files in order) gives the run's stream.
+#[test]
+fn r10_a_rotated_recording_replays_as_one_through_its_index() {
+    use twin::recording::RecordingReader;
+    use twin::recording::index::RecordingIndex;
+    use twin::runtime::{Driver, ReplayOptions, run_replay};
+    use twin::sinks::recorder::{Recorder, RecorderOptions};
+    use twin::twin::{Sample, Value};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("demo config");
+    let cfg = twin::config::load_str(Path::new(DEMO), &text).expect("demo config is valid");
+    let base = dir.path().join("shift.mcap");
+    let mut o = RecorderOptions::new(&base);
+    o.flush_every = Duration::from_millis(200);
+    o.rotate_every = Some(Duration::from_secs(1));
+    let live = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let epoch = 1_800_000_000_000_000_000;
+    let mut d = Driver::new(&cfg, epoch);
+    d.add_sink(Box::new(Capture(live.clone())))
+        .expect("capture");
+    d.add_sink(Box::new(Recorder::new(&cfg, o)))
+        .expect("recorder starts");
+    let speed = cfg.tags.id("infeed.speed").expect("demo tag");
+    let temp = cfg.tags.id("filler.bearing_temperature").expect("demo tag");
+    for i in 0..45i64 {
+        let t = epoch + i * 100_000_000 + 30_000_000;
+        d.push(Sample::good(
+            speed,
+            Value::Num(0.5 + (i % 7) as f64 * 0.01),
+            t,
+            t,
+        ));
+        if i % 10 == 0 {
+            d.push(Sample::good(
+                temp,
+                Value::Num(40.0 + i as f64 / 3.0),
+                t - 5,
+                t,
+            ));
+        }
+        d.step();
+    }
+    assert!(d.finish().is_empty(), "the sinks close cleanly");
+    let index = twin::recording::index::index_path(&base);
+    let idx = RecordingIndex::load(&index).expect("the index is written");
+    assert!(idx.parts.len() >= 4, "{idx:?}");
+    assert!(
+        idx.parts.iter().all(|p| p.last_tick.is_some()),
+        "every part is closed: {idx:?}"
+    );
+    for pair in idx.parts.windows(2) {
+        assert_eq!(pair[0].last_tick, Some(pair[1].first_tick), "{idx:?}");
+    }
+    let replay_of = |paths: Vec<PathBuf>| {
+        let mut reader = RecordingReader::open(&paths).expect("open the recording");
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut opts = ReplayOptions::new();
+        opts.sinks.push(Box::new(Capture(out.clone())));
+        let s = run_replay(&cfg, &mut reader, opts).expect("replay");
+        assert!(s.exact && s.same_config && s.cut_off.is_empty(), "{s:?}");
+        out.lock().expect("lock").clone()
+    };
+    let live = live.lock().expect("lock").clone();
+    assert!(!live.is_empty());
+    assert!(
+        replay_of(vec![index.clone()]) == live,
+        "the index replays as the run"
+    );
+    assert!(
+        replay_of(idx.files(&index)) == live,
+        "the files in order replay as the run"
+    );
+    // A part out of order is refused, naming it.
+    let mut files = idx.files(&index);
+    files.swap(0, 1);
+    let err = RecordingReader::open(&files)
+        .and_then(|mut r| r.try_for_each(|i| i.map(|_| ())))
+        .map_err(|e| e.to_string());
+    assert!(err.is_err(), "parts out of order must not replay as one");
+}
+
+/// A headless demo recorded at CPU speed replays to its own events, and its
+/// recording says where it came from.
+#[test]
+fn r10_a_headless_recording_replays_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (events, rec) = (dir.path().join("h.jsonl"), dir.path().join("h.mcap"));
+    // The jam once the line is full (before, the twin may call the blocked
+    // eye stuck rather than jammed).
+    let scenario = dir.path().join("jam20.toml");
+    std::fs::write(
+        &scenario,
+        "version = 1\nname = \"jam\"\n[[faults]]\nkind = \"jam\"\nline = \"line1\"\nconveyor = \"outfeed\"\nposition = 0.35\nat = \"20s\"\nduration = \"12s\"\n",
+    )
+    .expect("write scenario");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "45s", "--events"])
+        .arg(&events)
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--record")
+        .arg(&rec);
+    run_ok(demo, "twin demo --headless --record");
+    let r = twin::recording::RecordingReader::open(std::slice::from_ref(&rec)).expect("open");
+    assert_eq!(r.info().origin, "headless");
+    let replayed = replay_to(
+        std::slice::from_ref(&rec),
+        &dir.path().join("r.jsonl"),
+        &["--verify"],
+    );
+    assert!(
+        replayed == read(&events),
+        "the replay differs from the headless run"
+    );
+    assert!(event_types(&replayed).contains_key("jam"), "the jam shows");
 }

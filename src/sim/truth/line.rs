@@ -18,12 +18,7 @@ pub(super) fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
         .conveyors
         .iter()
         .map(|cv| {
-            let unit = cfg
-                .tags
-                .id(&cv.speed_tag.value)
-                .and_then(|id| cfg.tags.get(id).unit.clone())
-                .unwrap_or_else(|| "m/s".into());
-            let speed = Model::pick("speed", &unit, false);
+            let speed = belt_speed_model(cfg, &cv.speed_tag.value);
             let nominal = nominal_of(&speed).unwrap_or(0.6);
             // As the physics lays the belt out (the one layout walk), in
             // the model's local frame, where product offsets are exact.

@@ -292,8 +292,89 @@ fn nominal_of(model: &Model) -> Option<f64> {
     }
 }
 
+/// The signal model the virtual plant drives a belt's speed tag with, from
+/// the tag's unit (m/s when it has none).
+pub(super) fn belt_speed_model(cfg: &LoadedConfig, speed_tag: &str) -> Model {
+    let unit = cfg
+        .tags
+        .id(speed_tag)
+        .and_then(|id| cfg.tags.get(id).unit.clone())
+        .unwrap_or_else(|| "m/s".into());
+    Model::pick("speed", &unit, false)
+}
+
+/// The speed the virtual plant runs a belt at when nothing disturbs it
+/// (0.6 for a tag in m/s). The config gives no nominal belt speed, so this
+/// is what `twin whatif` assumes, and says it assumes, when it is told no
+/// current speed.
+pub fn belt_nominal(cfg: &LoadedConfig, speed_tag: &str) -> f64 {
+    nominal_of(&belt_speed_model(cfg, speed_tag)).unwrap_or(0.6)
+}
+
+/// The nominal value the virtual plant serves a tag around, if its signal
+/// model (picked from the tag's role or name and unit, as for every
+/// served tag) has one.
+pub fn tag_nominal(cfg: &LoadedConfig, tag: &str) -> Option<f64> {
+    let def = cfg.tags.get(cfg.tags.id(tag)?);
+    let role = def
+        .role
+        .clone()
+        .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
+    nominal_of(&Model::pick(
+        &role,
+        def.unit.as_deref().unwrap_or(""),
+        def.is_bool,
+    ))
+}
+
 fn to_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The truth's served values as the core's samples, one batch per tick of
+/// `cfg`, for `span` of sim time from `epoch_ns`: every `poll`, each tag's
+/// value becomes a good sample stamped then (a disconnected device's tags a
+/// bad one, `timeout`), as a poller would hand them over, with no wire in
+/// between. For tests and benches of the core; `sim::lockstep` is the run
+/// that goes through the register and payload encoding.
+pub fn sample_ticks(
+    cfg: &LoadedConfig,
+    scenario: Option<&Scenario>,
+    seed: u64,
+    span: Duration,
+    poll: Duration,
+    epoch_ns: i64,
+) -> Vec<Vec<crate::twin::Sample>> {
+    use crate::twin::{Reason, Sample, Value};
+    let period = cfg.config.plant.tick;
+    let mut truth = Truth::new(cfg, scenario, seed);
+    let tags: Vec<_> = cfg
+        .tags
+        .iter()
+        .map(|d| (d.id.index(), d.id, d.is_bool))
+        .collect();
+    let (mut ticks, mut batch) = (Vec::new(), Vec::new());
+    let (mut next_poll, mut next_tick) = (Duration::ZERO, period);
+    while truth.now() < span {
+        truth.advance(Duration::from_millis(5));
+        let now = truth.now();
+        let t_ns = epoch_ns.saturating_add(i64::try_from(now.as_nanos()).unwrap_or(i64::MAX));
+        if now >= next_poll {
+            next_poll += poll;
+            for &(i, id, is_bool) in &tags {
+                batch.push(match truth.value(i) {
+                    Some(v) if is_bool => Sample::good(id, Value::Bool(v != 0.0), t_ns, t_ns),
+                    Some(v) => Sample::good(id, Value::Num(v), t_ns, t_ns),
+                    None => Sample::bad(id, Reason::Timeout, t_ns),
+                });
+            }
+        }
+        if now >= next_tick {
+            next_tick += period;
+            ticks.push(std::mem::take(&mut batch));
+        }
+    }
+    ticks
 }
 
 impl Truth {

@@ -156,11 +156,11 @@ struct Conn {
 }
 
 /// Reconnect delays: 1 s doubling to 60 s.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// After this many timeouts in a row the connection is presumed half-open.
-const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
+pub(crate) const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
 
 async fn connect(cfg: &LinkConfig) -> std::io::Result<TcpStream> {
     let stream = timeout(cfg.timeout, TcpStream::connect(&cfg.address))

@@ -175,7 +175,7 @@ impl MqttSubscriber {
 
     /// The samples one message gives, in source-time order; anything that
     /// cannot be used is counted and reported through `drops`.
-    fn samples(&self, p: &Publish, recv: i64, drops: &mut DropLog) -> Vec<Sample> {
+    pub(crate) fn samples(&self, p: &Publish, recv: i64, drops: &mut DropLog) -> Vec<Sample> {
         let name = &self.name;
         let routes = self.router.route(&p.topic);
         if routes.is_empty() {
@@ -305,7 +305,7 @@ fn clock_skewed(samples: &[Sample]) -> u64 {
 /// when each was last reported. Keyed by config entry, not received topic,
 /// so a publisher inventing topics cannot grow it.
 #[derive(Debug)]
-struct DropLog(RateLimit<(String, DropKind)>);
+pub(crate) struct DropLog(RateLimit<(String, DropKind)>);
 
 impl Default for DropLog {
     fn default() -> Self {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::eyes::{EyeCondition, EyeState};
-use super::{LineState, LineStatus, Lines, MAX_DT, ns};
+use super::{LineState, LineStatus, Lines, ns};
 use crate::config::LoadedConfig;
-use crate::physics::LineModel;
+use crate::physics::{BeltDrive, LineModel};
 use crate::twin::components::TagIndex;
 use crate::twin::residuals::EyeTrack;
 use crate::twin::slip::Stretch;
@@ -16,13 +16,6 @@ use crate::twin::slip::Stretch;
 /// Builds the state of every line with conveyor geometry; lines without it
 /// are not modelled and never produce line events.
 pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
-    let period_ns = period_ns.max(1);
-    let max_dt = MAX_DT.as_nanos() as i64;
-    let substeps = u32::try_from((period_ns + max_dt - 1) / max_dt)
-        .unwrap_or(u32::MAX)
-        .max(1);
-    let dt_ns = (period_ns / i64::from(substeps)).max(1);
-    let dt = Duration::from_nanos(dt_ns as u64);
     let lines = cfg
         .config
         .lines
@@ -53,7 +46,9 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
             } else {
                 spawn_interval
             };
-            let model = LineModel::new(&geometry, dt);
+            let drive = BeltDrive::live(line);
+            let (substeps, dt_ns) = substeps(period_ns, drive);
+            let model = LineModel::with_drive(&geometry, Duration::from_nanos(dt_ns as u64), drive);
             let tolerance_ns = ns(line.residual_tolerance());
             let late_ns = ns(line.late_window());
             let jam_after_ns = ns(line.jam_after());
@@ -189,4 +184,16 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
         })
         .collect();
     Lines(lines)
+}
+
+/// The tick's equal model steps on `drive`: as few as keep each within the
+/// drive's longest step, and their length in ns (see the module docs of
+/// `lines`, "Lock-step").
+pub(super) fn substeps(period_ns: i64, drive: BeltDrive) -> (u32, i64) {
+    let period_ns = period_ns.max(1);
+    let max_dt = (drive.max_dt().as_nanos() as i64).max(1);
+    let substeps = u32::try_from((period_ns + max_dt - 1) / max_dt)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    (substeps, (period_ns / i64::from(substeps)).max(1))
 }

@@ -72,10 +72,11 @@ fn ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Longest model step. 5 ms (200 Hz) keeps a product resting stably on a
-/// belt and turning corners (see the physics tests at 240 Hz); a 100 ms tick
-/// runs 20 steps of exactly 5 ms.
-pub const MAX_DT: Duration = Duration::from_millis(5);
+/// Longest step of the contact model. 5 ms (200 Hz) keeps a product
+/// resting stably on a belt and turning corners (see the physics tests at
+/// 240 Hz); a 100 ms tick runs 20 steps of exactly 5 ms. A line on the
+/// analytical drive steps at most [`crate::physics::ANALYTICAL_DT`].
+pub const MAX_DT: Duration = crate::physics::CONTACTS_DT;
 
 /// Line events are written on the first tick of every whole second of tick
 /// time (Unix-aligned, so runs with the same tick line up).
@@ -304,6 +305,19 @@ impl LineState {
     /// Per pusher, then per diverter: its coil tag, for the system to read.
     pub(crate) fn coil_tags(&self) -> &[Option<Entity>] {
         &self.coil_tags
+    }
+
+    /// Runs the model on `drive` from now on, at that drive's step (for
+    /// agreement tests and benchmarks). A line with pushers or diverters
+    /// stays on contacts (`BeltDrive::fits`).
+    pub(crate) fn set_belt_drive(&mut self, drive: crate::physics::BeltDrive, period_ns: i64) {
+        use crate::physics::BeltDrive;
+        let fits = self.model.pushers().is_empty() && self.model.diverters().is_empty();
+        let drive = if fits { drive } else { BeltDrive::Contacts };
+        let (substeps, dt_ns) = build::substeps(period_ns, drive);
+        self.model.set_belt_drive(drive);
+        self.model.set_dt(Duration::from_nanos(dt_ns as u64));
+        (self.substeps, self.dt_ns) = (substeps, dt_ns);
     }
 
     /// Runs one tick ending at `now_ns`: sets the belts, spawns what the
