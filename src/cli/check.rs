@@ -40,6 +40,10 @@ pub fn run(args: &CheckArgs) -> i32 {
                         + &match cfg.config.sparkplug.len() {
                             0 => String::new(),
                             k => format!(", {}", n(k, "Sparkplug source", "Sparkplug sources")),
+                        }
+                        + &match cfg.config.recorded.len() {
+                            0 => String::new(),
+                            k => format!(", {}", n(k, "recorded source", "recorded sources")),
                         },
                     n(cfg.warnings.len(), "warning", "warnings"),
                 );

@@ -5,6 +5,8 @@ pub mod check;
 pub mod demo;
 pub mod diff;
 pub mod expect;
+pub mod export;
+pub mod import;
 mod load;
 pub mod logging;
 mod output;
@@ -71,6 +73,10 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Check an event stream against expectations (EXPECT.toml); JUnit XML for CI.
     Expect(expect::ExpectArgs),
+    /// Foreign data (CSV, JSON lines) into a recording.
+    Import(import::ImportArgs),
+    /// A recording's samples as CSV.
+    Export(export::ExportArgs),
     /// Write one self-contained HTML report (plots, tables) of an event stream.
     Report(report::ReportArgs),
 }
@@ -240,6 +246,14 @@ fn run_command(cli: Cli) -> i32 {
         Command::Expect(args) => {
             init_logging(cli.log.as_deref(), false);
             expect::run(&args)
+        }
+        Command::Import(args) => {
+            init_logging(cli.log.as_deref(), false);
+            import::run(&args)
+        }
+        Command::Export(args) => {
+            init_logging(cli.log.as_deref(), false);
+            export::run(&args)
         }
         Command::Report(args) => {
             init_logging(cli.log.as_deref(), false);

@@ -21,6 +21,7 @@ mod mqtt;
 mod plan;
 mod plant;
 mod product;
+mod recorded;
 mod setpoint;
 pub mod sparkplug;
 mod topic;
@@ -40,6 +41,7 @@ pub use model::*;
 pub use mqtt::*;
 pub use plant::*;
 pub use product::*;
+pub use recorded::*;
 pub use setpoint::*;
 pub use topic::*;
 
@@ -56,9 +58,23 @@ impl TagId {
 /// Where a tag's samples come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagSource {
-    Modbus { device: usize, register: usize },
-    Mqtt { source: usize, topic: usize },
-    Sparkplug { source: usize, metric: usize },
+    Modbus {
+        device: usize,
+        register: usize,
+    },
+    Mqtt {
+        source: usize,
+        topic: usize,
+    },
+    Sparkplug {
+        source: usize,
+        metric: usize,
+    },
+    /// Declared in `[[sources.recorded]]`: only recordings provide it.
+    Recorded {
+        source: usize,
+        tag: usize,
+    },
 }
 
 /// Everything the runtime needs to know about one tag.
@@ -124,6 +140,34 @@ impl TagTable {
     }
 }
 
+impl LoadedConfig {
+    /// How foreign data for tag `id` is read: the declared type of a
+    /// recorded tag; bool for a Modbus coil or bool register; text for a
+    /// Modbus string; number otherwise (MQTT payloads, Sparkplug metrics).
+    pub fn value_type(&self, id: TagId) -> RecordedType {
+        let def = self.tags.get(id);
+        match def.source {
+            TagSource::Recorded { source, tag } => self.config.recorded[source].tags[tag].data_type,
+            _ if def.is_bool => RecordedType::Bool,
+            TagSource::Modbus { device, register }
+                if self.config.modbus[device].registers[register].data_type == DataType::String =>
+            {
+                RecordedType::Text
+            }
+            _ => RecordedType::Number,
+        }
+    }
+
+    /// Names of the tags only recordings provide, in tag order.
+    pub fn recorded_tags(&self) -> Vec<&str> {
+        self.tags
+            .iter()
+            .filter(|t| matches!(t.source, TagSource::Recorded { .. }))
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+}
+
 /// A config that passed validation, with its tag table and any warnings.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
@@ -148,6 +192,7 @@ impl LoadedConfig {
             TagSource::Modbus { device, .. } => &self.config.modbus[device].name.value,
             TagSource::Mqtt { source, .. } => &self.config.mqtt[source].name.value,
             TagSource::Sparkplug { source, .. } => &self.config.sparkplug[source].name.value,
+            TagSource::Recorded { source, .. } => &self.config.recorded[source].name.value,
         }
     }
 }

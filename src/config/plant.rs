@@ -29,6 +29,8 @@ pub struct PlantConfig {
     pub modbus: Vec<ModbusDevice>,
     pub mqtt: Vec<MqttSource>,
     pub sparkplug: Vec<super::sparkplug::SparkplugSource>,
+    /// Tags only recordings provide (`[[sources.recorded]]`).
+    pub recorded: Vec<super::recorded::RecordedSource>,
     pub machines: Vec<Machine>,
     pub lines: Vec<Line>,
     pub models: Vec<Model>,
@@ -72,6 +74,7 @@ pub(super) fn decode_file(
     let mut modbus = Vec::new();
     let mut mqtt = Vec::new();
     let mut sparkplug = Vec::new();
+    let mut recorded = Vec::new();
     if let Some(mut sources) = t.opt_table(sink, "sources") {
         for dev in sources.opt_table_array(sink, "modbus") {
             modbus.extend(decode_modbus(sink, dev));
@@ -81,6 +84,9 @@ pub(super) fn decode_file(
         }
         for src in sources.opt_table_array(sink, "sparkplug") {
             sparkplug.extend(super::sparkplug::decode(sink, src));
+        }
+        for src in sources.opt_table_array(sink, "recorded") {
+            recorded.extend(super::recorded::decode(sink, src));
         }
         sources.finish(sink);
     }
@@ -113,6 +119,7 @@ pub(super) fn decode_file(
         modbus,
         mqtt,
         sparkplug,
+        recorded,
         machines,
         lines,
         models,

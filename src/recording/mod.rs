@@ -8,7 +8,9 @@
 //! the format both ends share: channel names, schemas, metadata, and the
 //! rotation index that makes a set of files one recording.
 
+pub mod export;
 pub mod format;
+pub mod import;
 pub mod index;
 pub mod reader;
 pub mod recover;

@@ -102,6 +102,14 @@ pub async fn run_live(
     }
     let stop_sources = shutdown.child_token();
     let built = sources::build(cfg, endpoints, &stop_sources)?;
+    let recorded = cfg.recorded_tags();
+    if !recorded.is_empty() {
+        warn!(
+            tags = recorded.len(),
+            first = recorded[0],
+            "Some tags are declared in [[sources.recorded]]: only recordings provide them, so in a live run they stay no_data. Replay an import to see them (`twin replay`)."
+        );
+    }
     // Batches, so this bounds polls/messages in flight, not samples.
     let (tx, mut rx) = mpsc::channel(4_096);
     let mut tasks = Vec::new();

@@ -180,6 +180,9 @@ fn sim_tags(
             // The virtual plant has no Sparkplug edge node yet; the interop
             // tests use a real one (pysparkplug).
             TagSource::Sparkplug { .. } => continue,
+            // Only recordings provide these; the virtual plant does not
+            // invent them.
+            TagSource::Recorded { .. } => continue,
         };
         tags.push(SimTag {
             index,

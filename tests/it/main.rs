@@ -5,6 +5,7 @@ mod config_corpus;
 mod determinism;
 mod e2e;
 mod faults;
+mod import_export;
 mod interop_pymodbus;
 mod interop_sparkplug;
 mod live_model;

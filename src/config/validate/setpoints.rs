@@ -56,6 +56,10 @@ pub(super) fn check(sink: &mut Sink, cx: &Cx<'_>, cfg: &PlantConfig, refs: &Refs
                 "Sparkplug source \"{}\"; Sparkplug writes (DCMD/NCMD metrics) are not supported yet",
                 cfg.sparkplug[source].name.value
             )),
+            TagSource::Recorded { source, .. } => Some(format!(
+                "recorded source \"{}\", which only recordings provide",
+                cfg.recorded[source].name.value
+            )),
         };
         if let Some(from) = read_only_from {
             sink.push(

@@ -36,6 +36,12 @@ fn unique_names(sink: &mut Sink, cx: &Cx<'_>, cfg: &PlantConfig) {
                 .iter()
                 .enumerate()
                 .map(|(i, m)| (format!("sources.mqtt[{i}].name"), &m.name)),
+        )
+        .chain(
+            cfg.recorded
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("sources.recorded[{i}].name"), &r.name)),
         );
     for (path, name) in names {
         if let Some(first) = source_names.get(name.value.as_str()) {

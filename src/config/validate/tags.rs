@@ -1,5 +1,5 @@
 //! The tag table: every tag the sources declare, in file order (Modbus,
-//! then MQTT, then Sparkplug), each declared once.
+//! then MQTT, then Sparkplug, then recorded), each declared once.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -7,7 +7,7 @@ use std::ops::Range;
 use super::Cx;
 use crate::config::decode::{Loc, Sink};
 use crate::config::diagnostics::Diagnostic;
-use crate::config::{DataType, PlantConfig, TagDef, TagId, TagSource, TagTable};
+use crate::config::{DataType, PlantConfig, RecordedType, TagDef, TagId, TagSource, TagTable};
 
 /// The tag table and where each tag came from.
 pub(super) struct Declared<'c> {
@@ -168,6 +168,30 @@ pub(super) fn declare<'c>(sink: &mut Sink, cx: &Cx<'_>, cfg: &'c PlantConfig) ->
                 cx,
                 format!("sources.sparkplug[{i}].metrics[{j}].tag"),
                 &m.tag,
+                def,
+            );
+        }
+    }
+    for (i, s) in cfg.recorded.iter().enumerate() {
+        for (j, r) in s.tags.iter().enumerate() {
+            let def = TagDef {
+                id: TagId(0),
+                name: r.tag.value.clone(),
+                unit: r.unit.clone(),
+                machine: None,
+                role: None,
+                source: TagSource::Recorded { source: i, tag: j },
+                stale_after: r
+                    .stale_after
+                    .or(s.stale_after)
+                    .unwrap_or(cfg.plant.stale_after),
+                is_bool: r.data_type == RecordedType::Bool,
+            };
+            out.add(
+                sink,
+                cx,
+                format!("sources.recorded[{i}].tags[{j}].tag"),
+                &r.tag,
                 def,
             );
         }
