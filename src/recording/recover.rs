@@ -27,7 +27,12 @@ pub fn default_output(input: &Path) -> PathBuf {
 }
 
 pub fn recover(input: &Path, output: &Path) -> Result<Recovered, RecordingError> {
-    if input == output {
+    let same = input == output
+        || matches!(
+            (std::fs::canonicalize(input), std::fs::canonicalize(output)),
+            (Ok(a), Ok(b)) if a == b
+        );
+    if same {
         return Err(RecordingError::invalid(
             output,
             "the copy must go to another file than the one it recovers",
