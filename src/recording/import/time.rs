@@ -2,6 +2,8 @@
 //! the RFC 3339 form `twin export` writes. Civil-date arithmetic is done
 //! here (proleptic Gregorian, UTC) so no time zone database is involved.
 
+use crate::sources::mqtt::payload::days_from_civil;
+
 /// The unit of an epoch number in a time column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
@@ -67,17 +69,6 @@ pub fn epoch_ns(v: f64, unit: TimeUnit) -> Option<i64> {
 /// An integer epoch in `unit`, exactly (an f64 would round nanoseconds).
 pub fn epoch_ns_int(v: i64, unit: TimeUnit) -> Option<i64> {
     v.checked_mul(unit.ns() as i64)
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
