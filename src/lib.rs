@@ -3,8 +3,10 @@
 //! Data flows left to right through the modules and never back:
 //! [`config`] → [`sources`] → [`twin`] (the deterministic core) → [`sinks`].
 //! [`physics`] is the rapier model of the lines, beside the core.
-//! [`report`] turns what the twin wrote (its event stream) into an HTML
-//! page for QA.
+//! [`runtime`] drives the core: live from the sources, or in a replay from
+//! a [`recording`] (the MCAP format the recorder sink writes and the replay
+//! reads). [`qa`] checks and compares event streams (expectations, JUnit,
+//! diff), and [`report`] turns them into an HTML page.
 //! [`sim`] is the virtual plant the other end of the wire talks to, and
 //! [`cli`] wires it all together for the `twin` binary.
 
