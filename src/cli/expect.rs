@@ -40,14 +40,16 @@ pub(crate) fn load(path: &Path) -> Result<Expectations, i32> {
 /// Print a report, write its JUnit file if asked, and give the exit code:
 /// 0 when every assertion held, 1 when one failed, 2 when the JUnit file or
 /// the report cannot be written (a CI must not take a report it never got
-/// for a verdict).
-pub(crate) fn conclude(report: &Report, junit: Option<&Path>, out: &mut Stdout) -> i32 {
+/// for a verdict). The verdicts go to `out`, or to stderr when stdout
+/// carries something else (`twin replay --events -`).
+pub(crate) fn conclude(report: &Report, junit: Option<&Path>, out: Option<&mut Stdout>) -> i32 {
+    let Some(out) = out else {
+        Stderr::Wait.write(&report.render());
+        return write_junit(report, junit).unwrap_or(if report.passed() { 0 } else { 1 });
+    };
     out.write(&report.render());
-    if let Some(path) = junit
-        && let Err(e) = std::fs::write(path, qa::junit::to_xml(report))
-    {
-        error(format_args!("cannot write {}: {e}", path.display()));
-        return EXIT_TROUBLE;
+    if let Some(code) = write_junit(report, junit) {
+        return code;
     }
     if out.failure().is_some() {
         // Not 1: that would read as "an assertion failed".
@@ -55,6 +57,17 @@ pub(crate) fn conclude(report: &Report, junit: Option<&Path>, out: &mut Stdout) 
         return EXIT_TROUBLE;
     }
     if report.passed() { 0 } else { 1 }
+}
+
+/// Write the JUnit file, if asked; the exit code if it cannot be written.
+fn write_junit(report: &Report, junit: Option<&Path>) -> Option<i32> {
+    if let Some(path) = junit
+        && let Err(e) = std::fs::write(path, qa::junit::to_xml(report))
+    {
+        error(format_args!("cannot write {}: {e}", path.display()));
+        return Some(EXIT_TROUBLE);
+    }
+    None
 }
 
 pub fn run(args: &ExpectArgs) -> i32 {
@@ -85,5 +98,9 @@ pub fn run(args: &ExpectArgs) -> i32 {
             }
         }
     }
-    conclude(&checker.finish(), args.junit.as_deref(), &mut Stdout::new())
+    conclude(
+        &checker.finish(),
+        args.junit.as_deref(),
+        Some(&mut Stdout::new()),
+    )
 }

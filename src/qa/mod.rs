@@ -134,6 +134,36 @@ pub fn parse_event(bytes: &[u8], line: u64, prev_t: Option<i64>) -> Result<Event
     })
 }
 
+/// A time as users write it: an offset from a start (`90s`, `1h30m`) or an
+/// RFC 3339 time. Expectation windows and `twin replay --from/--to` (and
+/// `twin whatif --at`) read times this one way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeSpec {
+    /// Nanoseconds after the start (the stream's first event, the
+    /// recording's start).
+    Rel(i64),
+    /// Nanoseconds since the epoch.
+    Abs(i64),
+}
+
+impl TimeSpec {
+    pub fn resolve(self, start: i64) -> i64 {
+        match self {
+            TimeSpec::Rel(d) => start.saturating_add(d),
+            TimeSpec::Abs(t) => t,
+        }
+    }
+}
+
+/// Reads a [`TimeSpec`]; `None` if it is neither form.
+pub fn time_spec(s: &str) -> Option<TimeSpec> {
+    let s = s.trim();
+    if let Ok(d) = humantime::parse_duration(s) {
+        return i64::try_from(d.as_nanos()).ok().map(TimeSpec::Rel);
+    }
+    parse_time(s).map(TimeSpec::Abs)
+}
+
 /// RFC 3339 to nanoseconds since the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
     let t = humantime::parse_rfc3339(s.trim()).ok()?;

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::expect::{EVENT_TYPES, Failure, Offending};
-use super::{Event, parse_time};
+use super::{Event, TimeSpec, time_spec};
 use crate::config::Diagnostic;
 use crate::config::Loc;
 use crate::config::decode::{Sink, Table};
@@ -41,24 +41,6 @@ const EVENT_FILTERS: &[&str] = &[
     "quality",
     "reason",
 ];
-
-/// A time written in an expectations file.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum TimeSpec {
-    /// Nanoseconds after the stream's first event.
-    Rel(i64),
-    /// Nanoseconds since the epoch.
-    Abs(i64),
-}
-
-impl TimeSpec {
-    fn resolve(self, start: i64) -> i64 {
-        match self {
-            TimeSpec::Rel(d) => start.saturating_add(d),
-            TimeSpec::Abs(t) => t,
-        }
-    }
-}
 
 /// `from <= t < to`; either end may be open.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -535,14 +517,6 @@ pub(super) fn decode_window(sink: &mut Sink, t: &mut Table<'_, '_>) -> Option<Wi
         from: text(from),
         to: text(to),
     })
-}
-
-fn time_spec(s: &str) -> Option<TimeSpec> {
-    let s = s.trim();
-    if let Ok(d) = humantime::parse_duration(s) {
-        return i64::try_from(d.as_nanos()).ok().map(TimeSpec::Rel);
-    }
-    parse_time(s).map(TimeSpec::Abs)
 }
 
 const COUNT_MAX: i64 = 1 << 40;

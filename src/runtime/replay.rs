@@ -191,6 +191,14 @@ pub fn replay_driver(
         .map_or(first_tick, |t| tick_at_or_after(t).max(first_tick));
     let to_tick = opts.to_ns.map(tick_at_or_before);
     let verify = opts.verify && exact && same_config && opts.from_ns.is_none();
+    if opts.verify && !verify {
+        warn!(
+            exact,
+            same_config,
+            from = opts.from_ns.is_some(),
+            "--verify compares with the recorded events, which only a whole replay under the recorded config and tick reproduces; not verifying."
+        );
+    }
     let mut r = Run {
         driver: Driver::with_clock(cfg, clock),
         sinks: Some(opts.sinks),
@@ -198,8 +206,7 @@ pub fn replay_driver(
         speed: opts.speed,
         paced_from: None,
         verify,
-        recorded: VecDeque::new(),
-        divergence: None,
+        check: Verifier::default(),
         cancel: opts.cancel,
     };
     let mut summary = ReplaySummary {
@@ -255,7 +262,7 @@ pub fn replay_driver(
             Item::Event { t_ns, line } => {
                 end_tick = end_tick.max(tick_at_or_before(t_ns));
                 if r.verify {
-                    r.recorded.push_back((tick_at_or_before(t_ns), line));
+                    r.check.recorded.push_back((tick_at_or_before(t_ns), line));
                 }
             }
             Item::Tick(t) => {
@@ -281,8 +288,8 @@ pub fn replay_driver(
         // outputs still open and close.
         r.attach()?;
     }
-    if r.verify && r.divergence.is_none() {
-        r.compare(u64::MAX, b"");
+    if r.verify {
+        r.check.compare(u64::MAX, b"");
     }
     summary.cancelled = r.cancel.is_cancelled();
     if let Some(e) = r.driver.finish().into_iter().next() {
@@ -303,7 +310,7 @@ pub fn replay_driver(
         )
         .unwrap_or(0),
     );
-    summary.divergence = r.divergence;
+    summary.divergence = r.check.divergence;
     Ok((summary, r.driver))
 }
 
@@ -316,15 +323,22 @@ struct Run {
     /// Wall time and tick time pacing started at (for `Speed::Times`).
     paced_from: Option<(std::time::Instant, i64)>,
     verify: bool,
-    /// Recorded event lines not yet compared, with their tick.
+    check: Verifier,
+    cancel: CancellationToken,
+}
+
+/// `--verify`: the recorded event lines not yet compared, and the first
+/// difference found.
+#[derive(Default)]
+struct Verifier {
+    /// Recorded lines with their tick, in order.
     recorded: VecDeque<(u64, Vec<u8>)>,
     divergence: Option<Divergence>,
-    cancel: CancellationToken,
 }
 
 impl Run {
     fn stopped(&self) -> bool {
-        self.divergence.is_some() || self.cancel.is_cancelled()
+        self.check.divergence.is_some() || self.cancel.is_cancelled()
     }
 
     fn attach(&mut self) -> Result<(), SinkError> {
@@ -346,10 +360,9 @@ impl Run {
                 self.attach()?;
             }
             let step = self.driver.step();
-            let (tick, t_ns) = (step.tick, step.t_ns);
+            let t_ns = step.t_ns;
             if self.verify {
-                let jsonl = step.jsonl.to_vec();
-                self.compare(tick, &jsonl);
+                self.check.compare(step.tick, step.jsonl);
             }
             if let Some(e) = self.driver.take_failures().into_iter().next() {
                 return Err(e.into());
@@ -371,7 +384,9 @@ impl Run {
             std::thread::sleep(due - spent);
         }
     }
+}
 
+impl Verifier {
     /// Compare the replayed lines of `tick` with the recorded ones of that
     /// tick (and any recorded before it that were never replayed).
     fn compare(&mut self, tick: u64, jsonl: &[u8]) {

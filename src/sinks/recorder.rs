@@ -85,6 +85,17 @@ enum Job {
     },
 }
 
+impl Job {
+    /// What the job counts for against the buffer: about what it takes in
+    /// memory and on disk.
+    fn bytes(&self) -> usize {
+        match self {
+            Job::Samples { samples, .. } => samples.len() * 96,
+            Job::Tick { jsonl, .. } => jsonl.len() + 32,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     /// Bytes queued and not yet written.
@@ -171,7 +182,8 @@ impl Recorder {
         }
     }
 
-    fn send(&mut self, bytes: usize, job: Job) -> Result<(), SinkError> {
+    fn send(&mut self, job: Job) -> Result<(), SinkError> {
+        let bytes = job.bytes();
         if let Some(why) = self.shared.failed() {
             self.tx = None;
             return Err(self.stopped(why));
@@ -269,24 +281,18 @@ impl Sink for Recorder {
         if samples.is_empty() {
             return Ok(());
         }
-        self.send(
-            samples.len() * 96,
-            Job::Samples {
-                tick,
-                samples: samples.to_vec(),
-            },
-        )
+        self.send(Job::Samples {
+            tick,
+            samples: samples.to_vec(),
+        })
     }
 
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
-        self.send(
-            out.jsonl.len() + 32,
-            Job::Tick {
-                tick: out.tick,
-                t_ns: out.t_ns,
-                jsonl: out.jsonl.to_vec(),
-            },
-        )
+        self.send(Job::Tick {
+            tick: out.tick,
+            t_ns: out.t_ns,
+            jsonl: out.jsonl.to_vec(),
+        })
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
@@ -327,10 +333,7 @@ struct Writing {
 impl Writing {
     fn run(mut self, rx: mpsc::Receiver<Job>) -> RecorderReport {
         while let Ok(job) = rx.recv() {
-            let bytes = match &job {
-                Job::Samples { samples, .. } => samples.len() * 96,
-                Job::Tick { jsonl, .. } => jsonl.len() + 32,
-            };
+            let bytes = job.bytes();
             if self.writer.is_some()
                 && let Err(e) = self.take(job)
             {
