@@ -137,7 +137,11 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
         .into_iter()
         .filter_map(|f| decode_feature(sink, f))
         .collect();
-    let task_value = task.as_ref().map(|t| t.value);
+    // A task written wrong is reported above; what it would need is unknown.
+    let task_value = match (&task, t.key_span("task")) {
+        (None, Some(_)) => Err(()),
+        (task, _) => Ok(task.as_ref().map(|t| t.value)),
+    };
     let output_table = t.opt_table(sink, "output");
     let output = decode_output(sink, &t, output_table, task_value);
     let alarm = t
@@ -360,8 +364,12 @@ fn decode_output(
     sink: &mut Sink,
     model: &Table<'_, '_>,
     t: Option<Table<'_, '_>>,
-    task: Option<Task>,
+    task: Result<Option<Task>, ()>,
 ) -> OutputDecl {
+    let (task, known) = match task {
+        Ok(task) => (task, true),
+        Err(()) => (None, false),
+    };
     let Some(mut t) = t else {
         // The keys a task needs are missing; say so at the model, naming the
         // table they go in.
@@ -388,7 +396,7 @@ fn decode_output(
     let threshold = t.opt_f64(sink, "threshold");
     let unit = non_empty(sink, &mut t, "unit");
     let setpoints = list(sink, &mut t, "setpoints");
-    for (key, owner, expected) in OUTPUT_KEYS {
+    for (key, owner, expected) in OUTPUT_KEYS.iter().filter(|_| known) {
         match (t.key_span(key), task) {
             (Some(s), t_) if t_ != Some(*owner) => sink.push(
                 Diagnostic::error(
@@ -490,7 +498,11 @@ fn names_list(sink: &mut Sink, t: &Table<'_, '_>, key: &str, names: &[Loc<String
     }
 }
 
-fn decode_alarm(sink: &mut Sink, mut t: Table<'_, '_>, task: Option<Task>) -> AlarmDecl {
+fn decode_alarm(
+    sink: &mut Sink,
+    mut t: Table<'_, '_>,
+    task: Result<Option<Task>, ()>,
+) -> AlarmDecl {
     let threshold = t.opt_f64(sink, "threshold");
     let deadband = t.opt_f64(sink, "deadband");
     let on_delay = t.opt_duration(sink, "on_delay", Duration::ZERO, HOUR);
@@ -499,6 +511,10 @@ fn decode_alarm(sink: &mut Sink, mut t: Table<'_, '_>, task: Option<Task>) -> Al
         t.opt_enum(sink, "priority", Priority::NAMES),
         Priority::from_name,
     );
+    let task = match task {
+        Ok(task) => task,
+        Err(()) => Some(Task::Anomaly), // unknown: check only what every alarm needs
+    };
     match task {
         Some(Task::Fault | Task::Anomaly) => {}
         _ => sink.push(
@@ -566,3 +582,7 @@ fn decode_alarm(sink: &mut Sink, mut t: Table<'_, '_>, task: Option<Task>) -> Al
         span,
     }
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

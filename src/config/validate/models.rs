@@ -166,7 +166,7 @@ impl<'c> Plant<'c> {
         });
 
         let task = m.task.as_ref()?;
-        if features.is_empty() {
+        if m.inputs.is_empty() && m.features.is_empty() {
             sink.push(
                 Diagnostic::error(m.span.clone(), at("features"), "model has no features")
                     .expected("`inputs` or at least one [[models.features]]")
