@@ -918,10 +918,38 @@ fn line_is_refused_on_a_role_or_tag_feature() {
     );
 }
 
+const REFERENCE: &str = include_str!("../../plant-configs/reference.toml");
+
 #[test]
 fn the_reference_config_still_loads() {
-    let text = include_str!("../../plant-configs/reference.toml");
-    let cfg =
-        load_str(Path::new("plant-configs/reference.toml"), text).unwrap_or_else(|r| panic!("{r}"));
-    assert!(!cfg.config.models.is_empty());
+    let cfg = load_str(Path::new("plant-configs/reference.toml"), REFERENCE)
+        .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(cfg.config.models.len(), 1);
+    assert!(cfg.ml.models.is_empty(), "its model has no task");
+}
+
+/// The reference documents the model keys in a commented-out example
+/// (the plant ships no ONNX file); uncommented, it must stay valid.
+#[test]
+fn the_reference_model_example_is_valid_when_uncommented() {
+    let start = REFERENCE.find("#   [ml]\n").expect("the example's start");
+    let end = REFERENCE[start..]
+        .find("\n\n")
+        .map(|n| start + n)
+        .expect("the example's end");
+    let example: String = REFERENCE[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("#   ").unwrap_or(l.trim_start_matches('#')))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{}{example}{}", &REFERENCE[..start], &REFERENCE[end..]);
+    let cfg = load_str(Path::new("plant-configs/reference.toml"), &text)
+        .unwrap_or_else(|r| panic!("{r}"));
+    assert!(cfg.ml.runtime.is_some());
+    let m = &cfg.ml.models[0];
+    assert_eq!((m.id.value.as_str(), m.task), ("mixer_faults", Task::Fault));
+    assert_eq!(m.binding, ["mixer"]);
+    assert_eq!(m.features.len(), 4);
+    assert_eq!(m.output.classes.value.len(), 3);
+    assert!(m.alarm.is_some());
 }
