@@ -511,27 +511,28 @@ fn decode_alarm(
         t.opt_enum(sink, "priority", Priority::NAMES),
         Priority::from_name,
     );
-    let task = match task {
-        Ok(task) => task,
-        Err(()) => Some(Task::Anomaly), // unknown: check only what every alarm needs
+    // A misspelt task is reported where it is written: whether this model
+    // may have an alarm is then unknown, so nothing is said about it.
+    let (task, known) = match task {
+        Ok(task) => (task, true),
+        Err(()) => (None, false),
     };
-    match task {
-        Some(Task::Fault | Task::Anomaly) => {}
-        _ => sink.push(
-            Diagnostic::error(
-                t.span(),
-                t.path().to_string(),
-                match task {
-                    Some(t) => format!("task = \"{t}\" raises no alarm"),
-                    None => "a model without `task` raises no alarm".into(),
-                },
-            )
+    if known && !matches!(task, Some(Task::Fault | Task::Anomaly)) {
+        let (message, help) = match task {
+            Some(t) => (
+                format!("task = \"{t}\" raises no alarm"),
+                "remove [models.alarm]; an estimate or a proposal raises no alarm in this version",
+            ),
+            None => (
+                "a model without `task` raises no alarm".to_string(),
+                "set the model's `task`",
+            ),
+        };
+        sink.push(
+            Diagnostic::error(t.span(), t.path().to_string(), message)
                 .expected("[models.alarm] only with task = \"fault\" or \"anomaly\"")
-                .help(match task {
-                    None => "set the model's `task`",
-                    Some(_) => "remove [models.alarm]; an estimate or a proposal raises no alarm in this version",
-                }),
-        ),
+                .help(help),
+        );
     }
     if task == Some(Task::Fault) {
         match &threshold {

@@ -835,7 +835,7 @@ fn estimates_and_proposals_raise_no_alarm() {
 #[test]
 fn a_misspelt_task_is_reported_once_not_as_missing_task_keys() {
     let (path, msg, help) = error(
-        "[[models]]\nid = \"m\"\npath = \"m.onnx\"\ntask = \"faul\"\n[models.output]\nclasses = [\"ok\", \"jam\"]\n",
+        "[[models]]\nid = \"m\"\npath = \"m.onnx\"\ntask = \"faul\"\n[models.output]\nclasses = [\"ok\", \"jam\"]\n[models.alarm]\nthreshold = 0.5\n",
     );
     assert_eq!(path, "models[0].task");
     assert_eq!(msg, "unknown task \"faul\"");

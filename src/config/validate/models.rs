@@ -148,8 +148,12 @@ impl<'c> Plant<'c> {
             None => Some(1),
         };
         let setpoints = m.output.setpoints.as_ref();
-        for (j, sp) in setpoints.iter().flat_map(|s| s.value.iter()).enumerate() {
-            self.setpoint(sink, at(&format!("output.setpoints[{j}]")), sp);
+        let written = setpoints.map_or(&[][..], |s| s.value.as_slice());
+        for (j, sp) in written.iter().enumerate() {
+            // A repeat is reported as such when decoded.
+            if !written[..j].iter().any(|x| x.value == sp.value) {
+                self.setpoint(sink, at(&format!("output.setpoints[{j}]")), sp);
+            }
         }
         let alarm = m.alarm.as_ref().map(|a| {
             let delay = |d: &Option<Loc<Duration>>| d.as_ref().map_or(Duration::ZERO, |d| d.value);
