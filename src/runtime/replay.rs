@@ -126,6 +126,8 @@ pub enum ReplayError {
     Recording(#[from] RecordingError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Models(#[from] crate::ml::MlSetupError),
 }
 
 /// Replay `reader` through a fresh core for `cfg`.
@@ -200,7 +202,7 @@ pub fn replay_driver(
         );
     }
     let mut r = Run {
-        driver: Driver::with_clock(cfg, clock),
+        driver: Driver::with_clock(cfg, clock).with_models(cfg)?,
         sinks: Some(opts.sinks),
         from_tick,
         speed: opts.speed,
