@@ -85,7 +85,7 @@ impl Plant {
         for (k, &s) in self.signals.iter().enumerate() {
             let value = (t * 0.7 + k as f64).sin() * 3.0 + k as f64;
             // One point in 997 is bad, so a few windows are uncertain.
-            let ok = (self.tick as usize + k) % 997 != 0;
+            let ok = !(self.tick as usize + k).is_multiple_of(997);
             self.bank.push(s, value, ok);
         }
         self.tick += 1;
