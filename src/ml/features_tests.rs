@@ -568,3 +568,70 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn growing_a_wrapped_window_keeps_each_point_with_its_quality() {
+    let (mut bank, s, _) = bank_with(&[(Stat::Lag, 3)]);
+    for k in 0..6 {
+        bank.push(s, f64::from(k), k != 3);
+    }
+    // Capacity 4, wrapped: it holds 2, 3 (bad), 4, 5.
+    FeatureRow::new(
+        &mut bank,
+        vec![FeatureSpec {
+            signal: s,
+            stat: Stat::Lag,
+            n: 7,
+        }],
+    )
+    .expect("valid");
+    let lag = |bank: &SignalBank, n| read(bank, s, Stat::Lag, n);
+    assert_eq!(
+        lag(&bank, 0),
+        Reading {
+            value: 5.0,
+            unusable: None
+        }
+    );
+    assert_eq!(
+        lag(&bank, 1),
+        Reading {
+            value: 4.0,
+            unusable: None
+        }
+    );
+    assert_eq!(
+        lag(&bank, 2),
+        Reading {
+            value: 3.0,
+            unusable: Some(Unusable::BadInput { ticks_ago: 2 })
+        }
+    );
+    assert_eq!(
+        lag(&bank, 3),
+        Reading {
+            value: 2.0,
+            unusable: None
+        }
+    );
+    assert_eq!(
+        lag(&bank, 4),
+        Reading {
+            value: 2.0,
+            unusable: Some(Unusable::NotFull { have: 4, need: 5 })
+        }
+    );
+    bank.push(s, 6.0, true);
+    assert_eq!(
+        lag(&bank, 3),
+        Reading {
+            value: 3.0,
+            unusable: Some(Unusable::BadInput { ticks_ago: 3 })
+        }
+    );
+    assert_eq!(read(&bank, s, Stat::Mean, 5).value, 4.0);
+    assert_eq!(
+        read(&bank, s, Stat::Mean, 4).unusable,
+        Some(Unusable::BadInput { ticks_ago: 3 })
+    );
+}
