@@ -174,13 +174,13 @@ impl SignalWindow {
         self.values.len()
     }
 
-    /// Points on the grid so far, up to the capacity.
+    /// Points held: those pushed so far, up to the capacity.
     pub fn len(&self) -> usize {
         self.filled
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pushes == 0
+        self.filled == 0
     }
 
     /// Grows the window to hold at least `span` points, keeping its history.
