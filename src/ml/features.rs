@@ -227,7 +227,12 @@ impl SignalWindow {
         }
         self.pushes += 1;
         self.filled = (self.filled + 1).min(self.capacity());
-        self.head = (head + 1) % self.capacity();
+        // Not `% capacity`: a division per push is most of a push's cost.
+        self.head = if head + 1 == self.capacity() {
+            0
+        } else {
+            head + 1
+        };
     }
 
     /// Ring index of the point `k` pushes back (1 = the newest).
@@ -322,12 +327,17 @@ impl SignalWindow {
 }
 
 /// Working memory for the statistics that centre the window (mean, std,
-/// slope) and the index ramp the slope is a dot product with. One per
-/// thread that computes features; it grows to the longest window it meets
-/// and then never allocates again.
+/// slope), and the constant vectors their sums are dot products with.
+/// nalgebra's `dot` and `axpy` run tight loops over the slices, where its
+/// `sum`, `variance` and `add_scalar_mut` step an element iterator: a
+/// 300-point std takes 0.33 µs this way against 1.6 µs
+/// (benches/ml_features.rs). One per thread that computes features; it
+/// grows to the longest window it meets and then never allocates again.
 #[derive(Debug, Clone)]
 pub struct Scratch {
     centred: DVector<f64>,
+    ones: DVector<f64>,
+    /// 0, 1, 2, …: grid positions, for the slope.
     ramp: DVector<f64>,
 }
 
@@ -341,6 +351,7 @@ impl Scratch {
     pub fn with_capacity(n: usize) -> Self {
         Scratch {
             centred: DVector::zeros(n),
+            ones: DVector::from_element(n, 1.0),
             ramp: DVector::from_fn(n, |i, _| i as f64),
         }
     }
@@ -355,6 +366,7 @@ impl Scratch {
 /// `stat` over the points `a` then `b` (oldest first; `a` not empty).
 fn window_value(stat: Stat, a: &[f64], b: &[f64], tick_seconds: f64, scratch: &mut Scratch) -> f64 {
     let m = a.len() + b.len();
+    let mf = m as f64;
     let va = DVectorView::from_slice(a, a.len());
     let vb = DVectorView::from_slice(b, b.len());
     // nalgebra's min/max of an empty vector is 0, so `b` joins only when it
@@ -364,7 +376,7 @@ fn window_value(stat: Stat, a: &[f64], b: &[f64], tick_seconds: f64, scratch: &m
         Stat::Min => va.min().min(vb.min()),
         Stat::Max if b.is_empty() => va.max(),
         Stat::Max => va.max().max(vb.max()),
-        Stat::Rms => ((va.norm_squared() + vb.norm_squared()) / m as f64).sqrt(),
+        Stat::Rms => ((va.norm_squared() + vb.norm_squared()) / mf).sqrt(),
         Stat::Mean | Stat::Std | Stat::Slope => {
             scratch.grow(m);
             // Shifted by the oldest point: a constant window becomes exact
@@ -374,17 +386,21 @@ fn window_value(stat: Stat, a: &[f64], b: &[f64], tick_seconds: f64, scratch: &m
             let mut d = scratch.centred.rows_mut(0, m);
             d.as_mut_slice()[..a.len()].copy_from_slice(a);
             d.as_mut_slice()[a.len()..].copy_from_slice(b);
-            d.add_scalar_mut(-x0);
-            let md = d.mean();
+            let ones = scratch.ones.rows(0, m);
+            // `axpy` against the ones: see `Scratch`.
+            d.axpy(-x0, &ones, 1.0);
+            let md = ones.dot(&d) / mf;
             match stat {
                 Stat::Mean => x0 + md,
-                // Two-pass (nalgebra centres on the mean before squaring): a
-                // sum of squares, never negative, so no NaN from the root.
-                Stat::Std => d.variance().sqrt(),
+                // Two passes (centred on the mean, then squared): a sum of
+                // squares, never negative, so no NaN from the root.
+                Stat::Std => {
+                    d.axpy(-md, &ones, 1.0);
+                    (d.norm_squared() / mf).sqrt()
+                }
                 _ if m < 2 => 0.0,
                 _ => {
                     // Σ(i - ī)(d_i - d̄) = Σ i·d_i - d̄·Σi, over Σ(i - ī)² = m(m²-1)/12.
-                    let mf = m as f64;
                     let sxy = scratch.ramp.rows(0, m).dot(&d) - md * (mf * (mf - 1.0) / 2.0);
                     let sxx = mf * (mf * mf - 1.0) / 12.0;
                     sxy / sxx / tick_seconds
