@@ -44,10 +44,17 @@ fn raises_at_the_threshold_itself_and_not_below() {
 
 #[test]
 fn clears_only_below_threshold_minus_deadband() {
-    let mut a = alarm(0, 0);
-    assert!(matches!(good(&mut a, 0, 0.9), Step::Raised(_)));
-    // 0.65 is the clear level itself: not below it.
-    for (k, v) in [0.69, 0.66, 0.65].into_iter().enumerate() {
+    // Limits whose difference is exact in binary (0.7 - 0.05 is not 0.65).
+    let mut a = Alarm::new(AlarmLimits {
+        threshold: 1.0,
+        deadband: 0.25,
+        on_delay: 0,
+        off_delay: 0,
+    })
+    .expect("limits are valid");
+    assert!(matches!(good(&mut a, 0, 1.5), Step::Raised(_)));
+    // 0.75 is the clear level itself: not below it.
+    for (k, v) in [0.99, 0.8, 0.75].into_iter().enumerate() {
         assert_eq!(
             good(&mut a, 1 + k as u64, v),
             Step::Quiet,
@@ -55,13 +62,11 @@ fn clears_only_below_threshold_minus_deadband() {
         );
         assert_eq!(a.state(), AlarmState::Raised);
     }
-    let Step::Cleared(t) = good(&mut a, 10, 0.649) else {
-        panic!("0.649 is below 0.65: {:?}", a.state());
+    let Step::Cleared(t) = good(&mut a, 10, 0.749) else {
+        panic!("0.749 is below 0.75: {:?}", a.state());
     };
-    assert_eq!(t.value, 0.649);
-    assert!(
-        matches!(t.reason, Reason::Below { clear_level, .. } if (clear_level - 0.65).abs() < 1e-12)
-    );
+    assert_eq!((t.value, t.threshold), (0.749, 1.0));
+    assert!(matches!(t.reason, Reason::Below { clear_level, .. } if clear_level == 0.75));
     assert_eq!(a.state(), AlarmState::Normal);
 }
 
@@ -288,6 +293,12 @@ fn naive(
     out
 }
 
+/// Values bunched around the threshold (0.75), with the threshold and the
+/// clear level of a 0.125 deadband themselves, exactly.
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![8 => 0.5..1.0f64, 1 => Just(0.75), 1 => Just(0.625)]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 512,
@@ -300,12 +311,12 @@ proptest! {
     /// naive reading's, and it never raises or clears twice in a row.
     #[test]
     fn transitions_match_the_naive_rules(
-        inputs in prop::collection::vec((1u64..4, 0.5..0.9f64, prop::bool::weighted(0.9)), 0..200),
+        inputs in prop::collection::vec((1u64..4, value(), prop::bool::weighted(0.9)), 0..200),
         on in 0u64..6,
         off in 0u64..6,
-        deadband in prop_oneof![Just(0.0), 0.0..0.1f64],
+        deadband in prop_oneof![Just(0.0), Just(0.125), 0.0..0.2f64],
     ) {
-        let threshold = 0.7;
+        let threshold = 0.75;
         let mut a = Alarm::new(AlarmLimits { threshold, deadband, on_delay: on, off_delay: off })
             .expect("limits are valid");
         let mut t = 0;
