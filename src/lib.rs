@@ -14,6 +14,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod endpoints;
+pub mod ml;
 pub mod physics;
 pub mod qa;
 pub mod recording;
