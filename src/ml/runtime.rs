@@ -321,7 +321,7 @@ impl Runtime {
     }
 
     /// A session builder with the twin's options (module docs).
-    pub(crate) fn session_builder(&self) -> Result<SessionBuilder, ort::Error> {
+    pub fn session_builder(&self) -> Result<SessionBuilder, ort::Error> {
         Ok(Session::builder(&self.env)?
             // One intra-op thread means ORT keeps no pool: the run happens
             // on the caller's thread, which the stage chooses, and never
@@ -331,7 +331,9 @@ impl Runtime {
             .with_parallel_execution(false)?
             .with_intra_op_spinning(false)?
             .with_inter_op_spinning(false)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)?
+            // `All` (ORT_ENABLE_ALL), what Python onnxruntime uses too; in this
+            // `ort`, `Level3` is only the layout level below it.
+            .with_optimization_level(GraphOptimizationLevel::All)?
             .with_deterministic_compute(true)?
             // Memory patterns are cached per input shape, and the batch
             // size changes from run to run; plain allocation keeps a
