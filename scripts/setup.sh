@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Installs what `make demo` and `make test` need beyond the Rust toolchain:
 # a few Debian packages, rustfmt and clippy, and a project-local Python venv
-# (.venv) with the packages the interop tests' peers use
-# (scripts/requirements-test.txt).
+# (.venv). `--build-only` (make demo) puts only the ONNX Runtime library in
+# it (scripts/requirements-run.txt: `twin` loads it when a config has
+# models); the full set-up adds the packages the tests' peers and the model
+# scripts use (scripts/requirements-test.txt, which includes the former).
 # Idempotent: does nothing when everything is already there. A warm run
-# takes well under a second; the venv is reinstalled only when the
+# takes well under a second; the venv is reinstalled only when a
 # requirements file changes.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.venv"
+req_run="$root/scripts/requirements-run.txt"
 req="$root/scripts/requirements-test.txt"
-# Hash of the requirements the venv was last installed from.
+# Hashes of the requirements the venv was last installed from: the run-time
+# set alone, and the whole test set (which includes the run-time set).
+stamp_run="$venv/.requirements-run.sha256"
 stamp="$venv/.requirements.sha256"
 
 apt_install() {
@@ -29,7 +34,7 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # `--build-only` (make demo): just what building and running needs.
 build_only=false
 [ "${1:-}" = "--build-only" ] && build_only=true
-$build_only || command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 
 if ((${#need_apt[@]})); then
   apt_install "${need_apt[@]}"
@@ -41,27 +46,7 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-if $build_only; then
-  exit 0
-fi
-
-# --- MQTT broker and clients for the MQTT tests (tests/it/mqtt.rs) ----------
-# The tests start their own mosquitto per test; the package's service is not
-# used. mosquitto lives in /usr/sbin, which a non-root PATH may lack.
-need_mqtt=()
-{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need_mqtt+=(mosquitto)
-command -v mosquitto_pub >/dev/null 2>&1 || need_mqtt+=(mosquitto-clients)
-command -v openssl >/dev/null 2>&1 || need_mqtt+=(openssl)
-if ((${#need_mqtt[@]})); then
-  apt_install "${need_mqtt[@]}"
-fi
-
-# --- Headless Chromium for the report test (tests/it/report.rs) ------------
-# The test renders `twin report`'s page and looks at the screenshot; only
-# tests need it, never the twin.
-command -v chromium >/dev/null 2>&1 || apt_install chromium
-
-# --- Python venv for the interop tests (tests/peers/*.py) -------------------
+# --- Python venv: the ONNX Runtime library; the tests' peers -----------------
 
 venv_ok() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pip' >/dev/null 2>&1
@@ -84,17 +69,50 @@ if ! venv_ok; then
   venv_ok || { echo "setup: the venv at .venv has no pip; giving up" >&2; exit 1; }
 fi
 
-want="$(sha256sum "$req" | cut -d' ' -f1) $("$venv/bin/python" -V 2>&1)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  echo "setup: Python test packages are up to date (.venv)" >&2
-else
-  echo "setup: installing Python test packages into .venv from scripts/requirements-test.txt" >&2
-  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req"
+# Installs requirements file $1 when its hash (with the files it includes and
+# the venv's Python version) differs from stamp file $2.
+want_of() {
+  echo "$(cat "$1" "$req_run" | sha256sum | cut -d' ' -f1) $("$venv/bin/python" -V 2>&1)"
+}
+pip_install() {
+  local file="$1" stamp_file="$2" what="$3" want
+  want="$(want_of "$file")"
+  if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$want" ]; then
+    echo "setup: $what are up to date (.venv)" >&2
+    return
+  fi
+  echo "setup: installing $what into .venv from scripts/$(basename "$file")" >&2
+  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$file"
   # torch is never to be installed (size, and nothing may depend on it).
   if "$venv/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)'; then
     echo "setup: torch ended up in .venv, pulled in by a requirement; remove that requirement" >&2
     exit 1
   fi
-  echo "$want" >"$stamp"
-  echo "setup: Python test packages installed" >&2
+  echo "$want" >"$stamp_file"
+  echo "setup: $what installed" >&2
+}
+
+if $build_only; then
+  pip_install "$req_run" "$stamp_run" "Python run-time packages (ONNX Runtime)"
+  exit 0
 fi
+
+# --- MQTT broker and clients for the MQTT tests (tests/it/mqtt.rs) ----------
+# The tests start their own mosquitto per test; the package's service is not
+# used. mosquitto lives in /usr/sbin, which a non-root PATH may lack.
+need_mqtt=()
+{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need_mqtt+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_mqtt+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || need_mqtt+=(openssl)
+if ((${#need_mqtt[@]})); then
+  apt_install "${need_mqtt[@]}"
+fi
+
+# --- Headless Chromium for the report test (tests/it/report.rs) ------------
+# The test renders `twin report`'s page and looks at the screenshot; only
+# tests need it, never the twin.
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+
+pip_install "$req" "$stamp" "Python test packages"
+# The test set includes the run-time set: a later --build-only has nothing to do.
+want_of "$req_run" >"$stamp_run"

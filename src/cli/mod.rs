@@ -31,6 +31,10 @@ use crate::sinks::events::{EventOptions, EventStream, Overflow};
 
 /// Exit code for an invalid config (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: i32 = 78;
+/// Exit code when something the command needs is missing from the machine
+/// (sysexits EX_UNAVAILABLE): `twin check` without the ONNX Runtime library
+/// for a config's models.
+pub const EXIT_UNAVAILABLE: i32 = 69;
 /// Exit code for a runtime failure.
 pub const EXIT_FAILURE: i32 = 1;
 

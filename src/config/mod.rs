@@ -15,7 +15,7 @@ pub mod layout;
 pub mod limits;
 mod line;
 mod machine;
-mod ml;
+pub mod ml;
 mod modbus;
 mod model;
 mod mqtt;

@@ -79,7 +79,6 @@ struct ModelRun {
     threshold: Option<f64>,
     unit: Option<Arc<str>>,
     setpoints: Vec<Arc<str>>,
-    alarm_threshold: f64,
     priority: cfgml::Priority,
     rows: Vec<RowRun>,
 }
@@ -200,10 +199,14 @@ pub fn install(
             .iter()
             .map(|c| Arc::from(c.as_str()))
             .collect();
-        let mut alarm_threshold = f64::NAN;
         let mut priority = cfgml::ALARM_PRIORITY;
         if let Some(a) = &m.alarm {
-            alarm_threshold = a.threshold.as_ref().map(|t| t.value).or(threshold).unwrap_or(f64::NAN);
+            let alarm_threshold = a
+                .threshold
+                .as_ref()
+                .map(|t| t.value)
+                .or(threshold)
+                .unwrap_or(f64::NAN);
             priority = a.priority;
             let limits = AlarmLimits {
                 threshold: alarm_threshold,
@@ -243,7 +246,6 @@ pub fn install(
                 .iter()
                 .map(|s| Arc::from(s.as_str()))
                 .collect(),
-            alarm_threshold,
             priority,
             rows,
         });
@@ -364,17 +366,18 @@ fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<Pending
         let cols = values.len() / st.due.len().max(1);
         for (k, (r, uncertain)) in st.due.iter().enumerate() {
             let row_values = &values[k * cols..(k + 1) * cols];
-            let row = &mut m.rows[*r];
+            let machine = m.rows[*r].machine.clone();
             if let Err(error) = check_output(m.task, row_values) {
                 out.0.push(TwinEvent::Ml(MlEvent::Error(ModelError {
                     t_ns,
                     model: m.id.clone(),
-                    machine: row.machine.clone(),
+                    machine,
                     error,
                 })));
                 continue;
             }
-            let pred = prediction(m, t_ns, row.machine.clone(), row_values, uncertain.clone());
+            let pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
+            let row = &mut m.rows[*r];
             let quality = if uncertain.is_some() {
                 InputQuality::Uncertain
             } else {

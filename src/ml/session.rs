@@ -1,0 +1,293 @@
+//! One loaded model: its ORT session, its I/O as [`ModelIo`], the sha256 of
+//! its file, and `run()` over a batch of feature rows.
+//!
+//! The file is read whole and handed to ORT from memory, so the bytes that
+//! are hashed are the bytes that run: the hash a recording keeps names the
+//! model that produced its predictions (ML_DESIGN, "Determinism").
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2};
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+use sha2::{Digest, Sha256};
+
+use super::io::{Elem, ModelIo, TensorSpec};
+use super::runtime::Runtime;
+
+/// Largest model file the twin loads: 256 MiB. Shipped models are under
+/// 5 MB; the cap keeps a wrong `path` (a disk image, a log) from being read
+/// whole into memory.
+pub const MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why a model file could not be loaded. Each names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("model file `{}` not found", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cannot read model file `{}`: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("model file `{}` is {len} bytes, over the limit of {MAX_MODEL_BYTES} bytes", path.display())]
+    TooBig { path: PathBuf, len: u64 },
+    #[error("`{}` is not an ONNX model ONNX Runtime can load: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Why a run failed. The stage reports it and moves on; nothing here
+/// panics on rows or on what the model returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("the model has no input `{0}`")]
+    UnknownInput(String),
+    #[error("input `{input}` takes rows of {want} features; got {got}")]
+    Width {
+        input: String,
+        want: i64,
+        got: usize,
+    },
+    #[error("input `{input}` takes a batch of exactly {want} rows; got {got}")]
+    Batch {
+        input: String,
+        want: i64,
+        got: usize,
+    },
+    #[error("a run needs at least one row")]
+    EmptyBatch,
+    #[error("ONNX Runtime failed the run: {0}")]
+    Ort(String),
+}
+
+/// One output of a run, as a `[rows, columns]` array of f32: a `[batch]`
+/// output becomes one column, int64 labels and float64 values are
+/// converted, and anything of higher rank is flattened per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedOutput {
+    pub name: String,
+    pub values: Array2<f32>,
+}
+
+/// A model ready to run.
+#[derive(Debug)]
+pub struct ModelSession {
+    session: Session,
+    io: ModelIo,
+    sha256: [u8; 32],
+    path: PathBuf,
+}
+
+impl ModelSession {
+    /// Read `path` and build its session with the twin's options.
+    pub fn load(rt: &Runtime, path: &Path) -> Result<Self, ModelError> {
+        let bytes = read_capped(path)?;
+        Self::from_bytes(rt, path, &bytes)
+    }
+
+    /// Build a session from a model's bytes; `path` names it in messages.
+    pub fn from_bytes(rt: &Runtime, path: &Path, bytes: &[u8]) -> Result<Self, ModelError> {
+        let invalid = |e: ort::Error| ModelError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.message().trim().trim_end_matches('.').to_string(),
+        };
+        let session = rt
+            .session_builder()
+            .and_then(|mut b| b.commit_from_memory(bytes))
+            .map_err(invalid)?;
+        let io = model_io(&session).map_err(invalid)?;
+        Ok(ModelSession {
+            session,
+            io,
+            sha256: Sha256::digest(bytes).into(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn io(&self) -> &ModelIo {
+        &self.io
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// The file's sha256 in lowercase hex, as recordings keep it.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Run the model on `rows` (one row per machine, `[batch, features]`)
+    /// through `input`, in one ORT call. Returns every numeric tensor
+    /// output, in the model's order; outputs the twin cannot read as
+    /// numbers (strings, ZipMap's maps) are left out.
+    pub fn run(
+        &mut self,
+        input: &str,
+        rows: ArrayView2<'_, f32>,
+    ) -> Result<Vec<NamedOutput>, RunError> {
+        let spec = self
+            .io
+            .inputs
+            .iter()
+            .find(|s| s.name == input)
+            .ok_or_else(|| RunError::UnknownInput(input.to_string()))?;
+        let (n, width) = rows.dim();
+        if n == 0 {
+            return Err(RunError::EmptyBatch);
+        }
+        // ORT would refuse these too, in words about tensors; checked here
+        // to say it about rows and features.
+        if let [batch, w] = spec.dims.as_slice() {
+            if let Some(w) = w
+                && *w != width as i64
+            {
+                return Err(RunError::Width {
+                    input: input.to_string(),
+                    want: *w,
+                    got: width,
+                });
+            }
+            if let Some(b) = batch
+                && *b != n as i64
+            {
+                return Err(RunError::Batch {
+                    input: input.to_string(),
+                    want: *b,
+                    got: n,
+                });
+            }
+        }
+        // ORT reads a contiguous buffer; a view of a column slice is copied
+        // into one, a standard-layout view is passed as is.
+        let rows = rows.as_standard_layout();
+        let ort_err = |e: ort::Error| RunError::Ort(e.message().trim().to_string());
+        let tensor = TensorRef::from_array_view(&rows).map_err(ort_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input => tensor])
+            .map_err(ort_err)?;
+        let mut named = Vec::with_capacity(outputs.len());
+        for (name, value) in outputs.iter() {
+            let ValueType::Tensor { ty, .. } = value.dtype() else {
+                continue;
+            };
+            // Flat slices, not n-d views: iterating an n-d view goes through
+            // dynamic indexing per element, which cost a third of a small
+            // model's run at batch 256 (benches/ml_run.rs).
+            let values = match ty {
+                TensorElementType::Float32 => value
+                    .try_extract_tensor::<f32>()
+                    .map(|(s, v)| to_rows(s, v.iter().copied())),
+                TensorElementType::Float64 => value
+                    .try_extract_tensor::<f64>()
+                    .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
+                TensorElementType::Int64 => value
+                    .try_extract_tensor::<i64>()
+                    .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
+                TensorElementType::Int32 => value
+                    .try_extract_tensor::<i32>()
+                    .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
+                _ => continue,
+            };
+            named.push(NamedOutput {
+                name: name.to_string(),
+                values: values.map_err(ort_err)?,
+            });
+        }
+        Ok(named)
+    }
+}
+
+/// `[]` → `[1, 1]`, `[n]` → `[n, 1]`, `[n, k]` as is, `[n, a, b, ...]` →
+/// `[n, a·b·...]`: `values` are the tensor's elements in row-major order.
+fn to_rows(shape: &[i64], values: impl Iterator<Item = f32>) -> Array2<f32> {
+    let dim = |d: i64| usize::try_from(d).unwrap_or(0);
+    let rows = shape.first().map_or(1, |&d| dim(d));
+    let cols: usize = shape.iter().skip(1).map(|&d| dim(d)).product();
+    let flat: Vec<f32> = values.collect();
+    // ORT's shape and element count agree; should they not, an empty
+    // output is reported rather than a panic.
+    Array2::from_shape_vec((rows, cols), flat).unwrap_or_else(|_| Array2::zeros((0, 0)))
+}
+
+fn read_capped(path: &Path) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => ModelError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => ModelError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    };
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if meta.is_dir() {
+        return Err(ModelError::Read {
+            path: path.to_path_buf(),
+            reason: "it is a folder".into(),
+        });
+    }
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(ModelError::TooBig {
+            path: path.to_path_buf(),
+            len: meta.len(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MODEL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(ModelError::TooBig {
+            path: path.to_path_buf(),
+            len: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+fn model_io(session: &Session) -> Result<ModelIo, ort::Error> {
+    let spec = |o: &ort::value::Outlet| {
+        let (dims, elem) = match o.dtype() {
+            ValueType::Tensor { ty, shape, .. } => (
+                shape.iter().map(|&d| (d >= 0).then_some(d)).collect(),
+                elem(*ty),
+            ),
+            other => (Vec::new(), Elem::NotATensor(other.to_string())),
+        };
+        TensorSpec {
+            name: o.name().to_string(),
+            dims,
+            elem,
+        }
+    };
+    let meta = session.metadata()?;
+    let mut metadata = BTreeMap::new();
+    for key in meta.custom_keys()? {
+        if let Some(v) = meta.custom(&key) {
+            metadata.insert(key, v);
+        }
+    }
+    Ok(ModelIo {
+        inputs: session.inputs().iter().map(spec).collect(),
+        outputs: session.outputs().iter().map(spec).collect(),
+        metadata,
+    })
+}
+
+fn elem(ty: TensorElementType) -> Elem {
+    match ty {
+        TensorElementType::Float32 => Elem::F32,
+        TensorElementType::Float64 => Elem::F64,
+        TensorElementType::Int64 => Elem::I64,
+        TensorElementType::Int32 => Elem::I32,
+        TensorElementType::Bool => Elem::Bool,
+        TensorElementType::String => Elem::String,
+        other => Elem::Other(other.to_string()),
+    }
+}
