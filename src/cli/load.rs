@@ -36,11 +36,41 @@ fn shown(
     match loaded {
         Ok(cfg) => {
             stderr.write(&render_warnings(&cfg, false));
+            check_models(&cfg, stderr)?;
             Ok(cfg)
         }
         Err(report) => {
             stderr.write(&render_report(&report, false));
             Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// A config's models are part of its validity: each is loaded here, before
+/// the command touches a plant, so a model file that is missing or does not
+/// fit its entry is a located config error (78), and a missing ONNX Runtime
+/// says how to get one (69). The sessions are dropped; the run's core
+/// builds its own (`Driver::with_models`), a few milliseconds.
+fn check_models(cfg: &LoadedConfig, stderr: Stderr) -> Result<(), i32> {
+    use crate::ml::load::{LoadModelsError, load_models};
+    match load_models(cfg) {
+        Ok(_) => Ok(()),
+        Err(LoadModelsError::Config(diagnostics)) => {
+            let mut diagnostics: Vec<_> = cfg.warnings.iter().cloned().chain(diagnostics).collect();
+            diagnostics.sort_by_key(|d| (d.span.start, d.severity));
+            let report = ConfigReport {
+                file: cfg.file.clone(),
+                diagnostics,
+            };
+            stderr.write(&render_report(&report, false));
+            Err(EXIT_CONFIG)
+        }
+        Err(LoadModelsError::Runtime(e)) => {
+            stderr.write(&format!(
+                "{}: error: the config's models need ONNX Runtime: {e}\n",
+                cfg.file.path().display()
+            ));
+            Err(super::EXIT_UNAVAILABLE)
         }
     }
 }

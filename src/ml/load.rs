@@ -56,6 +56,14 @@ pub fn load_models(cfg: &LoadedConfig) -> Result<Vec<LoadedModel>, LoadModelsErr
             .iter()
             .position(|d| d.id.value == model.id.value)
             .unwrap_or(0);
+        // The feature list is `[[models.features]]`, or only `inputs`.
+        let features_at = match cfg.config.models.get(i) {
+            Some(d) if d.features.is_empty() && !d.inputs.is_empty() => {
+                let (first, last) = (&d.inputs[0], &d.inputs[d.inputs.len() - 1]);
+                ("inputs", first.span.start..last.span.end)
+            }
+            _ => ("features", model.features_span.clone()),
+        };
         let session = match ModelSession::load(rt, &model.path.value) {
             Ok(s) => s,
             Err(e) => {
@@ -83,7 +91,7 @@ pub fn load_models(cfg: &LoadedConfig) -> Result<Vec<LoadedModel>, LoadModelsErr
             Err(mismatches) => diags.extend(
                 mismatches
                     .into_iter()
-                    .map(|m| mismatch_diagnostic(i, model, m)),
+                    .map(|m| mismatch_diagnostic(i, &features_at, model, m)),
             ),
         }
     }
@@ -154,17 +162,26 @@ fn tidy(path: &Path) -> PathBuf {
 }
 
 /// Where a mismatch is reported: at the config key it is about.
-fn mismatch_diagnostic(i: usize, model: &Model, m: IoMismatch) -> Diagnostic {
+fn mismatch_diagnostic(
+    i: usize,
+    features_at: &(&str, Range<usize>),
+    model: &Model,
+    m: IoMismatch,
+) -> Diagnostic {
     let located = |l: Option<Range<usize>>| l.unwrap_or_else(|| model.path.span.clone());
     let span = match m.key {
         IoKey::Path => model.path.span.clone(),
         IoKey::Input => located(model.input.as_ref().map(|l| l.span.clone())),
-        IoKey::Features => model.features_span.clone(),
+        IoKey::Features => features_at.1.clone(),
         IoKey::OutputName => located(model.output.name.as_ref().map(|l| l.span.clone())),
         IoKey::OutputClasses => model.output.classes.span.clone(),
         IoKey::OutputSetpoints => model.output.setpoints.span.clone(),
     };
-    Diagnostic::error(span, format!("models[{i}].{}", m.key.as_str()), m.message)
+    let key = match m.key {
+        IoKey::Features => features_at.0,
+        k => k.as_str(),
+    };
+    Diagnostic::error(span, format!("models[{i}].{key}"), m.message)
         .expected(m.expected)
         .help(m.help)
 }

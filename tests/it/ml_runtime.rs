@@ -304,7 +304,10 @@ tags = {{ a = "a" }}
 [[models]]
 id = "softmax"
 path = "{}"
+task = "fault"
 inputs = ["a", "a", "a", "a"]
+  [models.output]
+  classes = ["ok", "worn", "jammed"]
 "#,
         model("linear_softmax.onnx").display()
     );
@@ -475,7 +478,7 @@ fn ml_check_reports_a_wrong_shape_at_the_config_key() {
         .find(|l| l.contains("models[0].inputs"))
         .unwrap_or_else(|| panic!("no models[0].inputs error:\n{stderr}"));
     assert!(
-        line.starts_with("tests/configs/broken/model_io_mismatch.toml:36:11: error: "),
+        line.starts_with("tests/configs/broken/model_io_mismatch.toml:37:11: error: "),
         "{line}"
     );
     assert!(line.contains("the model takes 7 features"), "{line}");

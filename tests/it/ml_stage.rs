@@ -1,0 +1,233 @@
+//! The ML stage through the CLI (issue 11): a fault model bound to a machine
+//! kind predicts for every machine of it, with physics features; the
+//! predictions and alarms are deterministic and a replay reproduces them
+//! byte for byte; a model that outputs NaN gives `error` events and nothing
+//! else; a run whose model file does not fit its entry stops with a
+//! located error before it starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::util::{root, twin};
+
+/// The demo config with `models` appended, written into `dir`.
+fn demo_with(dir: &Path, models: &str) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(root().join("plant-configs/packaging-line.toml")).expect("demo");
+    text.push('\n');
+    text.push_str(models);
+    let p = dir.join("plant.toml");
+    std::fs::write(&p, text).expect("write config");
+    p
+}
+
+fn model(name: &str) -> String {
+    root().join("tests/models").join(name).display().to_string()
+}
+
+/// A fault model (linear_softmax.onnx: 4 features, 3 classes) on every
+/// conveyor, with two physics features and an alarm.
+fn fault_model() -> String {
+    format!(
+        r#"
+[[models]]
+id = "belt_faults"
+path = "{}"
+task = "fault"
+kind = "conveyor"
+every = "1s"
+on_bad_input = "uncertain"
+  [[models.features]]
+  role = "speed"
+  [[models.features]]
+  role = "motor_current"
+  stat = "mean"
+  window = "2s"
+  [[models.features]]
+  physics = "wip"
+  [[models.features]]
+  physics = "throughput"
+  [models.output]
+  name = "probabilities"
+  classes = ["normal", "jam", "slip"]
+  [models.alarm]
+  threshold = 0.2
+  deadband = 0.05
+  on_delay = "2s"
+  off_delay = "2s"
+  priority = "high"
+"#,
+        model("linear_softmax.onnx")
+    )
+}
+
+fn headless(cfg: &Path, events: &Path, record: Option<&Path>) {
+    let mut c = twin();
+    c.args(["demo", "--headless", "--for", "20s", "--config"])
+        .arg(cfg)
+        .arg("--events")
+        .arg(events);
+    if let Some(r) = record {
+        c.arg("--record").arg(r);
+    }
+    let out = c.output().expect("run twin demo");
+    assert!(
+        out.status.success(),
+        "twin demo --headless failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn lines_of(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read(path)
+        .expect("events")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("event is JSON"))
+        .collect()
+}
+
+#[test]
+fn r11_a_fault_model_predicts_for_every_machine_of_its_kind_and_replays_byte_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_with(dir.path(), &fault_model());
+    let (a, b, rec) = (
+        dir.path().join("a.jsonl"),
+        dir.path().join("b.jsonl"),
+        dir.path().join("a.mcap"),
+    );
+    headless(&cfg, &a, Some(&rec));
+    headless(&cfg, &b, None);
+    let bytes = std::fs::read(&a).expect("a");
+    assert_eq!(bytes, std::fs::read(&b).expect("b"), "same run, same bytes");
+
+    let events = lines_of(&a);
+    let preds: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "prediction")
+        .collect();
+    // One row per conveyor (infeed, outfeed) per second of 20 s.
+    let mut per_machine: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &preds {
+        assert_eq!(p["model"], "belt_faults");
+        assert_eq!(p["task"], "fault");
+        let risk = p["risk"].as_object().expect("risk per class");
+        assert_eq!(risk.keys().collect::<Vec<_>>(), ["jam", "slip"]);
+        let sum: f64 = risk.values().map(|v| v.as_f64().expect("number")).sum();
+        assert!((0.0..=1.0).contains(&sum), "{p}");
+        assert!(["normal", "jam", "slip"].contains(&p["class"].as_str().expect("class")));
+        *per_machine
+            .entry(p["machine"].as_str().expect("machine").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_machine.keys().collect::<Vec<_>>(),
+        ["infeed", "outfeed"],
+        "every conveyor, and only conveyors"
+    );
+    assert!(
+        per_machine.values().all(|n| (19..=20).contains(n)),
+        "{per_machine:?}"
+    );
+    // The 2 s window is not full on the first run (t = 0 s): uncertain, and
+    // says why; later rows are good.
+    let first = preds[0];
+    assert_eq!(first["quality"], "uncertain", "{first}");
+    assert!(
+        first["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("feature 1"),
+        "{first}"
+    );
+    assert!(preds.iter().skip(4).all(|p| p["quality"] == "good"));
+
+    // The replay of the recording gives the same bytes, predictions and all.
+    let replayed = dir.path().join("replayed.jsonl");
+    let out = twin()
+        .args(["replay"])
+        .arg(&cfg)
+        .arg(&rec)
+        .arg("--events")
+        .arg(&replayed)
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+}
+
+#[test]
+fn r11_a_nan_model_gives_error_events_and_no_prediction_or_alarm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_with(
+        dir.path(),
+        &format!(
+            r#"
+[[models]]
+id = "broken"
+path = "{}"
+task = "anomaly"
+machine = "filler"
+every = "2s"
+  [[models.features]]
+  role = "vibration"
+  [[models.features]]
+  role = "bearing_temperature"
+  [[models.features]]
+  role = "motor_current"
+  [[models.features]]
+  role = "speed"
+  [models.output]
+  threshold = 1.0
+  [models.alarm]
+  threshold = 1.0
+"#,
+            model("nan.onnx")
+        ),
+    );
+    let events = dir.path().join("e.jsonl");
+    headless(&cfg, &events, None);
+    let all = lines_of(&events);
+    let errors: Vec<_> = all
+        .iter()
+        .filter(|e| e["type"] == "error" && e["component"] == "model")
+        .collect();
+    assert_eq!(errors.len(), 10, "one per run of 20 s at every 2 s");
+    assert_eq!(errors[0]["target"], "broken");
+    assert_eq!(errors[0]["machine"], "filler");
+    assert!(
+        errors[0]["error"].as_str().expect("error").contains("NaN"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !all.iter()
+            .any(|e| e["type"] == "prediction" || e["type"] == "alarm"),
+        "no prediction and no alarm from NaN"
+    );
+}
+
+#[test]
+fn r11_a_run_with_a_model_that_does_not_fit_stops_with_a_located_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // wrong_shape.onnx takes 7 features; the entry gives 4.
+    let text = fault_model().replace(&model("linear_softmax.onnx"), &model("wrong_shape.onnx"));
+    let cfg = demo_with(dir.path(), &text);
+    let out = twin()
+        .args(["demo", "--headless", "--for", "2s", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("plant.toml:"), "located: {err}");
+    assert!(err.contains("models[0].features"), "{err}");
+    assert!(
+        err.contains('7') && err.contains('4'),
+        "says both widths: {err}"
+    );
+}
