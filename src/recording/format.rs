@@ -111,6 +111,10 @@ pub struct RecordingInfo {
     pub first_tick: u64,
     /// How the samples got here: `live`, `headless`, `import`.
     pub origin: String,
+    /// The model files the run's config loads, by model id: `sha256:` and
+    /// the file's digest (`unreadable` if it could not be read). A replay
+    /// whose model files differ says so: its predictions may differ.
+    pub models: Vec<(String, String)>,
 }
 
 impl RecordingInfo {
@@ -129,6 +133,14 @@ impl RecordingInfo {
             ("origin", self.origin.clone()),
         ]
         .into_iter()
+        .chain((!self.models.is_empty()).then(|| {
+            let list: Vec<String> = self
+                .models
+                .iter()
+                .map(|(id, h)| format!("{id}={h}"))
+                .collect();
+            ("models", list.join(";"))
+        }))
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -179,6 +191,16 @@ impl RecordingInfo {
             part: num(path, "part", text("part")?)?,
             first_tick: num(path, "first_tick", text("first_tick")?)?,
             origin: text("origin")?,
+            // Absent before models ran, and when the config has none.
+            models: m
+                .get("models")
+                .map(|list| {
+                    list.split(';')
+                        .filter_map(|e| e.split_once('='))
+                        .map(|(id, h)| (id.to_string(), h.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -193,8 +215,28 @@ impl RecordingInfo {
 
 /// `sha256:<hex>` of a config's text, as a recording names its config.
 pub fn config_hash(text: &str) -> String {
+    content_hash(text.as_bytes())
+}
+
+/// The model files `cfg` runs, by id, each as `sha256:<hex>` of the file
+/// (`unreadable` if it cannot be read): what a recording notes of them.
+pub fn model_hashes(cfg: &crate::config::LoadedConfig) -> Vec<(String, String)> {
+    cfg.ml
+        .models
+        .iter()
+        .map(|m| {
+            let h = std::fs::read(&m.path.value)
+                .map(|b| content_hash(&b))
+                .unwrap_or_else(|_| "unreadable".to_string());
+            (m.id.value.clone(), h)
+        })
+        .collect()
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(text.as_bytes());
+    let digest = sha2::Sha256::digest(bytes);
     let mut s = String::with_capacity(7 + 64);
     s.push_str("sha256:");
     for b in digest {
@@ -404,6 +446,7 @@ mod tests {
             part: 1,
             first_tick: 0,
             origin: "live".into(),
+            models: vec![("m".into(), config_hash("onnx"))],
         };
         let p = Path::new("r.mcap");
         assert_eq!(

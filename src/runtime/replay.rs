@@ -156,6 +156,16 @@ pub fn replay_driver(
         info!(recorded = %info.config_hash, replayed = %config_hash(&cfg.file.text),
             "Replaying under another config than the recorded one (a counterfactual replay).");
     }
+    // Predictions replay byte for byte only with the same model files.
+    let now = crate::recording::format::model_hashes(cfg);
+    for (id, recorded) in &info.models {
+        if let Some((_, h)) = now.iter().find(|(m, _)| m == id)
+            && h != recorded
+        {
+            warn!(model = %id, recorded = %recorded, replayed = %h,
+                "The model file differs from the one recorded; its predictions and alarms may differ from the recorded run's.");
+        }
+    }
     if !exact {
         warn!(
             recorded_ms = info.tick_ns / 1_000_000,

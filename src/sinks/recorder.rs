@@ -154,6 +154,7 @@ impl Recorder {
             part: 1,
             first_tick: 0,
             origin: options.origin.to_string(),
+            models: format::model_hashes(cfg),
         };
         let target = options.path.display().to_string();
         Recorder {

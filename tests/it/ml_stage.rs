@@ -142,6 +142,17 @@ fn r11_a_fault_model_predicts_for_every_machine_of_its_kind_and_replays_byte_ide
     );
     assert!(preds.iter().skip(4).all(|p| p["quality"] == "good"));
 
+    // The recording names the model file it ran, by hash.
+    let r = twin::recording::RecordingReader::open(std::slice::from_ref(&rec)).expect("opens");
+    let file = std::fs::read(root().join("tests/models/linear_softmax.onnx")).expect("model");
+    assert_eq!(
+        r.info().models,
+        [(
+            "belt_faults".to_string(),
+            twin::recording::format::content_hash(&file)
+        )]
+    );
+
     // The replay of the recording gives the same bytes, predictions and all.
     let replayed = dir.path().join("replayed.jsonl");
     let out = twin()

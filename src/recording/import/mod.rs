@@ -528,6 +528,7 @@ pub fn import(
         part: 1,
         first_tick: 0,
         origin: "import".into(),
+        models: Vec::new(),
     };
     let last_tick = tick_at_or_after(last_ns);
     let partial = partial_path(out);
