@@ -251,6 +251,19 @@ def read_mcap(path: str) -> Samples:
     return Samples(out, path, tick_ns=tick_ns, epoch_ns=epoch_ns, skipped_text=skipped)
 
 
+def trim(samples: Samples, from_ns: int) -> Samples:
+    """Samples from `from_ns` on; each tag's last earlier sample is kept (moved to
+    `from_ns`) so that forward-filling still knows its value there."""
+    out = {}
+    for tag, (t, v, g) in samples.tags.items():
+        i = max(0, int(np.searchsorted(t, from_ns, side="right")) - 1)
+        t2 = t[i:].copy()
+        if len(t2) and t2[0] < from_ns:
+            t2[0] = from_ns
+        out[tag] = (t2, v[i:], g[i:])
+    return Samples(out, samples.source, samples.tick_ns, samples.epoch_ns, samples.skipped_text)
+
+
 def read_data(path: str, time_column: str | None = None, time_unit: str | None = None) -> Samples:
     if path.lower().endswith(".mcap"):
         return read_mcap(path)
@@ -462,6 +475,12 @@ def calibrate(scores: np.ndarray, false_alarm_rate: float) -> float:
 def to_onnx(model: Model, metadata: dict[str, str], input_name: str = "X"):
     """The detector as an ONNX graph of plain operators (opset 17).
 
+    Everything between the float32 input and the float32 output runs in float64: the
+    residual E is a small difference of large terms, and float32 there alone would
+    put the score's error near 1e-5 of its value, the parity budget twin promises
+    across hosts. In float64 the only roundings left are the input's and the
+    output's, so the NumPy reference (float64, on the float32 input) agrees to ~1e-7.
+
     X [batch, V*K] → Z = (X - mean) / sd → for each of the m DPCA vectors j (a Slice
     of L+1 lag blocks): T = U_j · (P / sqrt(eig * t2_lim)), E = U_j · (I - P Pᵀ) / sqrt(q_lim)
     → score = mean over j of (ΣT² + ΣE²). One weight pair serves all m vectors, so
@@ -471,17 +490,17 @@ def to_onnx(model: Model, metadata: dict[str, str], input_name: str = "X"):
     from onnx import TensorProto, helper, numpy_helper
 
     v, k, m, d = model.n_vars, model.n_blocks, model.smooth, model.dim
-    f32 = np.float32
-    wt = (model.p / np.sqrt(model.eig * model.t2_lim)).astype(f32)
-    we = (model.residual_matrix() / math.sqrt(model.q_lim)).astype(f32)
+    f64 = np.float64
+    wt = (model.p / np.sqrt(model.eig * model.t2_lim)).astype(f64)
+    we = (model.residual_matrix() / math.sqrt(model.q_lim)).astype(f64)
     inits = [
-        numpy_helper.from_array(np.tile(model.mean, k).astype(f32), "mean"),
-        numpy_helper.from_array(np.tile(model.sd, k).astype(f32), "sd"),
+        numpy_helper.from_array(np.tile(model.mean, k).astype(f64), "mean"),
+        numpy_helper.from_array(np.tile(model.sd, k).astype(f64), "sd"),
         numpy_helper.from_array(wt, "w_t2"),
         numpy_helper.from_array(we, "w_spe"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes12"),
-        numpy_helper.from_array(np.array([m], dtype=f32), "m"),
+        numpy_helper.from_array(np.array([m], dtype=f64), "m"),
     ]
     nodes = [
         helper.make_node("Sub", ["X_in", "mean"], ["centred"]),
@@ -504,10 +523,10 @@ def to_onnx(model: Model, metadata: dict[str, str], input_name: str = "X"):
         helper.make_node("ReduceSum", ["T_sq", "axes12"], ["t2_sum"], keepdims=0),
         helper.make_node("ReduceSum", ["E_sq", "axes12"], ["spe_sum"], keepdims=0),
         helper.make_node("Add", ["t2_sum", "spe_sum"], ["combined"]),
-        helper.make_node("Div", ["combined", "m"], ["score"]),
+        helper.make_node("Div", ["combined", "m"], ["score64"]),
+        helper.make_node("Cast", ["score64"], ["score"], to=TensorProto.FLOAT),
     ]
-    # The input is renamed through an Identity so the user-facing name can be anything.
-    nodes.insert(0, helper.make_node("Identity", [input_name], ["X_in"]))
+    nodes.insert(0, helper.make_node("Cast", [input_name], ["X_in"], to=TensorProto.DOUBLE))
     graph = helper.make_graph(
         nodes, "twin_dpca_anomaly",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", v * k])],

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--variance", type=float, default=0.95, help="share of variance the principal components keep (default 0.95)")
     ap.add_argument("--false-alarm", type=float, default=0.01, help="target share of normal rows scoring over the threshold (default 0.01)")
     ap.add_argument("--holdout", type=float, default=0.4, help="share of the data (the end) held out: half calibrates, half measures (default 0.4)")
+    ap.add_argument("--skip", default="0s", help="leave out this much at the start of the data, e.g. a warm-up (default 0s)")
     ap.add_argument("--tags", help="only these tags (comma-separated, shell wildcards allowed)")
     ap.add_argument("--exclude", default="", help="leave these tags out (comma-separated, wildcards allowed)")
     ap.add_argument("--time-column", help="a CSV's time column (default: the first named time, timestamp, ts, ... else the first column)")
@@ -145,13 +146,16 @@ def split_rows(valid: np.ndarray, holdout: float) -> tuple[np.ndarray, np.ndarra
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        return train(a)
+        train(a)
+        return 0
     except (an.DataError, ValueError, OSError) as e:
         print(f"train_anomaly: {e}", file=sys.stderr)
         return 2
 
 
-def train(a) -> int:
+def train(a) -> dict:
+    """Trains, writes the three files, and returns what a test needs to check them:
+    `model` (the fitted `anomaly.Model`), `onnx`, `card`, `toml` (paths), `held`, `faulty`."""
     if not 0 < a.false_alarm < 0.5:
         raise ValueError("--false-alarm must be between 0 and 0.5")
     if not 0.05 <= a.holdout <= 0.8:
@@ -164,6 +168,10 @@ def train(a) -> int:
     if every % tick:
         raise ValueError(f"--every {an.format_duration(every)} is not a multiple of the tick {an.format_duration(tick)}")
 
+    skip = an.parse_duration_ns(a.skip)
+    if skip:
+        first, _ = samples.span()
+        samples = an.trim(samples, first + skip)
     grid = an.to_grid(samples, every)
     n = grid.values.shape[0]
     fit_end = int(n * (1.0 - a.holdout))
@@ -245,7 +253,8 @@ def train(a) -> int:
         print(ev.report(faulty, mid))
     if size > 5 * 1024 * 1024:
         print("train_anomaly: the model is over 5 MB; use fewer tags (--tags/--exclude) or --lags", file=sys.stderr)
-    return 0
+    return {"model": model, "onnx": out, "card": stem + ".md", "toml": stem + ".toml",
+            "held": held, "faulty": faulty}
 
 
 def score_data(model: an.Model, path: str, a) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
