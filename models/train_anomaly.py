@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tick", help="the plant's [plant].tick, for a CSV (a recording knows its own; default: --every)")
     ap.add_argument("--lags", type=int, default=2, help="L: lagged copies of each tag in a DPCA vector (default 2)")
     ap.add_argument("--smooth", type=int, default=5, help="m: grid steps the score is averaged over (default 5)")
-    ap.add_argument("--variance", type=float, default=0.95, help="share of variance the principal components keep (default 0.95)")
+    ap.add_argument("--variance", type=float, default=0.999, help="share of variance the principal components keep (default 0.999)")
     ap.add_argument("--false-alarm", type=float, default=0.01, help="target share of normal rows scoring over the threshold (default 0.01)")
     ap.add_argument("--holdout", type=float, default=0.4, help="share of the data (the end) held out: half calibrates, half measures (default 0.4)")
     ap.add_argument("--skip", default="0s", help="leave out this much at the start of the data, e.g. a warm-up (default 0s)")
