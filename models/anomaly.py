@@ -357,7 +357,7 @@ def choose_tags(grid: Grid, fit_rows: slice, include: list[str] | None,
             dropped[name] = "constant in the fit part"
             continue
         d = np.diff(col)
-        if np.all(d >= 0) and np.count_nonzero(d) > 0.05 * len(d):
+        if np.all(d >= 0) and np.count_nonzero(d) >= 2:
             dropped[name] = "a counter (never decreases): not stationary"
             continue
         kept.append(name)
