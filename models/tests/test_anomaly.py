@@ -226,12 +226,16 @@ class FeatureSemantics(unittest.TestCase):
     def test_constants_and_counters_are_left_out(self):
         n = 400
         rng = np.random.default_rng(1)
-        vals = np.column_stack([rng.normal(size=n), np.full(n, 5.0), np.cumsum(rng.integers(0, 3, n))])
-        g = an.Grid(0, an.NS, ["x", "const", "count"], vals, np.ones_like(vals, bool))
+        rare = np.cumsum(np.arange(n) % 100 == 0)  # a reject counter: a step now and then
+        vals = np.column_stack([rng.normal(size=n), np.full(n, 5.0), np.cumsum(rng.integers(0, 3, n)), rare])
+        g = an.Grid(0, an.NS, ["x", "const", "count", "rejects"], vals, np.ones_like(vals, bool))
         kept, dropped = an.choose_tags(g, slice(0, n), None, [])
         self.assertEqual(kept, ["x"])
         self.assertIn("constant", dropped["const"])
         self.assertIn("counter", dropped["count"])
+        self.assertIn("counter", dropped["rejects"])
+        kept, dropped = an.choose_tags(g, slice(0, n), ["x", "c*"], ["count"])
+        self.assertEqual((kept, dropped["count"], dropped["rejects"]), (["x"], "--exclude", "not in --tags"))
 
     def test_durations_round_trip(self):
         for text, ns in (("1s", an.NS), ("250ms", 250_000_000), ("1h30m", 5400 * an.NS), ("2m", 120 * an.NS)):
