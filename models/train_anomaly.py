@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--false-alarm", type=float, default=0.01, help="target share of normal rows scoring over the threshold (default 0.01)")
     ap.add_argument("--holdout", type=float, default=0.4, help="share of the data (the end) held out: half calibrates, half measures (default 0.4)")
     ap.add_argument("--skip", default="0s", help="leave out this much at the start of the data, e.g. a warm-up (default 0s)")
+    ap.add_argument("--note", help="where the data came from, for the model card (e.g. the command that recorded it)")
     ap.add_argument("--tags", help="only these tags (comma-separated, shell wildcards allowed)")
     ap.add_argument("--exclude", default="", help="leave these tags out (comma-separated, wildcards allowed)")
     ap.add_argument("--time-column", help="a CSV's time column (default: the first named time, timestamp, ts, ... else the first column)")
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--off-delay", help="alarm off-delay (default: 10 grid steps)")
     ap.add_argument("--deadband", type=float, default=0.1, help="alarm deadband as a share of the threshold (default 0.1)")
     ap.add_argument("--priority", default="medium", choices=["low", "medium", "high", "critical"])
-    ap.add_argument("--test", help="optional data with faults (same tags) to report detection on in the card")
+    ap.add_argument("--test", help="optional data with faults (same tags) to report detection on in the card; --skip applies to it too")
     ap.add_argument("--labels", help="the --test data's labels JSONL (twin's label format)")
     ap.add_argument("--grace", default="0s", help="with --test: time after a fault's end counted as neither")
     return ap
@@ -145,6 +146,7 @@ def split_rows(valid: np.ndarray, holdout: float) -> tuple[np.ndarray, np.ndarra
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    a.argv = sys.argv[1:] if argv is None else argv
     try:
         train(a)
         return 0
@@ -260,6 +262,9 @@ def train(a) -> dict:
 def score_data(model: an.Model, path: str, a) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores of every grid step of other data: (times ns, scores, valid)."""
     samples = an.read_data(path, a.time_column, a.time_unit)
+    skip = an.parse_duration_ns(a.skip)
+    if skip:  # the same warm-up as the training data's
+        samples = an.trim(samples, samples.span()[0] + skip)
     grid = an.to_grid(samples, model.every_ns, model.tags)
     rows, gidx, valid = an.lagged_rows(grid, model.n_blocks)
     scores = np.full(len(rows), np.nan)
@@ -319,6 +324,8 @@ def model_card(model: an.Model, mid: str, a, samples: an.Samples, grid: an.Grid,
         "window and give no score.",
         "",
         "## Data",
+        *([f"- About the data: {a.note}"] if getattr(a, "note", None) else []),
+        *([f"- Made with: `models/train_anomaly.py {' '.join(getattr(a, 'argv'))}`"] if getattr(a, "argv", None) else []),
         f"- Source: `{a.data}` (sha256 `{data_hash[:16]}…`), {len(samples.tags)} numeric tags, "
         f"{t0} to {t1}, {grid.values.shape[0]} grid steps of {every}.",
         f"- Split in time order: fit {held['rows_fit']} rows, calibrate {held['rows_calibrate']}, "
@@ -334,7 +341,7 @@ def model_card(model: an.Model, mid: str, a, samples: an.Samples, grid: an.Grid,
         "## Method",
         f"Each tag is standardised (fit-part mean and sd), each DPCA vector stacks a grid step "
         f"with its {model.lags} predecessors ({model.dim} dimensions), and PCA keeps {r} components "
-        f"({100 * model.variance_share:.0f} % of the variance). Hotelling T² (distance inside the "
+        f"({100 * model.variance_share:.1f} % of the variance). Hotelling T² (distance inside the "
         f"component space) and SPE (the residual off it: broken correlations) are each divided by their "
         f"99th percentile on the fit part (T² {model.t2_lim:.4g}, SPE {model.q_lim:.4g}) and added; the "
         f"score is that sum averaged over the last {model.smooth} grid steps. The threshold is the "
@@ -363,7 +370,7 @@ def model_card(model: an.Model, mid: str, a, samples: an.Samples, grid: an.Grid,
                 f"{_pct(faulty['false_alarm_row_share'])}; false alarms {faulty['false_alarms']} "
                 f"({'-' if faulty['false_alarms_per_hour'] is None else format(faulty['false_alarms_per_hour'], '.2f')} per hour); "
                 f"median delay {'-' if faulty['median_delay_s'] is None else format(faulty['median_delay_s'], '.0f')} s "
-                f"(grace after a fault's end: {a.grace})."]
+                f"(grace after a fault's end: {a.grace}; the first {a.skip} left out, as in training)."]
     out += ["", "## Limits",
             "- It knows only the operation it was shown: a new product, recipe or setpoint "
             "looks anomalous until it is retrained on data that includes it.",
