@@ -264,10 +264,31 @@ def trim(samples: Samples, from_ns: int) -> Samples:
     return Samples(out, samples.source, samples.tick_ns, samples.epoch_ns, samples.skipped_text)
 
 
-def read_data(path: str, time_column: str | None = None, time_unit: str | None = None) -> Samples:
+def read_one(path: str, time_column: str | None = None, time_unit: str | None = None) -> Samples:
     if path.lower().endswith(".mcap"):
         return read_mcap(path)
     return read_wide_csv(path, time_column, time_unit)
+
+
+def read_data(paths: str | list[str], time_column: str | None = None,
+              time_unit: str | None = None) -> Samples:
+    """One file, or several read as one (a rotated recording's parts, a CSV per day):
+    each tag's samples are merged in time order."""
+    if isinstance(paths, str):
+        paths = [paths]
+    parts = [read_one(p, time_column, time_unit) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    tags: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for name in dict.fromkeys(n for p in parts for n in p.tags):
+        got = [p.tags[name] for p in parts if name in p.tags]
+        t = np.concatenate([g[0] for g in got])
+        order = np.argsort(t, kind="stable")
+        tags[name] = (t[order], np.concatenate([g[1] for g in got])[order],
+                      np.concatenate([g[2] for g in got])[order])
+    first = parts[0]
+    skipped = list(dict.fromkeys(n for p in parts for n in p.skipped_text))
+    return Samples(tags, ", ".join(paths), first.tick_ns, first.epoch_ns, skipped)
 
 
 @dataclass

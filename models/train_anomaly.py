@@ -43,7 +43,7 @@ import evaluate as ev  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("data", help="normal operation: REC.mcap (or its first file) or a wide CSV")
+    ap.add_argument("data", nargs="+", help="normal operation: REC.mcap or a wide CSV; several files (a rotated recording's parts) are read as one")
     ap.add_argument("-o", "--output", default="anomaly.onnx", help="the model file to write (.onnx); .md and .toml go next to it")
     ap.add_argument("--id", help="the model id in the config (default: the output's file stem)")
     ap.add_argument("--every", help="grid step and model cadence, a multiple of the tick (default: 1s for a recording whose tick divides it, else the tick; a CSV's median row spacing)")
@@ -87,6 +87,11 @@ def sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_many(paths: list[str]) -> str:
+    """The sha256 of the files' digests, in order: one fingerprint for a multi-file input."""
+    return hashlib.sha256("".join(sha256(p) for p in paths).encode()).hexdigest()
 
 
 def toml_str(s: str) -> str:
@@ -199,7 +204,7 @@ def train(a) -> dict:
     mid = a.id or os.path.basename(stem)
     cfg_dir = a.config_dir if a.config_dir is not None else (os.path.dirname(out) or ".")
     rel = os.path.relpath(out, cfg_dir)
-    data_hash = sha256(a.data)
+    data_hash = sha256(a.data[0]) if len(a.data) == 1 else sha256_many(a.data)
 
     metadata = {
         "twin.task": "anomaly",
@@ -326,7 +331,7 @@ def model_card(model: an.Model, mid: str, a, samples: an.Samples, grid: an.Grid,
         "## Data",
         *([f"- About the data: {a.note}"] if getattr(a, "note", None) else []),
         *([f"- Made with: `models/train_anomaly.py {' '.join(getattr(a, 'argv'))}`"] if getattr(a, "argv", None) else []),
-        f"- Source: `{a.data}` (sha256 `{data_hash[:16]}…`), {len(samples.tags)} numeric tags, "
+        f"- Source: {', '.join(f'`{d}`' for d in a.data)} (sha256 `{data_hash[:16]}…`), {len(samples.tags)} numeric tags, "
         f"{t0} to {t1}, {grid.values.shape[0]} grid steps of {every}.",
         f"- Split in time order: fit {held['rows_fit']} rows, calibrate {held['rows_calibrate']}, "
         f"measure {held['rows_test']} (rows with a missing or bad value in their lag window are left out).",

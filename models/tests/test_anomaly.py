@@ -192,6 +192,27 @@ class GenericPathOnCorrelatedCsv(unittest.TestCase):
             shutil.rmtree(other, ignore_errors=True)
 
 
+    def test_parts_of_a_recording_train_as_one(self):
+        with open(self.normal, encoding="utf-8") as f:
+            lines = f.readlines()
+        half = len(lines) // 2
+        parts = [os.path.join(self.dir, f"part{i}.csv") for i in (1, 2)]
+        # The second part first: the order of the files must not matter.
+        for path, body in zip(parts, (lines[half:], lines[1:half])):
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines([lines[0], *body])
+        other = tempfile.mkdtemp(prefix="twin-anomaly-parts-")
+        try:
+            args = tr.build_parser().parse_args([*parts, "-o", os.path.join(other, "m.onnx"),
+                                                 "--false-alarm", str(FALSE_ALARM_TARGET)])
+            with redirect_stdout(io.StringIO()):
+                again = tr.train(args)
+            self.assertEqual(again["model"].threshold, self.model.threshold)
+            np.testing.assert_array_equal(again["model"].p, self.model.p)
+        finally:
+            shutil.rmtree(other, ignore_errors=True)
+
+
 class FeatureSemantics(unittest.TestCase):
     """The grid and lags must mean what the twin's feature stage means (ML_DESIGN.md)."""
 
