@@ -13,7 +13,8 @@ Inputs (docs/events.md, docs/lockstep.md):
   to the end of the run.
 
 A fault's window is [start, end + grace): `--grace` covers effects that outlive the
-fault (a motor cooling down), which are neither detections nor false alarms.
+fault (a motor cooling down), which are neither detections nor false alarms;
+`--skip` leaves out the run's start (a warm-up the model was not trained on).
 It prints, per fault and overall:
 - detection rate: the share of the window's good prediction rows with score ≥ threshold
   (the classic per-sample rate; "mean detection" averages it over faults);
@@ -138,13 +139,29 @@ def overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
 
 
 def evaluate(preds: Predictions, alarms: list[tuple[int, str]], faults: list[Fault],
-             grace_ns: int = 0) -> dict:
+             grace_ns: int = 0, skip_ns: int = 0) -> dict:
+    """The rates (see the module doc). `skip_ns` leaves out the start of the run (a
+    warm-up the model was not trained on); faults that start after the last
+    prediction (a replay with --to) are left out and counted."""
     if not preds.t_ns:
         raise ValueError("no predictions")
+    if skip_ns:
+        since = preds.t_ns[0] + skip_ns
+        keep = [i for i, t in enumerate(preds.t_ns) if t >= since]
+        if not keep:
+            raise ValueError("--skip leaves no predictions")
+        preds = Predictions([preds.t_ns[i] for i in keep], [preds.score[i] for i in keep],
+                            [preds.threshold[i] for i in keep], [preds.good[i] for i in keep])
+        # An alarm active across the cut starts at the cut.
+        before = [s for t, s in sorted(alarms) if t < since]
+        alarms = ([(since, "raised")] if before and before[-1] == "raised" else []) + \
+            [(t, s) for t, s in alarms if t >= since]
     ts = preds.t_ns
     steps = [b - a for a, b in zip(ts, ts[1:]) if b > a]
     step = int(statistics.median(steps)) if steps else NS
     run = (ts[0], ts[-1] + step)
+    outside = [f for f in faults if f.start_ns >= run[1]]
+    faults = [f for f in faults if f.start_ns < run[1]]
     windows = [(f.start_ns, (run[1] if f.end_ns is None else f.end_ns + grace_ns)) for f in faults]
     windows = [(max(a, run[0]), min(b, run[1])) for a, b in windows]
     active = alarm_intervals(alarms, run[1])
@@ -181,7 +198,7 @@ def evaluate(preds: Predictions, alarms: list[tuple[int, str]], faults: list[Fau
     delays = [p["delay_s"] for p in per_fault if p["delay_s"] is not None]
     hours = normal_ns / (3600 * NS)
     return {
-        "rows": len(ts), "uncertain_rows": uncertain, "step_s": step / NS,
+        "rows": len(ts), "uncertain_rows": uncertain, "faults_after_run": len(outside), "step_s": step / NS,
         "run_s": (run[1] - run[0]) / NS, "normal_s": normal_ns / NS,
         "faults": per_fault,
         "mean_detection": statistics.fmean(rates) if rates else None,
@@ -220,6 +237,8 @@ def report(res: dict, model: str = "") -> str:
     for p in res["faults"]:
         lines.append(f"{p['name'][:48]:<48} {_pct(p['detection_rate']):>10} "
                      f"{'yes' if p['detected'] else 'no':>6} {_num(p['delay_s']):>8} {_pct(p['alarm_coverage']):>8}")
+    if res.get("faults_after_run"):
+        lines.append(f"({res['faults_after_run']} faults start after the last prediction: left out)")
     lines.append(f"mean detection {_pct(res['mean_detection'])}; faults alarmed "
                  f"{res['faults_detected']}/{len(res['faults'])}; median delay {_num(res['median_delay_s'])} s")
     lines.append(f"false alarms: {res['false_alarms']} raised in normal time "
@@ -236,12 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("labels", help="the recording's labels JSONL (`twin demo --labels`)")
     ap.add_argument("--model", help="the model id (needed when several models predict)")
     ap.add_argument("--grace", default="0s", help="time after a fault's end that counts as neither (e.g. 5m)")
+    ap.add_argument("--skip", default="0s", help="leave out the run's start (a warm-up), as train_anomaly.py --skip")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = ap.parse_args(argv)
     try:
         preds, alarms, model = load_events(a.events, a.model)
         faults = load_labels(a.labels)
-        res = evaluate(preds, alarms, faults, parse_duration_ns(a.grace))
+        res = evaluate(preds, alarms, faults, parse_duration_ns(a.grace), parse_duration_ns(a.skip))
     except (OSError, ValueError, KeyError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2

@@ -364,6 +364,19 @@ class Evaluation(unittest.TestCase):
         self.assertEqual(res["normal_s"], 7200 - 660 - 2200)
         self.assertAlmostEqual(res["false_alarm_time_share"], 67 / res["normal_s"])
 
+    def test_skip_cuts_the_start_and_faults_after_the_run_are_left_out(self):
+        preds, alarms, _ = ev.load_events(self.events, "m")
+        faults = ev.load_labels(self.labels)
+        faults.append(ev.Fault(9, "jam", {}, an.parse_time_ns(self.t(9000)), None))
+        # Cut at 1300 s: inside fault 0 and its alarm, which counts from the cut.
+        res = ev.evaluate(preds, alarms, faults, skip_ns=1300 * an.NS)
+        self.assertEqual(res["faults_after_run"], 1)
+        self.assertEqual(len(res["faults"]), 2)
+        self.assertEqual(res["rows"], 7200 - 1300)
+        f0 = res["faults"][0]
+        self.assertEqual((f0["rows"], f0["detection_rate"], f0["delay_s"]), (300, 1.0, 0.0))
+        self.assertEqual(res["normal_s"], 7200 - 1300 - 300 - 2200)
+
     def test_cli_needs_a_model_when_several_predict(self):
         err = io.StringIO()
         from contextlib import redirect_stderr
