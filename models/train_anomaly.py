@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("data", nargs="+", help="normal operation: REC.mcap or a wide CSV; several files (a rotated recording's parts) are read as one")
     ap.add_argument("-o", "--output", default="anomaly.onnx", help="the model file to write (.onnx); .md and .toml go next to it")
     ap.add_argument("--id", help="the model id in the config (default: the output's file stem)")
-    ap.add_argument("--every", help="grid step and model cadence, a multiple of the tick (default: 1s for a recording whose tick divides it, else the tick; a CSV's median row spacing)")
+    ap.add_argument("--every", help="grid step and model cadence, a multiple of the tick (default: 1s for a recording whose tick divides it, else the tick; for a CSV, how often a typical tag changes, rounded up to the tick)")
     ap.add_argument("--tick", help="the plant's [plant].tick, for a CSV (a recording knows its own; default: --every)")
     ap.add_argument("--lags", type=int, default=2, help="L: lagged copies of each tag in a DPCA vector (default 2)")
     ap.add_argument("--smooth", type=int, default=5, help="m: grid steps the score is averaged over (default 5)")
@@ -70,15 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def default_every(samples: an.Samples) -> int:
+def default_every(samples: an.Samples, tick_ns: int | None) -> int:
+    """A recording: 1 s where the tick divides it, else the tick. A CSV: how often a
+    typical tag changes (the median over tags of the median time between changes;
+    a wide CSV repeats unchanged values on every row), in whole ms, rounded up
+    to a multiple of the tick."""
     if samples.tick_ns:
         tick = samples.tick_ns
         return an.NS if tick <= an.NS and an.NS % tick == 0 else tick
-    times = np.unique(np.concatenate([t for t, _, _ in samples.tags.values()]))
-    if len(times) < 2:
-        raise an.DataError(f"{samples.source}: fewer than two distinct times")
-    step = int(np.median(np.diff(times)))
-    return max(1_000_000, round(step / 1_000_000) * 1_000_000)  # whole milliseconds
+    steps = []
+    for t, v, _ in samples.tags.values():
+        changed = t[1:][np.diff(v) != 0]
+        if len(changed) >= 2:
+            steps.append(float(np.median(np.diff(changed))))
+    if not steps:
+        raise an.DataError(f"{samples.source}: no tag changes often enough to guess --every; pass it")
+    step = max(1_000_000, int(np.ceil(np.median(steps) / 1_000_000)) * 1_000_000)
+    if tick_ns:
+        step = -(-step // tick_ns) * tick_ns
+    return step
 
 
 def sha256(path: str) -> str:
@@ -170,8 +180,9 @@ def train(a) -> dict:
     if a.lags < 0 or a.smooth < 1:
         raise ValueError("--lags must be ≥ 0 and --smooth ≥ 1")
     samples = an.read_data(a.data, a.time_column, a.time_unit)
-    every = an.parse_duration_ns(a.every) if a.every else default_every(samples)
-    tick = samples.tick_ns or (an.parse_duration_ns(a.tick) if a.tick else every)
+    tick_arg = an.parse_duration_ns(a.tick) if a.tick else None
+    every = an.parse_duration_ns(a.every) if a.every else default_every(samples, tick_arg)
+    tick = samples.tick_ns or tick_arg or every
     if every % tick:
         raise ValueError(f"--every {an.format_duration(every)} is not a multiple of the tick {an.format_duration(tick)}")
 
