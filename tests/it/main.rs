@@ -1,5 +1,6 @@
 //! The integration-test binary: one module per area, as in ripgrep.
 
+mod anomaly_path;
 mod cli_output;
 mod config_corpus;
 mod determinism;
