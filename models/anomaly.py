@@ -194,10 +194,23 @@ def read_wide_csv(path: str, time_column: str | None = None,
     return Samples(out, path, skipped_text=[names[cols[j]] for j in sorted(text_cols)])
 
 
+def _protobuf_class(schema, cache: dict):
+    """The message class of a protobuf schema, built from the FileDescriptorSet
+    the recording carries (as Foxglove decodes it), once per schema."""
+    if schema.id not in cache:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        pool = descriptor_pool.DescriptorPool()
+        for fd in descriptor_pb2.FileDescriptorSet.FromString(schema.data).file:
+            pool.Add(fd)
+        cache[schema.id] = message_factory.GetMessageClass(pool.FindMessageTypeByName(schema.name))
+    return cache[schema.id]
+
+
 def read_mcap(path: str) -> Samples:
     """A twin recording's `/tag/<tag>` samples, by receive time (when the core got them).
 
-    JSON is decoded lazily: only the last message of a tag before each grid point
+    Samples are protobuf (format version 2) or JSON (version 1), decoded lazily: only the last message of a tag before each grid point
     matters, but the grid is not known yet, so every message is kept as bytes and
     decoded in one pass per tag.
     """
@@ -206,6 +219,10 @@ def read_mcap(path: str) -> Samples:
     except ImportError as e:  # pragma: no cover - the venv pins mcap
         raise DataError("reading .mcap needs the `mcap` package (models/requirements.txt)") from e
     raw: dict[str, tuple[list[int], list[bytes]]] = {}
+    # Per tag: the protobuf message class of its samples (format version 2),
+    # or None for JSON samples (version 1).
+    decoders: dict[str, object] = {}
+    classes: dict[int, object] = {}
     tick_ns = epoch_ns = None
     with open(path, "rb") as f:
         reader = make_reader(f)
@@ -215,11 +232,16 @@ def read_mcap(path: str) -> Samples:
                 epoch_ns = int(md.metadata.get("epoch_ns", "0"))
         f.seek(0)
         reader = make_reader(f)
-        for _schema, channel, msg in reader.iter_messages(log_time_order=False):
+        for schema, channel, msg in reader.iter_messages(log_time_order=False):
             topic = channel.topic
             if not topic.startswith("/tag/"):
                 continue
-            ts, bs = raw.setdefault(topic[5:], ([], []))
+            tag = topic[5:]
+            if tag not in decoders:
+                decoders[tag] = (
+                    _protobuf_class(schema, classes) if channel.message_encoding == "protobuf" else None
+                )
+            ts, bs = raw.setdefault(tag, ([], []))
             ts.append(msg.log_time)
             bs.append(msg.data)
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -228,7 +250,18 @@ def read_mcap(path: str) -> Samples:
         vals = np.empty(len(bs))
         good = np.empty(len(bs), dtype=bool)
         numeric = True
+        cls = decoders.get(tag)
         for i, b in enumerate(bs):
+            if cls is not None:
+                m = cls.FromString(b)
+                which = m.WhichOneof("value")
+                if which == "text":
+                    numeric = False
+                    break
+                v = {"num": lambda: m.num, "flag": lambda: 1.0 if m.flag else 0.0}.get(which, lambda: math.nan)()
+                vals[i] = float(v)
+                good[i] = m.quality == 0 and math.isfinite(vals[i])
+                continue
             d = json.loads(b)
             v = d.get("value")
             if v is None:
