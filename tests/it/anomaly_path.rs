@@ -36,3 +36,61 @@ fn r11_the_generic_anomaly_path_trains_detects_and_exports_as_documented() {
         .unwrap_or(0);
     assert!(ran >= 15, "ran {ran} tests:\n{stderr}");
 }
+
+#[test]
+fn r11_the_trainer_reads_a_recording_as_the_twin_does() {
+    // The trainer reads recordings with Python's `mcap` and `protobuf`,
+    // decoding tag samples from the schema the file carries: every numeric
+    // tag, its sample count and its last value must be what the twin's own
+    // reader sees.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("r.mcap");
+    let out = crate::util::twin()
+        .args(["demo", "--headless", "--for", "20s", "--record"])
+        .arg(&rec)
+        .output()
+        .expect("run twin demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut mine: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+    let mut r = twin::recording::RecordingReader::open(std::slice::from_ref(&rec)).expect("opens");
+    for item in r.by_ref() {
+        if let twin::recording::Item::Sample { record, .. } = item.expect("reads") {
+            let v = match record.value {
+                Some(twin::twin::RecordValue::Num(n)) => n,
+                Some(twin::twin::RecordValue::Bool(b)) => f64::from(u8::from(b)),
+                _ => continue,
+            };
+            let e = mine.entry(record.tag).or_insert((0, 0.0));
+            *e = (e.0 + 1, v);
+        }
+    }
+    assert!(mine.len() > 20, "{} tags", mine.len());
+
+    let script = r#"
+import json, sys
+sys.path.insert(0, "models")
+import anomaly
+s = anomaly.read_mcap(sys.argv[1])
+print(json.dumps({tag: [len(t), float(v[-1])] for tag, (t, v, g) in s.tags.items()}))
+"#;
+    let out = std::process::Command::new(root().join(".venv/bin/python"))
+        .current_dir(root())
+        .arg("-c")
+        .arg(script)
+        .arg(&rec)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: std::collections::BTreeMap<String, (usize, f64)> =
+        serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(theirs, mine);
+}
