@@ -244,8 +244,10 @@ pub fn replay_driver(
             .name("replay-reader".to_string())
             .spawn_scoped(scope, move || prefetch(reading, &tx))
             .map_err(|e| ReplayError::Recording(RecordingError::io(&first_file, e)))?;
-        for item in rx.iter().flatten() {
-            if r.stopped() {
+        // A divergence or a cancel is noticed by `run_to` on the next tick;
+        // between ticks, every so many items is soon enough.
+        for (n, item) in rx.iter().flatten().enumerate() {
+            if n % 1024 == 0 && r.stopped() {
                 break;
             }
             let (item, (part, channel)) = item?;
