@@ -485,3 +485,38 @@ fn ml_check_reports_a_wrong_shape_at_the_config_key() {
         "the fitting model has no error:\n{stderr}"
     );
 }
+
+#[test]
+fn ml_check_no_models_skips_the_files_and_the_library() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("plant.toml");
+    let toml = std::fs::read_to_string(config_with_model(tmp.path()))
+        .expect("read config")
+        .replace(
+            &model("linear_softmax.onnx").display().to_string(),
+            "missing.onnx",
+        );
+    std::fs::write(&cfg, toml).expect("write config");
+    let exe = Path::new(env!("CARGO_BIN_EXE_twin"));
+    let out = Command::new(exe)
+        .args(["check", "--no-models"])
+        .arg(&cfg)
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .env_remove("TWIN_LOG")
+        .output()
+        .expect("run twin check");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 model not loaded"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Without the flag the same file is checked, and the missing model found.
+    let out = check_with(exe, &root(), &cfg, None);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("models[0].path: model file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
