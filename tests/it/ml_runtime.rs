@@ -520,3 +520,37 @@ fn ml_check_no_models_skips_the_files_and_the_library() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn ml_test_models_are_what_the_generator_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(venv_python())
+        .arg(root().join("models/tools/make_test_models.py"))
+        .arg(tmp.path())
+        .output()
+        .expect("run make_test_models.py");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("read generated models")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut committed: Vec<String> = std::fs::read_dir(root().join("tests/models"))
+        .expect("read tests/models")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    committed.sort();
+    assert_eq!(
+        names, committed,
+        "tests/models/ holds exactly what the script writes"
+    );
+    for n in &names {
+        let fresh = std::fs::read(tmp.path().join(n)).expect("read generated");
+        let kept = std::fs::read(root().join("tests/models").join(n)).expect("read committed");
+        assert!(
+            fresh == kept,
+            "tests/models/{n} differs from what models/tools/make_test_models.py writes; \
+             rerun it (`.venv/bin/python models/tools/make_test_models.py tests/models`) and commit"
+        );
+    }
+}
