@@ -95,20 +95,32 @@ fn replay(c: &mut Criterion) {
         });
     }
     g.finish();
-    // × real time per CPU second of this thread, and the file size.
+    // × real time per CPU second of the whole process (the recording is
+    // read on a thread of its own, the core steps on this one), per CPU
+    // second of this thread alone, and per wall second (the two threads
+    // overlap on two cores; only meaningful on an otherwise idle machine).
     for (name, _, p) in &cases {
         for (physics, c) in [("with", &cfg), ("without", &bare)] {
             let n = if physics == "with" { 3 } else { 10 };
-            let t0 = twin::wallclock::thread_cpu_time();
+            let (cpu0, thread0, wall0) = (
+                twin::wallclock::process_cpu_time(),
+                twin::wallclock::thread_cpu_time(),
+                twin::wallclock::monotonic(),
+            );
             for _ in 0..n {
                 black_box(replay_once(c, p));
             }
-            let cpu = (twin::wallclock::thread_cpu_time() - t0).as_secs_f64() / n as f64;
+            let per = |d: Duration| d.as_secs_f64() / n as f64;
+            let cpu = per(twin::wallclock::process_cpu_time() - cpu0);
+            let thread = per(twin::wallclock::thread_cpu_time() - thread0);
+            let wall = per(twin::wallclock::since(wall0));
+            let x = |s: f64| SPAN.as_secs_f64() / s;
             eprintln!(
-                "replay {name} {physics} line physics: {:.0}x real time per CPU second ({:.3} s CPU for {} s)",
-                SPAN.as_secs_f64() / cpu,
-                cpu,
-                SPAN.as_secs()
+                "replay {name} {physics} line physics ({} s): {:.0}x real time per process CPU second ({cpu:.3} s), {:.0}x per CPU second of the core's thread ({thread:.3} s), {:.0}x wall ({wall:.3} s)",
+                SPAN.as_secs(),
+                x(cpu),
+                x(thread),
+                x(wall),
             );
         }
         let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

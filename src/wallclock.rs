@@ -206,8 +206,19 @@ impl ClockHand {
 /// shared machine: it counts the time the thread ran, not the time other
 /// processes took. Not a clock of the plant's time; zero where the platform
 /// has none.
-#[cfg(target_os = "linux")]
 pub fn thread_cpu_time() -> Duration {
+    cpu_clock(3)
+}
+
+/// This process's CPU time, all threads (`CLOCK_PROCESS_CPUTIME_ID`): for
+/// benches of work spread over threads (a replay reads on one and steps the
+/// core on another). Zero where the platform has none.
+pub fn process_cpu_time() -> Duration {
+    cpu_clock(2)
+}
+
+#[cfg(target_os = "linux")]
+fn cpu_clock(clock: i32) -> Duration {
     #[repr(C)]
     struct Timespec {
         tv_sec: i64,
@@ -216,13 +227,12 @@ pub fn thread_cpu_time() -> Duration {
     unsafe extern "C" {
         fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
     }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
     let mut ts = Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec (64-bit Linux layout).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return Duration::ZERO;
     }
@@ -232,9 +242,8 @@ pub fn thread_cpu_time() -> Duration {
     )
 }
 
-/// See the Linux version.
 #[cfg(not(target_os = "linux"))]
-pub fn thread_cpu_time() -> Duration {
+fn cpu_clock(_clock: i32) -> Duration {
     Duration::ZERO
 }
 

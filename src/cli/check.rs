@@ -36,8 +36,8 @@ pub fn run(args: &CheckArgs) -> i32 {
     for f in &args.files {
         let loaded = config::load_file(f);
         let models = match &loaded {
-            Ok(cfg) if !args.no_models => load_models(cfg, None).map(|m| m.len()),
-            Ok(cfg) => Ok(cfg.config.models.len()),
+            Ok(cfg) if !args.no_models => load_models(cfg).map(|m| m.len()),
+            Ok(cfg) => Ok(cfg.ml.models.len()),
             Err(_) => Ok(0),
         };
         match (loaded, models) {

@@ -163,6 +163,11 @@ impl<'a, 'i> Table<'a, 'i> {
         self.span.clone()
     }
 
+    /// The table's own key path, e.g. `models[0].alarm`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     pub fn key_path(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod limits;
 mod line;
 mod machine;
+pub mod ml;
 mod modbus;
 mod model;
 mod mqtt;
@@ -36,6 +37,7 @@ pub use decode::Loc;
 pub use diagnostics::{ConfigReport, Diagnostic, Severity, SourceFile};
 pub use line::*;
 pub use machine::*;
+pub use ml::*;
 pub use modbus::*;
 pub use model::*;
 pub use mqtt::*;
@@ -174,6 +176,8 @@ pub struct LoadedConfig {
     pub file: SourceFile,
     pub config: PlantConfig,
     pub tags: TagTable,
+    /// `[ml]` and the models with a task, resolved for the ML stage.
+    pub ml: MlConfig,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -287,9 +291,9 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
     }
     let root_span = root.span();
     let decoded = plant::decode_file(&mut sink, root.get_ref(), root_span);
-    let tags = match &decoded {
+    let (tags, ml) = match &decoded {
         Some(cfg) => validate::validate(&mut sink, &file, cfg),
-        None => TagTable::default(),
+        None => Default::default(),
     };
     let mut diags = sink.diags;
     diags.sort_by_key(|d| (d.span.start, d.severity));
@@ -299,6 +303,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
             file,
             config,
             tags,
+            ml,
             warnings: diags,
         }),
         _ => Err(Box::new(ConfigReport {

@@ -1,6 +1,6 @@
 //! The root of a plant file: `version`, `[plant]`, and the walk over every
 //! section, each decoded next to its types (`modbus`, `mqtt`, `sparkplug`,
-//! `machine`, `line`, `model`, `setpoint`).
+//! `machine`, `line`, `model` with `[ml]`, `setpoint`).
 //!
 //! Decoding checks each value where it stands (types, ranges, enumerations,
 //! unknown keys); [`super::validate`] then checks how values relate to each
@@ -15,7 +15,7 @@ use super::diagnostics::Diagnostic;
 use super::line::{Line, decode_line};
 use super::machine::{Machine, decode_machine};
 use super::modbus::{ModbusDevice, decode_modbus};
-use super::model::{Model, decode_model};
+use super::model::{MlSection, ModelDecl, decode_ml, decode_model};
 use super::mqtt::{MqttSource, decode_mqtt};
 use super::setpoint::{Setpoint, decode_setpoint};
 
@@ -33,7 +33,10 @@ pub struct PlantConfig {
     pub recorded: Vec<super::recorded::RecordedSource>,
     pub machines: Vec<Machine>,
     pub lines: Vec<Line>,
-    pub models: Vec<Model>,
+    /// `[ml]`; all defaults when absent.
+    pub ml: MlSection,
+    /// `[[models]]` as written; `LoadedConfig::ml` has them resolved.
+    pub models: Vec<ModelDecl>,
     pub setpoints: Vec<Setpoint>,
 }
 
@@ -101,6 +104,10 @@ pub(super) fn decode_file(
         .into_iter()
         .filter_map(|l| decode_line(sink, l))
         .collect();
+    let ml = t
+        .opt_table(sink, "ml")
+        .map(|m| decode_ml(sink, m))
+        .unwrap_or_default();
     let models = t
         .opt_table_array(sink, "models")
         .into_iter()
@@ -122,6 +129,7 @@ pub(super) fn decode_file(
         recorded,
         machines,
         lines,
+        ml,
         models,
         setpoints,
     })

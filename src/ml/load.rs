@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use super::io::{IoBinding, IoKey, IoMismatch, WantedIo, WantedOutput, bind};
 use super::runtime::{Runtime, RuntimeError, SearchInputs};
 use super::session::{ModelError, ModelSession};
-use crate::config::{Diagnostic, LoadedConfig, Model};
+use crate::config::ml::{Model, Task};
+use crate::config::{Diagnostic, LoadedConfig};
 
 /// A `[[models]]` entry, loaded and bound to its config.
 #[derive(Debug)]
@@ -33,36 +34,45 @@ pub enum LoadModelsError {
     Config(Vec<Diagnostic>),
 }
 
-/// Load every model of `cfg`, in file order. `ml_runtime` is `[ml] runtime`
-/// (second in the library search order, runtime.rs). All problems are
-/// reported, not just the first.
-pub fn load_models(
-    cfg: &LoadedConfig,
-    ml_runtime: Option<&Path>,
-) -> Result<Vec<LoadedModel>, LoadModelsError> {
-    if cfg.config.models.is_empty() {
+/// Load every model of `cfg` that has a `task`, in file order (an entry
+/// without one is checked by the config alone and never run). The library
+/// is looked for as `runtime::find_library` says, `[ml] runtime` second.
+/// All problems are reported, not just the first.
+pub fn load_models(cfg: &LoadedConfig) -> Result<Vec<LoadedModel>, LoadModelsError> {
+    if cfg.ml.models.is_empty() {
         return Ok(Vec::new());
     }
     let dir = config_dir(cfg.file.path());
+    let ml_runtime = cfg.ml.runtime.as_ref().map(|r| r.value.as_path());
     let rt = Runtime::get(&SearchInputs::from_process(ml_runtime, Some(&dir)))?;
     let mut loaded = Vec::new();
     let mut diags = Vec::new();
-    for (i, model) in cfg.config.models.iter().enumerate() {
-        let file = dir.join(&*model.path);
-        let session = match ModelSession::load(rt, &file) {
+    for model in &cfg.ml.models {
+        // `models[i]` names the entry as written (entries without a task
+        // count too).
+        let i = cfg
+            .config
+            .models
+            .iter()
+            .position(|d| d.id.value == model.id.value)
+            .unwrap_or(0);
+        let session = match ModelSession::load(rt, &model.path.value) {
             Ok(s) => s,
             Err(e) => {
                 diags.push(file_diagnostic(i, model, &dir, &e));
                 continue;
             }
         };
-        // Today's schema: one feature per `inputs` tag and no task, so any
-        // numeric output of rank 1 or 2 is accepted.
+        let shape = match model.task {
+            Task::Fault => WantedOutput::Classes(model.output.classes.value.len()),
+            Task::Anomaly | Task::Rul => WantedOutput::Scalar,
+            Task::Setpoint => WantedOutput::Setpoints(model.output.setpoints.value.len()),
+        };
         let want = WantedIo {
-            input: None,
-            n_features: model.inputs.len(),
-            output: None,
-            shape: WantedOutput::Any,
+            input: model.input.as_ref().map(|l| l.value.as_str()),
+            n_features: model.features.len(),
+            output: model.output.name.as_ref().map(|l| l.value.as_str()),
+            shape,
         };
         match bind(session.io(), &want) {
             Ok(binding) => loaded.push(LoadedModel {
@@ -143,18 +153,18 @@ fn tidy(path: &Path) -> PathBuf {
     }
 }
 
-/// Where a mismatch is reported in today's schema: the features are the
-/// `inputs` array; the rest is about the model file itself.
+/// Where a mismatch is reported: at the config key it is about.
 fn mismatch_diagnostic(i: usize, model: &Model, m: IoMismatch) -> Diagnostic {
-    let (key, span): (String, Range<usize>) = match (m.key, model.inputs.as_slice()) {
-        (IoKey::Features, [first, .., last]) => (
-            format!("models[{i}].inputs"),
-            first.span.start..last.span.end,
-        ),
-        (IoKey::Features, [only]) => (format!("models[{i}].inputs"), only.span.clone()),
-        _ => (format!("models[{i}].path"), model.path.span.clone()),
+    let located = |l: Option<Range<usize>>| l.unwrap_or_else(|| model.path.span.clone());
+    let span = match m.key {
+        IoKey::Path => model.path.span.clone(),
+        IoKey::Input => located(model.input.as_ref().map(|l| l.span.clone())),
+        IoKey::Features => model.features_span.clone(),
+        IoKey::OutputName => located(model.output.name.as_ref().map(|l| l.span.clone())),
+        IoKey::OutputClasses => model.output.classes.span.clone(),
+        IoKey::OutputSetpoints => model.output.setpoints.span.clone(),
     };
-    Diagnostic::error(span, key, m.message)
+    Diagnostic::error(span, format!("models[{i}].{}", m.key.as_str()), m.message)
         .expected(m.expected)
         .help(m.help)
 }

@@ -1,19 +1,20 @@
-//! The recording format, version 1: channels, schemas and metadata.
+//! The recording format, version 2: channels, schemas and metadata.
 //!
 //! Every file of a recording is a complete MCAP file on its own:
 //! - a `twin.recording` metadata record ([`RecordingInfo`]) and the config's
 //!   text as the attachment `plant.toml`, both before any message, so a file
 //!   cut off by a crash still says what it is;
-//! - one channel per tag, topic `/tag/<tag name>`, schema `twin.TagSample`:
-//!   every sample exactly as the core received it, after the receive-time
-//!   clamp, in push order (file order is push order);
+//! - one channel per tag, topic `/tag/<tag name>`, schema `twin.TagSample`
+//!   in protobuf ([`super::proto`]; JSON in version 1, still read): every
+//!   sample exactly as the core received it, after the receive-time clamp,
+//!   in push order (file order is push order);
 //! - `/twin/events`, schema `twin.Event`: every event line the core wrote,
 //!   one message per line, so a recording carries its own expected output;
 //! - `/twin/ticks`, schema `twin.Tick`: the tick reached, at every flush and
 //!   at the end, so a replay runs exactly as many ticks as the run did.
 //!
-//! Messages are JSON with a JSON Schema, which Foxglove plots directly
-//! (`/tag/infeed.speed.value`, `/twin/events{type=="line"}.wip`).
+//! Events and ticks are JSON with a JSON Schema. Foxglove plots both kinds
+//! directly (`/tag/infeed.speed.num`, `/twin/events{type=="line"}.wip`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,8 +25,9 @@ use super::RecordingError;
 use crate::twin::record::{RecordValue, SampleRecord};
 use crate::twin::{Quality, Reason};
 
-/// The version this twin writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this twin writes and the newest it reads. Version 2 (tag
+/// samples in protobuf) reads version 1 (tag samples in JSON) too.
+pub const FORMAT_VERSION: u32 = 2;
 /// MCAP profile of a twin recording.
 pub const PROFILE: &str = "twin";
 /// Name of the metadata record holding [`RecordingInfo`].
@@ -41,6 +43,7 @@ pub const SAMPLE_SCHEMA_NAME: &str = "twin.TagSample";
 pub const EVENT_SCHEMA_NAME: &str = "twin.Event";
 pub const TICK_SCHEMA_NAME: &str = "twin.Tick";
 
+/// The JSON Schema of version 1's tag samples (read, no longer written).
 pub const SAMPLE_SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "twin.TagSample",
@@ -201,7 +204,7 @@ pub fn config_hash(text: &str) -> String {
     s
 }
 
-/// A `twin.TagSample` message (the tag is the channel's).
+/// A version 1 `twin.TagSample` message, JSON (the tag is the channel's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleMessage {
@@ -408,10 +411,10 @@ mod tests {
             info
         );
         let mut m = info.to_metadata();
-        m.insert("format_version".into(), "2".into());
+        m.insert("format_version".into(), "3".into());
         assert!(matches!(
             RecordingInfo::from_metadata(p, &m),
-            Err(RecordingError::TooNew { found: 2, .. })
+            Err(RecordingError::TooNew { found: 3, .. })
         ));
         m.remove("tick_ns");
         m.insert("format_version".into(), "1".into());

@@ -12,6 +12,7 @@ pub mod export;
 pub mod format;
 pub mod import;
 pub mod index;
+pub mod proto;
 pub mod reader;
 pub mod recover;
 pub mod writer;

@@ -7,7 +7,7 @@
 //! last whole chunk; the reader says so ([`RecordingReader::cut_off`]) and
 //! goes on with the next file, and `twin recover` writes a clean copy.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,11 @@ const RECORD_LIMIT: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 enum Kind {
-    Tag(String),
+    /// A tag's samples: protobuf since format version 2, JSON before.
+    Tag {
+        tag: String,
+        protobuf: bool,
+    },
     Events,
     Ticks,
     Other,
@@ -54,16 +58,13 @@ struct FileReader {
     path: PathBuf,
     file: File,
     lr: LinearReader,
-    channels: HashMap<u16, Kind>,
-    info: Option<RecordingInfo>,
-    config: Option<String>,
+    records: Records,
     read_bytes: u64,
     done: bool,
-    /// The channel of the last message read.
-    channel: u16,
-    /// Hand out event items without their lines (see
-    /// [`RecordingReader::skip_event_lines`]).
-    skip_events: bool,
+    /// The chunk being read, decompressed, and where its next record starts.
+    chunk: Vec<u8>,
+    chunk_at: usize,
+    unzstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 enum Step {
@@ -78,20 +79,26 @@ impl FileReader {
         let file = File::open(path).map_err(|e| RecordingError::io(path, e))?;
         let lr = LinearReader::new_with_options(
             LinearReaderOptions::default()
-                .with_validate_chunk_crcs(true)
+                .with_emit_chunks(true)
                 .with_record_length_limit(RECORD_LIMIT),
         );
         Ok(FileReader {
             path: path.to_path_buf(),
             file,
             lr,
-            channels: HashMap::new(),
-            info: None,
-            config: None,
+            records: Records {
+                path: path.to_path_buf(),
+                channels: Vec::new(),
+                info: None,
+                config: None,
+                channel: 0,
+                skip_events: false,
+            },
             read_bytes: 0,
             done: false,
-            channel: 0,
-            skip_events: false,
+            chunk: Vec::new(),
+            chunk_at: 0,
+            unzstd: None,
         })
     }
 
@@ -103,6 +110,10 @@ impl FileReader {
             return Ok(Step::End);
         }
         loop {
+            if self.chunk_at < self.chunk.len() {
+                let (opcode, body) = inner_record(&self.path, &self.chunk, &mut self.chunk_at)?;
+                return record(&mut self.records, opcode, body);
+            }
             let event = match self.lr.next_event() {
                 None => {
                     self.done = true;
@@ -121,41 +132,243 @@ impl FileReader {
                     self.lr.notify_read(got);
                     self.read_bytes += got as u64;
                 }
-                LinearReadEvent::Record { opcode, data } => {
+                LinearReadEvent::Record { opcode, data } if opcode == CHUNK_OPCODE => {
                     let record = mcap::parse_record(opcode, data)
                         .map_err(|e| RecordingError::mcap(&self.path, e))?;
-                    if let mcap::records::Record::Message { header, .. } = &record {
-                        self.channel = header.channel_id;
+                    if let mcap::records::Record::Chunk { header, data } = record {
+                        unchunk(
+                            &self.path,
+                            &header,
+                            &data,
+                            &mut self.unzstd,
+                            &mut self.chunk,
+                        )?;
+                        self.chunk_at = 0;
                     }
-                    return take(
-                        &self.path,
-                        &mut self.channels,
-                        &mut self.info,
-                        &mut self.config,
-                        self.skip_events,
-                        record,
-                    );
+                }
+                LinearReadEvent::Record { opcode, data } => {
+                    // A record outside a chunk: copied out of the reader's
+                    // buffer (rare: the file's identity, its summary).
+                    let body = data.to_vec();
+                    return record(&mut self.records, opcode, &body);
                 }
             }
         }
     }
 }
 
-/// Take in one record: note a channel or the file's identity, or turn a
-/// message into an [`Item`].
+/// What a file's records so far have said, and how to hand out items.
+struct Records {
+    path: PathBuf,
+    /// By channel id.
+    channels: Vec<Option<Kind>>,
+    info: Option<RecordingInfo>,
+    config: Option<String>,
+    /// The channel of the last message read.
+    channel: u16,
+    /// Hand out event items without their lines (see
+    /// [`RecordingReader::skip_event_lines`]).
+    skip_events: bool,
+}
+
+fn record(r: &mut Records, opcode: u8, body: &[u8]) -> Result<Step, RecordingError> {
+    // Messages are nearly every record: their header is read here, without
+    // building a general record.
+    if opcode == MESSAGE_OPCODE {
+        return message(&r.path, &r.channels, r.skip_events, &mut r.channel, body);
+    }
+    let rec = mcap::parse_record(opcode, body).map_err(|e| RecordingError::mcap(&r.path, e))?;
+    take(&r.path, &mut r.channels, &mut r.info, &mut r.config, rec)
+}
+
+/// The MCAP opcode of a Chunk record.
+const CHUNK_OPCODE: u8 = 0x06;
+
+/// A chunk's records into `out`, whole: one decompression and one CRC per
+/// chunk. (The MCAP reader's own streaming decompression works a record at
+/// a time, which was a third of a replay's reading.)
+fn unchunk(
+    path: &Path,
+    header: &mcap::records::ChunkHeader,
+    data: &[u8],
+    unzstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordingError> {
+    let size = usize::try_from(header.uncompressed_size)
+        .ok()
+        .filter(|n| *n <= RECORD_LIMIT)
+        .ok_or_else(|| {
+            RecordingError::invalid(
+                path,
+                format!(
+                    "a chunk says it holds {} bytes, more than any twin recording's chunk",
+                    header.uncompressed_size
+                ),
+            )
+        })?;
+    out.clear();
+    match header.compression.as_str() {
+        "" => out.extend_from_slice(data),
+        "zstd" => {
+            let z = match unzstd {
+                Some(z) => z,
+                None => unzstd.insert(
+                    zstd::bulk::Decompressor::new().map_err(|e| RecordingError::io(path, e))?,
+                ),
+            };
+            out.reserve(size);
+            z.decompress_to_buffer(data, out).map_err(|e| {
+                RecordingError::invalid(path, format!("a zstd chunk does not decompress: {e}"))
+            })?;
+        }
+        other => {
+            return Err(RecordingError::invalid(
+                path,
+                format!("a chunk is compressed with {other:?}; this twin reads zstd and none"),
+            ));
+        }
+    }
+    if out.len() != size {
+        return Err(RecordingError::invalid(
+            path,
+            format!("a chunk holds {} bytes, not the {size} it says", out.len()),
+        ));
+    }
+    // A CRC of 0 means the writer did not compute one.
+    if header.uncompressed_crc != 0 && crc32fast::hash(out) != header.uncompressed_crc {
+        return Err(RecordingError::invalid(
+            path,
+            "a chunk's CRC does not match its contents (the file is damaged)",
+        ));
+    }
+    Ok(())
+}
+
+/// The record at `*at` of a decompressed chunk: opcode (u8), body length
+/// (u64, little-endian), body.
+fn inner_record<'c>(
+    path: &Path,
+    chunk: &'c [u8],
+    at: &mut usize,
+) -> Result<(u8, &'c [u8]), RecordingError> {
+    let rest = &chunk[*at..];
+    let body = rest.get(9..).and_then(|after| {
+        let len = u64::from_le_bytes(rest[1..9].try_into().ok()?);
+        after.get(..usize::try_from(len).ok()?)
+    });
+    let Some(body) = body else {
+        *at = chunk.len();
+        return Err(RecordingError::invalid(
+            path,
+            "a record inside a chunk runs past the chunk's end (the file is damaged)",
+        ));
+    };
+    *at += 9 + body.len();
+    Ok((rest[0], body))
+}
+
+/// The MCAP opcode of a Message record.
+const MESSAGE_OPCODE: u8 = 0x05;
+
+/// A Message record's body into an [`Item`]: channel id (u16), sequence
+/// (u32), log time and publish time (u64), all little-endian, then the data.
+fn message(
+    path: &Path,
+    channels: &[Option<Kind>],
+    skip_events: bool,
+    last_channel: &mut u16,
+    body: &[u8],
+) -> Result<Step, RecordingError> {
+    let u = |at: usize, n: usize| -> Option<u64> {
+        let b = body.get(at..at + n)?;
+        Some(
+            b.iter()
+                .rev()
+                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+        )
+    };
+    let header = (|| Some((u(0, 2)?, u(2, 4)?, u(6, 8)?, u(14, 8)?)))();
+    let Some((channel, sequence, log_time, publish_time)) = header else {
+        return Err(RecordingError::invalid(
+            path,
+            format!(
+                "a message record of {} bytes is shorter than its header",
+                body.len()
+            ),
+        ));
+    };
+    let channel = channel as u16;
+    let data = &body[22..];
+    *last_channel = channel;
+    let kind = channels
+        .get(usize::from(channel))
+        .and_then(Option::as_ref)
+        .ok_or_else(|| {
+            RecordingError::invalid(
+                path,
+                format!("message {sequence} is on channel {channel}, which was never declared"),
+            )
+        })?;
+    let bad = |what: &str, e: String| {
+        RecordingError::invalid(
+            path,
+            format!("message {sequence} ({what}) does not parse: {e}"),
+        )
+    };
+    match kind {
+        Kind::Tag {
+            tag,
+            protobuf: true,
+        } => {
+            let (tick, record) = super::proto::decode(data, tag.clone(), log_time, publish_time)
+                .map_err(|e| bad(tag, e))?;
+            Ok(Step::Item(Item::Sample { tick, record }))
+        }
+        Kind::Tag {
+            tag,
+            protobuf: false,
+        } => {
+            let m: SampleMessage =
+                serde_json::from_slice(data).map_err(|e| bad(tag, e.to_string()))?;
+            Ok(Step::Item(Item::Sample {
+                tick: m.tick,
+                record: m.into_record(tag.clone()),
+            }))
+        }
+        Kind::Events => Ok(Step::Item(Item::Event {
+            t_ns: i64::try_from(log_time).unwrap_or(i64::MAX),
+            line: if skip_events {
+                Vec::new()
+            } else {
+                data.to_vec()
+            },
+        })),
+        Kind::Ticks => {
+            let m: TickMessage = serde_json::from_slice(data)
+                .map_err(|e| bad(format::TICKS_TOPIC, e.to_string()))?;
+            Ok(Step::Item(Item::Tick(m)))
+        }
+        Kind::Other => Ok(Step::Other),
+    }
+}
+
+/// Take in one record that is not a message: note a channel or the file's
+/// identity.
 fn take(
     path: &Path,
-    channels: &mut HashMap<u16, Kind>,
+    channels: &mut Vec<Option<Kind>>,
     info: &mut Option<RecordingInfo>,
     config: &mut Option<String>,
-    skip_events: bool,
     record: mcap::records::Record<'_>,
 ) -> Result<Step, RecordingError> {
     use mcap::records::Record;
     match record {
         Record::Channel(c) => {
             let kind = if let Some(tag) = c.topic.strip_prefix(format::TAG_TOPIC_PREFIX) {
-                Kind::Tag(tag.to_string())
+                Kind::Tag {
+                    tag: tag.to_string(),
+                    protobuf: c.message_encoding == "protobuf",
+                }
             } else if c.topic == format::EVENTS_TOPIC {
                 Kind::Events
             } else if c.topic == format::TICKS_TOPIC {
@@ -163,7 +376,11 @@ fn take(
             } else {
                 Kind::Other
             };
-            channels.insert(c.id, kind);
+            let slot = usize::from(c.id);
+            if channels.len() <= slot {
+                channels.resize(slot + 1, None);
+            }
+            channels[slot] = Some(kind);
             Ok(Step::Other)
         }
         Record::Metadata(m) if m.name == format::METADATA_NAME => {
@@ -176,47 +393,6 @@ fn take(
             })?;
             *config = Some(text);
             Ok(Step::Other)
-        }
-        Record::Message { header, data } => {
-            let kind = channels.get(&header.channel_id).ok_or_else(|| {
-                RecordingError::invalid(
-                    path,
-                    format!(
-                        "message {} is on channel {}, which was never declared",
-                        header.sequence, header.channel_id
-                    ),
-                )
-            })?;
-            let bad = |what: &str, e: serde_json::Error| {
-                RecordingError::invalid(
-                    path,
-                    format!("message {} ({what}) does not parse: {e}", header.sequence),
-                )
-            };
-            match kind {
-                Kind::Tag(tag) => {
-                    let m: SampleMessage =
-                        serde_json::from_slice(&data).map_err(|e| bad(tag, e))?;
-                    Ok(Step::Item(Item::Sample {
-                        tick: m.tick,
-                        record: m.into_record(tag.clone()),
-                    }))
-                }
-                Kind::Events => Ok(Step::Item(Item::Event {
-                    t_ns: i64::try_from(header.log_time).unwrap_or(i64::MAX),
-                    line: if skip_events {
-                        Vec::new()
-                    } else {
-                        data.into_owned()
-                    },
-                })),
-                Kind::Ticks => {
-                    let m: TickMessage =
-                        serde_json::from_slice(&data).map_err(|e| bad(format::TICKS_TOPIC, e))?;
-                    Ok(Step::Item(Item::Tick(m)))
-                }
-                Kind::Other => Ok(Step::Other),
-            }
         }
         _ => Ok(Step::Other),
     }
@@ -265,12 +441,13 @@ impl RecordingReader {
             .collect();
         let (current, pending) = Self::open_file(&first)?;
         let info = current
+            .records
             .info
             .clone()
             .ok_or_else(|| RecordingError::NotTwin {
                 path: first.clone(),
             })?;
-        let config_text = current.config.clone().ok_or_else(|| {
+        let config_text = current.records.config.clone().ok_or_else(|| {
             RecordingError::invalid(&first, "the recording holds no config (`plant.toml`)")
         })?;
         Ok(RecordingReader {
@@ -292,22 +469,22 @@ impl RecordingReader {
     fn open_file(path: &Path) -> Result<(FileReader, VecDeque<(Item, u16)>), RecordingError> {
         let mut f = FileReader::open(path)?;
         let mut pending = VecDeque::new();
-        while f.info.is_none() || f.config.is_none() {
+        while f.records.info.is_none() || f.records.config.is_none() {
             match f.step() {
                 Ok(Step::Item(item)) => {
-                    if f.info.is_none() {
+                    if f.records.info.is_none() {
                         return Err(RecordingError::NotTwin {
                             path: path.to_path_buf(),
                         });
                     }
-                    pending.push_back((item, f.channel));
+                    pending.push_back((item, f.records.channel));
                 }
                 Ok(Step::Other) => {}
                 Ok(Step::End) => break,
                 Err(RecordingError::Io { path, source }) => {
                     return Err(RecordingError::Io { path, source });
                 }
-                Err(e) if f.info.is_none() => {
+                Err(e) if f.records.info.is_none() => {
                     return Err(match e {
                         RecordingError::Mcap { .. } if f.read_bytes < 8 => RecordingError::Mcap {
                             path: path.to_path_buf(),
@@ -319,7 +496,7 @@ impl RecordingReader {
                 Err(e) => return Err(e),
             }
         }
-        if f.info.is_none() {
+        if f.records.info.is_none() {
             return Err(RecordingError::NotTwin {
                 path: path.to_path_buf(),
             });
@@ -347,14 +524,14 @@ impl RecordingReader {
     /// a copy of every event.
     pub fn skip_event_lines(&mut self, skip: bool) {
         self.skip_events = skip;
-        self.current.skip_events = skip;
+        self.current.records.skip_events = skip;
     }
 
     /// Where the last [`Item::Sample`] came from: the file (index into
     /// [`Self::files`]) and its channel there. The same pair is always the
     /// same tag, so a caller can resolve a tag name once per channel.
     pub fn sample_channel(&self) -> (usize, u16) {
-        (self.part, self.current.channel)
+        (self.part, self.current.records.channel)
     }
 
     /// Files that ended before their end, so far.
@@ -369,7 +546,7 @@ impl RecordingReader {
     pub fn next_item(&mut self) -> Option<Result<Item, RecordingError>> {
         loop {
             if let Some((item, channel)) = self.pending.pop_front() {
-                self.current.channel = channel;
+                self.current.records.channel = channel;
                 self.saw(&item);
                 return Some(Ok(item));
             }
@@ -411,9 +588,13 @@ impl RecordingReader {
 
     fn next_part(&mut self, path: &Path) -> Result<(), RecordingError> {
         let (f, pending) = Self::open_file(path)?;
-        let info = f.info.as_ref().ok_or_else(|| RecordingError::NotTwin {
-            path: path.to_path_buf(),
-        })?;
+        let info = f
+            .records
+            .info
+            .as_ref()
+            .ok_or_else(|| RecordingError::NotTwin {
+                path: path.to_path_buf(),
+            })?;
         let differ = |what: &str, a: String, b: String| RecordingError::NotContinuous {
             path: path.to_path_buf(),
             detail: format!("its {what} is {b}, the first file's {a}"),
@@ -449,7 +630,7 @@ impl RecordingReader {
             });
         }
         self.current = f;
-        self.current.skip_events = self.skip_events;
+        self.current.records.skip_events = self.skip_events;
         self.pending = pending;
         self.part += 1;
         Ok(())

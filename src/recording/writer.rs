@@ -14,7 +14,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::RecordingError;
-use super::format::{self, RecordingInfo, SampleMessage, TickMessage};
+use super::format::{self, RecordingInfo, TickMessage};
 use crate::twin::record::SampleRecord;
 
 /// A buffered file whose flush, when the recording asks for one, also
@@ -81,11 +81,14 @@ pub struct RecordingWriter {
     raw_bytes: u64,
     messages: u64,
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A sample's encoding, reused.
+    scratch: Vec<u8>,
 }
 
 impl RecordingWriter {
     /// Create (or truncate) `path` and write the file's identity: `info` and
-    /// the config's text.
+    /// the config's text. The file says it is this twin's format version,
+    /// whatever `info` says (a recovered older file is rewritten in it).
     pub fn create(
         path: &Path,
         info: &RecordingInfo,
@@ -117,7 +120,11 @@ impl RecordingWriter {
             .map_err(mcap_err)?;
         mcap.write_metadata(&mcap::records::Metadata {
             name: format::METADATA_NAME.to_string(),
-            metadata: info.to_metadata(),
+            metadata: RecordingInfo {
+                format_version: format::FORMAT_VERSION,
+                ..info.clone()
+            }
+            .to_metadata(),
         })
         .map_err(mcap_err)?;
         let start = u64::try_from(info.time_of(info.first_tick)).unwrap_or(0);
@@ -133,8 +140,8 @@ impl RecordingWriter {
         let sample_schema = mcap
             .add_schema(
                 format::SAMPLE_SCHEMA_NAME,
-                json,
-                format::SAMPLE_SCHEMA.as_bytes(),
+                "protobuf",
+                &super::proto::descriptor_set(),
             )
             .map_err(mcap_err)?;
         let event_schema = mcap
@@ -169,6 +176,7 @@ impl RecordingWriter {
             raw_bytes: 0,
             messages: 0,
             armed,
+            scratch: Vec::new(),
         })
     }
 
@@ -216,15 +224,18 @@ impl RecordingWriter {
                 let topic = format!("{}{}", format::TAG_TOPIC_PREFIX, r.tag);
                 let c = self
                     .mcap
-                    .add_channel(self.sample_schema, &topic, "json", &meta)
+                    .add_channel(self.sample_schema, &topic, "protobuf", &meta)
                     .map_err(|e| RecordingError::mcap(&self.path, e))?;
                 self.tag_channels.insert(r.tag.clone(), c);
                 c
             }
         };
-        let data = serde_json::to_vec(&SampleMessage::from_record(tick, r))
-            .map_err(|e| RecordingError::invalid(&self.path, e.to_string()))?;
-        self.message(channel, r.recv_time_ns, r.source_time_ns, &data)
+        let mut data = std::mem::take(&mut self.scratch);
+        data.clear();
+        super::proto::encode(tick, r, &mut data);
+        let res = self.message(channel, r.recv_time_ns, r.source_time_ns, &data);
+        self.scratch = data;
+        res
     }
 
     /// A tick's event lines (JSON lines, each ending in `\n`), one message

@@ -76,6 +76,14 @@ impl Driver {
         }
     }
 
+    /// Load `cfg`'s models (those with a `task`) and add the ML stage to
+    /// the core. A config without such models loads nothing and never
+    /// touches ONNX Runtime. Call it before the first tick.
+    pub fn with_models(mut self, cfg: &LoadedConfig) -> Result<Self, crate::ml::MlSetupError> {
+        crate::ml::setup(&mut self.core, cfg)?;
+        Ok(self)
+    }
+
     /// Add an output; it sees every tick from the next one on.
     /// Its [`Sink::start`] runs now; if that fails the sink is not added.
     pub fn add_sink(&mut self, mut sink: Box<dyn Sink>) -> Result<(), SinkError> {

@@ -84,6 +84,8 @@ pub enum RunError {
     Build(#[from] sources::BuildError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Models(#[from] crate::ml::MlSetupError),
 }
 
 pub async fn run_live(
@@ -94,7 +96,7 @@ pub async fn run_live(
 ) -> Result<RunSummary, RunError> {
     let clock = opts.clock;
     let start = clock.now_ns();
-    let mut driver = Driver::new(cfg, start);
+    let mut driver = Driver::new(cfg, start).with_models(cfg)?;
     // Outputs first: one that cannot start (a recording on a path that
     // cannot be written) stops the run before it touches the plant.
     for sink in opts.sinks {

@@ -126,6 +126,8 @@ pub enum ReplayError {
     Recording(#[from] RecordingError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Models(#[from] crate::ml::MlSetupError),
 }
 
 /// Replay `reader` through a fresh core for `cfg`.
@@ -200,7 +202,7 @@ pub fn replay_driver(
         );
     }
     let mut r = Run {
-        driver: Driver::with_clock(cfg, clock),
+        driver: Driver::with_clock(cfg, clock).with_models(cfg)?,
         sinks: Some(opts.sinks),
         from_tick,
         speed: opts.speed,
@@ -220,61 +222,76 @@ pub fn replay_driver(
     let mut tag_of: Vec<Option<Option<crate::config::TagId>>> = Vec::new();
     let mut tags_part = 0;
     reader.skip_event_lines(!verify);
-    while let Some(item) = reader.next_item() {
-        if r.stopped() {
-            break;
-        }
-        match item? {
-            Item::Sample { tick, record } => {
-                let at = if exact {
-                    tick
-                } else {
-                    tick_at_or_after(record.recv_time_ns).saturating_sub(1)
-                };
-                if to_tick.is_some_and(|to| at >= to) {
-                    past_end = true;
-                    break;
-                }
-                r.run_to(at)?;
-                end_tick = end_tick.max(at);
-                // A channel is one tag: its name is looked up once.
-                let (part, channel) = reader.sample_channel();
-                if part != tags_part {
-                    tags_part = part;
-                    tag_of.clear();
-                }
-                let slot = usize::from(channel);
-                if tag_of.len() <= slot {
-                    tag_of.resize(slot + 1, None);
-                }
-                let id = *tag_of[slot].get_or_insert_with(|| cfg.tags.id(&record.tag));
-                match id {
-                    Some(id) => {
-                        summary.samples += 1;
-                        r.driver.push(record.to_sample_of(id));
+    // The recording is read and decoded on a thread of its own, a batch of
+    // items ahead of the core: reading (zstd, CRC, decoding) is half of a
+    // replay without physics, and the two halves overlap on two cores. The
+    // order of the items is the file's either way.
+    let first_file = reader.files().first().cloned().unwrap_or_default();
+    let fed = std::thread::scope(|scope| -> Result<(), ReplayError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Read>>(PREFETCH_BATCHES);
+        let reading = &mut *reader;
+        std::thread::Builder::new()
+            .name("replay-reader".to_string())
+            .spawn_scoped(scope, move || prefetch(reading, &tx))
+            .map_err(|e| ReplayError::Recording(RecordingError::io(&first_file, e)))?;
+        for item in rx.iter().flatten() {
+            if r.stopped() {
+                break;
+            }
+            let (item, (part, channel)) = item?;
+            match item {
+                Item::Sample { tick, record } => {
+                    let at = if exact {
+                        tick
+                    } else {
+                        tick_at_or_after(record.recv_time_ns).saturating_sub(1)
+                    };
+                    if to_tick.is_some_and(|to| at >= to) {
+                        past_end = true;
+                        break;
                     }
-                    None => {
-                        summary.unknown_tag_samples += 1;
-                        summary.first_unknown_tag.get_or_insert(record.tag);
+                    r.run_to(at)?;
+                    end_tick = end_tick.max(at);
+                    // A channel is one tag: its name is looked up once.
+                    if part != tags_part {
+                        tags_part = part;
+                        tag_of.clear();
+                    }
+                    let slot = usize::from(channel);
+                    if tag_of.len() <= slot {
+                        tag_of.resize(slot + 1, None);
+                    }
+                    let id = *tag_of[slot].get_or_insert_with(|| cfg.tags.id(&record.tag));
+                    match id {
+                        Some(id) => {
+                            summary.samples += 1;
+                            r.driver.push(record.to_sample_of(id));
+                        }
+                        None => {
+                            summary.unknown_tag_samples += 1;
+                            summary.first_unknown_tag.get_or_insert(record.tag);
+                        }
                     }
                 }
-            }
-            Item::Event { t_ns, line } => {
-                end_tick = end_tick.max(tick_at_or_before(t_ns));
-                if r.verify {
-                    r.check.recorded.push_back((tick_at_or_before(t_ns), line));
+                Item::Event { t_ns, line } => {
+                    end_tick = end_tick.max(tick_at_or_before(t_ns));
+                    if r.verify {
+                        r.check.recorded.push_back((tick_at_or_before(t_ns), line));
+                    }
+                }
+                Item::Tick(t) => {
+                    let at = if exact {
+                        t.tick
+                    } else {
+                        tick_at_or_before(t.t_ns)
+                    };
+                    end_tick = end_tick.max(at);
                 }
             }
-            Item::Tick(t) => {
-                let at = if exact {
-                    t.tick
-                } else {
-                    tick_at_or_before(t.t_ns)
-                };
-                end_tick = end_tick.max(at);
-            }
         }
-    }
+        Ok(())
+    });
+    fed?;
     // Without --to the replay ends where the recording does; with it, at
     // --to, unless the recording ends first.
     let last = match to_tick {
@@ -312,6 +329,34 @@ pub fn replay_driver(
     );
     summary.divergence = r.check.divergence;
     Ok((summary, r.driver))
+}
+
+/// Items read ahead, in batches of [`PREFETCH_ITEMS`], at most
+/// [`PREFETCH_BATCHES`] batches ahead of the core.
+const PREFETCH_ITEMS: usize = 1024;
+const PREFETCH_BATCHES: usize = 8;
+
+/// An item with the file and channel it came from (see
+/// [`RecordingReader::sample_channel`]), or the error that ends the reading.
+type Read = Result<(Item, (usize, u16)), RecordingError>;
+
+/// Read `reader` to its end (or its first error) into `tx`; stop early when
+/// the replay no longer listens.
+fn prefetch(reader: &mut RecordingReader, tx: &std::sync::mpsc::SyncSender<Vec<Read>>) {
+    let mut batch = Vec::with_capacity(PREFETCH_ITEMS);
+    while let Some(item) = reader.next_item() {
+        let failed = item.is_err();
+        batch.push(item.map(|i| (i, reader.sample_channel())));
+        if failed || batch.len() == PREFETCH_ITEMS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PREFETCH_ITEMS));
+            if tx.send(full).is_err() || failed {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
 }
 
 struct Run {

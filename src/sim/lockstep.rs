@@ -106,6 +106,8 @@ pub struct Report {
 pub enum LockstepError {
     #[error(transparent)]
     Labels(#[from] SimError),
+    #[error(transparent)]
+    Models(#[from] crate::ml::MlSetupError),
     #[error("cannot set up the parser of MQTT source \"{name}\": {source}")]
     Mqtt {
         name: String,
@@ -263,7 +265,7 @@ pub fn run(
     let (update_ns, publish_ns, latency_ns) = (ns(update), ns(opts.publish), ns(TRANSPORT_LATENCY));
     let end_ns = ns(opts.duration);
 
-    let mut driver = Driver::new(cfg, HEADLESS_EPOCH_NS);
+    let mut driver = Driver::new(cfg, HEADLESS_EPOCH_NS).with_models(cfg)?;
     for s in sinks {
         driver.add_sink(s)?;
     }

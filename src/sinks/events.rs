@@ -57,6 +57,15 @@ impl Overflow {
 /// of a busy line's events, so a reader that pauses briefly loses nothing.
 pub const DEFAULT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
+/// Under [`Overflow::Wait`] (a replay running ahead of real time) the lines
+/// of consecutive ticks are handed to the writer together once this many
+/// bytes have gathered or [`COALESCE_AGE`] has passed since the last hand-over:
+/// one tick per hand-over cost a wake-up and a write(2) per tick, a third
+/// of a fast replay's time. A producer slower than that (a replay at 1x)
+/// still hands over every tick at once.
+const COALESCE_BYTES: usize = 256 * 1024;
+const COALESCE_AGE: Duration = Duration::from_millis(10);
+
 /// How long [`EventStream::flush`] waits for a writer that makes no progress
 /// before giving up (a reader that is slow but reading keeps it waiting).
 const FLUSH_STALL: Duration = Duration::from_secs(2);
@@ -98,6 +107,10 @@ pub struct EventStream {
     /// When the writer was last seen to fall behind, to warn once per episode
     /// rather than once per tick.
     warned: Option<std::time::Instant>,
+    /// Lines gathered under [`Overflow::Wait`], not handed over yet, and
+    /// when the last hand-over was.
+    pending: Vec<u8>,
+    handed_over: Option<std::time::Instant>,
 }
 
 /// A run of dropped ticks, reported by one `gap` line.
@@ -236,6 +249,8 @@ impl EventStream {
             gap: None,
             dropped: Dropped::default(),
             warned: None,
+            pending: Vec::new(),
+            handed_over: None,
         }
     }
 
@@ -267,6 +282,44 @@ impl EventStream {
         if bytes.is_empty() {
             return Ok(());
         }
+        if self.options.overflow == Overflow::Wait {
+            self.pending.extend_from_slice(bytes);
+            let due = self
+                .handed_over
+                .is_none_or(|h| wallclock::since(h) >= COALESCE_AGE);
+            if self.pending.len() < COALESCE_BYTES && !due {
+                return self.failure();
+            }
+            let batch = std::mem::take(&mut self.pending);
+            let res = self.hand_over(t_ns, &batch);
+            self.pending = batch;
+            self.pending.clear();
+            self.handed_over = Some(wallclock::monotonic());
+            return res;
+        }
+        self.hand_over(t_ns, bytes)
+    }
+
+    /// The writer's failure, if it has failed.
+    fn failure(&self) -> io::Result<()> {
+        match &self.shared.lock().failed {
+            Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Hand over what [`Overflow::Wait`] has gathered.
+    fn hand_over_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let res = self.hand_over(None, &batch);
+        self.handed_over = Some(wallclock::monotonic());
+        res
+    }
+
+    fn hand_over(&mut self, t_ns: Option<i64>, bytes: &[u8]) -> io::Result<()> {
         let mut s = self.shared.lock();
         if let Some((kind, msg)) = &s.failed {
             return Err(io::Error::new(*kind, msg.clone()));
@@ -341,6 +394,7 @@ impl EventStream {
     /// first. A reader that has stalled gives `TimedOut` after a couple of
     /// seconds without progress, so a stop is never held up by it.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.hand_over_pending()?;
         if let Some(gap) = self.gap.take() {
             let line = gap.line();
             let mut s = self.shared.lock();
@@ -387,6 +441,8 @@ impl EventStream {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
+        // Best effort: a failure here was or will be reported by the writer.
+        let _ = self.hand_over_pending();
         // The writer finishes the queue and ends; nobody waits for it, since a
         // reader that never reads would keep it forever.
         let mut s = self.shared.lock();

@@ -254,3 +254,63 @@ fn a_gap_line_without_tick_times_is_still_valid_json() {
     assert_eq!(v["ticks"], 2);
     assert!(v.get("t").is_none());
 }
+
+/// A writer that counts its write calls.
+#[derive(Clone, Default)]
+struct Counting {
+    data: Arc<Mutex<Vec<u8>>>,
+    writes: Arc<Mutex<u64>>,
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        *self.writes.lock().expect("lock") += 1;
+        self.data.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn r10_a_fast_replay_hands_over_many_ticks_at_once_and_loses_none() {
+    // Under `Overflow::Wait` (replay) ticks that come faster than the
+    // writer needs them are gathered: one wake-up and write per tick was a
+    // third of a replay's time. Every line still arrives, in order, by the
+    // flush; and a tick after a pause is handed over at once.
+    let out = Counting::default();
+    let opts = EventOptions {
+        overflow: Overflow::Wait,
+        ..EventOptions::default()
+    };
+    let mut s = EventStream::from_writer_with(Box::new(out.clone()), "test", opts);
+    let mut want = Vec::new();
+    for i in 0..10_000 {
+        let b = tick(i, 2);
+        s.write_batch_at(t_ns(i), &b).expect("accepted");
+        want.extend_from_slice(&b);
+    }
+    s.flush().expect("flushed");
+    assert_eq!(
+        *out.data.lock().expect("lock"),
+        want,
+        "every line, in order"
+    );
+    let writes = *out.writes.lock().expect("lock");
+    assert!(writes < 2_000, "10,000 ticks in {writes} writes");
+    assert_eq!(s.lines, 20_000);
+    // After a pause longer than the gathering age, a tick goes out at once.
+    std::thread::sleep(COALESCE_AGE * 2);
+    let last = tick(10_000, 1);
+    s.write_batch_at(t_ns(10_000), &last).expect("accepted");
+    let deadline = wallclock::monotonic() + Duration::from_secs(10);
+    while out.data.lock().expect("lock").len() < want.len() + last.len() {
+        assert!(
+            wallclock::monotonic() < deadline,
+            "the tick after a pause was held back"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

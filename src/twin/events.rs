@@ -23,6 +23,8 @@ pub enum TwinEvent {
     Residual(ResidualEvent),
     Eye(EyeEvent),
     Jam(JamEvent),
+    /// Predictions, alarms and model errors of the ML stage (`crate::ml`).
+    Ml(crate::ml::events::MlEvent),
 }
 
 /// A photo-eye edge the twin expected and did not measure, or measured and
@@ -443,6 +445,13 @@ impl TwinEvent {
                     since: rfc3339(e.since_ns),
                 };
                 push_line(out, &line);
+            }
+            TwinEvent::Ml(e) => {
+                let start = out.len();
+                e.write_json(&times.t.get(e.t_ns()), out);
+                if out.len() > start {
+                    out.push(b'\n');
+                }
             }
         }
     }

@@ -343,23 +343,41 @@ fn r10_a_killed_recording_replays_up_to_its_last_flush_and_recovers() {
 }
 
 /// Read a recording with the Python `mcap` library (Foxglove's reference
-/// reader): every message must parse as JSON on a channel with a JSON
-/// Schema.
+/// reader): tag samples must decode with the protobuf library from the
+/// schema the file carries (its FileDescriptorSet, as Foxglove decodes
+/// them), and events and ticks parse as JSON on channels with a JSON Schema.
 fn check_with_python_mcap(path: &Path) {
     let py = crate::util::root().join(".venv/bin/python");
     let script = r#"
 import json, sys
 from mcap.reader import make_reader
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 with open(sys.argv[1], "rb") as f:
     r = make_reader(f)
     s = r.get_summary()
     assert s is not None, "no summary"
-    enc = {sid: sc.encoding for sid, sc in s.schemas.items()}
-    assert set(enc.values()) == {"jsonschema"}, enc
+    enc = {sc.name: sc.encoding for sc in s.schemas.values()}
+    assert enc == {"twin.TagSample": "protobuf", "twin.Event": "jsonschema", "twin.Tick": "jsonschema"}, enc
+    classes = {}
+    for sid, sc in s.schemas.items():
+        if sc.encoding == "protobuf":
+            fds = descriptor_pb2.FileDescriptorSet.FromString(sc.data)
+            pool = descriptor_pool.DescriptorPool()
+            for fd in fds.file:
+                pool.Add(fd)
+            classes[sid] = message_factory.GetMessageClass(pool.FindMessageTypeByName(sc.name))
     n = 0
+    numbers = 0
     for schema, channel, message in r.iter_messages():
-        json.loads(message.data)
+        if schema.encoding == "protobuf":
+            assert channel.message_encoding == "protobuf", channel
+            m = classes[schema.id].FromString(message.data)
+            numbers += m.WhichOneof("value") == "num"
+            assert message.log_time >= message.publish_time, (channel.topic, message)
+        else:
+            json.loads(message.data)
         n += 1
+    assert numbers > 0, "no numeric sample decoded"
     meta = [m.name for m in r.iter_metadata()]
     att = [a.name for a in r.iter_attachments()]
     print(n, ",".join(meta), ",".join(att))

@@ -9,7 +9,8 @@
 //! 3. [`machines`]: machine ids and the tags they bind (roles, one owner per
 //!    tag);
 //! 4. [`lines`], [`models`] and [`setpoints`]: references to tags,
-//!    machines and conveyors;
+//!    machines and conveyors; [`models`] also resolves the runnable models
+//!    (bindings, roles, lines, ticks) into the ML stage's `MlConfig`;
 //! 5. the line geometry (`super::geometry`), then the tags no machine binds.
 //!
 //! Diagnostics are sorted by position once all are in, so the order here
@@ -29,9 +30,13 @@ use std::ops::Range;
 
 use super::decode::{Loc, Sink};
 use super::diagnostics::{Diagnostic, SourceFile, closest, did_you_mean};
-use super::{PlantConfig, TagTable};
+use super::{MlConfig, PlantConfig, TagTable};
 
-pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) -> TagTable {
+pub(super) fn validate(
+    sink: &mut Sink,
+    file: &SourceFile,
+    cfg: &PlantConfig,
+) -> (TagTable, MlConfig) {
     let cx = Cx { file };
     sources::check(sink, &cx, cfg);
     let mut declared = tags::declare(sink, &cx, cfg);
@@ -43,11 +48,11 @@ pub(super) fn validate(sink: &mut Sink, file: &SourceFile, cfg: &PlantConfig) ->
         machines: &bound.machine_ids,
     };
     lines::check(sink, &cx, cfg, &refs);
-    models::check(sink, &cx, cfg, &refs);
+    let ml = models::check(sink, &cx, cfg, &refs);
     setpoints::check(sink, &cx, cfg, &refs);
     super::geometry::check_geometry(sink, cfg);
     tags::warn_unbound(sink, &declared, &bound.meant);
-    declared.tags
+    (declared.tags, ml)
 }
 
 /// The file being checked, for messages that point back at an earlier

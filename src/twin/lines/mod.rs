@@ -199,6 +199,31 @@ impl LineState {
         &self.model
     }
 
+    /// Residuals found on this tick (before the emit stage sends them): a
+    /// physics feature of the ML stage.
+    pub fn residuals_this_tick(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|e| matches!(e, TwinEvent::Residual(_)))
+            .count()
+    }
+
+    /// The largest belt slip the model runs any conveyor at (0 none, 1 a
+    /// belt that moves nothing): a physics feature of the ML stage.
+    pub fn max_slip(&self) -> f64 {
+        self.model_slip.iter().fold(0.0_f64, |m, s| m.max(s.abs()))
+    }
+
+    /// The share of the line's stations holding a product now (0 without
+    /// stations): a physics feature of the ML stage.
+    pub fn station_utilisation(&self) -> f64 {
+        let stations = self.model.stations();
+        if stations.is_empty() {
+            return 0.0;
+        }
+        stations.iter().filter(|s| s.holding()).count() as f64 / stations.len() as f64
+    }
+
     /// The photo-eyes, in config order, with their residual state.
     pub fn eyes(&self) -> &[EyeState] {
         &self.eyes

@@ -1,0 +1,529 @@
+//! The ML stage in the core: feature windows, one batched run per model
+//! per due tick, and outputs turned into `prediction`, `alarm` and `error`
+//! events.
+//!
+//! - **Features** (`Stage::Features`): every signal a model reads (a tag,
+//!   or a line's physics output) is sampled once per tick onto its window
+//!   (`ml::features`), whether a model is due or not, so windows and lags
+//!   mean the same at any cadence.
+//! - **Inference** (`Stage::Inference`): on a tick where a model is due
+//!   (`tick % every_ticks == 0`), the rows of all its machines go into one
+//!   `[rows, features]` batch and one `run()`; a model whose batch
+//!   dimension is fixed at 1 runs once per row.
+//! - **Outputs**: a fault model's probabilities become a risk per fault
+//!   class; an anomaly model's score is judged against its threshold; a
+//!   rul model gives an estimate in its unit; a setpoint model's values
+//!   are reported as they are (the optimiser that vets them is a later
+//!   stage). Values that are not finite, or probabilities outside 0..1,
+//!   are an `error` event for that row: no prediction, no alarm change.
+//! - **Quality**: a row with a bad or stale input, or a window not yet
+//!   full, is suppressed or reported `uncertain`, as the model's
+//!   `on_bad_input` says; either way its alarms hold (ISA-18.2: an alarm
+//!   never moves on data that cannot be trusted).
+//!
+//! Determinism: the stage reads no clock; ORT sessions run with one thread
+//! and deterministic compute (`ml::runtime`), so a replay on the same host
+//! with the same model files gives the same bytes (docs/ml.md).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bevy_ecs::prelude::*;
+use ndarray::ArrayView2;
+
+use super::alarm::{self, AlarmLimits, InputQuality};
+use super::events::{AlarmEvent, MlEvent, ModelError, Prediction};
+use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
+use super::io::Batching;
+use super::load::LoadedModel;
+use super::session::ModelSession;
+use crate::config::LoadedConfig;
+use crate::config::ml::{self as cfgml, Input, OnBadInput, PhysicsKind, Task};
+use crate::twin::components::{TagIndex, TagQuality, TagValue};
+use crate::twin::{Lines, Quality, Stage, TickClock, TwinCore, TwinEvent, Value};
+
+/// Why the stage could not be set up from the config and its models.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("model `{0}` is in the config but was not loaded")]
+    NotLoaded(String),
+    #[error("model `{model}`: {detail}")]
+    Features { model: String, detail: String },
+}
+
+/// Where a signal's value comes from each tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    Tag(Entity),
+    Physics(PhysicsKind, usize),
+}
+
+struct RowRun {
+    machine: Option<Arc<str>>,
+    features: FeatureRow,
+    /// fault: one per fault class (the normal class, column 0, has none);
+    /// anomaly: one. Empty without `[models.alarm]`.
+    alarms: Vec<alarm::Alarm>,
+}
+
+struct ModelRun {
+    id: Arc<str>,
+    task: Task,
+    every_ticks: u64,
+    on_bad: OnBadInput,
+    session: Mutex<ModelSession>,
+    input: String,
+    output: String,
+    batching: Batching,
+    classes: Vec<Arc<str>>,
+    threshold: Option<f64>,
+    unit: Option<Arc<str>>,
+    setpoints: Vec<Arc<str>>,
+    priority: cfgml::Priority,
+    rows: Vec<RowRun>,
+}
+
+#[derive(Resource)]
+struct MlState {
+    bank: SignalBank,
+    /// Every signal the models read, with its window in the bank.
+    signals: Vec<(Source, SignalId)>,
+    models: Vec<ModelRun>,
+    scratch: Scratch,
+    /// Reused batch buffers.
+    batch: Vec<f32>,
+    due: Vec<(usize, Option<String>)>,
+}
+
+/// This tick's ML events, sent by the emit stage after the line events.
+#[derive(Resource, Default)]
+struct PendingMlEvents(Vec<TwinEvent>);
+
+/// Set the stage up in `core` for `cfg`'s models with a task, given their
+/// sessions (`ml::load::load_models`). A config without such models adds
+/// nothing.
+pub fn install(
+    core: &mut TwinCore,
+    cfg: &LoadedConfig,
+    loaded: Vec<LoadedModel>,
+) -> Result<(), StageError> {
+    if cfg.ml.models.is_empty() {
+        return Ok(());
+    }
+    let tick_s = core.clock().period_ns() as f64 / 1e9;
+    let mut bank = SignalBank::new(tick_s).map_err(|e| StageError::Features {
+        model: String::new(),
+        detail: e.to_string(),
+    })?;
+    let world = core.world_mut();
+    let tag_entities = world.resource::<TagIndex>().0.clone();
+    let line_ids: Vec<Arc<str>> = world
+        .get_resource::<Lines>()
+        .map(|l| l.0.iter().map(|s| s.id.clone()).collect())
+        .unwrap_or_default();
+    let mut by_id: HashMap<String, LoadedModel> =
+        loaded.into_iter().map(|m| (m.id.clone(), m)).collect();
+    let mut signal_of: HashMap<Source, SignalId> = HashMap::new();
+    let mut signals = Vec::new();
+    let mut models = Vec::new();
+    for m in &cfg.ml.models {
+        let id = m.id.value.clone();
+        let lm = by_id
+            .remove(&id)
+            .ok_or_else(|| StageError::NotLoaded(id.clone()))?;
+        let features_err = |detail: String| StageError::Features {
+            model: id.clone(),
+            detail,
+        };
+        let mut rows = Vec::new();
+        for row in &m.rows {
+            let mut specs = Vec::with_capacity(row.inputs.len());
+            for (f, input) in m.features.iter().zip(&row.inputs) {
+                let source = match input {
+                    Input::Tag(tag) => {
+                        let tid = cfg
+                            .tags
+                            .id(tag)
+                            .ok_or_else(|| features_err(format!("tag `{tag}` is not in the config")))?;
+                        Source::Tag(tag_entities[tid.index()])
+                    }
+                    Input::Physics { kind, line } => {
+                        let i = line_ids.iter().position(|l| &**l == line).ok_or_else(|| {
+                            features_err(format!("line `{line}` has no model in the twin"))
+                        })?;
+                        Source::Physics(*kind, i)
+                    }
+                };
+                let signal = *signal_of.entry(source).or_insert_with(|| {
+                    let id = bank.add_signal();
+                    signals.push((source, id));
+                    id
+                });
+                let (stat, n) = match f.stat {
+                    cfgml::Stat::Value => (Stat::Value, 0),
+                    cfgml::Stat::Mean => (Stat::Mean, f.window_ticks),
+                    cfgml::Stat::Std => (Stat::Std, f.window_ticks),
+                    cfgml::Stat::Rms => (Stat::Rms, f.window_ticks),
+                    cfgml::Stat::Min => (Stat::Min, f.window_ticks),
+                    cfgml::Stat::Max => (Stat::Max, f.window_ticks),
+                    cfgml::Stat::Slope => (Stat::Slope, f.window_ticks),
+                    cfgml::Stat::Lag => (Stat::Lag, f.lag_ticks),
+                };
+                specs.push(FeatureSpec {
+                    signal,
+                    stat,
+                    n: n as usize,
+                });
+            }
+            let features =
+                FeatureRow::new(&mut bank, specs).map_err(|e| features_err(e.to_string()))?;
+            rows.push(RowRun {
+                machine: row.machine.as_deref().map(Arc::from),
+                features,
+                alarms: Vec::new(),
+            });
+        }
+        let threshold = match m.task {
+            Task::Anomaly => m
+                .output
+                .threshold
+                .as_ref()
+                .map(|t| t.value)
+                .or_else(|| metadata_threshold(&lm)),
+            _ => None,
+        };
+        let classes: Vec<Arc<str>> = m
+            .output
+            .classes
+            .value
+            .iter()
+            .map(|c| Arc::from(c.as_str()))
+            .collect();
+        let mut priority = cfgml::ALARM_PRIORITY;
+        if let Some(a) = &m.alarm {
+            let alarm_threshold = a
+                .threshold
+                .as_ref()
+                .map(|t| t.value)
+                .or(threshold)
+                .unwrap_or(f64::NAN);
+            priority = a.priority;
+            let limits = AlarmLimits {
+                threshold: alarm_threshold,
+                deadband: a.deadband,
+                on_delay: u64::from(a.on_delay_ticks),
+                off_delay: u64::from(a.off_delay_ticks),
+            };
+            let per_row = match m.task {
+                Task::Fault => classes.len().saturating_sub(1),
+                Task::Anomaly => 1,
+                Task::Rul | Task::Setpoint => 0,
+            };
+            for r in &mut rows {
+                for _ in 0..per_row {
+                    r.alarms.push(
+                        alarm::Alarm::new(limits).map_err(|e| features_err(e.to_string()))?,
+                    );
+                }
+            }
+        }
+        models.push(ModelRun {
+            id: Arc::from(id.as_str()),
+            task: m.task,
+            every_ticks: u64::from(m.every_ticks.max(1)),
+            on_bad: m.on_bad_input,
+            input: lm.binding.input.clone(),
+            output: lm.binding.output.clone(),
+            batching: lm.binding.batching,
+            session: Mutex::new(lm.session),
+            classes,
+            threshold,
+            unit: m.output.unit.as_ref().map(|u| Arc::from(u.value.as_str())),
+            setpoints: m
+                .output
+                .setpoints
+                .value
+                .iter()
+                .map(|s| Arc::from(s.as_str()))
+                .collect(),
+            priority,
+            rows,
+        });
+    }
+    world.insert_resource(MlState {
+        bank,
+        signals,
+        models,
+        scratch: Scratch::default(),
+        batch: Vec::new(),
+        due: Vec::new(),
+    });
+    world.insert_resource(PendingMlEvents::default());
+    core.add_systems(Stage::Features, sample_signals);
+    core.add_systems(Stage::Inference, infer);
+    core.add_systems(Stage::Emit, emit_ml);
+    Ok(())
+}
+
+/// An anomaly model's threshold from its metadata (`twin.threshold`).
+fn metadata_threshold(m: &LoadedModel) -> Option<f64> {
+    m.session
+        .io()
+        .metadata
+        .get("twin.threshold")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+}
+
+fn sample_signals(
+    mut st: ResMut<MlState>,
+    tags: Query<(&TagValue, &TagQuality)>,
+    lines: Option<Res<Lines>>,
+) {
+    let st = &mut *st;
+    for &(source, id) in &st.signals {
+        let (value, ok) = match source {
+            Source::Tag(e) => match tags.get(e) {
+                Ok((v, q)) => {
+                    let good = q.quality == Quality::Good;
+                    match &v.0 {
+                        Some(Value::Num(n)) => (*n, good && n.is_finite()),
+                        Some(Value::Bool(b)) => (f64::from(u8::from(*b)), good),
+                        Some(Value::Text(_)) | None => (f64::NAN, false),
+                    }
+                }
+                Err(_) => (f64::NAN, false),
+            },
+            Source::Physics(kind, l) => match lines.as_ref().and_then(|ls| ls.0.get(l)) {
+                Some(line) => {
+                    let ok = !line.status.uncertain;
+                    let v = match kind {
+                        PhysicsKind::Residuals => line.residuals_this_tick() as f64,
+                        PhysicsKind::Slip => line.max_slip(),
+                        PhysicsKind::Wip => line.status.wip as f64,
+                        PhysicsKind::Throughput => line.status.throughput_per_min,
+                        PhysicsKind::Utilisation => line.station_utilisation(),
+                    };
+                    (v, ok)
+                }
+                None => (f64::NAN, false),
+            },
+        };
+        st.bank.push(id, value, ok);
+    }
+}
+
+fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<PendingMlEvents>) {
+    let tick = clock.tick();
+    let t_ns = clock.now_ns();
+    let st = &mut *st;
+    for m in &mut st.models {
+        if tick % m.every_ticks != 0 {
+            continue;
+        }
+        let width = m.rows.first().map_or(0, |r| r.features.len());
+        // Rows due: (row index, why uncertain).
+        st.due.clear();
+        st.batch.clear();
+        for (r, row) in m.rows.iter_mut().enumerate() {
+            let start = st.batch.len();
+            st.batch.resize(start + width, 0.0);
+            let quality = row
+                .features
+                .fill(&st.bank, &mut st.scratch, &mut st.batch[start..]);
+            let uncertain = match quality {
+                Ok(RowQuality::Good) => None,
+                Ok(q @ RowQuality::Uncertain { .. }) => Some(q.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if uncertain.is_some() {
+                for a in &mut row.alarms {
+                    a.update(tick, f64::NAN, InputQuality::Uncertain);
+                }
+                if m.on_bad == OnBadInput::Suppress {
+                    st.batch.truncate(start);
+                    continue;
+                }
+            }
+            st.due.push((r, uncertain));
+        }
+        if st.due.is_empty() {
+            continue;
+        }
+        let results = run_batch(m, &st.batch, width, st.due.len());
+        let values = match results {
+            Ok(v) => v,
+            Err(error) => {
+                out.0.push(TwinEvent::Ml(MlEvent::Error(ModelError {
+                    t_ns,
+                    model: m.id.clone(),
+                    machine: None,
+                    error,
+                })));
+                continue;
+            }
+        };
+        let cols = values.len() / st.due.len().max(1);
+        for (k, (r, uncertain)) in st.due.iter().enumerate() {
+            let row_values = &values[k * cols..(k + 1) * cols];
+            let machine = m.rows[*r].machine.clone();
+            if let Err(error) = check_output(m.task, row_values) {
+                out.0.push(TwinEvent::Ml(MlEvent::Error(ModelError {
+                    t_ns,
+                    model: m.id.clone(),
+                    machine,
+                    error,
+                })));
+                continue;
+            }
+            let pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
+            let row = &mut m.rows[*r];
+            let quality = if uncertain.is_some() {
+                InputQuality::Uncertain
+            } else {
+                InputQuality::Good
+            };
+            // The alarms of the row: fault, one per fault class on its risk;
+            // anomaly, one on the score.
+            let alarm_values: Vec<(Option<Arc<str>>, f64)> = match m.task {
+                Task::Fault => pred
+                    .risk
+                    .iter()
+                    .map(|(c, p)| (Some(c.clone()), *p))
+                    .collect(),
+                Task::Anomaly => vec![(None, pred.score)],
+                Task::Rul | Task::Setpoint => Vec::new(),
+            };
+            out.0.push(TwinEvent::Ml(MlEvent::Prediction(pred)));
+            for (a, (class, value)) in row.alarms.iter_mut().zip(alarm_values) {
+                let (state, tr) = match a.update(tick, value, quality) {
+                    alarm::Step::Raised(tr) => ("raised", tr),
+                    alarm::Step::Cleared(tr) => ("cleared", tr),
+                    _ => continue,
+                };
+                {
+                    out.0.push(TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
+                        t_ns,
+                        model: m.id.clone(),
+                        machine: row.machine.clone(),
+                        class,
+                        state,
+                        priority: m.priority,
+                        value: tr.value,
+                        threshold: tr.threshold,
+                        reason: tr.reason.to_string(),
+                    })));
+                }
+            }
+        }
+    }
+}
+
+/// One run (or one per row where the batch is fixed at 1): the output's
+/// values, row after row.
+fn run_batch(m: &mut ModelRun, batch: &[f32], width: usize, rows: usize) -> Result<Vec<f32>, String> {
+    let session = m.session.get_mut().unwrap_or_else(|e| e.into_inner());
+    let mut run = |data: &[f32], n: usize| -> Result<Vec<f32>, String> {
+        let view = ArrayView2::from_shape((n, width), data).map_err(|e| e.to_string())?;
+        let outputs = session.run(&m.input, view).map_err(|e| e.to_string())?;
+        let o = outputs
+            .into_iter()
+            .find(|o| o.name == m.output)
+            .ok_or_else(|| format!("the run gave no output `{}`", m.output))?;
+        if o.values.nrows() != n {
+            return Err(format!(
+                "output `{}` has {} rows for a batch of {n}",
+                m.output,
+                o.values.nrows()
+            ));
+        }
+        Ok(o.values.iter().copied().collect())
+    };
+    match m.batching {
+        Batching::Rows => run(batch, rows),
+        Batching::OneRow => {
+            let mut all = Vec::new();
+            for r in 0..rows {
+                all.extend(run(&batch[r * width..(r + 1) * width], 1)?);
+            }
+            Ok(all)
+        }
+    }
+}
+
+/// Values a task can use: finite, and probabilities within 0..1.
+fn check_output(task: Task, values: &[f32]) -> Result<(), String> {
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(format!("output column {i} is {v}"));
+    }
+    if task == Task::Fault {
+        const SLACK: f32 = 1e-4;
+        if let Some((i, v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| **v < -SLACK || **v > 1.0 + SLACK)
+        {
+            return Err(format!("probability column {i} is {v}, outside 0..1"));
+        }
+    }
+    Ok(())
+}
+
+fn prediction(
+    m: &ModelRun,
+    t_ns: i64,
+    machine: Option<Arc<str>>,
+    values: &[f32],
+    uncertain: Option<String>,
+) -> Prediction {
+    let mut p = Prediction {
+        t_ns,
+        model: m.id.clone(),
+        machine,
+        task: m.task,
+        risk: Vec::new(),
+        class: None,
+        score: f64::from(values.first().copied().unwrap_or(f32::NAN)),
+        threshold: None,
+        unit: None,
+        values: Vec::new(),
+        uncertain,
+    };
+    match m.task {
+        Task::Fault => {
+            p.risk = m
+                .classes
+                .iter()
+                .zip(values)
+                .skip(1)
+                .map(|(c, v)| (c.clone(), f64::from(v.clamp(0.0, 1.0))))
+                .collect();
+            p.score = p.risk.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+            // The most likely class; ties go to the earlier (normal first).
+            let best = values
+                .iter()
+                .enumerate()
+                .fold(None::<(usize, f32)>, |b, (i, v)| match b {
+                    Some((_, bv)) if bv >= *v => b,
+                    _ => Some((i, *v)),
+                });
+            p.class = best.and_then(|(i, _)| m.classes.get(i).cloned());
+        }
+        Task::Anomaly => p.threshold = m.threshold,
+        Task::Rul => p.unit = m.unit.clone(),
+        Task::Setpoint => {
+            p.values = m
+                .setpoints
+                .iter()
+                .zip(values)
+                .map(|(s, v)| (s.clone(), f64::from(*v)))
+                .collect();
+            p.score = f64::NAN;
+        }
+    }
+    p
+}
+
+fn emit_ml(mut pending: ResMut<PendingMlEvents>, mut outbox: ResMut<crate::twin::Outbox>) {
+    outbox.0.append(&mut pending.0);
+}
