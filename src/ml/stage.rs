@@ -141,10 +141,9 @@ pub fn install(
             for (f, input) in m.features.iter().zip(&row.inputs) {
                 let source = match input {
                     Input::Tag(tag) => {
-                        let tid = cfg
-                            .tags
-                            .id(tag)
-                            .ok_or_else(|| features_err(format!("tag `{tag}` is not in the config")))?;
+                        let tid = cfg.tags.id(tag).ok_or_else(|| {
+                            features_err(format!("tag `{tag}` is not in the config"))
+                        })?;
                         Source::Tag(tag_entities[tid.index()])
                     }
                     Input::Physics { kind, line } => {
@@ -221,9 +220,8 @@ pub fn install(
             };
             for r in &mut rows {
                 for _ in 0..per_row {
-                    r.alarms.push(
-                        alarm::Alarm::new(limits).map_err(|e| features_err(e.to_string()))?,
-                    );
+                    r.alarms
+                        .push(alarm::Alarm::new(limits).map_err(|e| features_err(e.to_string()))?);
                 }
             }
         }
@@ -421,7 +419,12 @@ fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<Pending
 
 /// One run (or one per row where the batch is fixed at 1): the output's
 /// values, row after row.
-fn run_batch(m: &mut ModelRun, batch: &[f32], width: usize, rows: usize) -> Result<Vec<f32>, String> {
+fn run_batch(
+    m: &mut ModelRun,
+    batch: &[f32],
+    width: usize,
+    rows: usize,
+) -> Result<Vec<f32>, String> {
     let session = m.session.get_mut().unwrap_or_else(|e| e.into_inner());
     let mut run = |data: &[f32], n: usize| -> Result<Vec<f32>, String> {
         let view = ArrayView2::from_shape((n, width), data).map_err(|e| e.to_string())?;

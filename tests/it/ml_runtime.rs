@@ -304,7 +304,13 @@ tags = {{ a = "a" }}
 [[models]]
 id = "softmax"
 path = "{}"
+task = "fault"
+machine = "m"
 inputs = ["a", "a", "a", "a"]
+  [models.output]
+  classes = ["normal", "jam", "bearing_wear"]
+  [models.alarm]
+  threshold = 0.7
 "#,
         model("linear_softmax.onnx").display()
     );
@@ -472,14 +478,23 @@ fn ml_check_reports_a_wrong_shape_at_the_config_key() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     let line = stderr
         .lines()
-        .find(|l| l.contains("models[0].inputs"))
-        .unwrap_or_else(|| panic!("no models[0].inputs error:\n{stderr}"));
+        .find(|l| l.contains("models[0].features"))
+        .unwrap_or_else(|| panic!("no models[0].features error:\n{stderr}"));
     assert!(
-        line.starts_with("tests/configs/broken/model_io_mismatch.toml:36:11: error: "),
+        line.starts_with("tests/configs/broken/model_io_mismatch.toml:38:1: error: "),
         "{line}"
     );
     assert!(line.contains("the model takes 7 features"), "{line}");
     assert!(line.contains("the config gives 4"), "{line}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("models[0].output.classes"))
+        .unwrap_or_else(|| panic!("no models[0].output.classes error:\n{stderr}"));
+    assert!(
+        line.starts_with("tests/configs/broken/model_io_mismatch.toml:40:3: error: "),
+        "{line}"
+    );
+    assert!(line.contains("has 5 columns"), "{line}");
     assert!(
         !stderr.contains("models[3]"),
         "the fitting model has no error:\n{stderr}"
