@@ -38,6 +38,11 @@ N_CLASSES = 3
 
 
 def save(model: onnx.ModelProto, path: Path) -> None:
+    # skl2onnx lists the opsets it used in set order, which changes with
+    # Python's string hashing from run to run; sorted, the bytes are stable.
+    opsets = sorted(model.opset_import, key=lambda o: o.domain)
+    del model.opset_import[:]
+    model.opset_import.extend(opsets)
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString(deterministic=True))
 

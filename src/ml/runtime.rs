@@ -79,7 +79,7 @@ pub enum RuntimeError {
         looked = looked.join("; ")
     )]
     NotFound { looked: Vec<String> },
-    #[error("{origin} names `{}`, which does not exist; {hint}", path.display(), hint = fix_hint(*origin))]
+    #[error("{origin} names `{}`, which is not a file; {hint}", path.display(), hint = fix_hint(*origin))]
     Missing {
         path: PathBuf,
         origin: LibrarySource,
@@ -463,6 +463,7 @@ mod tests {
         ));
         let msg = err.to_string();
         assert!(msg.contains("ORT_DYLIB_PATH names"), "{msg}");
+        assert!(msg.contains("which is not a file"), "{msg}");
         assert!(msg.contains("nope.so"), "{msg}");
     }
 

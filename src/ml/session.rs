@@ -291,3 +291,22 @@ fn elem(ty: TensorElementType) -> Elem {
         other => Elem::Other(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_of_any_rank_become_rows_and_columns() {
+        let v = |n: usize| (0..n).map(|i| i as f32);
+        assert_eq!(to_rows(&[], v(1)).dim(), (1, 1));
+        assert_eq!(to_rows(&[4], v(4)).dim(), (4, 1));
+        assert_eq!(to_rows(&[4, 3], v(12)).dim(), (4, 3));
+        let three = to_rows(&[2, 3, 2], v(12));
+        assert_eq!(three.dim(), (2, 6));
+        assert_eq!(three[[1, 0]], 6.0, "row-major order is kept");
+        assert_eq!(to_rows(&[0, 3], v(0)).dim(), (0, 3));
+        // A shape that does not match the elements is no panic.
+        assert_eq!(to_rows(&[2, 3], v(5)).dim(), (0, 0));
+    }
+}

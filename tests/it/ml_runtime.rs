@@ -305,9 +305,12 @@ tags = {{ a = "a" }}
 id = "softmax"
 path = "{}"
 task = "fault"
+machine = "m"
 inputs = ["a", "a", "a", "a"]
   [models.output]
-  classes = ["ok", "worn", "jammed"]
+  classes = ["normal", "jam", "bearing_wear"]
+  [models.alarm]
+  threshold = 0.7
 "#,
         model("linear_softmax.onnx").display()
     );
@@ -475,16 +478,94 @@ fn ml_check_reports_a_wrong_shape_at_the_config_key() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     let line = stderr
         .lines()
-        .find(|l| l.contains("models[0].inputs"))
-        .unwrap_or_else(|| panic!("no models[0].inputs error:\n{stderr}"));
+        .find(|l| l.contains("models[0].features"))
+        .unwrap_or_else(|| panic!("no models[0].features error:\n{stderr}"));
     assert!(
-        line.starts_with("tests/configs/broken/model_io_mismatch.toml:37:11: error: "),
+        line.starts_with("tests/configs/broken/model_io_mismatch.toml:38:1: error: "),
         "{line}"
     );
     assert!(line.contains("the model takes 7 features"), "{line}");
     assert!(line.contains("the config gives 4"), "{line}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("models[0].output.classes"))
+        .unwrap_or_else(|| panic!("no models[0].output.classes error:\n{stderr}"));
+    assert!(
+        line.starts_with("tests/configs/broken/model_io_mismatch.toml:40:3: error: "),
+        "{line}"
+    );
+    assert!(line.contains("has 5 columns"), "{line}");
     assert!(
         !stderr.contains("models[3]"),
         "the fitting model has no error:\n{stderr}"
     );
+}
+
+#[test]
+fn ml_check_no_models_skips_the_files_and_the_library() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("plant.toml");
+    let toml = std::fs::read_to_string(config_with_model(tmp.path()))
+        .expect("read config")
+        .replace(
+            &model("linear_softmax.onnx").display().to_string(),
+            "missing.onnx",
+        );
+    std::fs::write(&cfg, toml).expect("write config");
+    let exe = Path::new(env!("CARGO_BIN_EXE_twin"));
+    let out = Command::new(exe)
+        .args(["check", "--no-models"])
+        .arg(&cfg)
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .env_remove("TWIN_LOG")
+        .output()
+        .expect("run twin check");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 model not loaded"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Without the flag the same file is checked, and the missing model found.
+    let out = check_with(exe, &root(), &cfg, None);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("models[0].path: model file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn ml_test_models_are_what_the_generator_writes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(venv_python())
+        .arg(root().join("models/tools/make_test_models.py"))
+        .arg(tmp.path())
+        .output()
+        .expect("run make_test_models.py");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("read generated models")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut committed: Vec<String> = std::fs::read_dir(root().join("tests/models"))
+        .expect("read tests/models")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    committed.sort();
+    assert_eq!(
+        names, committed,
+        "tests/models/ holds exactly what the script writes"
+    );
+    for n in &names {
+        let fresh = std::fs::read(tmp.path().join(n)).expect("read generated");
+        let kept = std::fs::read(root().join("tests/models").join(n)).expect("read committed");
+        assert!(
+            fresh == kept,
+            "tests/models/{n} differs from what models/tools/make_test_models.py writes; \
+             rerun it (`.venv/bin/python models/tools/make_test_models.py tests/models`) and commit"
+        );
+    }
 }
