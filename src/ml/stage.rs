@@ -316,7 +316,7 @@ fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<Pending
     let t_ns = clock.now_ns();
     let st = &mut *st;
     for m in &mut st.models {
-        if tick % m.every_ticks != 0 {
+        if !tick.is_multiple_of(m.every_ticks) {
             continue;
         }
         let width = m.rows.first().map_or(0, |r| r.features.len());

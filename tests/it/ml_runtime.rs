@@ -478,10 +478,10 @@ fn ml_check_reports_a_wrong_shape_at_the_config_key() {
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     let line = stderr
         .lines()
-        .find(|l| l.contains("models[0].features"))
-        .unwrap_or_else(|| panic!("no models[0].features error:\n{stderr}"));
+        .find(|l| l.contains("models[0].inputs"))
+        .unwrap_or_else(|| panic!("no models[0].inputs error:\n{stderr}"));
     assert!(
-        line.starts_with("tests/configs/broken/model_io_mismatch.toml:38:1: error: "),
+        line.starts_with("tests/configs/broken/model_io_mismatch.toml:38:11: error: "),
         "{line}"
     );
     assert!(line.contains("the model takes 7 features"), "{line}");
