@@ -123,7 +123,7 @@ pub fn export_csv<W: Write>(
                 for s in samples(files)? {
                     let s = s?;
                     if set.insert(s.tag.clone()) {
-                        seen.push(s.tag);
+                        seen.push(s.tag.to_string());
                     }
                 }
                 seen
@@ -145,7 +145,7 @@ pub fn export_csv<W: Write>(
         };
         for s in samples(files)? {
             let s = s?;
-            let Some(&i) = index.get(s.tag.as_str()) else {
+            let Some(&i) = index.get(&*s.tag) else {
                 continue;
             };
             summary.samples += 1;

@@ -348,7 +348,7 @@ impl SampleMessage {
         }
     }
 
-    pub fn into_record(self, tag: String) -> SampleRecord {
+    pub fn into_record(self, tag: std::sync::Arc<str>) -> SampleRecord {
         let value = match (self.value, self.text) {
             (_, Some(t)) => Some(RecordValue::Text(t)),
             (Some(MessageValue::Bool(b)), None) => Some(RecordValue::Bool(b)),

@@ -118,7 +118,7 @@ pub fn encode(tick: u64, r: &SampleRecord, out: &mut Vec<u8>) {
 /// says what is wrong, for the caller to locate.
 pub fn decode(
     data: &[u8],
-    tag: String,
+    tag: std::sync::Arc<str>,
     log_time: u64,
     publish_time: u64,
 ) -> Result<(u64, SampleRecord), String> {
@@ -292,20 +292,20 @@ mod tests {
             &mut buf,
         );
         for cut in 0..buf.len() {
-            let _ = decode(&buf[..cut], String::new(), 0, 0);
+            let _ = decode(&buf[..cut], "".into(), 0, 0);
         }
         // Quality 9 and an unknown reason are refused with what they are.
         let m = TagSample {
             quality: 9,
             ..TagSample::default()
         };
-        let e = decode(&m.encode_to_vec(), String::new(), 0, 0).unwrap_err();
+        let e = decode(&m.encode_to_vec(), "".into(), 0, 0).unwrap_err();
         assert!(e.contains("quality 9"), "{e}");
         let m = TagSample {
             reason: "gremlins".into(),
             ..TagSample::default()
         };
-        let e = decode(&m.encode_to_vec(), String::new(), 0, 0).unwrap_err();
+        let e = decode(&m.encode_to_vec(), "".into(), 0, 0).unwrap_err();
         assert!(e.contains("gremlins"), "{e}");
     }
 

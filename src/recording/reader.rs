@@ -46,7 +46,7 @@ const RECORD_LIMIT: usize = 256 * 1024 * 1024;
 enum Kind {
     /// A tag's samples: protobuf since format version 2, JSON before.
     Tag {
-        tag: String,
+        tag: std::sync::Arc<str>,
         protobuf: bool,
     },
     Events,
@@ -366,7 +366,7 @@ fn take(
         Record::Channel(c) => {
             let kind = if let Some(tag) = c.topic.strip_prefix(format::TAG_TOPIC_PREFIX) {
                 Kind::Tag {
-                    tag: tag.to_string(),
+                    tag: std::sync::Arc::from(tag),
                     protobuf: c.message_encoding == "protobuf",
                 }
             } else if c.topic == format::EVENTS_TOPIC {

@@ -216,17 +216,17 @@ impl RecordingWriter {
 
     /// One sample, pushed while tick `tick` was the last that had run.
     pub fn write_sample(&mut self, tick: u64, r: &SampleRecord) -> Result<(), RecordingError> {
-        let channel = match self.tag_channels.get(r.tag.as_str()) {
+        let channel = match self.tag_channels.get(&*r.tag) {
             Some(&c) => c,
             None => {
                 let mut meta = BTreeMap::new();
-                meta.insert("tag".to_string(), r.tag.clone());
+                meta.insert("tag".to_string(), r.tag.to_string());
                 let topic = format!("{}{}", format::TAG_TOPIC_PREFIX, r.tag);
                 let c = self
                     .mcap
                     .add_channel(self.sample_schema, &topic, "protobuf", &meta)
                     .map_err(|e| RecordingError::mcap(&self.path, e))?;
-                self.tag_channels.insert(r.tag.clone(), c);
+                self.tag_channels.insert(r.tag.to_string(), c);
                 c
             }
         };

@@ -281,7 +281,9 @@ pub fn replay_driver(
                         }
                         None => {
                             summary.unknown_tag_samples += 1;
-                            summary.first_unknown_tag.get_or_insert(record.tag);
+                            summary
+                                .first_unknown_tag
+                                .get_or_insert_with(|| record.tag.to_string());
                         }
                     }
                 }

@@ -131,7 +131,7 @@ pub struct Recorder {
     /// What every file's metadata says, but the epoch (set on start).
     info: RecordingInfo,
     config_text: Arc<str>,
-    tag_names: Arc<[String]>,
+    tag_names: Arc<[Arc<str>]>,
     tx: Option<mpsc::Sender<Job>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<RecorderReport>>,
@@ -161,7 +161,11 @@ impl Recorder {
             options,
             info,
             config_text: Arc::from(cfg.file.text.as_str()),
-            tag_names: cfg.tags.iter().map(|t| t.name.clone()).collect(),
+            tag_names: cfg
+                .tags
+                .iter()
+                .map(|t| Arc::from(t.name.as_str()))
+                .collect(),
             tx: None,
             shared: Arc::new(Shared::default()),
             thread: None,
@@ -320,7 +324,7 @@ struct Writing {
     writer: Option<RecordingWriter>,
     info: RecordingInfo,
     config_text: Arc<str>,
-    tag_names: Arc<[String]>,
+    tag_names: Arc<[Arc<str>]>,
     options: RecorderOptions,
     shared: Arc<Shared>,
     index: RecordingIndex,

@@ -18,8 +18,10 @@ use crate::config::{TagId, TagTable};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleRecord {
-    /// The tag's name in the config.
-    pub tag: String,
+    /// The tag's name in the config. Shared: a reader hands out a channel's
+    /// name with each of its samples, and an allocation per sample was a
+    /// tenth of a replay.
+    pub tag: std::sync::Arc<str>,
     /// `None` only with a quality other than good.
     pub value: Option<RecordValue>,
     pub quality: Quality,
@@ -58,7 +60,7 @@ impl SampleRecord {
             .try_get(s.tag)
             .ok_or(RecordError::UnknownTagId(s.tag.0))?;
         Ok(SampleRecord {
-            tag: def.name.clone(),
+            tag: def.name.as_str().into(),
             value: s.value.as_ref().map(RecordValue::from),
             quality: s.quality,
             reason: s.reason,
@@ -72,7 +74,7 @@ impl SampleRecord {
     pub fn to_sample(&self, tags: &TagTable) -> Result<Sample, RecordError> {
         let tag: TagId = tags
             .id(&self.tag)
-            .ok_or_else(|| RecordError::UnknownTag(self.tag.clone()))?;
+            .ok_or_else(|| RecordError::UnknownTag(self.tag.to_string()))?;
         Ok(self.to_sample_of(tag))
     }
 
@@ -173,7 +175,7 @@ mod tests {
             2_000,
         );
         let r = SampleRecord::from_sample(&s, &before).expect("known tag");
-        assert_eq!(r.tag, "b.temp");
+        assert_eq!(&*r.tag, "b.temp");
         let back = r.to_sample(&after).expect("resolves");
         assert_eq!(back.tag, TagId(2));
         assert_eq!(after.get(back.tag).name, "b.temp");

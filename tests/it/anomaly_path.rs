@@ -65,7 +65,7 @@ fn r11_the_trainer_reads_a_recording_as_the_twin_does() {
                 Some(twin::twin::RecordValue::Bool(b)) => f64::from(u8::from(b)),
                 _ => continue,
             };
-            let e = mine.entry(record.tag).or_insert((0, 0.0));
+            let e = mine.entry(record.tag.to_string()).or_insert((0, 0.0));
             *e = (e.0 + 1, v);
         }
     }

@@ -264,7 +264,11 @@ fn r11_a_live_run_with_a_model_and_its_replay_agree_byte_for_byte() {
         .arg(&rec)
         .output()
         .expect("run twin demo");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&live).expect("live events");
     assert!(
         lines_of(&live).iter().any(|e| e["type"] == "prediction"),
@@ -278,6 +282,10 @@ fn r11_a_live_run_with_a_model_and_its_replay_agree_byte_for_byte() {
         .arg("--verify")
         .output()
         .expect("replay");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
 }

@@ -417,7 +417,7 @@ pub fn import(
             Some(value) => samples.push((
                 r.row,
                 SampleRecord {
-                    tag: tag.clone(),
+                    tag: tag.as_str().into(),
                     value: Some(value),
                     quality: Quality::Good,
                     reason: None,

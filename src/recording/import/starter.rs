@@ -31,7 +31,7 @@ pub fn stale_after<'a>(samples: impl Iterator<Item = &'a SampleRecord>) -> Durat
     let mut last: HashMap<&str, i64> = HashMap::new();
     let mut gap = 0i64;
     for s in samples {
-        if let Some(prev) = last.insert(s.tag.as_str(), s.recv_time_ns) {
+        if let Some(prev) = last.insert(&*s.tag, s.recv_time_ns) {
             gap = gap.max(s.recv_time_ns.saturating_sub(prev));
         }
     }
