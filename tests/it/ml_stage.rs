@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::util::{root, twin};
+use crate::util::{root, run_ok, twin};
 
 /// The demo config with `models` appended, written into `dir`.
 fn demo_with(dir: &Path, models: &str) -> PathBuf {
@@ -70,12 +70,7 @@ fn headless(cfg: &Path, events: &Path, record: Option<&Path>) {
     if let Some(r) = record {
         c.arg("--record").arg(r);
     }
-    let out = c.output().expect("run twin demo");
-    assert!(
-        out.status.success(),
-        "twin demo --headless failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut c);
 }
 
 fn lines_of(path: &Path) -> Vec<serde_json::Value> {

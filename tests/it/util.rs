@@ -157,3 +157,17 @@ pub fn t_ms(e: &serde_json::Value) -> i64 {
         .expect("after epoch")
         .as_millis() as i64
 }
+
+/// Run a command to its end; it must succeed (its stderr is the message
+/// if it does not).
+pub fn run_ok(c: &mut Command) -> std::process::Output {
+    let out = c.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{:?} failed ({}):\n{}",
+        c.get_program(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
