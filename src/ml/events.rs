@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::meter::Counts;
 use crate::config::ml::{Priority, Task};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,26 @@ pub enum MlEvent {
     Prediction(Prediction),
     Alarm(AlarmEvent),
     Error(ModelError),
+    Metering(Metering),
+}
+
+/// What a model ran over an interval (`scope` `interval`) or over the whole
+/// run (`run`, once, at its end): deterministic counts only
+/// (`ml::meter::Counts`); compute time is in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metering {
+    pub t_ns: i64,
+    pub model: Arc<str>,
+    pub task: Task,
+    /// `interval` or `run`.
+    pub scope: &'static str,
+    /// The span the counts cover.
+    pub span_ns: i64,
+    pub counts: Counts,
+    /// Per bound machine, in binding order; empty for a plant-level model.
+    pub machines: Vec<(Arc<str>, Counts)>,
+    /// Per line of the bound machines.
+    pub lines: Vec<(Arc<str>, Counts)>,
 }
 
 /// One row's prediction: a machine's (or the plant's) output of a model.
@@ -82,12 +103,40 @@ impl Serialize for Pairs<'_> {
     }
 }
 
+/// A machine's or a line's share of a model's rows.
+struct Shares<'a>(&'a [(Arc<str>, Counts)]);
+
+impl Serialize for Shares<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Share {
+            rows: u64,
+            skipped_rows: u64,
+            busy_rows: u64,
+        }
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, c) in self.0 {
+            m.serialize_entry(
+                &**k,
+                &Share {
+                    rows: c.rows,
+                    skipped_rows: c.skipped_rows,
+                    busy_rows: c.busy_rows,
+                },
+            )?;
+        }
+        m.end()
+    }
+}
+
 impl MlEvent {
     pub fn t_ns(&self) -> i64 {
         match self {
             MlEvent::Prediction(p) => p.t_ns,
             MlEvent::Alarm(a) => a.t_ns,
             MlEvent::Error(e) => e.t_ns,
+            MlEvent::Metering(m) => m.t_ns,
         }
     }
 
@@ -207,6 +256,48 @@ impl MlEvent {
                         machine: e.machine.as_deref(),
                         error: &e.error,
                         effect: "no prediction from this run; alarms unchanged",
+                    },
+                )
+            }
+            MlEvent::Metering(m) => {
+                #[derive(Serialize)]
+                struct Line<'a> {
+                    v: u32,
+                    #[serde(rename = "type")]
+                    kind: &'static str,
+                    t: &'a str,
+                    model: &'a str,
+                    task: &'static str,
+                    scope: &'static str,
+                    span_s: f64,
+                    runs: u64,
+                    rows: u64,
+                    skipped_runs: u64,
+                    skipped_rows: u64,
+                    busy_rows: u64,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    machines: Option<Shares<'a>>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    lines: Option<Shares<'a>>,
+                }
+                let c = &m.counts;
+                serde_json::to_writer(
+                    &mut *out,
+                    &Line {
+                        v: crate::twin::events::EVENT_VERSION,
+                        kind: "metering",
+                        t,
+                        model: &m.model,
+                        task: m.task.as_str(),
+                        scope: m.scope,
+                        span_s: m.span_ns as f64 / 1e9,
+                        runs: c.runs,
+                        rows: c.rows,
+                        skipped_runs: c.skipped_runs,
+                        skipped_rows: c.skipped_rows,
+                        busy_rows: c.busy_rows,
+                        machines: (!m.machines.is_empty()).then_some(Shares(&m.machines)),
+                        lines: (!m.lines.is_empty()).then_some(Shares(&m.lines)),
                     },
                 )
             }

@@ -448,7 +448,7 @@ impl TwinEvent {
             }
             TwinEvent::Ml(e) => {
                 let start = out.len();
-                e.write_json(&times.t.get(e.t_ns()), out);
+                e.write_json(times.t.get(e.t_ns()), out);
                 if out.len() > start {
                     out.push(b'\n');
                 }
