@@ -12,7 +12,7 @@ use crate::config::decode::{Loc, Sink};
 use crate::config::diagnostics::{Diagnostic, Severity, did_you_mean};
 use crate::config::ml::{
     ALARM_PRIORITY, Alarm, Busy, Feature, FeatureSource, Input, METERING, MlConfig, Model,
-    ON_BAD_INPUT, Output, Row, Schedule, Stat,
+    ON_BAD_INPUT, Output, Row, Schedule, Stat, Task,
 };
 use crate::config::model::{FeatureDecl, ModelDecl, SourceDecl};
 use crate::config::{Line, PlantConfig};
@@ -268,8 +268,14 @@ impl<'c> Plant<'c> {
         let Some(s) = &m.schedule else {
             return Some(Schedule::default());
         };
+        // Busy keys on a task without a risk or score are reported when
+        // decoded; they resolve to nothing.
+        let scored = matches!(
+            m.task.as_ref().map(|t| t.value),
+            Some(Task::Fault | Task::Anomaly)
+        );
         let busy = match (&s.busy_every, &s.busy_above) {
-            (Some(every), Some(above)) => Some(Busy {
+            (Some(every), Some(above)) if scored => Some(Busy {
                 every: every.value,
                 every_ticks: self.ticks(sink, at("schedule.busy_every"), every)?,
                 above: above.value,
