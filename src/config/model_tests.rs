@@ -952,6 +952,9 @@ fn the_reference_model_example_is_valid_when_uncommented() {
     assert_eq!(m.features.len(), 4);
     assert_eq!(m.output.classes.value.len(), 3);
     assert!(m.alarm.is_some());
+    assert!(m.schedule.busy.is_some());
+    assert_eq!(m.schedule.rows_per_minute, Some(600));
+    assert_eq!(cfg.ml.rows_per_minute, Some(6000));
 }
 
 /// A fault model with `every` (or none) and `[models.schedule]` as given.
