@@ -147,13 +147,12 @@ fn cost_per_row(c: &mut Criterion) {
             let mut d = driver(&cfg, models, 2, &mut seed);
             let mut out = Vec::new();
             let tags = cfg.tags.len();
+            tick(&mut d, &mut out, tags, &mut seed);
+            let ml = out.iter().filter(|e| matches!(e, TwinEvent::Ml(_))).count();
+            assert_eq!(ml, if models { n } else { 0 }, "a prediction per machine");
             g.bench_function(BenchmarkId::new(name, n), |b| {
                 b.iter(|| black_box(tick(&mut d, &mut out, tags, &mut seed)))
             });
-            if models {
-                let ml = out.iter().filter(|e| matches!(e, TwinEvent::Ml(_))).count();
-                assert_eq!(ml, n, "one prediction per machine each tick");
-            }
         }
     }
     g.finish();

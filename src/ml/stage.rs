@@ -6,10 +6,19 @@
 //!   or a line's physics output) is sampled once per tick onto its window
 //!   (`ml::features`), whether a model is due or not, so windows and lags
 //!   mean the same at any cadence.
-//! - **Inference** (`Stage::Inference`): on a tick where a model is due
-//!   (`tick % every_ticks == 0`), the rows of all its machines go into one
-//!   `[rows, features]` batch and one `run()`; a model whose batch
-//!   dimension is fixed at 1 runs once per row.
+//! - **Inference** (`Stage::Inference`): a row (one machine of a model) is
+//!   due when the tick is a multiple of its cadence: `every`, or
+//!   `[models.schedule] busy_every` while its last risk or score is at or
+//!   above `busy_above`. A due row runs if the model's and the plant's row
+//!   quotas (`ml::meter::Bucket`) have a row left, taken fault models
+//!   first, then anomaly, rul, setpoint; otherwise it is skipped and
+//!   counted. The rows that run go into one `[rows, features]` batch and
+//!   one `run()`; a model whose batch dimension is fixed at 1 runs once
+//!   per row.
+//! - **Metering** (`ml::meter`): runs, rows, skipped and busy rows per
+//!   model, machine and line, as `metering` events every `[ml] metering`
+//!   and once at the end of the run ([`end_of_run`]). Compute time is
+//!   measured with the runner's stopwatch and kept out of events.
 //! - **Outputs**: a fault model's probabilities become a risk per fault
 //!   class; an anomaly model's score is judged against its threshold; a
 //!   rul model gives an estimate in its unit; a setpoint model's values
@@ -565,8 +574,9 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
             }
         }
         // The alarms of the row: fault, one per fault class on its risk;
-        // anomaly, one on the score.
+        // anomaly, one on the score. Most rows have none: no list then.
         let alarm_values: Vec<(Option<Arc<str>>, f64)> = match m.task {
+            _ if row.alarms.is_empty() => Vec::new(),
             Task::Fault => pred
                 .risk
                 .iter()

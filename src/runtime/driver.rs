@@ -81,9 +81,10 @@ impl Driver {
     /// touches ONNX Runtime. Call it before the first tick.
     pub fn with_models(mut self, cfg: &LoadedConfig) -> Result<Self, crate::ml::MlSetupError> {
         crate::ml::setup(&mut self.core, cfg)?;
-        // Compute time is the tick thread's CPU time in `run()`: it goes to
-        // the log, never into an event (docs/ml.md, "Metering").
-        crate::ml::stage::set_stopwatch(&mut self.core, crate::wallclock::thread_cpu_time);
+        // Compute time is the monotonic time spent in `run()` (ORT runs on
+        // the calling thread): it goes to the log, never into an event
+        // (docs/ml.md, "Metering").
+        crate::ml::stage::set_stopwatch(&mut self.core, crate::wallclock::stopwatch);
         Ok(self)
     }
 

@@ -352,3 +352,119 @@ fn h6_under_a_shared_quota_fault_models_run_before_setpoint_models() {
         .collect();
     assert_eq!(first_tick, ["opt", "f", "f"]);
 }
+
+#[test]
+fn h6_compute_time_is_measured_but_never_reaches_the_stream() {
+    let text = plant(&fault_model("f", "every = \"100ms\""));
+    let cfg = config(&text);
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let (mut d, cap) = driver(&cfg);
+        run(&mut d, &cfg, 50, 1.0, -1.0);
+        let compute = twin::ml::stage::compute_time(d.core());
+        let (id, spent, _) = &compute.models[0];
+        assert_eq!(&**id, "f");
+        assert!(
+            *spent > std::time::Duration::ZERO,
+            "the driver's stopwatch ran"
+        );
+        assert!(d.finish().is_empty());
+        let mut all = cap.ticks.lock().expect("lock").clone();
+        all.extend(cap.end.lock().expect("lock").iter().cloned());
+        assert!(
+            all.iter()
+                .all(|e| e.get("compute_us").is_none() && e.get("overruns").is_none()),
+            "no time in events"
+        );
+        streams.push(all);
+    }
+    assert_eq!(streams[0], streams[1], "two runs, the same events");
+}
+
+#[test]
+fn h6_a_headless_run_and_its_replay_write_the_same_metering() {
+    use crate::util::twin;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text =
+        std::fs::read_to_string(root().join("plant-configs/packaging-line.toml")).expect("demo");
+    text.push_str(&format!(
+        r#"
+[ml]
+metering = "5s"
+
+[[models]]
+id = "belt_faults"
+path = "{}"
+task = "fault"
+kind = "conveyor"
+every = "1s"
+  [[models.features]]
+  role = "speed"
+  [[models.features]]
+  role = "motor_current"
+  [[models.features]]
+  physics = "wip"
+  [[models.features]]
+  physics = "throughput"
+  [models.output]
+  classes = ["normal", "jam", "slip"]
+  [models.schedule]
+  busy_every = "500ms"
+  busy_above = 0.3
+"#,
+        root().join("tests/models/linear_softmax.onnx").display()
+    ));
+    let cfg = dir.path().join("plant.toml");
+    std::fs::write(&cfg, text).expect("config");
+    let (live, rec, replayed) = (
+        dir.path().join("live.jsonl"),
+        dir.path().join("live.mcap"),
+        dir.path().join("replayed.jsonl"),
+    );
+    let out = twin()
+        .args(["demo", "--headless", "--for", "12s", "--config"])
+        .arg(&cfg)
+        .arg("--events")
+        .arg(&live)
+        .arg("--record")
+        .arg(&rec)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = twin()
+        .arg("replay")
+        .arg(&cfg)
+        .arg(&rec)
+        .arg("--events")
+        .arg(&replayed)
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&live).expect("live");
+    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+    let events: Vec<serde_json::Value> = parse(&bytes).collect();
+    let metering: Vec<&serde_json::Value> = of_type(&events, "metering").collect();
+    let scopes: Vec<&str> = metering
+        .iter()
+        .map(|m| m["scope"].as_str().expect("scope"))
+        .collect();
+    assert_eq!(scopes, ["interval", "interval", "run"], "{metering:?}");
+    let run = metering[2];
+    assert_eq!(
+        u(&run["rows"]),
+        of_type(&events, "prediction").count() as u64,
+        "{run}"
+    );
+    assert_eq!(
+        u(&run["rows"]),
+        u(&run["machines"]["infeed"]["rows"]) + u(&run["machines"]["outfeed"]["rows"])
+    );
+}
