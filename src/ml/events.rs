@@ -304,3 +304,64 @@ impl MlEvent {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(rows: u64, skipped_rows: u64) -> Counts {
+        Counts {
+            rows,
+            skipped_rows,
+            ..Counts::default()
+        }
+    }
+
+    /// docs/events.md's `metering` examples are what the encoder writes.
+    #[test]
+    fn h6_the_documented_metering_examples_are_the_encoders_output() {
+        let docs = include_str!("../../docs/events.md");
+        for (t, scope, span_ns, runs, rows, per) in [
+            (
+                "2026-12-05T01:12:59.900Z",
+                "interval",
+                60_000_000_000,
+                59,
+                114,
+                57,
+            ),
+            (
+                "2026-12-05T01:13:20.000Z",
+                "run",
+                80_100_000_000,
+                79,
+                154,
+                77,
+            ),
+        ] {
+            let e = MlEvent::Metering(Metering {
+                t_ns: 0,
+                model: Arc::from("belt_faults"),
+                task: Task::Fault,
+                scope,
+                span_ns,
+                counts: Counts {
+                    runs,
+                    rows,
+                    skipped_runs: 1,
+                    skipped_rows: 6,
+                    busy_rows: 0,
+                },
+                machines: vec![
+                    (Arc::from("infeed"), share(per, 3)),
+                    (Arc::from("outfeed"), share(per, 3)),
+                ],
+                lines: vec![(Arc::from("packaging"), share(rows, 6))],
+            });
+            let mut out = Vec::new();
+            e.write_json(t, &mut out);
+            let line = String::from_utf8(out).expect("utf-8");
+            assert!(docs.contains(&line), "not in docs/events.md: {line}");
+        }
+    }
+}
