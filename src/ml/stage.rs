@@ -105,6 +105,9 @@ struct ModelRun {
     pending: Vec<TwinEvent>,
     compute: Duration,
     overruns: u64,
+    /// Under a quota, the row the next due tick offers a row to first: the
+    /// first one skipped last time, so no machine is starved for good.
+    cursor: usize,
 }
 
 #[derive(Resource)]
@@ -299,6 +302,7 @@ pub fn install(
             pending: Vec::new(),
             compute: Duration::ZERO,
             overruns: 0,
+            cursor: 0,
             id: Arc::from(id.as_str()),
             task: m.task,
             every_ticks: u64::from(m.every_ticks.max(1)),
@@ -470,8 +474,15 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
     // Rows due: (row index, why uncertain).
     cx.due.clear();
     cx.batch.clear();
-    let (mut any_due, mut skipped) = (false, false);
-    for r in 0..m.rows.len() {
+    let (mut any_due, mut first_skipped) = (false, None);
+    // Without a quota rows go in binding order; with one, from the row
+    // skipped first last time (round robin), so that a short budget is
+    // shared by the machines in turn.
+    let n = m.rows.len();
+    let limited = m.quota.is_some() || cx.budget.is_some();
+    let start = if limited { m.cursor % n.max(1) } else { 0 };
+    for k in 0..n {
+        let r = (start + k) % n;
         if !row_due(m, &m.rows[r], tick) {
             continue;
         }
@@ -481,7 +492,7 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         let fits = m.quota.as_ref().is_none_or(Bucket::has_row)
             && cx.budget.as_ref().is_none_or(Bucket::has_row);
         if !fits {
-            skipped = true;
+            first_skipped = first_skipped.or(Some(r));
             m.meter.row(r, |c| c.skipped_rows += 1);
             continue;
         }
@@ -518,8 +529,11 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         });
         cx.due.push((r, uncertain));
     }
+    if let Some(r) = first_skipped {
+        m.cursor = r;
+    }
     if cx.due.is_empty() {
-        if any_due && skipped {
+        if any_due && first_skipped.is_some() {
             m.meter.model(|c| c.skipped_runs += 1);
         }
         return;

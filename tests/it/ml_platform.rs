@@ -306,10 +306,13 @@ fn h6_a_model_quota_caps_its_rows_per_minute_and_counts_the_skipped() {
     assert_eq!(u(&b["rows"]), 300, "{b}");
     assert_eq!(u(&b["skipped_rows"]), 900, "{b}");
     assert!(u(&b["skipped_runs"]) > 0, "{b}");
-    assert_eq!(
-        u(&b["rows"]),
-        u(&b["machines"]["m1"]["rows"]) + u(&b["machines"]["m2"]["rows"])
+    // The short budget goes to the machines in turn: neither is starved.
+    let (m1, m2) = (
+        u(&b["machines"]["m1"]["rows"]),
+        u(&b["machines"]["m2"]["rows"]),
     );
+    assert_eq!(m1 + m2, u(&b["rows"]));
+    assert!(m1.abs_diff(m2) <= 1, "m1 {m1}, m2 {m2}");
     // Never more predictions than rows metered.
     let preds = of_type(&events, "prediction").count() as u64;
     assert_eq!(preds, u(&a["rows"]) + u(&b["rows"]));
