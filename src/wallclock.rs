@@ -63,6 +63,15 @@ pub fn since(t: std::time::Instant) -> Duration {
     t.elapsed()
 }
 
+/// Monotonic time since the first call in this process: a stopwatch as a
+/// plain `fn`, for what measures durations by difference (the ML stage's
+/// compute time). A vDSO read, unlike [`thread_cpu_time`]'s system call,
+/// so cheap enough around every model run.
+pub fn stopwatch() -> Duration {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    since(*ORIGIN.get_or_init(monotonic))
+}
+
 /// How long until run-clock time `t_ns`, zero if it has passed.
 pub fn until(t_ns: i64) -> Duration {
     process_clock().until(t_ns)

@@ -124,6 +124,13 @@ pub struct MlConfig {
     /// against the config file's folder. Second in the search order, after
     /// `ORT_DYLIB_PATH`.
     pub runtime: Option<Loc<PathBuf>>,
+    /// `[ml].metering`: the interval of `metering` events, in ticks (0 in
+    /// a config without `[ml]` resolved, which writes none).
+    pub metering: Duration,
+    pub metering_ticks: u32,
+    /// `[ml].rows_per_minute`: the budget all models share; `None` is no
+    /// limit.
+    pub rows_per_minute: Option<u32>,
     /// Models with a `task`, in file order. A `[[models]]` entry without a
     /// `task` (schema 1 before models ran) is checked but not run.
     pub models: Vec<Model>,
@@ -157,6 +164,8 @@ pub struct Model {
     pub rows: Vec<Row>,
     pub output: Output,
     pub alarm: Option<Alarm>,
+    /// `[models.schedule]`, resolved; all `None` without it.
+    pub schedule: Schedule,
     /// The whole `[[models]]` table.
     pub span: Range<usize>,
 }
@@ -223,6 +232,27 @@ pub struct Output {
     /// Setpoint: one `[[setpoints]]` tag per output column. Empty for other
     /// tasks; the span is the key's (else the model's).
     pub setpoints: Loc<Vec<String>>,
+}
+
+/// Default of `[ml].metering`.
+pub const METERING: Duration = Duration::from_secs(60);
+
+/// When a model runs beyond its calm cadence (`every_ticks`), and how many
+/// rows it may run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Schedule {
+    /// A machine whose last risk or score was at or above `above` runs
+    /// every `every_ticks` instead.
+    pub busy: Option<Busy>,
+    /// The model's own budget, in rows per minute; `None` is no limit.
+    pub rows_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Busy {
+    pub every: Duration,
+    pub every_ticks: u32,
+    pub above: f64,
 }
 
 /// `[models.alarm]`: when a risk or score raises and clears an alarm.

@@ -19,6 +19,10 @@ use super::ml::{OnBadInput, PhysicsKind, Priority, Stat, Task};
 pub struct MlSection {
     /// `runtime`: path of the ONNX Runtime shared library, as written.
     pub runtime: Option<Loc<String>>,
+    /// `metering`: how often `metering` events are written.
+    pub metering: Option<Loc<Duration>>,
+    /// `rows_per_minute`: the plant-wide inference budget.
+    pub rows_per_minute: Option<Loc<i64>>,
 }
 
 /// A `[[models]]` entry as written.
@@ -44,6 +48,17 @@ pub struct ModelDecl {
     pub inputs_span: Option<Range<usize>>,
     pub output: OutputDecl,
     pub alarm: Option<AlarmDecl>,
+    pub schedule: Option<ScheduleDecl>,
+    pub span: Range<usize>,
+}
+
+/// `[models.schedule]` as written: demand-driven cadence and a quota.
+#[derive(Debug, Clone)]
+pub struct ScheduleDecl {
+    pub calm_every: Option<Loc<Duration>>,
+    pub busy_every: Option<Loc<Duration>>,
+    pub busy_above: Option<Loc<f64>>,
+    pub rows_per_minute: Option<Loc<i64>>,
     pub span: Range<usize>,
 }
 
@@ -91,14 +106,24 @@ pub struct AlarmDecl {
     pub span: Range<usize>,
 }
 
+/// Largest `rows_per_minute`: far above what one core can run, so a bigger
+/// number only hides a typo.
+pub const MAX_ROWS_PER_MINUTE: i64 = 100_000_000;
+
 /// Longest `every`, `window` and `lag`: an hour of grid points per feature
 /// and machine is already tens of thousands of values held per row.
 pub const MAX_FEATURE_SPAN: Duration = HOUR;
 
 pub(super) fn decode_ml(sink: &mut Sink, mut t: Table<'_, '_>) -> MlSection {
     let runtime = non_empty(sink, &mut t, "runtime");
+    let metering = t.opt_duration(sink, "metering", MS, HOUR);
+    let rows_per_minute = t.opt_int(sink, "rows_per_minute", 1, MAX_ROWS_PER_MINUTE);
     t.finish(sink);
-    MlSection { runtime }
+    MlSection {
+        runtime,
+        metering,
+        rows_per_minute,
+    }
 }
 
 pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<ModelDecl> {
@@ -147,6 +172,25 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
     let alarm = t
         .opt_table(sink, "alarm")
         .map(|a| decode_alarm(sink, a, task_value));
+    let schedule = t
+        .opt_table(sink, "schedule")
+        .map(|s| decode_schedule(sink, s, task_value));
+    if let (Some(s), Some(every)) = (&schedule, &every)
+        && let Some(calm) = &s.calm_every
+    {
+        sink.push(
+            Diagnostic::error(
+                calm.span.clone(),
+                t.key_path("schedule.calm_every"),
+                "`calm_every` and the model's `every` both set its calm cadence",
+            )
+            .expected("one of `every`, `schedule.calm_every`")
+            .help(format!(
+                "keep one; `every` = \"{}\" is the calm cadence when `calm_every` is not written",
+                humantime::format_duration(every.value)
+            )),
+        );
+    }
     let features_span = t.key_span("features");
     let inputs_span = t.key_span("inputs");
     t.finish(sink);
@@ -166,8 +210,66 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
         inputs_span,
         output,
         alarm,
+        schedule,
         span,
     })
+}
+
+/// `[models.schedule]`: `busy_every` and `busy_above` go together, and only
+/// on a model whose output is a risk or a score.
+fn decode_schedule(
+    sink: &mut Sink,
+    mut t: Table<'_, '_>,
+    task: Result<Option<Task>, ()>,
+) -> ScheduleDecl {
+    let calm_every = t.opt_duration(sink, "calm_every", MS, MAX_FEATURE_SPAN);
+    let busy_every = t.opt_duration(sink, "busy_every", MS, MAX_FEATURE_SPAN);
+    let busy_above = t.opt_f64(sink, "busy_above");
+    let rows_per_minute = t.opt_int(sink, "rows_per_minute", 1, MAX_ROWS_PER_MINUTE);
+    let (every_key, above_key) = (t.key_span("busy_every"), t.key_span("busy_above"));
+    match (&every_key, &above_key) {
+        (Some(_), None) => sink.push(
+            Diagnostic::error(
+                t.span(),
+                t.key_path("busy_above"),
+                "`busy_every` needs `busy_above`",
+            )
+            .expected(
+                "the risk or score at or above which a machine is busy, e.g. busy_above = 0.3",
+            ),
+        ),
+        (None, Some(s)) => sink.push(
+            Diagnostic::error(
+                s.clone(),
+                t.key_path("busy_above"),
+                "`busy_above` needs `busy_every`",
+            )
+            .expected("the cadence of a busy machine, e.g. busy_every = \"1s\""),
+        ),
+        _ => {}
+    }
+    if let (Ok(Some(task @ (Task::Rul | Task::Setpoint))), Some(s)) =
+        (task, every_key.clone().or(above_key))
+    {
+        sink.push(
+            Diagnostic::error(
+                s,
+                t.key_path("busy_every"),
+                format!("task = \"{task}\" gives no risk or score to be busy on"),
+            )
+            .expected("`busy_every` and `busy_above` only with task = \"fault\" or \"anomaly\"")
+            .help("keep `calm_every` (or `every`) and `rows_per_minute` for this model"),
+        );
+    }
+    let span = t.span();
+    t.finish(sink);
+    ScheduleDecl {
+        calm_every,
+        busy_every,
+        busy_above,
+        rows_per_minute,
+        span,
+    }
 }
 
 /// The enum value of a word `opt_enum` accepted.

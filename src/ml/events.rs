@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::meter::Counts;
 use crate::config::ml::{Priority, Task};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,26 @@ pub enum MlEvent {
     Prediction(Prediction),
     Alarm(AlarmEvent),
     Error(ModelError),
+    Metering(Metering),
+}
+
+/// What a model ran over an interval (`scope` `interval`) or over the whole
+/// run (`run`, once, at its end): deterministic counts only
+/// (`ml::meter::Counts`); compute time is in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metering {
+    pub t_ns: i64,
+    pub model: Arc<str>,
+    pub task: Task,
+    /// `interval` or `run`.
+    pub scope: &'static str,
+    /// The span the counts cover.
+    pub span_ns: i64,
+    pub counts: Counts,
+    /// Per bound machine, in binding order; empty for a plant-level model.
+    pub machines: Vec<(Arc<str>, Counts)>,
+    /// Per line of the bound machines.
+    pub lines: Vec<(Arc<str>, Counts)>,
 }
 
 /// One row's prediction: a machine's (or the plant's) output of a model.
@@ -82,12 +103,40 @@ impl Serialize for Pairs<'_> {
     }
 }
 
+/// A machine's or a line's share of a model's rows.
+struct Shares<'a>(&'a [(Arc<str>, Counts)]);
+
+impl Serialize for Shares<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Share {
+            rows: u64,
+            skipped_rows: u64,
+            busy_rows: u64,
+        }
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, c) in self.0 {
+            m.serialize_entry(
+                &**k,
+                &Share {
+                    rows: c.rows,
+                    skipped_rows: c.skipped_rows,
+                    busy_rows: c.busy_rows,
+                },
+            )?;
+        }
+        m.end()
+    }
+}
+
 impl MlEvent {
     pub fn t_ns(&self) -> i64 {
         match self {
             MlEvent::Prediction(p) => p.t_ns,
             MlEvent::Alarm(a) => a.t_ns,
             MlEvent::Error(e) => e.t_ns,
+            MlEvent::Metering(m) => m.t_ns,
         }
     }
 
@@ -210,6 +259,109 @@ impl MlEvent {
                     },
                 )
             }
+            MlEvent::Metering(m) => {
+                #[derive(Serialize)]
+                struct Line<'a> {
+                    v: u32,
+                    #[serde(rename = "type")]
+                    kind: &'static str,
+                    t: &'a str,
+                    model: &'a str,
+                    task: &'static str,
+                    scope: &'static str,
+                    span_s: f64,
+                    runs: u64,
+                    rows: u64,
+                    skipped_runs: u64,
+                    skipped_rows: u64,
+                    busy_rows: u64,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    machines: Option<Shares<'a>>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    lines: Option<Shares<'a>>,
+                }
+                let c = &m.counts;
+                serde_json::to_writer(
+                    &mut *out,
+                    &Line {
+                        v: crate::twin::events::EVENT_VERSION,
+                        kind: "metering",
+                        t,
+                        model: &m.model,
+                        task: m.task.as_str(),
+                        scope: m.scope,
+                        span_s: m.span_ns as f64 / 1e9,
+                        runs: c.runs,
+                        rows: c.rows,
+                        skipped_runs: c.skipped_runs,
+                        skipped_rows: c.skipped_rows,
+                        busy_rows: c.busy_rows,
+                        machines: (!m.machines.is_empty()).then_some(Shares(&m.machines)),
+                        lines: (!m.lines.is_empty()).then_some(Shares(&m.lines)),
+                    },
+                )
+            }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(rows: u64, skipped_rows: u64) -> Counts {
+        Counts {
+            rows,
+            skipped_rows,
+            ..Counts::default()
+        }
+    }
+
+    /// docs/events.md's `metering` examples are what the encoder writes.
+    #[test]
+    fn h6_the_documented_metering_examples_are_the_encoders_output() {
+        let docs = include_str!("../../docs/events.md");
+        for (t, scope, span_ns, runs, rows, per) in [
+            (
+                "2026-12-05T01:12:59.900Z",
+                "interval",
+                60_000_000_000,
+                59,
+                114,
+                57,
+            ),
+            (
+                "2026-12-05T01:13:20.000Z",
+                "run",
+                80_100_000_000,
+                79,
+                154,
+                77,
+            ),
+        ] {
+            let e = MlEvent::Metering(Metering {
+                t_ns: 0,
+                model: Arc::from("belt_faults"),
+                task: Task::Fault,
+                scope,
+                span_ns,
+                counts: Counts {
+                    runs,
+                    rows,
+                    skipped_runs: 1,
+                    skipped_rows: 6,
+                    busy_rows: 0,
+                },
+                machines: vec![
+                    (Arc::from("infeed"), share(per, 3)),
+                    (Arc::from("outfeed"), share(per, 3)),
+                ],
+                lines: vec![(Arc::from("packaging"), share(rows, 6))],
+            });
+            let mut out = Vec::new();
+            e.write_json(t, &mut out);
+            let line = String::from_utf8(out).expect("utf-8");
+            assert!(docs.contains(&line), "not in docs/events.md: {line}");
+        }
     }
 }

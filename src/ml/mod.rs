@@ -18,6 +18,7 @@ pub mod events;
 pub mod features;
 pub mod io;
 pub mod load;
+pub mod meter;
 pub mod runtime;
 pub mod session;
 pub mod stage;

@@ -6,10 +6,19 @@
 //!   or a line's physics output) is sampled once per tick onto its window
 //!   (`ml::features`), whether a model is due or not, so windows and lags
 //!   mean the same at any cadence.
-//! - **Inference** (`Stage::Inference`): on a tick where a model is due
-//!   (`tick % every_ticks == 0`), the rows of all its machines go into one
-//!   `[rows, features]` batch and one `run()`; a model whose batch
-//!   dimension is fixed at 1 runs once per row.
+//! - **Inference** (`Stage::Inference`): a row (one machine of a model) is
+//!   due when the tick is a multiple of its cadence: `every`, or
+//!   `[models.schedule] busy_every` while its last risk or score is at or
+//!   above `busy_above`. A due row runs if the model's and the plant's row
+//!   quotas (`ml::meter::Bucket`) have a row left, taken fault models
+//!   first, then anomaly, rul, setpoint; otherwise it is skipped and
+//!   counted. The rows that run go into one `[rows, features]` batch and
+//!   one `run()`; a model whose batch dimension is fixed at 1 runs once
+//!   per row.
+//! - **Metering** (`ml::meter`): runs, rows, skipped and busy rows per
+//!   model, machine and line, as `metering` events every `[ml] metering`
+//!   and once at the end of the run ([`end_of_run`]). Compute time is
+//!   measured with the runner's stopwatch and kept out of events.
 //! - **Outputs**: a fault model's probabilities become a risk per fault
 //!   class; an anomaly model's score is judged against its threshold; a
 //!   rul model gives an estimate in its unit; a setpoint model's values
@@ -27,15 +36,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use ndarray::ArrayView2;
 
 use super::alarm::{self, AlarmLimits, InputQuality};
-use super::events::{AlarmEvent, MlEvent, ModelError, Prediction};
+use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction};
 use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
+use super::meter::{Bucket, ComputeTime, Counts, ModelMeter, Stopwatch};
 use super::session::ModelSession;
 use crate::config::LoadedConfig;
 use crate::config::ml::{self as cfgml, Input, OnBadInput, PhysicsKind, Task};
@@ -64,6 +75,9 @@ struct RowRun {
     /// fault: one per fault class (the normal class, column 0, has none);
     /// anomaly: one. Empty without `[models.alarm]`.
     alarms: Vec<alarm::Alarm>,
+    /// The row's last risk or score was at or above `busy_above`: it runs
+    /// at the busy cadence.
+    busy: bool,
 }
 
 struct ModelRun {
@@ -81,6 +95,19 @@ struct ModelRun {
     setpoints: Vec<Arc<str>>,
     priority: cfgml::Priority,
     rows: Vec<RowRun>,
+    busy: Option<cfgml::Busy>,
+    /// `[models.schedule] rows_per_minute`.
+    quota: Option<Bucket>,
+    meter: ModelMeter,
+    /// This tick's events of the model: models run in priority order but
+    /// their events go out in file order, so a quota changes which rows
+    /// run, never the order of what is said.
+    pending: Vec<TwinEvent>,
+    compute: Duration,
+    overruns: u64,
+    /// Under a quota, the row the next due tick offers a row to first: the
+    /// first one skipped last time, so no machine is starved for good.
+    cursor: usize,
 }
 
 #[derive(Resource)]
@@ -93,6 +120,18 @@ struct MlState {
     /// Reused batch buffers.
     batch: Vec<f32>,
     due: Vec<(usize, Option<String>)>,
+    /// Model indices in the order they take from the budgets: fault, then
+    /// anomaly, rul, setpoint (protection before optimisation), each in
+    /// file order.
+    order: Vec<usize>,
+    /// `[ml] rows_per_minute`, shared by every model.
+    budget: Option<Bucket>,
+    metering_ticks: u64,
+    period_ns: i64,
+    /// Ticks the stage has run, for the metering interval and the run's
+    /// span.
+    ticks: u64,
+    stopwatch: Option<Stopwatch>,
 }
 
 /// This tick's ML events, sent by the emit stage after the line events.
@@ -110,7 +149,8 @@ pub fn install(
     if cfg.ml.models.is_empty() {
         return Ok(());
     }
-    let tick_s = core.clock().period_ns() as f64 / 1e9;
+    let period_ns = core.clock().period_ns();
+    let tick_s = period_ns as f64 / 1e9;
     let mut bank = SignalBank::new(tick_s).map_err(|e| StageError::Features {
         model: String::new(),
         detail: e.to_string(),
@@ -126,6 +166,18 @@ pub fn install(
     let mut signal_of: HashMap<Source, SignalId> = HashMap::new();
     let mut signals = Vec::new();
     let mut models = Vec::new();
+    let tick_ns = u64::try_from(period_ns).unwrap_or(1);
+    // Each machine's lines, for metering per line.
+    let mut line_names: Vec<Arc<str>> = Vec::new();
+    let mut lines_of: HashMap<&str, Vec<Arc<str>>> = HashMap::new();
+    for line in &cfg.config.lines {
+        for m in &line.machines {
+            let on = lines_of.entry(m.value.as_str()).or_default();
+            if !on.iter().any(|l| **l == *line.id.value) {
+                on.push(Arc::from(line.id.value.as_str()));
+            }
+        }
+    }
     for m in &cfg.ml.models {
         let id = m.id.value.clone();
         let lm = by_id
@@ -180,6 +232,7 @@ pub fn install(
                 machine: row.machine.as_deref().map(Arc::from),
                 features,
                 alarms: Vec::new(),
+                busy: false,
             });
         }
         let threshold = match m.task {
@@ -225,7 +278,31 @@ pub fn install(
                 }
             }
         }
+        line_names.clear();
+        let row_lines: Vec<Vec<usize>> = rows
+            .iter()
+            .map(|r| {
+                let on = r.machine.as_deref().and_then(|m| lines_of.get(m));
+                on.into_iter()
+                    .flatten()
+                    .map(|l| match line_names.iter().position(|x| x == l) {
+                        Some(i) => i,
+                        None => {
+                            line_names.push(l.clone());
+                            line_names.len() - 1
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         models.push(ModelRun {
+            busy: m.schedule.busy,
+            quota: m.schedule.rows_per_minute.map(|r| Bucket::new(r, tick_ns)),
+            meter: ModelMeter::new(row_lines, line_names.clone()),
+            pending: Vec::new(),
+            compute: Duration::ZERO,
+            overruns: 0,
+            cursor: 0,
             id: Arc::from(id.as_str()),
             task: m.task,
             every_ticks: u64::from(m.every_ticks.max(1)),
@@ -248,6 +325,8 @@ pub fn install(
             rows,
         });
     }
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by_key(|&i| task_rank(models[i].task));
     world.insert_resource(MlState {
         bank,
         signals,
@@ -255,6 +334,12 @@ pub fn install(
         scratch: Scratch::default(),
         batch: Vec::new(),
         due: Vec::new(),
+        order,
+        budget: cfg.ml.rows_per_minute.map(|r| Bucket::new(r, tick_ns)),
+        metering_ticks: u64::from(cfg.ml.metering_ticks),
+        period_ns,
+        ticks: 0,
+        stopwatch: None,
     });
     world.insert_resource(PendingMlEvents::default());
     core.add_systems(Stage::Features, sample_signals);
@@ -311,110 +396,319 @@ fn sample_signals(
     }
 }
 
+/// Where a task takes from the shared budget: protection (fault, anomaly)
+/// before maintenance (rul) before optimisation (setpoint).
+fn task_rank(task: Task) -> u8 {
+    match task {
+        Task::Fault => 0,
+        Task::Anomaly => 1,
+        Task::Rul => 2,
+        Task::Setpoint => 3,
+    }
+}
+
 fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<PendingMlEvents>) {
     let tick = clock.tick();
     let t_ns = clock.now_ns();
     let st = &mut *st;
-    for m in &mut st.models {
-        if !tick.is_multiple_of(m.every_ticks) {
-            continue;
+    if let Some(b) = &mut st.budget {
+        b.refill();
+    }
+    for i in 0..st.order.len() {
+        let mi = st.order[i];
+        let m = &mut st.models[mi];
+        if let Some(q) = &mut m.quota {
+            q.refill();
         }
-        let width = m.rows.first().map_or(0, |r| r.features.len());
-        // Rows due: (row index, why uncertain).
-        st.due.clear();
-        st.batch.clear();
-        for (r, row) in m.rows.iter_mut().enumerate() {
-            let start = st.batch.len();
-            st.batch.resize(start + width, 0.0);
-            let quality = row
-                .features
-                .fill(&st.bank, &mut st.scratch, &mut st.batch[start..]);
-            let uncertain = match quality {
-                Ok(RowQuality::Good) => None,
-                Ok(q @ RowQuality::Uncertain { .. }) => Some(q.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if uncertain.is_some() {
-                for a in &mut row.alarms {
-                    a.update(tick, f64::NAN, InputQuality::Uncertain);
-                }
-                if m.on_bad == OnBadInput::Suppress {
-                    st.batch.truncate(start);
-                    continue;
-                }
-            }
-            st.due.push((r, uncertain));
-        }
-        if st.due.is_empty() {
-            continue;
-        }
-        let results = run_batch(m, &st.batch, width, st.due.len());
-        let values = match results {
-            Ok(v) => v,
-            Err(error) => {
-                out.0.push(TwinEvent::Ml(MlEvent::Error(ModelError {
-                    t_ns,
-                    model: m.id.clone(),
-                    machine: None,
-                    error,
-                })));
-                continue;
-            }
+        let mut cx = RunCx {
+            bank: &st.bank,
+            scratch: &mut st.scratch,
+            batch: &mut st.batch,
+            due: &mut st.due,
+            budget: &mut st.budget,
+            stopwatch: st.stopwatch,
+            period: Duration::from_nanos(u64::try_from(st.period_ns).unwrap_or(0)),
         };
-        let cols = values.len() / st.due.len().max(1);
-        for (k, (r, uncertain)) in st.due.iter().enumerate() {
-            let row_values = &values[k * cols..(k + 1) * cols];
-            let machine = m.rows[*r].machine.clone();
-            if let Err(error) = check_output(m.task, row_values) {
-                out.0.push(TwinEvent::Ml(MlEvent::Error(ModelError {
-                    t_ns,
-                    model: m.id.clone(),
-                    machine,
-                    error,
-                })));
-                continue;
-            }
-            let pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
-            let row = &mut m.rows[*r];
-            let quality = if uncertain.is_some() {
-                InputQuality::Uncertain
-            } else {
-                InputQuality::Good
-            };
-            // The alarms of the row: fault, one per fault class on its risk;
-            // anomaly, one on the score.
-            let alarm_values: Vec<(Option<Arc<str>>, f64)> = match m.task {
-                Task::Fault => pred
-                    .risk
-                    .iter()
-                    .map(|(c, p)| (Some(c.clone()), *p))
-                    .collect(),
-                Task::Anomaly => vec![(None, pred.score)],
-                Task::Rul | Task::Setpoint => Vec::new(),
-            };
-            out.0.push(TwinEvent::Ml(MlEvent::Prediction(pred)));
-            for (a, (class, value)) in row.alarms.iter_mut().zip(alarm_values) {
-                let (state, tr) = match a.update(tick, value, quality) {
-                    alarm::Step::Raised(tr) => ("raised", tr),
-                    alarm::Step::Cleared(tr) => ("cleared", tr),
-                    _ => continue,
-                };
-                {
-                    out.0.push(TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
-                        t_ns,
-                        model: m.id.clone(),
-                        machine: row.machine.clone(),
-                        class,
-                        state,
-                        priority: m.priority,
-                        value: tr.value,
-                        threshold: tr.threshold,
-                        reason: tr.reason.to_string(),
-                    })));
-                }
-            }
+        run_model(m, &mut cx, tick, t_ns);
+    }
+    for m in &mut st.models {
+        out.0.append(&mut m.pending);
+    }
+    st.ticks += 1;
+    if st.metering_ticks > 0 && st.ticks.is_multiple_of(st.metering_ticks) {
+        let span_ns = st.period_ns.saturating_mul(st.metering_ticks as i64);
+        for m in &mut st.models {
+            let (counts, rows, lines) = m.meter.close();
+            out.0.push(metering(
+                m, t_ns, "interval", span_ns, counts, &rows, &lines,
+            ));
         }
     }
+}
+
+/// What one model's run on a tick borrows from the stage.
+struct RunCx<'a> {
+    bank: &'a SignalBank,
+    scratch: &'a mut Scratch,
+    batch: &'a mut Vec<f32>,
+    due: &'a mut Vec<(usize, Option<String>)>,
+    budget: &'a mut Option<Bucket>,
+    stopwatch: Option<Stopwatch>,
+    period: Duration,
+}
+
+/// Whether a row is due on `tick`: at the busy cadence while its machine
+/// is busy, else at the calm one (`every`).
+fn row_due(m: &ModelRun, row: &RowRun, tick: u64) -> bool {
+    let every = match (&m.busy, row.busy) {
+        (Some(b), true) => u64::from(b.every_ticks.max(1)),
+        _ => m.every_ticks,
+    };
+    tick.is_multiple_of(every)
+}
+
+/// One model on one tick: its due rows that the quotas admit, in one
+/// batch; its events into `m.pending`.
+fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
+    let width = m.rows.first().map_or(0, |r| r.features.len());
+    // Rows due: (row index, why uncertain).
+    cx.due.clear();
+    cx.batch.clear();
+    let (mut any_due, mut first_skipped) = (false, None);
+    // Without a quota rows go in binding order; with one, from the row
+    // skipped first last time (round robin), so that a short budget is
+    // shared by the machines in turn.
+    let n = m.rows.len();
+    let limited = m.quota.is_some() || cx.budget.is_some();
+    let start = if limited { m.cursor % n.max(1) } else { 0 };
+    for k in 0..n {
+        let r = (start + k) % n;
+        if !row_due(m, &m.rows[r], tick) {
+            continue;
+        }
+        any_due = true;
+        // A row that would run needs a row of both budgets; one that cannot
+        // is counted, never silently dropped.
+        let fits = m.quota.as_ref().is_none_or(Bucket::has_row)
+            && cx.budget.as_ref().is_none_or(Bucket::has_row);
+        if !fits {
+            first_skipped = first_skipped.or(Some(r));
+            m.meter.row(r, |c| c.skipped_rows += 1);
+            continue;
+        }
+        let row = &mut m.rows[r];
+        let start = cx.batch.len();
+        cx.batch.resize(start + width, 0.0);
+        let quality = row
+            .features
+            .fill(cx.bank, cx.scratch, &mut cx.batch[start..]);
+        let uncertain = match quality {
+            Ok(RowQuality::Good) => None,
+            Ok(q @ RowQuality::Uncertain { .. }) => Some(q.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if uncertain.is_some() {
+            for a in &mut row.alarms {
+                a.update(tick, f64::NAN, InputQuality::Uncertain);
+            }
+            if m.on_bad == OnBadInput::Suppress {
+                cx.batch.truncate(start);
+                continue;
+            }
+        }
+        if let Some(q) = &mut m.quota {
+            q.take_row();
+        }
+        if let Some(b) = cx.budget.as_mut() {
+            b.take_row();
+        }
+        let busy = row.busy && m.busy.is_some();
+        m.meter.row(r, |c| {
+            c.rows += 1;
+            c.busy_rows += u64::from(busy);
+        });
+        cx.due.push((r, uncertain));
+    }
+    if let Some(r) = first_skipped {
+        m.cursor = r;
+    }
+    if cx.due.is_empty() {
+        if any_due && first_skipped.is_some() {
+            m.meter.model(|c| c.skipped_runs += 1);
+        }
+        return;
+    }
+    m.meter.model(|c| c.runs += 1);
+    let started = cx.stopwatch.map(|w| w());
+    let results = run_batch(m, cx.batch, width, cx.due.len());
+    if let (Some(w), Some(t0)) = (cx.stopwatch, started) {
+        let took = w().saturating_sub(t0);
+        m.compute += took;
+        m.overruns += u64::from(took > cx.period);
+    }
+    let values = match results {
+        Ok(v) => v,
+        Err(error) => {
+            m.pending.push(TwinEvent::Ml(MlEvent::Error(ModelError {
+                t_ns,
+                model: m.id.clone(),
+                machine: None,
+                error,
+            })));
+            return;
+        }
+    };
+    let cols = values.len() / cx.due.len().max(1);
+    for (k, (r, uncertain)) in cx.due.iter().enumerate() {
+        let row_values = &values[k * cols..(k + 1) * cols];
+        let machine = m.rows[*r].machine.clone();
+        if let Err(error) = check_output(m.task, row_values) {
+            m.pending.push(TwinEvent::Ml(MlEvent::Error(ModelError {
+                t_ns,
+                model: m.id.clone(),
+                machine,
+                error,
+            })));
+            continue;
+        }
+        let pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
+        let row = &mut m.rows[*r];
+        let quality = if uncertain.is_some() {
+            InputQuality::Uncertain
+        } else {
+            InputQuality::Good
+        };
+        if let Some(b) = &m.busy {
+            // Busy on any score at or above the mark; calm again only on a
+            // trusted one below it, so doubtful data never slows a model.
+            if pred.score >= b.above {
+                row.busy = true;
+            } else if uncertain.is_none() {
+                row.busy = false;
+            }
+        }
+        // The alarms of the row: fault, one per fault class on its risk;
+        // anomaly, one on the score. Most rows have none: no list then.
+        let alarm_values: Vec<(Option<Arc<str>>, f64)> = match m.task {
+            _ if row.alarms.is_empty() => Vec::new(),
+            Task::Fault => pred
+                .risk
+                .iter()
+                .map(|(c, p)| (Some(c.clone()), *p))
+                .collect(),
+            Task::Anomaly => vec![(None, pred.score)],
+            Task::Rul | Task::Setpoint => Vec::new(),
+        };
+        m.pending.push(TwinEvent::Ml(MlEvent::Prediction(pred)));
+        for (a, (class, value)) in row.alarms.iter_mut().zip(alarm_values) {
+            let (state, tr) = match a.update(tick, value, quality) {
+                alarm::Step::Raised(tr) => ("raised", tr),
+                alarm::Step::Cleared(tr) => ("cleared", tr),
+                _ => continue,
+            };
+            m.pending.push(TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
+                t_ns,
+                model: m.id.clone(),
+                machine: row.machine.clone(),
+                class,
+                state,
+                priority: m.priority,
+                value: tr.value,
+                threshold: tr.threshold,
+                reason: tr.reason.to_string(),
+            })));
+        }
+    }
+}
+
+/// A `metering` event of `m` from counts of the model, its rows and lines.
+fn metering(
+    m: &ModelRun,
+    t_ns: i64,
+    scope: &'static str,
+    span_ns: i64,
+    counts: Counts,
+    rows: &[Counts],
+    lines: &[Counts],
+) -> TwinEvent {
+    TwinEvent::Ml(MlEvent::Metering(Metering {
+        t_ns,
+        model: m.id.clone(),
+        task: m.task,
+        scope,
+        span_ns,
+        counts,
+        machines: m
+            .rows
+            .iter()
+            .zip(rows)
+            .filter_map(|(r, c)| Some((r.machine.clone()?, *c)))
+            .collect(),
+        lines: m
+            .meter
+            .line_names
+            .iter()
+            .cloned()
+            .zip(lines.iter().copied())
+            .collect(),
+    }))
+}
+
+/// Give the stage a clock for compute time (`ml::meter::ComputeTime`). The
+/// runner calls it: the core reads no clock itself, and what the stopwatch
+/// measures never reaches an event or a decision.
+pub fn set_stopwatch(core: &mut TwinCore, stopwatch: Stopwatch) {
+    if let Some(mut st) = core.world_mut().get_resource_mut::<MlState>() {
+        st.stopwatch = Some(stopwatch);
+    }
+}
+
+/// Compute time per model so far (zero without a stopwatch).
+pub fn compute_time(core: &TwinCore) -> ComputeTime {
+    let Some(st) = core.world().get_resource::<MlState>() else {
+        return ComputeTime::default();
+    };
+    ComputeTime {
+        models: st
+            .models
+            .iter()
+            .map(|m| (m.id.clone(), m.compute, m.overruns))
+            .collect(),
+    }
+}
+
+/// The end of a run: one `metering` event per model with the run's totals
+/// (`scope` `run`), at the last tick's time. Empty without models. Call it
+/// once, after the last tick.
+pub fn end_of_run(core: &mut TwinCore) -> Vec<TwinEvent> {
+    let t_ns = core.clock().now_ns();
+    let Some(mut st) = core.world_mut().get_resource_mut::<MlState>() else {
+        return Vec::new();
+    };
+    let st = &mut *st;
+    let span_ns = st.period_ns.saturating_mul(st.ticks as i64);
+    let mut out = Vec::with_capacity(st.models.len());
+    for m in &mut st.models {
+        m.meter.close();
+        let (total, rows, lines) = (
+            m.meter.total,
+            m.meter.total_rows.clone(),
+            m.meter.total_lines.clone(),
+        );
+        out.push(metering(m, t_ns, "run", span_ns, total, &rows, &lines));
+        tracing::info!(
+            model = %m.id,
+            runs = total.runs,
+            rows = total.rows,
+            skipped_runs = total.skipped_runs,
+            skipped_rows = total.skipped_rows,
+            busy_rows = total.busy_rows,
+            compute_us = m.compute.as_micros() as u64,
+            overruns = m.overruns,
+            "Model metering for the run."
+        );
+    }
+    out
 }
 
 /// One run (or one per row where the batch is fixed at 1): the output's

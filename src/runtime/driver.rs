@@ -81,6 +81,10 @@ impl Driver {
     /// touches ONNX Runtime. Call it before the first tick.
     pub fn with_models(mut self, cfg: &LoadedConfig) -> Result<Self, crate::ml::MlSetupError> {
         crate::ml::setup(&mut self.core, cfg)?;
+        // Compute time is the monotonic time spent in `run()` (ORT runs on
+        // the calling thread): it goes to the log, never into an event
+        // (docs/ml.md, "Metering").
+        crate::ml::stage::set_stopwatch(&mut self.core, crate::wallclock::stopwatch);
         Ok(self)
     }
 
@@ -238,6 +242,23 @@ impl Driver {
     /// End the run: every remaining sink flushes. Returns the errors of
     /// those that could not, with any failure not yet taken.
     pub fn finish(&mut self) -> Vec<SinkError> {
+        let end = crate::ml::stage::end_of_run(&mut self.core);
+        if !end.is_empty() {
+            self.jsonl.clear();
+            self.core.encode_events(&end, &mut self.jsonl);
+            self.stats.events += end.len() as u64;
+            let clock = self.core.clock();
+            let out = TickOutput {
+                tick: clock.tick(),
+                t_ns: clock.now_ns(),
+                events: &end,
+                jsonl: &self.jsonl,
+                core: &self.core,
+            };
+            let (failures, stopped) = (&mut self.failures, &mut self.stopped);
+            self.sinks
+                .retain_mut(|s| keep(s.sink.write_end(&out), failures, stopped));
+        }
         for mut s in self.sinks.drain(..) {
             match s.sink.finish() {
                 Ok(()) => {}

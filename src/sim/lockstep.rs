@@ -602,6 +602,10 @@ impl Sink for EventFile {
         self.out.write_all(out.jsonl).map_err(|e| self.error(e))
     }
 
+    fn write_end(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
+        self.write_tick(out)
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush().map_err(|e| self.error(e))
     }

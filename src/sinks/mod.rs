@@ -51,6 +51,15 @@ pub trait Sink: Send {
     /// for ticks without events).
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError>;
 
+    /// The run's closing events (the ML stage's end-of-run `metering`),
+    /// after the last tick and before [`Sink::finish`]; `out.tick` is the
+    /// last tick's. A sink that keeps ticks (a recorder) ignores them: they
+    /// are the same in a replay, which makes its own.
+    fn write_end(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
+        let _ = out;
+        Ok(())
+    }
+
     /// The run is over: flush what is buffered. Called once, after the last
     /// tick.
     fn finish(&mut self) -> Result<(), SinkError>;
@@ -115,6 +124,10 @@ impl Sink for events::EventStream {
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
         self.write_batch_at(out.t_ns, out.jsonl)
             .map_err(|e| SinkError::from_io("event stream", self.target(), e))
+    }
+
+    fn write_end(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
+        self.write_tick(out)
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

@@ -11,8 +11,8 @@ use super::{Cx, Refs};
 use crate::config::decode::{Loc, Sink};
 use crate::config::diagnostics::{Diagnostic, Severity, did_you_mean};
 use crate::config::ml::{
-    ALARM_PRIORITY, Alarm, Feature, FeatureSource, Input, MlConfig, Model, ON_BAD_INPUT, Output,
-    Row, Stat,
+    ALARM_PRIORITY, Alarm, Busy, Feature, FeatureSource, Input, METERING, MlConfig, Model,
+    ON_BAD_INPUT, Output, Row, Schedule, Stat, Task,
 };
 use crate::config::model::{FeatureDecl, ModelDecl, SourceDecl};
 use crate::config::{Line, PlantConfig};
@@ -85,7 +85,24 @@ pub(super) fn check(sink: &mut Sink, cx: &Cx<'_>, cfg: &PlantConfig, refs: &Refs
             models.extend(resolved);
         }
     }
-    MlConfig { runtime, models }
+    let metering = cfg.ml.metering.as_ref();
+    let metering_ticks = match metering {
+        Some(d) => plant.ticks(sink, "ml.metering".into(), d).unwrap_or(0),
+        None => u32::try_from(METERING.as_nanos() / plant.tick.as_nanos().max(1))
+            .unwrap_or(u32::MAX)
+            .max(1),
+    };
+    MlConfig {
+        runtime,
+        metering: plant.tick * metering_ticks,
+        metering_ticks,
+        rows_per_minute: cfg
+            .ml
+            .rows_per_minute
+            .as_ref()
+            .and_then(|r| u32::try_from(r.value).ok()),
+        models,
+    }
 }
 
 fn errors(sink: &Sink) -> usize {
@@ -143,10 +160,13 @@ impl<'c> Plant<'c> {
                 columns.push(inputs);
             }
         }
-        let every_ticks = match &m.every {
-            Some(e) => self.ticks(sink, at("every"), e),
-            None => Some(1),
+        let calm_every = m.schedule.as_ref().and_then(|s| s.calm_every.as_ref());
+        let every_ticks = match (&m.every, calm_every) {
+            (Some(e), _) => self.ticks(sink, at("every"), e),
+            (None, Some(c)) => self.ticks(sink, at("schedule.calm_every"), c),
+            (None, None) => Some(1),
         };
+        let schedule = self.schedule(sink, &at, m);
         let setpoints = m.output.setpoints.as_ref();
         let written = setpoints.map_or(&[][..], |s| s.value.as_slice());
         for (j, sp) in written.iter().enumerate() {
@@ -189,6 +209,25 @@ impl<'c> Plant<'c> {
             None => Loc::new(Vec::new(), m.span.clone()),
         };
         let every_ticks = every_ticks?;
+        let schedule = schedule?;
+        if let Some(b) = &schedule.busy
+            && b.every_ticks > every_ticks
+        {
+            let span = m.schedule.as_ref().and_then(|s| s.busy_every.as_ref());
+            sink.push(
+                Diagnostic::error(
+                    span.map_or(m.span.clone(), |s| s.span.clone()),
+                    at("schedule.busy_every"),
+                    format!(
+                        "a busy machine would run less often ({}) than a calm one ({})",
+                        humantime::format_duration(b.every),
+                        humantime::format_duration(self.tick * every_ticks)
+                    ),
+                )
+                .expected("busy_every at most the calm cadence (`every` or `calm_every`)"),
+            );
+            return None;
+        }
         Some(Model {
             id: m.id.clone(),
             path: Loc::new(self.resolve(&m.path.value), m.path.span.clone()),
@@ -213,7 +252,42 @@ impl<'c> Plant<'c> {
                 setpoints: list(setpoints),
             },
             alarm,
+            schedule,
             span: m.span.clone(),
+        })
+    }
+
+    /// `[models.schedule]` in ticks; `None` when a duration is not a whole
+    /// number of ticks (reported).
+    fn schedule(
+        &self,
+        sink: &mut Sink,
+        at: &dyn Fn(&str) -> String,
+        m: &ModelDecl,
+    ) -> Option<Schedule> {
+        let Some(s) = &m.schedule else {
+            return Some(Schedule::default());
+        };
+        // Busy keys on a task without a risk or score are reported when
+        // decoded; they resolve to nothing.
+        let scored = matches!(
+            m.task.as_ref().map(|t| t.value),
+            Some(Task::Fault | Task::Anomaly)
+        );
+        let busy = match (&s.busy_every, &s.busy_above) {
+            (Some(every), Some(above)) if scored => Some(Busy {
+                every: every.value,
+                every_ticks: self.ticks(sink, at("schedule.busy_every"), every)?,
+                above: above.value,
+            }),
+            _ => None,
+        };
+        Some(Schedule {
+            busy,
+            rows_per_minute: s
+                .rows_per_minute
+                .as_ref()
+                .and_then(|r| u32::try_from(r.value).ok()),
         })
     }
 

@@ -1,0 +1,212 @@
+//! The ML stage through the core (issue 11), two scenarios:
+//!
+//! - `ml_stage/cost_per_row`: the whole inference path on one tick, features
+//!   sampled and filled into the batch, one `run()`, outputs turned into
+//!   `prediction` events, for n machines sharing one model (n = 1, 16, 256).
+//!   Measured as the core's tick with the model (`with_model`) and without
+//!   it (`without_model`, the same plant: ingest, quality, emit), so the
+//!   stage's cost is their difference; against `ort_raw`, ORT's `run()` on
+//!   the same [n, 4] batch in the same process (as in benches/ml_run.rs).
+//!   Events are drained, not encoded: JSON is the sinks' cost, the same for
+//!   every event type (benches/core.rs measures it).
+//! - `ml_stage/scale`: 200 machines sharing 5 fault models at a 10 Hz tick,
+//!   each model reading 4 features of each machine (value, 30 s mean, 30 s
+//!   std, 10 s slope), all five due on the same tick every second, with 800
+//!   fresh samples a tick. Besides criterion's mean of one 10-tick second,
+//!   the bench times 1,200 ticks one by one and prints their p50, p99 and
+//!   maximum (the issue's "tick-time p99").
+//!
+//! The model is tests/models/linear_softmax.onnx (4 features → 3 classes).
+//! Needs the project venv's ONNX Runtime (`make setup-build`).
+//!
+//! Run: `cargo bench --bench ml_stage -- --warm-up-time 1 --measurement-time 3`.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::Array2;
+use ort::value::TensorRef;
+use twin::config::{LoadedConfig, TagId, load_str};
+use twin::ml::runtime::{Runtime, SearchInputs};
+use twin::runtime::Driver;
+use twin::twin::{Sample, TwinEvent, Value};
+
+const T0: i64 = 1_800_000_000_000_000_000;
+const ROLES: [&str; 4] = ["a", "b", "c", "d"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `machines` pumps with tags `m{i}.{a,b,c,d}`, and `models` fault models
+/// bound to every pump, each with `features` (TOML of its feature tables).
+fn plant(machines: usize, models: usize, every: &str, features: &str) -> LoadedConfig {
+    let mut t = String::from(
+        "[plant]\nname = \"ml-bench\"\ntick = \"100ms\"\nstale_after = \"1h\"\n\n[[sources.modbus]]\nname = \"d\"\naddress = \"127.0.0.1:502\"\nregisters = [\n",
+    );
+    for i in 0..machines {
+        for (k, r) in ROLES.iter().enumerate() {
+            let _ = writeln!(
+                t,
+                "  {{ tag = \"m{i}.{r}\", table = \"holding\", address = {} }},",
+                i * 4 + k
+            );
+        }
+    }
+    t.push_str("]\n");
+    for i in 0..machines {
+        let _ = writeln!(
+            t,
+            "\n[[machines]]\nid = \"m{i}\"\nkind = \"pump\"\ntags = {{ a = \"m{i}.a\", b = \"m{i}.b\", c = \"m{i}.c\", d = \"m{i}.d\" }}"
+        );
+    }
+    let model = root().join("tests/models/linear_softmax.onnx");
+    for j in 0..models {
+        let _ = write!(
+            t,
+            "\n[[models]]\nid = \"faults{j}\"\npath = \"{}\"\ntask = \"fault\"\nkind = \"pump\"\nevery = \"{every}\"\n{features}  [models.output]\n  classes = [\"normal\", \"jam\", \"wear\"]\n",
+            model.display()
+        );
+    }
+    load_str(&root().join("ml-bench.toml"), &t).unwrap_or_else(|r| panic!("bench config: {r}"))
+}
+
+const VALUES: &str = "  [[models.features]]\n  role = \"a\"\n  [[models.features]]\n  role = \"b\"\n  [[models.features]]\n  role = \"c\"\n  [[models.features]]\n  role = \"d\"\n";
+
+const WINDOWS: &str = "  [[models.features]]\n  role = \"a\"\n  [[models.features]]\n  role = \"b\"\n  stat = \"mean\"\n  window = \"30s\"\n  [[models.features]]\n  role = \"c\"\n  stat = \"std\"\n  window = \"30s\"\n  [[models.features]]\n  role = \"d\"\n  stat = \"slope\"\n  window = \"10s\"\n";
+
+/// A value per tag per tick, irregular and the same on every run.
+fn samples(tags: usize, t_ns: i64, seed: &mut u64) -> Vec<Sample> {
+    (0..tags)
+        .map(|i| {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = ((*seed >> 40) as f64 / (1u64 << 24) as f64) * 8.0 - 4.0;
+            Sample::good(TagId(i as u32), Value::Num(v), t_ns, t_ns)
+        })
+        .collect()
+}
+
+/// A driver for `cfg`, with its models or without, after `warm` ticks of
+/// samples (so every window is full).
+fn driver(cfg: &LoadedConfig, models: bool, warm: u64, seed: &mut u64) -> Driver {
+    let mut d = Driver::new(cfg, T0);
+    if models {
+        d = d.with_models(cfg).expect("models load");
+    }
+    let tags = cfg.tags.len();
+    for _ in 0..warm {
+        let t = d.clock().now_ns() + 1;
+        d.push_batch(samples(tags, t, seed));
+        d.step();
+    }
+    d
+}
+
+/// One tick of the core after fresh samples; its events drained (not
+/// encoded).
+fn tick(d: &mut Driver, out: &mut Vec<TwinEvent>, tags: usize, seed: &mut u64) -> usize {
+    let t = d.clock().now_ns() + 1;
+    d.push_batch(samples(tags, t, seed));
+    let core = d.core_mut();
+    core.advance();
+    core.drain_events_into(out);
+    out.len()
+}
+
+fn cost_per_row(c: &mut Criterion) {
+    let rt = Runtime::get(&SearchInputs::from_process(None, Some(&root())))
+        .expect("the bench needs the project venv's ONNX Runtime (make setup-build)");
+    let bytes =
+        std::fs::read(root().join("tests/models/linear_softmax.onnx")).expect("read the model");
+    let mut raw = rt
+        .session_builder()
+        .and_then(|mut b| b.commit_from_memory(&bytes))
+        .expect("raw session");
+    let mut g = c.benchmark_group("ml_stage/cost_per_row");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for n in [1usize, 16, 256] {
+        g.throughput(Throughput::Elements(n as u64));
+        let cfg = plant(n, 1, "100ms", VALUES);
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| (i * 4 + j) as f32 * 0.01 - 1.0);
+        g.bench_with_input(BenchmarkId::new("ort_raw", n), &x, |b, x| {
+            b.iter(|| {
+                let t = TensorRef::from_array_view(x.view()).expect("tensor");
+                let out = raw.run(ort::inputs!["X" => t]).expect("run");
+                let (_, probs) = out["probabilities"]
+                    .try_extract_tensor::<f32>()
+                    .expect("probabilities");
+                black_box(probs[0])
+            })
+        });
+        for (name, models) in [("with_model", true), ("without_model", false)] {
+            let mut d = driver(&cfg, models, 2, &mut seed);
+            let mut out = Vec::new();
+            let tags = cfg.tags.len();
+            tick(&mut d, &mut out, tags, &mut seed);
+            let ml = out.iter().filter(|e| matches!(e, TwinEvent::Ml(_))).count();
+            assert_eq!(ml, if models { n } else { 0 }, "a prediction per machine");
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| black_box(tick(&mut d, &mut out, tags, &mut seed)))
+            });
+        }
+    }
+    g.finish();
+}
+
+const MACHINES: usize = 200;
+const MODELS: usize = 5;
+
+fn scale(c: &mut Criterion) {
+    let cfg = plant(MACHINES, MODELS, "1s", WINDOWS);
+    let tags = cfg.tags.len();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    // 35 s of ticks: the 30 s windows full.
+    let mut d = driver(&cfg, true, 350, &mut seed);
+    let mut out = Vec::new();
+
+    // Tick by tick, each timed; a tick is the driver's whole step (ingest of
+    // 800 samples, every stage, events encoded), as a live run has it.
+    let mut times: Vec<Duration> = Vec::with_capacity(1200);
+    let mut predictions = 0usize;
+    for _ in 0..1200 {
+        let t = d.clock().now_ns() + 1;
+        let batch = samples(tags, t, &mut seed);
+        let start = twin::wallclock::monotonic();
+        d.push_batch(batch);
+        let step = d.step();
+        predictions += step.events.len();
+        times.push(twin::wallclock::since(start));
+    }
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    eprintln!(
+        "ml_stage/scale: {MACHINES} machines x {MODELS} models, 10 Hz, {} ticks: p50 {:?}, p99 {:?}, max {:?}; {} events",
+        times.len(),
+        pct(0.5),
+        pct(0.99),
+        times[times.len() - 1],
+        predictions
+    );
+
+    let mut g = c.benchmark_group("ml_stage/scale");
+    g.throughput(Throughput::Elements((MACHINES * MODELS) as u64));
+    // One second: ten ticks, one of which runs all five models.
+    g.bench_function("one_second_200x5", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for _ in 0..10 {
+                n += tick(&mut d, &mut out, tags, &mut seed);
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, cost_per_row, scale);
+criterion_main!(benches);
