@@ -362,6 +362,7 @@ fn sample_signals(
     mut st: ResMut<MlState>,
     tags: Query<(&TagValue, &TagQuality)>,
     lines: Option<Res<Lines>>,
+    line_events: Option<Res<crate::twin::systems::PendingLineEvents>>,
 ) {
     let st = &mut *st;
     for &(source, id) in &st.signals {
@@ -381,7 +382,15 @@ fn sample_signals(
                 Some(line) => {
                     let ok = !line.status.uncertain;
                     let v = match kind {
-                        PhysicsKind::Residuals => line.residuals_this_tick() as f64,
+                        // This tick's residuals wait for the emit stage
+                        // in the line events.
+                        PhysicsKind::Residuals => line_events.as_ref().map_or(0.0, |p| {
+                            p.0.iter()
+                                .filter(
+                                    |e| matches!(e, TwinEvent::Residual(r) if r.line == line.id),
+                                )
+                                .count() as f64
+                        }),
                         PhysicsKind::Slip => line.max_slip(),
                         PhysicsKind::Wip => line.status.wip as f64,
                         PhysicsKind::Throughput => line.status.throughput_per_min,

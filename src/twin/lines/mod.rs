@@ -199,15 +199,6 @@ impl LineState {
         &self.model
     }
 
-    /// Residuals found on this tick (before the emit stage sends them): a
-    /// physics feature of the ML stage.
-    pub fn residuals_this_tick(&self) -> usize {
-        self.pending
-            .iter()
-            .filter(|e| matches!(e, TwinEvent::Residual(_)))
-            .count()
-    }
-
     /// The largest belt slip the model runs any conveyor at (0 none, 1 a
     /// belt that moves nothing): a physics feature of the ML stage.
     pub fn max_slip(&self) -> f64 {
