@@ -86,7 +86,7 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
 
     at = rng.randrange(90, 240)
     if kind == "jam":
-        d = rng.choice([20, 30, 45])
+        d = rng.choice([20, 30, 45, 60])
         pos = turn([("outfeed", 0.35), ("infeed", 3.5), ("outfeed", 1.6)])
         return (
             {"kind": "jam", "line": "line1", "conveyor": pos[0], "position": pos[1], "at": f"{at}s", "duration": f"{d}s"},
@@ -109,8 +109,8 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
         d = rng.choice([45, 60, 90])
         return (
             {
-                "kind": turn(["eye_stuck_on", "eye_stuck_off"]),
-                "eye": turn(["eye_entry", "eye_filler", "eye_transfer", "eye_exit", "eye_entry"]),
+                "kind": ["eye_stuck_on", "eye_stuck_off"][(i // 4) % 2],
+                "eye": turn(["eye_entry", "eye_filler", "eye_transfer", "eye_exit"]),
                 "at": f"{at}s",
                 "duration": f"{d}s",
             },
@@ -143,7 +143,7 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
             at + ramp * 60 - 30,
         )
     if kind == "sensor_drift":
-        tag, rate = turn([("capper.torque", 10.0), ("infeed.motor_temperature", -12.0), ("capper.torque", -10.0)])
+        tag, rate = turn([("capper.torque", 15.0), ("infeed.motor_temperature", -15.0), ("capper.torque", -15.0), ("outfeed.motor_temperature", 15.0)])
         return (
             {"kind": "sensor_drift", "tag": tag, "per_hour": rate, "at": f"{at}s"},
             at + 30 * 60,
@@ -158,15 +158,18 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
 
 # (kind, how many training runs, how many validation runs)
 PLAN = [
-    ("jam", 5, 2),
+    ("jam", 8, 3),
     ("belt_slip", 4, 2),
-    ("eye_stuck", 6, 2),
+    ("eye_stuck", 10, 3),
     ("motor_overheat", 2, 1),
     ("bearing_wear", 2, 1),
-    ("sensor_drift", 2, 1),
+    ("sensor_drift", 3, 1),
     ("plc_disconnect", 2, 0),
 ]
-HEALTHY = [("train", 25 * 60, 2), ("val", 30 * 60, 1)]
+# Healthy runs as long as the longest fault runs, so that nothing about the
+# time since start (bearing temperatures warm up for half an hour) tells the
+# faults apart.
+HEALTHY = [("train", 40 * 60, 2), ("val", 40 * 60, 1)]
 
 
 def training_plan() -> list[Run]:
@@ -176,9 +179,9 @@ def training_plan() -> list[Run]:
         for _ in range(n):
             seed += 1
             runs.append(Run(f"healthy_{seed}", seed, dur, split=split))
-    for kind, n_train, n_val in PLAN:
+    for j, (kind, n_train, n_val) in enumerate(PLAN):
         for i in range(n_train + n_val):
-            seed += 1
+            seed = 1100 + 100 * j + i
             rng = random.Random(seed)
             f, dur = _fault(kind, rng, i)
             runs.append(
@@ -263,7 +266,7 @@ AFTER_S_JAM = 10**9
 # from this wear on, a sensor drift from this many units off. Rows before
 # that (but after the start) are left out of training.
 WEAR_VISIBLE = 0.3
-DRIFT_VISIBLE = 2.0
+DRIFT_VISIBLE = 3.0
 # A bearing "fails" when its vibration becomes unacceptable (ISO 10816, 7.1
 # mm/s at nominal speed: 1.8 + 9 w^2 >= 7.1): the lead time is measured to it.
 WEAR_FAILED = ((7.1 - 1.8) / 9.0) ** 0.5
