@@ -47,7 +47,6 @@ CLASSES = [
     "eye_stuck",
     "motor_overheat",
     "bearing_wear",
-    "sensor_drift",
 ]
 
 KIND_TO_CLASS = {
@@ -57,7 +56,12 @@ KIND_TO_CLASS = {
     "eye_stuck_off": "eye_stuck",
     "motor_overheat": "motor_overheat",
     "bearing_wear": "bearing_wear",
-    "sensor_drift": "sensor_drift",
+    # A slow sensor offset within the process's own variation (the capper's
+    # torque wanders by +-6 % over half a minute) is no class either: no
+    # feature of a 30 s window sees it without a redundant reference, and a
+    # class trained on it only learnt when in a run it was. Its rows are
+    # left out of training; the evaluation lists its episodes apart.
+    "sensor_drift": None,
     "plc_disconnect": None,
 }
 
@@ -103,8 +107,12 @@ FEATURES = [
     Feature("physics", "wip"),
     Feature("physics", "throughput"),
     Feature("physics", "slip"),
-    Feature("physics", "residuals", "mean", 30),
 ]
+# Not a feature, though the twin offers it: physics `residuals`. The ML stage
+# samples the residual count before the tick's residuals are counted (its
+# value is 0 on every tick in a replay of the transfer jam, where the event
+# stream has 48 rows of 30 s windows with residuals), so a model trained on
+# the stream's residuals would see other values in the twin.
 
 SPEED_TAGS = ("infeed.speed", "outfeed.speed")
 TAGS = sorted({f.name for f in FEATURES if f.source == "tag"} | set(SPEED_TAGS))

@@ -331,6 +331,9 @@ def row_labels(ticks: np.ndarray, eps: list[Episode]) -> np.ndarray:
         after = AFTER_S_JAM if ep.cls == "jam" else AFTER_S
         if ep.kind == "plc_disconnect":
             after = 60
+        if ep.kind == "sensor_drift":
+            y[(t >= ep.start) & (t < end_v + after)] = -1
+            continue
         # left out: from the start until the fault is visible, and after it
         ambiguous = (t >= ep.start) & ((t < ep.visible_from()) | ((t >= end_v) & (t < end_v + after)))
         y[ambiguous & (y >= 0)] = -1
