@@ -174,8 +174,8 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
 # (kind, how many training runs, how many validation runs)
 PLAN = [
     ("jam", 8, 3),
-    ("belt_slip", 4, 2),
-    ("eye_stuck", 10, 3),
+    ("belt_slip", 8, 2),
+    ("eye_stuck", 18, 3),
     ("motor_overheat", 2, 1),
     ("bearing_wear", 2, 1),
     ("sensor_drift", 3, 1),
