@@ -31,7 +31,6 @@ MODELS_MARKER = "# --- Models"
 def twin_binary() -> str:
     for c in (
         os.environ.get("TWIN"),
-        "/work/wt/bin/twin-ml",
         str(ROOT / "target" / "release" / "twin"),
         str(ROOT / "target" / "debug" / "twin"),
     ):
