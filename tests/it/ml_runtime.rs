@@ -386,10 +386,13 @@ fn ml_missing_library_is_one_clear_error_saying_where_it_looked_and_how_to_fix_i
 
 #[test]
 fn ml_a_config_without_models_never_touches_the_library() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("plant.toml");
+    std::fs::write(&cfg, crate::ml_stage::demo_without_models()).expect("write config");
     let out = check_with(
         Path::new(env!("CARGO_BIN_EXE_twin")),
         &root(),
-        Path::new("plant-configs/packaging-line.toml"),
+        &cfg,
         Some(Path::new("/nonexistent/libonnxruntime.so")),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

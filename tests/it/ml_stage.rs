@@ -10,15 +10,26 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{root, run_ok, twin};
 
-/// The demo config with `models` appended, written into `dir`.
+/// The demo config with its own `[[models]]` replaced by `models`, written
+/// into `dir`.
 fn demo_with(dir: &Path, models: &str) -> PathBuf {
-    let mut text =
-        std::fs::read_to_string(root().join("plant-configs/packaging-line.toml")).expect("demo");
+    let mut text = demo_without_models();
     text.push('\n');
     text.push_str(models);
     let p = dir.join("plant.toml");
     std::fs::write(&p, text).expect("write config");
     p
+}
+
+/// The demo config without its `[[models]]` section (the shipped fault
+/// model), which starts at the `# --- Models` comment and runs to the end.
+pub fn demo_without_models() -> String {
+    let text =
+        std::fs::read_to_string(root().join("plant-configs/packaging-line.toml")).expect("demo");
+    match text.find("# --- Models") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
 }
 
 fn model(name: &str) -> String {

