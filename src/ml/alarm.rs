@@ -118,7 +118,8 @@ impl fmt::Display for Reason {
                 ..
             } => write!(
                 f,
-                "at or above {threshold} for {held} ticks (on-delay {on_delay})"
+                "at or above {} for {held} ticks (on-delay {on_delay})",
+                Level(threshold)
             ),
             Reason::Below {
                 clear_level,
@@ -127,8 +128,24 @@ impl fmt::Display for Reason {
                 ..
             } => write!(
                 f,
-                "below {clear_level} (threshold minus deadband) for {held} ticks (off-delay {off_delay})"
+                "below {} (threshold minus deadband) for {held} ticks (off-delay {off_delay})",
+                Level(clear_level)
             ),
+        }
+    }
+}
+
+/// A level for people: to 6 decimals, so 0.6 − 0.2 reads `0.4`, not
+/// `0.39999999999999997` (the comparison itself uses the exact value).
+struct Level(f64);
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = (self.0 * 1e6).round() / 1e6;
+        if r.is_finite() {
+            write!(f, "{r}")
+        } else {
+            write!(f, "{}", self.0)
         }
     }
 }

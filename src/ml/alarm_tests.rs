@@ -254,6 +254,14 @@ fn reasons_read_as_sentences() {
         cleared.to_string(),
         "below 0.65 (threshold minus deadband) for 100 ticks (off-delay 100)"
     );
+    // A level computed in binary reads as people wrote it.
+    let computed = Reason::Below {
+        clear_level: 0.6 - 0.2,
+        since: 3,
+        held: 30,
+        off_delay: 30,
+    };
+    assert!(computed.to_string().starts_with("below 0.4 "), "{computed}");
 }
 
 /// The rules read naively over the whole history of good inputs (uncertain
