@@ -295,3 +295,78 @@ fn r11_a_live_run_with_a_model_and_its_replay_agree_byte_for_byte() {
     );
     assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
 }
+
+#[test]
+fn r11_the_residuals_feature_counts_the_lines_residuals() {
+    // A model that reads only the line's residuals (in windows of 1 s to
+    // 10 s): on a healthy line its input never changes; with a stuck eye
+    // the residuals move it. (The feature once read 0 on every tick.)
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_with(
+        dir.path(),
+        &format!(
+            r#"
+[[models]]
+id = "residual_watch"
+path = "{}"
+task = "fault"
+every = "1s"
+  [[models.features]]
+  physics = "residuals"
+  line = "line1"
+  stat = "max"
+  window = "10s"
+  [[models.features]]
+  physics = "residuals"
+  line = "line1"
+  stat = "mean"
+  window = "10s"
+  [[models.features]]
+  physics = "residuals"
+  line = "line1"
+  stat = "mean"
+  window = "5s"
+  [[models.features]]
+  physics = "residuals"
+  line = "line1"
+  stat = "mean"
+  window = "1s"
+  [models.output]
+  classes = ["normal", "a", "b"]
+"#,
+            model("linear_softmax.onnx")
+        ),
+    );
+    let scores = |scenario: Option<&str>| {
+        let events = dir
+            .path()
+            .join(format!("{}.jsonl", scenario.unwrap_or("healthy")));
+        let mut c = twin();
+        c.args(["demo", "--headless", "--for", "90s", "--config"])
+            .arg(&cfg)
+            .arg("--events")
+            .arg(&events);
+        if let Some(s) = scenario {
+            c.arg("--scenario")
+                .arg(root().join(format!("plant-configs/scenarios/{s}.toml")));
+        }
+        run_ok(&mut c);
+        let all = lines_of(&events);
+        let residuals = all.iter().filter(|e| e["type"] == "residual").count();
+        let distinct: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|e| e["type"] == "prediction" && e["quality"] == "good")
+            .map(|e| e["risk"].to_string())
+            .collect();
+        (residuals, distinct.len())
+    };
+    let (healthy_residuals, healthy_scores) = scores(None);
+    let (stuck_residuals, stuck_scores) = scores(Some("stuck_eye"));
+    assert_eq!(healthy_residuals, 0, "a healthy line has no residuals");
+    assert_eq!(healthy_scores, 1, "no residuals: one input, one output");
+    assert!(stuck_residuals > 0, "the stuck eye makes residuals");
+    assert!(
+        stuck_scores > 1,
+        "{stuck_residuals} residuals never reached the model"
+    );
+}
