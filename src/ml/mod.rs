@@ -14,6 +14,7 @@
 //! library, once, before the first tick.
 
 pub mod alarm;
+pub mod deferred;
 pub mod events;
 pub mod features;
 pub mod io;
