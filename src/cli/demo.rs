@@ -7,14 +7,16 @@
 //! the CPU allows.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use tracing::{error, info};
 
-use super::load::{load, load_text, render_report};
+use super::load::{Bundled, load, load_text_with, render_report};
 use super::output::Stderr;
 use super::{EXIT_CONFIG, EXIT_FAILURE};
+use crate::config::LoadedConfig;
 use crate::runtime::{RunOptions, run_live};
 use crate::sim::lockstep::{self, EventFile, LockstepOptions};
 use crate::sim::scenario::{self, Scenario};
@@ -23,6 +25,26 @@ use crate::sinks::Sink;
 
 /// The demo plant, `plant-configs/packaging-line.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../../plant-configs/packaging-line.toml");
+
+/// The model files the demo plant runs, built into the binary with it, by
+/// `path` as [`DEMO_CONFIG`] writes it: the built-in demo shows predictions
+/// from any folder, without the repository's `models/`.
+const DEMO_MODELS: &[(&str, &[u8])] = &[(
+    "../models/demo_fault.onnx",
+    include_bytes!("../../models/demo_fault.onnx"),
+)];
+
+/// The built-in model files of the demo config's models, by model id.
+fn builtin_models(cfg: &LoadedConfig) -> Bundled {
+    cfg.config
+        .models
+        .iter()
+        .filter_map(|m| {
+            let (_, bytes) = DEMO_MODELS.iter().find(|(p, _)| *p == m.path.value)?;
+            Some((m.id.value.clone(), Arc::from(*bytes)))
+        })
+        .collect()
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -80,9 +102,10 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
     }
     let loaded = match &args.config {
         Some(p) => load(p, Stderr::Queue),
-        None => load_text(
+        None => load_text_with(
             Path::new("plant-configs/packaging-line.toml"),
             DEMO_CONFIG,
+            builtin_models,
             Stderr::Queue,
         ),
     };

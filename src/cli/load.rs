@@ -10,7 +10,9 @@
 //! or `--json`), in the way the command writes there ([`Stderr`]): a failing
 //! stderr never kills a command, and a stalled one never holds up a twin.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::EXIT_CONFIG;
 use super::output::Stderr;
@@ -20,21 +22,34 @@ use crate::config::{self, ConfigReport, LoadedConfig};
 /// are printed to stderr; an invalid file prints its report there and gives
 /// the exit code for it.
 pub(crate) fn load(path: &Path, stderr: Stderr) -> Result<LoadedConfig, i32> {
-    shown(config::load_file(path), stderr)
+    shown(config::load_file(path), |_| Bundled::new(), stderr)
 }
 
-/// [`load`] for config text that does not come from a file (the demo's
-/// built-in plant); `path` names it in messages.
-pub(crate) fn load_text(path: &Path, text: &str, stderr: Stderr) -> Result<LoadedConfig, i32> {
-    shown(config::load_str(path, text), stderr)
+/// Model files that stand in for the files a config's `path`s name, by
+/// model id (see `MlConfig::bundled`).
+pub(crate) type Bundled = BTreeMap<String, Arc<[u8]>>;
+
+/// [`load`] for config text that does not come from a file (a
+/// recording's, or the demo's built into the binary), with the model files
+/// that come with it: `bundled` picks them for the valid config, before its
+/// models are loaded. `path` names the text in messages.
+pub(crate) fn load_text_with(
+    path: &Path,
+    text: &str,
+    bundled: impl FnOnce(&LoadedConfig) -> Bundled,
+    stderr: Stderr,
+) -> Result<LoadedConfig, i32> {
+    shown(config::load_str(path, text), bundled, stderr)
 }
 
 fn shown(
     loaded: Result<LoadedConfig, Box<ConfigReport>>,
+    bundled: impl FnOnce(&LoadedConfig) -> Bundled,
     stderr: Stderr,
 ) -> Result<LoadedConfig, i32> {
     match loaded {
-        Ok(cfg) => {
+        Ok(mut cfg) => {
+            cfg.ml.bundled = bundled(&cfg);
             stderr.write(&render_warnings(&cfg, false));
             check_models(&cfg, stderr)?;
             Ok(cfg)

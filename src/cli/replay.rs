@@ -11,7 +11,7 @@ use clap::Args;
 use tracing::{error, info, warn};
 
 use super::EXIT_FAILURE;
-use super::load::{load, load_text};
+use super::load::{load, load_text_with};
 use super::output::Stderr;
 use crate::recording::RecordingReader;
 use crate::runtime::{ReplayOptions, Speed, run_replay};
@@ -92,7 +92,20 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
         Some(p) => load(p, Stderr::Queue),
         None => {
             let name = format!("{}:plant.toml", files[0].display());
-            load_text(Path::new(&name), reader.config_text(), Stderr::Queue)
+            // The recording's own config runs the model files the run ran,
+            // which the recording carries.
+            let files = reader.model_files();
+            load_text_with(
+                Path::new(&name),
+                reader.config_text(),
+                |_| {
+                    files
+                        .iter()
+                        .map(|(id, b)| (id.clone(), b.clone()))
+                        .collect()
+                },
+                Stderr::Queue,
+            )
         }
     };
     let cfg = match cfg {

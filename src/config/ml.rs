@@ -134,6 +134,23 @@ pub struct MlConfig {
     /// Models with a `task`, in file order. A `[[models]]` entry without a
     /// `task` (schema 1 before models ran) is checked but not run.
     pub models: Vec<Model>,
+    /// Model files that do not come from disk, by model id: the files a
+    /// recording carries (a replay under the recording's own config runs
+    /// the very models the run ran) and those built into the binary (the
+    /// built-in demo works from any folder). A model with bytes here is
+    /// loaded from them, not from its `path`. Empty after a plain load.
+    pub bundled: std::collections::BTreeMap<String, std::sync::Arc<[u8]>>,
+}
+
+impl MlConfig {
+    /// The bytes of model `m`'s file: its bundled copy, or the file at its
+    /// `path`.
+    pub fn model_bytes(&self, m: &Model) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        match self.bundled.get(&m.id.value) {
+            Some(b) => Ok(std::borrow::Cow::Borrowed(b)),
+            None => std::fs::read(&m.path.value).map(std::borrow::Cow::Owned),
+        }
+    }
 }
 
 /// One runnable model.

@@ -64,7 +64,13 @@ pub fn load_models(cfg: &LoadedConfig) -> Result<Vec<LoadedModel>, LoadModelsErr
             }
             _ => ("features", model.features_span.clone()),
         };
-        let session = match ModelSession::load(rt, &model.path.value) {
+        // A bundled copy (from a recording, or built into the binary)
+        // stands in for the file.
+        let session = match cfg.ml.bundled.get(&model.id.value) {
+            Some(bytes) => ModelSession::from_bytes(rt, &model.path.value, bytes),
+            None => ModelSession::load(rt, &model.path.value),
+        };
+        let session = match session {
             Ok(s) => s,
             Err(e) => {
                 diags.push(file_diagnostic(i, model, &dir, &e));

@@ -4,6 +4,8 @@
 //! - a `twin.recording` metadata record ([`RecordingInfo`]) and the config's
 //!   text as the attachment `plant.toml`, both before any message, so a file
 //!   cut off by a crash still says what it is;
+//! - the model files the run ran, as attachments `models/<id>.onnx`, also
+//!   before any message;
 //! - one channel per tag, topic `/tag/<tag name>`, schema `twin.TagSample`
 //!   in protobuf ([`super::proto`]; JSON in version 1, still read): every
 //!   sample exactly as the core received it, after the receive-time clamp,
@@ -34,6 +36,25 @@ pub const PROFILE: &str = "twin";
 pub const METADATA_NAME: &str = "twin.recording";
 /// Name of the attachment holding the config's text.
 pub const CONFIG_ATTACHMENT: &str = "plant.toml";
+/// Attachments `models/<id>.onnx` hold the model files the run ran, so a
+/// replay under the recording's own config runs the very same models.
+pub const MODEL_ATTACHMENT_PREFIX: &str = "models/";
+
+/// A model file a recording carries: the model's id and the file's bytes.
+pub type ModelFile = (String, std::sync::Arc<[u8]>);
+
+/// The model files of `cfg`'s models, by id, as a recording carries them
+/// (a file that cannot be read is left out; its hash says `unreadable`).
+pub fn model_files(cfg: &crate::config::LoadedConfig) -> Vec<ModelFile> {
+    cfg.ml
+        .models
+        .iter()
+        .filter_map(|m| {
+            let bytes = cfg.ml.model_bytes(m).ok()?;
+            Some((m.id.value.clone(), std::sync::Arc::from(bytes.as_ref())))
+        })
+        .collect()
+}
 
 pub const TAG_TOPIC_PREFIX: &str = "/tag/";
 pub const EVENTS_TOPIC: &str = "/twin/events";
@@ -225,7 +246,9 @@ pub fn model_hashes(cfg: &crate::config::LoadedConfig) -> Vec<(String, String)> 
         .models
         .iter()
         .map(|m| {
-            let h = std::fs::read(&m.path.value)
+            let h = cfg
+                .ml
+                .model_bytes(m)
                 .map(|b| content_hash(&b))
                 .unwrap_or_else(|_| "unreadable".to_string());
             (m.id.value.clone(), h)

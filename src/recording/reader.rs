@@ -60,6 +60,9 @@ struct FileReader {
     lr: LinearReader,
     records: Records,
     read_bytes: u64,
+    /// An error met while reading the identity, past it: given by the
+    /// next step, so the reading reports it where it would have.
+    deferred_err: Option<RecordingError>,
     done: bool,
     /// The chunk being read, decompressed, and where its next record starts.
     chunk: Vec<u8>,
@@ -91,10 +94,12 @@ impl FileReader {
                 channels: Vec::new(),
                 info: None,
                 config: None,
+                models: Vec::new(),
                 channel: 0,
                 skip_events: false,
             },
             read_bytes: 0,
+            deferred_err: None,
             done: false,
             chunk: Vec::new(),
             chunk_at: 0,
@@ -106,6 +111,9 @@ impl FileReader {
     /// read is a cut-off (the caller decides); before it, the file is not a
     /// recording it can read.
     fn step(&mut self) -> Result<Step, RecordingError> {
+        if let Some(e) = self.deferred_err.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(Step::End);
         }
@@ -164,6 +172,8 @@ struct Records {
     channels: Vec<Option<Kind>>,
     info: Option<RecordingInfo>,
     config: Option<String>,
+    /// The model files attached, by model id.
+    models: Vec<format::ModelFile>,
     /// The channel of the last message read.
     channel: u16,
     /// Hand out event items without their lines (see
@@ -178,7 +188,7 @@ fn record(r: &mut Records, opcode: u8, body: &[u8]) -> Result<Step, RecordingErr
         return message(&r.path, &r.channels, r.skip_events, &mut r.channel, body);
     }
     let rec = mcap::parse_record(opcode, body).map_err(|e| RecordingError::mcap(&r.path, e))?;
-    take(&r.path, &mut r.channels, &mut r.info, &mut r.config, rec)
+    take(r, rec)
 }
 
 /// The MCAP opcode of a Chunk record.
@@ -354,14 +364,9 @@ fn message(
 
 /// Take in one record that is not a message: note a channel or the file's
 /// identity.
-fn take(
-    path: &Path,
-    channels: &mut Vec<Option<Kind>>,
-    info: &mut Option<RecordingInfo>,
-    config: &mut Option<String>,
-    record: mcap::records::Record<'_>,
-) -> Result<Step, RecordingError> {
+fn take(r: &mut Records, record: mcap::records::Record<'_>) -> Result<Step, RecordingError> {
     use mcap::records::Record;
+    let (path, channels, info, config) = (&r.path, &mut r.channels, &mut r.info, &mut r.config);
     match record {
         Record::Channel(c) => {
             let kind = if let Some(tag) = c.topic.strip_prefix(format::TAG_TOPIC_PREFIX) {
@@ -394,6 +399,17 @@ fn take(
             *config = Some(text);
             Ok(Step::Other)
         }
+        Record::Attachment { header, data, .. } => {
+            if let Some(id) = header
+                .name
+                .strip_prefix(format::MODEL_ATTACHMENT_PREFIX)
+                .and_then(|n| n.strip_suffix(".onnx"))
+            {
+                r.models
+                    .push((id.to_string(), std::sync::Arc::from(data.as_ref())));
+            }
+            Ok(Step::Other)
+        }
         _ => Ok(Step::Other),
     }
 }
@@ -403,6 +419,7 @@ fn take(
 pub struct RecordingReader {
     info: RecordingInfo,
     config_text: String,
+    model_files: Vec<format::ModelFile>,
     current: FileReader,
     /// Items read while looking for the current file's identity, with
     /// their channels.
@@ -453,6 +470,7 @@ impl RecordingReader {
         Ok(RecordingReader {
             info,
             config_text,
+            model_files: current.records.models.clone(),
             current,
             pending,
             rest: files,
@@ -469,7 +487,9 @@ impl RecordingReader {
     fn open_file(path: &Path) -> Result<(FileReader, VecDeque<(Item, u16)>), RecordingError> {
         let mut f = FileReader::open(path)?;
         let mut pending = VecDeque::new();
-        while f.records.info.is_none() || f.records.config.is_none() {
+        // The identity is the metadata, the config and the model files,
+        // all written before the first message: read up to that message.
+        while pending.is_empty() {
             match f.step() {
                 Ok(Step::Item(item)) => {
                     if f.records.info.is_none() {
@@ -493,6 +513,12 @@ impl RecordingReader {
                         e => e,
                     });
                 }
+                // Past the identity, a damaged first chunk is the reading's
+                // business (a cut-off), as any later one is.
+                Err(e) if f.records.config.is_some() => {
+                    f.deferred_err = Some(e);
+                    break;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -512,6 +538,12 @@ impl RecordingReader {
     /// The config the recording was made with.
     pub fn config_text(&self) -> &str {
         &self.config_text
+    }
+
+    /// The model files the run ran, by model id (none in recordings made
+    /// before they were attached).
+    pub fn model_files(&self) -> &[format::ModelFile] {
+        &self.model_files
     }
 
     /// The files of the recording, in replay order.

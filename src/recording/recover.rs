@@ -40,7 +40,8 @@ pub fn recover(input: &Path, output: &Path) -> Result<Recovered, RecordingError>
     }
     let mut reader = RecordingReader::open(&[input.to_path_buf()])?;
     let info = reader.info().clone();
-    let mut out = RecordingWriter::create(output, &info, reader.config_text())?;
+    let mut out =
+        RecordingWriter::create(output, &info, reader.config_text(), reader.model_files())?;
     let mut r = Recovered {
         samples: 0,
         events: 0,

@@ -93,11 +93,30 @@ impl RecordingWriter {
         path: &Path,
         info: &RecordingInfo,
         config_text: &str,
+        models: &[format::ModelFile],
     ) -> Result<Self, RecordingError> {
+        let file = Self::open(path)?;
+        Self::start(file, path, info, config_text, models)
+    }
+
+    /// Create (or truncate) `path`, and the folders on the way to it.
+    pub fn open(path: &Path) -> Result<File, RecordingError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| RecordingError::io(path, e))?;
         }
-        let file = File::create(path).map_err(|e| RecordingError::io(path, e))?;
+        File::create(path).map_err(|e| RecordingError::io(path, e))
+    }
+
+    /// [`RecordingWriter::create`] on a file already [`open`](Self::open)ed
+    /// at `path`: a caller can tell a file it cannot make (a usage error)
+    /// from a disk that cannot take the identity (a full disk).
+    pub fn start(
+        file: File,
+        path: &Path,
+        info: &RecordingInfo,
+        config_text: &str,
+        models: &[format::ModelFile],
+    ) -> Result<Self, RecordingError> {
         let sync = file.metadata().map(|m| m.is_file()).unwrap_or(false);
         let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let out = SyncFile {
@@ -136,6 +155,16 @@ impl RecordingWriter {
             data: std::borrow::Cow::Borrowed(config_text.as_bytes()),
         })
         .map_err(mcap_err)?;
+        for (id, bytes) in models {
+            mcap.attach(&mcap::Attachment {
+                log_time: start,
+                create_time: start,
+                name: format!("{}{id}.onnx", format::MODEL_ATTACHMENT_PREFIX),
+                media_type: "application/octet-stream".to_string(),
+                data: std::borrow::Cow::Borrowed(bytes),
+            })
+            .map_err(mcap_err)?;
+        }
         let json = "jsonschema";
         let sample_schema = mcap
             .add_schema(

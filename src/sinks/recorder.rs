@@ -131,6 +131,9 @@ pub struct Recorder {
     /// What every file's metadata says, but the epoch (set on start).
     info: RecordingInfo,
     config_text: Arc<str>,
+    /// The model files the run's config loads: every file of the
+    /// recording carries them.
+    model_files: Arc<[format::ModelFile]>,
     tag_names: Arc<[Arc<str>]>,
     tx: Option<mpsc::Sender<Job>>,
     shared: Arc<Shared>,
@@ -161,6 +164,7 @@ impl Recorder {
             options,
             info,
             config_text: Arc::from(cfg.file.text.as_str()),
+            model_files: format::model_files(cfg).into(),
             tag_names: cfg
                 .tags
                 .iter()
@@ -238,13 +242,30 @@ impl Sink for Recorder {
         } else {
             self.options.path.clone()
         };
-        let writer = RecordingWriter::create(&path, &info, &self.config_text).map_err(|e| {
-            SinkError::Io {
-                sink: "recorder",
-                target: self.target.clone(),
-                source: std::io::Error::other(e.to_string()),
-            }
+        // A file that cannot be made (no such folder, no permission) stops
+        // the run before it starts: the command line is wrong.
+        let file = RecordingWriter::open(&path).map_err(|e| SinkError::Io {
+            sink: "recorder",
+            target: self.target.clone(),
+            source: std::io::Error::other(e.to_string()),
         })?;
+        // A disk that cannot take the file's identity (config, model files)
+        // is a full disk, as it would be an hour later: the recording stops
+        // and the twin keeps mirroring (the first write reports it).
+        let writer = match RecordingWriter::start(
+            file,
+            &path,
+            &info,
+            &self.config_text,
+            &self.model_files,
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "The recording stopped before its first flush; the twin keeps mirroring.");
+                self.shared.fail(e.to_string());
+                return Ok(());
+            }
+        };
         info!(file = %path.display(), flush_ms = self.options.flush_every.as_millis() as u64,
             "Recording.");
         let (tx, rx) = mpsc::channel();
@@ -252,6 +273,7 @@ impl Sink for Recorder {
             writer: Some(writer),
             info,
             config_text: self.config_text.clone(),
+            model_files: self.model_files.clone(),
             tag_names: self.tag_names.clone(),
             options: self.options.clone(),
             shared: self.shared.clone(),
@@ -324,6 +346,7 @@ struct Writing {
     writer: Option<RecordingWriter>,
     info: RecordingInfo,
     config_text: Arc<str>,
+    model_files: Arc<[format::ModelFile]>,
     tag_names: Arc<[Arc<str>]>,
     options: RecorderOptions,
     shared: Arc<Shared>,
@@ -434,7 +457,7 @@ impl Writing {
         self.info.part += 1;
         self.info.first_tick = tick;
         let path = index::part_path(&self.options.path, self.info.part);
-        let w = RecordingWriter::create(&path, &self.info, &self.config_text)?;
+        let w = RecordingWriter::create(&path, &self.info, &self.config_text, &self.model_files)?;
         info!(file = %path.display(), part = self.info.part, "Recording goes on in a new file.");
         self.writer = Some(w);
         self.part_start_ns = t_ns;

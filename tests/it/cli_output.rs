@@ -308,7 +308,7 @@ fn r9_sim_keeps_serving_after_its_stdout_reader_goes() {
 fn r9_a_config_warning_on_a_stderr_nobody_reads_does_not_hold_the_demo() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The demo line with a belt too wide to be real: valid, one warning.
-    let text = std::fs::read_to_string(root().join(DEMO)).expect("demo config");
+    let text = crate::util::demo_text();
     let warned = text.replacen("  width = 0.3\n", "  width = 3.1\n", 1);
     assert_ne!(warned, text, "the demo config changed shape");
     let cfg = dir.path().join("warned.toml");

@@ -106,7 +106,11 @@ fn belt_speed(t_s: f64, phase: f64, tweak: f64) -> f64 {
 /// One run of the demo plant over [`TICKS`] with input seed `seed`.
 fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
     let period_ns = i64::try_from(cfg.config.plant.tick.as_nanos()).expect("tick fits i64");
-    let mut driver = Driver::new(cfg, T0);
+    // The demo's fault model runs too: its predictions are part of the
+    // stream that must come out the same.
+    let mut driver = Driver::new(cfg, T0)
+        .with_models(cfg)
+        .expect("the demo's models load");
     let t0 = driver.epoch_ns();
     let infeed_speed = tag(cfg, "infeed.speed");
     let outfeed_speed = tag(cfg, "outfeed.speed");

@@ -388,8 +388,7 @@ fn h6_compute_time_is_measured_but_never_reaches_the_stream() {
 fn h6_a_headless_run_and_its_replay_write_the_same_metering() {
     use crate::util::twin;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut text =
-        std::fs::read_to_string(root().join("plant-configs/packaging-line.toml")).expect("demo");
+    let mut text = crate::ml_stage::demo_without_models();
     text.push_str(&format!(
         r#"
 [ml]

@@ -126,7 +126,7 @@ fn r10_a_replay_under_another_config_is_a_counterfactual() {
         .arg("--record")
         .arg(&rec);
     run_ok(demo, "twin demo --record");
-    let text = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("demo config");
+    let text = crate::util::demo_text();
     // The same plant with one tag's stale_after cut to a tenth of a second:
     // the tags it binds go stale between samples.
     let other = text.replacen("[plant]", "[plant]\n# counterfactual", 1);
@@ -267,6 +267,22 @@ fn r10_a_recorded_run_over_modbus_and_mqtt_replays_byte_identical() {
     );
 }
 
+/// `events` without the end-of-run `metering` lines at its end (and only
+/// there: a summary anywhere else is left in, and fails the comparison).
+fn without_run_summary(events: &[u8]) -> Vec<u8> {
+    let mut lines: Vec<&[u8]> = events
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    while lines.last().is_some_and(|l| {
+        serde_json::from_slice::<serde_json::Value>(l)
+            .is_ok_and(|e| e["type"] == "metering" && e["scope"] == "run")
+    }) {
+        lines.pop();
+    }
+    lines.concat()
+}
+
 #[test]
 fn r10_a_killed_recording_replays_up_to_its_last_flush_and_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -297,7 +313,11 @@ fn r10_a_killed_recording_replays_up_to_its_last_flush_and_recovers() {
         stderr.contains("twin recover"),
         "the replay says the file was cut off:\n{stderr}"
     );
-    let cut = read(&out);
+    let cut_full = read(&out);
+    // The replay's run ends where the recording does, so it closes with
+    // the models' end-of-run metering (docs/events.md), which the killed
+    // run never wrote; everything before it is the live stream's beginning.
+    let cut = without_run_summary(&cut_full);
     assert!(
         live_bytes.starts_with(&cut),
         "the replay of what was recorded is the live stream's beginning"
@@ -337,7 +357,11 @@ fn r10_a_killed_recording_replays_up_to_its_last_flush_and_recovers() {
         !stderr.contains("twin recover"),
         "the copy is whole:\n{stderr}"
     );
-    assert_eq!(read(&out2), cut, "the copy replays what the cut file held");
+    assert_eq!(
+        read(&out2),
+        cut_full,
+        "the copy replays what the cut file held"
+    );
     // And the copy is a valid MCAP file with a summary for other readers.
     check_with_python_mcap(&fixed);
 }
@@ -402,7 +426,13 @@ with open(sys.argv[1], "rb") as f:
         .expect("message count");
     assert!(n > 100, "{stdout}");
     assert_eq!(f.next(), Some("twin.recording"), "{stdout}");
-    assert_eq!(f.next(), Some("plant.toml"), "{stdout}");
+    // The config, then the model file of the demo's fault model, which
+    // Foxglove and any MCAP reader list as attachments.
+    assert_eq!(
+        f.next(),
+        Some("plant.toml,models/line_faults.onnx"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -496,7 +526,7 @@ fn r10_a_replay_never_touches_a_device() {
         "the report shows the recording"
     );
     let (mq_port, mq) = counting_listener();
-    let text = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("demo config");
+    let text = crate::util::demo_text();
     let mut devices = Vec::new();
     let mut cfg = String::new();
     for l in text.lines() {
@@ -573,7 +603,7 @@ fn r10_a_rotated_recording_replays_as_one_through_its_index() {
     use twin::twin::{Sample, Value};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("demo config");
+    let text = crate::util::demo_text();
     let cfg = twin::config::load_str(Path::new(DEMO), &text).expect("demo config is valid");
     let base = dir.path().join("shift.mcap");
     let mut o = RecorderOptions::new(&base);
@@ -581,7 +611,10 @@ fn r10_a_rotated_recording_replays_as_one_through_its_index() {
     o.rotate_every = Some(Duration::from_secs(1));
     let live = Arc::new(std::sync::Mutex::new(Vec::new()));
     let epoch = 1_800_000_000_000_000_000;
-    let mut d = Driver::new(&cfg, epoch);
+    // The demo's models run, as they do in the replay.
+    let mut d = Driver::new(&cfg, epoch)
+        .with_models(&cfg)
+        .expect("the demo's models load");
     d.add_sink(Box::new(Capture(live.clone())))
         .expect("capture");
     d.add_sink(Box::new(Recorder::new(&cfg, o)))

@@ -171,3 +171,16 @@ pub fn run_ok(c: &mut Command) -> std::process::Output {
     );
     out
 }
+
+/// The demo config's text, with its model paths made absolute, for tests
+/// that write a changed copy of it into a folder of their own (a relative
+/// `path` is relative to the config file, docs/ml.md).
+pub fn demo_text() -> String {
+    let models = root().join("models");
+    std::fs::read_to_string(root().join("plant-configs/packaging-line.toml"))
+        .expect("demo config")
+        .replace(
+            "path = \"../models/",
+            &format!("path = \"{}/", models.display()),
+        )
+}

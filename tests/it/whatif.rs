@@ -71,7 +71,7 @@ fn r4_whatif_names_what_it_cannot_use() {
 fn r9_whatif_prints_config_warnings() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("warned.toml");
-    let demo = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("read the demo");
+    let demo = crate::util::demo_text();
     // A register no machine binds: valid, with one warning.
     let spare = "\n[[sources.modbus]]\nname = \"spare\"\naddress = \"127.0.0.1:1502\"\n\
                  registers = [{ tag = \"spare.word\", table = \"holding\", address = 0 }]\n";
@@ -327,7 +327,7 @@ fn served(path: &Path) -> Vec<(String, serde_json::Value)> {
 fn r10_whatif_does_not_invent_a_cycle_time_tag() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("cycle-tag.toml");
-    let demo = std::fs::read_to_string(crate::util::root().join(DEMO)).expect("read the demo");
+    let demo = crate::util::demo_text();
     let fixed = "cycle_time = \"800ms\"";
     assert!(demo.contains(fixed), "the demo's filler has a fixed cycle");
     let text = demo.replacen(fixed, "cycle_time_tag = \"filler.cycle_time\"", 1)

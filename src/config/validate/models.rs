@@ -102,6 +102,7 @@ pub(super) fn check(sink: &mut Sink, cx: &Cx<'_>, cfg: &PlantConfig, refs: &Refs
             .as_ref()
             .and_then(|r| u32::try_from(r.value).ok()),
         models,
+        bundled: BTreeMap::new(),
     }
 }
 

@@ -533,7 +533,7 @@ pub fn import(
     let last_tick = tick_at_or_after(last_ns);
     let partial = partial_path(out);
     let written = (|| -> Result<(), RecordingError> {
-        let mut w = RecordingWriter::create(&partial, &info, &config_text)?;
+        let mut w = RecordingWriter::create(&partial, &info, &config_text, &[])?;
         for (_, s) in &samples {
             w.write_sample(tick_at_or_after(s.recv_time_ns).saturating_sub(1), s)?;
         }
