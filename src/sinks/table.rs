@@ -8,6 +8,7 @@
 //! `tmux` pane, a scrolled-back console) costs the tick loop nothing, and
 //! frames it could not take are skipped, since only the newest matters.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -15,10 +16,25 @@ use std::time::{Duration, Instant};
 
 use super::{Sink, SinkError, TickOutput};
 use crate::config::LoadedConfig;
+use crate::ml::events::MlEvent;
 use crate::sources::health::{HealthBoard, SourceHealth};
 use crate::twin::events::rfc3339;
 use crate::twin::{Quality, TagState, TwinEvent, Value};
 use crate::wallclock;
+
+/// A model's row in the table.
+#[derive(Debug, Default)]
+struct ModelRow {
+    class: Option<String>,
+    score: f64,
+    uncertain: bool,
+    /// Classes (or `score`) with an alarm raised.
+    alarms: BTreeSet<String>,
+}
+
+fn model_key(model: &str, machine: &Option<std::sync::Arc<str>>) -> (String, Option<String>) {
+    (model.to_string(), machine.as_deref().map(str::to_string))
+}
 
 /// How often the table is redrawn at most.
 pub const REFRESH: Duration = Duration::from_millis(500);
@@ -38,6 +54,8 @@ pub struct LiveTable {
     /// once the terminal failed (the table then stays off).
     frames: Option<SyncSender<String>>,
     off: bool,
+    /// Per (model, machine): its latest prediction and raised alarms.
+    models: BTreeMap<(String, Option<String>), ModelRow>,
 }
 
 impl LiveTable {
@@ -79,6 +97,7 @@ impl LiveTable {
             last_draw: None,
             frames: None,
             off: false,
+            models: BTreeMap::new(),
         }
     }
 
@@ -86,13 +105,37 @@ impl LiveTable {
     fn follow(&mut self, events: &[TwinEvent]) {
         self.events += events.len() as u64;
         for e in events {
-            if let TwinEvent::Tag(t) = e
-                && let Some(s) = self.states.get_mut(t.tag.index())
-            {
-                s.value.clone_from(&t.value);
-                s.quality = t.quality;
-                s.reason = t.reason;
-                s.source_time_ns = t.source_time_ns;
+            match e {
+                TwinEvent::Tag(t) => {
+                    if let Some(s) = self.states.get_mut(t.tag.index()) {
+                        s.value.clone_from(&t.value);
+                        s.quality = t.quality;
+                        s.reason = t.reason;
+                        s.source_time_ns = t.source_time_ns;
+                    }
+                }
+                TwinEvent::Ml(MlEvent::Prediction(p)) => {
+                    let row = self
+                        .models
+                        .entry(model_key(&p.model, &p.machine))
+                        .or_default();
+                    row.class = p.class.as_deref().map(str::to_string);
+                    row.score = p.score;
+                    row.uncertain = p.uncertain.is_some();
+                }
+                TwinEvent::Ml(MlEvent::Alarm(a)) => {
+                    let row = self
+                        .models
+                        .entry(model_key(&a.model, &a.machine))
+                        .or_default();
+                    let what = a.class.as_deref().unwrap_or("score").to_string();
+                    if a.state == "raised" {
+                        row.alarms.insert(what);
+                    } else {
+                        row.alarms.remove(&what);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -192,6 +235,34 @@ impl LiveTable {
         // The physics twin's view of each modelled line.
         for l in lines {
             let _ = writeln!(s, "{l}");
+        }
+        // The models' latest word per machine, and their raised alarms.
+        for ((model, machine), row) in &self.models {
+            let on = machine
+                .as_deref()
+                .map(|m| format!(" on {m}"))
+                .unwrap_or_default();
+            let class = row
+                .class
+                .as_deref()
+                .map(|c| format!("{c}, "))
+                .unwrap_or_default();
+            let quality = if row.uncertain {
+                " \x1b[33m(uncertain)\x1b[0m"
+            } else {
+                ""
+            };
+            let alarms = if row.alarms.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<&str> = row.alarms.iter().map(String::as_str).collect();
+                format!("   \x1b[31mALARM {}\x1b[0m", list.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "model {model}{on}: {class}score {:.3}{quality}{alarms}",
+                row.score
+            );
         }
         // One line of source health: what is delivering, what is not and why.
         let sources: Vec<String> = health
@@ -330,5 +401,54 @@ tags = { speed = "belt.speed" }
         assert!(text.contains("0.625"), "{text}");
         assert!(text.contains("good"), "{text}");
         assert!(text.contains("events 2"), "{text}");
+    }
+
+    /// The table shows each model's latest prediction per machine and the
+    /// alarms it has raised, until they clear.
+    #[test]
+    fn r11_the_table_shows_predictions_and_raised_alarms() {
+        use crate::ml::events::{AlarmEvent, Prediction};
+        let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
+            .expect("test config is valid");
+        let mut table = LiveTable::new(&cfg, HealthBoard::default());
+        let prediction = Prediction {
+            t_ns: 0,
+            model: "faults".into(),
+            machine: Some("belt".into()),
+            task: crate::config::ml::Task::Fault,
+            risk: vec![("jam".into(), 0.875)],
+            class: Some("jam".into()),
+            score: 0.875,
+            threshold: None,
+            unit: None,
+            values: Vec::new(),
+            uncertain: None,
+        };
+        let alarm = |state| {
+            TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
+                t_ns: 0,
+                model: "faults".into(),
+                machine: Some("belt".into()),
+                class: Some("jam".into()),
+                state,
+                priority: crate::config::ml::Priority::High,
+                value: 0.875,
+                threshold: 0.6,
+                reason: String::new(),
+            }))
+        };
+        table.follow(&[
+            TwinEvent::Ml(MlEvent::Prediction(prediction)),
+            alarm("raised"),
+        ]);
+        let text = table.render(0, 1, &table.states, table.events, &[], &[]);
+        assert!(
+            text.contains("model faults on belt: jam, score 0.875"),
+            "{text}"
+        );
+        assert!(text.contains("ALARM jam"), "{text}");
+        table.follow(&[alarm("cleared")]);
+        let text = table.render(0, 2, &table.states, table.events, &[], &[]);
+        assert!(!text.contains("ALARM"), "{text}");
     }
 }
