@@ -32,8 +32,11 @@ pub const MAX_NEIGHBOURS: i64 = 5;
 pub const MAX_JAM_RISK: f64 = 0.5;
 /// Default `energy_weight`: throughput alone decides.
 pub const ENERGY_WEIGHT: f64 = 0.0;
-/// Default `min_gain`, in products per minute.
-pub const MIN_GAIN: f64 = 1.0;
+/// Default `min_gain`, in products per minute: more than one product over
+/// the measured half of the default horizon (30 s, so one product is
+/// 2/min). The forecast counts whole products, and a change of phase can
+/// move one across the end of the window.
+pub const MIN_GAIN: f64 = 2.5;
 
 /// `[models.optimise]` as written.
 #[derive(Debug, Clone)]

@@ -342,3 +342,111 @@ fn summary(s: &Summary, v: u32, t: &str, out: &mut Vec<u8>) -> serde_json::Resul
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::physics::lookahead::Forecast;
+
+    fn scored(values: &[f64], tp: f64, out: u64, lost: u64, jam: f64, energy: f64) -> Scored {
+        Scored {
+            values: values.to_vec(),
+            forecast: Forecast {
+                throughput_per_min: tp,
+                out,
+                lost,
+                jam_risk: jam,
+                wip_end: 17,
+                ..Forecast::default()
+            },
+            energy,
+            objective: tp,
+        }
+    }
+
+    fn examples() -> Vec<(&'static str, OptimiserEvent)> {
+        let tags: Arc<[Arc<str>]> =
+            vec![Arc::from("infeed.speed"), Arc::from("outfeed.speed")].into();
+        let mut vetoed = Vetoes::default();
+        vetoed.add(super::super::vetting::Veto::LostProduct);
+        vetoed.add(super::super::vetting::Veto::NoGain);
+        vetoed.add(super::super::vetting::Veto::NoGain);
+        let round = Round {
+            baseline: scored(&[0.3, 0.3], 52.0, 50, 0, 0.32, 2.7),
+            best: None,
+            tried: 5,
+            passed: 2,
+            vetoed,
+        };
+        let mut summary = Counts::default();
+        let best = scored(&[0.4, 0.3], 56.0, 55, 0, 0.21, 3.1);
+        for _ in 0..3 {
+            summary.round(&round, Some(&best));
+        }
+        summary.round(&round, None);
+        summary.skipped_uncertain_input = 1;
+        summary.unfinished = 1;
+        vec![
+            (
+                "2026-12-05T01:13:01.000Z",
+                OptimiserEvent::Proposal(Box::new(Proposal {
+                    t_ns: 0,
+                    based_on_ns: 1_796_433_180_000_000_000,
+                    model: Arc::from("belt_speeds"),
+                    sha256: Arc::from(
+                        "2729db70b210c1cb97743dc047c2b612db47ab9d327694b958bad63f3022cea1",
+                    ),
+                    machine: None,
+                    line: Arc::from("line1"),
+                    tags,
+                    horizon: Duration::from_secs(60),
+                    current: vec![0.3, 0.3],
+                    model_output: vec![0.45, 0.3],
+                    origin: Origin::Model,
+                    best,
+                    round,
+                })),
+            ),
+            (
+                "2026-12-05T01:20:00.000Z",
+                OptimiserEvent::Summary(Summary {
+                    t_ns: 0,
+                    model: Arc::from("belt_speeds"),
+                    line: Arc::from("line1"),
+                    counts: summary,
+                }),
+            ),
+            (
+                "2026-12-05T01:13:01.000Z",
+                OptimiserEvent::Error(RoundError {
+                    t_ns: 0,
+                    model: Arc::from("belt_speeds"),
+                    machine: None,
+                    error: "the forecast at the current setpoints failed: unknown conveyor #3"
+                        .into(),
+                }),
+            ),
+        ]
+    }
+
+    /// docs/events.md's `proposal`, `optimiser` and optimiser `error`
+    /// examples are what the encoder writes.
+    #[test]
+    fn r11_the_documented_optimiser_examples_are_the_encoders_output() {
+        let docs = include_str!("../../docs/events.md");
+        let missing: Vec<String> = examples()
+            .into_iter()
+            .map(|(t, e)| {
+                let mut out = Vec::new();
+                e.write_json(t, &mut out).expect("encodes");
+                String::from_utf8(out).expect("utf-8")
+            })
+            .filter(|line| !docs.contains(line))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/events.md:\n{}",
+            missing.join("\n")
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod interop_pymodbus;
 mod interop_sparkplug;
 mod live_model;
 mod lockstep;
+mod ml_optimise;
 mod ml_platform;
 mod ml_runtime;
 mod ml_stage;

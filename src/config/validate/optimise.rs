@@ -13,15 +13,17 @@ use crate::config::optimise::{
     APPLY_AFTER, ENERGY_WEIGHT, HORIZON, MAX_JAM_RISK, MIN_GAIN, NEIGHBOURS, Optimise, Variable,
 };
 
+/// Turns a duration into whole ticks, reporting one that is not.
+pub(super) type Ticks<'a> = &'a dyn Fn(&mut Sink, String, &Loc<Duration>) -> Option<u32>;
+
 /// The resolved `[models.optimise]` of model `i`, if it has one and it
-/// resolves (what does not is reported). `ticks` turns a duration into
-/// whole ticks, reporting one that is not.
+/// resolves (what does not is reported).
 pub(super) fn resolve(
     sink: &mut Sink,
     cfg: &PlantConfig,
     i: usize,
     m: &ModelDecl,
-    ticks: &dyn Fn(&mut Sink, String, &Loc<Duration>) -> Option<u32>,
+    ticks: Ticks<'_>,
     tick: Duration,
 ) -> Option<Option<Optimise>> {
     let Some(o) = &m.optimise else {
