@@ -20,6 +20,14 @@ What each model is for:
   neither dynamic nor 1.
 - sklearn_zipmap.onnx: a scikit-learn classifier exported with skl2onnx's
   default ZipMap, whose probabilities are a sequence of maps, not a tensor.
+- setpoint_up.onnx, setpoint_down.onnx: float32 [N, 4] -> `setpoints`
+  float32 [N, 2], the first two features plus 0.35 (up) or minus 0.1
+  (down): setpoint models for the optimiser's tests. Fed the two belt
+  speeds, they propose both belts 0.35 m/s faster (the outfeed's corner
+  then throws bottles off) or 0.1 m/s slower (as much throughput for less
+  energy). The contract of a real setpoint model is the same: input
+  [batch, n_features], output [batch, len(output.setpoints)] in the
+  setpoint tags' units.
 - sklearn_logreg.onnx: the same classifier exported with
   `options={"zipmap": False}`: a real converter's graph (label int64 [N],
   probabilities float32 [N, 3]) for the parity test.
@@ -102,6 +110,27 @@ def nan_model() -> onnx.ModelProto:
     return model_of(graph, {})
 
 
+def setpoint_offset(name: str, offset: float) -> onnx.ModelProto:
+    # y = X @ W + b with W passing the first two features through.
+    w = np.zeros((N_FEATURES, 2), dtype=np.float32)
+    w[0, 0] = w[1, 1] = 1.0
+    b = np.full(2, offset, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "B"], ["setpoints"]),
+        ],
+        name,
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", N_FEATURES])],
+        [helper.make_tensor_value_info("setpoints", TensorProto.FLOAT, ["N", 2])],
+        initializer=[
+            helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.flatten().tolist()),
+            helper.make_tensor("B", TensorProto.FLOAT, b.shape, b.tolist()),
+        ],
+    )
+    return model_of(graph, {})
+
+
 def wrong_shape() -> onnx.ModelProto:
     w = np.full((7, 5), 0.1, dtype=np.float32)
     graph = helper.make_graph(
@@ -152,6 +181,8 @@ def main() -> None:
     save(nan_model(), out / "nan.onnx")
     save(wrong_shape(), out / "wrong_shape.onnx")
     save(fixed_batch(), out / "fixed_batch.onnx")
+    save(setpoint_offset("setpoint_up", 0.35), out / "setpoint_up.onnx")
+    save(setpoint_offset("setpoint_down", -0.1), out / "setpoint_down.onnx")
     zipmap, plain = sklearn_models()
     save(zipmap, out / "sklearn_zipmap.onnx")
     save(plain, out / "sklearn_logreg.onnx")

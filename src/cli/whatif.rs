@@ -20,7 +20,8 @@ use serde_json::json;
 
 use super::EXIT_FAILURE;
 use super::output::{self, Stderr, Stdout};
-use crate::config::{Line, StationCycle};
+use crate::config::Line;
+use crate::config::knob;
 use crate::physics::LineModel;
 use crate::physics::lookahead::{Candidate, Forecast, LOOKAHEAD_DT};
 use crate::wallclock;
@@ -87,12 +88,9 @@ impl WhatifArgs {
     }
 }
 
-/// A setpoint, resolved to what it drives in the line's model.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
-    Belt(usize),
-    Station(usize),
-}
+/// A setpoint, resolved to what it drives in the line's model (the one
+/// mapping the optimiser uses too).
+pub(super) use crate::config::knob::Knob as Target;
 
 /// `NAME=VALUE` with VALUE a number >= 0.
 fn split_setpoint(arg: &str) -> Result<(&str, f64), String> {
@@ -119,49 +117,18 @@ fn parse_setpoint(arg: &str) -> Result<String, String> {
 /// `conveyor:ID`, a station's cycle-time tag or `station:ID`.
 fn resolve(line: &Line, arg: &str) -> Result<(Target, f64), String> {
     let (name, value) = split_setpoint(arg)?;
-    let belt = line.conveyors.iter().position(|c| {
-        c.speed_tag.value == name || name.strip_prefix("conveyor:") == Some(c.id.value.as_str())
-    });
-    if let Some(i) = belt {
-        return Ok((Target::Belt(i), value));
+    match knob::knob_of(line, name) {
+        Some(k) => Ok((k, value)),
+        None => Err(format!(
+            "`{name}` is not a setpoint of line \"{}\"; it has: {}",
+            line.id.value,
+            knob::knob_names(line).join(", ")
+        )),
     }
-    let station = line.stations.iter().position(|s| {
-        name.strip_prefix("station:") == Some(s.id.value.as_str())
-            || matches!(&s.cycle, StationCycle::Tag(t) if t.value == name)
-    });
-    if let Some(i) = station {
-        return Ok((Target::Station(i), value));
-    }
-    let mut known: Vec<String> = line
-        .conveyors
-        .iter()
-        .map(|c| c.speed_tag.value.clone())
-        .collect();
-    known.extend(line.stations.iter().map(|s| match &s.cycle {
-        StationCycle::Tag(t) => t.value.clone(),
-        StationCycle::Fixed(_) => format!("station:{}", s.id.value),
-    }));
-    Err(format!(
-        "`{name}` is not a setpoint of line \"{}\"; it has: {}",
-        line.id.value,
-        known.join(", ")
-    ))
 }
 
 fn apply(c: &mut Candidate, target: Target, value: f64) {
-    match target {
-        Target::Belt(i) => {
-            c.belt_speeds.retain(|(k, _)| *k != i);
-            c.belt_speeds.push((i, value as f32));
-        }
-        Target::Station(i) => {
-            c.station_cycles.retain(|(k, _)| *k != i);
-            c.station_cycles.push((
-                i,
-                Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX),
-            ));
-        }
-    }
+    c.set(target, value);
 }
 
 fn row(f: &Forecast) -> [String; 6] {

@@ -183,6 +183,10 @@ pub struct Model {
     pub alarm: Option<Alarm>,
     /// `[models.schedule]`, resolved; all `None` without it.
     pub schedule: Schedule,
+    /// `[models.optimise]`, resolved: a setpoint model whose proposals the
+    /// physics lookahead vets. `None` without the table: the model's values
+    /// are reported as `prediction` events only.
+    pub optimise: Option<super::optimise::Optimise>,
     /// The whole `[[models]]` table.
     pub span: Range<usize>,
 }

@@ -13,6 +13,7 @@ use super::decode::{HOUR, Loc, MS, Sink, Table};
 use super::diagnostics::Diagnostic;
 use super::machine::MACHINE_KINDS;
 use super::ml::{OnBadInput, PhysicsKind, Priority, Stat, Task};
+use super::optimise::{OptimiseDecl, decode_optimise};
 
 /// `[ml]`: settings of the inference runtime.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +50,8 @@ pub struct ModelDecl {
     pub output: OutputDecl,
     pub alarm: Option<AlarmDecl>,
     pub schedule: Option<ScheduleDecl>,
+    /// `[models.optimise]`: vetting of a setpoint model's proposals.
+    pub optimise: Option<OptimiseDecl>,
     pub span: Range<usize>,
 }
 
@@ -175,6 +178,9 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
     let schedule = t
         .opt_table(sink, "schedule")
         .map(|s| decode_schedule(sink, s, task_value));
+    let optimise = t
+        .opt_table(sink, "optimise")
+        .map(|o| decode_optimise(sink, o, task_value));
     if let (Some(s), Some(every)) = (&schedule, &every)
         && let Some(calm) = &s.calm_every
     {
@@ -211,6 +217,7 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
         output,
         alarm,
         schedule,
+        optimise,
         span,
     })
 }

@@ -15,6 +15,9 @@ pub enum MlEvent {
     Alarm(AlarmEvent),
     Error(ModelError),
     Metering(Metering),
+    /// `proposal`, the `optimiser` summary and optimiser errors
+    /// (`ml::optimise`).
+    Optimiser(super::optimise_events::OptimiserEvent),
 }
 
 /// What a model ran over an interval (`scope` `interval`) or over the whole
@@ -137,6 +140,7 @@ impl MlEvent {
             MlEvent::Alarm(a) => a.t_ns,
             MlEvent::Error(e) => e.t_ns,
             MlEvent::Metering(m) => m.t_ns,
+            MlEvent::Optimiser(o) => o.t_ns(),
         }
     }
 
@@ -301,6 +305,7 @@ impl MlEvent {
                     },
                 )
             }
+            MlEvent::Optimiser(o) => o.write_json(t, out),
         };
     }
 }

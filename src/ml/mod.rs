@@ -20,9 +20,12 @@ pub mod features;
 pub mod io;
 pub mod load;
 pub mod meter;
+pub mod optimise;
+pub mod optimise_events;
 pub mod runtime;
 pub mod session;
 pub mod stage;
+pub mod vetting;
 
 use crate::config::LoadedConfig;
 use crate::twin::TwinCore;

@@ -161,6 +161,10 @@ pub fn install(
         .get_resource::<Lines>()
         .map(|l| l.0.iter().map(|s| s.id.clone()).collect())
         .unwrap_or_default();
+    let sha256: HashMap<String, String> = loaded
+        .iter()
+        .map(|m| (m.id.clone(), m.session.sha256_hex()))
+        .collect();
     let mut by_id: HashMap<String, LoadedModel> =
         loaded.into_iter().map(|m| (m.id.clone(), m)).collect();
     let mut signal_of: HashMap<Source, SignalId> = HashMap::new();
@@ -345,7 +349,7 @@ pub fn install(
     core.add_systems(Stage::Features, sample_signals);
     core.add_systems(Stage::Inference, infer);
     core.add_systems(Stage::Emit, emit_ml);
-    Ok(())
+    super::optimise::install(core, cfg, &sha256)
 }
 
 /// An anomaly model's threshold from its metadata (`twin.threshold`).
@@ -416,7 +420,12 @@ fn task_rank(task: Task) -> u8 {
     }
 }
 
-fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<PendingMlEvents>) {
+fn infer(
+    mut st: ResMut<MlState>,
+    clock: Res<TickClock>,
+    mut out: ResMut<PendingMlEvents>,
+    setpoints: Option<ResMut<super::optimise::SetpointCandidates>>,
+) {
     let tick = clock.tick();
     let t_ns = clock.now_ns();
     let st = &mut *st;
@@ -439,6 +448,11 @@ fn infer(mut st: ResMut<MlState>, clock: Res<TickClock>, mut out: ResMut<Pending
             period: Duration::from_nanos(u64::try_from(st.period_ns).unwrap_or(0)),
         };
         run_model(m, &mut cx, tick, t_ns);
+    }
+    if let Some(mut sp) = setpoints {
+        for m in st.models.iter().filter(|m| m.task == Task::Setpoint) {
+            sp.take_from(&m.pending);
+        }
     }
     for m in &mut st.models {
         out.0.append(&mut m.pending);
@@ -690,6 +704,7 @@ pub fn compute_time(core: &TwinCore) -> ComputeTime {
 /// (`scope` `run`), at the last tick's time. Empty without models. Call it
 /// once, after the last tick.
 pub fn end_of_run(core: &mut TwinCore) -> Vec<TwinEvent> {
+    let optimisers = super::optimise::end_of_run(core);
     let t_ns = core.clock().now_ns();
     let Some(mut st) = core.world_mut().get_resource_mut::<MlState>() else {
         return Vec::new();
@@ -717,6 +732,7 @@ pub fn end_of_run(core: &mut TwinCore) -> Vec<TwinEvent> {
             "Model metering for the run."
         );
     }
+    out.extend(optimisers);
     out
 }
 

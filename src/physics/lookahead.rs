@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use super::drive::BeltDrive;
 use super::{LineModel, PhysicsError};
+use crate::config::knob::Knob;
 
 /// Step length of the lookahead's copy of the line.
 pub const LOOKAHEAD_DT: Duration = Duration::from_millis(25);
@@ -64,6 +65,27 @@ pub struct Candidate {
     pub station_cycles: Vec<(usize, Duration)>,
     /// Time between arrivals at the infeed; `None`: no arrivals.
     pub arrival_interval: Option<Duration>,
+}
+
+impl Candidate {
+    /// Sets `knob` to `value` (m/s for a belt, seconds for a station's
+    /// cycle), replacing what the candidate had for it. A cycle too long
+    /// for a `Duration` holds the station.
+    pub fn set(&mut self, knob: Knob, value: f64) {
+        match knob {
+            Knob::Belt(i) => {
+                self.belt_speeds.retain(|(k, _)| *k != i);
+                self.belt_speeds.push((i, value as f32));
+            }
+            Knob::Station(i) => {
+                self.station_cycles.retain(|(k, _)| *k != i);
+                self.station_cycles.push((
+                    i,
+                    Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX),
+                ));
+            }
+        }
+    }
 }
 
 /// What the line would do over the horizon.

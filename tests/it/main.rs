@@ -12,6 +12,7 @@ mod interop_sparkplug;
 mod live_model;
 mod lockstep;
 mod ml_bundle;
+mod ml_optimise;
 mod ml_platform;
 mod ml_runtime;
 mod ml_stage;

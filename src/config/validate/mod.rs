@@ -19,6 +19,7 @@
 mod lines;
 mod machines;
 mod models;
+mod optimise;
 mod setpoints;
 mod sources;
 mod tags;

@@ -176,6 +176,14 @@ impl<'c> Plant<'c> {
                 self.setpoint(sink, at(&format!("output.setpoints[{j}]")), sp);
             }
         }
+        let optimise = super::optimise::resolve(
+            sink,
+            self.cfg,
+            i,
+            m,
+            &|sink, path, d| self.ticks(sink, path, d),
+            self.tick,
+        );
         let alarm = m.alarm.as_ref().map(|a| {
             let delay = |d: &Option<Loc<Duration>>| d.as_ref().map_or(Duration::ZERO, |d| d.value);
             let (on, off) = (delay(&a.on_delay), delay(&a.off_delay));
@@ -211,6 +219,7 @@ impl<'c> Plant<'c> {
         };
         let every_ticks = every_ticks?;
         let schedule = schedule?;
+        let optimise = optimise?;
         if let Some(b) = &schedule.busy
             && b.every_ticks > every_ticks
         {
@@ -254,6 +263,7 @@ impl<'c> Plant<'c> {
             },
             alarm,
             schedule,
+            optimise,
             span: m.span.clone(),
         })
     }
