@@ -5,9 +5,10 @@
 Records held-out runs of every shipped scenario (plant-configs/scenarios/,
 as they are, with a seed no training run uses) and a healthy run, with the
 demo config *without* its `[[models]]`; then replays each recording through
-the twin with the shipped config
+the twin with the demo config carrying the model's entry
+(models/demo_fault.toml; written to the work folder as `plant-model.toml`)
 
-    twin replay plant-configs/packaging-line.toml R.mcap --events E.jsonl
+    twin replay plant-model.toml R.mcap --events E.jsonl
 
 and scores the twin's own `prediction` and `alarm` events against the
 labels: per-class precision and recall of the predicted class on the rows
@@ -29,14 +30,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fault_features import CLASSES, TICK_S, tick_of  # noqa: E402
-from runs import DEMO, ROOT, episodes, eval_plan, generate, row_labels, twin_binary  # noqa: E402
+from runs import ENTRY, MODEL, ROOT, config_with_model, episodes, eval_plan, generate, row_labels, twin_binary  # noqa: E402
 from scoring import Alarm, per_class, score_run, table  # noqa: E402
 
 
-def replay(rec: Path, out: Path) -> None:
-    if out.exists() and out.stat().st_mtime > max(rec.stat().st_mtime, DEMO.stat().st_mtime, (ROOT / "models" / "demo_fault.onnx").stat().st_mtime):
+def replay(cfg: Path, rec: Path, out: Path) -> None:
+    if out.exists() and out.stat().st_mtime > max(rec.stat().st_mtime, ENTRY.stat().st_mtime, MODEL.stat().st_mtime):
         return
-    cmd = [twin_binary(), "replay", str(DEMO), str(rec), "--events", str(out)]
+    cmd = [twin_binary(), "replay", str(cfg), str(rec), "--events", str(out)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}\n{p.stderr[-2000:]}")
@@ -76,10 +77,11 @@ def main() -> int:
     runs = eval_plan()
     print(f"recording {len(runs)} held-out runs ({sum(r.duration_s for r in runs) / 3600:.1f} h of sim time)")
     generate(runs, work, a.jobs)
+    cfg = config_with_model(work / "plant-model.toml")
     ys, preds, scores = [], [], {}
     for r in runs:
         out = work / f"{r.name}.replay.jsonl"
-        replay(r.files["record"], out)
+        replay(cfg, r.files["record"], out)
         ticks, cls, good, alarms = twin_outputs(out)
         eps = episodes(Path(r.files["labels"]))
         y = row_labels(ticks, eps)

@@ -3,8 +3,8 @@ Python's own computation of the same rows, scored by Python onnxruntime.
 
     .venv/bin/python models/demo/parity_fault.py [--twin PATH] [--scenario FILE] [--for 150s] [--tolerance 1e-4]
 
-Records a short headless run of the shipped demo config (its `[[models]]`
-included), replays the recording with the same config, rebuilds every
+Records a short headless run of the demo config with the model's entry
+(models/demo_fault.toml) added, replays the recording with the same config, rebuilds every
 feature row from the replay's own event stream (fault_features.py) and runs
 the shipped model on them under onnxruntime with the twin's session options
 (models/tools/ort_run.py). Every good prediction of the replay must match
@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent / "tools"))
 
 from fault_features import CLASSES, read_grid, rows_of, tick_of  # noqa: E402
 from ort_run import session  # noqa: E402
-from runs import DEMO, ROOT, SCENARIOS, twin_binary  # noqa: E402
+from runs import ROOT, SCENARIOS, config_with_model, twin_binary  # noqa: E402
 
 
 def run(cmd):
@@ -55,9 +55,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rec, first, replayed = tmp / "run.mcap", tmp / "run.jsonl", tmp / "replay.jsonl"
-        run([twin, "demo", "--headless", "--config", DEMO, "--scenario", a.scenario, "--for", a.duration,
+        cfg = config_with_model(tmp / "plant.toml", Path(a.model))
+        run([twin, "demo", "--headless", "--config", cfg, "--scenario", a.scenario, "--for", a.duration,
              "--seed", a.seed, "--events", first, "--labels", tmp / "labels.jsonl", "--record", rec])
-        run([twin, "replay", DEMO, rec, "--events", replayed])
+        run([twin, "replay", cfg, rec, "--events", replayed])
         grid = read_grid(str(replayed))
     ticks, X, good = rows_of(grid)
     sess = session(a.model)

@@ -140,6 +140,41 @@ fn ml_parity_rust_and_python_onnxruntime_agree_within_1e_5() {
     }
 }
 
+/// The shipped demo fault model (models/demo_fault.onnx, a multi-output
+/// regression forest) gives the same risks under Rust ORT and Python
+/// onnxruntime. Rows span the features' working ranges (temperatures near
+/// 100, currents, eye fractions, WIP) so that the trees' splits go both ways.
+#[test]
+fn ml_parity_shipped_demo_fault_model_rust_and_python_agree_within_1e_5() {
+    let path = root().join("models/demo_fault.onnx");
+    let mut s = ModelSession::load(runtime(), &path).expect("load the demo fault model");
+    let n_features = s.io().inputs[0].dims[1].expect("a fixed feature count");
+    for n in [1, 16, 256] {
+        let x = rows(n, n_features, 11_000 + n as u64).mapv(|v| (v + 4.0) * 12.0);
+        let rust = s.run("X", x.view()).expect("run");
+        let probs = |o: &[NamedOutput]| {
+            o.iter()
+                .find(|o| o.name == "probabilities")
+                .expect("a probabilities output")
+                .values
+                .clone()
+        };
+        let (r, p) = (probs(&rust), probs(&python_outputs(&path, &x)));
+        assert_eq!(r.dim(), p.dim(), "shape at batch {n}");
+        assert_eq!(r.nrows(), n, "one row per input row");
+        let worst = r
+            .iter()
+            .zip(p.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "Rust and Python differ by {worst} at batch {n}");
+        assert!(
+            r.iter().all(|v| (-1e-4..=1.0 + 1e-4).contains(v)),
+            "every risk within 0..1 at batch {n}"
+        );
+    }
+}
+
 #[test]
 fn ml_nan_model_output_comes_back_as_nan() {
     let mut s = load("nan.onnx");
