@@ -43,7 +43,9 @@ pub(super) fn parse_grid(arg: &str) -> Result<String, String> {
 /// so that 0.1 + 2 × 0.1 prints as 0.3.
 fn split_grid(arg: &str) -> Result<(&str, Vec<f64>), String> {
     let bad = || {
-        format!("`{arg}`: expected TAG=LO:HI:STEP with 0 <= LO <= HI and STEP > 0, e.g. infeed.speed=0.2:1.2:0.1")
+        format!(
+            "`{arg}`: expected TAG=LO:HI:STEP with 0 <= LO <= HI and STEP > 0, e.g. infeed.speed=0.2:1.2:0.1"
+        )
     };
     let (name, range) = arg.split_once('=').ok_or_else(bad)?;
     let parts: Vec<f64> = range
@@ -54,7 +56,12 @@ fn split_grid(arg: &str) -> Result<(&str, Vec<f64>), String> {
     let [lo, hi, step] = parts[..] else {
         return Err(bad());
     };
-    if !(lo.is_finite() && hi.is_finite() && step.is_finite() && lo >= 0.0 && lo <= hi && step > 0.0)
+    if !(lo.is_finite()
+        && hi.is_finite()
+        && step.is_finite()
+        && lo >= 0.0
+        && lo <= hi
+        && step > 0.0)
     {
         return Err(bad());
     }
@@ -199,9 +206,7 @@ pub(super) fn run(start: Start<'_>, axes: &[Axis], json: bool) -> i32 {
             points.len()
         );
         let mut heads: Vec<String> = axes.iter().map(|a| a.name.clone()).collect();
-        heads.extend(
-            ["throughput/min", "out", "lost", "WIP end", "jam risk"].map(String::from),
-        );
+        heads.extend(["throughput/min", "out", "lost", "WIP end", "jam risk"].map(String::from));
         table += &heads.iter().map(|h| format!("{h:>16}")).collect::<String>();
         table += "\n";
         table += &grid_row(&["as is".to_string()], axes.len(), &as_is);
