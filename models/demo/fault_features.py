@@ -173,13 +173,15 @@ class Grid:
     events: list  # prediction / alarm events, as dicts
 
 
-def read_grid(events_path: str) -> Grid:
-    changes = {name: [] for name in TAGS}
+def read_grid(events_path: str, tags=None) -> Grid:
+    """The grid of `tags` (default: the fault model's) from an event stream."""
+    tags = sorted(set(tags or TAGS) | set(SPEED_TAGS))
+    changes = {name: [] for name in tags}
     residuals: dict[int, int] = {}
     line_at = {}
     ml_events = []
     last = 0
-    wanted = set(TAGS)
+    wanted = set(tags)
     with open(events_path, "rb") as fh:
         for raw in fh:
             if raw.startswith(b'{"v":1,"type":"tag"'):
@@ -270,12 +272,17 @@ def stat(f: Feature, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     raise ValueError(f.stat)
 
 
-def rows_of(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ticks [R], X f32 [R, F], good [R]) for every model run of the grid."""
-    rows = np.arange(EVERY_TICKS, grid.ticks + 1, EVERY_TICKS)
-    X = np.zeros((len(rows), len(FEATURES)))
+def rows_of(grid: Grid, features=None, rows=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ticks [R], X f32 [R, F], good [R]) for every model run of the grid
+    (or the given ticks, whole seconds), of `features` (default: the fault
+    model's)."""
+    features = FEATURES if features is None else features
+    if rows is None:
+        rows = np.arange(EVERY_TICKS, grid.ticks + 1, EVERY_TICKS)
+    rows = np.asarray(rows, dtype=int)
+    X = np.zeros((len(rows), len(features)))
     good = np.ones(len(rows), dtype=bool)
-    for j, f in enumerate(FEATURES):
+    for j, f in enumerate(features):
         if f.source == "physics" and f.name != "residuals":
             col = {"wip": 0, "throughput": 1, "slip": 2}[f.name]
             vals, oks = [], []

@@ -8,8 +8,10 @@
 //! is in a steady state (`--warmup`). From that one state it forecasts the
 //! horizon twice: as is, and with `--set` applied. Both forecasts come from
 //! [`LineModel::lookahead`], the API the optimiser and the guard use.
-//! Nothing is written to the plant.
+//! Nothing is written to the plant. With `--grid` it forecasts many
+//! candidates from the one state instead of one (see `grid`).
 
+mod grid;
 mod start;
 
 use std::path::PathBuf;
@@ -35,6 +37,12 @@ pub struct WhatifArgs {
     /// cycle-time tag (s), or `conveyor:ID` (m/s) or `station:ID` (s).
     #[arg(long = "set", value_name = "TAG=VALUE", value_parser = parse_setpoint)]
     pub set: Vec<String>,
+    /// Forecast every value LO, LO+STEP, ... up to HI of a setpoint named as
+    /// in --set; repeat for more setpoints to forecast every combination,
+    /// all from the one start (--set values apply to each). With --json:
+    /// a `start` line, then one `candidate` line per combination.
+    #[arg(long = "grid", value_name = "TAG=LO:HI:STEP", value_parser = grid::parse_grid)]
+    pub grid: Vec<String>,
     /// The value a setpoint has now, in the same form as --set. Overrides
     /// the value read (--at, --endpoints) or assumed.
     #[arg(long = "base", value_name = "TAG=VALUE", value_parser = parse_setpoint)]
@@ -209,6 +217,10 @@ pub fn run(args: &WhatifArgs) -> i32 {
             Err(e) => return fail(format!("--set {e}")),
         }
     }
+    let axes = match grid::axes(line, &args.grid, &args.set) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     let given: Vec<Target> = overrides.iter().map(|(t, _)| *t).collect();
     let start = if let Some(spec) = &args.at {
         start::recording(&cfg, line, spec)
@@ -260,6 +272,29 @@ pub fn run(args: &WhatifArgs) -> i32 {
         },
     };
     let state = StartState::of(line, &model, &base);
+    if !axes.is_empty() {
+        let header = json!({
+            "line": line.id.value,
+            "horizon_s": args.horizon.as_secs_f64(),
+            "warmup_s": warmup.as_secs_f64(),
+            "start": state.json(&start.origin),
+            "assumed": assumed_json(&start.assumed),
+        });
+        let start = grid::Start {
+            model: &model,
+            base: &base,
+            fixed: &candidate,
+            fixed_values: grid::fixed_values(&args.set),
+            horizon: args.horizon,
+            header,
+            describe: format!(
+                "line {}: {}",
+                line.id.value,
+                state.describe(&start.origin, warmup)
+            ),
+        };
+        return grid::run(start, &axes, args.json);
+    }
     let t0 = wallclock::monotonic();
     // The two forecasts are independent copies of one state: run them side
     // by side (each is deterministic on its own, so this changes nothing
@@ -290,12 +325,7 @@ pub fn run(args: &WhatifArgs) -> i32 {
             "horizon_s": args.horizon.as_secs_f64(),
             "warmup_s": warmup.as_secs_f64(),
             "start": state.json(&start.origin),
-            "assumed": start.assumed.iter().map(|a| json!({
-                "setpoint": a.name,
-                "value": a.value,
-                "unit": a.unit,
-                "why": a.why,
-            })).collect::<Vec<_>>(),
+            "assumed": assumed_json(&start.assumed),
             "base": forecast_json(&now),
             "candidate": forecast_json(&then),
             "speed_x_real_time": speed.round(),
@@ -327,6 +357,21 @@ pub fn run(args: &WhatifArgs) -> i32 {
     table += &format!("(simulated {:.0}x faster than real time)\n", speed);
     out.write(&table);
     out.exit_code(0)
+}
+
+fn assumed_json(assumed: &[start::Assumed]) -> serde_json::Value {
+    assumed
+        .iter()
+        .map(|a| {
+            json!({
+                "setpoint": a.name,
+                "value": a.value,
+                "unit": a.unit,
+                "why": a.why,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// The state the forecasts start from, as reported: WIP and the base

@@ -98,44 +98,51 @@ fn python_outputs(model: &Path, x: &Array2<f32>) -> Vec<NamedOutput> {
         .collect()
 }
 
+/// Rust ORT and Python onnxruntime give the same outputs for `x`, within
+/// 1e-5, with one row per input row.
+fn assert_parity(name: &str, path: &Path, s: &mut ModelSession, x: &Array2<f32>) {
+    let n = x.nrows();
+    let rust = s.run("X", x.view()).expect("run");
+    let mut py = python_outputs(path, x);
+    py.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut rust_sorted = rust.clone();
+    rust_sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let names = |o: &[NamedOutput]| o.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&rust_sorted), names(&py), "{name}: outputs");
+    for (r, p) in rust_sorted.iter().zip(&py) {
+        assert_eq!(
+            r.values.dim(),
+            p.values.dim(),
+            "{name} {}: shape at batch {n}",
+            r.name
+        );
+        assert_eq!(
+            r.values.nrows(),
+            n,
+            "{name} {}: one row per input row",
+            r.name
+        );
+        let worst = r
+            .values
+            .iter()
+            .zip(p.values.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= 1e-5,
+            "{name} {}: Rust and Python differ by {worst} at batch {n}",
+            r.name
+        );
+    }
+}
+
 #[test]
 fn ml_parity_rust_and_python_onnxruntime_agree_within_1e_5() {
     for (name, seed) in [("linear_softmax.onnx", 1), ("sklearn_logreg.onnx", 2)] {
         let mut s = load(name);
         for n in [1, 16, 256] {
             let x = rows(n, 4, seed * 1000 + n as u64);
-            let rust = s.run("X", x.view()).expect("run");
-            let mut py = python_outputs(&model(name), &x);
-            py.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut rust_sorted = rust.clone();
-            rust_sorted.sort_by(|a, b| a.name.cmp(&b.name));
-            let names = |o: &[NamedOutput]| o.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
-            assert_eq!(names(&rust_sorted), names(&py), "{name}: outputs");
-            for (r, p) in rust_sorted.iter().zip(&py) {
-                assert_eq!(
-                    r.values.dim(),
-                    p.values.dim(),
-                    "{name} {}: shape at batch {n}",
-                    r.name
-                );
-                assert_eq!(
-                    r.values.nrows(),
-                    n,
-                    "{name} {}: one row per input row",
-                    r.name
-                );
-                let worst = r
-                    .values
-                    .iter()
-                    .zip(p.values.iter())
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max);
-                assert!(
-                    worst <= 1e-5,
-                    "{name} {}: Rust and Python differ by {worst} at batch {n}",
-                    r.name
-                );
-            }
+            assert_parity(name, &model(name), &mut s, &x);
         }
     }
 }
@@ -171,6 +178,41 @@ fn ml_parity_shipped_demo_fault_model_rust_and_python_agree_within_1e_5() {
         assert!(
             r.iter().all(|v| (-1e-4..=1.0 + 1e-4).contains(v)),
             "every risk within 0..1 at batch {n}"
+        );
+    }
+}
+
+/// The shipped demo setpoint model (models/demo_setpoint.md) under both
+/// runtimes, on rows drawn inside the ranges its training rows spanned (its
+/// `twin.feature_ranges` metadata), so the trees' splits are exercised:
+/// `[batch, 2]` belt speeds in m/s, within 1e-5.
+#[test]
+fn ml_parity_demo_setpoint_model_rust_and_python_agree_within_1e_5() {
+    let path = root().join("models/demo_setpoint.onnx");
+    let mut s = ModelSession::load(runtime(), &path).expect("load models/demo_setpoint.onnx");
+    let meta = &s.io().metadata;
+    assert_eq!(meta.get("twin.task").map(String::as_str), Some("setpoint"));
+    let ranges: Vec<[f32; 2]> = serde_json::from_str(
+        meta.get("twin.feature_ranges")
+            .expect("the model's twin.feature_ranges metadata"),
+    )
+    .expect("[[min, max], ...]");
+    let f = ranges.len();
+    assert_eq!(s.io().inputs[0].dims, [None, Some(f as i64)]);
+    for n in [1, 16, 256] {
+        // rows() is uniform in [-4, 4): map it onto each feature's range.
+        let mut x = rows(n, f, 7000 + n as u64);
+        for (j, [lo, hi]) in ranges.iter().enumerate() {
+            x.column_mut(j)
+                .mapv_inplace(|v| lo + (v + 4.0) / 8.0 * (hi - lo));
+        }
+        assert_parity("demo_setpoint.onnx", &path, &mut s, &x);
+        let out = s.run("X", x.view()).expect("run");
+        assert_eq!(out[0].values.dim(), (n, 2), "two belt speeds per row");
+        assert!(
+            out[0].values.iter().all(|v| (0.0..=1.5).contains(v)),
+            "belt speeds in m/s: {:?}",
+            out[0].values
         );
     }
 }

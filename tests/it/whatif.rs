@@ -362,3 +362,131 @@ fn r10_whatif_does_not_invent_a_cycle_time_tag() {
     assert_eq!(v["start"]["station_cycles_s"]["filler"], 1.5, "{v}");
     assert_eq!(assumed(&v), ["infeed.speed", "outfeed.speed"], "{v}");
 }
+
+/// `--grid` forecasts every combination of its axes from the one start
+/// (issue 11: the setpoint model's training data): a `start` line with the
+/// as-is forecast, then one `candidate` line per combination, first axis
+/// slowest, each equal to the single forecast `--set` gives for the same
+/// values; `--set` applies to every candidate. Bad axes are refused.
+#[test]
+fn r11_whatif_grid_forecasts_every_combination_from_one_start() {
+    let common = [
+        "--json",
+        "--horizon",
+        "10s",
+        "--warmup",
+        "30s",
+        "--base",
+        "infeed.speed=0.6",
+        "--base",
+        "outfeed.speed=0.6",
+    ];
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        common.iter().chain(extra).map(|s| s.into()).collect()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        whatif(&a.iter().map(|s| s.as_os_str()).collect::<Vec<_>>())
+    };
+    let out = run(&[
+        "--grid",
+        "infeed.speed=0.4:0.8:0.4",
+        "--grid",
+        "outfeed.speed=0.3:0.9:0.3",
+        "--set",
+        "station:filler=1.5",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1 + 2 * 3, "{lines:?}");
+    let head = &lines[0];
+    assert_eq!(head["type"], "start", "{head}");
+    assert_eq!(head["candidates"], 6, "{head}");
+    assert_eq!(
+        head["grid"]["outfeed.speed"],
+        serde_json::json!([0.3, 0.6, 0.9])
+    );
+    let single = ok_json(&run(&["--set", "station:filler=1.5"]));
+    assert_eq!(
+        head["base"], single["base"],
+        "the as-is forecast is the same"
+    );
+    let mut outs = Vec::new();
+    for (i, c) in lines[1..].iter().enumerate() {
+        let (vi, vo) = ([0.4, 0.8][i / 3], [0.3, 0.6, 0.9][i % 3]);
+        assert_eq!(c["type"], "candidate", "{c}");
+        assert_eq!(c["index"], i, "{c}");
+        let want =
+            serde_json::json!({"infeed.speed": vi, "outfeed.speed": vo, "station:filler": 1.5});
+        assert_eq!(c["set"], want, "{c}");
+        let one = ok_json(&run(&[
+            "--set",
+            "station:filler=1.5",
+            "--set",
+            &format!("infeed.speed={vi}"),
+            "--set",
+            &format!("outfeed.speed={vo}"),
+        ]));
+        assert_eq!(c["candidate"], one["candidate"], "candidate {i}");
+        outs.push(c["candidate"]["out"].as_u64());
+    }
+    assert!(
+        outs.windows(2).any(|w| w[0] != w[1]),
+        "the candidates should differ: {outs:?}"
+    );
+
+    let refused = |extra: &[&str], code: i32, want: &str| {
+        let out = run(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+    };
+    refused(
+        &["--grid", "infeed.speed=0.8:0.4:0.1"],
+        2,
+        "expected TAG=LO:HI:STEP",
+    );
+    refused(
+        &["--grid", "filler.speed=60:120:10"],
+        1,
+        "`filler.speed` is not a setpoint",
+    );
+    refused(
+        &[
+            "--grid",
+            "infeed.speed=0.4:0.8:0.1",
+            "--set",
+            "infeed.speed=0.5",
+        ],
+        1,
+        "also given with --set",
+    );
+    refused(
+        &[
+            "--grid",
+            "infeed.speed=0.4:0.8:0.1",
+            "--grid",
+            "conveyor:infeed=0.1:0.2:0.1",
+        ],
+        1,
+        "drives the same setpoint",
+    );
+    refused(
+        &[
+            "--grid",
+            "infeed.speed=0:100:0.1",
+            "--grid",
+            "outfeed.speed=0:100:0.1",
+        ],
+        1,
+        "at most 10000",
+    );
+}
