@@ -41,9 +41,42 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fault model file and what its entry needs.
+struct BenchModel {
+    name: &'static str,
+    path: &'static str,
+    features: &'static str,
+    n_features: usize,
+    classes: &'static str,
+}
+
+/// The test model: a linear layer and a softmax, 42 ns a row.
+const LINEAR: BenchModel = BenchModel {
+    name: "linear_softmax",
+    path: "tests/models/linear_softmax.onnx",
+    features: VALUES,
+    n_features: 4,
+    classes: "\"normal\", \"jam\", \"wear\"",
+};
+
+/// The demo's fault model: a random forest of 40 trees over 24 features,
+/// 6 classes: what a plant's fault model costs.
+const DEMO: BenchModel = BenchModel {
+    name: "demo_fault",
+    path: "models/demo_fault.onnx",
+    features: DEMO_FEATURES,
+    n_features: 24,
+    classes: "\"normal\", \"jam\", \"belt_slip\", \"eye_stuck\", \"motor_overheat\", \"bearing_wear\"",
+};
+
 /// `machines` pumps with tags `m{i}.{a,b,c,d}`, and `models` fault models
 /// bound to every pump, each with `features` (TOML of its feature tables).
 fn plant(machines: usize, models: usize, every: &str, features: &str) -> LoadedConfig {
+    plant_with(machines, models, every, &BenchModel { features, ..LINEAR })
+}
+
+fn plant_with(machines: usize, models: usize, every: &str, bm: &BenchModel) -> LoadedConfig {
+    let features = bm.features;
     let mut t = String::from(
         "[plant]\nname = \"ml-bench\"\ntick = \"100ms\"\nstale_after = \"1h\"\n\n[[sources.modbus]]\nname = \"d\"\naddress = \"127.0.0.1:502\"\nregisters = [\n",
     );
@@ -63,18 +96,48 @@ fn plant(machines: usize, models: usize, every: &str, features: &str) -> LoadedC
             "\n[[machines]]\nid = \"m{i}\"\nkind = \"pump\"\ntags = {{ a = \"m{i}.a\", b = \"m{i}.b\", c = \"m{i}.c\", d = \"m{i}.d\" }}"
         );
     }
-    let model = root().join("tests/models/linear_softmax.onnx");
+    let model = root().join(bm.path);
     for j in 0..models {
         let _ = write!(
             t,
-            "\n[[models]]\nid = \"faults{j}\"\npath = \"{}\"\ntask = \"fault\"\nkind = \"pump\"\nevery = \"{every}\"\n{features}  [models.output]\n  classes = [\"normal\", \"jam\", \"wear\"]\n",
-            model.display()
+            "\n[[models]]\nid = \"faults{j}\"\npath = \"{}\"\ntask = \"fault\"\nkind = \"pump\"\nevery = \"{every}\"\n{features}  [models.output]\n  name = \"probabilities\"\n  classes = [{}]\n",
+            model.display(),
+            bm.classes
         );
     }
     load_str(&root().join("ml-bench.toml"), &t).unwrap_or_else(|r| panic!("bench config: {r}"))
 }
 
 const VALUES: &str = "  [[models.features]]\n  role = \"a\"\n  [[models.features]]\n  role = \"b\"\n  [[models.features]]\n  role = \"c\"\n  [[models.features]]\n  role = \"d\"\n";
+
+/// 24 features: each of the 4 roles as its value, 10 s mean, max and std,
+/// 30 s slope and its value 5 s ago.
+const DEMO_FEATURES: &str = concat!(
+    "  [[models.features]]\n  role = \"a\"\n",
+    "  [[models.features]]\n  role = \"a\"\n  stat = \"mean\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"a\"\n  stat = \"max\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"a\"\n  stat = \"std\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"a\"\n  stat = \"slope\"\n  window = \"30s\"\n",
+    "  [[models.features]]\n  role = \"a\"\n  stat = \"lag\"\n  lag = \"5s\"\n",
+    "  [[models.features]]\n  role = \"b\"\n",
+    "  [[models.features]]\n  role = \"b\"\n  stat = \"mean\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"b\"\n  stat = \"max\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"b\"\n  stat = \"std\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"b\"\n  stat = \"slope\"\n  window = \"30s\"\n",
+    "  [[models.features]]\n  role = \"b\"\n  stat = \"lag\"\n  lag = \"5s\"\n",
+    "  [[models.features]]\n  role = \"c\"\n",
+    "  [[models.features]]\n  role = \"c\"\n  stat = \"mean\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"c\"\n  stat = \"max\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"c\"\n  stat = \"std\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"c\"\n  stat = \"slope\"\n  window = \"30s\"\n",
+    "  [[models.features]]\n  role = \"c\"\n  stat = \"lag\"\n  lag = \"5s\"\n",
+    "  [[models.features]]\n  role = \"d\"\n",
+    "  [[models.features]]\n  role = \"d\"\n  stat = \"mean\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"d\"\n  stat = \"max\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"d\"\n  stat = \"std\"\n  window = \"10s\"\n",
+    "  [[models.features]]\n  role = \"d\"\n  stat = \"slope\"\n  window = \"30s\"\n",
+    "  [[models.features]]\n  role = \"d\"\n  stat = \"lag\"\n  lag = \"5s\"\n",
+);
 
 const WINDOWS: &str = "  [[models.features]]\n  role = \"a\"\n  [[models.features]]\n  role = \"b\"\n  stat = \"mean\"\n  window = \"30s\"\n  [[models.features]]\n  role = \"c\"\n  stat = \"std\"\n  window = \"30s\"\n  [[models.features]]\n  role = \"d\"\n  stat = \"slope\"\n  window = \"10s\"\n";
 
@@ -119,20 +182,26 @@ fn tick(d: &mut Driver, out: &mut Vec<TwinEvent>, tags: usize, seed: &mut u64) -
 }
 
 fn cost_per_row(c: &mut Criterion) {
+    for bm in [LINEAR, DEMO] {
+        cost_per_row_of(c, &bm);
+    }
+}
+
+fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
     let rt = Runtime::get(&SearchInputs::from_process(None, Some(&root())))
         .expect("the bench needs the project venv's ONNX Runtime (make setup-build)");
-    let bytes =
-        std::fs::read(root().join("tests/models/linear_softmax.onnx")).expect("read the model");
+    let bytes = std::fs::read(root().join(bm.path)).expect("read the model");
     let mut raw = rt
         .session_builder()
         .and_then(|mut b| b.commit_from_memory(&bytes))
         .expect("raw session");
-    let mut g = c.benchmark_group("ml_stage/cost_per_row");
+    let mut g = c.benchmark_group(format!("ml_stage/cost_per_row/{}", bm.name));
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let width = bm.n_features;
     for n in [1usize, 16, 256] {
         g.throughput(Throughput::Elements(n as u64));
-        let cfg = plant(n, 1, "100ms", VALUES);
-        let x = Array2::from_shape_fn((n, 4), |(i, j)| (i * 4 + j) as f32 * 0.01 - 1.0);
+        let cfg = plant_with(n, 1, "100ms", bm);
+        let x = Array2::from_shape_fn((n, width), |(i, j)| (i * width + j) as f32 * 0.01 - 1.0);
         g.bench_with_input(BenchmarkId::new("ort_raw", n), &x, |b, x| {
             b.iter(|| {
                 let t = TensorRef::from_array_view(x.view()).expect("tensor");
@@ -144,7 +213,8 @@ fn cost_per_row(c: &mut Criterion) {
             })
         });
         for (name, models) in [("with_model", true), ("without_model", false)] {
-            let mut d = driver(&cfg, models, 2, &mut seed);
+            // 31 s of ticks: the 30 s windows full, every row good.
+            let mut d = driver(&cfg, models, 310, &mut seed);
             let mut out = Vec::new();
             let tags = cfg.tags.len();
             tick(&mut d, &mut out, tags, &mut seed);

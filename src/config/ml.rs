@@ -267,6 +267,10 @@ pub struct Schedule {
     pub busy: Option<Busy>,
     /// The model's own budget, in rows per minute; `None` is no limit.
     pub rows_per_minute: Option<u32>,
+    /// `apply_after` in ticks: the model's `run()` goes to a worker thread
+    /// and its results apply this many ticks after its rows were taken
+    /// (docs/ml.md, "Off the tick thread"). 0: on the tick thread, at once.
+    pub apply_after_ticks: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

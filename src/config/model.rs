@@ -62,6 +62,9 @@ pub struct ScheduleDecl {
     pub busy_every: Option<Loc<Duration>>,
     pub busy_above: Option<Loc<f64>>,
     pub rows_per_minute: Option<Loc<i64>>,
+    /// `apply_after`: the model's `run()` goes off the tick thread and its
+    /// results apply this long after its rows were taken.
+    pub apply_after: Option<Loc<Duration>>,
     pub span: Range<usize>,
 }
 
@@ -222,6 +225,10 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
     })
 }
 
+/// Longest `[models.schedule] apply_after`: a result later than a minute
+/// would describe a line that has moved on.
+const MAX_APPLY_AFTER: Duration = Duration::from_secs(60);
+
 /// `[models.schedule]`: `busy_every` and `busy_above` go together, and only
 /// on a model whose output is a risk or a score.
 fn decode_schedule(
@@ -233,6 +240,7 @@ fn decode_schedule(
     let busy_every = t.opt_duration(sink, "busy_every", MS, MAX_FEATURE_SPAN);
     let busy_above = t.opt_f64(sink, "busy_above");
     let rows_per_minute = t.opt_int(sink, "rows_per_minute", 1, MAX_ROWS_PER_MINUTE);
+    let apply_after = t.opt_duration(sink, "apply_after", MS, MAX_APPLY_AFTER);
     let (every_key, above_key) = (t.key_span("busy_every"), t.key_span("busy_above"));
     match (&every_key, &above_key) {
         (Some(_), None) => sink.push(
@@ -275,6 +283,7 @@ fn decode_schedule(
         busy_every,
         busy_above,
         rows_per_minute,
+        apply_after,
         span,
     }
 }

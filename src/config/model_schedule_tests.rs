@@ -109,3 +109,21 @@ fn h6_metering_and_busy_every_are_whole_ticks_and_quotas_positive() {
         "{all:#?}"
     );
 }
+
+#[test]
+fn r11_apply_after_offloads_a_model_by_whole_ticks() {
+    let cfg = ok(&scheduled("every = \"1s\"\n", "apply_after = \"300ms\"\n"));
+    assert_eq!(cfg.ml.models[0].schedule.apply_after_ticks, 3);
+    assert_eq!(
+        ok(&scheduled("every = \"1s\"\n", "")).ml.models[0]
+            .schedule
+            .apply_after_ticks,
+        0,
+        "on the tick thread by default"
+    );
+    let (path, msg, _) = error(&scheduled("", "apply_after = \"250ms\"\n"));
+    assert_eq!(path, "models[0].schedule.apply_after");
+    assert!(msg.contains("not a whole number of ticks"), "{msg}");
+    let (path, _, _) = error(&scheduled("", "apply_after = \"2m\"\n"));
+    assert_eq!(path, "models[0].schedule.apply_after", "at most a minute");
+}

@@ -60,6 +60,9 @@ pub struct Prediction {
     pub values: Vec<(Arc<str>, f64)>,
     /// `None` when good; else why the row is uncertain.
     pub uncertain: Option<String>,
+    /// An offloaded model's (`[models.schedule] apply_after`): when its
+    /// rows were taken; the event's own time is when it applies.
+    pub inputs_ns: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +178,8 @@ impl MlEvent {
                     quality: &'static str,
                     #[serde(skip_serializing_if = "Option::is_none")]
                     reason: Option<&'a str>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    inputs_t: Option<String>,
                 }
                 serde_json::to_writer(
                     &mut *out,
@@ -197,6 +202,7 @@ impl MlEvent {
                             "good"
                         },
                         reason: p.uncertain.as_deref(),
+                        inputs_t: p.inputs_ns.map(crate::twin::events::rfc3339),
                     },
                 )
             }

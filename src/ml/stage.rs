@@ -34,7 +34,7 @@
 //! and deterministic compute (`ml::runtime`), so a replay on the same host
 //! with the same model files gives the same bytes (docs/ml.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,7 @@ use bevy_ecs::prelude::*;
 use ndarray::ArrayView2;
 
 use super::alarm::{self, AlarmLimits, InputQuality};
+use super::deferred::Deferred;
 use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction};
 use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
 use super::io::Batching;
@@ -84,11 +85,16 @@ struct ModelRun {
     id: Arc<str>,
     task: Task,
     every_ticks: u64,
+    /// Ticks the model's cadence is shifted by, so that models sharing a
+    /// cadence do not all fall due on the same tick (see `stagger`).
+    phase: u64,
     on_bad: OnBadInput,
-    session: Mutex<ModelSession>,
-    input: String,
-    output: String,
-    batching: Batching,
+    /// Shared with the model's worker thread when its runs are offloaded.
+    session: Arc<Mutex<ModelSession>>,
+    spec: Arc<RunSpec>,
+    /// `[models.schedule] apply_after`: runs on a worker thread, results
+    /// applied a fixed number of ticks later.
+    offload: Option<Offload>,
     classes: Vec<Arc<str>>,
     threshold: Option<f64>,
     unit: Option<Arc<str>>,
@@ -108,6 +114,25 @@ struct ModelRun {
     /// Under a quota, the row the next due tick offers a row to first: the
     /// first one skipped last time, so no machine is starved for good.
     cursor: usize,
+}
+
+/// What a `run()` of the model needs besides its session and batch.
+struct RunSpec {
+    input: String,
+    output: String,
+    batching: Batching,
+    width: usize,
+}
+
+/// A model whose `run()` goes to a worker thread (`ml::deferred`): the
+/// batch taken at tick t is run off the tick thread and its results are
+/// applied at t + `ticks`, on every host and in every replay alike.
+struct Offload {
+    ticks: u64,
+    worker: Deferred<(Result<Vec<f32>, String>, Duration)>,
+    /// Per batch handed over and not yet applied, in submission order: its
+    /// rows (index, why uncertain) and the time they were taken.
+    in_flight: VecDeque<(Vec<(usize, Option<String>)>, i64)>,
 }
 
 #[derive(Resource)]
@@ -310,11 +335,20 @@ pub fn install(
             id: Arc::from(id.as_str()),
             task: m.task,
             every_ticks: u64::from(m.every_ticks.max(1)),
+            phase: 0,
             on_bad: m.on_bad_input,
-            input: lm.binding.input.clone(),
-            output: lm.binding.output.clone(),
-            batching: lm.binding.batching,
-            session: Mutex::new(lm.session),
+            spec: Arc::new(RunSpec {
+                input: lm.binding.input.clone(),
+                output: lm.binding.output.clone(),
+                batching: lm.binding.batching,
+                width: rows.first().map_or(0, |r| r.features.len()),
+            }),
+            session: Arc::new(Mutex::new(lm.session)),
+            offload: (m.schedule.apply_after_ticks > 0).then(|| Offload {
+                ticks: u64::from(m.schedule.apply_after_ticks),
+                worker: Deferred::new("twin-ml-run"),
+                in_flight: VecDeque::new(),
+            }),
             classes,
             threshold,
             unit: m.output.unit.as_ref().map(|u| Arc::from(u.value.as_str())),
@@ -329,6 +363,7 @@ pub fn install(
             rows,
         });
     }
+    stagger(&mut models);
     let mut order: Vec<usize> = (0..models.len()).collect();
     order.sort_by_key(|&i| task_rank(models[i].task));
     world.insert_resource(MlState {
@@ -480,20 +515,41 @@ struct RunCx<'a> {
     period: Duration,
 }
 
+/// Spread the models that share a cadence evenly over it: the k-th of c
+/// models with `every` = E ticks runs at ticks ≡ -k·E/c (mod E). Five
+/// fault models every second over 200 machines put five batched runs on
+/// one tick in ten; spread, each tick of five carries one, and the tick's
+/// p99 falls with it (benches/ml_stage.rs, `scale`). A model alone on its
+/// cadence keeps phase 0, so a single model runs on the ticks it always did.
+/// The phase is a function of the config alone: live and replay agree.
+fn stagger(models: &mut [ModelRun]) {
+    let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, m) in models.iter().enumerate() {
+        groups.entry(m.every_ticks).or_default().push(i);
+    }
+    for (every, members) in groups {
+        let c = members.len() as u64;
+        for (k, i) in (0u64..).zip(members) {
+            models[i].phase = k * every / c;
+        }
+    }
+}
+
 /// Whether a row is due on `tick`: at the busy cadence while its machine
-/// is busy, else at the calm one (`every`).
+/// is busy, else at the calm one (`every`), shifted by the model's phase.
 fn row_due(m: &ModelRun, row: &RowRun, tick: u64) -> bool {
     let every = match (&m.busy, row.busy) {
         (Some(b), true) => u64::from(b.every_ticks.max(1)),
         _ => m.every_ticks,
     };
-    tick.is_multiple_of(every)
+    (tick + m.phase).is_multiple_of(every)
 }
 
 /// One model on one tick: its due rows that the quotas admit, in one
 /// batch; its events into `m.pending`.
 fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
-    let width = m.rows.first().map_or(0, |r| r.features.len());
+    apply_landed(m, cx, tick, t_ns);
+    let width = m.spec.width;
     // Rows due: (row index, why uncertain).
     cx.due.clear();
     cx.batch.clear();
@@ -562,13 +618,86 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         return;
     }
     m.meter.model(|c| c.runs += 1);
+    if let Some(off) = &mut m.offload {
+        // Off the tick thread: the job owns its batch and a handle on the
+        // session, reads nothing else, and its result applies at a tick
+        // fixed now (`apply_landed`).
+        let (session, spec, stopwatch) = (m.session.clone(), m.spec.clone(), cx.stopwatch);
+        let (batch, rows) = (cx.batch.clone(), cx.due.len());
+        off.worker.submit(tick + off.ticks, move || {
+            let started = stopwatch.map(|w| w());
+            let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+            let values = run_batch(&mut s, &spec, &batch, rows);
+            let took = match (stopwatch, started) {
+                (Some(w), Some(t0)) => w().saturating_sub(t0),
+                _ => Duration::ZERO,
+            };
+            (values, took)
+        });
+        off.in_flight.push_back((std::mem::take(cx.due), t_ns));
+        return;
+    }
     let started = cx.stopwatch.map(|w| w());
-    let results = run_batch(m, cx.batch, width, cx.due.len());
+    let results = {
+        let mut session = m.session.lock().unwrap_or_else(|e| e.into_inner());
+        run_batch(&mut session, &m.spec, cx.batch, cx.due.len())
+    };
     if let (Some(w), Some(t0)) = (cx.stopwatch, started) {
         let took = w().saturating_sub(t0);
         m.compute += took;
         m.overruns += u64::from(took > cx.period);
     }
+    let due = std::mem::take(cx.due);
+    apply(m, results, &due, tick, t_ns, None);
+    *cx.due = due;
+}
+
+/// An offloaded model's batches due on `tick`: their results become this
+/// tick's events, as a model on the tick thread's would have on the tick
+/// its rows were taken. Waits for a batch still running (the worker is
+/// behind: counted as an overrun).
+fn apply_landed(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
+    let Some(off) = &mut m.offload else {
+        return;
+    };
+    if off.in_flight.is_empty() {
+        return;
+    }
+    let budget = cx
+        .period
+        .saturating_mul(u32::try_from(off.ticks).unwrap_or(u32::MAX));
+    let landed = off.worker.take_due(tick);
+    let mut batches = Vec::with_capacity(landed.len());
+    for result in landed {
+        let Some((due, rows_ns)) = off.in_flight.pop_front() else {
+            break;
+        };
+        let values = match result {
+            Ok((values, took)) => {
+                m.compute += took;
+                m.overruns += u64::from(took > budget);
+                values
+            }
+            Err(failed) => Err(failed.to_string()),
+        };
+        batches.push((values, due, rows_ns));
+    }
+    for (values, due, rows_ns) in batches {
+        apply(m, values, &due, tick, t_ns, Some(rows_ns));
+    }
+}
+
+/// One batch's results (or why it gave none) as the rows' events: a
+/// prediction each, the alarms they move, an `error` for values a task
+/// cannot use. `rows_ns`: when the rows were taken, for an offloaded run.
+fn apply(
+    m: &mut ModelRun,
+    results: Result<Vec<f32>, String>,
+    due: &[(usize, Option<String>)],
+    tick: u64,
+    t_ns: i64,
+    rows_ns: Option<i64>,
+) {
     let values = match results {
         Ok(v) => v,
         Err(error) => {
@@ -581,8 +710,8 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
             return;
         }
     };
-    let cols = values.len() / cx.due.len().max(1);
-    for (k, (r, uncertain)) in cx.due.iter().enumerate() {
+    let cols = values.len() / due.len().max(1);
+    for (k, (r, uncertain)) in due.iter().enumerate() {
         let row_values = &values[k * cols..(k + 1) * cols];
         let machine = m.rows[*r].machine.clone();
         if let Err(error) = check_output(m.task, row_values) {
@@ -594,7 +723,8 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
             })));
             continue;
         }
-        let pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
+        let mut pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
+        pred.inputs_ns = rows_ns;
         let row = &mut m.rows[*r];
         let quality = if uncertain.is_some() {
             InputQuality::Uncertain
@@ -739,12 +869,12 @@ pub fn end_of_run(core: &mut TwinCore) -> Vec<TwinEvent> {
 /// One run (or one per row where the batch is fixed at 1): the output's
 /// values, row after row.
 fn run_batch(
-    m: &mut ModelRun,
+    session: &mut ModelSession,
+    m: &RunSpec,
     batch: &[f32],
-    width: usize,
     rows: usize,
 ) -> Result<Vec<f32>, String> {
-    let session = m.session.get_mut().unwrap_or_else(|e| e.into_inner());
+    let width = m.width;
     let mut run = |data: &[f32], n: usize| -> Result<Vec<f32>, String> {
         let view = ArrayView2::from_shape((n, width), data).map_err(|e| e.to_string())?;
         let outputs = session.run(&m.input, view).map_err(|e| e.to_string())?;
@@ -810,6 +940,7 @@ fn prediction(
         unit: None,
         values: Vec::new(),
         uncertain,
+        inputs_ns: None,
     };
     match m.task {
         Task::Fault => {

@@ -423,6 +423,7 @@ tags = { speed = "belt.speed" }
             unit: None,
             values: Vec::new(),
             uncertain: None,
+            inputs_ns: None,
         };
         let alarm = |state| {
             TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {

@@ -157,7 +157,7 @@ fn ml_parity_shipped_demo_fault_model_rust_and_python_agree_within_1e_5() {
     let mut s = ModelSession::load(runtime(), &path).expect("load the demo fault model");
     let n_features = s.io().inputs[0].dims[1].expect("a fixed feature count");
     for n in [1, 16, 256] {
-        let x = rows(n, n_features, 11_000 + n as u64).mapv(|v| (v + 4.0) * 12.0);
+        let x = rows(n, n_features as usize, 11_000 + n as u64).mapv(|v| (v + 4.0) * 12.0);
         let rust = s.run("X", x.view()).expect("run");
         let probs = |o: &[NamedOutput]| {
             o.iter()
@@ -174,7 +174,10 @@ fn ml_parity_shipped_demo_fault_model_rust_and_python_agree_within_1e_5() {
             .zip(p.iter())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst <= 1e-5, "Rust and Python differ by {worst} at batch {n}");
+        assert!(
+            worst <= 1e-5,
+            "Rust and Python differ by {worst} at batch {n}"
+        );
         assert!(
             r.iter().all(|v| (-1e-4..=1.0 + 1e-4).contains(v)),
             "every risk within 0..1 at batch {n}"

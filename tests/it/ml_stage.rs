@@ -370,3 +370,99 @@ every = "1s"
         "{stuck_residuals} residuals never reached the model"
     );
 }
+
+/// The shared fault model with its runs off the tick thread, applied
+/// 300 ms (3 ticks) after their rows are taken.
+fn offloaded_fault_model() -> String {
+    format!(
+        "{}  [models.schedule]\n  apply_after = \"300ms\"\n",
+        fault_model()
+    )
+}
+
+fn of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn ms(t: &serde_json::Value) -> i64 {
+    let s = t.as_str().expect("a time");
+    let t = humantime::parse_rfc3339(s).expect("RFC 3339");
+    let since = t.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i64::try_from(since.as_millis()).expect("in range")
+}
+
+#[test]
+fn r11_an_offloaded_model_says_what_the_tick_thread_would_three_ticks_later() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (here, off) = (dir.path().join("here"), dir.path().join("off"));
+    std::fs::create_dir_all(&here).expect("mkdir");
+    std::fs::create_dir_all(&off).expect("mkdir");
+    let (a, b) = (here.join("a.jsonl"), off.join("b.jsonl"));
+    headless(&demo_with(&here, &fault_model()), &a, None);
+    headless(&demo_with(&off, &offloaded_fault_model()), &b, None);
+    let (a, b) = (lines_of(&a), lines_of(&b));
+
+    // Every prediction of the offloaded run is one of the tick thread's,
+    // the same values, stamped 300 ms later, with when its rows were taken.
+    let (pa, pb) = (of_type(&a, "prediction"), of_type(&b, "prediction"));
+    assert!(pb.len() >= 36, "two conveyors, about 19 s: {}", pb.len());
+    assert!(
+        pa.len() >= pb.len() && pa.len() - pb.len() <= 2,
+        "{} {}",
+        pa.len(),
+        pb.len()
+    );
+    for (x, y) in pa.iter().zip(&pb) {
+        assert_eq!(ms(&y["inputs_t"]), ms(&x["t"]), "{y}");
+        assert_eq!(ms(&y["t"]), ms(&x["t"]) + 300, "{y}");
+        assert!(
+            x.get("inputs_t").is_none(),
+            "only an offloaded model says it: {x}"
+        );
+        for k in ["machine", "risk", "class", "score", "quality", "reason"] {
+            assert_eq!(x.get(k), y.get(k), "{k}: {x} against {y}");
+        }
+    }
+    // Its alarms move on the same values, 300 ms later.
+    let (aa, ab) = (of_type(&a, "alarm"), of_type(&b, "alarm"));
+    assert!(!aa.is_empty(), "the 0.2 threshold raises on the demo line");
+    for (x, y) in aa.iter().zip(&ab) {
+        assert_eq!(ms(&y["t"]), ms(&x["t"]) + 300, "{y}");
+        for k in ["machine", "class", "state", "value", "reason"] {
+            assert_eq!(x.get(k), y.get(k), "{k}: {x} against {y}");
+        }
+    }
+    assert!(aa.len() - ab.len() <= 1, "{} {}", aa.len(), ab.len());
+}
+
+#[test]
+fn r11_an_offloaded_model_live_and_its_replay_agree_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = demo_with(dir.path(), &offloaded_fault_model());
+    let (live, rec, replayed) = (
+        dir.path().join("live.jsonl"),
+        dir.path().join("live.mcap"),
+        dir.path().join("replayed.jsonl"),
+    );
+    run_ok(
+        twin()
+            .args(["demo", "--no-table", "--for", "6s", "--config"])
+            .arg(&cfg)
+            .arg("--events")
+            .arg(&live)
+            .arg("--record")
+            .arg(&rec),
+    );
+    let bytes = std::fs::read(&live).expect("live events");
+    let preds = of_type(&lines_of(&live), "prediction").len();
+    assert!(preds > 0, "the live run predicts");
+    run_ok(
+        twin()
+            .arg("replay")
+            .arg(&rec)
+            .arg("--events")
+            .arg(&replayed)
+            .arg("--verify"),
+    );
+    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+}

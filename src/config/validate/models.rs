@@ -293,8 +293,13 @@ impl<'c> Plant<'c> {
             }),
             _ => None,
         };
+        let apply_after_ticks = match &s.apply_after {
+            Some(d) => self.ticks(sink, at("schedule.apply_after"), d)?,
+            None => 0,
+        };
         Some(Schedule {
             busy,
+            apply_after_ticks,
             rows_per_minute: s
                 .rows_per_minute
                 .as_ref()
