@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::{Sink, SinkError, TickOutput};
 use crate::config::LoadedConfig;
 use crate::ml::events::MlEvent;
+use crate::ml::optimise_events::OptimiserEvent;
 use crate::sources::health::{HealthBoard, SourceHealth};
 use crate::twin::events::rfc3339;
 use crate::twin::{Quality, TagState, TwinEvent, Value};
@@ -30,6 +31,10 @@ struct ModelRow {
     uncertain: bool,
     /// Classes (or `score`) with an alarm raised.
     alarms: BTreeSet<String>,
+    /// A setpoint model: its latest values (not vetted), as `tag value`.
+    values: Option<String>,
+    /// A setpoint model with an optimiser: its latest vetted proposal.
+    proposal: Option<String>,
 }
 
 fn model_key(model: &str, machine: &Option<std::sync::Arc<str>>) -> (String, Option<String>) {
@@ -122,6 +127,33 @@ impl LiveTable {
                     row.class = p.class.as_deref().map(str::to_string);
                     row.score = p.score;
                     row.uncertain = p.uncertain.is_some();
+                    row.values = (!p.values.is_empty()).then(|| {
+                        let v: Vec<String> = p
+                            .values
+                            .iter()
+                            .map(|(t, v)| format!("{t} {v:.3}"))
+                            .collect();
+                        v.join(", ")
+                    });
+                }
+                TwinEvent::Ml(MlEvent::Optimiser(OptimiserEvent::Proposal(p))) => {
+                    let row = self
+                        .models
+                        .entry(model_key(&p.model, &p.machine))
+                        .or_default();
+                    let moves: Vec<String> = p
+                        .tags
+                        .iter()
+                        .zip(p.current.iter().zip(&p.best.values))
+                        .map(|(t, (from, to))| format!("{t} {from:.3} → {to:.3}"))
+                        .collect();
+                    let gain = p.best.forecast.throughput_per_min
+                        - p.round.baseline.forecast.throughput_per_min;
+                    row.proposal = Some(format!(
+                        "{} ({gain:+.1}/min forecast, at {})",
+                        moves.join(", "),
+                        rfc3339(p.t_ns)
+                    ));
                 }
                 TwinEvent::Ml(MlEvent::Alarm(a)) => {
                     let row = self
@@ -258,11 +290,14 @@ impl LiveTable {
                 let list: Vec<&str> = row.alarms.iter().map(String::as_str).collect();
                 format!("   \x1b[31mALARM {}\x1b[0m", list.join(", "))
             };
-            let _ = writeln!(
-                s,
-                "model {model}{on}: {class}score {:.3}{quality}{alarms}",
-                row.score
-            );
+            let what = match &row.values {
+                Some(v) => v.clone(),
+                None => format!("{class}score {:.3}", row.score),
+            };
+            let _ = writeln!(s, "model {model}{on}: {what}{quality}{alarms}");
+            if let Some(p) = &row.proposal {
+                let _ = writeln!(s, "  proposed: {p}");
+            }
         }
         // One line of source health: what is delivering, what is not and why.
         let sources: Vec<String> = health
@@ -439,7 +474,7 @@ tags = { speed = "belt.speed" }
             }))
         };
         table.follow(&[
-            TwinEvent::Ml(MlEvent::Prediction(prediction)),
+            TwinEvent::Ml(MlEvent::Prediction(prediction.clone())),
             alarm("raised"),
         ]);
         let text = table.render(0, 1, &table.states, table.events, &[], &[]);
@@ -451,5 +486,19 @@ tags = { speed = "belt.speed" }
         table.follow(&[alarm("cleared")]);
         let text = table.render(0, 2, &table.states, table.events, &[], &[]);
         assert!(!text.contains("ALARM"), "{text}");
+        // A setpoint model shows its values, not a score it does not have.
+        table.follow(&[TwinEvent::Ml(MlEvent::Prediction(Prediction {
+            model: "speeds".into(),
+            machine: None,
+            task: crate::config::ml::Task::Setpoint,
+            risk: Vec::new(),
+            class: None,
+            score: f64::NAN,
+            values: vec![("belt.speed".into(), 0.5)],
+            ..prediction.clone()
+        }))]);
+        let text = table.render(0, 3, &table.states, table.events, &[], &[]);
+        assert!(text.contains("model speeds: belt.speed 0.500"), "{text}");
+        assert!(!text.contains("NaN"), "{text}");
     }
 }
