@@ -71,7 +71,7 @@ const DEMO: BenchModel = BenchModel {
 
 /// `machines` pumps with tags `m{i}.{a,b,c,d}`, and `models` fault models
 /// bound to every pump, each with `features` (TOML of its feature tables).
-fn plant(machines: usize, models: usize, every: &str, features: &str) -> LoadedConfig {
+fn plant(machines: usize, models: usize, every: &str, features: &'static str) -> LoadedConfig {
     plant_with(machines, models, every, &BenchModel { features, ..LINEAR })
 }
 

@@ -286,6 +286,10 @@ def export(model, ranges, path: Path) -> int:
     onx = convert_sklearn(
         model,
         initial_types=[("X", FloatTensorType([None, len(FEATURES)]))],
+        # skl2onnx declares a regressor's output [N, 1] even when the forest
+        # has several targets; the twin checks the declared width against
+        # output.setpoints, so say what the model really gives.
+        final_types=[("variable", FloatTensorType([None, len(SETPOINTS)]))],
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
     onx.doc_string = "twin demo line setpoint model (models/demo/train_setpoint.py)"

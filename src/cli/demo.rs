@@ -29,10 +29,16 @@ pub const DEMO_CONFIG: &str = include_str!("../../plant-configs/packaging-line.t
 /// The model files the demo plant runs, built into the binary with it, by
 /// `path` as [`DEMO_CONFIG`] writes it: the built-in demo shows predictions
 /// from any folder, without the repository's `models/`.
-const DEMO_MODELS: &[(&str, &[u8])] = &[(
-    "../models/demo_fault.onnx",
-    include_bytes!("../../models/demo_fault.onnx"),
-)];
+const DEMO_MODELS: &[(&str, &[u8])] = &[
+    (
+        "../models/demo_fault.onnx",
+        include_bytes!("../../models/demo_fault.onnx"),
+    ),
+    (
+        "../models/demo_setpoint.onnx",
+        include_bytes!("../../models/demo_setpoint.onnx"),
+    ),
+];
 
 /// The built-in model files of the demo config's models, by model id.
 fn builtin_models(cfg: &LoadedConfig) -> Bundled {

@@ -124,15 +124,23 @@ struct RunSpec {
     width: usize,
 }
 
+/// An offloaded batch's output values (or why there are none) and the
+/// time its `run()` took.
+type BatchResult = (Result<Vec<f32>, String>, Duration);
+
+/// A row in a batch: its index in the model's rows, and why it is
+/// uncertain (`None`: good).
+type DueRow = (usize, Option<String>);
+
 /// A model whose `run()` goes to a worker thread (`ml::deferred`): the
 /// batch taken at tick t is run off the tick thread and its results are
 /// applied at t + `ticks`, on every host and in every replay alike.
 struct Offload {
     ticks: u64,
-    worker: Deferred<(Result<Vec<f32>, String>, Duration)>,
+    worker: Deferred<BatchResult>,
     /// Per batch handed over and not yet applied, in submission order: its
     /// rows (index, why uncertain) and the time they were taken.
-    in_flight: VecDeque<(Vec<(usize, Option<String>)>, i64)>,
+    in_flight: VecDeque<(Vec<DueRow>, i64)>,
 }
 
 #[derive(Resource)]
@@ -693,7 +701,7 @@ fn apply_landed(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
 fn apply(
     m: &mut ModelRun,
     results: Result<Vec<f32>, String>,
-    due: &[(usize, Option<String>)],
+    due: &[DueRow],
     tick: u64,
     t_ns: i64,
     rows_ns: Option<i64>,

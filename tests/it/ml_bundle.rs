@@ -34,24 +34,51 @@ fn r11_the_built_in_demo_predicts_from_any_folder_and_its_recording_carries_the_
     );
     let mut c = twin();
     c.current_dir(dir.path())
-        .args(["demo", "--headless", "--for", "20s", "--events"])
+        .args(["demo", "--headless", "--for", "70s", "--events"])
         .arg(&events)
         .arg("--record")
         .arg(&rec);
     run_ok(&mut c);
     let ev = lines_of(&events);
-    let predictions: Vec<_> = ev.iter().filter(|e| e["type"] == "prediction").collect();
-    // One row a second for 20 s: the demo's fault model runs.
-    assert!(predictions.len() >= 15, "{} predictions", predictions.len());
-    assert!(predictions.iter().all(|p| p["model"] == "line_faults"));
+    let of_model = |m: &str| {
+        ev.iter()
+            .filter(|e| e["type"] == "prediction" && e["model"] == m)
+            .count()
+    };
+    // The fault model, a row a second for 70 s; the setpoint model every
+    // 10 s once its 30 s windows are full.
+    assert!(of_model("line_faults") >= 60, "{}", of_model("line_faults"));
+    assert!(
+        of_model("line_setpoints") >= 3,
+        "{}",
+        of_model("line_setpoints")
+    );
+    // Its proposals are vetted by the physics: the run's optimiser summary.
+    let summary = ev
+        .iter()
+        .find(|e| e["type"] == "optimiser")
+        .expect("an optimiser summary");
+    assert!(
+        summary["rounds"].as_u64().expect("rounds") >= 2,
+        "{summary}"
+    );
+    assert!(
+        summary["candidates"]["tried"].as_u64().expect("tried") >= 2,
+        "{summary}"
+    );
 
-    // The recording holds the very file the binary was built with.
+    // The recording holds the very files the binary was built with.
     let reader = RecordingReader::open(std::slice::from_ref(&rec)).expect("recording opens");
-    let shipped = std::fs::read(root().join("models/demo_fault.onnx")).expect("model");
     let files = reader.model_files();
-    assert_eq!(files.len(), 1, "one model file attached");
-    assert_eq!(files[0].0, "line_faults");
-    assert_eq!(&*files[0].1, &shipped[..]);
+    assert_eq!(files.len(), 2, "both model files attached");
+    for (id, file) in [
+        ("line_faults", "models/demo_fault.onnx"),
+        ("line_setpoints", "models/demo_setpoint.onnx"),
+    ] {
+        let shipped = std::fs::read(root().join(file)).expect("model");
+        let (_, bytes) = files.iter().find(|(m, _)| m == id).expect(id);
+        assert_eq!(&bytes[..], &shipped[..], "{id}");
+    }
 
     // Replayed without a config, from the same bare folder.
     let mut r = twin();
