@@ -352,9 +352,22 @@ fn read_range(mut file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
 
 /// The 1-based number of the line starting at byte `offset`: a count of the
 /// newlines before it (only for error messages, so a full read is fine).
-fn line_at(file: &File, path: &Path, offset: u64) -> Result<u64, AuditError> {
-    let bytes = read_range(file, 0, offset).map_err(|e| AuditError::io(path, e))?;
-    Ok(memchr::memchr_iter(b'\n', &bytes).count() as u64 + 1)
+fn line_at(mut file: &File, path: &Path, offset: u64) -> Result<u64, AuditError> {
+    let io_err = |e| AuditError::io(path, e);
+    file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+    let mut r = file.take(offset);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut newlines = 0;
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        newlines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64;
+    }
+    Ok(newlines + 1)
 }
 
 /// Read and check the end of an existing log (and its first line).
@@ -420,7 +433,11 @@ fn read_tail(file: &File, path: &Path) -> Result<Tail, AuditError> {
         let end = memchr::memchr(b'\n', &buf).unwrap_or(whole_end);
         buf[..end].to_vec()
     } else {
-        let head = read_range(file, 0, MAX_LINE as u64 + 1).map_err(io_err)?;
+        // Most first lines are short: read a little, then up to the limit.
+        let mut head = read_range(file, 0, 64 << 10).map_err(io_err)?;
+        if memchr::memchr(b'\n', &head).is_none() {
+            head = read_range(file, 0, MAX_LINE as u64 + 1).map_err(io_err)?;
+        }
         match memchr::memchr(b'\n', &head) {
             Some(p) => head[..p].to_vec(),
             None => {

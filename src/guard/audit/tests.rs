@@ -432,3 +432,56 @@ fn a_full_disk_is_an_error_from_append() {
         e => panic!("expected an append error, got {e}"),
     }
 }
+
+#[test]
+fn open_reads_only_the_ends_of_a_large_log_and_names_lines_there() {
+    let (_d, path) = temp();
+    let big = |i: i64| {
+        let mut r = written(i);
+        // Lines of ~40 KB: the last two lines reach past the first window
+        // read from the end, and the first line is read on its own.
+        r.forecast = Some(serde_json::json!({ "trace": "x".repeat(40_000) }));
+        r
+    };
+    {
+        let mut log = AuditLog::open(&path, T0).expect("open");
+        for i in 1..=6 {
+            log.append(&big(i)).expect("append");
+        }
+        let mut huge = written(7);
+        huge.forecast = Some(serde_json::json!({ "trace": "x".repeat(MAX_LINE) }));
+        let e = log.append(&huge).expect_err("above MAX_LINE");
+        assert!(
+            matches!(
+                e,
+                AuditError::Record {
+                    source: RecordError::TooLong(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    let mut log = AuditLog::open(&path, T0).expect("reopen");
+    assert_eq!(log.seq(), 8);
+    log.append(&big(7)).expect("append");
+    drop(log);
+    // More than the largest window open reads from the end (256 KiB).
+    assert!(fs::metadata(&path).expect("size").len() > 256 << 10);
+    assert_eq!(verify(&path).expect("intact").entries, 9);
+
+    // A changed last line, then a changed first line: open names each.
+    let intact = lines(&path);
+    let mut l = intact.clone();
+    l[8] = l[8].replacen("within bounds", "within bounde", 1);
+    write_lines(&path, &l);
+    let err = AuditLog::open(&path, T0).expect_err("refused");
+    assert_eq!(err.broken().map(|(n, _)| n), Some(9), "{err}");
+    let mut l = intact;
+    l[0] = l[0].replacen("log created", "log cheated", 1);
+    write_lines(&path, &l);
+    let err = AuditLog::open(&path, T0).expect_err("refused");
+    let (n, p) = err.broken().expect("located");
+    assert_eq!(n, 1);
+    assert!(matches!(p, Problem::HashMismatch { .. }), "{p}");
+}
