@@ -380,3 +380,126 @@ fn r12_a_torn_tail_verifies_with_a_note_and_open_repairs_it() {
     let out = audit(&["verify", path]);
     assert!(text(&out.stdout).starts_with("9 entries, chain intact"));
 }
+
+/// Set in the copy of this test binary that the crash test starts and kills:
+/// the path of the log it appends to.
+const CRASH_CHILD: &str = "TWIN_AUDIT_CRASH_CHILD";
+
+/// Kills the child if the test fails before it does.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// kill -9 during a stream of appends, three times over one log: every entry
+/// whose append returned (the child says so on stdout only then) is in the
+/// log, the chain verifies, and each restart is an `opened` entry. The
+/// child is this test binary running this same test, with CRASH_CHILD set:
+/// real appends in a real process, no helper binary. (The guard's own test,
+/// against the device's write log, comes with the guard: docs/audit.md,
+/// "Testing crashes".)
+#[test]
+fn r12_kill_9_during_appends_loses_no_acknowledged_entry() {
+    if let Some(path) = std::env::var_os(CRASH_CHILD) {
+        return append_until_killed(Path::new(&path));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let mut acked = Vec::new();
+    for round in 0..3 {
+        let mut child = Reap(
+            std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "audit::r12_kill_9_during_appends_loses_no_acknowledged_entry",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(CRASH_CHILD, &log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the child"),
+        );
+        let out = child.0.stdout.take().expect("stdout piped");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+        let mut this_round = 0;
+        for line in lines.by_ref() {
+            let line = line.expect("child stdout");
+            if let Some(seq) = line.strip_prefix("acked ") {
+                acked.push(seq.parse::<u64>().expect("seq"));
+                this_round += 1;
+                if this_round == 40 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(this_round, 40, "round {round}: the child stopped early");
+        // SIGKILL on Unix: no destructor, no flush, mid-append or not.
+        child.0.kill().expect("kill -9");
+        let _ = child.0.wait();
+        // Acknowledgements already in the pipe count too.
+        for line in lines {
+            if let Some(seq) = line.ok().as_deref().and_then(|l| l.strip_prefix("acked ")) {
+                acked.push(seq.parse::<u64>().expect("seq"));
+            }
+        }
+    }
+    drop(AuditLog::open(&log, T0).expect("the log opens after the kills"));
+    let mut r = twin::guard::audit::AuditReader::open(&log).expect("read");
+    let mut seqs = Vec::new();
+    let mut opened = 0;
+    while let Some(e) = r.next_entry().expect("the chain verifies") {
+        if e.decision == Decision::Opened {
+            opened += 1;
+        } else {
+            seqs.push(e.seq);
+        }
+    }
+    assert_eq!(opened, 4, "one per child, one for the final open");
+    for seq in &acked {
+        assert!(seqs.contains(seq), "acknowledged entry {seq} is lost");
+    }
+    // At most the one append in flight at each kill is in the log without
+    // its acknowledgement (written, not yet synced or acknowledged).
+    assert!(
+        seqs.len() - acked.len() <= 3,
+        "{} vs {}",
+        seqs.len(),
+        acked.len()
+    );
+    let out = audit(&["verify", log.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// The child's side: append `written` entries until killed, saying
+/// `acked SEQ` on stdout after each append returns.
+fn append_until_killed(path: &Path) {
+    use std::io::Write;
+    let mut log = AuditLog::open(path, T0).expect("child opens the log");
+    let mut out = std::io::stdout().lock();
+    // Bounded, in case the parent is gone without killing us.
+    for i in 0..100_000 {
+        let mut r = Record::new(
+            T0 + i * S,
+            Actor::System,
+            "line1.belt_speed",
+            Decision::Written,
+            "crash test",
+        );
+        r.written = Some(i as f64);
+        let a = log.append(&r).expect("append");
+        if writeln!(out, "acked {}", a.seq)
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
