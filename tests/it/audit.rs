@@ -432,8 +432,8 @@ fn r12_kill_9_during_appends_loses_no_acknowledged_entry() {
         let mut this_round = 0;
         for line in lines.by_ref() {
             let line = line.expect("child stdout");
-            if let Some(seq) = line.strip_prefix("acked ") {
-                acked.push(seq.parse::<u64>().expect("seq"));
+            if let Some(seq) = ack(&line) {
+                acked.push(seq);
                 this_round += 1;
                 if this_round == 40 {
                     break;
@@ -446,8 +446,8 @@ fn r12_kill_9_during_appends_loses_no_acknowledged_entry() {
         let _ = child.0.wait();
         // Acknowledgements already in the pipe count too.
         for line in lines {
-            if let Some(seq) = line.ok().as_deref().and_then(|l| l.strip_prefix("acked ")) {
-                acked.push(seq.parse::<u64>().expect("seq"));
+            if let Some(seq) = line.ok().as_deref().and_then(ack) {
+                acked.push(seq);
             }
         }
     }
@@ -476,6 +476,13 @@ fn r12_kill_9_during_appends_loses_no_acknowledged_entry() {
     );
     let out = audit(&["verify", log.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// The seq in a child's `acked SEQ`. The first one shares its line with
+/// libtest's `test NAME ... `, printed before the test runs.
+fn ack(line: &str) -> Option<u64> {
+    let (_, seq) = line.rsplit_once("acked ")?;
+    Some(seq.trim().parse().expect("an acknowledged seq"))
 }
 
 /// The child's side: append `written` entries until killed, saying
