@@ -7,6 +7,8 @@
 //! a [`recording`] (the MCAP format the recorder sink writes and the replay
 //! reads). [`qa`] checks and compares event streams (expectations, JUnit,
 //! diff), and [`report`] turns them into an HTML page.
+//! [`guard`] vets setpoint proposals before anything is written to the
+//! plant, and keeps the audit log of its decisions.
 //! [`sim`] is the virtual plant the other end of the wire talks to, and
 //! [`cli`] wires it all together for the `twin` binary.
 
@@ -14,6 +16,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod endpoints;
+pub mod guard;
 pub mod ml;
 pub mod physics;
 pub mod qa;

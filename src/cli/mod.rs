@@ -1,6 +1,7 @@
 //! The `twin` command line: one module per subcommand. The binary only parses
 //! arguments and maps the outcome to an exit code.
 
+pub mod audit;
 pub mod check;
 pub mod demo;
 pub mod diff;
@@ -83,6 +84,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Write one self-contained HTML report (plots, tables) of an event stream.
     Report(report::ReportArgs),
+    /// Query the guard's audit log (filters, CSV), or `verify` its hash chain.
+    Audit(audit::AuditArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -262,6 +265,10 @@ fn run_command(cli: Cli) -> i32 {
         Command::Report(args) => {
             init_logging(cli.log.as_deref(), false);
             report::run(&args)
+        }
+        Command::Audit(args) => {
+            init_logging(cli.log.as_deref(), false);
+            audit::run(&args)
         }
     }
 }

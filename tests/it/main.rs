@@ -1,6 +1,7 @@
 //! The integration-test binary: one module per area, as in ripgrep.
 
 mod anomaly_path;
+mod audit;
 mod cli_output;
 mod config_corpus;
 mod determinism;
