@@ -530,7 +530,7 @@ impl Parser {
                         format!("expected `)`, found {}", describe(&close)),
                         "`)` closing the `(`",
                     )
-                    .help(format!("the `(` is at offset {}", span.start)));
+                    .help("each `(` needs its `)`"));
                 }
                 return Ok(Expr::new(inner.kind, span.start..at.end));
             }
@@ -658,10 +658,10 @@ fn infer(
         }
         ExprKind::Cmp(op, l, r) => {
             let (lk, rk) = (infer(l, kind_of, errs), infer(r, kind_of, errs));
-            if let (Some(lk), Some(rk)) = (lk, rk) {
-                if let Some(err) = compare_kinds(*op, l, lk, r, rk) {
-                    errs.push(err);
-                }
+            if let (Some(lk), Some(rk)) = (lk, rk)
+                && let Some(err) = compare_kinds(*op, l, lk, r, rk)
+            {
+                errs.push(err);
             }
             Some(Kind::Bool)
         }

@@ -451,3 +451,7 @@ fn decode_watchdog(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<WatchdogDecl
         span,
     })
 }
+
+#[cfg(test)]
+#[path = "setpoint_tests.rs"]
+mod tests;

@@ -188,7 +188,7 @@ fn ticks_up(cfg: &PlantConfig, d: Duration) -> u32 {
 /// Writing is not in this version: a setpoint asking for it is told so.
 fn warn_not_written(sink: &mut Sink, i: usize, sp: &Setpoint) {
     let (span, key, help) = match (&sp.enabled, &sp.mode) {
-        (Some(on), _) if on.value => (
+        (Some(on), _) if on.value && sp.effective_mode() != Mode::Off => (
             on.span.clone(),
             "enabled",
             "leave `enabled = false` until your twin version supports guarded write-back",
