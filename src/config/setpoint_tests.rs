@@ -594,7 +594,7 @@ fn guard_mistakes_are_reported_at_their_keys() {
         (
             "watchdog = { device = \"plc\", table = \"holding\", address = 0 }",
             "guard.watchdog.address",
-            "where a setpoint writes",
+            "as a setpoint does",
         ),
         (
             "watchdog = { device = \"plc\", table = \"coil\", address = 0, every = \"1ms\" }",
@@ -631,8 +631,8 @@ target = { table = "holding", address = 0 }
     )
     .expect_err("invalid");
     assert!(
-        errs.iter()
-            .any(|(p, m)| p == "setpoints[1]" && m.contains("writes where another setpoint writes")),
+        errs.iter().any(|(p, m)| p == "setpoints[1]"
+            && m.contains("writes holding register 0 of device \"plc\", as another setpoint does")),
         "{errs:#?}"
     );
 }

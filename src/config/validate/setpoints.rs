@@ -60,8 +60,9 @@ pub(super) fn check(
                         sp.tag.span.clone(),
                         format!("setpoints[{i}]"),
                         format!(
-                            "setpoint for \"{}\" writes where another setpoint writes",
-                            sp.tag.value
+                            "setpoint for \"{}\" writes {}, as another setpoint does",
+                            sp.tag.value,
+                            place(cfg, t)
                         ),
                     )
                     .expected("each setpoint written to its own register, topic or metric")
@@ -143,7 +144,10 @@ pub(super) fn check(
                 Diagnostic::error(
                     w.address.span.clone(),
                     "guard.watchdog.address",
-                    "the watchdog writes where a setpoint writes",
+                    format!(
+                        "the watchdog writes {}, as a setpoint does",
+                        place(cfg, &beat)
+                    ),
                 )
                 .expected("a register of its own for the heartbeat")
                 .help(format!("the setpoint is at {}", cx.at(first))),
@@ -542,6 +546,34 @@ fn interlocks(
         }
     }
     out
+}
+
+/// Where a target writes, for messages.
+fn place(cfg: &PlantConfig, t: &WriteTarget) -> String {
+    match t {
+        WriteTarget::Modbus(m) => format!(
+            "{} {} of device \"{}\"",
+            m.table.noun(),
+            m.address,
+            cfg.modbus[m.device].name.value
+        ),
+        WriteTarget::Mqtt { source, topic } => format!(
+            "topic \"{topic}\" of MQTT source \"{}\"",
+            cfg.mqtt[*source].name.value
+        ),
+        WriteTarget::Sparkplug {
+            source,
+            node,
+            device,
+            metric,
+        } => format!(
+            "metric \"{metric}\" of {}{node}\" in Sparkplug source \"{}\"",
+            device.as_ref().map_or("node \"".to_string(), |d| format!(
+                "device \"{d}\" of node \""
+            )),
+            cfg.sparkplug[*source].name.value
+        ),
+    }
 }
 
 /// Whether two targets write (some of) the same place.
