@@ -11,6 +11,8 @@ mod conveyor;
 pub(crate) mod decode;
 pub mod diagnostics;
 mod geometry;
+pub mod guard;
+pub mod interlock;
 pub mod knob;
 pub mod layout;
 pub mod limits;
@@ -149,17 +151,7 @@ impl LoadedConfig {
     /// recorded tag; bool for a Modbus coil or bool register; text for a
     /// Modbus string; number otherwise (MQTT payloads, Sparkplug metrics).
     pub fn value_type(&self, id: TagId) -> RecordedType {
-        let def = self.tags.get(id);
-        match def.source {
-            TagSource::Recorded { source, tag } => self.config.recorded[source].tags[tag].data_type,
-            _ if def.is_bool => RecordedType::Bool,
-            TagSource::Modbus { device, register }
-                if self.config.modbus[device].registers[register].data_type == DataType::String =>
-            {
-                RecordedType::Text
-            }
-            _ => RecordedType::Number,
-        }
+        tag_value_type(&self.config, self.tags.get(id))
     }
 
     /// Names of the tags only recordings provide, in tag order.
@@ -172,6 +164,20 @@ impl LoadedConfig {
     }
 }
 
+/// [`LoadedConfig::value_type`], for a tag of a config still being checked.
+pub(crate) fn tag_value_type(cfg: &PlantConfig, def: &TagDef) -> RecordedType {
+    match def.source {
+        TagSource::Recorded { source, tag } => cfg.recorded[source].tags[tag].data_type,
+        _ if def.is_bool => RecordedType::Bool,
+        TagSource::Modbus { device, register }
+            if cfg.modbus[device].registers[register].data_type == DataType::String =>
+        {
+            RecordedType::Text
+        }
+        _ => RecordedType::Number,
+    }
+}
+
 /// A config that passed validation, with its tag table and any warnings.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
@@ -180,6 +186,8 @@ pub struct LoadedConfig {
     pub tags: TagTable,
     /// `[ml]` and the models with a task, resolved for the ML stage.
     pub ml: MlConfig,
+    /// `[[setpoints]]` and `[guard]`, resolved for the guard.
+    pub guard: guard::GuardConfig,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -293,7 +301,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
     }
     let root_span = root.span();
     let decoded = plant::decode_file(&mut sink, root.get_ref(), root_span);
-    let (tags, ml) = match &decoded {
+    let (tags, ml, guard) = match &decoded {
         Some(cfg) => validate::validate(&mut sink, &file, cfg),
         None => Default::default(),
     };
@@ -306,6 +314,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
             config,
             tags,
             ml,
+            guard,
             warnings: diags,
         }),
         _ => Err(Box::new(ConfigReport {

@@ -39,7 +39,7 @@ pub enum RegisterTable {
 impl RegisterTable {
     pub const NAMES: &'static [&'static str] = &["coil", "discrete", "input", "holding"];
 
-    fn from_name(s: &str) -> Self {
+    pub(super) fn from_name(s: &str) -> Self {
         match s {
             "coil" => RegisterTable::Coil,
             "discrete" => RegisterTable::Discrete,
@@ -121,7 +121,7 @@ impl DataType {
         "bool", "u16", "i16", "u32", "i32", "f32", "u64", "i64", "f64", "string",
     ];
 
-    fn from_name(s: &str) -> Self {
+    pub(super) fn from_name(s: &str) -> Self {
         match s {
             "bool" => DataType::Bool,
             "u16" => DataType::U16,
@@ -212,7 +212,7 @@ pub enum WordOrder {
 impl WordOrder {
     pub const NAMES: &'static [&'static str] = &["ABCD", "DCBA", "BADC", "CDAB"];
 
-    fn from_name(s: &str) -> Self {
+    pub(super) fn from_name(s: &str) -> Self {
         match s {
             "DCBA" => WordOrder::Dcba,
             "BADC" => WordOrder::Badc,

@@ -1,6 +1,6 @@
 //! The root of a plant file: `version`, `[plant]`, and the walk over every
 //! section, each decoded next to its types (`modbus`, `mqtt`, `sparkplug`,
-//! `machine`, `line`, `model` with `[ml]`, `setpoint`).
+//! `machine`, `line`, `model` with `[ml]`, `setpoint` with `[guard]`).
 //!
 //! Decoding checks each value where it stands (types, ranges, enumerations,
 //! unknown keys); [`super::validate`] then checks how values relate to each
@@ -17,7 +17,7 @@ use super::machine::{Machine, decode_machine};
 use super::modbus::{ModbusDevice, decode_modbus};
 use super::model::{MlSection, ModelDecl, decode_ml, decode_model};
 use super::mqtt::{MqttSource, decode_mqtt};
-use super::setpoint::{Setpoint, decode_setpoint};
+use super::setpoint::{GuardDecl, Setpoint, decode_guard, decode_setpoint};
 
 /// Current schema version. Files may omit `version`; it then means 1.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -38,6 +38,9 @@ pub struct PlantConfig {
     /// `[[models]]` as written; `LoadedConfig::ml` has them resolved.
     pub models: Vec<ModelDecl>,
     pub setpoints: Vec<Setpoint>,
+    /// `[guard]`; all defaults when absent. `LoadedConfig::guard` has it
+    /// resolved with the setpoints.
+    pub guard: GuardDecl,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +121,10 @@ pub(super) fn decode_file(
         .into_iter()
         .filter_map(|s| decode_setpoint(sink, s))
         .collect();
+    let guard = t
+        .opt_table(sink, "guard")
+        .map(|g| decode_guard(sink, g))
+        .unwrap_or_default();
     t.finish(sink);
 
     Some(PlantConfig {
@@ -132,6 +139,7 @@ pub(super) fn decode_file(
         ml,
         models,
         setpoints,
+        guard,
     })
 }
 

@@ -10,7 +10,9 @@
 //!    tag);
 //! 4. [`lines`], [`models`] and [`setpoints`]: references to tags,
 //!    machines and conveyors; [`models`] also resolves the runnable models
-//!    (bindings, roles, lines, ticks) into the ML stage's `MlConfig`;
+//!    (bindings, roles, lines, ticks) into the ML stage's `MlConfig`, and
+//!    [`setpoints`] the setpoints, their targets and interlocks and
+//!    `[guard]` into the guard's `GuardConfig`;
 //! 5. the line geometry (`super::geometry`), then the tags no machine binds.
 //!
 //! Diagnostics are sorted by position once all are in, so the order here
@@ -31,13 +33,14 @@ use std::ops::Range;
 
 use super::decode::{Loc, Sink};
 use super::diagnostics::{Diagnostic, SourceFile, closest, did_you_mean};
+use super::guard::GuardConfig;
 use super::{MlConfig, PlantConfig, TagTable};
 
 pub(super) fn validate(
     sink: &mut Sink,
     file: &SourceFile,
     cfg: &PlantConfig,
-) -> (TagTable, MlConfig) {
+) -> (TagTable, MlConfig, GuardConfig) {
     let cx = Cx { file };
     sources::check(sink, &cx, cfg);
     let mut declared = tags::declare(sink, &cx, cfg);
@@ -50,10 +53,10 @@ pub(super) fn validate(
     };
     lines::check(sink, &cx, cfg, &refs);
     let ml = models::check(sink, &cx, cfg, &refs);
-    setpoints::check(sink, &cx, cfg, &refs);
+    let guard = setpoints::check(sink, &cx, cfg, &refs);
     super::geometry::check_geometry(sink, cfg);
     tags::warn_unbound(sink, &declared, &bound.meant);
-    (declared.tags, ml)
+    (declared.tags, ml, guard)
 }
 
 /// The file being checked, for messages that point back at an earlier
