@@ -104,12 +104,18 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
         # An acute fault on top of a worn bearing (as in mixed.toml): the
         # acute fault is the label while it lasts.
         acute, dur = _fault(["jam", "belt_slip", "eye_stuck", "motor_overheat"][i % 4], rng, i // 4)
+        # The wear the acute fault happens on, from barely seen to near
+        # failure: mixed.toml's capper is at 0.3 when its belt slips and at
+        # 0.7 when the infeed overheats, and a forest does not extrapolate.
+        level = [0.2, 0.35, 0.5, 0.65, 0.8][(i // 4) % 5]
         wear = {
             "kind": "bearing_wear",
-            "machine": turn(["capper", "filler"]),
+            # By the round, not by i: `turn` would give every odd i (belt
+            # slip, overheating) the same machine.
+            "machine": ["capper", "filler"][(i // 4) % 2],
             "ramp": "60m",
-            "from": 0.35,
-            "to": 0.5,
+            "from": level,
+            "to": level + 0.05,
             "at": "0s",
         }
         return [wear, acute], min(dur, 12 * 60)
@@ -241,7 +247,7 @@ PLAN = [
     ("bearing_wear", 2, 1),
     ("sensor_drift", 3, 1),
     ("plc_disconnect", 2, 0),
-    ("combo", 8, 0),
+    ("combo", 16, 4),
     ("after_jam", 14, 7),
     ("drift_end", 3, 1),
 ]

@@ -156,6 +156,25 @@ def config_block(thr, od) -> str:
     return f"{MODELS_MARKER} (machine learning) -------------------------------------------\n" + entry_text(thr, od)
 
 
+def models_part(text: str) -> tuple[str, str, str]:
+    """The demo config cut around this model's part: (everything before the
+    `# --- Models` marker, the marker and the fault model's entry, the other
+    models' entries after it, each with the comment lines that lead it)."""
+    cut = text.find(MODELS_MARKER)
+    if cut < 0:
+        return text.rstrip("\n") + "\n\n", "", ""
+    first = text.find("\n[[models]]", cut)
+    nxt = text.find("\n[[models]]", first + 1) if first >= 0 else -1
+    if nxt < 0:
+        return text[:cut], text[cut:], ""
+    # Back up over the blank and comment lines that introduce the next entry.
+    lines = text[:nxt + 1].splitlines(keepends=True)
+    while lines and (lines[-1].startswith("#") or not lines[-1].strip()):
+        lines.pop()
+    end = len("".join(lines))
+    return text[:cut], text[cut:end].rstrip("\n") + "\n", "\n" + text[end:].lstrip("\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(ROOT / "target" / "demo-fault"), help="folder for the generated runs")
@@ -191,11 +210,9 @@ def main() -> int:
     block = config_block(thr, od)
     ENTRY.write_text(entry_text(thr, od))
     print(f"wrote the [[models]] entry to {ENTRY}")
-    text = DEMO.read_text()
-    cut = text.find(MODELS_MARKER)
-    current = text[cut:] if cut >= 0 else ""
+    head, current, rest = models_part(DEMO.read_text())
     if a.write_config:
-        DEMO.write_text((text[:cut] if cut >= 0 else text.rstrip("\n") + "\n\n") + block)
+        DEMO.write_text(head + block + rest)
         print(f"wrote the [[models]] entry into {DEMO}")
     elif current and current != block:
         print(f"NOTE: {DEMO} does not carry this model's entry; rerun with --write-config", file=sys.stderr)
