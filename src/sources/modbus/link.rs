@@ -19,6 +19,28 @@
 //!   it has already waited, and on a gateway the other units must not wait
 //!   for one silent unit. A connection that never answered counts as a
 //!   failed attempt, so a server that accepts and stays silent is backed off.
+//!
+//! Writes ([`Link::write`]) share the socket, the in-flight cap, the
+//! timeouts and the transaction matching, with three differences, all there
+//! because a write changes the plant and a read does not:
+//! - **Priority lane.** Writes have their own queue, served before the read
+//!   queue whenever a slot is free, so a setpoint does not wait behind a
+//!   poll cycle. A request already on the wire is never preempted: there is
+//!   no way to take back bytes the device may be acting on.
+//! - **Never queued across a reconnect.** A write goes out only on the
+//!   connection that was up when it was handed in. With no connection, or
+//!   a newer one, it fails at once with [`WriteFailure::sent`] false: the
+//!   guard decided on a plant state it saw through the old connection, and
+//!   a proposal must not outlive the outage that made it stale (issue 12).
+//!   A write never opens a connection either; the poller's reads do that,
+//!   and a device the poller cannot reach is one not to write to.
+//! - **Never retried.** A write that was sent and got no trustworthy reply
+//!   (timeout, connection lost, garbled or wrongly echoed reply) fails with
+//!   [`WriteFailure::sent`] true: the outcome is unknown, because the
+//!   device may well have applied it and only the reply was lost. Sending
+//!   it again could apply it twice (a counter, a toggle, a recipe step) or
+//!   undo a change the operator made in between; whether to try again is
+//!   the guard's decision, after a read-back, never the link's.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,7 +52,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::frame::{self, Exception, FrameError, MBAP_LEN, ReadData, ReadRequest};
+use super::frame::{self, Exception, FrameError, MBAP_LEN, ReadData, ReadRequest, WriteRequest};
 use crate::sources::backoff::Backoff;
 use crate::twin::Reason;
 
@@ -67,6 +89,15 @@ pub enum LinkError {
     Protocol(String),
     #[error("the link has shut down")]
     Closed,
+    /// A write found no connection up: the device has not been reached
+    /// since the link started.
+    #[error("not connected to the device")]
+    NotConnected,
+    /// A write was handed in on a connection that has since been replaced.
+    #[error(
+        "the connection was re-established after the write was queued; a write is never carried across a reconnect"
+    )]
+    Reconnected,
 }
 
 impl LinkError {
@@ -78,15 +109,128 @@ impl LinkError {
             LinkError::Lost(r) => *r,
             LinkError::Protocol(_) => Reason::InvalidResponse,
             LinkError::Closed => Reason::Shutdown,
+            LinkError::NotConnected | LinkError::Reconnected => Reason::ConnectionLost,
         }
     }
 }
 
 pub type ReadResult = Result<Result<ReadData, Exception>, LinkError>;
 
-struct Job {
-    req: ReadRequest,
-    reply: oneshot::Sender<ReadResult>,
+/// Why a write got no answer, and whether it may have been applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct WriteFailure {
+    pub error: LinkError,
+    /// The request (or some of it) left for the device, which may have
+    /// applied it: the outcome is unknown. False only when nothing was sent.
+    pub sent: bool,
+}
+
+/// A device's refusal (`Ok(Err(exception))`) is kept apart from a transport
+/// failure (`Err`), as for reads.
+pub type WriteResult = Result<Result<(), Exception>, WriteFailure>;
+
+/// A request handed to the link task, with where its answer goes.
+enum Job {
+    Read {
+        req: ReadRequest,
+        reply: oneshot::Sender<ReadResult>,
+    },
+    Write {
+        req: WriteRequest,
+        reply: oneshot::Sender<WriteResult>,
+        /// When it was handed in: it may go out only on a connection that
+        /// was up by then.
+        submitted: Instant,
+    },
+}
+
+impl Job {
+    fn unit(&self) -> u8 {
+        match self {
+            Job::Read { req, .. } => req.unit,
+            Job::Write { req, .. } => req.unit,
+        }
+    }
+
+    /// Answer with a transport failure. `sent`: whether the request had
+    /// left (matters only to a write).
+    fn fail(self, error: LinkError, sent: bool) {
+        match self {
+            Job::Read { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Job::Write { reply, .. } => {
+                let _ = reply.send(Err(WriteFailure { error, sent }));
+            }
+        }
+    }
+
+    fn encode_tcp(&self, tid: u16) -> Vec<u8> {
+        match self {
+            Job::Read { req, .. } => frame::encode_tcp(tid, req).to_vec(),
+            Job::Write { req, .. } => frame::encode_write_tcp(tid, req),
+        }
+    }
+
+    fn encode_rtu(&self) -> Vec<u8> {
+        match self {
+            Job::Read { req, .. } => frame::encode_rtu(req).to_vec(),
+            Job::Write { req, .. } => frame::encode_write_rtu(req),
+        }
+    }
+
+    /// Length of the RTU frame answering this job, from its first bytes.
+    fn rtu_reply_len(&self, head: &[u8]) -> Option<usize> {
+        match self {
+            Job::Read { .. } => frame::rtu_reply_len(head),
+            Job::Write { .. } => frame::rtu_write_reply_len(head),
+        }
+    }
+
+    /// Parse a reply (a TCP PDU, or a whole RTU frame) and answer with it.
+    /// `Ok(true)`: the device answered with an exception.
+    fn settle(self, reply_bytes: &[u8], framing: Framing) -> Result<bool, FrameError> {
+        match self {
+            Job::Read { req, reply } => {
+                let parsed = match framing {
+                    Framing::Tcp => frame::parse_pdu(reply_bytes, &req),
+                    Framing::RtuOverTcp => frame::parse_rtu(reply_bytes, &req),
+                };
+                match parsed {
+                    Ok(r) => {
+                        let refused = r.is_err();
+                        let _ = reply.send(Ok(r));
+                        Ok(refused)
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(LinkError::Protocol(e.to_string())));
+                        Err(e)
+                    }
+                }
+            }
+            Job::Write { req, reply, .. } => {
+                let parsed = match framing {
+                    Framing::Tcp => frame::parse_write_pdu(reply_bytes, &req),
+                    Framing::RtuOverTcp => frame::parse_write_rtu(reply_bytes, &req),
+                };
+                match parsed {
+                    Ok(r) => {
+                        let refused = r.is_err();
+                        let _ = reply.send(Ok(r));
+                        Ok(refused)
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(WriteFailure {
+                            error: LinkError::Protocol(e.to_string()),
+                            sent: true,
+                        }));
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Counters for one link, for logs and benchmarks.
@@ -100,28 +244,71 @@ pub struct LinkStats {
     pub late_discarded: u64,
     pub connects: u64,
     pub garbage: u64,
+    /// Write requests handed in (sent or not).
+    pub writes: u64,
 }
 
-/// Handle to a link task; cheap to clone.
+/// Handle to a link task; cheap to clone. Reads and writes go through
+/// separate handles ([`super::writer::ModbusWriter`] holds the write side);
+/// this is the task's own door for both.
 #[derive(Clone)]
 pub struct Link {
     tx: mpsc::Sender<Job>,
+    /// The priority lane.
+    wtx: mpsc::Sender<Job>,
 }
+
+/// Writes waiting for a slot. Writes are rare (a setpoint every few
+/// seconds); a full lane means the device is not keeping up, and the
+/// caller waits rather than piling more up.
+const WRITE_QUEUE: usize = 64;
 
 impl Link {
     pub fn spawn(cfg: LinkConfig, shutdown: CancellationToken) -> Link {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(cfg, rx, shutdown));
-        Link { tx }
+        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(run(cfg, rx, wrx, shutdown));
+        Link { tx, wtx }
     }
 
     pub async fn read(&self, req: ReadRequest) -> ReadResult {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { req, reply })
+            .send(Job::Read { req, reply })
             .await
             .map_err(|_| LinkError::Closed)?;
         rx.await.map_err(|_| LinkError::Closed)?
+    }
+
+    /// Send one write, ahead of any queued read, on the connection that is
+    /// up now; never retried (see the module docs). A request that cannot
+    /// be framed ([`WriteRequest::check`]) fails unsent.
+    pub async fn write(&self, req: WriteRequest) -> WriteResult {
+        let unsent = |error| WriteFailure { error, sent: false };
+        req.check().map_err(|e| unsent(LinkError::Protocol(e)))?;
+        let (reply, rx) = oneshot::channel();
+        let submitted = crate::wallclock::tokio_now();
+        self.wtx
+            .send(Job::Write {
+                req,
+                reply,
+                submitted,
+            })
+            .await
+            .map_err(|_| unsent(LinkError::Closed))?;
+        // The task answers every write it took, sent or not, before it
+        // drops it; a reply lost here means it never took this one.
+        rx.await.map_err(|_| unsent(LinkError::Closed))?
+    }
+
+    /// Reads waiting for a slot (not yet sent).
+    pub fn queued_reads(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Writes waiting for a slot (not yet sent).
+    pub fn queued_writes(&self) -> usize {
+        self.wtx.max_capacity() - self.wtx.capacity()
     }
 }
 
@@ -138,13 +325,14 @@ pub(crate) fn io_reason(e: &std::io::Error) -> Reason {
 }
 
 struct Pending {
-    req: ReadRequest,
-    reply: oneshot::Sender<ReadResult>,
+    job: Job,
     deadline: Instant,
 }
 
 struct Conn {
     stream: TcpStream,
+    /// When it was established: writes handed in before this are not sent.
+    connected_at: Instant,
     buf: Vec<u8>,
     pending: HashMap<u16, Pending>,
     next_tid: u16,
@@ -185,13 +373,26 @@ fn reconnect_at(c: &Conn, backoff: &mut Backoff) -> Instant {
     }
 }
 
+/// Fail everything in flight on `conn`: all of it was sent.
 fn fail_all(conn: Conn, err: &LinkError) {
     for (_, p) in conn.pending {
-        let _ = p.reply.send(Err(err.clone()));
+        p.job.fail(err.clone(), true);
     }
 }
 
-async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+/// What woke the link task.
+enum Event {
+    Job(Job),
+    Socket(std::io::Result<usize>),
+    Timer,
+}
+
+async fn run(
+    cfg: LinkConfig,
+    mut rx: mpsc::Receiver<Job>,
+    mut wrx: mpsc::Receiver<Job>,
+    shutdown: CancellationToken,
+) {
     let mut max_in_flight = match cfg.framing {
         Framing::Tcp => cfg.max_in_flight.clamp(1, 256),
         // Without transaction ids, only one request can be outstanding.
@@ -220,16 +421,56 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
             timer.as_mut().reset(d);
             armed = Some(d);
         }
-        tokio::select! {
+        // Biased: replies and timeouts free slots first, and a free slot
+        // goes to a queued write before any queued read (the priority lane).
+        let event = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
 
-            job = rx.recv(), if in_flight < max_in_flight => {
-                let Some(job) = job else { break };
+            n = async {
+                match conn.as_mut() {
+                    Some(c) => c.stream.read(&mut read_chunk).await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Socket(n),
+
+            () = &mut timer, if earliest.is_some() => Event::Timer,
+
+            job = wrx.recv(), if in_flight < max_in_flight => match job {
+                Some(job) => Event::Job(job),
+                None => break,
+            },
+
+            job = rx.recv(), if in_flight < max_in_flight => match job {
+                Some(job) => Event::Job(job),
+                None => break,
+            },
+        };
+        match event {
+            Event::Job(job) => {
                 stats.requests += 1;
+                if let Job::Write { submitted, .. } = &job {
+                    stats.writes += 1;
+                    // Only on the connection that was up when the write was
+                    // handed in; never a new one (module docs).
+                    let refused = match &conn {
+                        None => Some(down.clone().unwrap_or(LinkError::NotConnected)),
+                        Some(c) if c.connected_at > *submitted => Some(LinkError::Reconnected),
+                        Some(_) => None,
+                    };
+                    if let Some(err) = refused {
+                        warn!(link = %cfg.name, address = %cfg.address, unit = job.unit(), error = %err,
+                            "Modbus write not sent: the device is not connected.");
+                        job.fail(err, false);
+                        continue;
+                    }
+                }
                 if conn.is_none() {
                     if crate::wallclock::tokio_now() < retry_at {
-                        let err = down.clone().unwrap_or(LinkError::Lost(Reason::ConnectionLost));
-                        let _ = job.reply.send(Err(err));
+                        let err = down
+                            .clone()
+                            .unwrap_or(LinkError::Lost(Reason::ConnectionLost));
+                        job.fail(err, false);
                         continue;
                     }
                     match connect(&cfg).await {
@@ -242,6 +483,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                             }
                             conn = Some(Conn {
                                 stream,
+                                connected_at: crate::wallclock::tokio_now(),
                                 buf: Vec::with_capacity(frame::MAX_ADU * 4),
                                 pending: HashMap::new(),
                                 next_tid: 1,
@@ -251,7 +493,10 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                         }
                         Err(e) => {
                             let wait = backoff.step();
-                            let err = LinkError::Unreachable { reason: io_reason(&e), detail: e.to_string() };
+                            let err = LinkError::Unreachable {
+                                reason: io_reason(&e),
+                                detail: e.to_string(),
+                            };
                             if down.is_none() {
                                 warn!(link = %cfg.name, address = %cfg.address, error = %e, retry_in = ?wait,
                                     "Modbus device unreachable; its tags are bad until it answers. Check the address and that the device is on.");
@@ -260,7 +505,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                             }
                             down = Some(err.clone());
                             retry_at = crate::wallclock::tokio_now() + wait;
-                            let _ = job.reply.send(Err(err));
+                            job.fail(err, false);
                             continue;
                         }
                     }
@@ -273,30 +518,36 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                             tid = tid.wrapping_add(1);
                         }
                         c.next_tid = tid.wrapping_add(1);
-                        (tid, frame::encode_tcp(tid, &job.req).to_vec())
+                        (tid, job.encode_tcp(tid))
                     }
-                    Framing::RtuOverTcp => (0, frame::encode_rtu(&job.req).to_vec()),
+                    Framing::RtuOverTcp => (0, job.encode_rtu()),
                 };
                 let sent = timeout(cfg.timeout, c.stream.write_all(&bytes)).await;
+                // A failed send may still have put some or all of the
+                // request on the wire: a write that fails here is `sent`.
                 match sent {
                     Ok(Ok(())) => {
-                        c.pending.insert(tid, Pending {
-                            req: job.req,
-                            reply: job.reply,
-                            deadline: crate::wallclock::tokio_now() + cfg.timeout,
-                        });
+                        c.pending.insert(
+                            tid,
+                            Pending {
+                                job,
+                                deadline: crate::wallclock::tokio_now() + cfg.timeout,
+                            },
+                        );
                     }
                     Ok(Err(e)) => {
                         let err = LinkError::Lost(io_reason(&e));
                         warn!(link = %cfg.name, address = %cfg.address, error = %e, "Modbus connection lost while sending; reconnecting.");
-                        let _ = job.reply.send(Err(err.clone()));
-                        if let Some(c) = conn.take() { fail_all(c, &err) }
+                        job.fail(err.clone(), true);
+                        if let Some(c) = conn.take() {
+                            fail_all(c, &err)
+                        }
                         down = Some(err);
                         retry_at = crate::wallclock::tokio_now() + backoff.step();
                     }
                     Err(_) => {
                         warn!(link = %cfg.name, address = %cfg.address, "Modbus send blocked past the timeout; reconnecting.");
-                        let _ = job.reply.send(Err(LinkError::Timeout));
+                        job.fail(LinkError::Timeout, true);
                         if let Some(c) = conn.take() {
                             retry_at = reconnect_at(&c, &mut backoff);
                             fail_all(c, &LinkError::Timeout);
@@ -306,12 +557,7 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                 }
             }
 
-            n = async {
-                match conn.as_mut() {
-                    Some(c) => c.stream.read(&mut read_chunk).await,
-                    None => std::future::pending().await,
-                }
-            } => {
+            Event::Socket(n) => {
                 let replies = stats.replies;
                 let result = match n {
                     Ok(0) => Err(LinkError::Lost(Reason::ConnectionLost)),
@@ -335,9 +581,13 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                             warn!(link = %cfg.name, address = %cfg.address, error = %detail,
                                 "Invalid Modbus reply; dropping the connection rather than guessing where the next frame starts.");
                         }
-                        _ => warn!(link = %cfg.name, address = %cfg.address, error = %err, "Modbus connection lost; reconnecting."),
+                        _ => {
+                            warn!(link = %cfg.name, address = %cfg.address, error = %err, "Modbus connection lost; reconnecting.")
+                        }
                     }
-                    if let Some(c) = conn.take() { fail_all(c, &err) }
+                    if let Some(c) = conn.take() {
+                        fail_all(c, &err)
+                    }
                     down = Some(err);
                     // A device that accepts connections and then breaks them
                     // must not get a new one every poll.
@@ -349,12 +599,17 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                 }
             }
 
-            () = &mut timer, if earliest.is_some() => {
+            Event::Timer => {
                 armed = None;
                 let now = crate::wallclock::tokio_now();
                 let Some(c) = conn.as_mut() else { continue };
                 let outstanding = c.pending.len();
-                let expired: Vec<u16> = c.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
+                let expired: Vec<u16> = c
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.deadline <= now)
+                    .map(|(t, _)| *t)
+                    .collect();
                 // Some servers (pymodbus 3.16, some gateways) silently drop
                 // every request but the first of a pipelined burst. A device
                 // that has answered before and now times out with several
@@ -370,7 +625,9 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                     if let Some(p) = c.pending.remove(&tid) {
                         stats.timeouts += 1;
                         c.consecutive_timeouts += 1;
-                        let _ = p.reply.send(Err(LinkError::Timeout));
+                        // A write that timed out is not sent again: the
+                        // device may have applied it (module docs).
+                        p.job.fail(LinkError::Timeout, true);
                     }
                 }
                 let half_open = c.consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS;
@@ -387,6 +644,11 @@ async fn run(cfg: LinkConfig, mut rx: mpsc::Receiver<Job>, shutdown: Cancellatio
                 }
             }
         }
+    }
+    // Whatever was in flight gets an answer: a write that was sent must be
+    // reported as sent, not lost with its reply channel.
+    if let Some(c) = conn.take() {
+        fail_all(c, &LinkError::Closed);
     }
     debug!(link = %cfg.name, ?stats, "Modbus link stopped.");
 }
@@ -411,21 +673,33 @@ fn drain_frames(c: &mut Conn, framing: Framing, stats: &mut LinkStats) -> Result
                     c.buf.drain(..total);
                     continue;
                 };
-                // Parse in place, then drop the frame from the buffer.
-                let parsed = frame::parse_pdu(&c.buf[MBAP_LEN..total], &p.req);
-                c.buf.drain(..total);
-                if h.unit != p.req.unit {
-                    let e = FrameError::Unit {
-                        got: h.unit,
-                        want: p.req.unit,
-                    };
-                    let _ = p.reply.send(Err(LinkError::Protocol(e.to_string())));
-                    return Err(LinkError::Protocol(e.to_string()));
+                if h.unit != p.job.unit() {
+                    let e = LinkError::Protocol(
+                        FrameError::Unit {
+                            got: h.unit,
+                            want: p.job.unit(),
+                        }
+                        .to_string(),
+                    );
+                    p.job.fail(e.clone(), true);
+                    return Err(e);
                 }
-                answer(c, p, parsed, stats)?;
+                // Parse in place, then drop the frame from the buffer.
+                let settled = p.job.settle(&c.buf[MBAP_LEN..total], framing);
+                c.buf.drain(..total);
+                answered(c, settled, stats)?;
             }
             Framing::RtuOverTcp => {
-                let Some(len) = frame::rtu_reply_len(&c.buf) else {
+                // Without transaction ids the one pending request says how
+                // long its reply is (reads carry a byte count, writes are
+                // fixed-size). With none pending, a stray frame is measured
+                // as a read reply and discarded.
+                let tid = c.pending.keys().next().copied();
+                let len = match tid.and_then(|t| c.pending.get(&t)) {
+                    Some(p) => p.job.rtu_reply_len(&c.buf),
+                    None => frame::rtu_reply_len(&c.buf),
+                };
+                let Some(len) = len else {
                     return Ok(());
                 };
                 if len > frame::MAX_ADU {
@@ -435,41 +709,34 @@ fn drain_frames(c: &mut Conn, framing: Framing, stats: &mut LinkStats) -> Result
                     return Ok(());
                 }
                 let bytes: Vec<u8> = c.buf.drain(..len).collect();
-                let Some(tid) = c.pending.keys().next().copied() else {
+                let Some(p) = tid.and_then(|t| c.pending.remove(&t)) else {
                     stats.late_discarded += 1;
                     continue;
                 };
-                let Some(p) = c.pending.remove(&tid) else {
-                    continue;
-                };
-                let parsed = frame::parse_rtu(&bytes, &p.req);
-                answer(c, p, parsed, stats)?;
+                let settled = p.job.settle(&bytes, framing);
+                answered(c, settled, stats)?;
             }
         }
     }
 }
 
-fn answer(
+/// Account for a settled request; a reply that could not be trusted takes
+/// the connection down.
+fn answered(
     c: &mut Conn,
-    p: Pending,
-    parsed: Result<Result<ReadData, Exception>, FrameError>,
+    settled: Result<bool, FrameError>,
     stats: &mut LinkStats,
 ) -> Result<(), LinkError> {
-    match parsed {
-        Ok(r) => {
+    match settled {
+        Ok(refused) => {
             stats.replies += 1;
             c.answered = true;
-            if r.is_err() {
+            if refused {
                 stats.exceptions += 1;
             }
             c.consecutive_timeouts = 0;
-            let _ = p.reply.send(Ok(r));
             Ok(())
         }
-        Err(e) => {
-            let err = LinkError::Protocol(e.to_string());
-            let _ = p.reply.send(Err(err.clone()));
-            Err(err)
-        }
+        Err(e) => Err(LinkError::Protocol(e.to_string())),
     }
 }

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod frame;
 pub mod link;
 pub mod plan;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
