@@ -121,7 +121,7 @@ fn venv_python() -> PathBuf {
 }
 
 /// Start the pymodbus server on a free port; returns it and the port.
-fn start_server() -> (Proc, u16) {
+pub(crate) fn start_server() -> (Proc, u16) {
     let mut cmd = std::process::Command::new(venv_python());
     cmd.current_dir(root()).arg(SERVER).arg("0");
     let mut server = Proc::spawn(cmd);

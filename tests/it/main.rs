@@ -18,6 +18,7 @@ mod ml_platform;
 mod ml_runtime;
 mod ml_stage;
 mod modbus_faults;
+mod modbus_write;
 mod mqtt;
 mod outputs;
 mod qa;
