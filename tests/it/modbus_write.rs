@@ -619,3 +619,103 @@ async fn pymodbus_takes_a_register_and_a_coil_and_reads_them_back() {
     }
     stop.cancel();
 }
+
+/// An RTU-over-TCP device written byte by byte: answers FC6 with
+/// exception 02 and echoes FC16, remembering every frame it received.
+fn rtu_device(received: Arc<Mutex<Vec<Vec<u8>>>>) -> SocketAddr {
+    use std::io::{Read, Write};
+    use twin::sources::modbus::frame::crc16;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 256];
+        while let Ok(n) = s.read(&mut chunk) {
+            if n == 0 {
+                return;
+            }
+            buf.extend(&chunk[..n]);
+            // Reads (FC3) and FC6 are 8 bytes; FC16 is 9 + its byte count.
+            let len = match buf.get(1) {
+                Some(16) => match buf.get(6) {
+                    Some(&k) => 9 + usize::from(k),
+                    None => continue,
+                },
+                Some(_) => 8,
+                None => continue,
+            };
+            if buf.len() < len {
+                continue;
+            }
+            let req: Vec<u8> = buf.drain(..len).collect();
+            received.lock().expect("not poisoned").push(req.clone());
+            let mut reply = match req[1] {
+                3 => {
+                    let n = usize::from(req[5]);
+                    let mut r = vec![req[0], 3, (2 * n) as u8];
+                    r.extend(std::iter::repeat_n(0, 2 * n));
+                    r
+                }
+                6 => vec![req[0], 0x86, 2],
+                _ => req[..6].to_vec(),
+            };
+            let crc = crc16(&reply).to_le_bytes();
+            reply.extend(crc);
+            if s.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn rtu_over_tcp_writes_are_framed_with_crc_and_answered() {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let addr = rtu_device(received.clone());
+    let stop = CancellationToken::new();
+    let link = Link::spawn(
+        LinkConfig {
+            name: "serial-gw".into(),
+            address: addr.to_string(),
+            framing: Framing::RtuOverTcp,
+            timeout: Duration::from_secs(5),
+            max_in_flight: 1,
+        },
+        stop.clone(),
+    );
+    let u32t = target(RegisterTable::Holding, 0x10, DataType::U32);
+    let u16t = target(RegisterTable::Holding, 0x20, DataType::U16);
+    let w = writer(&link, 9, &[&u32t, &u16t]);
+    assert!(matches!(
+        link.read(ReadRequest {
+            unit: 9,
+            ..hr(0, 2)
+        })
+        .await,
+        Ok(Ok(ReadData::Words(_)))
+    ));
+    match w.write(&u32t, 65536.0 * 3.0 + 4.0).await {
+        WriteOutcome::Written { raw, .. } => assert_eq!(raw, vec![3, 4]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.write(&u16t, 1.0).await,
+        WriteOutcome::Refused {
+            exception: Exception(2)
+        }
+    );
+    // The refusal kept the connection: the next write still goes through.
+    assert!(matches!(
+        w.write(&u32t, 1.0).await,
+        WriteOutcome::Written { .. }
+    ));
+    let frames = received.lock().expect("not poisoned").clone();
+    assert_eq!(frames.len(), 4, "{frames:?}");
+    assert_eq!(&frames[1][..11], &[9, 16, 0, 0x10, 0, 2, 4, 0, 3, 0, 4]);
+    assert_eq!(&frames[2][..6], &[9, 6, 0, 0x20, 0, 1]);
+    stop.cancel();
+}
