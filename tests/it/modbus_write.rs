@@ -719,3 +719,68 @@ async fn rtu_over_tcp_writes_are_framed_with_crc_and_answered() {
     assert_eq!(&frames[2][..6], &[9, 6, 0, 0x20, 0, 1]);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn the_config_decides_what_the_writer_may_write() {
+    let stop = CancellationToken::new();
+    let server = TestServer::start(Writes::Store, &stop).await;
+    let toml = format!(
+        r#"
+[plant]
+name = "p"
+tick = "100ms"
+
+[[sources.modbus]]
+name = "plc"
+address = "{addr}"
+unit_id = 1
+registers = [
+  {{ tag = "speed", table = "holding", address = 10, type = "u16", scale = 0.1 }},
+  {{ tag = "other", table = "holding", address = 11, type = "u16" }},
+]
+
+[[setpoints]]
+tag = "speed"
+min = 0
+max = 100
+mode = "closed_loop"
+
+[[setpoints]]
+tag = "other"
+min = 0
+max = 100
+mode = "shadow"
+"#,
+        addr = server.addr
+    );
+    let cfg = twin::config::load_str(std::path::Path::new("w.toml"), &toml)
+        .unwrap_or_else(|r| panic!("valid config: {:?}", r.errors().collect::<Vec<_>>()));
+    let links = twin::sources::modbus::links(&cfg, &[server.addr.to_string()], &stop);
+    let target_of = |i: usize| match &cfg.guard.setpoints[i].target {
+        twin::config::guard::WriteTarget::Modbus(t) => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (speed, other) = (target_of(0), target_of(1));
+    let w = ModbusWriter::from_config(&cfg, &links).expect("a closed-loop setpoint writes");
+    connect(&links[0]).await;
+    assert!(matches!(
+        w.write(&speed, 12.3).await,
+        WriteOutcome::Written { .. }
+    ));
+    assert_eq!(server.word(10), Some(123));
+    // The shadow setpoint's register is not on the allowlist.
+    assert!(matches!(
+        w.write(&other, 1.0).await,
+        WriteOutcome::NotSent {
+            why: NotSent::NotAllowed { .. }
+        }
+    ));
+    assert_eq!(server.writes_seen(), 1);
+
+    // With no setpoint that can write, there is no writer at all.
+    let shadow_only = toml.replace("closed_loop", "shadow");
+    let cfg = twin::config::load_str(std::path::Path::new("w.toml"), &shadow_only)
+        .unwrap_or_else(|r| panic!("valid config: {:?}", r.errors().collect::<Vec<_>>()));
+    assert!(ModbusWriter::from_config(&cfg, &links).is_none());
+    stop.cancel();
+}
