@@ -20,9 +20,12 @@
 //! What it decides itself, and why:
 //! - **Reverse scaling**: raw = (value − offset) / scale, the exact inverse
 //!   of the poller's [`crate::sources::apply_scale`].
-//! - **Integer registers** round half away from zero (what `f64::round`
-//!   does, and what IEC 61131-3's `REAL_TO_INT` does for the .5 cases). A
-//!   value whose raw form does not fit the type is refused, never
+//! - **Integer registers** round half away from zero (`f64::round`): the
+//!   same answer whichever side of zero, and reported in
+//!   [`WriteOutcome::Written`]'s `value`, so a read-back compares against
+//!   what was really sent. (PLC conversions differ at exact halves; some
+//!   round to even. That only matters for a value exactly half a count
+//!   between two, and never for what is written here.) A value whose raw form does not fit the type is refused, never
 //!   saturated: a PLC's own conversion may saturate, but a setpoint written
 //!   as 65535 because 70000 was asked is a different setpoint.
 //! - **Function codes**: a coil is FC5; a one-register type FC6; a
