@@ -1210,3 +1210,51 @@ fn print_examples() {
         println!("{}", String::from_utf8_lossy(&out));
     }
 }
+
+// --- In the core ---------------------------------------------------------
+
+#[test]
+fn r12_the_stage_decides_in_the_core_and_its_events_are_in_the_stream() {
+    use crate::twin::{Sample, TickClock, TwinCore, TwinEvent};
+    let cfg = config(&SETPOINT.replace("mode = \"closed_loop\"", "mode = \"shadow\""));
+    let mut core = TwinCore::new(&cfg, TickClock::new(0, Duration::from_millis(100)));
+    super::install(&mut core, &cfg);
+    let t = 50_000_000;
+    for (tag, v) in [
+        ("speed", Value::Num(0.5)),
+        ("echo", Value::Num(0.5)),
+        ("running", Value::Bool(true)),
+        ("kill", Value::Bool(false)),
+    ] {
+        core.push(Sample::good(id(&cfg, tag), v, t, t));
+    }
+    core.advance();
+    let mut st = super::state_mut(&mut core).expect("installed");
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    core.advance();
+    let events = core.drain_events();
+    let sp: Vec<&SetpointEvent> = events
+        .iter()
+        .filter_map(|e| match e {
+            TwinEvent::Setpoint(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sp.len(), 1, "{events:?}");
+    assert_eq!(sp[0].decision, SetpointDecision::Shadow);
+    assert_eq!(sp[0].t_ns, 200_000_000, "at the tick it was taken on");
+    let mut out = Vec::new();
+    core.encode_events(&events, &mut out);
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(
+        text.lines().last().is_some_and(
+            |l| l.contains(r#""type":"setpoint""#) && l.contains(r#""decision":"shadow""#)
+        ),
+        "{text}"
+    );
+    // All setpoints off: no guard at all.
+    let off = config(&SETPOINT.replace("mode = \"closed_loop\"", "mode = \"off\""));
+    let mut core = TwinCore::new(&off, TickClock::new(0, Duration::from_millis(100)));
+    super::install(&mut core, &off);
+    assert!(super::state(&core).is_none());
+}
