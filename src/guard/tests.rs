@@ -1063,7 +1063,7 @@ fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not
 // --- Events -------------------------------------------------------------
 
 /// The documented examples (docs/events.md, `setpoint`) are what the
-/// encoder writes.
+/// encoder writes; a failure prints the line the docs should hold.
 #[test]
 fn r12_the_documented_setpoint_examples_are_the_encoders_output() {
     let docs = include_str!("../../docs/events.md");
@@ -1195,22 +1195,6 @@ fn examples() -> Vec<(&'static str, SetpointEvent)> {
     ]
 }
 
-#[test]
-#[expect(
-    clippy::print_stdout,
-    reason = "prints the docs' examples for re-blessing"
-)]
-fn print_examples() {
-    // `cargo test --lib guard::tests::print_examples -- --nocapture` shows
-    // the lines docs/events.md holds.
-    for (t, e) in examples() {
-        let mut out = Vec::new();
-        e.write_json(t, &mut out).expect("json");
-        assert!(!out.is_empty());
-        println!("{}", String::from_utf8_lossy(&out));
-    }
-}
-
 // --- In the core ---------------------------------------------------------
 
 #[test]
@@ -1257,4 +1241,31 @@ fn r12_the_stage_decides_in_the_core_and_its_events_are_in_the_stream() {
     let mut core = TwinCore::new(&off, TickClock::new(0, Duration::from_millis(100)));
     super::install(&mut core, &off);
     assert!(super::state(&core).is_none());
+}
+
+#[test]
+fn r12_a_failed_audit_append_sends_nothing_and_blocks_every_later_write() {
+    let (mut plant, mut st) = guard(&advisory());
+    st.attach_writer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = AuditLog::open(&dir.path().join("audit.jsonl"), 0).expect("open");
+    written(&mut plant, &mut st);
+    // A record the log refuses (a line above its 1 MiB limit), standing in
+    // for a full disk.
+    let last = st.records.last_mut().expect("the written record");
+    assert_eq!(last.decision, Decision::Written);
+    last.forecast = Some(serde_json::json!({ "trace": "x".repeat(super::audit::MAX_LINE) }));
+    let mut w = Recorder(Vec::new(), WriteOutcome::Sent);
+    let done = carry_out(&mut st, &mut log, Some(&mut w));
+    assert!(done.audit_error.is_some());
+    assert_eq!((done.appended, done.sent), (2, 0));
+    assert!(w.0.is_empty(), "no record, no write");
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("audit"))]);
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    plant.skip(20);
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("kill_switch"))]);
+    assert!(e[0].reason.contains("audit log"), "{}", e[0].reason);
 }
