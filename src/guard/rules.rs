@@ -54,8 +54,9 @@ pub enum RuleId {
     /// The write could not be carried out or its result is unknown (a
     /// transport failure).
     WriteFailed,
-    /// The write was not sent: its audit record could not be appended.
-    Audit,
+    /// The write was never sent: its audit record could not be appended
+    /// (or no writer took it).
+    NotSent,
     /// Read-back: the value read back differs from the one written, or
     /// none came within `readback_timeout`.
     Readback,
@@ -105,7 +106,7 @@ impl RuleId {
             RuleId::Group => "group",
             RuleId::DeviceRefused => "device_refused",
             RuleId::WriteFailed => "write_failed",
-            RuleId::Audit => "audit",
+            RuleId::NotSent => "not_sent",
             RuleId::Readback => "readback",
         }
     }

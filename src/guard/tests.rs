@@ -1262,10 +1262,22 @@ fn r12_a_failed_audit_append_sends_nothing_and_blocks_every_later_write() {
     assert!(w.0.is_empty(), "no record, no write");
     plant.next();
     let e = step(&plant, &mut st);
-    assert_eq!(decisions(&e), [("blocked", Some("audit"))]);
+    assert_eq!(decisions(&e), [("blocked", Some("not_sent"))]);
     st.propose_operator("speed", 0.6, "ana").expect("queued");
     plant.skip(20);
     let e = step(&plant, &mut st);
     assert_eq!(decisions(&e), [("blocked", Some("kill_switch"))]);
     assert!(e[0].reason.contains("audit log"), "{}", e[0].reason);
+}
+
+#[test]
+fn r12_a_newer_pending_proposal_supersedes_the_older_one() {
+    let (plant, mut st) = guard(&advisory());
+    let first = st.propose_operator("speed", 0.6, "ana").expect("queued");
+    step(&plant, &mut st);
+    let second = st.propose_operator("speed", 0.62, "ana").expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("expired", None), ("pending", None)]);
+    assert_eq!((e[0].proposal, e[1].proposal), (Some(first), Some(second)));
+    assert_eq!(st.pending().len(), 1);
 }

@@ -178,7 +178,7 @@ impl GuardState {
                     );
                 }
                 WriteOutcome::NotSent(why) => {
-                    self.undone(view, i, RuleId::Audit, format!("not sent: {why}"));
+                    self.undone(view, i, RuleId::NotSent, format!("never sent: {why}"));
                 }
                 WriteOutcome::Failed(why) => {
                     self.mismatch(
@@ -331,6 +331,24 @@ impl GuardState {
             }
         }
         self.pending = keep;
+    }
+
+    /// A newer pending proposal for setpoint `i` replaces the older ones:
+    /// an operator answers the latest advice, and the queue does not grow
+    /// with every round of a model that proposes every few seconds.
+    fn supersede(&mut self, view: &View<'_>, i: usize, by: u64) {
+        let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.setpoint == i);
+        self.pending = keep;
+        for p in old {
+            let mut e = self.event(view, i, D::Expired, Actor::System);
+            e.reason = format!("superseded by proposal {by}");
+            e.proposal = Some(p.proposal.id);
+            e.requested = Some(p.proposal.requested);
+            e.value = Some(p.value);
+            self.emit(e);
+        }
     }
 
     fn command(&mut self, view: &View<'_>, lines: Option<&Lines>, c: Command) {
@@ -548,6 +566,7 @@ impl GuardState {
                     self.emit(e);
                 }
                 (Mode::Advisory, Purpose::Propose) => {
+                    self.supersede(view, i, p.id);
                     let ticks = self.cfg.advisory_expiry_ticks.max(1);
                     let expires_tick = view.tick + u64::from(ticks);
                     let expires_ns = view.time_of(expires_tick);
