@@ -263,6 +263,10 @@ fn rules(
 ) -> Result<f64, Verdict> {
     let (view, g, purpose, link_up) = (&cx.view, cx.globals, cx.purpose, cx.link_up);
     let block = |r: RuleId, why: String| Err(Verdict::Blocked(r, why));
+    // mode_off
+    if sp.mode == Mode::Off && purpose == Purpose::Propose {
+        return Err(Verdict::Ignored);
+    }
     // kill_switch
     if let Some(why) = &g.kill {
         return block(RuleId::KillSwitch, why.clone());
@@ -288,10 +292,6 @@ fn rules(
                 );
             }
         }
-    }
-    // mode_off
-    if sp.mode == Mode::Off && purpose == Purpose::Propose {
-        return Err(Verdict::Ignored);
     }
     // locked
     if let Some(why) = &st.locked {

@@ -9,11 +9,12 @@ use std::fmt;
 /// first rule that does not pass decides; a later one is not evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleId {
+    /// The setpoint's mode is `off`: the proposal is not considered (first,
+    /// so that an `off` setpoint never has an event, whatever else holds).
+    ModeOff,
     /// `[guard].kill_switch`, the CLI's kill, the kill tag true or not
     /// good, or an audit log that can no longer be appended to.
     KillSwitch,
-    /// The setpoint's mode is `off`: the proposal is not considered.
-    ModeOff,
     /// The setpoint is locked after a read-back mismatch, until an
     /// operator resets it.
     Locked,
@@ -66,8 +67,8 @@ impl RuleId {
     /// The decision rules, in the order they are evaluated on a proposal.
     /// The last four are about carrying a write out, not deciding one.
     pub const ORDER: [RuleId; 17] = [
-        RuleId::KillSwitch,
         RuleId::ModeOff,
+        RuleId::KillSwitch,
         RuleId::Locked,
         RuleId::ReadbackPending,
         RuleId::NonFinite,

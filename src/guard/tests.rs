@@ -300,6 +300,12 @@ fn cases() -> Vec<Case> {
             expect: Ignored,
         },
         Case {
+            name: "mode off is not considered, even with the kill tag bad",
+            config: Some(("mode = \"closed_loop\"", "mode = \"off\"")),
+            tweak: |f| *f.plant.snap("kill") = TagSnap::default(),
+            expect: Ignored,
+        },
+        Case {
             name: "locked",
             config: None,
             tweak: |f| f.st.locked = Some("a mismatch".into()),
