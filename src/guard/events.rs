@@ -96,7 +96,7 @@ pub struct SetpointEvent {
     pub intent: Option<u64>,
     /// The setpoint's value as last read, when the decision was taken.
     pub old: Option<f64>,
-    /// What the actor asked for.
+    /// What the actor asked for; for a read-back, the value written.
     pub requested: Option<f64>,
     /// The value the decision is about: written (`written`), would be
     /// written (`shadow`), awaits approval (`pending`), the bound
@@ -113,10 +113,12 @@ pub struct SetpointEvent {
 impl SetpointEvent {
     /// The audit record of this decision.
     pub fn record(&self) -> Record {
+        // A read-back event carries the value read as `value` and the one
+        // written as `requested`; the log's `written` is always what went
+        // to the device.
         let written = match self.decision {
-            SetpointDecision::Written
-            | SetpointDecision::ReadbackOk
-            | SetpointDecision::ReadbackMismatch => self.value,
+            SetpointDecision::Written => self.value,
+            SetpointDecision::ReadbackOk | SetpointDecision::ReadbackMismatch => self.requested,
             _ => None,
         };
         Record {

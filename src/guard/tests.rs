@@ -771,6 +771,12 @@ fn r12_register_readback_and_device_refusal_come_back_as_outcomes() {
         ]
     );
     assert_eq!(e[0].value, Some(0.55));
+    assert_eq!(e[0].requested, Some(0.6), "the value written");
+    assert_eq!(
+        e[0].record().written,
+        Some(0.6),
+        "the log's written is what went out"
+    );
     let done = carry_out(&mut st, &mut log, Some(&mut w));
     assert_eq!(done.appended, 2);
     // A refusal: nothing changed, nothing locked, the rate limits forget it.

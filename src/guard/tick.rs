@@ -221,6 +221,7 @@ impl GuardState {
             e.reason = format!("read back {} (wrote {})", fmt(read), fmt(f.value));
             e.proposal = Some(f.proposal);
             e.intent = Some(f.intent);
+            e.requested = Some(f.value);
             e.value = Some(read);
             self.emit(e);
         } else {
