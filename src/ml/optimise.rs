@@ -24,7 +24,9 @@
 //! ready" would land on a tick that depends on the machine's load. The job
 //! reads only what it was given, so live and replay give the same bytes.
 //!
-//! Proposals are events only: nothing is written to the plant.
+//! Proposals are events here; when the guard is installed it gets a copy
+//! of each ([`OptimiserProposals`]) and decides what, if anything, is
+//! written (`crate::guard`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -81,6 +83,12 @@ fn row_of(p: &Prediction) -> SetpointRow {
         uncertain: p.uncertain.is_some(),
     }
 }
+
+/// This tick's proposals, from the optimiser to the guard
+/// (`Stage::Guard`), which drains them. Filled only when the guard has
+/// inserted the resource.
+#[derive(Resource, Debug, Default)]
+pub struct OptimiserProposals(pub Vec<Proposal>);
 
 struct Optimiser {
     model: Arc<str>,
@@ -197,6 +205,7 @@ fn optimise(
     lines: Option<Res<Lines>>,
     mut rows: ResMut<SetpointCandidates>,
     mut out: ResMut<PendingOptEvents>,
+    mut handover: Option<ResMut<OptimiserProposals>>,
 ) {
     let (tick, t_ns) = (clock.tick(), clock.now_ns());
     let st = &mut *st;
@@ -221,7 +230,15 @@ fn optimise(
                 continue;
             }
         };
+        let proposed = out.0.len();
         applied(o, t_ns, f, round, &mut out.0);
+        if let Some(h) = handover.as_mut() {
+            for e in &out.0[proposed..] {
+                if let TwinEvent::Ml(MlEvent::Optimiser(OptimiserEvent::Proposal(p))) = e {
+                    h.0.push((**p).clone());
+                }
+            }
+        }
     }
     for row in rows.0.drain(..) {
         let Some(oi) = st.optimisers.iter().position(|o| o.model == row.model) else {

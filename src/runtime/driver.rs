@@ -81,6 +81,10 @@ impl Driver {
     /// touches ONNX Runtime. Call it before the first tick.
     pub fn with_models(mut self, cfg: &LoadedConfig) -> Result<Self, crate::ml::MlSetupError> {
         crate::ml::setup(&mut self.core, cfg)?;
+        // The guard decides on the optimiser's proposals of the same tick,
+        // so it joins after the ML stage. No writer is attached here: a
+        // run that writes attaches one (`guard::GuardState::attach_writer`).
+        crate::guard::install(&mut self.core, cfg);
         // Compute time is the monotonic time spent in `run()` (ORT runs on
         // the calling thread): it goes to the log, never into an event
         // (docs/ml.md, "Metering").

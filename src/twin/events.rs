@@ -25,6 +25,8 @@ pub enum TwinEvent {
     Jam(JamEvent),
     /// Predictions, alarms and model errors of the ML stage (`crate::ml`).
     Ml(crate::ml::events::MlEvent),
+    /// A decision of the guard about a setpoint (`crate::guard`).
+    Setpoint(crate::guard::events::SetpointEvent),
 }
 
 /// A photo-eye edge the twin expected and did not measure, or measured and
@@ -451,6 +453,14 @@ impl TwinEvent {
                 e.write_json(times.t.get(e.t_ns()), out);
                 if out.len() > start {
                     out.push(b'\n');
+                }
+            }
+            TwinEvent::Setpoint(e) => {
+                let start = out.len();
+                if e.write_json(times.t.get(e.t_ns), out).is_ok() {
+                    out.push(b'\n');
+                } else {
+                    out.truncate(start);
                 }
             }
         }

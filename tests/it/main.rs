@@ -7,6 +7,7 @@ mod config_corpus;
 mod determinism;
 mod e2e;
 mod faults;
+mod guard;
 mod import_export;
 mod interop_pymodbus;
 mod interop_sparkplug;

@@ -1,0 +1,1295 @@
+//! The guard's rules one by one (table-driven: each blocks what it should
+//! and lets through what it should), and its flows over ticks: advisory
+//! expiry, approval re-checks, read-back mismatch → lock → reset, rate
+//! limits, the optimiser's hand-over, and carrying decisions out.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::audit::{Actor, AuditLog, Decision};
+use super::decide::{
+    Context, Forecast, Forecaster, Globals, InFlight, Proposal, Purpose, SetpointState, TagSnap,
+    Verdict, View, decide,
+};
+use super::events::{SetpointDecision, SetpointEvent};
+use super::rules::RuleId;
+use super::state::{GuardState, Link, WriteIntent, WriteOutcome};
+use super::{SetpointWriter, carry_out};
+use crate::config::{LoadedConfig, TagId, load_str};
+use crate::twin::{Quality, Value};
+
+const PLANT: &str = r#"
+[plant]
+name = "g"
+tick = "100ms"
+stale_after = "3s"
+
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+registers = [
+  { tag = "speed", table = "holding", address = 0, type = "u16", scale = 0.01 },
+  { tag = "echo", table = "input", address = 1, type = "u16", scale = 0.01 },
+  { tag = "running", table = "coil", address = 0 },
+  { tag = "kill", table = "coil", address = 1 },
+  { tag = "temp", table = "input", address = 2 },
+]
+
+[[machines]]
+id = "m"
+kind = "generic"
+tags = { a = "speed", b = "echo", c = "running", d = "kill", e = "temp" }
+
+[guard]
+kill_tag = "kill"
+advisory_expiry = "1s"
+"#;
+
+/// The setpoint every case starts from; a case replaces a line of it.
+const SETPOINT: &str = r#"
+[[setpoints]]
+tag = "speed"
+min = 0.0
+max = 1.0
+max_step = 0.2
+mode = "closed_loop"
+out_of_range = "reject"
+max_rate = 1.0
+min_interval = "1s"
+deadband = 0.01
+max_input_age = "2s"
+max_proposal_age = "2s"
+interlocks = ["running"]
+readback = "echo"
+readback_timeout = "500ms"
+readback_tolerance = 0.005
+"#;
+
+fn config(setpoint: &str) -> LoadedConfig {
+    match load_str(Path::new("g.toml"), &format!("{PLANT}{setpoint}")) {
+        Ok(c) => c,
+        Err(r) => panic!(
+            "should be valid: {:#?}",
+            r.errors().map(|d| d.message.clone()).collect::<Vec<_>>()
+        ),
+    }
+}
+
+fn id(cfg: &LoadedConfig, name: &str) -> TagId {
+    cfg.tags.id(name).expect("known tag")
+}
+
+const PERIOD: i64 = 100_000_000;
+const TICK: u64 = 1000;
+
+/// The tags at tick 1000 (100 s): all good and 100 ms old; speed 0.5,
+/// running, not killed.
+struct Plant {
+    cfg: LoadedConfig,
+    snaps: Vec<TagSnap>,
+    tick: u64,
+}
+
+impl Plant {
+    fn new(cfg: LoadedConfig) -> Plant {
+        let mut p = Plant {
+            snaps: vec![TagSnap::default(); cfg.tags.len()],
+            cfg,
+            tick: TICK,
+        };
+        p.set("speed", Value::Num(0.5));
+        p.set("echo", Value::Num(0.5));
+        p.set("running", Value::Bool(true));
+        p.set("kill", Value::Bool(false));
+        p.set("temp", Value::Num(20.0));
+        p
+    }
+
+    fn now(&self) -> i64 {
+        self.tick as i64 * PERIOD
+    }
+
+    fn set(&mut self, tag: &str, v: Value) {
+        let now = self.now();
+        let i = id(&self.cfg, tag).index();
+        self.snaps[i] = TagSnap {
+            value: Some(v),
+            quality: Quality::Good,
+            source_time_ns: Some(now - PERIOD),
+        };
+    }
+
+    fn snap(&mut self, tag: &str) -> &mut TagSnap {
+        let i = id(&self.cfg, tag).index();
+        &mut self.snaps[i]
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            now_ns: self.now(),
+            tick: self.tick,
+            period_ns: PERIOD,
+            tags: &self.snaps,
+            table: &self.cfg.tags,
+        }
+    }
+
+    /// `n` ticks later; every good tag refreshed (100 ms old again).
+    fn skip(&mut self, n: u64) {
+        self.tick += n - 1;
+        self.next();
+    }
+
+    /// One tick later; every good tag refreshed (100 ms old again).
+    fn next(&mut self) {
+        self.tick += 1;
+        let now = self.now();
+        for s in &mut self.snaps {
+            if s.quality == Quality::Good {
+                s.source_time_ns = Some(now - PERIOD);
+            }
+        }
+    }
+}
+
+fn forecast(lost: u64, jam_risk: f64) -> Forecast {
+    Forecast {
+        lost,
+        jam_risk,
+        max_jam_risk: 0.5,
+        json: serde_json::json!({"lost": lost, "jam_risk": jam_risk}),
+    }
+}
+
+/// A forecaster that always says the same.
+struct Fixed(Result<Option<Forecast>, String>);
+
+impl Forecaster for Fixed {
+    fn forecast(&mut self, _: TagId, _: f64) -> Result<Option<Forecast>, String> {
+        self.0.clone()
+    }
+}
+
+/// One rule case: what to change from the passing baseline, and the
+/// verdict expected.
+struct Case {
+    name: &'static str,
+    /// (line of SETPOINT, its replacement).
+    config: Option<(&'static str, &'static str)>,
+    tweak: fn(&mut Fixture),
+    expect: Expect,
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Pass(f64),
+    Blocked(RuleId),
+    Skipped,
+    Ignored,
+}
+
+struct Fixture {
+    plant: Plant,
+    st: SetpointState,
+    p: Proposal,
+    globals: Globals,
+    purpose: Purpose,
+    link_up: bool,
+    forecaster: Fixed,
+}
+
+fn run_case(c: &Case) -> (Verdict, Option<(f64, String)>) {
+    let text = match c.config {
+        Some((from, to)) => {
+            assert!(SETPOINT.contains(from), "{}: no line {from}", c.name);
+            SETPOINT.replace(from, to)
+        }
+        None => SETPOINT.to_string(),
+    };
+    let cfg = config(&text);
+    let plant = Plant::new(cfg);
+    let speed = id(&plant.cfg, "speed");
+    let temp = id(&plant.cfg, "temp");
+    let now = plant.now();
+    let mut f = Fixture {
+        globals: Globals {
+            kill: None,
+            kill_tag: plant.cfg.guard.kill_tag,
+        },
+        plant,
+        st: SetpointState::default(),
+        p: Proposal {
+            id: 1,
+            actor: Actor::Model {
+                id: "m".into(),
+                sha256: "ab".into(),
+            },
+            tag: speed,
+            requested: 0.6,
+            based_on_ns: now - 1_000_000_000,
+            inputs: vec![temp],
+            forecast: Some(forecast(0, 0.1)),
+            group: None,
+        },
+        purpose: Purpose::Propose,
+        link_up: true,
+        forecaster: Fixed(Ok(None)),
+    };
+    (c.tweak)(&mut f);
+    let sp = &f.plant.cfg.guard.setpoints[0];
+    let cx = Context {
+        view: f.plant.view(),
+        globals: &f.globals,
+        purpose: f.purpose,
+        link_up: f.link_up,
+    };
+    let o = decide(sp, &f.st, &f.p, &cx, &mut f.forecaster);
+    (o.verdict, o.clamped)
+}
+
+fn inflight() -> InFlight {
+    InFlight {
+        intent: 7,
+        proposal: 3,
+        value: 0.4,
+        issued_tick: TICK - 1,
+        actor: Actor::System,
+        sent: true,
+        previous: None,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use Expect::*;
+    vec![
+        Case {
+            name: "passes",
+            config: None,
+            tweak: |_| {},
+            expect: Pass(0.6),
+        },
+        Case {
+            name: "kill switch (config or CLI)",
+            config: None,
+            tweak: |f| f.globals.kill = Some("test".into()),
+            expect: Blocked(RuleId::KillSwitch),
+        },
+        Case {
+            name: "kill tag on",
+            config: None,
+            tweak: |f| f.plant.set("kill", Value::Bool(true)),
+            expect: Blocked(RuleId::KillSwitch),
+        },
+        Case {
+            name: "kill tag bad fails closed",
+            config: None,
+            tweak: |f| *f.plant.snap("kill") = TagSnap::default(),
+            expect: Blocked(RuleId::KillSwitch),
+        },
+        Case {
+            name: "kill tag stale fails closed",
+            config: None,
+            tweak: |f| f.plant.snap("kill").quality = Quality::Stale,
+            expect: Blocked(RuleId::KillSwitch),
+        },
+        Case {
+            name: "mode off is not considered",
+            config: Some(("mode = \"closed_loop\"", "mode = \"off\"")),
+            tweak: |_| {},
+            expect: Ignored,
+        },
+        Case {
+            name: "mode off is not considered, even with the kill tag bad",
+            config: Some(("mode = \"closed_loop\"", "mode = \"off\"")),
+            tweak: |f| *f.plant.snap("kill") = TagSnap::default(),
+            expect: Ignored,
+        },
+        Case {
+            name: "locked",
+            config: None,
+            tweak: |f| f.st.locked = Some("a mismatch".into()),
+            expect: Blocked(RuleId::Locked),
+        },
+        Case {
+            name: "read-back pending",
+            config: None,
+            tweak: |f| f.st.inflight = Some(inflight()),
+            expect: Blocked(RuleId::ReadbackPending),
+        },
+        Case {
+            name: "NaN",
+            config: None,
+            tweak: |f| f.p.requested = f64::NAN,
+            expect: Blocked(RuleId::NonFinite),
+        },
+        Case {
+            name: "infinity",
+            config: None,
+            tweak: |f| f.p.requested = f64::INFINITY,
+            expect: Blocked(RuleId::NonFinite),
+        },
+        Case {
+            name: "proposal too old",
+            config: None,
+            tweak: |f| f.p.based_on_ns -= 1_500_000_000,
+            expect: Blocked(RuleId::ProposalAge),
+        },
+        Case {
+            name: "proposal at its max age passes",
+            config: None,
+            tweak: |f| f.p.based_on_ns -= 1_000_000_000,
+            expect: Pass(0.6),
+        },
+        Case {
+            name: "model input stale",
+            config: None,
+            tweak: |f| f.plant.snap("temp").quality = Quality::Stale,
+            expect: Blocked(RuleId::InputQuality),
+        },
+        Case {
+            name: "model input uncertain",
+            config: None,
+            tweak: |f| f.plant.snap("temp").quality = Quality::Uncertain,
+            expect: Blocked(RuleId::InputQuality),
+        },
+        Case {
+            name: "own tag bad",
+            config: None,
+            tweak: |f| *f.plant.snap("speed") = TagSnap::default(),
+            expect: Blocked(RuleId::InputQuality),
+        },
+        Case {
+            name: "input older than max_input_age",
+            config: None,
+            tweak: |f| {
+                let now = f.plant.now();
+                f.plant.snap("temp").source_time_ns = Some(now - 2_500_000_000)
+            },
+            expect: Blocked(RuleId::InputAge),
+        },
+        Case {
+            name: "interlock fails",
+            config: None,
+            tweak: |f| f.plant.set("running", Value::Bool(false)),
+            expect: Blocked(RuleId::Interlock),
+        },
+        Case {
+            name: "interlock unknown blocks",
+            config: None,
+            tweak: |f| f.plant.snap("running").quality = Quality::Bad,
+            expect: Blocked(RuleId::Interlock),
+        },
+        Case {
+            name: "out of range rejected",
+            config: None,
+            tweak: |f| {
+                f.plant.set("speed", Value::Num(0.95));
+                f.p.requested = 1.05
+            },
+            expect: Blocked(RuleId::Bounds),
+        },
+        Case {
+            name: "out of range clamped",
+            config: Some(("out_of_range = \"reject\"", "out_of_range = \"clamp\"")),
+            tweak: |f| {
+                f.plant.set("speed", Value::Num(0.95));
+                f.p.requested = 1.05
+            },
+            expect: Pass(1.0),
+        },
+        Case {
+            name: "step too large",
+            config: None,
+            tweak: |f| f.p.requested = 0.75,
+            expect: Blocked(RuleId::MaxStep),
+        },
+        Case {
+            name: "step at max_step passes",
+            config: None,
+            tweak: |f| f.p.requested = 0.7,
+            expect: Pass(0.7),
+        },
+        Case {
+            name: "rate too high",
+            config: None,
+            tweak: |f| {
+                f.st.last_write = Some((TICK - 1, 0.5));
+                f.p.requested = 0.65
+            },
+            expect: Blocked(RuleId::MaxRate),
+        },
+        Case {
+            name: "min_interval not over",
+            config: None,
+            tweak: |f| f.st.last_write = Some((TICK - 5, 0.5)),
+            expect: Blocked(RuleId::MinInterval),
+        },
+        Case {
+            name: "min_interval over",
+            config: None,
+            tweak: |f| f.st.last_write = Some((TICK - 10, 0.5)),
+            expect: Pass(0.6),
+        },
+        Case {
+            name: "inside the deadband",
+            config: None,
+            tweak: |f| f.p.requested = 0.505,
+            expect: Skipped,
+        },
+        Case {
+            name: "no change",
+            config: None,
+            tweak: |f| f.p.requested = 0.5,
+            expect: Skipped,
+        },
+        Case {
+            name: "link down",
+            config: None,
+            tweak: |f| f.link_up = false,
+            expect: Blocked(RuleId::LinkDown),
+        },
+        Case {
+            name: "forecast loses product",
+            config: None,
+            tweak: |f| f.p.forecast = Some(forecast(2, 0.1)),
+            expect: Blocked(RuleId::Lookahead),
+        },
+        Case {
+            name: "forecast jam risk above the limit",
+            config: None,
+            tweak: |f| f.p.forecast = Some(forecast(0, 0.7)),
+            expect: Blocked(RuleId::Lookahead),
+        },
+        Case {
+            name: "lookahead only in closed loop",
+            config: Some(("mode = \"closed_loop\"", "mode = \"shadow\"")),
+            tweak: |f| f.p.forecast = Some(forecast(2, 0.9)),
+            expect: Pass(0.6),
+        },
+        Case {
+            name: "closed loop without a forecast or a knob",
+            config: None,
+            tweak: |f| f.p.forecast = None,
+            expect: Blocked(RuleId::Lookahead),
+        },
+        Case {
+            name: "an operator's value forecast fresh",
+            config: None,
+            tweak: |f| {
+                f.p.forecast = None;
+                f.forecaster = Fixed(Ok(Some(forecast(1, 0.0))))
+            },
+            expect: Blocked(RuleId::Lookahead),
+        },
+        Case {
+            name: "a failed forecast blocks",
+            config: None,
+            tweak: |f| {
+                f.p.forecast = None;
+                f.forecaster = Fixed(Err("no line".into()))
+            },
+            expect: Blocked(RuleId::Lookahead),
+        },
+        Case {
+            name: "an approval without a knob is the operator's call",
+            config: Some(("mode = \"closed_loop\"", "mode = \"advisory\"")),
+            tweak: |f| {
+                f.p.forecast = None;
+                f.purpose = Purpose::Approve
+            },
+            expect: Pass(0.6),
+        },
+        Case {
+            name: "an approval is forecast fresh",
+            config: Some(("mode = \"closed_loop\"", "mode = \"advisory\"")),
+            tweak: |f| {
+                f.purpose = Purpose::Approve;
+                f.forecaster = Fixed(Ok(Some(forecast(3, 0.0))))
+            },
+            expect: Blocked(RuleId::Lookahead),
+        },
+        Case {
+            name: "the first failing rule decides",
+            config: None,
+            tweak: |f| {
+                f.p.requested = f64::NAN;
+                f.st.locked = Some("x".into());
+                f.link_up = false
+            },
+            expect: Blocked(RuleId::Locked),
+        },
+    ]
+}
+
+#[test]
+fn r12_each_rule_blocks_what_it_should_and_lets_through_what_it_should() {
+    let mut covered = std::collections::BTreeSet::new();
+    for c in cases() {
+        let (v, clamped) = run_case(&c);
+        let got = match &v {
+            Verdict::Pass(x) => Expect::Pass(*x),
+            Verdict::Blocked(r, why) => {
+                assert!(!why.is_empty(), "{}: a reason", c.name);
+                covered.insert(*r);
+                Expect::Blocked(*r)
+            }
+            Verdict::Skipped(_) => {
+                covered.insert(RuleId::Deadband);
+                Expect::Skipped
+            }
+            Verdict::Ignored => {
+                covered.insert(RuleId::ModeOff);
+                Expect::Ignored
+            }
+        };
+        match (&got, &c.expect) {
+            (Expect::Pass(a), Expect::Pass(b)) => {
+                assert!((a - b).abs() < 1e-12, "{}: {v:?}", c.name)
+            }
+            _ => assert_eq!(got, c.expect, "{}: {v:?}", c.name),
+        }
+        assert_eq!(clamped.is_some(), c.name.contains("clamped"), "{}", c.name);
+    }
+    // Every decision rule but `group` (a proposal's, see below) has a case.
+    for r in RuleId::ORDER {
+        assert!(
+            r == RuleId::Group || covered.contains(&r),
+            "no case for {r}"
+        );
+    }
+}
+
+// --- Over ticks ---------------------------------------------------------
+
+fn guard(setpoint: &str) -> (Plant, GuardState) {
+    let plant = Plant::new(config(setpoint));
+    let mut st = GuardState::new(&plant.cfg.guard, &plant.cfg.tags, 0);
+    st.attach_audit();
+    (plant, st)
+}
+
+fn step(plant: &Plant, st: &mut GuardState) -> Vec<SetpointEvent> {
+    st.step(&plant.view(), None, &mut Vec::new());
+    std::mem::take(&mut st.events)
+}
+
+fn decisions(e: &[SetpointEvent]) -> Vec<(&'static str, Option<&'static str>)> {
+    e.iter()
+        .map(|e| (e.decision.as_str(), e.rule.map(RuleId::as_str)))
+        .collect()
+}
+
+fn advisory() -> String {
+    SETPOINT.replace("mode = \"closed_loop\"", "mode = \"advisory\"")
+}
+
+#[test]
+fn r12_an_advisory_proposal_expires_when_not_approved_in_time() {
+    let (mut plant, mut st) = guard(&advisory());
+    let id = st.propose_operator("speed", 0.6, "ana").expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("pending", None)]);
+    assert_eq!(e[0].proposal, Some(id));
+    assert_eq!(e[0].expires_ns, Some(plant.now() + 1_000_000_000));
+    assert_eq!(st.pending().len(), 1);
+    for _ in 0..9 {
+        plant.next();
+        assert!(step(&plant, &mut st).is_empty(), "still pending");
+    }
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("expired", None)]);
+    assert!(st.pending().is_empty());
+    assert_eq!(
+        st.approve(id, "ana"),
+        Err(super::GuardError::UnknownProposal(id))
+    );
+}
+
+#[test]
+fn r12_a_pending_proposal_expires_when_its_link_goes_down() {
+    let (plant, mut st) = guard(&advisory());
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    step(&plant, &mut st);
+    st.set_link_up(Link::Modbus(0), false);
+    st.set_link_up(Link::Modbus(0), true);
+    let e = step(&plant, &mut st);
+    // Down and up again between two ticks: the tick saw it up. A link seen
+    // down expires the proposal.
+    assert!(e.is_empty(), "{e:?}");
+    st.set_link_up(Link::Modbus(0), false);
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("expired", None)]);
+    assert!(e[0].reason.contains("reconnect"), "{}", e[0].reason);
+}
+
+#[test]
+fn r12_an_approval_is_rechecked_against_every_rule_on_fresh_inputs() {
+    let (mut plant, mut st) = guard(&advisory());
+    let id = st.propose_operator("speed", 0.6, "ana").expect("queued");
+    step(&plant, &mut st);
+    plant.next();
+    // The interlock no longer holds when the operator approves.
+    plant.set("running", Value::Bool(false));
+    st.approve(id, "bob").expect("pending");
+    let e = step(&plant, &mut st);
+    assert_eq!(
+        decisions(&e),
+        [("approved", None), ("blocked", Some("interlock"))]
+    );
+    assert_eq!(e[1].actor, Actor::Operator { name: "bob".into() });
+    // Approved again, on a later proposal, with the line running: written.
+    let id = st.propose_operator("speed", 0.6, "ana").expect("queued");
+    plant.next();
+    plant.set("running", Value::Bool(true));
+    step(&plant, &mut st);
+    st.approve(id, "bob").expect("pending");
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("approved", None), ("written", None)]);
+    assert_eq!(e[1].value, Some(0.6));
+    // A rejected one is not written.
+    let id = st.propose_operator("speed", 0.65, "ana").expect("queued");
+    plant.skip(10);
+    plant.set("echo", Value::Num(0.6));
+    plant.set("speed", Value::Num(0.6));
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("readback_ok", None), ("pending", None)]);
+    st.reject(id, "bob").expect("pending");
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert!(decisions(&e).contains(&("rejected", None)), "{e:?}");
+    assert!(st.pending().is_empty());
+}
+
+/// Advisory, approved: a write intent for 0.6 at the returned tick.
+fn written(plant: &mut Plant, st: &mut GuardState) -> Vec<SetpointEvent> {
+    let id = st.propose_operator("speed", 0.6, "ana").expect("queued");
+    step(plant, st);
+    st.approve(id, "bob").expect("pending");
+    plant.next();
+    let e = step(plant, st);
+    assert_eq!(decisions(&e), [("approved", None), ("written", None)]);
+    e
+}
+
+#[test]
+fn r12_a_readback_mismatch_raises_an_alarm_and_locks_until_an_operator_resets() {
+    let (mut plant, mut st) = guard(&advisory());
+    written(&mut plant, &mut st);
+    // The echo stays at 0.5: the device ignored the write.
+    for _ in 0..5 {
+        plant.next();
+        assert!(step(&plant, &mut st).is_empty());
+    }
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(
+        decisions(&e),
+        [
+            ("readback_mismatch", Some("readback")),
+            ("locked", Some("readback"))
+        ]
+    );
+    assert_eq!(e[0].value, Some(0.5), "the last read-back");
+    assert_eq!(st.locked().len(), 1);
+    // Locked: a new proposal is blocked.
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("locked"))]);
+    // Reset by an operator; then proposals are decided again.
+    assert_eq!(
+        st.reset("echo", "bob"),
+        Err(super::GuardError::UnknownSetpoint("echo".into()))
+    );
+    st.reset("speed", "bob").expect("locked");
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("reset", None)]);
+    assert_eq!(e[0].actor, Actor::Operator { name: "bob".into() });
+    assert_eq!(
+        st.reset("speed", "bob"),
+        Err(super::GuardError::NotLocked("speed".into()))
+    );
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    plant.skip(10);
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("pending", None)]);
+}
+
+#[test]
+fn r12_a_matching_readback_confirms_the_write() {
+    let (mut plant, mut st) = guard(&advisory());
+    written(&mut plant, &mut st);
+    plant.next();
+    plant.set("echo", Value::Num(0.602));
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("readback_ok", None)]);
+    assert!(st.locked().is_empty());
+}
+
+/// A writer that records what it was given and answers `outcome`.
+struct Recorder(Vec<WriteIntent>, WriteOutcome);
+
+impl SetpointWriter for Recorder {
+    fn write(&mut self, intent: &WriteIntent) -> WriteOutcome {
+        self.0.push(intent.clone());
+        self.1.clone()
+    }
+}
+
+#[test]
+fn r12_register_readback_and_device_refusal_come_back_as_outcomes() {
+    // Read-back through the register (no echo tag).
+    let sp = advisory().replace(
+        "readback = \"echo\"\n",
+        "target = { table = \"holding\", address = 5, type = \"u16\", scale = 0.01 }\n",
+    );
+    let (mut plant, mut st) = guard(&sp);
+    st.attach_writer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = AuditLog::open(&dir.path().join("audit.jsonl"), 0).expect("open");
+    let mut w = Recorder(Vec::new(), WriteOutcome::Sent);
+    written(&mut plant, &mut st);
+    let done = carry_out(&mut st, &mut log, Some(&mut w));
+    assert!(done.audit_error.is_none());
+    // pending, approved, written: appended before the write was sent.
+    assert_eq!((done.appended, done.sent, log.seq()), (3, 1, 4));
+    assert_eq!(w.0.len(), 1);
+    let intent = w.0[0].clone();
+    assert_eq!((intent.name.as_str(), intent.value), ("speed", 0.6));
+    st.report_outcome(intent.id, WriteOutcome::ReadBack(0.55));
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(
+        decisions(&e),
+        [
+            ("readback_mismatch", Some("readback")),
+            ("locked", Some("readback"))
+        ]
+    );
+    assert_eq!(e[0].value, Some(0.55));
+    assert_eq!(e[0].requested, Some(0.6), "the value written");
+    assert_eq!(
+        e[0].record().written,
+        Some(0.6),
+        "the log's written is what went out"
+    );
+    let done = carry_out(&mut st, &mut log, Some(&mut w));
+    assert_eq!(done.appended, 2);
+    // A refusal: nothing changed, nothing locked, the rate limits forget it.
+    st.reset("speed", "bob").expect("locked");
+    plant.next();
+    step(&plant, &mut st);
+    plant.skip(20);
+    w.1 = WriteOutcome::Refused("illegal data address (exception 2)".into());
+    written(&mut plant, &mut st);
+    carry_out(&mut st, &mut log, Some(&mut w));
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("device_refused"))]);
+    assert!(e[0].reason.contains("exception 2"), "{}", e[0].reason);
+    assert!(st.locked().is_empty());
+    carry_out(&mut st, &mut log, Some(&mut w));
+    let mut r = super::audit::AuditReader::open(&dir.path().join("audit.jsonl")).expect("read");
+    let mut entries = Vec::new();
+    while let Some(e) = r.next_entry().expect("an intact log") {
+        entries.push(e.decision);
+    }
+    assert_eq!(
+        entries,
+        [
+            Decision::Opened,
+            Decision::Proposed,
+            Decision::Approved,
+            Decision::Written,
+            Decision::ReadbackMismatch,
+            Decision::Locked,
+            Decision::Reset,
+            Decision::Proposed,
+            Decision::Approved,
+            Decision::Written,
+            Decision::Blocked,
+        ]
+    );
+}
+
+#[test]
+fn r12_without_a_writer_nothing_is_sent_and_a_register_readback_is_not_awaited() {
+    // A replay: intents are not kept, and the next proposal is decided as
+    // if the write had been verified.
+    let sp = advisory().replace(
+        "readback = \"echo\"\n",
+        "target = { table = \"holding\", address = 5, type = \"u16\", scale = 0.01 }\n",
+    );
+    let (mut plant, mut st) = guard(&sp);
+    written(&mut plant, &mut st);
+    assert!(st.take_outputs().intents.is_empty());
+    plant.skip(20);
+    let e = step(&plant, &mut st);
+    assert!(e.is_empty(), "no read-back timeout: {e:?}");
+}
+
+#[test]
+fn r12_rate_and_min_interval_are_judged_over_ticks() {
+    // Shadow previews closed loop: its would-be writes count.
+    let sp = SETPOINT.replace("mode = \"closed_loop\"", "mode = \"shadow\"");
+    let (mut plant, mut st) = guard(&sp);
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("shadow", None)]);
+    assert!(e[0].reason.contains("would write 0.6"), "{}", e[0].reason);
+    let mut seen = Vec::new();
+    for k in 1..=12 {
+        plant.next();
+        // 0.05 per tick from 0.5: 0.5/s, under max_rate 1/s once a second
+        // has passed; but only one write per min_interval (1 s).
+        st.propose_operator("speed", 0.55, "ana").expect("queued");
+        let e = step(&plant, &mut st);
+        seen.push((k, decisions(&e)[0]));
+    }
+    let shadows: Vec<u64> = seen
+        .iter()
+        .filter(|(_, d)| d.0 == "shadow")
+        .map(|(k, _)| *k)
+        .collect();
+    assert_eq!(shadows, [10], "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(_, d)| d.0 == "shadow" || d.1 == Some("min_interval"))
+    );
+    // Rate: a second after a write, 0.2 in one second is above 1/s? No:
+    // 0.2/s. Make max_rate bite: 0.2 after 1 s with max_rate 0.1.
+    let sp = SETPOINT
+        .replace("mode = \"closed_loop\"", "mode = \"shadow\"")
+        .replace("max_rate = 1.0", "max_rate = 0.1");
+    let (mut plant, mut st) = guard(&sp);
+    st.states[0].last_write = Some((TICK - 10, 0.5));
+    st.propose_operator("speed", 0.7, "ana").expect("queued");
+    assert_eq!(
+        decisions(&step(&plant, &mut st)),
+        [("blocked", Some("max_rate"))]
+    );
+    plant.skip(10);
+    st.propose_operator("speed", 0.7, "ana").expect("queued");
+    assert_eq!(decisions(&step(&plant, &mut st)), [("shadow", None)]);
+}
+
+#[test]
+fn r12_kill_switch_nan_stale_and_clamp_over_ticks() {
+    let sp = SETPOINT
+        .replace("mode = \"closed_loop\"", "mode = \"shadow\"")
+        .replace("out_of_range = \"reject\"", "out_of_range = \"clamp\"");
+    let (mut plant, mut st) = guard(&sp);
+    plant.set("kill", Value::Bool(true));
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    assert_eq!(
+        decisions(&step(&plant, &mut st)),
+        [("blocked", Some("kill_switch"))]
+    );
+    plant.set("kill", Value::Bool(false));
+    st.set_kill(Some("twin kill by ana".into()));
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("kill_switch"))]);
+    assert!(e[0].reason.contains("twin kill by ana"));
+    st.set_kill(None);
+    st.propose_operator("speed", f64::NAN, "ana")
+        .expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("non_finite"))]);
+    assert!(e[0].requested.is_some_and(f64::is_nan));
+    let mut out = Vec::new();
+    e[0].write_json("T", &mut out).expect("json");
+    let line = String::from_utf8(out).expect("utf-8");
+    assert!(line.contains(r#""requested":"NaN""#), "{line}");
+    plant.snap("speed").quality = Quality::Stale;
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    assert_eq!(
+        decisions(&step(&plant, &mut st)),
+        [("blocked", Some("input_quality"))]
+    );
+    plant.set("speed", Value::Num(0.95));
+    st.propose_operator("speed", 1.1, "ana").expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(
+        decisions(&e),
+        [("clamped", Some("bounds")), ("shadow", None)]
+    );
+    assert_eq!((e[0].value, e[1].value), (Some(1.0), Some(1.0)));
+    // Each event has its audit record, in the same order.
+    let recs = st.take_outputs().records;
+    assert_eq!(recs.len(), 6);
+    assert_eq!(recs[4].decision, Decision::Clamped);
+    assert_eq!(recs[5].decision, Decision::Proposed);
+    assert!(recs[5].written.is_none(), "shadow writes nothing");
+}
+
+#[test]
+fn r12_operator_api_refuses_what_cannot_be_proposed() {
+    let sp = SETPOINT.replace("mode = \"closed_loop\"", "mode = \"off\"");
+    let (_, mut st) = guard(&sp);
+    assert_eq!(
+        st.propose_operator("speed", 0.5, "ana"),
+        Err(super::GuardError::Off("speed".into()))
+    );
+    assert_eq!(
+        st.propose_operator("temp", 0.5, "ana"),
+        Err(super::GuardError::UnknownSetpoint("temp".into()))
+    );
+    let (_, mut st) = guard(SETPOINT);
+    assert_eq!(
+        st.propose_operator("speed", 0.5, " "),
+        Err(super::GuardError::NoOperator)
+    );
+    assert_eq!(
+        st.approve(99, "ana"),
+        Err(super::GuardError::UnknownProposal(99))
+    );
+}
+
+// --- The optimiser's proposals -----------------------------------------
+
+fn ml_proposal(plant: &Plant, values: &[f64], lost: u64) -> crate::ml::optimise_events::Proposal {
+    use crate::ml::vetting::{Origin, Round, Scored, Vetoes};
+    use crate::physics::lookahead::Forecast as F;
+    let scored = |v: &[f64], lost| Scored {
+        values: v.to_vec(),
+        forecast: F {
+            lost,
+            jam_risk: 0.1,
+            throughput_per_min: 50.0,
+            ..F::default()
+        },
+        energy: 0.0,
+        objective: 50.0,
+    };
+    crate::ml::optimise_events::Proposal {
+        t_ns: plant.now(),
+        based_on_ns: plant.now() - 1_000_000_000,
+        model: Arc::from("opt"),
+        sha256: Arc::from("5ha"),
+        machine: None,
+        line: Arc::from("l"),
+        tags: vec![Arc::from("speed"), Arc::from("temp2")].into(),
+        horizon: Duration::from_secs(60),
+        current: vec![0.5, 1.0],
+        model_output: values.to_vec(),
+        origin: Origin::Model,
+        best: scored(values, lost),
+        round: Round {
+            baseline: scored(&[0.5, 1.0], 0),
+            best: None,
+            tried: 1,
+            passed: 1,
+            vetoed: Vetoes::default(),
+        },
+    }
+}
+
+const TWO: &str = r#"
+[[setpoints]]
+tag = "speed"
+min = 0.0
+max = 1.0
+max_step = 0.2
+mode = "closed_loop"
+
+[[setpoints]]
+tag = "echo2"
+min = 0.0
+max = 2.0
+mode = "closed_loop"
+"#;
+
+#[test]
+fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not_at_all() {
+    let plant_text = PLANT.replace(
+        "  { tag = \"temp\", table = \"input\", address = 2 },",
+        "  { tag = \"temp\", table = \"input\", address = 2 },\n  { tag = \"temp2\", table = \"holding\", address = 3 },\n  { tag = \"echo2\", table = \"holding\", address = 4 },",
+    ).replace("e = \"temp\" }", "e = \"temp\", f = \"temp2\", g = \"echo2\" }");
+    let cfg = load_str(
+        Path::new("g.toml"),
+        &format!("{plant_text}{}", TWO.replace("temp2", "x")),
+    )
+    .unwrap_or_else(|r| {
+        panic!(
+            "{:?}",
+            r.errors().map(|d| d.message.clone()).collect::<Vec<_>>()
+        )
+    });
+    let mut plant = Plant::new(cfg);
+    plant.set("echo2", Value::Num(1.0));
+    let mut st = GuardState::new(&plant.cfg.guard, &plant.cfg.tags, 0);
+    // speed 0.5 → 0.6 passes; echo2 (named temp2 in the proposal: not a
+    // setpoint, ignored) — use echo2 itself.
+    let mut p = ml_proposal(&plant, &[0.6, 1.5], 0);
+    p.tags = vec![Arc::from("speed"), Arc::from("echo2")].into();
+    st.step(&plant.view(), None, &mut vec![p.clone()]);
+    let e = std::mem::take(&mut st.events);
+    assert_eq!(decisions(&e), [("written", None), ("written", None)]);
+    assert_eq!(
+        e[0].actor,
+        Actor::Model {
+            id: "opt".into(),
+            sha256: "5ha".into()
+        }
+    );
+    assert!(e[0].forecast.is_some());
+    // Read back both (own tags), later: then a proposal whose first value
+    // is a step too far blocks the second too.
+    plant.next();
+    plant.set("speed", Value::Num(0.6));
+    plant.set("echo2", Value::Num(1.5));
+    st.step(&plant.view(), None, &mut Vec::new());
+    assert_eq!(
+        decisions(&std::mem::take(&mut st.events)),
+        [("readback_ok", None), ("readback_ok", None)]
+    );
+    plant.next();
+    let mut p2 = ml_proposal(&plant, &[0.9, 1.0], 0);
+    p2.tags = p.tags.clone();
+    st.step(&plant.view(), None, &mut vec![p2]);
+    let e = std::mem::take(&mut st.events);
+    assert_eq!(
+        decisions(&e),
+        [("blocked", Some("max_step")), ("blocked", Some("group"))]
+    );
+    // A forecast that loses product blocks in closed loop.
+    plant.next();
+    let mut p3 = ml_proposal(&plant, &[0.7, 1.0], 1);
+    p3.tags = p.tags.clone();
+    st.step(&plant.view(), None, &mut vec![p3]);
+    let e = std::mem::take(&mut st.events);
+    assert_eq!(
+        decisions(&e),
+        [
+            ("blocked", Some("lookahead")),
+            ("blocked", Some("lookahead"))
+        ]
+    );
+}
+
+// --- Events -------------------------------------------------------------
+
+/// The documented examples (docs/events.md, `setpoint`) are what the
+/// encoder writes; a failure prints the line the docs should hold.
+#[test]
+fn r12_the_documented_setpoint_examples_are_the_encoders_output() {
+    let docs = include_str!("../../docs/events.md");
+    for (t, e) in examples() {
+        let mut out = Vec::new();
+        e.write_json(t, &mut out).expect("json");
+        let line = String::from_utf8(out).expect("utf-8");
+        assert!(docs.contains(&line), "not in docs/events.md:\n{line}");
+    }
+}
+
+fn examples() -> Vec<(&'static str, SetpointEvent)> {
+    use super::audit::Input;
+    use crate::config::guard::Mode;
+    let model = Actor::Model {
+        id: "line_setpoints".into(),
+        sha256: "2729db70b210c1cb97743dc047c2b612db47ab9d327694b958bad63f3022cea1".into(),
+    };
+    let inputs = vec![
+        Input {
+            tag: "infeed.speed".into(),
+            age_ms: 40,
+            quality: Quality::Good,
+        },
+        Input {
+            tag: "outfeed.speed".into(),
+            age_ms: 40,
+            quality: Quality::Good,
+        },
+    ];
+    let base = SetpointEvent {
+        t_ns: 0,
+        tag: "infeed.speed".into(),
+        decision: SetpointDecision::Shadow,
+        rule: None,
+        reason: String::new(),
+        mode: Mode::Shadow,
+        actor: model.clone(),
+        proposal: Some(12),
+        intent: None,
+        old: Some(0.6),
+        requested: Some(0.7),
+        value: None,
+        inputs: inputs.clone(),
+        expires_ns: None,
+        forecast: None,
+    };
+    let ev = |f: &dyn Fn(&mut SetpointEvent)| {
+        let mut e = base.clone();
+        f(&mut e);
+        e
+    };
+    let t = "2026-12-05T01:13:01.000Z";
+    vec![
+        (
+            t,
+            ev(&|e| {
+                e.reason = "shadow mode: would write 0.7; nothing is written".into();
+                e.value = Some(0.7);
+            }),
+        ),
+        (
+            t,
+            ev(&|e| {
+                e.decision = SetpointDecision::Blocked;
+                e.rule = Some(RuleId::InputQuality);
+                e.reason = "input outfeed.speed is stale".into();
+                e.inputs[1].quality = Quality::Stale;
+                e.inputs[1].age_ms = 3100;
+            }),
+        ),
+        (
+            t,
+            ev(&|e| {
+                e.decision = SetpointDecision::Pending;
+                e.mode = Mode::Advisory;
+                e.reason = "awaits an operator's approval of 0.7 (proposal 12)".into();
+                e.value = Some(0.7);
+                e.expires_ns = Some(1_796_433_481_000_000_000);
+            }),
+        ),
+        (
+            t,
+            ev(&|e| {
+                e.decision = SetpointDecision::Written;
+                e.mode = Mode::ClosedLoop;
+                e.intent = Some(3);
+                e.reason = "write 0.7 (was 0.6)".into();
+                e.value = Some(0.7);
+                e.forecast = Some(
+                    serde_json::json!({"source":"optimiser","horizon_s":60.0,"throughput_per_min":58.0,"out":55,"lost":0,"jam_risk":0.21,"max_jam_risk":0.5}),
+                );
+            }),
+        ),
+        (
+            t,
+            ev(&|e| {
+                e.decision = SetpointDecision::Skipped;
+                e.rule = Some(RuleId::Deadband);
+                e.requested = Some(0.603);
+                e.reason = "change 0.003 is below the deadband 0.01: not written".into();
+            }),
+        ),
+        (
+            t,
+            ev(&|e| {
+                e.decision = SetpointDecision::ReadbackMismatch;
+                e.mode = Mode::ClosedLoop;
+                e.rule = Some(RuleId::Readback);
+                e.actor = Actor::System;
+                e.intent = Some(3);
+                e.inputs.clear();
+                e.value = Some(0.6);
+                e.reason = "no matching read-back within 2000 ms (last read 0.6)".into();
+            }),
+        ),
+        (
+            t,
+            ev(&|e| {
+                e.decision = SetpointDecision::Reset;
+                e.mode = Mode::ClosedLoop;
+                e.actor = Actor::Operator { name: "ana".into() };
+                e.proposal = None;
+                e.requested = None;
+                e.inputs.clear();
+                e.reason = "unlocked by ana; it was locked since write 3 at 2026-12-05T01:13:04.000Z: no matching read-back within 2000 ms (last read 0.6)".into();
+            }),
+        ),
+    ]
+}
+
+// --- In the core ---------------------------------------------------------
+
+#[test]
+fn r12_the_stage_decides_in_the_core_and_its_events_are_in_the_stream() {
+    use crate::twin::{Sample, TickClock, TwinCore, TwinEvent};
+    let cfg = config(&SETPOINT.replace("mode = \"closed_loop\"", "mode = \"shadow\""));
+    let mut core = TwinCore::new(&cfg, TickClock::new(0, Duration::from_millis(100)));
+    super::install(&mut core, &cfg);
+    let t = 50_000_000;
+    for (tag, v) in [
+        ("speed", Value::Num(0.5)),
+        ("echo", Value::Num(0.5)),
+        ("running", Value::Bool(true)),
+        ("kill", Value::Bool(false)),
+    ] {
+        core.push(Sample::good(id(&cfg, tag), v, t, t));
+    }
+    core.advance();
+    let mut st = super::state_mut(&mut core).expect("installed");
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    core.advance();
+    let events = core.drain_events();
+    let sp: Vec<&SetpointEvent> = events
+        .iter()
+        .filter_map(|e| match e {
+            TwinEvent::Setpoint(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sp.len(), 1, "{events:?}");
+    assert_eq!(sp[0].decision, SetpointDecision::Shadow);
+    assert_eq!(sp[0].t_ns, 200_000_000, "at the tick it was taken on");
+    let mut out = Vec::new();
+    core.encode_events(&events, &mut out);
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(
+        text.lines().last().is_some_and(
+            |l| l.contains(r#""type":"setpoint""#) && l.contains(r#""decision":"shadow""#)
+        ),
+        "{text}"
+    );
+    // All setpoints off: no guard at all.
+    let off = config(&SETPOINT.replace("mode = \"closed_loop\"", "mode = \"off\""));
+    let mut core = TwinCore::new(&off, TickClock::new(0, Duration::from_millis(100)));
+    super::install(&mut core, &off);
+    assert!(super::state(&core).is_none());
+}
+
+#[test]
+fn r12_a_failed_audit_append_sends_nothing_and_blocks_every_later_write() {
+    let (mut plant, mut st) = guard(&advisory());
+    st.attach_writer();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = AuditLog::open(&dir.path().join("audit.jsonl"), 0).expect("open");
+    written(&mut plant, &mut st);
+    // A record the log refuses (a line above its 1 MiB limit), standing in
+    // for a full disk.
+    let last = st.records.last_mut().expect("the written record");
+    assert_eq!(last.decision, Decision::Written);
+    last.forecast = Some(serde_json::json!({ "trace": "x".repeat(super::audit::MAX_LINE) }));
+    let mut w = Recorder(Vec::new(), WriteOutcome::Sent);
+    let done = carry_out(&mut st, &mut log, Some(&mut w));
+    assert!(done.audit_error.is_some());
+    assert_eq!((done.appended, done.sent), (2, 0));
+    assert!(w.0.is_empty(), "no record, no write");
+    plant.next();
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("not_sent"))]);
+    st.propose_operator("speed", 0.6, "ana").expect("queued");
+    plant.skip(20);
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("blocked", Some("kill_switch"))]);
+    assert!(e[0].reason.contains("audit log"), "{}", e[0].reason);
+}
+
+#[test]
+fn r12_a_newer_pending_proposal_supersedes_the_older_one() {
+    let (plant, mut st) = guard(&advisory());
+    let first = st.propose_operator("speed", 0.6, "ana").expect("queued");
+    step(&plant, &mut st);
+    let second = st.propose_operator("speed", 0.62, "ana").expect("queued");
+    let e = step(&plant, &mut st);
+    assert_eq!(decisions(&e), [("expired", None), ("pending", None)]);
+    assert_eq!((e[0].proposal, e[1].proposal), (Some(first), Some(second)));
+    assert_eq!(st.pending().len(), 1);
+}
