@@ -28,6 +28,7 @@ use serde_json::{Value as Json, json};
 
 use super::scenario::{FaultKind, Scenario};
 use super::signals::{Model, Rng};
+use super::writable::{SetpointTarget, Writable, WriteFault, ramp, writable_tags};
 use crate::config::layout::Layout;
 use crate::config::{LoadedConfig, TagSource};
 use crate::physics::{LineModel, Obstacle, PlanPoint};
@@ -80,6 +81,10 @@ pub const MOTOR_TAU_S: f64 = 600.0;
 pub const VIB_PER_WEAR2: f64 = 9.0;
 /// Bearing temperature added by a fully worn bearing, K.
 pub const BEARING_HEAT_PER_WEAR: f64 = 25.0;
+/// The empty belt's drag per m/s of drive speed, N·s/m: the same friction
+/// `I_PER_MPS` draws current for (1.5 A per m/s at 0.15 A per N), for
+/// the belt energy figure.
+pub const BELT_DRAG_N_PER_MPS: f64 = I_PER_MPS / I_PER_N;
 
 /// Which end of a fault a label marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +160,38 @@ struct Belt {
     force_steps: u32,
     /// Mean pull over the last signal period, N.
     force: f64,
+    /// The written speed setpoint; `None` until one is written (the drive
+    /// then runs its commissioning speed, `nominal`).
+    target: Option<f64>,
+    /// The drive's reference after its ramp: the centre of the speed
+    /// model (its `nominal` once a setpoint was written).
+    reference: f64,
+    /// The drive's range and acceleration (from its writable setpoint).
+    physical: (f64, f64),
+    ramp_per_s: f64,
+    /// Mechanical energy delivered at the drive pulley since the start, J.
+    energy_j: f64,
+}
+
+/// A station's cycle time as the plant runs it, once a setpoint or a drift
+/// has touched it (until then the physics keeps its configured cycle).
+#[derive(Debug, Clone)]
+struct CycleTruth {
+    /// The cycle it was commissioned with, s.
+    commissioned: f64,
+    /// The written setpoint, s.
+    target: Option<f64>,
+    /// The cycle after the drive's ramp, s (before wear).
+    reference: f64,
+    physical: (f64, f64),
+    ramp_per_s: f64,
+    /// Active wear drift: share of the cycle per hour at the commissioned
+    /// rate.
+    drift: Option<f64>,
+    /// Wear so far: the cycle is `reference × (1 + wear)`.
+    wear: f64,
+    /// Touched by a setpoint or a drift: recomputed every signal period.
+    managed: bool,
 }
 
 struct LineTruth {
@@ -180,6 +217,11 @@ struct LineTruth {
     busy: Vec<f64>,
     /// Per station: the machine that is it (same id), if any.
     station_machine: Vec<Option<usize>>,
+    /// Per station with a fixed cycle: its cycle as setpoints and wear
+    /// make it.
+    cycles: Vec<Option<CycleTruth>>,
+    /// The configured spawn interval, which a `supply` condition overrides.
+    base_spawn_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,6 +242,11 @@ struct MachineTruth {
 
 #[derive(Debug, Clone)]
 enum Driver {
+    /// A writable setpoint: serves what was last written (index in
+    /// `Truth::setpoints`).
+    Setpoint {
+        sp: usize,
+    },
     Eye {
         line: usize,
         eye: usize,
@@ -282,6 +329,12 @@ pub struct Truth {
     faults: Vec<FaultState>,
     /// Per Modbus device: how many disconnect faults hold it down.
     offline: Vec<u32>,
+    /// Per Modbus device: how many `ignore_writes` faults are active, and
+    /// the active `reject_writes` faults (fault index, exception code).
+    ignore_writes: Vec<u32>,
+    reject_writes: Vec<Vec<(usize, u8)>>,
+    /// The writable setpoints and the value each one holds now.
+    setpoints: Vec<(Writable, f64)>,
     labels: Vec<Label>,
 }
 
@@ -411,6 +464,37 @@ impl Truth {
                 .any(|(r, _)| r.value == "motor_current")
         };
 
+        let writable = writable_tags(cfg);
+        let mut lines = lines;
+        // Initial setpoints: what the plant was commissioned with.
+        let setpoints: Vec<(Writable, f64)> = writable
+            .iter()
+            .map(|w| {
+                let v = match w.target {
+                    SetpointTarget::BeltSpeed { cfg_line, conveyor } => lines
+                        .iter_mut()
+                        .find(|l| l.cfg_line == cfg_line)
+                        .and_then(|l| l.belts.get_mut(conveyor))
+                        .map_or(0.0, |b| {
+                            b.physical = w.physical;
+                            b.ramp_per_s = w.ramp_per_s;
+                            b.nominal
+                        }),
+                    SetpointTarget::StationCycle { cfg_line, station } => lines
+                        .iter_mut()
+                        .find(|l| l.cfg_line == cfg_line)
+                        .and_then(|l| l.cycles.get_mut(station))
+                        .and_then(|c| c.as_mut())
+                        .map_or(0.0, |c| {
+                            c.physical = w.physical;
+                            c.ramp_per_s = w.ramp_per_s;
+                            c.commissioned
+                        }),
+                    SetpointTarget::Memory => 0.0,
+                };
+                (w.clone(), v)
+            })
+            .collect();
         let mut tags = Vec::new();
         for def in cfg.tags.iter() {
             let role = def
@@ -419,8 +503,16 @@ impl Truth {
                 .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
             let machine = def.machine.as_deref().and_then(machine_idx);
             let model = Model::pick(&role, def.unit.as_deref().unwrap_or(""), def.is_bool);
-            let mut driver = None;
+            // A setpoint draws no noise, so adding one to a plant leaves
+            // every other tag's values as they were.
+            let mut driver = writable
+                .iter()
+                .position(|w| w.tag == def.id.index())
+                .map(|sp| Driver::Setpoint { sp });
             for (l, lt) in lines.iter().enumerate() {
+                if driver.is_some() {
+                    break;
+                }
                 let line = &c.lines[lt.cfg_line];
                 let counter = line
                     .product
@@ -535,6 +627,9 @@ impl Truth {
             tags,
             faults,
             offline: vec![0; c.modbus.len()],
+            ignore_writes: vec![0; c.modbus.len()],
+            reject_writes: vec![Vec::new(); c.modbus.len()],
+            setpoints,
             labels: Vec::new(),
         };
         // Sim time 0 is served before the first step: faults due at 0 and
@@ -684,7 +779,117 @@ impl Truth {
                     *n = if on { *n + 1 } else { n.saturating_sub(1) };
                 }
             }
+            FaultKind::IgnoreWrites { device } => {
+                if let Some(n) = self.ignore_writes.get_mut(device) {
+                    *n = if on { *n + 1 } else { n.saturating_sub(1) };
+                }
+            }
+            FaultKind::RejectWrites { device, code } => {
+                if let Some(r) = self.reject_writes.get_mut(device) {
+                    r.retain(|(f, _)| *f != i);
+                    if on {
+                        r.push((i, code));
+                    }
+                }
+            }
+            FaultKind::Setpoint { tag, value } => {
+                if on {
+                    // As a write over Modbus: a device that ignores or
+                    // rejects writes does not take it either.
+                    let device = self.tags.get(tag).and_then(|t| t.device);
+                    match device.and_then(|d| self.write_fault(d)) {
+                        Some(f) => {
+                            tracing::info!(tag, value, fault = ?f, "Scenario setpoint not taken: the device refuses writes.");
+                        }
+                        None => self.apply_setpoint(tag, value),
+                    }
+                }
+            }
+            FaultKind::Supply { line, per_min } => {
+                if let Some(l) = self.line_of(line) {
+                    let lt = &mut self.lines[l];
+                    lt.spawn_ns = if !on {
+                        lt.base_spawn_ns
+                    } else if per_min > 0.0 {
+                        Some(((60e9 / per_min).round() as u64).max(1))
+                    } else {
+                        None
+                    };
+                    // The new rate starts now; the first product of it
+                    // arrives at once if the infeed is clear.
+                    lt.next_spawn_ns = t_ns;
+                }
+            }
+            FaultKind::StationDrift {
+                line,
+                station,
+                per_hour,
+            } => {
+                if let Some(l) = self.line_of(line)
+                    && let Some(Some(c)) = self.lines[l].cycles.get_mut(station)
+                {
+                    c.drift = on.then_some(per_hour);
+                    // Ended: the station was serviced.
+                    if !on {
+                        c.wear = 0.0;
+                    }
+                    c.managed = true;
+                }
+            }
         }
+    }
+
+    /// Sets a writable setpoint (index in the tag table) to `value`, as an
+    /// accepted write does: the belt or station ramps towards it from the
+    /// next signal period. Unknown tags are ignored.
+    pub fn apply_setpoint(&mut self, tag: usize, value: f64) {
+        let Some(k) = self.setpoints.iter().position(|(w, _)| w.tag == tag) else {
+            return;
+        };
+        self.setpoints[k].1 = value;
+        match self.setpoints[k].0.target {
+            SetpointTarget::BeltSpeed { cfg_line, conveyor } => {
+                if let Some(l) = self.line_of(cfg_line)
+                    && let Some(b) = self.lines[l].belts.get_mut(conveyor)
+                {
+                    b.target = Some(value);
+                }
+            }
+            SetpointTarget::StationCycle { cfg_line, station } => {
+                if let Some(l) = self.line_of(cfg_line)
+                    && let Some(Some(c)) = self.lines[l].cycles.get_mut(station)
+                {
+                    c.target = Some(value);
+                    c.managed = true;
+                }
+            }
+            SetpointTarget::Memory => {}
+        }
+    }
+
+    /// How a Modbus device (index in `config.modbus`) treats writes now:
+    /// `None` normally, or the active `reject_writes` / `ignore_writes`
+    /// fault (a rejection wins).
+    pub fn write_fault(&self, device: usize) -> Option<WriteFault> {
+        if let Some(&(_, code)) = self.reject_writes.get(device).and_then(|r| r.last()) {
+            return Some(WriteFault::Reject(code));
+        }
+        self.ignore_writes
+            .get(device)
+            .is_some_and(|n| *n > 0)
+            .then_some(WriteFault::Ignore)
+    }
+
+    /// Mechanical energy a belt's drive delivered since the start, J: the
+    /// belt pull (the products' drag) plus the empty belt's drag, times
+    /// the drive speed, integrated every signal period. Going faster costs:
+    /// the drag grows with speed, and so does the power for the same pull.
+    pub fn belt_energy_j(&self, cfg_line: usize, conveyor: usize) -> Option<f64> {
+        self.lines
+            .iter()
+            .find(|l| l.cfg_line == cfg_line)
+            .and_then(|l| l.belts.get(conveyor))
+            .map(|b| b.energy_j)
     }
 
     /// Updates every non-physics signal at `t_ns`, in a fixed order: drive
@@ -695,6 +900,16 @@ impl Truth {
         let dt = (SIGNAL_STEPS * DT_NS) as f64 / 1e9;
         for line in &mut self.lines {
             for (i, b) in line.belts.iter_mut().enumerate() {
+                // A written setpoint moves the drive's reference at its
+                // acceleration limit; the speed model wanders around it as
+                // around the commissioning speed. Unwritten, nothing here
+                // changes (the model is exactly as before).
+                if let Some(target) = b.target {
+                    b.reference = ramp(b.reference, target, b.physical, b.ramp_per_s, dt);
+                    if let Model::Speed { nominal } = &mut b.speed {
+                        *nominal = b.reference;
+                    }
+                }
                 b.drive = b.speed.step(t, dt, 1.0, &mut self.rng);
                 // Finite by construction; a refusal would keep the last speed.
                 let _ = line.model.set_belt_speed_at(i, b.drive as f32);
@@ -705,6 +920,27 @@ impl Truth {
                 };
                 b.force_sum = 0.0;
                 b.force_steps = 0;
+                let v = b.drive.abs();
+                b.energy_j += (b.force + BELT_DRAG_N_PER_MPS * v) * v * dt;
+            }
+            for (i, cyc) in line.cycles.iter_mut().enumerate() {
+                let Some(c) = cyc.as_mut().filter(|c| c.managed) else {
+                    continue;
+                };
+                let target = c.target.unwrap_or(c.commissioned);
+                c.reference = ramp(c.reference, target, c.physical, c.ramp_per_s, dt);
+                // Wear grows with the cycles worked: a station run faster
+                // than commissioned wears faster, the cost of its speed.
+                if let Some(per_hour) = c.drift {
+                    let pace = c.commissioned / c.reference.max(1e-3);
+                    c.wear += per_hour * pace * dt / 3600.0;
+                }
+                let ns = (c.reference * (1.0 + c.wear).max(0.1) * 1e9).round() as u64;
+                let now = line.model.stations().get(i).and_then(|s| s.cycle());
+                if now.map(|d| d.as_nanos()) != Some(u128::from(ns)) {
+                    line.model
+                        .set_station_cycle_at(i, Some(Duration::from_nanos(ns.max(1))));
+                }
             }
             for (busy, n) in line.busy.iter_mut().zip(&mut line.busy_steps) {
                 *busy = f64::from(*n) / SIGNAL_STEPS as f64;
@@ -887,6 +1123,7 @@ impl Truth {
             return None;
         }
         let v = match &tt.driver {
+            Driver::Setpoint { sp } => self.setpoints.get(*sp)?.1,
             Driver::Eye { line, eye } => {
                 let l = self.lines.get(*line)?;
                 let blocked = match l.eye_stuck.get(*eye).copied().flatten() {
