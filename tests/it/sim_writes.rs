@@ -354,3 +354,43 @@ fn r12_scenario_setpoints_supply_and_drift_move_the_truth() {
     assert!((cycle - 0.8 * (1.0 + 0.5 / 30.0)).abs() < 1e-3, "{cycle}");
     assert!(t.belt_energy_j(0, 0).is_some_and(|e| e > 0.0));
 }
+
+/// Going faster costs: with the outfeed driven at 1.2 m/s (a setpoint the
+/// PLC accepts and the drive reaches) the transfer jams now and then
+/// (`speed_jam` labels, each cleared after 30 s), the 90° corner throws
+/// bottles off, and the outfeed's drive spends more energy than at its
+/// commissioning speed.
+#[test]
+fn r12_overspeed_jams_the_transfer_and_costs_energy() {
+    use twin::sim::truth::Truth;
+    let cfg =
+        twin::config::load_file(&crate::util::root().join(DEMO)).unwrap_or_else(|r| panic!("{r}"));
+    let text =
+        "[[faults]]\nkind = \"setpoint\"\ntag = \"outfeed.speed_sp\"\nvalue = 1.2\nat = \"0s\"\n";
+    let s = twin::sim::scenario::load_str(Path::new("s.toml"), text, &cfg)
+        .unwrap_or_else(|r| panic!("{r}"));
+    let mut fast = Truth::new(&cfg, Some(&s), 1);
+    let mut slow = Truth::new(&cfg, None, 1);
+    let mut labels = Vec::new();
+    for _ in 0..600 {
+        fast.advance(Duration::from_secs(1));
+        slow.advance(Duration::from_secs(1));
+        labels.extend(fast.drain_labels());
+        assert!(slow.drain_labels().is_empty());
+    }
+    let jams: Vec<_> = labels.iter().filter(|l| l.kind == "speed_jam").collect();
+    assert!(!jams.is_empty(), "{labels:?}");
+    for pair in jams.chunks(2) {
+        if let [a, b] = pair {
+            assert_eq!(b.t - a.t, Duration::from_secs(30), "{a:?} {b:?}");
+            assert_eq!(a.target["conveyor"], "outfeed");
+        }
+    }
+    let (f, s) = (
+        fast.line_counts(0).expect("line"),
+        slow.line_counts(0).expect("line"),
+    );
+    assert!(f.lost > 0 && s.lost == 0, "{f:?} {s:?}");
+    let e = |t: &Truth| t.belt_energy_j(0, 1).unwrap_or(0.0);
+    assert!(e(&fast) > 1.5 * e(&slow), "{} {}", e(&fast), e(&slow));
+}

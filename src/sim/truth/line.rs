@@ -76,6 +76,9 @@ pub(super) fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
     let spawn_ns = spawn.map(|s| to_ns(s).max(1));
     LineTruth {
         cfg_line,
+        id: line.id.value.clone(),
+        belt_ids: line.conveyors.iter().map(|c| c.id.value.clone()).collect(),
+        speed_jams: Vec::new(),
         cycles,
         base_spawn_ns: spawn_ns,
         model,

@@ -85,6 +85,45 @@ pub const BEARING_HEAT_PER_WEAR: f64 = 25.0;
 /// `I_PER_MPS` draws current for (1.5 A per m/s at 0.15 A per N), for
 /// the belt energy figure.
 pub const BELT_DRAG_N_PER_MPS: f64 = I_PER_MPS / I_PER_N;
+/// Above this drive speed (m/s, for a 0.6 m/s-nominal belt) a belt that
+/// takes products over from another one starts to jam at the transfer: a
+/// tall bottle handed over fast wobbles, and one that tips wedges across
+/// the belt. Below it (every commissioning speed, and the wander around
+/// it) nothing is drawn, so runs that never go this fast are unchanged.
+pub const SPEED_JAM_ONSET_MPS: f64 = 0.8;
+/// Jams an hour per unit of relative overspeed (drive / onset − 1): at
+/// 0.9 m/s about 6 an hour, one every 10 min; at 1.2 m/s one every 2.5 min.
+pub const SPEED_JAM_PER_H: f64 = 48.0;
+/// How long an operator takes to clear a transfer jam, s.
+pub const SPEED_JAM_CLEAR_S: u64 = 30;
+/// Where a transfer jam stands, m along the receiving belt.
+pub const SPEED_JAM_AT_M: f64 = 0.1;
+
+/// The label of a transfer jam from overspeed (`speed_jam`).
+fn speed_jam_label(
+    line: &LineTruth,
+    belt: usize,
+    n: usize,
+    edge: Edge,
+    t_ns: u64,
+    speed: Option<f64>,
+) -> Label {
+    Label {
+        t: Duration::from_nanos(t_ns),
+        edge,
+        fault: n,
+        kind: "speed_jam",
+        target: json!({
+            "line": line.id,
+            "conveyor": line.belt_ids.get(belt),
+            "position": SPEED_JAM_AT_M,
+        }),
+        params: match speed {
+            Some(v) => json!({"speed": v}),
+            None => json!({}),
+        },
+    }
+}
 
 /// Which end of a fault a label marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +236,9 @@ struct CycleTruth {
 struct LineTruth {
     /// Index in `config.lines`.
     cfg_line: usize,
+    /// The line's and its conveyors' ids, for labels.
+    id: String,
+    belt_ids: Vec<String>,
     model: LineModel,
     belts: Vec<Belt>,
     spawn_ns: Option<u64>,
@@ -222,6 +264,9 @@ struct LineTruth {
     cycles: Vec<Option<CycleTruth>>,
     /// The configured spawn interval, which a `supply` condition overrides.
     base_spawn_ns: Option<u64>,
+    /// Transfer jams from overspeed in place: (belt, clear at ns, label
+    /// number, obstacle).
+    speed_jams: Vec<(usize, u64, usize, Obstacle)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -335,6 +380,9 @@ pub struct Truth {
     reject_writes: Vec<Vec<(usize, u8)>>,
     /// The writable setpoints and the value each one holds now.
     setpoints: Vec<(Writable, f64)>,
+    /// Transfer jams from overspeed so far (their labels are numbered
+    /// after the scenario's faults).
+    speed_jam_count: usize,
     labels: Vec<Label>,
 }
 
@@ -630,6 +678,7 @@ impl Truth {
             ignore_writes: vec![0; c.modbus.len()],
             reject_writes: vec![Vec::new(); c.modbus.len()],
             setpoints,
+            speed_jam_count: 0,
             labels: Vec::new(),
         };
         // Sim time 0 is served before the first step: faults due at 0 and
@@ -665,6 +714,7 @@ impl Truth {
         // Step 0's update was done by `new`.
         if self.steps > 0 && self.steps.is_multiple_of(SIGNAL_STEPS) {
             self.update_signals(t_ns);
+            self.speed_jams(t_ns);
         }
         for line in &mut self.lines {
             line.step(t_ns);
@@ -835,6 +885,54 @@ impl Truth {
                     }
                     c.managed = true;
                 }
+            }
+        }
+    }
+
+    /// The cost of speed at a transfer: a belt that takes products over
+    /// from the one before it, driven faster than [`SPEED_JAM_ONSET_MPS`],
+    /// jams at [`SPEED_JAM_AT_M`] with a probability per signal period
+    /// that grows with the overspeed; the jam is cleared after
+    /// [`SPEED_JAM_CLEAR_S`]. Each gets a `speed_jam` label pair.
+    fn speed_jams(&mut self, t_ns: u64) {
+        let dt = (SIGNAL_STEPS * DT_NS) as f64 / 1e9;
+        let base = self.faults.len();
+        for l in 0..self.lines.len() {
+            // Cleared jams first.
+            let mut k = 0;
+            while k < self.lines[l].speed_jams.len() {
+                let (belt, end, n, o) = self.lines[l].speed_jams[k];
+                if t_ns < end {
+                    k += 1;
+                    continue;
+                }
+                self.lines[l].speed_jams.remove(k);
+                self.lines[l].model.unblock(o);
+                let label = speed_jam_label(&self.lines[l], belt, n, Edge::End, t_ns, None);
+                self.labels.push(label);
+            }
+            for belt in 1..self.lines[l].belts.len() {
+                let b = &self.lines[l].belts[belt];
+                let onset = SPEED_JAM_ONSET_MPS * b.nominal / 0.6;
+                if b.drive <= onset || self.lines[l].speed_jams.iter().any(|j| j.0 == belt) {
+                    continue;
+                }
+                let p = SPEED_JAM_PER_H / 3600.0 * (b.drive / onset - 1.0) * dt;
+                let speed = b.drive;
+                let u = (self.rng.unit() + 1.0) / 2.0;
+                if u >= p {
+                    continue;
+                }
+                let Ok(o) = self.lines[l].model.block_at(belt, SPEED_JAM_AT_M) else {
+                    continue;
+                };
+                let n = base + self.speed_jam_count;
+                self.speed_jam_count += 1;
+                let end = t_ns.saturating_add(SPEED_JAM_CLEAR_S * 1_000_000_000);
+                self.lines[l].speed_jams.push((belt, end, n, o));
+                let label =
+                    speed_jam_label(&self.lines[l], belt, n, Edge::Start, t_ns, Some(speed));
+                self.labels.push(label);
             }
         }
     }
