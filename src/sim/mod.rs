@@ -574,6 +574,30 @@ pub async fn start(
         .map(|(&i, img)| (i, c.modbus[i].unit_id, img.clone()))
         .collect();
     let mut truth = Truth::new(cfg, opts.scenario.as_ref(), opts.seed);
+    // Fill the images before anyone learns the ports (they are printed
+    // once this returns): a client that connects at once reads the
+    // plant's values at sim time 0, not zeros, and a device's write
+    // faults hold from its first request. The truth log is written by
+    // the loop, as before.
+    for tag in &tags {
+        if let Target::Register {
+            unit,
+            images: Some(images),
+            reg,
+        } = &tag.target
+            && let Some(eng) = truth.value(tag.index)
+        {
+            serve_register(images, *unit, tag.index, reg, eng, 0.0);
+        }
+    }
+    for (d, unit, images) in &devices {
+        if let Ok(mut imgs) = images.write()
+            && let Some(img) = imgs.get_mut(unit)
+        {
+            img.offline = truth.device_offline(*d);
+            img.write_fault = truth.write_fault(*d);
+        }
+    }
     let start_ns = wallclock::now_ns();
     let mut logs = Logs::open(opts.truth.as_deref(), opts.labels.as_deref(), start_ns)?;
     let update = if truth.has_lines() {
