@@ -153,7 +153,7 @@ impl Servers {
             for d in 0..DEVICES {
                 let images: Images = Arc::new(RwLock::new(HashMap::from([(1u8, image(d as u16))])));
                 per_device.push(
-                    modbus_server::serve(any, images, stop.clone())
+                    modbus_server::serve(any, images, Default::default(), stop.clone())
                         .await
                         .expect("bind a loopback Modbus server"),
                 );
@@ -161,9 +161,14 @@ impl Servers {
             let units = (0..DEVICES)
                 .map(|d| (d as u8 + 1, image(d as u16)))
                 .collect();
-            let gateway = modbus_server::serve(any, Arc::new(RwLock::new(units)), stop.clone())
-                .await
-                .expect("bind the loopback gateway");
+            let gateway = modbus_server::serve(
+                any,
+                Arc::new(RwLock::new(units)),
+                Default::default(),
+                stop.clone(),
+            )
+            .await
+            .expect("bind the loopback gateway");
             (per_device, gateway)
         });
         Servers {

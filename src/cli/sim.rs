@@ -56,6 +56,10 @@ pub struct SimArgs {
     /// Seed of the signal noise.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+    /// Append every Modbus write request the devices receive (accepted or
+    /// refused) as JSON lines, one per request (docs/sim.md, "Write log").
+    #[arg(long = "write-log", value_name = "FILE")]
+    pub write_log: Option<PathBuf>,
     /// Stop after this much sim time (wall time × --speed).
     #[arg(long = "for", value_name = "DURATION", value_parser = super::parse_duration)]
     pub duration: Option<Duration>,
@@ -190,6 +194,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
         // The plant stops itself at the end: sim time, which runs slower
         // than --speed asks when the machine cannot keep up.
         until: args.duration,
+        write_log: args.write_log.clone(),
     };
     super::block_on(|shutdown| async move {
         let handle = match start(&cfg, opts, shutdown.clone()).await {

@@ -412,7 +412,7 @@ fn serve(
                 unit, images, reg, ..
             } => {
                 if let Some(images) = images {
-                    serve_register(images, *unit, reg, eng, t);
+                    serve_register(images, *unit, tag.index, reg, eng, t);
                 }
             }
             Target::Mqtt {

@@ -18,6 +18,9 @@ pub mod modbus_server;
 pub mod scenario;
 pub mod signals;
 pub mod truth;
+pub mod writable;
+pub mod write_log;
+pub use write_log::{WriteLog, WriteRecord};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -63,6 +66,8 @@ pub struct SimOptions {
     pub speed: f64,
     /// Stop (cancel the shutdown token) once sim time reaches this.
     pub until: Option<Duration>,
+    /// Append every write request a device receives, as JSONL, here.
+    pub write_log: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -79,6 +84,7 @@ impl Default for SimOptions {
             scenario: None,
             speed: 1.0,
             until: None,
+            write_log: None,
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct SimHandle {
     /// Where its devices and brokers actually listen.
     pub endpoints: Endpoints,
     pub task: tokio::task::JoinHandle<()>,
+    /// Every write request the devices received, with their answers.
+    pub writes: Arc<WriteLog>,
 }
 
 /// One served tag: where its value goes, and what was last served.
@@ -343,6 +351,29 @@ pub fn run_headless(
     }
     logs.flush().map_err(write_err)?;
     report.sim = truth.now();
+    for (l, line) in cfg.config.lines.iter().enumerate() {
+        let Some(n) = truth.line_counts(l) else {
+            continue;
+        };
+        let energy: Vec<String> = line
+            .conveyors
+            .iter()
+            .enumerate()
+            .filter_map(|(k, cv)| {
+                let kj = truth.belt_energy_j(l, k)? / 1000.0;
+                Some(format!("{}={kj:.1}", cv.id.value))
+            })
+            .collect();
+        info!(
+            line = %line.id.value,
+            spawned = n.spawned,
+            out = n.out,
+            lost = n.lost,
+            infeed_blocked = n.infeed_blocked,
+            belt_energy_kj = %energy.join(" "),
+            "Headless line summary."
+        );
+    }
     Ok(report)
 }
 
@@ -383,6 +414,21 @@ fn register_images(cfg: &LoadedConfig) -> BTreeMap<String, (Images, Vec<usize>)>
         g.1.push(i);
         let mut images = g.0.write().unwrap_or_else(|p| p.into_inner());
         let img = images.entry(d.unit_id).or_default();
+        img.device = d.name.value.clone();
+        for w in writable::writable_tags(cfg) {
+            let def = cfg.tags.iter().nth(w.tag);
+            if let Some(def) = def
+                && let TagSource::Modbus { device, register } = def.source
+                && device == i
+            {
+                img.writable.push(modbus_server::WritableReg {
+                    tag: w.tag,
+                    name: def.name.clone(),
+                    reg: d.registers[register].clone(),
+                    accept: w.accept,
+                });
+            }
+        }
         for r in &d.registers {
             if r.table.is_bits() {
                 img.bits.insert((r.table, r.address.value), false);
@@ -419,6 +465,13 @@ pub async fn start(
         }
     }
 
+    let write_log = Arc::new(match &opts.write_log {
+        Some(p) => WriteLog::to_file(p).map_err(|source| SimError::Truth {
+            path: p.display().to_string(),
+            source,
+        })?,
+        None => WriteLog::default(),
+    });
     let mut endpoints = Endpoints::default();
     let groups = register_images(cfg);
     let mut device_images: HashMap<usize, Images> = HashMap::new();
@@ -437,7 +490,7 @@ pub async fn start(
             .unwrap_or(configured_port);
         // The virtual plant only ever listens on loopback.
         let bind = SocketAddr::from(([127, 0, 0, 1], port));
-        let local = modbus_server::serve(bind, images.clone(), shutdown.clone())
+        let local = modbus_server::serve(bind, images.clone(), write_log.clone(), shutdown.clone())
             .await
             .map_err(|source| SimError::Bind {
                 device: c.modbus[devices[0]].name.value.clone(),
@@ -521,6 +574,30 @@ pub async fn start(
         .map(|(&i, img)| (i, c.modbus[i].unit_id, img.clone()))
         .collect();
     let mut truth = Truth::new(cfg, opts.scenario.as_ref(), opts.seed);
+    // Fill the images before anyone learns the ports (they are printed
+    // once this returns): a client that connects at once reads the
+    // plant's values at sim time 0, not zeros, and a device's write
+    // faults hold from its first request. The truth log is written by
+    // the loop, as before.
+    for tag in &tags {
+        if let Target::Register {
+            unit,
+            images: Some(images),
+            reg,
+        } = &tag.target
+            && let Some(eng) = truth.value(tag.index)
+        {
+            serve_register(images, *unit, tag.index, reg, eng, 0.0);
+        }
+    }
+    for (d, unit, images) in &devices {
+        if let Ok(mut imgs) = images.write()
+            && let Some(img) = imgs.get_mut(unit)
+        {
+            img.offline = truth.device_offline(*d);
+            img.write_fault = truth.write_fault(*d);
+        }
+    }
     let start_ns = wallclock::now_ns();
     let mut logs = Logs::open(opts.truth.as_deref(), opts.labels.as_deref(), start_ns)?;
     let update = if truth.has_lines() {
@@ -534,6 +611,7 @@ pub async fn start(
         1.0
     };
 
+    let writes = write_log.clone();
     let task = tokio::spawn(async move {
         let t0 = wallclock::monotonic();
         let mut tick = tokio::time::interval(update);
@@ -565,17 +643,33 @@ pub async fn start(
                 Some(u) => behind.min(cap).min(u.saturating_sub(truth.now())),
                 None => behind.min(cap),
             };
+            // Accepted writes reach the plant at the start of the next
+            // update, as a PLC scan picks up a new reference.
+            for (_, unit, images) in &devices {
+                let pending = match images.write() {
+                    Ok(mut imgs) => imgs
+                        .get_mut(unit)
+                        .map(|img| std::mem::take(&mut img.pending))
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                for (tag, value) in pending {
+                    truth.apply_setpoint(tag, value);
+                }
+            }
             truth.advance(step);
             let now = truth.now();
+            write_log.set_sim(u64::try_from(now.as_nanos()).unwrap_or(u64::MAX));
             let t = now.as_secs_f64();
             let now_ns = wallclock::now_ns();
             for (d, unit, images) in &devices {
                 let offline = truth.device_offline(*d);
+                let write_fault = truth.write_fault(*d);
                 if let Ok(mut imgs) = images.write()
                     && let Some(img) = imgs.get_mut(unit)
-                    && img.offline != offline
                 {
                     img.offline = offline;
+                    img.write_fault = write_fault;
                 }
             }
             let labels = truth.drain_labels();
@@ -593,7 +687,7 @@ pub async fn start(
                         unit, images, reg, ..
                     } => images
                         .as_ref()
-                        .map(|images| serve_register(images, *unit, reg, eng, t)),
+                        .and_then(|images| serve_register(images, *unit, tag.index, reg, eng, t)),
                     Target::Mqtt {
                         source,
                         topic,
@@ -654,7 +748,11 @@ pub async fn start(
         }
     });
 
-    Ok(SimHandle { endpoints, task })
+    Ok(SimHandle {
+        endpoints,
+        task,
+        writes,
+    })
 }
 
 /// How a register holds a value: the bits or words to write, and what a
@@ -696,20 +794,26 @@ fn encode_register(reg: &Register, eng: f64, t: f64) -> (Encoded, serde_json::Va
 
 /// Write a tag's engineering value into the register image, the way the
 /// device's PLC program would, and return what a client will decode from it
-/// (after quantisation), as JSON for the truth log.
+/// (after quantisation), as JSON for the truth log. `None`: a write to it
+/// is waiting for the truth model, and the register keeps what was written
+/// until then.
 fn serve_register(
     images: &Images,
     unit: u8,
+    tag: usize,
     reg: &Register,
     eng: f64,
     t: f64,
-) -> serde_json::Value {
+) -> Option<serde_json::Value> {
     let Ok(mut imgs) = images.write() else {
-        return serde_json::Value::Null;
+        return Some(serde_json::Value::Null);
     };
     let Some(img) = imgs.get_mut(&unit) else {
-        return serde_json::Value::Null;
+        return Some(serde_json::Value::Null);
     };
+    if img.pending.iter().any(|(t, _)| *t == tag) {
+        return None;
+    }
     let (encoded, v) = encode_register(reg, eng, t);
     let key = (reg.table, reg.address.value);
     match encoded {
@@ -742,7 +846,7 @@ fn serve_register(
             }
         }
     }
-    v
+    Some(v)
 }
 
 /// One topic's payload: a bare number, or a JSON document holding every

@@ -34,6 +34,11 @@ pub const FAULT_KINDS: &[&str] = &[
     "motor_overheat",
     "sensor_drift",
     "plc_disconnect",
+    "ignore_writes",
+    "reject_writes",
+    "setpoint",
+    "supply",
+    "station_drift",
 ];
 
 /// Longest time a scenario may schedule: a year of sim time (humantime's
@@ -96,6 +101,25 @@ pub enum FaultKind {
     SensorDrift { tag: usize, per_hour: f64 },
     /// The Modbus device stops answering and refuses connections.
     PlcDisconnect { device: usize },
+    /// The Modbus device acknowledges writes but applies none of them (its
+    /// registers keep their values): what a read-back must catch.
+    IgnoreWrites { device: usize },
+    /// The Modbus device answers every write with exception `code` (04,
+    /// server device failure, by default) and applies none.
+    RejectWrites { device: usize, code: u8 },
+    /// An action, not a fault: the writable setpoint tag is set to `value`
+    /// at `at`, as if written over Modbus (docs/sim.md).
+    Setpoint { tag: usize, value: f64 },
+    /// The line's supply runs at `per_min` products a minute (0: a gap)
+    /// instead of its `spawn_interval`.
+    Supply { line: usize, per_min: f64 },
+    /// The station's cycle time grows by `per_hour` of itself per hour
+    /// (wear); back to its setpoint at the end (maintenance).
+    StationDrift {
+        line: usize,
+        station: usize,
+        per_hour: f64,
+    },
 }
 
 impl FaultKind {
@@ -110,6 +134,11 @@ impl FaultKind {
             FaultKind::MotorOverheat { .. } => "motor_overheat",
             FaultKind::SensorDrift { .. } => "sensor_drift",
             FaultKind::PlcDisconnect { .. } => "plc_disconnect",
+            FaultKind::IgnoreWrites { .. } => "ignore_writes",
+            FaultKind::RejectWrites { .. } => "reject_writes",
+            FaultKind::Setpoint { .. } => "setpoint",
+            FaultKind::Supply { .. } => "supply",
+            FaultKind::StationDrift { .. } => "station_drift",
         }
     }
 
@@ -152,9 +181,21 @@ impl FaultKind {
             FaultKind::SensorDrift { tag, .. } => {
                 json!({"tag": cfg.tags.iter().nth(*tag).map(|d| d.name.clone())})
             }
-            FaultKind::PlcDisconnect { device } => {
+            FaultKind::PlcDisconnect { device }
+            | FaultKind::IgnoreWrites { device }
+            | FaultKind::RejectWrites { device, .. } => {
                 json!({"device": c.modbus.get(*device).map(|d| d.name.value.clone())})
             }
+            FaultKind::Setpoint { tag, .. } => {
+                json!({"tag": cfg.tags.iter().nth(*tag).map(|d| d.name.clone())})
+            }
+            FaultKind::Supply { line: l, .. } => json!({"line": line(*l)}),
+            FaultKind::StationDrift {
+                line: l, station, ..
+            } => json!({
+                "line": line(*l),
+                "station": c.lines.get(*l).and_then(|x| x.stations.get(*station)).map(|s| s.id.value.clone()),
+            }),
         }
     }
 
@@ -169,9 +210,14 @@ impl FaultKind {
                 json!({"cooling_loss": cooling_loss})
             }
             FaultKind::SensorDrift { per_hour, .. } => json!({"per_hour": per_hour}),
+            FaultKind::RejectWrites { code, .. } => json!({"code": code}),
+            FaultKind::Setpoint { value, .. } => json!({"value": value}),
+            FaultKind::Supply { per_min, .. } => json!({"per_min": per_min}),
+            FaultKind::StationDrift { per_hour, .. } => json!({"per_hour": per_hour}),
             FaultKind::Jam { .. }
             | FaultKind::EyeStuck { .. }
-            | FaultKind::PlcDisconnect { .. } => {
+            | FaultKind::PlcDisconnect { .. }
+            | FaultKind::IgnoreWrites { .. } => {
                 json!({})
             }
         }
@@ -361,6 +407,32 @@ fn line_conveyor(
         convs.iter().map(|c| c.id.value.as_str()),
     )?;
     Some((line, conveyor))
+}
+
+/// The line named by `line`, or the only line with conveyors when omitted.
+fn line_only(sink: &mut Sink, t: &mut Table<'_, '_>, cfg: &LoadedConfig) -> Option<usize> {
+    let lines = &cfg.config.lines;
+    if t.key_span("line").is_some() {
+        return lookup(
+            sink,
+            t,
+            "line",
+            "line",
+            lines.iter().map(|l| l.id.value.as_str()),
+        );
+    }
+    let with: Vec<usize> = (0..lines.len())
+        .filter(|&i| !lines[i].conveyors.is_empty())
+        .collect();
+    if let [only] = with[..] {
+        return Some(only);
+    }
+    sink.push(
+        Diagnostic::error(t.span(), t.key_path("line"), "missing required key `line`")
+            .expected("the id of a line with conveyors")
+            .help("the plant has several lines (or none with conveyors); name one with `line = \"...\"`"),
+    );
+    None
 }
 
 /// The machine named by `machine`, which must bind a tag in `role`.
@@ -562,6 +634,129 @@ fn decode_fault_keys(
             );
             FaultKind::PlcDisconnect { device: device? }
         }
+        k @ ("ignore_writes" | "reject_writes") => {
+            let device = lookup(
+                sink,
+                t,
+                "device",
+                "Modbus device",
+                cfg.config.modbus.iter().map(|d| d.name.value.as_str()),
+            );
+            if k == "ignore_writes" {
+                FaultKind::IgnoreWrites { device: device? }
+            } else {
+                // 1..=255: any exception a device may answer; the common
+                // ones are 04 (server device failure) and 06 (busy).
+                let code = t.opt_int(sink, "code", 1, 255);
+                FaultKind::RejectWrites {
+                    device: device?,
+                    code: code.map_or(4, |c| u8::try_from(c.value).unwrap_or(4)),
+                }
+            }
+        }
+        "setpoint" => {
+            let writable = super::writable::writable_tags(cfg);
+            let names: Vec<&str> = writable
+                .iter()
+                .filter_map(|w| cfg.tags.iter().nth(w.tag).map(|d| d.name.as_str()))
+                .collect();
+            let found = if names.is_empty() {
+                sink.push(
+                    Diagnostic::error(t.span(), t.key_path("tag"), "the plant has no writable setpoint")
+                        .expected("a holding register or coil whose tag is named `..._sp`")
+                        .help("add e.g. `infeed.speed_sp` next to a conveyor's `infeed.speed` (docs/sim.md, \"Writable setpoints\")"),
+                );
+                None
+            } else {
+                lookup(sink, t, "tag", "writable setpoint", names.iter().copied())
+            };
+            let value = t.req_f64(sink, "value");
+            if let Some(span) = t.key_span("duration") {
+                sink.push(
+                    Diagnostic::error(
+                        span,
+                        t.key_path("duration"),
+                        "a setpoint action has no duration",
+                    )
+                    .expected("`at` only: the setpoint holds until the next write")
+                    .help("add a second `setpoint` action to change it back"),
+                );
+            }
+            let w = &writable[found?];
+            let value = in_range(
+                sink,
+                t,
+                "value",
+                value,
+                w.accept,
+                "the range the device accepts (docs/sim.md, \"Writable setpoints\")",
+            )?;
+            FaultKind::Setpoint { tag: w.tag, value }
+        }
+        "supply" => {
+            let line = line_only(sink, t, cfg);
+            let per_min = t.req_f64(sink, "per_min");
+            let per_min = in_range(
+                sink,
+                t,
+                "per_min",
+                per_min,
+                (0.0, 600.0),
+                "products a minute at the infeed; 0 is a gap in the supply",
+            );
+            let line = line?;
+            if cfg.config.lines[line]
+                .product
+                .as_ref()
+                .and_then(|p| p.spawn_interval)
+                .is_none()
+            {
+                sink.push(
+                    Diagnostic::error(
+                        t.key_span("per_min").unwrap_or(t.span()),
+                        t.key_path("per_min"),
+                        "the line has no supply to vary",
+                    )
+                    .expected("a line whose [lines.product] has a `spawn_interval`")
+                    .help("give the line's product a `spawn_interval`"),
+                );
+                return None;
+            }
+            FaultKind::Supply {
+                line,
+                per_min: per_min?,
+            }
+        }
+        "station_drift" => {
+            let line = line_only(sink, t, cfg);
+            let station = line.and_then(|l| {
+                let what = format!("station of line \"{}\"", cfg.config.lines[l].id.value);
+                lookup(
+                    sink,
+                    t,
+                    "station",
+                    &what,
+                    cfg.config.lines[l]
+                        .stations
+                        .iter()
+                        .map(|s| s.id.value.as_str()),
+                )
+            });
+            let per_hour = t.req_f64(sink, "per_hour");
+            let per_hour = in_range(
+                sink,
+                t,
+                "per_hour",
+                per_hour,
+                (-0.5, 10.0),
+                "the share of its cycle time the station slows by per hour, e.g. 0.3",
+            );
+            FaultKind::StationDrift {
+                line: line?,
+                station: station?,
+                per_hour: per_hour?,
+            }
+        }
         _ => return None,
     };
     Some(Fault {
@@ -657,6 +852,89 @@ mod tests {
         // Every kind but one of the two eye directions appears in the
         // shipped files; both eye kinds are covered by stuck_eye + mixed.
         assert_eq!(kinds.len(), FAULT_KINDS.len(), "{kinds:?}");
+    }
+
+    #[test]
+    fn write_and_shift_kinds_decode_with_their_defaults() {
+        let cfg = demo();
+        let text = "[[faults]]\nkind = \"reject_writes\"\ndevice = \"line_plc\"\nat = \"1s\"\n\n\
+                    [[faults]]\nkind = \"ignore_writes\"\ndevice = \"filler_plc\"\nat = \"1s\"\nduration = \"5s\"\n\n\
+                    [[faults]]\nkind = \"setpoint\"\ntag = \"filler.cycle_sp\"\nvalue = 0.6\nat = \"2s\"\n\n\
+                    [[faults]]\nkind = \"supply\"\nper_min = 0\nat = \"3s\"\nduration = \"1s\"\n\n\
+                    [[faults]]\nkind = \"station_drift\"\nstation = \"capper\"\nper_hour = 0.2\nat = \"0s\"\n";
+        let s = load_str(Path::new("s.toml"), text, &cfg).unwrap_or_else(|r| panic!("{r}"));
+        let kinds: Vec<FaultKind> = s.faults.into_iter().map(|f| f.kind).collect();
+        let tag = cfg.tags.id("filler.cycle_sp").expect("tag").index();
+        assert_eq!(
+            kinds,
+            vec![
+                FaultKind::RejectWrites { device: 0, code: 4 },
+                FaultKind::IgnoreWrites { device: 1 },
+                FaultKind::Setpoint { tag, value: 0.6 },
+                FaultKind::Supply {
+                    line: 0,
+                    per_min: 0.0
+                },
+                FaultKind::StationDrift {
+                    line: 0,
+                    station: 1,
+                    per_hour: 0.2
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn write_and_shift_kinds_report_located_errors() {
+        let cfg = demo();
+        let text = "[[faults]]\nkind = \"reject_writes\"\ndevice = \"line_plk\"\ncode = 300\nat = \"1s\"\n\n\
+                    [[faults]]\nkind = \"setpoint\"\ntag = \"infeed.speed\"\nvalue = 0.6\nat = \"2s\"\n\n\
+                    [[faults]]\nkind = \"setpoint\"\ntag = \"infeed.speed_sp\"\nvalue = 2.0\nat = \"2s\"\nduration = \"1s\"\n\n\
+                    [[faults]]\nkind = \"supply\"\nper_min = -5\nat = \"3s\"\n\n\
+                    [[faults]]\nkind = \"station_drift\"\nstation = \"filer\"\nper_hour = 0.2\nat = \"0s\"\n";
+        let r = load_str(Path::new("s.toml"), text, &cfg).expect_err("broken");
+        let short: Vec<String> = r
+            .diagnostics
+            .iter()
+            .map(|d| r.file.render_short(d))
+            .collect();
+        let want = [
+            (
+                "s.toml:3:10: error: faults[0].device: unknown Modbus device",
+                "did you mean `line_plc`?",
+            ),
+            (
+                "s.toml:4:8: error: faults[0].code: 300 is out of range",
+                "1..=255",
+            ),
+            (
+                "s.toml:9:7: error: faults[1].tag: unknown writable setpoint",
+                "did you mean `infeed.speed_sp`?",
+            ),
+            (
+                "s.toml:16:9: error: faults[2].value: 2 is out of range",
+                "0..=1.5",
+            ),
+            (
+                "s.toml:18:1: error: faults[2].duration: a setpoint action has no duration",
+                "",
+            ),
+            (
+                "s.toml:22:11: error: faults[3].per_min: -5 is out of range",
+                "0..=600",
+            ),
+            (
+                "s.toml:27:11: error: faults[4].station: unknown station",
+                "did you mean `filler`?",
+            ),
+        ];
+        assert_eq!(short.len(), want.len(), "{short:#?}");
+        for (got, (head, tail)) in short.iter().zip(want) {
+            assert!(
+                got.starts_with(head) && got.contains(tail),
+                "{got}\nwant {head} … {tail}"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod qa;
 mod recording;
 mod report;
 mod sim_truth;
+mod sim_writes;
 mod snapshot;
 mod sparkplug_limits;
 mod util;

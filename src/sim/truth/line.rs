@@ -45,6 +45,11 @@ pub(super) fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
                 force_sum: 0.0,
                 force_steps: 0,
                 force: 0.0,
+                target: None,
+                reference: nominal,
+                physical: (f64::NEG_INFINITY, f64::INFINITY),
+                ramp_per_s: f64::INFINITY,
+                energy_j: 0.0,
             }
         })
         .collect();
@@ -52,11 +57,33 @@ pub(super) fn build_line(cfg: &LoadedConfig, cfg_line: usize) -> LineTruth {
     // never changes over (docs/sim.md, "Known limits"), so every product
     // on its belts is this type and its mass and friction are theirs.
     let p = line.product.as_ref();
+    let cycles = model
+        .stations()
+        .iter()
+        .map(|s| {
+            s.cycle().map(|c| CycleTruth {
+                commissioned: c.as_secs_f64(),
+                target: None,
+                reference: c.as_secs_f64(),
+                physical: (f64::NEG_INFINITY, f64::INFINITY),
+                ramp_per_s: f64::INFINITY,
+                drift: None,
+                wear: 0.0,
+                managed: false,
+            })
+        })
+        .collect();
+    let spawn_ns = spawn.map(|s| to_ns(s).max(1));
     LineTruth {
         cfg_line,
+        id: line.id.value.clone(),
+        belt_ids: line.conveyors.iter().map(|c| c.id.value.clone()).collect(),
+        speed_jams: Vec::new(),
+        cycles,
+        base_spawn_ns: spawn_ns,
         model,
         belts,
-        spawn_ns: spawn.map(|s| to_ns(s).max(1)),
+        spawn_ns,
         next_spawn_ns: 0,
         counts: LineCounts::default(),
         mass: p.map_or(0.0, |p| p.mass),

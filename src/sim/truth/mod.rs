@@ -28,6 +28,7 @@ use serde_json::{Value as Json, json};
 
 use super::scenario::{FaultKind, Scenario};
 use super::signals::{Model, Rng};
+use super::writable::{SetpointTarget, Writable, WriteFault, ramp, writable_tags};
 use crate::config::layout::Layout;
 use crate::config::{LoadedConfig, TagSource};
 use crate::physics::{LineModel, Obstacle, PlanPoint};
@@ -80,6 +81,49 @@ pub const MOTOR_TAU_S: f64 = 600.0;
 pub const VIB_PER_WEAR2: f64 = 9.0;
 /// Bearing temperature added by a fully worn bearing, K.
 pub const BEARING_HEAT_PER_WEAR: f64 = 25.0;
+/// The empty belt's drag per m/s of drive speed, N·s/m: the same friction
+/// `I_PER_MPS` draws current for (1.5 A per m/s at 0.15 A per N), for
+/// the belt energy figure.
+pub const BELT_DRAG_N_PER_MPS: f64 = I_PER_MPS / I_PER_N;
+/// Above this drive speed (m/s, for a 0.6 m/s-nominal belt) a belt that
+/// takes products over from another one starts to jam at the transfer: a
+/// tall bottle handed over fast wobbles, and one that tips wedges across
+/// the belt. Below it (every commissioning speed, and the wander around
+/// it) nothing is drawn, so runs that never go this fast are unchanged.
+pub const SPEED_JAM_ONSET_MPS: f64 = 0.8;
+/// Jams an hour per unit of relative overspeed (drive / onset − 1): at
+/// 0.9 m/s about 6 an hour, one every 10 min; at 1.2 m/s one every 2.5 min.
+pub const SPEED_JAM_PER_H: f64 = 48.0;
+/// How long an operator takes to clear a transfer jam, s.
+pub const SPEED_JAM_CLEAR_S: u64 = 30;
+/// Where a transfer jam stands, m along the receiving belt.
+pub const SPEED_JAM_AT_M: f64 = 0.1;
+
+/// The label of a transfer jam from overspeed (`speed_jam`).
+fn speed_jam_label(
+    line: &LineTruth,
+    belt: usize,
+    n: usize,
+    edge: Edge,
+    t_ns: u64,
+    speed: Option<f64>,
+) -> Label {
+    Label {
+        t: Duration::from_nanos(t_ns),
+        edge,
+        fault: n,
+        kind: "speed_jam",
+        target: json!({
+            "line": line.id,
+            "conveyor": line.belt_ids.get(belt),
+            "position": SPEED_JAM_AT_M,
+        }),
+        params: match speed {
+            Some(v) => json!({"speed": v}),
+            None => json!({}),
+        },
+    }
+}
 
 /// Which end of a fault a label marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,11 +199,46 @@ struct Belt {
     force_steps: u32,
     /// Mean pull over the last signal period, N.
     force: f64,
+    /// The written speed setpoint; `None` until one is written (the drive
+    /// then runs its commissioning speed, `nominal`).
+    target: Option<f64>,
+    /// The drive's reference after its ramp: the centre of the speed
+    /// model (its `nominal` once a setpoint was written).
+    reference: f64,
+    /// The drive's range and acceleration (from its writable setpoint).
+    physical: (f64, f64),
+    ramp_per_s: f64,
+    /// Mechanical energy delivered at the drive pulley since the start, J.
+    energy_j: f64,
+}
+
+/// A station's cycle time as the plant runs it, once a setpoint or a drift
+/// has touched it (until then the physics keeps its configured cycle).
+#[derive(Debug, Clone)]
+struct CycleTruth {
+    /// The cycle it was commissioned with, s.
+    commissioned: f64,
+    /// The written setpoint, s.
+    target: Option<f64>,
+    /// The cycle after the drive's ramp, s (before wear).
+    reference: f64,
+    physical: (f64, f64),
+    ramp_per_s: f64,
+    /// Active wear drift: share of the cycle per hour at the commissioned
+    /// rate.
+    drift: Option<f64>,
+    /// Wear so far: the cycle is `reference × (1 + wear)`.
+    wear: f64,
+    /// Touched by a setpoint or a drift: recomputed every signal period.
+    managed: bool,
 }
 
 struct LineTruth {
     /// Index in `config.lines`.
     cfg_line: usize,
+    /// The line's and its conveyors' ids, for labels.
+    id: String,
+    belt_ids: Vec<String>,
     model: LineModel,
     belts: Vec<Belt>,
     spawn_ns: Option<u64>,
@@ -180,6 +259,14 @@ struct LineTruth {
     busy: Vec<f64>,
     /// Per station: the machine that is it (same id), if any.
     station_machine: Vec<Option<usize>>,
+    /// Per station with a fixed cycle: its cycle as setpoints and wear
+    /// make it.
+    cycles: Vec<Option<CycleTruth>>,
+    /// The configured spawn interval, which a `supply` condition overrides.
+    base_spawn_ns: Option<u64>,
+    /// Transfer jams from overspeed in place: (belt, clear at ns, label
+    /// number, obstacle).
+    speed_jams: Vec<(usize, u64, usize, Obstacle)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,6 +287,11 @@ struct MachineTruth {
 
 #[derive(Debug, Clone)]
 enum Driver {
+    /// A writable setpoint: serves what was last written (index in
+    /// `Truth::setpoints`).
+    Setpoint {
+        sp: usize,
+    },
     Eye {
         line: usize,
         eye: usize,
@@ -282,6 +374,15 @@ pub struct Truth {
     faults: Vec<FaultState>,
     /// Per Modbus device: how many disconnect faults hold it down.
     offline: Vec<u32>,
+    /// Per Modbus device: how many `ignore_writes` faults are active, and
+    /// the active `reject_writes` faults (fault index, exception code).
+    ignore_writes: Vec<u32>,
+    reject_writes: Vec<Vec<(usize, u8)>>,
+    /// The writable setpoints and the value each one holds now.
+    setpoints: Vec<(Writable, f64)>,
+    /// Transfer jams from overspeed so far (their labels are numbered
+    /// after the scenario's faults).
+    speed_jam_count: usize,
     labels: Vec<Label>,
 }
 
@@ -411,6 +512,37 @@ impl Truth {
                 .any(|(r, _)| r.value == "motor_current")
         };
 
+        let writable = writable_tags(cfg);
+        let mut lines = lines;
+        // Initial setpoints: what the plant was commissioned with.
+        let setpoints: Vec<(Writable, f64)> = writable
+            .iter()
+            .map(|w| {
+                let v = match w.target {
+                    SetpointTarget::BeltSpeed { cfg_line, conveyor } => lines
+                        .iter_mut()
+                        .find(|l| l.cfg_line == cfg_line)
+                        .and_then(|l| l.belts.get_mut(conveyor))
+                        .map_or(0.0, |b| {
+                            b.physical = w.physical;
+                            b.ramp_per_s = w.ramp_per_s;
+                            b.nominal
+                        }),
+                    SetpointTarget::StationCycle { cfg_line, station } => lines
+                        .iter_mut()
+                        .find(|l| l.cfg_line == cfg_line)
+                        .and_then(|l| l.cycles.get_mut(station))
+                        .and_then(|c| c.as_mut())
+                        .map_or(0.0, |c| {
+                            c.physical = w.physical;
+                            c.ramp_per_s = w.ramp_per_s;
+                            c.commissioned
+                        }),
+                    SetpointTarget::Memory => 0.0,
+                };
+                (w.clone(), v)
+            })
+            .collect();
         let mut tags = Vec::new();
         for def in cfg.tags.iter() {
             let role = def
@@ -419,8 +551,16 @@ impl Truth {
                 .unwrap_or_else(|| def.name.rsplit('.').next().unwrap_or(&def.name).to_string());
             let machine = def.machine.as_deref().and_then(machine_idx);
             let model = Model::pick(&role, def.unit.as_deref().unwrap_or(""), def.is_bool);
-            let mut driver = None;
+            // A setpoint draws no noise, so adding one to a plant leaves
+            // every other tag's values as they were.
+            let mut driver = writable
+                .iter()
+                .position(|w| w.tag == def.id.index())
+                .map(|sp| Driver::Setpoint { sp });
             for (l, lt) in lines.iter().enumerate() {
+                if driver.is_some() {
+                    break;
+                }
                 let line = &c.lines[lt.cfg_line];
                 let counter = line
                     .product
@@ -535,6 +675,10 @@ impl Truth {
             tags,
             faults,
             offline: vec![0; c.modbus.len()],
+            ignore_writes: vec![0; c.modbus.len()],
+            reject_writes: vec![Vec::new(); c.modbus.len()],
+            setpoints,
+            speed_jam_count: 0,
             labels: Vec::new(),
         };
         // Sim time 0 is served before the first step: faults due at 0 and
@@ -570,6 +714,7 @@ impl Truth {
         // Step 0's update was done by `new`.
         if self.steps > 0 && self.steps.is_multiple_of(SIGNAL_STEPS) {
             self.update_signals(t_ns);
+            self.speed_jams(t_ns);
         }
         for line in &mut self.lines {
             line.step(t_ns);
@@ -684,7 +829,165 @@ impl Truth {
                     *n = if on { *n + 1 } else { n.saturating_sub(1) };
                 }
             }
+            FaultKind::IgnoreWrites { device } => {
+                if let Some(n) = self.ignore_writes.get_mut(device) {
+                    *n = if on { *n + 1 } else { n.saturating_sub(1) };
+                }
+            }
+            FaultKind::RejectWrites { device, code } => {
+                if let Some(r) = self.reject_writes.get_mut(device) {
+                    r.retain(|(f, _)| *f != i);
+                    if on {
+                        r.push((i, code));
+                    }
+                }
+            }
+            FaultKind::Setpoint { tag, value } => {
+                if on {
+                    // As a write over Modbus: a device that ignores or
+                    // rejects writes does not take it either.
+                    let device = self.tags.get(tag).and_then(|t| t.device);
+                    match device.and_then(|d| self.write_fault(d)) {
+                        Some(f) => {
+                            tracing::info!(tag, value, fault = ?f, "Scenario setpoint not taken: the device refuses writes.");
+                        }
+                        None => self.apply_setpoint(tag, value),
+                    }
+                }
+            }
+            FaultKind::Supply { line, per_min } => {
+                if let Some(l) = self.line_of(line) {
+                    let lt = &mut self.lines[l];
+                    lt.spawn_ns = if !on {
+                        lt.base_spawn_ns
+                    } else if per_min > 0.0 {
+                        Some(((60e9 / per_min).round() as u64).max(1))
+                    } else {
+                        None
+                    };
+                    // The new rate starts now; the first product of it
+                    // arrives at once if the infeed is clear.
+                    lt.next_spawn_ns = t_ns;
+                }
+            }
+            FaultKind::StationDrift {
+                line,
+                station,
+                per_hour,
+            } => {
+                if let Some(l) = self.line_of(line)
+                    && let Some(Some(c)) = self.lines[l].cycles.get_mut(station)
+                {
+                    c.drift = on.then_some(per_hour);
+                    // Ended: the station was serviced.
+                    if !on {
+                        c.wear = 0.0;
+                    }
+                    c.managed = true;
+                }
+            }
         }
+    }
+
+    /// The cost of speed at a transfer: a belt that takes products over
+    /// from the one before it, driven faster than [`SPEED_JAM_ONSET_MPS`],
+    /// jams at [`SPEED_JAM_AT_M`] with a probability per signal period
+    /// that grows with the overspeed; the jam is cleared after
+    /// [`SPEED_JAM_CLEAR_S`]. Each gets a `speed_jam` label pair.
+    fn speed_jams(&mut self, t_ns: u64) {
+        let dt = (SIGNAL_STEPS * DT_NS) as f64 / 1e9;
+        let base = self.faults.len();
+        for l in 0..self.lines.len() {
+            // Cleared jams first.
+            let mut k = 0;
+            while k < self.lines[l].speed_jams.len() {
+                let (belt, end, n, o) = self.lines[l].speed_jams[k];
+                if t_ns < end {
+                    k += 1;
+                    continue;
+                }
+                self.lines[l].speed_jams.remove(k);
+                self.lines[l].model.unblock(o);
+                let label = speed_jam_label(&self.lines[l], belt, n, Edge::End, t_ns, None);
+                self.labels.push(label);
+            }
+            for belt in 1..self.lines[l].belts.len() {
+                let b = &self.lines[l].belts[belt];
+                let onset = SPEED_JAM_ONSET_MPS * b.nominal / 0.6;
+                if b.drive <= onset || self.lines[l].speed_jams.iter().any(|j| j.0 == belt) {
+                    continue;
+                }
+                let p = SPEED_JAM_PER_H / 3600.0 * (b.drive / onset - 1.0) * dt;
+                let speed = b.drive;
+                let u = (self.rng.unit() + 1.0) / 2.0;
+                if u >= p {
+                    continue;
+                }
+                let Ok(o) = self.lines[l].model.block_at(belt, SPEED_JAM_AT_M) else {
+                    continue;
+                };
+                let n = base + self.speed_jam_count;
+                self.speed_jam_count += 1;
+                let end = t_ns.saturating_add(SPEED_JAM_CLEAR_S * 1_000_000_000);
+                self.lines[l].speed_jams.push((belt, end, n, o));
+                let label =
+                    speed_jam_label(&self.lines[l], belt, n, Edge::Start, t_ns, Some(speed));
+                self.labels.push(label);
+            }
+        }
+    }
+
+    /// Sets a writable setpoint (index in the tag table) to `value`, as an
+    /// accepted write does: the belt or station ramps towards it from the
+    /// next signal period. Unknown tags are ignored.
+    pub fn apply_setpoint(&mut self, tag: usize, value: f64) {
+        let Some(k) = self.setpoints.iter().position(|(w, _)| w.tag == tag) else {
+            return;
+        };
+        self.setpoints[k].1 = value;
+        match self.setpoints[k].0.target {
+            SetpointTarget::BeltSpeed { cfg_line, conveyor } => {
+                if let Some(l) = self.line_of(cfg_line)
+                    && let Some(b) = self.lines[l].belts.get_mut(conveyor)
+                {
+                    b.target = Some(value);
+                }
+            }
+            SetpointTarget::StationCycle { cfg_line, station } => {
+                if let Some(l) = self.line_of(cfg_line)
+                    && let Some(Some(c)) = self.lines[l].cycles.get_mut(station)
+                {
+                    c.target = Some(value);
+                    c.managed = true;
+                }
+            }
+            SetpointTarget::Memory => {}
+        }
+    }
+
+    /// How a Modbus device (index in `config.modbus`) treats writes now:
+    /// `None` normally, or the active `reject_writes` / `ignore_writes`
+    /// fault (a rejection wins).
+    pub fn write_fault(&self, device: usize) -> Option<WriteFault> {
+        if let Some(&(_, code)) = self.reject_writes.get(device).and_then(|r| r.last()) {
+            return Some(WriteFault::Reject(code));
+        }
+        self.ignore_writes
+            .get(device)
+            .is_some_and(|n| *n > 0)
+            .then_some(WriteFault::Ignore)
+    }
+
+    /// Mechanical energy a belt's drive delivered since the start, J: the
+    /// belt pull (the products' drag) plus the empty belt's drag, times
+    /// the drive speed, integrated every signal period. Going faster costs:
+    /// the drag grows with speed, and so does the power for the same pull.
+    pub fn belt_energy_j(&self, cfg_line: usize, conveyor: usize) -> Option<f64> {
+        self.lines
+            .iter()
+            .find(|l| l.cfg_line == cfg_line)
+            .and_then(|l| l.belts.get(conveyor))
+            .map(|b| b.energy_j)
     }
 
     /// Updates every non-physics signal at `t_ns`, in a fixed order: drive
@@ -695,6 +998,16 @@ impl Truth {
         let dt = (SIGNAL_STEPS * DT_NS) as f64 / 1e9;
         for line in &mut self.lines {
             for (i, b) in line.belts.iter_mut().enumerate() {
+                // A written setpoint moves the drive's reference at its
+                // acceleration limit; the speed model wanders around it as
+                // around the commissioning speed. Unwritten, nothing here
+                // changes (the model is exactly as before).
+                if let Some(target) = b.target {
+                    b.reference = ramp(b.reference, target, b.physical, b.ramp_per_s, dt);
+                    if let Model::Speed { nominal } = &mut b.speed {
+                        *nominal = b.reference;
+                    }
+                }
                 b.drive = b.speed.step(t, dt, 1.0, &mut self.rng);
                 // Finite by construction; a refusal would keep the last speed.
                 let _ = line.model.set_belt_speed_at(i, b.drive as f32);
@@ -705,6 +1018,27 @@ impl Truth {
                 };
                 b.force_sum = 0.0;
                 b.force_steps = 0;
+                let v = b.drive.abs();
+                b.energy_j += (b.force + BELT_DRAG_N_PER_MPS * v) * v * dt;
+            }
+            for (i, cyc) in line.cycles.iter_mut().enumerate() {
+                let Some(c) = cyc.as_mut().filter(|c| c.managed) else {
+                    continue;
+                };
+                let target = c.target.unwrap_or(c.commissioned);
+                c.reference = ramp(c.reference, target, c.physical, c.ramp_per_s, dt);
+                // Wear grows with the cycles worked: a station run faster
+                // than commissioned wears faster, the cost of its speed.
+                if let Some(per_hour) = c.drift {
+                    let pace = c.commissioned / c.reference.max(1e-3);
+                    c.wear += per_hour * pace * dt / 3600.0;
+                }
+                let ns = (c.reference * (1.0 + c.wear).max(0.1) * 1e9).round() as u64;
+                let now = line.model.stations().get(i).and_then(|s| s.cycle());
+                if now.map(|d| d.as_nanos()) != Some(u128::from(ns)) {
+                    line.model
+                        .set_station_cycle_at(i, Some(Duration::from_nanos(ns.max(1))));
+                }
             }
             for (busy, n) in line.busy.iter_mut().zip(&mut line.busy_steps) {
                 *busy = f64::from(*n) / SIGNAL_STEPS as f64;
@@ -887,6 +1221,7 @@ impl Truth {
             return None;
         }
         let v = match &tt.driver {
+            Driver::Setpoint { sp } => self.setpoints.get(*sp)?.1,
             Driver::Eye { line, eye } => {
                 let l = self.lines.get(*line)?;
                 let blocked = match l.eye_stuck.get(*eye).copied().flatten() {
