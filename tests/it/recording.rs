@@ -267,7 +267,8 @@ fn r10_a_recorded_run_over_modbus_and_mqtt_replays_byte_identical() {
     );
 }
 
-/// `events` without the end-of-run `metering` lines at its end (and only
+/// `events` without the end-of-run `metering` and `optimiser` summaries at
+/// its end (and only
 /// there: a summary anywhere else is left in, and fails the comparison).
 fn without_run_summary(events: &[u8]) -> Vec<u8> {
     let mut lines: Vec<&[u8]> = events
@@ -275,8 +276,9 @@ fn without_run_summary(events: &[u8]) -> Vec<u8> {
         .filter(|l| !l.is_empty())
         .collect();
     while lines.last().is_some_and(|l| {
-        serde_json::from_slice::<serde_json::Value>(l)
-            .is_ok_and(|e| e["type"] == "metering" && e["scope"] == "run")
+        serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|e| {
+            (e["type"] == "metering" || e["type"] == "optimiser") && e["scope"] == "run"
+        })
     }) {
         lines.pop();
     }
@@ -318,10 +320,24 @@ fn r10_a_killed_recording_replays_up_to_its_last_flush_and_recovers() {
     // the models' end-of-run metering (docs/events.md), which the killed
     // run never wrote; everything before it is the live stream's beginning.
     let cut = without_run_summary(&cut_full);
-    assert!(
-        live_bytes.starts_with(&cut),
-        "the replay of what was recorded is the live stream's beginning"
-    );
+    if !live_bytes.starts_with(&cut) {
+        let at = live_bytes
+            .iter()
+            .zip(&cut)
+            .position(|(a, b)| a != b)
+            .unwrap_or(cut.len().min(live_bytes.len()));
+        let show = |b: &[u8]| {
+            String::from_utf8_lossy(&b[at.saturating_sub(300)..(at + 300).min(b.len())])
+                .into_owned()
+        };
+        panic!(
+            "the replay of what was recorded is the live stream's beginning; first difference at byte {at} (cut {} bytes, live {}):\nlive: {}\nreplay: {}",
+            cut.len(),
+            live_bytes.len(),
+            show(&live_bytes),
+            show(&cut)
+        );
+    }
     // At most the flush interval (and the tick in flight) is lost: the run
     // went ~7 s; the replay reaches well past 5 s of it.
     let last_t = |b: &[u8]| {
@@ -426,11 +442,11 @@ with open(sys.argv[1], "rb") as f:
         .expect("message count");
     assert!(n > 100, "{stdout}");
     assert_eq!(f.next(), Some("twin.recording"), "{stdout}");
-    // The config, then the model file of the demo's fault model, which
+    // The config, then the model files of the demo's fault and setpoint models, which
     // Foxglove and any MCAP reader list as attachments.
     assert_eq!(
         f.next(),
-        Some("plant.toml,models/line_faults.onnx"),
+        Some("plant.toml,models/line_faults.onnx,models/line_setpoints.onnx"),
         "{stdout}"
     );
 }
