@@ -118,13 +118,7 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
             "to": level + 0.05,
             "at": "0s",
         }
-        # When on the shift: early (motors and bearings still warming up, as
-        # in the single-fault runs) or late, on a warm line (mixed.toml's
-        # belt slip comes at 30 min, its overheating at 80 min).
-        late = [0, 20, 45, 80][(i // 4 + i) % 4] * 60
-        at = int(acute["at"].removesuffix("s"))
-        acute["at"] = f"{at + late}s"
-        return [wear, acute], late + min(dur, 12 * 60)
+        return [wear, acute], min(dur, 12 * 60)
     if kind == "after_jam":
         # A fault after a long jam (as in mixed.toml): once a jam has stood
         # long, the twin's line model stays out of step with the plant
@@ -132,16 +126,12 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
         # healthy line's) and the jammed motors cool down from far above their
         # usual temperature for half an hour. Every fault after that happens in
         # this state, so the model has to see it: the jam, then (in turn)
-        # nothing, or an acute fault 4 to 75 min after it, on a bearing that wears
+        # nothing, or an acute fault 4-12 min after it, on a bearing that wears
         # in the background in every other run.
         jam_at, jam_d = rng.randrange(60, 180), rng.choice([30, 45, 60])
         pos = turn([("outfeed", 0.35), ("infeed", 3.5), ("outfeed", 1.6)])
         jam = {"kind": "jam", "line": "line1", "conveyor": pos[0], "position": pos[1], "at": f"{jam_at}s", "duration": f"{jam_d}s"}
-        # The second fault 4-12 min after the jam, or much later (mixed.toml's
-        # come 10, 20 and 70 min after its jam): each kind in each band, in
-        # turn over the runs.
-        gap = [(240, 720), (1200, 1800), (3600, 4500)][(i // 7) % 3]
-        later = jam_at + jam_d + rng.randrange(*gap)
+        later = jam_at + jam_d + rng.randrange(240, 720)
         second = [None, "belt_slip", "eye_stuck", "motor_overheat", "belt_slip", "eye_stuck", "motor_overheat"][i % 7]
         faults = [jam]
         dur = later + 6 * 60
