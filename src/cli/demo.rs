@@ -85,6 +85,11 @@ pub struct DemoArgs {
     /// config, scenario and seed give byte-identical events and labels.
     #[arg(long)]
     pub headless: bool,
+    /// Append every setpoint decision to this audit log (hash-chained,
+    /// fsync'd; docs/audit.md). Required when a setpoint is advisory or
+    /// closed_loop.
+    #[arg(long, value_name = "PATH")]
+    pub audit: Option<PathBuf>,
 }
 
 /// A usage error, as clap reports one.
@@ -129,6 +134,11 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         },
         None => None,
     };
+    if !args.headless
+        && let Err(code) = super::check_audit(&cfg, args.audit.as_deref())
+    {
+        return code;
+    }
     if let (true, Some(duration)) = (args.headless, args.duration) {
         return headless(&args, &cfg, scenario.as_ref(), duration);
     }
@@ -155,6 +165,7 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         };
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
         let mut run = RunOptions::standard(&cfg, args.duration, stream, table);
+        run.audit = args.audit.clone();
         if let Some(r) = args.record.recorder(&cfg, "live") {
             run.sinks.push(Box::new(r));
         }

@@ -217,6 +217,25 @@ pub fn outputs(events: Option<&str>, no_table: bool) -> (Option<&str>, bool) {
     (events, table)
 }
 
+/// A usage error, as clap reports one.
+pub const EXIT_USAGE: i32 = 2;
+
+/// A live run of a config whose setpoints can write needs `--audit`
+/// (`runtime::live::audit_required`); without it, a usage error that says
+/// why.
+pub(crate) fn check_audit(
+    cfg: &crate::config::LoadedConfig,
+    audit: Option<&std::path::Path>,
+) -> Result<(), i32> {
+    match (audit, crate::runtime::live::audit_required(cfg)) {
+        (None, Some(why)) => {
+            tracing::error!("{why}");
+            Err(EXIT_USAGE)
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn run(cli: Cli) -> i32 {
     let code = run_command(cli);
     logging::finish();
