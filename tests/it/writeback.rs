@@ -32,6 +32,8 @@ struct Plc {
     /// (address, value) of every write, in order.
     writes: Vec<(u16, u16)>,
     down: bool,
+    /// Every request it got, reads included.
+    requests: u64,
 }
 
 #[derive(Clone)]
@@ -47,6 +49,7 @@ impl Service for PlcService {
 
     fn call(&self, req: Self::Request) -> Self::Future {
         let mut p = self.0.lock().expect("not poisoned");
+        p.requests += 1;
         let reply = if p.down {
             Ok(None)
         } else {
@@ -186,6 +189,12 @@ async fn r12_operator_writes_reach_the_plc_exactly_as_audited() {
     opts.audit = Some(audit.clone());
     opts.control = Some(rx);
     opts.health = health.clone();
+    let rec = dir.path().join("run.mcap");
+    opts.sinks
+        .push(Box::new(twin::sinks::recorder::Recorder::new(
+            &cfg,
+            twin::sinks::recorder::RecorderOptions::new(&rec),
+        )));
     let run_stop = CancellationToken::new();
     let run = {
         let cfg = cfg.clone();
@@ -266,6 +275,21 @@ async fn r12_operator_writes_reach_the_plc_exactly_as_audited() {
 
     run_stop.cancel();
     run.await.expect("run task").expect("run ok");
+
+    // A replay of the recording decides without a writer: it opens no
+    // connection (the device sees no request at all) and writes nothing.
+    let before = plc.lock().expect("lock").requests;
+    let replayed = dir.path().join("replay.jsonl");
+    run_ok(
+        twin()
+            .arg("replay")
+            .arg(&cfg_path)
+            .arg(&rec)
+            .arg("--events")
+            .arg(&replayed),
+    );
+    assert!(std::fs::metadata(&replayed).is_ok_and(|m| m.len() > 0));
+    assert_eq!(plc.lock().expect("lock").requests, before);
     stop.cancel();
 
     let writes = plc.lock().expect("lock").writes.clone();
@@ -303,4 +327,25 @@ async fn r12_operator_writes_reach_the_plc_exactly_as_audited() {
 
     let out = run_ok(twin().args(["audit", "verify"]).arg(&audit));
     assert!(out.status.success());
+}
+
+#[test]
+fn r12_twin_run_refuses_a_writing_setpoint_without_audit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("plant.toml");
+    // Never contacted: the run stops before it builds a source.
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    std::fs::write(&cfg, config(addr)).expect("write config");
+    let out = twin()
+        .arg("run")
+        .arg(&cfg)
+        .args(["--for", "1s", "--no-table"])
+        .output()
+        .expect("run twin");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--audit PATH") && err.contains("SR 2.8") && err.contains("speed"),
+        "{err}"
+    );
 }
