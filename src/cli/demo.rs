@@ -90,6 +90,11 @@ pub struct DemoArgs {
     /// closed_loop.
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
+    /// Take operator commands (`twin approve`, `reject`, `reset`, `kill`,
+    /// `pending`) on a Unix socket at PATH, mode 0600: only its owner and
+    /// root may connect (docs/guard.md, "Operator control").
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 /// A usage error, as clap reports one.
@@ -166,6 +171,13 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
         let mut run = RunOptions::standard(&cfg, args.duration, stream, table);
         run.audit = args.audit.clone();
+        run.control = match super::serve_control(args.control.as_deref(), &shutdown) {
+            Ok(c) => c,
+            Err(code) => {
+                sim_stop.cancel();
+                return code;
+            }
+        };
         if let Some(r) = args.record.recorder(&cfg, "live") {
             run.sinks.push(Box::new(r));
         }

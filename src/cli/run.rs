@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// closed_loop.
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
+    /// Take operator commands (`twin approve`, `reject`, `reset`, `kill`,
+    /// `pending`) on a Unix socket at PATH, mode 0600: only its owner and
+    /// root may connect (docs/guard.md, "Operator control").
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 pub(crate) fn endpoints(
@@ -84,6 +89,10 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
     super::block_on(|shutdown| async move {
         let mut opts = RunOptions::standard(&cfg, args.duration, stream, table);
         opts.audit = args.audit.clone();
+        opts.control = match super::serve_control(args.control.as_deref(), &shutdown) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
         if let Some(r) = args.record.recorder(&cfg, "live") {
             opts.sinks.push(Box::new(r));
         }

@@ -91,3 +91,178 @@ pub fn apply(core: &mut TwinCore, op: &ControlOp, operator: &str) -> Value {
         }
     }
 }
+
+/// The longest request line taken; a longer one is refused.
+pub const MAX_REQUEST: usize = 4096;
+
+/// Why the control socket cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "control socket {path}: its directory {dir} {why}; put the socket in a directory only you can write (e.g. $XDG_RUNTIME_DIR)"
+    )]
+    UnsafeDir {
+        path: std::path::PathBuf,
+        dir: std::path::PathBuf,
+        why: &'static str,
+    },
+    #[error("control socket {path}: another process is serving it")]
+    InUse { path: std::path::PathBuf },
+    #[error("control socket {path}: it exists and is not a socket; refusing to replace it")]
+    NotASocket { path: std::path::PathBuf },
+}
+
+/// Serve the control socket at `path` until `shutdown`: one JSON request
+/// line per connection, one JSON reply line, sent to the live loop on `tx`.
+///
+/// Permissions (docs/guard.md, "Operator control"): the socket is mode
+/// 0600 in a directory that no one else can write; only a peer whose uid
+/// (SO_PEERCRED) is the socket's owner, or root, is served. The operator
+/// named in the audit log is that uid's user name.
+pub fn serve(
+    path: &std::path::Path,
+    tx: ControlTx,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), SocketError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let io = |source| SocketError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir_meta = std::fs::metadata(&dir).map_err(io)?;
+    // A directory others can write lets them swap the socket for their own
+    // (unless sticky, where only owners may remove entries).
+    if dir_meta.mode() & 0o022 != 0 && dir_meta.mode() & 0o1000 == 0 {
+        return Err(SocketError::UnsafeDir {
+            path: path.to_path_buf(),
+            dir,
+            why: "can be written by other users",
+        });
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SocketError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            // A socket left by a twin that did not stop cleanly.
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        Ok(_) => {
+            return Err(SocketError::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(_) => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    let owner = std::fs::metadata(path).map_err(io)?.uid();
+    if dir_meta.uid() != owner && dir_meta.uid() != 0 {
+        let _ = std::fs::remove_file(path);
+        return Err(SocketError::UnsafeDir {
+            path: path.to_path_buf(),
+            dir,
+            why: "belongs to another user",
+        });
+    }
+    tracing::info!(path = %path.display(), "Control socket listening (mode 0600; owner and root only).");
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                conn = listener.accept() => match conn {
+                    Ok((stream, _)) => {
+                        tokio::spawn(handle(stream, owner, tx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Control socket accept failed.");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+/// One connection: check the peer, read a line, answer a line.
+async fn handle(stream: tokio::net::UnixStream, owner: u32, tx: ControlTx) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let uid = stream.peer_cred().map(|c| c.uid()).ok();
+    let (read, mut write) = stream.into_split();
+    let reply = match uid {
+        Some(uid) if uid == owner || uid == 0 => {
+            let mut line = String::new();
+            let mut r = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(10), r.read_line(&mut line))
+                    .await;
+            match read {
+                Ok(Ok(n)) if n > MAX_REQUEST => {
+                    json!({"ok": false, "error": format!("request longer than {MAX_REQUEST} bytes")})
+                }
+                Ok(Ok(_)) => match serde_json::from_str::<ControlOp>(line.trim()) {
+                    Ok(op) => {
+                        let operator = user_name(uid);
+                        tracing::info!(%operator, ?op, "Control request.");
+                        let (reply, rx) = oneshot::channel();
+                        let req = ControlRequest {
+                            op,
+                            operator,
+                            reply,
+                        };
+                        match tx.send(req).await {
+                            Ok(()) => rx.await.unwrap_or_else(
+                                |_| json!({"ok": false, "error": "the twin is stopping"}),
+                            ),
+                            Err(_) => json!({"ok": false, "error": "the twin is stopping"}),
+                        }
+                    }
+                    Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+                },
+                Ok(Err(e)) => {
+                    json!({"ok": false, "error": format!("cannot read the request: {e}")})
+                }
+                Err(_) => json!({"ok": false, "error": "no request line within 10 s"}),
+            }
+        }
+        other => {
+            tracing::warn!(uid = ?other, owner, "Control socket: refused a peer that is not the socket's owner or root.");
+            json!({"ok": false, "error": "permission denied: only the socket's owner or root may control this twin"})
+        }
+    };
+    let mut line = reply.to_string();
+    line.push('\n');
+    let _ = write.write_all(line.as_bytes()).await;
+    let _ = write.shutdown().await;
+}
+
+/// The user name of `uid` from /etc/passwd, else `uid:N`: the operator's
+/// name in the audit log comes from the kernel's word on the peer, never
+/// from the request.
+pub fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid && !name.is_empty()).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}

@@ -349,3 +349,151 @@ fn r12_twin_run_refuses_a_writing_setpoint_without_audit() {
         "{err}"
     );
 }
+
+/// `twin CMD ARGS --control SOCK`: its exit code and its reply line.
+fn ctl(sock: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = twin()
+        .args(args)
+        .arg("--control")
+        .arg(sock)
+        .output()
+        .expect("run twin");
+    let reply = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code(),
+        reply,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_operators_approve_and_reject_over_the_control_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = CancellationToken::new();
+    let (addr, plc) = start_plc(&stop).await;
+    let cfg = dir.path().join("plant.toml");
+    std::fs::write(&cfg, config(addr)).expect("write config");
+    let audit = dir.path().join("audit.jsonl");
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).expect("mkdir");
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let sock = run_dir.join("twin.sock");
+
+    // A directory others can write is refused: they could swap the socket.
+    let open_dir = dir.path().join("open");
+    std::fs::create_dir(&open_dir).expect("mkdir");
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = twin()
+        .arg("run")
+        .arg(&cfg)
+        .arg("--audit")
+        .arg(dir.path().join("other-audit.jsonl"))
+        .arg("--control")
+        .arg(open_dir.join("twin.sock"))
+        .args(["--for", "30s", "--no-table"])
+        .output()
+        .expect("run twin");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("can be written by other users"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut cmd = twin();
+    cmd.arg("run")
+        .arg(&cfg)
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--control")
+        .arg(&sock)
+        .args(["--for", "60s", "--no-table"]);
+    let mut proc = crate::util::Proc::spawn(cmd);
+    let mut up = false;
+    for _ in 0..300 {
+        // Pending answers once the socket is up; the tag is good once the
+        // first polls came in (a proposal before that is blocked).
+        if sock.exists() && plc.lock().expect("lock").requests > 3 {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the twin started: {}", proc.stderr());
+    let mode = std::fs::metadata(&sock)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Propose, reject: nothing written.
+    let (code, r, err) = ctl(&sock, &["propose", "speed", "40"]);
+    assert_eq!(code, Some(0), "{r} {err}");
+    let first = r["id"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    let wait_pending = |id: u64| {
+        for _ in 0..100 {
+            let (_, r, _) = ctl(&sock, &["pending"]);
+            if r["pending"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|x| x["id"] == id))
+            {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        panic!("proposal {id} never pending");
+    };
+    wait_pending(first);
+    let (code, r, _) = ctl(&sock, &["reject", &first.to_string()]);
+    assert_eq!((code, r["ok"].clone()), (Some(0), serde_json::json!(true)));
+    // Rejecting it again: it is no longer pending (or its rejection is
+    // queued), so the twin refuses and the command exits 1.
+    let (code, r, _) = ctl(&sock, &["reject", &first.to_string()]);
+    assert_eq!(code, Some(1), "{r}");
+
+    // Propose, approve: written, by the operator the kernel names.
+    let (_, r, _) = ctl(&sock, &["propose", "speed", "25"]);
+    let second = r["id"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    wait_pending(second);
+    let (code, r, _) = ctl(&sock, &["approve", &second.to_string()]);
+    assert_eq!(code, Some(0), "{r}");
+    until("the PLC to receive the write", || {
+        plc.lock().expect("lock").writes == vec![(10, 250)]
+    })
+    .await;
+
+    // A socket others could reach is refused by the client.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (code, _, err) = ctl(&sock, &["pending"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("lets other users connect"), "{err}");
+
+    proc.terminate();
+    assert_eq!(
+        proc.wait(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        proc.stderr()
+    );
+    stop.cancel();
+    assert!(!sock.exists(), "the socket is removed at shutdown");
+    let log = entries(&audit);
+    let by = |d: Decision| {
+        log.iter()
+            .filter(|e| e.decision == d)
+            .map(|e| e.actor.name().to_string())
+            .collect::<Vec<_>>()
+    };
+    let me = twin::runtime::control::user_name(std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(&audit).expect("audit"),
+    ));
+    assert_eq!(by(Decision::Rejected), vec![me.clone()]);
+    assert_eq!(by(Decision::Approved), vec![me.clone()]);
+    assert_eq!(by(Decision::Written), vec![me]);
+}
