@@ -47,12 +47,13 @@ pub struct GuardIo {
     health: HealthBoard,
     /// The last flag given per link, so a change is logged once.
     last_up: Vec<Option<bool>>,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl GuardIo {
-    /// The guard I/O for `cfg`: an audit log (opened at `now_ns`) if one
-    /// is given, and a writer if a setpoint can write. Attaches both to the
-    /// core's guard. `None` when the core has no guard.
+    /// The guard I/O for `cfg`: an audit log if one is given, a writer if
+    /// a setpoint can write (both attached to the core's guard, if it has
+    /// one), and the watchdog's heartbeat if one is given.
     pub fn new(
         core: &mut TwinCore,
         cfg: &LoadedConfig,
@@ -60,13 +61,15 @@ impl GuardIo {
         writer: Option<Box<dyn SetpointWriter + Send>>,
         outcomes: (mpsc::Sender<Reported>, mpsc::Receiver<Reported>),
         health: HealthBoard,
-    ) -> Option<GuardIo> {
-        let mut st = guard::state_mut(core)?;
-        if log.is_some() {
-            st.attach_audit();
-        }
-        if writer.is_some() {
-            st.attach_writer();
+        heartbeat: Option<Heartbeat>,
+    ) -> GuardIo {
+        if let Some(mut st) = guard::state_mut(core) {
+            if log.is_some() {
+                st.attach_audit();
+            }
+            if writer.is_some() {
+                st.attach_writer();
+            }
         }
         let c = &cfg.config;
         let links: Vec<(String, Link)> = c
@@ -88,7 +91,7 @@ impl GuardIo {
             )
             .collect();
         let last_up = vec![None; links.len()];
-        Some(GuardIo {
+        GuardIo {
             log,
             writer,
             outcomes: outcomes.1,
@@ -96,7 +99,8 @@ impl GuardIo {
             links,
             health,
             last_up,
-        })
+            heartbeat,
+        }
     }
 
     /// Inputs for the next tick: outcomes reported since the last one, and
@@ -124,6 +128,11 @@ impl GuardIo {
     /// Carry out the tick's decisions: records appended, then intents
     /// written (`guard::carry_out`).
     pub fn after_tick(&mut self, core: &mut TwinCore) {
+        // The heartbeat beats from the tick, not from a timer of its own:
+        // a tick loop that hangs stops it, which is what the PLC watches.
+        if let Some(h) = &mut self.heartbeat {
+            h.tick();
+        }
         let Some(mut st) = guard::state_mut(core) else {
             return;
         };
@@ -163,12 +172,12 @@ pub struct AsyncModbus {
 impl AsyncModbus {
     pub fn new(
         cfg: &LoadedConfig,
-        writer: Option<ModbusWriter>,
+        writer: Option<Arc<ModbusWriter>>,
         handle: tokio::runtime::Handle,
         tx: mpsc::Sender<Reported>,
     ) -> AsyncModbus {
         AsyncModbus {
-            writer: writer.map(Arc::new),
+            writer,
             handle,
             tx,
             readback: cfg
@@ -235,5 +244,81 @@ impl SetpointWriter for AsyncModbus {
         });
         // Handed to the link; the device's answer follows as an outcome.
         WriteOutcome::Sent
+    }
+}
+
+/// `[guard].watchdog`: a heartbeat register written every `every_ticks`
+/// ticks (docs/guard.md, "Watchdog"). A holding register counts 1, 2, ...
+/// 65535, 0, 1, ...; a coil toggles. One beat at a time: a beat still in
+/// flight when the next is due makes that one skipped, so a slow device
+/// sees a slower heartbeat, never a queue of old ones.
+pub struct Heartbeat {
+    writer: Arc<ModbusWriter>,
+    target: crate::config::guard::ModbusTarget,
+    every_ticks: u32,
+    ticks: u32,
+    beat: u64,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Heartbeat {
+    pub fn new(
+        wd: &crate::config::guard::Watchdog,
+        writer: Arc<ModbusWriter>,
+        handle: tokio::runtime::Handle,
+    ) -> Heartbeat {
+        use crate::config::{DataType, RegisterTable, WordOrder};
+        let data_type = if wd.table == RegisterTable::Coil {
+            DataType::Bool
+        } else {
+            DataType::U16
+        };
+        Heartbeat {
+            writer,
+            target: crate::config::guard::ModbusTarget {
+                device: wd.device,
+                table: wd.table,
+                address: wd.address,
+                data_type,
+                bit: None,
+                order: WordOrder::Abcd,
+                scale: 1.0,
+                offset: 0.0,
+                own_register: false,
+            },
+            every_ticks: wd.every_ticks.max(1),
+            ticks: 0,
+            beat: 0,
+            busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            handle,
+        }
+    }
+
+    fn tick(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.ticks += 1;
+        if self.ticks < self.every_ticks {
+            return;
+        }
+        self.ticks = 0;
+        if self.busy.swap(true, Ordering::AcqRel) {
+            tracing::debug!("Watchdog beat skipped: the last one is still in flight.");
+            return;
+        }
+        self.beat += 1;
+        let value = if self.target.data_type == crate::config::DataType::Bool {
+            (self.beat % 2) as f64
+        } else {
+            (self.beat % 65_536) as f64
+        };
+        let (writer, target, busy) = (self.writer.clone(), self.target.clone(), self.busy.clone());
+        self.handle.spawn(async move {
+            let o = writer.write(&target, value).await;
+            if !matches!(o, mw::WriteOutcome::Written { .. }) {
+                tracing::warn!(outcome = %o, "Watchdog heartbeat not written.");
+            }
+            busy.store(false, Ordering::Release);
+        });
     }
 }

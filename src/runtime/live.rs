@@ -141,7 +141,7 @@ pub async fn run_live(
     let stop_sources = shutdown.child_token();
     let (built, links) = sources::build_with_links(cfg, endpoints, &stop_sources)?;
     let health = opts.health;
-    if crate::guard::state(driver.core()).is_some() {
+    if crate::guard::state(driver.core()).is_some() || cfg.guard.watchdog.is_some() {
         // The log is opened before any source starts: a log that cannot be
         // opened (locked by another twin, a broken chain) stops the run
         // before it reads the plant.
@@ -150,26 +150,35 @@ pub async fn run_live(
             None => None,
         };
         let (tx, rx) = std::sync::mpsc::channel();
+        let modbus = crate::sources::modbus::writer::ModbusWriter::from_config(cfg, &links)
+            .map(std::sync::Arc::new);
+        let handle = tokio::runtime::Handle::current();
         // A writer only with a log: no write without its record.
-        let writer: Option<Box<dyn crate::guard::SetpointWriter + Send>> =
-            (log.is_some() && cfg.guard.setpoints.iter().any(|s| s.mode.writes())).then(|| {
-                Box::new(super::guard_io::AsyncModbus::new(
-                    cfg,
-                    crate::sources::modbus::writer::ModbusWriter::from_config(cfg, &links),
-                    tokio::runtime::Handle::current(),
-                    tx.clone(),
-                )) as Box<dyn crate::guard::SetpointWriter + Send>
-            });
-        if let Some(io) = super::guard_io::GuardIo::new(
+        let writer: Option<Box<dyn crate::guard::SetpointWriter + Send>> = (log.is_some()
+            && crate::guard::state(driver.core()).is_some()
+            && cfg.guard.setpoints.iter().any(|s| s.mode.writes()))
+        .then(|| {
+            Box::new(super::guard_io::AsyncModbus::new(
+                cfg,
+                modbus.clone(),
+                handle.clone(),
+                tx.clone(),
+            )) as Box<dyn crate::guard::SetpointWriter + Send>
+        });
+        let heartbeat = match (&cfg.guard.watchdog, &modbus) {
+            (Some(wd), Some(w)) => Some(super::guard_io::Heartbeat::new(wd, w.clone(), handle)),
+            _ => None,
+        };
+        let io = super::guard_io::GuardIo::new(
             driver.core_mut(),
             cfg,
             log,
             writer,
             (tx, rx),
             health.clone(),
-        ) {
-            driver.attach_guard_io(io);
-        }
+            heartbeat,
+        );
+        driver.attach_guard_io(io);
     }
     let recorded = cfg.recorded_tags();
     if !recorded.is_empty() {

@@ -497,3 +497,55 @@ async fn r12_operators_approve_and_reject_over_the_control_socket() {
     assert_eq!(by(Decision::Approved), vec![me.clone()]);
     assert_eq!(by(Decision::Written), vec![me]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_the_watchdog_beats_from_the_tick_and_stops_with_the_twin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = CancellationToken::new();
+    let (addr, plc) = start_plc(&stop).await;
+    let cfg = dir.path().join("plant.toml");
+    // Shadow only: the heartbeat needs no audit log.
+    let text = config(addr).replace("mode = \"advisory\"", "mode = \"shadow\"")
+        + "\n[guard]\nwatchdog = { device = \"plc\", table = \"holding\", address = 99, every = \"100ms\" }\n";
+    std::fs::write(&cfg, text).expect("write config");
+    let mut cmd = twin();
+    cmd.arg("run")
+        .arg(&cfg)
+        .args(["--for", "60s", "--no-table"]);
+    let mut proc = crate::util::Proc::spawn(cmd);
+    let beats = || {
+        plc.lock()
+            .expect("lock")
+            .writes
+            .iter()
+            .filter(|(a, _)| *a == 99)
+            .map(|(_, v)| *v)
+            .collect::<Vec<_>>()
+    };
+    until("five heartbeats", || beats().len() >= 5).await;
+    // A counter, one step per beat, from 1.
+    let seen = beats();
+    assert_eq!(seen[..5], [1, 2, 3, 4, 5], "{seen:?} {}", proc.stderr());
+    assert!(proc.is_running());
+    // kill -9: nothing is left to beat.
+    let _ = proc.child.kill();
+    let _ = proc.child.wait();
+    // A beat the kernel already had on the wire may still land: let it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_kill = beats().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        beats().len(),
+        after_kill,
+        "no heartbeat after the twin died"
+    );
+    // Only the heartbeat register was written: shadow mode writes nothing.
+    assert!(
+        plc.lock()
+            .expect("lock")
+            .writes
+            .iter()
+            .all(|(a, _)| *a == 99)
+    );
+    stop.cancel();
+}
