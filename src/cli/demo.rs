@@ -139,6 +139,12 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         },
         None => None,
     };
+    if args.headless && (args.audit.is_some() || args.control.is_some()) {
+        error!(
+            "--audit and --control are for live runs: a --headless run writes nothing to a plant and takes no operator commands (its decisions are in the events)"
+        );
+        return EXIT_USAGE;
+    }
     if !args.headless
         && let Err(code) = super::check_audit(&cfg, args.audit.as_deref())
     {

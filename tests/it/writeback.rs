@@ -549,3 +549,92 @@ async fn r12_the_watchdog_beats_from_the_tick_and_stops_with_the_twin() {
     );
     stop.cancel();
 }
+
+/// The demo's outfeed belt-speed setpoint in `mode`, whatever the demo
+/// sets it to (its block is the lines after its `tag` up to a blank line).
+fn demo_with_outfeed(mode: &str) -> String {
+    let base = crate::ml_stage::demo_without_models();
+    let head = "[[setpoints]]\ntag = \"outfeed.speed\"\n";
+    let at = base
+        .find(head)
+        .expect("the demo has an outfeed.speed setpoint")
+        + head.len();
+    let end = base[at..].find("\n\n").map_or(base.len(), |e| at + e);
+    let block: Vec<&str> = base[at..end]
+        .lines()
+        .filter(|l| !l.starts_with("enabled") && !l.starts_with("mode"))
+        .collect();
+    format!(
+        "{}{}\nmode = \"{mode}\"{}",
+        &base[..at],
+        block.join("\n"),
+        &base[end..]
+    )
+}
+
+#[test]
+fn r12_a_nan_model_in_closed_loop_writes_nothing_live() {
+    // nan.onnx: one NaN column out, for the outfeed belt, every 2 s, on the
+    // live demo (its virtual plant serving Modbus on loopback).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = crate::util::root().join("tests/models/nan.onnx");
+    let models = format!(
+        r#"
+[[models]]
+id = "belt_speeds"
+path = "{}"
+task = "setpoint"
+every = "2s"
+  [[models.features]]
+  tag = "infeed.speed"
+  [[models.features]]
+  tag = "outfeed.speed"
+  [[models.features]]
+  physics = "wip"
+  line = "line1"
+  [[models.features]]
+  physics = "throughput"
+  line = "line1"
+  [models.output]
+  setpoints = ["outfeed.speed"]
+  [models.optimise]
+  horizon = "10s"
+"#,
+        model.display()
+    );
+    let cfg = dir.path().join("plant.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}\n{models}", demo_with_outfeed("closed_loop")),
+    )
+    .expect("write config");
+    let (audit, events) = (dir.path().join("audit.jsonl"), dir.path().join("e.jsonl"));
+    run_ok(
+        twin()
+            .args(["demo", "--no-table", "--for", "7s", "--config"])
+            .arg(&cfg)
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--events")
+            .arg(&events),
+    );
+    let text = std::fs::read_to_string(&events).expect("events");
+    let all: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let nan_errors = all
+        .iter()
+        .filter(|e| e["type"] == "error" && e["target"] == "belt_speeds")
+        .filter(|e| e["error"].as_str().is_some_and(|s| s.contains("NaN")))
+        .count();
+    assert!(nan_errors >= 2, "the model ran and gave NaN: {nan_errors}");
+    assert!(!all.iter().any(|e| e["type"] == "proposal"));
+    let log = entries(&audit);
+    assert!(
+        !log.iter().any(|e| e.decision == Decision::Written),
+        "{log:#?}"
+    );
+    assert_eq!(log[0].decision, Decision::Opened);
+    run_ok(twin().args(["audit", "verify"]).arg(&audit));
+}
