@@ -32,6 +32,8 @@ struct Plc {
     /// (address, value) of every write, in order.
     writes: Vec<(u16, u16)>,
     down: bool,
+    /// Echo writes as if stored, store nothing (a PLC in local mode).
+    ignore_writes: bool,
     /// Every request it got, reads included.
     requests: u64,
 }
@@ -60,7 +62,9 @@ impl Service for PlcService {
                         .collect(),
                 ))),
                 Request::WriteSingleRegister(a, v) => {
-                    p.words.insert(a, v);
+                    if !p.ignore_writes {
+                        p.words.insert(a, v);
+                    }
                     p.writes.push((a, v));
                     Ok(Some(Response::WriteSingleRegister(a, v)))
                 }
@@ -636,5 +640,102 @@ every = "2s"
         "{log:#?}"
     );
     assert_eq!(log[0].decision, Decision::Opened);
+    run_ok(twin().args(["audit", "verify"]).arg(&audit));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_a_register_read_back_mismatch_locks_until_an_operator_resets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = CancellationToken::new();
+    let (addr, plc) = start_plc(&stop).await;
+    plc.lock().expect("lock").ignore_writes = true;
+    // Written to holding 20, a register no tag reads: the writer reads it
+    // back itself (Readback::Target).
+    let text = config(addr).replace(
+        "mode = \"advisory\"",
+        "mode = \"advisory\"\ntarget = { table = \"holding\", address = 20, type = \"u16\", scale = 0.1 }",
+    );
+    let cfg_path = dir.path().join("plant.toml");
+    let cfg = twin::config::load_str(&cfg_path, &text)
+        .unwrap_or_else(|r| panic!("valid config: {:?}", r.errors().collect::<Vec<_>>()));
+    let audit = dir.path().join("audit.jsonl");
+    let (tx, rx) = control::channel();
+    let health = HealthBoard::default();
+    let mut opts = RunOptions::new(None);
+    opts.audit = Some(audit.clone());
+    opts.control = Some(rx);
+    opts.health = health.clone();
+    let run_stop = CancellationToken::new();
+    let run = {
+        let (cfg, run_stop) = (cfg.clone(), run_stop.clone());
+        tokio::spawn(async move { run_live(&cfg, &Default::default(), opts, run_stop).await })
+    };
+    until("the PLC link to come up", || link_up(&health)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = ask(
+        &tx,
+        ControlOp::Propose {
+            tag: "speed".into(),
+            value: 20.0,
+        },
+    )
+    .await;
+    let id = r["id"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    for _ in 0..100 {
+        if ask(&tx, ControlOp::Approve { id }).await["ok"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    until("the lock", || {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"locked\""))
+    })
+    .await;
+    let listed = ask(&tx, ControlOp::Pending).await;
+    assert_eq!(listed["locked"][0]["tag"], "speed", "{listed}");
+    // Locked: a new proposal is blocked; a reset unlocks.
+    let r = ask(
+        &tx,
+        ControlOp::Reset {
+            tag: "speed".into(),
+        },
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    until("the reset", || {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"reset\""))
+    })
+    .await;
+    run_stop.cancel();
+    run.await.expect("run task").expect("run ok");
+    stop.cancel();
+
+    assert_eq!(plc.lock().expect("lock").writes, vec![(20, 200)]);
+    let log = entries(&audit);
+    let decisions: Vec<Decision> = log
+        .iter()
+        .filter(|e| e.decision != Decision::Opened && e.decision != Decision::Proposed)
+        .map(|e| e.decision)
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            Decision::Approved,
+            Decision::Written,
+            Decision::ReadbackMismatch,
+            Decision::Locked,
+            Decision::Reset
+        ],
+        "{log:#?}"
+    );
+    let mismatch = log
+        .iter()
+        .find(|e| e.decision == Decision::ReadbackMismatch)
+        .expect("a mismatch");
+    assert!(
+        mismatch.reason.contains("read back 0"),
+        "{}",
+        mismatch.reason
+    );
     run_ok(twin().args(["audit", "verify"]).arg(&audit));
 }
