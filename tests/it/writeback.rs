@@ -472,6 +472,25 @@ async fn r12_operators_approve_and_reject_over_the_control_socket() {
     })
     .await;
 
+    // The kill switch blocks the next proposal (rule 2, before anything
+    // else about the setpoint); lifting it is a command too.
+    let (code, r, _) = ctl(&sock, &["kill"]);
+    assert_eq!(
+        (code, r["kill"].clone()),
+        (Some(0), serde_json::json!(true))
+    );
+    let (code, r, _) = ctl(&sock, &["propose", "speed", "30"]);
+    assert_eq!(code, Some(0), "{r}");
+    until("the kill switch's block", || {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"kill_switch\""))
+    })
+    .await;
+    let (code, r, _) = ctl(&sock, &["kill", "--off"]);
+    assert_eq!(
+        (code, r["kill"].clone()),
+        (Some(0), serde_json::json!(false))
+    );
+
     // A socket others could reach is refused by the client.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let (code, _, err) = ctl(&sock, &["pending"]);
@@ -500,6 +519,13 @@ async fn r12_operators_approve_and_reject_over_the_control_socket() {
     assert_eq!(by(Decision::Rejected), vec![me.clone()]);
     assert_eq!(by(Decision::Approved), vec![me.clone()]);
     assert_eq!(by(Decision::Written), vec![me]);
+    assert_eq!(plc.lock().expect("lock").writes, vec![(10, 250)]);
+    let killed = log
+        .iter()
+        .find(|e| e.rule.as_deref() == Some("kill_switch"))
+        .expect("a kill_switch block");
+    assert_eq!(killed.requested.map(|n| n.0), Some(30.0));
+    assert!(killed.reason.contains("twin kill by"), "{}", killed.reason);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
