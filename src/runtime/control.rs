@@ -266,3 +266,38 @@ pub fn user_name(uid: u32) -> String {
         })
         .unwrap_or_else(|| format!("uid:{uid}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_as_documented_and_nothing_else() {
+        let p = |s: &str| serde_json::from_str::<ControlOp>(s);
+        assert_eq!(
+            p(r#"{"op":"approve","id":3}"#).ok(),
+            Some(ControlOp::Approve { id: 3 })
+        );
+        assert_eq!(
+            p(r#"{"op":"kill","on":false}"#).ok(),
+            Some(ControlOp::Kill { on: false })
+        );
+        assert_eq!(p(r#"{"op":"pending"}"#).ok(), Some(ControlOp::Pending));
+        assert_eq!(
+            p(r#"{"op":"propose","tag":"a.b","value":-1.5}"#).ok(),
+            Some(ControlOp::Propose {
+                tag: "a.b".into(),
+                value: -1.5
+            })
+        );
+        // The operator is never the request's to say.
+        assert!(p(r#"{"op":"approve","id":3,"operator":"root"}"#).is_err());
+        assert!(p(r#"{"op":"approve","id":-1}"#).is_err());
+        assert!(p(r#"{"op":"write","tag":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn user_names_fall_back_to_the_uid() {
+        assert_eq!(user_name(u32::MAX - 7), format!("uid:{}", u32::MAX - 7));
+    }
+}
