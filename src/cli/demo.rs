@@ -85,6 +85,16 @@ pub struct DemoArgs {
     /// config, scenario and seed give byte-identical events and labels.
     #[arg(long)]
     pub headless: bool,
+    /// Append every setpoint decision to this audit log (hash-chained,
+    /// fsync'd; docs/audit.md). Required when a setpoint is advisory or
+    /// closed_loop.
+    #[arg(long, value_name = "PATH")]
+    pub audit: Option<PathBuf>,
+    /// Take operator commands (`twin approve`, `reject`, `reset`, `kill`,
+    /// `pending`) on a Unix socket at PATH, mode 0600: only its owner and
+    /// root may connect (docs/guard.md, "Operator control").
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 /// A usage error, as clap reports one.
@@ -129,6 +139,17 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         },
         None => None,
     };
+    if args.headless && (args.audit.is_some() || args.control.is_some()) {
+        error!(
+            "--audit and --control are for live runs: a --headless run writes nothing to a plant and takes no operator commands (its decisions are in the events)"
+        );
+        return EXIT_USAGE;
+    }
+    if !args.headless
+        && let Err(code) = super::check_audit(&cfg, args.audit.as_deref())
+    {
+        return code;
+    }
     if let (true, Some(duration)) = (args.headless, args.duration) {
         return headless(&args, &cfg, scenario.as_ref(), duration);
     }
@@ -155,6 +176,14 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         };
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
         let mut run = RunOptions::standard(&cfg, args.duration, stream, table);
+        run.audit = args.audit.clone();
+        run.control = match super::serve_control(args.control.as_deref(), &shutdown) {
+            Ok(c) => c,
+            Err(code) => {
+                sim_stop.cancel();
+                return code;
+            }
+        };
         if let Some(r) = args.record.recorder(&cfg, "live") {
             run.sinks.push(Box::new(r));
         }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod control;
 pub mod demo;
 pub mod diff;
 pub mod expect;
@@ -86,6 +87,18 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Query the guard's audit log (filters, CSV), or `verify` its hash chain.
     Audit(audit::AuditArgs),
+    /// Approve a pending advisory proposal on a running twin (--control).
+    Approve(control::IdArgs),
+    /// Reject a pending advisory proposal on a running twin (--control).
+    Reject(control::IdArgs),
+    /// Unlock a setpoint locked after a read-back mismatch (--control).
+    Reset(control::ResetArgs),
+    /// Stop every setpoint write on a running twin, or lift that with --off.
+    Kill(control::KillArgs),
+    /// List a running twin's pending proposals and locked setpoints.
+    Pending(control::PendingArgs),
+    /// Propose a setpoint value as an operator (decided by its mode).
+    Propose(control::ProposeArgs),
 }
 
 /// Parse a duration such as `30s`, `5m` or `250ms`.
@@ -217,6 +230,25 @@ pub fn outputs(events: Option<&str>, no_table: bool) -> (Option<&str>, bool) {
     (events, table)
 }
 
+/// A usage error, as clap reports one.
+pub const EXIT_USAGE: i32 = 2;
+
+/// A live run of a config whose setpoints can write needs `--audit`
+/// (`runtime::live::audit_required`); without it, a usage error that says
+/// why.
+pub(crate) fn check_audit(
+    cfg: &crate::config::LoadedConfig,
+    audit: Option<&std::path::Path>,
+) -> Result<(), i32> {
+    match (audit, crate::runtime::live::audit_required(cfg)) {
+        (None, Some(why)) => {
+            tracing::error!("{why}");
+            Err(EXIT_USAGE)
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn run(cli: Cli) -> i32 {
     let code = run_command(cli);
     logging::finish();
@@ -269,6 +301,36 @@ fn run_command(cli: Cli) -> i32 {
         Command::Audit(args) => {
             init_logging(cli.log.as_deref(), false);
             audit::run(&args)
+        }
+        Command::Approve(a) => control_client(cli.log.as_deref(), || control::approve(&a)),
+        Command::Reject(a) => control_client(cli.log.as_deref(), || control::reject(&a)),
+        Command::Reset(a) => control_client(cli.log.as_deref(), || control::reset(&a)),
+        Command::Kill(a) => control_client(cli.log.as_deref(), || control::kill(&a)),
+        Command::Pending(a) => control_client(cli.log.as_deref(), || control::pending(&a)),
+        Command::Propose(a) => control_client(cli.log.as_deref(), || control::propose(&a)),
+    }
+}
+
+fn control_client(log: Option<&str>, f: impl FnOnce() -> i32) -> i32 {
+    init_logging(log, false);
+    f()
+}
+
+/// Serve `--control PATH` for a live run: the receiving end goes into the
+/// run's options. Logs and gives the exit code if it cannot be served.
+pub(crate) fn serve_control(
+    path: Option<&std::path::Path>,
+    shutdown: &CancellationToken,
+) -> Result<Option<crate::runtime::control::ControlRx>, i32> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let (tx, rx) = crate::runtime::control::channel();
+    match crate::runtime::control::serve(path, tx, shutdown.clone()) {
+        Ok(()) => Ok(Some(rx)),
+        Err(e) => {
+            tracing::error!("{e}");
+            Err(EXIT_FAILURE)
         }
     }
 }

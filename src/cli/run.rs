@@ -39,6 +39,16 @@ pub struct RunArgs {
     /// Do not show the live table even if stdout is a terminal.
     #[arg(long)]
     pub no_table: bool,
+    /// Append every setpoint decision to this audit log (hash-chained,
+    /// fsync'd; docs/audit.md). Required when a setpoint is advisory or
+    /// closed_loop.
+    #[arg(long, value_name = "PATH")]
+    pub audit: Option<PathBuf>,
+    /// Take operator commands (`twin approve`, `reject`, `reset`, `kill`,
+    /// `pending`) on a Unix socket at PATH, mode 0600: only its owner and
+    /// root may connect (docs/guard.md, "Operator control").
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 pub(crate) fn endpoints(
@@ -62,6 +72,9 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(code) = super::check_audit(&cfg, args.audit.as_deref()) {
+        return code;
+    }
     let ep = match endpoints(args.endpoints.as_deref(), &args.modbus, &args.mqtt) {
         Ok(e) => e,
         Err(e) => {
@@ -75,6 +88,11 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
     };
     super::block_on(|shutdown| async move {
         let mut opts = RunOptions::standard(&cfg, args.duration, stream, table);
+        opts.audit = args.audit.clone();
+        opts.control = match super::serve_control(args.control.as_deref(), &shutdown) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
         if let Some(r) = args.record.recorder(&cfg, "live") {
             opts.sinks.push(Box::new(r));
         }

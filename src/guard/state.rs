@@ -347,6 +347,12 @@ impl GuardState {
         self.table.try_get(id).map_or("?", |d| d.name.as_str())
     }
 
+    /// The tag name of setpoint `i` (an index into `[[setpoints]]`, as
+    /// `PendingProposal::setpoint`).
+    pub fn setpoint_name(&self, i: usize) -> &str {
+        self.cfg.setpoints.get(i).map_or("?", |s| s.name.as_str())
+    }
+
     /// Locked setpoints and why.
     pub fn locked(&self) -> Vec<(&str, &str)> {
         self.cfg

@@ -53,6 +53,9 @@ pub struct Driver {
     jsonl: Vec<u8>,
     failures: Vec<SinkError>,
     stats: DriverStats,
+    /// A live run's audit log and writer (`attach_guard_io`); never in a
+    /// replay.
+    guard_io: Option<super::guard_io::GuardIo>,
 }
 
 impl Driver {
@@ -73,6 +76,7 @@ impl Driver {
             jsonl: Vec::with_capacity(64 * 1024),
             failures: Vec::new(),
             stats: DriverStats::default(),
+            guard_io: None,
         }
     }
 
@@ -90,6 +94,18 @@ impl Driver {
         // (docs/ml.md, "Metering").
         crate::ml::stage::set_stopwatch(&mut self.core, crate::wallclock::stopwatch);
         Ok(self)
+    }
+
+    /// Carry the guard's decisions out around every tick from now on: its
+    /// inputs (outcomes, links) before, its records and writes after
+    /// (`guard_io`). Only a live run calls this.
+    pub fn attach_guard_io(&mut self, io: super::guard_io::GuardIo) {
+        self.guard_io = Some(io);
+    }
+
+    /// The attached guard I/O, for the shutdown summary.
+    pub fn guard_io(&self) -> Option<&super::guard_io::GuardIo> {
+        self.guard_io.as_ref()
     }
 
     /// Add an output; it sees every tick from the next one on.
@@ -190,7 +206,15 @@ impl Driver {
     /// is dropped from the fan-out (the others still get the tick) and its
     /// error kept for [`Driver::take_failures`].
     pub fn step(&mut self) -> Step<'_> {
+        if let Some(io) = &mut self.guard_io {
+            io.before_tick(&mut self.core);
+        }
         self.core.advance();
+        // Records are durable before any write is sent and before the
+        // decisions reach a sink (docs/audit.md, the ordering contract).
+        if let Some(io) = &mut self.guard_io {
+            io.after_tick(&mut self.core);
+        }
         self.core.drain_events_into(&mut self.events);
         self.jsonl.clear();
         self.core.encode_events(&self.events, &mut self.jsonl);

@@ -32,6 +32,31 @@ pub struct RunOptions {
     /// stamp with the process's run clock (`wallclock::now_ns`), so a live
     /// run keeps the default; another clock is for tests of the loop.
     pub clock: RunClock,
+    /// The guard's audit log (`--audit`). Required when a setpoint is
+    /// advisory or closed-loop ([`audit_required`]).
+    pub audit: Option<std::path::PathBuf>,
+    /// Operator commands (`runtime::control`), applied between ticks.
+    pub control: Option<super::control::ControlRx>,
+}
+
+/// Why a config cannot run live without an audit log, if it cannot: a
+/// setpoint that can write (advisory, closed loop) needs one, since every
+/// write decision must be recorded (IEC 62443-3-3 SR 2.8). Shadow-only
+/// configs run without one; their decisions are then in the events only.
+pub fn audit_required(cfg: &LoadedConfig) -> Option<String> {
+    let writing: Vec<&str> = cfg
+        .guard
+        .setpoints
+        .iter()
+        .filter(|s| s.mode.writes())
+        .map(|s| s.name.as_str())
+        .collect();
+    (!writing.is_empty()).then(|| {
+        format!(
+            "setpoints {} can write to the plant (advisory or closed_loop), so a live run needs --audit PATH: every write decision must be recorded durably (IEC 62443-3-3 SR 2.8); or set their mode to shadow",
+            writing.join(", ")
+        )
+    })
 }
 
 impl RunOptions {
@@ -42,6 +67,8 @@ impl RunOptions {
             sinks: Vec::new(),
             health: HealthBoard::default(),
             clock: RunClock::system(),
+            audit: None,
+            control: None,
         }
     }
 
@@ -86,6 +113,10 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Models(#[from] crate::ml::MlSetupError),
+    #[error("{0}")]
+    AuditRequired(String),
+    #[error(transparent)]
+    Audit(#[from] crate::guard::audit::AuditError),
 }
 
 pub async fn run_live(
@@ -94,6 +125,11 @@ pub async fn run_live(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, RunError> {
+    if opts.audit.is_none()
+        && let Some(why) = audit_required(cfg)
+    {
+        return Err(RunError::AuditRequired(why));
+    }
     let clock = opts.clock;
     let start = clock.now_ns();
     let mut driver = Driver::new(cfg, start).with_models(cfg)?;
@@ -103,7 +139,47 @@ pub async fn run_live(
         driver.add_sink(sink)?;
     }
     let stop_sources = shutdown.child_token();
-    let built = sources::build(cfg, endpoints, &stop_sources)?;
+    let (built, links) = sources::build_with_links(cfg, endpoints, &stop_sources)?;
+    let health = opts.health;
+    if crate::guard::state(driver.core()).is_some() || cfg.guard.watchdog.is_some() {
+        // The log is opened before any source starts: a log that cannot be
+        // opened (locked by another twin, a broken chain) stops the run
+        // before it reads the plant.
+        let log = match &opts.audit {
+            Some(path) => Some(crate::guard::audit::AuditLog::open(path, start)?),
+            None => None,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let modbus = crate::sources::modbus::writer::ModbusWriter::from_config(cfg, &links)
+            .map(std::sync::Arc::new);
+        let handle = tokio::runtime::Handle::current();
+        // A writer only with a log: no write without its record.
+        let writer: Option<Box<dyn crate::guard::SetpointWriter + Send>> = (log.is_some()
+            && crate::guard::state(driver.core()).is_some()
+            && cfg.guard.setpoints.iter().any(|s| s.mode.writes()))
+        .then(|| {
+            Box::new(super::guard_io::AsyncModbus::new(
+                cfg,
+                modbus.clone(),
+                handle.clone(),
+                tx.clone(),
+            )) as Box<dyn crate::guard::SetpointWriter + Send>
+        });
+        let heartbeat = match (&cfg.guard.watchdog, &modbus) {
+            (Some(wd), Some(w)) => Some(super::guard_io::Heartbeat::new(wd, w.clone(), handle)),
+            _ => None,
+        };
+        let io = super::guard_io::GuardIo::new(
+            driver.core_mut(),
+            cfg,
+            log,
+            writer,
+            (tx, rx),
+            health.clone(),
+            heartbeat,
+        );
+        driver.attach_guard_io(io);
+    }
     let recorded = cfg.recorded_tags();
     if !recorded.is_empty() {
         warn!(
@@ -115,7 +191,6 @@ pub async fn run_live(
     // Batches, so this bounds polls/messages in flight, not samples.
     let (tx, mut rx) = mpsc::channel(4_096);
     let mut tasks = Vec::new();
-    let health = opts.health;
     for s in built {
         info!(source = s.name(), "Starting source.");
         let source_health = health.register(s.name(), s.kind());
@@ -135,6 +210,7 @@ pub async fn run_live(
     info!(plant = %cfg.config.plant.name, tick = ?cfg.config.plant.tick, tags = cfg.tags.len(),
         epoch_ns = driver.epoch_ns(), "Twin running.");
     let mut failed = None;
+    let mut control = opts.control;
     // One timer for the tick, re-armed once per wake-up.
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
@@ -152,6 +228,14 @@ pub async fn run_live(
                 biased;
                 _ = shutdown.cancelled() => break,
                 () = &mut timer => break,
+                req = next_control(&mut control) => match req {
+                    Some(req) => {
+                        let reply = super::control::apply(driver.core_mut(), &req.op, &req.operator);
+                        // A requester that went away needs no answer.
+                        let _ = req.reply.send(reply);
+                    }
+                    None => control = None,
+                },
                 batch = rx.recv() => match batch {
                     Some(batch) => driver.push_batch(batch),
                     // Every source has stopped; keep ticking for staleness.
@@ -205,6 +289,9 @@ pub async fn run_live(
             failures = h.failures, rejected = h.rejected, recoveries = h.recoveries, clock_skew = h.clock_skew,
             "Source health at shutdown.");
     }
+    if let Some((seq, head)) = driver.guard_io().and_then(|io| io.audit_head()) {
+        info!(seq, head = %head, "Audit log closed; note its head to anchor the chain (docs/audit.md).");
+    }
     let stats = driver.stats();
     let core_stats = driver.core().stats();
     let summary = RunSummary {
@@ -230,5 +317,15 @@ pub async fn run_live(
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(summary),
+    }
+}
+
+/// The next control request, or never without a control channel.
+async fn next_control(
+    control: &mut Option<super::control::ControlRx>,
+) -> Option<super::control::ControlRequest> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -80,6 +80,19 @@ pub fn build(
     endpoints: &Endpoints,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Box<dyn Source>>, BuildError> {
+    Ok(build_with_links(cfg, endpoints, shutdown)?.0)
+}
+
+/// The sources of a plant, and its Modbus links by device index.
+pub type Built = (Vec<Box<dyn Source>>, Vec<modbus::link::Link>);
+
+/// [`build`], and the Modbus links by device index: the writer's handle
+/// on the same links the pollers read through (`ModbusWriter::from_config`).
+pub fn build_with_links(
+    cfg: &LoadedConfig,
+    endpoints: &Endpoints,
+    shutdown: &CancellationToken,
+) -> Result<Built, BuildError> {
     for (kind, map, names) in [
         (
             "modbus",
@@ -130,12 +143,12 @@ pub fn build(
         })
         .collect();
     let links = modbus::links(cfg, &addresses, shutdown);
-    for (i, link) in links.into_iter().enumerate() {
+    for (i, link) in links.iter().enumerate() {
         out.push(Box::new(modbus::ModbusPoller::new(
             cfg,
             i,
             addresses[i].clone(),
-            link,
+            link.clone(),
         )));
     }
     for (i, src) in cfg.config.mqtt.iter().enumerate() {
@@ -148,7 +161,7 @@ pub fn build(
             cfg, i, endpoint,
         )?));
     }
-    Ok(out)
+    Ok((out, links))
 }
 
 /// Where an MQTT-based source connects: its endpoint override, its external

@@ -31,3 +31,4 @@ mod snapshot;
 mod sparkplug_limits;
 mod util;
 mod whatif;
+mod writeback;
