@@ -28,9 +28,11 @@ use std::time::Duration;
 use criterion::Criterion;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
+use twin::config::Loc;
+use twin::config::Register;
 use twin::config::guard::ModbusTarget;
 use twin::config::{DataType, RegisterTable, WordOrder};
-use twin::sim::modbus_server::{self, Images, RegisterImage};
+use twin::sim::modbus_server::{self, Images, RegisterImage, WritableReg};
 use twin::sources::modbus::frame::{ReadFn, ReadRequest};
 use twin::sources::modbus::link::{Framing, Link, LinkConfig};
 use twin::sources::modbus::writer::{ModbusWriter, WriteOutcome};
@@ -72,11 +74,44 @@ impl Setup {
             img.words.insert((RegisterTable::Holding, a), 0);
         }
         img.bits.insert((RegisterTable::Coil, 0), false);
+        // The plant's server answers writes only to registers it declares
+        // writable (exception 02 otherwise): declare the bench's targets.
+        let reg = |table, address, data_type| Register {
+            tag: Loc::new(format!("bench.{address}_sp"), 0..0),
+            table,
+            address: Loc::new(address, 0..0),
+            data_type,
+            bit: None,
+            length: 1,
+            order: WordOrder::default(),
+            invalid: Vec::new(),
+            poll_interval: None,
+            scale: 1.0,
+            offset: 0.0,
+            unit: None,
+            stale_after: None,
+        };
+        for (k, (table, address, data_type)) in [
+            (RegisterTable::Holding, 0, DataType::U16),
+            (RegisterTable::Holding, 1, DataType::F32),
+            (RegisterTable::Coil, 0, DataType::Bool),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            img.writable.push(WritableReg {
+                tag: k,
+                name: format!("bench.{address}_sp"),
+                reg: reg(table, address, data_type),
+                accept: (f64::MIN, f64::MAX),
+            });
+        }
         let images: Images = Arc::new(RwLock::new(HashMap::from([(1u8, img)])));
         let addr: SocketAddr = server_rt
             .block_on(modbus_server::serve(
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 images,
+                Default::default(),
                 stop.clone(),
             ))
             .expect("bind a loopback Modbus server");
