@@ -13,36 +13,7 @@ use std::time::Duration;
 use super::interlock::Interlock;
 use super::{DataType, RegisterTable, TagId, WordOrder};
 
-/// Defines an enum of config words with its list of names.
-macro_rules! words {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($(#[$vm])* $v),+ }
-
-        impl $name {
-            /// Every spelling the config accepts, in documentation order.
-            pub const NAMES: &'static [&'static str] = &[$($s),+];
-
-            /// The word as written in the config.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$v => $s),+ }
-            }
-
-            pub fn from_name(s: &str) -> Option<Self> {
-                match s { $($s => Some($name::$v),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-words! {
+config_words! {
     /// What the guard does with a proposal for a setpoint.
     Mode {
         /// Nothing: proposals are not even considered.
@@ -80,7 +51,7 @@ impl Mode {
     }
 }
 
-words! {
+config_words! {
     /// What happens to a proposal outside `min..=max`.
     OutOfRange {
         /// Block it.

@@ -7,6 +7,36 @@
 //! touches the plant. The result, [`LoadedConfig`], is what every other stage
 //! is built from.
 
+/// Defines an enum of config words with its list of names, for the decoder's
+/// did-you-mean and for messages.
+macro_rules! config_words {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+
+        impl $name {
+            /// Every spelling the config accepts, in documentation order.
+            pub const NAMES: &'static [&'static str] = &[$($s),+];
+
+            /// The word as written in the config and in events.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$v),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod conveyor;
 pub(crate) mod decode;
 pub mod diagnostics;
