@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::ml_stage::demo_without_models;
-use crate::util::{root, run_ok, twin};
+use crate::util::{live_and_replay, root, run_ok, twin};
 
 fn model(name: &str) -> String {
     root().join("tests/models").join(name).display().to_string()
@@ -80,13 +80,7 @@ fn headless(cfg: &Path, events: &Path, span: &str) -> Vec<u8> {
     std::fs::read(events).expect("events")
 }
 
-fn lines_of(bytes: &[u8]) -> Vec<serde_json::Value> {
-    bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).expect("event is JSON"))
-        .collect()
-}
+use crate::util::json_lines as lines_of;
 
 fn of_type<'a>(all: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     all.iter().filter(|e| e["type"] == kind).collect()
@@ -194,40 +188,8 @@ fn r12_a_live_run_in_shadow_mode_and_its_replay_agree_byte_for_byte() {
     // writer: it writes nothing.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), "", "1s");
-    let (live, rec, replayed) = (
-        dir.path().join("live.jsonl"),
-        dir.path().join("live.mcap"),
-        dir.path().join("replayed.jsonl"),
-    );
-    let out = twin()
-        .args(["demo", "--no-table", "--for", "8s", "--config"])
-        .arg(&cfg)
-        .arg("--events")
-        .arg(&live)
-        .arg("--record")
-        .arg(&rec)
-        .output()
-        .expect("run twin demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::read(&live).expect("live events");
+    let (bytes, replayed) = live_and_replay(dir.path(), &cfg, "8s");
     let all = lines_of(&bytes);
     check_decisions(&all);
-    let out = twin()
-        .arg("replay")
-        .arg(&rec)
-        .arg("--events")
-        .arg(&replayed)
-        .arg("--verify")
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+    assert_eq!(replayed, bytes);
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::ml_stage::demo_without_models;
-use crate::util::{root, run_ok, twin};
+use crate::util::{json_lines, live_and_replay, root, run_ok, twin};
 
 fn model(name: &str) -> String {
     root().join("tests/models").join(name).display().to_string()
@@ -60,12 +60,7 @@ fn headless(cfg: &Path, events: &Path, span: &str) {
 }
 
 fn lines_of(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read(path)
-        .expect("events")
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).expect("event is JSON"))
-        .collect()
+    json_lines(&std::fs::read(path).expect("events"))
 }
 
 fn of_type<'a>(all: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
@@ -241,46 +236,14 @@ fn r11_a_live_run_with_an_optimiser_and_its_replay_agree_byte_for_byte() {
     )
     .replace("every = \"5s\"", "every = \"1s\"");
     let cfg = write(dir.path(), &demo_without_models(), &models);
-    let (live, rec, replayed) = (
-        dir.path().join("live.jsonl"),
-        dir.path().join("live.mcap"),
-        dir.path().join("replayed.jsonl"),
-    );
-    let out = twin()
-        .args(["demo", "--no-table", "--for", "8s", "--config"])
-        .arg(&cfg)
-        .arg("--events")
-        .arg(&live)
-        .arg("--record")
-        .arg(&rec)
-        .output()
-        .expect("run twin demo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::read(&live).expect("live events");
-    let all = lines_of(&live);
+    let (bytes, replayed) = live_and_replay(dir.path(), &cfg, "8s");
+    let all = json_lines(&bytes);
     let s = of_type(&all, "optimiser");
     assert!(
         s.first().is_some_and(|s| u(&s["rounds"]) > 0),
         "the live run vetted rounds: {s:?}"
     );
-    let out = twin()
-        .arg("replay")
-        .arg(&rec)
-        .arg("--events")
-        .arg(&replayed)
-        .arg("--verify")
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+    assert_eq!(replayed, bytes);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::util::{root, run_ok, twin};
+use crate::util::{json_lines, live_and_replay, root, run_ok, time_ms, twin};
 
 /// The demo config with its own `[[models]]` replaced by `models`, written
 /// into `dir`.
@@ -85,12 +85,7 @@ fn headless(cfg: &Path, events: &Path, record: Option<&Path>) {
 }
 
 fn lines_of(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read(path)
-        .expect("events")
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).expect("event is JSON"))
-        .collect()
+    json_lines(&std::fs::read(path).expect("events"))
 }
 
 #[test]
@@ -256,44 +251,12 @@ fn r11_a_live_run_with_a_model_and_its_replay_agree_byte_for_byte() {
     // recording writes the same predictions (and everything else).
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = demo_with(dir.path(), &fault_model());
-    let (live, rec, replayed) = (
-        dir.path().join("live.jsonl"),
-        dir.path().join("live.mcap"),
-        dir.path().join("replayed.jsonl"),
-    );
-    let out = twin()
-        .args(["demo", "--no-table", "--for", "6s", "--config"])
-        .arg(&cfg)
-        .arg("--events")
-        .arg(&live)
-        .arg("--record")
-        .arg(&rec)
-        .output()
-        .expect("run twin demo");
+    let (bytes, replayed) = live_and_replay(dir.path(), &cfg, "6s");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::read(&live).expect("live events");
-    assert!(
-        lines_of(&live).iter().any(|e| e["type"] == "prediction"),
+        json_lines(&bytes).iter().any(|e| e["type"] == "prediction"),
         "the live run predicts"
     );
-    let out = twin()
-        .arg("replay")
-        .arg(&rec)
-        .arg("--events")
-        .arg(&replayed)
-        .arg("--verify")
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+    assert_eq!(replayed, bytes);
 }
 
 #[test]
@@ -384,13 +347,6 @@ fn of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_jso
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
-fn ms(t: &serde_json::Value) -> i64 {
-    let s = t.as_str().expect("a time");
-    let t = humantime::parse_rfc3339(s).expect("RFC 3339");
-    let since = t.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
-    i64::try_from(since.as_millis()).expect("in range")
-}
-
 #[test]
 fn r11_an_offloaded_model_says_what_the_tick_thread_would_three_ticks_later() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -413,8 +369,8 @@ fn r11_an_offloaded_model_says_what_the_tick_thread_would_three_ticks_later() {
         pb.len()
     );
     for (x, y) in pa.iter().zip(&pb) {
-        assert_eq!(ms(&y["inputs_t"]), ms(&x["t"]), "{y}");
-        assert_eq!(ms(&y["t"]), ms(&x["t"]) + 300, "{y}");
+        assert_eq!(time_ms(&y["inputs_t"]), time_ms(&x["t"]), "{y}");
+        assert_eq!(time_ms(&y["t"]), time_ms(&x["t"]) + 300, "{y}");
         assert!(
             x.get("inputs_t").is_none(),
             "only an offloaded model says it: {x}"
@@ -427,7 +383,7 @@ fn r11_an_offloaded_model_says_what_the_tick_thread_would_three_ticks_later() {
     let (aa, ab) = (of_type(&a, "alarm"), of_type(&b, "alarm"));
     assert!(!aa.is_empty(), "the 0.2 threshold raises on the demo line");
     for (x, y) in aa.iter().zip(&ab) {
-        assert_eq!(ms(&y["t"]), ms(&x["t"]) + 300, "{y}");
+        assert_eq!(time_ms(&y["t"]), time_ms(&x["t"]) + 300, "{y}");
         for k in ["machine", "class", "state", "value", "reason"] {
             assert_eq!(x.get(k), y.get(k), "{k}: {x} against {y}");
         }
@@ -439,30 +395,8 @@ fn r11_an_offloaded_model_says_what_the_tick_thread_would_three_ticks_later() {
 fn r11_an_offloaded_model_live_and_its_replay_agree_byte_for_byte() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = demo_with(dir.path(), &offloaded_fault_model());
-    let (live, rec, replayed) = (
-        dir.path().join("live.jsonl"),
-        dir.path().join("live.mcap"),
-        dir.path().join("replayed.jsonl"),
-    );
-    run_ok(
-        twin()
-            .args(["demo", "--no-table", "--for", "6s", "--config"])
-            .arg(&cfg)
-            .arg("--events")
-            .arg(&live)
-            .arg("--record")
-            .arg(&rec),
-    );
-    let bytes = std::fs::read(&live).expect("live events");
-    let preds = of_type(&lines_of(&live), "prediction").len();
+    let (bytes, replayed) = live_and_replay(dir.path(), &cfg, "6s");
+    let preds = of_type(&json_lines(&bytes), "prediction").len();
     assert!(preds > 0, "the live run predicts");
-    run_ok(
-        twin()
-            .arg("replay")
-            .arg(&rec)
-            .arg("--events")
-            .arg(&replayed)
-            .arg("--verify"),
-    );
-    assert_eq!(std::fs::read(&replayed).expect("replayed"), bytes);
+    assert_eq!(replayed, bytes);
 }

@@ -151,8 +151,13 @@ pub fn tag_events<'a>(ev: &'a [serde_json::Value], tag: &str) -> Vec<&'a serde_j
 
 /// Milliseconds since the epoch of an RFC 3339 `t` field.
 pub fn t_ms(e: &serde_json::Value) -> i64 {
-    let s = e["t"].as_str().expect("t is a string");
-    let t = humantime::parse_rfc3339(s).expect("t is RFC 3339");
+    time_ms(&e["t"])
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time (`t`, `inputs_t`, ...).
+pub fn time_ms(v: &serde_json::Value) -> i64 {
+    let s = v.as_str().expect("a time is a string");
+    let t = humantime::parse_rfc3339(s).expect("a time is RFC 3339");
     t.duration_since(std::time::UNIX_EPOCH)
         .expect("after epoch")
         .as_millis() as i64
@@ -170,6 +175,48 @@ pub fn run_ok(c: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The events of a JSON-lines stream.
+pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("event is JSON"))
+        .collect()
+}
+
+/// A live `twin demo` of `cfg` for `span` (the virtual plant over real
+/// Modbus and MQTT on loopback, the twin on the wall clock), recorded into
+/// `dir`, then `twin replay REC --verify` of that recording: the live run's
+/// event bytes and the replay's.
+pub fn live_and_replay(dir: &Path, cfg: &Path, span: &str) -> (Vec<u8>, Vec<u8>) {
+    let (live, rec, replayed) = (
+        dir.join("live.jsonl"),
+        dir.join("live.mcap"),
+        dir.join("replayed.jsonl"),
+    );
+    run_ok(
+        twin()
+            .args(["demo", "--no-table", "--for", span, "--config"])
+            .arg(cfg)
+            .arg("--events")
+            .arg(&live)
+            .arg("--record")
+            .arg(&rec),
+    );
+    run_ok(
+        twin()
+            .arg("replay")
+            .arg(&rec)
+            .arg("--events")
+            .arg(&replayed)
+            .arg("--verify"),
+    );
+    (
+        std::fs::read(&live).expect("live events"),
+        std::fs::read(&replayed).expect("replayed events"),
+    )
 }
 
 /// The demo config's text, with its model paths made absolute, for tests
