@@ -119,6 +119,54 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
             "at": "0s",
         }
         return [wear, acute], min(dur, 12 * 60)
+    if kind == "sequence":
+        # A long run with several faults one after another, as a plant has
+        # them (mixed.toml is one such shift): a jam, then acute faults
+        # 8-70 min after it, a sensor drift and a PLC disconnect between
+        # them, on a bearing that wears in the background. What the model
+        # must see here is each fault on a line that has been through the
+        # others: the twin out of step after the jam, motors cooling, a
+        # drifted reading, a reconnect. Targets, order and times vary by
+        # run; none is mixed.toml's timeline.
+        t = rng.randrange(120, 600)
+        pos = turn([("infeed", 3.5), ("outfeed", 1.6), ("outfeed", 0.35)])
+        faults = [{"kind": "jam", "line": "line1", "conveyor": pos[0], "position": pos[1], "at": f"{t}s", "duration": f"{rng.choice([30, 45, 60])}s"}]
+        t += 60
+        acute = ["eye_stuck", "belt_slip", "motor_overheat", "eye_stuck", "belt_slip"]
+        rng.shuffle(acute)
+        acute = acute[: 3 + i % 2]
+        between = ["sensor_drift", "plc_disconnect"]
+        for k, kind2 in enumerate(acute):
+            t += rng.randrange(8 * 60, 20 * 60)
+            if k < len(between) and rng.random() < 0.8:
+                b = between[k]
+                if b == "sensor_drift":
+                    tag = rng.choice(["infeed.motor_temperature", "outfeed.motor_temperature", "capper.torque"])
+                    d = rng.choice([15, 20, 30])
+                    faults.append({"kind": "sensor_drift", "tag": tag, "per_hour": rng.choice([-12.0, -8.0, 8.0, 12.0]), "at": f"{t}s", "duration": f"{d}m"})
+                    t += d * 60 + rng.randrange(60, 300)
+                else:
+                    faults.append({"kind": "plc_disconnect", "device": rng.choice(["line_plc", "filler_plc"]), "at": f"{t}s", "duration": f"{rng.choice([20, 30, 45])}s"})
+                    t += rng.randrange(120, 600)
+            f2, d2 = _fault(kind2, rng, i + k)
+            at2 = int(f2["at"].removesuffix("s"))
+            f2["at"] = f"{t}s"
+            if kind2 == "motor_overheat":
+                f2["duration"] = "15m"
+            faults.append(f2)
+            t += min(d2 - at2, 15 * 60) + 60
+        if i % 3 != 2:
+            faults.append(
+                {
+                    "kind": "bearing_wear",
+                    "machine": ["capper", "filler"][i % 2],
+                    "ramp": f"{t}s",
+                    "from": rng.choice([0.05, 0.1, 0.2]),
+                    "to": rng.choice([0.6, 0.7, 0.8]),
+                    "at": "0s",
+                }
+            )
+        return faults, t
     if kind == "after_jam":
         # A fault after a long jam (as in mixed.toml): once a jam has stood
         # long, the twin's line model stays out of step with the plant
@@ -250,6 +298,7 @@ PLAN = [
     ("combo", 16, 4),
     ("after_jam", 14, 7),
     ("drift_end", 3, 1),
+    ("sequence", 6, 2),
 ]
 # Healthy runs as long as the longest fault runs, so that nothing about the
 # time since start (bearing temperatures warm up for half an hour) tells the

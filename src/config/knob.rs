@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(knob_of(line, "infeed.speed"), Some(Knob::Belt(0)));
         assert_eq!(knob_of(line, "conveyor:outfeed"), Some(Knob::Belt(1)));
         assert_eq!(knob_of(line, "station:capper"), Some(Knob::Station(1)));
+        // The filler's cycle comes from its setpoint tag: both names work.
+        assert_eq!(knob_of(line, "filler.cycle_sp"), Some(Knob::Station(0)));
+        assert_eq!(knob_of(line, "station:filler"), Some(Knob::Station(0)));
         // The filler's speed is in bottles per minute: no knob of the model.
         assert_eq!(knob_of(line, "filler.speed"), None);
         assert_eq!(
@@ -103,7 +106,7 @@ mod tests {
             [
                 "infeed.speed",
                 "outfeed.speed",
-                "station:filler",
+                "filler.cycle_sp",
                 "station:capper",
                 "station:labeller"
             ]

@@ -103,9 +103,16 @@ pub struct Station {
     /// Metres along that conveyor's belt, from its start.
     pub position: Loc<f64>,
     pub cycle: StationCycle,
+    /// `cycle_time` given with `cycle_time_tag`: the cycle the station was
+    /// commissioned with. The twin's live model follows the tag alone (it
+    /// invents no cycle it cannot see); the virtual plant runs the station
+    /// at this cycle until it is written to, and `twin whatif` starts from
+    /// it when it has no recording.
+    pub commissioned: Option<Duration>,
 }
 
-/// Where a station's cycle time comes from: exactly one of the two keys.
+/// Where a station's cycle time comes from: the tag when one is given,
+/// else the fixed duration.
 #[derive(Debug, Clone)]
 pub enum StationCycle {
     /// `cycle_time_tag`: the tag's current value, in seconds.
@@ -295,31 +302,23 @@ fn decode_station(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Station> {
     let tag = t.opt_str(sink, "cycle_time_tag");
     let fixed = t.opt_duration(sink, "cycle_time", MS, HOUR);
     let fixed_given = t.key_span("cycle_time").is_some();
+    let commissioned = match (&tag, &fixed) {
+        (Some(_), Some(d)) => Some(d.value),
+        _ => None,
+    };
     let cycle = match (tag, fixed) {
-        (Some(tag), None) if !fixed_given => Some(StationCycle::Tag(tag)),
+        (Some(tag), _) => Some(StationCycle::Tag(tag)),
         (None, Some(d)) => Some(StationCycle::Fixed(d.value)),
         // A `cycle_time` that did not decode is reported already.
         (None, None) if fixed_given => None,
-        (Some(_), _) => {
-            sink.push(
-                Diagnostic::error(
-                    t.key_span("cycle_time").unwrap_or(t_span.clone()),
-                    t.key_path("cycle_time"),
-                    "a station has both `cycle_time_tag` and `cycle_time`",
-                )
-                .expected("exactly one of `cycle_time_tag` (a tag, in seconds) or `cycle_time` (a fixed duration)")
-                .help("keep `cycle_time_tag` when the PLC reports the cycle time, `cycle_time` when it is fixed"),
-            );
-            None
-        }
-        (None, _) => {
+        (None, None) => {
             sink.push(
                 Diagnostic::error(
                     t_span,
                     t.key_path("cycle_time_tag"),
                     "a station needs a cycle time",
                 )
-                .expected("exactly one of `cycle_time_tag` (a tag, in seconds) or `cycle_time` (a fixed duration)")
+                .expected("`cycle_time_tag` (a tag, in seconds), `cycle_time` (a fixed duration), or both (the tag, and the commissioned cycle)")
                 .help("add `cycle_time = \"2s\"` for a fixed cycle"),
             );
             None
@@ -334,6 +333,7 @@ fn decode_station(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Station> {
         conveyor: conveyor?,
         position: position?,
         cycle: cycle.unwrap_or(StationCycle::Fixed(Duration::ZERO)),
+        commissioned,
     })
 }
 

@@ -47,6 +47,9 @@ pub struct OptimiseDecl {
     pub max_jam_risk: Option<Loc<f64>>,
     pub energy_weight: Option<Loc<f64>>,
     pub min_gain: Option<Loc<f64>>,
+    /// `[[setpoints]]` tags the forecast also searches (neighbours only):
+    /// knobs the model does not propose.
+    pub search: Vec<Loc<String>>,
     pub span: Range<usize>,
 }
 
@@ -74,8 +77,11 @@ pub struct Optimise {
     /// `lines`, and its id.
     pub line: usize,
     pub line_id: String,
-    /// One per output column, in column order.
+    /// One per output column, in column order, then one per `search` tag.
     pub variables: Vec<Variable>,
+    /// How many of `variables` are the model's output columns; the rest
+    /// are searched by the forecast alone.
+    pub model_columns: usize,
 }
 
 /// One decision variable: a proposed `[[setpoints]]` tag and its knob.
@@ -109,6 +115,7 @@ pub(super) fn decode_optimise(
     let max_jam_risk = t.opt_f64(sink, "max_jam_risk");
     let energy_weight = t.opt_f64(sink, "energy_weight");
     let min_gain = t.opt_f64(sink, "min_gain");
+    let search = t.opt_str_array(sink, "search").unwrap_or_default();
     if let Some(r) = &max_jam_risk
         && !(0.0..=1.0).contains(&r.value)
     {
@@ -168,6 +175,7 @@ pub(super) fn decode_optimise(
         max_jam_risk,
         energy_weight,
         min_gain,
+        search,
         span,
     }
 }

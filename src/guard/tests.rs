@@ -1049,8 +1049,10 @@ fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not
         [("readback_ok", None), ("readback_ok", None)]
     );
     plant.next();
+    // The forecast starts from what the line runs now.
     let mut p2 = ml_proposal(&plant, &[0.9, 1.0], 0);
     p2.tags = p.tags.clone();
+    p2.current = vec![0.6, 1.5];
     st.step(&plant.view(), None, &mut vec![p2]);
     let e = std::mem::take(&mut st.events);
     assert_eq!(
@@ -1061,6 +1063,7 @@ fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not
     plant.next();
     let mut p3 = ml_proposal(&plant, &[0.7, 1.0], 1);
     p3.tags = p.tags.clone();
+    p3.current = vec![0.6, 1.5];
     st.step(&plant.view(), None, &mut vec![p3]);
     let e = std::mem::take(&mut st.events);
     assert_eq!(
@@ -1070,6 +1073,37 @@ fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not
             ("blocked", Some("lookahead"))
         ]
     );
+}
+
+/// A proposal that holds a setpoint at the value its forecast started from
+/// asks nothing of it: no decision, no write (writing it would copy a
+/// measured value, which wanders about its reference, back to the PLC).
+#[test]
+fn r12_a_setpoint_the_proposal_holds_is_not_decided() {
+    let plant_text = PLANT.replace(
+        "  { tag = \"temp\", table = \"input\", address = 2 },",
+        "  { tag = \"temp\", table = \"input\", address = 2 },\n  { tag = \"temp2\", table = \"holding\", address = 3 },\n  { tag = \"echo2\", table = \"holding\", address = 4 },",
+    ).replace("e = \"temp\" }", "e = \"temp\", f = \"temp2\", g = \"echo2\" }");
+    let cfg = load_str(
+        Path::new("g.toml"),
+        &format!("{plant_text}{}", TWO.replace("temp2", "x")),
+    )
+    .unwrap_or_else(|r| {
+        panic!(
+            "{:?}",
+            r.errors().map(|d| d.message.clone()).collect::<Vec<_>>()
+        )
+    });
+    let mut plant = Plant::new(cfg);
+    plant.set("echo2", Value::Num(1.02));
+    let mut st = GuardState::new(&plant.cfg.guard, &plant.cfg.tags, 0);
+    // echo2 held at the forecast's 1.0 (the tag reads 1.02): only speed.
+    let mut p = ml_proposal(&plant, &[0.6, 1.0], 0);
+    p.tags = vec![Arc::from("speed"), Arc::from("echo2")].into();
+    st.step(&plant.view(), None, &mut vec![p]);
+    let e = std::mem::take(&mut st.events);
+    assert_eq!(decisions(&e), [("written", None)]);
+    assert_eq!(e[0].tag.as_ref(), "speed");
 }
 
 // --- Events -------------------------------------------------------------

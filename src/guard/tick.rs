@@ -481,10 +481,16 @@ impl GuardState {
             .unwrap_or_default();
         let group = self.next_proposal;
         let mut decided: Vec<(usize, Proposal, Outcome)> = Vec::new();
-        for (tag, value) in mp.tags.iter().zip(&mp.best.values) {
+        for (k, (tag, value)) in mp.tags.iter().zip(&mp.best.values).enumerate() {
             let Some(i) = self.setpoint_index(tag) else {
                 continue;
             };
+            // A setpoint the proposal holds at the value the forecast
+            // started from is not a request: writing it would only copy a
+            // measured value (which wanders about its reference) back.
+            if mp.current.get(k).is_some_and(|c| (c - value).abs() <= 1e-9) {
+                continue;
+            }
             let p = Proposal {
                 id: self.proposal_id(),
                 actor: actor.clone(),

@@ -160,8 +160,9 @@ pub fn install(
             max_jam_risk: o.max_jam_risk,
             energy_weight: o.energy_weight,
             min_gain: o.min_gain,
-            // The forecast's arrivals: the line's nominal rate (a line that
-            // follows an infeed counter has it as `spawn_interval` too).
+            // The forecast's arrivals by default: the line's nominal rate (a
+            // line that follows an infeed counter has it as `spawn_interval`
+            // too, and each round uses the rate observed once it has one).
             arrival_interval: conf.product.as_ref().and_then(|p| p.spawn_interval),
             belt_lengths: conf
                 .conveyors
@@ -260,9 +261,23 @@ fn optimise(
             o.counts.skipped_line_uncertain += 1;
             continue;
         };
-        let candidates = vetting::candidates(vars, &current, &row.values, o.cfg.neighbours);
+        // The variables the model does not propose (`search`) hold in its
+        // candidate; the neighbours move them.
+        let mut proposal = row.values.clone();
+        proposal.truncate(o.cfg.model_columns);
+        proposal.extend(current.iter().skip(proposal.len()).copied());
+        let candidates = vetting::candidates(vars, &current, &proposal, o.cfg.neighbours);
         let model = line.model().clone();
-        let (cfg, rules) = (o.cfg.clone(), o.rules.clone());
+        let cfg = o.cfg.clone();
+        // The forecast's arrivals: the rate the line has taken them at
+        // lately, where it follows an infeed counter; else its nominal rate.
+        let rules = match line.observed_arrival_interval() {
+            Some(observed) if observed != o.rules.arrival_interval => Arc::new(Rules {
+                arrival_interval: observed,
+                ..(*o.rules).clone()
+            }),
+            _ => o.rules.clone(),
+        };
         let due = tick + u64::from(o.cfg.apply_after_ticks.max(1));
         st.worker.submit(due, move || {
             vetting::vet(&model, &cfg.variables, &candidates, &rules)

@@ -247,6 +247,7 @@ mod tests {
             conveyor: loc("belt".into()),
             position: loc(3.0),
             cycle: StationCycle::Fixed(cycle),
+            commissioned: None,
         }];
         l
     }

@@ -216,6 +216,7 @@ fn r4_station_holds_and_gates_both_types() {
         conveyor: loc("belt".into()),
         position: loc(2.0),
         cycle: StationCycle::Fixed(Duration::from_millis(1500)),
+        commissioned: None,
     });
     let mut m = LineModel::new(&l, DT);
     m.set_belt_speed_at(0, 0.5).expect("belt");
@@ -303,6 +304,7 @@ fn r4_lookahead_queues_mixed_types_by_their_own_lengths() {
         conveyor: loc("belt".into()),
         position: loc(4.0),
         cycle: StationCycle::Fixed(Duration::from_secs(2)),
+        commissioned: None,
     });
     let mut m = LineModel::new(&l, Duration::from_millis(5));
     m.set_belt_speed_at(0, 0.5).expect("belt");

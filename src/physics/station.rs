@@ -227,7 +227,10 @@ impl StationModel {
         envelope: Option<&Product>,
     ) -> Self {
         let (cycle_tag, cycle_ns) = match &s.cycle {
-            StationCycle::Tag(t) => (Some(t.value.clone()), None),
+            // A model built from the config starts at the commissioned
+            // cycle, if there is one; the twin's tick sets the tag's value
+            // (or none, when it is not good) before its first step.
+            StationCycle::Tag(t) => (Some(t.value.clone()), s.commissioned.map(|d| d.as_nanos())),
             StationCycle::Fixed(d) => (None, Some(d.as_nanos())),
         };
         // The catch window is the first half product length past the

@@ -245,6 +245,7 @@ fn r4_station_holds_for_its_cycle_and_products_queue() {
         conveyor: loc("belt".into()),
         position: loc(1.0),
         cycle: StationCycle::Fixed(Duration::from_secs(3)),
+        commissioned: None,
     });
     let mut m = LineModel::new(&l, DT);
     m.set_belt_speed("belt", 0.5).expect("belt");

@@ -3,6 +3,7 @@
 mod anomaly_path;
 mod audit;
 mod cli_output;
+mod closed_loop;
 mod config_corpus;
 mod determinism;
 mod e2e;

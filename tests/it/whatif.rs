@@ -59,7 +59,7 @@ fn r4_whatif_names_what_it_cannot_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("`filler.speed` is not a setpoint of line \"line1\"")
-            && err.contains("infeed.speed, outfeed.speed, station:filler"),
+            && err.contains("infeed.speed, outfeed.speed, filler.cycle_sp"),
         "{err}"
     );
 }
@@ -153,7 +153,12 @@ fn r10_whatif_without_base_assumes_nominal_values_and_names_them() {
         "--set".as_ref(),
         "outfeed.speed=0.4".as_ref(),
     ]));
-    assert_eq!(assumed(&v), ["infeed.speed", "outfeed.speed"], "{v}");
+    // The filler's cycle comes from a tag too: its commissioned value.
+    assert_eq!(
+        assumed(&v),
+        ["infeed.speed", "outfeed.speed", "filler.cycle_sp"],
+        "{v}"
+    );
     assert_eq!(v["start"]["from"], "assumed", "{v}");
     assert_eq!(v["start"]["belt_speeds"]["outfeed.speed"], 0.6, "{v}");
     let tp = |f: &serde_json::Value| f["throughput_per_min"].as_f64().unwrap_or(-1.0);
@@ -167,7 +172,7 @@ fn r10_whatif_without_base_assumes_nominal_values_and_names_them() {
         "--base".as_ref(),
         "infeed.speed=0.5".as_ref(),
     ]));
-    assert_eq!(assumed(&v), ["outfeed.speed"], "{v}");
+    assert_eq!(assumed(&v), ["outfeed.speed", "filler.cycle_sp"], "{v}");
     assert_eq!(v["start"]["belt_speeds"]["infeed.speed"], 0.5, "{v}");
 }
 
@@ -328,9 +333,14 @@ fn r10_whatif_does_not_invent_a_cycle_time_tag() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("cycle-tag.toml");
     let demo = crate::util::demo_text();
-    let fixed = "cycle_time = \"800ms\"";
-    assert!(demo.contains(fixed), "the demo's filler has a fixed cycle");
-    let text = demo.replacen(fixed, "cycle_time_tag = \"filler.cycle_time\"", 1)
+    let fixed = "cycle_time_tag = \"filler.cycle_sp\"\n  cycle_time = \"800ms\"";
+    assert!(
+        demo.contains(fixed),
+        "the demo's filler has a commissioned cycle"
+    );
+    let text = demo
+        .replacen(fixed, "cycle_time_tag = \"filler.cycle_time\"", 1)
+        .replace("  search = [\"filler.cycle_sp\"]\n", "")
         + "\n[[sources.modbus]]\nname = \"cycles\"\naddress = \"127.0.0.1:1502\"\n\
            registers = [{ tag = \"filler.cycle_time\", table = \"holding\", address = 0, type = \"f32\", unit = \"s\" }]\n";
     std::fs::write(&path, text).expect("write the config");
@@ -360,7 +370,12 @@ fn r10_whatif_does_not_invent_a_cycle_time_tag() {
         .expect("run twin whatif");
     let v = ok_json(&out);
     assert_eq!(v["start"]["station_cycles_s"]["filler"], 1.5, "{v}");
-    assert_eq!(assumed(&v), ["infeed.speed", "outfeed.speed"], "{v}");
+    // The filler's cycle comes from a tag too: its commissioned value.
+    assert_eq!(
+        assumed(&v),
+        ["infeed.speed", "outfeed.speed", "filler.cycle_sp"],
+        "{v}"
+    );
 }
 
 /// `--grid` forecasts every combination of its axes from the one start

@@ -104,6 +104,15 @@ pub(super) fn nominal(cfg: &LoadedConfig, line: &Line, given: &[Target]) -> Resu
                 "m/s",
                 "the virtual plant's nominal belt speed; the config gives none".to_string(),
             ),
+            Target::Station(i)
+                if let Some(c) = line.stations.get(i).and_then(|s| s.commissioned) =>
+            {
+                (
+                    c.as_secs_f64(),
+                    "s",
+                    "the station's commissioned cycle (`cycle_time` in the config)".to_string(),
+                )
+            }
             Target::Station(i) => {
                 let Some(v) = crate::sim::truth::tag_nominal(cfg, &tag) else {
                     let id = line.stations.get(i).map_or("?", |s| s.id.value.as_str());

@@ -43,13 +43,56 @@ pub(super) fn resolve(
     let mut variables = Vec::new();
     let mut line: Option<(usize, &str)> = None;
     let mut ok = true;
-    for (j, tag) in tags.iter().enumerate() {
-        let path = at(&format!("output.setpoints[{j}]"));
-        // Not a [[setpoints]] tag: reported with the model's outputs.
+    let proposed = tags
+        .iter()
+        .enumerate()
+        .map(|(j, t)| (at(&format!("output.setpoints[{j}]")), t, true));
+    let searched = o
+        .search
+        .iter()
+        .enumerate()
+        .map(|(j, t)| (at(&format!("optimise.search[{j}]")), t, false));
+    for (path, tag, of_model) in proposed.chain(searched) {
         let Some(sp) = cfg.setpoints.iter().find(|s| s.tag.value == tag.value) else {
+            // An output column's tag is reported with the model's outputs.
+            if !of_model {
+                sink.push(
+                    Diagnostic::error(
+                        tag.span.clone(),
+                        path,
+                        format!("tag \"{}\" has no [[setpoints]] entry", tag.value),
+                    )
+                    .expected("a [[setpoints]] tag: its bounds and max_step limit the search")
+                    .help(
+                        did_you_mean(
+                            &tag.value,
+                            cfg.setpoints.iter().map(|s| s.tag.value.as_str()),
+                        )
+                        .unwrap_or_else(|| {
+                            "add a [[setpoints]] entry for it (docs/guard.md)".to_string()
+                        }),
+                    ),
+                );
+            }
             ok = false;
             continue;
         };
+        if !of_model
+            && (tags.iter().any(|t| t.value == tag.value)
+                || variables.iter().any(|v: &Variable| v.tag == tag.value))
+        {
+            sink.push(
+                Diagnostic::error(
+                    tag.span.clone(),
+                    path,
+                    format!("tag \"{}\" is already a decision variable", tag.value),
+                )
+                .expected("`search` lists setpoints the model does not propose, each once")
+                .help("remove it from `search`"),
+            );
+            ok = false;
+            continue;
+        }
         let Some((li, l, knob)) = find_knob(&cfg.lines, &tag.value) else {
             let tagged: Vec<String> = cfg
                 .lines
@@ -129,5 +172,6 @@ pub(super) fn resolve(
         line,
         line_id: line_id.to_string(),
         variables,
+        model_columns: tags.len(),
     }))
 }

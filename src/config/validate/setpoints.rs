@@ -13,7 +13,7 @@ use crate::config::decode::{Loc, Sink};
 use crate::config::diagnostics::{Diagnostic, Severity, did_you_mean};
 use crate::config::guard::{
     DEFAULT_ADVISORY_EXPIRY, DEFAULT_READBACK_TIMEOUT, DEFAULT_READBACK_TOLERANCE,
-    DEFAULT_WATCHDOG_EVERY, GuardConfig, GuardedSetpoint, ModbusTarget, Mode, OutOfRange, Readback,
+    DEFAULT_WATCHDOG_EVERY, GuardConfig, GuardedSetpoint, ModbusTarget, OutOfRange, Readback,
     Watchdog, WriteTarget,
 };
 use crate::config::interlock::{self, Interlock, Kind, SpanMap};
@@ -41,7 +41,6 @@ pub(super) fn check(
             path.clone(),
             &sp.tag,
         );
-        warn_not_written(sink, i, sp);
         let before = errors(sink);
         let id = match refs.tags.id(&sp.tag.value) {
             Some(id) => Some(id),
@@ -187,31 +186,6 @@ fn errors(sink: &Sink) -> usize {
 fn ticks_up(cfg: &PlantConfig, d: Duration) -> u32 {
     let tick = cfg.plant.tick.as_nanos().max(1);
     u32::try_from(d.as_nanos().div_ceil(tick)).unwrap_or(u32::MAX)
-}
-
-/// Writing is not in this version: a setpoint asking for it is told so.
-fn warn_not_written(sink: &mut Sink, i: usize, sp: &Setpoint) {
-    let (span, key, help) = match (&sp.enabled, &sp.mode) {
-        (Some(on), _) if on.value && sp.effective_mode() != Mode::Off => (
-            on.span.clone(),
-            "enabled",
-            "leave `enabled = false` until your twin version supports guarded write-back",
-        ),
-        (_, Some(m)) if m.value.writes() && sp.effective_mode() != Mode::Off => (
-            m.span.clone(),
-            "mode",
-            "use `mode = \"shadow\"` until your twin version supports guarded write-back",
-        ),
-        _ => return,
-    };
-    sink.push(
-        Diagnostic::warning(
-            span,
-            format!("setpoints[{i}].{key}"),
-            "write-back is not available in this version; this setpoint is validated but never written",
-        )
-        .help(help),
-    );
 }
 
 fn kind(cfg: &PlantConfig, refs: &Refs<'_>, id: TagId) -> Kind {

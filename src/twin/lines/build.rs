@@ -146,6 +146,9 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 flow,
                 counter_tag,
                 counter_last: None,
+                arrivals: VecDeque::new(),
+                counter_good_since: None,
+                arrivals_until_ns: 0,
                 stretches,
                 conveyor_length: line
                     .conveyors

@@ -85,6 +85,12 @@ pub const REPORT_EVERY_NS: i64 = 1_000_000_000;
 /// Throughput is counted over this much tick time.
 pub const THROUGHPUT_WINDOW_NS: i64 = 60_000_000_000;
 
+/// The arrival rate a forecast assumes is the infeed counter's over this
+/// much tick time: short enough to see a surge of supply within its first
+/// half minute, long enough (30 products at 60/min) that one product more or
+/// less moves the rate by a few per cent.
+pub const ARRIVAL_WINDOW_NS: i64 = 30_000_000_000;
+
 /// Line event reason: some belt speed tag was not good.
 pub const SPEED_NOT_GOOD: &str = "speed_not_good";
 /// Line event reason: some station cycle-time tag was not good (and every
@@ -129,6 +135,13 @@ pub struct LineState {
     /// The infeed counter's tag entity and its last value.
     counter_tag: Option<Entity>,
     counter_last: Option<f64>,
+    /// Arrivals the infeed counter reported, (tick time, count), within
+    /// [`ARRIVAL_WINDOW_NS`]; and since when the counter has been good on
+    /// every tick (`None` while it is not).
+    arrivals: VecDeque<(i64, u64)>,
+    counter_good_since: Option<i64>,
+    /// The tick time `arrivals` is up to date with.
+    arrivals_until_ns: i64,
     /// Stretches of belt between eyes, for the slip estimate (`twin::slip`).
     stretches: Vec<Stretch>,
     /// Per conveyor: its belt length, the slip the model runs it at, and
@@ -197,6 +210,25 @@ impl LineState {
     /// The line's physics model (product positions, conveyors).
     pub fn model(&self) -> &LineModel {
         &self.model
+    }
+
+    /// The time between arrivals the infeed counter has shown over the last
+    /// [`ARRIVAL_WINDOW_NS`] (`Some(None)`: none arrived), for a forecast
+    /// that persists the recent supply. `None` when the line follows no
+    /// counter, or its counter has not been good for a whole window: the
+    /// caller keeps its nominal rate then.
+    ///
+    /// The counter counts the products the line took: while the infeed is
+    /// full, what the plant offered beyond that is not seen, and the
+    /// forecast assumes the rate the line managed.
+    pub fn observed_arrival_interval(&self) -> Option<Option<Duration>> {
+        let since = self.counter_good_since?;
+        let newest = self.arrivals_until_ns;
+        if newest.saturating_sub(since) < ARRIVAL_WINDOW_NS {
+            return None;
+        }
+        let n: u64 = self.arrivals.iter().map(|(_, n)| n).sum();
+        Some((n > 0).then(|| Duration::from_nanos(ARRIVAL_WINDOW_NS as u64 / n)))
     }
 
     /// The largest belt slip the model runs any conveyor at (0 none, 1 a
@@ -486,9 +518,19 @@ impl LineState {
     /// first belt as it has travelled since the counter saw it (the poll
     /// latency), so the twin's arrival times are not late by it.
     fn follow_counter(&mut self, now_ns: i64, counter: CounterInput) {
+        self.arrivals_until_ns = now_ns;
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|(t, _)| now_ns.saturating_sub(*t) >= ARRIVAL_WINDOW_NS)
+        {
+            self.arrivals.pop_front();
+        }
         let Some((value, src_ns, true)) = counter else {
+            self.counter_good_since = None;
             return;
         };
+        self.counter_good_since.get_or_insert(now_ns);
         let value = value.floor();
         let Some(last) = self.counter_last.replace(value) else {
             // The first reading is a baseline, not arrivals.
@@ -503,6 +545,9 @@ impl LineState {
         let n = (value - last).min(1000.0) as u64;
         if n > 100 {
             return;
+        }
+        if n > 0 {
+            self.arrivals.push_back((now_ns, n));
         }
         let speed = f64::from(self.model.belt_speed_at(0).unwrap_or(0.0)).max(0.0);
         let latency_s = (now_ns.saturating_sub(src_ns)).max(0) as f64 / 1e9;
