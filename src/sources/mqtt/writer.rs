@@ -395,8 +395,9 @@ pub struct Command<'a> {
     pub value: f64,
     /// The setpoint's tag name.
     pub setpoint: &'a str,
-    /// The write intent's id, unique in the audit log: a device that gets
-    /// the same command twice (QoS 1 is at least once) can drop the second.
+    /// The write intent's id (the `intent` of the `setpoint` events),
+    /// unique in a run: a device that gets the same command twice (QoS 1
+    /// is at least once) can drop the second.
     pub intent: u64,
     /// The proposal it carries out (audit cross-reference).
     pub proposal: u64,
