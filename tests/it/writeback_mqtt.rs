@@ -929,3 +929,149 @@ async fn r12_sparkplug_writes_go_to_born_metrics_only_with_their_alias_and_datat
         "{log:#?}"
     );
 }
+
+/// The pysparkplug edge node of tests/peers/sparkplug_cmd_edge.py, its
+/// stdout lines kept. Killed on drop.
+struct PyEdge {
+    child: std::process::Child,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+impl PyEdge {
+    fn start(broker: SocketAddr) -> PyEdge {
+        use std::io::BufRead;
+        let python = crate::util::root().join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run `make test` (or `bash scripts/setup.sh`) to create the test venv",
+            python.display()
+        );
+        let mut child = std::process::Command::new(python)
+            .arg(crate::util::root().join("tests/peers/sparkplug_cmd_edge.py"))
+            .arg(broker.ip().to_string())
+            .arg(broker.port().to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the pysparkplug edge node");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                o.lock().expect("lock").push(line);
+            }
+        });
+        PyEdge { child, out }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.out.lock().expect("lock").clone()
+    }
+
+    fn has(&self, line: &str) -> bool {
+        self.lines().iter().any(|l| l == line)
+    }
+}
+
+impl Drop for PyEdge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_interop_pysparkplug_takes_the_twins_ncmd_and_dcmd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker();
+    let text = format!(
+        r#"
+[plant]
+name = "writeback-pysparkplug"
+tick = "50ms"
+stale_after = "60s"
+
+[[sources.sparkplug]]
+name = "edge"
+broker = "mqtt://{broker}"
+group = "Plant1"
+
+  [[sources.sparkplug.metrics]]
+  node = "Line1"
+  metric = "Speed SP"
+  tag = "line.speed_sp"
+
+  [[sources.sparkplug.metrics]]
+  node = "Line1"
+  device = "Filler"
+  metric = "Temp SP"
+  tag = "filler.temp_sp"
+  scale = 0.1
+
+[[setpoints]]
+tag = "line.speed_sp"
+min = 0
+max = 10
+mode = "advisory"
+readback_timeout = "2s"
+
+[[setpoints]]
+tag = "filler.temp_sp"
+min = 0
+max = 300
+mode = "advisory"
+readback_timeout = "2s"
+"#
+    );
+    let run = Run::start(dir.path(), &text);
+    until("the Sparkplug source to come up", || {
+        up(&run.health, "edge")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edge = PyEdge::start(broker);
+    until("the edge node to start", || edge.has("READY")).await;
+    // Its births are in: both tags good.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    propose_and_approve_in(&run.tx, "line.speed_sp", 2.5, Some(&run.audit)).await;
+    until("pysparkplug to decode the NCMD", || {
+        edge.has("NCMD Speed SP FLOAT 2.5")
+    })
+    .await;
+    until("its read-back", || {
+        audit_has(&run.audit, "\"readback_ok\"", 1)
+    })
+    .await;
+    propose_and_approve_in(&run.tx, "filler.temp_sp", 185.0, Some(&run.audit)).await;
+    until("pysparkplug to decode the DCMD", || {
+        edge.has("DCMD Temp SP INT16 1850")
+    })
+    .await;
+    until("its read-back", || {
+        audit_has(&run.audit, "\"readback_ok\"", 2)
+    })
+    .await;
+    let log = run.finish().await;
+
+    let cmds: Vec<String> = edge
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("NCMD") || l.starts_with("DCMD"))
+        .collect();
+    assert_eq!(
+        cmds,
+        ["NCMD Speed SP FLOAT 2.5", "DCMD Temp SP INT16 1850"],
+        "one command per write"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.decision == Decision::Written)
+            .count(),
+        2,
+        "{log:#?}"
+    );
+}
