@@ -1075,3 +1075,88 @@ readback_timeout = "2s"
         "{log:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_sparkplug_births_are_forgotten_when_the_twin_reconnects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker();
+    let stop = CancellationToken::new();
+    let relay = Relay::start(broker).await;
+    let text = sparkplug_config(relay.addr).replace(
+        &format!("group = \"{GROUP}\""),
+        &format!("group = \"{GROUP}\"\nrebirth = true"),
+    );
+    let run = Run::start(dir.path(), &text);
+    until("the Sparkplug source to come up", || {
+        up(&run.health, "edge")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The edge node stays connected to the broker; only the twin's path to
+    // it goes down and comes back.
+    let edge = Edge::start(broker, &stop).await;
+    let speed_sp = || {
+        metric(
+            Some("Speed SP"),
+            Some(4),
+            datatype::FLOAT,
+            MetricValue::Float(1.5),
+        )
+    };
+    edge.birth(vec![speed_sp()]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.down();
+    until("the Sparkplug source to go down", || {
+        !up(&run.health, "edge")
+    })
+    .await;
+    relay.restore();
+    until("the Sparkplug source to come back", || {
+        up(&run.health, "edge")
+    })
+    .await;
+    // With `rebirth = true` the twin asks the node it writes to for a
+    // rebirth at once; this edge node does not answer yet.
+    until("the rebirth request", || !edge.got().is_empty()).await;
+
+    // What was born before the outage is not trusted after it.
+    propose_and_approve_in(&run.tx, "line.speed_sp", 2.5, Some(&run.audit)).await;
+    until("the not-sent block", || {
+        audit_has(&run.audit, "\"not_sent\"", 1)
+    })
+    .await;
+    // A fresh birth, and the write goes out.
+    edge.birth(vec![speed_sp()]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    propose_and_approve_in(&run.tx, "line.speed_sp", 3.0, Some(&run.audit)).await;
+    until("the read-back", || {
+        audit_has(&run.audit, "\"readback_ok\"", 1)
+    })
+    .await;
+    let log = run.finish().await;
+    stop.cancel();
+
+    let got = edge.got();
+    let names: Vec<(Option<&str>, Option<u64>)> = got
+        .iter()
+        .map(|c| (c.metric.name.as_deref(), c.metric.alias))
+        .collect();
+    assert_eq!(
+        names,
+        [(Some("Node Control/Rebirth"), None), (None, Some(4))],
+        "{got:#?}"
+    );
+    assert_eq!(got[1].metric.value, Some(MetricValue::Float(3.0)));
+    let not_sent = log
+        .iter()
+        .find(|e| e.rule.as_deref() == Some("not_sent"))
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(not_sent.requested.map(|n| n.0), Some(2.5));
+    assert!(
+        not_sent
+            .reason
+            .contains("has not been born since the twin connected"),
+        "{}",
+        not_sent.reason
+    );
+}

@@ -66,9 +66,12 @@ impl Births {
         })))
     }
 
-    /// The Sparkplug targets of `cfg`'s setpoints on source `source`.
+    /// The Sparkplug targets on source `source` of `cfg`'s setpoints that
+    /// can write (advisory, closed loop): a shadow setpoint never needs a
+    /// birth, nor a rebirth request on its behalf.
     pub fn for_source(cfg: &LoadedConfig, source: usize) -> Births {
-        Births::new(cfg.guard.setpoints.iter().filter_map(|s| match &s.target {
+        let writing = cfg.guard.setpoints.iter().filter(|s| s.mode.writes());
+        Births::new(writing.filter_map(|s| match &s.target {
             WriteTarget::Sparkplug {
                 source: src,
                 node,
