@@ -9,25 +9,29 @@
 //! appends the tick's records (fsync'd, on the tick thread) and only then
 //! hands the intents to the writer.
 //!
-//! The writer must not block the tick, and a Modbus write is async: the
-//! [`AsyncModbus`] adapter hands each intent to a task on the runtime and
-//! returns `Sent` at once ("handed to the link"). What the device answered
-//! (refused, unknown, not sent) and a register read-back come back through
-//! a channel that [`GuardIo::before_tick`] drains into
-//! `GuardState::report_outcome`. A replay never builds a `GuardIo`: it has
+//! The writer must not block the tick, and every write is async: the
+//! [`LiveWriter`] dispatches each intent by its target (a Modbus register,
+//! an MQTT command topic, a Sparkplug metric) to that adapter's writer on a
+//! task of the runtime and returns `Sent` at once ("handed to the link").
+//! What the device or broker answered (refused, acknowledged, unknown, not
+//! sent) and a register read-back come back through a channel that
+//! [`GuardIo::before_tick`] drains into `GuardState::report_outcome`. A replay never builds a `GuardIo`: it has
 //! no writer and writes nothing.
 
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::config::LoadedConfig;
-use crate::config::guard::{Readback, WriteTarget};
+use crate::config::guard::{ModbusTarget, Readback, WriteTarget};
+use crate::config::{LoadedConfig, TagSource};
 use crate::guard::audit::AuditLog;
 use crate::guard::{self, Link, SetpointWriter, WriteIntent, WriteOutcome};
 use crate::sources::health::HealthBoard;
 use crate::sources::modbus::writer::{self as mw, ModbusWriter, ReadbackOutcome};
+use crate::sources::mqtt::SetupError;
+use crate::sources::mqtt::writer::{Command, CommandLink, PublishOutcome};
+use crate::sources::sparkplug::writer::SparkplugWriter;
 use crate::twin::TwinCore;
 
 /// An outcome that came back from a write task: (intent id, outcome).
@@ -158,55 +162,119 @@ impl GuardIo {
     }
 }
 
-/// Writes Modbus targets on the runtime without blocking the tick. Other
-/// targets (MQTT, Sparkplug) have no writer yet: reported not sent.
-pub struct AsyncModbus {
-    writer: Option<Arc<ModbusWriter>>,
+/// The live run's setpoint writer: one [`SetpointWriter`] that hands each
+/// intent to its target's adapter (Modbus, MQTT, Sparkplug B) on a task of
+/// the runtime, so the tick never waits for a device or a broker.
+///
+/// `write` returns `Sent` at once, meaning "handed to the link". What came
+/// of it follows on the outcome channel: for Modbus the device's answer
+/// (and a register read-back); for MQTT and Sparkplug `Sent` again when the
+/// broker acknowledged the publish (PUBACK), `Failed` when it did not in
+/// time (the outcome is unknown), `NotSent` when it never left. A target
+/// that cannot be written now (no capability, a Sparkplug metric not born,
+/// a value its type cannot carry) is `NotSent` at once, with the reason.
+pub struct LiveWriter {
+    modbus: Option<Arc<ModbusWriter>>,
+    /// By MQTT source index: its command connection, if a setpoint writes
+    /// through it.
+    mqtt: Vec<Option<CommandLink>>,
+    /// By Sparkplug source index, likewise.
+    sparkplug: Vec<Option<SparkplugWriter>>,
     handle: tokio::runtime::Handle,
     tx: mpsc::Sender<Reported>,
-    /// Per setpoint name: (read-back timeout, tolerance), for a register
-    /// read-back.
-    readback: Vec<(String, std::time::Duration, f64)>,
+    setpoints: Vec<SetpointIo>,
 }
 
-impl AsyncModbus {
+/// What the writer needs to know of one setpoint beyond its intent.
+struct SetpointIo {
+    name: String,
+    /// For a register read-back, and how long a broker has to acknowledge.
+    timeout: std::time::Duration,
+    tolerance: f64,
+    /// The (scale, offset) its tag is read with, from an MQTT topic: what
+    /// a JSON command undoes.
+    mqtt_scale: (f64, f64),
+}
+
+impl LiveWriter {
+    /// The writer for `cfg`: Modbus through `modbus` (the pollers' links),
+    /// and a command connection for each MQTT or Sparkplug source a
+    /// setpoint in a writing mode is written through (`built`: where they
+    /// connect, and the Sparkplug births), until `shutdown`.
     pub fn new(
         cfg: &LoadedConfig,
-        writer: Option<Arc<ModbusWriter>>,
+        modbus: Option<Arc<ModbusWriter>>,
+        built: &crate::sources::Built,
         handle: tokio::runtime::Handle,
         tx: mpsc::Sender<Reported>,
-    ) -> AsyncModbus {
-        AsyncModbus {
-            writer,
-            handle,
-            tx,
-            readback: cfg
-                .guard
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<LiveWriter, SetupError> {
+        let writes = |f: &dyn Fn(&WriteTarget) -> bool| {
+            cfg.guard
                 .setpoints
                 .iter()
-                .map(|s| (s.name.clone(), s.readback_timeout, s.readback_tolerance))
-                .collect(),
-        }
-    }
-}
-
-impl SetpointWriter for AsyncModbus {
-    fn write(&mut self, intent: &WriteIntent) -> WriteOutcome {
-        let WriteTarget::Modbus(target) = &intent.target else {
-            return WriteOutcome::NotSent(
-                "this build writes Modbus targets only; MQTT and Sparkplug writes are not wired"
-                    .into(),
-            );
+                .any(|s| s.mode.writes() && f(&s.target))
         };
-        let Some(writer) = self.writer.clone() else {
+        let base = crate::sources::mqtt::config_dir(cfg);
+        let mut mqtt = Vec::new();
+        for (i, src) in cfg.config.mqtt.iter().enumerate() {
+            let used = writes(&|t| matches!(t, WriteTarget::Mqtt { source, .. } if *source == i));
+            mqtt.push(match (used, built.mqtt.get(i)) {
+                (true, Some(ep)) => Some(CommandLink::start(&src.into(), ep, &base, shutdown)?),
+                _ => None,
+            });
+        }
+        let mut sparkplug = Vec::new();
+        for (i, src) in cfg.config.sparkplug.iter().enumerate() {
+            let used =
+                writes(&|t| matches!(t, WriteTarget::Sparkplug { source, .. } if *source == i));
+            sparkplug.push(match (used, built.sparkplug.get(i)) {
+                (true, Some((ep, births))) => {
+                    let link = CommandLink::start(&src.into(), ep, &base, shutdown)?;
+                    Some(SparkplugWriter::new(cfg, i, births.clone(), link))
+                }
+                _ => None,
+            });
+        }
+        let setpoints = cfg
+            .guard
+            .setpoints
+            .iter()
+            .map(|s| SetpointIo {
+                name: s.name.clone(),
+                timeout: s.readback_timeout,
+                tolerance: s.readback_tolerance,
+                mqtt_scale: match cfg.tags.get(s.tag).source {
+                    TagSource::Mqtt { source, topic } => {
+                        let t = &cfg.config.mqtt[source].topics[topic];
+                        (t.scale, t.offset)
+                    }
+                    _ => (1.0, 0.0),
+                },
+            })
+            .collect();
+        Ok(LiveWriter {
+            modbus,
+            mqtt,
+            sparkplug,
+            handle,
+            tx,
+            setpoints,
+        })
+    }
+
+    fn setpoint(&self, name: &str) -> Option<&SetpointIo> {
+        self.setpoints.iter().find(|s| s.name == name)
+    }
+
+    fn write_modbus(&mut self, intent: &WriteIntent, target: &ModbusTarget) -> WriteOutcome {
+        let Some(writer) = self.modbus.clone() else {
             return WriteOutcome::NotSent("no Modbus write capability for this target".into());
         };
         let (timeout, tolerance) = self
-            .readback
-            .iter()
-            .find(|(n, ..)| *n == intent.name)
-            .map_or((std::time::Duration::from_secs(1), 0.0), |(_, t, tol)| {
-                (*t, *tol)
+            .setpoint(&intent.name)
+            .map_or((std::time::Duration::from_secs(1), 0.0), |s| {
+                (s.timeout, s.tolerance)
             });
         let target = target.clone();
         let (id, value, readback, tx) = (intent.id, intent.value, intent.readback, self.tx.clone());
@@ -244,6 +312,100 @@ impl SetpointWriter for AsyncModbus {
         });
         // Handed to the link; the device's answer follows as an outcome.
         WriteOutcome::Sent
+    }
+
+    fn write_mqtt(&mut self, intent: &WriteIntent, source: usize, topic: &str) -> WriteOutcome {
+        let Some(link) = self.mqtt.get(source).and_then(Option::as_ref) else {
+            return WriteOutcome::NotSent(
+                "no MQTT write capability for this source in this run".into(),
+            );
+        };
+        let Some(sp) = self.setpoint(&intent.name) else {
+            return WriteOutcome::NotSent(format!("\"{}\" is not a setpoint", intent.name));
+        };
+        let command = match Command::new(
+            &intent.name,
+            intent.value,
+            sp.mqtt_scale,
+            intent.id,
+            intent.proposal,
+            intent.t_ns,
+        ) {
+            Ok(c) => c.to_json(),
+            Err(why) => return WriteOutcome::NotSent(why),
+        };
+        let (link, timeout) = (link.clone(), sp.timeout);
+        self.publish(intent, link, topic.to_string(), command, timeout)
+    }
+
+    fn write_sparkplug(
+        &mut self,
+        intent: &WriteIntent,
+        source: usize,
+        (node, device, metric): (&str, Option<&str>, &str),
+    ) -> WriteOutcome {
+        let Some(w) = self.sparkplug.get(source).and_then(Option::as_ref) else {
+            return WriteOutcome::NotSent(
+                "no Sparkplug write capability for this source in this run".into(),
+            );
+        };
+        let timeout = self
+            .setpoint(&intent.name)
+            .map_or(crate::config::guard::DEFAULT_READBACK_TIMEOUT, |s| {
+                s.timeout
+            });
+        match w.prepare(node, device, metric, intent.value, intent.t_ns) {
+            Ok((topic, payload)) => {
+                let link = w.link().clone();
+                self.publish(intent, link, topic, payload, timeout)
+            }
+            Err(why) => {
+                warn!(setpoint = %intent.name, reason = %why, "A Sparkplug setpoint write was not sent.");
+                WriteOutcome::NotSent(why)
+            }
+        }
+    }
+
+    /// Publish a command on a task; its outcome follows on the channel.
+    fn publish(
+        &mut self,
+        intent: &WriteIntent,
+        link: CommandLink,
+        topic: String,
+        payload: Vec<u8>,
+        ack_timeout: std::time::Duration,
+    ) -> WriteOutcome {
+        let (id, tx, name) = (intent.id, self.tx.clone(), intent.name.clone());
+        self.handle.spawn(async move {
+            let o = match link.publish(topic, payload, ack_timeout).await {
+                // The broker has it; the read-back tag tells whether the
+                // device took it.
+                PublishOutcome::Acked => WriteOutcome::Sent,
+                PublishOutcome::Unknown(why) => {
+                    error!(setpoint = %name, link = %link.name(), reason = %why, "A setpoint write's outcome is unknown.");
+                    WriteOutcome::Failed(why)
+                }
+                PublishOutcome::NotSent(why) => WriteOutcome::NotSent(why),
+            };
+            // The run is over when the receiver is gone; nothing to tell.
+            let _ = tx.send((id, o));
+        });
+        WriteOutcome::Sent
+    }
+}
+
+impl SetpointWriter for LiveWriter {
+    fn write(&mut self, intent: &WriteIntent) -> WriteOutcome {
+        match &intent.target {
+            WriteTarget::Modbus(t) => self.write_modbus(intent, t),
+            WriteTarget::Mqtt { source, topic } => self.write_mqtt(intent, *source, topic),
+            WriteTarget::Sparkplug {
+                source,
+                node,
+                device,
+                metric,
+            } => self.write_sparkplug(intent, *source, (node, device.as_deref(), metric)),
+        }
     }
 }
 

@@ -139,7 +139,7 @@ pub async fn run_live(
         driver.add_sink(sink)?;
     }
     let stop_sources = shutdown.child_token();
-    let (built, links) = sources::build_with_links(cfg, endpoints, &stop_sources)?;
+    let built = sources::build_with_links(cfg, endpoints, &stop_sources)?;
     let health = opts.health;
     if crate::guard::state(driver.core()).is_some() || cfg.guard.watchdog.is_some() {
         // The log is opened before any source starts: a log that cannot be
@@ -150,21 +150,27 @@ pub async fn run_live(
             None => None,
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let modbus = crate::sources::modbus::writer::ModbusWriter::from_config(cfg, &links)
+        let modbus = crate::sources::modbus::writer::ModbusWriter::from_config(cfg, &built.links)
             .map(std::sync::Arc::new);
         let handle = tokio::runtime::Handle::current();
         // A writer only with a log: no write without its record.
-        let writer: Option<Box<dyn crate::guard::SetpointWriter + Send>> = (log.is_some()
+        let writer: Option<Box<dyn crate::guard::SetpointWriter + Send>> = if log.is_some()
             && crate::guard::state(driver.core()).is_some()
-            && cfg.guard.setpoints.iter().any(|s| s.mode.writes()))
-        .then(|| {
-            Box::new(super::guard_io::AsyncModbus::new(
+            && cfg.guard.setpoints.iter().any(|s| s.mode.writes())
+        {
+            let w = super::guard_io::LiveWriter::new(
                 cfg,
                 modbus.clone(),
+                &built,
                 handle.clone(),
                 tx.clone(),
-            )) as Box<dyn crate::guard::SetpointWriter + Send>
-        });
+                &stop_sources,
+            )
+            .map_err(sources::BuildError::from)?;
+            Some(Box::new(w))
+        } else {
+            None
+        };
         let heartbeat = match (&cfg.guard.watchdog, &modbus) {
             (Some(wd), Some(w)) => Some(super::guard_io::Heartbeat::new(wd, w.clone(), handle)),
             _ => None,
@@ -191,7 +197,7 @@ pub async fn run_live(
     // Batches, so this bounds polls/messages in flight, not samples.
     let (tx, mut rx) = mpsc::channel(4_096);
     let mut tasks = Vec::new();
-    for s in built {
+    for s in built.sources {
         info!(source = s.name(), "Starting source.");
         let source_health = health.register(s.name(), s.kind());
         tasks.push(tokio::spawn(s.start(sources::SourceContext {

@@ -80,14 +80,25 @@ pub fn build(
     endpoints: &Endpoints,
     shutdown: &CancellationToken,
 ) -> Result<Vec<Box<dyn Source>>, BuildError> {
-    Ok(build_with_links(cfg, endpoints, shutdown)?.0)
+    Ok(build_with_links(cfg, endpoints, shutdown)?.sources)
 }
 
-/// The sources of a plant, and its Modbus links by device index.
-pub type Built = (Vec<Box<dyn Source>>, Vec<modbus::link::Link>);
+/// The sources of a plant, and what the setpoint writers need of them.
+pub struct Built {
+    pub sources: Vec<Box<dyn Source>>,
+    /// The Modbus links by device index: the writer's handle on the links
+    /// the pollers read through (`ModbusWriter::from_config`).
+    pub links: Vec<modbus::link::Link>,
+    /// Where each MQTT source connects (overrides and the embedded broker
+    /// resolved), by index: where its command connection goes.
+    pub mqtt: Vec<mqtt::Endpoint>,
+    /// The same for each Sparkplug source, with the births its subscriber
+    /// reports for the setpoint writer.
+    pub sparkplug: Vec<(mqtt::Endpoint, sparkplug::writer::Births)>,
+}
 
-/// [`build`], and the Modbus links by device index: the writer's handle
-/// on the same links the pollers read through (`ModbusWriter::from_config`).
+/// [`build`], and what the setpoint writers need: the Modbus links, the
+/// MQTT and Sparkplug endpoints, the Sparkplug births.
 pub fn build_with_links(
     cfg: &LoadedConfig,
     endpoints: &Endpoints,
@@ -151,17 +162,27 @@ pub fn build_with_links(
             link.clone(),
         )));
     }
+    let mut mqtt_eps = Vec::new();
     for (i, src) in cfg.config.mqtt.iter().enumerate() {
         let endpoint = resolve_broker(&src.name.value, &src.connection, endpoints, &mut brokers)?;
+        mqtt_eps.push(endpoint.clone());
         out.push(Box::new(mqtt::MqttSubscriber::new(cfg, i, endpoint)?));
     }
+    let mut sparkplug_eps = Vec::new();
     for (i, src) in cfg.config.sparkplug.iter().enumerate() {
         let endpoint = resolve_broker(&src.name.value, &src.connection, endpoints, &mut brokers)?;
-        out.push(Box::new(sparkplug::SparkplugSubscriber::new(
-            cfg, i, endpoint,
-        )?));
+        let births = sparkplug::writer::Births::for_source(cfg, i);
+        sparkplug_eps.push((endpoint.clone(), births.clone()));
+        out.push(Box::new(
+            sparkplug::SparkplugSubscriber::new(cfg, i, endpoint)?.with_births(births),
+        ));
     }
-    Ok((out, links))
+    Ok(Built {
+        sources: out,
+        links,
+        mqtt: mqtt_eps,
+        sparkplug: sparkplug_eps,
+    })
 }
 
 /// Where an MQTT-based source connects: its endpoint override, its external

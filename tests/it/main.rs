@@ -33,3 +33,4 @@ mod sparkplug_limits;
 mod util;
 mod whatif;
 mod writeback;
+mod writeback_mqtt;

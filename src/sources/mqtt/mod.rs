@@ -17,6 +17,7 @@
 pub mod connect;
 pub mod payload;
 pub mod topic;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

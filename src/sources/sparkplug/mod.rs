@@ -11,6 +11,7 @@
 
 pub mod proto;
 pub mod session;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub struct SparkplugSubscriber {
     max_clock_skew: Duration,
     limits: Limits,
     bindings: Vec<Binding>,
+    /// The births of metrics setpoints write, for the setpoint writer.
+    births: writer::Births,
 }
 
 impl SparkplugSubscriber {
@@ -91,7 +94,15 @@ impl SparkplugSubscriber {
                 max_devices: src.max_devices,
             },
             bindings,
+            births: writer::Births::default(),
         })
+    }
+
+    /// Report births and deaths of the metrics setpoints write into
+    /// `births` (the setpoint writer's table).
+    pub fn with_births(mut self, births: writer::Births) -> Self {
+        self.births = births;
+        self
     }
 }
 
@@ -133,6 +144,7 @@ impl SparkplugSubscriber {
         let mut warns = RateLimit::new(WARN_INTERVAL);
         let mut link = Reconnect::new("Sparkplug", name, &broker);
         let mut actions = Vec::new();
+        let mut first_connack = true;
 
         loop {
             let ev = tokio::select! {
@@ -146,6 +158,20 @@ impl SparkplugSubscriber {
                     health.success(0, wallclock::now_ns());
                     if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         warn!(source = %name, error = %e, "Could not queue the Sparkplug subscription.");
+                    }
+                    // Births seen before an outage may be out of date (a
+                    // node may have died and been born again, with other
+                    // aliases): a setpoint write waits for a fresh one.
+                    if !std::mem::take(&mut first_connack) {
+                        self.births.forget();
+                        for node in self.births.nodes() {
+                            self.request_rebirth(
+                                &client,
+                                &mut warns,
+                                &node,
+                                "births forgotten after a reconnect",
+                            );
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -194,6 +220,12 @@ impl SparkplugSubscriber {
                                         max_clock_skew = ?self.max_clock_skew, clock_skew_total = total,
                                         "Sparkplug metric stamped further ahead of its arrival than max_clock_skew; kept as uncertain (clock_skew) at its arrival time. Check the edge node's clock.");
                                 }
+                            }
+                            Action::Born { node, device } => {
+                                self.births.born(&node, device.as_deref(), &payload.metrics);
+                            }
+                            Action::Died { node, device } => {
+                                self.births.died(&node, device.as_deref());
                             }
                             Action::Problem { node, what } => {
                                 if let Some((total, suppressed)) = warns.report(Warn::Protocol, 1) {

@@ -115,6 +115,18 @@ pub enum Action {
         node: String,
         metric: String,
     },
+    /// A birth was accepted (NBIRTH without `device`, DBIRTH with): the
+    /// setpoint writer may write the metrics it declared.
+    Born {
+        node: String,
+        device: Option<String>,
+    },
+    /// A death was accepted (an NDEATH of the current session, a DDEATH):
+    /// nothing is written to the node (device) until it is born again.
+    Died {
+        node: String,
+        device: Option<String>,
+    },
 }
 
 /// How many nodes and devices one source keeps session state for.
@@ -262,6 +274,10 @@ impl Session {
                         ..NodeState::default()
                     },
                 );
+                out.push(Action::Born {
+                    node: node.to_string(),
+                    device: None,
+                });
             }
             Kind::NDeath => {
                 if let Some(st) = self.nodes.get(node) {
@@ -290,6 +306,10 @@ impl Session {
                     );
                 }
                 self.stale(node, None, true, Reason::NodeDeath, recv_ns, out);
+                out.push(Action::Died {
+                    node: node.to_string(),
+                    device: None,
+                });
             }
             Kind::DBirth | Kind::DData | Kind::DDeath | Kind::NData => {
                 let device = topic.device.as_deref();
@@ -329,10 +349,18 @@ impl Session {
                         let aliases = self.aliases(node, Some(d), &p.metrics, now);
                         self.samples(&aliases, node, Some(d), p, recv_ns, out);
                         self.add_device(node, d, aliases);
+                        out.push(Action::Born {
+                            node: node.to_string(),
+                            device: Some(d.to_string()),
+                        });
                     }
                     (Kind::DDeath, Some(d)) => {
                         self.remove_device(node, d);
                         self.stale(node, Some(d), false, Reason::DeviceDeath, recv_ns, out);
+                        out.push(Action::Died {
+                            node: node.to_string(),
+                            device: Some(d.to_string()),
+                        });
                     }
                     _ => {
                         let empty = Aliases::default();

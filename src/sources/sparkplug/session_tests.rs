@@ -555,3 +555,49 @@ fn the_clock_skew_allowance_is_the_sources() {
     );
     assert_eq!(out.len(), 1, "{out:?}");
 }
+
+#[test]
+fn accepted_births_and_deaths_are_reported_for_the_setpoint_writer() {
+    let lives = |out: &[Action]| -> Vec<(bool, Option<String>)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Born { device, .. } => Some((true, device.clone())),
+                Action::Died { device, .. } => Some((false, device.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut s = session();
+    let mut out = Vec::new();
+    // A DBIRTH of a node not born is not accepted: no birth to write by.
+    s.handle(
+        &topic("DBIRTH", Some("Filler")),
+        &payload(Some(1), vec![]),
+        T,
+        &mut out,
+    );
+    assert_eq!(lives(&out), vec![]);
+    born(&mut s);
+    out.clear();
+    s.handle(
+        &topic("DBIRTH", Some("Filler")),
+        &payload(Some(2), vec![]),
+        T,
+        &mut out,
+    );
+    s.handle(
+        &topic("DDEATH", Some("Filler")),
+        &payload(Some(3), vec![]),
+        T,
+        &mut out,
+    );
+    s.handle(&topic("NDEATH", None), &payload(None, vec![]), T, &mut out);
+    assert_eq!(
+        lives(&out),
+        vec![
+            (true, Some("Filler".to_string())),
+            (false, Some("Filler".to_string())),
+            (false, None)
+        ]
+    );
+}
