@@ -17,23 +17,26 @@ fn model(name: &str) -> String {
 /// model on the belts whose proposals the physics lookahead vets (as
 /// tests/it/ml_optimise.rs does): `setpoint_down.onnx` proposes both belts
 /// a step slower, which keeps the throughput for less belt energy.
-/// `outfeed_interlock` replaces the outfeed setpoint's interlocks.
-fn config(dir: &Path, outfeed_interlock: &str, every: &str) -> PathBuf {
+/// `interlock`, if given, replaces both belt setpoints' interlocks.
+fn config(dir: &Path, interlock: &str, every: &str) -> PathBuf {
     let base = demo_without_models();
-    let outfeed = "tag = \"outfeed.speed\"\nmode = \"shadow\"\nmin = 0.1\nmax = 0.85\nmax_step = 0.1\nmin_interval = \"10s\"\ninterlocks = [\"outfeed.running\"]";
+    let belts = [
+        "tag = \"infeed.speed\"\nmode = \"shadow\"\nmin = 0.1\nmax = 0.85\nmax_step = 0.1\nmin_interval = \"10s\"\ninterlocks = [\"infeed.running\"]",
+        "tag = \"outfeed.speed\"\nmode = \"shadow\"\nmin = 0.1\nmax = 0.85\nmax_step = 0.1\nmin_interval = \"10s\"\ninterlocks = [\"outfeed.running\"]",
+    ];
     assert!(
-        base.contains(outfeed) && base.contains("tag = \"infeed.speed\"\nmode = \"shadow\""),
+        belts.iter().all(|b| base.contains(b)),
         "the demo's [[setpoints]] changed"
     );
-    let mut base = base.replace("min_interval = \"10s\"\n", "");
-    if !outfeed_interlock.is_empty() {
-        base = base.replace(
-            &outfeed.replace("min_interval = \"10s\"\n", ""),
-            &outfeed
-                .replace("min_interval = \"10s\"\n", "")
-                .replace("interlocks = [\"outfeed.running\"]", outfeed_interlock),
-        );
+    let mut base = base;
+    if !interlock.is_empty() {
+        for b in belts {
+            let at = b.find("interlocks").unwrap_or(b.len());
+            base = base.replace(b, &format!("{}{interlock}", &b[..at]));
+        }
     }
+    // The test model runs more often than the demo's 10 s.
+    let base = base.replace("min_interval = \"10s\"\n", "");
     let models = format!(
         r#"
 [[models]]
@@ -164,31 +167,26 @@ fn r12_shadow_mode_on_the_demo_decides_on_every_proposal_and_is_deterministic() 
 }
 
 #[test]
-fn r12_a_failing_interlock_blocks_one_setpoint_with_its_rule_id() {
+fn r12_a_failing_interlock_blocks_every_write_with_its_rule_id() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Never true: the outfeed never runs at 5 m/s.
-    let cfg = config(dir.path(), "interlocks = [\"outfeed.speed > 5\"]", "5s");
+    // Never true: a belt never runs at 5 m/s.
+    let cfg = config(
+        dir.path(),
+        "interlocks = [\"infeed.running and outfeed.speed > 5\"]",
+        "5s",
+    );
     let bytes = headless(&cfg, &dir.path().join("e.jsonl"), "22s");
     let all = lines_of(&bytes);
     let decided = check_decisions(&all);
-    for (tag, d, r) in &decided {
-        match tag.as_str() {
-            "outfeed.speed" => {
-                assert_eq!((d.as_str(), r.as_deref()), ("blocked", Some("interlock")))
-            }
-            // No interlock of its own: decided on its other rules (a
-            // neighbour a full max_step from the line model's speed can be
-            // a hair more than max_step from the measured one).
-            _ => assert!(
-                d == "shadow" || (d == "blocked" && r.as_deref() != Some("interlock")),
-                "{decided:?}"
-            ),
-        }
+    assert!(!decided.is_empty());
+    // The interlock comes before the step and rate rules: it decides.
+    for (_, d, r) in &decided {
+        assert_eq!((d.as_str(), r.as_deref()), ("blocked", Some("interlock")), "{decided:?}");
     }
     let blocked = of_type(&all, "setpoint")
         .into_iter()
-        .find(|s| s["decision"] == "blocked" && s["tag"] == "outfeed.speed")
-        .expect("a blocked one");
+        .find(|s| s["decision"] == "blocked")
+        .unwrap_or_else(|| panic!("a blocked one: {decided:?}"));
     let reason = blocked["reason"].as_str().expect("reason");
     assert!(reason.contains("outfeed.speed > 5"), "{reason}");
 }

@@ -370,12 +370,7 @@ fn r10_whatif_does_not_invent_a_cycle_time_tag() {
         .expect("run twin whatif");
     let v = ok_json(&out);
     assert_eq!(v["start"]["station_cycles_s"]["filler"], 1.5, "{v}");
-    // The filler's cycle comes from a tag too: its commissioned value.
-    assert_eq!(
-        assumed(&v),
-        ["infeed.speed", "outfeed.speed", "filler.cycle_sp"],
-        "{v}"
-    );
+    assert_eq!(assumed(&v), ["infeed.speed", "outfeed.speed"], "{v}");
 }
 
 /// `--grid` forecasts every combination of its axes from the one start
