@@ -351,30 +351,51 @@ pub fn run_headless(
     }
     logs.flush().map_err(write_err)?;
     report.sim = truth.now();
-    for (l, line) in cfg.config.lines.iter().enumerate() {
+    log_line_summary(&line_names(cfg), &truth, "Headless line summary.");
+    Ok(report)
+}
+
+/// Each line's id and its conveyors' ids, for [`log_line_summary`].
+fn line_names(cfg: &LoadedConfig) -> Vec<(String, Vec<String>)> {
+    cfg.config
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.id.value.clone(),
+                l.conveyors.iter().map(|c| c.id.value.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The plant's own count of each line at the end of a run: what it took,
+/// put out and lost, and each belt's drive energy (the truth a closed-loop
+/// comparison is judged by, docs/sim.md).
+fn log_line_summary(lines: &[(String, Vec<String>)], truth: &Truth, msg: &'static str) {
+    for (l, (id, belts)) in lines.iter().enumerate() {
         let Some(n) = truth.line_counts(l) else {
             continue;
         };
-        let energy: Vec<String> = line
-            .conveyors
+        let energy: Vec<String> = belts
             .iter()
             .enumerate()
-            .filter_map(|(k, cv)| {
+            .filter_map(|(k, b)| {
                 let kj = truth.belt_energy_j(l, k)? / 1000.0;
-                Some(format!("{}={kj:.1}", cv.id.value))
+                Some(format!("{b}={kj:.1}"))
             })
             .collect();
         info!(
-            line = %line.id.value,
+            line = %id,
+            sim_s = truth.now().as_secs_f64(),
             spawned = n.spawned,
             out = n.out,
             lost = n.lost,
             infeed_blocked = n.infeed_blocked,
             belt_energy_kj = %energy.join(" "),
-            "Headless line summary."
+            "{msg}"
         );
     }
-    Ok(report)
 }
 
 /// Options of [`run_headless`].
@@ -612,6 +633,7 @@ pub async fn start(
     };
 
     let writes = write_log.clone();
+    let names = line_names(cfg);
     let task = tokio::spawn(async move {
         let t0 = wallclock::monotonic();
         let mut tick = tokio::time::interval(update);
@@ -746,6 +768,7 @@ pub async fn start(
                 break;
             }
         }
+        log_line_summary(&names, &truth, "Virtual plant line summary.");
     });
 
     Ok(SimHandle {

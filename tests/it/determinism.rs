@@ -115,6 +115,9 @@ fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
     let infeed_speed = tag(cfg, "infeed.speed");
     let outfeed_speed = tag(cfg, "outfeed.speed");
     let infeed_count = tag(cfg, "infeed.count");
+    // The filler's cycle setpoint (its station follows it): polled with
+    // the belts, at its commissioned 0.8 s.
+    let filler_cycle = tag(cfg, "filler.cycle_sp");
     let eyes = [
         tag(cfg, "infeed.eye_entry"),
         tag(cfg, "infeed.eye_filler"),
@@ -152,6 +155,8 @@ fn run(cfg: &LoadedConfig, seed: u64, tweak: f64) -> Run {
                 let v = belt_speed(t_s, 0.0, tweak) + 0.002 * (rng.unit() - 0.5);
                 batch.push(Sample::good(infeed_speed, Value::Num(v), r - 1_000_000, r));
             }
+            let r = at(rng.unit());
+            batch.push(Sample::good(filler_cycle, Value::Num(0.8), r, r));
             if !((t_s % 70.0) >= 20.0 && (t_s % 70.0) < 25.0) {
                 let r = at(rng.unit());
                 let v = belt_speed(t_s, 17.0, 0.0) + 0.002 * (rng.unit() - 0.5);

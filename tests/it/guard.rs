@@ -181,7 +181,11 @@ fn r12_a_failing_interlock_blocks_every_write_with_its_rule_id() {
     assert!(!decided.is_empty());
     // The interlock comes before the step and rate rules: it decides.
     for (_, d, r) in &decided {
-        assert_eq!((d.as_str(), r.as_deref()), ("blocked", Some("interlock")), "{decided:?}");
+        assert_eq!(
+            (d.as_str(), r.as_deref()),
+            ("blocked", Some("interlock")),
+            "{decided:?}"
+        );
     }
     let blocked = of_type(&all, "setpoint")
         .into_iter()

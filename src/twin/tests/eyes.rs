@@ -557,3 +557,26 @@ fn physics_events_have_the_documented_fields() {
         assert!(docs.contains(line), "not in docs/events.md: {line}");
     }
 }
+
+/// The arrival rate a forecast assumes follows the infeed counter: none
+/// before the counter has been good for a whole window, then the counter's
+/// own rate (a product a second here).
+#[test]
+fn r12_the_observed_arrival_rate_follows_the_infeed_counter() {
+    let observed = |secs| {
+        let (_, core) = run_plant(secs, Faults::default());
+        core.world()
+            .get_resource::<Lines>()
+            .and_then(|l| l.0.first())
+            .expect("one line")
+            .observed_arrival_interval()
+    };
+    assert_eq!(observed(20), None, "less than a window of counter");
+    let every = observed(45)
+        .expect("a whole window")
+        .expect("products arrived");
+    assert!(
+        (0.9..=1.1).contains(&every.as_secs_f64()),
+        "{every:?} between arrivals"
+    );
+}
