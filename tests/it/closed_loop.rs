@@ -119,9 +119,9 @@ fn r12_the_demo_closes_the_loop_on_its_filler_in_a_surge() {
         .expect("a value");
     let last_read = all
         .iter()
+        .rev()
         .filter(|e| e["type"] == "tag" && e["tag"] == "filler.cycle_sp")
-        .filter_map(|e| e["value"].as_f64())
-        .last()
+        .find_map(|e| e["value"].as_f64())
         .expect("the setpoint register is polled");
     assert!(
         (last_read - last_written).abs() < 1e-9,
