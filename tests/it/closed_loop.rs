@@ -2,22 +2,20 @@
 //! and optimiser, with the filler's cycle setpoint in `closed_loop`, on the
 //! virtual plant in a supply surge with a wearing filler, over real Modbus
 //! on loopback. The twin writes the filler faster, the plant follows, the
-//! read-back confirms it, and the audit log holds every write.
+//! read-back confirms it, and the audit log holds every write. A replay of
+//! the run's recording decides the same and writes nothing.
 
 use std::path::Path;
 
-use crate::util::{json_lines, root, run_ok, twin};
+use crate::util::{json_lines, run_ok, twin};
 
-/// The demo config with its models found from `dir` and the filler's cycle
-/// setpoint in closed loop (the belts stay in shadow mode).
+/// The demo config (its models found from anywhere) with the filler's
+/// cycle setpoint in closed loop (the belts stay in shadow mode).
 fn closed_loop_demo(dir: &Path) -> std::path::PathBuf {
-    let models = format!("path = \"{}/models/", root().display());
     let shadow = "tag = \"filler.cycle_sp\"\nmode = \"shadow\"";
     let text = crate::util::demo_text();
     assert!(text.contains(shadow), "the demo's filler setpoint changed");
-    let text = text
-        .replace("path = \"../models/", &models)
-        .replace(shadow, "tag = \"filler.cycle_sp\"\nmode = \"closed_loop\"");
+    let text = text.replace(shadow, "tag = \"filler.cycle_sp\"\nmode = \"closed_loop\"");
     let p = dir.join("plant.toml");
     std::fs::write(&p, text).expect("write config");
     p
@@ -52,7 +50,11 @@ fn r12_the_demo_closes_the_loop_on_its_filler_in_a_surge() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = closed_loop_demo(dir.path());
     let scenario = surge(dir.path());
-    let (audit, events) = (dir.path().join("audit.jsonl"), dir.path().join("e.jsonl"));
+    let (audit, events, rec) = (
+        dir.path().join("audit.jsonl"),
+        dir.path().join("e.jsonl"),
+        dir.path().join("live.mcap"),
+    );
     run_ok(
         twin()
             .args(["demo", "--no-table", "--for", "80s", "--config"])
@@ -62,7 +64,9 @@ fn r12_the_demo_closes_the_loop_on_its_filler_in_a_surge() {
             .arg("--audit")
             .arg(&audit)
             .arg("--events")
-            .arg(&events),
+            .arg(&events)
+            .arg("--record")
+            .arg(&rec),
     );
     let all = json_lines(&std::fs::read(&events).expect("events"));
     let decisions: Vec<&serde_json::Value> =
@@ -143,4 +147,19 @@ fn r12_the_demo_closes_the_loop_on_its_filler_in_a_surge() {
         .filter(|l| l.contains("\"decision\":\"written\""))
         .count();
     assert_eq!(logged, written.len(), "{log}");
+    // A replay of the recording decides the same, byte for byte, with no
+    // writer: it opens no connection and writes nothing.
+    let replayed = dir.path().join("replayed.jsonl");
+    run_ok(
+        twin()
+            .arg("replay")
+            .arg(&rec)
+            .arg("--events")
+            .arg(&replayed)
+            .arg("--verify"),
+    );
+    assert!(
+        std::fs::read(&replayed).expect("replayed") == std::fs::read(&events).expect("live"),
+        "the replay of a closed-loop run decides what the live run decided"
+    );
 }
