@@ -61,6 +61,11 @@ pub struct LiveTable {
     off: bool,
     /// Per (model, machine): its latest prediction and raised alarms.
     models: BTreeMap<(String, Option<String>), ModelRow>,
+    /// Per setpoint tag: the guard's last decision, as a line.
+    setpoints: BTreeMap<String, String>,
+    /// Advisory proposals waiting for an operator, by proposal id: the line
+    /// to show (`twin approve ID` / `twin reject ID` act on them).
+    pending: BTreeMap<u64, String>,
 }
 
 impl LiveTable {
@@ -103,6 +108,8 @@ impl LiveTable {
             frames: None,
             off: false,
             models: BTreeMap::new(),
+            setpoints: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
     }
 
@@ -155,6 +162,7 @@ impl LiveTable {
                         rfc3339(p.t_ns)
                     ));
                 }
+                TwinEvent::Setpoint(sp) => self.follow_setpoint(sp),
                 TwinEvent::Ml(MlEvent::Alarm(a)) => {
                     let row = self
                         .models
@@ -168,6 +176,51 @@ impl LiveTable {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// A guard decision: the setpoint's last word, and the advisory queue
+    /// (a `pending` proposal waits until it is approved, rejected or
+    /// expires, or its setpoint is otherwise decided).
+    fn follow_setpoint(&mut self, sp: &crate::guard::events::SetpointEvent) {
+        use crate::guard::events::SetpointDecision as D;
+        let num = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
+        let rule = sp
+            .rule
+            .map(|r| format!(" ({})", r.as_str()))
+            .unwrap_or_default();
+        let line = format!(
+            "{} {}{rule}, {} → {} at {}",
+            sp.mode.as_str(),
+            sp.decision.as_str(),
+            num(sp.old),
+            num(sp.value.or(sp.requested)),
+            rfc3339(sp.t_ns)
+        );
+        self.setpoints.insert(sp.tag.to_string(), line);
+        let Some(id) = sp.proposal else { return };
+        match sp.decision {
+            D::Pending => {
+                let until = sp
+                    .expires_ns
+                    .map(|t| format!(", expires {}", rfc3339(t)))
+                    .unwrap_or_default();
+                self.pending.insert(
+                    id,
+                    format!(
+                        "#{id} {} {} → {} by {}{until}",
+                        sp.tag,
+                        num(sp.old),
+                        num(sp.value),
+                        sp.actor.name()
+                    ),
+                );
+            }
+            // Clamped goes on to a decision of its own.
+            D::Clamped => {}
+            _ => {
+                self.pending.remove(&id);
             }
         }
     }
@@ -297,6 +350,20 @@ impl LiveTable {
             let _ = writeln!(s, "model {model}{on}: {what}{quality}{alarms}");
             if let Some(p) = &row.proposal {
                 let _ = writeln!(s, "  proposed: {p}");
+            }
+        }
+        // The guard: each setpoint's last decision, then what waits for an
+        // operator.
+        for (tag, line) in &self.setpoints {
+            let _ = writeln!(s, "setpoint {tag}: {line}");
+        }
+        if !self.pending.is_empty() {
+            let _ = writeln!(
+                s,
+                "\x1b[1mpending approval\x1b[0m (twin approve ID / twin reject ID):"
+            );
+            for line in self.pending.values() {
+                let _ = writeln!(s, "  {line}");
             }
         }
         // One line of source health: what is delivering, what is not and why.
@@ -500,5 +567,58 @@ tags = { speed = "belt.speed" }
         let text = table.render(0, 3, &table.states, table.events, &[], &[]);
         assert!(text.contains("model speeds: belt.speed 0.500"), "{text}");
         assert!(!text.contains("NaN"), "{text}");
+    }
+
+    /// The guard's decisions show per setpoint, and an advisory proposal
+    /// stays in the "pending approval" list until it is decided.
+    #[test]
+    fn r12_the_table_shows_setpoint_decisions_and_pending_proposals() {
+        use crate::config::guard::Mode;
+        use crate::guard::audit::Actor;
+        use crate::guard::events::{SetpointDecision as D, SetpointEvent};
+        let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
+            .expect("test config is valid");
+        let mut table = LiveTable::new(&cfg, HealthBoard::default());
+        let event = |decision, actor| {
+            TwinEvent::Setpoint(SetpointEvent {
+                t_ns: 0,
+                tag: "belt.speed".into(),
+                decision,
+                rule: None,
+                reason: String::new(),
+                mode: Mode::Advisory,
+                actor,
+                proposal: Some(7),
+                intent: None,
+                old: Some(0.6),
+                requested: Some(0.7),
+                value: Some(0.7),
+                inputs: Vec::new(),
+                expires_ns: Some(300_000_000_000),
+                forecast: None,
+            })
+        };
+        let model = Actor::Model {
+            id: "speeds".into(),
+            sha256: "5ha".into(),
+        };
+        table.follow(&[event(D::Pending, model.clone())]);
+        let text = table.render(0, 1, &table.states, table.events, &[], &[]);
+        assert!(text.contains("pending approval"), "{text}");
+        assert!(
+            text.contains("#7 belt.speed 0.600 → 0.700 by speeds, expires"),
+            "{text}"
+        );
+        assert!(
+            text.contains("setpoint belt.speed: advisory pending"),
+            "{text}"
+        );
+        table.follow(&[event(D::Approved, Actor::Operator { name: "ana".into() })]);
+        let text = table.render(0, 2, &table.states, table.events, &[], &[]);
+        assert!(!text.contains("pending approval"), "{text}");
+        assert!(
+            text.contains("setpoint belt.speed: advisory approved"),
+            "{text}"
+        );
     }
 }
