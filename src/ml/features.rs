@@ -419,14 +419,17 @@ impl SignalWindow {
 /// Ring index of the point `k` pushes back (1 = the newest) in a ring of
 /// `cap` points whose next push goes to `head`.
 fn ring_back(head: usize, cap: usize, k: usize) -> usize {
-    (head + cap - k % cap) % cap
+    // A compare, not `%`: this runs for every window length kept on every
+    // push and for every lag read, and a division is most of its cost.
+    let k = if k > cap { k % cap } else { k };
+    if head >= k { head - k } else { head + cap - k }
 }
 
 /// The newest `m` points (`m <=` those held), oldest first, as the ring's
 /// two contiguous pieces.
 fn ring_slices(values: &[f64], head: usize, m: usize) -> (&[f64], &[f64]) {
     let cap = values.len();
-    let start = (head + cap - m) % cap;
+    let start = ring_back(head, cap, m);
     if start + m <= cap {
         (&values[start..start + m], &[])
     } else {
