@@ -18,12 +18,12 @@
 //! inputs give the same bits. The deques hold the points themselves and do
 //! not drift.
 
-/// Recompute the sums from the ring when `m·Σd² − (Σd)²` (n² times the
+/// Recompute the sums from the ring when `m·Σd² − (Σd)²` (m² times the
 /// window's variance) falls below this fraction of the largest `m·Σd²` seen
 /// since the last recompute. The rounding the sums carry is a few ulps of
-/// that peak per push, at most `n` pushes of it: below this ratio it could
-/// be a visible share of the variance (for n = 3,000, 1e4 · 3,000 · 2⁻⁵²
-/// ≈ 7e-9 of it at most, where this bites first).
+/// that peak per push, for at most `n` pushes: above this ratio it stays a
+/// small share of the variance (for n = 3,000, under about
+/// 1e4 · 3,000 · 2⁻⁵² ≈ 7e-9 of it), below it, it might not.
 const REBUILD_BELOW: f64 = 1e-4;
 
 /// Which of a window length's running statistics are kept.
@@ -186,7 +186,10 @@ impl Sums {
         let scaled = self.s2 * mf;
         self.peak = self.peak.max(scaled);
         let spread = scaled - self.s1 * self.s1;
-        self.due = self.since >= n || spread < self.peak * REBUILD_BELOW;
+        // `peak > 0`: with every Σd² term 0 (all d zero, or squares that
+        // underflow) there is nothing a recompute would fix, and a spread
+        // rounded below 0 must not ask for one on every push.
+        self.due = self.since >= n || (self.peak > 0.0 && spread < self.peak * REBUILD_BELOW);
         self.due
     }
 }
