@@ -11,7 +11,10 @@
 //!   (1,000 rows × 10 features), the worst tick, when all five models are
 //!   due together. Criterion's "elem/s" is rows per second.
 //! - `stat_300/*`: one statistic over a 300-point window that spans the
-//!   ring's seam.
+//!   ring's seam, kept running (what a row reads: O(1)).
+//! - `stat_300_from_ring/*`: the same statistic over a length no row
+//!   registered, so computed from the ring (O(n): what every read cost
+//!   before the statistics were kept running).
 //!
 //! Run: `cargo bench --bench ml_features`.
 
@@ -129,16 +132,42 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("ml_features/stat_300");
-    g.sample_size(20);
-    g.measurement_time(Duration::from_secs(2));
-    let s = plant.signals[7];
-    for stat in [Stat::Mean, Stat::Std, Stat::Rms, Stat::Min, Stat::Slope] {
-        g.bench_function(stat.to_string(), |b| {
-            b.iter(|| black_box(plant.bank.stat(s, stat, 300, &mut scratch)))
-        });
+    // A signal of its own with every statistic over 300 points kept, fed
+    // past its seam.
+    let s = plant.bank.add_signal();
+    let stats = [
+        Stat::Mean,
+        Stat::Std,
+        Stat::Rms,
+        Stat::Min,
+        Stat::Max,
+        Stat::Slope,
+    ];
+    let specs = stats
+        .iter()
+        .map(|&stat| FeatureSpec {
+            signal: s,
+            stat,
+            n: 300,
+        })
+        .collect();
+    FeatureRow::new(&mut plant.bank, specs).expect("valid");
+    for k in 0..450 {
+        plant
+            .bank
+            .push(s, (k as f64 * 0.07).sin() * 3.0 + 7.0, true);
     }
-    g.finish();
+    for (group, n) in [("stat_300", 300), ("stat_300_from_ring", 299)] {
+        let mut g = c.benchmark_group(format!("ml_features/{group}"));
+        g.sample_size(20);
+        g.measurement_time(Duration::from_secs(2));
+        for stat in stats {
+            g.bench_function(stat.to_string(), |b| {
+                b.iter(|| black_box(plant.bank.stat(s, stat, n, &mut scratch)))
+            });
+        }
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

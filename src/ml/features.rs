@@ -10,14 +10,21 @@
 //! one model row's ordered feature list; it fills a row of `f32` and says
 //! whether the row is good or uncertain, and why.
 //!
-//! The maths goes through nalgebra over the window's (at most two) contiguous
-//! slices of the ring. Nothing here allocates per tick once the windows and
-//! the [`Scratch`] have reached their size, reads a clock or does I/O.
+//! Each window statistic a row asks for is kept running as the points are
+//! pushed (src/ml/window.rs): a read is O(1) whatever the window's length,
+//! and a push costs a few operations per (window length, statistic) kept.
+//! A statistic nobody registered (a direct [`SignalBank::stat`] call with
+//! another length) is computed from the ring through nalgebra, over its (at
+//! most two) contiguous slices. Nothing here allocates per tick once the
+//! windows and the [`Scratch`] have reached their size, reads a clock or does
+//! I/O.
 
 use std::fmt;
 
 use nalgebra::{DVector, DVectorView};
 use thiserror::Error;
+
+use super::window::{Running, RunningStat};
 
 /// The statistic a feature takes of its signal.
 ///
@@ -49,6 +56,19 @@ impl Stat {
     /// Whether `n` is a window length (at least one point).
     fn is_window(self) -> bool {
         !matches!(self, Stat::Value | Stat::Lag)
+    }
+
+    /// The running statistic behind it, for a window statistic.
+    fn running(self) -> Option<RunningStat> {
+        Some(match self {
+            Stat::Mean => RunningStat::Mean,
+            Stat::Std => RunningStat::Std,
+            Stat::Rms => RunningStat::Rms,
+            Stat::Slope => RunningStat::Slope,
+            Stat::Min => RunningStat::Min,
+            Stat::Max => RunningStat::Max,
+            Stat::Value | Stat::Lag => return None,
+        })
     }
 
     /// How many grid points of history the feature needs.
@@ -157,6 +177,11 @@ pub struct SignalWindow {
     /// The push count at the newest not-ok point, so "is there a bad point
     /// in the last n" is one subtraction, not a scan.
     last_bad: Option<u64>,
+    /// The running statistics registered, one per window length, in the
+    /// order registered (a [`FeatureRow`] keeps their indices).
+    running: Vec<Running>,
+    /// Staggers the running sums' periodic recompute between signals.
+    phase: usize,
 }
 
 impl SignalWindow {
@@ -190,6 +215,8 @@ impl SignalWindow {
         if span <= old {
             return;
         }
+        // The running statistics hold values and push counts, not ring
+        // positions: they survive the new layout as they are.
         let kept = self.len();
         let (a, b) = self.slices(kept);
         let mut values = Vec::with_capacity(span);
@@ -220,37 +247,74 @@ impl SignalWindow {
             self.values[self.back(1)]
         };
         let head = self.head;
+        let cap = self.capacity();
+        // Before the write: with n = capacity, the point leaving is the one
+        // this push overwrites.
+        let mut rebuild = false;
+        for r in &mut self.running {
+            let n = r.n();
+            let dropped = (self.filled >= n).then(|| self.values[ring_back(head, cap, n)]);
+            rebuild |= r.push(self.pushes, value, dropped);
+        }
         self.values[head] = value;
         self.ok[head] = ok;
         if !ok {
             self.last_bad = Some(self.pushes);
         }
         self.pushes += 1;
-        self.filled = (self.filled + 1).min(self.capacity());
+        self.filled = (self.filled + 1).min(cap);
         // Not `% capacity`: a division per push is most of a push's cost.
-        self.head = if head + 1 == self.capacity() {
-            0
-        } else {
-            head + 1
+        self.head = if head + 1 == cap { 0 } else { head + 1 };
+        if rebuild {
+            self.rebuild_running();
+        }
+    }
+
+    /// Recomputes the running sums that asked for it (see
+    /// src/ml/window.rs) from the ring.
+    #[cold]
+    fn rebuild_running(&mut self) {
+        let (values, head, filled) = (&self.values, self.head, self.filled);
+        for r in &mut self.running {
+            if r.needs_rebuild() {
+                let (a, b) = ring_slices(values, head, r.n().min(filled));
+                r.rebuild(a, b);
+            }
+        }
+    }
+
+    /// Keeps `stat` over the last `n` points running from now on (and from
+    /// the points already held), and says where: the index
+    /// [`SignalWindow::stat_at`] takes. `None` for a statistic that is not a
+    /// window one, or a window longer than the ring. Allocates: set-up only.
+    pub fn track(&mut self, stat: Stat, n: usize) -> Option<usize> {
+        let wants = stat.running()?.wants();
+        if n == 0 || n > self.capacity() {
+            return None;
+        }
+        let at = match self.running.iter().position(|r| r.n() == n) {
+            Some(at) => at,
+            None => {
+                self.running.push(Running::new(n));
+                self.running.len() - 1
+            }
         };
+        let m = n.min(self.filled);
+        let (a, b) = ring_slices(&self.values, self.head, m);
+        let first = self.pushes - m as u64;
+        self.running[at].add(wants, a, b, first, self.phase);
+        Some(at)
     }
 
     /// Ring index of the point `k` pushes back (1 = the newest).
     fn back(&self, k: usize) -> usize {
-        let cap = self.capacity();
-        (self.head + cap - k % cap) % cap
+        ring_back(self.head, self.capacity(), k)
     }
 
     /// The newest `m` points (`m <= len`), oldest first, as the ring's two
     /// contiguous pieces.
     fn slices(&self, m: usize) -> (&[f64], &[f64]) {
-        let cap = self.capacity();
-        let start = (self.head + cap - m) % cap;
-        if start + m <= cap {
-            (&self.values[start..start + m], &[])
-        } else {
-            (&self.values[start..], &self.values[..self.head])
-        }
+        ring_slices(&self.values, self.head, m)
     }
 
     /// Ticks since the newest bad point, if it is among the last `n`.
@@ -263,10 +327,26 @@ impl SignalWindow {
     /// point `n` ticks ago). `tick_seconds` scales the slope; `scratch` is
     /// working memory, grown on first need.
     pub fn stat(&self, stat: Stat, n: usize, tick_seconds: f64, scratch: &mut Scratch) -> Reading {
+        let at = self.running.iter().position(|r| r.n() == n);
+        self.stat_at(at, stat, n, tick_seconds, scratch)
+    }
+
+    /// [`SignalWindow::stat`] with the running statistics' index
+    /// [`SignalWindow::track`] gave, so a read does not search for it. An
+    /// index that does not keep this statistic over `n` points is ignored
+    /// (the statistic is then computed from the ring).
+    pub fn stat_at(
+        &self,
+        at: Option<usize>,
+        stat: Stat,
+        n: usize,
+        tick_seconds: f64,
+        scratch: &mut Scratch,
+    ) -> Reading {
         match stat {
             Stat::Value => self.lag(0),
             Stat::Lag => self.lag(n),
-            _ => self.window_stat(stat, n, tick_seconds, scratch),
+            _ => self.window_stat(at, stat, n, tick_seconds, scratch),
         }
     }
 
@@ -301,6 +381,7 @@ impl SignalWindow {
 
     fn window_stat(
         &self,
+        at: Option<usize>,
         stat: Stat,
         n: usize,
         tick_seconds: f64,
@@ -314,8 +395,17 @@ impl SignalWindow {
                 unusable: Some(Unusable::NotFull { have, need: n }),
             };
         }
-        let (a, b) = self.slices(m);
-        let value = window_value(stat, a, b, tick_seconds, scratch);
+        let running = stat.running().and_then(|rs| {
+            let r = self.running.get(at?).filter(|r| r.n() == n)?;
+            r.read(rs, tick_seconds)
+        });
+        let value = match running {
+            Some(v) => v,
+            None => {
+                let (a, b) = self.slices(m);
+                window_value(stat, a, b, tick_seconds, scratch)
+            }
+        };
         // A bad point outranks a short window: it is the one a person can fix.
         let unusable = match self.bad_within(n) {
             Some(ticks_ago) => Some(Unusable::BadInput { ticks_ago }),
@@ -326,8 +416,30 @@ impl SignalWindow {
     }
 }
 
-/// Working memory for the statistics that centre the window (mean, std,
-/// slope), and the constant vectors their sums are dot products with.
+/// Ring index of the point `k` pushes back (1 = the newest) in a ring of
+/// `cap` points whose next push goes to `head`.
+fn ring_back(head: usize, cap: usize, k: usize) -> usize {
+    // A compare, not `%`: this runs for every window length kept on every
+    // push and for every lag read, and a division is most of its cost.
+    let k = if k > cap { k % cap } else { k };
+    if head >= k { head - k } else { head + cap - k }
+}
+
+/// The newest `m` points (`m <=` those held), oldest first, as the ring's
+/// two contiguous pieces.
+fn ring_slices(values: &[f64], head: usize, m: usize) -> (&[f64], &[f64]) {
+    let cap = values.len();
+    let start = ring_back(head, cap, m);
+    if start + m <= cap {
+        (&values[start..start + m], &[])
+    } else {
+        (&values[start..], &values[..head])
+    }
+}
+
+/// Working memory for the statistics computed from the ring (those no row
+/// registered) that centre the window (mean, std, slope), and the constant
+/// vectors their sums are dot products with.
 /// nalgebra's `dot` and `axpy` run tight loops over the slices, where its
 /// `sum`, `variance` and `add_scalar_mut` step an element iterator: a
 /// 300-point std takes 0.33 µs this way against 1.6 µs
@@ -437,7 +549,11 @@ impl SignalBank {
     /// reserve the rest ([`FeatureRow::new`]).
     pub fn add_signal(&mut self) -> SignalId {
         let id = SignalId(u32::try_from(self.signals.len()).unwrap_or(u32::MAX));
-        self.signals.push(SignalWindow::new(1));
+        let mut window = SignalWindow::new(1);
+        // Signals registered together recompute their sums on different
+        // ticks (a prime stride, so windows of round lengths spread too).
+        window.phase = self.signals.len().wrapping_mul(7919);
+        self.signals.push(window);
         id
     }
 
@@ -508,12 +624,17 @@ impl fmt::Display for RowQuality {
 #[derive(Debug, Clone)]
 pub struct FeatureRow {
     specs: Vec<FeatureSpec>,
+    /// Per feature, where its window keeps it running
+    /// ([`SignalWindow::track`]).
+    running: Vec<Option<usize>>,
 }
 
 impl FeatureRow {
-    /// Checks the features against the bank and grows each signal's window
-    /// to the longest span asked of it.
+    /// Checks the features against the bank, grows each signal's window
+    /// to the longest span asked of it, and has each window statistic kept
+    /// running.
     pub fn new(bank: &mut SignalBank, specs: Vec<FeatureSpec>) -> Result<Self, FeatureError> {
+        let mut running = Vec::with_capacity(specs.len());
         for (feature, spec) in specs.iter().enumerate() {
             if spec.stat.is_window() && spec.n == 0 {
                 return Err(FeatureError::EmptyWindow {
@@ -528,8 +649,9 @@ impl FeatureRow {
                 });
             };
             window.reserve(spec.stat.span(spec.n));
+            running.push(window.track(spec.stat, spec.n));
         }
-        Ok(FeatureRow { specs })
+        Ok(FeatureRow { specs, running })
     }
 
     pub fn len(&self) -> usize {
@@ -560,14 +682,16 @@ impl FeatureRow {
         }
         let mut first_bad = None;
         let mut first_short = None;
-        for (feature, (spec, slot)) in self.specs.iter().zip(out.iter_mut()).enumerate() {
+        let features = self.specs.iter().zip(&self.running).zip(out.iter_mut());
+        for (feature, ((spec, &at), slot)) in features.enumerate() {
             // `new` checked every id against this bank, and banks only grow.
-            let Some(reading) = bank.stat(spec.signal, spec.stat, spec.n, scratch) else {
+            let Some(window) = bank.window(spec.signal) else {
                 return Err(FeatureError::UnknownSignal {
                     feature,
                     signal: spec.signal.0,
                 });
             };
+            let reading = window.stat_at(at, spec.stat, spec.n, bank.tick_seconds, scratch);
             *slot = reading.value as f32;
             match reading.unusable {
                 Some(reason @ Unusable::BadInput { .. }) if first_bad.is_none() => {

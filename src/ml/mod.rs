@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod session;
 pub mod stage;
 pub mod vetting;
+mod window;
 
 use crate::config::LoadedConfig;
 use crate::twin::TwinCore;
