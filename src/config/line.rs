@@ -109,6 +109,13 @@ pub struct Station {
     /// at this cycle until it is written to, and `twin whatif` starts from
     /// it when it has no recording.
     pub commissioned: Option<Duration>,
+    /// `rate_tag`: the station's measured rate in products per minute (a
+    /// filler's bpm). With it the twin's model runs the station at the
+    /// cycle it measures (60 / rate), which a worn or slowed machine makes
+    /// longer than its setpoint; the cycle tag stays the setpoint, and a
+    /// forecast scales a candidate setpoint by how far the station runs off
+    /// its setpoint now.
+    pub rate_tag: Option<Loc<String>>,
 }
 
 /// Where a station's cycle time comes from: the tag when one is given,
@@ -302,6 +309,7 @@ fn decode_station(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Station> {
     let tag = t.opt_str(sink, "cycle_time_tag");
     let fixed = t.opt_duration(sink, "cycle_time", MS, HOUR);
     let fixed_given = t.key_span("cycle_time").is_some();
+    let rate_tag = t.opt_str(sink, "rate_tag");
     let commissioned = match (&tag, &fixed) {
         (Some(_), Some(d)) => Some(d.value),
         _ => None,
@@ -334,6 +342,7 @@ fn decode_station(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Station> {
         position: position?,
         cycle: cycle.unwrap_or(StationCycle::Fixed(Duration::ZERO)),
         commissioned,
+        rate_tag,
     })
 }
 

@@ -256,7 +256,7 @@ fn optimise(
             continue;
         };
         let vars = &o.cfg.variables;
-        let Some(current) = vetting::current_values(line.model(), vars) else {
+        let Some((current, scales)) = knob_values(line, vars) else {
             // A station whose cycle is unknown: the line is uncertain too.
             o.counts.skipped_line_uncertain += 1;
             continue;
@@ -266,7 +266,8 @@ fn optimise(
         let mut proposal = row.values.clone();
         proposal.truncate(o.cfg.model_columns);
         proposal.extend(current.iter().skip(proposal.len()).copied());
-        let candidates = vetting::candidates(vars, &current, &proposal, o.cfg.neighbours);
+        let mut candidates = vetting::candidates(vars, &current, &proposal, o.cfg.neighbours);
+        candidates.scales = scales;
         let model = line.model().clone();
         let cfg = o.cfg.clone();
         // The forecast's arrivals: the rate the line has taken them at
@@ -290,6 +291,31 @@ fn optimise(
             model_output: row.values,
         });
     }
+}
+
+/// The decision variables' current values, and what the forecast scales
+/// each by: a belt's speed as the model runs it (scale 1); a station's
+/// setpoint as its cycle-time tag gives it, scaled by how much slower than
+/// that the station runs now (a measured rate, `rate_tag`), else the cycle
+/// the model runs it at. `None` when a knob has no value (a station whose
+/// cycle is unknown holds: the line is uncertain too).
+fn knob_values(
+    line: &crate::twin::lines::LineState,
+    vars: &[crate::config::optimise::Variable],
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    use crate::config::knob::Knob;
+    let model_values = vetting::current_values(line.model(), vars)?;
+    let mut scales = vec![1.0; vars.len()];
+    let mut values = model_values;
+    for (k, v) in vars.iter().enumerate() {
+        if let Knob::Station(i) = v.knob
+            && let Some((sp, scale)) = line.station_setpoint(i)
+        {
+            values[k] = sp;
+            scales[k] = scale;
+        }
+    }
+    Some((values, scales))
 }
 
 /// A round's result at its tick: counted, and its proposal if it has one.

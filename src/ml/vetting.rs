@@ -138,6 +138,10 @@ impl Vetoes {
 pub struct Candidates {
     pub trials: Vec<Trial>,
     pub vetoed: Vetoes,
+    /// Per variable: what the forecast multiplies a value by before it
+    /// turns the knob (1 for most; a station that runs slower than its
+    /// setpoint, worn, keeps that ratio: `LineState::station_setpoint`).
+    pub scales: Vec<f64>,
 }
 
 /// `proposed` made legal for `v` from `current`: within the bounds, and
@@ -184,6 +188,7 @@ pub fn candidates(
             values: current.to_vec(),
         }],
         vetoed: Vetoes::default(),
+        scales: vec![1.0; vars.len()],
     };
     let model: Vec<f64> = vars
         .iter()
@@ -281,7 +286,7 @@ pub fn vet(
     let Some((base, rest)) = c.trials.split_first() else {
         return Err("no baseline candidate".into());
     };
-    let baseline = score(line, vars, &base.values, rules)
+    let baseline = score(line, vars, &base.values, &c.scales, rules)
         .map_err(|e| format!("the forecast at the current setpoints failed: {e}"))?;
     let mut round = Round {
         baseline,
@@ -292,7 +297,7 @@ pub fn vet(
     };
     let current = &base.values;
     for t in rest {
-        match judge(line, vars, current, t, &round.baseline, rules) {
+        match judge(line, vars, current, t, &c.scales, &round.baseline, rules) {
             Ok(s) => {
                 round.passed += 1;
                 let better = round
@@ -314,13 +319,14 @@ fn judge(
     vars: &[Variable],
     current: &[f64],
     t: &Trial,
+    scales: &[f64],
     baseline: &Scored,
     rules: &Rules,
 ) -> Result<Scored, Veto> {
     for ((v, &c), &x) in vars.iter().zip(current).zip(&t.values) {
         check(v, c, x)?;
     }
-    let s = score(line, vars, &t.values, rules).map_err(|_| Veto::ForecastFailed)?;
+    let s = score(line, vars, &t.values, scales, rules).map_err(|_| Veto::ForecastFailed)?;
     let (f, b) = (&s.forecast, &baseline.forecast);
     if f.lost > 0 && f.lost >= b.lost {
         return Err(Veto::LostProduct);
@@ -339,14 +345,15 @@ fn score(
     line: &LineModel,
     vars: &[Variable],
     values: &[f64],
+    scales: &[f64],
     rules: &Rules,
 ) -> Result<Scored, crate::physics::PhysicsError> {
     let mut c = Candidate {
         arrival_interval: rules.arrival_interval,
         ..Candidate::default()
     };
-    for (v, &x) in vars.iter().zip(values) {
-        c.set(v.knob, x);
+    for (k, (v, &x)) in vars.iter().zip(values).enumerate() {
+        c.set(v.knob, x * scales.get(k).copied().unwrap_or(1.0));
     }
     let forecast = settled_forecast(line, &c, rules.horizon)?;
     let energy: f64 = rules

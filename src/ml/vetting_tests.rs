@@ -140,6 +140,7 @@ fn r11_a_candidate_that_throws_bottles_off_the_corner_is_vetoed_lost_product() {
             },
         ],
         vetoed: Vetoes::default(),
+        scales: vec![1.0],
     };
     let round = vet(&line, &vars, &c, &rules).expect("forecasts run");
     assert_eq!(round.baseline.forecast.lost, 0, "{round:?}");
@@ -171,4 +172,41 @@ fn r11_the_best_vetted_candidate_beats_the_baseline_and_slower_belts_save_energy
     assert!(best.energy < round.baseline.energy);
     assert!(round.gain().expect("gain") >= 0.5);
     assert_eq!(best.forecast.lost, 0);
+}
+
+/// A station that runs slower than its setpoint (a worn filler: its
+/// measured rate says 1.25 × its cycle setpoint) is forecast at the scaled
+/// cycle: setpoint 0.8 s at scale 1.25 forecasts as a 1.0 s cycle does,
+/// and slower than 0.8 s at scale 1.
+#[test]
+fn r12_a_station_variable_is_forecast_at_its_setpoint_times_its_scale() {
+    let (line, mut rules, _) = warm_demo();
+    rules.arrival_interval = Some(Duration::from_millis(700));
+    let filler = Variable {
+        tag: "filler.cycle_sp".into(),
+        knob: Knob::Station(0),
+        min: 0.5,
+        max: 1.5,
+        max_step: None,
+    };
+    let round = |value: f64, scale: f64| {
+        let c = Candidates {
+            trials: vec![Trial {
+                origin: Origin::Baseline,
+                values: vec![value],
+            }],
+            vetoed: Vetoes::default(),
+            scales: vec![scale],
+        };
+        vet(&line, std::slice::from_ref(&filler), &c, &rules)
+            .expect("forecasts run")
+            .baseline
+            .forecast
+    };
+    let worn = round(0.8, 1.25);
+    assert_eq!(worn, round(1.0, 1.0));
+    assert!(
+        worn.throughput_per_min < round(0.8, 1.0).throughput_per_min,
+        "{worn:?}"
+    );
 }

@@ -217,6 +217,7 @@ fn r4_station_holds_and_gates_both_types() {
         position: loc(2.0),
         cycle: StationCycle::Fixed(Duration::from_millis(1500)),
         commissioned: None,
+        rate_tag: None,
     });
     let mut m = LineModel::new(&l, DT);
     m.set_belt_speed_at(0, 0.5).expect("belt");
@@ -305,6 +306,7 @@ fn r4_lookahead_queues_mixed_types_by_their_own_lengths() {
         position: loc(4.0),
         cycle: StationCycle::Fixed(Duration::from_secs(2)),
         commissioned: None,
+        rate_tag: None,
     });
     let mut m = LineModel::new(&l, Duration::from_millis(5));
     m.set_belt_speed_at(0, 0.5).expect("belt");

@@ -246,6 +246,7 @@ fn r4_station_holds_for_its_cycle_and_products_queue() {
         position: loc(1.0),
         cycle: StationCycle::Fixed(Duration::from_secs(3)),
         commissioned: None,
+        rate_tag: None,
     });
     let mut m = LineModel::new(&l, DT);
     m.set_belt_speed("belt", 0.5).expect("belt");

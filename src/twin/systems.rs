@@ -201,6 +201,19 @@ fn station_cycle(tag: Option<(&TagValue, &TagQuality)>) -> StationCycleTime {
     }
 }
 
+/// A station's measured rate (products per minute) when its tag is good,
+/// finite and positive; else none (the station runs at its cycle tag).
+fn station_rate(tag: Option<(&TagValue, &TagQuality)>) -> Option<f64> {
+    match tag {
+        Some((TagValue(Some(Value::Num(v))), q))
+            if q.quality == Quality::Good && v.is_finite() && *v > 0.0 =>
+        {
+            Some(*v)
+        }
+        _ => None,
+    }
+}
+
 /// Whether a pusher or a diverter is fired, from its coil tag's current
 /// value (a boolean, or a number: non-zero is on) and quality, by the same
 /// rule as station cycle times: a good or uncertain coil fires by its
@@ -232,6 +245,7 @@ pub fn physics(
     mut edges: Query<&mut EdgeLog>,
     mut speeds: Local<Vec<BeltSpeed>>,
     mut cycles: Local<Vec<Option<StationCycleTime>>>,
+    mut rates: Local<Vec<Option<f64>>>,
     mut coils: Local<Vec<CoilInput>>,
     mut eyes: Local<Vec<EyeInput>>,
 ) {
@@ -246,6 +260,8 @@ pub fn physics(
                 .iter()
                 .map(|t| t.map(|e| station_cycle(read(e)))),
         );
+        rates.clear();
+        rates.extend(line.rate_tags().iter().map(|e| station_rate(read(*e))));
         coils.clear();
         coils.extend(line.coil_tags().iter().map(|e| pusher_coil(read(*e))));
         eyes.resize_with(line.eyes().len(), EyeInput::default);
@@ -281,6 +297,7 @@ pub fn physics(
             period,
             &speeds,
             &cycles,
+            &rates,
             &coils,
             &mut eyes,
             counter,

@@ -63,6 +63,9 @@ fn check_line(sink: &mut Sink, cx: &Cx<'_>, refs: &Refs<'_>, i: usize, line: &Li
         if let StationCycle::Tag(tag) = &s.cycle {
             refs.tag(sink, format!("{path}.cycle_time_tag"), tag);
         }
+        if let Some(tag) = &s.rate_tag {
+            refs.tag(sink, format!("{path}.rate_tag"), tag);
+        }
     }
     products(sink, cx, refs, i, line);
     for (j, e) in line.photo_eyes.iter().enumerate() {

@@ -121,6 +121,18 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                     )
                 })
                 .collect();
+            // By config order, which is the model's station order.
+            let n_stations = line.stations.len();
+            let rate_tags = line
+                .stations
+                .iter()
+                .map(|s| {
+                    let tag = s.rate_tag.as_ref()?;
+                    cfg.tags
+                        .id(&tag.value)
+                        .and_then(|id| index.0.get(id.index()).copied())
+                })
+                .collect();
             let coil_tags = model
                 .pushers()
                 .iter()
@@ -132,6 +144,9 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 model,
                 speed_tags,
                 cycle_tags,
+                rate_tags,
+                station_setpoints: vec![None; n_stations],
+                station_scale: vec![1.0; n_stations],
                 coil_tags,
                 substeps,
                 dt_ns,

@@ -113,6 +113,14 @@ pub struct LineState {
     /// Per station (model order): `None` for a fixed cycle time, else its
     /// cycle-time tag's entity, if the tag exists.
     cycle_tags: Vec<Option<Option<Entity>>>,
+    /// Per station (model order): its measured rate tag's entity (products
+    /// per minute), if it has one and the tag exists.
+    rate_tags: Vec<Option<Entity>>,
+    /// Per station: the cycle its cycle-time tag last gave while good (its
+    /// setpoint, for a station that also has a rate tag), in seconds; and
+    /// the cycle the model runs it at over that (1 without a rate tag).
+    station_setpoints: Vec<Option<f64>>,
+    station_scale: Vec<f64>,
     /// Per pusher, then per diverter (model order): its coil tag's entity,
     /// if the tag exists.
     coil_tags: Vec<Option<Entity>>,
@@ -346,6 +354,20 @@ impl LineState {
     }
 
     /// Per station: `None` for a fixed cycle, else its cycle-time tag.
+    pub(crate) fn rate_tags(&self) -> &[Option<Entity>] {
+        &self.rate_tags
+    }
+
+    /// Station `i`'s setpoint as its cycle-time tag gives it (s), and the
+    /// cycle the model runs it at over that: what a forecast turning the
+    /// station's setpoint must scale a candidate by (a worn station keeps
+    /// running that much slower than it is set to). `None` without a good
+    /// cycle-time value.
+    pub fn station_setpoint(&self, i: usize) -> Option<(f64, f64)> {
+        let sp = self.station_setpoints.get(i).copied().flatten()?;
+        Some((sp, self.station_scale.get(i).copied().unwrap_or(1.0)))
+    }
+
     pub(crate) fn cycle_tags(&self) -> &[Option<Option<Entity>>] {
         &self.cycle_tags
     }
@@ -386,6 +408,7 @@ impl LineState {
         period_ns: i64,
         speeds: &[BeltSpeed],
         cycles: &[Option<StationCycleTime>],
+        rates: &[Option<f64>],
         coils: &[CoilInput],
         eyes: &mut [EyeInput],
         counter: CounterInput,
@@ -405,7 +428,24 @@ impl LineState {
         for (i, c) in cycles.iter().enumerate() {
             if let Some((cycle, good)) = *c {
                 cycle_uncertain |= !good;
-                self.model.set_station_cycle_at(i, cycle);
+                let sp = cycle.filter(|_| good).map(|d| d.as_secs_f64());
+                // A measured rate (good, positive) is what the station
+                // does; its cycle tag is then what it is set to.
+                let measured = rates
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|r| Duration::try_from_secs_f64(60.0 / r).ok());
+                self.model.set_station_cycle_at(i, measured.or(cycle));
+                if let Some(s) = self.station_setpoints.get_mut(i) {
+                    *s = sp;
+                }
+                if let Some(k) = self.station_scale.get_mut(i) {
+                    *k = match (measured, sp) {
+                        (Some(m), Some(sp)) if sp > 0.0 => m.as_secs_f64() / sp,
+                        _ => 1.0,
+                    };
+                }
             }
         }
         let mut coil_uncertain = false;
