@@ -4,6 +4,7 @@ mod anomaly_path;
 mod audit;
 mod cli_output;
 mod config_corpus;
+mod crash_writes;
 mod determinism;
 mod e2e;
 mod faults;
