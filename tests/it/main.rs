@@ -5,6 +5,7 @@ mod audit;
 mod cli_output;
 mod closed_loop;
 mod config_corpus;
+mod crash_writes;
 mod determinism;
 mod e2e;
 mod faults;
