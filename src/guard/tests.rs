@@ -1004,8 +1004,8 @@ max = 2.0
 mode = "closed_loop"
 "#;
 
-#[test]
-fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not_at_all() {
+/// [`PLANT`] with [`TWO`]'s closed-loop setpoints on `speed` and `echo2`.
+fn two_setpoint_plant() -> Plant {
     let plant_text = PLANT.replace(
         "  { tag = \"temp\", table = \"input\", address = 2 },",
         "  { tag = \"temp\", table = \"input\", address = 2 },\n  { tag = \"temp2\", table = \"holding\", address = 3 },\n  { tag = \"echo2\", table = \"holding\", address = 4 },",
@@ -1020,7 +1020,12 @@ fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not
             r.errors().map(|d| d.message.clone()).collect::<Vec<_>>()
         )
     });
-    let mut plant = Plant::new(cfg);
+    Plant::new(cfg)
+}
+
+#[test]
+fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not_at_all() {
+    let mut plant = two_setpoint_plant();
     plant.set("echo2", Value::Num(1.0));
     let mut st = GuardState::new(&plant.cfg.guard, &plant.cfg.tags, 0);
     // speed 0.5 → 0.6 passes; echo2 (named temp2 in the proposal: not a
@@ -1080,21 +1085,7 @@ fn r12_an_optimiser_proposal_is_decided_per_setpoint_and_written_together_or_not
 /// measured value, which wanders about its reference, back to the PLC).
 #[test]
 fn r12_a_setpoint_the_proposal_holds_is_not_decided() {
-    let plant_text = PLANT.replace(
-        "  { tag = \"temp\", table = \"input\", address = 2 },",
-        "  { tag = \"temp\", table = \"input\", address = 2 },\n  { tag = \"temp2\", table = \"holding\", address = 3 },\n  { tag = \"echo2\", table = \"holding\", address = 4 },",
-    ).replace("e = \"temp\" }", "e = \"temp\", f = \"temp2\", g = \"echo2\" }");
-    let cfg = load_str(
-        Path::new("g.toml"),
-        &format!("{plant_text}{}", TWO.replace("temp2", "x")),
-    )
-    .unwrap_or_else(|r| {
-        panic!(
-            "{:?}",
-            r.errors().map(|d| d.message.clone()).collect::<Vec<_>>()
-        )
-    });
-    let mut plant = Plant::new(cfg);
+    let mut plant = two_setpoint_plant();
     plant.set("echo2", Value::Num(1.02));
     let mut st = GuardState::new(&plant.cfg.guard, &plant.cfg.tags, 0);
     // echo2 held at the forecast's 1.0 (the tag reads 1.02): only speed.

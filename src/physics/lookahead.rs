@@ -248,7 +248,7 @@ mod tests {
             position: loc(3.0),
             cycle: StationCycle::Fixed(cycle),
             commissioned: None,
-        rate_tag: None,
+            rate_tag: None,
         }];
         l
     }
