@@ -26,11 +26,11 @@
 //! speeds in closed loop (see [`ml_config`]). The samples are what the
 //! virtual plant in lockstep gave the twin (captured first, then pushed
 //! tick by tick into a twin with the guard I/O). An optimiser proposal
-//! lands `apply_after` (one tick) after the model ran, by design (a replay
+//! lands `apply_after` (the demo's 1 s, ten ticks) after the model ran, by design (a replay
 //! must land it on the same tick), so two figures: from the sample push of
 //! the tick the proposal lands and is written on (that tick's ingest, ML
 //! stage, waiting for the worker's round, guard, fsync, writer), and from
-//! the push of the model row's tick, one tick earlier, the two ticks
+//! the push of the model row's tick, ten ticks earlier, the ticks
 //! stepped back to back (a live run adds the tick period's wait between
 //! them, 100 ms on the demo). Both are measured twice: with the ticks
 //! stepped back to back (the landing tick then waits for the worker's
@@ -300,24 +300,22 @@ const DEMO_PATH: &str = concat!(
 /// tick in closed loop: both belt speeds written to line_plc's speed
 /// reference registers (110, 111) and read back from them. So that a
 /// round ends in a write most ticks: a short horizon (5 s, not 60 s), the
-/// proposal applied one tick after the model ran (not 1 s), and an energy
+/// proposal applied the demo's 1 s after the model ran (the worker has
+/// finished the round by then, so the write tick does not wait), and an energy
 /// weight that makes a slower belt a gain (the virtual plant in this bench
 /// never sees the writes, so the twin keeps seeing 0.6 m/s and keeps
 /// proposing). The model and the lookahead are the demo's own.
 fn ml_config(_: SocketAddr) -> LoadedConfig {
     let cut = DEMO.find("# --- Models").expect("the demo has models");
     let mut text = DEMO[..cut].to_string();
-    for (tag, address) in [("infeed.speed", 110), ("outfeed.speed", 111)] {
-        let old =
-            format!("tag = \"{tag}\"\nmin = 0.1\nmax = 0.85\nmax_step = 0.1\nenabled = false");
+    // Both belts in closed loop (the demo has them in shadow mode, written
+    // to their speed references), without the demo's 10 s between writes.
+    for tag in ["infeed.speed", "outfeed.speed"] {
+        let old = format!("tag = \"{tag}\"\nmode = \"shadow\"\n");
         assert!(text.contains(&old), "the demo's {tag} setpoint");
-        text = text.replace(
-            &old,
-            &format!(
-                "tag = \"{tag}\"\nmin = 0.1\nmax = 0.85\nmax_step = 0.1\nmode = \"closed_loop\"\ntarget = {{ table = \"holding\", address = {address}, type = \"u16\", scale = 0.001 }}"
-            ),
-        );
+        text = text.replace(&old, &format!("tag = \"{tag}\"\nmode = \"closed_loop\"\n"));
     }
+    text = text.replace("min_interval = \"10s\"\n", "");
     let at = DEMO
         .find("[[models]]\nid = \"line_setpoints\"")
         .expect("the demo's setpoint model");
@@ -328,7 +326,7 @@ fn ml_config(_: SocketAddr) -> LoadedConfig {
         .replace("horizon = \"60s\"", "horizon = \"5s\"")
         .replace(
             "apply_after = \"1s\"",
-            "apply_after = \"100ms\"\n  energy_weight = 5.0\n  min_gain = 0.5",
+            "apply_after = \"1s\"\n  energy_weight = 5.0\n  min_gain = 0.5",
         );
     text.push('\n');
     text.push_str(&model);
