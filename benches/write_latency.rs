@@ -4,7 +4,7 @@
 //!
 //! The twin is driven tick by tick as the live driver drives it
 //! (`Driver::push`, `Driver::step`, with `GuardIo` attached: records
-//! appended and fsync'd on the tick thread, then `AsyncModbus` hands the
+//! appended and fsync'd on the tick thread, then `LiveWriter` hands the
 //! intent to a task on a two-worker runtime, which writes through the real
 //! `Link` on its priority lane). The device is a tokio-modbus server on
 //! 127.0.0.1:0 in this process, on its own runtime, that stamps each write
@@ -65,7 +65,7 @@ use tokio_util::sync::CancellationToken;
 use twin::config::{LoadedConfig, TagId, load_str};
 use twin::guard::audit::AuditLog;
 use twin::runtime::Driver;
-use twin::runtime::guard_io::{AsyncModbus, GuardIo};
+use twin::runtime::guard_io::{GuardIo, LiveWriter};
 use twin::sim::lockstep::{self, LockstepOptions};
 use twin::sinks::{Sink, SinkError, TickOutput};
 use twin::sources::health::HealthBoard;
@@ -176,7 +176,7 @@ mode = "advisory"
         .unwrap_or_else(|r| panic!("valid config: {:?}", r.errors().collect::<Vec<_>>()))
 }
 
-/// A driver with the live run's guard I/O: audit log, `AsyncModbus` on
+/// A driver with the live run's guard I/O: audit log, `LiveWriter` on
 /// `rt`, every Modbus device's link connected and flagged up.
 struct Rig {
     driver: Driver,
@@ -226,7 +226,22 @@ impl Rig {
         }
         let modbus = ModbusWriter::from_config(&cfg, &links).map(Arc::new);
         let (tx, rx) = mpsc::channel();
-        let writer = AsyncModbus::new(&cfg, modbus, rt.handle().clone(), tx.clone());
+        // Modbus targets only: no MQTT or Sparkplug command connection.
+        let built = twin::sources::Built {
+            sources: Vec::new(),
+            links: Vec::new(),
+            mqtt: Vec::new(),
+            sparkplug: Vec::new(),
+        };
+        let writer = LiveWriter::new(
+            &cfg,
+            modbus,
+            &built,
+            rt.handle().clone(),
+            tx.clone(),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("a Modbus-only writer");
         let io = GuardIo::new(
             driver.core_mut(),
             &cfg,
