@@ -422,6 +422,42 @@ mod tests {
         }
     }
 
+    /// A row's risks are its slice of the run's shared output, paired with
+    /// the model's names from the first fault class on and read clamped,
+    /// and the event encodes them as the per-row lists did.
+    #[test]
+    fn i11_a_prediction_reads_its_rows_slice_of_the_shared_output() {
+        let names: Arc<[Arc<str>]> = ["normal", "jam", "slip"].map(Arc::from).into();
+        // Two rows of three columns; row 1 has a probability a hair over 1.
+        let output = Arc::new(vec![0.9, 0.1, 0.0, 0.0, 1.00001, 0.0]);
+        let risk = RowValues::new(names.clone(), 1, output.clone(), 3 + 1, 2, true);
+        let pairs: Vec<(&str, f64)> = risk.iter().map(|(n, v)| (&**n, v)).collect();
+        assert_eq!(pairs, [("jam", 1.0), ("slip", 0.0)]);
+        assert_eq!(risk, RowValues::from_pairs(&[("jam", 1.0), ("slip", 0.0)]));
+        // Names and values are shared, not copied per row.
+        assert_eq!(Arc::strong_count(&output), 2);
+        let p = MlEvent::Prediction(Prediction {
+            t_ns: 0,
+            model: Arc::from("faults"),
+            machine: Some(Arc::from("belt")),
+            task: Task::Fault,
+            risk,
+            class: Some(names[1].clone()),
+            score: 1.0,
+            threshold: None,
+            unit: None,
+            values: RowValues::default(),
+            uncertain: None,
+            inputs_ns: None,
+        });
+        let mut out = Vec::new();
+        p.write_json("T", &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            r#"{"v":1,"type":"prediction","t":"T","model":"faults","machine":"belt","task":"fault","risk":{"jam":1.0,"slip":0.0},"class":"jam","score":1.0,"quality":"good"}"#
+        );
+    }
+
     /// docs/events.md's `metering` examples are what the encoder writes.
     #[test]
     fn h6_the_documented_metering_examples_are_the_encoders_output() {
