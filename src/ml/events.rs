@@ -47,7 +47,7 @@ pub struct Prediction {
     pub machine: Option<Arc<str>>,
     pub task: Task,
     /// fault: probability per fault class (the normal class left out).
-    pub risk: Vec<(Arc<str>, f64)>,
+    pub risk: RowValues,
     /// fault: the most likely class, the normal one included.
     pub class: Option<Arc<str>>,
     /// fault: the highest fault risk; anomaly: the score; rul: the estimate.
@@ -57,12 +57,106 @@ pub struct Prediction {
     /// rul: the estimate's unit.
     pub unit: Option<Arc<str>>,
     /// setpoint: the proposed value per setpoint tag.
-    pub values: Vec<(Arc<str>, f64)>,
+    pub values: RowValues,
     /// `None` when good; else why the row is uncertain.
     pub uncertain: Option<String>,
     /// An offloaded model's (`[models.schedule] apply_after`): when its
     /// rows were taken; the event's own time is when it applies.
     pub inputs_ns: Option<i64>,
+}
+
+/// A row's named outputs (a fault model's risk per class, a setpoint
+/// model's value per tag), read in place from its run's output.
+///
+/// A prediction is built per row, up to hundreds a run: the names are the
+/// model's, shared (one `Arc` per model, not one per class per row), and
+/// the numbers are a slice of the run's output, shared by all its rows
+/// (one buffer per run, not a list per row). Values read as `f64`, as the
+/// event stream writes them.
+#[derive(Debug, Clone, Default)]
+pub struct RowValues {
+    /// The model's names; `None`: no values.
+    names: Option<Arc<[Arc<str>]>>,
+    /// The names this row's values go with start here (a fault model's
+    /// normal class, name 0, has no risk).
+    first_name: usize,
+    /// The run's output, row after row. An `Arc<Vec<_>>` rather than an
+    /// `Arc<[_]>` so the run's own vector is shared without a copy.
+    output: Option<Arc<Vec<f32>>>,
+    start: usize,
+    len: usize,
+    /// Probabilities are read clamped into 0..1.
+    clamp: bool,
+}
+
+impl RowValues {
+    /// `names[first_name..]` paired with `output[start..start + len]`
+    /// (as many as both have); with `clamp`, values are read within 0..1.
+    pub fn new(
+        names: Arc<[Arc<str>]>,
+        first_name: usize,
+        output: Arc<Vec<f32>>,
+        start: usize,
+        len: usize,
+        clamp: bool,
+    ) -> Self {
+        let len = len
+            .min(names.len().saturating_sub(first_name))
+            .min(output.len().saturating_sub(start));
+        RowValues {
+            names: Some(names),
+            first_name,
+            output: Some(output),
+            start,
+            len,
+            clamp,
+        }
+    }
+
+    /// Values of their own (tests, and events built by hand).
+    pub fn from_pairs(pairs: &[(&str, f32)]) -> Self {
+        let names: Arc<[Arc<str>]> = pairs.iter().map(|(n, _)| Arc::from(*n)).collect();
+        let output = Arc::new(pairs.iter().map(|(_, v)| *v).collect::<Vec<f32>>());
+        RowValues::new(names, 0, output, 0, pairs.len(), false)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The numbers, in the names' order.
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        let out: &[f32] = self.output.as_deref().map_or(&[], |o| o.as_slice());
+        let clamp = self.clamp;
+        out.get(self.start..self.start + self.len)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |&v| f64::from(if clamp { v.clamp(0.0, 1.0) } else { v }))
+    }
+
+    /// (name, value) pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, f64)> + '_ {
+        let names: &[Arc<str>] = self.names.as_deref().unwrap_or(&[]);
+        names
+            .get(self.first_name..)
+            .unwrap_or(&[])
+            .iter()
+            .zip(self.values())
+    }
+}
+
+impl PartialEq for RowValues {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((a, x), (b, y))| a == b && x == y)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,14 +190,14 @@ fn num(x: f64) -> Option<f64> {
     x.is_finite().then_some((x * 1e6).round() / 1e6)
 }
 
-struct Pairs<'a>(&'a [(Arc<str>, f64)]);
+struct Pairs<'a>(&'a RowValues);
 
 impl Serialize for Pairs<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            m.serialize_entry(&**k, &num(*v))?;
+        for (k, v) in self.0.iter() {
+            m.serialize_entry(&**k, &num(v))?;
         }
         m.end()
     }
@@ -326,6 +420,42 @@ mod tests {
             skipped_rows,
             ..Counts::default()
         }
+    }
+
+    /// A row's risks are its slice of the run's shared output, paired with
+    /// the model's names from the first fault class on and read clamped,
+    /// and the event encodes them as the per-row lists did.
+    #[test]
+    fn i11_a_prediction_reads_its_rows_slice_of_the_shared_output() {
+        let names: Arc<[Arc<str>]> = ["normal", "jam", "slip"].map(Arc::from).into();
+        // Two rows of three columns; row 1 has a probability a hair over 1.
+        let output = Arc::new(vec![0.9, 0.1, 0.0, 0.0, 1.00001, 0.0]);
+        let risk = RowValues::new(names.clone(), 1, output.clone(), 3 + 1, 2, true);
+        let pairs: Vec<(&str, f64)> = risk.iter().map(|(n, v)| (&**n, v)).collect();
+        assert_eq!(pairs, [("jam", 1.0), ("slip", 0.0)]);
+        assert_eq!(risk, RowValues::from_pairs(&[("jam", 1.0), ("slip", 0.0)]));
+        // Names and values are shared, not copied per row.
+        assert_eq!(Arc::strong_count(&output), 2);
+        let p = MlEvent::Prediction(Prediction {
+            t_ns: 0,
+            model: Arc::from("faults"),
+            machine: Some(Arc::from("belt")),
+            task: Task::Fault,
+            risk,
+            class: Some(names[1].clone()),
+            score: 1.0,
+            threshold: None,
+            unit: None,
+            values: RowValues::default(),
+            uncertain: None,
+            inputs_ns: None,
+        });
+        let mut out = Vec::new();
+        p.write_json("T", &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            r#"{"v":1,"type":"prediction","t":"T","model":"faults","machine":"belt","task":"fault","risk":{"jam":1.0,"slip":0.0},"class":"jam","score":1.0,"quality":"good"}"#
+        );
     }
 
     /// docs/events.md's `metering` examples are what the encoder writes.

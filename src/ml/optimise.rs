@@ -79,7 +79,7 @@ fn row_of(p: &Prediction) -> SetpointRow {
         t_ns: p.t_ns,
         model: p.model.clone(),
         machine: p.machine.clone(),
-        values: p.values.iter().map(|(_, v)| *v).collect(),
+        values: p.values.values().collect(),
         uncertain: p.uncertain.is_some(),
     }
 }

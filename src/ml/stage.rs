@@ -43,7 +43,7 @@ use ndarray::ArrayView2;
 
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
-use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction};
+use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RowValues};
 use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
@@ -95,10 +95,12 @@ struct ModelRun {
     /// `[models.schedule] apply_after`: runs on a worker thread, results
     /// applied a fixed number of ticks later.
     offload: Option<Offload>,
-    classes: Vec<Arc<str>>,
+    /// Shared by every row's prediction (`RowValues`), never cloned per
+    /// class per row.
+    classes: Arc<[Arc<str>]>,
     threshold: Option<f64>,
     unit: Option<Arc<str>>,
-    setpoints: Vec<Arc<str>>,
+    setpoints: Arc<[Arc<str>]>,
     priority: cfgml::Priority,
     rows: Vec<RowRun>,
     busy: Option<cfgml::Busy>,
@@ -281,7 +283,7 @@ pub fn install(
                 .or_else(|| metadata_threshold(&lm)),
             _ => None,
         };
-        let classes: Vec<Arc<str>> = m
+        let classes: Arc<[Arc<str>]> = m
             .output
             .classes
             .value
@@ -707,7 +709,8 @@ fn apply(
     rows_ns: Option<i64>,
 ) {
     let values = match results {
-        Ok(v) => v,
+        // One buffer for the run: every row's prediction reads its slice.
+        Ok(v) => Arc::new(v),
         Err(error) => {
             m.pending.push(TwinEvent::Ml(MlEvent::Error(ModelError {
                 t_ns,
@@ -731,7 +734,13 @@ fn apply(
             })));
             continue;
         }
-        let mut pred = prediction(m, t_ns, machine, row_values, uncertain.clone());
+        let mut pred = prediction(
+            m,
+            t_ns,
+            machine,
+            (&values, k * cols, cols),
+            uncertain.clone(),
+        );
         pred.inputs_ns = rows_ns;
         let row = &mut m.rows[*r];
         let quality = if uncertain.is_some() {
@@ -748,20 +757,23 @@ fn apply(
                 row.busy = false;
             }
         }
-        // The alarms of the row: fault, one per fault class on its risk;
-        // anomaly, one on the score. Most rows have none: no list then.
-        let alarm_values: Vec<(Option<Arc<str>>, f64)> = match m.task {
-            _ if row.alarms.is_empty() => Vec::new(),
-            Task::Fault => pred
-                .risk
-                .iter()
-                .map(|(c, p)| (Some(c.clone()), *p))
-                .collect(),
-            Task::Anomaly => vec![(None, pred.score)],
-            Task::Rul | Task::Setpoint => Vec::new(),
-        };
+        let score = pred.score;
         m.pending.push(TwinEvent::Ml(MlEvent::Prediction(pred)));
-        for (a, (class, value)) in row.alarms.iter_mut().zip(alarm_values) {
+        if row.alarms.is_empty() {
+            continue;
+        }
+        // The alarms of the row: fault, one per fault class on its risk
+        // (column 0, the normal class, has none); anomaly, one on the score.
+        let per_class = m.task == Task::Fault;
+        for (i, a) in row.alarms.iter_mut().enumerate() {
+            let (class, value) = if per_class {
+                let Some(v) = row_values.get(i + 1) else {
+                    break;
+                };
+                (m.classes.get(i + 1).cloned(), f64::from(v.clamp(0.0, 1.0)))
+            } else {
+                (None, score)
+            };
             let (state, tr) = match a.update(tick, value, quality) {
                 alarm::Step::Raised(tr) => ("raised", tr),
                 alarm::Step::Cleared(tr) => ("cleared", tr),
@@ -897,7 +909,9 @@ fn run_batch(
                 o.values.nrows()
             ));
         }
-        Ok(o.values.iter().copied().collect())
+        // The session's array already owns a copy of ORT's output: take
+        // its buffer rather than copy it again.
+        Ok(into_flat(o.values))
     };
     match m.batching {
         Batching::Rows => run(batch, rows),
@@ -908,6 +922,21 @@ fn run_batch(
             }
             Ok(all)
         }
+    }
+}
+
+/// An output array's values, row after row, without a copy when it is laid
+/// out that way already (as `ModelSession::run` builds it).
+fn into_flat(a: ndarray::Array2<f32>) -> Vec<f32> {
+    if !a.is_standard_layout() {
+        return a.iter().copied().collect();
+    }
+    let n = a.len();
+    let (v, offset) = a.into_raw_vec_and_offset();
+    match offset.unwrap_or(0) {
+        0 if v.len() == n => v,
+        // A view into a larger buffer (not what the session builds).
+        o => v.get(o..o + n).map(<[f32]>::to_vec).unwrap_or_default(),
     }
 }
 
@@ -929,37 +958,42 @@ fn check_output(task: Task, values: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
+/// A row's prediction from its slice of the run's output: `(output,
+/// start, cols)`, the row being `output[start..start + cols]`.
 fn prediction(
     m: &ModelRun,
     t_ns: i64,
     machine: Option<Arc<str>>,
-    values: &[f32],
+    (output, start, cols): (&Arc<Vec<f32>>, usize, usize),
     uncertain: Option<String>,
 ) -> Prediction {
+    let values = &output[start..start + cols];
     let mut p = Prediction {
         t_ns,
         model: m.id.clone(),
         machine,
         task: m.task,
-        risk: Vec::new(),
+        risk: RowValues::default(),
         class: None,
         score: f64::from(values.first().copied().unwrap_or(f32::NAN)),
         threshold: None,
         unit: None,
-        values: Vec::new(),
+        values: RowValues::default(),
         uncertain,
         inputs_ns: None,
     };
     match m.task {
         Task::Fault => {
-            p.risk = m
-                .classes
-                .iter()
-                .zip(values)
-                .skip(1)
-                .map(|(c, v)| (c.clone(), f64::from(v.clamp(0.0, 1.0))))
-                .collect();
-            p.score = p.risk.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+            // Risk per fault class: columns 1.., read clamped into 0..1.
+            p.risk = RowValues::new(
+                m.classes.clone(),
+                1,
+                output.clone(),
+                start + 1,
+                cols.saturating_sub(1),
+                true,
+            );
+            p.score = p.risk.values().fold(0.0, f64::max);
             // The most likely class; ties go to the earlier (normal first).
             let best = values
                 .iter()
@@ -973,12 +1007,7 @@ fn prediction(
         Task::Anomaly => p.threshold = m.threshold,
         Task::Rul => p.unit = m.unit.clone(),
         Task::Setpoint => {
-            p.values = m
-                .setpoints
-                .iter()
-                .zip(values)
-                .map(|(s, v)| (s.clone(), f64::from(*v)))
-                .collect();
+            p.values = RowValues::new(m.setpoints.clone(), 0, output.clone(), start, cols, false);
             p.score = f64::NAN;
         }
     }

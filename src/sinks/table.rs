@@ -509,7 +509,7 @@ tags = { speed = "belt.speed" }
     /// alarms it has raised, until they clear.
     #[test]
     fn r11_the_table_shows_predictions_and_raised_alarms() {
-        use crate::ml::events::{AlarmEvent, Prediction};
+        use crate::ml::events::{AlarmEvent, Prediction, RowValues};
         let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
             .expect("test config is valid");
         let mut table = LiveTable::new(&cfg, HealthBoard::default());
@@ -518,12 +518,12 @@ tags = { speed = "belt.speed" }
             model: "faults".into(),
             machine: Some("belt".into()),
             task: crate::config::ml::Task::Fault,
-            risk: vec![("jam".into(), 0.875)],
+            risk: RowValues::from_pairs(&[("jam", 0.875)]),
             class: Some("jam".into()),
             score: 0.875,
             threshold: None,
             unit: None,
-            values: Vec::new(),
+            values: RowValues::default(),
             uncertain: None,
             inputs_ns: None,
         };
@@ -558,10 +558,10 @@ tags = { speed = "belt.speed" }
             model: "speeds".into(),
             machine: None,
             task: crate::config::ml::Task::Setpoint,
-            risk: Vec::new(),
+            risk: RowValues::default(),
             class: None,
             score: f64::NAN,
-            values: vec![("belt.speed".into(), 0.5)],
+            values: RowValues::from_pairs(&[("belt.speed", 0.5)]),
             ..prediction.clone()
         }))]);
         let text = table.render(0, 3, &table.states, table.events, &[], &[]);
