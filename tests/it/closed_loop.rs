@@ -149,17 +149,9 @@ fn r12_the_demo_closes_the_loop_on_its_filler_in_a_surge() {
     assert_eq!(logged, written.len(), "{log}");
     // A replay of the recording decides the same, byte for byte, with no
     // writer: it opens no connection and writes nothing.
-    let replayed = dir.path().join("replayed.jsonl");
-    run_ok(
-        twin()
-            .arg("replay")
-            .arg(&rec)
-            .arg("--events")
-            .arg(&replayed)
-            .arg("--verify"),
-    );
+    let replayed = crate::util::replay_verified(&rec, &dir.path().join("replayed.jsonl"));
     assert!(
-        std::fs::read(&replayed).expect("replayed") == std::fs::read(&events).expect("live"),
+        replayed == std::fs::read(&events).expect("live"),
         "the replay of a closed-loop run decides what the live run decided"
     );
 }

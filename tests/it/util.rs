@@ -205,18 +205,24 @@ pub fn live_and_replay(dir: &Path, cfg: &Path, span: &str) -> (Vec<u8>, Vec<u8>)
             .arg("--record")
             .arg(&rec),
     );
+    (
+        std::fs::read(&live).expect("live events"),
+        replay_verified(&rec, &replayed),
+    )
+}
+
+/// `twin replay REC --verify` into `out` (it must exit 0): the replay's
+/// event bytes.
+pub fn replay_verified(rec: &Path, out: &Path) -> Vec<u8> {
     run_ok(
         twin()
             .arg("replay")
-            .arg(&rec)
+            .arg(rec)
             .arg("--events")
-            .arg(&replayed)
+            .arg(out)
             .arg("--verify"),
     );
-    (
-        std::fs::read(&live).expect("live events"),
-        std::fs::read(&replayed).expect("replayed events"),
-    )
+    std::fs::read(out).expect("replayed events")
 }
 
 /// The demo config's text, with its model paths made absolute, for tests
