@@ -304,9 +304,8 @@ fn knob_values(
     vars: &[crate::config::optimise::Variable],
 ) -> Option<(Vec<f64>, Vec<f64>)> {
     use crate::config::knob::Knob;
-    let model_values = vetting::current_values(line.model(), vars)?;
+    let mut values = vetting::current_values(line.model(), vars)?;
     let mut scales = vec![1.0; vars.len()];
-    let mut values = model_values;
     for (k, v) in vars.iter().enumerate() {
         if let Knob::Station(i) = v.knob
             && let Some((sp, scale)) = line.station_setpoint(i)

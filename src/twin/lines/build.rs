@@ -146,7 +146,6 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 cycle_tags,
                 rate_tags,
                 station_setpoints: vec![None; n_stations],
-                station_scale: vec![1.0; n_stations],
                 coil_tags,
                 substeps,
                 dt_ns,

@@ -116,11 +116,10 @@ pub struct LineState {
     /// Per station (model order): its measured rate tag's entity (products
     /// per minute), if it has one and the tag exists.
     rate_tags: Vec<Option<Entity>>,
-    /// Per station: the cycle its cycle-time tag last gave while good (its
-    /// setpoint, for a station that also has a rate tag), in seconds; and
+    /// Per station: the cycle its cycle-time tag gave this tick if good (its
+    /// setpoint, for a station that also has a rate tag), in seconds, and
     /// the cycle the model runs it at over that (1 without a rate tag).
-    station_setpoints: Vec<Option<f64>>,
-    station_scale: Vec<f64>,
+    station_setpoints: Vec<Option<(f64, f64)>>,
     /// Per pusher, then per diverter (model order): its coil tag's entity,
     /// if the tag exists.
     coil_tags: Vec<Option<Entity>>,
@@ -353,7 +352,7 @@ impl LineState {
         &self.speed_tags
     }
 
-    /// Per station: `None` for a fixed cycle, else its cycle-time tag.
+    /// Per station: its measured rate tag, if it has one.
     pub(crate) fn rate_tags(&self) -> &[Option<Entity>] {
         &self.rate_tags
     }
@@ -364,10 +363,10 @@ impl LineState {
     /// running that much slower than it is set to). `None` without a good
     /// cycle-time value.
     pub fn station_setpoint(&self, i: usize) -> Option<(f64, f64)> {
-        let sp = self.station_setpoints.get(i).copied().flatten()?;
-        Some((sp, self.station_scale.get(i).copied().unwrap_or(1.0)))
+        self.station_setpoints.get(i).copied().flatten()
     }
 
+    /// Per station: `None` for a fixed cycle, else its cycle-time tag.
     pub(crate) fn cycle_tags(&self) -> &[Option<Option<Entity>>] {
         &self.cycle_tags
     }
@@ -438,13 +437,10 @@ impl LineState {
                     .and_then(|r| Duration::try_from_secs_f64(60.0 / r).ok());
                 self.model.set_station_cycle_at(i, measured.or(cycle));
                 if let Some(s) = self.station_setpoints.get_mut(i) {
-                    *s = sp;
-                }
-                if let Some(k) = self.station_scale.get_mut(i) {
-                    *k = match (measured, sp) {
-                        (Some(m), Some(sp)) if sp > 0.0 => m.as_secs_f64() / sp,
-                        _ => 1.0,
-                    };
+                    *s = sp.map(|sp| match measured {
+                        Some(m) if sp > 0.0 => (sp, m.as_secs_f64() / sp),
+                        _ => (sp, 1.0),
+                    });
                 }
             }
         }
