@@ -65,6 +65,19 @@ fn check_line(sink: &mut Sink, cx: &Cx<'_>, refs: &Refs<'_>, i: usize, line: &Li
         }
         if let Some(tag) = &s.rate_tag {
             refs.tag(sink, format!("{path}.rate_tag"), tag);
+            // Only a station whose cycle comes from a tag follows a rate:
+            // a fixed cycle would silently ignore it.
+            if let StationCycle::Fixed(_) = s.cycle {
+                sink.push(
+                    Diagnostic::error(
+                        tag.span.clone(),
+                        format!("{path}.rate_tag"),
+                        "a station with a fixed `cycle_time` does not follow a measured rate",
+                    )
+                    .expected("`rate_tag` together with `cycle_time_tag` (the station's cycle setpoint)")
+                    .help("add `cycle_time_tag` (keep `cycle_time` as the commissioned cycle), or remove `rate_tag`"),
+                );
+            }
         }
     }
     products(sink, cx, refs, i, line);

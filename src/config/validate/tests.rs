@@ -291,3 +291,31 @@ registers = [
         );
     }
 }
+
+mod stations {
+    use crate::config::load_str;
+    use std::path::Path;
+
+    /// A measured rate on a station with a fixed cycle would be ignored:
+    /// it is a located error, not a silent no-op.
+    #[test]
+    fn a_rate_tag_on_a_fixed_cycle_station_is_a_located_error() {
+        let demo = include_str!("../../../plant-configs/packaging-line.toml");
+        let tagged = "  cycle_time_tag = \"filler.cycle_sp\"\n";
+        assert!(demo.contains(tagged), "the demo's filler has a cycle tag");
+        let text = demo.replace(tagged, "");
+        let report = load_str(Path::new("demo.toml"), &text).expect_err("invalid");
+        let d = report
+            .errors()
+            .find(|d| d.path == "lines[0].stations[0].rate_tag")
+            .unwrap_or_else(|| {
+                panic!("{:?}", report.errors().map(|d| &d.path).collect::<Vec<_>>())
+            });
+        assert!(
+            d.message.contains("does not follow a measured rate"),
+            "{}",
+            d.message
+        );
+        assert_eq!(&text[d.span.clone()], "\"filler.speed\"");
+    }
+}
