@@ -205,3 +205,7 @@ fn round6(x: f64) -> f64 {
         x
     }
 }
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;
