@@ -29,7 +29,7 @@ use crate::twin::{Reason, Sample, Value};
 use crate::wallclock;
 use codec::Raw;
 use frame::{ReadData, ReadFn, ReadRequest};
-use link::{Framing, Link, LinkConfig};
+use link::{Framing, Link, LinkConfig, LinkError};
 use plan::{PollGroup, ReadBlock};
 
 /// Start one link per distinct (address, framing); devices behind the same
@@ -212,6 +212,13 @@ impl ModbusPoller {
             let (mut ok, mut refused, mut failed) = (0u64, 0u64, None);
             let mut t = wallclock::now_ns();
             while let Some((b, reply, done)) = replies.next().await {
+                // The link has shut down under us (the process is stopping):
+                // that says nothing about the device, so it must not
+                // overwrite the device's last failure reason in the health
+                // summary, nor turn its tags bad with a reason of its own.
+                if matches!(reply, Err(LinkError::Closed)) {
+                    return;
+                }
                 t = done;
                 let mut batch = Vec::with_capacity(b.items.len());
                 match &reply {
@@ -303,3 +310,6 @@ impl Source for ModbusPoller {
         Box::pin(self.run(cx))
     }
 }
+
+#[cfg(test)]
+mod poller_tests;
