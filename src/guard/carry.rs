@@ -34,7 +34,7 @@ pub struct Carried {
 }
 
 /// Takes the guard's outputs of the last tick and carries them out: every
-/// record appended (durably, in order), then every intent written, each
+/// record appended (durably, in order, in one group commit), then every intent written, each
 /// outcome reported back into `state` (decided on the next tick). If an
 /// append fails, no intent of the batch is written (each is reported
 /// `NotSent`) and the guard is told the audit log failed, which blocks
@@ -46,15 +46,14 @@ pub fn carry_out(
 ) -> Carried {
     let GuardOutputs { records, intents } = state.take_outputs();
     let mut done = Carried::default();
-    for r in &records {
-        match log.append(r) {
-            Ok(_) => done.appended += 1,
-            Err(e) => {
-                tracing::error!(error = %e, "The audit log refused an entry; no setpoint is written until it works again.");
-                state.audit_failed(e.to_string());
-                done.audit_error = Some(e);
-                break;
-            }
+    // One group commit for the tick's records (`AuditLog::append_all`):
+    // one device flush on the way to the writes, not one per record.
+    match log.append_all(&records) {
+        Ok(appended) => done.appended = appended.len(),
+        Err(e) => {
+            tracing::error!(error = %e, "The audit log refused an entry; no setpoint is written until it works again.");
+            state.audit_failed(e.to_string());
+            done.audit_error = Some(e);
         }
     }
     match (writer, &done.audit_error) {
