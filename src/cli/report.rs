@@ -54,7 +54,7 @@ fn from_recording(
                 }
             }
             Item::Sample { record, .. } => report.push_sample(&record),
-            Item::Tick(_) => {}
+            Item::Tick(_) | Item::Guard { .. } => {}
         }
     }
     for c in reader.cut_off() {

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod carry;
 pub mod decide;
 pub mod events;
+pub mod inputs;
 pub mod rules;
 pub mod stage;
 pub mod state;
@@ -26,6 +27,7 @@ mod tick;
 
 pub use carry::{SetpointWriter, carry_out};
 pub use events::{SetpointDecision, SetpointEvent};
+pub use inputs::{GuardInput, GuardInputRecord};
 pub use rules::RuleId;
 pub use stage::{install, state, state_mut};
 pub use state::{

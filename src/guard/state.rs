@@ -16,6 +16,7 @@ use bevy_ecs::prelude::Resource;
 use super::audit::{Actor, Record};
 use super::decide::{Forecast, Proposal, SetpointState};
 use super::events::SetpointEvent;
+use super::inputs::GuardInput;
 use crate::config::TagId;
 use crate::config::TagTable;
 use crate::config::guard::{GuardConfig, Mode, Readback, WriteTarget};
@@ -166,6 +167,9 @@ pub struct GuardState {
     pub(super) writer: bool,
     /// An audit log takes the records.
     pub(super) audit: bool,
+    /// Every input taken in from outside since the driver last took them,
+    /// in call order, for the recorder (`super::inputs`).
+    pub(super) inputs: Vec<GuardInput>,
 }
 
 /// What the driver takes after a tick: records to append, then intents to
@@ -205,6 +209,7 @@ impl GuardState {
             intents: Vec::new(),
             writer: false,
             audit: false,
+            inputs: Vec::new(),
         }
     }
 
@@ -236,6 +241,11 @@ impl GuardState {
         }
         let operator = named(operator)?;
         let id = self.proposal_id();
+        self.inputs.push(GuardInput::Propose {
+            tag: tag.to_string(),
+            value,
+            operator: operator.clone(),
+        });
         self.commands.push(Command::Operator {
             id,
             setpoint,
@@ -251,6 +261,10 @@ impl GuardState {
     pub fn approve(&mut self, id: u64, operator: &str) -> Result<(), GuardError> {
         let operator = named(operator)?;
         self.find_pending(id)?;
+        self.inputs.push(GuardInput::Approve {
+            id,
+            operator: operator.clone(),
+        });
         self.commands.push(Command::Approve { id, operator });
         Ok(())
     }
@@ -259,6 +273,10 @@ impl GuardState {
     pub fn reject(&mut self, id: u64, operator: &str) -> Result<(), GuardError> {
         let operator = named(operator)?;
         self.find_pending(id)?;
+        self.inputs.push(GuardInput::Reject {
+            id,
+            operator: operator.clone(),
+        });
         self.commands.push(Command::Reject { id, operator });
         Ok(())
     }
@@ -273,6 +291,10 @@ impl GuardState {
         if self.states[setpoint].locked.is_none() {
             return Err(GuardError::NotLocked(tag.to_string()));
         }
+        self.inputs.push(GuardInput::Reset {
+            tag: tag.to_string(),
+            operator: operator.clone(),
+        });
         self.commands.push(Command::Reset { setpoint, operator });
         Ok(())
     }
@@ -280,6 +302,10 @@ impl GuardState {
     /// The driver reports what became of write intent `intent`; taken on
     /// the next tick.
     pub fn report_outcome(&mut self, intent: u64, outcome: WriteOutcome) {
+        self.inputs.push(GuardInput::Outcome {
+            intent,
+            outcome: (&outcome).into(),
+        });
         self.outcomes.push((intent, outcome));
     }
 
@@ -287,6 +313,9 @@ impl GuardState {
     /// blocks every write from the next decision on, `None` lifts it (the
     /// config's `kill_switch` and the kill tag still apply).
     pub fn set_kill(&mut self, why: Option<String>) {
+        if self.kill != why {
+            self.inputs.push(GuardInput::Kill { why: why.clone() });
+        }
         self.kill = why;
     }
 
@@ -294,6 +323,10 @@ impl GuardState {
     /// (docs/audit.md, SR 2.9), so everything is blocked until a restart
     /// with a working log.
     pub fn audit_failed(&mut self, why: String) {
+        if self.audit_failed.is_none() {
+            self.inputs
+                .push(GuardInput::AuditFailed { why: why.clone() });
+        }
         self.audit_failed.get_or_insert(why);
     }
 
@@ -303,10 +336,16 @@ impl GuardState {
     /// proposals written through a link that goes down expire on the next
     /// tick: none is kept across a reconnect.
     pub fn set_link_up(&mut self, link: Link, up: bool) {
-        if up {
-            self.links_down.remove(&link);
+        let changed = if up {
+            self.links_down.remove(&link)
         } else {
-            self.links_down.insert(link);
+            self.links_down.insert(link)
+        };
+        if changed {
+            self.inputs.push(GuardInput::Link {
+                link: link.into(),
+                up,
+            });
         }
     }
 
@@ -318,6 +357,9 @@ impl GuardState {
     /// Without one (a replay) intents are dropped and a read-back through
     /// the register (`Readback::Target`) is not waited for.
     pub fn attach_writer(&mut self) {
+        if !self.writer {
+            self.inputs.push(GuardInput::Writer);
+        }
         self.writer = true;
     }
 
@@ -325,6 +367,39 @@ impl GuardState {
     /// kept (the events carry the same decisions).
     pub fn attach_audit(&mut self) {
         self.audit = true;
+    }
+
+    /// The inputs taken in since the last call, in call order (the driver
+    /// hands them to the recorder before each tick).
+    pub fn take_inputs(&mut self) -> Vec<GuardInput> {
+        std::mem::take(&mut self.inputs)
+    }
+
+    /// Give a recorded input back (a replay), through the method that took
+    /// it live, so it is queued and taken as it was then. An error means
+    /// the replayed state is not the recorded one (another config): the
+    /// input cannot apply.
+    pub fn apply_input(&mut self, input: &GuardInput) -> Result<(), GuardError> {
+        match input {
+            GuardInput::Writer => self.attach_writer(),
+            GuardInput::Outcome { intent, outcome } => {
+                self.report_outcome(*intent, outcome.clone().into())
+            }
+            GuardInput::Link { link, up } => self.set_link_up((*link).into(), *up),
+            GuardInput::Propose {
+                tag,
+                value,
+                operator,
+            } => {
+                self.propose_operator(tag, *value, operator)?;
+            }
+            GuardInput::Approve { id, operator } => self.approve(*id, operator)?,
+            GuardInput::Reject { id, operator } => self.reject(*id, operator)?,
+            GuardInput::Reset { tag, operator } => self.reset(tag, operator)?,
+            GuardInput::Kill { why } => self.set_kill(why.clone()),
+            GuardInput::AuditFailed { why } => self.audit_failed(why.clone()),
+        }
+        Ok(())
     }
 
     /// Records to append (first) and intents to carry out (after), since

@@ -13,7 +13,11 @@
 //! - `/twin/events`, schema `twin.Event`: every event line the core wrote,
 //!   one message per line, so a recording carries its own expected output;
 //! - `/twin/ticks`, schema `twin.Tick`: the tick reached, at every flush and
-//!   at the end, so a replay runs exactly as many ticks as the run did.
+//!   at the end, so a replay runs exactly as many ticks as the run did;
+//! - `/twin/guard`, schema `twin.GuardInput`, only in runs with a guard that
+//!   took an input from outside: operators' commands, write outcomes and
+//!   read-backs, link flags, the kill switch (`guard::inputs`), so a replay
+//!   decides as the run did. A reader that predates it skips the channel.
 //!
 //! Events and ticks are JSON with a JSON Schema. Foxglove plots both kinds
 //! directly (`/tag/infeed.speed.num`, `/twin/events{type=="line"}.wip`).
@@ -59,10 +63,12 @@ pub fn model_files(cfg: &crate::config::LoadedConfig) -> Vec<ModelFile> {
 pub const TAG_TOPIC_PREFIX: &str = "/tag/";
 pub const EVENTS_TOPIC: &str = "/twin/events";
 pub const TICKS_TOPIC: &str = "/twin/ticks";
+pub const GUARD_TOPIC: &str = "/twin/guard";
 
 pub const SAMPLE_SCHEMA_NAME: &str = "twin.TagSample";
 pub const EVENT_SCHEMA_NAME: &str = "twin.Event";
 pub const TICK_SCHEMA_NAME: &str = "twin.Tick";
+pub const GUARD_SCHEMA_NAME: &str = "twin.GuardInput";
 
 /// The JSON Schema of version 1's tag samples (read, no longer written).
 pub const SAMPLE_SCHEMA: &str = r#"{
@@ -106,6 +112,19 @@ pub const TICK_SCHEMA: &str = r#"{
     "t_ns": {"type": "integer"}
   },
   "required": ["tick", "t_ns"]
+}"#;
+
+pub const GUARD_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "title": "twin.GuardInput",
+  "description": "An input the guard took from outside the core, while `tick` was the last tick run (docs/recordings.md, docs/guard.md).",
+  "type": "object",
+  "properties": {
+    "tick": {"type": "integer"},
+    "input": {"type": "string", "enum": ["writer", "outcome", "link", "propose", "approve", "reject", "reset", "kill", "audit_failed"]}
+  },
+  "required": ["tick", "input"],
+  "additionalProperties": true
 }"#;
 
 /// What a recording file says about itself (the `twin.recording` metadata).

@@ -27,6 +27,12 @@ pub enum Item {
     Event { t_ns: i64, line: Vec<u8> },
     /// The run had reached this tick.
     Tick(TickMessage),
+    /// An input the guard took from outside while `tick` (at `t_ns`) was
+    /// the last tick run (`/twin/guard`).
+    Guard {
+        t_ns: i64,
+        record: crate::guard::GuardInputRecord,
+    },
 }
 
 /// Where a file of the recording ended before its end.
@@ -51,6 +57,7 @@ enum Kind {
     },
     Events,
     Ticks,
+    Guard,
     Other,
 }
 
@@ -358,6 +365,14 @@ fn message(
                 .map_err(|e| bad(format::TICKS_TOPIC, e.to_string()))?;
             Ok(Step::Item(Item::Tick(m)))
         }
+        Kind::Guard => {
+            let record = serde_json::from_slice(data)
+                .map_err(|e| bad(format::GUARD_TOPIC, e.to_string()))?;
+            Ok(Step::Item(Item::Guard {
+                t_ns: i64::try_from(log_time).unwrap_or(i64::MAX),
+                record,
+            }))
+        }
         Kind::Other => Ok(Step::Other),
     }
 }
@@ -378,6 +393,8 @@ fn take(r: &mut Records, record: mcap::records::Record<'_>) -> Result<Step, Reco
                 Kind::Events
             } else if c.topic == format::TICKS_TOPIC {
                 Kind::Ticks
+            } else if c.topic == format::GUARD_TOPIC {
+                Kind::Guard
             } else {
                 Kind::Other
             };
@@ -613,6 +630,7 @@ impl RecordingReader {
         let tick = match item {
             Item::Sample { tick, .. } => *tick,
             Item::Tick(t) => t.tick,
+            Item::Guard { record, .. } => record.tick,
             Item::Event { .. } => return,
         };
         self.seen_tick = self.seen_tick.max(tick);

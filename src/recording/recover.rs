@@ -71,6 +71,12 @@ pub fn recover(input: &Path, output: &Path) -> Result<Recovered, RecordingError>
                 seen_tick = seen_tick.max(t.tick);
                 out.write_tick(t.tick, t.t_ns)?;
             }
+            Item::Guard { t_ns, record } => {
+                seen_tick = seen_tick.max(record.tick);
+                let data = serde_json::to_vec(&record)
+                    .map_err(|e| RecordingError::invalid(input, format!("a guard input: {e}")))?;
+                out.write_guard_input(t_ns, &data)?;
+            }
         }
     }
     if let Some(t) = last_event_t {

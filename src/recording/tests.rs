@@ -75,7 +75,7 @@ fn a_whole_recording_reads_back_every_sample_and_event() {
         match i.expect("reads") {
             Item::Sample { .. } => samples += 1,
             Item::Event { .. } => events += 1,
-            Item::Tick(_) => {}
+            Item::Tick(_) | Item::Guard { .. } => {}
         }
     }
     assert_eq!(samples, 30 + 10);

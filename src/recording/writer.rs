@@ -74,6 +74,8 @@ pub struct RecordingWriter {
     tag_channels: HashMap<String, u16>,
     events_channel: u16,
     ticks_channel: u16,
+    /// `/twin/guard`, declared with the first guard input.
+    guard_channel: Option<u16>,
     /// Per-file message counter (MCAP `sequence`), in write order.
     sequence: u32,
     /// Bytes handed to the file so far, approximately (compression makes the
@@ -201,6 +203,7 @@ impl RecordingWriter {
             tag_channels: HashMap::new(),
             events_channel,
             ticks_channel,
+            guard_channel: None,
             sequence: 0,
             raw_bytes: 0,
             messages: 0,
@@ -274,6 +277,32 @@ impl RecordingWriter {
             self.message(self.events_channel, t_ns, t_ns, line)?;
         }
         Ok(())
+    }
+
+    /// One guard input (a `twin.GuardInput` JSON body), taken while the
+    /// tick at `t_ns` was the last that had run.
+    pub fn write_guard_input(&mut self, t_ns: i64, data: &[u8]) -> Result<(), RecordingError> {
+        let channel = match self.guard_channel {
+            Some(c) => c,
+            None => {
+                let mcap_err = |e| RecordingError::mcap(&self.path, e);
+                let schema = self
+                    .mcap
+                    .add_schema(
+                        format::GUARD_SCHEMA_NAME,
+                        "jsonschema",
+                        format::GUARD_SCHEMA.as_bytes(),
+                    )
+                    .map_err(mcap_err)?;
+                let c = self
+                    .mcap
+                    .add_channel(schema, format::GUARD_TOPIC, "json", &BTreeMap::new())
+                    .map_err(|e| RecordingError::mcap(&self.path, e))?;
+                self.guard_channel = Some(c);
+                c
+            }
+        };
+        self.message(channel, t_ns, t_ns, data)
     }
 
     /// The run has reached tick `tick` at `t_ns`.

@@ -185,6 +185,24 @@ impl Driver {
         self.core.push_batch(batch);
     }
 
+    /// Hand the guard's inputs of the coming tick to the sinks that record
+    /// samples (a replay gives them back at the same point). Taken every
+    /// tick, recorded or not, so the log never grows.
+    fn tap_guard_inputs(&mut self) {
+        let Some(mut st) = crate::guard::state_mut(&mut self.core) else {
+            return;
+        };
+        let inputs = st.take_inputs();
+        if inputs.is_empty() || !self.sample_sinks {
+            return;
+        }
+        let tick = self.core.clock().tick();
+        let (failures, stopped) = (&mut self.failures, &mut self.stopped);
+        self.sinks.retain_mut(|s| {
+            !s.samples || keep(s.sink.write_guard_inputs(tick, &inputs), failures, stopped)
+        });
+    }
+
     /// Hand pushed samples to the sinks that record them.
     fn tap(&mut self, samples: &[Sample]) {
         let tick = self.core.clock().tick();
@@ -209,11 +227,19 @@ impl Driver {
         if let Some(io) = &mut self.guard_io {
             io.before_tick(&mut self.core);
         }
+        self.tap_guard_inputs();
         self.core.advance();
         // Records are durable before any write is sent and before the
         // decisions reach a sink (docs/audit.md, the ordering contract).
-        if let Some(io) = &mut self.guard_io {
-            io.after_tick(&mut self.core);
+        match &mut self.guard_io {
+            Some(io) => io.after_tick(&mut self.core),
+            // No one carries a replay's decisions out (a replay that was
+            // given a recorded `writer` input still makes intents).
+            None => {
+                if let Some(mut st) = crate::guard::state_mut(&mut self.core) {
+                    st.take_outputs();
+                }
+            }
         }
         self.core.drain_events_into(&mut self.events);
         self.jsonl.clear();

@@ -103,6 +103,10 @@ pub struct ReplaySummary {
     /// Samples of tags the config does not have, skipped; the first one's
     /// tag.
     pub unknown_tag_samples: u64,
+    /// Guard inputs given back (operators' commands, write outcomes, link
+    /// flags, kill), and those that did not apply to the replayed state.
+    pub guard_inputs: u64,
+    pub guard_inputs_refused: u64,
     pub first_unknown_tag: Option<String>,
     /// Whether samples were pushed at their recorded ticks (the config's
     /// tick is the recorded one).
@@ -300,6 +304,32 @@ pub fn replay_driver(
                         tick_at_or_before(t.t_ns)
                     };
                     end_tick = end_tick.max(at);
+                }
+                // An input the guard took live, given back at the same
+                // point: after the same tick, in the same order, before
+                // the tick that takes it (docs/guard.md, "Replay").
+                Item::Guard { t_ns, record } => {
+                    let at = if exact {
+                        record.tick
+                    } else {
+                        tick_at_or_before(t_ns)
+                    };
+                    if to_tick.is_some_and(|to| at >= to) {
+                        past_end = true;
+                        break;
+                    }
+                    r.run_to(at)?;
+                    end_tick = end_tick.max(at);
+                    summary.guard_inputs += 1;
+                    if let Some(mut st) = crate::guard::state_mut(r.driver.core_mut())
+                        && let Err(e) = st.apply_input(&record.input)
+                    {
+                        summary.guard_inputs_refused += 1;
+                        if summary.guard_inputs_refused == 1 {
+                            warn!(tick = at, error = %e, input = ?record.input,
+                                "A recorded guard input does not apply to the replayed state (another config?); its decisions will differ from the recorded run's.");
+                        }
+                    }
                 }
             }
         }

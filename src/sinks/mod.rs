@@ -15,6 +15,7 @@ pub mod events;
 pub mod recorder;
 pub mod table;
 
+use crate::guard::GuardInput;
 use crate::twin::{Sample, TwinCore, TwinEvent};
 
 /// What one tick produced, as every sink sees it.
@@ -76,6 +77,15 @@ pub trait Sink: Send {
     /// [`Sink::write_tick`]: never block.
     fn write_samples(&mut self, tick: u64, samples: &[Sample]) -> Result<(), SinkError> {
         let _ = (tick, samples);
+        Ok(())
+    }
+
+    /// The guard's inputs from outside the core (operators' commands, write
+    /// outcomes, link flags, the kill switch; `guard::inputs`), in the order
+    /// they were taken in, while `tick` was the last tick that had run.
+    /// Given to the sinks that want samples, before the tick that takes them.
+    fn write_guard_inputs(&mut self, tick: u64, inputs: &[GuardInput]) -> Result<(), SinkError> {
+        let _ = (tick, inputs);
         Ok(())
     }
 }

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::{Sink, SinkError, TickOutput};
 use crate::config::LoadedConfig;
+use crate::guard::{GuardInput, GuardInputRecord};
 use crate::recording::format::{self, RecordingInfo};
 use crate::recording::index::{self, IndexPart, RecordingIndex};
 use crate::recording::{RecordingError, RecordingWriter};
@@ -83,6 +84,10 @@ enum Job {
         t_ns: i64,
         jsonl: Vec<u8>,
     },
+    Guard {
+        tick: u64,
+        inputs: Vec<GuardInput>,
+    },
 }
 
 impl Job {
@@ -92,6 +97,7 @@ impl Job {
         match self {
             Job::Samples { samples, .. } => samples.len() * 96,
             Job::Tick { jsonl, .. } => jsonl.len() + 32,
+            Job::Guard { inputs, .. } => inputs.len() * 128,
         }
     }
 }
@@ -314,6 +320,13 @@ impl Sink for Recorder {
         })
     }
 
+    fn write_guard_inputs(&mut self, tick: u64, inputs: &[GuardInput]) -> Result<(), SinkError> {
+        self.send(Job::Guard {
+            tick,
+            inputs: inputs.to_vec(),
+        })
+    }
+
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
         self.send(Job::Tick {
             tick: out.tick,
@@ -416,6 +429,16 @@ impl Writing {
                         recv_time_ns: s.recv_time_ns,
                     };
                     w.write_sample(tick, &r)?;
+                }
+            }
+            Job::Guard { tick, inputs } => {
+                let t_ns = self.info.time_of(tick);
+                for input in inputs {
+                    let record = GuardInputRecord { tick, input };
+                    let data = serde_json::to_vec(&record).map_err(|e| {
+                        RecordingError::invalid(w.path(), format!("a guard input: {e}"))
+                    })?;
+                    w.write_guard_input(t_ns, &data)?;
                 }
             }
             Job::Tick { tick, t_ns, jsonl } => {

@@ -113,7 +113,7 @@ impl From<&RecordValue> for Value {
 }
 
 /// An `f64` that survives formats without NaN or infinity (JSON).
-mod any_f64 {
+pub(crate) mod any_f64 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {

@@ -282,17 +282,18 @@ async fn r12_operator_writes_reach_the_plc_exactly_as_audited() {
 
     // A replay of the recording decides without a writer: it opens no
     // connection (the device sees no request at all) and writes nothing.
+    // The operator's commands, the write's outcome and the link's flags are
+    // in the recording (`/twin/guard`), so it decides exactly as the run
+    // did: `--verify` compares every tick with the recorded events.
     let before = plc.lock().expect("lock").requests;
     let replayed = dir.path().join("replay.jsonl");
-    run_ok(
-        twin()
-            .arg("replay")
-            .arg(&cfg_path)
-            .arg(&rec)
-            .arg("--events")
-            .arg(&replayed),
-    );
-    assert!(std::fs::metadata(&replayed).is_ok_and(|m| m.len() > 0));
+    let text = String::from_utf8(crate::util::replay_verified(&rec, &replayed)).expect("utf-8");
+    for decision in ["pending", "approved", "written", "readback_ok", "blocked"] {
+        assert!(
+            text.contains(&format!("\"decision\":\"{decision}\"")),
+            "the replay decides {decision} as the run did"
+        );
+    }
     assert_eq!(plc.lock().expect("lock").requests, before);
     stop.cancel();
 
@@ -691,6 +692,12 @@ async fn r12_a_register_read_back_mismatch_locks_until_an_operator_resets() {
     opts.audit = Some(audit.clone());
     opts.control = Some(rx);
     opts.health = health.clone();
+    let rec = dir.path().join("run.mcap");
+    opts.sinks
+        .push(Box::new(twin::sinks::recorder::Recorder::new(
+            &cfg,
+            twin::sinks::recorder::RecorderOptions::new(&rec),
+        )));
     let run_stop = CancellationToken::new();
     let run = {
         let (cfg, run_stop) = (cfg.clone(), run_stop.clone());
@@ -764,4 +771,16 @@ async fn r12_a_register_read_back_mismatch_locks_until_an_operator_resets() {
         mismatch.reason
     );
     run_ok(twin().args(["audit", "verify"]).arg(&audit));
+
+    // The replay has no writer and no device, yet the register's read-back
+    // (0, from the device that ignored the write) is in the recording: it
+    // waits for it, locks and takes the reset as the run did, tick for tick.
+    let replayed = dir.path().join("replay.jsonl");
+    let text = String::from_utf8(crate::util::replay_verified(&rec, &replayed)).expect("utf-8");
+    for decision in ["readback_mismatch", "locked", "reset"] {
+        assert!(
+            text.contains(&format!("\"decision\":\"{decision}\"")),
+            "the replay decides {decision} as the run did"
+        );
+    }
 }
