@@ -113,6 +113,11 @@ fi
 # tests need it, never the twin.
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 
+# --- promtool for the /metrics test (tests/it/http.rs) ----------------------
+# Debian's prometheus package carries promtool; the server it also installs is
+# not used.
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
+
 pip_install "$req" "$stamp" "Python test packages"
 # The test set includes the run-time set: a later --build-only has nothing to do.
 want_of "$req_run" >"$stamp_run"

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod endpoints;
 pub mod guard;
+pub mod http;
 pub mod ml;
 pub mod physics;
 pub mod qa;

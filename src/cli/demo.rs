@@ -95,6 +95,8 @@ pub struct DemoArgs {
     /// root may connect (docs/guard.md, "Operator control").
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: super::HttpArgs,
 }
 
 /// A usage error, as clap reports one.
@@ -139,12 +141,17 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         },
         None => None,
     };
-    if args.headless && (args.audit.is_some() || args.control.is_some()) {
+    if args.headless && (args.audit.is_some() || args.control.is_some() || args.http.http.is_some())
+    {
         error!(
-            "--audit and --control are for live runs: a --headless run writes nothing to a plant and takes no operator commands (its decisions are in the events)"
+            "--audit, --control and --http are for live runs: a --headless run writes nothing to a plant, takes no operator commands and runs too fast to watch (its decisions are in the events)"
         );
         return EXIT_USAGE;
     }
+    let http = match args.http.prepare() {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
     if !args.headless
         && let Err(code) = super::check_audit(&cfg, args.audit.as_deref())
     {
@@ -177,13 +184,29 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
         let mut run = RunOptions::standard(&cfg, args.duration, stream, table);
         run.audit = args.audit.clone();
-        run.control = match super::serve_control(args.control.as_deref(), &shutdown) {
-            Ok(c) => c,
+        let http_control;
+        (run.control, http_control) =
+            match super::control_paths(args.control.as_deref(), http.as_ref(), &shutdown) {
+                Ok(c) => c,
+                Err(code) => {
+                    sim_stop.cancel();
+                    return code;
+                }
+            };
+        match super::start_http(http, &cfg, run.health.clone(), http_control, &shutdown).await {
+            Ok(Some((sink, url))) => {
+                run.sinks.push(Box::new(sink));
+                // With the table on, the log is quiet: say where to look.
+                if table {
+                    Stderr::Queue.write(&format!("HTTP API and /metrics at {url} (docs/api.md)\n"));
+                }
+            }
+            Ok(None) => {}
             Err(code) => {
                 sim_stop.cancel();
                 return code;
             }
-        };
+        }
         if let Some(r) = args.record.recorder(&cfg, "live") {
             run.sinks.push(Box::new(r));
         }

@@ -316,18 +316,88 @@ fn control_client(log: Option<&str>, f: impl FnOnce() -> i32) -> i32 {
     f()
 }
 
-/// Serve `--control PATH` for a live run: the receiving end goes into the
-/// run's options. Logs and gives the exit code if it cannot be served.
-pub(crate) fn serve_control(
-    path: Option<&std::path::Path>,
+/// `--http ADDR` and its token file (`twin run`, `twin demo`, `twin
+/// replay`; docs/api.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Serve the HTTP API and Prometheus /metrics on ADDR, e.g.
+    /// `127.0.0.1:8080` (port 0: the system picks one; the log says which).
+    /// Without --http-tokens it is read-only and loopback only.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The bearer tokens of the HTTP API: lines `name role token`, role
+    /// `viewer` or `operator`; the file must be private (mode 0600).
+    /// Tokens are never taken on the command line.
+    #[arg(long, value_name = "FILE", env = "TWIN_HTTP_TOKENS_FILE")]
+    pub http_tokens: Option<std::path::PathBuf>,
+}
+
+impl HttpArgs {
+    /// Check `--http` before the run starts: the token file, the no-token
+    /// loopback rule. `None` without `--http`; the exit code on an error
+    /// (a usage error, or a bad token file as a bad config).
+    pub(crate) fn prepare(&self) -> Result<Option<crate::http::HttpConfig>, i32> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        match crate::http::HttpConfig::new(addr, self.http_tokens.as_deref()) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                tracing::error!("{e}");
+                Err(match e {
+                    crate::http::HttpError::Tokens(_) => EXIT_CONFIG,
+                    _ => EXIT_USAGE,
+                })
+            }
+        }
+    }
+}
+
+/// The operator paths of a live run: the Unix socket (`--control`) and the
+/// HTTP surface (`--http` with tokens) share one channel into the tick
+/// loop. Serves the socket if asked; returns the receiver for the loop (if
+/// anyone can send) and the HTTP surface's sender.
+pub(crate) fn control_paths(
+    socket: Option<&std::path::Path>,
+    http: Option<&crate::http::HttpConfig>,
     shutdown: &CancellationToken,
-) -> Result<Option<crate::runtime::control::ControlRx>, i32> {
-    let Some(path) = path else {
+) -> Result<
+    (
+        Option<crate::runtime::control::ControlRx>,
+        Option<crate::runtime::control::ControlTx>,
+    ),
+    i32,
+> {
+    let http = http.is_some_and(|h| h.takes_control());
+    if socket.is_none() && !http {
+        return Ok((None, None));
+    }
+    let (tx, rx) = crate::runtime::control::channel();
+    if let Some(path) = socket
+        && let Err(e) = crate::runtime::control::serve(path, tx.clone(), shutdown.clone())
+    {
+        tracing::error!("{e}");
+        return Err(EXIT_FAILURE);
+    }
+    Ok((Some(rx), http.then_some(tx)))
+}
+
+/// Start the HTTP surface (if `--http`): its sink for the run's fan-out,
+/// and the URL it listens on.
+pub(crate) async fn start_http(
+    http: Option<crate::http::HttpConfig>,
+    cfg: &crate::config::LoadedConfig,
+    health: crate::sources::health::HealthBoard,
+    control: Option<crate::runtime::control::ControlTx>,
+    shutdown: &CancellationToken,
+) -> Result<Option<(crate::http::HttpSink, String)>, i32> {
+    let Some(http) = http else {
         return Ok(None);
     };
-    let (tx, rx) = crate::runtime::control::channel();
-    match crate::runtime::control::serve(path, tx, shutdown.clone()) {
-        Ok(()) => Ok(Some(rx)),
+    let shared = crate::http::Shared::new(cfg, health);
+    let sink = crate::http::HttpSink::new(cfg, shared.clone());
+    match crate::http::serve(http, shared, control, shutdown.clone()).await {
+        Ok(addr) => Ok(Some((sink, format!("http://{addr}")))),
         Err(e) => {
             tracing::error!("{e}");
             Err(EXIT_FAILURE)

@@ -53,6 +53,10 @@ pub struct ReplayArgs {
     /// With --expect: write the verdicts as JUnit XML for CI.
     #[arg(long, value_name = "OUT.xml", requires = "expect")]
     pub junit: Option<PathBuf>,
+    /// Serve the read-only HTTP API and /metrics while replaying (no
+    /// control: a replay has no plant to act on).
+    #[command(flatten)]
+    pub http: super::HttpArgs,
 }
 
 /// `90s` from the recording's start, or an RFC 3339 time (`--from`,
@@ -127,6 +131,10 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
             return 2;
         }
     };
+    let http = match args.http.prepare() {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
     let mut opts = ReplayOptions::new();
     opts.speed = args.speed;
     opts.from_ns = from_ns;
@@ -162,6 +170,11 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
     let junit = args.junit.clone();
     let events_on_stdout = args.events.as_deref() == Some("-");
     super::block_on(move |shutdown| async move {
+        match super::start_http(http, &cfg, Default::default(), None, &shutdown).await {
+            Ok(Some((sink, _))) => opts.sinks.push(Box::new(sink)),
+            Ok(None) => {}
+            Err(code) => return code,
+        }
         opts.cancel = shutdown;
         let wall = crate::wallclock::monotonic();
         let done = tokio::task::spawn_blocking(move || run_replay(&cfg, &mut reader, opts)).await;

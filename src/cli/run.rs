@@ -49,6 +49,8 @@ pub struct RunArgs {
     /// root may connect (docs/guard.md, "Operator control").
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: super::HttpArgs,
 }
 
 pub(crate) fn endpoints(
@@ -82,6 +84,10 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
             return EXIT_FAILURE;
         }
     };
+    let http = match args.http.prepare() {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
     let stream = match super::open_events(events, &args.events_policy) {
         Ok(s) => s,
         Err(code) => return code,
@@ -89,10 +95,17 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
     super::block_on(|shutdown| async move {
         let mut opts = RunOptions::standard(&cfg, args.duration, stream, table);
         opts.audit = args.audit.clone();
-        opts.control = match super::serve_control(args.control.as_deref(), &shutdown) {
-            Ok(c) => c,
+        let http_control;
+        (opts.control, http_control) =
+            match super::control_paths(args.control.as_deref(), http.as_ref(), &shutdown) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+        match super::start_http(http, &cfg, opts.health.clone(), http_control, &shutdown).await {
+            Ok(Some((sink, _))) => opts.sinks.push(Box::new(sink)),
+            Ok(None) => {}
             Err(code) => return code,
-        };
+        }
         if let Some(r) = args.record.recorder(&cfg, "live") {
             opts.sinks.push(Box::new(r));
         }

@@ -224,6 +224,8 @@ impl Driver {
     /// is dropped from the fan-out (the others still get the tick) and its
     /// error kept for [`Driver::take_failures`].
     pub fn step(&mut self) -> Step<'_> {
+        // Wall time, for `/metrics` only: it never reaches an event.
+        let began = crate::wallclock::monotonic();
         if let Some(io) = &mut self.guard_io {
             io.before_tick(&mut self.core);
         }
@@ -258,6 +260,7 @@ impl Driver {
                 events: &self.events,
                 jsonl: &self.jsonl,
                 core: &self.core,
+                tick_time: crate::wallclock::since(began),
             };
             let (failures, stopped) = (&mut self.failures, &mut self.stopped);
             self.sinks
@@ -308,6 +311,7 @@ impl Driver {
                 events: &end,
                 jsonl: &self.jsonl,
                 core: &self.core,
+                tick_time: std::time::Duration::ZERO,
             };
             let (failures, stopped) = (&mut self.failures, &mut self.stopped);
             self.sinks

@@ -7,6 +7,7 @@
 //!
 //! - [`events`]: the JSONL event stream (file or stdout), a public interface.
 //! - [`table`]: the live terminal view of machines and tags.
+//! - `crate::http::HttpSink`: the HTTP surface's snapshot of the core.
 //!
 //! Writers to the plant (Modbus writer, MQTT publisher) join here with the
 //! write-back issue, behind their own capability.
@@ -31,6 +32,10 @@ pub struct TickOutput<'a> {
     /// The core after the tick, for sinks that show more than the events
     /// (the live table's line summaries). Read-only.
     pub core: &'a TwinCore,
+    /// Wall time the tick took on the tick thread (the core and the guard's
+    /// I/O), for `/metrics`; zero for the closing events. It differs from
+    /// run to run, so nothing may decide on it or write it into an event.
+    pub tick_time: std::time::Duration,
 }
 
 /// An output of the run.
@@ -191,6 +196,7 @@ mod tests {
             events: &[],
             jsonl,
             core: &core,
+            tick_time: std::time::Duration::ZERO,
         })
     }
 

@@ -1,0 +1,330 @@
+//! The routes: the read-only JSON API, `/metrics`, `/healthz`, and the
+//! operators' control endpoints (docs/api.md).
+//!
+//! Reads come from the published snapshot only. A control request goes to
+//! the live loop over the same channel as the Unix socket's
+//! (`runtime::control`), with the token's name as the operator, so the
+//! audit log names who acted. Every handler authenticates before it reads
+//! a body, so an unauthenticated client learns nothing from parse errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::auth::{Role, Tokens};
+use super::snapshot::Shared;
+use crate::runtime::control::{ControlOp, ControlRequest, ControlTx};
+
+/// The largest request body taken (`413` above it): control bodies are a
+/// few bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// How long a control request waits for the tick loop's answer.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Shared,
+    pub tokens: Arc<Tokens>,
+    /// `None`: no control (a replay, or no token configured).
+    pub control: Option<ControlTx>,
+}
+
+/// The server's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/plant", get(plant))
+        .route("/api/v1/tags", get(tags))
+        .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/proposals", get(proposals))
+        .route("/api/v1/metering", get(metering))
+        .route("/api/v1/proposals/:id/approve", post(approve))
+        .route("/api/v1/proposals/:id/reject", post(reject))
+        .route("/api/v1/setpoints/:tag/reset", post(reset))
+        .route("/api/v1/kill", post(kill))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"ok": false, "error": msg.into()})),
+    )
+        .into_response()
+}
+
+/// Why a request was refused before it was looked at.
+#[derive(Debug)]
+enum Denied {
+    /// No token is configured, and this is not a read.
+    ReadOnly,
+    /// No token, or one the file does not have.
+    Unauthenticated,
+    /// A token whose role is short of what the endpoint needs.
+    Forbidden { name: String, role: Role },
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::ReadOnly => error(
+                StatusCode::FORBIDDEN,
+                "this server is read-only: no token is configured (--http-tokens FILE)",
+            ),
+            Denied::Unauthenticated => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or unknown bearer token (Authorization: Bearer TOKEN)",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"twin\""),
+                );
+                r
+            }
+            Denied::Forbidden { name, role } => error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the token of {name:?} is a {} token; this needs an operator token",
+                    role.as_str()
+                ),
+            ),
+        }
+    }
+}
+
+/// Who is asking, if they may do what needs `need`. Without a token
+/// configured every read is open (the server is on loopback) and nothing
+/// else is.
+fn authorize(state: &AppState, headers: &HeaderMap, need: Role) -> Result<String, Denied> {
+    if state.tokens.is_empty() {
+        return match need {
+            Role::Viewer => Ok("anonymous".to_string()),
+            Role::Operator => Err(Denied::ReadOnly),
+        };
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let Some(token) = presented.and_then(|p| state.tokens.find(p)) else {
+        return Err(Denied::Unauthenticated);
+    };
+    if token.role < need {
+        tracing::warn!(actor = %token.name, role = token.role.as_str(), "HTTP: a token was refused a control action its role does not allow.");
+        return Err(Denied::Forbidden {
+            name: token.name.clone(),
+            role: token.role,
+        });
+    }
+    Ok(token.name.clone())
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let snap = s.shared.get();
+    axum::Json(json!({"ok": true, "tick": snap.tick, "finished": snap.finished})).into_response()
+}
+
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    match super::metrics::render(&s.shared) {
+        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        ),
+    }
+}
+
+async fn plant(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    axum::Json(json!({"plant": &*s.shared.plant})).into_response()
+}
+
+/// `?machine=ID` keeps one machine's tags, `?tag=PREFIX` those whose name
+/// starts with it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagQuery {
+    machine: Option<String>,
+    tag: Option<String>,
+}
+
+async fn tags(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<TagQuery>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let snap = s.shared.get();
+    let rows: Vec<&super::snapshot::TagRow> = snap
+        .tags
+        .iter()
+        .filter(|r| {
+            q.machine
+                .as_deref()
+                .is_none_or(|m| r.machine.as_deref() == Some(m))
+        })
+        .filter(|r| q.tag.as_deref().is_none_or(|p| r.tag.starts_with(p)))
+        .collect();
+    axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "tags": rows})).into_response()
+}
+
+fn time(t_ns: i64) -> String {
+    crate::twin::events::rfc3339(t_ns)
+}
+
+async fn alarms(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let snap = s.shared.get();
+    axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "alarms": snap.alarms}))
+        .into_response()
+}
+
+async fn proposals(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let snap = s.shared.get();
+    let guard = snap.guard.clone().unwrap_or_default();
+    axum::Json(json!({
+        "tick": snap.tick,
+        "t": time(snap.t_ns),
+        "guard": snap.guard.is_some(),
+        "pending": guard.pending,
+        "locked": guard.locked,
+        "kill": guard.kill,
+    }))
+    .into_response()
+}
+
+async fn metering(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let snap = s.shared.get();
+    axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "models": snap.metering}))
+        .into_response()
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let who = match authorize(&s, &headers, Role::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match id.parse() {
+        Ok(id) => control(&s, who, ControlOp::Approve { id }).await,
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a proposal id"),
+        ),
+    }
+}
+
+async fn reject(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let who = match authorize(&s, &headers, Role::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match id.parse() {
+        Ok(id) => control(&s, who, ControlOp::Reject { id }).await,
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a proposal id"),
+        ),
+    }
+}
+
+async fn reset(State(s): State<AppState>, headers: HeaderMap, Path(tag): Path<String>) -> Response {
+    let who = match authorize(&s, &headers, Role::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    control(&s, who, ControlOp::Reset { tag }).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillBody {
+    on: bool,
+}
+
+async fn kill(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match authorize(&s, &headers, Role::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match serde_json::from_slice::<KillBody>(&body) {
+        Ok(k) => control(&s, who, ControlOp::Kill { on: k.on }).await,
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"on\": true}} or {{\"on\": false}}: {e}"),
+        ),
+    }
+}
+
+/// Send `op` to the tick loop as `operator`; its reply, with 200 when it
+/// was taken and 409 when the guard refused it.
+async fn control(s: &AppState, operator: String, op: ControlOp) -> Response {
+    let Some(tx) = &s.control else {
+        return error(
+            StatusCode::CONFLICT,
+            "this run takes no operator commands (a replay has no plant to act on)",
+        );
+    };
+    tracing::info!(%operator, ?op, "HTTP control request.");
+    let (reply, rx) = oneshot::channel();
+    let req = ControlRequest {
+        op,
+        operator,
+        reply,
+    };
+    if tx.send(req).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the twin is stopping");
+    }
+    let reply: Value = match tokio::time::timeout(CONTROL_TIMEOUT, rx).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, "the twin is stopping"),
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the tick loop did not answer within 10 s",
+            );
+        }
+    };
+    let status = if reply["ok"] == json!(true) {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    (status, axum::Json(reply)).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint (docs/api.md)")
+}

@@ -1,0 +1,306 @@
+//! `GET /metrics`: the snapshot in the Prometheus text format.
+//!
+//! A scrape builds a registry from the newest [`Snapshot`], the sources'
+//! health board and the process's own counters, and lets
+//! `prometheus-client` encode it. Nothing is kept between scrapes: every
+//! counter is a run total the snapshot already holds, so a scrape costs
+//! the tick loop nothing. Names and labels are listed in docs/api.md.
+//!
+//! The format served is Prometheus' text format 0.0.4, which every
+//! Prometheus and `promtool check metrics` read. `prometheus-client`
+//! writes OpenMetrics, which is the same text but for counters: there the
+//! family is `x` and its samples `x_total`, which the 0.0.4 parser reads as
+//! two families (and promtool flags). So our counters are [`Total`]s: the
+//! family carries the `_total` itself and its samples are written as is.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+use super::snapshot::{Shared, Snapshot, TICK_BUCKETS};
+
+/// The most tag series one scrape shows: tags come from the config, so
+/// this only bounds a config with a very large tag list.
+pub const MAX_TAG_SERIES: usize = 10_000;
+
+/// The content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+type GaugeF = Gauge<f64, AtomicU64>;
+
+/// A histogram given whole (bucket counts kept by the sink), which
+/// `prometheus-client`'s own histogram, fed one observation at a time,
+/// cannot be.
+#[derive(Debug)]
+struct FixedHistogram {
+    sum: f64,
+    count: u64,
+    /// Upper bound and that bucket's own count (not cumulative).
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for FixedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A run total, as the 0.0.4 format writes a counter (see the module's
+/// docs): registered under its full name, `_total` included.
+#[derive(Debug, Default)]
+struct Total(AtomicU64);
+
+impl Total {
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    fn of(v: f64) -> Total {
+        let t = Total::default();
+        t.set(v);
+        t
+    }
+}
+
+impl TypedMetric for Total {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for Total {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&f64::from_bits(self.0.load(Ordering::Relaxed)))
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+fn gauges() -> Family<Labels, GaugeF> {
+    Family::default()
+}
+
+fn counters() -> Family<Labels, Total> {
+    Family::default()
+}
+
+/// The text of one scrape.
+pub fn render(shared: &Shared) -> Result<String, std::fmt::Error> {
+    let snap = shared.get();
+    let mut reg = Registry::default();
+    tags(&mut reg, &snap);
+    sources(&mut reg, shared);
+    core(&mut reg, &snap);
+    ml(&mut reg, &snap);
+    process(&mut reg);
+    let mut text = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut text, &reg)?;
+    Ok(text)
+}
+
+fn tags(reg: &mut Registry, snap: &Snapshot) {
+    let values = gauges();
+    let good = gauges();
+    for row in snap.tags.iter().take(MAX_TAG_SERIES) {
+        let labels: Labels = vec![
+            ("tag", row.tag.to_string()),
+            ("machine", row.machine.as_deref().unwrap_or("").to_string()),
+            ("unit", row.unit.as_deref().unwrap_or("").to_string()),
+        ];
+        good.get_or_create(&labels)
+            .set(if row.quality == "good" { 1.0 } else { 0.0 });
+        // Text tags and tags without a value have no number to show.
+        if let Some(n) = row.number {
+            values.get_or_create(&labels).set(n);
+        }
+    }
+    reg.register(
+        "twin_tag_value",
+        "A tag's last value (booleans as 0/1; text tags are left out)",
+        values,
+    );
+    reg.register(
+        "twin_tag_good",
+        "1 if the tag's quality is good, else 0",
+        good,
+    );
+}
+
+fn sources(reg: &mut Registry, shared: &Shared) {
+    let up = gauges();
+    let polls = counters();
+    let failures = counters();
+    let reconnects = counters();
+    let rejected = counters();
+    for (name, h) in shared.health.snapshot() {
+        let l: Labels = vec![("source", name), ("kind", h.kind.to_string())];
+        up.get_or_create(&l).set(if h.up { 1.0 } else { 0.0 });
+        polls.get_or_create(&l).set(h.ok as f64);
+        failures.get_or_create(&l).set(h.failures as f64);
+        reconnects.get_or_create(&l).set(h.recoveries as f64);
+        rejected.get_or_create(&l).set(h.rejected as f64);
+    }
+    reg.register("twin_source_up", "1 while the source is up", up);
+    reg.register(
+        "twin_source_polls_total",
+        "Successful polls (Modbus) or messages (MQTT) of the source",
+        polls,
+    );
+    reg.register(
+        "twin_source_failures_total",
+        "Failed polls or connections of the source",
+        failures,
+    );
+    reg.register(
+        "twin_source_reconnects_total",
+        "Times the source came back after a failure",
+        reconnects,
+    );
+    reg.register(
+        "twin_source_rejected_total",
+        "Values the source refused (out of range, undecodable)",
+        rejected,
+    );
+}
+
+fn core(reg: &mut Registry, snap: &Snapshot) {
+    let tick = Gauge::<i64>::default();
+    tick.set(i64::try_from(snap.tick).unwrap_or(i64::MAX));
+    reg.register("twin_tick", "The last tick the snapshot is of", tick);
+    let mut buckets: Vec<(f64, u64)> = TICK_BUCKETS
+        .iter()
+        .copied()
+        .zip(snap.tick_time.counts.iter().copied())
+        .collect();
+    buckets.push((f64::MAX, snap.tick_time.counts.last().copied().unwrap_or(0)));
+    reg.register(
+        "twin_tick_duration_seconds",
+        "Wall time of a tick on the tick thread (core and guard I/O)",
+        FixedHistogram {
+            sum: snap.tick_time.sum,
+            count: snap.tick_time.count,
+            buckets,
+        },
+    );
+    let events = counters();
+    for (kind, n) in &snap.events {
+        events
+            .get_or_create(&vec![("type", (*kind).to_string())])
+            .set(*n as f64);
+    }
+    reg.register("twin_events_total", "Events written, by their type", events);
+    let decisions = counters();
+    for ((decision, rule), n) in &snap.decisions {
+        decisions
+            .get_or_create(&vec![
+                ("decision", (*decision).to_string()),
+                ("rule", (*rule).to_string()),
+            ])
+            .set(*n as f64);
+    }
+    reg.register(
+        "twin_guard_decisions_total",
+        "Setpoint decisions of the guard, by decision and rule (`none`: no rule decided)",
+        decisions,
+    );
+    let pending = Gauge::<i64>::default();
+    let locked = Gauge::<i64>::default();
+    let kill = Gauge::<i64>::default();
+    if let Some(g) = &snap.guard {
+        pending.set(i64::try_from(g.pending.len()).unwrap_or(i64::MAX));
+        locked.set(i64::try_from(g.locked.len()).unwrap_or(i64::MAX));
+        kill.set(i64::from(g.kill.is_some()));
+    }
+    reg.register(
+        "twin_guard_pending",
+        "Advisory proposals waiting for an operator",
+        pending,
+    );
+    reg.register(
+        "twin_guard_locked",
+        "Setpoints locked by a read-back mismatch",
+        locked,
+    );
+    reg.register(
+        "twin_guard_kill",
+        "1 while the control path's kill switch is on",
+        kill,
+    );
+}
+
+fn ml(reg: &mut Registry, snap: &Snapshot) {
+    let rows = counters();
+    let skipped = counters();
+    let runs = counters();
+    let compute = counters();
+    for m in &snap.metering {
+        let model = m.model.to_string();
+        runs.get_or_create(&vec![("model", model.clone())])
+            .set(m.total.runs as f64);
+        compute
+            .get_or_create(&vec![("model", model.clone())])
+            .set(m.compute_seconds);
+        if m.machines.is_empty() {
+            let l: Labels = vec![("model", model.clone()), ("machine", String::new())];
+            rows.get_or_create(&l).set(m.total.rows as f64);
+            skipped.get_or_create(&l).set(m.total.skipped_rows as f64);
+        }
+        for (machine, c) in &m.machines {
+            let l: Labels = vec![("model", model.clone()), ("machine", machine.to_string())];
+            rows.get_or_create(&l).set(c.rows as f64);
+            skipped.get_or_create(&l).set(c.skipped_rows as f64);
+        }
+    }
+    reg.register("twin_ml_runs_total", "Model run() batches, by model", runs);
+    reg.register(
+        "twin_ml_rows_total",
+        "Rows run through a model, by model and machine (closed metering intervals)",
+        rows,
+    );
+    reg.register(
+        "twin_ml_skipped_rows_total",
+        "Due rows not run for want of quota, by model and machine",
+        skipped,
+    );
+    reg.register(
+        "twin_ml_compute_seconds_total",
+        "Wall time spent in a model's run(), by model",
+        compute,
+    );
+}
+
+fn process(reg: &mut Registry) {
+    let cpu = Total::of(crate::wallclock::process_cpu_time().as_secs_f64());
+    reg.register(
+        "process_cpu_seconds_total",
+        "User and system CPU time of the twin process",
+        cpu,
+    );
+    if let Some(rss) = resident_bytes() {
+        let g = Gauge::<i64>::default();
+        g.set(rss);
+        reg.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the twin process",
+            g,
+        );
+    }
+}
+
+/// The process's resident set (`VmRSS` in /proc/self/status), if the
+/// system says.
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}

@@ -1,0 +1,115 @@
+//! The operator surface over HTTP (`--http ADDR`; docs/api.md): a
+//! read-only JSON API, Prometheus `/metrics`, and the operators' control
+//! endpoints, on the process's tokio runtime.
+//!
+//! Data flows one way: the tick loop publishes a snapshot through
+//! [`HttpSink`] (a [`crate::sinks::Sink`]) and the handlers read only that.
+//! Control requests go back the way the Unix socket's do, over the control
+//! channel the live loop applies between ticks, so the HTTP surface never
+//! holds the core.
+//!
+//! - [`auth`]: the token file and the two roles.
+//! - [`snapshot`]: the sink and what it publishes.
+//! - [`api`]: the routes.
+//! - [`metrics`]: the Prometheus text.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use auth::{Role, Tokens};
+pub use snapshot::{HttpSink, Shared, Snapshot};
+
+use crate::runtime::control::ControlTx;
+
+/// Why the HTTP surface cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Tokens(#[from] auth::TokenFileError),
+    #[error(
+        "--http {addr}: without a token file the server is read-only and open to anyone who can reach it, so it binds to loopback only; use --http 127.0.0.1:{port}, or give tokens with --http-tokens FILE (or TWIN_HTTP_TOKENS_FILE; docs/api.md)",
+        port = addr.port()
+    )]
+    NotLoopback { addr: SocketAddr },
+    #[error("--http {addr}: cannot listen: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `--http` and its token file asked for, checked before the run
+/// starts.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    pub tokens: Tokens,
+}
+
+impl HttpConfig {
+    /// Read the token file (if any) and apply the no-token rule.
+    pub fn new(addr: SocketAddr, tokens_file: Option<&Path>) -> Result<HttpConfig, HttpError> {
+        let tokens = match tokens_file {
+            Some(p) => Tokens::load(p)?,
+            None => Tokens::default(),
+        };
+        if tokens.is_empty() && !addr.ip().is_loopback() {
+            return Err(HttpError::NotLoopback { addr });
+        }
+        Ok(HttpConfig { addr, tokens })
+    }
+
+    /// Whether operators can act through it (tokens are configured).
+    pub fn takes_control(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+}
+
+/// Bind and serve until `shutdown`. `control`: where operators' commands
+/// go; `None` makes the control endpoints refuse (a replay). Returns the
+/// address bound (port 0 asks the system for one).
+pub async fn serve(
+    cfg: HttpConfig,
+    shared: Shared,
+    control: Option<ControlTx>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<SocketAddr, HttpError> {
+    let bind = |source| HttpError::Bind {
+        addr: cfg.addr,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    let url = format!("http://{addr}");
+    if cfg.tokens.is_empty() {
+        tracing::warn!(%url, "HTTP server without tokens: read-only, and on loopback only. Give --http-tokens FILE to allow operators (docs/api.md).");
+    }
+    // No token, no operator: the control endpoints refuse.
+    let control = if cfg.tokens.is_empty() { None } else { control };
+    let read_only = control.is_none();
+    tracing::info!(%url, tokens = cfg.tokens.len(), read_only, "HTTP server listening.");
+    let state = api::AppState {
+        shared,
+        tokens: Arc::new(cfg.tokens),
+        control,
+    };
+    let app = api::router(state);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "The HTTP server stopped.");
+        }
+    });
+    Ok(addr)
+}
