@@ -304,3 +304,61 @@ fn resident_bytes() -> Option<i64> {
     let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kb.checked_mul(1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::{Sink, TickOutput};
+    use crate::twin::events::TagEvent;
+    use crate::twin::{Quality, TickClock, TwinCore, TwinEvent};
+    use std::time::Duration;
+
+    #[test]
+    fn counters_carry_their_total_and_the_tick_histogram_is_cumulative() {
+        let cfg = crate::config::load_str(
+            std::path::Path::new("metrics-test.toml"),
+            "[plant]\nname = \"p\"\n",
+        )
+        .expect("a minimal config is valid");
+        let core = TwinCore::new(&cfg, TickClock::new(0, Duration::from_millis(100)));
+        let shared = Shared::new(&cfg, Default::default());
+        let mut sink = crate::http::HttpSink::new(&cfg, shared.clone());
+        let tag = TwinEvent::Tag(TagEvent {
+            t_ns: 100,
+            tag: crate::config::TagId(0),
+            value: None,
+            quality: Quality::Bad,
+            reason: None,
+            source_time_ns: None,
+        });
+        for (tick, ms) in [(1, 3), (2, 3), (3, 700)] {
+            let events = [tag.clone()];
+            sink.write_tick(&TickOutput {
+                tick,
+                t_ns: i64::try_from(tick).unwrap_or(0) * 300_000_000,
+                events: &events,
+                jsonl: b"",
+                core: &core,
+                tick_time: Duration::from_millis(ms),
+            })
+            .expect("the sink never fails");
+        }
+        let text = render(&shared).expect("encodes");
+        for line in [
+            "# TYPE twin_events_total counter",
+            "twin_events_total{type=\"tag\"} 3",
+            "# TYPE twin_tick_duration_seconds histogram",
+            "twin_tick_duration_seconds_count 3",
+            "twin_tick_duration_seconds_bucket{le=\"0.0025\"} 0",
+            "twin_tick_duration_seconds_bucket{le=\"0.005\"} 2",
+            "twin_tick_duration_seconds_bucket{le=\"0.5\"} 2",
+            "twin_tick_duration_seconds_bucket{le=\"1.0\"} 3",
+            "twin_tick_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "# TYPE process_cpu_seconds_total counter",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
+        // No OpenMetrics counter family without its `_total`.
+        assert!(!text.contains("# TYPE twin_events counter"), "{text}");
+    }
+}

@@ -372,12 +372,16 @@ impl HttpSink {
                 number: None,
             })
             .collect();
+        let work = Snapshot {
+            tags,
+            ..Snapshot::default()
+        };
+        // The server may answer before the run's first tick: it shows the
+        // tag list from the start, every tag without a value yet.
+        shared.publish(work.clone());
         HttpSink {
             shared,
-            work: Snapshot {
-                tags,
-                ..Snapshot::default()
-            },
+            work,
             alarms: BTreeMap::new(),
             metering: BTreeMap::new(),
             last_publish_ns: None,
@@ -507,6 +511,14 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
+    /// The run's clock is known: the snapshot is of its tick 0.
+    fn start(&mut self, clock: &crate::twin::TickClock) -> Result<(), SinkError> {
+        self.work.tick = clock.tick();
+        self.work.t_ns = clock.now_ns();
+        self.shared.publish(self.work.clone());
+        Ok(())
+    }
+
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
         self.work.tick_time.observe(out.tick_time);
         self.follow(out);

@@ -10,6 +10,7 @@ mod determinism;
 mod e2e;
 mod faults;
 mod guard;
+mod http;
 mod import_export;
 mod interop_pymodbus;
 mod interop_sparkplug;

@@ -583,7 +583,7 @@ async fn r12_the_watchdog_beats_from_the_tick_and_stops_with_the_twin() {
 
 /// The demo's outfeed belt-speed setpoint in `mode`, whatever the demo
 /// sets it to (its block is the lines after its `tag` up to a blank line).
-fn demo_with_outfeed(mode: &str) -> String {
+pub(crate) fn demo_with_outfeed(mode: &str) -> String {
     let base = crate::ml_stage::demo_without_models();
     let head = "[[setpoints]]\ntag = \"outfeed.speed\"\n";
     let at = base
