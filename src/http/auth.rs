@@ -141,6 +141,14 @@ impl Tokens {
                     ),
                 ));
             }
+            // The name is the audit log's actor: plain, short, unambiguous.
+            let plain = |c: char| c.is_ascii_alphanumeric() || "._@-".contains(c);
+            if name.len() > 64 || !name.chars().all(plain) {
+                return Err(at(
+                    n,
+                    format!("the name {name:?} must be at most 64 letters, digits or `._@-`"),
+                ));
+            }
             if tokens.iter().any(|t| t.name == name) {
                 return Err(at(
                     n,
@@ -255,6 +263,8 @@ mod tests {
             e.starts_with("tokens.txt:2:") && e.contains("own token"),
             "{e}"
         );
+        let e = err(&format!("al/ice operator {A}\n"));
+        assert!(e.starts_with("tokens.txt:1: the name \"al/ice\""), "{e}");
         let e = err("# nothing\n");
         assert!(e.contains("no token in it"), "{e}");
     }

@@ -304,6 +304,18 @@ fn http_tokens_roles_and_operator_decisions_reach_the_audit_log() {
         "{body}"
     );
 
+    // A read-back lock's reset: operators only, and only of a locked
+    // setpoint (none is locked here, which the guard says).
+    let reset = "/api/v1/setpoints/outfeed.speed/reset";
+    let (code, _, _) = request(&addr, "POST", reset, Some(BOB), None);
+    assert_eq!(code, 403);
+    let (code, _, body) = request(&addr, "POST", reset, Some(ALICE), None);
+    assert_eq!(
+        (code, json(&body)["ok"].clone()),
+        (409, serde_json::json!(false)),
+        "{body}"
+    );
+
     // The kill switch, on and off; a body that is not the expected one is
     // refused before it reaches the twin.
     let (code, _, body) = request(
@@ -496,6 +508,45 @@ fn http_without_tokens_is_loopback_only_and_read_only() {
     assert_eq!(
         proc.wait(Duration::from_secs(20)),
         Some(0),
+        "{}",
+        proc.stderr()
+    );
+}
+
+#[test]
+fn http_on_a_replay_is_read_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    write_private(&tokens, &format!("alice operator {ALICE}\n"));
+    let mut cmd = twin();
+    // Slowed down so that the server outlives the requests (the 2 s
+    // recording takes 20 s at 0.1x; the test ends it sooner).
+    cmd.arg("replay")
+        .arg(crate::util::root().join("tests/fixtures/recording-v1-demo-2s.mcap"))
+        .args(["--speed", "0.1x", "--http", "127.0.0.1:0", "--http-tokens"])
+        .arg(&tokens);
+    let mut proc = Proc::spawn(cmd);
+    let addr = listening(&mut proc);
+    let (code, _, body) = request(
+        &addr,
+        "POST",
+        "/api/v1/kill",
+        Some(ALICE),
+        Some("{\"on\":true}"),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no operator commands"), "{body}");
+    let (code, _, body) = request(&addr, "GET", "/api/v1/tags", Some(ALICE), None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        json(&body)["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|r| r["tag"] == "infeed.speed")),
+        "{body}"
+    );
+    proc.terminate();
+    assert!(
+        proc.wait(Duration::from_secs(20)).is_some(),
         "{}",
         proc.stderr()
     );
