@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -170,11 +171,25 @@ struct TagQuery {
 async fn tags(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<TagQuery>,
+    // Taken as a result so that a bad query is answered after the token
+    // check, like every other input.
+    query: Result<Query<TagQuery>, QueryRejection>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers, Role::Viewer) {
         return r.into_response();
     }
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}; the query takes machine=ID and tag=PREFIX",
+                    e.body_text()
+                ),
+            );
+        }
+    };
     let snap = s.shared.get();
     let rows: Vec<&super::snapshot::TagRow> = snap
         .tags

@@ -164,7 +164,7 @@ pub struct AlarmRow {
     pub machine: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<Arc<str>>,
-    pub priority: String,
+    pub priority: &'static str,
     pub value: f64,
     pub threshold: f64,
     pub reason: String,
@@ -423,7 +423,7 @@ impl HttpSink {
                                 model: a.model.clone(),
                                 machine: a.machine.clone(),
                                 class: a.class.clone(),
-                                priority: format!("{:?}", a.priority).to_lowercase(),
+                                priority: a.priority.as_str(),
                                 value: a.value,
                                 threshold: a.threshold,
                                 reason: a.reason.clone(),

@@ -251,6 +251,10 @@ fn http_tokens_roles_and_operator_decisions_reach_the_audit_log() {
             .is_some_and(|t| !t.is_empty() && t.iter().all(|r| r["machine"] == "filler")),
         "{filler}"
     );
+    let (code, _, _) = request(&addr, "GET", "/api/v1/tags?colour=red", None, None);
+    assert_eq!(code, 401, "the token is checked first");
+    let (code, _, body) = request(&addr, "GET", "/api/v1/tags?colour=red", Some(BOB), None);
+    assert_eq!(code, 400, "{body}");
     let (code, _, body) = request(&addr, "GET", "/api/v1/plant", Some(BOB), None);
     assert_eq!(code, 200);
     let plant = json(&body);
