@@ -182,7 +182,8 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
             }
         };
         info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
-        let mut run = RunOptions::standard(&cfg, args.duration, stream, table);
+        // The table is added below, once it can show the HTTP address.
+        let mut run = RunOptions::standard(&cfg, args.duration, stream, false);
         run.audit = args.audit.clone();
         let http_control;
         (run.control, http_control) =
@@ -193,19 +194,30 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
                     return code;
                 }
             };
-        match super::start_http(http, &cfg, run.health.clone(), http_control, &shutdown).await {
-            Ok(Some((sink, url))) => {
-                run.sinks.push(Box::new(sink));
-                // With the table on, the log is quiet: say where to look.
-                if table {
-                    Stderr::Queue.write(&format!("HTTP API and /metrics at {url} (docs/api.md)\n"));
-                }
-            }
-            Ok(None) => {}
+        let (sink, url) = match super::start_http(
+            http,
+            &cfg,
+            run.health.clone(),
+            http_control,
+            &shutdown,
+        )
+        .await
+        {
+            Ok(Some((sink, url))) => (Some(sink), Some(url)),
+            Ok(None) => (None, None),
             Err(code) => {
                 sim_stop.cancel();
                 return code;
             }
+        };
+        // With the table on the log is quiet, so the table says where the
+        // API is; without it, the log's `HTTP server listening.` line does.
+        if table {
+            run.sinks
+                .push(Box::new(super::live_table(&cfg, &run, url.as_deref())));
+        }
+        if let Some(sink) = sink {
+            run.sinks.push(Box::new(sink));
         }
         if let Some(r) = args.record.recorder(&cfg, "live") {
             run.sinks.push(Box::new(r));

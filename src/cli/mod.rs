@@ -382,6 +382,20 @@ pub(crate) fn control_paths(
     Ok((Some(rx), http.then_some(tx)))
 }
 
+/// The live table of a run, with the HTTP API's address under its header
+/// when there is one.
+pub(crate) fn live_table(
+    cfg: &crate::config::LoadedConfig,
+    opts: &crate::runtime::RunOptions,
+    http: Option<&str>,
+) -> crate::sinks::table::LiveTable {
+    let table = crate::sinks::table::LiveTable::new(cfg, opts.health.clone());
+    match http {
+        Some(url) => table.with_note(format!("HTTP API and /metrics: {url} (docs/api.md)")),
+        None => table,
+    }
+}
+
 /// Start the HTTP surface (if `--http`): its sink for the run's fan-out,
 /// and the URL it listens on.
 pub(crate) async fn start_http(

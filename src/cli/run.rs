@@ -93,7 +93,8 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
         Err(code) => return code,
     };
     super::block_on(|shutdown| async move {
-        let mut opts = RunOptions::standard(&cfg, args.duration, stream, table);
+        // The table is added below, once it can show the HTTP address.
+        let mut opts = RunOptions::standard(&cfg, args.duration, stream, false);
         opts.audit = args.audit.clone();
         let http_control;
         (opts.control, http_control) =
@@ -101,10 +102,19 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-        match super::start_http(http, &cfg, opts.health.clone(), http_control, &shutdown).await {
-            Ok(Some((sink, _))) => opts.sinks.push(Box::new(sink)),
-            Ok(None) => {}
-            Err(code) => return code,
+        let (sink, url) =
+            match super::start_http(http, &cfg, opts.health.clone(), http_control, &shutdown).await
+            {
+                Ok(Some((sink, url))) => (Some(sink), Some(url)),
+                Ok(None) => (None, None),
+                Err(code) => return code,
+            };
+        if table {
+            opts.sinks
+                .push(Box::new(super::live_table(&cfg, &opts, url.as_deref())));
+        }
+        if let Some(sink) = sink {
+            opts.sinks.push(Box::new(sink));
         }
         if let Some(r) = args.record.recorder(&cfg, "live") {
             opts.sinks.push(Box::new(r));

@@ -66,6 +66,8 @@ pub struct LiveTable {
     /// Advisory proposals waiting for an operator, by proposal id: the line
     /// to show (`twin approve ID` / `twin reject ID` act on them).
     pending: BTreeMap<u64, String>,
+    /// A line under the header (where the HTTP API listens).
+    note: Option<String>,
 }
 
 impl LiveTable {
@@ -110,7 +112,15 @@ impl LiveTable {
             models: BTreeMap::new(),
             setpoints: BTreeMap::new(),
             pending: BTreeMap::new(),
+            note: None,
         }
+    }
+
+    /// Show `note` under the header: the table clears the screen, so a
+    /// line printed before it would be gone.
+    pub fn with_note(mut self, note: String) -> Self {
+        self.note = Some(note);
+        self
     }
 
     /// Take in one tick's events.
@@ -273,6 +283,9 @@ impl LiveTable {
             rfc3339(t_ns),
             events
         );
+        if let Some(note) = &self.note {
+            let _ = writeln!(s, "{note}");
+        }
         let (wm, wr, wt, wu) = self.widths();
         let _ = writeln!(
             s,
