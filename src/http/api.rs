@@ -118,9 +118,11 @@ fn authorize(state: &AppState, headers: &HeaderMap, need: Role) -> Result<String
             Role::Operator => Err(Denied::ReadOnly),
         };
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    // The scheme's name is case-insensitive (RFC 9110 §11.1).
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| {
+        let v = v.as_bytes();
+        (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+    });
     let Some(token) = presented.and_then(|p| state.tokens.find(p)) else {
         return Err(Denied::Unauthenticated);
     };

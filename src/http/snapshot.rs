@@ -136,15 +136,32 @@ pub struct TagRow {
     pub quality: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
-    /// The source's time of the value (RFC 3339), if it gave one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_time: Option<String>,
+    /// The source's time of the value, if it gave one. Times are kept as
+    /// numbers and written as RFC 3339 only when a request asks: the tick
+    /// formats nothing.
+    #[serde(
+        rename = "source_time",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "as_rfc3339"
+    )]
+    pub source_time_ns: Option<i64>,
     /// The tick time of the tag's last event.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated: Option<String>,
+    #[serde(
+        rename = "updated",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "as_rfc3339"
+    )]
+    pub updated_ns: Option<i64>,
     /// For `/metrics`: the numeric view of the value (booleans 0/1).
     #[serde(skip)]
     pub number: Option<f64>,
+}
+
+fn as_rfc3339<S: serde::Serializer>(t_ns: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match t_ns {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 /// A tag's value as JSON: a number, a boolean or text.
@@ -367,8 +384,8 @@ impl HttpSink {
                 value: None,
                 quality: Quality::Bad.as_str(),
                 reason: None,
-                source_time: None,
-                updated: None,
+                source_time_ns: None,
+                updated_ns: None,
                 number: None,
             })
             .collect();
@@ -391,7 +408,6 @@ impl HttpSink {
     fn follow(&mut self, out: &TickOutput<'_>) {
         self.work.tick = out.tick;
         self.work.t_ns = out.t_ns;
-        let mut updated = None;
         for e in out.events {
             *self.work.events.entry(event_type(e)).or_default() += 1;
             match e {
@@ -411,8 +427,8 @@ impl HttpSink {
                         .filter(|n| n.is_finite());
                     row.quality = t.quality.as_str();
                     row.reason = t.reason.map(|r| r.as_str());
-                    row.source_time = t.source_time_ns.map(rfc3339);
-                    row.updated = Some(updated.get_or_insert_with(|| rfc3339(t.t_ns)).clone());
+                    row.source_time_ns = t.source_time_ns;
+                    row.updated_ns = Some(t.t_ns);
                 }
                 TwinEvent::Ml(MlEvent::Alarm(a)) => {
                     let key = (a.model.clone(), a.machine.clone(), a.class.clone());
