@@ -320,10 +320,15 @@ const DEMO_PATH: &str = concat!(
 /// horizon (5 s, not 60 s), no `min_interval`, and an energy weight that
 /// makes a slower belt a gain (the virtual plant in this bench never sees
 /// the writes, so the twin keeps seeing 0.6 m/s and keeps proposing). The
-/// model and the lookahead are the demo's own.
+/// models (the fault model every second too) and the lookahead are the
+/// demo's own.
 fn ml_config(_: SocketAddr) -> LoadedConfig {
-    let cut = DEMO.find("# --- Models").expect("the demo has models");
-    let mut text = DEMO[..cut].to_string();
+    // Everything up to the setpoint model, the demo's fault model included
+    // (it runs every second, on whatever tick, as on the demo line).
+    let at = DEMO
+        .find("[[models]]\nid = \"line_setpoints\"")
+        .expect("the demo's setpoint model");
+    let mut text = DEMO[..at].to_string();
     // Both belts in closed loop (the demo has them in shadow mode, written
     // to their speed references), without the demo's 10 s between writes.
     for tag in ["infeed.speed", "outfeed.speed"] {
@@ -332,9 +337,6 @@ fn ml_config(_: SocketAddr) -> LoadedConfig {
         text = text.replace(&old, &format!("tag = \"{tag}\"\nmode = \"closed_loop\"\n"));
     }
     text = text.replace("min_interval = \"10s\"\n", "");
-    let at = DEMO
-        .find("[[models]]\nid = \"line_setpoints\"")
-        .expect("the demo's setpoint model");
     let end =
         at + DEMO[at..].find("neighbours = 1\n").expect("its optimiser") + "neighbours = 1\n".len();
     let model = DEMO[at..end]
@@ -621,9 +623,11 @@ fn main() {
         capture(&ml_cfg, sim)
     };
     let apply_after = u64::from(
-        ml_cfg.ml.models[0]
-            .optimise
-            .as_ref()
+        ml_cfg
+            .ml
+            .models
+            .iter()
+            .find_map(|m| m.optimise.as_ref())
             .map_or(1, |o| o.apply_after_ticks),
     );
     let period = ml_cfg.config.plant.tick;

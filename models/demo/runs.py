@@ -90,6 +90,16 @@ def write_scenario(s: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+# The acute faults of the `late` runs, in turn: stuck eyes and overheating
+# twice as often, the classes a warm, worn line hid before these runs.
+LATE_ACUTE = ["eye_stuck", "motor_overheat", "eye_stuck", "belt_slip", "motor_overheat", "jam"]
+
+
+def _late_slots(i: int) -> list[str]:
+    """The acute faults of the i-th `late` run, in order (one or two)."""
+    return [LATE_ACUTE[(i + 3 * k) % len(LATE_ACUTE)] for k in range(1 + (i // 2) % 2)]
+
+
 def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
     """The i-th fault of `kind`: targets in turn, the time and size at random;
     and the run length it needs."""
@@ -164,6 +174,64 @@ def _fault(kind: str, rng: random.Random, i: int) -> tuple[dict, int]:
                     "from": rng.choice([0.05, 0.1, 0.2]),
                     "to": rng.choice([0.6, 0.7, 0.8]),
                     "at": "0s",
+                }
+            )
+        return faults, t
+    if kind == "late":
+        # An acute fault late in a shift, on a line that has been through
+        # others: the motors at their working temperature (an overheat then
+        # starts from ~62 °C, not from the cold start's ~50 °C, and rises
+        # slower), a bearing wearing in the background, in most runs a long
+        # jam before it (the twin's line model out of step from then on, the
+        # jammed motors cooling) and in some a sensor drift that has ended.
+        # The acute fault comes either soon after the jam (4-15 min, the
+        # motors still hot) or 30-70 min into the run, and a second one
+        # follows in every other run. The acute faults and their targets go
+        # through every eye (on and off), both motors (cooling loss
+        # 0.4-0.7), both belts and the jam positions in turn; the times,
+        # sizes and the background are drawn per run, so no two runs share
+        # a timeline (and none is a held-out scenario's).
+        faults = []
+        t = rng.randrange(4 * 60, 25 * 60)
+        with_jam = i % 4 != 3
+        if with_jam:
+            pos = [("outfeed", 0.35), ("infeed", 3.5), ("outfeed", 1.6)][(i // 4) % 3]
+            jd = rng.choice([30, 45, 60])
+            faults.append({"kind": "jam", "line": "line1", "conveyor": pos[0], "position": pos[1], "at": f"{t}s", "duration": f"{jd}s"})
+            t += jd
+        if rng.random() < 0.4:
+            tag = rng.choice(["infeed.motor_temperature", "outfeed.motor_temperature", "capper.torque"])
+            d = rng.choice([10, 15, 20])
+            faults.append({"kind": "sensor_drift", "tag": tag, "per_hour": rng.choice([-12.0, -8.0, 8.0, 12.0]), "at": f"{t + rng.randrange(60, 300)}s", "duration": f"{d}m"})
+        if with_jam and i % 2 == 0:
+            t += rng.randrange(4 * 60, 15 * 60)
+        else:
+            t = max(t + 5 * 60, rng.randrange(30 * 60, 70 * 60))
+        slots = _late_slots(i)
+        for k, kind2 in enumerate(slots):
+            # The n-th fault of its kind over all late runs takes the n-th
+            # target in turn (an eye's on/off too, by n // 4 in _fault).
+            n = sum(s == kind2 for r in range(i) for s in _late_slots(r)) + slots[:k].count(kind2)
+            f2, d2 = _fault(kind2, rng, n)
+            at2 = int(f2["at"].removesuffix("s"))
+            f2["at"] = f"{t}s"
+            if kind2 == "motor_overheat":
+                f2["cooling_loss"] = rng.choice([0.4, 0.5, 0.6, 0.7])
+                f2["duration"] = f"{rng.choice([12, 15, 20])}m"
+                d2 = at2 + int(f2["duration"].removesuffix("m")) * 60 + 90
+            faults.append(f2)
+            t += d2 - at2
+            if k + 1 < len(slots):
+                t += rng.randrange(4 * 60, 12 * 60)
+        if i % 5 != 4:
+            faults.append(
+                {
+                    "kind": "bearing_wear",
+                    "machine": ["capper", "filler"][(i // 3) % 2],
+                    "ramp": f"{t}s",
+                    "from": rng.choice([0.05, 0.1, 0.2]),
+                    "to": rng.choice([0.6, 0.7, 0.8, 0.9]),
+                    "at": f"{rng.randrange(0, 6) * 60}s",
                 }
             )
         return faults, t
@@ -299,6 +367,7 @@ PLAN = [
     ("after_jam", 14, 7),
     ("drift_end", 3, 1),
     ("sequence", 6, 2),
+    ("late", 24, 6),
 ]
 # Healthy runs as long as the longest fault runs, so that nothing about the
 # time since start (bearing temperatures warm up for half an hour) tells the

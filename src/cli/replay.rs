@@ -214,8 +214,16 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
             times_real_time = speed.round(),
             exact = s.exact,
             same_config = s.same_config,
+            guard_inputs = s.guard_inputs,
             "Replay done."
         );
+        if s.guard_inputs_refused > 0 {
+            warn!(
+                refused = s.guard_inputs_refused,
+                of = s.guard_inputs,
+                "Recorded guard inputs (operator commands, write outcomes) did not apply to the replayed state; its setpoint decisions differ from the recorded run's."
+            );
+        }
         if let Some(d) = &s.divergence {
             error!(
                 tick = d.tick,

@@ -37,6 +37,12 @@ pub enum SetpointDecision {
     /// The setpoint takes no more writes until an operator resets it.
     Locked,
     Reset,
+    /// An operator engaged the kill switch: this setpoint takes no write
+    /// until it is lifted.
+    KillOn,
+    /// An operator lifted the kill switch (the config's and the kill tag's
+    /// still apply).
+    KillOff,
 }
 
 impl SetpointDecision {
@@ -55,6 +61,8 @@ impl SetpointDecision {
             SetpointDecision::ReadbackMismatch => "readback_mismatch",
             SetpointDecision::Locked => "locked",
             SetpointDecision::Reset => "reset",
+            SetpointDecision::KillOn => "kill_on",
+            SetpointDecision::KillOff => "kill_off",
         }
     }
 
@@ -74,6 +82,8 @@ impl SetpointDecision {
             SetpointDecision::ReadbackMismatch => Decision::ReadbackMismatch,
             SetpointDecision::Locked => Decision::Locked,
             SetpointDecision::Reset => Decision::Reset,
+            SetpointDecision::KillOn => Decision::KillOn,
+            SetpointDecision::KillOff => Decision::KillOff,
         }
     }
 }

@@ -59,9 +59,10 @@ pub enum GuardInput {
         tag: String,
         operator: String,
     },
-    /// The kill switch from a control path: `Some(why)` on, `None` off.
+    /// The kill switch from a control path, engaged (`on`) or lifted.
     Kill {
-        why: Option<String>,
+        on: bool,
+        operator: String,
     },
     /// The audit log refused an append.
     AuditFailed {
@@ -211,9 +212,13 @@ mod tests {
         );
         for input in [
             GuardInput::Writer,
-            GuardInput::Kill { why: None },
             GuardInput::Kill {
-                why: Some("twin kill by ana".into()),
+                on: false,
+                operator: "ana".into(),
+            },
+            GuardInput::Kill {
+                on: true,
+                operator: "ana".into(),
             },
             GuardInput::AuditFailed {
                 why: "disk full".into(),

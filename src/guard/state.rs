@@ -115,6 +115,10 @@ pub(super) enum Command {
         setpoint: usize,
         operator: String,
     },
+    Kill {
+        on: bool,
+        operator: String,
+    },
 }
 
 /// An advisory proposal awaiting an operator.
@@ -309,14 +313,27 @@ impl GuardState {
         self.outcomes.push((intent, outcome));
     }
 
-    /// The kill switch from the CLI (or any control path): `Some(why)`
-    /// blocks every write from the next decision on, `None` lifts it (the
-    /// config's `kill_switch` and the kill tag still apply).
-    pub fn set_kill(&mut self, why: Option<String>) {
-        if self.kill != why {
-            self.inputs.push(GuardInput::Kill { why: why.clone() });
-        }
-        self.kill = why;
+    /// An operator engages (`on`) or lifts the kill switch from a control
+    /// path (`twin kill`, the HTTP API). Taken on the next tick, before any
+    /// proposal of that tick: from then on every write is blocked (rule
+    /// `kill_switch`), and each setpoint gets a `kill_on` decision, audited
+    /// with the operator as the actor. Lifting it leaves the config's
+    /// `kill_switch` and the kill tag in force. Asking for the state it is
+    /// already in decides nothing.
+    pub fn kill(&mut self, on: bool, operator: &str) -> Result<(), GuardError> {
+        let operator = named(operator)?;
+        self.inputs.push(GuardInput::Kill {
+            on,
+            operator: operator.clone(),
+        });
+        self.commands.push(Command::Kill { on, operator });
+        Ok(())
+    }
+
+    /// Whether an operator's kill switch is on (not the config's or the
+    /// kill tag's).
+    pub fn killed(&self) -> bool {
+        self.kill.is_some()
     }
 
     /// Why the control path's kill switch is on, if it is (the HTTP API
@@ -402,7 +419,7 @@ impl GuardState {
             GuardInput::Approve { id, operator } => self.approve(*id, operator)?,
             GuardInput::Reject { id, operator } => self.reject(*id, operator)?,
             GuardInput::Reset { tag, operator } => self.reset(tag, operator)?,
-            GuardInput::Kill { why } => self.set_kill(why.clone()),
+            GuardInput::Kill { on, operator } => self.kill(*on, operator)?,
             GuardInput::AuditFailed { why } => self.audit_failed(why.clone()),
         }
         Ok(())

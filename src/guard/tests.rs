@@ -890,16 +890,33 @@ fn r12_kill_switch_nan_stale_and_clamp_over_ticks() {
         [("blocked", Some("kill_switch"))]
     );
     plant.set("kill", Value::Bool(false));
-    st.set_kill(Some("twin kill by ana".into()));
+    // An operator's kill is a decision of its own, audited with the
+    // operator as the actor, taken before the tick's proposals.
+    st.kill(true, "ana").expect("queued");
     st.propose_operator("speed", 0.6, "ana").expect("queued");
     let e = step(&plant, &mut st);
-    assert_eq!(decisions(&e), [("blocked", Some("kill_switch"))]);
-    assert!(e[0].reason.contains("twin kill by ana"));
-    st.set_kill(None);
+    assert_eq!(
+        decisions(&e),
+        [("kill_on", None), ("blocked", Some("kill_switch"))]
+    );
+    assert_eq!(e[0].actor.name(), "ana");
+    assert!(e[1].reason.contains("twin kill by ana"), "{}", e[1].reason);
+    assert!(st.killed());
+    // Asking for the state it is in decides nothing.
+    st.kill(true, "bo").expect("queued");
+    assert!(step(&plant, &mut st).is_empty());
+    assert_eq!(st.kill(true, ""), Err(super::GuardError::NoOperator));
+    st.kill(false, "bo").expect("queued");
     st.propose_operator("speed", f64::NAN, "ana")
         .expect("queued");
     let e = step(&plant, &mut st);
-    assert_eq!(decisions(&e), [("blocked", Some("non_finite"))]);
+    assert_eq!(
+        decisions(&e),
+        [("kill_off", None), ("blocked", Some("non_finite"))]
+    );
+    assert!(!st.killed());
+    assert_eq!(e[0].actor.name(), "bo");
+    let e = &e[1..];
     assert!(e[0].requested.is_some_and(f64::is_nan));
     let mut out = Vec::new();
     e[0].write_json("T", &mut out).expect("json");
@@ -921,10 +938,18 @@ fn r12_kill_switch_nan_stale_and_clamp_over_ticks() {
     assert_eq!((e[0].value, e[1].value), (Some(1.0), Some(1.0)));
     // Each event has its audit record, in the same order.
     let recs = st.take_outputs().records;
-    assert_eq!(recs.len(), 6);
-    assert_eq!(recs[4].decision, Decision::Clamped);
-    assert_eq!(recs[5].decision, Decision::Proposed);
-    assert!(recs[5].written.is_none(), "shadow writes nothing");
+    assert_eq!(recs.len(), 8);
+    assert_eq!(
+        (recs[1].decision, recs[1].actor.name()),
+        (Decision::KillOn, "ana")
+    );
+    assert_eq!(
+        (recs[3].decision, recs[3].actor.name()),
+        (Decision::KillOff, "bo")
+    );
+    assert_eq!(recs[6].decision, Decision::Clamped);
+    assert_eq!(recs[7].decision, Decision::Proposed);
+    assert!(recs[7].written.is_none(), "shadow writes nothing");
 }
 
 #[test]

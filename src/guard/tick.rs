@@ -440,6 +440,42 @@ impl GuardState {
                 e.reason = format!("unlocked by {operator}; it was locked since {was}");
                 self.emit(e);
             }
+            Command::Kill { on, operator } => {
+                if self.kill.is_some() == on {
+                    return;
+                }
+                self.kill = on.then(|| format!("twin kill by {operator}"));
+                let (decision, reason) = if on {
+                    (
+                        D::KillOn,
+                        format!("kill switch engaged by {operator}: no write until it is lifted"),
+                    )
+                } else {
+                    (
+                        D::KillOff,
+                        format!(
+                            "kill switch lifted by {operator}; the config's kill_switch and the kill tag still apply"
+                        ),
+                    )
+                };
+                // One decision per setpoint that can be proposed to, so each
+                // setpoint's own audit trail shows when it could not write.
+                for i in 0..self.cfg.setpoints.len() {
+                    if self.cfg.setpoints[i].mode == Mode::Off {
+                        continue;
+                    }
+                    let mut e = self.event(
+                        view,
+                        i,
+                        decision,
+                        Actor::Operator {
+                            name: operator.clone(),
+                        },
+                    );
+                    e.reason = reason.clone();
+                    self.emit(e);
+                }
+            }
         }
     }
 

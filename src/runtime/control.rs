@@ -65,10 +65,10 @@ pub fn apply(core: &mut TwinCore, op: &ControlOp, operator: &str) -> Value {
         ControlOp::Approve { id } => done(st.approve(*id, operator).map(|()| json!({"ok": true}))),
         ControlOp::Reject { id } => done(st.reject(*id, operator).map(|()| json!({"ok": true}))),
         ControlOp::Reset { tag } => done(st.reset(tag, operator).map(|()| json!({"ok": true}))),
-        ControlOp::Kill { on } => {
-            st.set_kill(on.then(|| format!("twin kill by {operator}")));
-            json!({"ok": true, "kill": on})
-        }
+        ControlOp::Kill { on } => done(
+            st.kill(*on, operator)
+                .map(|()| json!({"ok": true, "kill": on})),
+        ),
         ControlOp::Pending => {
             let pending: Vec<Value> = st
                 .pending()

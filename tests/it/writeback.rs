@@ -491,6 +491,11 @@ async fn r12_operators_approve_and_reject_over_the_control_socket() {
         (code, r["kill"].clone()),
         (Some(0), serde_json::json!(false))
     );
+    // Taken on the next tick, like every command: decided and audited.
+    until("the kill switch lifted", || {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"kill_off\""))
+    })
+    .await;
 
     // A socket others could reach is refused by the client.
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
@@ -519,7 +524,10 @@ async fn r12_operators_approve_and_reject_over_the_control_socket() {
     ));
     assert_eq!(by(Decision::Rejected), vec![me.clone()]);
     assert_eq!(by(Decision::Approved), vec![me.clone()]);
-    assert_eq!(by(Decision::Written), vec![me]);
+    assert_eq!(by(Decision::Written), vec![me.clone()]);
+    // The kill switch's own decisions, by the operator the kernel names.
+    assert_eq!(by(Decision::KillOn), vec![me.clone()]);
+    assert_eq!(by(Decision::KillOff), vec![me]);
     assert_eq!(plc.lock().expect("lock").writes, vec![(10, 250)]);
     let killed = log
         .iter()

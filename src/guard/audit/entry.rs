@@ -87,10 +87,14 @@ pub enum Decision {
     Locked,
     Reset,
     Opened,
+    /// An operator engaged the kill switch (one entry per setpoint).
+    KillOn,
+    /// An operator lifted it.
+    KillOff,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 12] = [
+    pub const ALL: [Decision; 14] = [
         Decision::Proposed,
         Decision::Written,
         Decision::Blocked,
@@ -103,6 +107,8 @@ impl Decision {
         Decision::Locked,
         Decision::Reset,
         Decision::Opened,
+        Decision::KillOn,
+        Decision::KillOff,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +125,8 @@ impl Decision {
             Decision::Locked => "locked",
             Decision::Reset => "reset",
             Decision::Opened => "opened",
+            Decision::KillOn => "kill_on",
+            Decision::KillOff => "kill_off",
         }
     }
 
