@@ -336,12 +336,6 @@ impl GuardState {
         self.kill.is_some()
     }
 
-    /// Why the control path's kill switch is on, if it is (the HTTP API
-    /// shows it).
-    pub fn kill(&self) -> Option<&str> {
-        self.kill.as_deref()
-    }
-
     /// The audit log refused an append: with no record there is no write
     /// (docs/audit.md, SR 2.9), so everything is blocked until a restart
     /// with a working log.

@@ -197,7 +197,7 @@ fn core(reg: &mut Registry, snap: &Snapshot) {
             .get_or_create(&vec![("type", (*kind).to_string())])
             .set(*n as f64);
     }
-    reg.register("twin_events_total", "Events written, by their type", events);
+    reg.register("twin_events_total", "Events of the core, by their stream type (gap lines and outputs' own error lines are not counted)", events);
     let decisions = counters();
     for ((decision, rule), n) in &snap.decisions {
         decisions
@@ -218,7 +218,7 @@ fn core(reg: &mut Registry, snap: &Snapshot) {
     if let Some(g) = &snap.guard {
         pending.set(i64::try_from(g.pending.len()).unwrap_or(i64::MAX));
         locked.set(i64::try_from(g.locked.len()).unwrap_or(i64::MAX));
-        kill.set(i64::from(g.kill.is_some()));
+        kill.set(i64::from(g.kill));
     }
     reg.register(
         "twin_guard_pending",
@@ -232,7 +232,7 @@ fn core(reg: &mut Registry, snap: &Snapshot) {
     );
     reg.register(
         "twin_guard_kill",
-        "1 while the control path's kill switch is on",
+        "1 while an operator's kill switch is on",
         kill,
     );
 }

@@ -210,8 +210,9 @@ pub struct LockRow {
 pub struct GuardView {
     pub pending: Vec<ProposalRow>,
     pub locked: Vec<LockRow>,
-    /// Why the control path's kill switch is on; `null`: off.
-    pub kill: Option<String>,
+    /// Whether an operator's kill switch is on (not the config's
+    /// `kill_switch` or kill tag).
+    pub kill: bool,
 }
 
 /// Run totals of ML counts (`ml::meter::Counts`).
@@ -506,7 +507,7 @@ impl HttpSink {
                     why: w.to_string(),
                 })
                 .collect(),
-            kill: st.kill().map(str::to_string),
+            kill: st.killed(),
         });
         let compute = crate::ml::stage::compute_time(out.core);
         for (id, time, overruns) in compute.models {

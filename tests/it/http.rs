@@ -430,15 +430,24 @@ fn http_tokens_roles_and_operator_decisions_reach_the_audit_log() {
     let mut r = AuditReader::open(&audit).expect("open the audit log");
     let mut decided = Vec::new();
     while let Some(e) = r.next_entry().expect("a valid entry") {
-        if matches!(e.decision, Decision::Approved | Decision::Rejected) {
+        if matches!(
+            e.decision,
+            Decision::Approved | Decision::Rejected | Decision::KillOn | Decision::KillOff
+        ) {
             decided.push((e.decision, e.actor.name().to_string()));
         }
     }
+    // Every control action, under the token's name; the kill switch has
+    // one entry per setpoint that can be decided.
+    decided.dedup();
+    let alice = |d| (d, "alice".to_string());
     assert_eq!(
         decided,
         vec![
-            (Decision::Rejected, "alice".to_string()),
-            (Decision::Approved, "alice".to_string())
+            alice(Decision::Rejected),
+            alice(Decision::Approved),
+            alice(Decision::KillOn),
+            alice(Decision::KillOff)
         ]
     );
 }
