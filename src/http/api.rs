@@ -145,9 +145,14 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s, &headers, Role::Viewer) {
         return r.into_response();
     }
-    match super::metrics::render(&s.shared) {
-        Ok(text) => ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
-        Err(_) => error(
+    // Encoding every tag's series takes a while on a large plant: off the
+    // runtime's one worker thread, which the sources' polls share.
+    let shared = s.shared.clone();
+    match tokio::task::spawn_blocking(move || super::metrics::render(&shared)).await {
+        Ok(Ok(text)) => {
+            ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response()
+        }
+        Ok(Err(_)) | Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode the metrics",
         ),
