@@ -182,6 +182,19 @@ pub struct SignalWindow {
     running: Vec<Running>,
     /// Staggers the running sums' periodic recompute between signals.
     phase: usize,
+    /// The distinct reads rows registered ([`SignalWindow::register_read`]),
+    /// in the order registered: what [`SignalBank::push_and_read`] reads
+    /// out after a push.
+    reads: Vec<Read>,
+}
+
+/// A read a row registered on a window: the statistic, its `n`, and where
+/// the window keeps it running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Read {
+    stat: Stat,
+    n: usize,
+    at: Option<usize>,
 }
 
 impl SignalWindow {
@@ -304,6 +317,23 @@ impl SignalWindow {
         let first = self.pushes - m as u64;
         self.running[at].add(wants, a, b, first, self.phase);
         Some(at)
+    }
+
+    /// Registers a read of `stat` over `n`, kept running at `at` (what
+    /// [`SignalWindow::track`] said), and says its slot in the window's
+    /// readout; the same read registered twice shares one slot.
+    /// Allocates: set-up only.
+    fn register_read(&mut self, stat: Stat, n: usize, at: Option<usize>) -> usize {
+        // `Value` ignores `n`: every value read is the same read.
+        let n = if stat == Stat::Value { 0 } else { n };
+        let read = Read { stat, n, at };
+        match self.reads.iter().position(|r| *r == read) {
+            Some(slot) => slot,
+            None => {
+                self.reads.push(read);
+                self.reads.len() - 1
+            }
+        }
     }
 
     /// Ring index of the point `k` pushes back (1 = the newest).
@@ -524,10 +554,30 @@ fn window_value(stat: Stat, a: &[f64], b: &[f64], tick_seconds: f64, scratch: &m
 }
 
 /// Every signal the features read, on one tick grid.
+///
+/// Besides the windows, the bank keeps a **readout**: every read a row
+/// registered, for every signal, one block per signal in signal order, in
+/// one flat array. [`SignalBank::push_and_read`] fills a signal's block
+/// right after its push, while the window is in cache, and
+/// [`FeatureRow::fill`] then copies from the block instead of going back
+/// to each window (its ring, its running statistics, its quality), which
+/// at hundreds of signals are long out of cache by the time the rows are
+/// filled. The readings are the same computation on the same state, so the
+/// rows are the same bits either way; a signal pushed with plain
+/// [`SignalBank::push`] has no fresh block and its rows read the window.
 #[derive(Debug, Clone)]
 pub struct SignalBank {
     tick_seconds: f64,
     signals: Vec<SignalWindow>,
+    /// Per signal, where its readout block starts; one more entry than
+    /// signals (the end of the last block).
+    read_start: Vec<usize>,
+    readout: Vec<Reading>,
+    /// Per signal: its block holds the readings after its latest push.
+    fresh: Vec<bool>,
+    /// For reads that are not kept running (none a row registers, since
+    /// [`FeatureRow::new`] sizes the ring for them).
+    scratch: Scratch,
 }
 
 impl SignalBank {
@@ -538,6 +588,10 @@ impl SignalBank {
         Ok(SignalBank {
             tick_seconds,
             signals: Vec::new(),
+            read_start: vec![0],
+            readout: Vec::new(),
+            fresh: Vec::new(),
+            scratch: Scratch::default(),
         })
     }
 
@@ -554,6 +608,8 @@ impl SignalBank {
         // ticks (a prime stride, so windows of round lengths spread too).
         window.phase = self.signals.len().wrapping_mul(7919);
         self.signals.push(window);
+        self.fresh.push(false);
+        self.read_start.push(self.readout.len());
         id
     }
 
@@ -573,9 +629,73 @@ impl SignalBank {
     /// unknown id is a wiring mistake the caller made at set-up; it is
     /// ignored rather than panicking in the tick.
     pub fn push(&mut self, id: SignalId, value: f64, ok: bool) {
-        if let Some(w) = self.signals.get_mut(id.index()) {
+        let i = id.index();
+        if let Some(w) = self.signals.get_mut(i) {
             w.push(value, ok);
+            self.fresh[i] = false;
         }
+    }
+
+    /// [`SignalBank::push`], then every read a row registered on the
+    /// signal taken into its readout block, for the rows filled before the
+    /// next push (see [`SignalBank`]). Worth it on a tick where rows that
+    /// read the signal are due; on other ticks, [`SignalBank::push`] does
+    /// less. Allocation-free.
+    pub fn push_and_read(&mut self, id: SignalId, value: f64, ok: bool) {
+        let i = id.index();
+        let Some(w) = self.signals.get_mut(i) else {
+            return;
+        };
+        w.push(value, ok);
+        let (start, end) = (self.read_start[i], self.read_start[i + 1]);
+        for (slot, read) in self.readout[start..end].iter_mut().zip(&w.reads) {
+            *slot = w.stat_at(
+                read.at,
+                read.stat,
+                read.n,
+                self.tick_seconds,
+                &mut self.scratch,
+            );
+        }
+        self.fresh[i] = true;
+    }
+
+    /// Lays the readout out again after a read was registered: every block
+    /// moves, and none is fresh until its signal's next
+    /// [`SignalBank::push_and_read`]. Allocates: set-up only.
+    fn lay_out_readout(&mut self) {
+        self.read_start.clear();
+        let mut end = 0;
+        for w in &self.signals {
+            self.read_start.push(end);
+            end += w.reads.len();
+        }
+        self.read_start.push(end);
+        self.readout = vec![
+            Reading {
+                value: f64::NAN,
+                unusable: None,
+            };
+            end
+        ];
+        self.fresh.iter_mut().for_each(|f| *f = false);
+    }
+
+    /// One registered read of a signal: from its readout block when that is
+    /// fresh, else from its window.
+    fn reading(
+        &self,
+        spec: &FeatureSpec,
+        at: Option<usize>,
+        slot: usize,
+        scratch: &mut Scratch,
+    ) -> Option<Reading> {
+        let i = spec.signal.index();
+        if self.fresh.get(i).copied().unwrap_or(false) {
+            return self.readout.get(self.read_start[i] + slot).copied();
+        }
+        let w = self.signals.get(i)?;
+        Some(w.stat_at(at, spec.stat, spec.n, self.tick_seconds, scratch))
     }
 
     /// One feature's reading.
@@ -627,6 +747,9 @@ pub struct FeatureRow {
     /// Per feature, where its window keeps it running
     /// ([`SignalWindow::track`]).
     running: Vec<Option<usize>>,
+    /// Per feature, its slot in its signal's readout block
+    /// ([`SignalBank`]).
+    slots: Vec<usize>,
 }
 
 impl FeatureRow {
@@ -634,7 +757,25 @@ impl FeatureRow {
     /// to the longest span asked of it, and has each window statistic kept
     /// running.
     pub fn new(bank: &mut SignalBank, specs: Vec<FeatureSpec>) -> Result<Self, FeatureError> {
+        let registered = Self::register(bank, &specs);
+        // Also after an error: the reads registered before it stay on their
+        // windows, and every block must have room for its window's reads.
+        bank.lay_out_readout();
+        let (running, slots) = registered?;
+        Ok(FeatureRow {
+            specs,
+            running,
+            slots,
+        })
+    }
+
+    /// Per feature, where its window keeps it running and its readout slot.
+    fn register(
+        bank: &mut SignalBank,
+        specs: &[FeatureSpec],
+    ) -> Result<(Vec<Option<usize>>, Vec<usize>), FeatureError> {
         let mut running = Vec::with_capacity(specs.len());
+        let mut slots = Vec::with_capacity(specs.len());
         for (feature, spec) in specs.iter().enumerate() {
             if spec.stat.is_window() && spec.n == 0 {
                 return Err(FeatureError::EmptyWindow {
@@ -649,9 +790,11 @@ impl FeatureRow {
                 });
             };
             window.reserve(spec.stat.span(spec.n));
-            running.push(window.track(spec.stat, spec.n));
+            let at = window.track(spec.stat, spec.n);
+            running.push(at);
+            slots.push(window.register_read(spec.stat, spec.n, at));
         }
-        Ok(FeatureRow { specs, running })
+        Ok((running, slots))
     }
 
     pub fn len(&self) -> usize {
@@ -682,16 +825,20 @@ impl FeatureRow {
         }
         let mut first_bad = None;
         let mut first_short = None;
-        let features = self.specs.iter().zip(&self.running).zip(out.iter_mut());
-        for (feature, ((spec, &at), slot)) in features.enumerate() {
+        let features = self
+            .specs
+            .iter()
+            .zip(&self.running)
+            .zip(&self.slots)
+            .zip(out.iter_mut());
+        for (feature, (((spec, &at), &read), slot)) in features.enumerate() {
             // `new` checked every id against this bank, and banks only grow.
-            let Some(window) = bank.window(spec.signal) else {
+            let Some(reading) = bank.reading(spec, at, read, scratch) else {
                 return Err(FeatureError::UnknownSignal {
                     feature,
                     signal: spec.signal.0,
                 });
             };
-            let reading = window.stat_at(at, spec.stat, spec.n, bank.tick_seconds, scratch);
             *slot = reading.value as f32;
             match reading.unusable {
                 Some(reason @ Unusable::BadInput { .. }) if first_bad.is_none() => {

@@ -444,6 +444,83 @@ fn filling_rows_does_not_allocate_once_warm() {
         0,
         "pushes and rows allocated in the steady state"
     );
+    // The same through the readout (`push_and_read`), as the stage does it.
+    let before = allocations();
+    for k in 200..400u32 {
+        for (j, &s) in signals.iter().enumerate() {
+            bank.push_and_read(s, f64::from(k) * 0.3 + j as f64, !k.is_multiple_of(17));
+        }
+        row.fill(&bank, &mut scratch, &mut out).expect("fits");
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "pushes with readings and rows allocated in the steady state"
+    );
+}
+
+#[test]
+fn rows_copied_from_the_readout_are_the_rows_read_from_the_windows() {
+    // Two banks fed the same points, one with plain pushes (rows read the
+    // windows), one with `push_and_read` on most ticks (rows copy the
+    // readout; on the other ticks they read the windows): the same bits and
+    // the same quality on every tick, through start-up, bad points,
+    // non-finite values, and rows sharing reads.
+    let stats = [
+        (Stat::Value, 0),
+        (Stat::Mean, 10),
+        (Stat::Std, 10),
+        (Stat::Rms, 30),
+        (Stat::Min, 10),
+        (Stat::Max, 30),
+        (Stat::Slope, 30),
+        (Stat::Lag, 5),
+        (Stat::Lag, 0),
+        (Stat::Mean, 30),
+    ];
+    let mut banks = [(); 2].map(|_| SignalBank::new(TICK).expect("tick is valid"));
+    let mut rows: [Vec<FeatureRow>; 2] = [Vec::new(), Vec::new()];
+    for (bank, rows) in banks.iter_mut().zip(&mut rows) {
+        let signals: Vec<SignalId> = (0..3).map(|_| bank.add_signal()).collect();
+        // Row 0 reads signals 0 and 1, row 1 signals 1 and 2 (the middle one
+        // shared), in another order.
+        for pick in [[0, 1], [2, 1]] {
+            let specs = pick
+                .iter()
+                .flat_map(|&p| {
+                    let signal = signals[p];
+                    stats
+                        .iter()
+                        .map(move |&(stat, n)| FeatureSpec { signal, stat, n })
+                })
+                .collect();
+            rows.push(FeatureRow::new(bank, specs).expect("valid"));
+        }
+    }
+    let mut seed = 7u64;
+    let mut scratch = Scratch::default();
+    for k in 0..400u32 {
+        let read_out = !k.is_multiple_of(7);
+        for s in 0..3u32 {
+            let x = lcg(&mut seed) * 10.0 - 5.0;
+            let value = if k % 53 == 11 { f64::NAN } else { x };
+            let ok = !(k + s).is_multiple_of(31);
+            let id = SignalId(s);
+            banks[0].push(id, value, ok);
+            if read_out {
+                banks[1].push_and_read(id, value, ok);
+            } else {
+                banks[1].push(id, value, ok);
+            }
+        }
+        for (r, (a, b)) in rows[0].iter().zip(&rows[1]).enumerate() {
+            let (va, qa) = a.row(&banks[0], &mut scratch).expect("fits");
+            let (vb, qb) = b.row(&banks[1], &mut scratch).expect("fits");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&va), bits(&vb), "row {r} at tick {k}");
+            assert_eq!(qa, qb, "row {r}'s quality at tick {k}");
+        }
+    }
 }
 
 /// The naive reference: the whole history kept, every statistic written out

@@ -103,6 +103,9 @@ struct ModelRun {
     setpoints: Arc<[Arc<str>]>,
     priority: cfgml::Priority,
     rows: Vec<RowRun>,
+    /// The signals its rows read (indices into `MlState::signals`, which
+    /// are their `SignalId`s), each once.
+    signals: Vec<usize>,
     busy: Option<cfgml::Busy>,
     /// `[models.schedule] rows_per_minute`.
     quota: Option<Bucket>,
@@ -150,6 +153,10 @@ struct MlState {
     bank: SignalBank,
     /// Every signal the models read, with its window in the bank.
     signals: Vec<(Source, SignalId)>,
+    /// Per signal, this tick: a model that reads it may be due, so its
+    /// push also takes the readings its rows will copy
+    /// (`SignalBank::push_and_read`).
+    wanted: Vec<bool>,
     models: Vec<ModelRun>,
     scratch: Scratch,
     /// Reused batch buffers.
@@ -334,7 +341,14 @@ pub fn install(
                     .collect()
             })
             .collect();
+        let mut model_signals: Vec<usize> = rows
+            .iter()
+            .flat_map(|r| r.features.specs().iter().map(|f| f.signal.index()))
+            .collect();
+        model_signals.sort_unstable();
+        model_signals.dedup();
         models.push(ModelRun {
+            signals: model_signals,
             busy: m.schedule.busy,
             quota: m.schedule.rows_per_minute.map(|r| Bucket::new(r, tick_ns)),
             meter: ModelMeter::new(row_lines, line_names.clone()),
@@ -378,6 +392,7 @@ pub fn install(
     order.sort_by_key(|&i| task_rank(models[i].task));
     world.insert_resource(MlState {
         bank,
+        wanted: vec![false; signals.len()],
         signals,
         models,
         scratch: Scratch::default(),
@@ -409,12 +424,20 @@ fn metadata_threshold(m: &LoadedModel) -> Option<f64> {
 
 fn sample_signals(
     mut st: ResMut<MlState>,
+    clock: Res<TickClock>,
     tags: Query<(&TagValue, &TagQuality)>,
     lines: Option<Res<Lines>>,
     line_events: Option<Res<crate::twin::systems::PendingLineEvents>>,
 ) {
     let st = &mut *st;
-    for &(source, id) in &st.signals {
+    let tick = clock.tick();
+    st.wanted.fill(false);
+    for m in st.models.iter().filter(|m| may_be_due(m, tick)) {
+        for &s in &m.signals {
+            st.wanted[s] = true;
+        }
+    }
+    for (&(source, id), &wanted) in st.signals.iter().zip(&st.wanted) {
         let (value, ok) = match source {
             Source::Tag(e) => match tags.get(e) {
                 Ok((v, q)) => {
@@ -450,7 +473,11 @@ fn sample_signals(
                 None => (f64::NAN, false),
             },
         };
-        st.bank.push(id, value, ok);
+        if wanted {
+            st.bank.push_and_read(id, value, ok);
+        } else {
+            st.bank.push(id, value, ok);
+        }
     }
 }
 
@@ -543,6 +570,16 @@ fn stagger(models: &mut [ModelRun]) {
             models[i].phase = k * every / c;
         }
     }
+}
+
+/// Whether any row of `m` can be due on `tick` (`row_due` for a row
+/// calm or busy), known before the rows' features are read.
+fn may_be_due(m: &ModelRun, tick: u64) -> bool {
+    let on = |every: u64| (tick + m.phase).is_multiple_of(every.max(1));
+    on(m.every_ticks)
+        || m.busy
+            .as_ref()
+            .is_some_and(|b| on(u64::from(b.every_ticks)))
 }
 
 /// Whether a row is due on `tick`: at the busy cadence while its machine
@@ -834,6 +871,17 @@ pub fn set_stopwatch(core: &mut TwinCore, stopwatch: Stopwatch) {
     if let Some(mut st) = core.world_mut().get_resource_mut::<MlState>() {
         st.stopwatch = Some(stopwatch);
     }
+}
+
+/// The batch the stage last filled, row after row: that of the last model
+/// that ran on the last tick (empty if none ran). For benches, to time raw
+/// `run()` on the rows the stage actually ran, not on made-up ones: a
+/// tree ensemble's cost depends on the values.
+pub fn last_batch(core: &TwinCore) -> Vec<f32> {
+    core.world()
+        .get_resource::<MlState>()
+        .map(|st| st.batch.clone())
+        .unwrap_or_default()
 }
 
 /// Compute time per model so far (zero without a stopwatch).
