@@ -457,15 +457,41 @@ fn filling_rows_does_not_allocate_once_warm() {
         0,
         "pushes with readings and rows allocated in the steady state"
     );
+    // And all of a tick's points at once (`push_all`), as the stage does:
+    // its working memory has grown on the first tick.
+    let mut points = Vec::with_capacity(signals.len());
+    let mut before = allocations();
+    for k in 400..600u32 {
+        points.clear();
+        for (j, &s) in signals.iter().enumerate() {
+            points.push(Point {
+                signal: s,
+                value: f64::from(k) * 0.3 + j as f64,
+                ok: !k.is_multiple_of(17),
+                read: !k.is_multiple_of(3),
+            });
+        }
+        bank.push_all(&points);
+        row.fill(&bank, &mut scratch, &mut out).expect("fits");
+        if k == 400 {
+            before = allocations();
+        }
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "a tick's points pushed at once allocated in the steady state"
+    );
 }
 
 #[test]
 fn rows_copied_from_the_readout_are_the_rows_read_from_the_windows() {
-    // Two banks fed the same points, one with plain pushes (rows read the
+    // Three banks fed the same points: one with plain pushes (rows read the
     // windows), one with `push_and_read` on most ticks (rows copy the
-    // readout; on the other ticks they read the windows): the same bits and
-    // the same quality on every tick, through start-up, bad points,
-    // non-finite values, and rows sharing reads.
+    // readout; on the other ticks they read the windows), one with
+    // `push_all` as the stage does it (now and then with a signal listed
+    // twice): the same bits and the same quality on every tick, through
+    // start-up, bad points, non-finite values, and rows sharing reads.
     let stats = [
         (Stat::Value, 0),
         (Stat::Mean, 10),
@@ -478,8 +504,8 @@ fn rows_copied_from_the_readout_are_the_rows_read_from_the_windows() {
         (Stat::Lag, 0),
         (Stat::Mean, 30),
     ];
-    let mut banks = [(); 2].map(|_| SignalBank::new(TICK).expect("tick is valid"));
-    let mut rows: [Vec<FeatureRow>; 2] = [Vec::new(), Vec::new()];
+    let mut banks = [(); 3].map(|_| SignalBank::new(TICK).expect("tick is valid"));
+    let mut rows: [Vec<FeatureRow>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for (bank, rows) in banks.iter_mut().zip(&mut rows) {
         let signals: Vec<SignalId> = (0..3).map(|_| bank.add_signal()).collect();
         // Row 0 reads signals 0 and 1, row 1 signals 1 and 2 (the middle one
@@ -499,26 +525,38 @@ fn rows_copied_from_the_readout_are_the_rows_read_from_the_windows() {
     }
     let mut seed = 7u64;
     let mut scratch = Scratch::default();
+    let mut points = Vec::new();
     for k in 0..400u32 {
         let read_out = !k.is_multiple_of(7);
-        for s in 0..3u32 {
+        points.clear();
+        let twice = if k.is_multiple_of(11) { 4 } else { 3 };
+        for s in 0..twice {
             let x = lcg(&mut seed) * 10.0 - 5.0;
             let value = if k % 53 == 11 { f64::NAN } else { x };
             let ok = !(k + s).is_multiple_of(31);
-            let id = SignalId(s);
+            let id = SignalId(s % 3);
             banks[0].push(id, value, ok);
             if read_out {
                 banks[1].push_and_read(id, value, ok);
             } else {
                 banks[1].push(id, value, ok);
             }
+            points.push(Point {
+                signal: id,
+                value,
+                ok,
+                read: read_out,
+            });
         }
-        for (r, (a, b)) in rows[0].iter().zip(&rows[1]).enumerate() {
-            let (va, qa) = a.row(&banks[0], &mut scratch).expect("fits");
-            let (vb, qb) = b.row(&banks[1], &mut scratch).expect("fits");
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&va), bits(&vb), "row {r} at tick {k}");
-            assert_eq!(qa, qb, "row {r}'s quality at tick {k}");
+        banks[2].push_all(&points);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (r, row) in rows[0].iter().enumerate() {
+            let (want, want_q) = row.row(&banks[0], &mut scratch).expect("fits");
+            for (b, (rows, bank)) in rows.iter().zip(&banks).enumerate().skip(1) {
+                let (got, q) = rows[r].row(bank, &mut scratch).expect("fits");
+                assert_eq!(bits(&got), bits(&want), "bank {b}, row {r} at tick {k}");
+                assert_eq!(q, want_q, "bank {b}, row {r}'s quality at tick {k}");
+            }
         }
     }
 }

@@ -44,7 +44,9 @@ use ndarray::ArrayView2;
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
 use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RowValues};
-use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
+use super::features::{
+    FeatureRow, FeatureSpec, Point, RowQuality, Scratch, SignalBank, SignalId, Stat,
+};
 use super::io::Batching;
 use super::load::LoadedModel;
 use super::meter::{Bucket, ComputeTime, Counts, ModelMeter, Stopwatch};
@@ -157,6 +159,8 @@ struct MlState {
     /// push also takes the readings its rows will copy
     /// (`SignalBank::push_and_read`).
     wanted: Vec<bool>,
+    /// This tick's points, reused (`SignalBank::push_all`).
+    points: Vec<Point>,
     models: Vec<ModelRun>,
     scratch: Scratch,
     /// Reused batch buffers.
@@ -393,6 +397,7 @@ pub fn install(
     world.insert_resource(MlState {
         bank,
         wanted: vec![false; signals.len()],
+        points: Vec::with_capacity(signals.len()),
         signals,
         models,
         scratch: Scratch::default(),
@@ -432,6 +437,7 @@ fn sample_signals(
     let st = &mut *st;
     let tick = clock.tick();
     st.wanted.fill(false);
+    st.points.clear();
     for m in st.models.iter().filter(|m| may_be_due(m, tick)) {
         for &s in &m.signals {
             st.wanted[s] = true;
@@ -473,12 +479,14 @@ fn sample_signals(
                 None => (f64::NAN, false),
             },
         };
-        if wanted {
-            st.bank.push_and_read(id, value, ok);
-        } else {
-            st.bank.push(id, value, ok);
-        }
+        st.points.push(Point {
+            signal: id,
+            value,
+            ok,
+            read: wanted,
+        });
     }
+    st.bank.push_all(&st.points);
 }
 
 /// Where a task takes from the shared budget: protection (fault, anomaly)
