@@ -264,6 +264,24 @@ impl SignalWindow {
             .map(move |r| self.values[ring_back(head, cap, r.n())])
     }
 
+    /// Loads the points (value and quality) that the lags among `reads` will
+    /// read after the next push, and returns something of them so the loads
+    /// stay: [`SignalBank::push_all`] calls it for every signal before any
+    /// push, so those cache misses overlap instead of each stalling its
+    /// signal's readings in turn.
+    fn warm_lags(&self, reads: &[Read]) -> f64 {
+        let (head, cap) = (self.head, self.capacity());
+        let mut sum = 0.0;
+        for r in reads.iter().filter(|r| r.stat == Stat::Lag) {
+            // After the push, `n` ticks back is `n` back from the head now.
+            if r.n >= 1 && r.n < cap {
+                let at = ring_back(head, cap, r.n);
+                sum += self.values[at] + f64::from(u8::from(self.ok[at]));
+            }
+        }
+        sum
+    }
+
     /// [`SignalWindow::push`], with the points leaving the running windows
     /// already loaded ([`SignalWindow::leaving`], taken before this push),
     /// or read from the ring here.
@@ -385,7 +403,10 @@ impl SignalWindow {
     /// [`SignalWindow::track`] gave, so a read does not search for it. An
     /// index that does not keep this statistic over `n` points is ignored
     /// (the statistic is then computed from the ring).
-    #[inline]
+    // `inline(always)`: returned whole through memory, a `Reading` costs a
+    // store-forwarding stall at every copy (see `SignalBank`); inlined, it
+    // stays in registers.
+    #[inline(always)]
     pub fn stat_at(
         &self,
         at: Option<usize>,
@@ -401,7 +422,7 @@ impl SignalWindow {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn lag(&self, n: usize) -> Reading {
         let have = self.len();
         if have == 0 {
@@ -431,7 +452,7 @@ impl SignalWindow {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn window_stat(
         &self,
         at: Option<usize>,
@@ -600,6 +621,10 @@ pub struct SignalBank {
     /// load (a store-forwarding stall per reading, most of a copy's cost).
     read_values: Vec<f64>,
     read_unusable: Vec<Option<Unusable>>,
+    /// What each slot reads: the windows' `reads`, laid out as the readout
+    /// is, so taking a signal's readings reads the next signal's specs from
+    /// the same lines rather than from one more allocation per signal.
+    read_specs: Vec<Read>,
     /// Per signal: its block holds the readings after its latest push.
     fresh: Vec<bool>,
     /// For reads that are not kept running (none a row registers, since
@@ -634,6 +659,7 @@ impl SignalBank {
             read_start: vec![0],
             read_values: Vec::new(),
             read_unusable: Vec::new(),
+            read_specs: Vec::new(),
             fresh: Vec::new(),
             scratch: Scratch::default(),
             leaving: Vec::new(),
@@ -707,12 +733,21 @@ impl SignalBank {
     pub fn push_all(&mut self, points: &[Point]) {
         self.leaving.clear();
         self.leaving_at.clear();
+        let mut warm = 0.0;
         for p in points {
-            if let Some(w) = self.signals.get(p.signal.index()) {
+            let i = p.signal.index();
+            if let Some(w) = self.signals.get(i) {
                 self.leaving.extend(w.leaving());
                 self.leaving_at.push(w.pushes);
+                if p.read {
+                    warm +=
+                        w.warm_lags(&self.read_specs[self.read_start[i]..self.read_start[i + 1]]);
+                }
             }
         }
+        // The loads above are kept for their effect on the cache, not for
+        // the sum.
+        std::hint::black_box(warm);
         let (mut k, mut j) = (0, 0);
         for p in points {
             let i = p.signal.index();
@@ -744,7 +779,7 @@ impl SignalBank {
         let slots = self.read_values[start..end]
             .iter_mut()
             .zip(&mut self.read_unusable[start..end]);
-        for ((value, unusable), read) in slots.zip(&w.reads) {
+        for ((value, unusable), read) in slots.zip(&self.read_specs[start..end]) {
             let r = w.stat_at(
                 read.at,
                 read.stat,
@@ -763,11 +798,12 @@ impl SignalBank {
     /// [`SignalBank::push_and_read`]. Allocates: set-up only.
     fn lay_out_readout(&mut self) {
         self.read_start.clear();
-        let mut end = 0;
+        self.read_specs.clear();
         for w in &self.signals {
-            self.read_start.push(end);
-            end += w.reads.len();
+            self.read_start.push(self.read_specs.len());
+            self.read_specs.extend_from_slice(&w.reads);
         }
+        let end = self.read_specs.len();
         self.read_start.push(end);
         self.read_values = vec![f64::NAN; end];
         self.read_unusable = vec![None; end];
