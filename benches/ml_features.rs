@@ -9,12 +9,7 @@
 //! - `push_tick`: one tick's grid points for all 1,200 signals.
 //! - `rows_all_due`: every row of every model filled into its batch buffer
 //!   (1,000 rows × 10 features), the worst tick, when all five models are
-//!   due together, reading the windows. Criterion's "elem/s" is rows per
-//!   second.
-//! - `push_tick_and_read`, `rows_all_due_from_readout`: the same as the
-//!   stage does it on a tick where models are due: each signal's reads
-//!   taken into the bank's readout as it is pushed, then the rows copied
-//!   from the readout.
+//!   due together. Criterion's "elem/s" is rows per second.
 //! - `stat_300/*`: one statistic over a 300-point window that spans the
 //!   ring's seam, kept running (what a row reads: O(1)).
 //! - `stat_300_from_ring/*`: the same statistic over a length no row
@@ -100,25 +95,14 @@ impl Plant {
         plant
     }
 
-    /// One tick's points; with `read`, as the stage pushes on a tick where
-    /// models are due (`push_and_read`: each signal's registered reads
-    /// taken into the bank's readout as it is pushed).
-    fn push_tick_with(&mut self, read: bool) {
+    fn push_tick(&mut self) {
         let values = &self.values[self.tick % self.values.len()];
         for (k, (&s, &value)) in self.signals.iter().zip(values).enumerate() {
             // One point in 997 is bad, so a few windows are uncertain.
             let ok = !(self.tick + k).is_multiple_of(997);
-            if read {
-                self.bank.push_and_read(s, value, ok);
-            } else {
-                self.bank.push(s, value, ok);
-            }
+            self.bank.push(s, value, ok);
         }
         self.tick += 1;
-    }
-
-    fn push_tick(&mut self) {
-        self.push_tick_with(false);
     }
 }
 
@@ -133,29 +117,18 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements((MACHINES * SIGNALS) as u64));
     g.bench_function("push_tick", |b| b.iter(|| plant.push_tick()));
 
-    let mut fill_all = |plant: &Plant, scratch: &mut Scratch| {
-        let mut uncertain = 0;
-        for (rows, batch) in plant.rows.iter().zip(&mut batches) {
-            for (row, out) in rows.iter().zip(batch.chunks_mut(10)) {
-                let q = row.fill(&plant.bank, scratch, out).expect("fits");
-                uncertain += usize::from(q != twin::ml::features::RowQuality::Good);
-            }
-        }
-        uncertain
-    };
     g.throughput(Throughput::Elements((MACHINES * MODELS) as u64));
-    // The last push was plain: the rows read the windows.
     g.bench_function("rows_all_due", |b| {
-        b.iter(|| black_box(fill_all(&plant, &mut scratch)))
-    });
-    g.throughput(Throughput::Elements((MACHINES * SIGNALS) as u64));
-    g.bench_function("push_tick_and_read", |b| {
-        b.iter(|| plant.push_tick_with(true))
-    });
-    // The last push read out: the rows copy the readout.
-    g.throughput(Throughput::Elements((MACHINES * MODELS) as u64));
-    g.bench_function("rows_all_due_from_readout", |b| {
-        b.iter(|| black_box(fill_all(&plant, &mut scratch)))
+        b.iter(|| {
+            let mut uncertain = 0;
+            for (rows, batch) in plant.rows.iter().zip(&mut batches) {
+                for (row, out) in rows.iter().zip(batch.chunks_mut(10)) {
+                    let q = row.fill(&plant.bank, &mut scratch, out).expect("fits");
+                    uncertain += usize::from(q != twin::ml::features::RowQuality::Good);
+                }
+            }
+            black_box(uncertain)
+        })
     });
     g.finish();
 

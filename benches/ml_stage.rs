@@ -233,26 +233,6 @@ fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
                 })
             });
         }
-        // `run()` as the stage calls it, timed by the stage's own stopwatch
-        // over 200 ticks of another driver: against `ort_raw_stage_rows`, what
-        // the rest of the tick costs `run()` (its model pushed out of the
-        // cache by the tick's other data). Printed, not a criterion figure.
-        let mut timed = driver(&cfg, true, 310, &mut seed);
-        ml_stage::set_stopwatch(timed.core_mut(), twin::wallclock::stopwatch);
-        let mut out = Vec::new();
-        for _ in 0..200 {
-            tick(&mut timed, &mut out, cfg.tags.len(), &mut seed);
-        }
-        let in_stage = ml_stage::compute_time(timed.core())
-            .models
-            .first()
-            .map_or(Duration::ZERO, |m| m.1);
-        eprintln!(
-            "ml_stage/cost_per_row/{}/{n}: run() inside the stage {:.2?} a tick (200 ticks)",
-            bm.name,
-            in_stage / 200
-        );
-        drop(timed);
         for ((d, out), name) in drivers.iter_mut().zip(["with_model", "without_model"]) {
             let tags = cfg.tags.len();
             g.bench_function(BenchmarkId::new(name, n), |b| {

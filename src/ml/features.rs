@@ -182,19 +182,6 @@ pub struct SignalWindow {
     running: Vec<Running>,
     /// Staggers the running sums' periodic recompute between signals.
     phase: usize,
-    /// The distinct reads rows registered ([`SignalWindow::register_read`]),
-    /// in the order registered: what [`SignalBank::push_and_read`] reads
-    /// out after a push.
-    reads: Vec<Read>,
-}
-
-/// A read a row registered on a window: the statistic, its `n`, and where
-/// the window keeps it running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Read {
-    stat: Stat,
-    n: usize,
-    at: Option<usize>,
 }
 
 impl SignalWindow {
@@ -251,41 +238,6 @@ impl SignalWindow {
     /// statistic it is in): the previous point's value stands in for it,
     /// marked bad, so a best-effort row stays finite.
     pub fn push(&mut self, value: f64, ok: bool) {
-        self.push_leaving(value, ok, None);
-    }
-
-    /// The points leaving each running window on the next push, in the
-    /// order of `running` (a point not yet in a window reads as whatever
-    /// the slot holds; the push ignores it).
-    fn leaving(&self) -> impl Iterator<Item = f64> + '_ {
-        let (head, cap) = (self.head, self.capacity());
-        self.running
-            .iter()
-            .map(move |r| self.values[ring_back(head, cap, r.n())])
-    }
-
-    /// Loads the points (value and quality) that the lags among `reads` will
-    /// read after the next push, and returns something of them so the loads
-    /// stay: [`SignalBank::push_all`] calls it for every signal before any
-    /// push, so those cache misses overlap instead of each stalling its
-    /// signal's readings in turn.
-    fn warm_lags(&self, reads: &[Read]) -> f64 {
-        let (head, cap) = (self.head, self.capacity());
-        let mut sum = 0.0;
-        for r in reads.iter().filter(|r| r.stat == Stat::Lag) {
-            // After the push, `n` ticks back is `n` back from the head now.
-            if r.n >= 1 && r.n < cap {
-                let at = ring_back(head, cap, r.n);
-                sum += self.values[at] + f64::from(u8::from(self.ok[at]));
-            }
-        }
-        sum
-    }
-
-    /// [`SignalWindow::push`], with the points leaving the running windows
-    /// already loaded ([`SignalWindow::leaving`], taken before this push),
-    /// or read from the ring here.
-    fn push_leaving(&mut self, value: f64, ok: bool, leaving: Option<&[f64]>) {
         let ok = ok && value.is_finite();
         let value = if value.is_finite() {
             value
@@ -299,12 +251,9 @@ impl SignalWindow {
         // Before the write: with n = capacity, the point leaving is the one
         // this push overwrites.
         let mut rebuild = false;
-        for (k, r) in self.running.iter_mut().enumerate() {
+        for r in &mut self.running {
             let n = r.n();
-            let dropped = (self.filled >= n).then(|| match leaving.and_then(|l| l.get(k)) {
-                Some(&x) => x,
-                None => self.values[ring_back(head, cap, n)],
-            });
+            let dropped = (self.filled >= n).then(|| self.values[ring_back(head, cap, n)]);
             rebuild |= r.push(self.pushes, value, dropped);
         }
         self.values[head] = value;
@@ -357,23 +306,6 @@ impl SignalWindow {
         Some(at)
     }
 
-    /// Registers a read of `stat` over `n`, kept running at `at` (what
-    /// [`SignalWindow::track`] said), and says its slot in the window's
-    /// readout; the same read registered twice shares one slot.
-    /// Allocates: set-up only.
-    fn register_read(&mut self, stat: Stat, n: usize, at: Option<usize>) -> usize {
-        // `Value` ignores `n`: every value read is the same read.
-        let n = if stat == Stat::Value { 0 } else { n };
-        let read = Read { stat, n, at };
-        match self.reads.iter().position(|r| *r == read) {
-            Some(slot) => slot,
-            None => {
-                self.reads.push(read);
-                self.reads.len() - 1
-            }
-        }
-    }
-
     /// Ring index of the point `k` pushes back (1 = the newest).
     fn back(&self, k: usize) -> usize {
         ring_back(self.head, self.capacity(), k)
@@ -403,9 +335,10 @@ impl SignalWindow {
     /// [`SignalWindow::track`] gave, so a read does not search for it. An
     /// index that does not keep this statistic over `n` points is ignored
     /// (the statistic is then computed from the ring).
-    // `inline(always)`: returned whole through memory, a `Reading` costs a
-    // store-forwarding stall at every copy (see `SignalBank`); inlined, it
-    // stays in registers.
+    // `inline(always)`: returned from a call, a `Reading` goes through
+    // memory in pieces that the caller's copy of it cannot be forwarded
+    // from (a store-forwarding stall per feature, most of a row fill's cost
+    // in a profile); inlined, it stays in registers.
     #[inline(always)]
     pub fn stat_at(
         &self,
@@ -598,54 +531,10 @@ fn window_value(stat: Stat, a: &[f64], b: &[f64], tick_seconds: f64, scratch: &m
 }
 
 /// Every signal the features read, on one tick grid.
-///
-/// Besides the windows, the bank keeps a **readout**: every read a row
-/// registered, for every signal, one block per signal in signal order, in
-/// one flat array. [`SignalBank::push_and_read`] fills a signal's block
-/// right after its push, while the window is in cache, and
-/// [`FeatureRow::fill`] then copies from the block instead of going back
-/// to each window (its ring, its running statistics, its quality), which
-/// at hundreds of signals are long out of cache by the time the rows are
-/// filled. The readings are the same computation on the same state, so the
-/// rows are the same bits either way; a signal pushed with plain
-/// [`SignalBank::push`] has no fresh block and its rows read the window.
 #[derive(Debug, Clone)]
 pub struct SignalBank {
     tick_seconds: f64,
     signals: Vec<SignalWindow>,
-    /// Per signal, where its readout block starts; one more entry than
-    /// signals (the end of the last block).
-    read_start: Vec<usize>,
-    /// The readings, as two arrays: a [`Reading`] returned and stored whole
-    /// goes through memory in pieces the CPU cannot forward to the next
-    /// load (a store-forwarding stall per reading, most of a copy's cost).
-    read_values: Vec<f64>,
-    read_unusable: Vec<Option<Unusable>>,
-    /// What each slot reads: the windows' `reads`, laid out as the readout
-    /// is, so taking a signal's readings reads the next signal's specs from
-    /// the same lines rather than from one more allocation per signal.
-    read_specs: Vec<Read>,
-    /// Per signal: its block holds the readings after its latest push.
-    fresh: Vec<bool>,
-    /// For reads that are not kept running (none a row registers, since
-    /// [`FeatureRow::new`] sizes the ring for them).
-    scratch: Scratch,
-    /// [`SignalBank::push_all`]'s working memory: the points leaving every
-    /// running window, and each signal's push count when they were loaded.
-    leaving: Vec<f64>,
-    leaving_at: Vec<u64>,
-}
-
-/// One signal's point of a tick, for [`SignalBank::push_all`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Point {
-    pub signal: SignalId,
-    pub value: f64,
-    /// Good quality and not stale (see [`SignalWindow::push`]).
-    pub ok: bool,
-    /// Take the signal's readings after the push
-    /// ([`SignalBank::push_and_read`]).
-    pub read: bool,
 }
 
 impl SignalBank {
@@ -656,14 +545,6 @@ impl SignalBank {
         Ok(SignalBank {
             tick_seconds,
             signals: Vec::new(),
-            read_start: vec![0],
-            read_values: Vec::new(),
-            read_unusable: Vec::new(),
-            read_specs: Vec::new(),
-            fresh: Vec::new(),
-            scratch: Scratch::default(),
-            leaving: Vec::new(),
-            leaving_at: Vec::new(),
         })
     }
 
@@ -680,8 +561,6 @@ impl SignalBank {
         // ticks (a prime stride, so windows of round lengths spread too).
         window.phase = self.signals.len().wrapping_mul(7919);
         self.signals.push(window);
-        self.fresh.push(false);
-        self.read_start.push(self.read_values.len());
         id
     }
 
@@ -701,113 +580,9 @@ impl SignalBank {
     /// unknown id is a wiring mistake the caller made at set-up; it is
     /// ignored rather than panicking in the tick.
     pub fn push(&mut self, id: SignalId, value: f64, ok: bool) {
-        let i = id.index();
-        if let Some(w) = self.signals.get_mut(i) {
+        if let Some(w) = self.signals.get_mut(id.index()) {
             w.push(value, ok);
-            self.fresh[i] = false;
         }
-    }
-
-    /// [`SignalBank::push`], then every read a row registered on the
-    /// signal taken into its readout block, for the rows filled before the
-    /// next push (see [`SignalBank`]). Worth it on a tick where rows that
-    /// read the signal are due; on other ticks, [`SignalBank::push`] does
-    /// less. Allocation-free.
-    pub fn push_and_read(&mut self, id: SignalId, value: f64, ok: bool) {
-        let i = id.index();
-        let Some(w) = self.signals.get_mut(i) else {
-            return;
-        };
-        w.push(value, ok);
-        self.take_readings(i);
-    }
-
-    /// One tick's points of many signals, each signal at most once, each
-    /// pushed as [`SignalBank::push`] or, with `read`,
-    /// [`SignalBank::push_and_read`] would: the same windows, readings and
-    /// bits. Faster at hundreds of signals: the points leaving the running
-    /// windows (cache misses, one per window length, each waited for in
-    /// turn by one push after another) are loaded for every signal first,
-    /// in a loop of independent loads the CPU overlaps. Allocation-free once
-    /// warm.
-    pub fn push_all(&mut self, points: &[Point]) {
-        self.leaving.clear();
-        self.leaving_at.clear();
-        let mut warm = 0.0;
-        for p in points {
-            let i = p.signal.index();
-            if let Some(w) = self.signals.get(i) {
-                self.leaving.extend(w.leaving());
-                self.leaving_at.push(w.pushes);
-                if p.read {
-                    warm +=
-                        w.warm_lags(&self.read_specs[self.read_start[i]..self.read_start[i + 1]]);
-                }
-            }
-        }
-        // The loads above are kept for their effect on the cache, not for
-        // the sum.
-        std::hint::black_box(warm);
-        let (mut k, mut j) = (0, 0);
-        for p in points {
-            let i = p.signal.index();
-            let Some(w) = self.signals.get_mut(i) else {
-                continue;
-            };
-            let kept = w.running.len();
-            let leaving = self.leaving.get(k..k + kept);
-            k += kept;
-            // A signal listed twice: its second point's leaving values were
-            // loaded before its first push, so it reads the ring instead.
-            let loaded_now = self.leaving_at.get(j) == Some(&w.pushes);
-            j += 1;
-            w.push_leaving(p.value, p.ok, leaving.filter(|_| loaded_now));
-            if p.read {
-                self.take_readings(i);
-            } else {
-                self.fresh[i] = false;
-            }
-        }
-    }
-
-    /// Signal `i`'s registered reads into its readout block, after a push.
-    fn take_readings(&mut self, i: usize) {
-        let Some(w) = self.signals.get(i) else {
-            return;
-        };
-        let (start, end) = (self.read_start[i], self.read_start[i + 1]);
-        let slots = self.read_values[start..end]
-            .iter_mut()
-            .zip(&mut self.read_unusable[start..end]);
-        for ((value, unusable), read) in slots.zip(&self.read_specs[start..end]) {
-            let r = w.stat_at(
-                read.at,
-                read.stat,
-                read.n,
-                self.tick_seconds,
-                &mut self.scratch,
-            );
-            *value = r.value;
-            *unusable = r.unusable;
-        }
-        self.fresh[i] = true;
-    }
-
-    /// Lays the readout out again after a read was registered: every block
-    /// moves, and none is fresh until its signal's next
-    /// [`SignalBank::push_and_read`]. Allocates: set-up only.
-    fn lay_out_readout(&mut self) {
-        self.read_start.clear();
-        self.read_specs.clear();
-        for w in &self.signals {
-            self.read_start.push(self.read_specs.len());
-            self.read_specs.extend_from_slice(&w.reads);
-        }
-        let end = self.read_specs.len();
-        self.read_start.push(end);
-        self.read_values = vec![f64::NAN; end];
-        self.read_unusable = vec![None; end];
-        self.fresh.iter_mut().for_each(|f| *f = false);
     }
 
     /// One feature's reading.
@@ -859,9 +634,6 @@ pub struct FeatureRow {
     /// Per feature, where its window keeps it running
     /// ([`SignalWindow::track`]).
     running: Vec<Option<usize>>,
-    /// Per feature, its slot in its signal's readout block
-    /// ([`SignalBank`]).
-    slots: Vec<usize>,
 }
 
 impl FeatureRow {
@@ -869,25 +641,7 @@ impl FeatureRow {
     /// to the longest span asked of it, and has each window statistic kept
     /// running.
     pub fn new(bank: &mut SignalBank, specs: Vec<FeatureSpec>) -> Result<Self, FeatureError> {
-        let registered = Self::register(bank, &specs);
-        // Also after an error: the reads registered before it stay on their
-        // windows, and every block must have room for its window's reads.
-        bank.lay_out_readout();
-        let (running, slots) = registered?;
-        Ok(FeatureRow {
-            specs,
-            running,
-            slots,
-        })
-    }
-
-    /// Per feature, where its window keeps it running and its readout slot.
-    fn register(
-        bank: &mut SignalBank,
-        specs: &[FeatureSpec],
-    ) -> Result<(Vec<Option<usize>>, Vec<usize>), FeatureError> {
         let mut running = Vec::with_capacity(specs.len());
-        let mut slots = Vec::with_capacity(specs.len());
         for (feature, spec) in specs.iter().enumerate() {
             if spec.stat.is_window() && spec.n == 0 {
                 return Err(FeatureError::EmptyWindow {
@@ -902,11 +656,9 @@ impl FeatureRow {
                 });
             };
             window.reserve(spec.stat.span(spec.n));
-            let at = window.track(spec.stat, spec.n);
-            running.push(at);
-            slots.push(window.register_read(spec.stat, spec.n, at));
+            running.push(window.track(spec.stat, spec.n));
         }
-        Ok((running, slots))
+        Ok(FeatureRow { specs, running })
     }
 
     pub fn len(&self) -> usize {
@@ -937,37 +689,8 @@ impl FeatureRow {
         }
         let mut first_bad = None;
         let mut first_short = None;
-        let mut note = |feature: usize, reason: Unusable| match reason {
-            Unusable::BadInput { .. } if first_bad.is_none() => {
-                first_bad = Some((feature, reason));
-            }
-            Unusable::NotFull { .. } if first_short.is_none() => {
-                first_short = Some((feature, reason));
-            }
-            _ => {}
-        };
-        let features = self
-            .specs
-            .iter()
-            .zip(&self.running)
-            .zip(&self.slots)
-            .zip(out.iter_mut());
-        for (feature, (((spec, &at), &read), slot)) in features.enumerate() {
-            let i = spec.signal.index();
-            // The readout when it is fresh (see `SignalBank`): the value,
-            // and the reason only where there is one.
-            if bank.fresh.get(i) == Some(&true) {
-                let k = bank.read_start[i] + read;
-                if let (Some(&value), Some(unusable)) =
-                    (bank.read_values.get(k), bank.read_unusable.get(k))
-                {
-                    *slot = value as f32;
-                    if let Some(reason) = unusable {
-                        note(feature, *reason);
-                    }
-                    continue;
-                }
-            }
+        let features = self.specs.iter().zip(&self.running).zip(out.iter_mut());
+        for (feature, ((spec, &at), slot)) in features.enumerate() {
             // `new` checked every id against this bank, and banks only grow.
             let Some(window) = bank.window(spec.signal) else {
                 return Err(FeatureError::UnknownSignal {
@@ -977,8 +700,14 @@ impl FeatureRow {
             };
             let reading = window.stat_at(at, spec.stat, spec.n, bank.tick_seconds, scratch);
             *slot = reading.value as f32;
-            if let Some(reason) = reading.unusable {
-                note(feature, reason);
+            match reading.unusable {
+                Some(reason @ Unusable::BadInput { .. }) if first_bad.is_none() => {
+                    first_bad = Some((feature, reason));
+                }
+                Some(reason @ Unusable::NotFull { .. }) if first_short.is_none() => {
+                    first_short = Some((feature, reason));
+                }
+                _ => {}
             }
         }
         Ok(match first_bad.or(first_short) {

@@ -44,9 +44,7 @@ use ndarray::ArrayView2;
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
 use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RowValues};
-use super::features::{
-    FeatureRow, FeatureSpec, Point, RowQuality, Scratch, SignalBank, SignalId, Stat,
-};
+use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
 use super::meter::{Bucket, ComputeTime, Counts, ModelMeter, Stopwatch};
@@ -105,9 +103,6 @@ struct ModelRun {
     setpoints: Arc<[Arc<str>]>,
     priority: cfgml::Priority,
     rows: Vec<RowRun>,
-    /// The signals its rows read (indices into `MlState::signals`, which
-    /// are their `SignalId`s), each once.
-    signals: Vec<usize>,
     busy: Option<cfgml::Busy>,
     /// `[models.schedule] rows_per_minute`.
     quota: Option<Bucket>,
@@ -155,12 +150,6 @@ struct MlState {
     bank: SignalBank,
     /// Every signal the models read, with its window in the bank.
     signals: Vec<(Source, SignalId)>,
-    /// Per signal, this tick: a model that reads it may be due, so its
-    /// push also takes the readings its rows will copy
-    /// (`SignalBank::push_and_read`).
-    wanted: Vec<bool>,
-    /// This tick's points, reused (`SignalBank::push_all`).
-    points: Vec<Point>,
     models: Vec<ModelRun>,
     scratch: Scratch,
     /// Reused batch buffers.
@@ -345,14 +334,7 @@ pub fn install(
                     .collect()
             })
             .collect();
-        let mut model_signals: Vec<usize> = rows
-            .iter()
-            .flat_map(|r| r.features.specs().iter().map(|f| f.signal.index()))
-            .collect();
-        model_signals.sort_unstable();
-        model_signals.dedup();
         models.push(ModelRun {
-            signals: model_signals,
             busy: m.schedule.busy,
             quota: m.schedule.rows_per_minute.map(|r| Bucket::new(r, tick_ns)),
             meter: ModelMeter::new(row_lines, line_names.clone()),
@@ -396,8 +378,6 @@ pub fn install(
     order.sort_by_key(|&i| task_rank(models[i].task));
     world.insert_resource(MlState {
         bank,
-        wanted: vec![false; signals.len()],
-        points: Vec::with_capacity(signals.len()),
         signals,
         models,
         scratch: Scratch::default(),
@@ -429,21 +409,12 @@ fn metadata_threshold(m: &LoadedModel) -> Option<f64> {
 
 fn sample_signals(
     mut st: ResMut<MlState>,
-    clock: Res<TickClock>,
     tags: Query<(&TagValue, &TagQuality)>,
     lines: Option<Res<Lines>>,
     line_events: Option<Res<crate::twin::systems::PendingLineEvents>>,
 ) {
     let st = &mut *st;
-    let tick = clock.tick();
-    st.wanted.fill(false);
-    st.points.clear();
-    for m in st.models.iter().filter(|m| may_be_due(m, tick)) {
-        for &s in &m.signals {
-            st.wanted[s] = true;
-        }
-    }
-    for (&(source, id), &wanted) in st.signals.iter().zip(&st.wanted) {
+    for &(source, id) in &st.signals {
         let (value, ok) = match source {
             Source::Tag(e) => match tags.get(e) {
                 Ok((v, q)) => {
@@ -479,14 +450,8 @@ fn sample_signals(
                 None => (f64::NAN, false),
             },
         };
-        st.points.push(Point {
-            signal: id,
-            value,
-            ok,
-            read: wanted,
-        });
+        st.bank.push(id, value, ok);
     }
-    st.bank.push_all(&st.points);
 }
 
 /// Where a task takes from the shared budget: protection (fault, anomaly)
@@ -578,16 +543,6 @@ fn stagger(models: &mut [ModelRun]) {
             models[i].phase = k * every / c;
         }
     }
-}
-
-/// Whether any row of `m` can be due on `tick` (`row_due` for a row
-/// calm or busy), known before the rows' features are read.
-fn may_be_due(m: &ModelRun, tick: u64) -> bool {
-    let on = |every: u64| (tick + m.phase).is_multiple_of(every.max(1));
-    on(m.every_ticks)
-        || m.busy
-            .as_ref()
-            .is_some_and(|b| on(u64::from(b.every_ticks)))
 }
 
 /// Whether a row is due on `tick`: at the busy cadence while its machine
