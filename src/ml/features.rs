@@ -335,6 +335,11 @@ impl SignalWindow {
     /// [`SignalWindow::track`] gave, so a read does not search for it. An
     /// index that does not keep this statistic over `n` points is ignored
     /// (the statistic is then computed from the ring).
+    // `inline(always)`: returned from a call, a `Reading` goes through
+    // memory in pieces that the caller's copy of it cannot be forwarded
+    // from (a store-forwarding stall per feature, most of a row fill's cost
+    // in a profile); inlined, it stays in registers.
+    #[inline(always)]
     pub fn stat_at(
         &self,
         at: Option<usize>,
@@ -350,6 +355,7 @@ impl SignalWindow {
         }
     }
 
+    #[inline(always)]
     fn lag(&self, n: usize) -> Reading {
         let have = self.len();
         if have == 0 {
@@ -379,6 +385,7 @@ impl SignalWindow {
         }
     }
 
+    #[inline(always)]
     fn window_stat(
         &self,
         at: Option<usize>,

@@ -836,6 +836,17 @@ pub fn set_stopwatch(core: &mut TwinCore, stopwatch: Stopwatch) {
     }
 }
 
+/// The batch the stage last filled, row after row: that of the last model
+/// that ran on the last tick (empty if none ran). For benches, to time raw
+/// `run()` on the rows the stage actually ran, not on made-up ones: a
+/// tree ensemble's cost depends on the values.
+pub fn last_batch(core: &TwinCore) -> Vec<f32> {
+    core.world()
+        .get_resource::<MlState>()
+        .map(|st| st.batch.clone())
+        .unwrap_or_default()
+}
+
 /// Compute time per model so far (zero without a stopwatch).
 pub fn compute_time(core: &TwinCore) -> ComputeTime {
     let Some(st) = core.world().get_resource::<MlState>() else {

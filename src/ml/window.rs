@@ -264,6 +264,7 @@ impl Running {
 
     /// The statistic over the `m` points held (`m >= 1`), if it is kept:
     /// `None` for a statistic this length does not keep.
+    #[inline]
     pub(super) fn read(&self, stat: RunningStat, tick_seconds: f64) -> Option<f64> {
         match stat {
             RunningStat::Min => self.min.as_ref()?.front(),

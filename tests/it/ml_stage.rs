@@ -400,3 +400,31 @@ fn r11_an_offloaded_model_live_and_its_replay_agree_byte_for_byte() {
     assert!(preds > 0, "the live run predicts");
     assert_eq!(replayed, bytes);
 }
+
+#[test]
+fn r11_last_batch_is_the_batch_the_stage_ran() {
+    // What benches/ml_stage.rs times raw `run()` on: nothing before the
+    // model's first due tick, then one row of its 4 features per conveyor.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = demo_with(dir.path(), &fault_model());
+    let cfg = twin::config::load_file(&path).unwrap_or_else(|r| panic!("config: {r}"));
+    let conveyors = cfg
+        .config
+        .lines
+        .iter()
+        .map(|l| l.conveyors.len())
+        .sum::<usize>();
+    assert!(conveyors > 0, "the demo has conveyors");
+    let mut d = twin::runtime::Driver::new(&cfg, 1_800_000_000_000_000_000)
+        .with_models(&cfg)
+        .expect("the model loads");
+    assert!(twin::ml::stage::last_batch(d.core()).is_empty());
+    // `every = "1s"`: due on one tick in ten.
+    let mut sizes = Vec::new();
+    for _ in 0..10 {
+        d.step();
+        sizes.push(twin::ml::stage::last_batch(d.core()).len());
+    }
+    assert_eq!(sizes.iter().filter(|&&n| n > 0).count(), 1, "{sizes:?}");
+    assert!(sizes.contains(&(conveyors * 4)), "{sizes:?}");
+}
