@@ -5,10 +5,14 @@ CARGO ?= cargo
 
 .PHONY: demo test setup setup-build
 
+# Where `make demo` serves its HTTP API and /metrics: loopback only, and
+# read-only (no token file). `make demo HTTP=127.0.0.1:0` takes a free port.
+HTTP ?= 127.0.0.1:8080
+
 ## Build (release) and run the live demo of the packaging line.
 demo: setup-build
 	$(CARGO) build --release --locked
-	./target/release/twin demo $(ARGS)
+	./target/release/twin demo --http $(HTTP) $(ARGS)
 
 ## Formatting, lints and the whole test suite.
 test: setup
