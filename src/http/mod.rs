@@ -103,13 +103,97 @@ pub async fn serve(
         control,
     };
     let app = api::router(state);
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "The HTTP server stopped.");
-        }
-    });
+    tokio::spawn(accept_loop(listener, app, shutdown, Limits::default()));
     Ok(addr)
 }
+
+/// Connections served at once; one more is closed as it is accepted, so a
+/// flood of clients (or of half-open connections) cannot take the
+/// process's file descriptors or memory. Far above what the operators of
+/// one line and a Prometheus server use.
+pub const MAX_CONNECTIONS: usize = 512;
+/// A client has this long to send a request's headers once it starts one
+/// (and a kept-alive connection to start the next): a slowloris-style
+/// client that trickles headers is cut off instead of holding a slot.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The accept loop's limits ([`MAX_CONNECTIONS`], [`HEADER_READ_TIMEOUT`]).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Our own accept loop instead of `axum::serve`, for [`MAX_CONNECTIONS`]
+/// and [`HEADER_READ_TIMEOUT`] (axum 0.7's `serve` sets neither). Each
+/// connection is HTTP/1.1 on a task of its own; on `shutdown` the listener
+/// closes and every connection finishes its request in flight and closes.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    limits: Limits,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut refused = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it
+                // was taken: wait a little rather than spin, and go on.
+                tracing::warn!(error = %e, "The HTTP server could not accept a connection.");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(%peer, refused, max = limits.max_connections,
+                    "The HTTP server is at its connection limit; closed a new connection.");
+            }
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let served = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "An HTTP connection ended with an error.");
+            }
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod limits_tests;

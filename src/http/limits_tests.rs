@@ -1,0 +1,91 @@
+//! The accept loop's limits: a cap on connections, and a client that sends
+//! no complete request head is cut off.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Limits, accept_loop};
+
+/// Reads until the server closes (or `wait` passes): the bytes read, and
+/// whether it closed.
+async fn until_closed(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (got, read.is_ok())
+}
+
+async fn get(addr: std::net::SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let (got, closed) = until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "the answer ends");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_and_a_slow_head_is_cut_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(accept_loop(
+        listener,
+        app,
+        stop.clone(),
+        Limits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(500),
+        },
+    ));
+    assert!(get(addr).await.ends_with("ok"), "a request is served");
+
+    // Two clients take both slots: one sends nothing, one trickles half a
+    // request head and stops (slowloris).
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .await
+        .expect("send part of a head");
+    // Both accepted before the third arrives (accepting is in order).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A whole request on a third connection: beyond the cap it is closed
+    // unanswered (under the cap it would get "ok").
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    let _ = third
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await;
+    let (got, closed) = until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(
+        closed && got.is_empty(),
+        "a connection beyond the cap is closed unanswered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // The head timeout frees both slots.
+    for s in [&mut slow, &mut silent] {
+        let (got, closed) = until_closed(s, Duration::from_secs(10)).await;
+        assert!(closed, "cut off after the head timeout");
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "closed, or told 408: {text:?}"
+        );
+    }
+    assert!(get(addr).await.ends_with("ok"), "the slots are free again");
+    stop.cancel();
+}
