@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 /// The most event streams open at once; one more is answered `503`.
 pub const MAX_CLIENTS: usize = 256;
 
-/// Lines a client may have waiting before it is dropped: about ten
-/// seconds of the demo's events.
+/// Lines a client may have waiting before it is dropped: many ticks of
+/// a plant's events, so only a client that has stopped keeping up fills it.
 pub const QUEUE_LINES: usize = 4096;
 
 /// The seconds between keep-alive comments, so that proxies keep an idle
