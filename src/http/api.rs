@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/proposals", get(proposals))
         .route("/api/v1/metering", get(metering))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/proposals/:id/approve", post(approve))
         .route("/api/v1/proposals/:id/reject", post(reject))
         .route("/api/v1/setpoints/:tag/reset", post(reset))
@@ -247,6 +248,95 @@ async fn metering(State(s): State<AppState>, headers: HeaderMap) -> Response {
     }
     let snap = s.shared.get();
     axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "models": snap.metering}))
+        .into_response()
+}
+
+/// `?type=`, `?machine=`, `?tag=`: comma lists; an event passes if it
+/// matches every one given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    machine: Option<String>,
+    tag: Option<String>,
+}
+
+impl EventQuery {
+    fn filter(self) -> Result<super::events::Filter, String> {
+        fn list(key: &str, v: Option<String>) -> Result<Option<Vec<String>>, String> {
+            let Some(v) = v else { return Ok(None) };
+            let items: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if items.is_empty() {
+                return Err(format!("{key}= needs at least one value, as in {key}=a,b"));
+            }
+            Ok(Some(items))
+        }
+        Ok(super::events::Filter {
+            types: list("type", self.kind)?,
+            machines: list("machine", self.machine)?,
+            tags: list("tag", self.tag)?,
+        })
+    }
+}
+
+/// The live event lines as server-sent events, one `data:` line an event
+/// (`src/http/events.rs` has the queue and drop policy).
+async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> Response {
+    use super::events::{Item, KEEP_ALIVE_SECS, Subscription};
+    use axum::response::sse::{Event, KeepAlive, Sse};
+
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    const TAKES: &str = "the query takes type=, machine= and tag=, each a comma list";
+    let filter = match query {
+        Ok(Query(q)) => match q.filter() {
+            Ok(f) => f,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}; {TAKES}")),
+        },
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{}; {TAKES}", e.body_text()),
+            );
+        }
+    };
+    let sub = match s.shared.events.subscribe(filter) {
+        Ok(sub) => sub,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    if s.shared.get().finished {
+        // Nothing will come: say so instead of holding the stream open.
+        s.shared.events.close();
+    }
+    let stream = futures_util::stream::unfold(
+        Some(sub),
+        |state: Option<Subscription>| async move {
+            let mut sub = state?;
+            let ev = match sub.rx.recv().await {
+            Some(Item::Line(l)) => return Some((Ok::<_, std::convert::Infallible>(Event::default().data(&*l)), Some(sub))),
+            Some(Item::End) => Event::default().event("end").data("the run has ended"),
+            None if sub.was_dropped() => Event::default().event("dropped").data(format!(
+                "this client fell {} events behind the run and was dropped; reconnect to follow it again",
+                super::events::QUEUE_LINES
+            )),
+            None => return None,
+        };
+            Some((Ok(ev), None))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_SECS)))
         .into_response()
 }
 

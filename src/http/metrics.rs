@@ -101,6 +101,7 @@ pub fn render(shared: &Shared) -> Result<String, std::fmt::Error> {
     sources(&mut reg, shared);
     core(&mut reg, &snap);
     ml(&mut reg, &snap);
+    http(&mut reg, shared);
     process(&mut reg);
     let mut text = String::with_capacity(16 * 1024);
     prometheus_client::encoding::text::encode(&mut text, &reg)?;
@@ -275,6 +276,21 @@ fn ml(reg: &mut Registry, snap: &Snapshot) {
         "twin_ml_compute_seconds_total",
         "Wall time spent in a model's run(), by model",
         compute,
+    );
+}
+
+fn http(reg: &mut Registry, shared: &Shared) {
+    let open = Gauge::<i64>::default();
+    open.set(i64::try_from(shared.events.open()).unwrap_or(i64::MAX));
+    reg.register(
+        "twin_http_event_clients",
+        "Event streams (GET /api/v1/events) open now",
+        open,
+    );
+    reg.register(
+        "twin_http_event_clients_dropped_total",
+        "Event stream clients dropped because their queue was full (too slow to follow the run)",
+        Total::of(shared.events.dropped_total() as f64),
     );
 }
 

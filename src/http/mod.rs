@@ -12,9 +12,11 @@
 //! - [`snapshot`]: the sink and what it publishes.
 //! - [`api`]: the routes.
 //! - [`metrics`]: the Prometheus text.
+//! - [`events`]: the live event lines' fan-out to streaming clients.
 
 pub mod api;
 pub mod auth;
+pub mod events;
 pub mod metrics;
 pub mod snapshot;
 

@@ -309,6 +309,8 @@ pub struct Shared {
     current: Arc<RwLock<Arc<Snapshot>>>,
     pub plant: Arc<Plant>,
     pub health: HealthBoard,
+    /// The live event lines' fan-out (`GET /api/v1/events`).
+    pub events: super::events::EventHub,
 }
 
 impl Shared {
@@ -317,6 +319,7 @@ impl Shared {
             current: Arc::new(RwLock::new(Arc::new(Snapshot::default()))),
             plant: Arc::new(Plant::of(cfg)),
             health,
+            events: super::events::EventHub::default(),
         }
     }
 
@@ -527,6 +530,14 @@ impl HttpSink {
     }
 }
 
+impl Drop for HttpSink {
+    /// A run that stops without `finish` (a failed sink) still ends its
+    /// event streams rather than leaving them open with nothing to come.
+    fn drop(&mut self) {
+        self.shared.events.close();
+    }
+}
+
 impl Sink for HttpSink {
     /// The run's clock is known: the snapshot is of its tick 0.
     fn start(&mut self, clock: &crate::twin::TickClock) -> Result<(), SinkError> {
@@ -539,6 +550,7 @@ impl Sink for HttpSink {
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
         self.work.tick_time.observe(out.tick_time);
         self.follow(out);
+        self.shared.events.publish(out.jsonl);
         let every = i64::try_from(PUBLISH_EVERY.as_nanos()).unwrap_or(i64::MAX);
         if self
             .last_publish_ns
@@ -551,6 +563,7 @@ impl Sink for HttpSink {
 
     fn write_end(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
         self.follow(out);
+        self.shared.events.publish(out.jsonl);
         self.publish(out);
         Ok(())
     }
@@ -558,6 +571,7 @@ impl Sink for HttpSink {
     fn finish(&mut self) -> Result<(), SinkError> {
         self.work.finished = true;
         self.shared.publish(self.work.clone());
+        self.shared.events.close();
         Ok(())
     }
 }

@@ -211,6 +211,8 @@ fn http_tokens_roles_and_operator_decisions_reach_the_audit_log() {
     assert_eq!(code, 401);
     let (code, _, _) = request(&addr, "GET", "/metrics", None, None);
     assert_eq!(code, 401);
+    let (code, _, _) = request(&addr, "GET", "/api/v1/events?type=tag", None, None);
+    assert_eq!(code, 401, "the event stream needs a token too");
     // No CORS: a browser page elsewhere gets nothing it may read.
     assert!(!head.contains("access-control-allow-origin"), "{head}");
 
@@ -560,6 +562,84 @@ fn http_on_a_replay_is_read_only() {
     proc.terminate();
     assert!(
         proc.wait(Duration::from_secs(20)).is_some(),
+        "{}",
+        proc.stderr()
+    );
+}
+
+/// A client of `GET /api/v1/events` reading until the stream ends or
+/// `want` `data:` lines came: those lines' JSON, and the whole text.
+fn stream_events(addr: &str, query: &str, want: usize) -> (Vec<serde_json::Value>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP server");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let req = format!("GET /api/v1/events{query} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send the request");
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    let mut events = Vec::new();
+    while events.len() < want {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => panic!("no more events ({e}) after: {text}"),
+        };
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        // A read may end inside a line: a `data:` line is whole once its
+        // newline is in.
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        events = whole
+            .split('\n')
+            // Event lines are JSON objects; `end` and `dropped` say why in
+            // words.
+            .filter_map(|l| l.strip_prefix("data: ").filter(|d| d.starts_with('{')))
+            .map(|l| json(l.trim_end_matches('\r')))
+            .collect();
+    }
+    (events, text)
+}
+
+#[test]
+fn http_streams_the_live_events_filtered() {
+    let mut cmd = twin();
+    cmd.args(["demo", "--http", "127.0.0.1:0", "--for", "6s", "--no-table"])
+        .env_remove("TWIN_HTTP_TOKENS_FILE");
+    let mut proc = Proc::spawn(cmd);
+    let addr = listening(&mut proc);
+
+    let (code, _, body) = request(&addr, "GET", "/api/v1/events?kind=tag", None, None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("type="), "{body}");
+
+    let a = addr.clone();
+    let tags = std::thread::spawn(move || stream_events(&a, "?type=tag", 5));
+    // The second client reads to the run's end.
+    let (infeed, text) = stream_events(&addr, "?machine=infeed", usize::MAX);
+    let (tags, head) = tags.join().expect("the tag client");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(tags.len() >= 5, "{head}");
+    for e in &tags {
+        assert_eq!(e["type"], "tag", "{e}");
+    }
+    assert!(!infeed.is_empty(), "{text}");
+    for e in &infeed {
+        assert_eq!(e["machine"], "infeed", "{e}");
+    }
+    assert!(
+        infeed.iter().any(|e| e["type"] == "tag"),
+        "the infeed's tags: {text}"
+    );
+    assert!(
+        text.contains("event: end"),
+        "the stream says the run ended: {text}"
+    );
+    assert_eq!(
+        proc.wait(Duration::from_secs(20)),
+        Some(0),
         "{}",
         proc.stderr()
     );
