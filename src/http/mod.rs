@@ -39,7 +39,9 @@ pub enum HttpError {
         port = addr.port()
     )]
     NotLoopback { addr: SocketAddr },
-    #[error("--http {addr}: cannot listen: {source}")]
+    #[error(
+        "--http {addr}: cannot listen: {source}; if another program has that port, pick another, or port 0 for a free one (`--http 127.0.0.1:0`, `make demo HTTP=127.0.0.1:0`): the URL is logged"
+    )]
     Bind {
         addr: SocketAddr,
         #[source]
