@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 
 use super::auth::{Role, Tokens};
 use super::snapshot::Shared;
+use crate::config::diagnostics::did_you_mean;
+use crate::qa::expect::EVENT_TYPES;
 use crate::runtime::control::{ControlOp, ControlRequest, ControlTx};
 
 /// The largest request body taken (`413` above it): control bodies are a
@@ -263,7 +265,7 @@ struct EventQuery {
 }
 
 impl EventQuery {
-    fn filter(self) -> Result<super::events::Filter, String> {
+    fn filter(self, plant: &super::snapshot::Plant) -> Result<super::events::Filter, String> {
         fn list(key: &str, v: Option<String>) -> Result<Option<Vec<String>>, String> {
             let Some(v) = v else { return Ok(None) };
             let items: Vec<String> = v
@@ -277,12 +279,36 @@ impl EventQuery {
             }
             Ok(Some(items))
         }
+        let types = list("type", self.kind)?;
+        let machines = list("machine", self.machine)?;
+        // A misspelt type or machine would stream nothing, silently, for
+        // as long as the client waits: refuse it and say what was meant.
+        for t in types.iter().flatten() {
+            if !EVENT_TYPES.contains(&t.as_str()) {
+                return Err(unknown("event type", t, EVENT_TYPES.iter().copied()));
+            }
+        }
+        for m in machines.iter().flatten() {
+            if !plant.machines.iter().any(|pm| pm.id == *m) {
+                let ids = plant.machines.iter().map(|pm| pm.id.as_str());
+                return Err(unknown("machine", m, ids));
+            }
+        }
         Ok(super::events::Filter {
-            types: list("type", self.kind)?,
-            machines: list("machine", self.machine)?,
+            types,
+            machines,
             tags: list("tag", self.tag)?,
         })
     }
+}
+
+/// "no event type `x`; did you mean `y`? (known: a, b, …)".
+fn unknown<'a>(what: &str, got: &str, known: impl Iterator<Item = &'a str> + Clone) -> String {
+    let hint = did_you_mean(got, known.clone())
+        .map(|d| format!("; {d}"))
+        .unwrap_or_default();
+    let known: Vec<&str> = known.collect();
+    format!("no {what} `{got}`{hint} (known: {})", known.join(", "))
 }
 
 /// The live event lines as server-sent events, one `data:` line an event
@@ -300,7 +326,7 @@ async fn events(
     }
     const TAKES: &str = "the query takes type=, machine= and tag=, each a comma list";
     let filter = match query {
-        Ok(Query(q)) => match q.filter() {
+        Ok(Query(q)) => match q.filter(&s.shared.plant) {
             Ok(f) => f,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}; {TAKES}")),
         },

@@ -610,6 +610,17 @@ fn http_streams_the_live_events_filtered() {
     let (code, _, body) = request(&addr, "GET", "/api/v1/events?kind=tag", None, None);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("type="), "{body}");
+    // A misspelt type or machine would stream nothing: refused, with the
+    // word meant.
+    let (code, _, body) = request(&addr, "GET", "/api/v1/events?type=tag,alrm", None, None);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("`alrm`") && body.contains("`alarm`"),
+        "{body}"
+    );
+    let (code, _, body) = request(&addr, "GET", "/api/v1/events?machine=filer", None, None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("`filler`"), "{body}");
 
     let a = addr.clone();
     let tags = std::thread::spawn(move || stream_events(&a, "?type=tag", 5));
