@@ -410,6 +410,9 @@ async function pollTags() {
       if (h.length > HISTORY) h.splice(0, h.length - HISTORY);
     }
   }
+  // A link to the page with `#trend=TAG` opens that tag's trend.
+  const want = decodeURIComponent((location.hash.match(/^#trend=(.+)$/) || [])[1] || '');
+  if (want && state.tags.has(want) && !(state.trend && state.trend.tag === want)) openTrend(want);
   if (state.trend) drawTrend();
 }
 
@@ -419,6 +422,7 @@ function openTrend(tag) {
   const row = state.tags.get(tag);
   if (row) row.tr.classList.add('selected');
   state.trend = { tag, plot: null };
+  history.replaceState(null, '', '#trend=' + encodeURIComponent(tag));
   $('trend').hidden = false;
   $('trend-title').textContent = tag + (row && row.cells[3].textContent ? ` (${row.cells[3].textContent})` : '');
   drawTrend();
@@ -446,6 +450,7 @@ function drawTrend() {
 $('trend-close').addEventListener('click', () => {
   if (state.trend && state.trend.plot) state.trend.plot.destroy();
   state.trend = null;
+  history.replaceState(null, '', location.pathname);
   $('trend').hidden = true;
   for (const r of state.tags.values()) r.tr.classList.remove('selected');
 });
@@ -484,15 +489,31 @@ async function pollAlarms() {
 function forecastText(f) {
   if (!f || typeof f !== 'object') return null;
   const b = f.baseline, c = f.candidate;
-  if (!b || !c) return JSON.stringify(f);
+  if (!b || !c) {
+    // The guard's own forecast: one run at the proposed value.
+    const parts = [];
+    if ('throughput_per_min' in f) parts.push(`throughput ${fmt(f.throughput_per_min)}/min`);
+    if ('jam_risk' in f) parts.push(`jam risk ${fmt(f.jam_risk)}` + ('max_jam_risk' in f ? ` (max ${fmt(f.max_jam_risk)})` : ''));
+    if ('lost' in f) parts.push(`lost ${f.lost}`);
+    if ('horizon_s' in f) parts.push(`over ${fmt(f.horizon_s)} s`);
+    return parts.length ? parts.join(' · ') : JSON.stringify(f);
+  }
   const part = (k, unit) => (k in b && k in c) ? `${k.replace(/_/g, ' ')} ${fmt(b[k])} → ${fmt(c[k])}${unit || ''}` : null;
   return ['throughput_per_min', 'jam_risk', 'lost', 'wip_end'].map((k) => part(k)).filter(Boolean).join(' · ');
 }
 
-async function control(path, body) {
-  const r = await api(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: body ? JSON.stringify(body) : '' });
-  $('control-result').textContent = (r.body.ok ? 'done: ' : 'refused: ') + (r.body.error || r.body.reason || JSON.stringify(r.body));
-  pollProposals();
+// An operator's action: a POST with the bearer header (never a cookie, so
+// another site cannot make the browser act), and the twin's answer shown.
+async function control(what, path, body) {
+  const out = $('control-result');
+  out.textContent = what + '…';
+  try {
+    const r = await api(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: body ? JSON.stringify(body) : '' });
+    out.textContent = r.body.ok ? `${what}: done` : `${what}: refused: ${r.body.error || r.body.reason || JSON.stringify(r.body)}`;
+  } catch (e) {
+    out.textContent = `${what}: ${e instanceof Unauthorized ? 'the token was not taken' : 'no answer'}`;
+  }
+  pollProposals().catch(() => {});
 }
 
 async function pollProposals() {
@@ -504,14 +525,14 @@ async function pollProposals() {
   if (r.kill) gs.append(el('p', { class: 'bad' }, 'Kill switch ON: no setpoint is written.'));
   if (can && r.guard) {
     const b = el('button', { type: 'button' }, r.kill ? 'Kill switch off' : 'Kill switch on');
-    b.addEventListener('click', () => control('/api/v1/kill', { on: !r.kill }));
+    b.addEventListener('click', () => control(r.kill ? 'kill switch off' : 'kill switch on', '/api/v1/kill', { on: !r.kill }));
     gs.append(b);
   }
   for (const l of r.locked) {
     const p = el('p', { class: 'bad' }, `${l.tag} locked: ${l.why} `);
     if (can) {
       const b = el('button', { type: 'button' }, 'reset');
-      b.addEventListener('click', () => control('/api/v1/setpoints/' + encodeURIComponent(l.tag) + '/reset'));
+      b.addEventListener('click', () => control('reset ' + l.tag, '/api/v1/setpoints/' + encodeURIComponent(l.tag) + '/reset'));
       p.append(b);
     }
     gs.append(p);
@@ -529,8 +550,8 @@ async function pollProposals() {
     if (can) {
       const a = el('button', { type: 'button', class: 'approve' }, 'Approve');
       const j = el('button', { type: 'button', class: 'reject' }, 'Reject');
-      a.addEventListener('click', () => control(`/api/v1/proposals/${p.id}/approve`));
-      j.addEventListener('click', () => control(`/api/v1/proposals/${p.id}/reject`));
+      a.addEventListener('click', () => control(`approve #${p.id}`, `/api/v1/proposals/${p.id}/approve`));
+      j.addEventListener('click', () => control(`reject #${p.id}`, `/api/v1/proposals/${p.id}/reject`));
       div.append(el('div', {}, a, j));
     }
     box.append(div);
@@ -566,7 +587,7 @@ function eventText(e) {
   switch (e.type) {
     case 'jam': return `${e.line}: jam ${e.state} after ${e.after_eye}` + (e.before_eye ? ` (before ${e.before_eye})` : '');
     case 'eye': return `${e.line}: eye ${e.eye} ${e.state}`;
-    case 'residual': return `${e.line}: ${e.eye} ${e.kind}`;
+    case 'residual': return `${e.line}: ${e.eye} ${e.residual}` + (e.lag_ms !== undefined ? ` by ${e.lag_ms} ms` : '');
     case 'alarm': return `${e.machine || 'plant'}: ${e.model} ${e.class || ''} ${e.state}`;
     case 'proposal': return `${e.line}: ${e.model} proposes ` + Object.entries(e.setpoints || {}).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
     case 'setpoint': return `${e.tag}: ${e.decision}` + (e.reason ? ` (${e.reason})` : '');

@@ -178,19 +178,14 @@ fn line_json(v: &super::lines::LineView, state_only: bool) -> Value {
     }
 }
 
-fn state_only(query: Result<Query<LineQuery>, QueryRejection>) -> Result<bool, Response> {
+/// Whether `?only=state` was asked; `Err`: why the query is refused.
+fn state_only(query: Result<Query<LineQuery>, QueryRejection>) -> Result<bool, String> {
     const TAKES: &str = "the query takes only=state";
     match query {
         Ok(Query(LineQuery { only: None })) => Ok(false),
         Ok(Query(LineQuery { only: Some(o) })) if o == "state" => Ok(true),
-        Ok(Query(LineQuery { only: Some(o) })) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("only={o:?} is not known; {TAKES}"),
-        )),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("{}; {TAKES}", e.body_text()),
-        )),
+        Ok(Query(LineQuery { only: Some(o) })) => Err(format!("only={o:?} is not known; {TAKES}")),
+        Err(e) => Err(format!("{}; {TAKES}", e.body_text())),
     }
 }
 
@@ -205,7 +200,7 @@ async fn lines(
     }
     let only = match state_only(query) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let snap = s.shared.get();
     let lines: Vec<Value> = snap.lines.iter().map(|l| line_json(l, only)).collect();
@@ -224,7 +219,7 @@ async fn line(
     }
     let only = match state_only(query) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let snap = s.shared.get();
     let Some(v) = snap.lines.iter().find(|l| *l.geometry.id == *id) else {

@@ -173,7 +173,8 @@ pub struct ResidualNow {
     #[serde(skip)]
     pub t_ns: i64,
     pub eye: Arc<str>,
-    /// `missing`, `extra` or `late`.
+    /// `missing`, `extra` or `late` (as in the `residual` event).
+    #[serde(rename = "residual")]
     pub kind: &'static str,
     pub x: f64,
     pub y: f64,

@@ -423,6 +423,9 @@ pub struct HttpSink {
     /// ones no longer pending are dropped.
     pending: BTreeMap<u64, PendingWord>,
     lines: super::lines::LineFollower,
+    /// The optimiser's latest vetted proposal per setpoint tag: (model,
+    /// its forecast as JSON), for the pending rows the model proposed.
+    optimised: BTreeMap<Arc<str>, (Arc<str>, serde_json::Value)>,
     last_publish_ns: Option<i64>,
 }
 
@@ -459,6 +462,7 @@ impl HttpSink {
             predictions: BTreeMap::new(),
             pending: BTreeMap::new(),
             lines: super::lines::LineFollower::new(cfg),
+            optimised: BTreeMap::new(),
             last_publish_ns: None,
         }
     }
@@ -546,6 +550,30 @@ impl HttpSink {
                         },
                     );
                 }
+                TwinEvent::Ml(MlEvent::Optimiser(OptimiserEvent::Proposal(p))) => {
+                    let f = |s: &crate::ml::vetting::Scored| {
+                        serde_json::json!({
+                            "throughput_per_min": s.forecast.throughput_per_min,
+                            "out": s.forecast.out,
+                            "lost": s.forecast.lost,
+                            "jam_risk": s.forecast.jam_risk,
+                            "energy": s.energy,
+                            "wip_end": s.forecast.wip_end,
+                        })
+                    };
+                    let forecast = serde_json::json!({
+                        "source": "optimiser",
+                        "horizon_s": p.horizon.as_secs_f64(),
+                        "based_on": rfc3339(p.based_on_ns),
+                        "baseline": f(&p.round.baseline),
+                        "candidate": f(&p.best),
+                        "gain_per_min": p.best.objective - p.round.baseline.objective,
+                    });
+                    for tag in p.tags.iter() {
+                        self.optimised
+                            .insert(tag.clone(), (p.model.clone(), forecast.clone()));
+                    }
+                }
                 TwinEvent::Setpoint(sp) => {
                     if let (crate::guard::events::SetpointDecision::Pending, Some(id)) =
                         (sp.decision, sp.proposal)
@@ -579,6 +607,7 @@ impl HttpSink {
         self.work.lines = self.lines.views(out.core, out.t_ns);
         self.work.lines_ready = true;
         let words = &mut self.pending;
+        let optimised = &self.optimised;
         self.work.guard = crate::guard::state(out.core).map(|st| {
             let pending = st.pending();
             words.retain(|id, _| pending.iter().any(|p| p.proposal.id == *id));
@@ -596,7 +625,15 @@ impl HttpSink {
                             expires: rfc3339(p.expires_ns),
                             rule: word.and_then(|w| w.rule),
                             reason: word.map(|w| w.reason.clone()).unwrap_or_default(),
-                            forecast: word.and_then(|w| w.forecast.clone()),
+                            // The guard's own forecast if it made one, else the
+                            // optimiser's that proposed this value.
+                            forecast: word.and_then(|w| w.forecast.clone()).or_else(|| {
+                                let tag = st.setpoint_name(p.setpoint);
+                                optimised
+                                    .get(tag)
+                                    .filter(|(model, _)| **model == *p.proposal.actor.name())
+                                    .map(|(_, f)| f.clone())
+                            }),
                         }
                     })
                     .collect(),

@@ -210,6 +210,19 @@ fn page_draws_the_line_with_products_that_move() {
         std::fs::read(&two).expect("read"),
         "two screenshots of a moving line are the same picture"
     );
+
+    // A link with `#trend=TAG` opens the tag's trend, drawn by uPlot.
+    let trend_url = format!("{url}#trend=outfeed.motor_current");
+    let dom = dom_until(&profile, &trend_url, 5, |d| d.contains("class=\"uplot"));
+    assert!(
+        dom.contains("class=\"uplot") && dom.contains("<canvas"),
+        "no trend chart:\n{dom}"
+    );
+    assert!(
+        dom.contains("<tr data-tag=\"outfeed.motor_current\" class=\"selected\""),
+        "{dom}"
+    );
+    screenshot(&profile, &trend_url, "trend.png");
     drop(proc);
 }
 
@@ -349,6 +362,14 @@ fn page_files_whoami_and_the_lines_api() {
     assert!(body.contains("uPlot"), "not uPlot");
     let (code, _, _) = get(&addr, "/assets/../Cargo.toml", &[]);
     assert_eq!(code, 404);
+
+    // In a browser without a token, the page asks for one.
+    let profile = dir.path().join("chromium");
+    let dom = chromium(&profile, "--dump-dom", &format!("http://{addr}/"));
+    assert!(
+        dom.contains("<form id=\"login\">"),
+        "no token form shown:\n{dom}"
+    );
 
     // whoami: the role behind each token; none is 401.
     let (code, _, _) = get(&addr, "/api/v1/whoami", &[]);
