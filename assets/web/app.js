@@ -243,9 +243,11 @@ function drawLine(g) {
   const slipText = new Map();
   for (const cv of g.conveyors) {
     const [c, sn] = dir(cv.heading);
-    // Beside its start, left of travel, above the eyes' labels.
+    // Beside its first piece, left of travel, above the eyes' labels.
+    const first = g.segments.find((s) => s.conveyor === cv.id);
+    const at = first ? Math.min(first.length / 2, 0.6) : 0.15;
     const off = cv.width / 2 + 0.4;
-    const lx = cv.x + c * 0.15 - sn * off, ly = cv.y + sn * 0.15 + c * off;
+    const lx = cv.x + c * at - sn * off, ly = cv.y + sn * at + c * off;
     const [X, Y] = P(lx, ly);
     const t = sv('text', { class: 'conveyor-id', x: X, y: Y, 'text-anchor': sn > 0.5 ? 'end' : 'start' }, cv.id);
     const slip = sv('tspan', { class: 'slip', dx: '0.08' }, '');
@@ -539,7 +541,7 @@ async function pollProposals() {
   }
   const box = $('proposals');
   box.textContent = '';
-  if (!r.pending.length) box.append(el('p', { class: 'muted' }, 'None pending.'));
+  if (!r.pending.length && r.guard) box.append(el('p', { class: 'muted' }, 'None pending.'));
   for (const p of r.pending) {
     const div = el('div', { class: 'proposal', 'data-id': p.id },
       el('div', {}, el('strong', {}, `#${p.id} ${p.tag} → ${fmt(p.value)}`),
@@ -597,6 +599,8 @@ function eventText(e) {
 
 function showEvent(e) {
   const list = $('events');
+  const empty = $('events-empty');
+  if (empty) empty.remove();
   list.prepend(el('li', {}, el('span', { class: 'ty ty-' + e.type }, e.type), ` ${clockText(e.t)} ${eventText(e)}`));
   while (list.children.length > EVENTS_SHOWN) list.lastChild.remove();
 }

@@ -232,6 +232,8 @@ struct Followed {
     layouts: Vec<(Arc<str>, Layout)>,
     pushers: Vec<PlaceJson>,
     diverters: Vec<PlaceJson>,
+    /// Station id → its conveyor and metres along it.
+    station_at: BTreeMap<String, (Arc<str>, f64)>,
     jams: BTreeMap<Arc<str>, JamNow>,
     residuals: VecDeque<ResidualNow>,
     belts: Vec<BeltSlip>,
@@ -364,7 +366,18 @@ impl LineFollower {
                         Some(p)
                     })
                     .collect();
+                let station_at = l
+                    .stations
+                    .iter()
+                    .map(|st| {
+                        (
+                            st.id.value.clone(),
+                            (Arc::from(st.conveyor.value.as_str()), st.position.value),
+                        )
+                    })
+                    .collect();
                 Followed {
+                    station_at,
                     id: Arc::from(l.id.value.as_str()),
                     name: l.name.clone(),
                     layouts,
@@ -630,17 +643,24 @@ impl LineFollower {
             let stations = m
                 .station_views()
                 .into_iter()
-                .map(|s| PlaceJson {
-                    id: Arc::from(s.id.as_str()),
-                    conveyor: Arc::from(""),
-                    position: 0.0,
-                    x: mm(f64::from(s.at.x)),
-                    y: mm(f64::from(s.at.y)),
-                    heading: deg(s.heading_deg),
-                    width: mm(s.width),
-                    tag: None,
-                    to: None,
-                    to_heading: None,
+                .map(|s| {
+                    let (conveyor, position) = f
+                        .station_at
+                        .get(&s.id)
+                        .cloned()
+                        .unwrap_or_else(|| (Arc::from(""), 0.0));
+                    PlaceJson {
+                        id: Arc::from(s.id.as_str()),
+                        conveyor,
+                        position: mm(position),
+                        x: mm(f64::from(s.at.x)),
+                        y: mm(f64::from(s.at.y)),
+                        heading: deg(s.heading_deg),
+                        width: mm(s.width),
+                        tag: None,
+                        to: None,
+                        to_heading: None,
+                    }
                 })
                 .collect();
             out.push(Arc::new(LineGeometry {
@@ -669,6 +689,72 @@ mod tests {
     fn demo() -> LoadedConfig {
         let text = include_str!("../../plant-configs/packaging-line.toml");
         load_str(Path::new("packaging-line.toml"), text).expect("the demo config is valid")
+    }
+
+    /// A 3 m belt east with a reject pusher at 1 m, and a diverter at 2 m
+    /// onto a lane heading north from its north edge.
+    const DEVICES: &str = r#"
+[plant]
+name = "devices"
+tick = "100ms"
+
+[[sources.modbus]]
+name = "plc"
+address = "127.0.0.1:502"
+registers = [
+  { tag = "belt.speed", table = "input", address = 0, unit = "m/s" },
+  { tag = "reject.coil", table = "coil", address = 0 },
+  { tag = "divert.coil", table = "coil", address = 1 },
+]
+
+[[lines]]
+id = "l1"
+  [[lines.conveyors]]
+  id = "main"
+  speed_tag = "belt.speed"
+  width = 0.6
+  segments = [{ length = 3.0 }]
+  [[lines.conveyors]]
+  id = "lane"
+  speed_tag = "belt.speed"
+  width = 0.4
+  origin = [2.0, 0.3]
+  segments = [{ length = 1.5, heading = 90 }]
+  [lines.product]
+  length = 0.2
+  width = 0.2
+  height = 0.2
+  mass = 1.0
+  [[lines.pushers]]
+  id = "reject"
+  conveyor = "main"
+  position = 1.0
+  coil_tag = "reject.coil"
+  [[lines.diverters]]
+  id = "gate"
+  conveyor = "main"
+  position = 2.0
+  coil_tag = "divert.coil"
+  to = "lane"
+"#;
+
+    #[test]
+    fn pushers_and_diverters_are_placed_by_the_layout_walk() {
+        let cfg = load_str(Path::new("devices.toml"), DEVICES).expect("valid");
+        let f = LineFollower::new(&cfg);
+        let l = &f.lines[0];
+        let p = &l.pushers[0];
+        assert_eq!(
+            (&*p.id, &*p.conveyor, p.x, p.y, p.heading, p.width),
+            ("reject", "main", 1.0, 0.0, 0.0, 0.6)
+        );
+        assert_eq!(p.tag.as_deref(), Some("reject.coil"));
+        let d = &l.diverters[0];
+        assert_eq!((&*d.id, d.x, d.y), ("gate", 2.0, 0.0));
+        assert_eq!((d.to.as_deref(), d.to_heading), (Some("lane"), Some(90.0)));
+        // A jam to the end of the line (no eye after it) runs to the belt's
+        // end.
+        assert_eq!(l.path(("main", 2.5), None), vec![[2.5, 0.0], [3.0, 0.0]]);
     }
 
     #[test]

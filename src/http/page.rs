@@ -202,6 +202,15 @@ mod tests {
         }
     }
 
+    /// The page must stay light for a plant-floor PC (docs/api.md has the
+    /// figures): a budget, so that growth is a decision.
+    #[test]
+    fn the_page_stays_under_its_weight_budget() {
+        let bytes = page_bytes();
+        assert!(bytes > 50_000, "uPlot alone is 51 KB: {bytes}");
+        assert!(bytes < 128 * 1024, "the page is {bytes} bytes");
+    }
+
     #[test]
     fn etags_differ_by_content() {
         assert_ne!(etag_of(b"a"), etag_of(b"b"));
