@@ -464,3 +464,320 @@ fn page_files_whoami_and_the_lines_api() {
     );
     drop(proc);
 }
+
+/// A headless chromium driven over the DevTools protocol on a pipe
+/// (`--remote-debugging-pipe`: it reads commands on its fd 3 and writes
+/// replies and events on its fd 4, each a JSON message ending in NUL), for
+/// what a command line cannot do: put a token in the tab's
+/// sessionStorage, as an operator typing it would, and click.
+struct Browser {
+    child: std::process::Child,
+    commands: std::io::PipeWriter,
+    messages: std::sync::mpsc::Receiver<serde_json::Value>,
+    next: u64,
+    session: Option<String>,
+}
+
+impl Browser {
+    fn launch(profile: &Path) -> Browser {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let (cmd_r, cmd_w) = std::io::pipe().expect("a pipe");
+        let (msg_r, msg_w) = std::io::pipe().expect("a pipe");
+        let (r, w) = (cmd_r.as_raw_fd(), msg_w.as_raw_fd());
+        let mut cmd = Command::new("chromium");
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1400,1000",
+            "--remote-debugging-pipe",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        unsafe extern "C" {
+            fn dup2(old: i32, new: i32) -> i32;
+        }
+        // SAFETY: between fork and exec only dup2, which is
+        // async-signal-safe, runs. The pipes are first copied above 4 so
+        // that placing one on 3 cannot close the other; dup2 clears
+        // close-on-exec on the copies chromium gets.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (from, to) in [(r, 100), (w, 101), (100, 3), (101, 4)] {
+                    if dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .expect("chromium (scripts/setup.sh installs Debian's chromium)");
+        drop((cmd_r, msg_w));
+        let (tx, messages) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rd = std::io::BufReader::new(msg_r);
+            loop {
+                let mut buf = Vec::new();
+                match std::io::BufRead::read_until(&mut rd, 0, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                buf.pop();
+                if let Ok(v) = serde_json::from_slice(&buf)
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut b = Browser {
+            child,
+            commands: cmd_w,
+            messages,
+            next: 0,
+            session: None,
+        };
+        let target = b.call(
+            "Target.createTarget",
+            serde_json::json!({"url": "about:blank"}),
+        );
+        let attached = b.call(
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target["targetId"], "flatten": true}),
+        );
+        b.session = attached["sessionId"].as_str().map(str::to_string);
+        assert!(b.session.is_some(), "no session: {attached}");
+        b
+    }
+
+    /// Send a command (to the page's session once there is one) and wait
+    /// for its result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = serde_json::Value::String(s.clone());
+        }
+        let mut bytes = serde_json::to_vec(&msg).expect("encode");
+        bytes.push(0);
+        self.commands.write_all(&bytes).expect("send to chromium");
+        let end = twin::wallclock::monotonic() + BROWSER_TIMEOUT;
+        loop {
+            let left = end.saturating_duration_since(twin::wallclock::monotonic());
+            let m = self
+                .messages
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("chromium did not answer {method}"));
+            if m["id"] == id {
+                assert!(m["error"].is_null(), "{method}: {m}");
+                return m["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluate `js` in the page, its value.
+    fn eval(&mut self, js: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Evaluate `js` until it is true, at most 20 s.
+    fn wait(&mut self, js: &str) {
+        for _ in 0..200 {
+            if self.eval(js) == serde_json::Value::Bool(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let body = self.eval("document.body.innerText");
+        panic!("never true: {js}\n{body}");
+    }
+
+    /// Open `url` as the holder of `token` would: typed into the page's
+    /// token form, which keeps it in sessionStorage.
+    fn open_with_token(&mut self, url: &str, token: &str) {
+        self.call("Page.enable", serde_json::json!({}));
+        self.call("Page.navigate", serde_json::json!({"url": url}));
+        self.wait("!document.getElementById('login').hidden");
+        let js = format!(
+            "document.getElementById('token').value = {}; document.querySelector('#login button').click(); true",
+            serde_json::Value::String(token.to_string())
+        );
+        assert_eq!(self.eval(&js), serde_json::Value::Bool(true));
+    }
+
+    fn screenshot(&mut self, name: &str) {
+        let shot = self.call(
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png"}),
+        );
+        let png = base64(shot["data"].as_str().expect("screenshot data"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        std::fs::write(artefacts().join(name), png).expect("write the screenshot");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Standard base64 (what CDP sends screenshots in), without a crate for it.
+fn base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// `twin propose outfeed.speed VALUE` over the control socket: its id.
+fn propose(sock: &Path, value: &str) -> u64 {
+    let out = twin()
+        .args(["propose", "outfeed.speed", value, "--control"])
+        .arg(sock)
+        .output()
+        .expect("run twin propose");
+    let reply: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
+    reply["id"].as_u64().unwrap_or_else(|| {
+        panic!(
+            "no proposal id: {reply} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn page_operator_approves_with_a_token_and_a_viewer_cannot() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("plant.toml");
+    std::fs::write(&cfg, crate::writeback::demo_with_outfeed("advisory")).expect("config");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("alice operator {ALICE}\nbob viewer {BOB}\n"),
+    )
+    .expect("write");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let audit = dir.path().join("audit.jsonl");
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).expect("mkdir");
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let sock = run_dir.join("twin.sock");
+    let mut cmd = twin();
+    cmd.arg("demo")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--control")
+        .arg(&sock)
+        .args(["--http", "127.0.0.1:0", "--http-tokens"])
+        .arg(&tokens)
+        .args(["--for", "90s", "--no-table"]);
+    let mut proc = Proc::spawn(cmd);
+    let url = format!("http://{}/", listening(&mut proc));
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = propose(&sock, "0.62");
+    let card = format!("document.querySelector('.proposal[data-id=\"{id}\"]')");
+
+    // The viewer sees the proposal and the guard's word on it, and no
+    // button to decide it.
+    let mut viewer = Browser::launch(&dir.path().join("viewer"));
+    viewer.open_with_token(&url, BOB);
+    viewer.wait(&format!("{card} !== null"));
+    assert_eq!(
+        viewer.eval("document.getElementById('who').textContent"),
+        "bob · viewer"
+    );
+    let text = viewer.eval(&format!("{card}.innerText"));
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("outfeed.speed") && t.contains("approval")),
+        "{text}"
+    );
+    assert_eq!(
+        viewer.eval(&format!("{card}.querySelector('button') === null")),
+        serde_json::Value::Bool(true),
+        "a viewer is shown a button"
+    );
+    viewer.screenshot("viewer.png");
+    drop(viewer);
+
+    // The operator approves it from the page.
+    let mut op = Browser::launch(&dir.path().join("operator"));
+    op.open_with_token(&url, ALICE);
+    op.wait(&format!(
+        "{card} !== null && {card}.querySelector('button.approve') !== null"
+    ));
+    assert_eq!(
+        op.eval("document.getElementById('who').textContent"),
+        "alice · operator"
+    );
+    op.screenshot("operator.png");
+    assert_eq!(
+        op.eval(&format!(
+            "{card}.querySelector('button.approve').click(); true"
+        )),
+        serde_json::Value::Bool(true)
+    );
+    op.wait("document.getElementById('control-result').textContent.endsWith('done')");
+    // The guard's decisions come back on the page's event stream (read
+    // with fetch, as EventSource cannot send the token).
+    op.wait("document.getElementById('events').innerText.includes('approved by alice')");
+    op.wait(&format!("{card} === null"));
+    op.screenshot("operator-approved.png");
+
+    // The audit log names the token's holder.
+    let approved = (0..100).any(|_| {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let found = text.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            v["decision"] == "approved" && v["actor"]["name"] == "alice"
+        });
+        if !found {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        found
+    });
+    assert!(approved, "no approval by alice in the audit log");
+    drop(op);
+    drop(proc);
+}
