@@ -69,6 +69,23 @@ function ms(t) { return t ? Date.parse(t) : null; }
 
 function clockText(t) { return t ? t.slice(11, 19) : ''; }
 
+// Write only what changed: the tables are rewritten every second on a
+// plant-floor PC, and an unchanged text costs no layout.
+function setText(e, text) {
+  const t = String(text);
+  if (e.textContent !== t) e.textContent = t;
+}
+
+// Whether `value` differs from what `key` last rendered: panels are rebuilt
+// only then (which also keeps a button from being replaced under a click).
+const rendered = new Map();
+function changed(key, value) {
+  const j = JSON.stringify(value);
+  if (rendered.get(key) === j) return false;
+  rendered.set(key, j);
+  return true;
+}
+
 function conn(text, cls) {
   const c = $('conn');
   c.textContent = text;
@@ -126,8 +143,9 @@ function every(period, fn) {
         await fn();
         conn('live', 'ok');
       } catch (e) {
-        if (e instanceof Unauthorized) { askToken('The server did not take the token.'); return; }
-        conn('no answer', 'bad');
+        // Keep going: a new token from the form is used on the next run.
+        if (e instanceof Unauthorized) askToken('The server did not take the token.');
+        else conn('no answer', 'bad');
       }
     }
     setTimeout(tick, period);
@@ -322,7 +340,7 @@ function updateLine(d, s) {
   if (d.g.diverters.length) text += ` · diverted ${st.diverted}`;
   if (st.uncertain) text += ' · uncertain';
   if (s.jams.length) text += ` · JAM ×${s.jams.length}`;
-  d.status.textContent = text;
+  setText(d.status, text);
 
   // Products: one rect each, reused from poll to poll.
   const kids = d.products.children;
@@ -400,11 +418,11 @@ async function pollTags() {
       cells[1].textContent = t.tag;
       cells[3].textContent = t.unit || '';
     }
-    row.cells[2].textContent = fmt(t.value);
-    row.cells[4].textContent = t.quality + (t.reason ? ` (${t.reason})` : '');
-    row.cells[4].className = 'q-' + t.quality;
+    setText(row.cells[2], fmt(t.value));
+    setText(row.cells[4], t.quality + (t.reason ? ` (${t.reason})` : ''));
+    if (row.cells[4].className !== 'q-' + t.quality) row.cells[4].className = 'q-' + t.quality;
     const upd = ms(t.updated);
-    row.cells[5].textContent = upd && now ? ((now - upd) / 1000).toFixed(1) + ' s' : '—';
+    setText(row.cells[5], upd && now ? ((now - upd) / 1000).toFixed(1) + ' s' : '—');
     const v = typeof t.value === 'boolean' ? (t.value ? 1 : 0) : t.value;
     if (typeof v === 'number' && now) {
       const h = row.history;
@@ -468,6 +486,7 @@ function riskBar(v) {
 
 async function pollAlarms() {
   const r = (await api('/api/v1/alarms')).body;
+  if (!changed('alarms', [r.alarms, r.predictions.map((p) => [p.model, p.machine, p.class, p.score, p.uncertain])])) return;
   const box = $('alarms');
   box.textContent = '';
   if (!r.alarms.length) box.append(el('p', { class: 'muted' }, 'No alarm raised.'));
@@ -521,6 +540,7 @@ async function control(what, path, body) {
 async function pollProposals() {
   const r = (await api('/api/v1/proposals')).body;
   const can = state.me && state.me.control;
+  if (!changed('proposals', [r.guard, r.kill, r.locked, r.pending, can])) return;
   const gs = $('guard-state');
   gs.textContent = '';
   if (!r.guard) { gs.append(el('p', { class: 'muted' }, 'No setpoint is guarded in this config.')); }
@@ -562,6 +582,7 @@ async function pollProposals() {
 
 async function pollMetering() {
   const r = (await api('/api/v1/metering')).body;
+  if (!changed('metering', r.models)) return;
   const tb = $('metering').tBodies[0];
   tb.textContent = '';
   if (!r.models.length) tb.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No model ran yet.')));
@@ -574,6 +595,7 @@ async function pollMetering() {
 
 async function pollSources() {
   const r = (await api('/api/v1/sources')).body;
+  if (!changed('sources', r.sources.map((x) => [x.name, x.up, x.reason, x.ok, x.failures, x.recoveries]))) return;
   const tb = $('sources').tBodies[0];
   tb.textContent = '';
   for (const s of r.sources) {
@@ -613,7 +635,7 @@ async function followEvents() {
     let ended = false;
     try {
       const res = await fetch(path, { headers: authHeaders(), cache: 'no-store', credentials: 'omit' });
-      if (res.status === 401) { askToken('The server did not take the token.'); return; }
+      if (res.status === 401) askToken('The server did not take the token.');
       if (!res.ok || !res.body) throw new Error(String(res.status));
       const reader = res.body.getReader();
       const dec = new TextDecoder();

@@ -376,8 +376,19 @@ impl LineFollower {
                         )
                     })
                     .collect();
+                // Where each eye is, for residuals that come before the
+                // first publish has built the geometry.
+                let eye_at = l
+                    .photo_eyes
+                    .iter()
+                    .filter_map(|e| {
+                        let ([x, y], _) = find(&e.conveyor.value)?.at(e.position.value);
+                        Some((Arc::from(e.id.value.as_str()), [mm(x), mm(y)]))
+                    })
+                    .collect();
                 Followed {
                     station_at,
+                    eye_at,
                     id: Arc::from(l.id.value.as_str()),
                     name: l.name.clone(),
                     layouts,
@@ -386,7 +397,6 @@ impl LineFollower {
                     jams: BTreeMap::new(),
                     residuals: VecDeque::new(),
                     belts: Vec::new(),
-                    eye_at: BTreeMap::new(),
                 }
             })
             .collect();
@@ -637,9 +647,6 @@ impl LineFollower {
                 }
             };
             let eyes: Vec<PlaceJson> = st.eyes().iter().map(eye_place).collect();
-            for e in &eyes {
-                f.eye_at.insert(e.id.clone(), [e.x, e.y]);
-            }
             let stations = m
                 .station_views()
                 .into_iter()
