@@ -48,7 +48,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/", get(super::page::index))
+        .route("/assets/*path", get(super::page::asset))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/plant", get(plant))
+        .route("/api/v1/lines", get(lines))
+        .route("/api/v1/lines/:id", get(line))
+        .route("/api/v1/sources", get(sources))
         .route("/api/v1/tags", get(tags))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/proposals", get(proposals))
@@ -111,32 +117,164 @@ impl IntoResponse for Denied {
     }
 }
 
-/// Who is asking, if they may do what needs `need`. Without a token
-/// configured every read is open (the server is on loopback) and nothing
-/// else is.
-fn authorize(state: &AppState, headers: &HeaderMap, need: Role) -> Result<String, Denied> {
+/// Who is asking and with which role; with no token configured, the
+/// anonymous viewer.
+fn identify(state: &AppState, headers: &HeaderMap) -> Result<(String, Role), Denied> {
     if state.tokens.is_empty() {
-        return match need {
-            Role::Viewer => Ok("anonymous".to_string()),
-            Role::Operator => Err(Denied::ReadOnly),
-        };
+        return Ok(("anonymous".to_string(), Role::Viewer));
     }
     // The scheme's name is case-insensitive (RFC 9110 §11.1).
     let presented = headers.get(header::AUTHORIZATION).and_then(|v| {
         let v = v.as_bytes();
         (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
     });
-    let Some(token) = presented.and_then(|p| state.tokens.find(p)) else {
-        return Err(Denied::Unauthenticated);
-    };
-    if token.role < need {
-        tracing::warn!(actor = %token.name, role = token.role.as_str(), "HTTP: a token was refused a control action its role does not allow.");
-        return Err(Denied::Forbidden {
-            name: token.name.clone(),
-            role: token.role,
-        });
+    match presented.and_then(|p| state.tokens.find(p)) {
+        Some(t) => Ok((t.name.clone(), t.role)),
+        None => Err(Denied::Unauthenticated),
     }
-    Ok(token.name.clone())
+}
+
+/// Who is asking, if they may do what needs `need`. Without a token
+/// configured every read is open (the server is on loopback) and nothing
+/// else is.
+fn authorize(state: &AppState, headers: &HeaderMap, need: Role) -> Result<String, Denied> {
+    if state.tokens.is_empty() && need > Role::Viewer {
+        return Err(Denied::ReadOnly);
+    }
+    let (name, role) = identify(state, headers)?;
+    if role < need {
+        tracing::warn!(actor = %name, role = role.as_str(), "HTTP: a token was refused a control action its role does not allow.");
+        return Err(Denied::Forbidden { name, role });
+    }
+    Ok(name)
+}
+
+/// `GET /api/v1/whoami`: the token's name and role, and whether this run
+/// takes operator actions at all, so the page shows the buttons it may.
+async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    match identify(&s, &headers) {
+        Ok((name, role)) => axum::Json(json!({
+            "name": name,
+            "role": role.as_str(),
+            "control": s.control.is_some() && role == Role::Operator,
+            "read_only": s.control.is_none(),
+        }))
+        .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `?only=state` leaves out each line's fixed geometry (the page takes it
+/// once, then polls the state).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineQuery {
+    only: Option<String>,
+}
+
+fn line_json(v: &super::lines::LineView, state_only: bool) -> Value {
+    if state_only {
+        json!({"id": &*v.geometry.id, "state": &v.state})
+    } else {
+        json!({"id": &*v.geometry.id, "geometry": &*v.geometry, "state": &v.state})
+    }
+}
+
+/// Whether `?only=state` was asked; `Err`: why the query is refused.
+fn state_only(query: Result<Query<LineQuery>, QueryRejection>) -> Result<bool, String> {
+    const TAKES: &str = "the query takes only=state";
+    match query {
+        Ok(Query(LineQuery { only: None })) => Ok(false),
+        Ok(Query(LineQuery { only: Some(o) })) if o == "state" => Ok(true),
+        Ok(Query(LineQuery { only: Some(o) })) => Err(format!("only={o:?} is not known; {TAKES}")),
+        Err(e) => Err(format!("{}; {TAKES}", e.body_text())),
+    }
+}
+
+/// `GET /api/v1/lines`: every modelled line.
+async fn lines(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<LineQuery>, QueryRejection>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let only = match state_only(query) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let snap = s.shared.get();
+    let lines: Vec<Value> = snap.lines.iter().map(|l| line_json(l, only)).collect();
+    axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "lines": lines})).into_response()
+}
+
+/// `GET /api/v1/lines/{id}`: one line.
+async fn line(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<LineQuery>, QueryRejection>,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let only = match state_only(query) {
+        Ok(o) => o,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let snap = s.shared.get();
+    let Some(v) = snap.lines.iter().find(|l| *l.geometry.id == *id) else {
+        if !snap.lines_ready && s.shared.plant.lines.iter().any(|l| l.id == id) {
+            // Before the run's first tick: the models are not built yet.
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the run has not ticked yet; try again in a moment",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        let known: Vec<&str> = snap.lines.iter().map(|l| &*l.geometry.id).collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no modelled line {id:?}; the lines with conveyors are: {}",
+                known.join(", ")
+            ),
+        );
+    };
+    axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "line": line_json(v, only)}))
+        .into_response()
+}
+
+/// `GET /api/v1/sources`: each source's health.
+async fn sources(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Viewer) {
+        return r.into_response();
+    }
+    let rows: Vec<Value> = s
+        .shared
+        .health
+        .snapshot()
+        .into_iter()
+        .map(|(name, h)| {
+            json!({
+                "name": name,
+                "kind": h.kind,
+                "up": h.up,
+                "reason": h.reason.map(|r| r.as_str()),
+                // Wall time of the last change; 0 before any.
+                "since": (h.since_ns != 0).then(|| time(h.since_ns)),
+                "ok": h.ok,
+                "failures": h.failures,
+                "rejected": h.rejected,
+                "recoveries": h.recoveries,
+                "clock_skew": h.clock_skew,
+            })
+        })
+        .collect();
+    axum::Json(json!({"sources": rows})).into_response()
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
@@ -223,8 +361,13 @@ async fn alarms(State(s): State<AppState>, headers: HeaderMap) -> Response {
         return r.into_response();
     }
     let snap = s.shared.get();
-    axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "alarms": snap.alarms}))
-        .into_response()
+    axum::Json(json!({
+        "tick": snap.tick,
+        "t": time(snap.t_ns),
+        "alarms": snap.alarms,
+        "predictions": snap.predictions,
+    }))
+    .into_response()
 }
 
 async fn proposals(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -463,6 +606,6 @@ async fn control(s: &AppState, operator: String, op: ControlOp) -> Response {
     (status, axum::Json(reply)).into_response()
 }
 
-async fn not_found() -> Response {
+pub(super) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint (docs/api.md)")
 }

@@ -13,11 +13,15 @@
 //! - [`api`]: the routes.
 //! - [`metrics`]: the Prometheus text.
 //! - [`events`]: the live event lines' fan-out to streaming clients.
+//! - [`lines`]: the lines' geometry and state for the page.
+//! - [`page`]: the operator web page's files, built into the binary.
 
 pub mod api;
 pub mod auth;
 pub mod events;
+pub mod lines;
 pub mod metrics;
+pub mod page;
 pub mod snapshot;
 
 use std::net::SocketAddr;

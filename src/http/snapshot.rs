@@ -197,6 +197,45 @@ pub struct ProposalRow {
     pub requested: f64,
     pub actor: String,
     pub expires: String,
+    /// The guard's word on it when it was queued: its rule (if one
+    /// applied), its reason, and the forecast that vetted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<serde_json::Value>,
+}
+
+/// What the guard said as it queued a proposal (its `pending` event).
+#[derive(Debug, Clone)]
+struct PendingWord {
+    rule: Option<&'static str>,
+    reason: String,
+    forecast: Option<serde_json::Value>,
+}
+
+/// A model's latest prediction for a machine (`GET /api/v1/alarms`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionRow {
+    pub model: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Arc<str>>,
+    pub task: &'static str,
+    /// fault: the most likely class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<Arc<str>>,
+    /// fault: the highest fault risk; anomaly: the score; rul: the estimate.
+    pub score: f64,
+    /// fault: risk per class.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub risk: BTreeMap<Arc<str>, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<String>,
+    pub t: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -290,6 +329,13 @@ pub struct Snapshot {
     pub t_ns: i64,
     pub tags: Vec<TagRow>,
     pub alarms: Vec<AlarmRow>,
+    /// The latest prediction per (model, machine), setpoint models aside.
+    pub predictions: Vec<PredictionRow>,
+    /// The modelled lines (`GET /api/v1/lines`).
+    pub lines: Vec<super::lines::LineView>,
+    /// Whether `lines` was built (at the first publish after a tick):
+    /// before, the models do not exist yet.
+    pub lines_ready: bool,
     /// `None`: the config has no guard (every setpoint off).
     pub guard: Option<GuardView>,
     pub metering: Vec<ModelMetering>,
@@ -372,6 +418,14 @@ pub struct HttpSink {
     /// Raised alarms by (model, machine, class).
     alarms: BTreeMap<AlarmKey, AlarmRow>,
     metering: BTreeMap<Arc<str>, ModelMetering>,
+    predictions: BTreeMap<(Arc<str>, Option<Arc<str>>), PredictionRow>,
+    /// The guard's `pending` decisions by proposal id, until published
+    /// ones no longer pending are dropped.
+    pending: BTreeMap<u64, PendingWord>,
+    lines: super::lines::LineFollower,
+    /// The optimiser's latest vetted proposal per setpoint tag: (model,
+    /// its forecast as JSON), for the pending rows the model proposed.
+    optimised: BTreeMap<Arc<str>, (Arc<str>, serde_json::Value)>,
     last_publish_ns: Option<i64>,
 }
 
@@ -405,6 +459,10 @@ impl HttpSink {
             work,
             alarms: BTreeMap::new(),
             metering: BTreeMap::new(),
+            predictions: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            lines: super::lines::LineFollower::new(cfg),
+            optimised: BTreeMap::new(),
             last_publish_ns: None,
         }
     }
@@ -414,6 +472,7 @@ impl HttpSink {
         self.work.t_ns = out.t_ns;
         for e in out.events {
             *self.work.events.entry(event_type(e)).or_default() += 1;
+            self.lines.follow(e);
             match e {
                 TwinEvent::Tag(t) => {
                     let Some(row) = self.work.tags.get_mut(t.tag.index()) else {
@@ -472,7 +531,62 @@ impl HttpSink {
                         mm.lines.entry(line.clone()).or_default().add(c);
                     }
                 }
+                TwinEvent::Ml(MlEvent::Prediction(p))
+                    if p.task != crate::config::ml::Task::Setpoint =>
+                {
+                    self.predictions.insert(
+                        (p.model.clone(), p.machine.clone()),
+                        PredictionRow {
+                            model: p.model.clone(),
+                            machine: p.machine.clone(),
+                            task: p.task.as_str(),
+                            class: p.class.clone(),
+                            score: p.score,
+                            risk: p.risk.iter().map(|(k, v)| (k.clone(), v)).collect(),
+                            threshold: p.threshold,
+                            unit: p.unit.clone(),
+                            uncertain: p.uncertain.clone(),
+                            t: rfc3339(p.t_ns),
+                        },
+                    );
+                }
+                TwinEvent::Ml(MlEvent::Optimiser(OptimiserEvent::Proposal(p))) => {
+                    let f = |s: &crate::ml::vetting::Scored| {
+                        serde_json::json!({
+                            "throughput_per_min": s.forecast.throughput_per_min,
+                            "out": s.forecast.out,
+                            "lost": s.forecast.lost,
+                            "jam_risk": s.forecast.jam_risk,
+                            "energy": s.energy,
+                            "wip_end": s.forecast.wip_end,
+                        })
+                    };
+                    let forecast = serde_json::json!({
+                        "source": "optimiser",
+                        "horizon_s": p.horizon.as_secs_f64(),
+                        "based_on": rfc3339(p.based_on_ns),
+                        "baseline": f(&p.round.baseline),
+                        "candidate": f(&p.best),
+                        "gain_per_min": p.best.objective - p.round.baseline.objective,
+                    });
+                    for tag in p.tags.iter() {
+                        self.optimised
+                            .insert(tag.clone(), (p.model.clone(), forecast.clone()));
+                    }
+                }
                 TwinEvent::Setpoint(sp) => {
+                    if let (crate::guard::events::SetpointDecision::Pending, Some(id)) =
+                        (sp.decision, sp.proposal)
+                    {
+                        self.pending.insert(
+                            id,
+                            PendingWord {
+                                rule: sp.rule.map(|r| r.as_str()),
+                                reason: sp.reason.clone(),
+                                forecast: sp.forecast.clone(),
+                            },
+                        );
+                    }
                     let rule = sp.rule.map_or("none", |r| r.as_str());
                     *self
                         .work
@@ -489,28 +603,50 @@ impl HttpSink {
     /// publish.
     fn publish(&mut self, out: &TickOutput<'_>) {
         self.work.alarms = self.alarms.values().cloned().collect();
-        self.work.guard = crate::guard::state(out.core).map(|st| GuardView {
-            pending: st
-                .pending()
-                .iter()
-                .map(|p| ProposalRow {
-                    id: p.proposal.id,
-                    tag: st.setpoint_name(p.setpoint).to_string(),
-                    value: p.value,
-                    requested: p.proposal.requested,
-                    actor: p.proposal.actor.name().to_string(),
-                    expires: rfc3339(p.expires_ns),
-                })
-                .collect(),
-            locked: st
-                .locked()
-                .into_iter()
-                .map(|(t, w)| LockRow {
-                    tag: t.to_string(),
-                    why: w.to_string(),
-                })
-                .collect(),
-            kill: st.killed(),
+        self.work.predictions = self.predictions.values().cloned().collect();
+        self.work.lines = self.lines.views(out.core, out.t_ns);
+        self.work.lines_ready = true;
+        let words = &mut self.pending;
+        let optimised = &self.optimised;
+        self.work.guard = crate::guard::state(out.core).map(|st| {
+            let pending = st.pending();
+            words.retain(|id, _| pending.iter().any(|p| p.proposal.id == *id));
+            GuardView {
+                pending: pending
+                    .iter()
+                    .map(|p| {
+                        let word = words.get(&p.proposal.id);
+                        ProposalRow {
+                            id: p.proposal.id,
+                            tag: st.setpoint_name(p.setpoint).to_string(),
+                            value: p.value,
+                            requested: p.proposal.requested,
+                            actor: p.proposal.actor.name().to_string(),
+                            expires: rfc3339(p.expires_ns),
+                            rule: word.and_then(|w| w.rule),
+                            reason: word.map(|w| w.reason.clone()).unwrap_or_default(),
+                            // The guard's own forecast if it made one, else the
+                            // optimiser's that proposed this value.
+                            forecast: word.and_then(|w| w.forecast.clone()).or_else(|| {
+                                let tag = st.setpoint_name(p.setpoint);
+                                optimised
+                                    .get(tag)
+                                    .filter(|(model, _)| **model == *p.proposal.actor.name())
+                                    .map(|(_, f)| f.clone())
+                            }),
+                        }
+                    })
+                    .collect(),
+                locked: st
+                    .locked()
+                    .into_iter()
+                    .map(|(t, w)| LockRow {
+                        tag: t.to_string(),
+                        why: w.to_string(),
+                    })
+                    .collect(),
+                kill: st.killed(),
+            }
         });
         let compute = crate::ml::stage::compute_time(out.core);
         for (id, time, overruns) in compute.models {

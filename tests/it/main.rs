@@ -25,6 +25,7 @@ mod modbus_faults;
 mod modbus_write;
 mod mqtt;
 mod outputs;
+mod page;
 mod qa;
 mod recording;
 mod report;
