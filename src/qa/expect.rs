@@ -38,6 +38,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "gap",
     "prediction",
     "alarm",
+    "proposal",
+    "optimiser",
+    "metering",
+    "error",
     "setpoint",
 ];
 
