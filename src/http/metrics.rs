@@ -22,6 +22,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use super::snapshot::{Shared, Snapshot, TICK_BUCKETS};
+use crate::sources::health::LATENCY_BUCKETS;
 
 /// The most tag series one scrape shows: tags come from the config, so
 /// this only bounds a config with a very large tag list.
@@ -47,6 +48,29 @@ struct FixedHistogram {
 impl EncodeMetric for FixedHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A [`FixedHistogram`] in a family (one per label set): set after the
+/// family made it, so it sits behind a lock that only a scrape takes.
+#[derive(Debug, Default)]
+struct LabelledHistogram(std::sync::Mutex<Option<FixedHistogram>>);
+
+impl TypedMetric for LabelledHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LabelledHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.0.lock().map_err(|_| std::fmt::Error)?;
+        match h.as_ref() {
+            Some(h) => encoder.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None),
+            None => encoder.encode_histogram::<NoLabelSet>(0.0, 0, &[(f64::MAX, 0)], None),
+        }
     }
 
     fn metric_type(&self) -> MetricType {
@@ -142,8 +166,22 @@ fn sources(reg: &mut Registry, shared: &Shared) {
     let failures = counters();
     let reconnects = counters();
     let rejected = counters();
+    let latency: Family<Labels, LabelledHistogram> = Family::default();
     for (name, h) in shared.health.snapshot() {
         let l: Labels = vec![("source", name), ("kind", h.kind.to_string())];
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .zip(h.latency.counts.iter().copied())
+            .collect();
+        buckets.push((f64::MAX, h.latency.counts.last().copied().unwrap_or(0)));
+        if let Ok(mut slot) = latency.get_or_create(&l).0.lock() {
+            *slot = Some(FixedHistogram {
+                sum: h.latency.sum_ns as f64 / 1e9,
+                count: h.latency.count,
+                buckets,
+            });
+        }
         up.get_or_create(&l).set(if h.up { 1.0 } else { 0.0 });
         polls.get_or_create(&l).set(h.ok as f64);
         failures.get_or_create(&l).set(h.failures as f64);
@@ -170,6 +208,11 @@ fn sources(reg: &mut Registry, shared: &Shared) {
         "twin_source_rejected_total",
         "Values the source refused (out of range, undecodable)",
         rejected,
+    );
+    reg.register(
+        "twin_source_latency_seconds",
+        "Modbus: poll sent to each reply; MQTT and Sparkplug: a message's source timestamp to its receipt",
+        latency,
     );
 }
 
@@ -376,5 +419,35 @@ mod tests {
         }
         // No OpenMetrics counter family without its `_total`.
         assert!(!text.contains("# TYPE twin_events counter"), "{text}");
+    }
+
+    #[test]
+    fn each_source_has_its_latency_histogram() {
+        let cfg = crate::config::load_str(
+            std::path::Path::new("metrics-test.toml"),
+            "[plant]\nname = \"p\"\n",
+        )
+        .expect("a minimal config is valid");
+        let board = crate::sources::health::HealthBoard::default();
+        let plc = board.register("plc", "modbus");
+        for us in [300, 700, 800, 40_000] {
+            plc.latency(us * 1000);
+        }
+        // A source clock ahead of ours is no latency.
+        plc.latency(-5);
+        board.register("broker", "mqtt");
+        let shared = Shared::new(&cfg, board);
+        let text = render(&shared).expect("encodes");
+        for line in [
+            "# TYPE twin_source_latency_seconds histogram",
+            "twin_source_latency_seconds_count{source=\"plc\",kind=\"modbus\"} 4",
+            "twin_source_latency_seconds_bucket{le=\"0.0005\",source=\"plc\",kind=\"modbus\"} 1",
+            "twin_source_latency_seconds_bucket{le=\"0.001\",source=\"plc\",kind=\"modbus\"} 3",
+            "twin_source_latency_seconds_bucket{le=\"0.05\",source=\"plc\",kind=\"modbus\"} 4",
+            "twin_source_latency_seconds_bucket{le=\"+Inf\",source=\"plc\",kind=\"modbus\"} 4",
+            "twin_source_latency_seconds_count{source=\"broker\",kind=\"mqtt\"} 0",
+        ] {
+            assert!(text.contains(line), "{line:?} not in:\n{text}");
+        }
     }
 }

@@ -34,6 +34,46 @@ pub struct SourceHealth {
     /// source's `max_clock_skew`: kept as `uncertain` (`clock_skew`) at their
     /// receive time.
     pub clock_skew: u64,
+    /// How long the source's data took to reach the twin (see
+    /// [`Latency`]).
+    pub latency: Latency,
+}
+
+/// Upper bounds, in seconds, of [`Latency`]'s buckets: a LAN Modbus reply
+/// (sub-millisecond) to a gateway's serial line or a broker across a site
+/// (seconds).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of a source's latency, for `/metrics`: for Modbus the time
+/// from a poll's reads going out to each reply (answers and refusals; the
+/// link's queueing under `max_in_flight` included, timeouts not: those are
+/// failures), for MQTT and Sparkplug the time from a message's newest
+/// source timestamp to its receipt (only messages that carry one; the
+/// publisher's clock offset is part of it, so a skewed clock shows here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Per bucket of [`LATENCY_BUCKETS`] (not cumulative), then one for
+    /// above the last.
+    pub counts: [u64; 15],
+    pub sum_ns: u64,
+    pub count: u64,
+}
+
+impl Latency {
+    fn observe(&mut self, ns: u64) {
+        let s = ns as f64 / 1e9;
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.count += 1;
+    }
 }
 
 /// Shared by all sources of a run; cheap to clone.
@@ -115,6 +155,14 @@ impl HealthHandle {
     /// allowance. They were delivered, so they leave `up` and `reason` alone.
     pub fn clock_skew(&self, n: u64) {
         self.with(|h| h.clock_skew += n);
+    }
+
+    /// Record one latency (ns; see [`Latency`]). A negative one (a source
+    /// clock ahead of ours) says nothing about delivery and is left out.
+    pub fn latency(&self, ns: i64) {
+        if let Ok(ns) = u64::try_from(ns) {
+            self.with(|h| h.latency.observe(ns));
+        }
     }
 
     fn with(&self, f: impl FnOnce(&mut SourceHealth)) {

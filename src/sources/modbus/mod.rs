@@ -193,6 +193,7 @@ impl ModbusPoller {
             // poll: with a device that answers nothing and one read in
             // flight, a poll of three reads takes three timeouts, and its
             // first tags would otherwise turn bad two timeouts late.
+            let sent = wallclock::now_ns();
             let mut replies: FuturesUnordered<_> = group
                 .blocks
                 .iter()
@@ -222,10 +223,14 @@ impl ModbusPoller {
                 t = done;
                 let mut batch = Vec::with_capacity(b.items.len());
                 match &reply {
-                    Ok(Ok(_)) => ok += 1,
+                    Ok(Ok(_)) => {
+                        ok += 1;
+                        health.latency(done.saturating_sub(sent));
+                    }
                     Ok(Err(exc)) => {
                         refused += 1;
                         health.rejected(1, exc.reason());
+                        health.latency(done.saturating_sub(sent));
                     }
                     Err(e) => failed = Some(e.reason()),
                 }

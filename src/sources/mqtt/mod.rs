@@ -146,6 +146,14 @@ impl MqttSubscriber {
                     } else {
                         health.success(1, recv);
                         health.clock_skew(clock_skewed(&samples));
+                        if let Some(newest) = samples
+                            .iter()
+                            .filter(|s| s.source_time_ns != s.recv_time_ns)
+                            .map(|s| s.source_time_ns)
+                            .max()
+                        {
+                            health.latency(recv.saturating_sub(newest));
+                        }
                     }
                     if !samples.is_empty() && tx.send(samples).await.is_err() {
                         return;

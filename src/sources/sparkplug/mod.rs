@@ -192,6 +192,11 @@ impl SparkplugSubscriber {
                     let payload = match Payload::decode(p.payload.as_ref()) {
                         Ok(pl) => {
                             health.success(1, recv);
+                            // The payload's own timestamp (ms since the
+                            // epoch), when the edge node sets one.
+                            if let Some(ms) = pl.timestamp.and_then(|t| i64::try_from(t).ok()) {
+                                health.latency(recv.saturating_sub(ms.saturating_mul(1_000_000)));
+                            }
                             pl
                         }
                         Err(e) => {
