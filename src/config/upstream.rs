@@ -186,8 +186,7 @@ pub(super) fn resolve(
 ) -> Vec<UpstreamMqtt> {
     let mut out: Vec<UpstreamMqtt> = Vec::new();
     for (i, d) in decls.into_iter().enumerate() {
-        if let Some(first) = out.iter().find(|o| o.name.value == d.sink.name.value) {
-            let _ = first;
+        if out.iter().any(|o| o.name.value == d.sink.name.value) {
             sink.push(
                 Diagnostic::error(
                     d.sink.name.span.clone(),

@@ -153,7 +153,7 @@ impl Task {
             let mut up_since = None;
             let failure = loop {
                 if self.shared.is_closing() && deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + self.drain_timeout);
+                    deadline = Some(wallclock::tokio_now() + self.drain_timeout);
                 }
                 if up_since.is_some() {
                     self.send_more(&client, &mut inflight, &mut cursor);
@@ -236,7 +236,7 @@ impl Task {
             tokio::pin!(retry);
             loop {
                 if self.shared.is_closing() && deadline.is_none() {
-                    deadline = Some(tokio::time::Instant::now() + self.drain_timeout);
+                    deadline = Some(wallclock::tokio_now() + self.drain_timeout);
                 }
                 tokio::select! {
                     _ = &mut retry => break,
