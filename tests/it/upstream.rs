@@ -145,6 +145,20 @@ fn summary_field(stderr: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} is no number in {line}"))
 }
 
+/// The body of `GET /metrics` on loopback `port`, or "" while nothing
+/// answers there yet.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
 #[test]
 fn two_twins_publish_under_their_own_topics_and_a_broker_restart_loses_nothing_held() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -284,7 +298,36 @@ fn a_queue_too_small_for_an_outage_counts_what_it_drops() {
         port,
         "queue_capacity = 20\ndrain_timeout = \"500ms\"\n",
     );
-    let mut p = demo(&cfg, &dir.path().join("ev.jsonl"), 3);
+    let http = free_port();
+    let mut cmd = twin();
+    cmd.args(["demo", "--no-table", "--for", "4s", "--http"])
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--config")
+        .arg(&cfg);
+    let mut p = Proc::spawn(cmd);
+    // /metrics shows the drops while the run goes on.
+    let end = twin::wallclock::monotonic() + Duration::from_secs(20);
+    let scraped = loop {
+        let text = metrics(http);
+        let dropped = text
+            .lines()
+            .find(|l| l.starts_with("twin_upstream_dropped_total{sink=\"site\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok());
+        if dropped.is_some_and(|d| d > 0.0) {
+            break text;
+        }
+        assert!(
+            twin::wallclock::monotonic() < end,
+            "no drops on /metrics:\n{text}\n{}",
+            p.stderr()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        scraped.contains("twin_upstream_held{sink=\"site\"} 20"),
+        "{scraped}"
+    );
     assert_eq!(p.wait(Duration::from_secs(30)), Some(0), "{}", p.stderr());
     let err = p.stderr();
     assert!(

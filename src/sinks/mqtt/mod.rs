@@ -169,6 +169,23 @@ impl Drop for MqttPublisher {
     }
 }
 
+/// The publishers of this process, for `/metrics`: registered when they
+/// start, gone once their run has dropped them.
+static RUNNING: std::sync::Mutex<Vec<(String, std::sync::Weak<Shared>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Name and totals of every publisher of the process that is still
+/// running, in start order.
+pub fn running() -> Vec<(String, PublisherStats)> {
+    let mut list = RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    list.retain(|(_, w)| w.strong_count() > 0);
+    list.iter()
+        .filter_map(|(n, w)| w.upgrade().map(|s| (n.clone(), stats_of(&s))))
+        .collect()
+}
+
 /// The config's publishers, started: the sinks for the run, and their
 /// connection tasks to wait for once it is over.
 pub struct Upstream {
@@ -221,6 +238,10 @@ pub fn start(cfg: &LoadedConfig) -> Result<Upstream, SetupError> {
         tracing::info!(sink = %u.name.value, broker = %ep, client_id = %u.connection.client_id,
             topics = %format!("{}/{}/#", u.topic_prefix, u.plant_id),
             queue_capacity = u.queue_capacity, qos = u.qos, "Upstream MQTT publisher starting.");
+        RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((u.name.value.clone(), Arc::downgrade(&shared)));
         up.tasks.push((tokio::spawn(task.run()), u.drain_timeout));
         up.sinks.push(MqttPublisher::new(cfg, u, shared));
     }
