@@ -44,6 +44,8 @@ pub struct PlantConfig {
     pub guard: GuardDecl,
     /// `[[sinks.mqtt]]`: upstream MQTT publishers of the twin's outputs.
     pub upstream: Vec<super::upstream::UpstreamMqtt>,
+    /// `[[sinks.sparkplug]]`: the twin as a Sparkplug B edge node.
+    pub sparkplug_nodes: Vec<super::upstream::UpstreamSparkplug>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,14 +131,19 @@ pub(super) fn decode_file(
         .map(|g| decode_guard(sink, g))
         .unwrap_or_default();
     let mut upstream = Vec::new();
+    let mut nodes = Vec::new();
     if let Some(mut sinks) = t.opt_table(sink, "sinks") {
         for s in sinks.opt_table_array(sink, "mqtt") {
             upstream.extend(super::upstream::decode(sink, s));
+        }
+        for s in sinks.opt_table_array(sink, "sparkplug") {
+            nodes.extend(super::upstream::decode_sparkplug(sink, s));
         }
         sinks.finish(sink);
     }
     t.finish(sink);
     let upstream = super::upstream::resolve(sink, upstream, plant.as_ref(), &lines);
+    let sparkplug_nodes = super::upstream::resolve_sparkplug(sink, nodes, plant.as_ref(), &lines);
 
     Some(PlantConfig {
         version,
@@ -152,6 +159,7 @@ pub(super) fn decode_file(
         setpoints,
         guard,
         upstream,
+        sparkplug_nodes,
     })
 }
 

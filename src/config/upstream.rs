@@ -1,6 +1,8 @@
 //! `[[sinks.mqtt]]`: upstream MQTT publishers, which send the twin's own
 //! outputs (the event lines of docs/events.md) to a plant's broker under a
-//! topic per plant, line and machine (`crate::sinks::mqtt`).
+//! topic per plant, line and machine (`crate::sinks::mqtt`); and
+//! `[[sinks.sparkplug]]`: the twin as a Sparkplug B edge node, its lines as
+//! devices with derived metrics (`crate::sinks::mqtt::sparkplug`).
 //!
 //! The connection keys (broker, client id, credentials, TLS) are the
 //! sources' ([`super::mqtt::decode_connection_as`]), so a publisher and a
@@ -269,6 +271,108 @@ fn check_topic(sink: &mut Sink, path: &str, v: &Loc<String>, levels: bool) {
             }),
         );
     }
+}
+
+/// `[[sinks.sparkplug]]`: the twin as a Sparkplug B edge node.
+#[derive(Debug, Clone)]
+pub struct UpstreamSparkplug {
+    pub name: Loc<String>,
+    /// As for `[[sinks.mqtt]]`: an external broker.
+    pub connection: MqttConnection,
+    /// The Sparkplug group id.
+    pub group: String,
+    /// The edge node id: `edge_node`, or the plant's name and the line ids
+    /// as one level (`packaging-line-1-line1`).
+    pub edge_node: String,
+}
+
+/// The decoded table, before the plant and lines give its defaults.
+#[derive(Debug, Clone)]
+pub(super) struct SparkplugDecl {
+    sink: UpstreamSparkplug,
+    edge_node: Option<String>,
+    client_id_given: bool,
+}
+
+pub(super) fn decode_sparkplug(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<SparkplugDecl> {
+    let name = t.req_str(sink, "name");
+    let client_id_given = t.key_span("client_id").is_some();
+    let conn = decode_connection_as(sink, &mut t, None);
+    if let Some(b) = &conn.broker
+        && matches!(b.value, Broker::Embedded { .. })
+    {
+        sink.push(
+            Diagnostic::error(
+                b.span.clone(),
+                t.key_path("broker"),
+                "a Sparkplug edge node needs an external broker",
+            )
+            .expected(super::mqtt::BROKER_URL_EXPECTED)
+            .help("publish to the broker the SCADA host (e.g. Ignition) subscribes to"),
+        );
+    }
+    let group = t.req_str(sink, "group");
+    if let Some(g) = &group {
+        check_topic(sink, &t.key_path("group"), g, false);
+    }
+    let edge_node = t.opt_str(sink, "edge_node");
+    if let Some(n) = &edge_node {
+        check_topic(sink, &t.key_path("edge_node"), n, false);
+    }
+    t.finish(sink);
+    let name = name?;
+    let connection = conn.of(&name)?;
+    if matches!(connection.broker.value, Broker::Embedded { .. }) {
+        return None;
+    }
+    Some(SparkplugDecl {
+        sink: UpstreamSparkplug {
+            name,
+            connection,
+            group: group?.value,
+            edge_node: String::new(),
+        },
+        edge_node: edge_node.map(|n| n.value),
+        client_id_given,
+    })
+}
+
+/// The edge nodes with the plant's and lines' defaults filled in; a
+/// duplicate name is an error.
+pub(super) fn resolve_sparkplug(
+    sink: &mut Sink,
+    decls: Vec<SparkplugDecl>,
+    plant: Option<&Plant>,
+    lines: &[Line],
+) -> Vec<UpstreamSparkplug> {
+    let mut out: Vec<UpstreamSparkplug> = Vec::new();
+    for (i, d) in decls.into_iter().enumerate() {
+        if out.iter().any(|o| o.name.value == d.sink.name.value) {
+            sink.push(
+                Diagnostic::error(
+                    d.sink.name.span.clone(),
+                    format!("sinks.sparkplug[{i}].name"),
+                    format!("duplicate edge node name \"{}\"", d.sink.name.value),
+                )
+                .help("give every [[sinks.sparkplug]] its own name"),
+            );
+            continue;
+        }
+        let mut s = d.sink;
+        s.edge_node = d.edge_node.unwrap_or_else(|| {
+            let mut id = plant.map_or_else(|| "twin".to_string(), |p| topic_level(&p.name));
+            for l in lines {
+                id.push('-');
+                id.push_str(&topic_level(&l.id.value));
+            }
+            id
+        });
+        if !d.client_id_given {
+            s.connection.client_id = format!("twin-spb-{}-{}", s.group, s.edge_node);
+        }
+        out.push(s);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use prost::Message;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use twin::sources::sparkplug::proto::{Metric, MetricValue, Payload};
 
 use crate::mqtt::Mosquitto;
 use crate::util::*;
@@ -45,12 +47,13 @@ fn demo(cfg: &Path, events: &Path, secs: u32) -> Proc {
 }
 
 /// Messages a subscriber received: (topic, payload).
-type Received = Arc<Mutex<Vec<(String, String)>>>;
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
-/// A subscriber to `{PREFIX}/#` at QoS 1 with a persistent session, so the
+/// A subscriber to `filter` at QoS 1 with a persistent session, so the
 /// broker keeps what arrives for it while it reconnects. Runs until the
 /// test ends.
-fn subscribe(port: u16) -> Received {
+fn subscribe(port: u16, filter: &str) -> Received {
+    let filter = filter.to_string();
     let mut opts = MqttOptions::new("upstream-test-consumer", "127.0.0.1", port);
     opts.set_clean_session(false);
     opts.set_keep_alive(Duration::from_secs(5));
@@ -66,17 +69,16 @@ fn subscribe(port: u16) -> Received {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     // A session the broker lost must be made again (rumqtt #250).
                     if !ack.session_present {
-                        let _ = client.try_subscribe(format!("{PREFIX}/#"), QoS::AtLeastOnce);
+                        let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     s.store(true, std::sync::atomic::Ordering::Release);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    g.lock().expect("lock").push((
-                        p.topic.clone(),
-                        String::from_utf8_lossy(&p.payload).into_owned(),
-                    ));
+                    g.lock()
+                        .expect("lock")
+                        .push((p.topic.clone(), p.payload.to_vec()));
                 }
                 Ok(_) => {}
                 // The broker is away: try again shortly, unless the test
@@ -107,7 +109,7 @@ fn payloads_under(got: &Received, stem: &str) -> HashSet<String> {
         .expect("lock")
         .iter()
         .filter(|(t, _)| t.starts_with(stem))
-        .map(|(_, p)| p.clone())
+        .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
         .collect()
 }
 
@@ -168,7 +170,7 @@ fn two_twins_publish_under_their_own_topics_and_a_broker_restart_loses_nothing_h
     // reconnecting (1000 by default): the test counts every message.
     let extra = "max_queued_messages 0\n";
     let broker = Mosquitto::start(dir.path(), port, &state, extra);
-    let got = subscribe(port);
+    let got = subscribe(port, &format!("{PREFIX}/#"));
 
     let (ev1, ev2) = (
         dir.path().join("line1.jsonl"),
@@ -208,7 +210,7 @@ fn two_twins_publish_under_their_own_topics_and_a_broker_restart_loses_nothing_h
         // A line's payload is the twin's own event line, with its line id.
         for (t, p) in g.iter() {
             if t.ends_with("/line2/line") {
-                let v: serde_json::Value = serde_json::from_str(p).expect("a JSON event line");
+                let v: serde_json::Value = serde_json::from_slice(p).expect("a JSON event line");
                 assert_eq!(
                     (v["type"].as_str(), v["line"].as_str()),
                     (Some("line"), Some("line2"))
@@ -281,6 +283,7 @@ fn two_twins_publish_under_their_own_topics_and_a_broker_restart_loses_nothing_h
     // Neither twin's lines showed up under the other's topics.
     let g = got.lock().expect("lock");
     for (t, p) in g.iter() {
+        let p = String::from_utf8_lossy(p);
         if t.contains("/line1/") {
             assert!(!p.contains("\"line\":\"line2\""), "{t}: {p}");
         }
@@ -347,5 +350,125 @@ fn a_queue_too_small_for_an_outage_counts_what_it_drops() {
         messages,
         dropped + left,
         "every message is accounted for:\n{err}"
+    );
+}
+
+/// A Sparkplug message as received: its kind (NBIRTH, DDATA, ...), device,
+/// and decoded payload.
+fn sparkplug(got: &Received) -> Vec<(String, Option<String>, Payload)> {
+    got.lock()
+        .expect("lock")
+        .iter()
+        .map(|(t, p)| {
+            let levels: Vec<&str> = t.split('/').collect();
+            (
+                levels[2].to_string(),
+                levels.get(4).map(|d| d.to_string()),
+                Payload::decode(p.as_slice()).expect("a Sparkplug B payload"),
+            )
+        })
+        .collect()
+}
+
+fn metric<'a>(p: &'a Payload, name: &str) -> Option<&'a Metric> {
+    p.metrics.iter().find(|m| m.name.as_deref() == Some(name))
+}
+
+#[test]
+fn the_twin_is_a_sparkplug_edge_node_with_births_sequence_numbers_and_a_will() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let broker = Mosquitto::start(dir.path(), port, &dir.path().join("state"), "");
+    let got = subscribe(port, "spBv1.0/site/#");
+    let text = format!(
+        "{}\n[[sinks.sparkplug]]\nname = \"scada\"\nbroker = \"mqtt://127.0.0.1:{port}\"\ngroup = \"site\"\nkeep_alive = \"1s\"\n",
+        demo_text()
+    );
+    let cfg = dir.path().join("spb.toml");
+    std::fs::write(&cfg, text).expect("write config");
+    let mut p = demo(&cfg, &dir.path().join("ev.jsonl"), 60);
+    let ddata = |got: &Received| {
+        sparkplug(got)
+            .iter()
+            .filter(|(k, _, _)| k == "DDATA")
+            .count()
+    };
+    let end = twin::wallclock::monotonic() + Duration::from_secs(30);
+    while ddata(&got) < 4 {
+        assert!(
+            twin::wallclock::monotonic() < end,
+            "no DDATA from the edge node:\n{}",
+            p.stderr()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The twin vanishes: the broker publishes its will.
+    let _ = p.child.kill();
+    let end = twin::wallclock::monotonic() + Duration::from_secs(20);
+    while !sparkplug(&got).iter().any(|(k, _, _)| k == "NDEATH") {
+        assert!(
+            twin::wallclock::monotonic() < end,
+            "no NDEATH after the twin died:\n{}",
+            broker.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let msgs = sparkplug(&got);
+    let topics: Vec<String> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
+    assert_eq!(
+        topics[0], "spBv1.0/site/NBIRTH/packaging-line-1-line1",
+        "{topics:?}"
+    );
+    assert_eq!(
+        topics[1],
+        "spBv1.0/site/DBIRTH/packaging-line-1-line1/line1"
+    );
+    let (_, _, nbirth) = &msgs[0];
+    assert_eq!(nbirth.seq, Some(0));
+    let bd_seq = metric(nbirth, "bdSeq").and_then(|m| m.value.clone());
+    assert_eq!(bd_seq, Some(MetricValue::Long(0)));
+    assert!(metric(nbirth, "Node Control/Rebirth").is_some());
+    let (_, device, dbirth) = &msgs[1];
+    assert_eq!(device.as_deref(), Some("line1"));
+    for name in [
+        "wip",
+        "out",
+        "lost",
+        "throughput_per_min",
+        "line_good",
+        "residuals",
+        "jam",
+        "slip/outfeed",
+        "risk/filler",
+    ] {
+        assert!(
+            metric(dbirth, name).is_some(),
+            "{name} not born: {dbirth:?}"
+        );
+    }
+    // seq runs on over births and data, without a gap.
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .filter(|(k, _, _)| k != "NDEATH")
+        .map(|(_, _, p)| p.seq.expect("a seq"))
+        .collect();
+    let want: Vec<u64> = (0..seqs.len() as u64).map(|n| n % 256).collect();
+    assert_eq!(seqs, want);
+    // Data carries the line's state, e.g. its WIP.
+    assert!(
+        msgs.iter()
+            .any(|(k, _, p)| k == "DDATA" && metric(p, "wip").is_some()),
+        "no wip in DDATA"
+    );
+    // The will is the death of the birth it follows: the same bdSeq.
+    let (_, _, death) = msgs.iter().find(|(k, _, _)| k == "NDEATH").expect("NDEATH");
+    assert_eq!(
+        metric(death, "bdSeq").and_then(|m| m.value.clone()),
+        Some(MetricValue::Long(0))
     );
 }

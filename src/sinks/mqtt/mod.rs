@@ -17,6 +17,7 @@
 
 pub mod publisher;
 pub mod queue;
+pub mod sparkplug;
 pub mod topics;
 
 #[cfg(test)]
@@ -190,18 +191,29 @@ pub fn running() -> Vec<(String, PublisherStats)> {
 /// connection tasks to wait for once it is over.
 pub struct Upstream {
     pub sinks: Vec<MqttPublisher>,
+    /// `[[sinks.sparkplug]]`.
+    pub nodes: Vec<sparkplug::SparkplugNode>,
     tasks: Vec<(JoinHandle<()>, Duration)>,
 }
 
-/// Start a connection task for every `[[sinks.mqtt]]` of `cfg`. Needs a
+/// Start a connection task for every `[[sinks.mqtt]]` and
+/// `[[sinks.sparkplug]]` of `cfg`. Needs a
 /// tokio runtime. Reads the secrets and TLS files the publishers name, so
 /// a missing one stops the start, as for sources.
 pub fn start(cfg: &LoadedConfig) -> Result<Upstream, SetupError> {
     let base_dir = crate::sources::mqtt::config_dir(cfg);
     let mut up = Upstream {
         sinks: Vec::new(),
+        nodes: Vec::new(),
         tasks: Vec::new(),
     };
+    for n in &cfg.config.sparkplug_nodes {
+        if let Some((node, task)) = sparkplug::start(cfg, n, &base_dir)? {
+            up.nodes.push(node);
+            // It sends its NDEATH and disconnects at once when closed.
+            up.tasks.push((task, Duration::ZERO));
+        }
+    }
     for u in &cfg.config.upstream {
         let Broker::Tcp { host, port } = &u.connection.broker.value else {
             // The config refuses an embedded broker for a publisher.
@@ -251,9 +263,11 @@ pub fn start(cfg: &LoadedConfig) -> Result<Upstream, SetupError> {
 impl Upstream {
     /// The sinks, boxed for the run's fan-out.
     pub fn take_sinks(&mut self) -> Vec<Box<dyn Sink>> {
+        let nodes = self.nodes.drain(..).map(|s| Box::new(s) as Box<dyn Sink>);
         self.sinks
             .drain(..)
             .map(|s| Box::new(s) as Box<dyn Sink>)
+            .chain(nodes)
             .collect()
     }
 
