@@ -253,11 +253,11 @@ fn headless(
     duration: Duration,
 ) -> i32 {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if !cfg.config.upstream.is_empty() {
+    if !cfg.config.upstream.is_empty() || !cfg.config.sparkplug_nodes.is_empty() {
         // Sim time runs far ahead of the wall clock here: a broker's
         // consumers would take its lines for the plant's present.
         warn!(
-            "--headless publishes nothing upstream: [[sinks.mqtt]] is for live runs (the events are in --events)"
+            "--headless publishes nothing upstream: [[sinks.mqtt]] and [[sinks.sparkplug]] are for live runs (the events are in --events)"
         );
     }
     if let Some(target) = args.events.as_deref() {

@@ -593,7 +593,7 @@ fn sample_arrays_keep_their_own_timestamps() {
 
 /// Make a CA, a server certificate for 127.0.0.1 and a client certificate
 /// with the openssl CLI, in `dir`.
-fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     let openssl = |args: &[&str]| {
         let mut cmd = Command::new("openssl");
         cmd.current_dir(dir).args(args);

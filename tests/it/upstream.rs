@@ -472,3 +472,61 @@ fn the_twin_is_a_sparkplug_edge_node_with_births_sequence_numbers_and_a_will() {
         Some(MetricValue::Long(0))
     );
 }
+
+#[test]
+fn the_publisher_connects_like_the_sources_over_tls_with_a_client_certificate_and_a_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::mqtt::make_certs(dir.path());
+    let d = dir.path().display();
+    let pw = dir.path().join("passwd");
+    let out = std::process::Command::new(crate::mqtt::tool("mosquitto_passwd"))
+        .arg("-c")
+        .arg("-b")
+        .arg(&pw)
+        .args(["twin", "s3cret"])
+        .output()
+        .expect("mosquitto_passwd");
+    assert!(out.status.success(), "{out:?}");
+    let broker = Mosquitto::start(
+        dir.path(),
+        free_port(),
+        &dir.path().join("state"),
+        &format!(
+            "cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nallow_anonymous false\npassword_file {}\n",
+            pw.display()
+        ),
+    );
+    // The PEM files are named relative to the config, as for sources.
+    let cfg = config(
+        dir.path(),
+        "line1",
+        0,
+        "username = \"twin\"\npassword_env = \"TWIN_UPSTREAM_TEST_PASSWORD\"\nca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"client.key\"\n",
+    );
+    let text = std::fs::read_to_string(&cfg).expect("config").replace(
+        "broker = \"mqtt://127.0.0.1:0\"",
+        &format!("broker = \"mqtts://127.0.0.1:{}\"", broker.port),
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    let run = |password: &str| {
+        let mut cmd = twin();
+        cmd.args(["demo", "--no-table", "--for", "3s", "--config"])
+            .arg(&cfg)
+            .env("TWIN_UPSTREAM_TEST_PASSWORD", password);
+        let mut p = Proc::spawn(cmd);
+        assert_eq!(p.wait(Duration::from_secs(30)), Some(0), "{}", p.stderr());
+        p.stderr()
+    };
+    let err = run("s3cret");
+    assert!(err.contains("Upstream MQTT connection is up"), "{err}");
+    assert!(summary_field(&err, "delivered") > 0, "{err}");
+    assert_eq!(summary_field(&err, "undelivered"), 0, "{err}");
+    // A wrong password: the broker refuses, the twin says so and runs on.
+    let err = run("wrong");
+    assert!(!err.contains("Upstream MQTT connection is up"), "{err}");
+    assert!(
+        err.contains("Upstream MQTT broker refused the connection"),
+        "{err}"
+    );
+    assert!(summary_field(&err, "delivered") == 0, "{err}");
+}

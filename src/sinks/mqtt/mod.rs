@@ -11,6 +11,10 @@
 //! full (a long broker outage) drops its oldest message, counted and
 //! logged.
 //!
+//! [`sparkplug`] is the other way up: the twin as a Sparkplug B edge node
+//! (`[[sinks.sparkplug]]`), a device per line with derived metrics, for
+//! SCADA hosts.
+//!
 //! The connection is built by the sources' one options builder
 //! (`sources::mqtt::connect::options`): same credentials from the
 //! environment or a file, same TLS (rustls, ring), same client set-up.

@@ -114,7 +114,9 @@ enum LinkEv {
     Written(u16),
     Acked(u16),
     Disconnected,
-    Down(String),
+    /// Why, and whether the broker refused us (credentials, client id)
+    /// rather than being out of reach.
+    Down(String, bool),
 }
 
 async fn poll_link(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEv>) {
@@ -126,7 +128,8 @@ async fn poll_link(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<LinkEv>) 
             Ok(Event::Outgoing(Outgoing::Disconnect)) => LinkEv::Disconnected,
             Ok(_) => continue,
             Err(e) => {
-                let _ = tx.send(LinkEv::Down(e.to_string())).await;
+                let refused = matches!(e, rumqttc::ConnectionError::ConnectionRefused(_));
+                let _ = tx.send(LinkEv::Down(e.to_string(), refused)).await;
                 return;
             }
         };
@@ -207,8 +210,8 @@ impl Task {
                         }
                     }
                     Some(LinkEv::Disconnected) => {}
-                    Some(LinkEv::Down(e)) => break e,
-                    None => break "the connection task ended".to_string(),
+                    Some(LinkEv::Down(e, refused)) => break (e, refused),
+                    None => break ("the connection task ended".to_string(), false),
                 }
             };
             // Everything not acknowledged stays in the queue and goes again,
@@ -223,10 +226,16 @@ impl Task {
                 backoff.reset();
             }
             let wait = backoff.step();
+            let (failure, refused) = failure;
             if up_since.is_some() || !warned {
-                warn!(sink = %self.name, broker = %self.broker, error = %failure, retry_in = ?wait,
-                    held = self.shared.queue().len(),
-                    "Upstream MQTT broker unreachable; holding messages and retrying.");
+                let held = self.shared.queue().len();
+                if refused {
+                    warn!(sink = %self.name, broker = %self.broker, error = %failure, retry_in = ?wait, held,
+                        "Upstream MQTT broker refused the connection; check username, password and client_id. Holding messages and retrying.");
+                } else {
+                    warn!(sink = %self.name, broker = %self.broker, error = %failure, retry_in = ?wait, held,
+                        "Upstream MQTT broker unreachable; holding messages and retrying.");
+                }
                 warned = true;
             } else {
                 debug!(sink = %self.name, broker = %self.broker, error = %failure, retry_in = ?wait,
@@ -332,7 +341,7 @@ async fn disconnect(client: &AsyncClient, rx: &mut mpsc::Receiver<LinkEv>) {
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
         while let Some(ev) = rx.recv().await {
-            if matches!(ev, LinkEv::Disconnected | LinkEv::Down(_)) {
+            if matches!(ev, LinkEv::Disconnected | LinkEv::Down(..)) {
                 return;
             }
         }
