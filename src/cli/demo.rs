@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::load::{Bundled, load, load_text_with, render_report};
 use super::output::Stderr;
@@ -222,6 +222,15 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
         if let Some(r) = args.record.recorder(&cfg, "live") {
             run.sinks.push(Box::new(r));
         }
+        let mut upstream = match crate::sinks::mqtt::start(&cfg) {
+            Ok(u) => u,
+            Err(e) => {
+                error!("{e}");
+                sim_stop.cancel();
+                return EXIT_FAILURE;
+            }
+        };
+        run.sinks.extend(upstream.take_sinks());
         let code = match run_live(&cfg, &sim.endpoints, run, shutdown.clone()).await {
             Ok(_) => 0,
             Err(e) => {
@@ -229,6 +238,7 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
                 EXIT_FAILURE
             }
         };
+        upstream.join().await;
         sim_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(3), sim.task).await;
         code
@@ -243,6 +253,13 @@ fn headless(
     duration: Duration,
 ) -> i32 {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if !cfg.config.upstream.is_empty() || !cfg.config.sparkplug_nodes.is_empty() {
+        // Sim time runs far ahead of the wall clock here: a broker's
+        // consumers would take its lines for the plant's present.
+        warn!(
+            "--headless publishes nothing upstream: [[sinks.mqtt]] and [[sinks.sparkplug]] are for live runs (the events are in --events)"
+        );
+    }
     if let Some(target) = args.events.as_deref() {
         match EventFile::create(target) {
             Ok(f) => sinks.push(Box::new(f)),

@@ -119,12 +119,24 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
         if let Some(r) = args.record.recorder(&cfg, "live") {
             opts.sinks.push(Box::new(r));
         }
-        match run_live(&cfg, &ep, opts, shutdown).await {
+        let mut upstream = match crate::sinks::mqtt::start(&cfg) {
+            Ok(u) => u,
+            Err(e) => {
+                error!("{e}");
+                return EXIT_FAILURE;
+            }
+        };
+        opts.sinks.extend(upstream.take_sinks());
+        let code = match run_live(&cfg, &ep, opts, shutdown).await {
             Ok(_) => 0,
             Err(e) => {
                 error!("{e}");
                 EXIT_FAILURE
             }
-        }
+        };
+        // What the publishers still hold goes to the broker first, within
+        // their drain_timeout.
+        upstream.join().await;
+        code
     })
 }

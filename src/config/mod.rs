@@ -60,6 +60,7 @@ mod recorded;
 mod setpoint;
 pub mod sparkplug;
 mod topic;
+pub mod upstream;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -163,8 +163,24 @@ pub(super) fn decode_connection(
     t: &mut Table<'_, '_>,
     default_max_packet: usize,
 ) -> Connection {
+    decode_connection_as(sink, t, Some(default_max_packet))
+}
+
+/// [`decode_connection`] for a source (`Some(default max_packet_size)`) or
+/// for a publisher (`None`): a publisher reads no `listen`,
+/// `max_packet_size` or `max_clock_skew` (they are about what a source
+/// receives, so they stay unknown keys there, with a did-you-mean), and
+/// its broker must be an external one (checked by its caller).
+pub(super) fn decode_connection_as(
+    sink: &mut Sink,
+    t: &mut Table<'_, '_>,
+    source_max_packet: Option<usize>,
+) -> Connection {
     let broker_raw = t.req_str(sink, "broker");
-    let listen = t.opt_str(sink, "listen");
+    let listen = match source_max_packet {
+        Some(_) => t.opt_str(sink, "listen"),
+        None => None,
+    };
     let client_id = t.opt_str(sink, "client_id");
     if let Some(c) = &client_id
         && c.value.trim().is_empty()
@@ -172,24 +188,31 @@ pub(super) fn decode_connection(
         sink.push(
             Diagnostic::error(c.span.clone(), t.key_path("client_id"), "must not be empty")
                 .expected("a client id unique on the broker, e.g. \"twin-cell1\"")
-                .help("leave `client_id` out to use \"twin-\" followed by the source name"),
+                .help(if source_max_packet.is_some() {
+                    "leave `client_id` out to use \"twin-\" followed by the source name"
+                } else {
+                    "leave `client_id` out to use \"twin-\", the plant id, the line ids and the publisher's name"
+                }),
         );
     }
     let keep_alive = t
         .opt_duration(sink, "keep_alive", Duration::from_secs(1), HOUR)
         .map(|d| d.value)
         .unwrap_or(Duration::from_secs(10));
-    let max_packet_size = t
-        .opt_int(
-            sink,
-            "max_packet_size",
-            128,
-            MQTT_PROTOCOL_MAX_PACKET as i64,
-        )
-        .map_or(default_max_packet, |v| v.value as usize);
-    let max_clock_skew = t
-        .opt_duration(sink, "max_clock_skew", Duration::ZERO, HOUR)
-        .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.value);
+    let (max_packet_size, max_clock_skew) = match source_max_packet {
+        Some(default_max_packet) => (
+            t.opt_int(
+                sink,
+                "max_packet_size",
+                128,
+                MQTT_PROTOCOL_MAX_PACKET as i64,
+            )
+            .map_or(default_max_packet, |v| v.value as usize),
+            t.opt_duration(sink, "max_clock_skew", Duration::ZERO, HOUR)
+                .map_or(DEFAULT_MAX_CLOCK_SKEW, |d| d.value),
+        ),
+        None => (MQTT_PROTOCOL_MAX_PACKET, DEFAULT_MAX_CLOCK_SKEW),
+    };
     let username = t.opt_str(sink, "username");
     reject_plain_password(sink, t);
     let password_env = t.opt_str(sink, "password_env");

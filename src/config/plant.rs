@@ -1,6 +1,7 @@
 //! The root of a plant file: `version`, `[plant]`, and the walk over every
 //! section, each decoded next to its types (`modbus`, `mqtt`, `sparkplug`,
-//! `machine`, `line`, `model` with `[ml]`, `setpoint` with `[guard]`).
+//! `machine`, `line`, `model` with `[ml]`, `setpoint` with `[guard]`,
+//! `upstream` for `[[sinks.mqtt]]`).
 //!
 //! Decoding checks each value where it stands (types, ranges, enumerations,
 //! unknown keys); [`super::validate`] then checks how values relate to each
@@ -41,6 +42,10 @@ pub struct PlantConfig {
     /// `[guard]`; all defaults when absent. `LoadedConfig::guard` has it
     /// resolved with the setpoints.
     pub guard: GuardDecl,
+    /// `[[sinks.mqtt]]`: upstream MQTT publishers of the twin's outputs.
+    pub upstream: Vec<super::upstream::UpstreamMqtt>,
+    /// `[[sinks.sparkplug]]`: the twin as a Sparkplug B edge node.
+    pub sparkplug_nodes: Vec<super::upstream::UpstreamSparkplug>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +107,7 @@ pub(super) fn decode_file(
         .into_iter()
         .filter_map(|m| decode_machine(sink, m))
         .collect();
-    let lines = t
+    let lines: Vec<Line> = t
         .opt_table_array(sink, "lines")
         .into_iter()
         .filter_map(|l| decode_line(sink, l))
@@ -125,7 +130,20 @@ pub(super) fn decode_file(
         .opt_table(sink, "guard")
         .map(|g| decode_guard(sink, g))
         .unwrap_or_default();
+    let mut upstream = Vec::new();
+    let mut nodes = Vec::new();
+    if let Some(mut sinks) = t.opt_table(sink, "sinks") {
+        for s in sinks.opt_table_array(sink, "mqtt") {
+            upstream.extend(super::upstream::decode(sink, s));
+        }
+        for s in sinks.opt_table_array(sink, "sparkplug") {
+            nodes.extend(super::upstream::decode_sparkplug(sink, s));
+        }
+        sinks.finish(sink);
+    }
     t.finish(sink);
+    let upstream = super::upstream::resolve(sink, upstream, plant.as_ref(), &lines);
+    let sparkplug_nodes = super::upstream::resolve_sparkplug(sink, nodes, plant.as_ref(), &lines);
 
     Some(PlantConfig {
         version,
@@ -140,6 +158,8 @@ pub(super) fn decode_file(
         models,
         setpoints,
         guard,
+        upstream,
+        sparkplug_nodes,
     })
 }
 

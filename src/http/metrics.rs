@@ -126,6 +126,7 @@ pub fn render(shared: &Shared) -> Result<String, std::fmt::Error> {
     core(&mut reg, &snap);
     ml(&mut reg, &snap);
     http(&mut reg, shared);
+    upstream(&mut reg);
     process(&mut reg);
     let mut text = String::with_capacity(16 * 1024);
     prometheus_client::encoding::text::encode(&mut text, &reg)?;
@@ -334,6 +335,32 @@ fn http(reg: &mut Registry, shared: &Shared) {
         "twin_http_event_clients_dropped_total",
         "Event stream clients dropped because their queue was full (too slow to follow the run)",
         Total::of(shared.events.dropped_total() as f64),
+    );
+}
+
+/// The upstream MQTT publishers' totals (`[[sinks.mqtt]]`).
+fn upstream(reg: &mut Registry) {
+    let (delivered, dropped, held) = (counters(), counters(), gauges());
+    for (name, s) in crate::sinks::mqtt::running() {
+        let l: Labels = vec![("sink", name)];
+        delivered.get_or_create(&l).set(s.delivered as f64);
+        dropped.get_or_create(&l).set(s.dropped as f64);
+        held.get_or_create(&l).set(s.held as f64);
+    }
+    reg.register(
+        "twin_upstream_delivered_total",
+        "Messages the broker acknowledged (QoS 1) or was sent (QoS 0), by publisher",
+        delivered,
+    );
+    reg.register(
+        "twin_upstream_dropped_total",
+        "Messages dropped because the publisher's queue was full (oldest first)",
+        dropped,
+    );
+    reg.register(
+        "twin_upstream_held",
+        "Messages held for the broker now (queued or awaiting acknowledgement)",
+        held,
     );
 }
 

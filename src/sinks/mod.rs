@@ -8,11 +8,14 @@
 //! - [`events`]: the JSONL event stream (file or stdout), a public interface.
 //! - [`table`]: the live terminal view of machines and tags.
 //! - `crate::http::HttpSink`: the HTTP surface's snapshot of the core.
+//! - [`mqtt`]: the upstream MQTT publisher (`[[sinks.mqtt]]`), the event
+//!   lines per plant, line and machine topic, through a bounded queue.
 //!
 //! Writers to the plant (Modbus writer, MQTT publisher) join here with the
 //! write-back issue, behind their own capability.
 
 pub mod events;
+pub mod mqtt;
 pub mod recorder;
 pub mod table;
 

@@ -33,6 +33,7 @@ mod sim_truth;
 mod sim_writes;
 mod snapshot;
 mod sparkplug_limits;
+mod upstream;
 mod util;
 mod whatif;
 mod writeback;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::util::*;
 
 /// A Debian binary: on PATH, or in the sbin folders a non-root PATH lacks.
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     let dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -52,15 +52,15 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> std::process::Output {
 
 /// A mosquitto broker on 127.0.0.1. Killed on drop; [`Mosquitto::stop`]
 /// ends it with SIGTERM, which makes it save its persistence file.
-struct Mosquitto {
+pub(crate) struct Mosquitto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
 }
 
 impl Mosquitto {
     /// Start on `port` with persistence in `state` and `extra` config lines.
-    fn start(dir: &Path, port: u16, state: &Path, extra: &str) -> Mosquitto {
+    pub(crate) fn start(dir: &Path, port: u16, state: &Path, extra: &str) -> Mosquitto {
         std::fs::create_dir_all(state).expect("persistence folder");
         // One log per start: a restart on the same port must not find the
         // previous run's "running" line.
@@ -123,7 +123,7 @@ impl Mosquitto {
     }
 
     /// SIGTERM, and wait (bounded) until it has written its state and exited.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -138,7 +138,7 @@ impl Mosquitto {
         panic!("mosquitto did not stop on SIGTERM");
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -593,7 +593,7 @@ fn sample_arrays_keep_their_own_timestamps() {
 
 /// Make a CA, a server certificate for 127.0.0.1 and a client certificate
 /// with the openssl CLI, in `dir`.
-fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     let openssl = |args: &[&str]| {
         let mut cmd = Command::new("openssl");
         cmd.current_dir(dir).args(args);
