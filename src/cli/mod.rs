@@ -330,22 +330,50 @@ pub struct HttpArgs {
     /// Tokens are never taken on the command line.
     #[arg(long, value_name = "FILE", env = "TWIN_HTTP_TOKENS_FILE")]
     pub http_tokens: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this certificate: PEM, the server's certificate
+    /// first, then its chain. Needs --http-tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "http",
+        requires = "http_tls_key"
+    )]
+    pub http_tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --http-tls-cert: PEM, unencrypted (keep the file
+    /// private). Needs --http-tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "http",
+        requires = "http_tls_cert"
+    )]
+    pub http_tls_key: Option<std::path::PathBuf>,
 }
 
 impl HttpArgs {
     /// Check `--http` before the run starts: the token file, the no-token
-    /// loopback rule. `None` without `--http`; the exit code on an error
-    /// (a usage error, or a bad token file as a bad config).
+    /// loopback rule, the TLS certificate and key. `None` without `--http`;
+    /// the exit code on an error (a usage error, or a bad token, certificate
+    /// or key file as a bad config).
     pub(crate) fn prepare(&self) -> Result<Option<crate::http::HttpConfig>, i32> {
         let Some(addr) = self.http else {
             return Ok(None);
         };
-        match crate::http::HttpConfig::new(addr, self.http_tokens.as_deref()) {
+        let cfg = crate::http::HttpConfig::new(addr, self.http_tokens.as_deref()).and_then(|c| {
+            match (&self.http_tls_cert, &self.http_tls_key) {
+                (Some(cert), Some(key)) => c.with_tls(cert, key),
+                // clap has them both or neither.
+                _ => Ok(c),
+            }
+        });
+        match cfg {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 tracing::error!("{e}");
                 Err(match e {
-                    crate::http::HttpError::Tokens(_) => EXIT_CONFIG,
+                    crate::http::HttpError::Tokens(_) | crate::http::HttpError::Tls(_) => {
+                        EXIT_CONFIG
+                    }
                     _ => EXIT_USAGE,
                 })
             }
