@@ -407,3 +407,5 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S>
 
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod tls_tests;

@@ -128,6 +128,3 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         },
     })
 }
-
-#[cfg(test)]
-mod tests;
