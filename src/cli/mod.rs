@@ -508,4 +508,36 @@ mod tests {
         assert_eq!(parse_overflow("fail"), Ok(Overflow::Fail));
         assert!(parse_overflow("block").is_err());
     }
+
+    #[test]
+    fn the_tls_files_come_both_or_neither_and_with_http() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["twin", "demo", "--no-table"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let http = ["--http", "127.0.0.1:0"];
+        let cert = ["--http-tls-cert", "server.crt"];
+        let key = ["--http-tls-key", "server.key"];
+        for alone in [&cert, &key] {
+            let e = parse(&[&http[..], &alone[..]].concat()).expect_err("one without the other");
+            assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        let e = parse(&[&cert[..], &key[..]].concat()).expect_err("TLS without --http");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--http <ADDR>"), "{e}");
+        let both = [&http[..], &cert[..], &key[..]].concat();
+        let Ok(Cli {
+            command: Command::Demo(args),
+            ..
+        }) = parse(&both)
+        else {
+            panic!("--http with both files parses as a demo");
+        };
+        assert_eq!(
+            args.http.http_tls_key.as_deref(),
+            Some(std::path::Path::new("server.key"))
+        );
+    }
 }
