@@ -209,9 +209,10 @@ async fn run(opts: &Opts, addr: SocketAddr, pid: u32) -> Vec<String> {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
+    record.store(true, Ordering::Relaxed);
     phases.push(measure("viewer", opts.phase_secs).await);
     stop.cancel();
-    let _ = viewer.await;
+    let mut viewer_latencies = viewer.await.map(|s| s.latencies_us).unwrap_or_default();
     let _ = poller.await;
 
     // The load: the stalled client first, then the streams.
@@ -296,21 +297,25 @@ async fn run(opts: &Opts, addr: SocketAddr, pid: u32) -> Vec<String> {
             p.ticks.max_bucket(),
         ));
     }
-    latencies.sort_unstable();
-    let q = |f: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * f).round() as usize)
-            .map_or(f64::NAN, |&us| us as f64 / 1000.0)
-    };
-    out.push(format!(
-        "event -> client (load, all streams): n {} ({} lines), p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
-        latencies.len(),
-        lines_total,
-        q(0.5),
-        q(0.99),
-        q(0.999),
-        q(1.0)
-    ));
+    for (name, l) in [
+        ("viewer, one stream", &mut viewer_latencies),
+        ("load, all streams", &mut latencies),
+    ] {
+        l.sort_unstable();
+        let q = |f: f64| {
+            l.get(((l.len() as f64 - 1.0) * f).round() as usize)
+                .map_or(f64::NAN, |&us| us as f64 / 1000.0)
+        };
+        out.push(format!(
+            "event -> client ({name}): n {}, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            l.len(),
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(1.0)
+        ));
+    }
+    out.push(format!("event lines received under load: {lines_total}"));
     out.push(format!(
         "streams: all {want} open before measuring: {all_open}; ended early: {ended_early}"
     ));
