@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Limits, accept_loop};
+use super::{Limits, accept_loop, listen};
 
 /// Reads until the server closes (or `wait` passes): the bytes read, and
 /// whether it closed.
@@ -145,4 +145,53 @@ async fn a_client_that_stops_reading_its_answer_loses_the_connection() {
 /// A body of `n` bytes.
 fn bytes_of(n: usize) -> Vec<u8> {
     vec![b'x'; n]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_client_stops_reading_is_cut_off_with_little_taken_in() {
+    let listener = listen("127.0.0.1:0".parse().expect("address")).expect("listen on loopback");
+    let addr = listener.local_addr().expect("address");
+    // An endless stream, as fast as it is taken (an event stream at its
+    // busiest).
+    let app = axum::Router::new().route(
+        "/stream",
+        axum::routing::get(|| async {
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, std::convert::Infallible>(vec![b'x'; 16 * 1024])
+            });
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(accept_loop(
+        listener,
+        app,
+        None,
+        stop.clone(),
+        Limits {
+            write_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    ));
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut stalled = socket.connect(addr).await.expect("connect");
+    stalled
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (got, closed) = until_closed(&mut stalled, Duration::from_secs(30)).await;
+    assert!(closed, "the endless answer is cut off");
+    // What the server took in before its writes stalled: the kernel's
+    // buffers at the fixed send buffer's size, where Linux's own sizing
+    // lets it grow to megabytes.
+    assert!(
+        got.starts_with(b"HTTP/1.1 200") && got.len() < 1 << 20,
+        "{} bytes sent to a client that read none",
+        got.len()
+    );
+    stop.cancel();
 }

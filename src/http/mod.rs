@@ -111,9 +111,7 @@ pub async fn serve(
         addr: cfg.addr,
         source,
     };
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(bind)?;
+    let listener = listen(cfg.addr).map_err(bind)?;
     let addr = listener.local_addr().map_err(bind)?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}");
@@ -152,6 +150,33 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// events write nothing and are not timed; one whose client stops
 /// reading is cut off by this or by its queue, whichever comes first.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The kernel's send buffer of each connection (Linux doubles it for its
+/// bookkeeping). Left to itself, Linux grows a socket's send buffer up to
+/// `tcp_wmem`'s maximum (4 MiB) even while the client reads nothing, so a
+/// stalled event stream was taken in for minutes (4 MiB at the demo's
+/// 13 KB/s) before a write would wait and [`WRITE_TIMEOUT`] could start:
+/// measured by benches/http_load.rs, docs/benchmarks.md. Fixed at this
+/// size, a stalled client costs at most this much kernel memory and stalls
+/// within seconds, while a reading client on a plant network still gets
+/// far more than the API needs (128 KiB a round trip: 100 MB/s at 1 ms).
+pub const SEND_BUFFER: u32 = 64 * 1024;
+
+/// The listening socket: as `TcpListener::bind` makes it, with
+/// [`SEND_BUFFER`], which the connections accepted on it inherit.
+fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does on Unix: a restart may bind at once
+    // while the old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// The accept loop's limits ([`MAX_CONNECTIONS`], [`HEADER_READ_TIMEOUT`],
 /// [`WRITE_TIMEOUT`], [`tls::HANDSHAKE_TIMEOUT`]).
@@ -255,7 +280,7 @@ async fn tls_handshake(
     acceptor: &tokio_rustls::TlsAcceptor,
     write_timeout: Duration,
 ) -> Option<tokio_rustls::server::TlsStream<WriteTimeout<tokio::net::TcpStream>>> {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let peer = stream.peer_addr().ok();
     // A TLS connection opens with a handshake record (content type 22); an
@@ -268,6 +293,16 @@ async fn tls_handshake(
             // Best effort: the client may already be gone.
             let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
             let _ = stream.shutdown().await;
+            // Take in its request (for a second at most) before closing: a
+            // close with unread bytes is a reset, and a reset can make the
+            // client lose the answer before reading it.
+            let mut discard = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(n) = stream.read(&mut discard).await
+                    && n > 0
+                {}
+            })
+            .await;
             return None;
         }
         Ok(1) => {}
