@@ -41,7 +41,7 @@
 //! release binary); `HTTP_LOAD_SECS=15` for a short run. The summary is
 //! printed and written to `target/criterion/http_load/summary.txt`. Without
 //! `--bench` (`cargo test --benches`) it runs for 2 s with 5 clients, to
-//! check that it works.
+//! check that it works, and keeps no summary.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -59,6 +59,8 @@ use twin::wallclock;
 
 /// What to run: full with `--bench`, a check without.
 struct Opts {
+    /// `--bench`: a measurement (its summary is kept), not a check.
+    bench: bool,
     clients: usize,
     load_secs: u64,
     warm_secs: u64,
@@ -76,6 +78,7 @@ impl Opts {
         };
         if bench {
             Opts {
+                bench,
                 clients: usize::try_from(env("HTTP_LOAD_CLIENTS", 200)).unwrap_or(200),
                 load_secs: env("HTTP_LOAD_SECS", 60),
                 warm_secs: 5,
@@ -83,6 +86,7 @@ impl Opts {
             }
         } else {
             Opts {
+                bench,
                 clients: 5,
                 load_secs: 2,
                 warm_secs: 1,
@@ -105,6 +109,10 @@ fn main() {
     // The demo runs until stopped.
     let _ = child.kill();
     let _ = child.wait();
+    if !opts.bench {
+        // A check's figures would overwrite the last measurement's.
+        return;
+    }
 
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
