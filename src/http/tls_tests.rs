@@ -63,6 +63,15 @@ async fn tls_connect(
     addr: std::net::SocketAddr,
     ca: &Path,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    tls_over(TcpStream::connect(addr).await?, ca).await
+}
+
+/// A TLS client on `tcp`, trusting `ca` alone.
+async fn tls_over(
+    tcp: TcpStream,
+    ca: &Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let addr = tcp.peer_addr()?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("read the test CA") {
         roots.add(c.expect("a PEM certificate")).expect("a root");
@@ -76,7 +85,6 @@ async fn tls_connect(
     // Offer h2 first: the server must still pick HTTP/1.1, all it serves.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::IpAddress(addr.ip().into());
     connector.connect(name, tcp).await
 }
@@ -106,7 +114,11 @@ async fn https_is_served_and_plain_http_on_its_port_is_told_to_use_https() {
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("address");
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    const BIG: usize = 32 << 20;
+    let big = vec![b'x'; BIG];
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .route("/big", axum::routing::get(move || async move { big }));
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(accept_loop(
         listener,
@@ -115,6 +127,7 @@ async fn https_is_served_and_plain_http_on_its_port_is_told_to_use_https() {
         stop.clone(),
         Limits {
             handshake_timeout: Duration::from_millis(500),
+            write_timeout: Duration::from_millis(300),
             ..Limits::default()
         },
     ));
@@ -158,6 +171,27 @@ async fn https_is_served_and_plain_http_on_its_port_is_told_to_use_https() {
     );
     let (answer, _) = https_get(addr, &cert).await;
     assert!(answer.ends_with("ok"), "still serving: {answer:?}");
+
+    // Under TLS too, a client that stops reading its answer is cut off
+    // (the write timeout is on the TCP stream, beneath TLS).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let mut stalled = tls_over(tcp, &cert).await.expect("TLS handshake");
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (got, closed) = until_closed(&mut stalled, Duration::from_secs(30)).await;
+    assert!(closed, "the connection ends");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200") && got.len() < BIG,
+        "cut off before the end of the answer ({} bytes of {BIG})",
+        got.len()
+    );
     stop.cancel();
 }
 
