@@ -1,7 +1,8 @@
 //! HTTPS: a self-signed certificate made here with the openssl CLI
 //! (scripts/setup.sh installs it), the accept loop serving TLS to a rustls
 //! client that trusts only that certificate, plain HTTP on the TLS port
-//! told what to do, and bad certificate and key files named in the error.
+//! told what to do, the handshake and write timeouts under TLS, and bad
+//! certificate and key files named in the error.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
