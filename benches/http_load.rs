@@ -38,7 +38,9 @@
 //! see when it goes, then reads the stalled socket to its end.
 //!
 //! Run: `cargo bench --bench http_load` (60 s, 200 clients; it builds the
-//! release binary); `HTTP_LOAD_SECS=15` for a short run. The summary is
+//! release binary); `HTTP_LOAD_SECS=15` for a short run; `HTTP_LOAD_TLS=1`
+//! serves and reads everything over HTTPS (a self-signed certificate made
+//! with the openssl CLI). The summary is
 //! printed and written to `target/criterion/http_load/summary.txt`. Without
 //! `--bench` (`cargo test --benches`) it runs for 2 s with 5 clients, to
 //! check that it works, and keeps no summary.
@@ -48,11 +50,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use twin::sources::mqtt::payload::parse_rfc3339;
 use twin::wallclock;
@@ -61,6 +65,8 @@ use twin::wallclock;
 struct Opts {
     /// `--bench`: a measurement (its summary is kept), not a check.
     bench: bool,
+    /// `HTTP_LOAD_TLS=1`: HTTPS.
+    tls: bool,
     clients: usize,
     load_secs: u64,
     warm_secs: u64,
@@ -76,9 +82,11 @@ impl Opts {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(default)
         };
+        let tls = env("HTTP_LOAD_TLS", 0) == 1;
         if bench {
             Opts {
                 bench,
+                tls,
                 clients: usize::try_from(env("HTTP_LOAD_CLIENTS", 200)).unwrap_or(200),
                 load_secs: env("HTTP_LOAD_SECS", 60),
                 warm_secs: 5,
@@ -87,6 +95,7 @@ impl Opts {
         } else {
             Opts {
                 bench,
+                tls,
                 clients: 5,
                 load_secs: 2,
                 warm_secs: 1,
@@ -104,7 +113,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (mut child, addr) = start_twin();
+    let certs = tempfile::tempdir().expect("a folder for the certificate");
+    let tls_files = opts.tls.then(|| self_signed(certs.path()));
+    let _ = TLS.set(tls_files.as_ref().map(|(cert, _)| connector(cert)));
+    let (mut child, addr) = start_twin(tls_files.as_ref());
     let lines = rt.block_on(run(&opts, addr, child.id()));
     // The demo runs until stopped.
     let _ = child.kill();
@@ -128,9 +140,16 @@ fn main() {
 
 /// Start `twin demo` and wait for its HTTP address in the log; the log is
 /// drained on a thread from then on (a full pipe would stall the twin).
-fn start_twin() -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_twin"))
-        .args(["demo", "--http", "127.0.0.1:0", "--no-table"])
+fn start_twin(tls: Option<&(std::path::PathBuf, std::path::PathBuf)>) -> (Child, SocketAddr) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_twin"));
+    cmd.args(["demo", "--http", "127.0.0.1:0", "--no-table"]);
+    if let Some((cert, key)) = tls {
+        cmd.arg("--http-tls-cert")
+            .arg(cert)
+            .arg("--http-tls-key")
+            .arg(key);
+    }
+    let mut child = cmd
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -147,7 +166,10 @@ fn start_twin() -> (Child, SocketAddr) {
                 && let Some(url) = line.split_whitespace().find_map(|w| w.strip_prefix("url="))
                 && let Some(tx) = tx.take()
             {
-                let _ = tx.send(url.trim_start_matches("http://").to_string());
+                let addr = url
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                let _ = tx.send(addr.to_string());
             }
         }
     });
@@ -282,8 +304,10 @@ async fn run(opts: &Opts, addr: SocketAddr, pid: u32) -> Vec<String> {
     let stalled_closed = drain_until_closed(stalled).await;
 
     let mut out = vec![format!(
-        "http_load: twin demo (pid {pid}), {} event streams + 1 stalled, {} s under load",
-        opts.clients, opts.load_secs
+        "http_load: twin demo (pid {pid}), {} event streams + 1 stalled, {} s under load, over {}",
+        opts.clients,
+        opts.load_secs,
+        if opts.tls { "HTTPS" } else { "HTTP" }
     )];
     out.push(format!("start: RSS {:.1} MiB", rss_start as f64 / 1024.0));
     out.push(
@@ -353,7 +377,7 @@ struct Seen {
 /// `record` is set. HTTP/1.0: the body runs to the close, unchunked.
 async fn sse_client(addr: SocketAddr, stop: CancellationToken, record: Arc<AtomicBool>) -> Seen {
     let mut seen = Seen::default();
-    let Ok(mut s) = TcpStream::connect(addr).await else {
+    let Ok(mut s) = dial(addr, None).await else {
         seen.ended_early = true;
         return seen;
     };
@@ -414,13 +438,8 @@ fn tick_time(json: &[u8]) -> Option<i64> {
 
 /// An event stream that is never read, with a small receive buffer so the
 /// twin's writes stall soon.
-async fn stalled_client(addr: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .set_recv_buffer_size(4096)
-        .expect("a small receive buffer");
-    let mut s = socket
-        .connect(addr)
+async fn stalled_client(addr: SocketAddr) -> Box<dyn Io> {
+    let mut s = dial(addr, Some(4096))
         .await
         .expect("connect the stalled client");
     s.write_all(b"GET /api/v1/events HTTP/1.0\r\nHost: t\r\n\r\n")
@@ -431,7 +450,7 @@ async fn stalled_client(addr: SocketAddr) -> TcpStream {
 
 /// Whether the twin closed the stalled client: its socket reads to its end
 /// (the bytes it took before stalling) in a few seconds.
-async fn drain_until_closed(mut s: TcpStream) -> bool {
+async fn drain_until_closed(mut s: Box<dyn Io>) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -447,15 +466,23 @@ async fn drain_until_closed(mut s: TcpStream) -> bool {
 
 /// A GET over HTTP/1.0: the body if the answer is 200.
 async fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
+    let mut s = dial(addr, None).await.ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
-        .await
-        .ok()?
-        .ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    // To the close; over TLS the server may close without a close_notify,
+    // which reads as an error after the whole answer.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n) = s.read(&mut buf).await
+            && n > 0
+        {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .ok()?;
     let text = String::from_utf8(got).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
@@ -599,4 +626,62 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// A connection the clients read and write, over TLS or not.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The clients' TLS (`HTTP_LOAD_TLS=1`), set once before they start.
+static TLS: OnceLock<Option<tokio_rustls::TlsConnector>> = OnceLock::new();
+
+/// A connection to the twin, with a receive buffer of `rcvbuf` bytes if
+/// given.
+async fn dial(addr: SocketAddr, rcvbuf: Option<u32>) -> std::io::Result<Box<dyn Io>> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(n) = rcvbuf {
+        socket.set_recv_buffer_size(n)?;
+    }
+    let tcp = socket.connect(addr).await?;
+    match TLS.get().and_then(Option::as_ref) {
+        None => Ok(Box::new(tcp)),
+        Some(c) => {
+            let name = ServerName::IpAddress(addr.ip().into());
+            Ok(Box::new(c.connect(name, tcp).await?))
+        }
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=http_load"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl req: {out:?}");
+    (cert, key)
+}
+
+/// A TLS client trusting `cert` alone.
+fn connector(cert: &Path) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).expect("read the certificate") {
+        roots.add(c.expect("a certificate")).expect("a root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
