@@ -269,7 +269,6 @@ async fn run(opts: &Opts, addr: SocketAddr, pid: u32) -> Vec<String> {
         let stop = stop.clone();
         let opened = opts.clients as u64;
         tokio::spawn(async move {
-            let mut gone_after = None;
             while !stop.is_cancelled() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 // The streams close as the bench stops: not the twin's doing.
@@ -279,17 +278,21 @@ async fn run(opts: &Opts, addr: SocketAddr, pid: u32) -> Vec<String> {
                 let Some(m) = metrics(addr).await else {
                     continue;
                 };
-                if gone_after.is_none() && m.event_clients <= opened {
-                    gone_after = Some(wallclock::since(stalled_at));
+                if m.event_clients <= opened {
+                    let gone_after = wallclock::since(stalled_at);
+                    // Read it at once: the kernel gives up a closed
+                    // connection's unsent bytes to a peer that reads none
+                    // after a while, without telling the peer.
+                    return (Some(gone_after), drain_until_closed(stalled).await);
                 }
             }
-            gone_after
+            (None, drain_until_closed(stalled).await)
         })
     };
     let load = measure("load", opts.load_secs).await;
     let dropped_total = metrics(addr).await.map_or(0, |m| m.dropped_total);
     stop.cancel();
-    let gone_after = watch.await.ok().flatten();
+    let (gone_after, stalled_closed) = watch.await.unwrap_or((None, false));
     let mut latencies = Vec::new();
     let mut ended_early = 0;
     let mut lines_total = 0u64;
@@ -301,7 +304,6 @@ async fn run(opts: &Opts, addr: SocketAddr, pid: u32) -> Vec<String> {
         }
     }
     phases.push(load);
-    let stalled_closed = drain_until_closed(stalled).await;
 
     let mut out = vec![format!(
         "http_load: twin demo (pid {pid}), {} event streams + 1 stalled, {} s under load, over {}",
