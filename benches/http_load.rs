@@ -33,7 +33,7 @@
 //!
 //! The stalled client: the twin closes it when its queue (4,096 lines) is
 //! full or when its writes have made no progress for the write timeout
-//! (30 s), whichever comes first; at the demo's ~60 lines/s the write
+//! (30 s), whichever comes first; at the demo's ~70 lines/s the write
 //! timeout does. The bench watches the open-stream gauge each second to
 //! see when it goes, then reads the stalled socket to its end.
 //!
