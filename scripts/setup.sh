@@ -98,6 +98,7 @@ if $build_only; then
 fi
 
 # --- MQTT broker and clients for the MQTT tests (tests/it/mqtt.rs) ----------
+# (openssl also makes the HTTPS tests' certificates, src/http/tls_tests.rs.)
 # The tests start their own mosquitto per test; the package's service is not
 # used. mosquitto lives in /usr/sbin, which a non-root PATH may lack.
 need_mqtt=()

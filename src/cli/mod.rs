@@ -330,22 +330,50 @@ pub struct HttpArgs {
     /// Tokens are never taken on the command line.
     #[arg(long, value_name = "FILE", env = "TWIN_HTTP_TOKENS_FILE")]
     pub http_tokens: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this certificate: PEM, the server's certificate
+    /// first, then its chain. Needs --http-tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "http",
+        requires = "http_tls_key"
+    )]
+    pub http_tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --http-tls-cert: PEM, unencrypted (keep the file
+    /// private). Needs --http-tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "http",
+        requires = "http_tls_cert"
+    )]
+    pub http_tls_key: Option<std::path::PathBuf>,
 }
 
 impl HttpArgs {
     /// Check `--http` before the run starts: the token file, the no-token
-    /// loopback rule. `None` without `--http`; the exit code on an error
-    /// (a usage error, or a bad token file as a bad config).
+    /// loopback rule, the TLS certificate and key. `None` without `--http`;
+    /// the exit code on an error (a usage error, or a bad token, certificate
+    /// or key file as a bad config).
     pub(crate) fn prepare(&self) -> Result<Option<crate::http::HttpConfig>, i32> {
         let Some(addr) = self.http else {
             return Ok(None);
         };
-        match crate::http::HttpConfig::new(addr, self.http_tokens.as_deref()) {
+        let cfg = crate::http::HttpConfig::new(addr, self.http_tokens.as_deref()).and_then(|c| {
+            match (&self.http_tls_cert, &self.http_tls_key) {
+                (Some(cert), Some(key)) => c.with_tls(cert, key),
+                // clap has them both or neither.
+                _ => Ok(c),
+            }
+        });
+        match cfg {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 tracing::error!("{e}");
                 Err(match e {
-                    crate::http::HttpError::Tokens(_) => EXIT_CONFIG,
+                    crate::http::HttpError::Tokens(_) | crate::http::HttpError::Tls(_) => {
+                        EXIT_CONFIG
+                    }
                     _ => EXIT_USAGE,
                 })
             }
@@ -479,5 +507,37 @@ mod tests {
         assert!(parse_size("99999999999999999999GiB").is_err());
         assert_eq!(parse_overflow("fail"), Ok(Overflow::Fail));
         assert!(parse_overflow("block").is_err());
+    }
+
+    #[test]
+    fn the_tls_files_come_both_or_neither_and_with_http() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["twin", "demo", "--no-table"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let http = ["--http", "127.0.0.1:0"];
+        let cert = ["--http-tls-cert", "server.crt"];
+        let key = ["--http-tls-key", "server.key"];
+        for alone in [&cert, &key] {
+            let e = parse(&[&http[..], &alone[..]].concat()).expect_err("one without the other");
+            assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        let e = parse(&[&cert[..], &key[..]].concat()).expect_err("TLS without --http");
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--http <ADDR>"), "{e}");
+        let both = [&http[..], &cert[..], &key[..]].concat();
+        let Ok(Cli {
+            command: Command::Demo(args),
+            ..
+        }) = parse(&both)
+        else {
+            panic!("--http with both files parses as a demo");
+        };
+        assert_eq!(
+            args.http.http_tls_key.as_deref(),
+            Some(std::path::Path::new("server.key"))
+        );
     }
 }

@@ -11,6 +11,7 @@ mod e2e;
 mod faults;
 mod guard;
 mod http;
+mod https;
 mod import_export;
 mod interop_pymodbus;
 mod interop_sparkplug;

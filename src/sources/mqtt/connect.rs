@@ -269,7 +269,11 @@ fn tls_config(src: &ClientSpec<'_>, base_dir: &Path) -> Result<rustls::ClientCon
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, rustls::pki_types::pem::Error> {
+/// The certificates in a PEM file, in order (also the HTTP surface's
+/// `--http-tls-cert`, src/http/tls.rs).
+pub(crate) fn read_certs(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, rustls::pki_types::pem::Error> {
     CertificateDer::pem_file_iter(path)?.collect()
 }
 
