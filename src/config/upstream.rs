@@ -73,6 +73,26 @@ pub struct UpstreamMqtt {
     pub drain_timeout: Duration,
 }
 
+/// A sink publishes to a broker others run: the embedded one (`embedded`,
+/// a sources' convenience) is refused at its `broker` key.
+fn refuse_embedded(
+    sink: &mut Sink,
+    t: &Table<'_, '_>,
+    broker: Option<&Loc<Broker>>,
+    message: &str,
+    help: &str,
+) {
+    if let Some(b) = broker
+        && matches!(b.value, Broker::Embedded { .. })
+    {
+        sink.push(
+            Diagnostic::error(b.span.clone(), t.key_path("broker"), message)
+                .expected(super::mqtt::BROKER_URL_EXPECTED)
+                .help(help),
+        );
+    }
+}
+
 /// The decoded table, before the plant and lines give its defaults.
 #[derive(Debug, Clone)]
 pub(super) struct UpstreamDecl {
@@ -85,19 +105,13 @@ pub(super) fn decode(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<UpstreamDe
     let name = t.req_str(sink, "name");
     let client_id_given = t.key_span("client_id").is_some();
     let conn = decode_connection_as(sink, &mut t, None);
-    if let Some(b) = &conn.broker
-        && matches!(b.value, Broker::Embedded { .. })
-    {
-        sink.push(
-            Diagnostic::error(
-                b.span.clone(),
-                t.key_path("broker"),
-                "an upstream publisher needs an external broker",
-            )
-            .expected(super::mqtt::BROKER_URL_EXPECTED)
-            .help("publish to the plant's broker (or cluster); the embedded broker is for sources"),
-        );
-    }
+    refuse_embedded(
+        sink,
+        &t,
+        conn.broker.as_ref(),
+        "an upstream publisher needs an external broker",
+        "publish to the plant's broker (or cluster); the embedded broker is for sources",
+    );
     let topic_prefix = t.opt_str(sink, "topic_prefix");
     if let Some(p) = &topic_prefix {
         check_topic(sink, &t.key_path("topic_prefix"), p, true);
@@ -298,19 +312,13 @@ pub(super) fn decode_sparkplug(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<
     let name = t.req_str(sink, "name");
     let client_id_given = t.key_span("client_id").is_some();
     let conn = decode_connection_as(sink, &mut t, None);
-    if let Some(b) = &conn.broker
-        && matches!(b.value, Broker::Embedded { .. })
-    {
-        sink.push(
-            Diagnostic::error(
-                b.span.clone(),
-                t.key_path("broker"),
-                "a Sparkplug edge node needs an external broker",
-            )
-            .expected(super::mqtt::BROKER_URL_EXPECTED)
-            .help("publish to the broker the SCADA host (e.g. Ignition) subscribes to"),
-        );
-    }
+    refuse_embedded(
+        sink,
+        &t,
+        conn.broker.as_ref(),
+        "a Sparkplug edge node needs an external broker",
+        "publish to the broker the SCADA host (e.g. Ignition) subscribes to",
+    );
     let group = t.req_str(sink, "group");
     if let Some(g) = &group {
         check_topic(sink, &t.key_path("group"), g, false);
