@@ -328,21 +328,30 @@ impl LineState {
             eye.condition = condition;
             eye.jammed = jammed;
             if cleared_under_queue.is_some() {
-                // Hold X's verdicts and residuals until it reads clear, at
-                // most twice as long as the jam stood; its level baseline
-                // restarts now, so the time under the moving queue is not
-                // counted as blocked against expectation afterwards.
+                // Hold the verdicts and residuals of X, and of every eye
+                // before it the queue still covers, until each reads clear,
+                // at most twice as long as the jam stood; their level
+                // baselines restart now, so the time under the moving
+                // queue is not counted as blocked against expectation
+                // afterwards (nor read as a new jam where the queue's tail
+                // is).
                 let stood = now_ns.saturating_sub(eye.level_since).max(0);
-                eye.held_until = Some(now_ns.saturating_add(stood.saturating_mul(2)));
-                eye.level_since = now_ns;
-                eye.expected_rises_since_level = 0;
-                eye.changed = true;
+                let until = now_ns.saturating_add(stood.saturating_mul(2));
+                for j in 0..=fi {
+                    let e = &mut self.eyes[self.flow[j]];
+                    if j == fi || e.level == Some(true) {
+                        e.held_until = Some(until);
+                        e.level_since = now_ns;
+                        e.expected_rises_since_level = 0;
+                        e.changed = true;
+                    }
+                }
             } else if let Some(until) = eye.held_until
                 && (eye.level == Some(false) || now_ns >= until)
             {
-                // The queue has passed X: the twin's and the plant's
-                // drained differently (X's expected edges under it were
-                // never measured), so every eye's pairing and surplus
+                // The queue has passed the eye: the twin's and the plant's
+                // drained differently (the eye's expected edges under it
+                // were never measured), so every eye's pairing and surplus
                 // start afresh, as at a jam's clear.
                 eye.held_until = None;
                 for eye in &mut self.eyes {
