@@ -610,4 +610,55 @@ mod tests {
             assert!((along(*h) - p).abs() < 1e-3, "{} for {p}", along(*h));
         }
     }
+
+    #[test]
+    fn compact_behind_leaves_a_held_product_and_queues_behind_it() {
+        use crate::config::{Station, StationCycle};
+        use std::time::Duration;
+        let mut line = fixtures::line(
+            vec![
+                fixtures::belt("a", 0.6, [0.0, 0.0], &[(2.0, 0.0)]),
+                fixtures::belt("b", 0.6, [2.0, 0.0], &[(2.0, 0.0)]),
+            ],
+            Some(fixtures::product((0.1, 0.1, 0.1), 0.5)),
+        );
+        line.stations.push(Station {
+            id: fixtures::loc("st".into()),
+            conveyor: fixtures::loc("a".into()),
+            position: fixtures::loc(1.5),
+            cycle: StationCycle::Fixed(Duration::from_secs(60)),
+            commissioned: None,
+            rate_tag: None,
+        });
+        let mut m = LineModel::new(&line, DT);
+        m.set_belt_drive(BeltDrive::Analytical);
+        let hs: Vec<_> = [(1, 0.6), (1, 0.4), (0, 1.45), (0, 1.2)]
+            .iter()
+            .map(|&(c, p)| m.spawn_product_at(c, p).expect("spawn"))
+            .collect();
+        // Belt a brings the third product into the station; b stands.
+        m.set_belt_speed("a", 0.5).expect("belt");
+        for _ in 0..400 {
+            if m.stations()[0].holding() {
+                break;
+            }
+            m.step().expect("step");
+        }
+        assert_eq!(m.stations()[0].held.map(|(h, _)| h), Some(hs[2]));
+        m.set_belt_speed("a", 0.0).expect("belt");
+        let along = |m: &LineModel, h| m.line_place(h).map(|(c, a)| (c, f64::from(a)));
+        let (held_at, last_at) = (along(&m, hs[2]), along(&m, hs[3]));
+        // Two let past b 0.1: one fits on b, the next goes onto the end of
+        // a, and the queue then has to be behind the held product, where
+        // the last one already is.
+        assert_eq!(m.compact_behind((1, 0.1), (1, 1.5), 2, 0.102), 2);
+        let near = |p: Option<(usize, f64)>, q: (usize, f64)| {
+            p.is_some_and(|p| p.0 == q.0 && (p.1 - q.1).abs() < 1e-3)
+        };
+        assert!(near(along(&m, hs[0]), (1, 0.1)), "{:?}", along(&m, hs[0]));
+        assert!(near(along(&m, hs[1]), (0, 1.998)), "{:?}", along(&m, hs[1]));
+        assert_eq!(along(&m, hs[2]), held_at, "the held product stays");
+        assert_eq!(along(&m, hs[3]), last_at, "the one behind it is clear");
+        assert_eq!(m.stations()[0].held.map(|(h, _)| h), Some(hs[2]));
+    }
 }
