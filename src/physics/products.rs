@@ -1,7 +1,10 @@
 //! Products: spawning them, where they are along the line, and taking
 //! them off it when they are done (out, diverted, pushed or lost).
 
-use rapier3d::prelude::{ColliderBuilder, PhysicsWorld, RigidBodyBuilder, RigidBodyHandle, Vector};
+use rapier3d::prelude::{
+    ColliderBuilder, PhysicsWorld, RigidBodyBuilder, RigidBodyHandle, RigidBodyType, Rotation,
+    Vector,
+};
 
 use super::belts::ConveyorModel;
 use super::convert::Frame;
@@ -210,6 +213,153 @@ impl LineModel {
             .count()
     }
 
+    /// Moves the `n` products nearest downstream of `at` (centre past it,
+    /// up to `to`) back behind it, the first of them with its centre at
+    /// `at` and each next `pitch` metres further upstream, nose to tail;
+    /// the products already behind `at` are shifted back as far as needed
+    /// to stay `pitch` apart. Says how many products moved.
+    ///
+    /// The twin uses it when it detects a jam late: the products it let
+    /// past an eye since the eye went blocked are the ones the plant holds
+    /// in a queue behind it. Positions run back along the conveyors in
+    /// flow (config) order, a position before a conveyor's start being on
+    /// the end of the one before it: a plain chain of belts; no product is
+    /// put before the first belt's start (the move stops there). Products
+    /// a station holds stay where they are, and those behind one go behind
+    /// it. Spawn order stays flow order (the drive's followers rely on it):
+    /// the products moved are older than those behind `at`, and go in
+    /// front of them. A moved product stands (velocity zero) and is free
+    /// (dynamic, riding the analytical drive if the line is on it).
+    pub fn compact_behind(
+        &mut self,
+        at: (usize, f64),
+        to: (usize, f64),
+        n: usize,
+        pitch: f64,
+    ) -> usize {
+        let held: Vec<RigidBodyHandle> = self
+            .stations
+            .iter()
+            .filter_map(|s| s.held.map(|(h, _)| h))
+            .collect();
+        let key = |(c, m): (usize, f64)| (c, m as f32);
+        let (a, b) = (key(at), key(to));
+        let before = |p: (usize, f32), q: (usize, f32)| p.0 < q.0 || (p.0 == q.0 && p.1 < q.1);
+        // Every product on a belt, nearest `at` first either way: those
+        // past it (to move) and those behind it (to make room).
+        let mut past: Vec<(usize, f32, RigidBodyHandle)> = Vec::new();
+        let mut behind: Vec<(usize, f32, RigidBodyHandle)> = Vec::new();
+        for &h in &self.products {
+            let Some((c, m)) = self.line_place(h) else {
+                continue;
+            };
+            if before(a, (c, m)) {
+                if before((c, m), b) {
+                    past.push((c, m, h));
+                }
+            } else {
+                behind.push((c, m, h));
+            }
+        }
+        let order = |x: &(usize, f32, RigidBodyHandle), y: &(usize, f32, RigidBodyHandle)| {
+            (x.0, x.1)
+                .partial_cmp(&(y.0, y.1))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        past.sort_by(order);
+        behind.sort_by(|x, y| order(y, x));
+        // The `n` nearest, the one furthest downstream first: it takes
+        // the head of the queue.
+        let mut moving: Vec<(usize, f32, RigidBodyHandle)> = past
+            .into_iter()
+            .filter(|p| !held.contains(&p.2))
+            .take(n)
+            .collect();
+        moving.reverse();
+        if moving.is_empty() {
+            return 0;
+        }
+        let lengths: Vec<f64> = self
+            .geometry
+            .iter()
+            .map(|g| g.pieces.iter().map(|p| p.length).sum())
+            .collect();
+        // `(conveyor, metres)` moved back by `d` metres along the chain.
+        let back = |(mut c, mut m): (usize, f64), d: f64| {
+            m -= d;
+            while m < 0.0 {
+                let prev = c.checked_sub(1)?;
+                m += lengths.get(prev)?;
+                c = prev;
+            }
+            Some((c, m))
+        };
+        // Where each product goes, or `None` if the chain runs out before
+        // every let-past product has a place behind `at`.
+        let plan = |moving: &[(usize, f32, RigidBodyHandle)]| {
+            let mut places = Vec::new();
+            let mut slot = Some(at);
+            let queue = moving.iter().map(|p| (*p, true));
+            for ((c, m, h), let_past) in queue.chain(behind.iter().map(|p| (*p, false))) {
+                let here = (c, f64::from(m));
+                let Some(s) = slot else {
+                    // Out of room: fine for the line's own products (they
+                    // stay), not for one that must go behind `at`.
+                    return (!let_past).then_some(places);
+                };
+                if held.contains(&h) {
+                    // A held product stays; those behind it queue behind it.
+                    slot = back(if before(key(s), key(here)) { s } else { here }, pitch);
+                    continue;
+                }
+                if !let_past && !before(key(s), key(here)) {
+                    // Far enough back already, and so is everything behind.
+                    break;
+                }
+                places.push((h, s));
+                slot = back(s, pitch);
+            }
+            Some(places)
+        };
+        // If they do not all fit, the ones furthest downstream stay where
+        // they are (in front, so spawn order is still flow order).
+        let mut from = 0;
+        let places = loop {
+            match moving.get(from..) {
+                Some(rest) if !rest.is_empty() => match plan(rest) {
+                    Some(places) => break places,
+                    None => from += 1,
+                },
+                _ => return 0,
+            }
+        };
+        for &(h, place) in &places {
+            self.move_product(h, place);
+        }
+        places.len()
+    }
+
+    /// Puts product `h` with its centre at `place` (conveyor, metres), at
+    /// rest, aligned with the belt there, as a spawn puts it.
+    fn move_product(&mut self, h: RigidBodyHandle, (c, m): (usize, f64)) {
+        let Some(g) = self.geometry.get(c) else {
+            return;
+        };
+        let place = BeltPlace::new(&self.frame, g, m);
+        let height = body_size(&self.world, h).map_or(0.0, |s| s.height);
+        let center = place.point + Vector::Y * (height / 2.0 + DROP_GAP as f32);
+        let rotation = Rotation::from_scaled_axis(convert::heading_rotation(place.heading));
+        let Some(b) = self.world.bodies.get_mut(h) else {
+            return;
+        };
+        b.set_body_type(RigidBodyType::Dynamic, true);
+        b.set_translation(center, true);
+        b.set_rotation(rotation, true);
+        b.set_linvel(Vector::ZERO, true);
+        b.set_angvel(Vector::ZERO, true);
+        self.board(h);
+    }
+
     /// Removes the products that are done with the line and says how many:
     /// `out` crossed the end of the line's main outfeed, the last conveyor
     /// that is no diverter's branch (their centre is past its end, within
@@ -365,4 +515,150 @@ pub(super) fn body_size(world: &PhysicsWorld, h: RigidBodyHandle) -> Option<Body
         height: 2.0 * (half.y + r),
         width: 2.0 * (half.z + r),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::BeltDrive;
+    use super::super::fixtures::{self, DT};
+    use super::*;
+
+    /// Two 2 m belts in a row, `a` then `b`, and a 0.1 m box product.
+    fn chain() -> LineModel {
+        let line = fixtures::line(
+            vec![
+                fixtures::belt("a", 0.6, [0.0, 0.0], &[(2.0, 0.0)]),
+                fixtures::belt("b", 0.6, [2.0, 0.0], &[(2.0, 0.0)]),
+            ],
+            Some(fixtures::product((0.1, 0.1, 0.1), 0.5)),
+        );
+        let mut m = LineModel::new(&line, DT);
+        m.set_belt_drive(BeltDrive::Analytical);
+        m
+    }
+
+    #[test]
+    fn compact_behind_moves_the_products_let_past_back_behind_the_eye() {
+        let mut m = chain();
+        // In spawn order, which is flow order: one past the stretch, two
+        // let past the eye at b 0.2, then the line's own behind it.
+        let places = [(1, 1.5), (1, 0.9), (1, 0.5), (1, 0.15), (0, 1.92), (0, 1.0)];
+        let hs: Vec<_> = places
+            .iter()
+            .map(|&(c, p)| m.spawn_product_at(c, p).expect("spawn"))
+            .collect();
+        let moved = m.compact_behind((1, 0.2), (1, 1.2), 2, 0.102);
+        // The two let past, the one behind the eye on b, and the one at the
+        // end of a (too close to the new queue); not the one at a 1.0.
+        assert_eq!(moved, 4);
+        let at = |h| m.line_place(h).map(|(c, a)| (c, f64::from(a)));
+        let expect = [
+            (1, 1.5),
+            (1, 0.2),
+            (1, 0.098),
+            (0, 1.996),
+            (0, 1.894),
+            (0, 1.0),
+        ];
+        for (h, (c, p)) in hs.iter().zip(expect) {
+            let (ci, along) = at(*h).expect("on a belt");
+            assert!(
+                ci == c && (along - p).abs() < 1e-3,
+                "{:?} for {:?}",
+                (ci, along),
+                (c, p)
+            );
+        }
+        for h in &hs[1..5] {
+            let b = &m.world.bodies[*h];
+            assert!(b.is_dynamic(), "a moved product is free");
+            assert!(b.linvel().length() < 1e-6, "and stands: {:?}", b.linvel());
+        }
+        // On the belts again they ride in spawn order, none through another.
+        m.set_belt_speed("a", 0.5).expect("belt");
+        m.set_belt_speed("b", 0.5).expect("belt");
+        for _ in 0..40 {
+            m.step().expect("step");
+        }
+        let flow: Vec<(usize, f32)> = hs.iter().filter_map(|h| m.line_place(*h)).collect();
+        assert_eq!(flow.len(), hs.len(), "{flow:?}");
+        for w in flow.windows(2) {
+            let gap = if w[0].0 == w[1].0 {
+                w[0].1 - w[1].1
+            } else {
+                2.0 - w[1].1 + w[0].1
+            };
+            assert!(gap >= 0.099, "products overlap: {flow:?}");
+        }
+    }
+
+    #[test]
+    fn compact_behind_stops_at_the_first_belt_start_and_moves_nothing_without_products() {
+        let mut m = chain();
+        assert_eq!(m.compact_behind((0, 0.3), (1, 1.0), 3, 0.102), 0);
+        let hs: Vec<_> = [(0, 0.9), (0, 0.7), (0, 0.5), (0, 0.35)]
+            .iter()
+            .map(|&(c, p)| m.spawn_product_at(c, p).expect("spawn"))
+            .collect();
+        // Four let past 0.2 m, room for two behind it (0.2, 0.098): the
+        // two nearest go there, the two in front of them stay (spawn order
+        // stays flow order), and none leaves the line.
+        assert_eq!(m.compact_behind((0, 0.2), (1, 1.0), 4, 0.102), 2);
+        let along = |h| m.line_place(h).map(|(_, a)| f64::from(a)).unwrap_or(-1.0);
+        let expect = [0.9, 0.7, 0.2, 0.098];
+        for (h, p) in hs.iter().zip(expect) {
+            assert!((along(*h) - p).abs() < 1e-3, "{} for {p}", along(*h));
+        }
+    }
+
+    #[test]
+    fn compact_behind_leaves_a_held_product_and_queues_behind_it() {
+        use crate::config::{Station, StationCycle};
+        use std::time::Duration;
+        let mut line = fixtures::line(
+            vec![
+                fixtures::belt("a", 0.6, [0.0, 0.0], &[(2.0, 0.0)]),
+                fixtures::belt("b", 0.6, [2.0, 0.0], &[(2.0, 0.0)]),
+            ],
+            Some(fixtures::product((0.1, 0.1, 0.1), 0.5)),
+        );
+        line.stations.push(Station {
+            id: fixtures::loc("st".into()),
+            conveyor: fixtures::loc("a".into()),
+            position: fixtures::loc(1.5),
+            cycle: StationCycle::Fixed(Duration::from_secs(60)),
+            commissioned: None,
+            rate_tag: None,
+        });
+        let mut m = LineModel::new(&line, DT);
+        m.set_belt_drive(BeltDrive::Analytical);
+        let hs: Vec<_> = [(1, 0.6), (1, 0.4), (0, 1.45), (0, 1.2)]
+            .iter()
+            .map(|&(c, p)| m.spawn_product_at(c, p).expect("spawn"))
+            .collect();
+        // Belt a brings the third product into the station; b stands.
+        m.set_belt_speed("a", 0.5).expect("belt");
+        for _ in 0..400 {
+            if m.stations()[0].holding() {
+                break;
+            }
+            m.step().expect("step");
+        }
+        assert_eq!(m.stations()[0].held.map(|(h, _)| h), Some(hs[2]));
+        m.set_belt_speed("a", 0.0).expect("belt");
+        let along = |m: &LineModel, h| m.line_place(h).map(|(c, a)| (c, f64::from(a)));
+        let (held_at, last_at) = (along(&m, hs[2]), along(&m, hs[3]));
+        // Two let past b 0.1: one fits on b, the next goes onto the end of
+        // a, and the queue then has to be behind the held product, where
+        // the last one already is.
+        assert_eq!(m.compact_behind((1, 0.1), (1, 1.5), 2, 0.102), 2);
+        let near = |p: Option<(usize, f64)>, q: (usize, f64)| {
+            p.is_some_and(|p| p.0 == q.0 && (p.1 - q.1).abs() < 1e-3)
+        };
+        assert!(near(along(&m, hs[0]), (1, 0.1)), "{:?}", along(&m, hs[0]));
+        assert!(near(along(&m, hs[1]), (0, 1.998)), "{:?}", along(&m, hs[1]));
+        assert_eq!(along(&m, hs[2]), held_at, "the held product stays");
+        assert_eq!(along(&m, hs[3]), last_at, "the one behind it is clear");
+        assert_eq!(m.stations()[0].held.map(|(h, _)| h), Some(hs[2]));
+    }
 }

@@ -396,3 +396,72 @@ fn r9_eyes_are_in_step_after_the_line_plc_reconnects() {
     let after: Vec<_> = residuals.iter().filter(|(t, ..)| *t >= 95.0).collect();
     assert!(after.is_empty(), "{after:?}");
 }
+
+/// After a long jam the twin follows the line again soon after the plant's
+/// jam clears. The shipped transfer_jam stands 60–90 s; the twin used to
+/// clear it only when the queue had passed eye_transfer (135 s), its WIP
+/// 76 against the plant's 33 at 130 s. Now the jam clears when the next
+/// eye sees products again, the twin's queue stands where the plant's does
+/// (behind eye_transfer, the products it let past while detecting moved
+/// back) and catches up with the plant's at the clear: eye_transfer, under
+/// the draining queue, is no stuck eye, and the twin's WIP stays within a
+/// few products of the plant's by its own counters.
+#[test]
+fn r13_the_twin_follows_the_line_again_soon_after_a_long_jam() {
+    let cfg = demo();
+    let s = shipped(&cfg, "transfer_jam.toml");
+    let events = run_through_core(&cfg, Some(&s), 1, 180);
+    let jams: Vec<(f64, &str, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TwinEvent::Jam(j) => Some((secs(j.t_ns), j.state, &*j.after_eye)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        jams.iter().map(|j| (j.1, j.2)).collect::<Vec<_>>(),
+        vec![("start", "eye_transfer"), ("clear", "eye_transfer")],
+        "{jams:?}"
+    );
+    // The plant's jam clears at 90 s; the twin can tell once products of
+    // its queue have crossed the capper and the labeller to eye_exit.
+    let clear = jams[1].0;
+    assert!(
+        (90.0..105.0).contains(&clear),
+        "jam cleared at {clear} s, the plant's at 90 s"
+    );
+    let (_, verdicts) = residuals_and_verdicts(&events);
+    assert!(
+        verdicts.iter().all(|v| v.1 != "eye_transfer"),
+        "{verdicts:?}"
+    );
+    let id = |t: &str| cfg.tags.id(t).unwrap_or_else(|| panic!("tag {t}"));
+    let (infeed, outfeed) = (id("infeed.count"), id("outfeed.count"));
+    let (mut came, mut went) = (0.0, 0.0);
+    let mut compared = 0;
+    for e in &events {
+        match e {
+            TwinEvent::Tag(t) if t.tag == infeed || t.tag == outfeed => {
+                if let Some(Value::Num(n)) = &t.value {
+                    if t.tag == infeed {
+                        came = *n
+                    } else {
+                        went = *n
+                    }
+                }
+            }
+            TwinEvent::Line(l) if secs(l.t_ns) >= 120.0 => {
+                let plant = came - went;
+                let twin = l.wip as f64;
+                assert!(
+                    (twin - plant).abs() <= 4.0,
+                    "at {} s the twin's WIP is {twin}, the plant's {plant}",
+                    secs(l.t_ns)
+                );
+                compared += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(compared >= 59, "{compared} line events from 120 s");
+}

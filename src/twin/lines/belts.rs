@@ -50,7 +50,7 @@ impl LineState {
             let disturbed = [from, Some(to)].into_iter().flatten().any(|e| {
                 let eye = &self.eyes[e];
                 eye.level.is_none() || eye.condition != EyeCondition::Ok || self.refitting(e)
-            }) || self.eyes.iter().any(|e| e.jammed)
+            }) || self.eyes.iter().any(|e| e.jammed || e.held_until.is_some())
                 || self
                     .model
                     .belt_speed_at(st.conveyor)
@@ -60,7 +60,8 @@ impl LineState {
             let st = &mut self.stretches[k];
             st.add(area, generations, expected);
             if disturbed {
-                // Counts over a stopped belt, a blind eye or a jam say
+                // Counts over a stopped belt, a blind eye, a jam or a
+                // cleared jam's queue still draining (its eye held) say
                 // nothing about how fast the belt carries.
                 st.clear();
             }

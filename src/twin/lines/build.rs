@@ -77,6 +77,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                         between_next: 0,
                         condition: EyeCondition::Ok,
                         jammed: false,
+                        held_until: None,
                     })
                 })
                 .collect();
@@ -183,6 +184,7 @@ pub fn build(cfg: &LoadedConfig, index: &TagIndex, period_ns: i64) -> Lines {
                 pending: Vec::new(),
                 mismatches: Vec::new(),
                 jam_walls: Vec::new(),
+                caught_up: crate::physics::Finished::default(),
                 jam_after_ns,
                 stuck_off_after: line.stuck_off_after(),
                 named_zones: line

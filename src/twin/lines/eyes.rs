@@ -73,6 +73,11 @@ pub struct EyeState {
     pub condition: EyeCondition,
     /// Whether this eye is the upstream end of an active jam.
     pub(super) jammed: bool,
+    /// Until when (tick time, ns) this eye's verdicts and residuals are
+    /// held: set when a jam after it clears while it still reads blocked
+    /// (the jam's queue passing it nose to tail), ended when it reads
+    /// clear.
+    pub(super) held_until: Option<i64>,
 }
 
 impl EyeState {
@@ -157,7 +162,8 @@ impl LineState {
             }
             self.mismatches.clear();
             eye.track.settle(now_ns, &mut self.mismatches);
-            if jammed || refitting || eye.condition != EyeCondition::Ok {
+            if jammed || refitting || eye.condition != EyeCondition::Ok || eye.held_until.is_some()
+            {
                 continue;
             }
             for m in &self.mismatches {
@@ -211,7 +217,11 @@ impl LineState {
             let eye = &self.eyes[x];
             let mut condition = eye.condition;
             let mut jammed = eye.jammed;
-            if eye.level == Some(true)
+            let held = eye.held_until.is_some();
+            if held {
+                // A cleared jam's queue still passing the eye: it reads
+                // blocked though products pass it, which is no verdict.
+            } else if eye.level == Some(true)
                 && eye.blocked_against_expectation(now_ns, self.jam_after_ns)
                 && condition == EyeCondition::Ok
                 && !jammed
@@ -258,8 +268,21 @@ impl LineState {
             {
                 condition = EyeCondition::Ok;
             }
+            // A jam also clears when Y sees products again: two more than
+            // the twin had between the eyes when X went blocked (the jam
+            // rule reversed). X may read blocked long after, under the
+            // queue the jam built, which now moves past it nose to tail
+            // (held below, so it is not read as a stuck eye).
+            let mut cleared_under_queue = None;
             if eye.jammed && eye.level != Some(true) {
                 jammed = false;
+            } else if eye.jammed
+                && let Some(y) = next
+                && let (seen, _) = since_snap(y, eye.snap_next)
+                && seen >= eye.between_next + 2
+            {
+                jammed = false;
+                cleared_under_queue = Some((y, seen - eye.between_next));
             }
             if condition != eye.condition {
                 self.pending.push(TwinEvent::Eye(EyeEvent {
@@ -291,6 +314,9 @@ impl LineState {
             if jammed != self.eyes[x].jammed {
                 self.mirror_jam(x, next, jammed);
             }
+            if let Some((y, new_at_y)) = cleared_under_queue {
+                self.catch_up(y, new_at_y);
+            }
             let eye = &mut self.eyes[x];
             if eye.condition != EyeCondition::Ok && condition == EyeCondition::Ok {
                 // The expected edges kept while the eye was blind are
@@ -301,26 +327,82 @@ impl LineState {
             }
             eye.condition = condition;
             eye.jammed = jammed;
+            if cleared_under_queue.is_some() {
+                // Hold the verdicts and residuals of X, and of every eye
+                // before it the queue still covers, until each reads clear,
+                // at most twice as long as the jam stood; their level
+                // baselines restart now, so the time under the moving
+                // queue is not counted as blocked against expectation
+                // afterwards (nor read as a new jam where the queue's tail
+                // is).
+                let stood = now_ns.saturating_sub(eye.level_since).max(0);
+                let until = now_ns.saturating_add(stood.saturating_mul(2));
+                for j in 0..=fi {
+                    let e = &mut self.eyes[self.flow[j]];
+                    if j == fi || e.level == Some(true) {
+                        e.held_until = Some(until);
+                        e.level_since = now_ns;
+                        e.expected_rises_since_level = 0;
+                        e.changed = true;
+                    }
+                }
+            } else if let Some(until) = eye.held_until
+                && (eye.level == Some(false) || now_ns >= until)
+            {
+                // The queue has passed the eye: the twin's and the plant's
+                // drained differently (the eye's expected edges under it
+                // were never measured), so every eye's pairing and surplus
+                // start afresh, as at a jam's clear.
+                eye.held_until = None;
+                for eye in &mut self.eyes {
+                    eye.track.reset();
+                }
+            }
         }
     }
 
     /// Makes the twin's own model follow a detected jam, so that its state
     /// (WIP, queues, what the lookahead starts from) matches the plant's:
-    /// a wall just before the first eye products no longer reach, taken
-    /// away when the jam clears. The real jam is somewhere between the two
-    /// eyes; the wall is at the downstream end of that stretch, the only
-    /// place the eyes can vouch for. When it clears, every eye's pairing
-    /// starts afresh: the twin's products and the plant's have been held
-    /// differently, and old pending edges would pair with the wrong
-    /// products.
+    /// a wall just after X, the first eye the queue covers, taken away when
+    /// the jam clears. The real jam is somewhere between the two eyes; the
+    /// plant's queue covers X, so it reaches back from there, and a wall
+    /// right after X keeps the twin's queue upstream of any stations
+    /// between the eyes (a wall at Y would hold the queue past them, and it
+    /// would leave at belt speed rather than the stations' pace). The
+    /// products the twin let past X while the jam was being detected (its
+    /// expected rises since X went blocked) are the ones the plant holds
+    /// behind X: they are moved back behind the wall, compacted. When the
+    /// jam clears, every eye's pairing starts afresh: the twin's products
+    /// and the plant's have been held differently, and old pending edges
+    /// would pair with the wrong products.
     pub(super) fn mirror_jam(&mut self, x: usize, next: Option<usize>, jammed: bool) {
         if jammed {
             let Some(y) = next else { return };
-            let (conveyor, position) = (self.eyes[y].conveyor, self.eyes[y].position);
-            let at = (position - self.product_length).max(0.0);
+            let (ex, ey) = (&self.eyes[x], &self.eyes[y]);
+            let (conveyor, position) = (ex.conveyor, ex.position);
+            let to = (ey.conveyor, ey.position);
+            let let_past = ex.expected_rises_since_level as usize;
+            let length = self.product_length;
+            // The wall's upstream face just past the nose of a product
+            // centred at X (the wall is 2 cm thick).
+            let end = self.conveyor_length.get(conveyor).copied().unwrap_or(0.0);
+            let at = (position + length / 2.0 + WALL_HALF + WALL_GAP).min(end);
             if let Ok(o) = self.model.block_at(conveyor, at) {
                 self.jam_walls.push((x, o));
             }
+            let moved = self.model.compact_behind(
+                (conveyor, position),
+                to,
+                let_past,
+                COMPACT_PITCH * length,
+            );
+            tracing::debug!(
+                line = %self.id,
+                eye = %self.eyes[x].id,
+                let_past,
+                moved,
+                "Jam detected; the products let past the eye meanwhile moved back behind it."
+            );
         } else {
             if let Some(k) = self.jam_walls.iter().position(|(e, _)| *e == x) {
                 let (_, o) = self.jam_walls.remove(k);
@@ -331,4 +413,61 @@ impl LineState {
             }
         }
     }
+
+    /// Brings the twin's line, just freed of a jam's wall, to where the
+    /// plant's is: the plant's queue has been moving since its jam cleared,
+    /// while the twin learnt of it only when Y saw `new_at_y` products of
+    /// it. So the model runs on (no spawns: the plant's arrivals meanwhile
+    /// are in it already) until its own Y has seen as many, at most
+    /// [`CATCH_UP_MAX_NS`]. Without it the twin's queue starts one X-to-Y
+    /// transit late, and its WIP stays that many products above the
+    /// plant's until the queue is gone. The eyes' edges meanwhile are
+    /// counted, not paired (their pairing starts afresh at the clear);
+    /// products that leave the line are counted with the tick's.
+    fn catch_up(&mut self, y: usize, new_at_y: u64) {
+        let steps = CATCH_UP_MAX_NS / self.dt_ns.max(1);
+        let mut seen = 0;
+        for _ in 0..steps {
+            if seen >= new_at_y {
+                break;
+            }
+            // The spawner is off, so a step cannot fail.
+            let _ = self.model.step();
+            let done = self.model.remove_finished();
+            self.caught_up.out += done.out;
+            self.caught_up.lost += done.lost;
+            self.caught_up.pushed += done.pushed;
+            self.caught_up.diverted += done.diverted;
+            for (i, (eye, model)) in self
+                .eyes
+                .iter_mut()
+                .zip(self.model.photo_eyes())
+                .enumerate()
+            {
+                let blocked = model.blocked();
+                if blocked && !eye.expected_blocked {
+                    eye.expected_total += 1;
+                    if i == y {
+                        seen += 1;
+                    }
+                }
+                eye.expected_blocked = blocked;
+            }
+        }
+        tracing::debug!(line = %self.id, new_at_y, seen, "Caught up with the plant after a jam.");
+    }
 }
+
+/// The longest the twin's line runs on to catch up with the plant after a
+/// jam clears (model time, ns): more than a product's transit between two
+/// eyes of the demo line, through its stations.
+const CATCH_UP_MAX_NS: i64 = 30_000_000_000;
+
+/// Half the thickness of a jam wall (`LineModel::block_at`), m.
+const WALL_HALF: f64 = 0.01;
+/// The gap between a jam wall and the nose of a product centred at the
+/// eye before it, m.
+const WALL_GAP: f64 = 0.002;
+/// Centre-to-centre distance of products moved back behind a jam wall, in
+/// product lengths: nose to tail, with the little slack a real queue has.
+const COMPACT_PITCH: f64 = 1.02;

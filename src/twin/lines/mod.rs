@@ -175,6 +175,9 @@ pub struct LineState {
     /// Walls the twin put into its own model for detected jams, by the eye
     /// the jam is after.
     jam_walls: Vec<(usize, crate::physics::Obstacle)>,
+    /// Products that left the model while it caught up with the plant
+    /// after a jam (`eyes`, `catch_up`), counted with this tick's.
+    caught_up: crate::physics::Finished,
     /// How long an eye must read blocked against expectation for a jam or
     /// stuck-on verdict, ns.
     jam_after_ns: i64,
@@ -486,9 +489,14 @@ impl LineState {
                 eye.expected_blocked = blocked;
             }
         }
-        let done = self.model.remove_finished();
+        let mut done = self.model.remove_finished();
         self.settle_eyes(now_ns);
         self.detect(now_ns);
+        let caught_up = std::mem::take(&mut self.caught_up);
+        done.out += caught_up.out;
+        done.lost += caught_up.lost;
+        done.pushed += caught_up.pushed;
+        done.diverted += caught_up.diverted;
         self.count_stretches(now_ns, period_ns);
         out.append(&mut self.pending);
         for _ in 0..done.out {
