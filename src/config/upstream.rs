@@ -202,15 +202,8 @@ pub(super) fn resolve(
 ) -> Vec<UpstreamMqtt> {
     let mut out: Vec<UpstreamMqtt> = Vec::new();
     for (i, d) in decls.into_iter().enumerate() {
-        if out.iter().any(|o| o.name.value == d.sink.name.value) {
-            sink.push(
-                Diagnostic::error(
-                    d.sink.name.span.clone(),
-                    format!("sinks.mqtt[{i}].name"),
-                    format!("duplicate publisher name \"{}\"", d.sink.name.value),
-                )
-                .help("give every [[sinks.mqtt]] its own name"),
-            );
+        let taken = out.iter().map(|o| o.name.value.as_str());
+        if duplicate(sink, &d.sink.name, taken, "mqtt", i, "publisher") {
             continue;
         }
         let mut s = d.sink;
@@ -221,11 +214,7 @@ pub(super) fn resolve(
             // Brokers drop the older of two connections with one client
             // id, so two twins of one site must differ: the plant and its
             // lines tell the twins of a site apart.
-            let mut id = format!("twin-{}", s.plant_id);
-            for l in lines {
-                id.push('-');
-                id.push_str(&topic_level(&l.id.value));
-            }
+            let mut id = with_lines(format!("twin-{}", s.plant_id), lines);
             id.push('-');
             id.push_str(&topic_level(&s.name.value));
             s.connection.client_id = id;
@@ -233,6 +222,40 @@ pub(super) fn resolve(
         out.push(s);
     }
     out
+}
+
+/// `prefix-line1-line2…`: what tells the twins of one site apart (each
+/// runs its own lines).
+fn with_lines(mut id: String, lines: &[Line]) -> String {
+    for l in lines {
+        id.push('-');
+        id.push_str(&topic_level(&l.id.value));
+    }
+    id
+}
+
+/// Whether `name` (of `sinks.{table}[i]`) is already `taken`; if so, says
+/// so. Two sinks of one name could not be told apart in logs or metrics.
+fn duplicate<'a>(
+    sink: &mut Sink,
+    name: &Loc<String>,
+    mut taken: impl Iterator<Item = &'a str>,
+    table: &str,
+    i: usize,
+    what: &str,
+) -> bool {
+    if !taken.any(|t| t == name.value) {
+        return false;
+    }
+    sink.push(
+        Diagnostic::error(
+            name.span.clone(),
+            format!("sinks.{table}[{i}].name"),
+            format!("duplicate {what} name \"{}\"", name.value),
+        )
+        .help(format!("give every [[sinks.{table}]] its own name")),
+    );
+    true
 }
 
 /// `name` as one topic level: lower case ASCII letters and digits, `_`
@@ -355,25 +378,14 @@ pub(super) fn resolve_sparkplug(
 ) -> Vec<UpstreamSparkplug> {
     let mut out: Vec<UpstreamSparkplug> = Vec::new();
     for (i, d) in decls.into_iter().enumerate() {
-        if out.iter().any(|o| o.name.value == d.sink.name.value) {
-            sink.push(
-                Diagnostic::error(
-                    d.sink.name.span.clone(),
-                    format!("sinks.sparkplug[{i}].name"),
-                    format!("duplicate edge node name \"{}\"", d.sink.name.value),
-                )
-                .help("give every [[sinks.sparkplug]] its own name"),
-            );
+        let taken = out.iter().map(|o| o.name.value.as_str());
+        if duplicate(sink, &d.sink.name, taken, "sparkplug", i, "edge node") {
             continue;
         }
         let mut s = d.sink;
         s.edge_node = d.edge_node.unwrap_or_else(|| {
-            let mut id = plant.map_or_else(|| "twin".to_string(), |p| topic_level(&p.name));
-            for l in lines {
-                id.push('-');
-                id.push_str(&topic_level(&l.id.value));
-            }
-            id
+            let plant = plant.map_or_else(|| "twin".to_string(), |p| topic_level(&p.name));
+            with_lines(plant, lines)
         });
         if !d.client_id_given {
             s.connection.client_id = format!("twin-spb-{}-{}", s.group, s.edge_node);

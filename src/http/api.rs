@@ -514,26 +514,21 @@ async fn approve(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match authorize(&s, &headers, Role::Operator) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    match id.parse() {
-        Ok(id) => control(&s, who, ControlOp::Approve { id }).await,
-        Err(_) => error(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a proposal id"),
-        ),
-    }
+    decide(&s, &headers, &id, |id| ControlOp::Approve { id }).await
 }
 
 async fn reject(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let who = match authorize(&s, &headers, Role::Operator) {
+    decide(&s, &headers, &id, |id| ControlOp::Reject { id }).await
+}
+
+/// An operator's decision on proposal `id` (from the path), as `op`.
+async fn decide(s: &AppState, headers: &HeaderMap, id: &str, op: fn(u64) -> ControlOp) -> Response {
+    let who = match authorize(s, headers, Role::Operator) {
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
     match id.parse() {
-        Ok(id) => control(&s, who, ControlOp::Reject { id }).await,
+        Ok(id) => control(s, who, op(id)).await,
         Err(_) => error(
             StatusCode::BAD_REQUEST,
             format!("{id:?} is not a proposal id"),
