@@ -11,6 +11,7 @@ use super::convert::Frame;
 use super::place::BeltPlace;
 use super::{DROP_GAP, Finished, LineModel, PRODUCT_EDGE_RADIUS, PhysicsError, PlanPoint, convert};
 use crate::config::Product;
+use crate::config::layout::Layout;
 
 impl LineModel {
     /// Puts a product at the start of the first conveyor: its back edge on
@@ -279,11 +280,7 @@ impl LineModel {
         if moving.is_empty() {
             return 0;
         }
-        let lengths: Vec<f64> = self
-            .geometry
-            .iter()
-            .map(|g| g.pieces.iter().map(|p| p.length).sum())
-            .collect();
+        let lengths: Vec<f64> = self.geometry.iter().map(Layout::length).collect();
         // `(conveyor, metres)` moved back by `d` metres along the chain.
         let back = |(mut c, mut m): (usize, f64), d: f64| {
             m -= d;
