@@ -85,9 +85,6 @@ struct ModelRun {
     id: Arc<str>,
     task: Task,
     every_ticks: u64,
-    /// Ticks the model's cadence is shifted by, so that models sharing a
-    /// cadence do not all fall due on the same tick (see `stagger`).
-    phase: u64,
     on_bad: OnBadInput,
     /// Shared with the model's worker thread when its runs are offloaded.
     session: Arc<Mutex<ModelSession>>,
@@ -345,7 +342,6 @@ pub fn install(
             id: Arc::from(id.as_str()),
             task: m.task,
             every_ticks: u64::from(m.every_ticks.max(1)),
-            phase: 0,
             on_bad: m.on_bad_input,
             spec: Arc::new(RunSpec {
                 input: lm.binding.input.clone(),
@@ -373,7 +369,6 @@ pub fn install(
             rows,
         });
     }
-    stagger(&mut models);
     let mut order: Vec<usize> = (0..models.len()).collect();
     order.sort_by_key(|&i| task_rank(models[i].task));
     world.insert_resource(MlState {
@@ -525,34 +520,19 @@ struct RunCx<'a> {
     period: Duration,
 }
 
-/// Spread the models that share a cadence evenly over it: the k-th of c
-/// models with `every` = E ticks runs at ticks ≡ -k·E/c (mod E). Five
-/// fault models every second over 200 machines put five batched runs on
-/// one tick in ten; spread, each tick of five carries one, and the tick's
-/// p99 falls with it (benches/ml_stage.rs, `scale`). A model alone on its
-/// cadence keeps phase 0, so a single model runs on the ticks it always did.
-/// The phase is a function of the config alone: live and replay agree.
-fn stagger(models: &mut [ModelRun]) {
-    let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, m) in models.iter().enumerate() {
-        groups.entry(m.every_ticks).or_default().push(i);
-    }
-    for (every, members) in groups {
-        let c = members.len() as u64;
-        for (k, i) in (0u64..).zip(members) {
-            models[i].phase = k * every / c;
-        }
-    }
-}
-
 /// Whether a row is due on `tick`: at the busy cadence while its machine
-/// is busy, else at the calm one (`every`), shifted by the model's phase.
+/// is busy, else at the calm one (`every`). Never shifted: a model's rows
+/// sit on its own grid, the run's start plus whole multiples of `every`,
+/// which is the grid its trainer sampled (docs/ml.md, "One grid per
+/// model"). Models sharing a cadence used to be staggered over it to flatten
+/// the tick's p99; a model then read its signals half a cadence away from
+/// the instants it was trained on.
 fn row_due(m: &ModelRun, row: &RowRun, tick: u64) -> bool {
     let every = match (&m.busy, row.busy) {
         (Some(b), true) => u64::from(b.every_ticks.max(1)),
         _ => m.every_ticks,
     };
-    (tick + m.phase).is_multiple_of(every)
+    tick.is_multiple_of(every)
 }
 
 /// One model on one tick: its due rows that the quotas admit, in one

@@ -470,3 +470,45 @@ every = "1s"
         u(&run["machines"]["infeed"]["rows"]) + u(&run["machines"]["outfeed"]["rows"])
     );
 }
+
+/// Two models on the same cadence both sample their rows on the grid their
+/// trainers use: the run's start plus whole multiples of `every`. They used
+/// to be staggered over the cadence, which moved the second model's rows
+/// half a second off that grid: an anomaly model trained with
+/// models/train_anomaly.py then scored its own training data at a median of
+/// 2.5× its threshold (the README's generic path, with the demo's fault
+/// model in the same config).
+#[test]
+fn r11_models_sharing_a_cadence_sample_on_their_own_grid_not_staggered() {
+    let cfg = config(&plant(&format!(
+        "{}{}",
+        fault_model("first", "every = \"1s\""),
+        fault_model("second", "every = \"1s\"")
+    )));
+    let (mut d, cap) = driver(&cfg);
+    run(&mut d, &cfg, 50, 5.0, -5.0);
+    let errors = d.finish();
+    assert!(errors.is_empty(), "sinks: {errors:?}");
+    let events = cap.ticks.lock().expect("lock").clone();
+    let mut times: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in of_type(&events, "prediction") {
+        let model = p["model"].as_str().expect("model").to_string();
+        times
+            .entry(model)
+            .or_default()
+            .push(p["t"].as_str().expect("t").to_string());
+    }
+    assert_eq!(times.len(), 2, "both models predicted: {times:?}");
+    for (model, ts) in &times {
+        // Two machines a run, a run on each whole second of the 5 s.
+        assert_eq!(ts.len(), 10, "{model}: {ts:?}");
+        for t in ts {
+            // T0 is a whole second, so the grid's instants are too.
+            assert!(
+                t.ends_with(".000Z"),
+                "{model} predicted at {t}, off the run's 1 s grid"
+            );
+        }
+    }
+    assert_eq!(times["first"], times["second"], "the same instants");
+}
