@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,13 @@ def config_with_model(model: Path) -> str:
     cut = text.find(MODELS_MARKER)
     if cut >= 0:
         text = text[:cut]
+    # Which tags already have a `[[setpoints]]` entry is read from the parsed
+    # config, not from its text: the entries' keys come in any order (the demo
+    # config puts `mode` before `min`), and a second entry for a tag is a
+    # config error.
+    have = {s.get("tag") for s in tomllib.loads(text).get("setpoints", [])}
     for tag in SETPOINTS:
-        if f'tag = "{tag}"\nmin' not in text:
+        if tag not in have:
             text += f'\n[[setpoints]]\ntag = "{tag}"\nmin = 0.1\nmax = 1.2\nmax_step = 0.1\nenabled = false\n'
     return text + "\n" + models_toml(path=str(model))
 

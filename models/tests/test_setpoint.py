@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import tomllib
 import unittest
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "demo"))
 
+import parity_setpoint as ps  # noqa: E402
 import setpoint_features as sf  # noqa: E402
 import train_setpoint as ts  # noqa: E402
 
@@ -73,6 +76,29 @@ class SetpointEntry(unittest.TestCase):
         path = os.path.join(os.path.dirname(HERE), "demo_setpoint.toml")
         with open(path) as fh:
             self.assertIn(sf.models_toml(), fh.read())
+
+
+class ParityConfig(unittest.TestCase):
+    def tags(self, text):
+        return [s["tag"] for s in tomllib.loads(text).get("setpoints", []) if s["tag"] in sf.SETPOINTS]
+
+    def test_the_demo_configs_own_setpoints_are_not_repeated(self):
+        # The demo config's entries put `mode` before `min`; a second entry
+        # for a tag is a config error, so parity must not add one.
+        text = ps.config_with_model(Path("demo_setpoint.onnx"))
+        self.assertEqual(sorted(self.tags(text)), sorted(sf.SETPOINTS))
+
+    def test_missing_setpoints_are_added_once(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = Path(tmp) / "plant.toml"
+            bare.write_text('[plant]\nname = "x"\n')
+            saved = ps.DEMO
+            ps.DEMO = bare
+            try:
+                text = ps.config_with_model(Path("demo_setpoint.onnx"))
+            finally:
+                ps.DEMO = saved
+        self.assertEqual(sorted(self.tags(text)), sorted(sf.SETPOINTS))
 
 
 if __name__ == "__main__":
