@@ -106,6 +106,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 5m, 250ms)"))
 }
 
+/// A period or interval: a duration above zero. Zero would make a timer
+/// panic or spin (`twin sim --update 0s` did), or put every row at one time.
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero (use e.g. 250ms, 1s, 5m)".to_string()),
+        d => Ok(d),
+    }
+}
+
 /// A `NAME=VALUE` endpoint override, checked for its shape only (the names
 /// are checked against the config later), so a malformed one is a usage
 /// error like any other unparsable value.
@@ -113,6 +122,25 @@ pub fn parse_override(s: &str) -> Result<String, String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok(s.to_string()),
         _ => Err("expected NAME=VALUE: a device or source name, then its address".to_string()),
+    }
+}
+
+/// A `DEVICE=HOST:PORT` Modbus override. The address is checked as the
+/// config checks a device's `address`: without it `--modbus plc=10.0.0.5`
+/// (no port) or a port over 65535 was taken, and the device then stayed
+/// unreachable for the whole run with only a warning in the log.
+pub fn parse_modbus_override(s: &str) -> Result<String, String> {
+    parse_override(s)?;
+    let addr = s.split_once('=').map_or("", |(_, v)| v);
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "the address \"{addr}\" is not HOST:PORT with a port 1..=65535, e.g. plc=192.168.10.21:502"
+        ))
     }
 }
 

@@ -48,10 +48,10 @@ pub struct SimArgs {
     #[arg(long)]
     pub headless: bool,
     /// Signal update period.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = super::parse_period)]
     pub update: Duration,
     /// MQTT publish period.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_period)]
     pub publish: Duration,
     /// Seed of the signal noise.
     #[arg(long, value_name = "N", default_value_t = 1)]

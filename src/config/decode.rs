@@ -114,7 +114,12 @@ fn duration_error(
             )
         }
         e => Diagnostic::error(span, path, format!("invalid duration \"{text}\": {e}"))
-            .expected(expected),
+            .expected(expected)
+            .help(if text.trim_start().starts_with('-') {
+                "a duration cannot be negative; write e.g. \"500ms\" or \"1m30s\""
+            } else {
+                "write a number, then its unit (ms, s, m or h), e.g. \"500ms\" or \"1m30s\""
+            }),
     }
 }
 
@@ -201,7 +206,8 @@ impl<'a, 'i> Table<'a, 'i> {
                 self.key_path(key),
                 format!("missing required key `{key}`"),
             )
-            .expected(expected.to_string()),
+            .expected(expected.to_string())
+            .help(format!("add `{key} = ...` to this table")),
         );
     }
 

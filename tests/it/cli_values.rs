@@ -1,0 +1,164 @@
+//! What a new user types wrong on the command line and in a first plant
+//! file, found by following the README as an integrator and a plant
+//! engineer would: each must be a clear error with its documented exit
+//! code (2 for a value the command line cannot take, 78 for a config), never
+//! a panic, a hang or a run that quietly cannot work.
+
+use std::process::Output;
+
+use crate::util::*;
+
+const DEMO: &str = "plant-configs/packaging-line.toml";
+/// sysexits EX_USAGE, as clap and the README's exit-code table give it.
+const EXIT_USAGE: i32 = 2;
+const EXIT_CONFIG: i32 = 78;
+
+fn twin_out(args: &[&str]) -> Output {
+    twin()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the twin binary")
+}
+
+fn assert_usage_error(args: &[&str], says: &str) {
+    let out = twin_out(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "twin {args:?} panicked: {stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_USAGE),
+        "twin {args:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("invalid value") && stderr.contains(says),
+        "twin {args:?} should say {says:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "twin {args:?}: {stderr}");
+}
+
+/// `twin sim --update 0s` panicked in a tokio interval ("`period` must be
+/// non-zero", with a backtrace) and then hung with its servers still up.
+#[test]
+fn r_user_zero_periods_are_usage_errors() {
+    assert_usage_error(
+        &["sim", DEMO, "--update", "0s", "--for", "1s"],
+        "above zero",
+    );
+    assert_usage_error(
+        &["sim", DEMO, "--publish", "0ms", "--for", "1s"],
+        "above zero",
+    );
+    assert_usage_error(
+        &[
+            "whatif",
+            DEMO,
+            "--arrival-interval",
+            "0s",
+            "--set",
+            "outfeed.speed=0.4",
+        ],
+        "above zero",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("d.csv");
+    std::fs::write(&csv, "a,b\n1,2\n3,4\n").expect("write csv");
+    let csv = csv.to_string_lossy().into_owned();
+    let mcap = dir.path().join("d.mcap").to_string_lossy().into_owned();
+    let starter = dir.path().join("p.toml").to_string_lossy().into_owned();
+    // Every row at one time: the import used to succeed with one instant.
+    assert_usage_error(
+        &["import", &csv, "-o", &mcap, "--period", "0s"],
+        "above zero",
+    );
+    // A tick the starter config cannot have: reported as "a bug in twin
+    // import" with exit 1.
+    assert_usage_error(
+        &[
+            "import",
+            &csv,
+            "-o",
+            &mcap,
+            "--period",
+            "1s",
+            "--tick",
+            "0s",
+            "--config-out",
+            &starter,
+        ],
+        "from 1ms to 1m",
+    );
+    assert!(!std::path::Path::new(&starter).exists());
+}
+
+/// `twin run --modbus plc=10.0.0.5` (no port) and a port over 65535 were
+/// taken; the device then stayed "unreachable" for the whole run.
+#[test]
+fn r_user_a_modbus_override_needs_host_and_port() {
+    for bad in [
+        "line_plc=127.0.0.1",
+        "line_plc=127.0.0.1:99999",
+        "line_plc=:502",
+        "line_plc=127.0.0.1:0",
+    ] {
+        assert_usage_error(&["run", DEMO, "--modbus", bad, "--for", "1s"], "HOST:PORT");
+        assert_usage_error(
+            &[
+                "whatif",
+                DEMO,
+                "--modbus",
+                bad,
+                "--set",
+                "outfeed.speed=0.4",
+            ],
+            "HOST:PORT",
+        );
+    }
+}
+
+/// A plant file saved by a Windows editor: a byte-order mark and CRLF line
+/// ends. It is valid as such, and a mistake on its first line is placed at
+/// the column the user sees (the BOM made it column 2, and the caret sat
+/// one place to the right of the key).
+#[test]
+fn r_user_a_bom_and_crlf_file_is_read_and_located_as_seen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = std::fs::read_to_string(root().join(DEMO)).expect("read the demo config");
+    let windows = |text: &str| {
+        let mut s = "\u{feff}".to_string();
+        s.push_str(&text.replace('\n', "\r\n"));
+        s
+    };
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, windows(&demo)).expect("write config");
+    // The demo's model paths are relative to its folder: check the schema.
+    let out = twin_out(&["check", "--no-models", &good.to_string_lossy()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, windows("versio = 1\n[plant]\nname = \"x\"\n")).expect("write config");
+    let bad = bad.to_string_lossy().into_owned();
+    let out = twin_out(&["check", &bad]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(stderr.contains(&format!("{bad}:1:1\n")), "{stderr}");
+    assert!(
+        stderr.contains("1 | versio = 1\n  | ^^^^^^\n"),
+        "the quoted line has no BOM and the caret is under the key:\n{stderr}"
+    );
+    let out = twin_out(&["check", "--short", &bad]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("{bad}:1:1: error: versio: unknown key")),
+        "{stderr}"
+    );
+}
