@@ -162,3 +162,54 @@ fn r_user_a_bom_and_crlf_file_is_read_and_located_as_seen() {
         "{stderr}"
     );
 }
+
+/// `order = "CDAB"` copied from a float onto a u16 (or onto a coil) was
+/// taken silently, though it changes nothing: the value looked decoded as
+/// asked. A warning now names it; the file stays valid, as before.
+#[test]
+fn r_user_a_word_order_that_does_nothing_is_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("mix.toml");
+    std::fs::write(
+        &cfg,
+        r#"[plant]
+name = "Mixing station"
+
+[[sources.modbus]]
+name = "mixer_plc"
+address = "127.0.0.1:6020"
+registers = [
+  { tag = "mixer.speed", table = "holding", address = 0, type = "u16", order = "CDAB" },
+  { tag = "mixer.swapped", table = "holding", address = 1, type = "i16", order = "BADC" },
+  { tag = "mixer.flow", table = "input", address = 0, type = "f32", order = "CDAB" },
+  { tag = "mixer.running", table = "coil", address = 0, order = "DCBA" },
+]
+
+[[machines]]
+id = "mixer"
+kind = "mixer"
+tags = { speed = "mixer.speed", swapped = "mixer.swapped", flow = "mixer.flow", running = "mixer.running" }
+"#,
+    )
+    .expect("write config");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let out = twin_out(&["check", "--short", &cfg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // A valid file's warnings come on stdout, before its summary line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{cfg}:8:80: warning: sources.modbus[0].registers[0].order: order \"CDAB\" has no effect: a u16 fits in one register"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[1]
+            .contains("registers[3].order: order \"DCBA\" has no effect: a coil is a single bit"),
+        "{stdout}"
+    );
+    assert!(lines[2].ends_with("2 warnings)"), "{stdout}");
+}
