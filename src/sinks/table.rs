@@ -479,20 +479,18 @@ impl Sink for LiveTable {
         // saying that the twin stopped (the log's summary is hidden while
         // the table owns the terminal).
         if !self.off
-            && let Some(text) = self.final_frame()
+            && let Some(mut text) = self.final_frame()
+            && let Some(tx) = &self.frames
         {
-            if let Some(tx) = &self.frames {
-                let until = wallclock::monotonic() + FINAL_FRAME_WAIT;
-                let mut text = text;
-                // The slot may still hold the previous frame for a moment.
-                loop {
-                    match tx.try_send(text) {
-                        Err(TrySendError::Full(t)) if wallclock::monotonic() < until => {
-                            text = t;
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        _ => break,
+            let until = wallclock::monotonic() + FINAL_FRAME_WAIT;
+            // The slot may still hold the previous frame for a moment.
+            loop {
+                match tx.try_send(text) {
+                    Err(TrySendError::Full(t)) if wallclock::monotonic() < until => {
+                        text = t;
+                        std::thread::sleep(Duration::from_millis(10));
                     }
+                    _ => break,
                 }
             }
         }
