@@ -213,3 +213,31 @@ tags = { speed = "mixer.speed", swapped = "mixer.swapped", flow = "mixer.flow", 
     );
     assert!(lines[2].ends_with("2 warnings)"), "{stdout}");
 }
+
+/// `twin replay REC --from 5s --to 1s` ran the whole recording, wrote no
+/// event and exited 0, as if the recording were empty.
+#[test]
+fn r_user_replay_from_after_to_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rec = dir.path().join("shift.mcap").to_string_lossy().into_owned();
+    let out = twin_out(&["demo", "--headless", "--for", "3s", "--record", &rec]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = twin_out(&[
+        "replay", &rec, "--from", "5s", "--to", "1s", "--events", "-",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE), "{stderr}");
+    assert!(stderr.contains("--from 5s is after --to 1s"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // In order, the same two bounds replay.
+    let out = twin_out(&[
+        "replay", &rec, "--from", "1s", "--to", "2s", "--events", "-",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"type\":\"tag\""));
+}
