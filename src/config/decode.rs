@@ -189,6 +189,19 @@ impl<'a, 'i> Table<'a, 'i> {
             .map(|(k, _)| k.span())
     }
 
+    /// The string at `key`, if it is one, without asking for it (an unknown
+    /// or wrong key is still reported by the decoder that asks): for a caller
+    /// that must know a table's id even when the table is rejected.
+    pub fn peek_str(&self, key: &str) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .and_then(|(_, v)| match v.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                _ => None,
+            })
+    }
+
     fn get(&mut self, key: &'static str) -> Option<&'a Spanned<DeValue<'i>>> {
         if !self.asked.contains(&key) {
             self.asked.push(key);
