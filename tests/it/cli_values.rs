@@ -241,3 +241,93 @@ fn r_user_replay_from_after_to_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"type\":\"tag\""));
 }
+
+/// Running a shipped scenario against one's own plant: the scenario's
+/// line is not in it. The errors said "unknown key `conveyor`" and
+/// "unknown key `tag`" for keys the scenario format has, on top of the
+/// real problem.
+#[test]
+fn r_user_a_scenario_for_another_plant_names_only_the_real_problems() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("mix.toml");
+    std::fs::write(
+        &cfg,
+        r#"[plant]
+name = "Mixing station"
+
+[[sources.modbus]]
+name = "belt_plc"
+address = "127.0.0.1:6022"
+registers = [{ tag = "belt.speed", table = "holding", address = 0, scale = 0.001, unit = "m/s" }]
+
+[[machines]]
+id = "belt"
+kind = "conveyor"
+tags = { speed = "belt.speed" }
+
+[[lines]]
+id = "pack"
+machines = ["belt"]
+
+  [[lines.conveyors]]
+  id = "belt"
+  speed_tag = "belt.speed"
+  width = 0.4
+    [[lines.conveyors.segments]]
+    length = 5.0
+
+  [lines.product]
+  length = 0.2
+  width = 0.2
+  height = 0.15
+  mass = 1.0
+  friction = 0.6
+  spawn_interval = "2s"
+"#,
+    )
+    .expect("write config");
+    let scenario = dir.path().join("jam.toml");
+    std::fs::write(
+        &scenario,
+        r#"[[faults]]
+kind = "jam"
+at = "60s"
+duration = "30s"
+line = "line1"
+conveyor = "outfeed"
+position = 0.1
+
+[[faults]]
+kind = "setpoint"
+at = "10s"
+tag = "filler.cycle_sp"
+value = 0.6
+"#,
+    )
+    .expect("write scenario");
+    let truth = dir.path().join("truth.jsonl");
+    let out = twin_out(&[
+        "sim",
+        &cfg.to_string_lossy(),
+        "--headless",
+        "--for",
+        "1s",
+        "--truth",
+        &truth.to_string_lossy(),
+        "--scenario",
+        &scenario.to_string_lossy(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(stderr.contains("unknown line \"line1\""), "{stderr}");
+    assert!(
+        stderr.contains("jam.toml:12:1\n"),
+        "at the setpoint's tag: {stderr}"
+    );
+    assert!(
+        stderr.contains("the plant has no writable setpoint"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("unknown key"), "{stderr}");
+    assert!(stderr.contains("2 errors"), "{stderr}");
+}
