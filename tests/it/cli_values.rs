@@ -331,3 +331,42 @@ value = 0.6
     assert!(!stderr.contains("unknown key"), "{stderr}");
     assert!(stderr.contains("2 errors"), "{stderr}");
 }
+
+/// A plant file saved as Latin-1 or UTF-16 was "cannot read config file:
+/// stream did not contain valid UTF-8; check the path and the file's
+/// permissions", which sent the user looking at paths and modes.
+#[test]
+fn r_user_a_file_in_another_encoding_says_so_and_where() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let latin1 = dir.path().join("latin1.toml");
+    std::fs::write(&latin1, b"[plant]\nname = \"Misch\xe4rstation\"\n").expect("write");
+    let latin1 = latin1.to_string_lossy().into_owned();
+    let out = twin_out(&["check", "--short", &latin1]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{latin1}:2:14: error: the config file is not UTF-8: byte 0xe4"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("iconv -f latin1 -t utf-8"), "{stderr}");
+    assert!(!stderr.contains("permissions"), "{stderr}");
+
+    let utf16 = dir.path().join("utf16.toml");
+    let mut bytes = vec![0xff, 0xfe];
+    for u in "[plant]\nname = \"x\"\n".encode_utf16() {
+        bytes.extend_from_slice(&u.to_le_bytes());
+    }
+    std::fs::write(&utf16, bytes).expect("write");
+    let utf16 = utf16.to_string_lossy().into_owned();
+    for cmd in ["check", "run"] {
+        let out = twin_out(&[cmd, &utf16]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("the config file is UTF-16") && stderr.contains("save it as UTF-8"),
+            "{cmd}: {stderr}"
+        );
+    }
+}
