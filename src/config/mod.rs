@@ -329,6 +329,14 @@ fn read_capped(path: &Path) -> Result<String, Unreadable> {
     let file = std::fs::File::open(path)
         .map_err(cannot_read)
         .map_err(Unreadable::Io)?;
+    // A directory opens, then fails to read with "Is a directory (os error
+    // 21)"; name it plainly.
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Unreadable::Io(
+            Diagnostic::error(0..0, "", "this is a directory, not a config file")
+                .help("give the plant file itself, e.g. `plant-configs/packaging-line.toml`"),
+        ));
+    }
     // Refused by its length before any of it is read; the read is bounded
     // as well, for a file that grows meanwhile or has no length (a pipe).
     if let Ok(meta) = file.metadata()

@@ -360,6 +360,17 @@ fn r_user_a_file_in_another_encoding_says_so_and_where() {
     }
     std::fs::write(&utf16, bytes).expect("write");
     let utf16 = utf16.to_string_lossy().into_owned();
+    // A folder given for the file: "Is a directory (os error 21)" before.
+    let folder = dir.path().to_string_lossy().into_owned();
+    let out = twin_out(&["check", "--short", &folder]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{folder}:1:1: error: this is a directory, not a config file"
+        )),
+        "{stderr}"
+    );
     for cmd in ["check", "run"] {
         let out = twin_out(&[cmd, &utf16]);
         let stderr = String::from_utf8_lossy(&out.stderr);
