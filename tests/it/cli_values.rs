@@ -381,3 +381,21 @@ fn r_user_a_file_in_another_encoding_says_so_and_where() {
         );
     }
 }
+
+/// `--record-rotate` and `--record-flush` without `--record` were taken and
+/// did nothing: a user who thought the run was recorded had no recording.
+#[test]
+fn r_user_recording_options_need_record() {
+    for args in [
+        &["run", DEMO, "--record-rotate", "1h", "--for", "1s"][..],
+        &["demo", "--record-flush", "2s", "--for", "1s"][..],
+    ] {
+        let out = twin_out(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_USAGE), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--record <FILE.mcap>"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
