@@ -212,11 +212,11 @@ pub struct EventsPolicy {
     /// When the event reader falls behind by more than --events-buffer:
     /// `drop` whole ticks and write a `gap` line once it catches up, or
     /// `fail` the run (exit 1).
-    #[arg(long = "events-overflow", value_name = "drop|fail", default_value = "drop", value_parser = parse_overflow)]
+    #[arg(long = "events-overflow", value_name = "drop|fail", default_value = "drop", value_parser = parse_overflow, requires = "events")]
     pub overflow: Overflow,
     /// Bytes of events held for a reader that falls behind, e.g. `8MiB`,
     /// `512KiB`.
-    #[arg(long = "events-buffer", value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    #[arg(long = "events-buffer", value_name = "SIZE", default_value = "8MiB", value_parser = parse_size, requires = "events")]
     pub buffer: usize,
 }
 

@@ -384,8 +384,10 @@ fn r_user_a_file_in_another_encoding_says_so_and_where() {
 
 /// `--record-rotate` and `--record-flush` without `--record` were taken and
 /// did nothing: a user who thought the run was recorded had no recording.
+/// `--events-overflow fail` without `--events` promised a failure that
+/// could never come.
 #[test]
-fn r_user_recording_options_need_record() {
+fn r_user_output_options_need_their_output() {
     for args in [
         &["run", DEMO, "--record-rotate", "1h", "--for", "1s"][..],
         &["demo", "--record-flush", "2s", "--for", "1s"][..],
@@ -397,5 +399,15 @@ fn r_user_recording_options_need_record() {
             stderr.contains("--record <FILE.mcap>"),
             "{args:?}: {stderr}"
         );
+    }
+    // Likewise the event stream's overflow policy without an event stream.
+    for args in [
+        &["run", DEMO, "--events-overflow", "fail", "--for", "1s"][..],
+        &["demo", "--events-buffer", "1MiB", "--for", "1s"][..],
+    ] {
+        let out = twin_out(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_USAGE), "{args:?}: {stderr}");
+        assert!(stderr.contains("--events <PATH|->"), "{args:?}: {stderr}");
     }
 }
