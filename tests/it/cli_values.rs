@@ -411,3 +411,43 @@ fn r_user_output_options_need_their_output() {
         assert!(stderr.contains("--events <PATH|->"), "{args:?}: {stderr}");
     }
 }
+
+/// A closed-loop setpoint without `--audit`: exit 2, and the message is
+/// about the one setpoint ("setpoints mixer.speed can ... set their mode"
+/// before).
+#[test]
+fn r_user_a_writing_setpoint_without_audit_is_named_in_the_singular() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("mix.toml");
+    std::fs::write(
+        &cfg,
+        r#"[plant]
+name = "Mixing station"
+
+[[sources.modbus]]
+name = "mixer_plc"
+address = "127.0.0.1:6020"
+registers = [{ tag = "mixer.speed", table = "holding", address = 0 }]
+
+[[machines]]
+id = "mixer"
+kind = "mixer"
+tags = { speed = "mixer.speed" }
+
+[[setpoints]]
+tag = "mixer.speed"
+min = 0
+max = 200
+mode = "closed_loop"
+"#,
+    )
+    .expect("write config");
+    let out = twin_out(&["run", &cfg.to_string_lossy(), "--for", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE), "{stderr}");
+    assert!(
+        stderr.contains("setpoint mixer.speed can write to the plant")
+            && stderr.contains("set its mode to shadow"),
+        "{stderr}"
+    );
+}
