@@ -451,3 +451,52 @@ mode = "closed_loop"
         "{stderr}"
     );
 }
+
+/// Two entries for one MQTT topic, one reading it as a number and one as
+/// JSON (a copy-paste slip), passed: one of the two tags was then bad on
+/// every message. Different JSON fields of one topic stay fine.
+#[test]
+fn r_user_one_topic_read_two_incompatible_ways_is_a_warning() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("mix.toml");
+    std::fs::write(
+        &cfg,
+        r#"[plant]
+name = "Mixing station"
+
+[[sources.mqtt]]
+name = "sensors"
+broker = "embedded"
+listen = "127.0.0.1:6883"
+topics = [
+  { topic = "mix/mixer/vibration", tag = "mixer.vibration", payload = "json", field = "rms" },
+  { topic = "mix/mixer/vibration", tag = "mixer.peak", payload = "json", field = "peak" },
+  { topic = "mix/mixer/vibration", tag = "mixer.temperature" },
+  { topic = "mix/mixer/level", tag = "mixer.level" },
+  { topic = "mix/mixer/level", tag = "mixer.level2" },
+]
+
+[[machines]]
+id = "mixer"
+kind = "mixer"
+tags = { vibration = "mixer.vibration", peak = "mixer.peak", temperature = "mixer.temperature", level = "mixer.level", level2 = "mixer.level2" }
+"#,
+    )
+    .expect("write config");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let out = twin_out(&["check", "--short", "--no-models", &cfg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "two warnings and the summary:\n{stdout}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{cfg}:11:13: warning: sources.mqtt[0].topics[2].topic: topic \"mix/mixer/vibration\" is read here as a plain number and at line 9:13 as a JSON object"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("topics[4].topic: topic \"mix/mixer/level\" is already read the same way at line 12:13 (tag \"mixer.level\")"),
+        "{stdout}"
+    );
+}
