@@ -366,13 +366,18 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
     if !syntax.is_empty() {
         for e in syntax {
             let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim();
+            // "duplicate key" alone does not say which key, nor that a
+            // table header counts: name it and say what to do.
+            let help = match text.get(span.clone()) {
+                Some(key) if message == "duplicate key" && !key.trim().is_empty() => format!(
+                    "`{}` is defined twice (a key set twice in one table, or a `[table]` header written twice); keep one",
+                    key.trim()
+                ),
+                _ => "fix the syntax first; the schema is checked once the file parses".to_string(),
+            };
             sink.push(
-                Diagnostic::error(
-                    span,
-                    "",
-                    format!("TOML syntax error: {}", e.message().trim()),
-                )
-                .help("fix the syntax first; the schema is checked once the file parses"),
+                Diagnostic::error(span, "", format!("TOML syntax error: {message}")).help(help),
             );
         }
         return Err(Box::new(ConfigReport {
