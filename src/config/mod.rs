@@ -364,9 +364,17 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
     let mut sink = decode::Sink::default();
     let (root, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
+        // After a broken table header the parser files what follows under
+        // the previous table, so a later "duplicate key" is most likely
+        // that, not a second mistake: it is left out.
+        let mut header_broken = false;
         for e in syntax {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim();
+            if header_broken && message == "duplicate key" {
+                continue;
+            }
+            header_broken |= message.starts_with("unclosed") && message.contains("table");
             // "duplicate key" alone does not say which key, nor that a
             // table header counts: name it and say what to do.
             let help = match text.get(span.clone()) {
