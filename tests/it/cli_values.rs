@@ -500,3 +500,62 @@ tags = { vibration = "mixer.vibration", peak = "mixer.peak", temperature = "mixe
         "{stdout}"
     );
 }
+
+/// A plant with a TLS broker run against `twin sim`: the sim published in
+/// plain text to the TLS broker's host and port and wrote that `mqtt://`
+/// URL to the endpoints, so `twin run --endpoints` (and `twin demo`) sent
+/// the source's username and password unencrypted to the real broker.
+/// The TLS source is now not served and not in the endpoints.
+#[test]
+fn r_user_the_sim_never_downgrades_a_tls_source_to_plain_mqtt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("tls.toml");
+    std::fs::write(
+        &cfg,
+        r#"[plant]
+name = "Mixing station"
+
+[[sources.mqtt]]
+name = "site"
+broker = "mqtts://127.0.0.1:18883"
+username = "twin"
+password_env = "TWIN_TEST_PW"
+topics = [{ topic = "mix/temp", tag = "mixer.temperature" }]
+
+[[sources.mqtt]]
+name = "local"
+broker = "embedded"
+listen = "127.0.0.1:0"
+topics = [{ topic = "mix/level", tag = "mixer.level" }]
+
+[[machines]]
+id = "mixer"
+kind = "mixer"
+tags = { temperature = "mixer.temperature", level = "mixer.level" }
+"#,
+    )
+    .expect("write config");
+    let ep = dir.path().join("ep.json");
+    let out = twin_out(&[
+        "sim",
+        &cfg.to_string_lossy(),
+        "--for",
+        "1s",
+        "--endpoints-out",
+        &ep.to_string_lossy(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("mqtt local mqtt://127.0.0.1:"), "{stdout}");
+    assert!(!stdout.contains("mqtt site"), "{stdout}");
+    assert!(
+        stderr.contains("does not serve this TLS source"),
+        "{stderr}"
+    );
+    let endpoints: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ep).expect("read endpoints"))
+            .expect("endpoints are JSON");
+    assert!(endpoints["mqtt"].get("local").is_some(), "{endpoints}");
+    assert!(endpoints["mqtt"].get("site").is_none(), "{endpoints}");
+}
