@@ -132,10 +132,7 @@ pub fn parse_override(s: &str) -> Result<String, String> {
 pub fn parse_modbus_override(s: &str) -> Result<String, String> {
     parse_override(s)?;
     let addr = s.split_once('=').map_or("", |(_, v)| v);
-    let ok = addr
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if ok {
+    if crate::endpoints::is_host_port(addr) {
         Ok(s.to_string())
     } else {
         Err(format!(

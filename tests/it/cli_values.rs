@@ -118,6 +118,21 @@ fn r_user_a_modbus_override_needs_host_and_port() {
             "HOST:PORT",
         );
     }
+    // The same address in an endpoints file: a runtime failure naming the
+    // file and the device (README: exit 1, "read the endpoints file").
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ep = dir.path().join("ep.json");
+    std::fs::write(&ep, r#"{"modbus": {"line_plc": "127.0.0.1"}}"#).expect("write endpoints");
+    let ep = ep.to_string_lossy().into_owned();
+    let out = twin_out(&["run", DEMO, "--endpoints", &ep, "--for", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "endpoints file {ep}: Modbus device \"line_plc\" has address \"127.0.0.1\"; expected HOST:PORT"
+        )),
+        "{stderr}"
+    );
 }
 
 /// A plant file saved by a Windows editor: a byte-order mark and CRLF line
