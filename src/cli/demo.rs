@@ -287,6 +287,7 @@ fn headless(
     let opts = LockstepOptions {
         seed: args.seed,
         labels: labels(args),
+        stop: Some(super::stop_flag_on_signals()),
         ..LockstepOptions::new(duration)
     };
     let wall = crate::wallclock::monotonic();
@@ -301,6 +302,7 @@ fn headless(
                 events = r.events,
                 samples = r.samples,
                 labels = r.labels,
+                stopped_by_signal = r.stopped,
                 "Headless demo done."
             );
             0

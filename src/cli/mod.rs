@@ -491,6 +491,42 @@ pub(crate) fn open_events(
         })
 }
 
+/// For the synchronous headless runs: a flag that SIGINT and SIGTERM set, so
+/// the run stops at its next step and closes its files as at the end of
+/// `--for` (without it a Ctrl-C killed the process, leaving a recording to
+/// `twin recover` and no summary). The signals are watched on a thread of
+/// its own, registered before this returns.
+pub(crate) fn stop_flag_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("twin-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                let _ = ready_tx.send(());
+                return;
+            };
+            rt.block_on(async move {
+                let token = shutdown_on_signals();
+                // Let the watcher task register its handlers first.
+                tokio::task::yield_now().await;
+                let _ = ready_tx.send(());
+                token.cancelled().await;
+                set.store(true, Ordering::Relaxed);
+            });
+        });
+    if spawned.is_ok() {
+        let _ = ready_rx.recv_timeout(Duration::from_secs(2));
+    }
+    flag
+}
+
 /// Run an async command body on a fresh runtime, with a shutdown token that
 /// SIGINT and SIGTERM cancel. Returns the body's exit code.
 pub(crate) fn block_on<F, Fut>(body: F) -> i32

@@ -137,6 +137,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
             publish: args.publish,
             truth: args.truth.clone(),
             labels,
+            stop: Some(super::stop_flag_on_signals()),
         };
         let wall = crate::wallclock::monotonic();
         return match run_headless(&cfg, scenario.as_ref(), &opts) {

@@ -344,7 +344,12 @@ pub fn run_headless(
                 tag.served_last = Some(served);
             }
         }
-        if now >= opts.duration {
+        if now >= opts.duration
+            || opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
             break;
         }
         truth.advance(step.min(opts.duration - now));
@@ -410,6 +415,9 @@ pub struct HeadlessOptions {
     pub publish: Duration,
     pub truth: Option<PathBuf>,
     pub labels: Option<PathBuf>,
+    /// Set (by SIGINT or SIGTERM) to stop at the next step, the files
+    /// flushed as at the end of `duration`.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How often the register images are refreshed (wall time) when the plant

@@ -574,3 +574,48 @@ tags = { temperature = "mixer.temperature", level = "mixer.level" }
     assert!(endpoints["mqtt"].get("local").is_some(), "{endpoints}");
     assert!(endpoints["mqtt"].get("site").is_none(), "{endpoints}");
 }
+
+/// `twin demo --headless --for 4h --record ...` (the README's way to record
+/// hours of plant time) had no signal handling: Ctrl-C or SIGTERM killed
+/// it, with no summary and a recording cut off mid-file. It now stops at
+/// the next tick, exits 0, and its recording replays to the same events.
+#[test]
+fn r_user_a_headless_run_stops_cleanly_on_sigint_and_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for signal in ["-INT", "-TERM"] {
+        let events = dir.path().join(format!("live{signal}.jsonl"));
+        let rec = dir.path().join(format!("shift{signal}.mcap"));
+        let mut cmd = twin();
+        cmd.args(["demo", "--headless", "--for", "4h", "--events"])
+            .arg(&events)
+            .arg("--record")
+            .arg(&rec);
+        let mut p = Proc::spawn(cmd);
+        // Wait until it is well under way.
+        let end = twin::wallclock::monotonic() + std::time::Duration::from_secs(120);
+        while std::fs::metadata(&events).map_or(0, |m| m.len()) < 100_000
+            && twin::wallclock::monotonic() < end
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(p.child.id().to_string())
+            .status();
+        let code = p.wait(std::time::Duration::from_secs(60));
+        let stderr = p.stderr();
+        assert_eq!(code, Some(0), "{signal}: {stderr}");
+        assert!(
+            stderr.contains("stopped_by_signal=true"),
+            "{signal}: {stderr}"
+        );
+        let replayed = twin_out(&["replay", &rec.to_string_lossy(), "--events", "-"]);
+        assert_eq!(replayed.status.code(), Some(0), "{signal}");
+        let live = std::fs::read(&events).expect("read events");
+        assert!(!live.is_empty());
+        assert!(
+            replayed.stdout == live,
+            "{signal}: the recording replays to the events written"
+        );
+    }
+}
