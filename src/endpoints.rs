@@ -40,6 +40,21 @@ pub enum EndpointsError {
     },
     #[error("invalid override \"{0}\": expected NAME=VALUE")]
     Override(String),
+    #[error(
+        "endpoints file {path}: Modbus device \"{name}\" has address \"{address}\"; expected HOST:PORT with a port 1..=65535"
+    )]
+    ModbusAddress {
+        path: String,
+        name: String,
+        address: String,
+    },
+}
+
+/// Whether `s` is `HOST:PORT` with a port a client can connect to: the
+/// shape a Modbus address must have, on the command line or in a file.
+pub fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 impl Endpoints {
@@ -48,12 +63,22 @@ impl Endpoints {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| EndpointsError::Parse {
+        let ep: Endpoints = serde_json::from_str(&text).map_err(|e| EndpointsError::Parse {
             path: path.display().to_string(),
             line: e.line(),
             column: e.column(),
             message: e.to_string(),
-        })
+        })?;
+        // Checked here, like `--modbus`: a hand-edited file with no port
+        // left the device unreachable for the whole run, with a warning.
+        if let Some((name, address)) = ep.modbus.iter().find(|(_, a)| !is_host_port(a)) {
+            return Err(EndpointsError::ModbusAddress {
+                path: path.display().to_string(),
+                name: name.clone(),
+                address: address.clone(),
+            });
+        }
+        Ok(ep)
     }
 
     /// Write atomically (temp file + rename) so a reader never sees half a file.

@@ -91,7 +91,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
     /// Take operator commands (`twin approve`, `reject`, `reset`, `kill`,
-    /// `pending`) on a Unix socket at PATH, mode 0600: only its owner and
+    /// `pending`, `propose`) on a Unix socket at PATH, mode 0600: only its owner and
     /// root may connect (docs/guard.md, "Operator control").
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
@@ -181,7 +181,17 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
                 return EXIT_FAILURE;
             }
         };
-        info!(endpoints = ?sim.endpoints, "Virtual packaging line running.");
+        // `--config` runs any plant here, not only the packaging line; name
+        // it, and the addresses as `name=address` rather than a Rust struct.
+        let endpoints = sim
+            .endpoints
+            .modbus
+            .iter()
+            .chain(&sim.endpoints.mqtt)
+            .map(|(name, addr)| format!("{name}={addr}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        info!(plant = %cfg.config.plant.name, endpoints, "Virtual plant running.");
         // The table is added below, once it can show the HTTP address.
         let mut run = RunOptions::standard(&cfg, args.duration, stream, false);
         run.audit = args.audit.clone();
@@ -277,6 +287,7 @@ fn headless(
     let opts = LockstepOptions {
         seed: args.seed,
         labels: labels(args),
+        stop: Some(super::stop_flag_on_signals()),
         ..LockstepOptions::new(duration)
     };
     let wall = crate::wallclock::monotonic();
@@ -291,6 +302,7 @@ fn headless(
                 events = r.events,
                 samples = r.samples,
                 labels = r.labels,
+                stopped_by_signal = r.stopped,
                 "Headless demo done."
             );
             0

@@ -45,7 +45,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "s|ms|us|ns", value_parser = TimeUnit::parse)]
     pub time_unit: Option<TimeUnit>,
     /// No time column: rows are this far apart (e.g. 3m), from --start.
-    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_period)]
     pub period: Option<Duration>,
     /// Time of the first row with --period (ISO 8601; default
     /// 2000-01-01T00:00:00Z).
@@ -55,8 +55,19 @@ pub struct ImportArgs {
     #[arg(long)]
     pub skip_bad: bool,
     /// The starter config's tick (default 100ms).
-    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_tick)]
     pub tick: Option<Duration>,
+}
+
+/// The starter config's tick, in the range a config's `[plant] tick` takes
+/// (1ms..=1m): outside it the written config would fail its own check.
+fn parse_tick(s: &str) -> Result<Duration, String> {
+    let d = super::parse_duration(s)?;
+    if (Duration::from_millis(1)..=Duration::from_secs(60)).contains(&d) {
+        Ok(d)
+    } else {
+        Err("a tick must be from 1ms to 1m, e.g. 100ms".to_string())
+    }
 }
 
 fn parse_map(s: &str) -> Result<(String, String), String> {

@@ -106,6 +106,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 30s, 5m, 250ms)"))
 }
 
+/// A period or interval: a duration above zero. Zero would make a timer
+/// panic or spin (`twin sim --update 0s` did), or put every row at one time.
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero (use e.g. 250ms, 1s, 5m)".to_string()),
+        d => Ok(d),
+    }
+}
+
 /// A `NAME=VALUE` endpoint override, checked for its shape only (the names
 /// are checked against the config later), so a malformed one is a usage
 /// error like any other unparsable value.
@@ -113,6 +122,22 @@ pub fn parse_override(s: &str) -> Result<String, String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok(s.to_string()),
         _ => Err("expected NAME=VALUE: a device or source name, then its address".to_string()),
+    }
+}
+
+/// A `DEVICE=HOST:PORT` Modbus override. The address is checked as the
+/// config checks a device's `address`: without it `--modbus plc=10.0.0.5`
+/// (no port) or a port over 65535 was taken, and the device then stayed
+/// unreachable for the whole run with only a warning in the log.
+pub fn parse_modbus_override(s: &str) -> Result<String, String> {
+    parse_override(s)?;
+    let addr = s.split_once('=').map_or("", |(_, v)| v);
+    if crate::endpoints::is_host_port(addr) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "the address \"{addr}\" is not HOST:PORT with a port 1..=65535, e.g. plc=192.168.10.21:502"
+        ))
     }
 }
 
@@ -184,11 +209,11 @@ pub struct EventsPolicy {
     /// When the event reader falls behind by more than --events-buffer:
     /// `drop` whole ticks and write a `gap` line once it catches up, or
     /// `fail` the run (exit 1).
-    #[arg(long = "events-overflow", value_name = "drop|fail", default_value = "drop", value_parser = parse_overflow)]
+    #[arg(long = "events-overflow", value_name = "drop|fail", default_value = "drop", value_parser = parse_overflow, requires = "events")]
     pub overflow: Overflow,
     /// Bytes of events held for a reader that falls behind, e.g. `8MiB`,
     /// `512KiB`.
-    #[arg(long = "events-buffer", value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    #[arg(long = "events-buffer", value_name = "SIZE", default_value = "8MiB", value_parser = parse_size, requires = "events")]
     pub buffer: usize,
 }
 
@@ -464,6 +489,42 @@ pub(crate) fn open_events(
             tracing::error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
             EXIT_FAILURE
         })
+}
+
+/// For the synchronous headless runs: a flag that SIGINT and SIGTERM set, so
+/// the run stops at its next step and closes its files as at the end of
+/// `--for` (without it a Ctrl-C killed the process, leaving a recording to
+/// `twin recover` and no summary). The signals are watched on a thread of
+/// its own, registered before this returns.
+pub(crate) fn stop_flag_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("twin-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                let _ = ready_tx.send(());
+                return;
+            };
+            rt.block_on(async move {
+                let token = shutdown_on_signals();
+                // Let the watcher task register its handlers first.
+                tokio::task::yield_now().await;
+                let _ = ready_tx.send(());
+                token.cancelled().await;
+                set.store(true, Ordering::Relaxed);
+            });
+        });
+    if spawned.is_ok() {
+        let _ = ready_rx.recv_timeout(Duration::from_secs(2));
+    }
+    flag
 }
 
 /// Run an async command body on a fresh runtime, with a shutdown token that

@@ -13,12 +13,13 @@ pub struct RecordArgs {
     pub record: Option<std::path::PathBuf>,
     /// How often the recording is made durable on disk: what a crash
     /// (kill -9, power cut) can lose at most.
-    #[arg(long = "record-flush", value_name = "DURATION", default_value = "1s", value_parser = parse_flush)]
+    #[arg(long = "record-flush", value_name = "DURATION", default_value = "1s", value_parser = parse_flush, requires = "record")]
     pub flush: Duration,
     /// Start a new file after this much data (e.g. `512MiB`) or time (e.g.
     /// `1h`): FILE-0001.mcap, FILE-0002.mcap, ... and FILE.index.json,
     /// which `twin replay` reads as one recording.
-    #[arg(long = "record-rotate", value_name = "SIZE|DURATION", value_parser = parse_rotate)]
+    // Without --record these did nothing, silently: a usage error now.
+    #[arg(long = "record-rotate", value_name = "SIZE|DURATION", value_parser = parse_rotate, requires = "record")]
     pub rotate: Option<Rotate>,
 }
 

@@ -125,6 +125,16 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
         args.to.as_deref().map(|s| parse_time(s, start)).transpose(),
     );
     let (from_ns, to_ns) = match times {
+        (Ok(Some(f)), Ok(Some(t))) if f > t => {
+            // The replay used to run and write nothing, exiting 0: a
+            // swapped pair looked like a recording with nothing in it.
+            error!(
+                "--from {} is after --to {}: no event could be written; swap them?",
+                args.from.as_deref().unwrap_or(""),
+                args.to.as_deref().unwrap_or("")
+            );
+            return 2;
+        }
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => {
             error!("{e}");

@@ -30,7 +30,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
     /// Connect Modbus device DEVICE at HOST:PORT instead of its configured address.
-    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT", value_parser = super::parse_override)]
+    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT", value_parser = super::parse_modbus_override)]
     pub modbus: Vec<String>,
     /// Connect MQTT or Sparkplug source SOURCE to the broker at URL
     /// (mqtt://host:port or mqtts://host:port).
@@ -45,7 +45,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
     /// Take operator commands (`twin approve`, `reject`, `reset`, `kill`,
-    /// `pending`) on a Unix socket at PATH, mode 0600: only its owner and
+    /// `pending`, `propose`) on a Unix socket at PATH, mode 0600: only its owner and
     /// root may connect (docs/guard.md, "Operator control").
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,

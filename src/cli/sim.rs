@@ -48,10 +48,10 @@ pub struct SimArgs {
     #[arg(long)]
     pub headless: bool,
     /// Signal update period.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = super::parse_period)]
     pub update: Duration,
     /// MQTT publish period.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_period)]
     pub publish: Duration,
     /// Seed of the signal noise.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -137,6 +137,7 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
             publish: args.publish,
             truth: args.truth.clone(),
             labels,
+            stop: Some(super::stop_flag_on_signals()),
         };
         let wall = crate::wallclock::monotonic();
         return match run_headless(&cfg, scenario.as_ref(), &opts) {

@@ -63,7 +63,7 @@ pub struct WhatifArgs {
     #[arg(long, value_name = "FILE")]
     pub endpoints: Option<PathBuf>,
     /// Read the live plant with Modbus device DEVICE at HOST:PORT.
-    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT", value_parser = super::parse_override)]
+    #[arg(long = "modbus", value_name = "DEVICE=HOST:PORT", value_parser = super::parse_modbus_override)]
     pub modbus: Vec<String>,
     /// Read the live plant with MQTT or Sparkplug source SOURCE at URL.
     #[arg(long = "mqtt", value_name = "SOURCE=URL", value_parser = super::parse_override)]
@@ -80,7 +80,7 @@ pub struct WhatifArgs {
     pub warmup: Duration,
     /// Time between arrivals at the infeed. Default: the product's
     /// `spawn_interval`.
-    #[arg(long = "arrival-interval", value_name = "DURATION", value_parser = super::parse_duration)]
+    #[arg(long = "arrival-interval", value_name = "DURATION", value_parser = super::parse_period)]
     pub arrival_interval: Option<Duration>,
     /// The line to forecast. Default: the first line with geometry.
     #[arg(long, value_name = "ID")]

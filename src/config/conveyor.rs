@@ -115,7 +115,11 @@ pub(super) fn decode_conveyor(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<C
                         Diagnostic::error(
                             span,
                             t.key_path("origin"),
-                            format!("origin has {} numbers", xy.len()),
+                            format!(
+                                "origin has {} number{}",
+                                xy.len(),
+                                if xy.len() == 1 { "" } else { "s" }
+                            ),
                         )
                         .expected("two numbers: the plan position [x, y] in metres"),
                     );

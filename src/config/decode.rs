@@ -114,7 +114,12 @@ fn duration_error(
             )
         }
         e => Diagnostic::error(span, path, format!("invalid duration \"{text}\": {e}"))
-            .expected(expected),
+            .expected(expected)
+            .help(if text.trim_start().starts_with('-') {
+                "a duration cannot be negative; write e.g. \"500ms\" or \"1m30s\""
+            } else {
+                "write a number, then its unit (ms, s, m or h), e.g. \"500ms\" or \"1m30s\""
+            }),
     }
 }
 
@@ -184,6 +189,19 @@ impl<'a, 'i> Table<'a, 'i> {
             .map(|(k, _)| k.span())
     }
 
+    /// The string at `key`, if it is one, without asking for it (an unknown
+    /// or wrong key is still reported by the decoder that asks): for a caller
+    /// that must know a table's id even when the table is rejected.
+    pub fn peek_str(&self, key: &str) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .and_then(|(_, v)| match v.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                _ => None,
+            })
+    }
+
     fn get(&mut self, key: &'static str) -> Option<&'a Spanned<DeValue<'i>>> {
         if !self.asked.contains(&key) {
             self.asked.push(key);
@@ -201,7 +219,8 @@ impl<'a, 'i> Table<'a, 'i> {
                 self.key_path(key),
                 format!("missing required key `{key}`"),
             )
-            .expected(expected.to_string()),
+            .expected(expected.to_string())
+            .help(format!("add `{key} = ...` to this table")),
         );
     }
 

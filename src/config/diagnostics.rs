@@ -119,7 +119,7 @@ impl SourceFile {
         let col = self
             .text
             .get(start..offset)
-            .map(|s| s.chars().count())
+            .map(|s| strip_bom(start, s).chars().count())
             .unwrap_or(0);
         (line + 1, col + 1)
     }
@@ -131,10 +131,7 @@ impl SourceFile {
             .get(line)
             .copied()
             .unwrap_or(self.text.len());
-        self.text
-            .get(start..end)
-            .unwrap_or("")
-            .trim_end_matches(['\n', '\r'])
+        strip_bom(start, self.text.get(start..end).unwrap_or("")).trim_end_matches(['\n', '\r'])
     }
 
     /// Render a diagnostic the way a compiler would: headline, location, the
@@ -197,6 +194,17 @@ impl SourceFile {
         if let Some(h) = &d.help {
             let _ = write!(s, "; {h}");
         }
+        s
+    }
+}
+
+/// A byte-order mark opening the file (editors on Windows write one) is
+/// not a column: TOML skips it, so the first line's columns and its quoted
+/// text must too, or every caret on that line lands one place to the right.
+fn strip_bom(line_start: usize, s: &str) -> &str {
+    if line_start == 0 {
+        s.strip_prefix('\u{feff}').unwrap_or(s)
+    } else {
         s
     }
 }
@@ -305,6 +313,18 @@ mod tests {
         assert_eq!(
             f.render(&d),
             "error: bad\n --> x.toml:2:1\n  |\n2 | name = 1\n  | ^^^^\n  = key: name\n"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_a_column_of_the_first_line() {
+        let f = SourceFile::new("x.toml", "\u{feff}versio = 1\r\nname = 2\r\n");
+        let d = Diagnostic::error(3..9, "versio", "unknown key");
+        assert_eq!(f.line_col(3), (1, 1));
+        assert_eq!(f.line_col(15), (2, 1));
+        assert_eq!(
+            f.render(&d),
+            "error: unknown key\n --> x.toml:1:1\n  |\n1 | versio = 1\n  | ^^^^^^\n  = key: versio\n"
         );
     }
 

@@ -20,6 +20,10 @@ pub struct Line {
     pub name: Option<String>,
     pub machines: Vec<Loc<String>>,
     pub conveyors: Vec<Conveyor>,
+    /// Ids of `[[lines.conveyors]]` entries left out of `conveyors` because
+    /// they had errors (already reported): a station or eye naming one is
+    /// not reported again as naming an unknown conveyor.
+    pub undecoded_conveyors: Vec<String>,
     /// The product the line starts with: its first type (see `products`),
     /// with the arrival keys (`spawn_interval`, `infeed_counter_tag`) in it
     /// whichever table they were written in. Code that knows one product
@@ -186,10 +190,18 @@ pub(super) fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line>
     let id = t.req_str(sink, "id");
     let name = t.opt_str(sink, "name").map(|n| n.value);
     let machines = t.opt_str_array(sink, "machines").unwrap_or_default();
+    let mut undecoded_conveyors = Vec::new();
     let conveyors = t
         .opt_table_array(sink, "conveyors")
         .into_iter()
-        .filter_map(|c| decode_conveyor(sink, c))
+        .filter_map(|c| {
+            let id = c.peek_str("id");
+            let decoded = decode_conveyor(sink, c);
+            if decoded.is_none() {
+                undecoded_conveyors.extend(id);
+            }
+            decoded
+        })
         .collect();
     let single_span = t.key_span("product");
     let product = t
@@ -267,6 +279,7 @@ pub(super) fn decode_line(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Line>
         name,
         machines,
         conveyors,
+        undecoded_conveyors,
         product,
         products,
         product_tag,

@@ -257,15 +257,57 @@ const MIB: u64 = 1024 * 1024;
 pub fn load_file(path: &Path) -> Result<LoadedConfig, Box<ConfigReport>> {
     match read_capped(path) {
         Ok(text) => load_str(path, &text),
-        Err(d) => Err(Box::new(ConfigReport {
+        Err(Unreadable::Io(d)) => Err(Box::new(ConfigReport {
             file: SourceFile::new(path, ""),
             diagnostics: vec![d],
         })),
+        Err(Unreadable::NotUtf8(bytes, e)) => Err(Box::new(not_utf8(path, &bytes, &e))),
     }
 }
 
-/// The file's text, or the diagnostic saying why it cannot be had.
-fn read_capped(path: &Path) -> Result<String, Diagnostic> {
+/// Why a config file's text cannot be had.
+enum Unreadable {
+    Io(Diagnostic),
+    /// Read, but not UTF-8: located at the first byte that is not.
+    NotUtf8(Vec<u8>, std::str::Utf8Error),
+}
+
+/// A file saved in another encoding (Latin-1 from an old editor, UTF-16
+/// from Windows Notepad) was "cannot read config file ... check the path
+/// and the file's permissions", which sent the user the wrong way: say
+/// where the first foreign byte is and what to save the file as.
+fn not_utf8(path: &Path, bytes: &[u8], e: &std::str::Utf8Error) -> ConfigReport {
+    let utf16 = bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]);
+    // Up to the bad byte the lossy text is the file itself, so the offset
+    // locates it; the quoted line shows it as U+FFFD.
+    let at = if utf16 { 0 } else { e.valid_up_to() };
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let d = if utf16 {
+        Diagnostic::error(
+            0..0,
+            "",
+            "the config file is UTF-16 (it opens with a UTF-16 byte-order mark)",
+        )
+        .expected("a UTF-8 text file")
+        .help("save it as UTF-8 (in Notepad: File > Save as > Encoding: UTF-8), or convert it: `iconv -f utf-16 -t utf-8`")
+    } else {
+        Diagnostic::error(
+            // In the lossy text the byte is one U+FFFD.
+            at..at + '\u{fffd}'.len_utf8(),
+            "",
+            format!("the config file is not UTF-8: byte 0x{:02x} cannot start or continue a character", bytes.get(at).copied().unwrap_or(0)),
+        )
+        .expected("a UTF-8 text file")
+        .help("save it as UTF-8; a file from an editor using Latin-1 (ISO 8859-1) converts with `iconv -f latin1 -t utf-8`")
+    };
+    ConfigReport {
+        file: SourceFile::new(path, text),
+        diagnostics: vec![d],
+    }
+}
+
+/// The file's text, or why it cannot be had.
+fn read_capped(path: &Path) -> Result<String, Unreadable> {
     use std::io::Read;
     // The OS wording differs by platform; name the common case plainly.
     let cannot_read = |e: std::io::Error| match e.kind() {
@@ -284,27 +326,35 @@ fn read_capped(path: &Path) -> Result<String, Diagnostic> {
         )
         .help("a plant file is normally well under 1 MiB; check that this is the plant config, or split the plant into several")
     };
-    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let file = std::fs::File::open(path)
+        .map_err(cannot_read)
+        .map_err(Unreadable::Io)?;
+    // A directory opens, then fails to read with "Is a directory (os error
+    // 21)"; name it plainly.
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Unreadable::Io(
+            Diagnostic::error(0..0, "", "this is a directory, not a config file")
+                .help("give the plant file itself, e.g. `plant-configs/packaging-line.toml`"),
+        ));
+    }
     // Refused by its length before any of it is read; the read is bounded
     // as well, for a file that grows meanwhile or has no length (a pipe).
     if let Ok(meta) = file.metadata()
         && meta.len() > MAX_FILE_BYTES
     {
-        return Err(too_big(Some(meta.len())));
+        return Err(Unreadable::Io(too_big(Some(meta.len()))));
     }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
+        .map_err(cannot_read)
+        .map_err(Unreadable::Io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big(None));
+        return Err(Unreadable::Io(too_big(None)));
     }
-    String::from_utf8(bytes).map_err(|_| {
-        // The wording `read_to_string` gives, which the messages used before.
-        cannot_read(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "stream did not contain valid UTF-8",
-        ))
+    String::from_utf8(bytes).map_err(|e| {
+        let utf8 = e.utf8_error();
+        Unreadable::NotUtf8(e.into_bytes(), utf8)
     })
 }
 
@@ -314,15 +364,28 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, Box<ConfigRepor
     let mut sink = decode::Sink::default();
     let (root, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
+        // After a broken table header the parser files what follows under
+        // the previous table, so a later "duplicate key" is most likely
+        // that, not a second mistake: it is left out.
+        let mut header_broken = false;
         for e in syntax {
             let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim();
+            if header_broken && message == "duplicate key" {
+                continue;
+            }
+            header_broken |= message.starts_with("unclosed") && message.contains("table");
+            // "duplicate key" alone does not say which key, nor that a
+            // table header counts: name it and say what to do.
+            let help = match text.get(span.clone()) {
+                Some(key) if message == "duplicate key" && !key.trim().is_empty() => format!(
+                    "`{}` is defined twice (a key set twice in one table, or a `[table]` header written twice); keep one",
+                    key.trim()
+                ),
+                _ => "fix the syntax first; the schema is checked once the file parses".to_string(),
+            };
             sink.push(
-                Diagnostic::error(
-                    span,
-                    "",
-                    format!("TOML syntax error: {}", e.message().trim()),
-                )
-                .help("fix the syntax first; the schema is checked once the file parses"),
+                Diagnostic::error(span, "", format!("TOML syntax error: {message}")).help(help),
             );
         }
         return Err(Box::new(ConfigReport {

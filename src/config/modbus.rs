@@ -390,6 +390,52 @@ fn check_host_port(sink: &mut Sink, path: &str, a: &Loc<String>) {
     }
 }
 
+/// A word swap on a value of one register, or any order on a bit, reads
+/// exactly as ABCD would. Copying `order = "CDAB"` from a float onto a u16
+/// is a common slip, and the user meant something by it: say that it does
+/// nothing rather than let the value look decoded as asked. A warning, since
+/// the file means what it meant before.
+fn check_order_fits(
+    sink: &mut Sink,
+    path: &str,
+    loc: &Loc<&str>,
+    order: WordOrder,
+    dt: DataType,
+    table: Option<RegisterTable>,
+) {
+    let bits = table.filter(|t| t.is_bits());
+    let why = if let Some(t) = bits {
+        Some(format!(
+            "{} is a single bit: no byte or word order applies",
+            t.one()
+        ))
+    } else if matches!(dt, DataType::U16 | DataType::I16 | DataType::Bool)
+        && order == WordOrder::Cdab
+    {
+        Some(format!(
+            "{} fits in one register: CDAB swaps words, so it reads as ABCD",
+            dt.a_name()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        sink.push(
+            Diagnostic::warning(
+                loc.span.clone(),
+                path,
+                format!("order \"{}\" has no effect: {why}", loc.value),
+            )
+            .help(if bits.is_some() {
+                "remove `order`".to_string()
+            } else {
+                "remove `order`, or use \"BADC\" if the device swaps the two bytes of the register"
+                    .to_string()
+            }),
+        );
+    }
+}
+
 fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
     let tag = t.req_str(sink, "tag");
     if let Some(tag) = &tag {
@@ -412,8 +458,9 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
         .map(|d| d.value);
     let bit = t.opt_int(sink, "bit", 0, 15);
     let length = t.opt_int(sink, "length", 1, 125);
-    let order = t
-        .opt_enum_aliased(sink, "order", WordOrder::NAMES, WordOrder::ALIASES)
+    let order_loc = t.opt_enum_aliased(sink, "order", WordOrder::NAMES, WordOrder::ALIASES);
+    let order = order_loc
+        .as_ref()
         .map_or(WordOrder::Abcd, |o| WordOrder::from_name(o.value));
     let invalid = t.opt_f64_array(sink, "invalid").unwrap_or_default();
     let poll_interval = t
@@ -514,6 +561,9 @@ fn decode_register(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Register> {
                 );
             }
         }
+    }
+    if let (Some(o), Some(dt)) = (&order_loc, data_type) {
+        check_order_fits(sink, &t.key_path("order"), o, order, dt, table);
     }
     if let Some(s) = &scale
         && s.value == 0.0

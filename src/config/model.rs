@@ -37,6 +37,9 @@ pub struct ModelDecl {
     /// The names, and the span of the `machines` key.
     pub machines: Option<Loc<Vec<Loc<String>>>>,
     pub kind: Option<Loc<&'static str>>,
+    /// The `kind` key, if written, even with a kind that is not known
+    /// (`kind` is then `None`): the model meant to be bound.
+    pub kind_span: Option<Range<usize>>,
     pub every: Option<Loc<Duration>>,
     pub input: Option<Loc<String>>,
     pub on_bad_input: Option<Loc<OnBadInput>>,
@@ -202,6 +205,7 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
     }
     let features_span = t.key_span("features");
     let inputs_span = t.key_span("inputs");
+    let kind_span = t.key_span("kind");
     t.finish(sink);
     Some(ModelDecl {
         id: id?,
@@ -210,6 +214,7 @@ pub(super) fn decode_model(sink: &mut Sink, mut t: Table<'_, '_>) -> Option<Mode
         machine,
         machines,
         kind,
+        kind_span,
         every,
         input,
         on_bad_input,

@@ -63,10 +63,32 @@ pub(super) fn decode_file(
     root_span: std::ops::Range<usize>,
 ) -> Option<PlantConfig> {
     let mut t = Table::new(root, root_span.clone(), "");
-    let version = t
-        .opt_int(sink, "version", 1, SCHEMA_VERSION)
-        .map(|v| v.value)
-        .unwrap_or(SCHEMA_VERSION);
+    // Any integer is taken here and judged below: "2 is out of range,
+    // expected an integer in 1..=1" did not tell the user that the file is
+    // written for another twin.
+    let version = match t.opt_int(sink, "version", i64::MIN, i64::MAX) {
+        Some(v) if (1..=SCHEMA_VERSION).contains(&v.value) => v.value,
+        Some(v) => {
+            let (message, help) = if v.value > SCHEMA_VERSION {
+                (
+                    format!("schema version {} is newer than this twin reads", v.value),
+                    "the file was written for a newer twin: run that one, or rewrite the file for this twin's schema (plant-configs/reference.toml)",
+                )
+            } else {
+                (
+                    format!("there is no schema version {}", v.value),
+                    "versions start at 1; leave `version` out for the current one",
+                )
+            };
+            sink.push(
+                Diagnostic::error(v.span, "version", message)
+                    .expected(format!("version = {SCHEMA_VERSION}"))
+                    .help(help),
+            );
+            SCHEMA_VERSION
+        }
+        None => SCHEMA_VERSION,
+    };
 
     let plant = match t.opt_table(sink, "plant") {
         Some(p) => decode_plant(sink, p),

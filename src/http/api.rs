@@ -338,6 +338,20 @@ async fn tags(
             );
         }
     };
+    // As for /events: a misspelt machine would answer an empty list, which
+    // reads as "no tags" rather than "no such machine".
+    if let Some(m) = q.machine.as_deref()
+        && !s.shared.plant.machines.iter().any(|pm| pm.id == m)
+    {
+        let ids = s.shared.plant.machines.iter().map(|pm| pm.id.as_str());
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}; the query takes machine=ID and tag=PREFIX",
+                unknown("machine", m, ids)
+            ),
+        );
+    }
     let snap = s.shared.get();
     let rows: Vec<&super::snapshot::TagRow> = snap
         .tags

@@ -64,6 +64,7 @@ pub fn line(conveyors: Vec<Conveyor>, product: Option<Product>) -> Line {
         name: None,
         machines: Vec::new(),
         conveyors,
+        undecoded_conveyors: Vec::new(),
         product,
         products: Vec::new(),
         product_tag: None,

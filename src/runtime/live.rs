@@ -52,9 +52,12 @@ pub fn audit_required(cfg: &LoadedConfig) -> Option<String> {
         .map(|s| s.name.as_str())
         .collect();
     (!writing.is_empty()).then(|| {
+        let (which, their) = match writing.as_slice() {
+            [one] => (format!("setpoint {one} can"), "its"),
+            _ => (format!("setpoints {} can", writing.join(", ")), "their"),
+        };
         format!(
-            "setpoints {} can write to the plant (advisory or closed_loop), so a live run needs --audit PATH: every write decision must be recorded durably (IEC 62443-3-3 SR 2.8); or set their mode to shadow",
-            writing.join(", ")
+            "{which} write to the plant (advisory or closed_loop), so a live run needs --audit PATH: every write decision must be recorded durably (IEC 62443-3-3 SR 2.8); or set {their} mode to shadow"
         )
     })
 }

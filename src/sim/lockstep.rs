@@ -68,6 +68,9 @@ pub struct LockstepOptions {
     pub publish: Duration,
     /// Write the ground-truth fault labels, as JSONL, here.
     pub labels: Option<PathBuf>,
+    /// Set (by SIGINT or SIGTERM) to stop at the next tick, the outputs
+    /// closed as at the end of `duration`.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl LockstepOptions {
@@ -80,6 +83,7 @@ impl LockstepOptions {
             update: d.update,
             publish: d.publish,
             labels: None,
+            stop: None,
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Report {
     pub labels: u64,
     /// The run stopped early because an output's reader went away.
     pub closed: bool,
+    /// The run stopped early on `LockstepOptions::stop` (a signal).
+    pub stopped: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +284,16 @@ pub fn run(
         let tick_abs = driver.next_tick_ns();
         let tick_ns = tick_abs.saturating_sub(HEADLESS_EPOCH_NS);
         if tick_ns > end_ns {
+            break;
+        }
+        // A long headless run (hours of sim time) used to die on Ctrl-C
+        // with its recording unfinished; it now ends here, cleanly.
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            report.stopped = true;
             break;
         }
         // The plant's side up to and including the tick's time: at equal

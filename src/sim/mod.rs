@@ -344,7 +344,12 @@ pub fn run_headless(
                 tag.served_last = Some(served);
             }
         }
-        if now >= opts.duration {
+        if now >= opts.duration
+            || opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
             break;
         }
         truth.advance(step.min(opts.duration - now));
@@ -410,6 +415,9 @@ pub struct HeadlessOptions {
     pub publish: Duration,
     pub truth: Option<PathBuf>,
     pub labels: Option<PathBuf>,
+    /// Set (by SIGINT or SIGTERM) to stop at the next step, the files
+    /// flushed as at the end of `duration`.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How often the register images are refreshed (wall time) when the plant
@@ -531,19 +539,26 @@ pub async fn start(
     // Brokers: an external URL if given, else the configured one; an embedded
     // broker is started once per listen address.
     let mut started: HashMap<SocketAddr, SocketAddr> = HashMap::new();
-    let mut clients: Vec<AsyncClient> = Vec::new();
+    // By source index; `None` for a source the virtual plant does not serve.
+    let mut clients: Vec<Option<AsyncClient>> = Vec::new();
     for (i, m) in c.mqtt.iter().enumerate() {
         let (host, port) = if let Some(url) = opts.mqtt_urls.get(&m.name.value) {
             crate::sources::mqtt::parse_url(url).ok_or_else(|| SimError::BadUrl(url.clone()))?
         } else {
             match &m.connection.broker.value {
-                Broker::Tcp { host, port } => {
-                    if m.connection.tls {
-                        warn!(source = %m.name.value,
-                            "The virtual plant publishes over plain MQTT only; point it at a plain listener with --mqtt SOURCE=mqtt://HOST:PORT.");
-                    }
-                    (host.clone(), *port)
+                Broker::Tcp { .. } if m.connection.tls => {
+                    // It used to publish in plain text to the TLS broker's
+                    // address and write that plain URL to the endpoints, so
+                    // `twin run --endpoints` (and `twin demo`) sent the
+                    // source's username and password unencrypted to the
+                    // configured broker. Not served, the twin keeps the
+                    // configured TLS connection.
+                    warn!(source = %m.name.value,
+                        "The virtual plant publishes over plain MQTT only, so it does not serve this TLS source; the twin connects to its configured broker. To simulate it, point it at a plain listener with --mqtt SOURCE=mqtt://HOST:PORT.");
+                    clients.push(None);
+                    continue;
                 }
+                Broker::Tcp { host, port } => (host.clone(), *port),
                 Broker::Embedded { listen } => {
                     let listen =
                         SocketAddr::new(listen.ip(), opts.mqtt_port.unwrap_or(listen.port()));
@@ -585,7 +600,7 @@ pub async fn start(
                 }
             }
         });
-        clients.push(client);
+        clients.push(Some(client));
     }
 
     let mut tags = sim_tags(cfg, &device_images, false);
@@ -751,7 +766,7 @@ pub async fn start(
                 last_publish = Some(wallclock::monotonic());
                 for ((source, topic), values) in mqtt_out {
                     let body = encode_payload(&values, now_ns);
-                    if let Some(client) = clients.get(source)
+                    if let Some(Some(client)) = clients.get(source)
                         && let Err(e) =
                             client.try_publish(topic.clone(), QoS::AtLeastOnce, false, body)
                     {

@@ -374,28 +374,12 @@ fn line_conveyor(
     cfg: &LoadedConfig,
 ) -> Option<(usize, usize)> {
     let lines = &cfg.config.lines;
-    let line = if t.key_span("line").is_some() {
-        lookup(
-            sink,
-            t,
-            "line",
-            "line",
-            lines.iter().map(|l| l.id.value.as_str()),
-        )?
-    } else {
-        let with: Vec<usize> = (0..lines.len())
-            .filter(|&i| !lines[i].conveyors.is_empty())
-            .collect();
-        if let [only] = with[..] {
-            only
-        } else {
-            sink.push(
-                Diagnostic::error(t.span(), t.key_path("line"), "missing required key `line`")
-                    .expected("the id of a line with conveyors")
-                    .help("the plant has several lines (or none with conveyors); name one with `line = \"...\"`"),
-            );
-            return None;
-        }
+    let Some(line) = line_only(sink, t, cfg) else {
+        // Without its line the conveyor cannot be checked, but `conveyor`
+        // is a key of this fault all the same: it must not come out as
+        // "unknown key `conveyor`".
+        let _ = t.opt_str(sink, "conveyor");
+        return None;
     };
     let convs = &lines[line].conveyors;
     let what = format!("conveyor of line \"{}\"", lines[line].id.value);
@@ -661,8 +645,12 @@ fn decode_fault_keys(
                 .filter_map(|w| cfg.tags.iter().nth(w.tag).map(|d| d.name.as_str()))
                 .collect();
             let found = if names.is_empty() {
+                // `tag` is this action's key even when nothing can be
+                // written: point at it, and do not call it unknown.
+                let at = t.key_span("tag").unwrap_or(t.span());
+                let _ = t.opt_str(sink, "tag");
                 sink.push(
-                    Diagnostic::error(t.span(), t.key_path("tag"), "the plant has no writable setpoint")
+                    Diagnostic::error(at, t.key_path("tag"), "the plant has no writable setpoint")
                         .expected("a holding register or coil whose tag is named `..._sp`")
                         .help("add e.g. `infeed.speed_sp` next to a conveyor's `infeed.speed` (docs/sim.md, \"Writable setpoints\")"),
                 );

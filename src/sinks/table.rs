@@ -41,6 +41,13 @@ fn model_key(model: &str, machine: &Option<std::sync::Arc<str>>) -> (String, Opt
     (model.to_string(), machine.as_deref().map(str::to_string))
 }
 
+/// The last line of a frame while the twin runs.
+const FOOTER: &str = "Ctrl-C to stop";
+
+/// How long the end waits for the final frame to be drawn: a terminal
+/// that stopped reading must not hold up the exit.
+const FINAL_FRAME_WAIT: Duration = Duration::from_millis(500);
+
 /// How often the table is redrawn at most.
 pub const REFRESH: Duration = Duration::from_millis(500);
 
@@ -68,6 +75,12 @@ pub struct LiveTable {
     pending: BTreeMap<u64, String>,
     /// A line under the header (where the HTTP API listens).
     note: Option<String>,
+    /// The latest tick's time, number and line summaries, for the frame
+    /// drawn when the run stops.
+    last_tick: Option<(i64, u64, Vec<String>)>,
+    /// The drawing thread, waited for (briefly) at the end so the final
+    /// frame reaches the terminal before the process exits.
+    drawer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LiveTable {
@@ -113,6 +126,8 @@ impl LiveTable {
             setpoints: BTreeMap::new(),
             pending: BTreeMap::new(),
             note: None,
+            last_tick: None,
+            drawer: None,
         }
     }
 
@@ -242,13 +257,15 @@ impl LiveTable {
             None => {
                 let (tx, rx) = sync_channel(1);
                 let mut drawer = Drawer { first: true };
-                if std::thread::Builder::new()
+                match std::thread::Builder::new()
                     .name("twin-table".into())
                     .spawn(move || drawer.run(rx))
-                    .is_err()
                 {
-                    self.off = true;
-                    return;
+                    Ok(handle) => self.drawer = Some(handle),
+                    Err(_) => {
+                        self.off = true;
+                        return;
+                    }
                 }
                 self.frames = Some(tx.clone());
                 tx
@@ -263,6 +280,30 @@ impl LiveTable {
                 self.off = true;
             }
         }
+    }
+
+    /// The frame drawn when the run stops: the latest state, its footer
+    /// saying so.
+    fn final_frame(&self) -> Option<String> {
+        let text = self.frame()?;
+        let tick = self.last_tick.as_ref().map_or(0, |l| l.1);
+        Some(text.replace(
+            FOOTER,
+            &format!("stopped after {tick} ticks, {} events", self.events),
+        ))
+    }
+
+    /// The frame for the latest tick taken in, if there was one.
+    fn frame(&self) -> Option<String> {
+        let (t_ns, tick, lines) = self.last_tick.as_ref()?;
+        Some(self.render(
+            *t_ns,
+            *tick,
+            &self.states,
+            self.events,
+            &self.health.snapshot(),
+            lines,
+        ))
     }
 
     pub fn render(
@@ -394,7 +435,7 @@ impl LiveTable {
         if !sources.is_empty() {
             let _ = writeln!(s, "sources: {}", sources.join(" · "));
         }
-        let _ = writeln!(s, "\x1b[2mCtrl-C to stop\x1b[0m");
+        let _ = writeln!(s, "\x1b[2m{FOOTER}\x1b[0m");
         s
     }
 
@@ -413,32 +454,56 @@ impl LiveTable {
 impl Sink for LiveTable {
     fn write_tick(&mut self, out: &TickOutput<'_>) -> Result<(), SinkError> {
         self.follow(out.events);
-        if self.off
-            || self
-                .last_draw
-                .is_some_and(|t| wallclock::since(t) < REFRESH)
+        if self.off {
+            return Ok(());
+        }
+        let lines: Vec<String> = out.core.lines().iter().map(|l| l.summary()).collect();
+        self.last_tick = Some((out.t_ns, out.tick, lines));
+        if self
+            .last_draw
+            .is_some_and(|t| wallclock::since(t) < REFRESH)
         {
             return Ok(());
         }
         self.last_draw = Some(wallclock::monotonic());
-        let lines: Vec<String> = out.core.lines().iter().map(|l| l.summary()).collect();
-        let text = self.render(
-            out.t_ns,
-            out.tick,
-            &self.states,
-            self.events,
-            &self.health.snapshot(),
-            &lines,
-        );
-        self.show(text);
+        if let Some(text) = self.frame() {
+            self.show(text);
+        }
         // A table that cannot draw turns itself off; the run goes on.
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        // Closing the slot ends the drawing thread after its frame. It is not
-        // joined: a terminal that stopped reading must not hold up the exit.
+        // The last frame drawn could be up to REFRESH old and still said
+        // "Ctrl-C to stop" after the run had ended: draw the final state,
+        // saying that the twin stopped (the log's summary is hidden while
+        // the table owns the terminal).
+        if !self.off
+            && let Some(mut text) = self.final_frame()
+            && let Some(tx) = &self.frames
+        {
+            let until = wallclock::monotonic() + FINAL_FRAME_WAIT;
+            // The slot may still hold the previous frame for a moment.
+            loop {
+                match tx.try_send(text) {
+                    Err(TrySendError::Full(t)) if wallclock::monotonic() < until => {
+                        text = t;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        // Closing the slot ends the drawing thread after its frame. It is
+        // waited for only briefly: a terminal that stopped reading must not
+        // hold up the exit.
         self.frames = None;
+        if let Some(handle) = self.drawer.take() {
+            let until = wallclock::monotonic() + FINAL_FRAME_WAIT;
+            while !handle.is_finished() && wallclock::monotonic() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         Ok(())
     }
 }
@@ -516,6 +581,38 @@ tags = { speed = "belt.speed" }
         assert!(text.contains("0.625"), "{text}");
         assert!(text.contains("good"), "{text}");
         assert!(text.contains("events 2"), "{text}");
+    }
+
+    /// After the run the table's last frame said "Ctrl-C to stop" and
+    /// could be half a second old; the final frame is the latest state and
+    /// says the twin stopped.
+    #[test]
+    fn r_user_the_final_frame_says_the_twin_stopped() {
+        let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
+            .expect("test config is valid");
+        let mut table = LiveTable::new(&cfg, HealthBoard::default());
+        assert_eq!(table.final_frame(), None, "no tick, nothing to draw");
+        let t0 = 1_800_000_000_000_000_000;
+        let mut d = Driver::new(&cfg, t0);
+        for _ in 0..3 {
+            let step = d.step();
+            table.follow(step.events);
+            table.last_tick = Some((step.t_ns, step.tick, Vec::new()));
+        }
+        d.push(Sample::good(TagId(0), Value::Num(0.625), t0, t0));
+        let step = d.step();
+        table.follow(step.events);
+        table.last_tick = Some((step.t_ns, step.tick, Vec::new()));
+        let text = table.final_frame().expect("a frame");
+        assert!(text.contains("0.625"), "{text}");
+        assert!(!text.contains(FOOTER), "{text}");
+        assert!(
+            text.contains(&format!(
+                "stopped after {} ticks, {} events",
+                step.tick, table.events
+            )),
+            "{text}"
+        );
     }
 
     /// The table shows each model's latest prediction per machine and the

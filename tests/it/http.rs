@@ -257,6 +257,13 @@ fn http_tokens_roles_and_operator_decisions_reach_the_audit_log() {
     assert_eq!(code, 401, "the token is checked first");
     let (code, _, body) = request(&addr, "GET", "/api/v1/tags?colour=red", Some(BOB), None);
     assert_eq!(code, 400, "{body}");
+    // A misspelt machine was an empty list, as if it had no tags.
+    let (code, _, body) = request(&addr, "GET", "/api/v1/tags?machine=filer", Some(BOB), None);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("no machine `filer`; did you mean `filler`?"),
+        "{body}"
+    );
     let (code, _, body) = request(&addr, "GET", "/api/v1/plant", Some(BOB), None);
     assert_eq!(code, 200);
     let plant = json(&body);

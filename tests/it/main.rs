@@ -3,6 +3,7 @@
 mod anomaly_path;
 mod audit;
 mod cli_output;
+mod cli_values;
 mod closed_loop;
 mod config_corpus;
 mod crash_writes;

@@ -447,6 +447,7 @@ duration = "3s"
             publish: Duration::from_secs(1),
             truth: Some(dir.path().join(format!("{name}.jsonl"))),
             labels: Some(dir.path().join(format!("{name}.labels.jsonl"))),
+            stop: None,
         };
         let r = run_headless(&cfg, Some(&s), &opts).expect("headless run");
         assert_eq!(r.sim, Duration::from_secs(20));

@@ -235,8 +235,14 @@ fn find_conveyor<'l>(
     conveyor: &Loc<String>,
 ) -> Option<&'l Conveyor> {
     let found = line.conveyors.iter().find(|c| c.id.value == conveyor.value);
-    if found.is_none() {
-        let names = line.conveyors.iter().map(|c| c.id.value.as_str());
+    // A conveyor whose own entry had errors was reported there; "unknown
+    // conveyor" for each eye and station on it would only mislead.
+    if found.is_none() && !line.undecoded_conveyors.contains(&conveyor.value) {
+        let names = line
+            .conveyors
+            .iter()
+            .map(|c| c.id.value.as_str())
+            .chain(line.undecoded_conveyors.iter().map(String::as_str));
         sink.push(
             Diagnostic::error(
                 conveyor.span.clone(),
@@ -299,6 +305,9 @@ fn check_branch(sink: &mut Sink, i: usize, path: &str, line: &Line, d: &Diverter
         .enumerate()
         .find(|(_, c)| c.id.value == d.to.value)
     else {
+        if line.undecoded_conveyors.contains(&d.to.value) {
+            return;
+        }
         sink.push(
             Diagnostic::error(
                 d.to.span.clone(),

@@ -153,7 +153,22 @@ impl<'c> Plant<'c> {
             .iter()
             .map(|t| vec![Input::Tag(t.value.clone()); binding.len().max(1)])
             .collect();
+        // A binding that names only machines that are not there was
+        // reported as such; its role and physics features would each add
+        // "the model is bound to none", which points the user the wrong way.
+        let binding_failed = binding.is_empty()
+            && (m.machine.is_some()
+                || m.kind_span.is_some()
+                || m.machines.as_ref().is_some_and(|l| !l.value.is_empty()));
         for (j, f) in m.features.iter().enumerate() {
+            if binding_failed
+                && matches!(
+                    f.source.as_ref(),
+                    Some(SourceDecl::Role(_) | SourceDecl::Physics(_))
+                )
+            {
+                continue;
+            }
             let path = at(&format!("features[{j}]"));
             let feature = self.feature(sink, refs, &path, &binding, f);
             if let Some((feature, inputs)) = feature {

@@ -1,5 +1,5 @@
 //! Checks across the sources: names, Modbus endpoints and register maps,
-//! polling against staleness, Sparkplug metrics.
+//! polling against staleness, MQTT topics read twice, Sparkplug metrics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -20,6 +20,76 @@ pub(super) fn check(sink: &mut Sink, cx: &Cx<'_>, cfg: &PlantConfig) {
     }
     for (i, s) in cfg.sparkplug.iter().enumerate() {
         metrics_once(sink, cx, i, s);
+    }
+    for (i, m) in cfg.mqtt.iter().enumerate() {
+        topics_agree(sink, cx, i, &m.topics);
+    }
+}
+
+/// Two entries for one topic of one source. Reading different JSON fields
+/// of it is what several entries are for; but a topic read as a plain
+/// number by one entry and as JSON by another leaves one of the two tags
+/// bad on every message, and two entries reading the same value give two
+/// tags that can never differ. Warnings: such a file was valid before.
+fn topics_agree(sink: &mut Sink, cx: &Cx<'_>, i: usize, topics: &[crate::config::topic::TopicMap]) {
+    use crate::config::topic::Payload;
+    let shape = |p: &Payload| match p {
+        Payload::Number => "a plain number",
+        Payload::Json { .. } => "a JSON object",
+        Payload::JsonSamples { .. } => "a JSON array of samples",
+    };
+    let same_value = |a: &Payload, b: &Payload| match (a, b) {
+        (Payload::Number, Payload::Number) => true,
+        (Payload::Json { field: x, .. }, Payload::Json { field: y, .. }) => x == y,
+        (
+            Payload::JsonSamples {
+                array: a1,
+                field: f1,
+                ..
+            },
+            Payload::JsonSamples {
+                array: a2,
+                field: f2,
+                ..
+            },
+        ) => a1 == a2 && f1 == f2,
+        _ => false,
+    };
+    for (j, t) in topics.iter().enumerate() {
+        let Some(first) = topics[..j].iter().find(|f| f.topic.value == t.topic.value) else {
+            continue;
+        };
+        let path = format!("sources.mqtt[{i}].topics[{j}].topic");
+        let (a, b) = (shape(&first.payload), shape(&t.payload));
+        if a != b {
+            sink.push(
+                Diagnostic::warning(
+                    t.topic.span.clone(),
+                    path,
+                    format!(
+                        "topic \"{}\" is read here as {b} and at {} as {a}: a message is one or the other, so one of the two tags will always be bad",
+                        t.topic.value,
+                        cx.at(&first.topic.span)
+                    ),
+                )
+                .help("give both entries the payload the device sends (`payload` and `field`)"),
+            );
+        } else if same_value(&first.payload, &t.payload) {
+            sink.push(
+                Diagnostic::warning(
+                    t.topic.span.clone(),
+                    path,
+                    format!(
+                        "topic \"{}\" is already read the same way at {} (tag \"{}\"): tag \"{}\" would always have the same value",
+                        t.topic.value,
+                        cx.at(&first.topic.span),
+                        first.tag.value,
+                        t.tag.value
+                    ),
+                )
+                .help("map each value of a topic to one tag; several entries of one topic read different JSON fields (`field`)"),
+            );
+        }
     }
 }
 
