@@ -539,10 +539,32 @@ impl RecordingReader {
                 Err(e) => return Err(e),
             }
         }
-        if f.records.info.is_none() {
+        let Some(info) = &f.records.info else {
             return Err(RecordingError::NotTwin {
                 path: path.to_path_buf(),
             });
+        };
+        // The model files come before the first message. A file that ends,
+        // or is damaged, among them holds nothing to replay; left to the
+        // config, the replay would instead fail on model paths that were
+        // never meant to be on this disk, blaming the config.
+        if pending.is_empty()
+            && let Some((id, _)) = info
+                .models
+                .iter()
+                .find(|(id, _)| !f.records.models.iter().any(|(m, _)| m == id))
+        {
+            let why = match &f.deferred_err {
+                Some(e) => format!(" ({e})"),
+                None => String::new(),
+            };
+            return Err(RecordingError::invalid(
+                path,
+                format!(
+                    "the file is cut off or damaged in its attached model file `{}{id}.onnx`, before its first sample{why}: there is nothing in it to replay or recover; use an undamaged copy",
+                    format::MODEL_ATTACHMENT_PREFIX
+                ),
+            ));
         }
         Ok((f, pending))
     }

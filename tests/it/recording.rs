@@ -733,3 +733,65 @@ fn r10_a_headless_recording_replays_byte_identical() {
     );
     assert!(event_types(&replayed).contains_key("jam"), "the jam shows");
 }
+
+/// A recording cut off, or damaged, inside its attached model files (the
+/// first half megabyte of a demo recording) holds nothing to replay. The
+/// replay used to go on with the recorded config and fail on its model
+/// paths (exit 78, "model file `../models/demo_fault.onnx` not found"),
+/// blaming a config the user never wrote; it now names the damaged file.
+/// And `--from` after `--to`, which used to replay to `--to` and write
+/// nothing with exit 0, is a usage error.
+#[test]
+fn r_hostile_a_recording_damaged_in_its_models_and_from_after_to_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("short.mcap");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "2s", "--record"])
+        .arg(&rec)
+        .arg("--events")
+        .arg(dir.path().join("e.jsonl"));
+    run_ok(demo, "twin demo --headless --record");
+    let bytes = std::fs::read(&rec).expect("read the recording");
+    let name = b"models/line_faults.onnx";
+    let at = bytes
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the recording carries the demo's fault model");
+    // Well inside the model's bytes (0.56 MB), before any sample.
+    let inside = at + 100_000;
+    let mut flipped = bytes.clone();
+    flipped[inside] ^= 0x40;
+    for (file, data) in [
+        ("cut.mcap", &bytes[..inside]),
+        ("flipped.mcap", &flipped[..]),
+    ] {
+        let damaged = dir.path().join(file);
+        std::fs::write(&damaged, data).expect("write");
+        let out = twin()
+            .arg("replay")
+            .arg(&damaged)
+            .arg("--events")
+            .arg(dir.path().join("r.jsonl"))
+            .output()
+            .expect("run twin replay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file)
+                && err.contains("models/line_faults.onnx")
+                && err.contains("damaged"),
+            "{file}: the error names the file and what is damaged in it: {err}"
+        );
+        assert!(!err.contains("not found"), "{file}: no config error: {err}");
+    }
+    let out = twin()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--from", "1s", "--to", "500ms", "--events"])
+        .arg(dir.path().join("r.jsonl"))
+        .output()
+        .expect("run twin replay");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--from is after --to"), "{err}");
+}
