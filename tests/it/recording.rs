@@ -795,3 +795,50 @@ fn r_hostile_a_recording_damaged_in_its_models_and_from_after_to_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--from is after --to"), "{err}");
 }
+
+/// `twin replay --expect` checks the same lines as `twin expect` on the
+/// replay's own event stream, the run's closing `metering` and `optimiser`
+/// events included (they used to reach the stream but not the checker).
+#[test]
+fn r_hostile_replay_expect_sees_the_runs_closing_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("short.mcap");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "2s", "--record"])
+        .arg(&rec)
+        .arg("--events")
+        .arg(dir.path().join("e.jsonl"));
+    run_ok(demo, "twin demo --headless --record");
+    let expect = dir.path().join("end.toml");
+    std::fs::write(
+        &expect,
+        "[[event]]\nname = \"the run's optimiser summary\"\ntype = \"optimiser\"\nat_least = 1\n",
+    )
+    .expect("write expectations");
+    let events = dir.path().join("r.jsonl");
+    let out = twin()
+        .arg("replay")
+        .arg(&rec)
+        .arg("--events")
+        .arg(&events)
+        .arg("--expect")
+        .arg(&expect)
+        .output()
+        .expect("run twin replay");
+    let stream = std::fs::read_to_string(&events).expect("the replay's events");
+    assert!(
+        stream.contains(r#""type":"optimiser""#),
+        "the stream has the summary"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PASS  the run's optimiser summary"),
+        "{stdout}"
+    );
+}
