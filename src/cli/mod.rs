@@ -140,7 +140,7 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
         // fails; our writer never reports one anyway.
         .log_internal_errors(false)
         .finish()
-        .with(logging::BenignBrokerNoise)
+        .with(logging::BenignBrokerNoise::default())
         .try_init();
     // A typo in `--log` must not silently change what the user sees.
     if let (Some(e), Some(f)) = (refused, filter) {
