@@ -794,6 +794,27 @@ fn r_hostile_a_recording_damaged_in_its_models_and_from_after_to_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--from is after --to"), "{err}");
+    // A window outside the 2 s recording replays, and says why nothing
+    // came out.
+    for (args, says) in [
+        (["--from", "10m"], "--from is after the recording's end"),
+        (
+            ["--to", "1970-01-01T00:00:01Z"],
+            "--to is before the recording's start",
+        ),
+    ] {
+        let out = twin()
+            .arg("replay")
+            .arg(&rec)
+            .args(args)
+            .arg("--events")
+            .arg(dir.path().join("r.jsonl"))
+            .output()
+            .expect("run twin replay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// `twin replay --expect` checks the same lines as `twin expect` on the
