@@ -461,7 +461,7 @@ pub(crate) fn open_events(
         .map(|target| EventStream::open_with(target, options))
         .transpose()
         .map_err(|e| {
-            tracing::error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
+            tracing::error!(path = events.unwrap_or(""), error = %e, "Cannot open the event stream for writing.");
             EXIT_FAILURE
         })
 }
