@@ -863,3 +863,41 @@ fn r_hostile_replay_expect_sees_the_runs_closing_events() {
         "{stdout}"
     );
 }
+
+/// A paced replay at an absurdly slow factor neither panics (`--speed
+/// 1e-300x` made the wait too long for a Duration: "cannot convert float
+/// seconds to Duration") nor ignores SIGTERM (it slept a whole tick's wait
+/// at once, here years); it stops as interrupted (exit 130).
+#[test]
+fn r_hostile_a_very_slow_replay_neither_panics_nor_ignores_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("short.mcap");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "2s", "--record"])
+        .arg(&rec)
+        .arg("--events")
+        .arg(dir.path().join("e.jsonl"));
+    run_ok(demo, "twin demo --headless --record");
+    for speed in ["1e-300x", "0.000000001x"] {
+        let mut c = twin();
+        c.arg("replay")
+            .arg(&rec)
+            .args(["--speed", speed, "--events", "-"]);
+        let mut p = Proc::spawn(c);
+        // The first tick's events are out: it is pacing the second.
+        assert!(
+            p.wait_for(Duration::from_secs(20), |l| !l.is_empty()),
+            "{speed}: no events: {}",
+            p.stderr()
+        );
+        assert!(p.is_running(), "{speed}: {}", p.stderr());
+        p.terminate();
+        assert_eq!(
+            p.wait(Duration::from_secs(20)),
+            Some(130),
+            "{speed}: {}",
+            p.stderr()
+        );
+        assert!(!p.stderr().contains("panicked"), "{speed}: {}", p.stderr());
+    }
+}
