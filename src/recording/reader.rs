@@ -465,10 +465,17 @@ impl RecordingReader {
             }
         }
         let Some(first) = files.pop_front() else {
-            return Err(RecordingError::invalid(
-                Path::new("(no file)"),
-                "no recording file was given",
-            ));
+            // An index that lists no part (its first file was never closed)
+            // is named, not reported as "(no file)".
+            return Err(match paths.first() {
+                Some(index) => RecordingError::invalid(
+                    index,
+                    "the index lists no recording file (was the first part never closed? give the .mcap files themselves)",
+                ),
+                None => {
+                    RecordingError::invalid(Path::new("(no file)"), "no recording file was given")
+                }
+            });
         };
         let all: Vec<PathBuf> = std::iter::once(first.clone())
             .chain(files.iter().cloned())
