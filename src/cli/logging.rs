@@ -205,15 +205,35 @@ pub fn drain() -> bool {
 /// bounded chance to take what is queued (the process exits right after).
 pub fn finish() {
     let _ = drain();
+    let broker = BROKER_LINES_SUPPRESSED.load(Ordering::Relaxed);
+    if broker > 0 {
+        tracing::warn!(
+            suppressed = broker,
+            per_window = BROKER_LOG_BURST,
+            window_s = BROKER_LOG_WINDOW.as_secs(),
+            "Lines of the embedded MQTT broker were suppressed: it logs one per misbehaving connection, so they are limited."
+        );
+    }
     let n = dropped();
     if n > 0 {
         tracing::warn!(
             dropped = n,
             "Log lines were dropped because stderr was full, closed or too slow."
         );
+    }
+    if broker > 0 || n > 0 {
         let _ = drain();
     }
 }
+
+/// rumqttd lines let through per [`BROKER_LOG_WINDOW`]. The embedded broker
+/// logs an ERROR for every connection that sends garbage or an oversized
+/// packet, so any client on its port could otherwise fill the log (a few
+/// hundred lines a second from one script).
+const BROKER_LOG_BURST: u32 = 10;
+const BROKER_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// rumqttd lines held back by the limit, reported when the command ends.
+static BROKER_LINES_SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
 /// Drops the two ERROR lines rumqttd writes for a client that ends its
 /// session cleanly, as our sources and the virtual plant do on shutdown with
@@ -226,8 +246,37 @@ pub fn finish() {
 /// disconnection "originated internally in the router", which logs its own
 /// reason when it is not a clean one). No order of shutdown avoids both, and a
 /// user reads an ERROR at a clean exit as a failure. Every other rumqttd line
-/// passes.
-pub struct BenignBrokerNoise;
+/// passes, at most [`BROKER_LOG_BURST`] of them per [`BROKER_LOG_WINDOW`].
+#[derive(Default)]
+pub struct BenignBrokerNoise {
+    /// The current window's start and the lines let through in it.
+    window: Mutex<Option<(std::time::Instant, u32)>>,
+}
+
+impl BenignBrokerNoise {
+    /// Whether a rumqttd line at `now` is within the limit; one that is not
+    /// is counted.
+    fn admit(&self, now: std::time::Instant) -> bool {
+        let Ok(mut w) = self.window.lock() else {
+            return true;
+        };
+        match &mut *w {
+            Some((start, n)) if now.saturating_duration_since(*start) < BROKER_LOG_WINDOW => {
+                if *n < BROKER_LOG_BURST {
+                    *n += 1;
+                    true
+                } else {
+                    BROKER_LINES_SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            }
+            _ => {
+                *w = Some((now, 1));
+                true
+            }
+        }
+    }
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for BenignBrokerNoise {
     fn event_enabled(
@@ -236,12 +285,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for BenignBrokerNoise 
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
         let meta = event.metadata();
-        if *meta.level() != tracing::Level::ERROR || !meta.target().starts_with("rumqttd::") {
+        // Its info and debug lines are only there when asked for (`--log`).
+        if !meta.target().starts_with("rumqttd") || *meta.level() > tracing::Level::WARN {
             return true;
         }
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        !is_clean_disconnect_noise(meta.target(), &fields.message, &fields.error)
+        if *meta.level() == tracing::Level::ERROR {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            if is_clean_disconnect_noise(meta.target(), &fields.message, &fields.error) {
+                return false;
+            }
+        }
+        self.admit(wallclock::monotonic())
     }
 }
 
@@ -366,7 +421,7 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt;
         let seen = Arc::new(AtomicU64::new(0));
         let subscriber = tracing_subscriber::registry()
-            .with(BenignBrokerNoise)
+            .with(BenignBrokerNoise::default())
             .with(Count(seen.clone()));
         tracing::subscriber::with_default(subscriber, || {
             // As rumqttd 0.20 writes them (router/routing.rs, server/broker.rs).
@@ -381,5 +436,54 @@ mod tests {
             tracing::error!(target: "twin::runtime", "no-connection id 1 is already gone");
             assert_eq!(seen.load(Ordering::Relaxed), 3);
         });
+    }
+
+    /// One client sending garbage to the embedded broker in a loop made
+    /// rumqttd log an ERROR per connection, a few hundred lines a second
+    /// with nothing to bound them. Now at most a burst per window gets
+    /// through; the twin's own lines are never held back.
+    #[test]
+    fn r_hostile_rumqttd_lines_are_limited_per_window_and_twins_are_not() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = Arc::new(AtomicU64::new(0));
+        let subscriber = tracing_subscriber::registry()
+            .with(BenignBrokerNoise::default())
+            .with(Count(seen.clone()));
+        let before = BROKER_LINES_SUPPRESSED.load(Ordering::Relaxed);
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                tracing::error!(target: "rumqttd::server::broker", error = "MalformedRemainingLength",
+                    "Error while handling MQTT connect packet");
+            }
+            assert_eq!(seen.load(Ordering::Relaxed), u64::from(BROKER_LOG_BURST));
+            // Asked-for detail (`--log rumqttd=info`) is not limited.
+            for _ in 0..10 {
+                tracing::info!(target: "rumqttd::server::broker", "Accepted new connection");
+            }
+            assert_eq!(
+                seen.load(Ordering::Relaxed),
+                u64::from(BROKER_LOG_BURST) + 10
+            );
+            for _ in 0..100 {
+                tracing::warn!(target: "twin::sources::mqtt", "Dropped malformed MQTT payload.");
+            }
+            assert_eq!(
+                seen.load(Ordering::Relaxed),
+                u64::from(BROKER_LOG_BURST) + 110
+            );
+        });
+        assert!(
+            BROKER_LINES_SUPPRESSED.load(Ordering::Relaxed) >= before + 990,
+            "the held-back lines are counted for the report at exit"
+        );
+        // A new window lets a burst through again.
+        let limit = BenignBrokerNoise::default();
+        let t0 = wallclock::monotonic();
+        let first: Vec<bool> = (0..=BROKER_LOG_BURST).map(|_| limit.admit(t0)).collect();
+        assert_eq!(
+            first.iter().filter(|a| **a).count(),
+            BROKER_LOG_BURST as usize
+        );
+        assert!(limit.admit(t0 + BROKER_LOG_WINDOW));
     }
 }

@@ -165,7 +165,7 @@ pub fn init_logging(filter: Option<&str>, quiet_default: bool) {
         // fails; our writer never reports one anyway.
         .log_internal_errors(false)
         .finish()
-        .with(logging::BenignBrokerNoise)
+        .with(logging::BenignBrokerNoise::default())
         .try_init();
     // A typo in `--log` must not silently change what the user sees.
     if let (Some(e), Some(f)) = (refused, filter) {
@@ -486,7 +486,7 @@ pub(crate) fn open_events(
         .map(|target| EventStream::open_with(target, options))
         .transpose()
         .map_err(|e| {
-            tracing::error!(path = ?events, error = %e, "Cannot open the event stream for writing.");
+            tracing::error!(path = events.unwrap_or(""), error = %e, "Cannot open the event stream for writing.");
             EXIT_FAILURE
         })
 }

@@ -141,6 +141,18 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
             return 2;
         }
     };
+    // Otherwise the replay runs to `--to` and writes nothing, and exits 0
+    // as if the stretch had been quiet.
+    if let (Some(f), Some(t)) = (from_ns, to_ns)
+        && f > t
+    {
+        error!(
+            from = args.from.as_deref().unwrap_or(""),
+            to = args.to.as_deref().unwrap_or(""),
+            "--from is after --to: nothing would be written. Give --from a time before --to."
+        );
+        return 2;
+    }
     let http = match args.http.prepare() {
         Ok(h) => h,
         Err(code) => return code,
@@ -178,6 +190,7 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
         slot
     });
     let junit = args.junit.clone();
+    let (from_arg, to_arg) = (args.from.clone(), args.to.clone());
     let events_on_stdout = args.events.as_deref() == Some("-");
     super::block_on(move |shutdown| async move {
         match super::start_http(http, &cfg, Default::default(), None, &shutdown).await {
@@ -227,6 +240,29 @@ pub fn run(args: ReplayArgs, log: Option<&str>) -> i32 {
             guard_inputs = s.guard_inputs,
             "Replay done."
         );
+        // A window outside the recording is not an error the replay can
+        // see before it has read the file, but an empty output must not
+        // pass for a quiet stretch.
+        let end_ns =
+            start.saturating_add(i64::try_from(s.simulated.as_nanos()).unwrap_or(i64::MAX));
+        if let Some(f) = from_ns
+            && f > end_ns
+            && !s.cancelled
+        {
+            warn!(
+                from = from_arg.as_deref().unwrap_or(""),
+                recording_s = s.simulated.as_secs_f64(),
+                "--from is after the recording's end: no tick was written. Give a time within the recording."
+            );
+        }
+        if let Some(t) = to_ns
+            && t < start
+        {
+            warn!(
+                to = to_arg.as_deref().unwrap_or(""),
+                "--to is before the recording's start: nothing was replayed. Give a time within the recording."
+            );
+        }
         if s.guard_inputs_refused > 0 {
             warn!(
                 refused = s.guard_inputs_refused,

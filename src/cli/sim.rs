@@ -82,11 +82,18 @@ fn parse_port_override(s: &str) -> Result<String, String> {
     }
 }
 
+/// The fastest `--speed`: a year of sim time in about half a minute, far
+/// more than a live plant keeps up with. Without a bound, a factor such as
+/// `1e300` overflowed the sim clock's Duration and panicked the plant's
+/// task, leaving a process that served nothing and never stopped.
+const MAX_SPEED: f64 = 1e6;
+
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        Ok(v) if v.is_finite() && (1.0..=MAX_SPEED).contains(&v) => Ok(v),
         _ => Err(
-            "the speed must be a number ≥ 1, e.g. 60 (an hour of sim time per wall minute)".into(),
+            "the speed must be a number from 1 to 1000000, e.g. 60 (an hour of sim time per wall minute)"
+                .into(),
         ),
     }
 }
@@ -237,6 +244,16 @@ pub fn run(args: SimArgs, log: Option<&str>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r_hostile_sim_speed_is_bounded_so_the_sim_clock_cannot_overflow() {
+        assert_eq!(parse_speed("60"), Ok(60.0));
+        assert_eq!(parse_speed("1000000"), Ok(1e6));
+        for bad in ["0.5", "1e300", "1000001", "inf", "NaN", "-5", "fast"] {
+            let e = parse_speed(bad).expect_err(bad);
+            assert!(e.contains("from 1 to 1000000"), "{bad}: {e}");
+        }
+    }
     use std::path::Path;
 
     #[test]

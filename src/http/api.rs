@@ -236,13 +236,15 @@ async fn line(
             return r;
         }
         let known: Vec<&str> = snap.lines.iter().map(|l| &*l.geometry.id).collect();
-        return error(
-            StatusCode::NOT_FOUND,
+        let msg = if known.is_empty() {
+            format!("no modelled line {id:?}; this plant has no line with conveyors")
+        } else {
             format!(
                 "no modelled line {id:?}; the lines with conveyors are: {}",
                 known.join(", ")
-            ),
-        );
+            )
+        };
+        return error(StatusCode::NOT_FOUND, msg);
     };
     axum::Json(json!({"tick": snap.tick, "t": time(snap.t_ns), "line": line_json(v, only)}))
         .into_response()

@@ -208,6 +208,37 @@ impl Default for Limits {
     }
 }
 
+/// The size of a request's head as sent: request line and header lines.
+fn head_bytes(req: &axum::extract::Request) -> usize {
+    let line =
+        req.method().as_str().len() + req.uri().to_string().len() + " HTTP/1.1\r\n".len() + 1;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + ": \r\n".len() + v.len())
+        .sum();
+    line + headers + "\r\n".len()
+}
+
+/// Answer `431` to a head over [`MAX_HEAD_BYTES`] and close the connection.
+/// hyper's `max_buf_size` bounds what it buffers, but only to within one
+/// read of the limit: heads of up to about twice it got through and were
+/// served.
+async fn refuse_large_heads(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if head_bytes(&req) <= MAX_HEAD_BYTES {
+        return next.run(req).await;
+    }
+    (
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        [(axum::http::header::CONNECTION, "close")],
+    )
+        .into_response()
+}
+
 /// Our own accept loop instead of `axum::serve`, for [`MAX_CONNECTIONS`],
 /// [`HEADER_READ_TIMEOUT`], [`WRITE_TIMEOUT`] and TLS (axum 0.7's `serve`
 /// has none of them). Each connection is HTTP/1.1 on a task of its own,
@@ -221,6 +252,7 @@ async fn accept_loop(
     shutdown: tokio_util::sync::CancellationToken,
     limits: Limits,
 ) {
+    let app = app.layer(axum::middleware::from_fn(refuse_large_heads));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut refused = 0u64;
     loop {

@@ -251,6 +251,9 @@ impl<R: BufRead> EventReader<R> {
     }
 }
 
+/// How every MCAP file starts (a recording).
+const MCAP_MAGIC: &[u8] = b"\x89MCAP";
+
 /// Open a file (or `-` for stdin) as an event stream.
 pub fn open(path: &str) -> Result<EventReader<Box<dyn BufRead>>, StreamError> {
     let inner: Box<dyn BufRead> = if path == "-" {
@@ -260,7 +263,22 @@ pub fn open(path: &str) -> Result<EventReader<Box<dyn BufRead>>, StreamError> {
             path: path.to_string(),
             source,
         })?;
-        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+        let mut f = std::io::BufReader::with_capacity(1 << 16, f);
+        // A recording given where its events are meant is a likely slip
+        // (both come out of a run); "line 1: not valid JSON" would not say
+        // what to do.
+        let head = f.fill_buf().map_err(|source| StreamError::Io {
+            path: path.to_string(),
+            source,
+        })?;
+        if head.starts_with(MCAP_MAGIC) {
+            return Err(StreamError::Line {
+                path: path.to_string(),
+                line: 1,
+                message: "this is an MCAP recording, not an event stream (JSON lines); check a recording with `twin replay REC.mcap --expect EXPECT.toml`, or write its events with `twin replay REC.mcap --events EVENTS.jsonl`".into(),
+            });
+        }
+        Box::new(f)
     };
     Ok(EventReader::new(inner, path))
 }

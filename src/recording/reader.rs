@@ -465,10 +465,17 @@ impl RecordingReader {
             }
         }
         let Some(first) = files.pop_front() else {
-            return Err(RecordingError::invalid(
-                Path::new("(no file)"),
-                "no recording file was given",
-            ));
+            // An index that lists no part (its first file was never closed)
+            // is named, not reported as "(no file)".
+            return Err(match paths.first() {
+                Some(index) => RecordingError::invalid(
+                    index,
+                    "the index lists no recording file (was the first part never closed? give the .mcap files themselves)",
+                ),
+                None => {
+                    RecordingError::invalid(Path::new("(no file)"), "no recording file was given")
+                }
+            });
         };
         let all: Vec<PathBuf> = std::iter::once(first.clone())
             .chain(files.iter().cloned())
@@ -539,10 +546,32 @@ impl RecordingReader {
                 Err(e) => return Err(e),
             }
         }
-        if f.records.info.is_none() {
+        let Some(info) = &f.records.info else {
             return Err(RecordingError::NotTwin {
                 path: path.to_path_buf(),
             });
+        };
+        // The model files come before the first message. A file that ends,
+        // or is damaged, among them holds nothing to replay; left to the
+        // config, the replay would instead fail on model paths that were
+        // never meant to be on this disk, blaming the config.
+        if pending.is_empty()
+            && let Some((id, _)) = info
+                .models
+                .iter()
+                .find(|(id, _)| !f.records.models.iter().any(|(m, _)| m == id))
+        {
+            let why = match &f.deferred_err {
+                Some(e) => format!(" ({e})"),
+                None => String::new(),
+            };
+            return Err(RecordingError::invalid(
+                path,
+                format!(
+                    "the file is cut off or damaged in its attached model file `{}{id}.onnx`, before its first sample{why}: there is nothing in it to replay or recover; use an undamaged copy",
+                    format::MODEL_ATTACHMENT_PREFIX
+                ),
+            ));
         }
         Ok((f, pending))
     }

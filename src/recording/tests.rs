@@ -212,3 +212,22 @@ fn a_version_1_recording_still_reads_and_recovers_into_version_2() {
         "protobuf samples make a smaller file"
     );
 }
+
+#[test]
+fn r_hostile_an_index_that_lists_no_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = dir.path().join("shift.index.json");
+    std::fs::write(
+        &index,
+        r#"{"format":"twin-recording-index","version":1,"parts":[]}"#,
+    )
+    .expect("write");
+    let e = RecordingReader::open(std::slice::from_ref(&index))
+        .err()
+        .expect("an empty index is refused")
+        .to_string();
+    assert!(
+        e.contains("shift.index.json") && e.contains("lists no recording file"),
+        "{e}"
+    );
+}

@@ -31,6 +31,9 @@ use crate::sinks::{Sink, SinkError};
 use crate::twin::TickClock;
 use crate::wallclock;
 
+/// The longest a paced replay sleeps before it looks at its cancel token.
+const PACE_SLICE: Duration = Duration::from_millis(100);
+
 /// How fast a replay runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Speed {
@@ -467,10 +470,18 @@ impl Run {
         let (wall0, t0) = *self
             .paced_from
             .get_or_insert_with(|| (wallclock::monotonic(), t_ns));
-        let due = Duration::from_secs_f64((t_ns.saturating_sub(t0)) as f64 / 1e9 / factor);
-        let spent = wallclock::since(wall0);
-        if due > spent {
-            std::thread::sleep(due - spent);
+        // A tiny factor (`--speed 1e-300x`) makes the wait too long for a
+        // Duration: wait "for ever" then, rather than panic.
+        let due = Duration::try_from_secs_f64((t_ns.saturating_sub(t0)) as f64 / 1e9 / factor)
+            .unwrap_or(Duration::MAX);
+        // In slices, so Ctrl-C or SIGTERM stops a slow replay within one,
+        // not after a whole tick of recorded time times the slow-down.
+        loop {
+            let spent = wallclock::since(wall0);
+            if due <= spent || self.cancel.is_cancelled() {
+                return;
+            }
+            std::thread::sleep((due - spent).min(PACE_SLICE));
         }
     }
 }

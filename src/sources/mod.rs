@@ -131,7 +131,11 @@ pub fn build_with_links(
                 return Err(BuildError::UnknownOverride {
                     kind,
                     name: name.clone(),
-                    known: names.join(", "),
+                    known: if names.is_empty() {
+                        format!("the config has no {kind} source")
+                    } else {
+                        names.join(", ")
+                    },
                 });
             }
         }

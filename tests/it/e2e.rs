@@ -412,3 +412,42 @@ fn demo_runs_the_packaging_line_and_ends_cleanly() {
         );
     }
 }
+
+/// `twin run`'s start-up errors read as sentences: an override of a kind
+/// of source the config has none of says so (it listed nothing after
+/// "known:"), and an event stream that cannot be opened names its path
+/// (it printed `path=Some("/")`).
+#[test]
+fn r_hostile_run_start_errors_name_what_is_wrong_plainly() {
+    let cfg = root().join("tests/configs/modbus-faults.toml");
+    let out = twin()
+        .arg("run")
+        .arg(&cfg)
+        .args([
+            "--no-table",
+            "--for",
+            "1s",
+            "--mqtt",
+            "cm=mqtt://127.0.0.1:1",
+        ])
+        .output()
+        .expect("run twin");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unknown mqtt source \"cm\"; known: the config has no mqtt source"),
+        "{err}"
+    );
+    let out = twin()
+        .arg("run")
+        .arg(&cfg)
+        .args(["--no-table", "--for", "1s", "--events", "/"])
+        .output()
+        .expect("run twin");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(r#"path="/" "#) && !err.contains("Some("),
+        "{err}"
+    );
+}

@@ -468,3 +468,25 @@ fn r10_export_of_a_live_demo_recording() {
     );
     assert!(wide.lines().count() > 5, "{wide}");
 }
+
+/// A CSV header naming one column twice used to import both into one tag,
+/// the later cell of each row silently replacing the earlier; it is now
+/// refused, naming both columns, and nothing is written.
+#[test]
+fn r_hostile_import_refuses_a_header_that_names_a_column_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = write(
+        dir.path(),
+        "dup.csv",
+        "time,speed,temp,speed\n2026-01-01T00:00:00Z,1,20,2\n",
+    );
+    let out_rec = dir.path().join("dup.mcap");
+    let o = run(&["import", s(&data), "-o", s(&out_rec)]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dup.csv") && err.contains("columns 2 and 4 are both named \"speed\""),
+        "{err}"
+    );
+    assert!(!out_rec.exists(), "nothing is written");
+}

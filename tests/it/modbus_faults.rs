@@ -54,6 +54,9 @@ enum Fault {
     WrongTid,
     /// Hold requests until n are in, then answer them newest first.
     Reverse(usize),
+    /// Answer correctly, then, a moment later, send a byte nobody asked
+    /// for (a chattering device or gateway).
+    ChatterAfterReply,
 }
 
 struct Behaviour {
@@ -363,6 +366,16 @@ fn answer(s: &mut TcpStream, sh: &Shared, framing: Framing, r: Req, held: &mut V
         Fault::WrongTid => {
             let bytes = wrap(framing, r.tid ^ 0x8000, r.unit, &good_pdu(&r, base));
             s.write_all(&bytes).is_ok()
+        }
+        Fault::ChatterAfterReply => {
+            if !send(s, &reply(&good_pdu(&r, base))) {
+                return false;
+            }
+            let _ = s.flush();
+            // Apart from the reply, so the client has taken the reply in
+            // before the stray byte arrives.
+            thread::sleep(Duration::from_millis(30));
+            s.write_all(&[0xAB]).is_ok()
         }
         Fault::Reverse(n) => {
             held.push(r);
@@ -724,6 +737,44 @@ fn a_device_that_keeps_sending_garbage_is_reconnected_with_backoff() {
         assert!(
             server.connections() <= 3,
             "{} connections for {reads} reads in 2.5 s of garbage",
+            server.connections()
+        );
+        stop.cancel();
+    });
+}
+
+/// A device that answers every request and then sends a stray byte: each
+/// connection gives good replies before it has to be dropped. The backoff
+/// must still grow (it used to be reset by each connection's first reply,
+/// so the link reconnected every second for ever, the tags flapping and a
+/// warning logged each time).
+#[test]
+fn r_hostile_a_device_that_answers_then_chatters_is_backed_off_too() {
+    let server = Server::start(Framing::Tcp);
+    runtime().block_on(async {
+        let (link, stop) = spawn_link(&server, Framing::Tcp, 1_000 * MS, 1);
+        assert!(matches!(link.read(hr(0, 1)).await, Ok(Ok(_))));
+        server.set(Fault::ChatterAfterReply);
+        let t0 = twin::wallclock::monotonic();
+        let (mut good, mut reads) = (0, 0);
+        while twin::wallclock::since(t0) < 6_000 * MS {
+            match link.read(hr(0, 1)).await {
+                Ok(Ok(data)) => {
+                    assert_eq!(data, expected(1000, &hr(0, 1)));
+                    good += 1;
+                }
+                Ok(Err(exc)) => panic!("refused with {exc:?}"),
+                Err(e) => assert_eq!(e.reason(), Reason::InvalidResponse, "{e:?}"),
+            }
+            reads += 1;
+            tokio::time::sleep(50 * MS).await;
+        }
+        assert!(good >= 1, "the device's good replies still come through");
+        // Drops at about 0 s, 1 s and 3 s (backoff 1 s, 2 s, 4 s, ±20 %):
+        // at most 4 connections in 6 s; one per second would be 7.
+        assert!(
+            server.connections() <= 4,
+            "{} connections for {reads} reads in 6 s of a chattering device",
             server.connections()
         );
         stop.cancel();

@@ -1002,3 +1002,64 @@ tags = { vibration = "filler.vibration" }
         "the shutdown summary counts it:\n{err}"
     );
 }
+
+/// A sensor that publishes `NaN` (or `inf`) says it has no valid reading:
+/// its tag turns bad with reason `non_finite`, as for a Modbus float
+/// register holding NaN. The payload used to be dropped as "not a number",
+/// the tag staying good at its last value until `stale_after`.
+#[test]
+fn r_hostile_an_mqtt_nan_makes_its_tag_bad_not_stuck_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
+    let cfg = dir.path().join("nan.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[plant]
+name = "nan"
+tick = "50ms"
+stale_after = "1h"
+
+[[sources.mqtt]]
+name = "cm"
+broker = "mqtt://127.0.0.1:1883"
+client_id = "twin-it-nan"
+  [[sources.mqtt.topics]]
+  topic = "plant/filler/temperature"
+  tag = "filler.temperature"
+
+[[machines]]
+id = "filler"
+kind = "filler"
+tags = { temperature = "filler.temperature" }
+"#,
+    )
+    .expect("write config");
+    let run = Proc::spawn(twin_run(
+        &cfg,
+        "cm",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        60,
+    ));
+    wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
+    let topic = "plant/filler/temperature";
+    for (n, body) in ["NaN", "inf"].iter().enumerate() {
+        let good = 40.0 + n as f64;
+        publish(broker.port, topic, good.to_string().as_bytes(), &[]);
+        wait_value(&run, "filler.temperature", good, Duration::from_secs(10));
+        let from = run.lines().len();
+        publish(broker.port, topic, body.as_bytes(), &[]);
+        let bad = |l: &[String]| {
+            tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
+                .iter()
+                .any(|e| {
+                    e["quality"] == "bad" && e["reason"] == "non_finite" && e["value"].is_null()
+                })
+        };
+        assert!(
+            run.wait_for(Duration::from_secs(10), bad),
+            "{body}: the tag did not turn bad (non_finite):\n{}",
+            run.stderr()
+        );
+    }
+}

@@ -543,3 +543,35 @@ fn the_shipped_transfer_jam_expectations_hold_on_the_scenario_fed_line_by_line()
         ["the jam is found between eye_transfer and eye_exit"]
     );
 }
+
+/// A recording given to `twin expect` or `twin diff` in place of its event
+/// stream is named as one, with what to run instead; it used to be
+/// "line 1: not valid JSON".
+#[test]
+fn r_hostile_a_recording_given_as_an_event_stream_is_named_as_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("shift.mcap");
+    std::fs::write(&rec, b"\x89MCAP0\r\n\x01\x02 not json").expect("write");
+    let expect = dir.path().join("e.toml");
+    std::fs::write(&expect, "[[event]]\ntype = \"jam\"\nhappens = false\n").expect("write");
+    let events = write(dir.path(), "a.jsonl", &healthy());
+    let (rec_s, expect_s, events_s) = (
+        rec.to_string_lossy().into_owned(),
+        expect.to_string_lossy().into_owned(),
+        events.to_string_lossy().into_owned(),
+    );
+    for args in [
+        vec!["expect", expect_s.as_str(), rec_s.as_str()],
+        vec!["diff", events_s.as_str(), rec_s.as_str()],
+    ] {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("shift.mcap")
+                && err.contains("MCAP recording")
+                && err.contains("twin replay"),
+            "{args:?}: {err}"
+        );
+    }
+}

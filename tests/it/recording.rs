@@ -733,3 +733,171 @@ fn r10_a_headless_recording_replays_byte_identical() {
     );
     assert!(event_types(&replayed).contains_key("jam"), "the jam shows");
 }
+
+/// A recording cut off, or damaged, inside its attached model files (the
+/// first half megabyte of a demo recording) holds nothing to replay. The
+/// replay used to go on with the recorded config and fail on its model
+/// paths (exit 78, "model file `../models/demo_fault.onnx` not found"),
+/// blaming a config the user never wrote; it now names the damaged file.
+/// And `--from` after `--to`, which used to replay to `--to` and write
+/// nothing with exit 0, is a usage error.
+#[test]
+fn r_hostile_a_recording_damaged_in_its_models_and_from_after_to_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("short.mcap");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "2s", "--record"])
+        .arg(&rec)
+        .arg("--events")
+        .arg(dir.path().join("e.jsonl"));
+    run_ok(demo, "twin demo --headless --record");
+    let bytes = std::fs::read(&rec).expect("read the recording");
+    let name = b"models/line_faults.onnx";
+    let at = bytes
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the recording carries the demo's fault model");
+    // Well inside the model's bytes (0.56 MB), before any sample.
+    let inside = at + 100_000;
+    let mut flipped = bytes.clone();
+    flipped[inside] ^= 0x40;
+    for (file, data) in [
+        ("cut.mcap", &bytes[..inside]),
+        ("flipped.mcap", &flipped[..]),
+    ] {
+        let damaged = dir.path().join(file);
+        std::fs::write(&damaged, data).expect("write");
+        let out = twin()
+            .arg("replay")
+            .arg(&damaged)
+            .arg("--events")
+            .arg(dir.path().join("r.jsonl"))
+            .output()
+            .expect("run twin replay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {err}");
+        assert!(
+            err.contains(file)
+                && err.contains("models/line_faults.onnx")
+                && err.contains("damaged"),
+            "{file}: the error names the file and what is damaged in it: {err}"
+        );
+        assert!(!err.contains("not found"), "{file}: no config error: {err}");
+    }
+    let out = twin()
+        .arg("replay")
+        .arg(&rec)
+        .args(["--from", "1s", "--to", "500ms", "--events"])
+        .arg(dir.path().join("r.jsonl"))
+        .output()
+        .expect("run twin replay");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--from is after --to"), "{err}");
+    // A window outside the 2 s recording replays, and says why nothing
+    // came out.
+    for (args, says) in [
+        (["--from", "10m"], "--from is after the recording's end"),
+        (
+            ["--to", "1970-01-01T00:00:01Z"],
+            "--to is before the recording's start",
+        ),
+    ] {
+        let out = twin()
+            .arg("replay")
+            .arg(&rec)
+            .args(args)
+            .arg("--events")
+            .arg(dir.path().join("r.jsonl"))
+            .output()
+            .expect("run twin replay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// `twin replay --expect` checks the same lines as `twin expect` on the
+/// replay's own event stream, the run's closing `metering` and `optimiser`
+/// events included (they used to reach the stream but not the checker).
+#[test]
+fn r_hostile_replay_expect_sees_the_runs_closing_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("short.mcap");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "2s", "--record"])
+        .arg(&rec)
+        .arg("--events")
+        .arg(dir.path().join("e.jsonl"));
+    run_ok(demo, "twin demo --headless --record");
+    let expect = dir.path().join("end.toml");
+    std::fs::write(
+        &expect,
+        "[[event]]\nname = \"the run's optimiser summary\"\ntype = \"optimiser\"\nat_least = 1\n",
+    )
+    .expect("write expectations");
+    let events = dir.path().join("r.jsonl");
+    let out = twin()
+        .arg("replay")
+        .arg(&rec)
+        .arg("--events")
+        .arg(&events)
+        .arg("--expect")
+        .arg(&expect)
+        .output()
+        .expect("run twin replay");
+    let stream = std::fs::read_to_string(&events).expect("the replay's events");
+    assert!(
+        stream.contains(r#""type":"optimiser""#),
+        "the stream has the summary"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PASS  the run's optimiser summary"),
+        "{stdout}"
+    );
+}
+
+/// A paced replay at an absurdly slow factor neither panics (`--speed
+/// 1e-300x` made the wait too long for a Duration: "cannot convert float
+/// seconds to Duration") nor ignores SIGTERM (it slept a whole tick's wait
+/// at once, here years); it stops as interrupted (exit 130).
+#[test]
+fn r_hostile_a_very_slow_replay_neither_panics_nor_ignores_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("short.mcap");
+    let mut demo = twin();
+    demo.args(["demo", "--headless", "--for", "2s", "--record"])
+        .arg(&rec)
+        .arg("--events")
+        .arg(dir.path().join("e.jsonl"));
+    run_ok(demo, "twin demo --headless --record");
+    for speed in ["1e-300x", "0.000000001x"] {
+        let mut c = twin();
+        c.arg("replay")
+            .arg(&rec)
+            .args(["--speed", speed, "--events", "-"]);
+        let mut p = Proc::spawn(c);
+        // The first tick's events are out: it is pacing the second.
+        assert!(
+            p.wait_for(Duration::from_secs(20), |l| !l.is_empty()),
+            "{speed}: no events: {}",
+            p.stderr()
+        );
+        assert!(p.is_running(), "{speed}: {}", p.stderr());
+        p.terminate();
+        assert_eq!(
+            p.wait(Duration::from_secs(20)),
+            Some(130),
+            "{speed}: {}",
+            p.stderr()
+        );
+        assert!(!p.stderr().contains("panicked"), "{speed}: {}", p.stderr());
+    }
+}

@@ -108,6 +108,20 @@ impl Rows {
                 "the file is empty or has no header line; the first line must name the columns",
             ));
         }
+        // Two columns of one name would feed one tag, the later cell
+        // silently winning over the earlier one in every row.
+        for (i, h) in header.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
+            if let Some(first) = header[..i].iter().position(|x| x == h) {
+                return Err(ImportError::setup(
+                    path,
+                    format!(
+                        "columns {} and {} are both named {h:?}; rename one (or drop it) so each column is one tag",
+                        first + 1,
+                        i + 1
+                    ),
+                ));
+            }
+        }
         Ok(Rows::Csv {
             path: path.to_path_buf(),
             reader,

@@ -12,7 +12,7 @@
 //! - drops the connection on anything it cannot parse (no guessing where the
 //!   next frame starts) and on repeated timeouts (a half-open connection);
 //! - reconnects with exponential backoff and jitter (1 s to 60 s, reset by
-//!   the first valid reply), after a failed connect and after a dropped or
+//!   a valid reply on a connection that has stayed up 5 s), after a failed connect and after a dropped or
 //!   garbled connection, answering requests immediately with the error that
 //!   took the link down in between, so pollers never pile up behind a dead
 //!   device. A timeout reconnects at once if the connection ever answered:
@@ -347,6 +347,10 @@ struct Conn {
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// A connection that has answered and stayed up this long has proved the
+/// device healthy: the reconnect backoff starts again from its minimum.
+pub(crate) const PROVEN_AFTER: Duration = Duration::from_secs(5);
+
 /// After this many timeouts in a row the connection is presumed half-open.
 pub(crate) const MAX_CONSECUTIVE_TIMEOUTS: u32 = 3;
 
@@ -592,9 +596,17 @@ async fn run(
                     // A device that accepts connections and then breaks them
                     // must not get a new one every poll.
                     retry_at = crate::wallclock::tokio_now() + backoff.step();
-                } else if stats.replies > replies {
+                } else if stats.replies > replies
+                    && conn.as_ref().is_some_and(|c| {
+                        crate::wallclock::tokio_now() - c.connected_at >= PROVEN_AFTER
+                    })
+                {
                     // Only a reply proves the device healthy; a connect alone
                     // does not (it may answer every connection with garbage).
+                    // Nor does a reply on a young connection: a device that
+                    // answers and then garbles or drops every connection
+                    // would otherwise be reconnected every second for ever,
+                    // its tags flapping and a warning logged each time.
                     backoff.reset();
                 }
             }

@@ -123,10 +123,13 @@ fn decode_number(bytes: &[u8]) -> Result<Value, PayloadError> {
     match t {
         "true" => Ok(Value::Bool(true)),
         "false" => Ok(Value::Bool(false)),
+        // `NaN` and `inf` are kept: a sensor that publishes them says it has
+        // no valid reading, and the core turns them into a bad sample with
+        // reason `non_finite`, as for a Modbus float register holding NaN.
+        // Dropped here instead, the tag kept its last value as good.
         _ => t
             .parse::<f64>()
             .ok()
-            .filter(|n| n.is_finite())
             .map(Value::Num)
             .ok_or_else(|| PayloadError::NotANumber(t.chars().take(32).collect())),
     }
@@ -600,10 +603,23 @@ mod tests {
             values(&Payload::Number, b"true"),
             Ok(vec![Value::Bool(true)])
         );
-        assert!(matches!(
-            decode(&Payload::Number, b"NaN"),
-            Err(PayloadError::NotANumber(_))
-        ));
+        // A sensor's "no valid reading" reaches the core, which makes the
+        // tag bad (`non_finite`), rather than being dropped with the tag
+        // left good at its last value.
+        for (text, want) in [
+            (&b"NaN"[..], f64::NAN),
+            (b"nan", f64::NAN),
+            (b"inf", f64::INFINITY),
+            (b"-Infinity", f64::NEG_INFINITY),
+            (b"1e999", f64::INFINITY),
+        ] {
+            let got = values(&Payload::Number, text);
+            assert!(
+                matches!(&got, Ok(v) if matches!(v[..], [Value::Num(n)] if n.total_cmp(&want).is_eq() || (n.is_nan() && want.is_nan()))),
+                "{}: {got:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
         assert!(matches!(
             decode(&Payload::Number, b"abc"),
             Err(PayloadError::NotANumber(_))

@@ -542,9 +542,16 @@ impl Session {
             };
             let b = &self.bindings[bi];
             let ts_ms = m.timestamp.or(p.timestamp);
+            // A stamp beyond what nanoseconds since 1970 can hold (past the
+            // year 2262) saturates rather than being dropped: it is then far
+            // ahead of its receive time and flagged `clock_skew` below, as a
+            // stamp an hour ahead is, not taken as good at the receive time.
             let src_ns = ts_ms
-                .and_then(|ms| i64::try_from(ms).ok())
-                .and_then(|ms| ms.checked_mul(1_000_000))
+                .map(|ms| {
+                    i64::try_from(ms)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1_000_000)
+                })
                 .unwrap_or(recv_ns);
             let mut sample = match metric_value(m) {
                 Ok(Value::Num(n)) => Sample::good(

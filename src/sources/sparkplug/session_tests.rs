@@ -556,6 +556,43 @@ fn the_clock_skew_allowance_is_the_sources() {
     assert_eq!(out.len(), 1, "{out:?}");
 }
 
+/// A stamp too far ahead to hold in nanoseconds (a node sending garbage
+/// timestamps, up to `u64::MAX` ms) used to be taken as no stamp at all:
+/// the sample was good at its receive time, while one an hour ahead was
+/// flagged. Both are clock skew.
+#[test]
+fn r_hostile_a_timestamp_beyond_the_year_2262_is_clock_skew_not_good() {
+    for ms in [u64::MAX, 1u64 << 63, 10_000_000_000_000] {
+        let mut s = session();
+        born(&mut s);
+        let mut m = metric(None, Some(1), datatype::FLOAT, MetricValue::Float(1.0));
+        m.timestamp = Some(ms);
+        let mut out = Vec::new();
+        s.handle(
+            &topic("NDATA", None),
+            &payload(Some(2), vec![m]),
+            T,
+            &mut out,
+        );
+        let got: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Sample(x) => Some((x.quality, x.reason, x.source_time_ns)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(Quality::Uncertain, Some(Reason::ClockSkew), T)],
+            "stamp {ms} ms"
+        );
+        assert!(
+            out.iter().any(|a| matches!(a, Action::ClockSkew { .. })),
+            "stamp {ms} ms: {out:?}"
+        );
+    }
+}
+
 #[test]
 fn accepted_births_and_deaths_are_reported_for_the_setpoint_writer() {
     let lives = |out: &[Action]| -> Vec<(bool, Option<String>)> {
