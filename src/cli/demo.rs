@@ -237,7 +237,7 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
             Err(e) => {
                 error!("{e}");
                 sim_stop.cancel();
-                return EXIT_FAILURE;
+                return super::EXIT_CONFIG;
             }
         };
         run.sinks.extend(upstream.take_sinks());
@@ -245,7 +245,7 @@ pub fn run(args: DemoArgs, log: Option<&str>) -> i32 {
             Ok(_) => 0,
             Err(e) => {
                 error!("{e}");
-                EXIT_FAILURE
+                e.exit_code()
             }
         };
         upstream.join().await;

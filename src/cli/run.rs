@@ -122,8 +122,9 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
         let mut upstream = match crate::sinks::mqtt::start(&cfg) {
             Ok(u) => u,
             Err(e) => {
+                // Its credentials or TLS files, as the config names them.
                 error!("{e}");
-                return EXIT_FAILURE;
+                return super::EXIT_CONFIG;
             }
         };
         opts.sinks.extend(upstream.take_sinks());
@@ -131,7 +132,7 @@ pub fn run(args: RunArgs, log: Option<&str>) -> i32 {
             Ok(_) => 0,
             Err(e) => {
                 error!("{e}");
-                EXIT_FAILURE
+                e.exit_code()
             }
         };
         // What the publishers still hold goes to the broker first, within

@@ -122,6 +122,19 @@ pub enum RunError {
     Audit(#[from] crate::guard::audit::AuditError),
 }
 
+impl RunError {
+    /// The exit code: a credential or TLS file or variable that the config
+    /// names and that cannot be used is the config's problem, as a token
+    /// file or `--http-tls-cert` is (EX_CONFIG); the rest are runtime
+    /// failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Build(sources::BuildError::Mqtt(_)) => crate::cli::EXIT_CONFIG,
+            _ => crate::cli::EXIT_FAILURE,
+        }
+    }
+}
+
 pub async fn run_live(
     cfg: &LoadedConfig,
     endpoints: &Endpoints,

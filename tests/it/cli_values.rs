@@ -619,3 +619,40 @@ fn r_user_a_headless_run_stops_cleanly_on_sigint_and_sigterm() {
         );
     }
 }
+
+/// A source whose `password_env` names a variable that is not set stopped
+/// `twin run` with exit 1, as if the plant had failed, and did not say
+/// what to do. It is the config's secret that is missing: exit 78, and the
+/// message says to export it or use `password_file`.
+#[test]
+fn r_user_a_missing_password_variable_is_a_config_error_that_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("pw.toml");
+    std::fs::write(
+        &cfg,
+        r#"[plant]
+name = "Mixing station"
+
+[[sources.mqtt]]
+name = "site"
+broker = "mqtt://127.0.0.1:1"
+username = "twin"
+password_env = "TWIN_TEST_SURELY_UNSET_PASSWORD"
+topics = [{ topic = "mix/temp", tag = "mixer.temperature" }]
+
+[[machines]]
+id = "mixer"
+kind = "mixer"
+tags = { temperature = "mixer.temperature" }
+"#,
+    )
+    .expect("write config");
+    let out = twin_out(&["run", &cfg.to_string_lossy(), "--for", "1s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
+    assert!(
+        stderr.contains("TWIN_TEST_SURELY_UNSET_PASSWORD (from password_env) is not set")
+            && stderr.contains("password_file"),
+        "{stderr}"
+    );
+}

@@ -78,7 +78,7 @@ impl<'a> From<&'a SparkplugSource> for ClientSpec<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(
-        "{kind} source \"{source_name}\": environment variable {var} (from password_env) is not set or not UTF-8"
+        "{kind} source \"{source_name}\": environment variable {var} (from password_env) is not set or not UTF-8; export it before starting twin, or give the password in a file with password_file"
     )]
     PasswordEnv {
         kind: &'static str,
@@ -403,7 +403,7 @@ mod tests {
         let err = options(&spec, &ep, Path::new(".")).expect_err("no such variable");
         assert_eq!(
             err.to_string(),
-            "Sparkplug source \"edge\": environment variable TWIN_UNIT_NO_SUCH_VARIABLE (from password_env) is not set or not UTF-8"
+            "Sparkplug source \"edge\": environment variable TWIN_UNIT_NO_SUCH_VARIABLE (from password_env) is not set or not UTF-8; export it before starting twin, or give the password in a file with password_file"
         );
     }
 }
