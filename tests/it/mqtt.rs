@@ -322,13 +322,14 @@ fn credentials_come_from_the_environment() {
     );
     assert!(!has_value(&bad.lines(), "filler.vibration", 1.5));
 
-    // No variable: the twin does not start, and says which one is missing.
+    // No variable: the twin does not start, and says which one is missing
+    // (exit 78: the config's secret is missing, not the plant).
     let mut none = twin_run(&cfg, "cm", &url, 3);
     none.env_remove("TWIN_IT_MQTT_PASSWORD");
     let mut none = Proc::spawn(none);
     assert_eq!(
         none.wait(Duration::from_secs(20)),
-        Some(1),
+        Some(78),
         "{}",
         none.stderr()
     );
