@@ -54,12 +54,12 @@ pub enum Stat {
 
 impl Stat {
     /// Whether `n` is a window length (at least one point).
-    fn is_window(self) -> bool {
+    pub(super) fn is_window(self) -> bool {
         !matches!(self, Stat::Value | Stat::Lag)
     }
 
     /// The running statistic behind it, for a window statistic.
-    fn running(self) -> Option<RunningStat> {
+    pub(super) fn running(self) -> Option<RunningStat> {
         Some(match self {
             Stat::Mean => RunningStat::Mean,
             Stat::Std => RunningStat::Std,
@@ -72,7 +72,7 @@ impl Stat {
     }
 
     /// How many grid points of history the feature needs.
-    fn span(self, n: usize) -> usize {
+    pub(super) fn span(self, n: usize) -> usize {
         match self {
             Stat::Value => 1,
             Stat::Lag => n.saturating_add(1),
@@ -157,6 +157,12 @@ pub enum FeatureError {
 pub struct SignalId(u32);
 
 impl SignalId {
+    /// The signal numbered `i` (as [`SignalBank::add_signal`] numbers
+    /// them, from 0).
+    pub fn new(i: u32) -> Self {
+        SignalId(i)
+    }
+
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -566,6 +572,16 @@ impl SignalBank {
 
     pub fn len(&self) -> usize {
         self.signals.len()
+    }
+
+    /// Sets the phase of a signal's periodic exact recompute (before its
+    /// features are registered): tests hold this bank to the stage's
+    /// time-major one (src/ml/tickbank.rs), which phases by chunk.
+    #[cfg(test)]
+    pub(super) fn set_phase(&mut self, id: SignalId, phase: usize) {
+        if let Some(w) = self.signals.get_mut(id.index()) {
+            w.phase = phase;
+        }
     }
 
     pub fn is_empty(&self) -> bool {

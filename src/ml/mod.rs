@@ -25,6 +25,7 @@ pub mod optimise_events;
 pub mod runtime;
 pub mod session;
 pub mod stage;
+mod tickbank;
 pub mod vetting;
 mod window;
 

@@ -44,11 +44,12 @@ use ndarray::ArrayView2;
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
 use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RowValues};
-use super::features::{FeatureRow, FeatureSpec, RowQuality, Scratch, SignalBank, SignalId, Stat};
+use super::features::{FeatureSpec, RowQuality, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
 use super::meter::{Bucket, ComputeTime, Counts, ModelMeter, Stopwatch};
 use super::session::ModelSession;
+use super::tickbank::{self, TickBank, TickRow};
 use crate::config::LoadedConfig;
 use crate::config::ml::{self as cfgml, Input, OnBadInput, PhysicsKind, Task};
 use crate::twin::components::{TagIndex, TagQuality, TagValue};
@@ -72,7 +73,7 @@ enum Source {
 
 struct RowRun {
     machine: Option<Arc<str>>,
-    features: FeatureRow,
+    features: TickRow,
     /// fault: one per fault class (the normal class, column 0, has none);
     /// anomaly: one. Empty without `[models.alarm]`.
     alarms: Vec<alarm::Alarm>,
@@ -144,11 +145,11 @@ struct Offload {
 
 #[derive(Resource)]
 struct MlState {
-    bank: SignalBank,
+    /// The feature windows, time-major (src/ml/tickbank.rs).
+    bank: TickBank,
     /// Every signal the models read, with its window in the bank.
     signals: Vec<(Source, SignalId)>,
     models: Vec<ModelRun>,
-    scratch: Scratch,
     /// Reused batch buffers.
     batch: Vec<f32>,
     due: Vec<(usize, Option<String>)>,
@@ -183,10 +184,10 @@ pub fn install(
     }
     let period_ns = core.clock().period_ns();
     let tick_s = period_ns as f64 / 1e9;
-    let mut bank = SignalBank::new(tick_s).map_err(|e| StageError::Features {
-        model: String::new(),
-        detail: e.to_string(),
-    })?;
+    let mut next_signal = 0u32;
+    // Every row's features, in (model, row) order, compiled into one bank
+    // once all are known.
+    let mut all_specs: Vec<Vec<FeatureSpec>> = Vec::new();
     let world = core.world_mut();
     let tag_entities = world.resource::<TagIndex>().0.clone();
     let line_ids: Vec<Arc<str>> = world
@@ -242,7 +243,8 @@ pub fn install(
                     }
                 };
                 let signal = *signal_of.entry(source).or_insert_with(|| {
-                    let id = bank.add_signal();
+                    let id = SignalId::new(next_signal);
+                    next_signal += 1;
                     signals.push((source, id));
                     id
                 });
@@ -262,11 +264,11 @@ pub fn install(
                     n: n as usize,
                 });
             }
-            let features =
-                FeatureRow::new(&mut bank, specs).map_err(|e| features_err(e.to_string()))?;
+            tickbank::check_row(&specs, usize::MAX).map_err(|e| features_err(e.to_string()))?;
+            all_specs.push(specs);
             rows.push(RowRun {
                 machine: row.machine.as_deref().map(Arc::from),
-                features,
+                features: TickRow::default(),
                 alarms: Vec::new(),
                 busy: false,
             });
@@ -347,7 +349,7 @@ pub fn install(
                 input: lm.binding.input.clone(),
                 output: lm.binding.output.clone(),
                 batching: lm.binding.batching,
-                width: rows.first().map_or(0, |r| r.features.len()),
+                width: m.features.len(),
             }),
             session: Arc::new(Mutex::new(lm.session)),
             offload: (m.schedule.apply_after_ticks > 0).then(|| Offload {
@@ -369,13 +371,21 @@ pub fn install(
             rows,
         });
     }
+    let (bank, compiled) =
+        TickBank::build(tick_s, signals.len(), &all_specs).map_err(|e| StageError::Features {
+            model: String::new(),
+            detail: e.to_string(),
+        })?;
+    let rows = models.iter_mut().flat_map(|m| m.rows.iter_mut());
+    for (row, features) in rows.zip(compiled) {
+        row.features = features;
+    }
     let mut order: Vec<usize> = (0..models.len()).collect();
     order.sort_by_key(|&i| task_rank(models[i].task));
     world.insert_resource(MlState {
         bank,
         signals,
         models,
-        scratch: Scratch::default(),
         batch: Vec::new(),
         due: Vec::new(),
         order,
@@ -445,8 +455,9 @@ fn sample_signals(
                 None => (f64::NAN, false),
             },
         };
-        st.bank.push(id, value, ok);
+        st.bank.set(id, value, ok);
     }
+    st.bank.commit();
 }
 
 /// Where a task takes from the shared budget: protection (fault, anomaly)
@@ -480,7 +491,6 @@ fn infer(
         }
         let mut cx = RunCx {
             bank: &st.bank,
-            scratch: &mut st.scratch,
             batch: &mut st.batch,
             due: &mut st.due,
             budget: &mut st.budget,
@@ -511,8 +521,7 @@ fn infer(
 
 /// What one model's run on a tick borrows from the stage.
 struct RunCx<'a> {
-    bank: &'a SignalBank,
-    scratch: &'a mut Scratch,
+    bank: &'a TickBank,
     batch: &'a mut Vec<f32>,
     due: &'a mut Vec<(usize, Option<String>)>,
     budget: &'a mut Option<Bucket>,
@@ -568,9 +577,7 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         let row = &mut m.rows[r];
         let start = cx.batch.len();
         cx.batch.resize(start + width, 0.0);
-        let quality = row
-            .features
-            .fill(cx.bank, cx.scratch, &mut cx.batch[start..]);
+        let quality = cx.bank.fill(&row.features, &mut cx.batch[start..]);
         let uncertain = match quality {
             Ok(RowQuality::Good) => None,
             Ok(q @ RowQuality::Uncertain { .. }) => Some(q.to_string()),

@@ -24,7 +24,7 @@
 /// that peak per push, for at most `n` pushes: above this ratio it stays a
 /// small share of the variance (for n = 3,000, under about
 /// 1e4 · 3,000 · 2⁻⁵² ≈ 7e-9 of it), below it, it might not.
-const REBUILD_BELOW: f64 = 1e-4;
+pub(super) const REBUILD_BELOW: f64 = 1e-4;
 
 /// Which of a window length's running statistics are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -271,32 +271,44 @@ impl Running {
             RunningStat::Max => self.max.as_ref()?.front(),
             RunningStat::Mean | RunningStat::Std | RunningStat::Rms | RunningStat::Slope => {
                 let s = self.sums.as_ref()?;
-                if s.m == 0 {
-                    return None;
-                }
-                let mf = s.m as f64;
-                let md = s.s1 / mf;
-                Some(match stat {
-                    RunningStat::Mean => s.shift + md,
-                    // Σ(d − d̄)² = Σd² − d̄·Σd; rounding may take a variance
-                    // of (near) zero just below it, never under the root.
-                    RunningStat::Std => ((s.s2 - md * s.s1) / mf).max(0.0).sqrt(),
-                    // mean(x²) = c² + 2c·d̄ + mean(d²).
-                    RunningStat::Rms => {
-                        let c = s.shift;
-                        (c * c + 2.0 * c * md + s.s2 / mf).max(0.0).sqrt()
-                    }
-                    _ if s.m < 2 => 0.0,
-                    _ => {
-                        // Σ(j − j̄)(d − d̄) = Σ j·d − d̄·Σj, over
-                        // Σ(j − j̄)² = m(m² − 1)/12.
-                        let sxy = s.si - md * (mf * (mf - 1.0) / 2.0);
-                        let sxx = mf * (mf * mf - 1.0) / 12.0;
-                        sxy / sxx / tick_seconds
-                    }
-                })
+                (s.m > 0).then(|| sums_value(stat, s.shift, s.s1, s.s2, s.si, s.m, tick_seconds))
             }
         }
+    }
+}
+
+/// Mean, std, rms or slope (min and max are not sums: NaN) of `m >= 1`
+/// points from their sums shifted by `shift`: `Σd`, `Σd²` and `Σ j·d`
+/// (`j = 0` for the oldest point). The one formula for both banks
+/// ([`Running`] here, and the stage's time-major one, src/ml/tickbank.rs),
+/// so that both give the same bits from the same sums.
+#[inline(always)]
+pub(super) fn sums_value(
+    stat: RunningStat,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+    si: f64,
+    m: usize,
+    tick_seconds: f64,
+) -> f64 {
+    let mf = m as f64;
+    let md = s1 / mf;
+    match stat {
+        RunningStat::Mean => shift + md,
+        // Σ(d − d̄)² = Σd² − d̄·Σd; rounding may take a variance of (near)
+        // zero just below it, never under the root.
+        RunningStat::Std => ((s2 - md * s1) / mf).max(0.0).sqrt(),
+        // mean(x²) = c² + 2c·d̄ + mean(d²).
+        RunningStat::Rms => (shift * shift + 2.0 * shift * md + s2 / mf).max(0.0).sqrt(),
+        RunningStat::Slope if m < 2 => 0.0,
+        RunningStat::Slope => {
+            // Σ(j − j̄)(d − d̄) = Σ j·d − d̄·Σj, over Σ(j − j̄)² = m(m² − 1)/12.
+            let sxy = si - md * (mf * (mf - 1.0) / 2.0);
+            let sxx = mf * (mf * mf - 1.0) / 12.0;
+            sxy / sxx / tick_seconds
+        }
+        RunningStat::Min | RunningStat::Max => f64::NAN,
     }
 }
 

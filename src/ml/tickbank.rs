@@ -1,0 +1,693 @@
+//! The stage's feature windows, laid out time-major (issue 11, cost per
+//! row). The stage samples every signal once per tick, so a tick's points
+//! form one row; this bank keeps each window as a ring of such rows, and
+//! each running statistic as one array per (window length, statistic)
+//! across the signals. A tick's push is then a handful of loops over
+//! contiguous arrays, which the compiler vectorises, where one
+//! [`SignalWindow`](super::features::SignalWindow) per signal took a
+//! dozen scattered cache lines and a branchy deque walk per signal: with
+//! hundreds of machines that scattered traffic evicted the model's own
+//! data (a forest's trees) between runs.
+//!
+//! The numbers are the same bits as [`SignalBank`](super::features::SignalBank)'s
+//! for the same points (a test holds the two against each other on random
+//! streams):
+//! - mean, std, rms and slope come from the same running sums, updated by
+//!   the same operations in the same order (src/ml/window.rs), and read
+//!   through the same formula ([`window::sums_value`]); a column's exact
+//!   recompute falls on the same pushes, given the same phase;
+//! - min and max come from van Herk / Gil-Werman blocks instead of
+//!   monotonic deques: the running extreme of the current block of `n`
+//!   pushes, and the previous block's suffix extremes, computed once per
+//!   block. On ties the newer point wins, which is the point a deque keeps,
+//!   so `-0.0` against `0.0` comes out as the deque has it.
+//!
+//! Signals are grouped by what they keep (ring length, and the set of
+//! window lengths and statistics), so that a signal read by one lag does
+//! not carry a 30 s ring because another signal needs one. Every signal is
+//! pushed on every tick ([`TickBank::set`] then [`TickBank::commit`]); the
+//! layout is fixed when the bank is built, before the first tick. Nothing
+//! here allocates once built, reads a clock or does I/O.
+
+use std::collections::BTreeMap;
+
+use super::features::{FeatureError, FeatureSpec, Reading, RowQuality, SignalId, Stat, Unusable};
+use super::window::{self, REBUILD_BELOW, RunningStat, Wants};
+
+/// Columns that share a phase for their sums' periodic exact recompute, so
+/// that the recompute reads each ring row's cache line once for all of
+/// them (8 `f64` = 64 bytes).
+pub(super) const CHUNK: usize = 8;
+
+/// Spreads the chunks' recompute phases over the window length.
+const PHASE_STRIDE: usize = 7919;
+
+/// A signal's column in its group.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    group: u32,
+    col: u32,
+}
+
+/// Every signal the stage's features read, on one tick grid.
+#[derive(Debug, Clone)]
+pub(super) struct TickBank {
+    tick_seconds: f64,
+    place: Vec<Place>,
+    groups: Vec<Group>,
+    /// Rows pushed so far.
+    pushes: u64,
+}
+
+/// Signals that keep the same things, one column each.
+#[derive(Debug, Clone)]
+struct Group {
+    cap: usize,
+    width: usize,
+    /// `cap` rows of `width` points, time-major.
+    values: Vec<f64>,
+    ok: Vec<bool>,
+    /// Where the next row goes.
+    head: usize,
+    /// Rows held, up to `cap`.
+    filled: usize,
+    /// This tick's row, set signal by signal before the commit.
+    incoming: Vec<f64>,
+    incoming_ok: Vec<bool>,
+    /// Per column: 1 + the push index of its newest bad point (0: none).
+    last_bad: Vec<u64>,
+    lengths: Vec<Length>,
+    /// The columns whose sums asked for an exact recompute on this push
+    /// (working memory of the commit).
+    due: Vec<u32>,
+    /// (Σd, Σd², Σ j·d) per due column during a recompute.
+    acc: Vec<(f64, f64, f64)>,
+}
+
+/// What a group keeps over its newest `n` points.
+#[derive(Debug, Clone)]
+struct Length {
+    n: usize,
+    sums: Option<Sums>,
+    min: Option<Herk>,
+    max: Option<Herk>,
+}
+
+/// The running sums of src/ml/window.rs, one array per field across the
+/// columns. `m` (points held) is the same for every column.
+#[derive(Debug, Clone)]
+struct Sums {
+    m: usize,
+    shift: Vec<f64>,
+    s1: Vec<f64>,
+    s2: Vec<f64>,
+    si: Vec<f64>,
+    since: Vec<usize>,
+    peak: Vec<f64>,
+}
+
+/// Van Herk / Gil-Werman sliding extreme over `n` points: blocks of `n`
+/// pushes (push index `t`, block position `t % n`).
+#[derive(Debug, Clone)]
+struct Herk {
+    max: bool,
+    /// The extreme of the current block so far, per column.
+    prefix: Vec<f64>,
+    /// The previous block's suffix extremes: row `j` holds, per column,
+    /// the extreme of its points `j..n`.
+    suffix: Vec<f64>,
+}
+
+impl Herk {
+    /// The extreme of an older and a newer value; on a tie the newer one
+    /// (what a monotonic deque keeps).
+    #[inline(always)]
+    fn pick(max: bool, older: f64, newer: f64) -> f64 {
+        let older_wins = if max { older > newer } else { older < newer };
+        if older_wins { older } else { newer }
+    }
+}
+
+/// A compiled feature: where its signal's column is and what to read.
+#[derive(Debug, Clone, Copy)]
+struct Feature {
+    group: u32,
+    col: u32,
+    stat: Stat,
+    n: usize,
+    /// The group's length that keeps this window statistic.
+    length: u32,
+}
+
+/// One model row's features, in the model's input order, compiled against
+/// a [`TickBank`].
+#[derive(Debug, Clone, Default)]
+pub(super) struct TickRow {
+    features: Vec<Feature>,
+}
+
+/// Ring index of the row `k` pushes back (1 = the newest), `k <= cap`.
+#[inline(always)]
+fn back(head: usize, cap: usize, k: usize) -> usize {
+    if head >= k { head - k } else { head + cap - k }
+}
+
+/// Checks one row's features against `signals` signals, as
+/// [`super::features::FeatureRow::new`] does.
+pub(super) fn check_row(specs: &[FeatureSpec], signals: usize) -> Result<(), FeatureError> {
+    for (feature, spec) in specs.iter().enumerate() {
+        if spec.stat.is_window() && spec.n == 0 {
+            return Err(FeatureError::EmptyWindow {
+                feature,
+                stat: spec.stat,
+            });
+        }
+        if spec.signal.index() >= signals {
+            return Err(FeatureError::UnknownSignal {
+                feature,
+                signal: spec.signal.index() as u32,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl TickBank {
+    /// The bank for `signals` signals (ids `0..signals`, as
+    /// [`SignalBank::add_signal`](super::features::SignalBank::add_signal)
+    /// numbers them) and the rows that read them, compiled.
+    pub(super) fn build(
+        tick_seconds: f64,
+        signals: usize,
+        rows: &[Vec<FeatureSpec>],
+    ) -> Result<(TickBank, Vec<TickRow>), FeatureError> {
+        if !(tick_seconds.is_finite() && tick_seconds > 0.0) {
+            return Err(FeatureError::BadTick(tick_seconds));
+        }
+        // What each signal keeps: its ring's length, and per window length
+        // the statistics.
+        let mut span = vec![1usize; signals];
+        let mut keeps: Vec<BTreeMap<usize, Wants>> = vec![BTreeMap::new(); signals];
+        for specs in rows {
+            check_row(specs, signals)?;
+            for spec in specs {
+                let s = spec.signal.index();
+                span[s] = span[s].max(spec.stat.span(spec.n));
+                if let Some(rs) = spec.stat.running() {
+                    let w = keeps[s].entry(spec.n).or_default();
+                    let add = rs.wants();
+                    w.sums |= add.sums;
+                    w.min |= add.min;
+                    w.max |= add.max;
+                }
+            }
+        }
+        // Signals that keep the same things share a group, in id order.
+        type Signature = (usize, Vec<(usize, bool, bool, bool)>);
+        let mut by_signature: BTreeMap<Signature, u32> = BTreeMap::new();
+        let mut members: Vec<(Signature, usize)> = Vec::new();
+        let mut place = Vec::with_capacity(signals);
+        for s in 0..signals {
+            let sig: Signature = (
+                span[s],
+                keeps[s]
+                    .iter()
+                    .map(|(&n, w)| (n, w.sums, w.min, w.max))
+                    .collect(),
+            );
+            let next = members.len() as u32;
+            let group = *by_signature.entry(sig.clone()).or_insert(next);
+            if group == next {
+                members.push((sig, 0));
+            }
+            let col = members[group as usize].1;
+            members[group as usize].1 += 1;
+            place.push(Place {
+                group,
+                col: col as u32,
+            });
+        }
+        let groups = members
+            .into_iter()
+            .map(|((cap, lengths), width)| Group::new(cap, width, &lengths))
+            .collect();
+        let bank = TickBank {
+            tick_seconds,
+            place,
+            groups,
+            pushes: 0,
+        };
+        let compiled = rows
+            .iter()
+            .map(|specs| TickRow {
+                features: specs.iter().map(|spec| bank.compile(*spec)).collect(),
+            })
+            .collect();
+        Ok((bank, compiled))
+    }
+
+    fn compile(&self, spec: FeatureSpec) -> Feature {
+        let p = self.place[spec.signal.index()];
+        let length = self.groups[p.group as usize]
+            .lengths
+            .iter()
+            .position(|l| l.n == spec.n)
+            .unwrap_or(usize::MAX);
+        Feature {
+            group: p.group,
+            col: p.col,
+            stat: spec.stat,
+            n: spec.n,
+            length: u32::try_from(length).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The phase of a signal's periodic exact recompute: that of its
+    /// column's chunk (tests hold a [`SignalBank`] to the same phases).
+    #[cfg(test)]
+    pub(super) fn phase(&self, id: SignalId) -> usize {
+        chunk_phase(self.place[id.index()].col as usize)
+    }
+
+    /// This tick's point of one signal (see
+    /// [`SignalWindow::push`](super::features::SignalWindow::push) for a
+    /// bad or non-finite one). It enters the windows at [`TickBank::commit`];
+    /// a signal not set since the last commit repeats its previous point,
+    /// marked bad. An unknown id is ignored.
+    #[inline]
+    pub(super) fn set(&mut self, id: SignalId, value: f64, ok: bool) {
+        if let Some(p) = self.place.get(id.index()) {
+            let g = &mut self.groups[p.group as usize];
+            g.incoming[p.col as usize] = value;
+            g.incoming_ok[p.col as usize] = ok;
+        }
+    }
+
+    /// Pushes this tick's row into every window.
+    pub(super) fn commit(&mut self) {
+        let t = self.pushes;
+        for g in &mut self.groups {
+            g.commit(t);
+        }
+        self.pushes += 1;
+    }
+
+    /// One feature's reading, as
+    /// [`SignalWindow::stat`](super::features::SignalWindow::stat) gives it.
+    #[inline(always)]
+    fn read(&self, f: &Feature) -> Reading {
+        let g = &self.groups[f.group as usize];
+        let col = f.col as usize;
+        match f.stat {
+            Stat::Value => g.lag(col, 0),
+            Stat::Lag => g.lag(col, f.n),
+            _ => g.window(col, f, self.pushes, self.tick_seconds),
+        }
+    }
+
+    /// Writes the row into `out` and says whether it is good, as
+    /// [`FeatureRow::fill`](super::features::FeatureRow::fill) does.
+    pub(super) fn fill(&self, row: &TickRow, out: &mut [f32]) -> Result<RowQuality, FeatureError> {
+        if out.len() != row.features.len() {
+            return Err(FeatureError::RowLength {
+                expected: row.features.len(),
+                got: out.len(),
+            });
+        }
+        let mut first_bad = None;
+        let mut first_short = None;
+        for (feature, (f, slot)) in row.features.iter().zip(out.iter_mut()).enumerate() {
+            let reading = self.read(f);
+            *slot = reading.value as f32;
+            match reading.unusable {
+                Some(reason @ Unusable::BadInput { .. }) if first_bad.is_none() => {
+                    first_bad = Some((feature, reason));
+                }
+                Some(reason @ Unusable::NotFull { .. }) if first_short.is_none() => {
+                    first_short = Some((feature, reason));
+                }
+                _ => {}
+            }
+        }
+        Ok(match first_bad.or(first_short) {
+            Some((feature, reason)) => RowQuality::Uncertain { feature, reason },
+            None => RowQuality::Good,
+        })
+    }
+
+    /// One feature's reading by its spec (tests).
+    #[cfg(test)]
+    pub(super) fn stat(&self, spec: FeatureSpec) -> Reading {
+        self.read(&self.compile(spec))
+    }
+}
+
+/// The recompute phase of column `col`: one per chunk of [`CHUNK`].
+fn chunk_phase(col: usize) -> usize {
+    (col / CHUNK).wrapping_mul(PHASE_STRIDE)
+}
+
+impl Group {
+    fn new(cap: usize, width: usize, lengths: &[(usize, bool, bool, bool)]) -> Self {
+        let lengths = lengths
+            .iter()
+            .map(|&(n, sums, min, max)| Length {
+                n,
+                sums: sums.then(|| Sums {
+                    m: 0,
+                    shift: vec![0.0; width],
+                    s1: vec![0.0; width],
+                    s2: vec![0.0; width],
+                    si: vec![0.0; width],
+                    since: (0..width).map(|c| chunk_phase(c) % n).collect(),
+                    peak: vec![0.0; width],
+                }),
+                min: min.then(|| Herk {
+                    max: false,
+                    prefix: vec![0.0; width],
+                    suffix: vec![0.0; n * width],
+                }),
+                max: max.then(|| Herk {
+                    max: true,
+                    prefix: vec![0.0; width],
+                    suffix: vec![0.0; n * width],
+                }),
+            })
+            .collect();
+        Group {
+            cap,
+            width,
+            values: vec![0.0; cap * width],
+            ok: vec![false; cap * width],
+            head: 0,
+            filled: 0,
+            incoming: vec![f64::NAN; width],
+            incoming_ok: vec![false; width],
+            last_bad: vec![0; width],
+            lengths,
+            due: Vec::with_capacity(width),
+            acc: Vec::with_capacity(width),
+        }
+    }
+
+    /// Push number `t` of the row set since the last commit.
+    fn commit(&mut self, t: u64) {
+        let w = self.width;
+        // A non-finite value is never stored: the previous point stands in
+        // for it (0 before the first), marked bad.
+        {
+            let prev = if self.filled == 0 {
+                None
+            } else {
+                let r = back(self.head, self.cap, 1);
+                Some(&self.values[r * w..(r + 1) * w])
+            };
+            for c in 0..w {
+                let v = self.incoming[c];
+                if !v.is_finite() {
+                    self.incoming[c] = prev.map_or(0.0, |p| p[c]);
+                    self.incoming_ok[c] = false;
+                }
+            }
+        }
+        let filled = self.filled;
+        let mut any_due = false;
+        for li in 0..self.lengths.len() {
+            let n = self.lengths[li].n;
+            let dropped = (filled >= n).then(|| back(self.head, self.cap, n));
+            let len = &mut self.lengths[li];
+            if let Some(s) = &mut len.sums {
+                let old = dropped.map(|r| &self.values[r * w..(r + 1) * w]);
+                any_due |= s.push(&self.incoming, old, n);
+            }
+            let p = (t % n as u64) as usize;
+            for h in [&mut len.min, &mut len.max].into_iter().flatten() {
+                if p == 0 {
+                    h.prefix.copy_from_slice(&self.incoming);
+                } else {
+                    let max = h.max;
+                    for (q, &v) in h.prefix.iter_mut().zip(&self.incoming) {
+                        *q = Herk::pick(max, *q, v);
+                    }
+                }
+            }
+        }
+        let head = self.head;
+        self.values[head * w..(head + 1) * w].copy_from_slice(&self.incoming);
+        self.ok[head * w..(head + 1) * w].copy_from_slice(&self.incoming_ok);
+        for (c, ok) in self.incoming_ok.iter().enumerate() {
+            if !ok {
+                self.last_bad[c] = t + 1;
+            }
+        }
+        self.head = if head + 1 == self.cap { 0 } else { head + 1 };
+        self.filled = (filled + 1).min(self.cap);
+        // A signal not set before the next commit repeats this point, bad.
+        self.incoming.fill(f64::NAN);
+        self.incoming_ok.fill(false);
+        for li in 0..self.lengths.len() {
+            let n = self.lengths[li].n;
+            if (t % n as u64) as usize == n - 1 {
+                self.block_done(li);
+            }
+        }
+        if any_due {
+            self.recompute_due();
+        }
+    }
+
+    /// The block of `n` pushes ending with the newest row is complete: its
+    /// suffix extremes, for the windows of the next block's pushes.
+    fn block_done(&mut self, li: usize) {
+        let (w, n) = (self.width, self.lengths[li].n);
+        let (head, cap) = (self.head, self.cap);
+        let values = &self.values;
+        let len = &mut self.lengths[li];
+        for h in [&mut len.min, &mut len.max].into_iter().flatten() {
+            let max = h.max;
+            let r = back(head, cap, 1);
+            h.suffix[(n - 1) * w..n * w].copy_from_slice(&values[r * w..(r + 1) * w]);
+            for j in (0..n - 1).rev() {
+                let r = back(head, cap, n - j);
+                let (older, newer) = h.suffix.split_at_mut((j + 1) * w);
+                let x = &values[r * w..(r + 1) * w];
+                for ((s, &xv), &nv) in older[j * w..].iter_mut().zip(x).zip(&newer[..w]) {
+                    *s = Herk::pick(max, xv, nv);
+                }
+            }
+        }
+    }
+
+    /// The exact recompute of the sums that asked for one, from the ring
+    /// (src/ml/window.rs: `Sums::rebuild`), reading each row once for all
+    /// the due columns of a length.
+    #[cold]
+    fn recompute_due(&mut self) {
+        let (w, cap, head, filled) = (self.width, self.cap, self.head, self.filled);
+        for li in 0..self.lengths.len() {
+            let n = self.lengths[li].n;
+            let Some(s) = &mut self.lengths[li].sums else {
+                continue;
+            };
+            self.due.clear();
+            for c in 0..w {
+                if s.is_due(c, n) {
+                    self.due.push(c as u32);
+                }
+            }
+            if self.due.is_empty() {
+                continue;
+            }
+            let m = n.min(filled);
+            let newest = back(head, cap, 1);
+            self.acc.clear();
+            self.acc.resize(self.due.len(), (0.0, 0.0, 0.0));
+            for j in 0..m {
+                let r = back(head, cap, m - j);
+                let row = &self.values[r * w..(r + 1) * w];
+                for (&c, a) in self.due.iter().zip(self.acc.iter_mut()) {
+                    let c = c as usize;
+                    let d = row[c] - self.values[newest * w + c];
+                    a.0 += d;
+                    a.1 += d * d;
+                    a.2 += j as f64 * d;
+                }
+            }
+            for (&c, &(s1, s2, si)) in self.due.iter().zip(&self.acc) {
+                let c = c as usize;
+                s.shift[c] = self.values[newest * w + c];
+                s.s1[c] = s1;
+                s.s2[c] = s2;
+                s.si[c] = si;
+                s.since[c] = 0;
+                s.peak[c] = s2 * m as f64;
+            }
+        }
+    }
+
+    /// Ticks since column `col`'s newest bad point, if it is among the last
+    /// `n` of `pushes`.
+    #[inline(always)]
+    fn bad_within(&self, col: usize, n: usize, pushes: u64) -> Option<usize> {
+        let last = self.last_bad[col].checked_sub(1)?;
+        let ago = pushes - 1 - last;
+        usize::try_from(ago).ok().filter(|&ago| ago < n)
+    }
+
+    #[inline(always)]
+    fn lag(&self, col: usize, n: usize) -> Reading {
+        let have = self.filled;
+        if have == 0 {
+            return Reading {
+                value: f64::NAN,
+                unusable: Some(Unusable::NotFull {
+                    have,
+                    need: n.saturating_add(1),
+                }),
+            };
+        }
+        if n >= have {
+            let r = back(self.head, self.cap, have);
+            return Reading {
+                value: self.values[r * self.width + col],
+                unusable: Some(Unusable::NotFull {
+                    have,
+                    need: n.saturating_add(1),
+                }),
+            };
+        }
+        let r = back(self.head, self.cap, n + 1);
+        let at = r * self.width + col;
+        Reading {
+            value: self.values[at],
+            unusable: (!self.ok[at]).then_some(Unusable::BadInput { ticks_ago: n }),
+        }
+    }
+
+    #[inline(always)]
+    fn window(&self, col: usize, f: &Feature, pushes: u64, tick_seconds: f64) -> Reading {
+        let (n, have) = (f.n, self.filled);
+        let m = n.min(have);
+        if m == 0 {
+            return Reading {
+                value: f64::NAN,
+                unusable: Some(Unusable::NotFull { have, need: n }),
+            };
+        }
+        let value = match (f.stat.running(), self.lengths.get(f.length as usize)) {
+            (Some(RunningStat::Min), Some(l)) => l.min.as_ref().map(|h| h.read(col, n, pushes)),
+            (Some(RunningStat::Max), Some(l)) => l.max.as_ref().map(|h| h.read(col, n, pushes)),
+            (Some(rs), Some(l)) => l.sums.as_ref().map(|s| {
+                window::sums_value(
+                    rs,
+                    s.shift[col],
+                    s.s1[col],
+                    s.s2[col],
+                    s.si[col],
+                    s.m,
+                    tick_seconds,
+                )
+            }),
+            _ => None,
+        }
+        .unwrap_or(f64::NAN);
+        let unusable = match self.bad_within(col, n, pushes) {
+            Some(ticks_ago) => Some(Unusable::BadInput { ticks_ago }),
+            None if have < n => Some(Unusable::NotFull { have, need: n }),
+            None => None,
+        };
+        Reading { value, unusable }
+    }
+}
+
+impl Herk {
+    /// The extreme over the newest `n` of `pushes` points (at least one).
+    #[inline(always)]
+    fn read(&self, col: usize, n: usize, pushes: u64) -> f64 {
+        let t = pushes - 1;
+        let p = (t % n as u64) as usize;
+        let w = self.prefix.len();
+        if t < n as u64 || p == n - 1 {
+            // The window is the current block so far (start-up) or all of
+            // it.
+            self.prefix[col]
+        } else {
+            Herk::pick(self.max, self.suffix[(p + 1) * w + col], self.prefix[col])
+        }
+    }
+}
+
+impl Sums {
+    /// Every column's new point `v` enters; `old` (a ring row) leaves when
+    /// the windows were full. The same operations, in the same order, as
+    /// src/ml/window.rs's `Sums::push`, one column after another. Says
+    /// whether any column asked for an exact recompute.
+    fn push(&mut self, v: &[f64], old: Option<&[f64]>, n: usize) -> bool {
+        let w = v.len();
+        if self.m == 0 {
+            self.shift.copy_from_slice(v);
+        }
+        let mf;
+        match old {
+            None => {
+                let m = self.m as f64;
+                for c in 0..w {
+                    let d = v[c] - self.shift[c];
+                    self.si[c] += m * d;
+                    self.s1[c] += d;
+                    self.s2[c] += d * d;
+                }
+                self.m += 1;
+                mf = self.m as f64;
+            }
+            Some(old) => {
+                let nm1 = (n - 1) as f64;
+                let (s1, s2, si, shift) = (
+                    &mut self.s1[..w],
+                    &mut self.s2[..w],
+                    &mut self.si[..w],
+                    &self.shift[..w],
+                );
+                let old = &old[..w];
+                for c in 0..w {
+                    let d = v[c] - shift[c];
+                    let e = old[c] - shift[c];
+                    let mut a = s1[c] - e;
+                    si[c] -= a;
+                    si[c] += nm1 * d;
+                    a += d;
+                    s1[c] = a;
+                    s2[c] += d * d - e * e;
+                }
+                mf = self.m as f64;
+            }
+        }
+        let mut any = false;
+        let (s1, s2, since, peak) = (
+            &self.s1[..w],
+            &self.s2[..w],
+            &mut self.since[..w],
+            &mut self.peak[..w],
+        );
+        for c in 0..w {
+            since[c] += 1;
+            let scaled = s2[c] * mf;
+            peak[c] = peak[c].max(scaled);
+            let spread = scaled - s1[c] * s1[c];
+            any |= since[c] >= n || (peak[c] > 0.0 && spread < peak[c] * REBUILD_BELOW);
+        }
+        any
+    }
+
+    /// Whether column `c` asked for an exact recompute on the last push
+    /// (the test [`Sums::push`] made).
+    fn is_due(&self, c: usize, n: usize) -> bool {
+        let scaled = self.s2[c] * self.m as f64;
+        let spread = scaled - self.s1[c] * self.s1[c];
+        self.since[c] >= n || (self.peak[c] > 0.0 && spread < self.peak[c] * REBUILD_BELOW)
+    }
+}
+
+#[cfg(test)]
+#[path = "tickbank_tests.rs"]
+mod tests;
