@@ -622,6 +622,10 @@ impl Sums {
     /// the windows were full. The same operations, in the same order, as
     /// src/ml/window.rs's `Sums::push`, one column after another. Says
     /// whether any column asked for an exact recompute.
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "one index over six parallel arrays, each sliced to the same length so the loop vectorises"
+    )]
     fn push(&mut self, v: &[f64], old: Option<&[f64]>, n: usize) -> bool {
         let w = v.len();
         if self.m == 0 {

@@ -32,11 +32,11 @@ fn lcg(seed: &mut u64) -> u64 {
 /// non-finite points and exact zeros of both signs.
 fn point(seed: &mut u64, s: usize, k: usize, offset: f64) -> (f64, bool) {
     let r = lcg(seed) % 1000;
-    let level = offset + ((k / 37 + s) % 5) as f64 * if s % 2 == 0 { 1e6 } else { 3.0 };
+    let level = offset + ((k / 37 + s) % 5) as f64 * if s.is_multiple_of(2) { 1e6 } else { 3.0 };
     let noise = (lcg(seed) % 2001) as f64 / 1000.0 - 1.0;
     match r {
         0..=9 => (f64::NAN, true),
-        10..=14 => (f64::INFINITY, r % 2 == 0),
+        10..=14 => (f64::INFINITY, r.is_multiple_of(2)),
         15..=44 => (level + noise, false),
         45..=94 => (0.0, true),
         95..=144 => (-0.0, true),
