@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2};
-use ort::session::Session;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +74,18 @@ pub struct ModelSession {
     io: ModelIo,
     sha256: [u8; 32],
     path: PathBuf,
+    /// Run options asking ORT for one output only ([`ModelSession::run_output`]),
+    /// made on first use and kept for that output.
+    selected: Option<Selected>,
+}
+
+/// Run options for one output (`RunOptions` of a selection has no `Debug`).
+struct Selected(String, RunOptions<HasSelectedOutputs>);
+
+impl std::fmt::Debug for Selected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Selected").field(&self.0).finish()
+    }
 }
 
 impl ModelSession {
@@ -99,6 +111,7 @@ impl ModelSession {
             io,
             sha256: Sha256::digest(bytes).into(),
             path: path.to_path_buf(),
+            selected: None,
         })
     }
 
@@ -128,6 +141,63 @@ impl ModelSession {
         input: &str,
         rows: ArrayView2<'_, f32>,
     ) -> Result<Vec<NamedOutput>, RunError> {
+        self.check_rows(input, rows)?;
+        let rows = rows.as_standard_layout();
+        let tensor = TensorRef::from_array_view(&rows).map_err(ort_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input => tensor])
+            .map_err(ort_err)?;
+        let mut named = Vec::with_capacity(outputs.len());
+        for (name, value) in outputs.iter() {
+            if let Some(values) = numeric(&value) {
+                named.push(NamedOutput {
+                    name: name.to_string(),
+                    values: values.map_err(ort_err)?,
+                });
+            }
+        }
+        Ok(named)
+    }
+
+    /// [`ModelSession::run`] for one output only, `output`: ORT is asked
+    /// for it alone (no other output is allocated or copied), which is
+    /// what the stage needs on every tick. Not a numeric tensor, or not an
+    /// output of the model: an error.
+    pub fn run_output(
+        &mut self,
+        input: &str,
+        rows: ArrayView2<'_, f32>,
+        output: &str,
+    ) -> Result<Array2<f32>, RunError> {
+        self.check_rows(input, rows)?;
+        if self.selected.as_ref().is_none_or(|s| s.0 != output) {
+            let options = RunOptions::new()
+                .map_err(ort_err)?
+                .with_outputs(OutputSelector::no_default().with(output));
+            self.selected = Some(Selected(output.to_string(), options));
+        }
+        let Some(Selected(_, options)) = &self.selected else {
+            return Err(RunError::Ort(format!(
+                "no run options for output `{output}`"
+            )));
+        };
+        let rows = rows.as_standard_layout();
+        let tensor = TensorRef::from_array_view(&rows).map_err(ort_err)?;
+        let outputs = self
+            .session
+            .run_with_options(ort::inputs![input => tensor], options)
+            .map_err(ort_err)?;
+        let value = outputs
+            .get(output)
+            .ok_or_else(|| RunError::Ort(format!("the run gave no output `{output}`")))?;
+        numeric(&value)
+            .ok_or_else(|| RunError::Ort(format!("output `{output}` is not a numeric tensor")))?
+            .map_err(ort_err)
+    }
+
+    /// The checks a run makes of its rows before ORT sees them.
+    fn check_rows(&self, input: &str, rows: ArrayView2<'_, f32>) -> Result<(), RunError> {
         let spec = self
             .io
             .inputs
@@ -160,45 +230,39 @@ impl ModelSession {
                 });
             }
         }
-        // ORT reads a contiguous buffer; a view of a column slice is copied
-        // into one, a standard-layout view is passed as is.
-        let rows = rows.as_standard_layout();
-        let ort_err = |e: ort::Error| RunError::Ort(e.message().trim().to_string());
-        let tensor = TensorRef::from_array_view(&rows).map_err(ort_err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![input => tensor])
-            .map_err(ort_err)?;
-        let mut named = Vec::with_capacity(outputs.len());
-        for (name, value) in outputs.iter() {
-            let ValueType::Tensor { ty, .. } = value.dtype() else {
-                continue;
-            };
-            // Flat slices, not n-d views: iterating an n-d view goes through
-            // dynamic indexing per element, which cost a third of a small
-            // model's run at batch 256 (benches/ml_run.rs).
-            let values = match ty {
-                TensorElementType::Float32 => value
-                    .try_extract_tensor::<f32>()
-                    .map(|(s, v)| to_rows(s, v.iter().copied())),
-                TensorElementType::Float64 => value
-                    .try_extract_tensor::<f64>()
-                    .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
-                TensorElementType::Int64 => value
-                    .try_extract_tensor::<i64>()
-                    .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
-                TensorElementType::Int32 => value
-                    .try_extract_tensor::<i32>()
-                    .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
-                _ => continue,
-            };
-            named.push(NamedOutput {
-                name: name.to_string(),
-                values: values.map_err(ort_err)?,
-            });
-        }
-        Ok(named)
+        Ok(())
     }
+}
+
+fn ort_err(e: ort::Error) -> RunError {
+    RunError::Ort(e.message().trim().to_string())
+}
+
+/// A numeric tensor output as rows of f32 (ORT reads a contiguous buffer;
+/// a view of a column slice is copied into one by the caller); `None` for
+/// an output the twin cannot read as numbers (strings, ZipMap's maps).
+fn numeric(value: &ort::value::DynValue) -> Option<Result<Array2<f32>, ort::Error>> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return None;
+    };
+    // Flat slices, not n-d views: iterating an n-d view goes through
+    // dynamic indexing per element, which cost a third of a small model's
+    // run at batch 256 (benches/ml_run.rs).
+    Some(match ty {
+        TensorElementType::Float32 => value
+            .try_extract_tensor::<f32>()
+            .map(|(s, v)| to_rows(s, v.iter().copied())),
+        TensorElementType::Float64 => value
+            .try_extract_tensor::<f64>()
+            .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
+        TensorElementType::Int64 => value
+            .try_extract_tensor::<i64>()
+            .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
+        TensorElementType::Int32 => value
+            .try_extract_tensor::<i32>()
+            .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
+        _ => return None,
+    })
 }
 
 /// `[]` → `[1, 1]`, `[n]` → `[n, 1]`, `[n, k]` as is, `[n, a, b, ...]` →

@@ -895,21 +895,19 @@ fn run_batch(
     let width = m.width;
     let mut run = |data: &[f32], n: usize| -> Result<Vec<f32>, String> {
         let view = ArrayView2::from_shape((n, width), data).map_err(|e| e.to_string())?;
-        let outputs = session.run(&m.input, view).map_err(|e| e.to_string())?;
-        let o = outputs
-            .into_iter()
-            .find(|o| o.name == m.output)
-            .ok_or_else(|| format!("the run gave no output `{}`", m.output))?;
-        if o.values.nrows() != n {
+        let values = session
+            .run_output(&m.input, view, &m.output)
+            .map_err(|e| e.to_string())?;
+        if values.nrows() != n {
             return Err(format!(
                 "output `{}` has {} rows for a batch of {n}",
                 m.output,
-                o.values.nrows()
+                values.nrows()
             ));
         }
         // The session's array already owns a copy of ORT's output: take
         // its buffer rather than copy it again.
-        Ok(into_flat(o.values))
+        Ok(into_flat(values))
     };
     match m.batching {
         Batching::Rows => run(batch, rows),

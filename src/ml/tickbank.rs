@@ -80,8 +80,8 @@ struct Group {
     /// The columns whose sums asked for an exact recompute on this push
     /// (working memory of the commit).
     due: Vec<u32>,
-    /// (Σd, Σd², Σ j·d) per due column during a recompute.
-    acc: Vec<(f64, f64, f64)>,
+    /// (shift, Σd, Σd², Σ j·d) per due column during a recompute.
+    acc: Vec<[f64; 4]>,
 }
 
 /// What a group keeps over its newest `n` points.
@@ -104,6 +104,8 @@ struct Sums {
     si: Vec<f64>,
     since: Vec<usize>,
     peak: Vec<f64>,
+    /// Per column: the last push asked for an exact recompute.
+    due: Vec<bool>,
 }
 
 /// Van Herk / Gil-Werman sliding extreme over `n` points: blocks of `n`
@@ -116,6 +118,11 @@ struct Herk {
     /// The previous block's suffix extremes: row `j` holds, per column,
     /// the extreme of its points `j..n`.
     suffix: Vec<f64>,
+    /// The newest point's place in its block, and whether the window is
+    /// all in that block (the first block, or its last point): kept by the
+    /// commit, so a read does no division.
+    at: usize,
+    prefix_only: bool,
 }
 
 impl Herk {
@@ -144,6 +151,11 @@ struct Feature {
 #[derive(Debug, Clone, Default)]
 pub(super) struct TickRow {
     features: Vec<Feature>,
+    /// Per signal the row reads: (group, column, the points its features
+    /// need to be usable). With each group holding them and none of them
+    /// bad, every feature is usable and the row is good without a check
+    /// per feature.
+    needs: Vec<(u32, u32, usize)>,
 }
 
 /// Ring index of the row `k` pushes back (1 = the newest), `k <= cap`.
@@ -239,8 +251,26 @@ impl TickBank {
         };
         let compiled = rows
             .iter()
-            .map(|specs| TickRow {
-                features: specs.iter().map(|spec| bank.compile(*spec)).collect(),
+            .map(|specs| {
+                let features: Vec<Feature> = specs.iter().map(|spec| bank.compile(*spec)).collect();
+                let mut needs: Vec<(u32, u32, usize)> = Vec::new();
+                for f in &features {
+                    // A window needs `n` points and none bad among them; a
+                    // lag of n needs n + 1 points and its own good.
+                    let need = match f.stat {
+                        Stat::Value => 1,
+                        Stat::Lag => f.n.saturating_add(1),
+                        _ => f.n,
+                    };
+                    match needs
+                        .iter_mut()
+                        .find(|(g, c, _)| (*g, *c) == (f.group, f.col))
+                    {
+                        Some(e) => e.2 = e.2.max(need),
+                        None => needs.push((f.group, f.col, need)),
+                    }
+                }
+                TickRow { features, needs }
             })
             .collect();
         Ok((bank, compiled))
@@ -314,6 +344,12 @@ impl TickBank {
                 got: out.len(),
             });
         }
+        if self.all_usable(row) {
+            for (f, slot) in row.features.iter().zip(out.iter_mut()) {
+                *slot = self.value(f) as f32;
+            }
+            return Ok(RowQuality::Good);
+        }
         let mut first_bad = None;
         let mut first_short = None;
         for (feature, (f, slot)) in row.features.iter().zip(out.iter_mut()).enumerate() {
@@ -333,6 +369,28 @@ impl TickBank {
             Some((feature, reason)) => RowQuality::Uncertain { feature, reason },
             None => RowQuality::Good,
         })
+    }
+
+    /// Whether every feature of `row` is usable: each signal's group holds
+    /// the points its features need, none of them bad.
+    #[inline(always)]
+    fn all_usable(&self, row: &TickRow) -> bool {
+        row.needs.iter().all(|&(g, c, need)| {
+            let g = &self.groups[g as usize];
+            g.filled >= need && g.bad_within(c as usize, need, self.pushes).is_none()
+        })
+    }
+
+    /// One feature's value, for a row [`TickBank::all_usable`] passed.
+    #[inline(always)]
+    fn value(&self, f: &Feature) -> f64 {
+        let g = &self.groups[f.group as usize];
+        let col = f.col as usize;
+        match f.stat {
+            Stat::Value => g.values[back(g.head, g.cap, 1) * g.width + col],
+            Stat::Lag => g.values[back(g.head, g.cap, f.n + 1) * g.width + col],
+            _ => g.window_value(col, f, self.tick_seconds),
+        }
     }
 
     /// One feature's reading by its spec (tests).
@@ -361,17 +419,10 @@ impl Group {
                     si: vec![0.0; width],
                     since: (0..width).map(|c| chunk_phase(c) % n).collect(),
                     peak: vec![0.0; width],
+                    due: vec![false; width],
                 }),
-                min: min.then(|| Herk {
-                    max: false,
-                    prefix: vec![0.0; width],
-                    suffix: vec![0.0; n * width],
-                }),
-                max: max.then(|| Herk {
-                    max: true,
-                    prefix: vec![0.0; width],
-                    suffix: vec![0.0; n * width],
-                }),
+                min: min.then(|| Herk::new(false, n, width)),
+                max: max.then(|| Herk::new(true, n, width)),
             })
             .collect();
         Group {
@@ -422,6 +473,8 @@ impl Group {
             }
             let p = (t % n as u64) as usize;
             for h in [&mut len.min, &mut len.max].into_iter().flatten() {
+                h.at = p;
+                h.prefix_only = t < n as u64 || p == n - 1;
                 if p == 0 {
                     h.prefix.copy_from_slice(&self.incoming);
                 } else {
@@ -490,9 +543,15 @@ impl Group {
                 continue;
             };
             self.due.clear();
-            for c in 0..w {
-                if s.is_due(c, n) {
-                    self.due.push(c as u32);
+            // Eight flags at a time: a push's recompute is due on a chunk
+            // or two of columns out of hundreds.
+            for (k, flags) in s.due.chunks(8).enumerate() {
+                if flags.iter().fold(false, |a, &f| a | f) {
+                    for (i, &f) in flags.iter().enumerate() {
+                        if f {
+                            self.due.push((k * 8 + i) as u32);
+                        }
+                    }
                 }
             }
             if self.due.is_empty() {
@@ -501,26 +560,31 @@ impl Group {
             let m = n.min(filled);
             let newest = back(head, cap, 1);
             self.acc.clear();
-            self.acc.resize(self.due.len(), (0.0, 0.0, 0.0));
+            self.acc.extend(
+                self.due
+                    .iter()
+                    .map(|&c| [self.values[newest * w + c as usize], 0.0, 0.0, 0.0]),
+            );
             for j in 0..m {
                 let r = back(head, cap, m - j);
                 let row = &self.values[r * w..(r + 1) * w];
+                let jf = j as f64;
                 for (&c, a) in self.due.iter().zip(self.acc.iter_mut()) {
-                    let c = c as usize;
-                    let d = row[c] - self.values[newest * w + c];
-                    a.0 += d;
-                    a.1 += d * d;
-                    a.2 += j as f64 * d;
+                    let d = row[c as usize] - a[0];
+                    a[1] += d;
+                    a[2] += d * d;
+                    a[3] += jf * d;
                 }
             }
-            for (&c, &(s1, s2, si)) in self.due.iter().zip(&self.acc) {
+            for (&c, &[shift, s1, s2, si]) in self.due.iter().zip(&self.acc) {
                 let c = c as usize;
-                s.shift[c] = self.values[newest * w + c];
+                s.shift[c] = shift;
                 s.s1[c] = s1;
                 s.s2[c] = s2;
                 s.si[c] = si;
                 s.since[c] = 0;
                 s.peak[c] = s2 * m as f64;
+                s.due[c] = false;
             }
         }
     }
@@ -564,19 +628,12 @@ impl Group {
         }
     }
 
+    /// A window statistic's value over the points held (at least one).
     #[inline(always)]
-    fn window(&self, col: usize, f: &Feature, pushes: u64, tick_seconds: f64) -> Reading {
-        let (n, have) = (f.n, self.filled);
-        let m = n.min(have);
-        if m == 0 {
-            return Reading {
-                value: f64::NAN,
-                unusable: Some(Unusable::NotFull { have, need: n }),
-            };
-        }
-        let value = match (f.stat.running(), self.lengths.get(f.length as usize)) {
-            (Some(RunningStat::Min), Some(l)) => l.min.as_ref().map(|h| h.read(col, n, pushes)),
-            (Some(RunningStat::Max), Some(l)) => l.max.as_ref().map(|h| h.read(col, n, pushes)),
+    fn window_value(&self, col: usize, f: &Feature, tick_seconds: f64) -> f64 {
+        match (f.stat.running(), self.lengths.get(f.length as usize)) {
+            (Some(RunningStat::Min), Some(l)) => l.min.as_ref().map(|h| h.read(col)),
+            (Some(RunningStat::Max), Some(l)) => l.max.as_ref().map(|h| h.read(col)),
             (Some(rs), Some(l)) => l.sums.as_ref().map(|s| {
                 window::sums_value(
                     rs,
@@ -590,7 +647,20 @@ impl Group {
             }),
             _ => None,
         }
-        .unwrap_or(f64::NAN);
+        .unwrap_or(f64::NAN)
+    }
+
+    #[inline(always)]
+    fn window(&self, col: usize, f: &Feature, pushes: u64, tick_seconds: f64) -> Reading {
+        let (n, have) = (f.n, self.filled);
+        let m = n.min(have);
+        if m == 0 {
+            return Reading {
+                value: f64::NAN,
+                unusable: Some(Unusable::NotFull { have, need: n }),
+            };
+        }
+        let value = self.window_value(col, f, tick_seconds);
         let unusable = match self.bad_within(col, n, pushes) {
             Some(ticks_ago) => Some(Unusable::BadInput { ticks_ago }),
             None if have < n => Some(Unusable::NotFull { have, need: n }),
@@ -601,18 +671,30 @@ impl Group {
 }
 
 impl Herk {
-    /// The extreme over the newest `n` of `pushes` points (at least one).
+    fn new(max: bool, n: usize, width: usize) -> Self {
+        Herk {
+            max,
+            prefix: vec![0.0; width],
+            suffix: vec![0.0; n * width],
+            at: 0,
+            prefix_only: true,
+        }
+    }
+
+    /// The extreme over the newest `n` points (at least one pushed).
     #[inline(always)]
-    fn read(&self, col: usize, n: usize, pushes: u64) -> f64 {
-        let t = pushes - 1;
-        let p = (t % n as u64) as usize;
+    fn read(&self, col: usize) -> f64 {
         let w = self.prefix.len();
-        if t < n as u64 || p == n - 1 {
+        if self.prefix_only {
             // The window is the current block so far (start-up) or all of
             // it.
             self.prefix[col]
         } else {
-            Herk::pick(self.max, self.suffix[(p + 1) * w + col], self.prefix[col])
+            Herk::pick(
+                self.max,
+                self.suffix[(self.at + 1) * w + col],
+                self.prefix[col],
+            )
         }
     }
 }
@@ -667,28 +749,22 @@ impl Sums {
             }
         }
         let mut any = false;
-        let (s1, s2, since, peak) = (
+        let (s1, s2, since, peak, due) = (
             &self.s1[..w],
             &self.s2[..w],
             &mut self.since[..w],
             &mut self.peak[..w],
+            &mut self.due[..w],
         );
         for c in 0..w {
             since[c] += 1;
             let scaled = s2[c] * mf;
             peak[c] = peak[c].max(scaled);
             let spread = scaled - s1[c] * s1[c];
-            any |= since[c] >= n || (peak[c] > 0.0 && spread < peak[c] * REBUILD_BELOW);
+            due[c] = since[c] >= n || (peak[c] > 0.0 && spread < peak[c] * REBUILD_BELOW);
+            any |= due[c];
         }
         any
-    }
-
-    /// Whether column `c` asked for an exact recompute on the last push
-    /// (the test [`Sums::push`] made).
-    fn is_due(&self, c: usize, n: usize) -> bool {
-        let scaled = self.s2[c] * self.m as f64;
-        let spread = scaled - self.s1[c] * self.s1[c];
-        self.since[c] >= n || (self.peak[c] > 0.0 && spread < self.peak[c] * REBUILD_BELOW)
     }
 }
 
