@@ -191,7 +191,7 @@ impl ModelSession {
         let value = outputs
             .get(output)
             .ok_or_else(|| RunError::Ort(format!("the run gave no output `{output}`")))?;
-        numeric(&value)
+        numeric(value)
             .ok_or_else(|| RunError::Ort(format!("output `{output}` is not a numeric tensor")))?
             .map_err(ort_err)
     }
