@@ -102,10 +102,19 @@ struct Sums {
     s1: Vec<f64>,
     s2: Vec<f64>,
     si: Vec<f64>,
-    since: Vec<usize>,
     peak: Vec<f64>,
     /// Per column: the last push asked for an exact recompute.
     due: Vec<bool>,
+    /// The fresh sums (src/ml/window.rs), per column, shifted by their
+    /// first point.
+    f_shift: Vec<f64>,
+    f1: Vec<f64>,
+    f2: Vec<f64>,
+    fi: Vec<f64>,
+    /// Per chunk of [`CHUNK`] columns, which share their schedule: pushes
+    /// since the fresh sums started, and points they hold.
+    since: Vec<usize>,
+    fm: Vec<usize>,
 }
 
 /// Van Herk / Gil-Werman sliding extreme over `n` points: blocks of `n`
@@ -417,9 +426,16 @@ impl Group {
                     s1: vec![0.0; width],
                     s2: vec![0.0; width],
                     si: vec![0.0; width],
-                    since: (0..width).map(|c| chunk_phase(c) % n).collect(),
                     peak: vec![0.0; width],
                     due: vec![false; width],
+                    f_shift: vec![0.0; width],
+                    f1: vec![0.0; width],
+                    f2: vec![0.0; width],
+                    fi: vec![0.0; width],
+                    since: (0..width.div_ceil(CHUNK))
+                        .map(|k| chunk_phase(k * CHUNK) % n)
+                        .collect(),
+                    fm: vec![0; width.div_ceil(CHUNK)],
                 }),
                 min: min.then(|| Herk::new(false, n, width)),
                 max: max.then(|| Herk::new(true, n, width)),
@@ -582,7 +598,6 @@ impl Group {
                 s.s1[c] = s1;
                 s.s2[c] = s2;
                 s.si[c] = si;
-                s.since[c] = 0;
                 s.peak[c] = s2 * m as f64;
                 s.due[c] = false;
             }
@@ -748,20 +763,50 @@ impl Sums {
                 mf = self.m as f64;
             }
         }
+        // The fresh sums, a chunk at a time (they share their schedule);
+        // swapped in for the running ones every `n` pushes.
+        for (k, (since, fm)) in self.since.iter_mut().zip(self.fm.iter_mut()).enumerate() {
+            let cols = k * CHUNK..((k + 1) * CHUNK).min(w);
+            if *fm == 0 {
+                self.f_shift[cols.clone()].copy_from_slice(&v[cols.clone()]);
+            }
+            let fmf = *fm as f64;
+            for c in cols.clone() {
+                let fd = v[c] - self.f_shift[c];
+                self.fi[c] += fmf * fd;
+                self.f1[c] += fd;
+                self.f2[c] += fd * fd;
+            }
+            *fm += 1;
+            *since += 1;
+            if *since >= n {
+                if *fm == self.m {
+                    for c in cols.clone() {
+                        self.shift[c] = self.f_shift[c];
+                        self.s1[c] = self.f1[c];
+                        self.s2[c] = self.f2[c];
+                        self.si[c] = self.fi[c];
+                        self.peak[c] = self.s2[c] * mf;
+                    }
+                }
+                self.f1[cols.clone()].fill(0.0);
+                self.f2[cols.clone()].fill(0.0);
+                self.fi[cols].fill(0.0);
+                (*fm, *since) = (0, 0);
+            }
+        }
         let mut any = false;
-        let (s1, s2, since, peak, due) = (
+        let (s1, s2, peak, due) = (
             &self.s1[..w],
             &self.s2[..w],
-            &mut self.since[..w],
             &mut self.peak[..w],
             &mut self.due[..w],
         );
         for c in 0..w {
-            since[c] += 1;
             let scaled = s2[c] * mf;
             peak[c] = peak[c].max(scaled);
             let spread = scaled - s1[c] * s1[c];
-            due[c] = since[c] >= n || (peak[c] > 0.0 && spread < peak[c] * REBUILD_BELOW);
+            due[c] = peak[c] > 0.0 && spread < peak[c] * REBUILD_BELOW;
             any |= due[c];
         }
         any

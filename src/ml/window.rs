@@ -11,12 +11,16 @@
 //!
 //! Sums updated by adding and subtracting drift, and lose digits when what
 //! they hold shrinks far below what passed through them (a level shift
-//! leaving the window). So the sums are recomputed exactly from the ring
-//! every `n` pushes (amortised O(1)), and also as soon as the spread they
-//! describe falls below [`REBUILD_BELOW`] of its peak since the last
-//! recompute. Both triggers depend on the pushed values only: the same
-//! inputs give the same bits. The deques hold the points themselves and do
-//! not drift.
+//! leaving the window). So every `n` pushes they are replaced by exact ones:
+//! a second set of sums, only ever added to, starts afresh each `n` pushes
+//! and holds exactly the window when it is swapped in (the same sums a
+//! recompute from the ring would give, with the window's oldest point as
+//! the shift, at three additions a push and without reading the ring
+//! back). As soon as the spread they describe falls below
+//! [`REBUILD_BELOW`] of its peak since the last exact sums, they are also
+//! recomputed from the ring at once. Both triggers depend on the pushed
+//! values only: the same inputs give the same bits. The deques hold the
+//! points themselves and do not drift.
 
 /// Recompute the sums from the ring when `m·Σd² − (Σd)²` (m² times the
 /// window's variance) falls below this fraction of the largest `m·Σd²` seen
@@ -56,10 +60,17 @@ struct Sums {
     si: f64,
     /// Points held: min(n, points pushed), as the window's own count.
     m: usize,
-    /// Pushes since the last exact recompute.
+    /// Pushes since the fresh sums started.
     since: usize,
-    /// The largest `m·Σd²` since the last exact recompute.
+    /// The largest `m·Σd²` since the last exact sums.
     peak: f64,
+    /// The fresh sums: the points pushed since they started, shifted by the
+    /// first of them (`fm` points: Σd, Σd², Σ j·d).
+    f_shift: f64,
+    f1: f64,
+    f2: f64,
+    fi: f64,
+    fm: usize,
     /// An exact recompute is due (set by a push, cleared by the recompute).
     due: bool,
 }
@@ -142,16 +153,14 @@ impl Sums {
             si += j as f64 * d;
         }
         let m = a.len() + b.len();
-        *self = Sums {
-            shift,
-            s1,
-            s2,
-            si,
-            m,
-            since: 0,
-            peak: s2 * m as f64,
-            due: false,
-        };
+        // The fresh sums and their schedule go on as they were.
+        self.shift = shift;
+        self.s1 = s1;
+        self.s2 = s2;
+        self.si = si;
+        self.m = m;
+        self.peak = s2 * m as f64;
+        self.due = false;
     }
 
     /// `value` enters; `dropped` leaves when the window was already full.
@@ -181,7 +190,28 @@ impl Sums {
                 self.s2 += d * d - e * e;
             }
         }
+        if self.fm == 0 {
+            self.f_shift = value;
+        }
+        let fd = value - self.f_shift;
+        self.fi += self.fm as f64 * fd;
+        self.f1 += fd;
+        self.f2 += fd * fd;
+        self.fm += 1;
         self.since += 1;
+        if self.since >= n {
+            // The fresh sums hold exactly the window (unless they started
+            // when the window already held older points: the first round
+            // after set-up, which is skipped).
+            if self.fm == self.m {
+                self.shift = self.f_shift;
+                self.s1 = self.f1;
+                self.s2 = self.f2;
+                self.si = self.fi;
+                self.peak = self.s2 * self.m as f64;
+            }
+            (self.f1, self.f2, self.fi, self.fm, self.since) = (0.0, 0.0, 0.0, 0, 0);
+        }
         let mf = self.m as f64;
         let scaled = self.s2 * mf;
         self.peak = self.peak.max(scaled);
@@ -189,7 +219,7 @@ impl Sums {
         // `peak > 0`: with every Σd² term 0 (all d zero, or squares that
         // underflow) there is nothing a recompute would fix, and a spread
         // rounded below 0 must not ask for one on every push.
-        self.due = self.since >= n || (self.peak > 0.0 && spread < self.peak * REBUILD_BELOW);
+        self.due = self.peak > 0.0 && spread < self.peak * REBUILD_BELOW;
         self.due
     }
 }
