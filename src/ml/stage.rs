@@ -505,7 +505,13 @@ fn infer(
         }
     }
     for m in &mut st.models {
-        out.0.append(&mut m.pending);
+        // Hundreds of events a run: the first model's are handed over by
+        // swapping buffers, not copied.
+        if out.0.is_empty() {
+            std::mem::swap(&mut out.0, &mut m.pending);
+        } else {
+            out.0.append(&mut m.pending);
+        }
     }
     st.ticks += 1;
     if st.metering_ticks > 0 && st.ticks.is_multiple_of(st.metering_ticks) {
@@ -1011,5 +1017,9 @@ fn prediction(
 }
 
 fn emit_ml(mut pending: ResMut<PendingMlEvents>, mut outbox: ResMut<crate::twin::Outbox>) {
-    outbox.0.append(&mut pending.0);
+    if outbox.0.is_empty() {
+        std::mem::swap(&mut outbox.0, &mut pending.0);
+    } else {
+        outbox.0.append(&mut pending.0);
+    }
 }
