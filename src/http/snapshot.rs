@@ -532,21 +532,21 @@ impl HttpSink {
                     }
                 }
                 TwinEvent::Ml(MlEvent::Prediction(p))
-                    if p.task != crate::config::ml::Task::Setpoint =>
+                    if p.task() != crate::config::ml::Task::Setpoint =>
                 {
                     self.predictions.insert(
-                        (p.model.clone(), p.machine.clone()),
+                        (p.model().clone(), p.machine.clone()),
                         PredictionRow {
-                            model: p.model.clone(),
+                            model: p.model().clone(),
                             machine: p.machine.clone(),
-                            task: p.task.as_str(),
-                            class: p.class.clone(),
+                            task: p.task().as_str(),
+                            class: p.class().cloned(),
                             score: p.score,
-                            risk: p.risk.iter().map(|(k, v)| (k.clone(), v)).collect(),
-                            threshold: p.threshold,
-                            unit: p.unit.clone(),
+                            risk: p.risk().iter().map(|(k, v)| (k.clone(), v)).collect(),
+                            threshold: p.threshold(),
+                            unit: p.unit().cloned(),
                             uncertain: p.uncertain.clone(),
-                            t: rfc3339(p.t_ns),
+                            t: rfc3339(p.t_ns()),
                         },
                     );
                 }

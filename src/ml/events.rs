@@ -39,30 +39,165 @@ pub struct Metering {
     pub lines: Vec<(Arc<str>, Counts)>,
 }
 
-/// One row's prediction: a machine's (or the plant's) output of a model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
+/// What every row of one model run shares: the model, its names and the
+/// run's output. One per run, behind an `Arc`, so that a row's prediction
+/// is a small event (a handle on this, its row, its machine and its own
+/// few fields) however many classes the model has: hundreds of them are
+/// made, moved and dropped on every due tick.
+#[derive(Debug)]
+pub struct RunShared {
     pub t_ns: i64,
     pub model: Arc<str>,
-    pub machine: Option<Arc<str>>,
     pub task: Task,
-    /// fault: probability per fault class (the normal class left out).
-    pub risk: RowValues,
-    /// fault: the most likely class, the normal one included.
-    pub class: Option<Arc<str>>,
-    /// fault: the highest fault risk; anomaly: the score; rul: the estimate.
-    pub score: f64,
+    /// fault: the classes, the normal one (column 0) first.
+    pub classes: Arc<[Arc<str>]>,
+    /// The names a row's named values go with (fault: the classes; setpoint:
+    /// the setpoint tags), from `first` on, paired with the row's columns
+    /// from `first` on.
+    pub names: Arc<[Arc<str>]>,
+    pub first: usize,
     /// anomaly: the threshold the score is judged against.
     pub threshold: Option<f64>,
     /// rul: the estimate's unit.
     pub unit: Option<Arc<str>>,
-    /// setpoint: the proposed value per setpoint tag.
-    pub values: RowValues,
+    /// An offloaded model's (`[models.schedule] apply_after`): when its
+    /// rows were taken; the events' own time is when they apply.
+    pub inputs_ns: Option<i64>,
+    /// The run's output, row after row, `cols` values a row.
+    pub output: Arc<Vec<f32>>,
+    pub cols: usize,
+}
+
+/// One row's prediction: a machine's (or the plant's) output of a model.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub run: Arc<RunShared>,
+    /// The row's place in the run's output.
+    pub row: u32,
+    pub machine: Option<Arc<str>>,
+    /// fault: the most likely class (an index into the run's classes), the
+    /// normal one included.
+    pub class: Option<u32>,
+    /// fault: the highest fault risk; anomaly: the score; rul: the estimate.
+    pub score: f64,
     /// `None` when good; else why the row is uncertain.
     pub uncertain: Option<String>,
-    /// An offloaded model's (`[models.schedule] apply_after`): when its
-    /// rows were taken; the event's own time is when it applies.
-    pub inputs_ns: Option<i64>,
+}
+
+impl Prediction {
+    /// A prediction of its own (tests, and events built by hand): `named`
+    /// are a fault model's risks per fault class or a setpoint model's
+    /// values, `class` its most likely class.
+    pub fn by_hand(
+        t_ns: i64,
+        model: &str,
+        machine: Option<&str>,
+        task: Task,
+        named: &[(&str, f32)],
+        class: Option<&str>,
+        score: f64,
+    ) -> Self {
+        let names: Arc<[Arc<str>]> = named.iter().map(|(n, _)| Arc::from(*n)).collect();
+        let classes: Arc<[Arc<str>]> = class.into_iter().map(Arc::from).collect();
+        Prediction {
+            run: Arc::new(RunShared {
+                t_ns,
+                model: Arc::from(model),
+                task,
+                classes,
+                names,
+                first: 0,
+                threshold: None,
+                unit: None,
+                inputs_ns: None,
+                output: Arc::new(named.iter().map(|(_, v)| *v).collect()),
+                cols: named.len(),
+            }),
+            row: 0,
+            machine: machine.map(Arc::from),
+            class: class.map(|_| 0),
+            score,
+            uncertain: None,
+        }
+    }
+
+    pub fn t_ns(&self) -> i64 {
+        self.run.t_ns
+    }
+
+    pub fn model(&self) -> &Arc<str> {
+        &self.run.model
+    }
+
+    pub fn task(&self) -> Task {
+        self.run.task
+    }
+
+    /// fault: probability per fault class (the normal class left out), read
+    /// clamped into 0..1; empty for other tasks.
+    pub fn risk(&self) -> RowValues {
+        if self.run.task == Task::Fault {
+            self.named(true)
+        } else {
+            RowValues::default()
+        }
+    }
+
+    /// setpoint: the proposed value per setpoint tag; empty for other tasks.
+    pub fn values(&self) -> RowValues {
+        if self.run.task == Task::Setpoint {
+            self.named(false)
+        } else {
+            RowValues::default()
+        }
+    }
+
+    fn named(&self, clamp: bool) -> RowValues {
+        let r = &self.run;
+        let start = self.row as usize * r.cols + r.first;
+        RowValues::new(
+            r.names.clone(),
+            r.first,
+            r.output.clone(),
+            start,
+            r.cols.saturating_sub(r.first),
+            clamp,
+        )
+    }
+
+    /// fault: the most likely class.
+    pub fn class(&self) -> Option<&Arc<str>> {
+        self.run.classes.get(self.class? as usize)
+    }
+
+    pub fn threshold(&self) -> Option<f64> {
+        self.run.threshold
+    }
+
+    pub fn unit(&self) -> Option<&Arc<str>> {
+        self.run.unit.as_ref()
+    }
+
+    pub fn inputs_ns(&self) -> Option<i64> {
+        self.run.inputs_ns
+    }
+}
+
+impl PartialEq for Prediction {
+    fn eq(&self, o: &Self) -> bool {
+        self.t_ns() == o.t_ns()
+            && self.model() == o.model()
+            && self.machine == o.machine
+            && self.task() == o.task()
+            && self.risk() == o.risk()
+            && self.class() == o.class()
+            && (self.score == o.score || (self.score.is_nan() && o.score.is_nan()))
+            && self.threshold() == o.threshold()
+            && self.unit() == o.unit()
+            && self.values() == o.values()
+            && self.uncertain == o.uncertain
+            && self.inputs_ns() == o.inputs_ns()
+    }
 }
 
 /// A row's named outputs (a fault model's risk per class, a setpoint
@@ -233,7 +368,7 @@ impl Serialize for Shares<'_> {
 impl MlEvent {
     pub fn t_ns(&self) -> i64 {
         match self {
-            MlEvent::Prediction(p) => p.t_ns,
+            MlEvent::Prediction(p) => p.t_ns(),
             MlEvent::Alarm(a) => a.t_ns,
             MlEvent::Error(e) => e.t_ns,
             MlEvent::Metering(m) => m.t_ns,
@@ -275,28 +410,34 @@ impl MlEvent {
                     #[serde(skip_serializing_if = "Option::is_none")]
                     inputs_t: Option<String>,
                 }
+                let task = p.task();
+                let named = match task {
+                    Task::Fault => p.risk(),
+                    Task::Setpoint => p.values(),
+                    _ => RowValues::default(),
+                };
                 serde_json::to_writer(
                     &mut *out,
                     &Line {
                         v: crate::twin::events::EVENT_VERSION,
                         kind: "prediction",
                         t,
-                        model: &p.model,
+                        model: p.model(),
                         machine: p.machine.as_deref(),
-                        task: p.task.as_str(),
-                        risk: (p.task == Task::Fault).then_some(Pairs(&p.risk)),
-                        class: p.class.as_deref(),
+                        task: task.as_str(),
+                        risk: (task == Task::Fault).then_some(Pairs(&named)),
+                        class: p.class().map(|c| &**c),
                         score: num(p.score),
-                        threshold: p.threshold.and_then(num),
-                        unit: p.unit.as_deref(),
-                        values: (p.task == Task::Setpoint).then_some(Pairs(&p.values)),
+                        threshold: p.threshold().and_then(num),
+                        unit: p.unit().map(|u| &**u),
+                        values: (task == Task::Setpoint).then_some(Pairs(&named)),
                         quality: if p.uncertain.is_some() {
                             "uncertain"
                         } else {
                             "good"
                         },
                         reason: p.uncertain.as_deref(),
-                        inputs_t: p.inputs_ns.map(crate::twin::events::rfc3339),
+                        inputs_t: p.inputs_ns().map(crate::twin::events::rfc3339),
                     },
                 )
             }
@@ -437,19 +578,32 @@ mod tests {
         // Names and values are shared, not copied per row.
         assert_eq!(Arc::strong_count(&output), 2);
         let p = MlEvent::Prediction(Prediction {
-            t_ns: 0,
-            model: Arc::from("faults"),
+            run: Arc::new(RunShared {
+                t_ns: 0,
+                model: Arc::from("faults"),
+                task: Task::Fault,
+                classes: names.clone(),
+                names: names.clone(),
+                first: 1,
+                threshold: None,
+                unit: None,
+                inputs_ns: None,
+                output: output.clone(),
+                cols: 3,
+            }),
+            row: 1,
             machine: Some(Arc::from("belt")),
-            task: Task::Fault,
-            risk,
-            class: Some(names[1].clone()),
+            class: Some(1),
             score: 1.0,
-            threshold: None,
-            unit: None,
-            values: RowValues::default(),
             uncertain: None,
-            inputs_ns: None,
         });
+        assert_eq!(
+            match &p {
+                MlEvent::Prediction(p) => p.risk(),
+                _ => RowValues::default(),
+            },
+            risk
+        );
         let mut out = Vec::new();
         p.write_json("T", &mut out);
         assert_eq!(

@@ -66,7 +66,7 @@ impl SetpointCandidates {
     pub fn take_from(&mut self, events: &[TwinEvent]) {
         for e in events {
             if let TwinEvent::Ml(MlEvent::Prediction(p)) = e
-                && p.task == Task::Setpoint
+                && p.task() == Task::Setpoint
             {
                 self.0.push(row_of(p));
             }
@@ -76,10 +76,10 @@ impl SetpointCandidates {
 
 fn row_of(p: &Prediction) -> SetpointRow {
     SetpointRow {
-        t_ns: p.t_ns,
-        model: p.model.clone(),
+        t_ns: p.t_ns(),
+        model: p.model().clone(),
         machine: p.machine.clone(),
-        values: p.values.values().collect(),
+        values: p.values().values().collect(),
         uncertain: p.uncertain.is_some(),
     }
 }

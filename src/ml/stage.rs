@@ -43,7 +43,7 @@ use ndarray::ArrayView2;
 
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
-use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RowValues};
+use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RunShared};
 use super::features::{FeatureSpec, RowQuality, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
@@ -715,6 +715,7 @@ fn apply(
         }
     };
     let cols = values.len() / due.len().max(1);
+    let run = run_shared(m, t_ns, rows_ns, values.clone(), cols);
     for (k, (r, uncertain)) in due.iter().enumerate() {
         let row_values = &values[k * cols..(k + 1) * cols];
         let machine = m.rows[*r].machine.clone();
@@ -727,14 +728,7 @@ fn apply(
             })));
             continue;
         }
-        let mut pred = prediction(
-            m,
-            t_ns,
-            machine,
-            (&values, k * cols, cols),
-            uncertain.clone(),
-        );
-        pred.inputs_ns = rows_ns;
+        let pred = prediction(&run, k, machine, uncertain.clone());
         let row = &mut m.rows[*r];
         let quality = if uncertain.is_some() {
             InputQuality::Uncertain
@@ -960,42 +954,59 @@ fn check_output(task: Task, values: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
-/// A row's prediction from its slice of the run's output: `(output,
-/// start, cols)`, the row being `output[start..start + cols]`.
-fn prediction(
+/// What the rows of one run share (see [`RunShared`]).
+fn run_shared(
     m: &ModelRun,
     t_ns: i64,
-    machine: Option<Arc<str>>,
-    (output, start, cols): (&Arc<Vec<f32>>, usize, usize),
-    uncertain: Option<String>,
-) -> Prediction {
-    let values = &output[start..start + cols];
-    let mut p = Prediction {
+    rows_ns: Option<i64>,
+    output: Arc<Vec<f32>>,
+    cols: usize,
+) -> Arc<RunShared> {
+    let (names, first) = match m.task {
+        Task::Fault => (m.classes.clone(), 1),
+        Task::Setpoint => (m.setpoints.clone(), 0),
+        Task::Anomaly | Task::Rul => (Arc::from([]), 0),
+    };
+    Arc::new(RunShared {
         t_ns,
         model: m.id.clone(),
-        machine,
         task: m.task,
-        risk: RowValues::default(),
+        classes: m.classes.clone(),
+        names,
+        first,
+        threshold: (m.task == Task::Anomaly).then_some(m.threshold).flatten(),
+        unit: (m.task == Task::Rul).then(|| m.unit.clone()).flatten(),
+        inputs_ns: rows_ns,
+        output,
+        cols,
+    })
+}
+
+/// Row `k`'s prediction from its slice of the run's output.
+fn prediction(
+    run: &Arc<RunShared>,
+    k: usize,
+    machine: Option<Arc<str>>,
+    uncertain: Option<String>,
+) -> Prediction {
+    let values = &run.output[k * run.cols..(k + 1) * run.cols];
+    let mut p = Prediction {
+        run: run.clone(),
+        row: u32::try_from(k).unwrap_or(u32::MAX),
+        machine,
         class: None,
         score: f64::from(values.first().copied().unwrap_or(f32::NAN)),
-        threshold: None,
-        unit: None,
-        values: RowValues::default(),
         uncertain,
-        inputs_ns: None,
     };
-    match m.task {
+    match run.task {
         Task::Fault => {
             // Risk per fault class: columns 1.., read clamped into 0..1.
-            p.risk = RowValues::new(
-                m.classes.clone(),
-                1,
-                output.clone(),
-                start + 1,
-                cols.saturating_sub(1),
-                true,
-            );
-            p.score = p.risk.values().fold(0.0, f64::max);
+            p.score = values
+                .iter()
+                .skip(1)
+                .take(run.classes.len().saturating_sub(1))
+                .map(|&v| f64::from(v.clamp(0.0, 1.0)))
+                .fold(0.0, f64::max);
             // The most likely class; ties go to the earlier (normal first).
             let best = values
                 .iter()
@@ -1004,14 +1015,12 @@ fn prediction(
                     Some((_, bv)) if bv >= *v => b,
                     _ => Some((i, *v)),
                 });
-            p.class = best.and_then(|(i, _)| m.classes.get(i).cloned());
+            p.class = best
+                .filter(|&(i, _)| i < run.classes.len())
+                .and_then(|(i, _)| u32::try_from(i).ok());
         }
-        Task::Anomaly => p.threshold = m.threshold,
-        Task::Rul => p.unit = m.unit.clone(),
-        Task::Setpoint => {
-            p.values = RowValues::new(m.setpoints.clone(), 0, output.clone(), start, cols, false);
-            p.score = f64::NAN;
-        }
+        Task::Setpoint => p.score = f64::NAN,
+        Task::Anomaly | Task::Rul => {}
     }
     p
 }

@@ -154,17 +154,15 @@ impl LiveTable {
                 TwinEvent::Ml(MlEvent::Prediction(p)) => {
                     let row = self
                         .models
-                        .entry(model_key(&p.model, &p.machine))
+                        .entry(model_key(p.model(), &p.machine))
                         .or_default();
-                    row.class = p.class.as_deref().map(str::to_string);
+                    row.class = p.class().map(|c| c.to_string());
                     row.score = p.score;
                     row.uncertain = p.uncertain.is_some();
-                    row.values = (!p.values.is_empty()).then(|| {
-                        let v: Vec<String> = p
-                            .values
-                            .iter()
-                            .map(|(t, v)| format!("{t} {v:.3}"))
-                            .collect();
+                    let values = p.values();
+                    row.values = (!values.is_empty()).then(|| {
+                        let v: Vec<String> =
+                            values.iter().map(|(t, v)| format!("{t} {v:.3}")).collect();
                         v.join(", ")
                     });
                 }
@@ -619,24 +617,19 @@ tags = { speed = "belt.speed" }
     /// alarms it has raised, until they clear.
     #[test]
     fn r11_the_table_shows_predictions_and_raised_alarms() {
-        use crate::ml::events::{AlarmEvent, Prediction, RowValues};
+        use crate::ml::events::{AlarmEvent, Prediction};
         let cfg = crate::config::load_str(std::path::Path::new("table-test.toml"), CFG)
             .expect("test config is valid");
         let mut table = LiveTable::new(&cfg, HealthBoard::default());
-        let prediction = Prediction {
-            t_ns: 0,
-            model: "faults".into(),
-            machine: Some("belt".into()),
-            task: crate::config::ml::Task::Fault,
-            risk: RowValues::from_pairs(&[("jam", 0.875)]),
-            class: Some("jam".into()),
-            score: 0.875,
-            threshold: None,
-            unit: None,
-            values: RowValues::default(),
-            uncertain: None,
-            inputs_ns: None,
-        };
+        let prediction = Prediction::by_hand(
+            0,
+            "faults",
+            Some("belt"),
+            crate::config::ml::Task::Fault,
+            &[("jam", 0.875)],
+            Some("jam"),
+            0.875,
+        );
         let alarm = |state| {
             TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
                 t_ns: 0,
@@ -664,16 +657,15 @@ tags = { speed = "belt.speed" }
         let text = table.render(0, 2, &table.states, table.events, &[], &[]);
         assert!(!text.contains("ALARM"), "{text}");
         // A setpoint model shows its values, not a score it does not have.
-        table.follow(&[TwinEvent::Ml(MlEvent::Prediction(Prediction {
-            model: "speeds".into(),
-            machine: None,
-            task: crate::config::ml::Task::Setpoint,
-            risk: RowValues::default(),
-            class: None,
-            score: f64::NAN,
-            values: RowValues::from_pairs(&[("belt.speed", 0.5)]),
-            ..prediction.clone()
-        }))]);
+        table.follow(&[TwinEvent::Ml(MlEvent::Prediction(Prediction::by_hand(
+            0,
+            "speeds",
+            None,
+            crate::config::ml::Task::Setpoint,
+            &[("belt.speed", 0.5)],
+            None,
+            f64::NAN,
+        )))]);
         let text = table.render(0, 3, &table.states, table.events, &[], &[]);
         assert!(text.contains("model speeds: belt.speed 0.500"), "{text}");
         assert!(!text.contains("NaN"), "{text}");

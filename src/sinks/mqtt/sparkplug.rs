@@ -214,10 +214,10 @@ impl SparkplugNode {
                 None => false,
             },
             TwinEvent::Ml(MlEvent::Prediction(p))
-                if matches!(p.task, ModelTask::Fault | ModelTask::Anomaly) =>
+                if matches!(p.task(), ModelTask::Fault | ModelTask::Anomaly) =>
             {
                 match p.machine.as_deref().and_then(|m| self.risks.get(m)) {
-                    Some(&(d, m)) => set(devices, d, m, MetricValue::Double(p.score), p.t_ns),
+                    Some(&(d, m)) => set(devices, d, m, MetricValue::Double(p.score), p.t_ns()),
                     None => false,
                 }
             }
