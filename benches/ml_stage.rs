@@ -268,6 +268,15 @@ fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
                 })
             });
         }
+        interleaved(
+            bm.name,
+            n,
+            &mut drivers,
+            &batches,
+            &mut raw,
+            cfg.tags.len(),
+            &mut seed,
+        );
         for ((d, out), name) in drivers.iter_mut().zip(["with_model", "without_model"]) {
             let tags = cfg.tags.len();
             let before = ml_stage::compute_time(d.core());
@@ -291,6 +300,72 @@ fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
         }
     }
     g.finish();
+}
+
+/// The stage's cost against ORT's on the stage's own batches, measured
+/// interleaved: each round times a stretch of ticks with the model, one
+/// without it, and one of ORT alone on the batches, back to back, so that
+/// a change in the machine's speed (a neighbour, the clock) during the run
+/// falls on all three alike. Prints the median over rounds of
+/// (with − without) ÷ ORT, and its range between the quartiles; the
+/// figure docs/benchmarks.md quotes for the 1.2× goal.
+fn interleaved(
+    name: &str,
+    n: usize,
+    drivers: &mut [(Driver, Vec<TwinEvent>); 2],
+    batches: &[Array2<f32>],
+    raw: &mut ort::session::Session,
+    tags: usize,
+    seed: &mut u64,
+) {
+    let per = match n {
+        1 => 400,
+        16 => 100,
+        _ => 12,
+    };
+    let mut k = 0usize;
+    let mut ratios = Vec::new();
+    let mut stage_us = Vec::new();
+    let mut raw_us = Vec::new();
+    for _ in 0..41 {
+        let mut took = [0.0f64; 3];
+        for (j, (d, out)) in drivers.iter_mut().enumerate() {
+            let start = twin::wallclock::monotonic();
+            for _ in 0..per {
+                black_box(tick(d, out, tags, seed));
+            }
+            took[j] = twin::wallclock::since(start).as_secs_f64();
+        }
+        let start = twin::wallclock::monotonic();
+        for _ in 0..per {
+            k = if k + 1 == batches.len() { 0 } else { k + 1 };
+            let t = TensorRef::from_array_view(batches[k].view()).expect("tensor");
+            let out = raw.run(ort::inputs!["X" => t]).expect("run");
+            let (_, probs) = out["probabilities"]
+                .try_extract_tensor::<f32>()
+                .expect("probabilities");
+            black_box(probs[0]);
+        }
+        took[2] = twin::wallclock::since(start).as_secs_f64();
+        let stage = (took[0] - took[1]) / per as f64;
+        let ort = took[2] / per as f64;
+        ratios.push(stage / ort);
+        stage_us.push(stage * 1e6);
+        raw_us.push(ort * 1e6);
+    }
+    for v in [&mut ratios, &mut stage_us, &mut raw_us] {
+        v.sort_by(f64::total_cmp);
+    }
+    let q = |v: &[f64], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    eprintln!(
+        "ml_stage/cost_per_row/{name}/{n}: interleaved, {} rounds: stage {:.2} us, ORT on the stage's batches {:.2} us, stage / ORT median {:.3} (quartiles {:.3}..{:.3})",
+        ratios.len(),
+        q(&stage_us, 0.5),
+        q(&raw_us, 0.5),
+        q(&ratios, 0.5),
+        q(&ratios, 0.25),
+        q(&ratios, 0.75),
+    );
 }
 
 const MACHINES: usize = 200;
