@@ -248,24 +248,12 @@ fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
         g.bench_function(BenchmarkId::new("ort_raw_stage_ticks", n), |b| {
             b.iter(|| {
                 k = if k + 1 == batches.len() { 0 } else { k + 1 };
-                let t = TensorRef::from_array_view(batches[k].view()).expect("tensor");
-                let out = raw.run(ort::inputs!["X" => t]).expect("run");
-                let (_, probs) = out["probabilities"]
-                    .try_extract_tensor::<f32>()
-                    .expect("probabilities");
-                black_box(probs[0])
+                raw_run(&mut raw, &batches[k])
             })
         });
         for (name, x) in [("ort_raw", &made_up), ("ort_raw_stage_rows", &stage_rows)] {
             g.bench_with_input(BenchmarkId::new(name, n), x, |b, x| {
-                b.iter(|| {
-                    let t = TensorRef::from_array_view(x.view()).expect("tensor");
-                    let out = raw.run(ort::inputs!["X" => t]).expect("run");
-                    let (_, probs) = out["probabilities"]
-                        .try_extract_tensor::<f32>()
-                        .expect("probabilities");
-                    black_box(probs[0])
-                })
+                b.iter(|| raw_run(&mut raw, x))
             });
         }
         interleaved(
@@ -300,6 +288,17 @@ fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
         }
     }
     g.finish();
+}
+
+/// ORT's `run()` on `x`, its probabilities read in place: the raw cost the
+/// stage is held to.
+fn raw_run(raw: &mut ort::session::Session, x: &Array2<f32>) -> f32 {
+    let t = TensorRef::from_array_view(x.view()).expect("tensor");
+    let out = raw.run(ort::inputs!["X" => t]).expect("run");
+    let (_, probs) = out["probabilities"]
+        .try_extract_tensor::<f32>()
+        .expect("probabilities");
+    black_box(probs[0])
 }
 
 /// The stage's cost against ORT's on the stage's own batches, measured
@@ -339,12 +338,7 @@ fn interleaved(
         let start = twin::wallclock::monotonic();
         for _ in 0..per {
             k = if k + 1 == batches.len() { 0 } else { k + 1 };
-            let t = TensorRef::from_array_view(batches[k].view()).expect("tensor");
-            let out = raw.run(ort::inputs!["X" => t]).expect("run");
-            let (_, probs) = out["probabilities"]
-                .try_extract_tensor::<f32>()
-                .expect("probabilities");
-            black_box(probs[0]);
+            raw_run(raw, &batches[k]);
         }
         took[2] = twin::wallclock::since(start).as_secs_f64();
         let stage = (took[0] - took[1]) / per as f64;

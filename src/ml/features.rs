@@ -643,6 +643,37 @@ impl fmt::Display for RowQuality {
     }
 }
 
+/// A row's quality from its features' readings, in order: the first
+/// feature with a bad input if any, else the first whose window is not
+/// full (see [`RowQuality`]). Both banks fill rows through it.
+#[derive(Debug, Default)]
+pub(super) struct QualityScan {
+    first_bad: Option<(usize, Unusable)>,
+    first_short: Option<(usize, Unusable)>,
+}
+
+impl QualityScan {
+    #[inline(always)]
+    pub(super) fn see(&mut self, feature: usize, unusable: Option<Unusable>) {
+        match unusable {
+            Some(reason @ Unusable::BadInput { .. }) if self.first_bad.is_none() => {
+                self.first_bad = Some((feature, reason));
+            }
+            Some(reason @ Unusable::NotFull { .. }) if self.first_short.is_none() => {
+                self.first_short = Some((feature, reason));
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn row(self) -> RowQuality {
+        match self.first_bad.or(self.first_short) {
+            Some((feature, reason)) => RowQuality::Uncertain { feature, reason },
+            None => RowQuality::Good,
+        }
+    }
+}
+
 /// One model row's features, in the model's input order.
 #[derive(Debug, Clone)]
 pub struct FeatureRow {
@@ -703,8 +734,7 @@ impl FeatureRow {
                 got: out.len(),
             });
         }
-        let mut first_bad = None;
-        let mut first_short = None;
+        let mut quality = QualityScan::default();
         let features = self.specs.iter().zip(&self.running).zip(out.iter_mut());
         for (feature, ((spec, &at), slot)) in features.enumerate() {
             // `new` checked every id against this bank, and banks only grow.
@@ -716,20 +746,9 @@ impl FeatureRow {
             };
             let reading = window.stat_at(at, spec.stat, spec.n, bank.tick_seconds, scratch);
             *slot = reading.value as f32;
-            match reading.unusable {
-                Some(reason @ Unusable::BadInput { .. }) if first_bad.is_none() => {
-                    first_bad = Some((feature, reason));
-                }
-                Some(reason @ Unusable::NotFull { .. }) if first_short.is_none() => {
-                    first_short = Some((feature, reason));
-                }
-                _ => {}
-            }
+            quality.see(feature, reading.unusable);
         }
-        Ok(match first_bad.or(first_short) {
-            Some((feature, reason)) => RowQuality::Uncertain { feature, reason },
-            None => RowQuality::Good,
-        })
+        Ok(quality.row())
     }
 
     /// The row as a new vector (allocates; [`FeatureRow::fill`] does not).

@@ -31,7 +31,9 @@
 
 use std::collections::BTreeMap;
 
-use super::features::{FeatureError, FeatureSpec, Reading, RowQuality, SignalId, Stat, Unusable};
+use super::features::{
+    FeatureError, FeatureSpec, QualityScan, Reading, RowQuality, SignalId, Stat, Unusable,
+};
 use super::window::{self, REBUILD_BELOW, RunningStat, Wants};
 
 /// Columns that share a phase for their sums' periodic exact recompute, so
@@ -359,25 +361,13 @@ impl TickBank {
             }
             return Ok(RowQuality::Good);
         }
-        let mut first_bad = None;
-        let mut first_short = None;
+        let mut quality = QualityScan::default();
         for (feature, (f, slot)) in row.features.iter().zip(out.iter_mut()).enumerate() {
             let reading = self.read(f);
             *slot = reading.value as f32;
-            match reading.unusable {
-                Some(reason @ Unusable::BadInput { .. }) if first_bad.is_none() => {
-                    first_bad = Some((feature, reason));
-                }
-                Some(reason @ Unusable::NotFull { .. }) if first_short.is_none() => {
-                    first_short = Some((feature, reason));
-                }
-                _ => {}
-            }
+            quality.see(feature, reading.unusable);
         }
-        Ok(match first_bad.or(first_short) {
-            Some((feature, reason)) => RowQuality::Uncertain { feature, reason },
-            None => RowQuality::Good,
-        })
+        Ok(quality.row())
     }
 
     /// Whether every feature of `row` is usable: each signal's group holds
