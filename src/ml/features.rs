@@ -363,32 +363,10 @@ impl SignalWindow {
 
     #[inline(always)]
     fn lag(&self, n: usize) -> Reading {
-        let have = self.len();
-        if have == 0 {
-            return Reading {
-                value: f64::NAN,
-                unusable: Some(Unusable::NotFull {
-                    have,
-                    need: n.saturating_add(1),
-                }),
-            };
-        }
-        if n >= have {
-            // Start-up: the oldest point is the best stand-in there is.
-            let at = self.back(have);
-            return Reading {
-                value: self.values[at],
-                unusable: Some(Unusable::NotFull {
-                    have,
-                    need: n.saturating_add(1),
-                }),
-            };
-        }
-        let at = self.back(n + 1);
-        Reading {
-            value: self.values[at],
-            unusable: (!self.ok[at]).then_some(Unusable::BadInput { ticks_ago: n }),
-        }
+        lag_reading(self.len(), n, |k| {
+            let at = self.back(k);
+            (self.values[at], self.ok[at])
+        })
     }
 
     #[inline(always)]
@@ -426,6 +404,33 @@ impl SignalWindow {
             None => None,
         };
         Reading { value, unusable }
+    }
+}
+
+/// The point `n` ticks ago of a window holding `have` points, as a
+/// reading; `point(k)` is the (value, ok) of the point `k` pushes back
+/// (1 = the newest). Before there are `n + 1` points the oldest stands in,
+/// marked not full. Both banks read lags through it.
+#[inline(always)]
+pub(super) fn lag_reading(have: usize, n: usize, point: impl Fn(usize) -> (f64, bool)) -> Reading {
+    let need = n.saturating_add(1);
+    if have == 0 {
+        return Reading {
+            value: f64::NAN,
+            unusable: Some(Unusable::NotFull { have, need }),
+        };
+    }
+    if n >= have {
+        // Start-up: the oldest point is the best stand-in there is.
+        return Reading {
+            value: point(have).0,
+            unusable: Some(Unusable::NotFull { have, need }),
+        };
+    }
+    let (value, ok) = point(n + 1);
+    Reading {
+        value,
+        unusable: (!ok).then_some(Unusable::BadInput { ticks_ago: n }),
     }
 }
 

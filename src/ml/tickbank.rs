@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 
 use super::features::{
     FeatureError, FeatureSpec, QualityScan, Reading, RowQuality, SignalId, Stat, Unusable,
+    lag_reading,
 };
 use super::window::{self, REBUILD_BELOW, RunningStat, Wants};
 
@@ -605,32 +606,10 @@ impl Group {
 
     #[inline(always)]
     fn lag(&self, col: usize, n: usize) -> Reading {
-        let have = self.filled;
-        if have == 0 {
-            return Reading {
-                value: f64::NAN,
-                unusable: Some(Unusable::NotFull {
-                    have,
-                    need: n.saturating_add(1),
-                }),
-            };
-        }
-        if n >= have {
-            let r = back(self.head, self.cap, have);
-            return Reading {
-                value: self.values[r * self.width + col],
-                unusable: Some(Unusable::NotFull {
-                    have,
-                    need: n.saturating_add(1),
-                }),
-            };
-        }
-        let r = back(self.head, self.cap, n + 1);
-        let at = r * self.width + col;
-        Reading {
-            value: self.values[at],
-            unusable: (!self.ok[at]).then_some(Unusable::BadInput { ticks_ago: n }),
-        }
+        lag_reading(self.filled, n, |k| {
+            let at = back(self.head, self.cap, k) * self.width + col;
+            (self.values[at], self.ok[at])
+        })
     }
 
     /// A window statistic's value over the points held (at least one).
