@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use twin::config::{LoadedConfig, load_str};
-use twin::sources::apply_scale;
 use twin::sources::mqtt::payload;
 use twin::sources::mqtt::topic::{Routed, Router};
-use twin::twin::{Sample, TickClock, TwinCore, Value};
+use twin::twin::{Sample, TickClock, TwinCore};
 
 const TOPICS: usize = 1_000;
 const MESSAGES: usize = 100_000;
@@ -70,13 +69,7 @@ fn decode_one(router: &Router, topic: &str, body: &[u8], recv: i64, out: &mut Ve
         let Ok(d) = payload::decode(&route.payload, body) else {
             continue;
         };
-        out.extend(d.readings.into_iter().map(|r| {
-            let v = match r.value {
-                Value::Num(n) => Value::Num(apply_scale(n, route.scale, route.offset)),
-                v => v,
-            };
-            Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv)
-        }));
+        out.extend(d.readings.into_iter().map(|r| route.sample(tag, r, recv)));
     }
 }
 

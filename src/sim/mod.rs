@@ -977,10 +977,10 @@ mod tests {
             }),
         };
         let body = encode_payload(&[(a.clone(), 1.25), (b.clone(), 3.0)], t);
-        assert_eq!(one(&a, &body), (Value::Num(1.25), None));
-        assert_eq!(one(&b, &body), (Value::Num(3.0), Some(t)));
+        assert_eq!(one(&a, &body), (Some(Value::Num(1.25)), None));
+        assert_eq!(one(&b, &body), (Some(Value::Num(3.0)), Some(t)));
         let n = encode_payload(&[(Payload::Number, 21.125)], t);
-        assert_eq!(one(&Payload::Number, &n), (Value::Num(21.125), None));
+        assert_eq!(one(&Payload::Number, &n), (Some(Value::Num(21.125)), None));
         for unit in [TimeUnit::Seconds, TimeUnit::Millis, TimeUnit::Nanos] {
             let s = Payload::JsonSamples {
                 array: Vec::new(),
@@ -991,7 +991,7 @@ mod tests {
                 },
             };
             let body = encode_payload(&[(s.clone(), 2.5)], t);
-            assert_eq!(one(&s, &body), (Value::Num(2.5), Some(t)), "{unit:?}");
+            assert_eq!(one(&s, &body), (Some(Value::Num(2.5)), Some(t)), "{unit:?}");
         }
     }
 }

@@ -1064,3 +1064,64 @@ tags = { temperature = "filler.temperature" }
         );
     }
 }
+
+/// A JSON payload whose field is `null` says the publisher has no valid
+/// reading: the tag turns bad (`null_value`, as a Sparkplug metric marked
+/// null). It used to be dropped as the wrong type, the tag staying good at
+/// its last value until `stale_after`.
+#[test]
+fn r_hostile_an_mqtt_json_null_makes_its_tag_bad_not_stuck_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
+    let cfg = dir.path().join("null.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[plant]
+name = "null"
+tick = "50ms"
+stale_after = "1h"
+
+[[sources.mqtt]]
+name = "cm"
+broker = "mqtt://127.0.0.1:1883"
+client_id = "twin-it-null"
+  [[sources.mqtt.topics]]
+  topic = "plant/filler/temperature"
+  tag = "filler.temperature"
+  payload = "json"
+  field = "v"
+
+[[machines]]
+id = "filler"
+kind = "filler"
+tags = { temperature = "filler.temperature" }
+"#,
+    )
+    .expect("write config");
+    let run = Proc::spawn(twin_run(
+        &cfg,
+        "cm",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        60,
+    ));
+    wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
+    let topic = "plant/filler/temperature";
+    publish(broker.port, topic, br#"{"v": 40.5}"#, &[]);
+    wait_value(&run, "filler.temperature", 40.5, Duration::from_secs(10));
+    let from = run.lines().len();
+    publish(broker.port, topic, br#"{"v": null}"#, &[]);
+    let bad = |l: &[String]| {
+        tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
+            .iter()
+            .any(|e| e["quality"] == "bad" && e["reason"] == "null_value" && e["value"].is_null())
+    };
+    assert!(
+        run.wait_for(Duration::from_secs(10), bad),
+        "the tag did not turn bad (null_value):\n{}",
+        run.stderr()
+    );
+    // A good value after it makes the tag good again.
+    publish(broker.port, topic, br#"{"v": 41}"#, &[]);
+    wait_value(&run, "filler.temperature", 41.0, Duration::from_secs(10));
+}

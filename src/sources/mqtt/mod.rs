@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use super::limit::RateLimit;
 use super::{Source, SourceContext, SourceTask};
 use crate::config::LoadedConfig;
-use crate::twin::{Reason, Sample, Value};
+use crate::twin::{Reason, Sample};
 use crate::wallclock;
 pub use connect::{Endpoint, SetupError, parse_endpoint};
 use topic::{Routed, Router};
@@ -231,15 +231,7 @@ impl MqttSubscriber {
                             "Dropped malformed MQTT payload; check the publisher or the topic's `payload`/`field` in the config.");
                     }
                     out.extend(d.readings.into_iter().map(|r| {
-                        let v = match r.value {
-                            Value::Num(n) => Value::Num(crate::sources::apply_scale(
-                                n,
-                                route.scale,
-                                route.offset,
-                            )),
-                            v => v,
-                        };
-                        let mut s = Sample::good(tag, v, r.time_ns.unwrap_or(recv), recv);
+                        let mut s = route.sample(tag, r, recv);
                         s.bound_clock_skew(skew_ns);
                         s
                     }));
@@ -348,6 +340,7 @@ mod tests {
     use super::*;
     use crate::config::load_str;
     use crate::twin::Quality;
+    use crate::twin::Value;
 
     const CFG: &str = r#"
 [plant]

@@ -38,8 +38,11 @@ pub enum PayloadError {
 /// One value read from a payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
-    /// Raw value, before scale and offset.
-    pub value: Value,
+    /// Raw value, before scale and offset. `None`: the field is JSON
+    /// `null`, the publisher saying it has no valid reading: the tag goes
+    /// bad (`null_value`, as a Sparkplug metric marked null), where a
+    /// dropped payload would leave its last value standing as good.
+    pub value: Option<Value>,
     /// The device's timestamp (ns since the Unix epoch), if the payload
     /// carries one.
     pub time_ns: Option<i64>,
@@ -60,7 +63,7 @@ pub struct Decoded {
 /// [`Decoded::rejected`].
 pub fn decode(spec: &Payload, bytes: &[u8]) -> Result<Decoded, PayloadError> {
     match spec {
-        Payload::Number => Ok(one(decode_number(bytes)?, None)),
+        Payload::Number => Ok(one(Some(decode_number(bytes)?), None)),
         // The hot path: one value, no timestamp. Stream to the field instead
         // of building the whole document (2-3x faster on typical payloads).
         Payload::Json { field, time: None } => Ok(one(seek::value(bytes, field)?, None)),
@@ -109,7 +112,7 @@ pub fn decode(spec: &Payload, bytes: &[u8]) -> Result<Decoded, PayloadError> {
     }
 }
 
-fn one(value: Value, time_ns: Option<i64>) -> Decoded {
+fn one(value: Option<Value>, time_ns: Option<i64>) -> Decoded {
     Decoded {
         readings: vec![Reading { value, time_ns }],
         rejected: 0,
@@ -170,14 +173,15 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn value_at(doc: &serde_json::Value, field: &[String]) -> Result<Value, PayloadError> {
+fn value_at(doc: &serde_json::Value, field: &[String]) -> Result<Option<Value>, PayloadError> {
     let v = lookup(doc, field).ok_or_else(|| PayloadError::MissingField(field.join(".")))?;
     match v {
-        serde_json::Value::Bool(b) => Ok(Value::Bool(*b)),
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Bool(b) => Ok(Some(Value::Bool(*b))),
         serde_json::Value::Number(n) => n
             .as_f64()
             .filter(|n| n.is_finite())
-            .map(Value::Num)
+            .map(|n| Some(Value::Num(n)))
             .ok_or_else(|| PayloadError::WrongType {
                 field: field.join("."),
                 found: "an out-of-range number",
@@ -356,6 +360,8 @@ mod seek {
     enum Found {
         Num(f64),
         Bool(bool),
+        /// JSON `null`: no valid reading.
+        Null,
         /// Something other than a number or boolean, by kind.
         Other(&'static str),
         /// An out-of-range number (serde_json gives it as an error-free
@@ -364,7 +370,7 @@ mod seek {
         Missing,
     }
 
-    pub(super) fn value(bytes: &[u8], path: &[String]) -> Result<Value, PayloadError> {
+    pub(super) fn value(bytes: &[u8], path: &[String]) -> Result<Option<Value>, PayloadError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let found = Seek(path)
             .deserialize(&mut de)
@@ -372,12 +378,13 @@ mod seek {
             .map_err(|e| PayloadError::BadJson(e.to_string()))?;
         let name = || path.join(".");
         match found {
-            Found::Num(n) if n.is_finite() => Ok(Value::Num(n)),
+            Found::Num(n) if n.is_finite() => Ok(Some(Value::Num(n))),
             Found::Num(_) | Found::BadNumber => Err(PayloadError::WrongType {
                 field: name(),
                 found: "an out-of-range number",
             }),
-            Found::Bool(b) => Ok(Value::Bool(b)),
+            Found::Bool(b) => Ok(Some(Value::Bool(b))),
+            Found::Null => Ok(None),
             Found::Other(kind) => Err(PayloadError::WrongType {
                 field: name(),
                 found: kind,
@@ -461,7 +468,7 @@ mod seek {
         }
         fn visit_unit<E: de::Error>(self) -> Result<Found, E> {
             Ok(if self.0.is_empty() {
-                Found::Other("null")
+                Found::Null
             } else {
                 Found::Missing
             })
@@ -557,7 +564,7 @@ mod tests {
         // field that was asked for. On the path it is still an error.
         let big = br#"{"other":1e400,"data":{"rms":2}}"#;
         let rms: Vec<String> = vec!["data".into(), "rms".into()];
-        assert_eq!(seek::value(big, &rms), Ok(Value::Num(2.0)));
+        assert_eq!(seek::value(big, &rms), Ok(Some(Value::Num(2.0))));
         assert!(seek::value(br#"{"data":{"rms":1e400}}"#, &rms).is_err());
     }
 
@@ -589,8 +596,10 @@ mod tests {
         }
     }
 
+    /// The readings' values; a JSON `null` (no value) is left out, and
+    /// `json_null_is_a_reading_without_a_value` checks it.
     fn values(spec: &Payload, bytes: &[u8]) -> Result<Vec<Value>, PayloadError> {
-        decode(spec, bytes).map(|d| d.readings.into_iter().map(|r| r.value).collect())
+        decode(spec, bytes).map(|d| d.readings.into_iter().filter_map(|r| r.value).collect())
     }
 
     #[test]
@@ -650,6 +659,37 @@ mod tests {
         ));
     }
 
+    /// A field that is JSON `null` is a reading without a value (the tag
+    /// goes bad, `null_value`), on the streaming path, the document path
+    /// and in arrays of samples, where the other samples still count.
+    #[test]
+    fn json_null_is_a_reading_without_a_value() {
+        let p = br#"{"v":null,"meta":{"ts":1732800000}}"#;
+        let d = decode(&json("v"), p).expect("decodes");
+        assert_eq!(d.readings.len(), 1);
+        assert_eq!(d.readings[0].value, None);
+        let timed = Payload::Json {
+            field: path("v"),
+            time: Some(TimeField {
+                path: path("meta.ts"),
+                unit: TimeUnit::Seconds,
+            }),
+        };
+        let d = decode(&timed, p).expect("decodes");
+        assert_eq!(d.readings[0].value, None);
+        assert_eq!(d.readings[0].time_ns, Some(1_732_800_000_000_000_000));
+        let spec = samples("", "v", "ts", TimeUnit::Millis);
+        let d = decode(&spec, br#"[{"ts": 1, "v": null}, {"ts": 2, "v": 1.5}]"#).expect("decodes");
+        let got: Vec<Option<Value>> = d.readings.into_iter().map(|r| r.value).collect();
+        assert_eq!(got, [None, Some(Value::Num(1.5))]);
+        assert_eq!(d.rejected, 0);
+        // A missing field is still an error: nothing was said about it.
+        assert!(matches!(
+            decode(&json("w"), p),
+            Err(PayloadError::MissingField(_))
+        ));
+    }
+
     #[test]
     fn a_json_object_may_carry_its_timestamp() {
         let spec = Payload::Json {
@@ -679,11 +719,11 @@ mod tests {
             d.readings,
             vec![
                 Reading {
-                    value: Value::Num(1.2),
+                    value: Some(Value::Num(1.2)),
                     time_ns: Some(1_732_800_000_123_000_000)
                 },
                 Reading {
-                    value: Value::Num(1.3),
+                    value: Some(Value::Num(1.3)),
                     time_ns: Some(1_732_800_000_223_000_000)
                 },
             ]

@@ -26,6 +26,36 @@ pub struct Route {
     pub offset: f64,
 }
 
+impl Route {
+    /// The sample one decoded reading of this route gives for `tag`,
+    /// received at `recv` (before the source bounds its clock skew): the
+    /// route's scale and offset applied to a number, and a JSON `null` a
+    /// bad sample (`null_value`).
+    pub fn sample(
+        &self,
+        tag: crate::config::TagId,
+        r: super::payload::Reading,
+        recv: i64,
+    ) -> crate::twin::Sample {
+        use crate::twin::{Reason, Sample, Value};
+        let source_time = r.time_ns.unwrap_or(recv);
+        match r.value {
+            Some(Value::Num(n)) => Sample::good(
+                tag,
+                Value::Num(crate::sources::apply_scale(n, self.scale, self.offset)),
+                source_time,
+                recv,
+            ),
+            Some(v) => Sample::good(tag, v, source_time, recv),
+            // The publisher has no valid reading.
+            None => Sample {
+                source_time_ns: source_time,
+                ..Sample::bad(tag, Reason::NullValue, recv)
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Target {
     One(TagId),
