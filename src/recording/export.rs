@@ -95,10 +95,14 @@ pub fn export_csv<W: Write>(
             .as_ref()
             .is_none_or(|t| t.iter().any(|x| x == tag))
     };
+    // The recording is opened before the header is written: a file that
+    // cannot be read is an error with nothing on the output (a header alone
+    // on stdout would read as an empty but valid export).
     if !opts.wide {
+        let all = samples(files)?;
         w.write_record(["time", "tag", "value", "quality", "reason"])
             .map_err(werr)?;
-        for s in samples(files)? {
+        for s in all {
             let s = s?;
             if !wanted(&s.tag) {
                 continue;
@@ -134,6 +138,7 @@ pub fn export_csv<W: Write>(
             .enumerate()
             .map(|(i, c)| (c.as_str(), i))
             .collect();
+        let all = samples(files)?;
         w.write_record(std::iter::once("time").chain(columns.iter().map(String::as_str)))
             .map_err(werr)?;
         let mut cells = vec![String::new(); columns.len()];
@@ -143,7 +148,7 @@ pub fn export_csv<W: Write>(
                 std::iter::once(format_rfc3339(t).as_str()).chain(cells.iter().map(String::as_str)),
             )
         };
-        for s in samples(files)? {
+        for s in all {
             let s = s?;
             let Some(&i) = index.get(&*s.tag) else {
                 continue;

@@ -490,3 +490,26 @@ fn r_hostile_import_refuses_a_header_that_names_a_column_twice() {
     );
     assert!(!out_rec.exists(), "nothing is written");
 }
+
+/// An export of a recording that cannot be read fails with nothing on
+/// stdout: a CSV header alone would read as a valid, empty export.
+#[test]
+fn r10_export_of_a_missing_recording_writes_nothing_to_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.mcap");
+    for extra in [&[][..], &["--wide"], &["--wide", "--tags", "a,b"]] {
+        let mut args = vec!["export", s(&missing), "--format", "csv"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(!o.status.success(), "{extra:?}: {o:?}");
+        assert!(
+            o.stdout.is_empty(),
+            "{extra:?}: stdout {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("nope.mcap"),
+            "{extra:?}: the error names the file: {o:?}"
+        );
+    }
+}
