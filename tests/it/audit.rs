@@ -510,3 +510,21 @@ fn append_until_killed(path: &Path) {
         }
     }
 }
+
+/// An empty file is not an intact log: twin starts every log with its
+/// `opened` entry, so a file with no entry was emptied (or is not a log).
+/// `verify` used to print "0 entries, chain intact" for it.
+#[test]
+fn r12_an_empty_audit_log_does_not_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    std::fs::write(&log, "").expect("write empty log");
+    let out = audit(&["verify", log.to_str().expect("utf-8 path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("audit.jsonl:1: empty"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let py = python_check(dir.path(), &log);
+    assert_eq!(py.status.code(), Some(1));
+    assert_eq!(text(&py.stderr).trim(), "line 1: empty");
+}

@@ -424,6 +424,8 @@ pub enum Problem {
     PrevMismatch { expected: String, found: String },
     /// A line from a newer format than this twin reads.
     TooNew(u32),
+    /// No entry at all: a log twin writes starts with its `opened` entry.
+    Empty,
 }
 
 impl Problem {
@@ -435,6 +437,7 @@ impl Problem {
             Problem::SeqGap { .. } => "seq gap",
             Problem::PrevMismatch { .. } => "prev mismatch",
             Problem::TooNew(_) => "newer format",
+            Problem::Empty => "empty",
         }
     }
 }
@@ -464,6 +467,9 @@ impl fmt::Display for Problem {
             Problem::TooNew(v) => write!(
                 f,
                 "format version {v} is newer than this twin reads ({FORMAT_VERSION}); use a newer twin"
+            ),
+            Problem::Empty => f.write_str(
+                "the file holds no entry; a log twin writes starts with its `opened` entry, so this one was emptied or is not an audit log",
             ),
         }
     }

@@ -174,6 +174,17 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         entries += 1;
         last = Some(e);
     }
+    // An empty chain checks trivially; but twin never leaves a log without
+    // its `opened` entry, so "0 entries, intact" would vouch for a file
+    // that lost everything.
+    if entries == 0 && r.torn_bytes() == 0 {
+        return Err(AuditError::Broken {
+            path: path.to_path_buf(),
+            line: 1,
+            seq: None,
+            problem: Problem::Empty,
+        });
+    }
     Ok(VerifyReport {
         entries,
         last,
