@@ -71,12 +71,13 @@ pub struct WhatifArgs {
     /// How long to wait for the live plant's values to be good.
     #[arg(long = "read-timeout", value_name = "DURATION", default_value = "10s", value_parser = super::parse_duration)]
     pub read_timeout: Duration,
-    /// How far to look ahead.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = super::parse_duration)]
+    /// How far to look ahead (above zero, at most 24h).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_horizon)]
     pub horizon: Duration,
     /// Simulated time at the base values before the forecasts start, to fill
     /// the line (not with --at: the recording says where the products are).
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = super::parse_duration)]
+    /// At most 24h.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_warmup)]
     pub warmup: Duration,
     /// Time between arrivals at the infeed. Default: the product's
     /// `spawn_interval`.
@@ -99,6 +100,28 @@ impl WhatifArgs {
 /// A setpoint, resolved to what it drives in the line's model (the one
 /// mapping the optimiser uses too).
 pub(super) use crate::config::knob::Knob as Target;
+
+/// The longest simulated span a what-if runs: a day. The model steps the
+/// line's physics at its own tick (a 24 h forecast takes minutes), and a
+/// forecast a day out says little about a line whose inputs change by the
+/// shift; `--horizon 100000h` used to run for hours.
+const MAX_SPAN: Duration = Duration::from_secs(24 * 3600);
+
+fn parse_horizon(s: &str) -> Result<Duration, String> {
+    match super::parse_period(s)? {
+        d if d > MAX_SPAN => {
+            Err("must be at most 24h (a forecast a day out; use e.g. 60s, 10m, 2h)".to_string())
+        }
+        d => Ok(d),
+    }
+}
+
+fn parse_warmup(s: &str) -> Result<Duration, String> {
+    match super::parse_duration(s)? {
+        d if d > MAX_SPAN => Err("must be at most 24h (use e.g. 120s, 10m)".to_string()),
+        d => Ok(d),
+    }
+}
 
 /// `NAME=VALUE` with VALUE a number >= 0.
 fn split_setpoint(arg: &str) -> Result<(&str, f64), String> {

@@ -656,3 +656,21 @@ tags = { temperature = "mixer.temperature" }
         "{stderr}"
     );
 }
+
+/// `twin whatif --horizon 100000h` was accepted and ran for hours; a
+/// what-if looks at most a day ahead (and warms up at most a day), and a
+/// zero horizon forecasts nothing.
+#[test]
+fn r_user_whatif_spans_beyond_a_day_are_usage_errors() {
+    for (flag, value, says) in [
+        ("--horizon", "100000h", "at most 24h"),
+        ("--horizon", "25h", "at most 24h"),
+        ("--horizon", "0s", "above zero"),
+        ("--warmup", "1000d", "at most 24h"),
+    ] {
+        assert_usage_error(
+            &["whatif", DEMO, flag, value, "--set", "outfeed.speed=0.4"],
+            says,
+        );
+    }
+}
