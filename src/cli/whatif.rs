@@ -158,6 +158,30 @@ fn resolve(line: &Line, arg: &str) -> Result<(Target, f64), String> {
     }
 }
 
+/// Why `value` of `target` is outside its `[[setpoints]]` bounds, if it is
+/// and the tag has an entry.
+fn outside_bounds(
+    cfg: &crate::config::LoadedConfig,
+    line: &Line,
+    target: Target,
+    value: f64,
+) -> Option<String> {
+    let tag = match target {
+        Target::Belt(i) => &line.conveyors.get(i)?.speed_tag.value,
+        Target::Station(i) => match &line.stations.get(i)?.cycle {
+            crate::config::StationCycle::Tag(t) => &t.value,
+            crate::config::StationCycle::Fixed(_) => return None,
+        },
+    };
+    let sp = cfg.guard.setpoint(cfg.tags.id(tag)?)?;
+    (value < sp.min || value > sp.max).then(|| {
+        format!(
+            "{tag}={value} is outside its [[setpoints]] bounds {}..{}: the guard would never write it; the forecast is the model's answer to a question, not a plan",
+            sp.min, sp.max
+        )
+    })
+}
+
 fn apply(c: &mut Candidate, target: Target, value: f64) {
     c.set(target, value);
 }
@@ -273,6 +297,20 @@ pub fn run(args: &WhatifArgs) -> i32 {
         }
         text += "hint: give current values with --base TAG=VALUE, or start from a recording (--at REC.mcap@TIME) or the live plant (--endpoints FILE)\n";
         Stderr::Wait.write(&text);
+    }
+    // A value the guard would never write is still a fair question to ask
+    // the model, but the answer should not read as a plan.
+    let mut outside = String::new();
+    for (flag, (t, v)) in (args.base.iter().map(|_| "--base"))
+        .zip(&overrides)
+        .chain(args.set.iter().map(|_| "--set").zip(&sets))
+    {
+        if let Some(note) = outside_bounds(&cfg, line, *t, *v) {
+            outside += &format!("note: {flag} {note}\n");
+        }
+    }
+    if !outside.is_empty() {
+        Stderr::Wait.write(&outside);
     }
     let mut base = Candidate {
         arrival_interval: arrival,
