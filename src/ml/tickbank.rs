@@ -35,7 +35,7 @@ use super::features::{
     FeatureError, FeatureSpec, QualityScan, Reading, RowQuality, SignalId, Stat, Unusable,
     lag_reading,
 };
-use super::window::{self, REBUILD_BELOW, RunningStat, Wants};
+use super::window::{self, REBUILD_BELOW, RunningStat, SumsOf, Wants};
 
 /// Columns that share a phase for their sums' periodic exact recompute, so
 /// that the recompute reads each ring row's cache line once for all of
@@ -101,6 +101,8 @@ struct Length {
 #[derive(Debug, Clone)]
 struct Sums {
     m: usize,
+    /// What a read needs of `m`, kept with it.
+    of_m: SumsOf,
     shift: Vec<f64>,
     s1: Vec<f64>,
     s2: Vec<f64>,
@@ -413,6 +415,7 @@ impl Group {
                 n,
                 sums: sums.then(|| Sums {
                     m: 0,
+                    of_m: SumsOf::new(0),
                     shift: vec![0.0; width],
                     s1: vec![0.0; width],
                     s2: vec![0.0; width],
@@ -625,7 +628,7 @@ impl Group {
                     s.s1[col],
                     s.s2[col],
                     s.si[col],
-                    s.m,
+                    s.of_m,
                     tick_seconds,
                 )
             }),
@@ -708,6 +711,7 @@ impl Sums {
                     self.s2[c] += d * d;
                 }
                 self.m += 1;
+                self.of_m = SumsOf::new(self.m);
                 mf = self.m as f64;
             }
             Some(old) => {

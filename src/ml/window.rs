@@ -301,7 +301,17 @@ impl Running {
             RunningStat::Max => self.max.as_ref()?.front(),
             RunningStat::Mean | RunningStat::Std | RunningStat::Rms | RunningStat::Slope => {
                 let s = self.sums.as_ref()?;
-                (s.m > 0).then(|| sums_value(stat, s.shift, s.s1, s.s2, s.si, s.m, tick_seconds))
+                (s.m > 0).then(|| {
+                    sums_value(
+                        stat,
+                        s.shift,
+                        s.s1,
+                        s.s2,
+                        s.si,
+                        SumsOf::new(s.m),
+                        tick_seconds,
+                    )
+                })
             }
         }
     }
@@ -319,10 +329,10 @@ pub(super) fn sums_value(
     s1: f64,
     s2: f64,
     si: f64,
-    m: usize,
+    m: SumsOf,
     tick_seconds: f64,
 ) -> f64 {
-    let mf = m as f64;
+    let mf = m.mf;
     let md = s1 / mf;
     match stat {
         RunningStat::Mean => shift + md,
@@ -331,14 +341,38 @@ pub(super) fn sums_value(
         RunningStat::Std => ((s2 - md * s1) / mf).max(0.0).sqrt(),
         // mean(x²) = c² + 2c·d̄ + mean(d²).
         RunningStat::Rms => (shift * shift + 2.0 * shift * md + s2 / mf).max(0.0).sqrt(),
-        RunningStat::Slope if m < 2 => 0.0,
+        RunningStat::Slope if m.m < 2 => 0.0,
         RunningStat::Slope => {
             // Σ(j − j̄)(d − d̄) = Σ j·d − d̄·Σj, over Σ(j − j̄)² = m(m² − 1)/12.
-            let sxy = si - md * (mf * (mf - 1.0) / 2.0);
-            let sxx = mf * (mf * mf - 1.0) / 12.0;
-            sxy / sxx / tick_seconds
+            let sxy = si - md * m.sum_j;
+            sxy / m.sxx / tick_seconds
         }
         RunningStat::Min | RunningStat::Max => f64::NAN,
+    }
+}
+
+/// What [`sums_value`] needs of the number of points `m`, computed once
+/// per `m` (the stage's bank keeps it per window length, whose `m` all its
+/// signals share): `m` as f64, `Σj = m(m − 1)/2` and `Σ(j − j̄)² =
+/// m(m² − 1)/12`. The same operations whoever computes them, so the same
+/// bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct SumsOf {
+    m: usize,
+    mf: f64,
+    sum_j: f64,
+    sxx: f64,
+}
+
+impl SumsOf {
+    pub(super) fn new(m: usize) -> Self {
+        let mf = m as f64;
+        SumsOf {
+            m,
+            mf,
+            sum_j: mf * (mf - 1.0) / 2.0,
+            sxx: mf * (mf * mf - 1.0) / 12.0,
+        }
     }
 }
 
