@@ -64,8 +64,28 @@ pub struct RunShared {
     /// rows were taken; the events' own time is when they apply.
     pub inputs_ns: Option<i64>,
     /// The run's output, row after row, `cols` values a row.
-    pub output: Arc<Vec<f32>>,
+    pub output: Vec<f32>,
     pub cols: usize,
+}
+
+impl RunShared {
+    /// One row of named values of its own (tests, and events built by
+    /// hand): `names` paired with `values`.
+    fn named(t_ns: i64, model: &str, task: Task, names: &[&str], values: Vec<f32>) -> Self {
+        RunShared {
+            t_ns,
+            model: Arc::from(model),
+            task,
+            classes: Arc::from([]),
+            names: names.iter().map(|n| Arc::from(*n)).collect(),
+            first: 0,
+            threshold: None,
+            unit: None,
+            inputs_ns: None,
+            cols: values.len(),
+            output: values,
+        }
+    }
 }
 
 /// One row's prediction: a machine's (or the plant's) output of a model.
@@ -97,22 +117,14 @@ impl Prediction {
         class: Option<&str>,
         score: f64,
     ) -> Self {
-        let names: Arc<[Arc<str>]> = named.iter().map(|(n, _)| Arc::from(*n)).collect();
-        let classes: Arc<[Arc<str>]> = class.into_iter().map(Arc::from).collect();
+        let names: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
+        let values = named.iter().map(|(_, v)| *v).collect();
+        let run = RunShared {
+            classes: class.into_iter().map(Arc::from).collect(),
+            ..RunShared::named(t_ns, model, task, &names, values)
+        };
         Prediction {
-            run: Arc::new(RunShared {
-                t_ns,
-                model: Arc::from(model),
-                task,
-                classes,
-                names,
-                first: 0,
-                threshold: None,
-                unit: None,
-                inputs_ns: None,
-                output: Arc::new(named.iter().map(|(_, v)| *v).collect()),
-                cols: named.len(),
-            }),
+            run: Arc::new(run),
             row: 0,
             machine: machine.map(Arc::from),
             class: class.map(|_| 0),
@@ -156,9 +168,8 @@ impl Prediction {
         let r = &self.run;
         let start = self.row as usize * r.cols + r.first;
         RowValues::new(
-            r.names.clone(),
+            r.clone(),
             r.first,
-            r.output.clone(),
             start,
             r.cols.saturating_sub(r.first),
             clamp,
@@ -210,14 +221,11 @@ impl PartialEq for Prediction {
 /// event stream writes them.
 #[derive(Debug, Clone, Default)]
 pub struct RowValues {
-    /// The model's names; `None`: no values.
-    names: Option<Arc<[Arc<str>]>>,
+    /// The run whose names and output these are; `None`: no values.
+    run: Option<Arc<RunShared>>,
     /// The names this row's values go with start here (a fault model's
     /// normal class, name 0, has no risk).
     first_name: usize,
-    /// The run's output, row after row. An `Arc<Vec<_>>` rather than an
-    /// `Arc<[_]>` so the run's own vector is shared without a copy.
-    output: Option<Arc<Vec<f32>>>,
     start: usize,
     len: usize,
     /// Probabilities are read clamped into 0..1.
@@ -225,23 +233,22 @@ pub struct RowValues {
 }
 
 impl RowValues {
-    /// `names[first_name..]` paired with `output[start..start + len]`
-    /// (as many as both have); with `clamp`, values are read within 0..1.
+    /// The run's `names[first_name..]` paired with its
+    /// `output[start..start + len]` (as many as both have); with `clamp`,
+    /// values are read within 0..1.
     pub fn new(
-        names: Arc<[Arc<str>]>,
+        run: Arc<RunShared>,
         first_name: usize,
-        output: Arc<Vec<f32>>,
         start: usize,
         len: usize,
         clamp: bool,
     ) -> Self {
         let len = len
-            .min(names.len().saturating_sub(first_name))
-            .min(output.len().saturating_sub(start));
+            .min(run.names.len().saturating_sub(first_name))
+            .min(run.output.len().saturating_sub(start));
         RowValues {
-            names: Some(names),
+            run: Some(run),
             first_name,
-            output: Some(output),
             start,
             len,
             clamp,
@@ -250,9 +257,10 @@ impl RowValues {
 
     /// Values of their own (tests, and events built by hand).
     pub fn from_pairs(pairs: &[(&str, f32)]) -> Self {
-        let names: Arc<[Arc<str>]> = pairs.iter().map(|(n, _)| Arc::from(*n)).collect();
-        let output = Arc::new(pairs.iter().map(|(_, v)| *v).collect::<Vec<f32>>());
-        RowValues::new(names, 0, output, 0, pairs.len(), false)
+        let names: Vec<&str> = pairs.iter().map(|(n, _)| *n).collect();
+        let values = pairs.iter().map(|(_, v)| *v).collect();
+        let run = RunShared::named(0, "", Task::Setpoint, &names, values);
+        RowValues::new(Arc::new(run), 0, 0, pairs.len(), false)
     }
 
     pub fn len(&self) -> usize {
@@ -265,7 +273,7 @@ impl RowValues {
 
     /// The numbers, in the names' order.
     pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
-        let out: &[f32] = self.output.as_deref().map_or(&[], |o| o.as_slice());
+        let out: &[f32] = self.run.as_deref().map_or(&[], |r| r.output.as_slice());
         let clamp = self.clamp;
         out.get(self.start..self.start + self.len)
             .unwrap_or(&[])
@@ -275,7 +283,7 @@ impl RowValues {
 
     /// (name, value) pairs, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, f64)> + '_ {
-        let names: &[Arc<str>] = self.names.as_deref().unwrap_or(&[]);
+        let names: &[Arc<str>] = self.run.as_deref().map_or(&[], |r| &r.names);
         names
             .get(self.first_name..)
             .unwrap_or(&[])
@@ -570,33 +578,33 @@ mod tests {
     fn i11_a_prediction_reads_its_rows_slice_of_the_shared_output() {
         let names: Arc<[Arc<str>]> = ["normal", "jam", "slip"].map(Arc::from).into();
         // Two rows of three columns; row 1 has a probability a hair over 1.
-        let output = Arc::new(vec![0.9, 0.1, 0.0, 0.0, 1.00001, 0.0]);
-        let risk = RowValues::new(names.clone(), 1, output.clone(), 3 + 1, 2, true);
+        let run = Arc::new(RunShared {
+            t_ns: 0,
+            model: Arc::from("faults"),
+            task: Task::Fault,
+            classes: names.clone(),
+            names: names.clone(),
+            first: 1,
+            threshold: None,
+            unit: None,
+            inputs_ns: None,
+            output: vec![0.9, 0.1, 0.0, 0.0, 1.00001, 0.0],
+            cols: 3,
+        });
+        let risk = RowValues::new(run.clone(), 1, 3 + 1, 2, true);
         let pairs: Vec<(&str, f64)> = risk.iter().map(|(n, v)| (&**n, v)).collect();
         assert_eq!(pairs, [("jam", 1.0), ("slip", 0.0)]);
         assert_eq!(risk, RowValues::from_pairs(&[("jam", 1.0), ("slip", 0.0)]));
-        // Names and values are shared, not copied per row.
-        assert_eq!(Arc::strong_count(&output), 2);
         let p = MlEvent::Prediction(Prediction {
-            run: Arc::new(RunShared {
-                t_ns: 0,
-                model: Arc::from("faults"),
-                task: Task::Fault,
-                classes: names.clone(),
-                names: names.clone(),
-                first: 1,
-                threshold: None,
-                unit: None,
-                inputs_ns: None,
-                output: output.clone(),
-                cols: 3,
-            }),
+            run: run.clone(),
             row: 1,
             machine: Some(Arc::from("belt")),
             class: Some(1),
             score: 1.0,
             uncertain: None,
         });
+        // Names and values are the run's, shared, not copied per row.
+        assert_eq!(Arc::strong_count(&run), 3);
         assert_eq!(
             match &p {
                 MlEvent::Prediction(p) => p.risk(),

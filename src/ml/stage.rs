@@ -702,8 +702,9 @@ fn apply(
     rows_ns: Option<i64>,
 ) {
     let values = match results {
-        // One buffer for the run: every row's prediction reads its slice.
-        Ok(v) => Arc::new(v),
+        // One buffer for the run, in its shared part: every row's
+        // prediction reads its slice.
+        Ok(v) => v,
         Err(error) => {
             m.pending.push(TwinEvent::Ml(MlEvent::Error(ModelError {
                 t_ns,
@@ -715,7 +716,8 @@ fn apply(
         }
     };
     let cols = values.len() / due.len().max(1);
-    let run = run_shared(m, t_ns, rows_ns, values.clone(), cols);
+    let run = run_shared(m, t_ns, rows_ns, values, cols);
+    let values = &run.output;
     for (k, (r, uncertain)) in due.iter().enumerate() {
         let row_values = &values[k * cols..(k + 1) * cols];
         let machine = m.rows[*r].machine.clone();
@@ -959,7 +961,7 @@ fn run_shared(
     m: &ModelRun,
     t_ns: i64,
     rows_ns: Option<i64>,
-    output: Arc<Vec<f32>>,
+    output: Vec<f32>,
     cols: usize,
 ) -> Arc<RunShared> {
     let (names, first) = match m.task {
