@@ -1125,3 +1125,61 @@ tags = { temperature = "filler.temperature" }
     publish(broker.port, topic, br#"{"v": 41}"#, &[]);
     wait_value(&run, "filler.temperature", 41.0, Duration::from_secs(10));
 }
+
+/// Python's `json.dumps` writes NaN as a bare `NaN` (not JSON): such a
+/// payload makes its tag bad (`non_finite`), as a number payload `NaN`
+/// does. It used to be dropped as malformed, the tag staying good at its
+/// last value until `stale_after`.
+#[test]
+fn r_hostile_an_mqtt_json_nan_as_python_writes_it_makes_its_tag_bad() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
+    let cfg = dir.path().join("pynan.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[plant]
+name = "pynan"
+tick = "50ms"
+stale_after = "1h"
+
+[[sources.mqtt]]
+name = "cm"
+broker = "mqtt://127.0.0.1:1883"
+client_id = "twin-it-pynan"
+  [[sources.mqtt.topics]]
+  topic = "plant/filler/temperature"
+  tag = "filler.temperature"
+  payload = "json"
+  field = "v"
+
+[[machines]]
+id = "filler"
+kind = "filler"
+tags = { temperature = "filler.temperature" }
+"#,
+    )
+    .expect("write config");
+    let run = Proc::spawn(twin_run(
+        &cfg,
+        "cm",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        60,
+    ));
+    wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
+    let topic = "plant/filler/temperature";
+    publish(broker.port, topic, br#"{"v": 40.5}"#, &[]);
+    wait_value(&run, "filler.temperature", 40.5, Duration::from_secs(10));
+    let from = run.lines().len();
+    publish(broker.port, topic, br#"{"v": NaN}"#, &[]);
+    let bad = |l: &[String]| {
+        tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
+            .iter()
+            .any(|e| e["quality"] == "bad" && e["reason"] == "non_finite" && e["value"].is_null())
+    };
+    assert!(
+        run.wait_for(Duration::from_secs(10), bad),
+        "the tag did not turn bad (non_finite):\n{}",
+        run.stderr()
+    );
+}

@@ -62,6 +62,86 @@ pub struct Decoded {
 /// broken array gives its good samples and counts the rest in
 /// [`Decoded::rejected`].
 pub fn decode(spec: &Payload, bytes: &[u8]) -> Result<Decoded, PayloadError> {
+    match decode_strict(spec, bytes) {
+        // Python's `json.dumps` (and many publishers after it) writes NaN
+        // and infinities as bare `NaN`, `Infinity`, `-Infinity`, which is
+        // not JSON. Read as the numbers they stand for, they make the tag
+        // bad (`non_finite`); dropped, the tag stayed good at its last value.
+        Err(PayloadError::BadJson(e)) if !matches!(spec, Payload::Number) => {
+            match quote_non_finite(bytes) {
+                Some(fixed) => match decode_strict(spec, &fixed) {
+                    Err(PayloadError::BadJson(_)) => Err(PayloadError::BadJson(e)),
+                    r => r,
+                },
+                None => Err(PayloadError::BadJson(e)),
+            }
+        }
+        r => r,
+    }
+}
+
+/// A number written as text: `NaN`, `Infinity` and `-Infinity` (as
+/// Python's `json` writes them), and `nan`, `inf`, `-inf`.
+fn non_finite_text(t: &str) -> Option<f64> {
+    match t {
+        "NaN" | "nan" => Some(f64::NAN),
+        "Infinity" | "inf" => Some(f64::INFINITY),
+        "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// `bytes` with every bare `NaN`, `Infinity` and `-Infinity` outside a
+/// string quoted, so that JSON parses it (as a string that
+/// [`non_finite_text`] reads back); `None` if there is none.
+fn quote_non_finite(bytes: &[u8]) -> Option<Vec<u8>> {
+    const TOKENS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let token = TOKENS.iter().find(|t| {
+            bytes[i..].starts_with(t)
+                && bytes
+                    .get(i + t.len())
+                    .is_none_or(|c| !c.is_ascii_alphanumeric())
+        });
+        match token {
+            Some(t) => {
+                found = true;
+                out.push(b'"');
+                out.extend_from_slice(t);
+                out.push(b'"');
+                i += t.len();
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    found.then_some(out)
+}
+
+fn decode_strict(spec: &Payload, bytes: &[u8]) -> Result<Decoded, PayloadError> {
     match spec {
         Payload::Number => Ok(one(Some(decode_number(bytes)?), None)),
         // The hot path: one value, no timestamp. Stream to the field instead
@@ -178,6 +258,9 @@ fn value_at(doc: &serde_json::Value, field: &[String]) -> Result<Option<Value>, 
     match v {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::Bool(b) => Ok(Some(Value::Bool(*b))),
+        serde_json::Value::String(t) if non_finite_text(t).is_some() => {
+            Ok(non_finite_text(t).map(Value::Num))
+        }
         serde_json::Value::Number(n) => n
             .as_f64()
             .filter(|n| n.is_finite())
@@ -362,6 +445,8 @@ mod seek {
         Bool(bool),
         /// JSON `null`: no valid reading.
         Null,
+        /// NaN or an infinity, written as text (see `non_finite_text`).
+        NonFinite(f64),
         /// Something other than a number or boolean, by kind.
         Other(&'static str),
         /// An out-of-range number (serde_json gives it as an error-free
@@ -385,6 +470,7 @@ mod seek {
             }),
             Found::Bool(b) => Ok(Some(Value::Bool(b))),
             Found::Null => Ok(None),
+            Found::NonFinite(x) => Ok(Some(Value::Num(x))),
             Found::Other(kind) => Err(PayloadError::WrongType {
                 field: name(),
                 found: kind,
@@ -459,9 +545,12 @@ mod seek {
                 Found::BadNumber
             })
         }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Found, E> {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Found, E> {
             Ok(if self.0.is_empty() {
-                Found::Other("a string")
+                match super::non_finite_text(v) {
+                    Some(x) => Found::NonFinite(x),
+                    None => Found::Other("a string"),
+                }
             } else {
                 Found::Missing
             })
@@ -688,6 +777,67 @@ mod tests {
             decode(&json("w"), p),
             Err(PayloadError::MissingField(_))
         ));
+    }
+
+    /// `NaN`, `Infinity` and `-Infinity` as Python's `json` writes them
+    /// (bare, which is not JSON) or quoted are read as the non-finite
+    /// numbers they stand for, so the core makes the tag bad
+    /// (`non_finite`); the same words inside a longer string, or as another
+    /// field's value, change nothing.
+    #[test]
+    fn json_nan_and_infinities_as_python_writes_them_are_non_finite_readings() {
+        let nan = |v: &Option<Value>| matches!(v, Some(Value::Num(n)) if n.is_nan());
+        for body in [
+            &br#"{"v": NaN}"#[..],
+            br#"{"v":NaN,"note":"NaN, Infinity"}"#,
+            br#"{"v": "NaN"}"#,
+            br#"{"v": "nan"}"#,
+        ] {
+            let d = decode(&json("v"), body).expect("decodes");
+            assert!(
+                nan(&d.readings[0].value),
+                "{}: {d:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let d = decode(&json("v"), br#"{"v": -Infinity}"#).expect("decodes");
+        assert_eq!(d.readings[0].value, Some(Value::Num(f64::NEG_INFINITY)));
+        let d = decode(&json("v"), br#"{"v": Infinity, "w": 1}"#).expect("decodes");
+        assert_eq!(d.readings[0].value, Some(Value::Num(f64::INFINITY)));
+        // Another field's NaN does not spoil this one's value.
+        let d = decode(&json("v"), br#"{"w": NaN, "v": 2.5}"#).expect("decodes");
+        assert_eq!(d.readings[0].value, Some(Value::Num(2.5)));
+        // The document path (with a timestamp) and arrays of samples.
+        let timed = Payload::Json {
+            field: path("v"),
+            time: Some(TimeField {
+                path: path("ts"),
+                unit: TimeUnit::Seconds,
+            }),
+        };
+        let d = decode(&timed, br#"{"v": NaN, "ts": 1732800000}"#).expect("decodes");
+        assert!(nan(&d.readings[0].value));
+        let spec = samples("", "v", "ts", TimeUnit::Millis);
+        let d = decode(&spec, br#"[{"ts": 1, "v": NaN}, {"ts": 2, "v": 1.5}]"#).expect("decodes");
+        assert!(nan(&d.readings[0].value));
+        assert_eq!(d.readings[1].value, Some(Value::Num(1.5)));
+        // Text that merely contains the words stays a string (wrong type),
+        // and JSON that is broken otherwise stays broken.
+        assert!(matches!(
+            decode(&json("v"), br#"{"v": "NaN or so"}"#),
+            Err(PayloadError::WrongType { .. })
+        ));
+        assert!(matches!(
+            decode(&json("v"), br#"{"v": NaNa}"#),
+            Err(PayloadError::BadJson(_))
+        ));
+        assert!(matches!(
+            decode(&json("v"), br#"{"v": NaN"#),
+            Err(PayloadError::BadJson(_))
+        ));
+        // A quote escaped inside a string does not end it.
+        let d = decode(&json("v"), br#"{"s": "a \" NaN", "v": NaN}"#).expect("decodes");
+        assert!(nan(&d.readings[0].value));
     }
 
     #[test]
