@@ -1004,36 +1004,35 @@ tags = { vibration = "filler.vibration" }
     );
 }
 
-/// A sensor that publishes `NaN` (or `inf`) says it has no valid reading:
-/// its tag turns bad with reason `non_finite`, as for a Modbus float
-/// register holding NaN. The payload used to be dropped as "not a number",
-/// the tag staying good at its last value until `stale_after`.
-#[test]
-fn r_hostile_an_mqtt_nan_makes_its_tag_bad_not_stuck_good() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
-    let cfg = dir.path().join("nan.toml");
+/// A twin reading the filler's temperature from `plant/filler/temperature`
+/// on a mosquitto of its own, the topic's payload as `payload` (TOML lines
+/// of the topic table) says.
+fn temperature_run(dir: &Path, name: &str, payload: &str) -> (Mosquitto, Proc) {
+    let broker = Mosquitto::start(dir, free_port(), &dir.join("s"), "");
+    let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(
         &cfg,
-        r#"
+        format!(
+            r#"
 [plant]
-name = "nan"
+name = "{name}"
 tick = "50ms"
 stale_after = "1h"
 
 [[sources.mqtt]]
 name = "cm"
 broker = "mqtt://127.0.0.1:1883"
-client_id = "twin-it-nan"
+client_id = "twin-it-{name}"
   [[sources.mqtt.topics]]
   topic = "plant/filler/temperature"
   tag = "filler.temperature"
-
+{payload}
 [[machines]]
 id = "filler"
 kind = "filler"
-tags = { temperature = "filler.temperature" }
-"#,
+tags = {{ temperature = "filler.temperature" }}
+"#
+        ),
     )
     .expect("write config");
     let run = Proc::spawn(twin_run(
@@ -1043,25 +1042,45 @@ tags = { temperature = "filler.temperature" }
         60,
     ));
     wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
-    let topic = "plant/filler/temperature";
+    (broker, run)
+}
+
+/// Publishes `body` and waits for the temperature tag to turn bad with
+/// `reason` and no value; the message says what did not happen.
+fn publish_and_expect_bad(broker: &Mosquitto, run: &Proc, body: &[u8], reason: &str) {
+    let from = run.lines().len();
+    publish(broker.port, "plant/filler/temperature", body, &[]);
+    let bad = |l: &[String]| {
+        tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
+            .iter()
+            .any(|e| e["quality"] == "bad" && e["reason"] == reason && e["value"].is_null())
+    };
+    assert!(
+        run.wait_for(Duration::from_secs(10), bad),
+        "{}: the tag did not turn bad ({reason}):\n{}",
+        String::from_utf8_lossy(body),
+        run.stderr()
+    );
+}
+
+/// A sensor that publishes `NaN` (or `inf`) says it has no valid reading:
+/// its tag turns bad with reason `non_finite`, as for a Modbus float
+/// register holding NaN. The payload used to be dropped as "not a number",
+/// the tag staying good at its last value until `stale_after`.
+#[test]
+fn r_hostile_an_mqtt_nan_makes_its_tag_bad_not_stuck_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (broker, run) = temperature_run(dir.path(), "nan", "");
     for (n, body) in ["NaN", "inf"].iter().enumerate() {
         let good = 40.0 + n as f64;
-        publish(broker.port, topic, good.to_string().as_bytes(), &[]);
-        wait_value(&run, "filler.temperature", good, Duration::from_secs(10));
-        let from = run.lines().len();
-        publish(broker.port, topic, body.as_bytes(), &[]);
-        let bad = |l: &[String]| {
-            tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
-                .iter()
-                .any(|e| {
-                    e["quality"] == "bad" && e["reason"] == "non_finite" && e["value"].is_null()
-                })
-        };
-        assert!(
-            run.wait_for(Duration::from_secs(10), bad),
-            "{body}: the tag did not turn bad (non_finite):\n{}",
-            run.stderr()
+        publish(
+            broker.port,
+            "plant/filler/temperature",
+            good.to_string().as_bytes(),
+            &[],
         );
+        wait_value(&run, "filler.temperature", good, Duration::from_secs(10));
+        publish_and_expect_bad(&broker, &run, body.as_bytes(), "non_finite");
     }
 }
 
@@ -1072,55 +1091,12 @@ tags = { temperature = "filler.temperature" }
 #[test]
 fn r_hostile_an_mqtt_json_null_makes_its_tag_bad_not_stuck_good() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
-    let cfg = dir.path().join("null.toml");
-    std::fs::write(
-        &cfg,
-        r#"
-[plant]
-name = "null"
-tick = "50ms"
-stale_after = "1h"
-
-[[sources.mqtt]]
-name = "cm"
-broker = "mqtt://127.0.0.1:1883"
-client_id = "twin-it-null"
-  [[sources.mqtt.topics]]
-  topic = "plant/filler/temperature"
-  tag = "filler.temperature"
-  payload = "json"
-  field = "v"
-
-[[machines]]
-id = "filler"
-kind = "filler"
-tags = { temperature = "filler.temperature" }
-"#,
-    )
-    .expect("write config");
-    let run = Proc::spawn(twin_run(
-        &cfg,
-        "cm",
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        60,
-    ));
-    wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
+    let json = "  payload = \"json\"\n  field = \"v\"\n";
+    let (broker, run) = temperature_run(dir.path(), "null", json);
     let topic = "plant/filler/temperature";
     publish(broker.port, topic, br#"{"v": 40.5}"#, &[]);
     wait_value(&run, "filler.temperature", 40.5, Duration::from_secs(10));
-    let from = run.lines().len();
-    publish(broker.port, topic, br#"{"v": null}"#, &[]);
-    let bad = |l: &[String]| {
-        tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
-            .iter()
-            .any(|e| e["quality"] == "bad" && e["reason"] == "null_value" && e["value"].is_null())
-    };
-    assert!(
-        run.wait_for(Duration::from_secs(10), bad),
-        "the tag did not turn bad (null_value):\n{}",
-        run.stderr()
-    );
+    publish_and_expect_bad(&broker, &run, br#"{"v": null}"#, "null_value");
     // A good value after it makes the tag good again.
     publish(broker.port, topic, br#"{"v": 41}"#, &[]);
     wait_value(&run, "filler.temperature", 41.0, Duration::from_secs(10));
@@ -1133,53 +1109,14 @@ tags = { temperature = "filler.temperature" }
 #[test]
 fn r_hostile_an_mqtt_json_nan_as_python_writes_it_makes_its_tag_bad() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = Mosquitto::start(dir.path(), free_port(), &dir.path().join("s"), "");
-    let cfg = dir.path().join("pynan.toml");
-    std::fs::write(
-        &cfg,
-        r#"
-[plant]
-name = "pynan"
-tick = "50ms"
-stale_after = "1h"
-
-[[sources.mqtt]]
-name = "cm"
-broker = "mqtt://127.0.0.1:1883"
-client_id = "twin-it-pynan"
-  [[sources.mqtt.topics]]
-  topic = "plant/filler/temperature"
-  tag = "filler.temperature"
-  payload = "json"
-  field = "v"
-
-[[machines]]
-id = "filler"
-kind = "filler"
-tags = { temperature = "filler.temperature" }
-"#,
-    )
-    .expect("write config");
-    let run = Proc::spawn(twin_run(
-        &cfg,
-        "cm",
-        &format!("mqtt://127.0.0.1:{}", broker.port),
-        60,
-    ));
-    wait_log(&run, SUBSCRIBED, 1, Duration::from_secs(10));
-    let topic = "plant/filler/temperature";
-    publish(broker.port, topic, br#"{"v": 40.5}"#, &[]);
-    wait_value(&run, "filler.temperature", 40.5, Duration::from_secs(10));
-    let from = run.lines().len();
-    publish(broker.port, topic, br#"{"v": NaN}"#, &[]);
-    let bad = |l: &[String]| {
-        tag_events(&events(&l[from.min(l.len())..]), "filler.temperature")
-            .iter()
-            .any(|e| e["quality"] == "bad" && e["reason"] == "non_finite" && e["value"].is_null())
-    };
-    assert!(
-        run.wait_for(Duration::from_secs(10), bad),
-        "the tag did not turn bad (non_finite):\n{}",
-        run.stderr()
+    let json = "  payload = \"json\"\n  field = \"v\"\n";
+    let (broker, run) = temperature_run(dir.path(), "pynan", json);
+    publish(
+        broker.port,
+        "plant/filler/temperature",
+        br#"{"v": 40.5}"#,
+        &[],
     );
+    wait_value(&run, "filler.temperature", 40.5, Duration::from_secs(10));
+    publish_and_expect_bad(&broker, &run, br#"{"v": NaN}"#, "non_finite");
 }
