@@ -166,13 +166,7 @@ fn outside_bounds(
     target: Target,
     value: f64,
 ) -> Option<String> {
-    let tag = match target {
-        Target::Belt(i) => &line.conveyors.get(i)?.speed_tag.value,
-        Target::Station(i) => match &line.stations.get(i)?.cycle {
-            crate::config::StationCycle::Tag(t) => &t.value,
-            crate::config::StationCycle::Fixed(_) => return None,
-        },
-    };
+    let tag = knob::tag_of(line, target)?;
     let sp = cfg.guard.setpoint(cfg.tags.id(tag)?)?;
     (value < sp.min || value > sp.max).then(|| {
         format!(

@@ -49,20 +49,33 @@ pub fn knob_of(line: &Line, name: &str) -> Option<Knob> {
         .map(Knob::Station)
 }
 
+/// The tag that turns `knob` on `line`: a belt's speed tag, a station's
+/// cycle-time tag; `None` for a station with a fixed cycle time (only
+/// `twin whatif` turns it, as `station:ID`) or an index not on the line.
+pub fn tag_of(line: &Line, knob: Knob) -> Option<&str> {
+    match knob {
+        Knob::Belt(i) => Some(line.conveyors.get(i)?.speed_tag.value.as_str()),
+        Knob::Station(i) => match &line.stations.get(i)?.cycle {
+            StationCycle::Tag(t) => Some(t.value.as_str()),
+            StationCycle::Fixed(_) => None,
+        },
+    }
+}
+
 /// The names of `line`'s knobs, as messages list them: each belt's speed
 /// tag, and each station's cycle-time tag (`station:ID` for a station with
 /// a fixed cycle time, which only `twin whatif` can turn).
 pub fn knob_names(line: &Line) -> Vec<String> {
-    let mut known: Vec<String> = line
-        .conveyors
-        .iter()
-        .map(|c| c.speed_tag.value.clone())
-        .collect();
-    known.extend(line.stations.iter().map(|s| match &s.cycle {
-        StationCycle::Tag(t) => t.value.clone(),
-        StationCycle::Fixed(_) => format!("station:{}", s.id.value),
-    }));
-    known
+    let belts = (0..line.conveyors.len()).map(Knob::Belt);
+    let stations = (0..line.stations.len()).map(Knob::Station);
+    belts
+        .chain(stations)
+        .map(|k| match (tag_of(line, k), k) {
+            (Some(tag), _) => tag.to_string(),
+            (None, Knob::Station(i)) => format!("station:{}", line.stations[i].id.value),
+            (None, Knob::Belt(i)) => format!("conveyor:{}", line.conveyors[i].id.value),
+        })
+        .collect()
 }
 
 /// The first line with geometry on which `tag` turns a knob, with its

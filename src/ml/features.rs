@@ -679,6 +679,27 @@ impl QualityScan {
     }
 }
 
+/// Checks a row's features against a bank of `signals` signals: every
+/// window statistic over at least one point, every signal in the bank.
+/// The first feature that fails is named. Both banks check rows with it.
+pub(super) fn check_specs(specs: &[FeatureSpec], signals: usize) -> Result<(), FeatureError> {
+    for (feature, spec) in specs.iter().enumerate() {
+        if spec.stat.is_window() && spec.n == 0 {
+            return Err(FeatureError::EmptyWindow {
+                feature,
+                stat: spec.stat,
+            });
+        }
+        if spec.signal.index() >= signals {
+            return Err(FeatureError::UnknownSignal {
+                feature,
+                signal: spec.signal.0,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One model row's features, in the model's input order.
 #[derive(Debug, Clone)]
 pub struct FeatureRow {
@@ -693,22 +714,15 @@ impl FeatureRow {
     /// to the longest span asked of it, and has each window statistic kept
     /// running.
     pub fn new(bank: &mut SignalBank, specs: Vec<FeatureSpec>) -> Result<Self, FeatureError> {
+        check_specs(&specs, bank.signals.len())?;
         let mut running = Vec::with_capacity(specs.len());
-        for (feature, spec) in specs.iter().enumerate() {
-            if spec.stat.is_window() && spec.n == 0 {
-                return Err(FeatureError::EmptyWindow {
-                    feature,
-                    stat: spec.stat,
-                });
-            }
-            let Some(window) = bank.signals.get_mut(spec.signal.index()) else {
-                return Err(FeatureError::UnknownSignal {
-                    feature,
-                    signal: spec.signal.0,
-                });
-            };
-            window.reserve(spec.stat.span(spec.n));
-            running.push(window.track(spec.stat, spec.n));
+        for spec in &specs {
+            // Checked just above: every signal is in the bank.
+            let window = bank.signals.get_mut(spec.signal.index());
+            running.push(window.and_then(|w| {
+                w.reserve(spec.stat.span(spec.n));
+                w.track(spec.stat, spec.n)
+            }));
         }
         Ok(FeatureRow { specs, running })
     }

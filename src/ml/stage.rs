@@ -44,12 +44,12 @@ use ndarray::ArrayView2;
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
 use super::events::{AlarmEvent, Metering, MlEvent, ModelError, Prediction, RunShared};
-use super::features::{FeatureSpec, RowQuality, SignalId, Stat};
+use super::features::{self, FeatureSpec, RowQuality, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
 use super::meter::{Bucket, ComputeTime, Counts, ModelMeter, Stopwatch};
 use super::session::ModelSession;
-use super::tickbank::{self, TickBank, TickRow};
+use super::tickbank::{TickBank, TickRow};
 use crate::config::LoadedConfig;
 use crate::config::ml::{self as cfgml, Input, OnBadInput, PhysicsKind, Task};
 use crate::twin::components::{TagIndex, TagQuality, TagValue};
@@ -264,7 +264,7 @@ pub fn install(
                     n: n as usize,
                 });
             }
-            tickbank::check_row(&specs, usize::MAX).map_err(|e| features_err(e.to_string()))?;
+            features::check_specs(&specs, usize::MAX).map_err(|e| features_err(e.to_string()))?;
             all_specs.push(specs);
             rows.push(RowRun {
                 machine: row.machine.as_deref().map(Arc::from),

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use super::features::{
     FeatureError, FeatureSpec, QualityScan, Reading, RowQuality, SignalId, Stat, Unusable,
-    lag_reading,
+    check_specs, lag_reading,
 };
 use super::window::{self, REBUILD_BELOW, RunningStat, SumsOf, Wants};
 
@@ -178,26 +178,6 @@ fn back(head: usize, cap: usize, k: usize) -> usize {
     if head >= k { head - k } else { head + cap - k }
 }
 
-/// Checks one row's features against `signals` signals, as
-/// [`super::features::FeatureRow::new`] does.
-pub(super) fn check_row(specs: &[FeatureSpec], signals: usize) -> Result<(), FeatureError> {
-    for (feature, spec) in specs.iter().enumerate() {
-        if spec.stat.is_window() && spec.n == 0 {
-            return Err(FeatureError::EmptyWindow {
-                feature,
-                stat: spec.stat,
-            });
-        }
-        if spec.signal.index() >= signals {
-            return Err(FeatureError::UnknownSignal {
-                feature,
-                signal: spec.signal.index() as u32,
-            });
-        }
-    }
-    Ok(())
-}
-
 impl TickBank {
     /// The bank for `signals` signals (ids `0..signals`, as
     /// [`SignalBank::add_signal`](super::features::SignalBank::add_signal)
@@ -215,7 +195,7 @@ impl TickBank {
         let mut span = vec![1usize; signals];
         let mut keeps: Vec<BTreeMap<usize, Wants>> = vec![BTreeMap::new(); signals];
         for specs in rows {
-            check_row(specs, signals)?;
+            check_specs(specs, signals)?;
             for spec in specs {
                 let s = spec.signal.index();
                 span[s] = span[s].max(spec.stat.span(spec.n));

@@ -258,9 +258,6 @@ fn value_at(doc: &serde_json::Value, field: &[String]) -> Result<Option<Value>, 
     match v {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::Bool(b) => Ok(Some(Value::Bool(*b))),
-        serde_json::Value::String(t) if non_finite_text(t).is_some() => {
-            Ok(non_finite_text(t).map(Value::Num))
-        }
         serde_json::Value::Number(n) => n
             .as_f64()
             .filter(|n| n.is_finite())
@@ -269,10 +266,13 @@ fn value_at(doc: &serde_json::Value, field: &[String]) -> Result<Option<Value>, 
                 field: field.join("."),
                 found: "an out-of-range number",
             }),
-        other => Err(PayloadError::WrongType {
-            field: field.join("."),
-            found: json_kind(other),
-        }),
+        other => match other.as_str().and_then(non_finite_text) {
+            Some(x) => Ok(Some(Value::Num(x))),
+            None => Err(PayloadError::WrongType {
+                field: field.join("."),
+                found: json_kind(other),
+            }),
+        },
     }
 }
 
