@@ -681,34 +681,28 @@ fn r_user_whatif_spans_beyond_a_day_are_usage_errors() {
 /// a plan. A value inside them gets no note.
 #[test]
 fn r_user_whatif_says_when_a_value_is_outside_the_setpoints_bounds() {
-    let out = twin()
-        .args([
-            "whatif",
-            DEMO,
-            "--set",
-            "outfeed.speed=1e9",
-            "--horizon",
-            "10s",
-        ])
-        .output()
-        .expect("run twin whatif");
+    let out = twin_out(&[
+        "whatif",
+        DEMO,
+        "--set",
+        "outfeed.speed=1e9",
+        "--horizon",
+        "10s",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("outfeed.speed=1000000000 is outside its [[setpoints]] bounds 0.1..0.85"),
         "{stderr}"
     );
-    let out = twin()
-        .args([
-            "whatif",
-            DEMO,
-            "--set",
-            "outfeed.speed=0.5",
-            "--horizon",
-            "10s",
-        ])
-        .output()
-        .expect("run twin whatif");
+    let out = twin_out(&[
+        "whatif",
+        DEMO,
+        "--set",
+        "outfeed.speed=0.5",
+        "--horizon",
+        "10s",
+    ]);
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("outside its"));
 }
