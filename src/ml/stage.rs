@@ -48,7 +48,7 @@ use super::io::Batching;
 use super::load::LoadedModel;
 use super::meter::{Bucket, ComputeTime, Counts, ModelMeter, Stopwatch};
 use super::session::ModelSession;
-use super::tickbank::{TickBank, TickRow};
+use super::tickbank::{TableUse, TickBank, TickRow};
 use crate::config::LoadedConfig;
 use crate::config::ml::{self as cfgml, Input, OnBadInput, PhysicsKind, Task};
 use crate::twin::components::{TagIndex, TagQuality, TagValue};
@@ -103,6 +103,8 @@ struct ModelRun {
     setpoints: Arc<[Arc<str>]>,
     priority: cfgml::Priority,
     rows: Vec<RowRun>,
+    /// The bank's bulk-table slots the rows read.
+    table: TableUse,
     busy: Option<cfgml::Busy>,
     /// `[models.schedule] rows_per_minute`.
     quota: Option<Bucket>,
@@ -371,6 +373,7 @@ pub fn install(
                 .collect(),
             priority,
             rows,
+            table: TableUse::default(),
         });
     }
     let (bank, compiled) =
@@ -381,6 +384,9 @@ pub fn install(
     let rows = models.iter_mut().flat_map(|m| m.rows.iter_mut());
     for (row, features) in rows.zip(compiled) {
         row.features = features;
+    }
+    for m in &mut models {
+        m.table = bank.table_use(m.rows.iter().map(|r| &r.features));
     }
     let mut order: Vec<usize> = (0..models.len()).collect();
     order.sort_by_key(|&i| task_rank(models[i].task));
@@ -492,7 +498,7 @@ fn infer(
             q.refill();
         }
         let mut cx = RunCx {
-            bank: &st.bank,
+            bank: &mut st.bank,
             batch: &mut st.batch,
             due: &mut st.due,
             budget: &mut st.budget,
@@ -529,7 +535,7 @@ fn infer(
 
 /// What one model's run on a tick borrows from the stage.
 struct RunCx<'a> {
-    bank: &'a TickBank,
+    bank: &'a mut TickBank,
     batch: &'a mut Vec<f32>,
     due: &'a mut Vec<(usize, Option<String>)>,
     budget: &'a mut Option<Bucket>,
@@ -565,6 +571,18 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
     // skipped first last time (round robin), so that a short budget is
     // shared by the machines in turn.
     let n = m.rows.len();
+    // The rows due, for the bank's bulk table: all or none unless rows
+    // have a busy cadence of their own.
+    let due_rows = match m.busy {
+        None if tick.is_multiple_of(m.every_ticks) => n,
+        None => 0,
+        Some(_) => m.rows.iter().filter(|r| row_due(m, r, tick)).count(),
+    };
+    let table = if due_rows > 0 {
+        cx.bank.prepare(&m.table, due_rows * width)
+    } else {
+        None
+    };
     let limited = m.quota.is_some() || cx.budget.is_some();
     let start = if limited { m.cursor % n.max(1) } else { 0 };
     for k in 0..n {
@@ -585,7 +603,7 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         let row = &mut m.rows[r];
         let start = cx.batch.len();
         cx.batch.resize(start + width, 0.0);
-        let quality = cx.bank.fill(&row.features, &mut cx.batch[start..]);
+        let quality = cx.bank.fill(&row.features, table, &mut cx.batch[start..]);
         let uncertain = match quality {
             Ok(RowQuality::Good) => None,
             Ok(q @ RowQuality::Uncertain { .. }) => Some(q.to_string()),

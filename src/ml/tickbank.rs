@@ -60,7 +60,49 @@ pub(super) struct TickBank {
     groups: Vec<Group>,
     /// Rows pushed so far.
     pushes: u64,
+    /// The bulk table: per slot, one statistic of every column of its
+    /// group, as the `f32` a batch holds ([`TickBank::prepare`]).
+    slots: Vec<Slot>,
+    table: Vec<f32>,
 }
+
+/// One statistic of one group, for all its columns at once: a run of
+/// `width` entries of the bulk table from `offset`.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    group: u32,
+    column: Column,
+    offset: usize,
+    /// 1 + the push count when last computed (0: never).
+    stamp: u64,
+}
+
+/// What a slot holds for each column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Column {
+    /// The ring row `k` pushes back (1 = the newest): a value or a lag.
+    Back(usize),
+    /// A running statistic of a length's sums.
+    Sums(u32, RunningStat),
+    /// A length's min (false) or max (true).
+    Extreme(u32, bool),
+    /// A statistic the group does not keep (never built): NaN, as
+    /// [`Group::window_value`] reads it.
+    Nan,
+}
+
+/// The slots a model's rows read ([`TickBank::table_use`]) and their
+/// entries.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TableUse {
+    slots: Vec<u32>,
+    entries: usize,
+}
+
+/// Proof that the bulk table holds this push's values of a model's slots
+/// ([`TickBank::prepare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tabled(u64);
 
 /// Signals that keep the same things, one column each.
 #[derive(Debug, Clone)]
@@ -158,6 +200,8 @@ struct Feature {
     n: usize,
     /// The group's length that keeps this window statistic.
     length: u32,
+    /// Its entry in the bulk table.
+    at: u32,
 }
 
 /// One model row's features, in the model's input order, compiled against
@@ -170,6 +214,8 @@ pub(super) struct TickRow {
     /// bad, every feature is usable and the row is good without a check
     /// per feature.
     needs: Vec<(u32, u32, usize)>,
+    /// The bulk table's slots the features read.
+    slots: Vec<u32>,
 }
 
 /// Ring index of the row `k` pushes back (1 = the newest), `k <= cap`.
@@ -237,16 +283,25 @@ impl TickBank {
             .into_iter()
             .map(|((cap, lengths), width)| Group::new(cap, width, &lengths))
             .collect();
-        let bank = TickBank {
+        let mut bank = TickBank {
             tick_seconds,
             place,
             groups,
             pushes: 0,
+            slots: Vec::new(),
+            table: Vec::new(),
         };
         let compiled = rows
             .iter()
             .map(|specs| {
                 let features: Vec<Feature> = specs.iter().map(|spec| bank.compile(*spec)).collect();
+                let mut slots: Vec<u32> = Vec::new();
+                for f in &features {
+                    let s = bank.slot_of(f.at);
+                    if !slots.contains(&s) {
+                        slots.push(s);
+                    }
+                }
                 let mut needs: Vec<(u32, u32, usize)> = Vec::new();
                 for f in &features {
                     // A window needs `n` points and none bad among them; a
@@ -264,26 +319,138 @@ impl TickBank {
                         None => needs.push((f.group, f.col, need)),
                     }
                 }
-                TickRow { features, needs }
+                TickRow {
+                    features,
+                    needs,
+                    slots,
+                }
             })
             .collect();
+        bank.table = vec![f32::NAN; bank.slots.last().map_or(0, |s| s.offset) + bank.last_width()];
         Ok((bank, compiled))
     }
 
-    fn compile(&self, spec: FeatureSpec) -> Feature {
-        let p = self.place[spec.signal.index()];
-        let length = self.groups[p.group as usize]
-            .lengths
+    /// A feature, its table entry allotted (a new slot for a statistic of a
+    /// group not read before).
+    fn compile(&mut self, spec: FeatureSpec) -> Feature {
+        let (mut feature, column) = self.locate(spec);
+        let slot = match self
+            .slots
             .iter()
-            .position(|l| l.n == spec.n)
-            .unwrap_or(usize::MAX);
-        Feature {
+            .position(|s| s.group == feature.group && s.column == column)
+        {
+            Some(i) => self.slots[i],
+            None => {
+                let offset = self.slots.last().map_or(0, |s| s.offset) + self.last_width();
+                let slot = Slot {
+                    group: feature.group,
+                    column,
+                    offset,
+                    stamp: 0,
+                };
+                self.slots.push(slot);
+                slot
+            }
+        };
+        feature.at = u32::try_from(slot.offset + feature.col as usize).unwrap_or(u32::MAX);
+        feature
+    }
+
+    /// Where a feature's signal is and what it reads (no table entry yet).
+    fn locate(&self, spec: FeatureSpec) -> (Feature, Column) {
+        let p = self.place[spec.signal.index()];
+        let g = &self.groups[p.group as usize];
+        let length = g.lengths.iter().position(|l| l.n == spec.n);
+        let column = match (spec.stat, spec.stat.running(), length) {
+            (Stat::Value, ..) => Column::Back(1),
+            (Stat::Lag, ..) => Column::Back(spec.n.saturating_add(1)),
+            (_, Some(rs @ (RunningStat::Min | RunningStat::Max)), Some(l)) => {
+                let max = rs == RunningStat::Max;
+                let kept = &g.lengths[l];
+                match if max { &kept.max } else { &kept.min } {
+                    Some(_) => Column::Extreme(l as u32, max),
+                    None => Column::Nan,
+                }
+            }
+            (_, Some(rs), Some(l)) if g.lengths[l].sums.is_some() => Column::Sums(l as u32, rs),
+            _ => Column::Nan,
+        };
+        let feature = Feature {
             group: p.group,
             col: p.col,
             stat: spec.stat,
             n: spec.n,
-            length: u32::try_from(length).unwrap_or(u32::MAX),
+            length: length
+                .and_then(|l| u32::try_from(l).ok())
+                .unwrap_or(u32::MAX),
+            at: u32::MAX,
+        };
+        (feature, column)
+    }
+
+    /// The width of the last slot (0: none).
+    fn last_width(&self) -> usize {
+        self.slots
+            .last()
+            .map_or(0, |s| self.groups[s.group as usize].width)
+    }
+
+    /// The slot that holds table entry `at`.
+    fn slot_of(&self, at: u32) -> u32 {
+        let at = at as usize;
+        let i = self.slots.partition_point(|s| s.offset <= at);
+        i.saturating_sub(1) as u32
+    }
+
+    /// The slots `rows` read, for [`TickBank::prepare`].
+    pub(super) fn table_use<'a>(&self, rows: impl IntoIterator<Item = &'a TickRow>) -> TableUse {
+        let mut slots: Vec<u32> = Vec::new();
+        for r in rows {
+            for &s in &r.slots {
+                if !slots.contains(&s) {
+                    slots.push(s);
+                }
+            }
         }
+        slots.sort_unstable();
+        let entries = slots
+            .iter()
+            .map(|&s| self.groups[self.slots[s as usize].group as usize].width)
+            .sum();
+        TableUse { slots, entries }
+    }
+
+    /// Computes, for a model about to fill `due_features` features, its
+    /// slots of the bulk table: every column of each statistic it reads, in
+    /// one loop per statistic over contiguous arrays (vectorised), so that
+    /// a good row's fill is a gather. Done only when the gather saves more
+    /// than the table costs (at least half as many features due as table
+    /// entries still to compute); a slot computed on this push serves every
+    /// model. The entries are the bits [`TickBank::fill`] writes without
+    /// the table (the same formula, one place: `window::sums_value`).
+    pub(super) fn prepare(&mut self, use_: &TableUse, due_features: usize) -> Option<Tabled> {
+        let stamp = self.pushes + 1;
+        let missing: usize = use_
+            .slots
+            .iter()
+            .map(|&s| &self.slots[s as usize])
+            .filter(|s| s.stamp != stamp)
+            .map(|s| self.groups[s.group as usize].width)
+            .sum();
+        if missing > 0 && due_features.saturating_mul(2) < missing.max(use_.entries / 4) {
+            return None;
+        }
+        for &s in &use_.slots {
+            let slot = &mut self.slots[s as usize];
+            if slot.stamp == stamp {
+                continue;
+            }
+            slot.stamp = stamp;
+            let g = &self.groups[slot.group as usize];
+            let out = &mut self.table[slot.offset..slot.offset + g.width];
+            g.column(slot.column, self.tick_seconds, out);
+        }
+        Some(Tabled(self.pushes))
     }
 
     /// The phase of a signal's periodic exact recompute: that of its
@@ -331,7 +498,14 @@ impl TickBank {
 
     /// Writes the row into `out` and says whether it is good, as
     /// [`FeatureRow::fill`](super::features::FeatureRow::fill) does.
-    pub(super) fn fill(&self, row: &TickRow, out: &mut [f32]) -> Result<RowQuality, FeatureError> {
+    /// With `table` ([`TickBank::prepare`] on this push, for the model the
+    /// row is of), a good row's features are read from the bulk table.
+    pub(super) fn fill(
+        &self,
+        row: &TickRow,
+        table: Option<Tabled>,
+        out: &mut [f32],
+    ) -> Result<RowQuality, FeatureError> {
         if out.len() != row.features.len() {
             return Err(FeatureError::RowLength {
                 expected: row.features.len(),
@@ -339,6 +513,12 @@ impl TickBank {
             });
         }
         if self.all_usable(row) {
+            if table == Some(Tabled(self.pushes)) {
+                for (f, slot) in row.features.iter().zip(out.iter_mut()) {
+                    *slot = self.table.get(f.at as usize).copied().unwrap_or(f32::NAN);
+                }
+                return Ok(RowQuality::Good);
+            }
             for (f, slot) in row.features.iter().zip(out.iter_mut()) {
                 *slot = self.value(f) as f32;
             }
@@ -378,7 +558,7 @@ impl TickBank {
     /// One feature's reading by its spec (tests).
     #[cfg(test)]
     pub(super) fn stat(&self, spec: FeatureSpec) -> Reading {
-        self.read(&self.compile(spec))
+        self.read(&self.locate(spec).0)
     }
 }
 
@@ -496,6 +676,33 @@ impl Group {
         }
         if any_due {
             self.recompute_due();
+        }
+    }
+
+    /// One statistic of every column, as `f32` (what
+    /// [`TickBank::value`] gives a good row, column by column).
+    fn column(&self, column: Column, tick_seconds: f64, out: &mut [f32]) {
+        let w = self.width;
+        let out = &mut out[..w];
+        match column {
+            Column::Back(k) => {
+                let r = back(self.head, self.cap, k.min(self.cap));
+                for (o, &v) in out.iter_mut().zip(&self.values[r * w..(r + 1) * w]) {
+                    *o = v as f32;
+                }
+            }
+            Column::Extreme(l, max) => {
+                let len = &self.lengths[l as usize];
+                match if max { &len.max } else { &len.min } {
+                    Some(h) => h.column(out),
+                    None => out.fill(f32::NAN),
+                }
+            }
+            Column::Sums(l, rs) => match &self.lengths[l as usize].sums {
+                Some(s) => s.column(rs, tick_seconds, out),
+                None => out.fill(f32::NAN),
+            },
+            Column::Nan => out.fill(f32::NAN),
         }
     }
 
@@ -638,6 +845,22 @@ impl Group {
 }
 
 impl Herk {
+    /// [`Herk::read`] of every column, as `f32`.
+    fn column(&self, out: &mut [f32]) {
+        let w = self.prefix.len();
+        let out = &mut out[..w];
+        if self.prefix_only {
+            for (o, &p) in out.iter_mut().zip(&self.prefix) {
+                *o = p as f32;
+            }
+        } else {
+            let suffix = &self.suffix[(self.at + 1) * w..(self.at + 2) * w];
+            for ((o, &s), &p) in out.iter_mut().zip(suffix).zip(&self.prefix) {
+                *o = Herk::pick(self.max, s, p) as f32;
+            }
+        }
+    }
+
     fn new(max: bool, n: usize, width: usize) -> Self {
         Herk {
             max,
@@ -667,6 +890,32 @@ impl Herk {
 }
 
 impl Sums {
+    /// Statistic `rs` of every column, as `f32`: one loop per statistic, so
+    /// that each vectorises with the statistic's formula folded in.
+    fn column(&self, rs: RunningStat, tick_seconds: f64, out: &mut [f32]) {
+        let w = out.len();
+        let (shift, s1, s2, si) = (
+            &self.shift[..w],
+            &self.s1[..w],
+            &self.s2[..w],
+            &self.si[..w],
+        );
+        let of_m = self.of_m;
+        let each = |out: &mut [f32], stat: RunningStat| {
+            for (c, o) in out.iter_mut().enumerate() {
+                *o = window::sums_value(stat, shift[c], s1[c], s2[c], si[c], of_m, tick_seconds)
+                    as f32;
+            }
+        };
+        match rs {
+            RunningStat::Mean => each(out, RunningStat::Mean),
+            RunningStat::Std => each(out, RunningStat::Std),
+            RunningStat::Rms => each(out, RunningStat::Rms),
+            RunningStat::Slope => each(out, RunningStat::Slope),
+            RunningStat::Min | RunningStat::Max => out.fill(f32::NAN),
+        }
+    }
+
     /// Every column's new point `v` enters; `old` (a ring row) leaves when
     /// the windows were full. The same operations, in the same order, as
     /// src/ml/window.rs's `Sums::push`, one column after another. Says

@@ -107,6 +107,7 @@ proptest! {
         let mut scratch = Scratch::default();
         let mut seed = seed;
         let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut stale = None;
         for k in 0..ticks {
             for s in 0..signals {
                 let (v, ok) = point(&mut seed, s, k, offset);
@@ -126,9 +127,27 @@ proptest! {
                 a.resize(specs.len(), 0.0);
                 b.resize(specs.len(), 0.0);
                 let qa = frow.fill(&bank, &mut scratch, &mut a).expect("fits");
-                let qb = tb.fill(trow, &mut b).expect("fits");
+                let qb = tb.fill(trow, None, &mut b).expect("fits");
                 prop_assert_eq!(qa, qb);
                 prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+                // The bulk table gives the same bits, prepared on this push
+                // for this row; on every other push the last push's proof is
+                // offered, and a slot computed a push ago is not read.
+                let tabled = if k % 2 == 0 {
+                    let table = tb.table_use([trow]);
+                    let tabled = tb.prepare(&table, usize::MAX);
+                    prop_assert!(tabled.is_some());
+                    tabled
+                } else {
+                    stale
+                };
+                let qc = tb.fill(trow, tabled, &mut b).expect("fits");
+                prop_assert_eq!(qa, qc);
+                prop_assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "tick {k}: the table's row {b:?} against {a:?}");
+                if k % 2 == 0 {
+                    stale = tabled;
+                }
             }
         }
     }
@@ -234,4 +253,52 @@ fn a_window_of_no_points_or_an_unknown_signal_is_refused() {
         TickBank::build(0.0, 1, &[]),
         Err(FeatureError::BadTick(_))
     ));
+}
+
+/// The bulk table is computed only when enough features are due to pay
+/// for it, and once per push for every model that shares a slot.
+#[test]
+fn the_bulk_table_is_computed_when_it_pays_and_once_per_push() {
+    let specs: Vec<Vec<FeatureSpec>> = (0..8)
+        .map(|s| {
+            vec![
+                FeatureSpec {
+                    signal: signal(s),
+                    stat: Stat::Mean,
+                    n: 4,
+                },
+                FeatureSpec {
+                    signal: signal(s),
+                    stat: Stat::Value,
+                    n: 0,
+                },
+            ]
+        })
+        .collect();
+    let (mut tb, rows) = TickBank::build(0.1, 8, &specs).expect("valid");
+    for k in 0..6 {
+        for s in 0..8 {
+            tb.set(signal(s), (k * 8 + s) as f64, true);
+        }
+        tb.commit();
+    }
+    let all = tb.table_use(&rows);
+    // Two slots (mean and value) of 8 columns each.
+    assert_eq!(all.entries, 16);
+    // One row of 2 features due: not worth 16 entries.
+    assert_eq!(tb.prepare(&all, 2), None);
+    let tabled = tb.prepare(&all, 16);
+    assert!(tabled.is_some());
+    // Computed on this push: free for any number of due features.
+    assert_eq!(tb.prepare(&all, 0), tabled);
+    let mut out = [0.0f32; 2];
+    assert_eq!(tb.fill(&rows[3], tabled, &mut out), Ok(RowQuality::Good));
+    // Signal 3's last four points: 19, 27, 35, 43.
+    assert_eq!(out, [31.0, 43.0]);
+    tb.set(signal(3), 1000.0, true);
+    tb.commit();
+    // A push later the proof is stale: the row is read without the table.
+    assert_eq!(tb.fill(&rows[3], tabled, &mut out), Ok(RowQuality::Good));
+    assert_eq!(out[1], 1000.0);
+    assert_eq!(tb.prepare(&all, 2), None);
 }
