@@ -123,7 +123,9 @@ fn emit(mut st: ResMut<GuardState>, mut outbox: ResMut<Outbox>) {
     if st.events.is_empty() {
         return;
     }
-    outbox
-        .0
-        .extend(st.events.drain(..).map(TwinEvent::Setpoint));
+    outbox.0.extend(
+        st.events
+            .drain(..)
+            .map(|e| TwinEvent::Setpoint(Box::new(e))),
+    );
 }

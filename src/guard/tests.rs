@@ -1147,7 +1147,7 @@ fn r12_the_stage_decides_in_the_core_and_its_events_are_in_the_stream() {
     let sp: Vec<&SetpointEvent> = events
         .iter()
         .filter_map(|e| match e {
-            TwinEvent::Setpoint(s) => Some(s),
+            TwinEvent::Setpoint(s) => Some(&**s),
             _ => None,
         })
         .collect();

@@ -770,7 +770,7 @@ id = "l1"
         let mut f = LineFollower::new(&cfg);
         let line: Arc<str> = Arc::from(cfg.config.lines[0].id.value.as_str());
         let jam = |state: &'static str| {
-            TwinEvent::Jam(JamEvent {
+            TwinEvent::Jam(Box::new(JamEvent {
                 t_ns: 5_000_000_000,
                 line: line.clone(),
                 state,
@@ -781,7 +781,7 @@ id = "l1"
                 to_conveyor: Some(Arc::from("outfeed")),
                 to_m: Some(4.8),
                 since_ns: 1_000_000_000,
-            })
+            }))
         };
         f.follow(&jam("start"));
         let l = &f.lines[0];

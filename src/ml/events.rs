@@ -12,9 +12,12 @@ use crate::config::ml::{Priority, Task};
 #[derive(Debug, Clone, PartialEq)]
 pub enum MlEvent {
     Prediction(Prediction),
-    Alarm(AlarmEvent),
+    /// Boxed, as are the other rare large ones: a prediction is the
+    /// frequent event, and the enum is as large as its largest inline
+    /// variant (`TwinEvent`).
+    Alarm(Box<AlarmEvent>),
     Error(ModelError),
-    Metering(Metering),
+    Metering(Box<Metering>),
     /// `proposal`, the `optimiser` summary and optimiser errors
     /// (`ml::optimise`).
     Optimiser(super::optimise_events::OptimiserEvent),
@@ -642,7 +645,7 @@ mod tests {
                 77,
             ),
         ] {
-            let e = MlEvent::Metering(Metering {
+            let e = MlEvent::Metering(Box::new(Metering {
                 t_ns: 0,
                 model: Arc::from("belt_faults"),
                 task: Task::Fault,
@@ -660,7 +663,7 @@ mod tests {
                     (Arc::from("outfeed"), share(per, 3)),
                 ],
                 lines: vec![(Arc::from("packaging"), share(rows, 6))],
-            });
+            }));
             let mut out = Vec::new();
             e.write_json(t, &mut out);
             let line = String::from_utf8(out).expect("utf-8");

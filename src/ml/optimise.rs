@@ -376,12 +376,12 @@ pub fn end_of_run(core: &mut TwinCore) -> Vec<TwinEvent> {
                 vetoed = c.vetoed.total(),
                 "Setpoint optimisation for the run."
             );
-            event(OptimiserEvent::Summary(Summary {
+            event(OptimiserEvent::Summary(Box::new(Summary {
                 t_ns,
                 model: o.model.clone(),
                 line: o.line_id.clone(),
                 counts: o.counts,
-            }))
+            })))
         })
         .collect()
 }

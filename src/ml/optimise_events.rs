@@ -13,7 +13,7 @@ use super::vetting::{Origin, Round, Scored, Vetoes};
 #[derive(Debug, Clone, PartialEq)]
 pub enum OptimiserEvent {
     Proposal(Box<Proposal>),
-    Summary(Summary),
+    Summary(Box<Summary>),
     Error(RoundError),
 }
 
@@ -409,12 +409,12 @@ mod tests {
             ),
             (
                 "2026-12-05T01:20:00.000Z",
-                OptimiserEvent::Summary(Summary {
+                OptimiserEvent::Summary(Box::new(Summary {
                     t_ns: 0,
                     model: Arc::from("belt_speeds"),
                     line: Arc::from("line1"),
                     counts: summary,
-                }),
+                })),
             ),
             (
                 "2026-12-05T01:13:01.000Z",

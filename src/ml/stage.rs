@@ -720,7 +720,7 @@ fn metering(
     rows: &[Counts],
     lines: &[Counts],
 ) -> TwinEvent {
-    TwinEvent::Ml(MlEvent::Metering(Metering {
+    TwinEvent::Ml(MlEvent::Metering(Box::new(Metering {
         t_ns,
         model: m.id.clone(),
         task: m.task,
@@ -740,7 +740,7 @@ fn metering(
             .cloned()
             .zip(lines.iter().copied())
             .collect(),
-    }))
+    })))
 }
 
 /// Give the stage a clock for compute time (`ml::meter::ComputeTime`). The

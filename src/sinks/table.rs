@@ -631,7 +631,7 @@ tags = { speed = "belt.speed" }
             0.875,
         );
         let alarm = |state| {
-            TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
+            TwinEvent::Ml(MlEvent::Alarm(Box::new(AlarmEvent {
                 t_ns: 0,
                 model: "faults".into(),
                 machine: Some("belt".into()),
@@ -641,7 +641,7 @@ tags = { speed = "belt.speed" }
                 value: 0.875,
                 threshold: 0.6,
                 reason: String::new(),
-            }))
+            })))
         };
         table.follow(&[
             TwinEvent::Ml(MlEvent::Prediction(prediction.clone())),
@@ -682,7 +682,7 @@ tags = { speed = "belt.speed" }
             .expect("test config is valid");
         let mut table = LiveTable::new(&cfg, HealthBoard::default());
         let event = |decision, actor| {
-            TwinEvent::Setpoint(SetpointEvent {
+            TwinEvent::Setpoint(Box::new(SetpointEvent {
                 t_ns: 0,
                 tag: "belt.speed".into(),
                 decision,
@@ -698,7 +698,7 @@ tags = { speed = "belt.speed" }
                 inputs: Vec::new(),
                 expires_ns: Some(300_000_000_000),
                 forecast: None,
-            })
+            }))
         };
         let model = Actor::Model {
             id: "speeds".into(),

@@ -16,17 +16,22 @@ use crate::config::TagId;
 pub const EVENT_VERSION: u32 = 1;
 
 /// An event the core produced on a tick.
+///
+/// The frequent events (tags, predictions) are held inline and the rare
+/// large ones boxed, so that an event is 80 bytes, not 256: thousands are
+/// pushed, moved to the outbox and drained on every tick, and every byte
+/// of the largest variant was copied for each of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TwinEvent {
     Tag(TagEvent),
-    Line(LineEvent),
-    Residual(ResidualEvent),
+    Line(Box<LineEvent>),
+    Residual(Box<ResidualEvent>),
     Eye(EyeEvent),
-    Jam(JamEvent),
+    Jam(Box<JamEvent>),
     /// Predictions, alarms and model errors of the ML stage (`crate::ml`).
     Ml(crate::ml::events::MlEvent),
     /// A decision of the guard about a setpoint (`crate::guard`).
-    Setpoint(crate::guard::events::SetpointEvent),
+    Setpoint(Box<crate::guard::events::SetpointEvent>),
 }
 
 /// A photo-eye edge the twin expected and did not measure, or measured and

@@ -94,17 +94,18 @@ pub(super) fn apply(
                 alarm::Step::Cleared(tr) => ("cleared", tr),
                 _ => continue,
             };
-            m.pending.push(TwinEvent::Ml(MlEvent::Alarm(AlarmEvent {
-                t_ns,
-                model: m.id.clone(),
-                machine: row.machine.clone(),
-                class,
-                state,
-                priority: m.priority,
-                value: tr.value,
-                threshold: tr.threshold,
-                reason: tr.reason.to_string(),
-            })));
+            m.pending
+                .push(TwinEvent::Ml(MlEvent::Alarm(Box::new(AlarmEvent {
+                    t_ns,
+                    model: m.id.clone(),
+                    machine: row.machine.clone(),
+                    class,
+                    state,
+                    priority: m.priority,
+                    value: tr.value,
+                    threshold: tr.threshold,
+                    reason: tr.reason.to_string(),
+                }))));
         }
     }
 }

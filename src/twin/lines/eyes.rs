@@ -175,15 +175,16 @@ impl LineState {
                         measured_ns,
                     } => (Some(expected_ns), Some(measured_ns)),
                 };
-                self.pending.push(TwinEvent::Residual(ResidualEvent {
-                    t_ns: now_ns,
-                    line: self.id.clone(),
-                    eye: eye.id.clone(),
-                    tag: eye.tag.clone(),
-                    kind: m.kind(),
-                    expected_ns,
-                    measured_ns,
-                }));
+                self.pending
+                    .push(TwinEvent::Residual(Box::new(ResidualEvent {
+                        t_ns: now_ns,
+                        line: self.id.clone(),
+                        eye: eye.id.clone(),
+                        tag: eye.tag.clone(),
+                        kind: m.kind(),
+                        expected_ns,
+                        measured_ns,
+                    })));
             }
         }
     }
@@ -298,7 +299,7 @@ impl LineState {
                 let conveyor =
                     |e: &EyeState| Arc::from(self.model.conveyors()[e.conveyor].id.as_str());
                 let to = next.map(|y| &self.eyes[y]);
-                self.pending.push(TwinEvent::Jam(JamEvent {
+                self.pending.push(TwinEvent::Jam(Box::new(JamEvent {
                     t_ns: now_ns,
                     line: self.id.clone(),
                     state: if jammed { "start" } else { "clear" },
@@ -309,7 +310,7 @@ impl LineState {
                     to_conveyor: to.map(conveyor),
                     to_m: to.map(|y| y.position),
                     since_ns: since,
-                }));
+                })));
             }
             if jammed != self.eyes[x].jammed {
                 self.mirror_jam(x, next, jammed);

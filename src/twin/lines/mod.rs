@@ -555,7 +555,7 @@ impl LineState {
             belts: self.belt_estimates(now_ns),
         };
         self.uncertain_since_report = None;
-        out.push(TwinEvent::Line(event));
+        out.push(TwinEvent::Line(Box::new(event)));
     }
 
     /// Spawns one product per counter increment, placed as far along the

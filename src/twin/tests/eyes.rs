@@ -520,7 +520,7 @@ fn physics_events_have_the_documented_fields() {
     };
     let meta = TagMeta::default();
     let mut out = Vec::new();
-    TwinEvent::Residual(ResidualEvent {
+    TwinEvent::Residual(Box::new(ResidualEvent {
         t_ns: at("2026-11-28T19:23:00.300Z"),
         line: Arc::from("line1"),
         eye: Arc::from("eye_exit"),
@@ -528,7 +528,7 @@ fn physics_events_have_the_documented_fields() {
         kind: "late",
         expected_ns: Some(at("2026-11-28T19:22:59.640Z")),
         measured_ns: Some(at("2026-11-28T19:23:00.220Z")),
-    })
+    }))
     .write_json_line(&meta, &mut out);
     TwinEvent::Eye(EyeEvent {
         t_ns: at("2027-01-15T08:00:27.000Z"),
@@ -539,7 +539,7 @@ fn physics_events_have_the_documented_fields() {
         since_ns: at("2027-01-15T08:00:20.000Z"),
     })
     .write_json_line(&meta, &mut out);
-    TwinEvent::Jam(JamEvent {
+    TwinEvent::Jam(Box::new(JamEvent {
         t_ns: at("2027-01-15T08:00:26.700Z"),
         line: Arc::from("line1"),
         state: "start",
@@ -550,7 +550,7 @@ fn physics_events_have_the_documented_fields() {
         to_conveyor: Some(Arc::from("b")),
         to_m: Some(1.5),
         since_ns: at("2027-01-15T08:00:21.640Z"),
-    })
+    }))
     .write_json_line(&meta, &mut out);
     let docs = include_str!("../../../docs/events.md");
     for line in String::from_utf8_lossy(&out).lines() {
