@@ -302,3 +302,54 @@ fn the_bulk_table_is_computed_when_it_pays_and_once_per_push() {
     assert_eq!(out[1], 1000.0);
     assert_eq!(tb.prepare(&all, 2), None);
 }
+
+/// The AVX2 build of the push and the table gives the baseline build's
+/// bits (on a host with AVX2; elsewhere both are the baseline).
+#[test]
+fn the_avx2_build_gives_the_baseline_builds_bits() {
+    let signals = 37;
+    let rows: Vec<Vec<FeatureSpec>> = (0..signals)
+        .map(|s| {
+            STATS
+                .iter()
+                .enumerate()
+                .map(|(k, &stat)| FeatureSpec {
+                    signal: signal(s),
+                    stat,
+                    n: [5, 16, 5, 9, 16, 5, 16, 3][k],
+                })
+                .collect()
+        })
+        .collect();
+    let (mut wide, wrows) = TickBank::build(0.1, signals, &rows).expect("valid");
+    let (mut base, brows) = TickBank::build(0.1, signals, &rows).expect("valid");
+    base.simd = Simd::Baseline;
+    let all = wide.table_use(&wrows);
+    let mut seed = 7u64;
+    let (mut a, mut b) = (vec![0.0f32; STATS.len()], vec![0.0f32; STATS.len()]);
+    for k in 0..400 {
+        for s in 0..signals {
+            let (v, ok) = point(&mut seed, s, k, 1e7);
+            wide.set(signal(s), v, ok);
+            base.set(signal(s), v, ok);
+        }
+        wide.commit();
+        base.commit();
+        let tw = wide.prepare(&all, usize::MAX);
+        let tb = base.prepare(&all, usize::MAX);
+        assert_eq!(
+            wide.table.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            base.table.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "tick {k}: the tables"
+        );
+        for (specs, (wr, br)) in rows.iter().zip(wrows.iter().zip(&brows)) {
+            for spec in specs {
+                let (x, y) = (wide.stat(*spec), base.stat(*spec));
+                assert!(same(x.value, y.value), "tick {k}: {spec:?}");
+                assert_eq!(x.unusable, y.unusable);
+            }
+            assert_eq!(wide.fill(wr, tw, &mut a), base.fill(br, tb, &mut b));
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+}

@@ -18,7 +18,7 @@ pub const EVENT_VERSION: u32 = 1;
 /// An event the core produced on a tick.
 ///
 /// The frequent events (tags, predictions) are held inline and the rare
-/// large ones boxed, so that an event is 80 bytes, not 256: thousands are
+/// large ones boxed, so that an event is 88 bytes, not 256: thousands are
 /// pushed, moved to the outbox and drained on every tick, and every byte
 /// of the largest variant was copied for each of them.
 #[derive(Debug, Clone, PartialEq)]
