@@ -170,6 +170,23 @@ impl ModelSession {
         rows: ArrayView2<'_, f32>,
         output: &str,
     ) -> Result<Array2<f32>, RunError> {
+        let mut values = Vec::new();
+        let (n, cols) = self.run_output_into(input, rows, output, &mut values)?;
+        Array2::from_shape_vec((n, cols), values)
+            .map_err(|e| RunError::Ort(format!("output `{output}`: {e}")))
+    }
+
+    /// [`ModelSession::run_output`] into `out` (cleared first), reusing its
+    /// buffer: the stage's runs allocate nothing for their output. Returns
+    /// the output's rows and columns (`[n]` is n rows of 1, `[n, a, b]` n
+    /// rows of a·b).
+    pub fn run_output_into(
+        &mut self,
+        input: &str,
+        rows: ArrayView2<'_, f32>,
+        output: &str,
+        out: &mut Vec<f32>,
+    ) -> Result<(usize, usize), RunError> {
         self.check_rows(input, rows)?;
         if self.selected.as_ref().is_none_or(|s| s.0 != output) {
             let options = RunOptions::new()
@@ -191,9 +208,17 @@ impl ModelSession {
         let value = outputs
             .get(output)
             .ok_or_else(|| RunError::Ort(format!("the run gave no output `{output}`")))?;
-        numeric(value)
+        out.clear();
+        let (n, cols) = numeric_into(value, out)
             .ok_or_else(|| RunError::Ort(format!("output `{output}` is not a numeric tensor")))?
-            .map_err(ort_err)
+            .map_err(ort_err)?;
+        if n.saturating_mul(cols) != out.len() {
+            return Err(RunError::Ort(format!(
+                "output `{output}` has {n} rows of {cols} and {} values",
+                out.len()
+            )));
+        }
+        Ok((n, cols))
     }
 
     /// The checks a run makes of its rows before ORT sees them.
@@ -265,12 +290,49 @@ fn numeric(value: &ort::value::DynValue) -> Option<Result<Array2<f32>, ort::Erro
     })
 }
 
-/// `[]` → `[1, 1]`, `[n]` → `[n, 1]`, `[n, k]` as is, `[n, a, b, ...]` →
-/// `[n, a·b·...]`: `values` are the tensor's elements in row-major order.
-fn to_rows(shape: &[i64], values: impl Iterator<Item = f32>) -> Array2<f32> {
+/// [`numeric`] appended to `out`, returning the tensor's shape as rows and
+/// columns ([`rows_of`]).
+fn numeric_into(
+    value: &ort::value::DynValue,
+    out: &mut Vec<f32>,
+) -> Option<Result<(usize, usize), ort::Error>> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return None;
+    };
+    Some(match ty {
+        TensorElementType::Float32 => value.try_extract_tensor::<f32>().map(|(s, v)| {
+            out.extend_from_slice(v);
+            rows_of(s)
+        }),
+        TensorElementType::Float64 => value.try_extract_tensor::<f64>().map(|(s, v)| {
+            out.extend(v.iter().map(|&x| x as f32));
+            rows_of(s)
+        }),
+        TensorElementType::Int64 => value.try_extract_tensor::<i64>().map(|(s, v)| {
+            out.extend(v.iter().map(|&x| x as f32));
+            rows_of(s)
+        }),
+        TensorElementType::Int32 => value.try_extract_tensor::<i32>().map(|(s, v)| {
+            out.extend(v.iter().map(|&x| x as f32));
+            rows_of(s)
+        }),
+        _ => return None,
+    })
+}
+
+/// A shape as rows and columns: `[]` → 1 × 1, `[n]` → n × 1, `[n, k]` as
+/// is, `[n, a, b, ...]` → n × a·b·...
+fn rows_of(shape: &[i64]) -> (usize, usize) {
     let dim = |d: i64| usize::try_from(d).unwrap_or(0);
     let rows = shape.first().map_or(1, |&d| dim(d));
     let cols: usize = shape.iter().skip(1).map(|&d| dim(d)).product();
+    (rows, cols)
+}
+
+/// `[]` → `[1, 1]`, `[n]` → `[n, 1]`, `[n, k]` as is, `[n, a, b, ...]` →
+/// `[n, a·b·...]`: `values` are the tensor's elements in row-major order.
+fn to_rows(shape: &[i64], values: impl Iterator<Item = f32>) -> Array2<f32> {
+    let (rows, cols) = rows_of(shape);
     let flat: Vec<f32> = values.collect();
     // ORT's shape and element count agree; should they not, an empty
     // output is reported rather than a panic.

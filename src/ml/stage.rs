@@ -42,7 +42,7 @@ use bevy_ecs::prelude::*;
 
 use super::alarm::{self, AlarmLimits, InputQuality};
 use super::deferred::Deferred;
-use super::events::{Metering, MlEvent};
+use super::events::{Metering, MlEvent, RunShared};
 use super::features::{self, FeatureSpec, RowQuality, SignalId, Stat};
 use super::io::Batching;
 use super::load::LoadedModel;
@@ -53,7 +53,7 @@ use crate::config::LoadedConfig;
 use crate::config::ml::{self as cfgml, Input, OnBadInput, PhysicsKind, Task};
 use crate::twin::components::{TagIndex, TagQuality, TagValue};
 use crate::twin::{Lines, Quality, Stage, TickClock, TwinCore, TwinEvent, Value};
-use outputs::{apply, run_batch};
+use outputs::{apply, reclaim, run_batch, with_output};
 
 mod outputs;
 
@@ -115,6 +115,9 @@ struct ModelRun {
     pending: Vec<TwinEvent>,
     compute: Duration,
     overruns: u64,
+    /// The last runs' shared parts, refilled by a later run once no event
+    /// holds them (`outputs::reclaim`).
+    last_runs: Vec<Arc<RunShared>>,
     /// Under a quota, the row the next due tick offers a row to first: the
     /// first one skipped last time, so no machine is starved for good.
     cursor: usize,
@@ -344,6 +347,7 @@ pub fn install(
             pending: Vec::new(),
             compute: Duration::ZERO,
             overruns: 0,
+            last_runs: Vec::with_capacity(2),
             cursor: 0,
             id: Arc::from(id.as_str()),
             task: m.task,
@@ -650,7 +654,8 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         off.worker.submit(tick + off.ticks, move || {
             let started = stopwatch.map(|w| w());
             let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-            let values = run_batch(&mut s, &spec, &batch, rows);
+            let mut values = Vec::new();
+            let values = run_batch(&mut s, &spec, &batch, rows, &mut values).map(|()| values);
             let took = match (stopwatch, started) {
                 (Some(w), Some(t0)) => w().saturating_sub(t0),
                 _ => Duration::ZERO,
@@ -660,10 +665,17 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         off.in_flight.push_back((std::mem::take(cx.due), t_ns));
         return;
     }
+    let mut run = reclaim(m, t_ns, None);
+    let rows = cx.due.len();
     let started = cx.stopwatch.map(|w| w());
-    let results = {
-        let mut session = m.session.lock().unwrap_or_else(|e| e.into_inner());
-        run_batch(&mut session, &m.spec, cx.batch, cx.due.len())
+    let results = match Arc::get_mut(&mut run) {
+        Some(rs) => {
+            let mut session = m.session.lock().unwrap_or_else(|e| e.into_inner());
+            let r = run_batch(&mut session, &m.spec, cx.batch, rows, &mut rs.output);
+            rs.cols = rs.output.len() / rows.max(1);
+            r.map(|()| run)
+        }
+        None => Err("the run's output could not be stored (its shared part is in use)".into()),
     };
     if let (Some(w), Some(t0)) = (cx.stopwatch, started) {
         let took = w().saturating_sub(t0);
@@ -671,7 +683,7 @@ fn run_model(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         m.overruns += u64::from(took > cx.period);
     }
     let due = std::mem::take(cx.due);
-    apply(m, results, &due, tick, t_ns, None);
+    apply(m, results, &due, tick, t_ns);
     *cx.due = due;
 }
 
@@ -706,7 +718,9 @@ fn apply_landed(m: &mut ModelRun, cx: &mut RunCx<'_>, tick: u64, t_ns: i64) {
         batches.push((values, due, rows_ns));
     }
     for (values, due, rows_ns) in batches {
-        apply(m, values, &due, tick, t_ns, Some(rows_ns));
+        let results =
+            values.and_then(|v| with_output(reclaim(m, t_ns, Some(rows_ns)), v, due.len()));
+        apply(m, results, &due, tick, t_ns);
     }
 }
 

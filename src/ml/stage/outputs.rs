@@ -18,19 +18,17 @@ use crate::twin::TwinEvent;
 
 /// One batch's results (or why it gave none) as the rows' events: a
 /// prediction each, the alarms they move, an `error` for values a task
-/// cannot use. `rows_ns`: when the rows were taken, for an offloaded run.
+/// cannot use. The run's shared part is kept as the model's last, to be
+/// refilled by a later run once the events are gone ([`reclaim`]).
 pub(super) fn apply(
     m: &mut ModelRun,
-    results: Result<Vec<f32>, String>,
+    results: Result<Arc<RunShared>, String>,
     due: &[DueRow],
     tick: u64,
     t_ns: i64,
-    rows_ns: Option<i64>,
 ) {
-    let values = match results {
-        // One buffer for the run, in its shared part: every row's
-        // prediction reads its slice.
-        Ok(v) => v,
+    let run = match results {
+        Ok(run) => run,
         Err(error) => {
             m.pending.push(TwinEvent::Ml(MlEvent::Error(ModelError {
                 t_ns,
@@ -41,8 +39,58 @@ pub(super) fn apply(
             return;
         }
     };
-    let cols = values.len() / due.len().max(1);
-    let run = run_shared(m, t_ns, rows_ns, values, cols);
+    rows_events(m, &run, due, tick, t_ns);
+    // The runs whose events a consumer may still hold: the last two (a
+    // sink drops a tick's events by the next tick's end).
+    if m.last_runs.len() == 2 {
+        m.last_runs.remove(0);
+    }
+    m.last_runs.push(run);
+}
+
+/// The shared part for a run on `t_ns` (rows taken at `rows_ns` when
+/// offloaded), its output to be written: one of the model's last runs'
+/// that no event holds any more (a steady run then allocates nothing for
+/// its output and clones none of the model's names), else a new one.
+pub(super) fn reclaim(m: &mut ModelRun, t_ns: i64, rows_ns: Option<i64>) -> Arc<RunShared> {
+    let free = m
+        .last_runs
+        .iter_mut()
+        .position(|r| Arc::get_mut(r).is_some());
+    if let Some(i) = free {
+        let mut run = m.last_runs.remove(i);
+        if let Some(rs) = Arc::get_mut(&mut run) {
+            rs.t_ns = t_ns;
+            rs.inputs_ns = rows_ns;
+            rs.output.clear();
+            rs.cols = 0;
+            return run;
+        }
+    }
+    run_shared(m, t_ns, rows_ns, Vec::new(), 0)
+}
+
+/// `output`, `rows` rows of a run, into `run`'s shared part (from
+/// [`reclaim`], so held nowhere else).
+pub(super) fn with_output(
+    mut run: Arc<RunShared>,
+    output: Vec<f32>,
+    rows: usize,
+) -> Result<Arc<RunShared>, String> {
+    let cols = output.len() / rows.max(1);
+    match Arc::get_mut(&mut run) {
+        Some(rs) => {
+            rs.output = output;
+            rs.cols = cols;
+            Ok(run)
+        }
+        None => Err("the run's output could not be stored (its shared part is in use)".into()),
+    }
+}
+
+/// The rows' events of a run whose output is in `run`.
+fn rows_events(m: &mut ModelRun, run: &Arc<RunShared>, due: &[DueRow], tick: u64, t_ns: i64) {
+    let cols = run.cols;
     let values = &run.output;
     for (k, (r, uncertain)) in due.iter().enumerate() {
         let row_values = &values[k * cols..(k + 1) * cols];
@@ -56,7 +104,7 @@ pub(super) fn apply(
             })));
             continue;
         }
-        let pred = prediction(&run, k, machine, uncertain.clone());
+        let pred = prediction(run, k, machine, uncertain.clone());
         let row = &mut m.rows[*r];
         let quality = if uncertain.is_some() {
             InputQuality::Uncertain
@@ -111,54 +159,39 @@ pub(super) fn apply(
 }
 
 /// One run (or one per row where the batch is fixed at 1): the output's
-/// values, row after row.
+/// values, row after row, into `out`.
 pub(super) fn run_batch(
     session: &mut ModelSession,
     m: &RunSpec,
     batch: &[f32],
     rows: usize,
-) -> Result<Vec<f32>, String> {
+    out: &mut Vec<f32>,
+) -> Result<(), String> {
     let width = m.width;
-    let mut run = |data: &[f32], n: usize| -> Result<Vec<f32>, String> {
+    let mut run = |data: &[f32], n: usize, out: &mut Vec<f32>| -> Result<(), String> {
         let view = ArrayView2::from_shape((n, width), data).map_err(|e| e.to_string())?;
-        let values = session
-            .run_output(&m.input, view, &m.output)
+        let (got, _) = session
+            .run_output_into(&m.input, view, &m.output, out)
             .map_err(|e| e.to_string())?;
-        if values.nrows() != n {
+        if got != n {
             return Err(format!(
-                "output `{}` has {} rows for a batch of {n}",
-                m.output,
-                values.nrows()
+                "output `{}` has {got} rows for a batch of {n}",
+                m.output
             ));
         }
-        // The session's array already owns a copy of ORT's output: take
-        // its buffer rather than copy it again.
-        Ok(into_flat(values))
+        Ok(())
     };
     match m.batching {
-        Batching::Rows => run(batch, rows),
+        Batching::Rows => run(batch, rows, out),
         Batching::OneRow => {
-            let mut all = Vec::new();
+            out.clear();
+            let mut one = Vec::new();
             for r in 0..rows {
-                all.extend(run(&batch[r * width..(r + 1) * width], 1)?);
+                run(&batch[r * width..(r + 1) * width], 1, &mut one)?;
+                out.extend_from_slice(&one);
             }
-            Ok(all)
+            Ok(())
         }
-    }
-}
-
-/// An output array's values, row after row, without a copy when it is laid
-/// out that way already (as `ModelSession::run` builds it).
-fn into_flat(a: ndarray::Array2<f32>) -> Vec<f32> {
-    if !a.is_standard_layout() {
-        return a.iter().copied().collect();
-    }
-    let n = a.len();
-    let (v, offset) = a.into_raw_vec_and_offset();
-    match offset.unwrap_or(0) {
-        0 if v.len() == n => v,
-        // A view into a larger buffer (not what the session builds).
-        o => v.get(o..o + n).map(<[f32]>::to_vec).unwrap_or_default(),
     }
 }
 
