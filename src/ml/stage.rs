@@ -408,7 +408,6 @@ pub fn install(
         stopwatch: None,
     });
     world.insert_resource(PendingMlEvents::default());
-    core.add_systems(Stage::Features, sample_signals);
     core.add_systems(Stage::Inference, infer);
     core.add_systems(Stage::Emit, emit_ml);
     super::optimise::install(core, cfg, &sha256)
@@ -424,13 +423,17 @@ fn metadata_threshold(m: &LoadedModel) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// The features half of the stage: every signal's point of this tick onto
+/// its window. Run at the start of [`infer`], in one system with it: a
+/// system of its own cost a tick as much as sampling a few signals
+/// (bevy's per-system dispatch and parameter fetch), and nothing runs
+/// between the two.
 fn sample_signals(
-    mut st: ResMut<MlState>,
-    tags: Query<(&TagValue, &TagQuality)>,
-    lines: Option<Res<Lines>>,
-    line_events: Option<Res<crate::twin::systems::PendingLineEvents>>,
+    st: &mut MlState,
+    tags: &Query<(&TagValue, &TagQuality)>,
+    lines: Option<&Lines>,
+    line_events: Option<&crate::twin::systems::PendingLineEvents>,
 ) {
-    let st = &mut *st;
     for &(source, id) in &st.signals {
         let (value, ok) = match source {
             Source::Tag(e) => match tags.get(e) {
@@ -444,13 +447,13 @@ fn sample_signals(
                 }
                 Err(_) => (f64::NAN, false),
             },
-            Source::Physics(kind, l) => match lines.as_ref().and_then(|ls| ls.0.get(l)) {
+            Source::Physics(kind, l) => match lines.and_then(|ls| ls.0.get(l)) {
                 Some(line) => {
                     let ok = !line.status.uncertain;
                     let v = match kind {
                         // This tick's residuals wait for the emit stage
                         // in the line events.
-                        PhysicsKind::Residuals => line_events.as_ref().map_or(0.0, |p| {
+                        PhysicsKind::Residuals => line_events.map_or(0.0, |p| {
                             p.0.iter()
                                 .filter(
                                     |e| matches!(e, TwinEvent::Residual(r) if r.line == line.id),
@@ -488,10 +491,14 @@ fn infer(
     clock: Res<TickClock>,
     mut out: ResMut<PendingMlEvents>,
     setpoints: Option<ResMut<super::optimise::SetpointCandidates>>,
+    tags: Query<(&TagValue, &TagQuality)>,
+    lines: Option<Res<Lines>>,
+    line_events: Option<Res<crate::twin::systems::PendingLineEvents>>,
 ) {
     let tick = clock.tick();
     let t_ns = clock.now_ns();
     let st = &mut *st;
+    sample_signals(st, &tags, lines.as_deref(), line_events.as_deref());
     if let Some(b) = &mut st.budget {
         b.refill();
     }
