@@ -535,10 +535,10 @@ impl HttpSink {
                     if p.task() != crate::config::ml::Task::Setpoint =>
                 {
                     self.predictions.insert(
-                        (p.model().clone(), p.machine.clone()),
+                        (p.model().clone(), p.machine().cloned()),
                         PredictionRow {
                             model: p.model().clone(),
-                            machine: p.machine.clone(),
+                            machine: p.machine().cloned(),
                             task: p.task().as_str(),
                             class: p.class().cloned(),
                             score: p.score,

@@ -69,6 +69,10 @@ pub struct RunShared {
     /// The run's output, row after row, `cols` values a row.
     pub output: Vec<f32>,
     pub cols: usize,
+    /// The model's machines, one per row of the model (not of the run):
+    /// a prediction names its machine by index, so that making and
+    /// dropping one touches no machine's reference count.
+    pub machines: Arc<[Option<Arc<str>>]>,
 }
 
 impl RunShared {
@@ -87,6 +91,7 @@ impl RunShared {
             inputs_ns: None,
             cols: values.len(),
             output: values,
+            machines: Arc::from([]),
         }
     }
 }
@@ -97,7 +102,8 @@ pub struct Prediction {
     pub run: Arc<RunShared>,
     /// The row's place in the run's output.
     pub row: u32,
-    pub machine: Option<Arc<str>>,
+    /// Its machine's place in the run's `machines` (`u32::MAX`: none).
+    pub machine_at: u32,
     /// fault: the most likely class (an index into the run's classes), the
     /// normal one included.
     pub class: Option<u32>,
@@ -124,12 +130,13 @@ impl Prediction {
         let values = named.iter().map(|(_, v)| *v).collect();
         let run = RunShared {
             classes: class.into_iter().map(Arc::from).collect(),
+            machines: Arc::from([machine.map(Arc::from)]),
             ..RunShared::named(t_ns, model, task, &names, values)
         };
         Prediction {
             run: Arc::new(run),
             row: 0,
-            machine: machine.map(Arc::from),
+            machine_at: 0,
             class: class.map(|_| 0),
             score,
             uncertain: None,
@@ -146,6 +153,11 @@ impl Prediction {
 
     pub fn task(&self) -> Task {
         self.run.task
+    }
+
+    /// The machine of the row (`None`: a plant-level model).
+    pub fn machine(&self) -> Option<&Arc<str>> {
+        self.run.machines.get(self.machine_at as usize)?.as_ref()
     }
 
     /// fault: probability per fault class (the normal class left out), read
@@ -201,7 +213,7 @@ impl PartialEq for Prediction {
     fn eq(&self, o: &Self) -> bool {
         self.t_ns() == o.t_ns()
             && self.model() == o.model()
-            && self.machine == o.machine
+            && self.machine() == o.machine()
             && self.task() == o.task()
             && self.risk() == o.risk()
             && self.class() == o.class()
@@ -434,7 +446,7 @@ impl MlEvent {
                         kind: "prediction",
                         t,
                         model: p.model(),
-                        machine: p.machine.as_deref(),
+                        machine: p.machine().map(|m| &**m),
                         task: task.as_str(),
                         risk: (task == Task::Fault).then_some(Pairs(&named)),
                         class: p.class().map(|c| &**c),
@@ -593,6 +605,7 @@ mod tests {
             inputs_ns: None,
             output: vec![0.9, 0.1, 0.0, 0.0, 1.00001, 0.0],
             cols: 3,
+            machines: Arc::from([None, Some(Arc::from("belt"))]),
         });
         let risk = RowValues::new(run.clone(), 1, 3 + 1, 2, true);
         let pairs: Vec<(&str, f64)> = risk.iter().map(|(n, v)| (&**n, v)).collect();
@@ -601,7 +614,7 @@ mod tests {
         let p = MlEvent::Prediction(Prediction {
             run: run.clone(),
             row: 1,
-            machine: Some(Arc::from("belt")),
+            machine_at: 1,
             class: Some(1),
             score: 1.0,
             uncertain: None,

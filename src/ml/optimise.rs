@@ -78,7 +78,7 @@ fn row_of(p: &Prediction) -> SetpointRow {
     SetpointRow {
         t_ns: p.t_ns(),
         model: p.model().clone(),
-        machine: p.machine.clone(),
+        machine: p.machine().cloned(),
         values: p.values().values().collect(),
         uncertain: p.uncertain.is_some(),
     }

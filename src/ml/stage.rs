@@ -115,6 +115,8 @@ struct ModelRun {
     pending: Vec<TwinEvent>,
     compute: Duration,
     overruns: u64,
+    /// Each row's machine, shared by every run's events (`RunShared`).
+    machines: Arc<[Option<Arc<str>>]>,
     /// The last runs' shared parts, refilled by a later run once no event
     /// holds them (`outputs::reclaim`).
     last_runs: Vec<Arc<RunShared>>,
@@ -348,6 +350,7 @@ pub fn install(
             compute: Duration::ZERO,
             overruns: 0,
             last_runs: Vec::with_capacity(2),
+            machines: rows.iter().map(|r| r.machine.clone()).collect(),
             cursor: 0,
             id: Arc::from(id.as_str()),
             task: m.task,

@@ -42,6 +42,11 @@ use super::window::{self, REBUILD_BELOW, RunningStat, SumsOf, Wants};
 /// them (8 `f64` = 64 bytes).
 pub(super) const CHUNK: usize = 8;
 
+/// Below this many features due on a push, a model's rows are read feature
+/// by feature rather than from the bulk table (benches/ml_stage.rs: a
+/// table for one row of 24 features cost more than reading them).
+const TABLE_MIN_FEATURES: usize = 64;
+
 /// Spreads the chunks' recompute phases over the window length.
 const PHASE_STRIDE: usize = 7919;
 
@@ -246,6 +251,9 @@ pub(super) struct TickRow {
     needs: Vec<(u32, u32, usize)>,
     /// The bulk table's slots the features read.
     slots: Vec<u32>,
+    /// Each feature's entry in the bulk table, in input order: what a
+    /// tabled fill reads (4 bytes a feature, not a whole [`Feature`]).
+    ats: Vec<u32>,
 }
 
 /// Ring index of the row `k` pushes back (1 = the newest), `k <= cap`.
@@ -350,10 +358,12 @@ impl TickBank {
                         None => needs.push((f.group, f.col, need)),
                     }
                 }
+                let ats = features.iter().map(|f| f.at).collect();
                 TickRow {
                     features,
                     needs,
                     slots,
+                    ats,
                 }
             })
             .collect();
@@ -468,7 +478,12 @@ impl TickBank {
             .filter(|s| s.stamp != stamp)
             .map(|s| self.groups[s.group as usize].width)
             .sum();
-        if missing > 0 && due_features.saturating_mul(2) < missing.max(use_.entries / 4) {
+        // A handful of features read one by one cost less than a pass
+        // over the slots' loops.
+        if missing > 0
+            && (due_features < TABLE_MIN_FEATURES
+                || due_features.saturating_mul(2) < missing.max(use_.entries / 4))
+        {
             return None;
         }
         match self.simd {
@@ -579,8 +594,8 @@ impl TickBank {
         }
         if self.all_usable(row) {
             if table == Some(Tabled(self.pushes)) {
-                for (f, slot) in row.features.iter().zip(out.iter_mut()) {
-                    *slot = self.table.get(f.at as usize).copied().unwrap_or(f32::NAN);
+                for (&at, slot) in row.ats.iter().zip(out.iter_mut()) {
+                    *slot = self.table.get(at as usize).copied().unwrap_or(f32::NAN);
                 }
                 return Ok(RowQuality::Good);
             }

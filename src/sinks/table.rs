@@ -154,7 +154,7 @@ impl LiveTable {
                 TwinEvent::Ml(MlEvent::Prediction(p)) => {
                     let row = self
                         .models
-                        .entry(model_key(p.model(), &p.machine))
+                        .entry(model_key(p.model(), &p.machine().cloned()))
                         .or_default();
                     row.class = p.class().map(|c| c.to_string());
                     row.score = p.score;
