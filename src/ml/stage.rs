@@ -2,10 +2,10 @@
 //! per due tick, and outputs turned into `prediction`, `alarm` and `error`
 //! events.
 //!
-//! - **Features** (`Stage::Features`): every signal a model reads (a tag,
-//!   or a line's physics output) is sampled once per tick onto its window
-//!   (`ml::features`), whether a model is due or not, so windows and lags
-//!   mean the same at any cadence.
+//! - **Features** (first thing in `Stage::Inference`'s system): every
+//!   signal a model reads (a tag, or a line's physics output) is sampled
+//!   once per tick onto its window (`ml::tickbank`), whether a model is due
+//!   or not, so windows and lags mean the same at any cadence.
 //! - **Inference** (`Stage::Inference`): a row (one machine of a model) is
 //!   due when the tick is a multiple of its cadence: `every`, or
 //!   `[models.schedule] busy_every` while its last risk or score is at or
