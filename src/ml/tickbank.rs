@@ -42,11 +42,6 @@ use super::window::{self, REBUILD_BELOW, RunningStat, SumsOf, Wants};
 /// them (8 `f64` = 64 bytes).
 pub(super) const CHUNK: usize = 8;
 
-/// Below this many features due on a push, a model's rows are read feature
-/// by feature rather than from the bulk table (benches/ml_stage.rs: a
-/// table for one row of 24 features cost more than reading them).
-const TABLE_MIN_FEATURES: usize = 64;
-
 /// Spreads the chunks' recompute phases over the window length.
 const PHASE_STRIDE: usize = 7919;
 
@@ -478,12 +473,7 @@ impl TickBank {
             .filter(|s| s.stamp != stamp)
             .map(|s| self.groups[s.group as usize].width)
             .sum();
-        // A handful of features read one by one cost less than a pass
-        // over the slots' loops.
-        if missing > 0
-            && (due_features < TABLE_MIN_FEATURES
-                || due_features.saturating_mul(2) < missing.max(use_.entries / 4))
-        {
+        if missing > 0 && due_features.saturating_mul(2) < missing.max(use_.entries / 4) {
             return None;
         }
         match self.simd {

@@ -287,9 +287,7 @@ fn the_bulk_table_is_computed_when_it_pays_and_once_per_push() {
     assert_eq!(all.entries, 16);
     // One row of 2 features due: not worth 16 entries.
     assert_eq!(tb.prepare(&all, 2), None);
-    // Nor are fewer features than a table pass costs.
-    assert_eq!(tb.prepare(&all, TABLE_MIN_FEATURES - 1), None);
-    let tabled = tb.prepare(&all, TABLE_MIN_FEATURES);
+    let tabled = tb.prepare(&all, 8);
     assert!(tabled.is_some());
     // Computed on this push: free for any number of due features.
     assert_eq!(tb.prepare(&all, 0), tabled);
