@@ -428,3 +428,92 @@ fn r11_last_batch_is_the_batch_the_stage_ran() {
     assert_eq!(sizes.iter().filter(|&&n| n > 0).count(), 1, "{sizes:?}");
     assert!(sizes.contains(&(conveyors * 4)), "{sizes:?}");
 }
+
+/// A run's output is written into the shared part of an earlier run once
+/// no event holds it (`outputs::reclaim`): predictions a consumer keeps
+/// across many ticks must still say what they said on their own tick. The
+/// same run twice, one encoding each tick's events at once and dropping
+/// them, the other keeping every event to the end and encoding them then:
+/// the same bytes.
+#[test]
+fn r11_predictions_kept_across_ticks_keep_their_values() {
+    let model = root().join("tests/models/linear_softmax.onnx");
+    let mut text = String::from(
+        "[plant]\nname = \"kept\"\ntick = \"100ms\"\nstale_after = \"1h\"\n\n[[sources.modbus]]\nname = \"d\"\naddress = \"127.0.0.1:502\"\nregisters = [\n",
+    );
+    for i in 0..3 {
+        for (k, r) in ["a", "b", "c", "d"].iter().enumerate() {
+            text.push_str(&format!(
+                "  {{ tag = \"m{i}.{r}\", table = \"holding\", address = {} }},\n",
+                i * 4 + k
+            ));
+        }
+    }
+    text.push_str("]\n");
+    for i in 0..3 {
+        text.push_str(&format!(
+            "\n[[machines]]\nid = \"m{i}\"\nkind = \"pump\"\ntags = {{ a = \"m{i}.a\", b = \"m{i}.b\", c = \"m{i}.c\", d = \"m{i}.d\" }}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[[models]]\nid = \"faults\"\npath = \"{}\"\ntask = \"fault\"\nkind = \"pump\"\nevery = \"100ms\"\n  [[models.features]]\n  role = \"a\"\n  [[models.features]]\n  role = \"b\"\n  stat = \"mean\"\n  window = \"1s\"\n  [[models.features]]\n  role = \"c\"\n  stat = \"std\"\n  window = \"1s\"\n  [[models.features]]\n  role = \"d\"\n  stat = \"max\"\n  window = \"1s\"\n  [models.output]\n  name = \"probabilities\"\n  classes = [\"normal\", \"jam\", \"wear\"]\n",
+        model.display()
+    ));
+    let cfg = twin::config::load_str(&root().join("kept.toml"), &text)
+        .unwrap_or_else(|r| panic!("config: {r}"));
+    let run = |keep: bool| -> (Vec<u8>, usize) {
+        let mut d = twin::runtime::Driver::new(&cfg, 1_800_000_000_000_000_000)
+            .with_models(&cfg)
+            .expect("the model loads");
+        let mut seed = 0x5eed_u64;
+        let (mut bytes, mut kept, mut predictions) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..60 {
+            let t = d.clock().now_ns() + 1;
+            let samples = (0..cfg.tags.len())
+                .map(|i| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let v = (seed >> 40) as f64 / (1u64 << 24) as f64 * 8.0 - 4.0;
+                    twin::twin::Sample::good(
+                        twin::config::TagId(i as u32),
+                        twin::twin::Value::Num(v),
+                        t,
+                        t,
+                    )
+                })
+                .collect();
+            d.push_batch(samples);
+            let core = d.core_mut();
+            core.advance();
+            let events = core.drain_events();
+            predictions += events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        twin::twin::TwinEvent::Ml(twin::ml::events::MlEvent::Prediction(_))
+                    )
+                })
+                .count();
+            if keep {
+                kept.extend(events);
+            } else {
+                core.encode_events(&events, &mut bytes);
+            }
+        }
+        if keep {
+            d.core().encode_events(&kept, &mut bytes);
+        }
+        (bytes, predictions)
+    };
+    let (now, predictions) = run(false);
+    let (later, _) = run(true);
+    // Every tick after the first second predicts for all three pumps.
+    assert!(predictions >= 3 * 50, "{predictions} predictions");
+    assert_eq!(
+        String::from_utf8_lossy(&now),
+        String::from_utf8_lossy(&later),
+        "events kept across ticks changed"
+    );
+}
