@@ -163,6 +163,12 @@ struct Group {
 #[derive(Debug, Clone)]
 struct Length {
     n: usize,
+    /// The next push's index modulo `n` (its place in its block of `n`),
+    /// and whether that push is past the first block: counted, not divided
+    /// for (two divisions per length per push were a third of a small
+    /// bank's push).
+    pos: usize,
+    past_first: bool,
     sums: Option<Sums>,
     min: Option<Herk>,
     max: Option<Herk>,
@@ -643,6 +649,8 @@ impl Group {
             .iter()
             .map(|&(n, sums, min, max)| Length {
                 n,
+                pos: 0,
+                past_first: false,
                 sums: sums.then(|| Sums {
                     m: 0,
                     of_m: SumsOf::new(0),
@@ -712,10 +720,11 @@ impl Group {
                 let old = dropped.map(|r| &self.values[r * w..(r + 1) * w]);
                 any_due |= s.push(&self.incoming, old, n);
             }
-            let p = (t % n as u64) as usize;
+            let p = len.pos;
+            debug_assert_eq!(p as u64, t % n as u64);
             for h in [&mut len.min, &mut len.max].into_iter().flatten() {
                 h.at = p;
-                h.prefix_only = t < n as u64 || p == n - 1;
+                h.prefix_only = !len.past_first || p == n - 1;
                 if p == 0 {
                     h.prefix.copy_from_slice(&self.incoming);
                 } else {
@@ -740,8 +749,14 @@ impl Group {
         self.incoming.fill(f64::NAN);
         self.incoming_ok.fill(false);
         for li in 0..self.lengths.len() {
-            let n = self.lengths[li].n;
-            if (t % n as u64) as usize == n - 1 {
+            let len = &mut self.lengths[li];
+            let done = len.pos == len.n - 1;
+            len.pos += 1;
+            if len.pos == len.n {
+                len.pos = 0;
+                len.past_first = true;
+            }
+            if done {
                 self.block_done(li);
             }
         }
