@@ -28,6 +28,9 @@
 //! pushed on every tick ([`TickBank::set`] then [`TickBank::commit`]); the
 //! layout is fixed when the bank is built, before the first tick. Nothing
 //! here allocates once built, reads a clock or does I/O.
+//!
+//! For many rows at once, the features are read from a bulk table of each
+//! statistic across a group's columns (src/ml/tickbank/table.rs).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,10 @@ use super::features::{
     check_specs, lag_reading,
 };
 use super::window::{self, REBUILD_BELOW, RunningStat, SumsOf, Wants};
+use table::{Column, Slot};
+pub(super) use table::{TableUse, Tabled};
+
+mod table;
 
 /// Columns that share a phase for their sums' periodic exact recompute, so
 /// that the recompute reads each ring row's cache line once for all of
@@ -95,44 +102,6 @@ impl Simd {
         Simd::Baseline
     }
 }
-
-/// One statistic of one group, for all its columns at once: a run of
-/// `width` entries of the bulk table from `offset`.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    group: u32,
-    column: Column,
-    offset: usize,
-    /// 1 + the push count when last computed (0: never).
-    stamp: u64,
-}
-
-/// What a slot holds for each column.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Column {
-    /// The ring row `k` pushes back (1 = the newest): a value or a lag.
-    Back(usize),
-    /// A running statistic of a length's sums.
-    Sums(u32, RunningStat),
-    /// A length's min (false) or max (true).
-    Extreme(u32, bool),
-    /// A statistic the group does not keep (never built): NaN, as
-    /// [`Group::window_value`] reads it.
-    Nan,
-}
-
-/// The slots a model's rows read ([`TickBank::table_use`]) and their
-/// entries.
-#[derive(Debug, Clone, Default)]
-pub(super) struct TableUse {
-    slots: Vec<u32>,
-    entries: usize,
-}
-
-/// Proof that the bulk table holds this push's values of a model's slots
-/// ([`TickBank::prepare`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Tabled(u64);
 
 /// Signals that keep the same things, one column each.
 #[derive(Debug, Clone)]
@@ -334,12 +303,13 @@ impl TickBank {
         let compiled = rows
             .iter()
             .map(|specs| {
-                let features: Vec<Feature> = specs.iter().map(|spec| bank.compile(*spec)).collect();
+                let mut features = Vec::with_capacity(specs.len());
                 let mut slots: Vec<u32> = Vec::new();
-                for f in &features {
-                    let s = bank.slot_of(f.at);
-                    if !slots.contains(&s) {
-                        slots.push(s);
+                for spec in specs {
+                    let (f, slot) = bank.compile(*spec);
+                    features.push(f);
+                    if !slots.contains(&slot) {
+                        slots.push(slot);
                     }
                 }
                 let mut needs: Vec<(u32, u32, usize)> = Vec::new();
@@ -368,34 +338,18 @@ impl TickBank {
                 }
             })
             .collect();
-        bank.table = vec![f32::NAN; bank.slots.last().map_or(0, |s| s.offset) + bank.last_width()];
+        bank.table = vec![f32::NAN; bank.slots_end()];
         Ok((bank, compiled))
     }
 
-    /// A feature, its table entry allotted (a new slot for a statistic of a
-    /// group not read before).
-    fn compile(&mut self, spec: FeatureSpec) -> Feature {
+    /// A feature, with its entry in the bulk table, and the entry's slot
+    /// (a new one for a statistic of a group not read before).
+    fn compile(&mut self, spec: FeatureSpec) -> (Feature, u32) {
         let (mut feature, column) = self.locate(spec);
-        let slot = match self
-            .slots
-            .iter()
-            .position(|s| s.group == feature.group && s.column == column)
-        {
-            Some(i) => self.slots[i],
-            None => {
-                let offset = self.slots.last().map_or(0, |s| s.offset) + self.last_width();
-                let slot = Slot {
-                    group: feature.group,
-                    column,
-                    offset,
-                    stamp: 0,
-                };
-                self.slots.push(slot);
-                slot
-            }
-        };
-        feature.at = u32::try_from(slot.offset + feature.col as usize).unwrap_or(u32::MAX);
-        feature
+        let slot = self.allot(feature.group, column);
+        let offset = self.slots[slot as usize].offset;
+        feature.at = u32::try_from(offset + feature.col as usize).unwrap_or(u32::MAX);
+        (feature, slot)
     }
 
     /// Where a feature's signal is and what it reads (no table entry yet).
@@ -428,89 +382,6 @@ impl TickBank {
             at: u32::MAX,
         };
         (feature, column)
-    }
-
-    /// The width of the last slot (0: none).
-    fn last_width(&self) -> usize {
-        self.slots
-            .last()
-            .map_or(0, |s| self.groups[s.group as usize].width)
-    }
-
-    /// The slot that holds table entry `at`.
-    fn slot_of(&self, at: u32) -> u32 {
-        let at = at as usize;
-        let i = self.slots.partition_point(|s| s.offset <= at);
-        i.saturating_sub(1) as u32
-    }
-
-    /// The slots `rows` read, for [`TickBank::prepare`].
-    pub(super) fn table_use<'a>(&self, rows: impl IntoIterator<Item = &'a TickRow>) -> TableUse {
-        let mut slots: Vec<u32> = Vec::new();
-        for r in rows {
-            for &s in &r.slots {
-                if !slots.contains(&s) {
-                    slots.push(s);
-                }
-            }
-        }
-        slots.sort_unstable();
-        let entries = slots
-            .iter()
-            .map(|&s| self.groups[self.slots[s as usize].group as usize].width)
-            .sum();
-        TableUse { slots, entries }
-    }
-
-    /// Computes, for a model about to fill `due_features` features, its
-    /// slots of the bulk table: every column of each statistic it reads, in
-    /// one loop per statistic over contiguous arrays (vectorised), so that
-    /// a good row's fill is a gather. Done only when the gather saves more
-    /// than the table costs (at least half as many features due as table
-    /// entries still to compute); a slot computed on this push serves every
-    /// model. The entries are the bits [`TickBank::fill`] writes without
-    /// the table (the same formula, one place: `window::sums_value`).
-    pub(super) fn prepare(&mut self, use_: &TableUse, due_features: usize) -> Option<Tabled> {
-        let stamp = self.pushes + 1;
-        let missing: usize = use_
-            .slots
-            .iter()
-            .map(|&s| &self.slots[s as usize])
-            .filter(|s| s.stamp != stamp)
-            .map(|s| self.groups[s.group as usize].width)
-            .sum();
-        if missing > 0 && due_features.saturating_mul(2) < missing.max(use_.entries / 4) {
-            return None;
-        }
-        match self.simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Simd::Avx2` only where the CPU has AVX2 (`detect`).
-            Simd::Avx2 => unsafe { self.tabulate_avx2(use_) },
-            Simd::Baseline => self.tabulate(use_),
-        }
-        Some(Tabled(self.pushes))
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn tabulate_avx2(&mut self, use_: &TableUse) {
-        self.tabulate(use_);
-    }
-
-    /// Computes `use_`'s slots not computed on this push.
-    #[inline(always)]
-    fn tabulate(&mut self, use_: &TableUse) {
-        let stamp = self.pushes + 1;
-        for &s in &use_.slots {
-            let slot = &mut self.slots[s as usize];
-            if slot.stamp == stamp {
-                continue;
-            }
-            slot.stamp = stamp;
-            let g = &self.groups[slot.group as usize];
-            let out = &mut self.table[slot.offset..slot.offset + g.width];
-            g.column(slot.column, self.tick_seconds, out);
-        }
     }
 
     /// The phase of a signal's periodic exact recompute: that of its
@@ -765,34 +636,6 @@ impl Group {
         }
     }
 
-    /// One statistic of every column, as `f32` (what
-    /// [`TickBank::value`] gives a good row, column by column).
-    #[inline(always)]
-    fn column(&self, column: Column, tick_seconds: f64, out: &mut [f32]) {
-        let w = self.width;
-        let out = &mut out[..w];
-        match column {
-            Column::Back(k) => {
-                let r = back(self.head, self.cap, k.min(self.cap));
-                for (o, &v) in out.iter_mut().zip(&self.values[r * w..(r + 1) * w]) {
-                    *o = v as f32;
-                }
-            }
-            Column::Extreme(l, max) => {
-                let len = &self.lengths[l as usize];
-                match if max { &len.max } else { &len.min } {
-                    Some(h) => h.column(out),
-                    None => out.fill(f32::NAN),
-                }
-            }
-            Column::Sums(l, rs) => match &self.lengths[l as usize].sums {
-                Some(s) => s.column(rs, tick_seconds, out),
-                None => out.fill(f32::NAN),
-            },
-            Column::Nan => out.fill(f32::NAN),
-        }
-    }
-
     /// The block of `n` pushes ending with the newest row is complete: its
     /// suffix extremes, for the windows of the next block's pushes.
     fn block_done(&mut self, li: usize) {
@@ -932,23 +775,6 @@ impl Group {
 }
 
 impl Herk {
-    /// [`Herk::read`] of every column, as `f32`.
-    #[inline(always)]
-    fn column(&self, out: &mut [f32]) {
-        let w = self.prefix.len();
-        let out = &mut out[..w];
-        if self.prefix_only {
-            for (o, &p) in out.iter_mut().zip(&self.prefix) {
-                *o = p as f32;
-            }
-        } else {
-            let suffix = &self.suffix[(self.at + 1) * w..(self.at + 2) * w];
-            for ((o, &s), &p) in out.iter_mut().zip(suffix).zip(&self.prefix) {
-                *o = Herk::pick(self.max, s, p) as f32;
-            }
-        }
-    }
-
     fn new(max: bool, n: usize, width: usize) -> Self {
         Herk {
             max,
@@ -978,33 +804,6 @@ impl Herk {
 }
 
 impl Sums {
-    /// Statistic `rs` of every column, as `f32`: one loop per statistic, so
-    /// that each vectorises with the statistic's formula folded in.
-    #[inline(always)]
-    fn column(&self, rs: RunningStat, tick_seconds: f64, out: &mut [f32]) {
-        let w = out.len();
-        let (shift, s1, s2, si) = (
-            &self.shift[..w],
-            &self.s1[..w],
-            &self.s2[..w],
-            &self.si[..w],
-        );
-        let of_m = self.of_m;
-        let each = |out: &mut [f32], stat: RunningStat| {
-            for (c, o) in out.iter_mut().enumerate() {
-                *o = window::sums_value(stat, shift[c], s1[c], s2[c], si[c], of_m, tick_seconds)
-                    as f32;
-            }
-        };
-        match rs {
-            RunningStat::Mean => each(out, RunningStat::Mean),
-            RunningStat::Std => each(out, RunningStat::Std),
-            RunningStat::Rms => each(out, RunningStat::Rms),
-            RunningStat::Slope => each(out, RunningStat::Slope),
-            RunningStat::Min | RunningStat::Max => out.fill(f32::NAN),
-        }
-    }
-
     /// Every column's new point `v` enters; `old` (a ring row) leaves when
     /// the windows were full. The same operations, in the same order, as
     /// src/ml/window.rs's `Sums::push`, one column after another. Says
