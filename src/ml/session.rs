@@ -171,9 +171,8 @@ impl ModelSession {
         output: &str,
     ) -> Result<Array2<f32>, RunError> {
         let mut values = Vec::new();
-        let (n, cols) = self.run_output_into(input, rows, output, &mut values)?;
-        Array2::from_shape_vec((n, cols), values)
-            .map_err(|e| RunError::Ort(format!("output `{output}`: {e}")))
+        let shape = self.run_output_into(input, rows, output, &mut values)?;
+        Ok(to_array(shape, values))
     }
 
     /// [`ModelSession::run_output`] into `out` (cleared first), reusing its
@@ -267,31 +266,22 @@ fn ort_err(e: ort::Error) -> RunError {
 /// a view of a column slice is copied into one by the caller); `None` for
 /// an output the twin cannot read as numbers (strings, ZipMap's maps).
 fn numeric(value: &ort::value::DynValue) -> Option<Result<Array2<f32>, ort::Error>> {
-    let ValueType::Tensor { ty, .. } = value.dtype() else {
-        return None;
-    };
-    // Flat slices, not n-d views: iterating an n-d view goes through
-    // dynamic indexing per element, which cost a third of a small model's
-    // run at batch 256 (benches/ml_run.rs).
-    Some(match ty {
-        TensorElementType::Float32 => value
-            .try_extract_tensor::<f32>()
-            .map(|(s, v)| to_rows(s, v.iter().copied())),
-        TensorElementType::Float64 => value
-            .try_extract_tensor::<f64>()
-            .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
-        TensorElementType::Int64 => value
-            .try_extract_tensor::<i64>()
-            .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
-        TensorElementType::Int32 => value
-            .try_extract_tensor::<i32>()
-            .map(|(s, v)| to_rows(s, v.iter().map(|&x| x as f32))),
-        _ => return None,
-    })
+    let mut values = Vec::new();
+    let shape = numeric_into(value, &mut values)?;
+    Some(shape.map(|shape| to_array(shape, values)))
+}
+
+/// Row-major `values` as `rows × cols`. ORT's shape and element count
+/// agree; should they not, an empty output is reported rather than a
+/// panic.
+fn to_array((rows, cols): (usize, usize), values: Vec<f32>) -> Array2<f32> {
+    Array2::from_shape_vec((rows, cols), values).unwrap_or_else(|_| Array2::zeros((0, 0)))
 }
 
 /// [`numeric`] appended to `out`, returning the tensor's shape as rows and
-/// columns ([`rows_of`]).
+/// columns ([`rows_of`]). Flat slices, not n-d views: iterating an n-d view
+/// goes through dynamic indexing per element, which cost a third of a small
+/// model's run at batch 256 (benches/ml_run.rs).
 fn numeric_into(
     value: &ort::value::DynValue,
     out: &mut Vec<f32>,
@@ -327,16 +317,6 @@ fn rows_of(shape: &[i64]) -> (usize, usize) {
     let rows = shape.first().map_or(1, |&d| dim(d));
     let cols: usize = shape.iter().skip(1).map(|&d| dim(d)).product();
     (rows, cols)
-}
-
-/// `[]` → `[1, 1]`, `[n]` → `[n, 1]`, `[n, k]` as is, `[n, a, b, ...]` →
-/// `[n, a·b·...]`: `values` are the tensor's elements in row-major order.
-fn to_rows(shape: &[i64], values: impl Iterator<Item = f32>) -> Array2<f32> {
-    let (rows, cols) = rows_of(shape);
-    let flat: Vec<f32> = values.collect();
-    // ORT's shape and element count agree; should they not, an empty
-    // output is reported rather than a panic.
-    Array2::from_shape_vec((rows, cols), flat).unwrap_or_else(|_| Array2::zeros((0, 0)))
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, ModelError> {
@@ -424,15 +404,15 @@ mod tests {
 
     #[test]
     fn outputs_of_any_rank_become_rows_and_columns() {
-        let v = |n: usize| (0..n).map(|i| i as f32);
-        assert_eq!(to_rows(&[], v(1)).dim(), (1, 1));
-        assert_eq!(to_rows(&[4], v(4)).dim(), (4, 1));
-        assert_eq!(to_rows(&[4, 3], v(12)).dim(), (4, 3));
-        let three = to_rows(&[2, 3, 2], v(12));
+        let v = |n: usize| (0..n).map(|i| i as f32).collect::<Vec<f32>>();
+        assert_eq!(to_array(rows_of(&[]), v(1)).dim(), (1, 1));
+        assert_eq!(to_array(rows_of(&[4]), v(4)).dim(), (4, 1));
+        assert_eq!(to_array(rows_of(&[4, 3]), v(12)).dim(), (4, 3));
+        let three = to_array(rows_of(&[2, 3, 2]), v(12));
         assert_eq!(three.dim(), (2, 6));
         assert_eq!(three[[1, 0]], 6.0, "row-major order is kept");
-        assert_eq!(to_rows(&[0, 3], v(0)).dim(), (0, 3));
+        assert_eq!(to_array(rows_of(&[0, 3]), v(0)).dim(), (0, 3));
         // A shape that does not match the elements is no panic.
-        assert_eq!(to_rows(&[2, 3], v(5)).dim(), (0, 0));
+        assert_eq!(to_array(rows_of(&[2, 3]), v(5)).dim(), (0, 0));
     }
 }

@@ -134,8 +134,7 @@ struct Length {
     n: usize,
     /// The next push's index modulo `n` (its place in its block of `n`),
     /// and whether that push is past the first block: counted, not divided
-    /// for (two divisions per length per push were a third of a small
-    /// bank's push).
+    /// for on every push.
     pos: usize,
     past_first: bool,
     sums: Option<Sums>,

@@ -438,6 +438,8 @@ fn r11_last_batch_is_the_batch_the_stage_ran() {
 #[test]
 fn r11_predictions_kept_across_ticks_keep_their_values() {
     let model = root().join("tests/models/linear_softmax.onnx");
+    // The Modbus source only declares the tags: the driver is fed samples
+    // directly and never connects to its address.
     let mut text = String::from(
         "[plant]\nname = \"kept\"\ntick = \"100ms\"\nstale_after = \"1h\"\n\n[[sources.modbus]]\nname = \"d\"\naddress = \"127.0.0.1:502\"\nregisters = [\n",
     );

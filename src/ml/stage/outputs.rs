@@ -70,22 +70,20 @@ pub(super) fn reclaim(m: &mut ModelRun, t_ns: i64, rows_ns: Option<i64>) -> Arc<
     run_shared(m, t_ns, rows_ns, Vec::new(), 0)
 }
 
-/// `output`, `rows` rows of a run, into `run`'s shared part (from
-/// [`reclaim`], so held nowhere else).
+/// A run's output, `rows` rows written by `write`, into `run`'s shared
+/// part (from [`reclaim`], so held nowhere else), its columns per row set
+/// from what was written.
 pub(super) fn with_output(
     mut run: Arc<RunShared>,
-    output: Vec<f32>,
     rows: usize,
+    write: impl FnOnce(&mut Vec<f32>) -> Result<(), String>,
 ) -> Result<Arc<RunShared>, String> {
-    let cols = output.len() / rows.max(1);
-    match Arc::get_mut(&mut run) {
-        Some(rs) => {
-            rs.output = output;
-            rs.cols = cols;
-            Ok(run)
-        }
-        None => Err("the run's output could not be stored (its shared part is in use)".into()),
-    }
+    let Some(rs) = Arc::get_mut(&mut run) else {
+        return Err("the run's output could not be stored (its shared part is in use)".into());
+    };
+    write(&mut rs.output)?;
+    rs.cols = rs.output.len() / rows.max(1);
+    Ok(run)
 }
 
 /// The rows' events of a run whose output is in `run`.
