@@ -13,7 +13,10 @@
 //!   ticks in turn (what the "on the same batch" asks: a tree
 //!   ensemble's cost depends on the values it walks, and one batch run
 //!   over and over teaches the CPU's branch predictors its paths, which
-//!   fresh rows every tick never do; docs/benchmarks.md).
+//!   fresh rows every tick never do; docs/benchmarks.md), and
+//!   `ort_in_place_stage_ticks`, ORT on the same batches with its input and
+//!   output tensors made once and reused, as the stage calls it (ORT's
+//!   cheapest call, for reference; the goal is stated against `run()`).
 //!   Events are drained, not encoded: JSON is the sinks' cost, the same for
 //!   every event type (benches/core.rs measures it).
 //! - `ml_stage/scale`: 200 machines sharing 5 fault models at a 10 Hz tick,
@@ -35,7 +38,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
-use ort::value::TensorRef;
+use ort::session::{OutputSelector, RunOptions};
+use ort::value::{Tensor, TensorRef};
 use twin::config::{LoadedConfig, TagId, load_str};
 use twin::ml::runtime::{Runtime, SearchInputs};
 use twin::ml::stage as ml_stage;
@@ -249,6 +253,43 @@ fn cost_per_row_of(c: &mut Criterion, bm: &BenchModel) {
             b.iter(|| {
                 k = if k + 1 == batches.len() { 0 } else { k + 1 };
                 raw_run(&mut raw, &batches[k])
+            })
+        });
+        // `ort_in_place_stage_ticks`: the same, with the input tensor and the
+        // output's tensor made once and reused (the rows copied in), as the
+        // stage runs ORT (src/ml/session.rs, `InPlace`): ORT's cheapest call
+        // on these batches, for reference beside the plain `run()` the goal
+        // is stated against.
+        let classes = {
+            let t = TensorRef::from_array_view(made_up.view()).expect("tensor");
+            let out = raw.run(ort::inputs!["X" => t]).expect("run");
+            let (shape, _) = out["probabilities"]
+                .try_extract_tensor::<f32>()
+                .expect("probabilities");
+            usize::try_from(shape[1]).expect("classes")
+        };
+        let mut input =
+            Tensor::from_array(([n, width], vec![0.0f32; n * width])).expect("input tensor");
+        let options = RunOptions::new().expect("run options").with_outputs(
+            OutputSelector::no_default()
+                .with("probabilities")
+                .preallocate(
+                    "probabilities",
+                    Tensor::from_array(([n, classes], vec![0.0f32; n * classes])).expect("output"),
+                ),
+        );
+        g.bench_function(BenchmarkId::new("ort_in_place_stage_ticks", n), |b| {
+            b.iter(|| {
+                k = if k + 1 == batches.len() { 0 } else { k + 1 };
+                let (_, data) = input.extract_tensor_mut();
+                data.copy_from_slice(batches[k].as_slice().expect("standard layout"));
+                let out = raw
+                    .run_with_options(ort::inputs!["X" => &input], &options)
+                    .expect("run");
+                let (_, probs) = out["probabilities"]
+                    .try_extract_tensor::<f32>()
+                    .expect("probabilities");
+                black_box(probs[0])
             })
         });
         for (name, x) in [("ort_raw", &made_up), ("ort_raw_stage_rows", &stage_rows)] {

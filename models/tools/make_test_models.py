@@ -18,6 +18,10 @@ What each model is for:
   a config written for another model meets.
 - fixed_batch.onnx: float32 [8, 4] -> `score` float32 [8]: a batch dimension
   neither dynamic nor 1.
+- misdeclared.onnx: float32 [N, 4] -> `summary` declared float32 [N, 4] but
+  computed [1, 4] (the batch's mean): an exporter's wrong symbolic shape.
+  The runtime hands ORT an output tensor shaped from the declaration; ORT
+  refuses it, and the runtime must fall back to letting ORT shape it.
 - sklearn_zipmap.onnx: a scikit-learn classifier exported with skl2onnx's
   default ZipMap, whose probabilities are a sequence of maps, not a tensor.
 - setpoint_up.onnx, setpoint_down.onnx: float32 [N, 4] -> `setpoints`
@@ -154,6 +158,16 @@ def fixed_batch() -> onnx.ModelProto:
     return model_of(graph, {})
 
 
+def misdeclared() -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["X"], ["summary"], axes=[0], keepdims=1)],
+        "misdeclared",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", N_FEATURES])],
+        [helper.make_tensor_value_info("summary", TensorProto.FLOAT, ["N", N_FEATURES])],
+    )
+    return model_of(graph, {})
+
+
 def sklearn_models() -> tuple[onnx.ModelProto, onnx.ModelProto]:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
@@ -181,6 +195,7 @@ def main() -> None:
     save(nan_model(), out / "nan.onnx")
     save(wrong_shape(), out / "wrong_shape.onnx")
     save(fixed_batch(), out / "fixed_batch.onnx")
+    save(misdeclared(), out / "misdeclared.onnx")
     save(setpoint_offset("setpoint_up", 0.35), out / "setpoint_up.onnx")
     save(setpoint_offset("setpoint_down", -0.1), out / "setpoint_down.onnx")
     zipmap, plain = sklearn_models()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 use sha2::{Digest, Sha256};
 
 use super::io::{Elem, ModelIo, TensorSpec};
@@ -75,8 +75,49 @@ pub struct ModelSession {
     sha256: [u8; 32],
     path: PathBuf,
     /// Run options asking ORT for one output only ([`ModelSession::run_output`]),
-    /// made on first use and kept for that output.
+    /// made on first use and kept for that output: the plain path, for an
+    /// output ORT cannot be handed a tensor for ahead of the run.
     selected: Option<Selected>,
+    /// The batch sizes most recently run in place, most recent first
+    /// ([`InPlace`]); at most [`IN_PLACE_SHAPES`].
+    in_place: Vec<InPlace>,
+    /// Outputs run the plain way: their shape is not known before the run,
+    /// they are not f32, or ORT refused the tensor made for them.
+    not_in_place: Vec<String>,
+}
+
+/// How many batch sizes a session keeps tensors for. A plant's batch size
+/// changes only when machines go stale or a model's cadence moves, so a
+/// handful covers its steady states; an older one is dropped and made
+/// again when it recurs (what every run cost before).
+const IN_PLACE_SHAPES: usize = 8;
+
+/// One batch size's run, reused from tick to tick: the input tensor the
+/// rows are copied into, and run options that ask ORT for the one output
+/// and hand it a tensor of the output's shape to write into. ORT then
+/// creates no value for the input, allocates no output and creates no
+/// value for it: 0.7 µs of a 4.2 µs run of the demo fault model at batch 1
+/// (benches/ml_stage.rs, `ort_in_place_stage_ticks`; docs/ml.md, "Runs in
+/// place"). The values are the same: the kernels compute into the buffer
+/// they are given.
+struct InPlace {
+    input_name: String,
+    output: String,
+    rows: usize,
+    width: usize,
+    input: Tensor<f32>,
+    options: RunOptions<HasSelectedOutputs>,
+}
+
+impl std::fmt::Debug for InPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlace")
+            .field("input", &self.input_name)
+            .field("output", &self.output)
+            .field("rows", &self.rows)
+            .field("width", &self.width)
+            .finish()
+    }
 }
 
 /// Run options for one output (`RunOptions` of a selection has no `Debug`).
@@ -112,6 +153,8 @@ impl ModelSession {
             sha256: Sha256::digest(bytes).into(),
             path: path.to_path_buf(),
             selected: None,
+            in_place: Vec::new(),
+            not_in_place: Vec::new(),
         })
     }
 
@@ -187,6 +230,125 @@ impl ModelSession {
         out: &mut Vec<f32>,
     ) -> Result<(usize, usize), RunError> {
         self.check_rows(input, rows)?;
+        if !self.not_in_place.iter().any(|o| o == output) {
+            match self.run_in_place(input, rows, output, out) {
+                Ok(Some(shape)) => return Ok(shape),
+                Ok(None) => self.not_in_place.push(output.to_string()),
+                Err(e) => {
+                    // ORT refused the run. If it runs the plain way, the
+                    // tensor made for the output was what it refused: that
+                    // output runs the plain way from now on. If not, the
+                    // plain run's error is the one to report. (An output
+                    // whose computed shape is not its declared one is not
+                    // refused: ORT 1.31 replaces the tensor with one of the
+                    // computed shape, tests/it/ml_runtime.rs; this is for a
+                    // refusal nobody here has met, so it costs a run, not
+                    // the model.)
+                    let shape = self.run_plain(input, rows, output, out)?;
+                    tracing::debug!(
+                        model = %self.path.display(),
+                        output,
+                        error = %e,
+                        "Model output runs without a tensor made for it ahead of the run."
+                    );
+                    self.not_in_place.push(output.to_string());
+                    self.in_place.retain(|p| p.output != output);
+                    return Ok(shape);
+                }
+            }
+        }
+        self.run_plain(input, rows, output, out)
+    }
+
+    /// A run into this batch size's [`InPlace`] tensors, made on first use.
+    /// `Ok(None)`: the output cannot be run in place (its shape is not known
+    /// from the model's I/O, or it is not f32).
+    fn run_in_place(
+        &mut self,
+        input: &str,
+        rows: ArrayView2<'_, f32>,
+        output: &str,
+        out: &mut Vec<f32>,
+    ) -> Result<Option<(usize, usize)>, RunError> {
+        let (n, width) = rows.dim();
+        let found = self.in_place.iter().position(|p| {
+            p.rows == n && p.width == width && p.output == output && p.input_name == input
+        });
+        match found {
+            Some(0) => {}
+            Some(i) => self.in_place[..=i].rotate_right(1),
+            None => {
+                let Some(made) = self.make_in_place(input, n, width, output)? else {
+                    return Ok(None);
+                };
+                self.in_place.insert(0, made);
+                self.in_place.truncate(IN_PLACE_SHAPES);
+            }
+        }
+        let Some(place) = self.in_place.first_mut() else {
+            return Ok(None);
+        };
+        let (_, data) = place.input.extract_tensor_mut();
+        match rows.as_slice() {
+            Some(flat) if flat.len() == data.len() => data.copy_from_slice(flat),
+            _ => data
+                .iter_mut()
+                .zip(rows.iter())
+                .for_each(|(to, &from)| *to = from),
+        }
+        let outputs = self
+            .session
+            .run_with_options(ort::inputs![input => &place.input], &place.options)
+            .map_err(ort_err)?;
+        read_output(&outputs, output, out).map(Some)
+    }
+
+    /// The tensors and options for running `n` rows of `width` in place, or
+    /// `None` where the output's shape is not known ahead of the run.
+    fn make_in_place(
+        &self,
+        input: &str,
+        n: usize,
+        width: usize,
+        output: &str,
+    ) -> Result<Option<InPlace>, RunError> {
+        let Some(spec) = self.io.outputs.iter().find(|s| s.name == output) else {
+            return Ok(None);
+        };
+        let Some(shape) = in_place_shape(spec, n) else {
+            return Ok(None);
+        };
+        let len: usize = shape.iter().product();
+        let made = Tensor::from_array((shape, vec![0.0f32; len]))
+            .and_then(|out_tensor| {
+                let options = RunOptions::new()?.with_outputs(
+                    OutputSelector::no_default()
+                        .with(output)
+                        .preallocate(output, out_tensor),
+                );
+                let input_tensor = Tensor::from_array(([n, width], vec![0.0f32; n * width]))?;
+                Ok((input_tensor, options))
+            })
+            .map_err(ort_err)?;
+        Ok(Some(InPlace {
+            input_name: input.to_string(),
+            output: output.to_string(),
+            rows: n,
+            width,
+            input: made.0,
+            options: made.1,
+        }))
+    }
+
+    /// A run that lets ORT allocate the output (the path before
+    /// [`InPlace`], kept for outputs that cannot be run in place).
+    fn run_plain(
+        &mut self,
+        input: &str,
+        rows: ArrayView2<'_, f32>,
+        output: &str,
+        out: &mut Vec<f32>,
+    ) -> Result<(usize, usize), RunError> {
         if self.selected.as_ref().is_none_or(|s| s.0 != output) {
             let options = RunOptions::new()
                 .map_err(ort_err)?
@@ -204,20 +366,15 @@ impl ModelSession {
             .session
             .run_with_options(ort::inputs![input => tensor], options)
             .map_err(ort_err)?;
-        let value = outputs
-            .get(output)
-            .ok_or_else(|| RunError::Ort(format!("the run gave no output `{output}`")))?;
-        out.clear();
-        let (n, cols) = numeric_into(value, out)
-            .ok_or_else(|| RunError::Ort(format!("output `{output}` is not a numeric tensor")))?
-            .map_err(ort_err)?;
-        if n.saturating_mul(cols) != out.len() {
-            return Err(RunError::Ort(format!(
-                "output `{output}` has {n} rows of {cols} and {} values",
-                out.len()
-            )));
-        }
-        Ok((n, cols))
+        read_output(&outputs, output, out)
+    }
+
+    /// Whether runs of `output` go into tensors made for it ahead of the
+    /// run ([`InPlace`]): true once one has, false once it is known they
+    /// cannot. For tests and diagnostics.
+    pub fn runs_in_place(&self, output: &str) -> bool {
+        !self.not_in_place.iter().any(|o| o == output)
+            && self.in_place.iter().any(|p| p.output == output)
     }
 
     /// The checks a run makes of its rows before ORT sees them.
@@ -256,6 +413,48 @@ impl ModelSession {
         }
         Ok(())
     }
+}
+
+/// `output` of a run, into `out` (cleared first), as rows and columns.
+fn read_output(
+    outputs: &ort::session::SessionOutputs<'_>,
+    output: &str,
+    out: &mut Vec<f32>,
+) -> Result<(usize, usize), RunError> {
+    let value = outputs
+        .get(output)
+        .ok_or_else(|| RunError::Ort(format!("the run gave no output `{output}`")))?;
+    out.clear();
+    let (n, cols) = numeric_into(value, out)
+        .ok_or_else(|| RunError::Ort(format!("output `{output}` is not a numeric tensor")))?
+        .map_err(ort_err)?;
+    if n.saturating_mul(cols) != out.len() {
+        return Err(RunError::Ort(format!(
+            "output `{output}` has {n} rows of {cols} and {} values",
+            out.len()
+        )));
+    }
+    Ok((n, cols))
+}
+
+/// The shape of `spec`'s tensor for a batch of `n` rows, where the model's
+/// I/O fixes it: f32, of rank 1 or more, the first dimension the batch (or
+/// fixed), every other one fixed. `None` otherwise: that output is run the
+/// plain way.
+fn in_place_shape(spec: &TensorSpec, n: usize) -> Option<Vec<usize>> {
+    if spec.elem != Elem::F32 || spec.dims.is_empty() {
+        return None;
+    }
+    let fixed = |d: i64| usize::try_from(d).ok().filter(|&d| d > 0);
+    let mut shape = Vec::with_capacity(spec.dims.len());
+    for (i, d) in spec.dims.iter().enumerate() {
+        shape.push(match d {
+            None if i == 0 => n,
+            None => return None,
+            Some(d) => fixed(*d)?,
+        });
+    }
+    Some(shape)
 }
 
 fn ort_err(e: ort::Error) -> RunError {

@@ -334,6 +334,94 @@ fn ml_run_refuses_rows_that_do_not_fit_without_calling_ort() {
     assert_eq!(sliced, copied);
 }
 
+/// One output through `run_output_into`, as rows.
+fn run_one(s: &mut ModelSession, x: &Array2<f32>, output: &str) -> Array2<f32> {
+    let mut out = vec![f32::NAN; 3];
+    let shape = s
+        .run_output_into("X", x.view(), output, &mut out)
+        .expect("run one output");
+    Array2::from_shape_vec(shape, out).expect("rows × columns")
+}
+
+/// `output` of a plain `run()` (ORT allocates every output).
+fn plain(s: &mut ModelSession, x: &Array2<f32>, output: &str) -> Array2<f32> {
+    s.run("X", x.view())
+        .expect("run")
+        .into_iter()
+        .find(|o| o.name == output)
+        .expect("the output")
+        .values
+}
+
+#[test]
+fn ml_runs_into_tensors_made_ahead_give_the_bits_of_plain_runs_at_every_batch_size() {
+    // More batch sizes than the session keeps tensors for, twice round,
+    // fresh rows every run: a tensor kept from another size, or rows left
+    // from an earlier run, would show as a wrong shape or wrong values.
+    for name in ["sklearn_logreg.onnx", "linear_softmax.onnx"] {
+        let mut s = load(name);
+        for round in 0..2u64 {
+            for n in (1..=11).chain([256, 1, 16]) {
+                let x = rows(n, 4, round * 1000 + n as u64);
+                let got = run_one(&mut s, &x, "probabilities");
+                assert_eq!(got.dim(), (n, 3), "{name}: batch {n}");
+                let want = plain(&mut s, &x, "probabilities");
+                let same = got
+                    .iter()
+                    .zip(want.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{name} batch {n}: {got:?} against {want:?}");
+            }
+        }
+        assert!(s.runs_in_place("probabilities"), "{name}");
+    }
+    // int64 labels are run the plain way, and read as numbers.
+    let mut s = load("sklearn_logreg.onnx");
+    let x = rows(5, 4, 9);
+    assert_eq!(run_one(&mut s, &x, "label"), plain(&mut s, &x, "label"));
+    assert!(!s.runs_in_place("label"));
+    // A fixed batch dimension is run in place too.
+    let mut fixed = load("fixed_batch.onnx");
+    let x = rows(8, 4, 4);
+    assert_eq!(
+        run_one(&mut fixed, &x, "score"),
+        plain(&mut fixed, &x, "score")
+    );
+    assert!(fixed.runs_in_place("score"));
+}
+
+#[test]
+fn ml_an_output_shaped_unlike_its_declaration_still_gives_what_the_model_computes() {
+    // `summary` is declared [N, 4] and is [1, 4]: at batch 1 the two agree.
+    let mut s = load("misdeclared.onnx");
+    let one = rows(1, 4, 5);
+    assert_eq!(run_one(&mut s, &one, "summary"), one);
+    assert!(s.runs_in_place("summary"));
+    // At batch 3 the tensor made from the declaration is [3, 4]; ORT
+    // replaces it with the [1, 4] the model computes (ONNX Runtime 1.31),
+    // and that is what is read: the batch's mean, as a plain run gives it.
+    let three = rows(3, 4, 6);
+    let got = run_one(&mut s, &three, "summary");
+    assert_eq!(got, plain(&mut s, &three, "summary"));
+    assert_eq!(got.dim(), (1, 4));
+    let mean = three.mean_axis(ndarray::Axis(0)).expect("mean");
+    for (g, m) in got.iter().zip(mean.iter()) {
+        assert!((g - m).abs() < 1e-6, "{got:?} against {mean:?}");
+    }
+    // And back at batch 1, and at 3 again, with fresh rows.
+    assert_eq!(run_one(&mut s, &one, "summary"), one);
+    let again = rows(3, 4, 7);
+    assert_eq!(
+        run_one(&mut s, &again, "summary"),
+        plain(&mut s, &again, "summary")
+    );
+    // An output the model does not have is an error, not a panic.
+    assert!(
+        s.run_output_into("X", one.view(), "no_such", &mut Vec::new())
+            .is_err()
+    );
+}
+
 #[test]
 fn ml_model_hash_is_the_sha256_of_the_file() {
     use sha2::Digest;

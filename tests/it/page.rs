@@ -708,13 +708,39 @@ fn page_operator_approves_with_a_token_and_a_viewer_cannot() {
         .arg(&tokens)
         .args(["--for", "90s", "--no-table"]);
     let mut proc = Proc::spawn(cmd);
-    let url = format!("http://{}/", listening(&mut proc));
+    let addr = listening(&mut proc);
+    let url = format!("http://{addr}/");
     for _ in 0..200 {
         if sock.exists() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Propose once the twin mirrors the belt's speed as good, as an operator
+    // would: before that the guard refuses a proposal on an input it has
+    // not seen (on a loaded machine the first poll can come late).
+    let auth = format!("Bearer {BOB}");
+    let good = || {
+        let (code, _, body) = get(
+            &addr,
+            "/api/v1/tags?machine=outfeed",
+            &[("authorization", auth.as_str())],
+        );
+        code == 200
+            && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
+                v["tags"].as_array().is_some_and(|t| {
+                    t.iter()
+                        .any(|r| r["tag"] == "outfeed.speed" && r["quality"] == "good")
+                })
+            })
+    };
+    for _ in 0..300 {
+        if good() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(good(), "the twin never mirrored outfeed.speed as good");
     let id = propose(&sock, "0.62");
     let card = format!("document.querySelector('.proposal[data-id=\"{id}\"]')");
 
