@@ -26,7 +26,12 @@
 //!   the bench times 1,200 ticks one by one and prints their p50, p99 and
 //!   maximum (the "tick-time p99").
 //!
-//! The model is tests/models/linear_softmax.onnx (4 features → 3 classes).
+//! Cost per row runs two models: tests/models/linear_softmax.onnx (4
+//! features → 3 classes) and models/demo_fault.onnx (a 40-tree forest, 24
+//! features → 6 classes, the goal's figures); scale runs the first. Every
+//! model has the demo fault model's alarm block (an ISA-18.2 alarm per
+//! fault class, updated on every run), so the path timed is the one an
+//! installed fault model takes.
 //! Needs the project venv's ONNX Runtime (`make setup-build`).
 //!
 //! Run: `cargo bench --bench ml_stage -- --warm-up-time 1 --measurement-time 3`.
@@ -112,7 +117,7 @@ fn plant_with(machines: usize, models: usize, every: &str, bm: &BenchModel) -> L
     for j in 0..models {
         let _ = write!(
             t,
-            "\n[[models]]\nid = \"faults{j}\"\npath = \"{}\"\ntask = \"fault\"\nkind = \"pump\"\nevery = \"{every}\"\n{features}  [models.output]\n  name = \"probabilities\"\n  classes = [{}]\n",
+            "\n[[models]]\nid = \"faults{j}\"\npath = \"{}\"\ntask = \"fault\"\nkind = \"pump\"\nevery = \"{every}\"\n{features}  [models.output]\n  name = \"probabilities\"\n  classes = [{}]\n  [models.alarm]\n  threshold = 0.7\n  deadband = 0.2\n  on_delay = \"20s\"\n  off_delay = \"30s\"\n",
             model.display(),
             bm.classes
         );

@@ -126,18 +126,25 @@ fn rows_events(m: &mut ModelRun, run: &Arc<RunShared>, due: &[DueRow], tick: u64
         // (column 0, the normal class, has none); anomaly, one on the score.
         let per_class = m.task == Task::Fault;
         for (i, a) in row.alarms.iter_mut().enumerate() {
-            let (class, value) = if per_class {
+            let value = if per_class {
                 let Some(v) = row_values.get(i + 1) else {
                     break;
                 };
-                (m.classes.get(i + 1).cloned(), f64::from(v.clamp(0.0, 1.0)))
+                f64::from(v.clamp(0.0, 1.0))
             } else {
-                (None, score)
+                score
             };
             let (state, tr) = match a.update(tick, value, quality) {
                 alarm::Step::Raised(tr) => ("raised", tr),
                 alarm::Step::Cleared(tr) => ("cleared", tr),
                 _ => continue,
+            };
+            // The class's name is cloned only for an alarm that moved, not
+            // for every alarm of every row.
+            let class = if per_class {
+                m.classes.get(i + 1).cloned()
+            } else {
+                None
             };
             m.pending
                 .push(TwinEvent::Ml(MlEvent::Alarm(Box::new(AlarmEvent {
