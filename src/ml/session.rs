@@ -79,7 +79,8 @@ pub struct ModelSession {
     /// output ORT cannot be handed a tensor for ahead of the run.
     selected: Option<Selected>,
     /// The batch sizes most recently run in place, most recent first
-    /// ([`InPlace`]); at most [`IN_PLACE_SHAPES`].
+    /// ([`InPlace`]); at most [`IN_PLACE_SHAPES`], and at most
+    /// [`IN_PLACE_BYTES`] of tensors (the latest is kept whatever its size).
     in_place: Vec<InPlace>,
     /// Outputs run the plain way: their shape is not known before the run,
     /// they are not f32, or ORT refused the tensor made for them.
@@ -91,6 +92,12 @@ pub struct ModelSession {
 /// handful covers its steady states; an older one is dropped and made
 /// again when it recurs (what every run cost before).
 const IN_PLACE_SHAPES: usize = 8;
+
+/// Most bytes of kept tensors, besides those of the batch size run last: a
+/// wide model's large batches (an autoencoder's thousand features, a
+/// plant's thousands of rows) are tens of megabytes each, and a few sizes
+/// of those are not worth keeping to save a microsecond a run.
+const IN_PLACE_BYTES: usize = 64 << 20;
 
 /// One batch size's run, reused from tick to tick: the input tensor the
 /// rows are copied into, and run options that ask ORT for the one output
@@ -107,6 +114,8 @@ struct InPlace {
     width: usize,
     input: Tensor<f32>,
     options: RunOptions<HasSelectedOutputs>,
+    /// The two tensors' bytes.
+    bytes: usize,
 }
 
 impl std::fmt::Debug for InPlace {
@@ -283,6 +292,16 @@ impl ModelSession {
                 };
                 self.in_place.insert(0, made);
                 self.in_place.truncate(IN_PLACE_SHAPES);
+                let mut bytes = 0usize;
+                let keep = self
+                    .in_place
+                    .iter()
+                    .position(|p| {
+                        bytes = bytes.saturating_add(p.bytes);
+                        bytes > IN_PLACE_BYTES
+                    })
+                    .map_or(self.in_place.len(), |i| i.max(1));
+                self.in_place.truncate(keep);
             }
         }
         let Some(place) = self.in_place.first_mut() else {
@@ -335,6 +354,10 @@ impl ModelSession {
             output: output.to_string(),
             rows: n,
             width,
+            bytes: n
+                .saturating_mul(width)
+                .saturating_add(len)
+                .saturating_mul(std::mem::size_of::<f32>()),
             input: made.0,
             options: made.1,
         }))
@@ -375,6 +398,11 @@ impl ModelSession {
     pub fn runs_in_place(&self, output: &str) -> bool {
         !self.not_in_place.iter().any(|o| o == output)
             && self.in_place.iter().any(|p| p.output == output)
+    }
+
+    /// The batch sizes whose tensors are kept, most recently run first.
+    pub fn kept_batch_sizes(&self) -> Vec<usize> {
+        self.in_place.iter().map(|p| p.rows).collect()
     }
 
     /// The checks a run makes of its rows before ORT sees them.

@@ -391,6 +391,37 @@ fn ml_runs_into_tensors_made_ahead_give_the_bits_of_plain_runs_at_every_batch_si
 }
 
 #[test]
+fn ml_a_session_keeps_tensors_for_eight_batch_sizes_and_64_mib_at_most() {
+    let mut s = load("linear_softmax.onnx");
+    for n in 1..=10 {
+        run_one(&mut s, &rows(n, 4, n as u64), "probabilities");
+    }
+    assert_eq!(s.kept_batch_sizes(), [10, 9, 8, 7, 6, 5, 4, 3]);
+    // A size run again moves to the front; nothing is made again for it.
+    run_one(&mut s, &rows(5, 4, 1), "probabilities");
+    assert_eq!(s.kept_batch_sizes(), [5, 10, 9, 8, 7, 6, 4, 3]);
+    // 1.3 M rows of 4 features and 3 outputs are 36 MB of tensors: two of
+    // them are over 64 MiB, so only the latest is kept.
+    let big = 1_300_000;
+    let x = rows(big, 4, 2);
+    let got = run_one(&mut s, &x, "probabilities");
+    assert_eq!(got.dim(), (big, 3));
+    assert_eq!(s.kept_batch_sizes(), [big, 5, 10, 9, 8, 7, 6, 4]);
+    let x = rows(big + 1, 4, 3);
+    let got = run_one(&mut s, &x, "probabilities");
+    assert_eq!(got.dim(), (big + 1, 3));
+    assert_eq!(s.kept_batch_sizes(), [big + 1]);
+    // The rows are still the rows run: the last one's probabilities are
+    // those of a plain run of it alone (within rounding: a batch of one may
+    // take another matrix kernel).
+    let last = x.slice(ndarray::s![big.., ..]).to_owned();
+    let alone = plain(&mut s, &last, "probabilities");
+    for (a, b) in got.slice(ndarray::s![big.., ..]).iter().zip(alone.iter()) {
+        assert!((a - b).abs() < 1e-6, "{a} against {b}");
+    }
+}
+
+#[test]
 fn ml_an_output_shaped_unlike_its_declaration_still_gives_what_the_model_computes() {
     // `summary` is declared [N, 4] and is [1, 4]: at batch 1 the two agree.
     let mut s = load("misdeclared.onnx");
