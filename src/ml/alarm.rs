@@ -204,6 +204,21 @@ impl Alarm {
         self.state
     }
 
+    /// Whether [`Alarm::update`] with `value` would leave the alarm as it
+    /// is and announce nothing, whatever the input's quality: a settled
+    /// alarm (normal, or raised) on its own side of its limit. Most of a
+    /// fault model's alarms are, most of the time; this answers without
+    /// the delays' bookkeeping (the stage checks it first for every alarm
+    /// of every row).
+    #[inline]
+    pub fn stays(&self, value: f64) -> bool {
+        match self.state {
+            AlarmState::Normal => value < self.limits.threshold,
+            AlarmState::Raised => value >= self.limits.clear_level() && value.is_finite(),
+            _ => false,
+        }
+    }
+
     /// Feeds the value the model gave at tick `tick` (ticks never go back;
     /// if they did, no time would count as passed).
     ///

@@ -233,6 +233,22 @@ fn limits_are_checked() {
 }
 
 #[test]
+fn a_settled_alarm_stays_on_its_side_and_no_further() {
+    let mut a = alarm(0, 0);
+    assert!(a.stays(0.69));
+    assert!(!a.stays(0.7), "at the threshold it raises");
+    assert!(!a.stays(f64::NAN), "NaN goes through update, which holds it");
+    assert!(matches!(good(&mut a, 1, 0.8), Step::Raised(_)));
+    assert!(a.stays(0.65), "at the clear level it stays raised");
+    assert!(a.stays(0.9));
+    assert!(!a.stays(0.64), "below the clear level it clears");
+    assert!(!a.stays(f64::INFINITY));
+    let mut pending = alarm(5, 5);
+    good(&mut pending, 1, 0.8);
+    assert!(!pending.stays(0.8), "a pending alarm counts its delay");
+}
+
+#[test]
 fn reasons_read_as_sentences() {
     let raised = Reason::AtOrAbove {
         threshold: 0.7,
@@ -338,7 +354,16 @@ proptest! {
         let mut got = Vec::new();
         for &(t, v, ok) in &timed {
             let q = if ok { InputQuality::Good } else { InputQuality::Uncertain };
-            match a.update(t, v, q) {
+            // The stage's shortcut: an alarm that `stays` is one `update`
+            // would neither move nor announce (a mutation of either limit
+            // in `stays` fails here).
+            let (before, stays) = (a.state(), a.stays(v));
+            let step = a.update(t, v, q);
+            if stays {
+                prop_assert_eq!(a.state(), before);
+                prop_assert!(matches!(step, Step::Quiet | Step::Held(_)), "{:?}", step);
+            }
+            match step {
                 Step::Raised(tr) => {
                     prop_assert!(tr.value >= threshold);
                     got.push((t, true));

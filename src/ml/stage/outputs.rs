@@ -134,6 +134,9 @@ fn rows_events(m: &mut ModelRun, run: &Arc<RunShared>, due: &[DueRow], tick: u64
             } else {
                 score
             };
+            if a.stays(value) {
+                continue;
+            }
             let (state, tr) = match a.update(tick, value, quality) {
                 alarm::Step::Raised(tr) => ("raised", tr),
                 alarm::Step::Cleared(tr) => ("cleared", tr),
