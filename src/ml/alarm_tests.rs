@@ -237,7 +237,10 @@ fn a_settled_alarm_stays_on_its_side_and_no_further() {
     let mut a = alarm(0, 0);
     assert!(a.stays(0.69));
     assert!(!a.stays(0.7), "at the threshold it raises");
-    assert!(!a.stays(f64::NAN), "NaN goes through update, which holds it");
+    assert!(
+        !a.stays(f64::NAN),
+        "NaN goes through update, which holds it"
+    );
     assert!(matches!(good(&mut a, 1, 0.8), Step::Raised(_)));
     assert!(a.stays(0.65), "at the clear level it stays raised");
     assert!(a.stays(0.9));
