@@ -160,6 +160,11 @@ impl Prediction {
         self.run.machines.get(self.machine_at as usize)?.as_ref()
     }
 
+    /// [`Prediction::machine`]'s name.
+    pub fn machine_name(&self) -> Option<&str> {
+        self.machine().map(|m| &**m)
+    }
+
     /// fault: probability per fault class (the normal class left out), read
     /// clamped into 0..1; empty for other tasks.
     pub fn risk(&self) -> RowValues {
@@ -446,7 +451,7 @@ impl MlEvent {
                         kind: "prediction",
                         t,
                         model: p.model(),
-                        machine: p.machine().map(|m| &**m),
+                        machine: p.machine_name(),
                         task: task.as_str(),
                         risk: (task == Task::Fault).then_some(Pairs(&named)),
                         class: p.class().map(|c| &**c),

@@ -37,8 +37,8 @@ struct ModelRow {
     proposal: Option<String>,
 }
 
-fn model_key(model: &str, machine: &Option<std::sync::Arc<str>>) -> (String, Option<String>) {
-    (model.to_string(), machine.as_deref().map(str::to_string))
+fn model_key(model: &str, machine: Option<&str>) -> (String, Option<String>) {
+    (model.to_string(), machine.map(str::to_string))
 }
 
 /// The last line of a frame while the twin runs.
@@ -154,7 +154,7 @@ impl LiveTable {
                 TwinEvent::Ml(MlEvent::Prediction(p)) => {
                     let row = self
                         .models
-                        .entry(model_key(p.model(), &p.machine().cloned()))
+                        .entry(model_key(p.model(), p.machine_name()))
                         .or_default();
                     row.class = p.class().map(|c| c.to_string());
                     row.score = p.score;
@@ -169,7 +169,7 @@ impl LiveTable {
                 TwinEvent::Ml(MlEvent::Optimiser(OptimiserEvent::Proposal(p))) => {
                     let row = self
                         .models
-                        .entry(model_key(&p.model, &p.machine))
+                        .entry(model_key(&p.model, p.machine.as_deref()))
                         .or_default();
                     let moves: Vec<String> = p
                         .tags
@@ -189,7 +189,7 @@ impl LiveTable {
                 TwinEvent::Ml(MlEvent::Alarm(a)) => {
                     let row = self
                         .models
-                        .entry(model_key(&a.model, &a.machine))
+                        .entry(model_key(&a.model, a.machine.as_deref()))
                         .or_default();
                     let what = a.class.as_deref().unwrap_or("score").to_string();
                     if a.state == "raised" {

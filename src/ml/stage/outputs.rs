@@ -67,7 +67,7 @@ pub(super) fn reclaim(m: &mut ModelRun, t_ns: i64, rows_ns: Option<i64>) -> Arc<
             return run;
         }
     }
-    run_shared(m, t_ns, rows_ns, Vec::new(), 0)
+    run_shared(m, t_ns, rows_ns)
 }
 
 /// A run's output, `rows` rows written by `write`, into `run`'s shared
@@ -228,14 +228,9 @@ fn check_output(task: Task, values: &[f32]) -> Result<(), String> {
     Ok(())
 }
 
-/// What the rows of one run share (see [`RunShared`]).
-fn run_shared(
-    m: &ModelRun,
-    t_ns: i64,
-    rows_ns: Option<i64>,
-    output: Vec<f32>,
-    cols: usize,
-) -> Arc<RunShared> {
+/// A new shared part for a run (see [`RunShared`]), its output still to
+/// be written.
+fn run_shared(m: &ModelRun, t_ns: i64, rows_ns: Option<i64>) -> Arc<RunShared> {
     let (names, first) = match m.task {
         Task::Fault => (m.classes.clone(), 1),
         Task::Setpoint => (m.setpoints.clone(), 0),
@@ -251,8 +246,8 @@ fn run_shared(
         threshold: (m.task == Task::Anomaly).then_some(m.threshold).flatten(),
         unit: (m.task == Task::Rul).then(|| m.unit.clone()).flatten(),
         inputs_ns: rows_ns,
-        output,
-        cols,
+        output: Vec::new(),
+        cols: 0,
         machines: m.machines.clone(),
     })
 }

@@ -103,8 +103,9 @@ impl TickBank {
     /// a good row's fill is a gather. Done only when the gather saves more
     /// than the table costs (at least half as many features due as table
     /// entries still to compute, and as a quarter of the model's); a slot
-    /// computed on this push serves every model. The entries are the bits [`TickBank::fill`] writes without
-    /// the table (the same formula, one place: `window::sums_value`).
+    /// computed on this push serves every model. The entries are the bits
+    /// [`TickBank::fill`] writes without the table (the same formula, one
+    /// place: `window::sums_value`).
     pub(in crate::ml) fn prepare(
         &mut self,
         use_: &TableUse,

@@ -216,7 +216,7 @@ impl SparkplugNode {
             TwinEvent::Ml(MlEvent::Prediction(p))
                 if matches!(p.task(), ModelTask::Fault | ModelTask::Anomaly) =>
             {
-                match p.machine().map(|m| &**m).and_then(|m| self.risks.get(m)) {
+                match p.machine_name().and_then(|m| self.risks.get(m)) {
                     Some(&(d, m)) => set(devices, d, m, MetricValue::Double(p.score), p.t_ns()),
                     None => false,
                 }

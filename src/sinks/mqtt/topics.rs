@@ -185,7 +185,7 @@ impl Layout {
         match m {
             MlEvent::Prediction(p) => {
                 if self.wants(Output::Predictions) {
-                    out.push(self.machine(p.machine().map(|m| &**m), "prediction"));
+                    out.push(self.machine(p.machine_name(), "prediction"));
                 }
             }
             MlEvent::Alarm(a) => {
